@@ -1,0 +1,1 @@
+"""trainbot: run ms-swift fine-tuning jobs from Slack."""

@@ -1,0 +1,1 @@
+"""Everything about running swift: recipes, commands, backends, progress, GPUs, failures."""

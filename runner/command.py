@@ -1,0 +1,76 @@
+"""Turning a recipe into the argv that runs (a list, never a shell string), for the ms-swift version at hand."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.config import Config
+from runner.recipes import OUTPUT_DIR, Recipe, apply_user_overrides, base_recipe
+from runner.swift_version import SwiftVersion
+from storage.models import Kind
+
+# Flags ms-swift renamed, by the major version that renamed them; recipes use the seed's (3.x) names.
+RENAMED: dict[int, dict[str, str]] = {4: {"train_type": "tuner_type"}}
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@dataclass(frozen=True)
+class SwiftCommand:
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def display(self) -> str:
+        """How a person would type it: env assignments first, each value quoted as a shell would need."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+def flag_name(key: str, version: SwiftVersion) -> str:
+    for major in sorted(RENAMED):
+        if version.major >= major:
+            key = RENAMED[major].get(key, key)
+    return key
+
+
+def resolve_recipe(kind: Kind, config: Config, overrides: Mapping[str, str] | None = None) -> Recipe:
+    """The seed's recipe, changed by the config file, then by what the user may override (VLM only)."""
+    changes = config.llm if kind is Kind.LLM else config.vlm
+    recipe = base_recipe(kind).with_args(changes.args).with_env(changes.env)
+    if overrides:
+        recipe = apply_user_overrides(recipe, overrides)
+    return recipe
+
+
+def build_sft(recipe: Recipe, *, output_dir: Path, config: Config, version: SwiftVersion) -> SwiftCommand:
+    argv = [config.swift_bin, "sft"]
+    args = dict(recipe.args)
+    if config.offline and _is_local_path(args.get("model")):
+        args.setdefault("check_model", "false")  # else modelscope asks the hub about a local folder
+    for key, value in args.items():
+        argv.append(f"--{flag_name(key, version)}")
+        if isinstance(value, tuple):
+            argv.extend(value)
+        else:
+            argv.append(str(output_dir) if value == OUTPUT_DIR else value)
+    env = dict(recipe.env) | dict(config.swift_env)
+    if config.offline:
+        env = OFFLINE_ENV | env
+    return SwiftCommand(tuple(argv), env)
+
+
+def build_export(*, checkpoint: str, export_dir: Path, config: Config) -> SwiftCommand:
+    """Merge the LoRA adapters into a full model; `--exist_ok` lets a second export reuse the folder."""
+    argv = (config.swift_bin, "export", "--adapters", checkpoint, "--merge_lora", "true",
+            "--output_dir", str(export_dir), "--exist_ok", "true")
+    env = dict(config.swift_env)
+    if config.offline:
+        env = OFFLINE_ENV | env
+    return SwiftCommand(argv, env)
+
+
+def _is_local_path(model: object) -> bool:
+    return isinstance(model, str) and (model.startswith(("/", "./", "../", "~")))

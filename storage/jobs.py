@@ -1,0 +1,350 @@
+"""The job store: jobs, their events and the outbox, changed together in one transaction.
+
+Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job, list LLM jobs,
+list VLM jobs, list by state, list all). A state change checks the state machine, records an event and queues the
+notice people must get, atomically: a crash can never leave a job changed but its notice unsent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from storage import db as dbmod
+from storage.models import (
+    Event,
+    ExportState,
+    Job,
+    JobState,
+    Kind,
+    Notice,
+    Progress,
+    check_export_transition,
+    check_transition,
+)
+
+ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
+ID_LENGTH = 5
+
+_JSON_COLUMNS = {"overrides", "env"}
+_LIST_COLUMNS = {"argv", "gpus"}
+_PROGRESS_FIELDS = [f.name for f in fields(Progress)]
+_JOB_FIELDS = [f.name for f in fields(Job) if f.name != "progress"]
+
+
+class JobNotFound(LookupError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"there is no job `{job_id}`; `list` shows the jobs there are")
+        self.job_id = job_id
+
+
+class StaleState(ValueError):
+    """The job is not in the state the caller expected: someone else changed it first."""
+
+
+def new_job_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def _to_row(job: Job) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in _JOB_FIELDS:
+        value = getattr(job, name)
+        if name in _JSON_COLUMNS:
+            value = json.dumps(value, sort_keys=True)
+        elif name in _LIST_COLUMNS:
+            value = json.dumps(list(value))
+        row[name] = value
+    for name in _PROGRESS_FIELDS:
+        row[name] = getattr(job.progress, name)
+    return row
+
+
+def _from_row(row: aiosqlite.Row) -> Job:
+    data = dict(row)
+    progress = Progress(**{name: data[name] for name in _PROGRESS_FIELDS})
+    values: dict[str, Any] = {name: data[name] for name in _JOB_FIELDS}
+    for name in _JSON_COLUMNS:
+        values[name] = json.loads(values[name])
+    for name in _LIST_COLUMNS:
+        values[name] = tuple(json.loads(values[name]))
+    values["kind"] = Kind(values["kind"])
+    values["state"] = JobState(values["state"])
+    values["export_state"] = ExportState(values["export_state"])
+    return Job(progress=progress, **values)
+
+
+class JobStore:
+    """One aiosqlite connection; an asyncio lock keeps tasks' transactions from interleaving on it."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._db = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> JobStore:
+        return cls(await dbmod.connect(path))
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    # ---- jobs -------------------------------------------------------------------------------------------------
+
+    async def create(self, job: Job, *, event: str = "job created", notice: Notice | None = None) -> Job:
+        """Save a new job under a fresh id (the one on `job` is replaced), with its first event and notice."""
+        now = time.time()
+        async with self._tx() as db:
+            while True:
+                job_id = new_job_id()
+                async with db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)) as cur:
+                    if await cur.fetchone() is None:
+                        break
+            async with db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs") as cur:
+                seq_row = await cur.fetchone()
+            job = job.replace(id=job_id, created_at=now, updated_at=now)
+            row = _to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
+            cols = ", ".join(row)
+            await db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+            await self._record(db, job_id, event, notice, now)
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
+    async def require(self, job_id: str) -> Job:
+        job = await self.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def update(
+        self,
+        job_id: str,
+        *,
+        state: JobState | None = None,
+        expect: Iterable[JobState] | None = None,
+        export_state: ExportState | None = None,
+        progress: Progress | None = None,
+        event: str | None = None,
+        event_kind: str | None = None,
+        event_data: dict[str, Any] | None = None,
+        notice: Notice | None = None,
+        **changes: Any,
+    ) -> Job:
+        """Change a job; a state change is checked against the state machine (IllegalTransition otherwise).
+
+        `expect` guards against races: the update applies only if the job is still in one of those states
+        (StaleState otherwise). The event and the notice, if given, are written in the same transaction.
+        """
+        now = time.time()
+        async with self._tx() as db:
+            async with db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = _from_row(row)
+            if expect is not None and job.state not in set(expect):
+                raise StaleState(f"job {job_id} is {job.state}, not {'/'.join(sorted(expect))}")
+            if state is not None and state != job.state:
+                check_transition(job.state, state)
+                changes["state"] = state
+                if state is JobState.QUEUED:  # a restart goes to the back of the queue
+                    async with db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs") as cur:
+                        seq = await cur.fetchone()
+                    changes["queue_seq"] = seq[0] if seq else 1
+            if export_state is not None and export_state != job.export_state:
+                check_export_transition(job.export_state, export_state)
+                changes["export_state"] = export_state
+            new = job.replace(**{k: v for k, v in changes.items() if k != "queue_seq"})
+            if progress is not None:
+                new = new.replace(progress=progress)
+            row_new = _to_row(new)
+            diff = {k: v for k, v in row_new.items() if dict(row)[k] != v and k != "id"}
+            if "queue_seq" in changes:
+                diff["queue_seq"] = changes["queue_seq"]
+            if diff:
+                diff["updated_at"] = now
+                sets = ", ".join(f"{k} = ?" for k in diff)
+                await db.execute(
+                    f"UPDATE jobs SET {sets}, version = version + 1 WHERE id = ?", [*diff.values(), job_id]
+                )
+            if event is not None:
+                kind = event_kind or (str(state) if state is not None else "update")
+                await self._event(db, Event(job_id, kind, event, event_data or {}), now)
+            if notice is not None:
+                await self._notice(db, notice, now)
+        return new.replace(updated_at=now) if diff else new
+
+    async def delete(self, job_id: str, *, notice: Notice | None = None) -> None:
+        """Forget a job and its events (its files stay); refuses while it may still hold GPUs."""
+        async with self._tx() as db:
+            async with db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if JobState(row[0]).is_active:
+                raise StaleState(f"job {job_id} is {row[0]}: stop it before deleting it")
+            await db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            if notice is not None:
+                await self._notice(db, notice, time.time())
+
+    async def list_jobs(
+        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
+        where, params = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(str(kind))
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(str(s) for s in states)
+        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += " ORDER BY created_at DESC, queue_seq DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        async with self._db.execute(sql, params) as cur:
+            return [_from_row(r) for r in await cur.fetchall()]
+
+    async def list_llm_jobs(self) -> list[Job]:
+        return await self.list_jobs(kind=Kind.LLM)
+
+    async def list_vlm_jobs(self) -> list[Job]:
+        return await self.list_jobs(kind=Kind.VLM)
+
+    async def list_by_state(self, state: JobState) -> list[Job]:
+        return await self.list_jobs(states=[state])
+
+    async def list_all(self) -> list[Job]:
+        return await self.list_jobs()
+
+    async def queue(self) -> list[Job]:
+        """Queued jobs, first come first served."""
+        async with self._db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY queue_seq") as cur:
+            return [_from_row(r) for r in await cur.fetchall()]
+
+    async def active(self) -> list[Job]:
+        states = [s for s in JobState if s.is_active]
+        return sorted(await self.list_jobs(states=states), key=lambda j: j.created_at)
+
+    async def version(self, job_id: str) -> int | None:
+        """A counter bumped by every change of the job: cheap change detection for the job card."""
+        async with self._db.execute("SELECT version FROM jobs WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    # ---- events -----------------------------------------------------------------------------------------------
+
+    async def add_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None,
+                        *, notice: Notice | None = None) -> None:
+        now = time.time()
+        async with self._tx() as db:
+            await self._event(db, Event(job_id, kind, message, data or {}), now)
+            if notice is not None:
+                await self._notice(db, notice, now)
+
+    async def events(self, job_id: str) -> list[Event]:
+        async with self._db.execute(
+            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
+
+    # ---- outbox -----------------------------------------------------------------------------------------------
+
+    async def enqueue(self, notice: Notice) -> None:
+        async with self._tx() as db:
+            await self._notice(db, notice, time.time())
+
+    async def due_notices(self, now: float | None = None, limit: int = 100) -> list[Notice]:
+        """For each job, its oldest undelivered notice if it is due: delivery stays in order per job."""
+        now = time.time() if now is None else now
+        sql = """
+            SELECT o.* FROM outbox o
+            JOIN (SELECT job_id, MIN(id) AS first FROM outbox WHERE delivered_at IS NULL GROUP BY job_id) h
+              ON o.id = h.first
+            WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?"""
+        async with self._db.execute(sql, (now, limit)) as cur:
+            return [_notice_from_row(r) for r in await cur.fetchall()]
+
+    async def pending_notices(self, job_id: str | None = None) -> list[Notice]:
+        sql = "SELECT * FROM outbox WHERE delivered_at IS NULL"
+        params: list[Any] = []
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        async with self._db.execute(sql + " ORDER BY id", params) as cur:
+            return [_notice_from_row(r) for r in await cur.fetchall()]
+
+    async def notices(self, job_id: str) -> list[Notice]:
+        async with self._db.execute("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,)) as cur:
+            return [_notice_from_row(r) for r in await cur.fetchall()]
+
+    async def mark_delivered(self, notice_id: int, **job_changes: Any) -> None:
+        """Delivered; job_changes (e.g. the card's ts) are saved in the same transaction."""
+        async with self._tx() as db:
+            await db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (time.time(), notice_id))
+            if job_changes:
+                async with db.execute("SELECT job_id FROM outbox WHERE id = ?", (notice_id,)) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    sets = ", ".join(f"{k} = ?" for k in job_changes)
+                    await db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*job_changes.values(), row[0]])
+
+    async def mark_failed(self, notice_id: int, *, retry_at: float, error: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                (retry_at, error[:500], notice_id),
+            )
+
+    # ---- internals --------------------------------------------------------------------------------------------
+
+    async def _record(self, db: aiosqlite.Connection, job_id: str, event: str, notice: Notice | None,
+                      now: float) -> None:
+        await self._event(db, Event(job_id, "created", event), now)
+        if notice is not None:
+            await self._notice(db, Notice(job_id, notice.topic, notice.data), now)
+
+    @staticmethod
+    async def _event(db: aiosqlite.Connection, event: Event, now: float) -> None:
+        await db.execute(
+            "INSERT INTO events (job_id, kind, message, data, at) VALUES (?, ?, ?, ?, ?)",
+            (event.job_id, event.kind, event.message, json.dumps(event.data), now),
+        )
+
+    @staticmethod
+    async def _notice(db: aiosqlite.Connection, notice: Notice, now: float) -> None:
+        await db.execute(
+            "INSERT INTO outbox (job_id, topic, data, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+            (notice.job_id, notice.topic, json.dumps(notice.data), now, now),
+        )
+
+
+def _notice_from_row(r: aiosqlite.Row) -> Notice:
+    return Notice(
+        job_id=r["job_id"], topic=r["topic"], data=json.loads(r["data"]), id=r["id"], created_at=r["created_at"],
+        attempts=r["attempts"], next_attempt_at=r["next_attempt_at"], delivered_at=r["delivered_at"],
+    )

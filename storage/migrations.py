@@ -1,0 +1,83 @@
+"""The schema, as numbered migrations: entry N brings user_version N-1 to N. Append only; never edit a shipped one."""
+
+MIGRATIONS: list[str] = [
+    # 1: jobs, their events, and the outbox of notices to deliver
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('llm', 'vlm')),
+        state TEXT NOT NULL,
+        export_state TEXT NOT NULL DEFAULT 'none',
+        recipe TEXT NOT NULL,
+        overrides TEXT NOT NULL DEFAULT '{}',
+        argv TEXT NOT NULL,
+        env TEXT NOT NULL DEFAULT '{}',
+        gpus TEXT NOT NULL,
+        output_dir TEXT NOT NULL,
+        run_dir TEXT,
+        log_path TEXT,
+        export_dir TEXT,
+        export_log_path TEXT,
+        pid INTEGER,
+        proc_start_time REAL,
+        host TEXT,
+        backend TEXT NOT NULL DEFAULT 'local',
+        backend_job_id TEXT,
+        export_pid INTEGER,
+        export_proc_start_time REAL,
+        export_backend_job_id TEXT,
+        step INTEGER,
+        max_steps INTEGER,
+        loss REAL,
+        eval_loss REAL,
+        learning_rate REAL,
+        epoch REAL,
+        elapsed_s REAL,
+        remaining_s REAL,
+        speed_s_per_it REAL,
+        gpu_mem_gib REAL,
+        last_checkpoint TEXT,
+        best_checkpoint TEXT,
+        train_loss REAL,
+        exit_code INTEGER,
+        error_class TEXT,
+        error_message TEXT,
+        error_hint TEXT,
+        stopped_by TEXT,
+        user_id TEXT,
+        channel_id TEXT,
+        card_ts TEXT,
+        queue_reason TEXT,
+        queue_seq INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_state ON jobs (state, queue_seq);
+    CREATE INDEX jobs_kind_created ON jobs (kind, created_at);
+    CREATE INDEX jobs_created ON jobs (created_at);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}',
+        at REAL NOT NULL
+    );
+    CREATE INDEX events_job ON events (job_id, id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        delivered_at REAL,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (delivered_at, job_id, id);
+    """,
+]

@@ -1,0 +1,176 @@
+"""The values that cross module lines: jobs, their states, events and notices."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Kind(enum.StrEnum):
+    LLM = "llm"
+    VLM = "vlm"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        """Holds (or waits for) GPUs: not yet ended."""
+        return not self.is_terminal
+
+
+class ExportState(enum.StrEnum):
+    NONE = "none"
+    EXPORTING = "exporting"
+    EXPORTED = "exported"
+    EXPORT_FAILED = "export_failed"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED})
+
+# The one state machine (design.md). A restart (`start <id>`) sends an ended job back to the queue.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED, JobState.FAILED}),
+    JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED,
+                                  JobState.SUCCEEDED}),
+    JobState.RUNNING: frozenset({JobState.STOPPING, JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED}),
+    JobState.STOPPING: frozenset({JobState.STOPPED, JobState.FAILED, JobState.SUCCEEDED}),
+    JobState.SUCCEEDED: frozenset({JobState.QUEUED}),
+    JobState.FAILED: frozenset({JobState.QUEUED}),
+    JobState.STOPPED: frozenset({JobState.QUEUED}),
+}
+
+EXPORT_TRANSITIONS: dict[ExportState, frozenset[ExportState]] = {
+    ExportState.NONE: frozenset({ExportState.EXPORTING}),
+    ExportState.EXPORTING: frozenset({ExportState.EXPORTED, ExportState.EXPORT_FAILED}),
+    ExportState.EXPORTED: frozenset({ExportState.EXPORTING}),
+    ExportState.EXPORT_FAILED: frozenset({ExportState.EXPORTING}),
+}
+
+
+class IllegalTransition(ValueError):
+    """A state change the state machine does not allow; the message says which and why."""
+
+
+def check_transition(old: JobState, new: JobState) -> None:
+    if new not in TRANSITIONS[old]:
+        allowed = ", ".join(sorted(TRANSITIONS[old])) or "nothing"
+        raise IllegalTransition(f"a {old} job cannot become {new} (from {old} it may become: {allowed})")
+
+
+def check_export_transition(old: ExportState, new: ExportState) -> None:
+    if new not in EXPORT_TRANSITIONS[old]:
+        if old is ExportState.EXPORTING:
+            raise IllegalTransition("an export of this job is already running")
+        raise IllegalTransition(f"export state {old} cannot become {new}")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a training run is, from logging.jsonl (None where swift has not said yet)."""
+
+    step: int | None = None
+    max_steps: int | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    epoch: float | None = None
+    elapsed_s: float | None = None
+    remaining_s: float | None = None
+    speed_s_per_it: float | None = None
+    gpu_mem_gib: float | None = None
+    last_checkpoint: str | None = None
+    best_checkpoint: str | None = None
+    train_loss: float | None = None  # the run's mean loss, from swift's final line
+
+    @property
+    def percent(self) -> float | None:
+        if self.step is None or not self.max_steps:
+            return None
+        return round(100.0 * self.step / self.max_steps, 1)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: Kind
+    state: JobState
+    output_dir: str
+    gpus: tuple[str, ...]
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    recipe: str = "llm"
+    overrides: dict[str, str] = field(default_factory=dict)
+    export_state: ExportState = ExportState.NONE
+    run_dir: str | None = None
+    log_path: str | None = None
+    export_dir: str | None = None
+    export_log_path: str | None = None
+    pid: int | None = None
+    proc_start_time: float | None = None
+    host: str | None = None
+    backend: str = "local"
+    backend_job_id: str | None = None
+    export_pid: int | None = None
+    export_proc_start_time: float | None = None
+    export_backend_job_id: str | None = None
+    progress: Progress = field(default_factory=Progress)
+    exit_code: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    error_hint: str | None = None
+    stopped_by: str | None = None
+    user_id: str | None = None
+    channel_id: str | None = None
+    card_ts: str | None = None
+    queue_reason: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def replace(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A training event (the seed's "训练事件"): started, checkpoint, eval, finished, ..."""
+
+    job_id: str
+    kind: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something people must be told, queued in the outbox until the notifier has delivered it.
+
+    `topic` says what happened (job_created, job_started, progress, checkpoint, eval, job_succeeded, job_failed,
+    job_stopped, export_started, export_succeeded, export_failed, ...); `data` carries its facts.
+    """
+
+    job_id: str
+    topic: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    created_at: float = 0.0
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    delivered_at: float | None = None

@@ -1,0 +1,155 @@
+"""The job store on a real SQLite file: migrations, transitions, events + notices in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import db as dbmod
+from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
+from storage.migrations import MIGRATIONS
+from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Notice, Progress
+
+
+def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
+    base: dict[str, object] = dict(
+        id="",
+        kind=kind,
+        state=JobState.QUEUED,
+        output_dir="/o/x",
+        gpus=("0",),
+        argv=("swift", "sft"),
+        user_id="U1",
+        channel_id="C1",
+    )
+    base.update(kw)
+    return Job(**base)  # type: ignore[arg-type]
+
+
+async def test_schema_is_versioned_and_migrations_rerun_safely(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    s = await JobStore.open(path)
+    await s.create(new_job())
+    await s.close()
+    s = await JobStore.open(path)  # second open re-runs migrate(): nothing changes, nothing lost
+    assert len(await s.list_all()) == 1
+    await s.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn = await dbmod.connect(path)
+    assert await dbmod.schema_version(conn) == len(MIGRATIONS)
+    await conn.close()
+
+
+async def test_create_gives_short_typeable_id_with_event_and_notice(store: JobStore) -> None:
+    job = await store.create(new_job(), event="created by U1", notice=Notice("", "job_created"))
+    assert len(job.id) == 5 and set(job.id) <= set(ID_ALPHABET)
+    got = await store.require(job.id)
+    assert got.kind is Kind.LLM and got.gpus == ("0",) and got.argv == ("swift", "sft")
+    assert [e.kind for e in await store.events(job.id)] == ["created"]
+    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_created"]
+
+
+async def test_update_checks_the_state_machine_and_writes_nothing_on_refusal(store: JobStore) -> None:
+    job = await store.create(new_job())
+    with pytest.raises(IllegalTransition, match="queued job cannot become succeeded"):
+        await store.update(
+            job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, "job_succeeded")
+        )
+    assert (await store.require(job.id)).state is JobState.QUEUED
+    assert await store.pending_notices(job.id) == []  # the refused update queued nothing
+    await store.update(job.id, state=JobState.STARTING)
+    job2 = await store.update(
+        job.id, state=JobState.RUNNING, event="started", pid=123, notice=Notice(job.id, "job_started")
+    )
+    assert job2.state is JobState.RUNNING and job2.pid == 123
+    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_started"]
+
+
+async def test_expect_guards_against_races(store: JobStore) -> None:
+    job = await store.create(new_job())
+    await store.update(job.id, state=JobState.STARTING)
+    with pytest.raises(StaleState):
+        await store.update(job.id, expect=[JobState.QUEUED], state=JobState.STOPPED)
+
+
+async def test_progress_round_trips(store: JobStore) -> None:
+    job = await store.create(new_job())
+    p = Progress(step=5, max_steps=50, loss=6.9, last_checkpoint="/o/x/v0/checkpoint-5")
+    await store.update(job.id, progress=p)
+    got = await store.require(job.id)
+    assert got.progress == p and got.progress.percent == 10.0
+
+
+async def test_lists_like_the_seed(store: JobStore) -> None:
+    a = await store.create(new_job(Kind.LLM))
+    b = await store.create(new_job(Kind.VLM))
+    await store.update(a.id, state=JobState.STARTING)
+    assert [j.id for j in await store.list_llm_jobs()] == [a.id]
+    assert [j.id for j in await store.list_vlm_jobs()] == [b.id]
+    assert [j.id for j in await store.list_by_state(JobState.QUEUED)] == [b.id]
+    assert {j.id for j in await store.list_all()} == {a.id, b.id}
+
+
+async def test_delete_refuses_active_and_forgets_ended(store: JobStore) -> None:
+    job = await store.create(new_job())
+    with pytest.raises(StaleState, match="stop it before deleting"):
+        await store.delete(job.id)
+    await store.update(job.id, state=JobState.STOPPED)
+    await store.delete(job.id)
+    assert await store.get(job.id) is None
+    with pytest.raises(JobNotFound):
+        await store.delete(job.id)
+
+
+async def test_outbox_delivers_in_order_per_job(store: JobStore) -> None:
+    a = await store.create(new_job(), notice=Notice("", "job_created"))
+    await store.enqueue(Notice(a.id, "job_started"))
+    first = await store.due_notices()
+    assert [n.topic for n in first] == ["job_created"]
+    assert first[0].id is not None
+    await store.mark_failed(first[0].id, retry_at=1e18, error="503")
+    assert await store.due_notices() == []  # the head is waiting to retry: the next one must not overtake it
+    await store.mark_delivered(first[0].id, card_ts="123.456")
+    assert [n.topic for n in await store.due_notices()] == ["job_started"]
+    assert (await store.require(a.id)).card_ts == "123.456"
+
+
+async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    stores = [await JobStore.open(path) for _ in range(3)]  # several connections, like two bot processes
+    rng = random.Random(7)
+
+    async def life(i: int) -> str:
+        s = stores[i % len(stores)]
+        job = await s.create(new_job(), notice=Notice("", "job_created"))
+        for state in (JobState.STARTING, JobState.RUNNING, JobState.SUCCEEDED):
+            await asyncio.sleep(rng.random() / 100)
+            await s.update(job.id, state=state, event=str(state), notice=Notice(job.id, str(state)))
+            # a racing illegal move is refused, never applied
+            with pytest.raises(IllegalTransition):
+                await s.update(
+                    job.id, state=JobState.QUEUED if state is JobState.STARTING else JobState.STARTING
+                )
+        return job.id
+
+    ids = await asyncio.gather(*(life(i) for i in range(50)))
+    assert len(set(ids)) == 50
+    jobs = await stores[0].list_all()
+    assert len(jobs) == 50 and all(j.state is JobState.SUCCEEDED for j in jobs)
+    for job_id in ids:
+        notices = [n.topic for n in await stores[0].notices(job_id)]
+        assert notices == ["job_created", "starting", "running", "succeeded"]
+        events = [e.kind for e in await stores[0].events(job_id)]
+        assert events == ["created", "starting", "running", "succeeded"]
+        # every recorded step is a legal transition
+        for old, new in itertools.pairwise(events[1:]):
+            assert JobState(new) in TRANSITIONS[JobState(old)]
+    for s in stores:
+        await s.close()
