@@ -1,0 +1,335 @@
+"""Training progress of a swift run, read incrementally from its logging.jsonl (or its stdout's metric dicts).
+
+Cheap by design: a poll is a few `stat` calls; a file is read only when it changed, and only from the byte
+offset where the last complete line ended (a partial last line is left for the next poll).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from storage.models import Progress
+
+LOGGING_FILE = "logging.jsonl"
+CHECKPOINT_READY_FILE = "trainer_state.json"  # the HF Trainer writes it after the weights
+
+_VERSION_DIR = re.compile(r"^v(\d+)-(\d{8})-(\d{6})$")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+_METRIC_DICT = re.compile(r"\{'[^{}\r\n]*'global_step/max_steps': '\d+/\d+'[^{}\r\n]*\}")
+_LOG_CHECKPOINT = re.compile(r"\[INFO:swift\] (last|best)_model_checkpoint: (\S+)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
+_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_FRESH_NS = 2_000_000_000
+
+
+class MilestoneKind(StrEnum):
+    PROGRESS = "progress"  # the step advanced (at most one per poll); data: step, max_steps, loss
+    EVAL = "eval"  # an evaluation ended; data: step, epoch and the eval_* metrics (eval_loss, ...)
+    CHECKPOINT = "checkpoint"  # a checkpoint-N folder is complete; data: step, path
+    FINISHED = "finished"  # swift wrote its summary (after a graceful stop too); see ProgressTail._finished
+
+
+@dataclass(frozen=True)
+class Milestone:
+    kind: MilestoneKind
+    step: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_duration(value: object) -> float | None:
+    """swift's "7s", "1m 2s", "1h 3m 4s", "2d 1h 0m 3s" (or a number of seconds) -> seconds."""
+    parts = _DURATION_PART.findall(value) if isinstance(value, str) else []
+    return sum(float(n) * _UNIT_S[unit] for n, unit in parts) if parts else _float(value)
+
+
+def _float(value: object) -> float | None:
+    try:
+        return None if isinstance(value, bool) or not isinstance(value, int | float | str) else float(value)
+    except ValueError:
+        return None
+
+
+def _path(value: object) -> str | None:
+    return value if isinstance(value, str) and value not in ("", "None") else None
+
+
+def _steps(rec: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    step, _, total = str(rec.get("global_step/max_steps", "")).partition("/")
+    if step.isdigit() and total.isdigit():
+        return int(step), int(total)
+    only = rec.get("global_step")
+    return (only if isinstance(only, int) else None), None
+
+
+def record_kind(rec: Mapping[str, Any]) -> str:
+    """"final" (the summary with checkpoints), "runtime" (train_runtime, train_loss), "eval" or "train"."""
+    if "last_model_checkpoint" in rec or "best_model_checkpoint" in rec:
+        return "final"
+    if "train_runtime" in rec:
+        return "runtime"
+    return "eval" if any(key.startswith("eval_") for key in rec) else "train"
+
+
+_FIELDS: tuple[tuple[str, str, Callable[[object], object]], ...] = (  # swift's key, Progress field, parser
+    ("loss", "loss", _float), ("eval_loss", "eval_loss", _float), ("learning_rate", "learning_rate", _float),
+    ("epoch", "epoch", _float), ("elapsed_time", "elapsed_s", parse_duration),
+    ("remaining_time", "remaining_s", parse_duration), ("train_speed(s/it)", "speed_s_per_it", _float),
+    ("memory(GiB)", "gpu_mem_gib", _float), ("train_loss", "train_loss", _float),
+    ("last_model_checkpoint", "last_checkpoint", _path), ("best_model_checkpoint", "best_checkpoint", _path),
+)
+
+
+def fold(progress: Progress, rec: Mapping[str, Any]) -> Progress:
+    """`progress` updated with one logging.jsonl record (or stdout metric dict, whose values are strings)."""
+    step, max_steps = _steps(rec)
+    changes: dict[str, Any] = {"step": step, "max_steps": max_steps}
+    changes.update((attr, parse(rec[key])) for key, attr, parse in _FIELDS if key in rec)
+    return replace(progress, **{k: v for k, v in changes.items() if v is not None})
+
+
+def find_run_dir(output_dir: Path, started_after: float | None = None) -> Path | None:
+    """The newest `<output_dir>/vN-YYYYMMDD-HHMMSS/` (highest N); with `started_after` (epoch seconds, the
+    job's start) only one made after it. A run with `--add_version false` writes into `output_dir` itself."""
+    try:
+        entries = list(os.scandir(output_dir))
+    except OSError:
+        return None
+    found = [(int(m[1]), e.name) for e in entries if (m := _VERSION_DIR.match(e.name)) and e.is_dir()
+             and (started_after is None or _made_after(e.path, m, started_after))]
+    if found:
+        return Path(output_dir, max(found)[1])
+    files = [Path(output_dir, name) for name in (LOGGING_FILE, "args.json")]
+    return Path(output_dir) if any(_modified_after(f, started_after) for f in files) else None
+
+
+def _made_after(path: str, match: re.Match[str], started_after: float) -> bool:
+    # The name holds swift's local creation time (to the second); the mtime guards against a TZ mismatch.
+    try:
+        named = time.mktime(time.strptime(match[2] + match[3], "%Y%m%d%H%M%S"))
+    except (ValueError, OverflowError):
+        named = float("-inf")
+    return named >= started_after - 1 or _modified_after(Path(path), started_after)
+
+
+def _modified_after(path: Path, at_least: float | None) -> bool:
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return False
+    return at_least is None or mtime >= at_least
+
+
+def _metric_dicts(text: str) -> Iterator[dict[str, Any]]:
+    for match in _METRIC_DICT.finditer(text):
+        try:
+            obj = ast.literal_eval(match.group(0))
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(obj, dict):
+            yield obj
+
+
+class _Dedupe:
+    """Lets each (record kind, global step) through once: under DDP every rank prints every metric dict."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def accept(self, rec: Mapping[str, Any]) -> bool:
+        kind = record_kind(rec)
+        step = _steps(rec)[0] if kind != "final" else 0
+        if step is not None and step <= self._last.get(kind, -1):
+            return False
+        if step is not None:
+            self._last[kind] = step
+        return True
+
+
+def parse_stdout_metrics(text: str) -> list[dict[str, Any]]:
+    """The metric dicts swift prints on stdout (Python reprs, values as strings), each step once."""
+    dedupe = _Dedupe()
+    return [rec for rec in _metric_dicts(text) if dedupe.accept(rec)]
+
+
+class _LogRecords:
+    """Records in log lines: metric dicts, and the final `[INFO:swift] last/best_model_checkpoint:` lines."""
+
+    def __init__(self) -> None:
+        self._last_checkpoint: str | None = None
+
+    def feed(self, line: str) -> Iterator[dict[str, Any]]:
+        yield from _metric_dicts(line)
+        for which, value in _LOG_CHECKPOINT.findall(line):
+            if which == "last":
+                self._last_checkpoint = value
+            else:
+                yield {"last_model_checkpoint": self._last_checkpoint, "best_model_checkpoint": value}
+
+
+class _Cursor:
+    """The complete lines appended to a file since the last read: stat first, read only what is new."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path, self.offset = path, offset
+        self._sig: tuple[int, int, int] | None = None
+
+    def read_lines(self, final: bool = False) -> list[bytes] | None:
+        """None: no such file; []: nothing new. With `final` a trailing partial line counts too."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if sig == self._sig and not final:
+            return []
+        if st.st_size < self.offset or (self._sig is not None and st.st_ino != self._sig[0]):
+            self.offset = 0  # truncated or replaced: start over
+        self._sig = sig
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = len(data) if final else data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end].splitlines()
+
+
+class ProgressTail:
+    """Follows one run: `poll()` folds what swift wrote since the last poll into `progress` and returns the
+    milestones reached, in this order: evals, the step, new checkpoints, finished.
+
+    A restarted bot carries on with `offset` (in logging.jsonl; always a line start) and/or `resume` (the
+    Progress stored for the job): milestones at or below `resume`'s step and checkpoint are not told again.
+    `log_path` (the job's stdout+stderr log) is read only while logging.jsonl does not exist.
+    """
+
+    def __init__(self, run_dir: Path, *, log_path: Path | None = None, offset: int = 0,
+                 resume: Progress | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self._jsonl = _Cursor(self.run_dir / LOGGING_FILE, offset)
+        self._log = _Cursor(Path(log_path)) if log_path is not None else None
+        self._log_records, self._dedupe = _LogRecords(), _Dedupe()
+        self._progress = resume or Progress()
+        self._told_step = -1 if self._progress.step is None else self._progress.step
+        self._told_eval = self._progress.eval_loss
+        self._told_checkpoint = checkpoint_number(self._progress.last_checkpoint) or -1
+        self._dir_mtime: int | None = None
+        self._checkpoints: list[int] = []
+        self.finished = False  # swift wrote its summary line
+
+    @property
+    def progress(self) -> Progress:
+        return self._progress
+
+    @property
+    def offset(self) -> int:
+        return self._jsonl.offset
+
+    def poll(self, final: bool = False) -> list[Milestone]:
+        """`final`: the run has ended, so a partial last line and the newest checkpoint count too."""
+        start_step = self._progress.step
+        found: list[Milestone] = []
+        ended: list[Milestone] = []
+        for rec in self._records(final):
+            if self._dedupe.accept(rec):
+                self._progress = fold(self._progress, rec)
+                if (milestone := self._record_milestone(rec)) is not None:
+                    (ended if milestone.kind is MilestoneKind.FINISHED else found).append(milestone)
+        step = self._progress.step
+        if step is not None and step != start_step and step > self._told_step:
+            data = {"step": step, "max_steps": self._progress.max_steps, "loss": self._progress.loss}
+            found.append(Milestone(MilestoneKind.PROGRESS, step, data))
+        return found + self._new_checkpoints(final or self.finished) + ended
+
+    def _records(self, final: bool) -> Iterator[dict[str, Any]]:
+        lines = self._jsonl.read_lines(final)
+        if lines is not None:
+            self._log = None  # logging.jsonl exists: the source from now on
+            yield from (rec for line in lines if (rec := _json_record(line)) is not None)
+        elif self._log is not None:
+            for raw in self._log.read_lines(final) or []:
+                yield from self._log_records.feed(raw.decode("utf-8", "replace"))
+
+    def _record_milestone(self, rec: Mapping[str, Any]) -> Milestone | None:
+        kind, step = record_kind(rec), _steps(rec)[0]
+        if kind == "final":
+            self.finished = True
+            return Milestone(MilestoneKind.FINISHED, self._progress.step, self._finished(rec))
+        if kind != "eval" or step is None or step < self._told_step:
+            return None
+        metrics = {k: v if (f := _float(v)) is None else f for k, v in rec.items() if k.startswith("eval_")}
+        if step == self._told_step and metrics.get("eval_loss") == self._told_eval:
+            return None  # told before the bot restarted
+        data = {"step": step, "epoch": _float(rec.get("epoch")), **metrics}
+        return Milestone(MilestoneKind.EVAL, step, data)
+
+    def _finished(self, rec: Mapping[str, Any]) -> dict[str, Any]:
+        p = self._progress
+        completed = p.step is not None and p.step == p.max_steps
+        return {"step": p.step, "max_steps": p.max_steps, "completed": completed,
+                "train_loss": p.train_loss, "last_checkpoint": p.last_checkpoint,
+                "best_checkpoint": p.best_checkpoint, "best_metric": _float(rec.get("best_metric"))}
+
+    def _new_checkpoints(self, all_ready: bool) -> list[Milestone]:
+        """checkpoint-N folders not told yet, in order, once complete (trainer_state.json written, a newer one
+        begun, or the run ended). The run dir is listed again only when its mtime changed (or is fresh: coarse
+        fs timestamps may hide a folder made in the tick of the last look)."""
+        try:
+            mtime = os.stat(self.run_dir).st_mtime_ns
+        except OSError:
+            return []
+        if mtime != self._dir_mtime or time.time_ns() - mtime < _FRESH_NS:
+            self._dir_mtime = mtime
+            self._checkpoints = _checkpoint_numbers(self.run_dir, above=self._told_checkpoint)
+        out: list[Milestone] = []
+        while self._checkpoints:
+            path = self.run_dir / f"checkpoint-{self._checkpoints[0]}"
+            if len(self._checkpoints) == 1 and not all_ready and not (path / CHECKPOINT_READY_FILE).exists():
+                break
+            n = self._checkpoints.pop(0)
+            if not path.is_dir():
+                continue  # rotated away (save_total_limit) before it was told
+            self._told_checkpoint = n
+            if not self.finished:  # swift's summary names the last checkpoint itself
+                self._progress = replace(self._progress, last_checkpoint=str(path))
+            out.append(Milestone(MilestoneKind.CHECKPOINT, n, {"step": n, "path": str(path)}))
+        return out
+
+
+def _json_record(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None  # a half-written line (crash) or a stray one
+    return obj if isinstance(obj, dict) else None
+
+
+def _checkpoint_numbers(run_dir: Path, above: int) -> list[int]:
+    try:
+        with os.scandir(run_dir) as entries:
+            numbers = [int(m[1]) for e in entries if (m := _CHECKPOINT_DIR.match(e.name)) and e.is_dir()]
+    except OSError:
+        return []
+    return sorted(n for n in numbers if n > above)
+
+
+def checkpoint_number(path: str | None) -> int | None:
+    """N of a `.../checkpoint-N` path."""
+    match = _CHECKPOINT_DIR.match(Path(path).name) if path else None
+    return int(match[1]) if match else None
+
+
+def read_final_summary(run_dir: Path, log_path: Path | None = None) -> Progress:
+    """Where an ended run got to, from its whole logging.jsonl read once (for a job that ended while the bot
+    was away); without swift's summary line the newest checkpoint-N folder stands for the last checkpoint."""
+    tail = ProgressTail(run_dir, log_path=log_path)
+    tail.poll(final=True)
+    return tail.progress
