@@ -44,8 +44,9 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPP
 # The one state machine (design.md). A restart (`start <id>`) sends an ended job back to the queue.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED, JobState.FAILED}),
+    # starting -> queued: a bot that died between lease and launch puts the job back in line on restart
     JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED,
-                                  JobState.SUCCEEDED}),
+                                  JobState.SUCCEEDED, JobState.QUEUED}),
     JobState.RUNNING: frozenset({JobState.STOPPING, JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED}),
     JobState.STOPPING: frozenset({JobState.STOPPED, JobState.FAILED, JobState.SUCCEEDED}),
     JobState.SUCCEEDED: frozenset({JobState.QUEUED}),

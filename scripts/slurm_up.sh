@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# slurm_up.sh - trainbot's single-node Slurm for tests and local use: slurmctld + slurmd on loopback,
+# auth/none (no munge daemon), fake GPUs as GRES. Idempotent; meant to run as root from a fresh clone
+# on a clean Debian 12 machine without systemd (CI), and to return in well under a second when already up.
+#
+#   scripts/slurm_up.sh up        install packages if missing, write config, start daemons, wait for node idle
+#   scripts/slurm_up.sh down      cancel jobs, stop the daemons (state is kept)
+#   scripts/slurm_up.sh purge     down + delete $SLURM_HOME and our /etc/slurm/slurm.conf link
+#   scripts/slurm_up.sh status    daemons, sinfo, squeue
+#   eval "$(scripts/slurm_up.sh env)"   export SLURM_CONF for sbatch/squeue/... in the caller
+#
+# Knobs (environment):
+#   SLURM_HOME       state, config, logs, fake devices       (default /var/tmp/trainbot-slurm)
+#   SLURM_FAKE_GPUS  fake GPUs for --gres=gpu:N, 0 = no GRES  (default 2)
+#   SLURM_CPUS       CPUs the node advertises (may exceed the real count, so GPUs are what jobs wait for)
+#                    (default: max(nproc, 8))
+#   SLURMCTLD_PORT / SLURMD_PORT                              (default 6817 / 6818)
+#
+# Also points /etc/slurm/slurm.conf at the generated config when that file does not exist, so the Slurm
+# commands work without SLURM_CONF (an existing real /etc/slurm/slurm.conf is left alone).
+set -euo pipefail
+
+SLURM_HOME=${SLURM_HOME:-/var/tmp/trainbot-slurm}
+SLURM_FAKE_GPUS=${SLURM_FAKE_GPUS:-2}
+SLURMCTLD_PORT=${SLURMCTLD_PORT:-6817}
+SLURMD_PORT=${SLURMD_PORT:-6818}
+NODE=$(hostname -s)
+export SLURM_CONF="$SLURM_HOME/etc/slurm.conf"
+SYSTEM_CONF=/etc/slurm/slurm.conf
+RUN="$SLURM_HOME/run"
+
+log() { echo "[slurm_up $(date +%T)] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+install_pkgs() {
+  if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null; then
+    return 0
+  fi
+  [ "$(id -u)" = 0 ] || die "Slurm is not installed and installing it needs root"
+  log "installing slurmctld slurmd slurm-client (apt)"
+  # No systemd here: keep the packages' postinst scripts (slurmctld, slurmd, munge) from starting services.
+  local made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; made_policy=1
+  fi
+  local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
+  local rc=0
+  {
+    # a fresh machine may have no package lists yet; stale lists show up as a failed install
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then "${apt[@]}" update; fi
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends \
+        slurmctld slurmd slurm-client >/dev/null \
+      || { "${apt[@]}" update && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y \
+             --no-install-recommends slurmctld slurmd slurm-client >/dev/null; }
+  } || rc=$?
+  if [ $made_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  [ $rc = 0 ] || die "apt-get install failed ($rc)"
+}
+
+plugin_dir() {
+  local f
+  for f in /usr/lib/*/slurm-wlm/auth_none.so /usr/lib*/slurm-wlm/auth_none.so /usr/lib*/slurm/auth_none.so; do
+    [ -f "$f" ] && { dirname "$f"; return 0; }
+  done
+  return 1
+}
+
+write_if_changed() {  # $1 = path, stdin = content
+  local tmp; tmp=$(mktemp "$1.XXXXXX"); cat > "$tmp"
+  if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; return 0; fi
+  chmod 644 "$tmp"; mv -f "$tmp" "$1"
+}
+
+configure() {
+  mkdir -p "$SLURM_HOME"/{etc,state,spool,log,dev} "$RUN"
+  plugin_dir >/dev/null || die "this Slurm has no auth_none.so plugin (auth/none is what this script configures)"
+  local cpus=${SLURM_CPUS:-$(( $(nproc) > 8 ? $(nproc) : 8 ))}
+  local mem; mem=$(slurmd -C 2>/dev/null | grep -oE 'RealMemory=[0-9]+' | cut -d= -f2 || true)
+  mem=$(( ${mem:-1024} > 1024 ? ${mem:-1024} - 512 : 512 ))
+  local gres_types="" node_gres=""
+  if [ "$SLURM_FAKE_GPUS" -gt 0 ]; then
+    gres_types="GresTypes=gpu"; node_gres="Gres=gpu:$SLURM_FAKE_GPUS"
+    # Fake /dev/nvidiaN: char devices with /dev/null's numbers (Slurm rejects plain files). With File= Slurm
+    # tracks which GPU each job got and sets CUDA_VISIBLE_DEVICES; counted GRES would only schedule.
+    local i files_ok=1
+    for ((i = 0; i < SLURM_FAKE_GPUS; i++)); do
+      [ -c "$SLURM_HOME/dev/nvidia$i" ] || mknod "$SLURM_HOME/dev/nvidia$i" c 1 3 2>/dev/null || files_ok=0
+    done
+    if [ $files_ok = 1 ]; then
+      printf 'AutoDetect=off\nNodeName=%s Name=gpu File=%s/dev/nvidia[0-%d]\n' \
+        "$NODE" "$SLURM_HOME" $((SLURM_FAKE_GPUS - 1))
+    else
+      log "WARNING: mknod failed: counted GRES only, jobs will not get CUDA_VISIBLE_DEVICES"
+      printf 'AutoDetect=off\nNodeName=%s Name=gpu Count=%d\n' "$NODE" "$SLURM_FAKE_GPUS"
+    fi | write_if_changed "$SLURM_HOME/etc/gres.conf"
+  else
+    rm -f "$SLURM_HOME/etc/gres.conf"
+  fi
+  write_if_changed "$SLURM_CONF" <<EOF
+# generated by trainbot scripts/slurm_up.sh - edits are overwritten
+ClusterName=trainbot
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldPort=$SLURMCTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+AuthType=auth/none
+CredType=cred/none
+StateSaveLocation=$SLURM_HOME/state
+SlurmdSpoolDir=$SLURM_HOME/spool
+SlurmctldPidFile=$RUN/slurmctld.pid
+SlurmdPidFile=$RUN/slurmd.pid
+SlurmctldLogFile=$SLURM_HOME/log/slurmctld.log
+SlurmdLogFile=$SLURM_HOME/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+MailProg=/bin/true
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+ReturnToService=2
+MinJobAge=86400
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$SLURM_HOME/log/jobcomp.txt
+$gres_types
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem $node_gres State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+  link_system_conf
+}
+
+link_system_conf() {
+  if [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$SLURM_CONF" ]; then return 0; fi
+  if [ -e "$SYSTEM_CONF" ] || [ -L "$SYSTEM_CONF" ]; then
+    log "note: $SYSTEM_CONF exists and is not ours: run  eval \"\$($0 env)\"  before using Slurm commands"
+    return 0
+  fi
+  if mkdir -p "$(dirname "$SYSTEM_CONF")" 2>/dev/null; then ln -s "$SLURM_CONF" "$SYSTEM_CONF" 2>/dev/null || true; fi
+}
+
+node_state() { timeout 5 sinfo -h -n "$NODE" -o %T 2>/dev/null || true; }
+
+start_daemons() {
+  local sha; sha=$(cat "$SLURM_HOME"/etc/*.conf | sha256sum | cut -c1-16)
+  if [ "$(cat "$RUN/config.sha" 2>/dev/null)" != "$sha" ] \
+     && { alive "$RUN/slurmctld.pid" || alive "$RUN/slurmd.pid"; }; then
+    log "config changed since the daemons started: restarting them"; stop_daemons
+  fi
+  if ! alive "$RUN/slurmctld.pid" && timeout 3 scontrol ping 2>/dev/null | grep -q UP; then
+    die "a slurmctld not started by this script answers on port $SLURMCTLD_PORT; stop it first"
+  fi
+  echo "$sha" > "$RUN/config.sha"
+  # The daemons daemonize themselves and write their own pid files (SlurmctldPidFile/SlurmdPidFile);
+  # 9>&- keeps our lock fd out of them.
+  local started=0
+  if ! alive "$RUN/slurmctld.pid"; then
+    log "starting slurmctld"; started=1
+    rm -f "$RUN/slurmctld.pid"
+    slurmctld -i >>"$SLURM_HOME/log/slurmctld.out" 2>&1 </dev/null 9>&- || die "slurmctld failed: $(tail -3 "$SLURM_HOME/log/slurmctld.log")"
+  fi
+  if ! alive "$RUN/slurmd.pid"; then
+    log "starting slurmd"; started=1
+    rm -f "$RUN/slurmd.pid"
+    slurmd -N "$NODE" >>"$SLURM_HOME/log/slurmd.out" 2>&1 </dev/null 9>&- || die "slurmd failed: $(tail -3 "$SLURM_HOME/log/slurmd.log")"
+  fi
+  local st="" i
+  for ((i = 0; i < 300; i++)); do   # up to ~30 s (about 1 s in practice)
+    st=$(node_state)
+    case "$st" in
+      idle|mixed|allocated|completing)
+        if alive "$RUN/slurmctld.pid" && alive "$RUN/slurmd.pid"; then
+          if [ $started = 1 ]; then probe_job; fi
+          return 0
+        fi ;;
+      down*|drain*|fail*)
+        timeout 5 scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
+    esac
+    sleep 0.1
+  done
+  log "Slurm not ready (node state '$st'); logs in $SLURM_HOME/log:"
+  tail -n 5 "$SLURM_HOME"/log/slurmctld.log "$SLURM_HOME"/log/slurmd.log >&2 || true
+  exit 1
+}
+
+probe_job() {
+  # A fresh slurmctld runs its first scheduling pass ~3 s after start; until then jobs wait PENDING although
+  # the node shows idle. Run one tiny job through so that "up" means a job starts at once.
+  local id st i
+  id=$(sbatch --parsable --job-name=slurm_up-probe --output=/dev/null --wrap=true 2>/dev/null) || die "probe sbatch failed"
+  for ((i = 0; i < 300; i++)); do
+    st=$(timeout 5 scontrol show job -o "$id" 2>/dev/null | grep -oE 'JobState=[A-Z_]+' || true)
+    case "$st" in
+      JobState=COMPLETED) return 0 ;;
+      JobState=PENDING|JobState=RUNNING|JobState=CONFIGURING|JobState=COMPLETING|"") sleep 0.1 ;;
+      *) die "probe job $id ended $st; logs in $SLURM_HOME/log" ;;
+    esac
+  done
+  die "probe job $id did not run within 30 s ($st); logs in $SLURM_HOME/log"
+}
+
+stop_pidfile() {
+  local f=$1 pid i
+  if ! alive "$f"; then rm -f "$f"; return 0; fi
+  pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  rm -f "$f"
+}
+
+stop_daemons() {
+  # slurmstepd of running jobs would outlive slurmd: cancel this node's jobs while the controller answers
+  if alive "$RUN/slurmctld.pid"; then
+    timeout 5 scancel --full -w "$NODE" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 50; i++)); do
+      [ -z "$(timeout 3 squeue -h -w "$NODE" -t RUNNING,COMPLETING -o %i 2>/dev/null)" ] && break
+      sleep 0.1
+    done
+  fi
+  stop_pidfile "$RUN/slurmd.pid"
+  stop_pidfile "$RUN/slurmctld.pid"
+}
+
+lock() { mkdir -p "$SLURM_HOME"; exec 9>"$SLURM_HOME/.lock"; flock -w 120 9 || die "another slurm_up.sh holds $SLURM_HOME/.lock"; }
+
+cmd=${1:-up}
+case "$cmd" in
+  up)
+    lock; install_pkgs; configure; start_daemons
+    log "ready: node $NODE $(node_state), $(sinfo -V), SLURM_CONF=$SLURM_CONF" ;;
+  down)
+    if [ -d "$SLURM_HOME" ]; then lock; stop_daemons; fi
+    log "stopped" ;;
+  purge)
+    if [ -d "$SLURM_HOME" ]; then lock; stop_daemons; fi
+    if [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$SLURM_CONF" ]; then rm -f "$SYSTEM_CONF"; fi
+    rm -rf "$SLURM_HOME"; log "purged $SLURM_HOME" ;;
+  status)
+    for d in slurmctld slurmd; do
+      if alive "$RUN/$d.pid"; then echo "$d: running (pid $(cat "$RUN/$d.pid"))"; else echo "$d: stopped"; fi
+    done
+    if alive "$RUN/slurmctld.pid"; then sinfo; squeue; fi ;;
+  env)
+    echo "export SLURM_CONF=$SLURM_CONF" ;;
+  *)
+    echo "usage: $0 [up|down|purge|status|env]" >&2; exit 2 ;;
+esac
