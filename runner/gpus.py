@@ -98,7 +98,7 @@ def _read_nvml() -> list[RawGpu] | None:
             devices = [_read_device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
         except pynvml.NVMLError as e:
             if str(e) != _nvml_last_error:
-                log.warning("NVML unavailable: %s", e)
+                log.info("NVML unavailable: %s", e)
                 _nvml_last_error = str(e)
             if _nvml_ready:
                 with contextlib.suppress(pynvml.NVMLError):

@@ -249,6 +249,10 @@ class JobStore:
         states = [s for s in JobState if s.is_active]
         return sorted(await self.list_jobs(states=states), key=lambda j: j.created_at)
 
+    async def exporting(self) -> list[Job]:
+        async with self._db.execute("SELECT * FROM jobs WHERE export_state = 'exporting'") as cur:
+            return [_from_row(r) for r in await cur.fetchall()]
+
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""
         async with self._db.execute("SELECT version FROM jobs WHERE id = ?", (job_id,)) as cur:

@@ -1,0 +1,58 @@
+"""`trainbot`: console, demo and serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+from runner.config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trainbot", description="Run ms-swift fine-tuning jobs from Slack or a terminal.")
+    p.add_argument("--version", action="version", version=f"trainbot {version('trainbot')}")
+    p.add_argument("--config", type=Path, default=os.environ.get("TRAINBOT_CONFIG"),
+                   help="TOML config file (default: $TRAINBOT_CONFIG, else built-in defaults)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("console", help="type /train commands (without the slash) in a terminal or pipe them in")
+    c.add_argument("--wait", action="store_true",
+                   help="at the end of input, wait until every job and export has ended before exiting")
+    d = sub.add_parser("demo", help="build a tiny local model and run a real swift job end to end on the CPU")
+    d.add_argument("--dir", type=Path, default=Path(".trainbot-demo"), help="where the demo keeps its files")
+    s = sub.add_parser("serve", help="run the Slack bot (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
+    s.add_argument("--slack-api-url", help="Slack Web API base URL (tests, other Slack domains)")
+    s.add_argument("--port", type=int, help="HTTP mode port (default from config, 3000)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "demo":
+            from bot import demo
+
+            return demo.main(args.dir.absolute())
+        config = load_config(args.config)
+        if args.cmd == "console":
+            from bot import console
+
+            return console.main(config, wait=args.wait)
+        from bot import serve
+
+        return serve.main(config, api_url=args.slack_api_url, port=args.port)
+    except ConfigError as exc:
+        print(f"trainbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

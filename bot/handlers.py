@@ -1,0 +1,175 @@
+"""What each `/train` command does, independent of where it was typed (console or Slack).
+
+A handler takes the text and who typed it, and returns a Reply; people are told about job changes through the
+outbox, not here. Access rules sit next to the commands they guard (`_may_start`, `_may_manage`).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot import texts
+from bot.grammar import (
+    Command,
+    CreateJob,
+    Help,
+    JobCommand,
+    ListJobs,
+    Rejection,
+    ShowGpus,
+    ShowStatus,
+    help_text,
+    out_example,
+    parse,
+)
+from runner import leases
+from runner.config import AccessConfig
+from runner.failures import read_log_tail
+from runner.runtime import Runtime
+from runner.supervisor import JobRequest, UserError
+from storage.jobs import JobNotFound, StaleState
+from storage.models import IllegalTransition, Job, JobState
+
+LOG_LINES = 40
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who typed the command, and where. The console is an admin of its own machine."""
+
+    user_id: str | None = None
+    channel_id: str | None = None
+    groups: tuple[str, ...] = ()
+    console: bool = False
+
+    def is_admin(self, access: AccessConfig) -> bool:
+        return self.console or (self.user_id is not None and self.user_id in access.admins)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    public: bool = False  # concerns the channel (a new job), not only the asker
+    job_id: str | None = None
+    file: Path | None = None  # the whole log, when asked for
+    ok: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _may_start(caller: Caller, access: AccessConfig) -> str | None:
+    """None if allowed, else why not. Empty lists mean everyone in the workspace."""
+    if caller.is_admin(access) or not (access.users or access.groups or access.channels):
+        return None
+    if caller.user_id in access.users or set(caller.groups) & set(access.groups) \
+            or caller.channel_id in access.channels:
+        return None
+    return ("you may not start jobs: ask an admin to add you (or this channel) to `access.users` / "
+            "`access.groups` / `access.channels` in trainbot's config")
+
+
+def _may_manage(caller: Caller, access: AccessConfig, job: Job, action: str) -> str | None:
+    if caller.is_admin(access) or (caller.user_id is not None and caller.user_id == job.user_id):
+        return None
+    return (f"only {texts.who(job.user_id)} (who started job `{job.id}`) or an admin may {action} it")
+
+
+class Handlers:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.sup = runtime.supervisor
+        self.store = runtime.store
+
+    def parse(self, text: str) -> Command | Rejection:
+        # Slack escapes &, < and > in command text
+        return parse(html.unescape(text), output_root=self.config.output_root, base_dir=self.config.base_dir)
+
+    async def handle(self, text: str, caller: Caller) -> Reply:
+        command = self.parse(text)
+        if isinstance(command, Rejection):
+            return Reply(command.text(), ok=False)
+        try:
+            return await self.run(command, caller)
+        except (UserError, JobNotFound, StaleState, IllegalTransition) as exc:
+            return Reply(str(exc), ok=False)
+
+    async def run(self, command: Command, caller: Caller) -> Reply:
+        match command:
+            case Help(topic):
+                example = out_example(self.config.output_root, self.config.base_dir)
+                return Reply(help_text(topic, out_example=example))
+            case CreateJob():
+                return await self.create(command, caller)
+            case JobCommand():
+                return await self.job_command(command, caller)
+            case ListJobs(kind, state):
+                states = None
+                if state == "active":
+                    states = [s for s in JobState if s.is_active]
+                elif state is not None:
+                    states = [JobState(state)]
+                jobs = await self.store.list_jobs(kind=kind, states=states, limit=50)
+                title = f"{(str(kind).upper() + ' ') if kind else ''}jobs" + (f" ({state})" if state else "")
+                return Reply(texts.job_list(jobs, title))
+            case ShowStatus():
+                return Reply(texts.job_list(await self.store.active(), "Active jobs"))
+            case ShowGpus():
+                holders = leases.held(await self.store.active())
+                return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders))
+        raise AssertionError(command)
+
+    async def create(self, command: CreateJob, caller: Caller) -> Reply:
+        req = JobRequest(command.kind, command.gpus, command.output_dir, command.overrides, caller.user_id,
+                         caller.channel_id)
+        if command.dry_run:
+            plan = self.sup.plan(req)
+            warnings = await self.sup.dry_run_warnings(req)
+            text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n```{plan.display}```"
+            return Reply(text + "".join(f"\n⚠️ {w}" for w in warnings))
+        if (refusal := _may_start(caller, self.config.access)) is not None:
+            return Reply(refusal, ok=False)
+        job = await self.sup.submit(req)
+        where = "started" if job.state is not JobState.QUEUED else f"queued ({job.queue_reason})"
+        return Reply(f"Job `{job.id}` {where}: {command.kind.upper()} on {texts.gpus_label(job.gpus)}, "
+                     f"output `{job.output_dir}`", public=True, job_id=job.id)
+
+    async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
+        job = await self.store.require(command.job_id)
+        action = command.action
+        if action in ("stop", "export", "delete", "start") and \
+                (refusal := _may_manage(caller, self.config.access, job, action)) is not None:
+            return Reply(refusal, ok=False)
+        by = caller.user_id
+        match action:
+            case "status":
+                return Reply(texts.job_status(job), job_id=job.id)
+            case "show":
+                return Reply(texts.job_details(job, await self.store.events(job.id)), job_id=job.id)
+            case "logs":
+                return self.logs(job, command.lines or LOG_LINES, command.full)
+            case "stop":
+                job = await self.sup.stop(job.id, by=by)
+                return Reply(f"Stopping job `{job.id}`…" if job.state is JobState.STOPPING
+                             else f"Job `{job.id}` is {job.state}.", job_id=job.id)
+            case "start":
+                job = await self.sup.restart(job.id, by=by)
+                return Reply(f"Job `{job.id}` is {job.state} again.", job_id=job.id)
+            case "export":
+                job = await self.sup.export(job.id, by=by)
+                return Reply(f"Exporting job `{job.id}` to `{job.export_dir}`…", job_id=job.id)
+            case "delete":
+                await self.sup.delete(job.id, by=by)
+                return Reply(f"Job `{job.id}` deleted (its files stay in `{job.output_dir}`).", job_id=job.id)
+        raise AssertionError(action)
+
+    def logs(self, job: Job, lines: int, full: bool) -> Reply:
+        if not job.log_path or not Path(job.log_path).exists():
+            return Reply(f"Job `{job.id}` has no log yet.", job_id=job.id)
+        if full:
+            return Reply(f"The whole log of job `{job.id}`.", job_id=job.id, file=Path(job.log_path))
+        tail = read_log_tail(Path(job.log_path)).replace("\r", "\n").splitlines()
+        shown = "\n".join(line for line in tail if line.strip())
+        last = "\n".join(shown.splitlines()[-lines:])
+        return Reply(f"Last {lines} lines of `{job.log_path}`:\n```{last}```", job_id=job.id)

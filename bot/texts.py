@@ -1,0 +1,182 @@
+"""How jobs, GPUs and notices read as text (Slack mrkdwn-friendly); pure functions, shared by every front end."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from runner.gpus import Gpu, GpuSnapshot
+from storage.models import Event, Job, JobState, Notice
+
+STATE_ICONS = {
+    JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃", JobState.STOPPING: "✋",
+    JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
+}
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def progress_bar(percent: float | None, width: int = 20) -> str:
+    filled = 0 if percent is None else round(width * min(max(percent, 0.0), 100.0) / 100)
+    return "█" * filled + "░" * (width - filled)
+
+
+def progress_line(job: Job) -> str:
+    """`[██████░░░░] 30% step 15/50 · loss 6.87 · ETA 4s` (what a card and the console show)."""
+    p = job.progress
+    if p.step is None:
+        return {JobState.QUEUED: f"waiting: {job.queue_reason or 'in line'}",
+                JobState.RUNNING: "loading the model and data…"}.get(job.state, "")
+    parts = [f"[{progress_bar(p.percent)}] {p.percent or 0:.0f}% step {p.step}/{p.max_steps or '?'}"]
+    if p.loss is not None:
+        parts.append(f"loss {p.loss:.4g}")
+    if p.eval_loss is not None:
+        parts.append(f"eval loss {p.eval_loss:.4g}")
+    if job.state is JobState.RUNNING and p.remaining_s is not None:
+        parts.append(f"ETA {duration(p.remaining_s)}")
+    if p.gpu_mem_gib is not None:
+        parts.append(f"mem {p.gpu_mem_gib:.1f} GiB")
+    return " · ".join(parts)
+
+
+def gpus_label(gpus: Sequence[str]) -> str:
+    return "CPU" if tuple(gpus) == ("cpu",) else "GPU " + ",".join(gpus)
+
+
+def job_line(job: Job) -> str:
+    owner = f" · <@{job.user_id}>" if job.user_id else ""
+    line = f"{STATE_ICONS[job.state]} `{job.id}` {job.kind.upper()} {job.state} · {gpus_label(job.gpus)}{owner}"
+    extra = progress_line(job) if job.state.is_active else _ended(job)
+    return line + (f" · {extra}" if extra else "")
+
+
+def _ended(job: Job) -> str:
+    if job.state is JobState.FAILED:
+        return job.error_message or "failed"
+    if job.state is JobState.SUCCEEDED and job.progress.train_loss is not None:
+        return f"final loss {job.progress.train_loss:.4g}"
+    return ""
+
+
+def job_status(job: Job) -> str:
+    lines = [f"*Job `{job.id}`* ({job.kind.upper()}) is *{job.state}*"]
+    if (pl := progress_line(job)):
+        lines.append(pl)
+    lines.append(f"{gpus_label(job.gpus)} · output `{job.output_dir}`")
+    if job.state is JobState.FAILED:
+        lines.append(f"cause: {job.error_message}" + (f"\nhint: {job.error_hint}" if job.error_hint else ""))
+    if job.stopped_by and job.state is JobState.STOPPED:
+        lines.append(f"stopped by {who(job.stopped_by)}")
+    if job.progress.last_checkpoint:
+        lines.append(f"last checkpoint `{job.progress.last_checkpoint}`")
+    if job.export_state != "none":
+        lines.append(f"export: {job.export_state}" + (f" → `{job.export_dir}`" if job.export_dir else ""))
+    return "\n".join(lines)
+
+
+def job_details(job: Job, events: Sequence[Event]) -> str:
+    when = [("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at)]
+    lines = [job_status(job), "",
+             " · ".join(f"{k} {_clock(v)}" for k, v in when if v),
+             f"log `{job.log_path}`" + (f" · run dir `{job.run_dir}`" if job.run_dir else ""),
+             f"backend {job.backend}" + (f" on {job.host}" if job.host else "")
+             + (f" (pid {job.pid})" if job.pid else "") + (f" (Slurm job {job.backend_job_id})"
+                                                          if job.backend_job_id else ""),
+             "command:", f"```{_command(job)}```"]
+    if events:
+        lines.append("events:")
+        lines += [f"• {_clock(e.at)} {e.message}" for e in events[-15:]]
+    return "\n".join(lines)
+
+
+def _command(job: Job) -> str:
+    from runner.command import SwiftCommand  # display only: the runner's own quoting
+
+    return SwiftCommand(job.argv, job.env).display()
+
+
+def job_list(jobs: Sequence[Job], title: str) -> str:
+    if not jobs:
+        return f"{title}: none."
+    return f"*{title}* ({len(jobs)}):\n" + "\n".join(job_line(j) for j in jobs)
+
+
+def gpu_table(snapshot: GpuSnapshot, holders: dict[str, str]) -> str:
+    if not snapshot.devices():
+        return "No GPUs here (no NVIDIA driver and no inventory configured); `gpu=cpu` runs on the CPU."
+    return "\n".join(gpu_line(g, holders.get(g.index)) for g in snapshot.devices())
+
+
+def gpu_line(gpu: Gpu, holder: str | None) -> str:
+    mem = (f"{gpu.memory_used_mib / 1024:.1f}/{gpu.memory_total_mib / 1024:.1f} GiB"
+           if gpu.memory_used_mib is not None and gpu.memory_total_mib else "memory ?")
+    util = f"{gpu.utilization_pct:.0f}%" if gpu.utilization_pct is not None else "util ?"
+    label = "CPU" if gpu.index == "cpu" else f"GPU {gpu.index}"
+    who_ = f"job `{holder}`" if holder else ("busy: " + ", ".join(
+        f"{p.user or '?'} pid {p.pid}" for p in gpu.processes) if gpu.processes else "free")
+    return f"• *{label}* {gpu.name} · {mem} · {util} · {who_}"
+
+
+def who(user: str | None) -> str:
+    if not user:
+        return "the console"
+    return f"<@{user}>" if user.startswith(("U", "W")) else user
+
+
+def notice_text(notice: Notice, job: Job | None) -> str:
+    """One line (or a few) saying what happened; the Slack notifier dresses the same facts in blocks."""
+    d: dict[str, Any] = notice.data
+    jid = f"`{notice.job_id}`"
+    match notice.topic:
+        case "job_created":
+            return f"🆕 job {jid} created: `{d.get('command', '')}`"
+        case "job_queued":
+            return f"⏳ job {jid} is waiting (#{d.get('position')} in line): {d.get('reason')}"
+        case "job_started":
+            return f"🚀 job {jid} started on {d.get('host')}: `{d.get('command', '')}`"
+        case "job_restarted":
+            how = f"resuming from `{d['resume_from']}`" if d.get("resume_from") else "from the start"
+            return f"🔁 job {jid} queued again by {who(d.get('by'))}, {how}"
+        case "checkpoint":
+            return f"💾 job {jid} saved a checkpoint at step {d.get('step')}: `{d.get('path')}`"
+        case "eval":
+            return f"📏 job {jid} eval at step {d.get('step')}: eval loss {d.get('eval_loss')}"
+        case "job_succeeded":
+            return (f"✅ job {jid} succeeded in {duration(d.get('duration_s'))}, final loss {_num(d.get('final_loss'))}"
+                    f"; last checkpoint `{d.get('last_checkpoint')}`")
+        case "job_failed":
+            tail = "\n".join(d.get("tail") or [])
+            return (f"❌ job {jid} failed: {d.get('summary')}" + (f"\n💡 {d['hint']}" if d.get("hint") else "")
+                    + (f"\n```{tail}```" if tail else ""))
+        case "job_stopping":
+            return f"✋ job {jid}: stop requested by {who(d.get('by'))}"
+        case "job_stopped":
+            if d.get("was_queued"):
+                return f"⏹️ job {jid} removed from the queue by {who(d.get('by'))}"
+            ckpt = f"; last checkpoint `{d['last_checkpoint']}`" if d.get("last_checkpoint") else ""
+            return f"⏹️ job {jid} stopped by {who(d.get('by'))} at step {d.get('step')}{ckpt}"
+        case "export_started":
+            return f"📦 job {jid}: export started by {who(d.get('by'))} from `{d.get('checkpoint')}`"
+        case "export_succeeded":
+            return f"📦 job {jid} exported: merged model in `{d.get('export_dir')}`"
+        case "export_failed":
+            return f"❌ job {jid}: export failed: {d.get('summary')}" + (f"\n💡 {d['hint']}" if d.get("hint") else "")
+        case "job_deleted":
+            return f"🗑️ job {jid} deleted by {who(d.get('by'))}"
+    return f"job {jid}: {notice.topic}"
+
+
+def _num(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "?"
+
+
+def _clock(at: float | None) -> str:
+    return dt.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S") if at else "?"

@@ -1,0 +1,142 @@
+"""Jobs as process groups on this machine, led by runner/launcher.py so their exit status outlives the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+from runner import launcher
+from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
+from runner.command import SwiftCommand
+from runner.gpus import descendants
+
+# The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
+TRAINER_SCRIPTS = ("swift/cli/sft.py", "swift/cli/export.py", "swift/cli/_sft.py")
+START_TIME_TOLERANCE_S = 1.0
+
+
+def device_env(gpus: Sequence[str]) -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES in NVML's (PCI bus) order; NPROC_PER_NODE makes swift use torchrun on several."""
+    if tuple(gpus) == ("cpu",):
+        return {"CUDA_VISIBLE_DEVICES": ""}
+    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+    if len(gpus) > 1:
+        env["NPROC_PER_NODE"] = str(len(gpus))
+    return env
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, exits_dir: Path) -> None:
+        self._exits_dir = exits_dir
+        self._children: dict[int, asyncio.subprocess.Process] = {}  # ours to reap while we live
+
+    def exit_file(self, ref: ProcessRef) -> Path:
+        return self._exits_dir / f"{ref.job_id}.{ref.purpose}.json"
+
+    async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path,
+                     gpus: Sequence[str]) -> Launched:
+        exe = shutil.which(command.argv[0])
+        if exe is None:
+            raise LaunchError(f"the swift CLI `{command.argv[0]}` was not found on this machine: install ms-swift "
+                              "or set `swift.bin` in the config file to its full path")
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = log_path.open("ab")
+        except OSError as exc:
+            raise LaunchError(f"cannot write the log {log_path}: {exc.strerror}") from exc
+        self._exits_dir.mkdir(parents=True, exist_ok=True)
+        exit_file = self.exit_file(ref)
+        exit_file.unlink(missing_ok=True)
+        env = os.environ | command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"}
+        with log:
+            log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
+                      f"{command.display()}\n".encode())
+            log.flush()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, launcher.__file__, "--exit-file", str(exit_file), "--", exe, *command.argv[1:],
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True, env=env,
+            )
+        self._children[proc.pid] = proc
+        try:
+            started = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            started = time.time()
+        return Launched(pid=proc.pid, proc_start_time=started, host=socket.gethostname())
+
+    async def status(self, ref: ProcessRef) -> RunStatus:
+        child = self._children.get(ref.pid or -1)
+        if child is not None and child.returncode is not None:
+            del self._children[child.pid]
+        elif self._alive(ref):
+            return RunStatus(alive=True)
+        return RunStatus(alive=False, returncode=launcher.read_exit_file(self.exit_file(ref)))
+
+    async def interrupt(self, ref: ProcessRef) -> bool:
+        if not self._alive(ref):
+            return False
+        trainers = [p for p in self._group(ref) if _is_trainer(p)]
+        for proc in trainers:
+            _send(proc.pid, signal.SIGINT)
+        if not trainers:  # swift has not spawned its trainer yet: interrupt the whole group instead
+            self._signal_group(ref, signal.SIGINT)
+        return True
+
+    async def terminate(self, ref: ProcessRef) -> None:
+        self._signal_group(ref, signal.SIGTERM)
+
+    async def kill(self, ref: ProcessRef) -> None:
+        self._signal_group(ref, signal.SIGKILL)
+
+    def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
+        return descendants(ref.pid for ref in refs if ref.pid is not None and self._alive(ref))
+
+    def _alive(self, ref: ProcessRef) -> bool:
+        """The pid is still our process (same start time: not a reused pid) and not a zombie."""
+        if ref.pid is None:
+            return False
+        try:
+            proc = psutil.Process(ref.pid)
+            if ref.proc_start_time is not None and \
+                    abs(proc.create_time() - ref.proc_start_time) > START_TIME_TOLERANCE_S:
+                return False
+            return proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def _group(self, ref: ProcessRef) -> list[psutil.Process]:
+        try:
+            leader = psutil.Process(ref.pid)
+            return [leader, *leader.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def _signal_group(self, ref: ProcessRef, sig: signal.Signals) -> None:
+        if ref.pid is not None and self._alive(ref):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(ref.pid, sig)  # the launcher leads its own session: pgid == its pid
+
+
+def _is_trainer(proc: psutil.Process) -> bool:
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return any(script in cmdline for script in TRAINER_SCRIPTS)
+
+
+def _send(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)

@@ -1,0 +1,48 @@
+"""Who may start now: GPU leases and the first-come-first-served queue, as pure functions over jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from storage.models import Job, JobState
+
+HOLDING_STATES = frozenset({JobState.STARTING, JobState.RUNNING, JobState.STOPPING})
+
+
+@dataclass(frozen=True)
+class Decision:
+    job: Job
+    start: bool
+    reason: str | None = None  # why it waits, in words
+    position: int | None = None  # its place in line for its GPUs (1 = next)
+
+
+def held(jobs: Iterable[Job]) -> dict[str, str]:
+    """GPU -> the job holding it. Two jobs never hold one GPU: the scheduler only leases free ones."""
+    return {gpu: job.id for job in jobs if job.state in HOLDING_STATES for gpu in job.gpus}
+
+
+def plan_starts(queue: Sequence[Job], holders: Mapping[str, str], foreign: set[str]) -> list[Decision]:
+    """Walk the queue in arrival order; a job starts when all its GPUs are free and no earlier waiting job
+    wants any of them (so a big job is not starved by a stream of small ones)."""
+    taken = dict(holders)
+    wanted: dict[str, int] = {}  # GPU -> how many earlier waiting jobs want it
+    decisions = []
+    for job in queue:
+        busy_ours = [g for g in job.gpus if g in taken]
+        busy_foreign = [g for g in job.gpus if g in foreign and g not in taken]
+        ahead = max((wanted.get(g, 0) for g in job.gpus), default=0)
+        if not busy_ours and not busy_foreign and ahead == 0:
+            decisions.append(Decision(job, start=True))
+            for g in job.gpus:
+                taken[g] = job.id
+            continue
+        reasons = [f"GPU {g} is held by job `{taken[g]}`" for g in busy_ours]
+        reasons += [f"GPU {g} is busy with a process trainbot did not start" for g in busy_foreign]
+        if ahead and not reasons:
+            reasons.append("an earlier job is waiting for the same GPU")
+        decisions.append(Decision(job, start=False, reason="; ".join(reasons), position=ahead + 1))
+        for g in job.gpus:
+            wanted[g] = wanted.get(g, 0) + 1
+    return decisions

@@ -1,0 +1,67 @@
+"""One running trainbot: the store, the GPU probe, the backend and the supervisor, ticking on a schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from runner.backends import Backend
+from runner.backends.local import LocalBackend
+from runner.config import Config
+from runner.gpus import GpuProbe
+from runner.supervisor import Supervisor
+from storage.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(config: Config) -> Backend:
+    if config.backend == "slurm":
+        from runner.backends.slurm import SlurmBackend  # only teams with Slurm need it loaded
+
+        return SlurmBackend(config)
+    return LocalBackend(config.data_dir / "exits")
+
+
+class Runtime:
+    """Open with `await Runtime.open(config)`; `start()` begins the schedules in the running event loop."""
+
+    def __init__(self, config: Config, store: JobStore, probe: GpuProbe, backend: Backend) -> None:
+        self.config, self.store, self.probe = config, store, probe
+        self.supervisor = Supervisor(store, config, probe, backend)
+        self._scheduler: AsyncIOScheduler | None = None
+
+    @classmethod
+    async def open(cls, config: Config, *, db_path: Path | None = None) -> Runtime:
+        store = await JobStore.open(db_path or config.db_path)
+        probe = GpuProbe(list(config.gpu_inventory) or None)
+        await asyncio.to_thread(probe.refresh)
+        return cls(config, store, probe, make_backend(config))
+
+    async def start(self) -> None:
+        """Recover what ran while we were away, then tick: progress and exits, and GPU probes."""
+        await self.supervisor.recover()
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(self._tick, "interval", seconds=self.config.progress_poll_seconds,
+                                max_instances=1, coalesce=True, id="tick")
+        self._scheduler.add_job(self._refresh_gpus, "interval", seconds=self.config.gpu_poll_seconds,
+                                max_instances=1, coalesce=True, id="gpus")
+        self._scheduler.start()
+
+    async def _tick(self) -> None:
+        try:
+            await self.supervisor.tick()
+        except Exception:
+            log.exception("supervisor tick failed")
+
+    async def _refresh_gpus(self) -> None:
+        await asyncio.to_thread(self.probe.refresh)
+
+    async def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        await self.store.close()

@@ -1,0 +1,378 @@
+"""The supervisor: leases GPUs, starts queued jobs, follows their progress, stops, exports and settles them.
+
+It never talks to people: each change it makes goes to the store together with the notice people must get
+(an outbox row), and the front ends (console, Slack) deliver those. Everything here is idempotent per tick, so a
+restarted bot simply carries on from what the store says (`recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import leases
+from runner.backends import Backend, LaunchError, ProcessRef
+from runner.command import SwiftCommand, build_export, build_sft, resolve_recipe
+from runner.config import Config
+from runner.failures import FailureClass, classify_failure
+from runner.gpus import GpuProbe
+from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
+from runner.swift_version import SwiftVersion, detect_version
+from storage.jobs import JobStore
+from storage.models import ExportState, Job, JobState, Kind, Notice, Progress
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VERSION = SwiftVersion(4, 6, 0)
+
+
+class UserError(ValueError):
+    """A request that cannot be done as asked; the message says why and what would work."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    kind: Kind
+    gpus: tuple[str, ...]
+    output_dir: Path
+    overrides: dict[str, str]
+    user_id: str | None = None
+    channel_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job would run: the exact command, and warnings (GPU missing or busy) for a dry run."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    display: str
+    warnings: tuple[str, ...]
+    version: SwiftVersion
+
+
+class Supervisor:
+    def __init__(self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend) -> None:
+        self.store, self.config, self.probe, self.backend = store, config, probe, backend
+        self._tails: dict[str, ProgressTail] = {}
+        self._stop_started: dict[str, float] = {}
+        self._lock = asyncio.Lock()  # one tick (or command) changes jobs at a time
+
+    # ---- what people ask for -------------------------------------------------------------------------------
+
+    def swift_version(self) -> SwiftVersion:
+        if self.config.swift_version:
+            return SwiftVersion.parse(self.config.swift_version)
+        try:
+            return detect_version(self.config.swift_bin)
+        except Exception:  # swift missing: the launch will say so; build for the current major meanwhile
+            return DEFAULT_VERSION
+
+    def plan(self, req: JobRequest, *, resume_from: str | None = None) -> Plan:
+        recipe = resolve_recipe(req.kind, self.config, req.overrides)
+        if req.gpus == ("cpu",):
+            recipe = recipe.with_args({"use_cpu": "true"})  # bf16 on the CPU needs it
+        if resume_from:
+            recipe = recipe.with_args({"resume_from_checkpoint": resume_from})
+        version = self.swift_version()
+        cmd = build_sft(recipe, output_dir=req.output_dir, config=self.config, version=version)
+        warnings = []
+        if (missing := self.probe.describe_missing(req.gpus)) is not None:
+            warnings.append(missing)
+        return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version)
+
+    async def dry_run_warnings(self, req: JobRequest) -> list[str]:
+        plan = self.plan(req)
+        warnings = list(plan.warnings)
+        holders = leases.held(await self.store.active())
+        busy = [f"GPU {g} is held by job `{holders[g]}`" for g in req.gpus if g in holders]
+        foreign = self._foreign_busy(await self.store.active())
+        busy += [f"GPU {g} is busy with a process trainbot did not start" for g in req.gpus
+                 if g in foreign and g not in holders]
+        if busy:
+            warnings.append("; ".join(busy) + ": the job would wait in the queue")
+        return warnings
+
+    async def submit(self, req: JobRequest) -> Job:
+        if (missing := self.probe.describe_missing(req.gpus)) is not None:
+            raise UserError(missing)
+        plan = self.plan(req)
+        draft = Job(id="", kind=req.kind, state=JobState.QUEUED, output_dir=str(req.output_dir), gpus=req.gpus,
+                    argv=plan.argv, env=plan.env, recipe=str(req.kind), overrides=dict(req.overrides),
+                    backend=self.backend.name, user_id=req.user_id, channel_id=req.channel_id)
+        job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
+                                      notice=Notice("", "job_created", {"command": plan.display}))
+        job = await self.store.update(job.id, log_path=str(self.log_path(job, "train")))
+        await self.tick()
+        return await self.store.require(job.id)
+
+    async def restart(self, job_id: str, *, by: str | None) -> Job:
+        """`start <id>`: an ended job goes back in line, resuming from its last checkpoint if it has one."""
+        async with self._lock:
+            job = await self.store.require(job_id)
+            if job.state is JobState.SUCCEEDED:
+                raise UserError(f"job `{job_id}` already succeeded; start a new job with `/train {job.kind} ...`")
+            if not job.state.is_terminal:
+                raise UserError(f"job `{job_id}` is {job.state}: only a stopped or failed job can be started again")
+            resume = job.progress.last_checkpoint
+            req = JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides)
+            plan = self.plan(req, resume_from=resume)
+            note = f"resuming from {resume}" if resume else "from the start (no checkpoint yet)"
+            await self.store.update(
+                job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, error_class=None, error_message=None,
+                error_hint=None, exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
+                run_dir=None, event=f"started again by {by or 'console'}, {note}", event_kind="restarted",
+                notice=Notice(job_id, "job_restarted", {"by": by, "resume_from": resume, "command": plan.display}),
+            )
+        await self.tick()
+        return await self.store.require(job_id)
+
+    async def stop(self, job_id: str, *, by: str | None) -> Job:
+        async with self._lock:
+            job = await self.store.require(job_id)
+            if job.state is JobState.QUEUED:
+                return await self.store.update(
+                    job_id, state=JobState.STOPPED, stopped_by=by, finished_at=time.time(), queue_reason=None,
+                    event=f"removed from the queue by {by or 'console'}",
+                    notice=Notice(job_id, "job_stopped", {"by": by, "was_queued": True}))
+            if job.state in (JobState.STARTING, JobState.RUNNING):
+                self._stop_started[job_id] = time.monotonic()
+                job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=by,
+                                              event=f"stop requested by {by or 'console'}",
+                                              notice=Notice(job_id, "job_stopping", {"by": by}))
+                await self.backend.interrupt(self._ref(job, "train"))
+                return job
+            if job.state is JobState.STOPPING:
+                return job
+            raise UserError(f"job `{job_id}` has already ended ({job.state}); nothing to stop")
+
+    async def export(self, job_id: str, *, by: str | None) -> Job:
+        async with self._lock:
+            job = await self.store.require(job_id)
+            if not job.state.is_terminal:
+                raise UserError(f"job `{job_id}` is {job.state}: export it once it has ended (or stop it first)")
+            if job.export_state is ExportState.EXPORTING:
+                raise UserError(f"job `{job_id}` is already being exported")
+            checkpoint = job.progress.last_checkpoint
+            if not checkpoint or not Path(checkpoint).is_dir():
+                raise UserError(f"job `{job_id}` has no checkpoint to export yet")
+            export_dir = Path(checkpoint).parent / f"{Path(checkpoint).name}-merged"
+            cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config)
+            log_path = self.log_path(job, "export")
+            ref = ProcessRef(job_id, "export")
+            try:
+                launched = await self.backend.launch(ref, cmd, log_path=log_path, gpus=("cpu",))
+            except LaunchError as exc:
+                raise UserError(str(exc)) from exc
+            return await self.store.update(
+                job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
+                export_log_path=str(log_path), export_pid=launched.pid,
+                export_proc_start_time=launched.proc_start_time, export_backend_job_id=launched.backend_job_id,
+                event=f"export started by {by or 'console'}: {cmd.display()}", event_kind="export_started",
+                notice=Notice(job_id, "export_started", {"by": by, "checkpoint": checkpoint,
+                                                         "command": cmd.display()}))
+
+    async def delete(self, job_id: str, *, by: str | None) -> None:
+        async with self._lock:
+            job = await self.store.require(job_id)
+            if job.export_state is ExportState.EXPORTING:
+                raise UserError(f"job `{job_id}` is being exported; delete it when the export has ended")
+            if job.state.is_active:
+                raise UserError(f"job `{job_id}` is {job.state}: stop it first (`/train stop {job_id}`)")
+            await self.store.delete(job_id, notice=Notice(job_id, "job_deleted", {"by": by,
+                                                                                   "card_ts": job.card_ts,
+                                                                                   "channel_id": job.channel_id}))
+            self._tails.pop(job_id, None)
+
+    def log_path(self, job: Job, purpose: str) -> Path:
+        name = "training" if purpose == "train" else "export"
+        return self.config.log_dir / f"{job.kind}_{name}_{job.id}.log"
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """On start: jobs caught mid-launch go back in line; the rest is what every tick does anyway."""
+        for job in await self.store.list_jobs(states=[JobState.STARTING]):
+            if job.pid is None:
+                await self.store.update(job.id, state=JobState.QUEUED, event="back in line: the bot restarted "
+                                        "before this job's launch", event_kind="requeued")
+        for job in await self.store.list_jobs(states=[JobState.STOPPING]):
+            self._stop_started.setdefault(job.id, time.monotonic())
+        await self.tick()
+
+    async def tick(self) -> None:
+        async with self._lock:
+            for job in await self.store.active():
+                if job.state in leases.HOLDING_STATES:
+                    try:
+                        await self._follow(job)
+                    except Exception:  # one job's trouble must not stop the others being followed
+                        log.exception("following job %s failed", job.id)
+            await self._follow_exports()
+            await self._start_queued()
+
+    async def _start_queued(self) -> None:
+        active = await self.store.active()
+        queue = [j for j in active if j.state is JobState.QUEUED]
+        if not queue:
+            return
+        decisions = leases.plan_starts(await self.store.queue(), leases.held(active), self._foreign_busy(active))
+        for d in decisions:
+            if d.start:
+                await self._launch(d.job)
+            elif d.reason != d.job.queue_reason:
+                first = d.job.queue_reason is None
+                await self.store.update(
+                    d.job.id, queue_reason=d.reason,
+                    notice=Notice(d.job.id, "job_queued", {"reason": d.reason, "position": d.position})
+                    if first else None)
+
+    async def _launch(self, job: Job) -> None:
+        job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None)
+        ref = ProcessRef(job.id, "train")
+        log_path = self.log_path(job, "train")
+        try:
+            _check_writable(Path(job.output_dir))
+            launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path,
+                                                 gpus=job.gpus)
+        except LaunchError as exc:
+            await self.store.update(job.id, state=JobState.FAILED, error_class="launch", error_message=str(exc),
+                                    error_hint="", finished_at=time.time(), event=f"could not start: {exc}",
+                                    notice=Notice(job.id, "job_failed", {"summary": str(exc), "hint": "",
+                                                                         "class": "launch", "tail": []}))
+            return
+        now = time.time()
+        await self.store.update(
+            job.id, state=JobState.RUNNING, pid=launched.pid, proc_start_time=launched.proc_start_time,
+            host=launched.host, backend_job_id=launched.backend_job_id, log_path=str(log_path), started_at=now,
+            progress=job.progress if job.progress.last_checkpoint else Progress(),
+            event=f"started on {launched.host} (GPU {', '.join(job.gpus)})", event_kind="started",
+            notice=Notice(job.id, "job_started", {"command": _display(job), "host": launched.host,
+                                                  "gpus": list(job.gpus)}))
+
+    async def _follow(self, job: Job) -> None:
+        ref = self._ref(job, "train")
+        status = await self.backend.status(ref)
+        await self._read_progress(job, final=not status.alive)
+        if status.alive:
+            if status.pending_reason is not None and status.pending_reason != job.queue_reason:
+                await self.store.update(job.id, queue_reason=status.pending_reason)
+            if job.state is JobState.STOPPING:
+                await self._escalate_stop(job, ref)
+            return
+        await self._settle(await self.store.require(job.id), status.returncode)
+
+    async def _read_progress(self, job: Job, *, final: bool) -> None:
+        tail = self._tails.get(job.id)
+        if tail is None:
+            run_dir = Path(job.run_dir) if job.run_dir else find_run_dir(Path(job.output_dir), job.started_at)
+            if run_dir is None:
+                return
+            tail = self._tails[job.id] = ProgressTail(run_dir, resume=job.progress)
+            if job.run_dir is None:
+                await self.store.update(job.id, run_dir=str(run_dir))
+        milestones = await asyncio.to_thread(tail.poll, final)
+        if tail.progress != job.progress:
+            await self.store.update(job.id, progress=tail.progress)
+        for m in milestones:
+            await self._record_milestone(job, m)
+
+    async def _record_milestone(self, job: Job, m: Milestone) -> None:
+        if m.kind is MilestoneKind.CHECKPOINT:
+            await self.store.add_event(job.id, "checkpoint", f"checkpoint saved at step {m.step}", m.data,
+                                       notice=Notice(job.id, "checkpoint", m.data))
+        elif m.kind is MilestoneKind.EVAL:
+            await self.store.add_event(job.id, "eval", f"eval at step {m.step}", m.data,
+                                       notice=Notice(job.id, "eval", m.data))
+
+    async def _escalate_stop(self, job: Job, ref: ProcessRef) -> None:
+        waited = time.monotonic() - self._stop_started.setdefault(job.id, time.monotonic())
+        if waited > self.config.stop_grace_s + self.config.term_grace_s:
+            await self.backend.kill(ref)
+        elif waited > self.config.stop_grace_s:
+            await self.backend.terminate(ref)
+
+    async def _settle(self, job: Job, returncode: int | None) -> None:
+        """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""
+        self._stop_started.pop(job.id, None)
+        tail = self._tails.pop(job.id, None)
+        progress = tail.progress if tail else job.progress
+        if job.run_dir and progress.max_steps is None:
+            progress = read_final_summary(Path(job.run_dir))
+        completed = progress.step is not None and progress.step == progress.max_steps
+        now = time.time()
+        duration = now - job.started_at if job.started_at else None
+        common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
+        if returncode == 0 or (returncode is None and completed and job.state is not JobState.STOPPING):
+            await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
+                                    notice=Notice(job.id, "job_succeeded", _end_data(job, progress, duration)))
+            return
+        failure = classify_failure(returncode, Path(job.log_path) if job.log_path else None,
+                                   stop_requested=job.state is JobState.STOPPING)
+        if job.state is JobState.STOPPING or failure.cls is FailureClass.INTERRUPTED:
+            by = job.stopped_by if job.state is JobState.STOPPING else "someone outside trainbot"
+            await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
+                                    event=f"stopped by {by or 'console'}", event_kind="stopped",
+                                    notice=Notice(job.id, "job_stopped", {**_end_data(job, progress, duration),
+                                                                          "by": by}))
+            return
+        await self.store.update(
+            job.id, state=JobState.FAILED, error_class=str(failure.cls), error_message=failure.summary,
+            error_hint=failure.hint, **common, event=f"failed: {failure.summary}", event_kind="failed",
+            notice=Notice(job.id, "job_failed", {**_end_data(job, progress, duration), "class": str(failure.cls),
+                                                 "summary": failure.summary, "hint": failure.hint,
+                                                 "detail": failure.detail, "tail": failure.tail}))
+
+    async def _follow_exports(self) -> None:
+        for job in await self.store.exporting():
+            ref = self._ref(job, "export")
+            status = await self.backend.status(ref)
+            if status.alive:
+                continue
+            export_dir = Path(job.export_dir or "")
+            if status.returncode == 0 and export_dir.is_dir():
+                await self.store.update(job.id, export_state=ExportState.EXPORTED, export_pid=None,
+                                        event=f"exported to {export_dir}", event_kind="exported",
+                                        notice=Notice(job.id, "export_succeeded", {"export_dir": str(export_dir)}))
+            else:
+                f = classify_failure(status.returncode, Path(job.export_log_path) if job.export_log_path else None)
+                await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_pid=None,
+                                        event=f"export failed: {f.summary}", event_kind="export_failed",
+                                        notice=Notice(job.id, "export_failed", {"summary": f.summary, "hint": f.hint,
+                                                                                "tail": f.tail}))
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+
+    def _foreign_busy(self, active: list[Job]) -> set[str]:
+        """GPUs with processes that are not ours (ours: every process of our jobs, found from their pids)."""
+        refs = [self._ref(j, "train") for j in active if j.pid is not None]
+        return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
+
+    def _ref(self, job: Job, purpose: str) -> ProcessRef:
+        if purpose == "export":
+            return ProcessRef(job.id, "export", job.export_pid, job.export_proc_start_time, job.export_backend_job_id)
+        return ProcessRef(job.id, "train", job.pid, job.proc_start_time, job.backend_job_id)
+
+
+def _check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LaunchError(f"cannot create the output folder {output_dir}: {exc.strerror}") from exc
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise LaunchError(f"the output folder {output_dir} is not writable by the bot's user")
+
+
+def _display(job: Job) -> str:
+    return SwiftCommand(job.argv, job.env).display()
+
+
+def _end_data(job: Job, progress: Progress, duration: float | None) -> dict[str, object]:
+    return {"duration_s": duration, "final_loss": progress.train_loss or progress.loss, "step": progress.step,
+            "max_steps": progress.max_steps, "last_checkpoint": progress.last_checkpoint,
+            "run_dir": job.run_dir, "output_dir": job.output_dir}
