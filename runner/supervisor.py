@@ -125,7 +125,8 @@ class Supervisor:
             note = f"resuming from {resume}" if resume else "from the start (no checkpoint yet)"
             await self.store.update(
                 job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, error_class=None, error_message=None,
-                error_hint=None, exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
+                error_hint=None, exit_code=None, stopped_by=None, queue_reason=None, finished_at=None, pid=None,
+                backend_job_id=None, proc_start_time=None,
                 run_dir=None, event=f"started again by {by or 'console'}, {note}", event_kind="restarted",
                 notice=Notice(job_id, "job_restarted", {"by": by, "resume_from": resume, "command": plan.display}),
             )
@@ -136,6 +137,8 @@ class Supervisor:
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.QUEUED:
+                if job.backend_job_id is not None:
+                    await self.backend.terminate(self._ref(job, "train"))  # leave the backend's queue too
                 return await self.store.update(
                     job_id, state=JobState.STOPPED, stopped_by=by, finished_at=time.time(), queue_reason=None,
                     event=f"removed from the queue by {by or 'console'}",
@@ -208,7 +211,7 @@ class Supervisor:
     async def tick(self) -> None:
         async with self._lock:
             for job in await self.store.active():
-                if job.state in leases.HOLDING_STATES:
+                if job.state in leases.HOLDING_STATES or job.backend_job_id is not None:
                     try:
                         await self._follow(job)
                     except Exception:  # one job's trouble must not stop the others being followed
@@ -220,6 +223,11 @@ class Supervisor:
         active = await self.store.active()
         queue = [j for j in active if j.state is JobState.QUEUED]
         if not queue:
+            return
+        if self.backend.schedules_gpus:  # Slurm picks the GPUs and keeps its own queue: hand every job over
+            for job in queue:
+                if job.backend_job_id is None:
+                    await self._launch(job)
             return
         decisions = leases.plan_starts(await self.store.queue(), leases.held(active), self._foreign_busy(active))
         for d in decisions:
@@ -233,7 +241,9 @@ class Supervisor:
                     if first else None)
 
     async def _launch(self, job: Job) -> None:
-        job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None)
+        scheduled = self.backend.schedules_gpus
+        if not scheduled:
+            job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None)
         ref = ProcessRef(job.id, "train")
         log_path = self.log_path(job, "train")
         try:
@@ -246,22 +256,37 @@ class Supervisor:
                                     notice=Notice(job.id, "job_failed", {"summary": str(exc), "hint": "",
                                                                          "class": "launch", "tail": []}))
             return
-        now = time.time()
-        await self.store.update(
-            job.id, state=JobState.RUNNING, pid=launched.pid, proc_start_time=launched.proc_start_time,
-            host=launched.host, backend_job_id=launched.backend_job_id, log_path=str(log_path), started_at=now,
-            progress=job.progress if job.progress.last_checkpoint else Progress(),
-            event=f"started on {launched.host} (GPU {', '.join(job.gpus)})", event_kind="started",
-            notice=Notice(job.id, "job_started", {"command": _display(job), "host": launched.host,
-                                                  "gpus": list(job.gpus)}))
+        job = await self.store.update(
+            job.id, pid=launched.pid, proc_start_time=launched.proc_start_time, host=launched.host,
+            backend_job_id=launched.backend_job_id, log_path=str(log_path),
+            progress=job.progress if job.progress.last_checkpoint else Progress())
+        if scheduled:
+            reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
+            await self.store.update(job.id, queue_reason=reason, event=reason, event_kind="submitted",
+                                    notice=Notice(job.id, "job_queued", {"reason": reason, "position": None}))
+            return
+        await self._mark_running(job)
+
+    async def _mark_running(self, job: Job) -> Job:
+        if job.state is JobState.QUEUED:
+            job = await self.store.update(job.id, state=JobState.STARTING, queue_reason=None)
+        gpus = "CPU" if job.gpus == ("cpu",) else f"GPU {', '.join(job.gpus)}"
+        return await self.store.update(
+            job.id, state=JobState.RUNNING, started_at=time.time(), event=f"started on {job.host} ({gpus})",
+            event_kind="started", notice=Notice(job.id, "job_started", {"command": _display(job), "host": job.host,
+                                                                        "gpus": list(job.gpus)}))
 
     async def _follow(self, job: Job) -> None:
         ref = self._ref(job, "train")
         status = await self.backend.status(ref)
+        if job.state is JobState.QUEUED:  # submitted to a scheduling backend
+            if status.alive and status.pending_reason is not None:
+                if status.pending_reason != job.queue_reason:
+                    await self.store.update(job.id, queue_reason=status.pending_reason)
+                return
+            job = await self._mark_running(job)
         await self._read_progress(job, final=not status.alive)
         if status.alive:
-            if status.pending_reason is not None and status.pending_reason != job.queue_reason:
-                await self.store.update(job.id, queue_reason=status.pending_reason)
             if job.state is JobState.STOPPING:
                 await self._escalate_stop(job, ref)
             return

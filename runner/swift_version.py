@@ -72,15 +72,20 @@ def _from_dist_info(path: Path) -> str | None:
     return None
 
 
-def _from_interpreter(path: Path) -> str | None:
+def interpreter_of(path: Path) -> list[str] | None:
+    """The interpreter in a console script's shebang (`#!/venv/bin/python3`), i.e. the python swift runs on."""
     try:
         first = path.read_bytes()[:256].split(b"\n", 1)[0].decode()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     if not first.startswith("#!"):
         return None
-    interpreter = first[2:].strip().split()
-    if not interpreter:
+    return first[2:].strip().split() or None
+
+
+def _from_interpreter(path: Path) -> str | None:
+    interpreter = interpreter_of(path)
+    if interpreter is None:
         return None
     code = "import importlib.metadata as m; print(m.version('ms-swift'))"
     try:

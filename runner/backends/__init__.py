@@ -47,6 +47,9 @@ class LaunchError(RuntimeError):
 
 class Backend(Protocol):
     name: str
+    # True when the backend picks GPUs and queues jobs itself (Slurm): the supervisor then hands every queued job
+    # over at once and shows the backend's pending reason; False: the supervisor leases GPUs (local).
+    schedules_gpus: bool
 
     async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path,
                      gpus: Sequence[str]) -> Launched: ...

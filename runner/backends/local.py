@@ -37,6 +37,7 @@ def device_env(gpus: Sequence[str]) -> dict[str, str]:
 
 class LocalBackend:
     name = "local"
+    schedules_gpus = False
 
     def __init__(self, exits_dir: Path) -> None:
         self._exits_dir = exits_dir
