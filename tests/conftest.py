@@ -1,17 +1,23 @@
-"""Shared fixtures: a real SQLite store in a temp dir and a config rooted there."""
+"""Shared fixtures: a real SQLite store, configs rooted in a temp dir, and the tiny local model for real swift runs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.demo import build_llm_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
+from runner.runtime import Runtime
 from storage.jobs import JobStore
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
+ASSET_CACHE = REPO / ".cache" / "tiny"  # deterministic, idempotent: built once per machine
+
+MakeConfig = Callable[..., Config]
 
 
 @pytest.fixture
@@ -24,3 +30,36 @@ async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
     s = await JobStore.open(tmp_path / "db" / "trainbot.db")
     yield s
     await s.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_llm() -> dict[str, Any]:
+    return build_llm_assets(ASSET_CACHE / "llm", default_swift_bin())
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, tiny_llm: dict[str, Any]) -> MakeConfig:
+    """A config for real swift runs on the tiny model: `make_config(extra={...}, sections="[gpus]\\n...")`."""
+
+    def make(extra: Mapping[str, object] | None = None, sections: str = "", swift_bin: str | None = None) -> Config:
+        path = tmp_path / "trainbot.toml"
+        path.write_text(tiny_config_toml(tiny_llm, swift_bin=swift_bin or default_swift_bin(), extra=extra,
+                                         sections=sections))
+        return load_config(path, base_dir=tmp_path)
+
+    return make
+
+
+@pytest.fixture
+async def open_runtime() -> AsyncIterator[Callable[[Config], Awaitable[Runtime]]]:
+    opened: list[Runtime] = []
+
+    async def open_(config: Config) -> Runtime:
+        rt = await Runtime.open(config)
+        await rt.start()
+        opened.append(rt)
+        return rt
+
+    yield open_
+    for rt in opened:
+        await rt.close()

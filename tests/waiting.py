@@ -1,0 +1,20 @@
+"""Waiting on conditions with a deadline (never a bare sleep as synchronisation)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+async def wait_until(predicate: Callable[[], Awaitable[Any]], within: float, what: str, every: float = 0.2) -> Any:
+    """Poll an async predicate until it returns something truthy, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
+        await asyncio.sleep(every)
