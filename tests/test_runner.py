@@ -1,0 +1,164 @@
+"""The runner end to end with the real `swift` CLI on the tiny local model (CPU): run, progress, stop, export,
+failures, GPU queueing. Slow by nature: marked `swift`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runner.config import Config
+from runner.runtime import Runtime
+from runner.supervisor import JobRequest, UserError
+from storage.models import ExportState, Job, JobState, Kind
+from tests.conftest import MakeConfig
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.swift
+OpenRuntime = Callable[[Config], Awaitable[Runtime]]
+
+
+def request(config: Config, out: str = "output/x", gpus: tuple[str, ...] = ("cpu",)) -> JobRequest:
+    return JobRequest(Kind.LLM, gpus, config.base_dir / out, {}, user_id="U1", channel_id="C1")
+
+
+async def ended(rt: Runtime, job_id: str, within: float = 180) -> Job:
+    async def done() -> Job | None:
+        job = await rt.store.require(job_id)
+        return job if job.state.is_terminal else None
+
+    job: Job = await wait_until(done, within, f"job {job_id} to end")
+    return job
+
+
+def group_alive(pgid: int) -> list[int]:
+    alive = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
+async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeConfig,
+                                                             open_runtime: OpenRuntime) -> None:
+    config = make_config()
+    rt = await open_runtime(config)
+    job = await rt.supervisor.submit(request(config))
+    assert job.state is JobState.RUNNING and job.pid is not None
+    job = await ended(rt, job.id)
+    assert job.state is JobState.SUCCEEDED, (job.error_message, Path(job.log_path or "").read_text()[-2000:])
+    assert job.log_path == str(config.log_dir / f"llm_training_{job.id}.log")  # the seed's naming
+    p = job.progress
+    assert p.step == p.max_steps and p.max_steps and p.max_steps > 10
+    assert p.loss is not None and p.train_loss is not None and p.eval_loss is not None
+    assert p.last_checkpoint and Path(p.last_checkpoint).is_dir()
+    assert p.last_checkpoint.endswith(f"checkpoint-{p.max_steps}")
+    kinds = [e.kind for e in await rt.store.events(job.id)]
+    assert kinds[:2] == ["created", "started"] and kinds[-1] == "finished"
+    assert "checkpoint" in kinds and "eval" in kinds
+    topics = [n.topic for n in await rt.store.notices(job.id)]
+    assert topics[0] == "job_created" and topics[1] == "job_started" and topics[-1] == "job_succeeded"
+    assert topics.count("job_succeeded") == 1
+
+    job_id = job.id
+
+    async def exported() -> Job | None:
+        j = await rt.store.require(job_id)
+        return j if j.export_state is not ExportState.EXPORTING else None
+
+    for _ in range(2):  # a second export reuses the merged folder instead of failing on it
+        await rt.supervisor.export(job_id, by="U1")
+        job = await wait_until(exported, 120, "the export to end")
+        assert job.export_state is ExportState.EXPORTED, Path(job.export_log_path or "").read_text()[-2000:]
+    merged = Path(job.export_dir or "")
+    assert merged.parent == Path(p.last_checkpoint).parent and (merged / "model.safetensors").is_file()
+    assert job.export_log_path == str(config.log_dir / f"llm_export_{job.id}.log")
+    assert [n.topic for n in await rt.store.notices(job.id)][-2:] == ["export_started", "export_succeeded"]
+
+
+async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(make_config: MakeConfig,
+                                                                       open_runtime: OpenRuntime) -> None:
+    config = make_config(extra={"num_train_epochs": 30})
+    rt = await open_runtime(config)
+    job = await rt.supervisor.submit(request(config))
+    assert job.pid is not None
+
+    async def has_checkpoint() -> bool:
+        return bool((await rt.store.require(job.id)).progress.last_checkpoint)
+
+    await wait_until(has_checkpoint, 120, "a first checkpoint")
+    stopping = await rt.supervisor.stop(job.id, by="U1")
+    assert stopping.state is JobState.STOPPING
+    job = await ended(rt, job.id, within=60)
+    assert job.state is JobState.STOPPED and job.stopped_by == "U1"
+    assert job.progress.last_checkpoint and Path(job.progress.last_checkpoint).is_dir()
+    assert job.progress.step is not None and job.progress.max_steps and job.progress.step < job.progress.max_steps
+    assert group_alive(job.pid or -1) == []
+    assert "KeyboardInterrupt" in Path(job.log_path or "").read_text()  # swift's trainer got the SIGINT itself
+
+    # start <id> again: back in line, resuming from that checkpoint
+    again = await rt.supervisor.restart(job.id, by="U1")
+    assert "--resume_from_checkpoint" in again.argv
+    assert again.argv[again.argv.index("--resume_from_checkpoint") + 1] == job.progress.last_checkpoint
+    await rt.supervisor.stop(again.id, by="U1")
+    assert (await ended(rt, again.id, within=60)).state is JobState.STOPPED
+
+
+async def test_hub_model_without_network_fails_with_the_hub_cause(make_config: MakeConfig,
+                                                                  open_runtime: OpenRuntime) -> None:
+    # the fixed recipe's hub model id, with the local datasets: HF offline mode answers at once (no waiting on DNS)
+    config = make_config(extra={"model": "Qwen/Qwen2.5-7B-Instruct"})
+    config = dataclasses.replace(config, swift_env={**config.swift_env, "USE_HF": "1"})
+    rt = await open_runtime(config)
+    job = await ended(rt, (await rt.supervisor.submit(request(config))).id, within=120)
+    assert job.state is JobState.FAILED
+    assert job.error_class == "hub_unreachable", job.error_message
+    assert "Qwen/Qwen2.5-7B-Instruct" in (job.error_message or "")
+    assert job.error_hint and "mirror" in job.error_hint
+    failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]
+    assert len(failed) == 1 and failed[0].data["tail"]
+
+
+async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConfig, open_runtime: OpenRuntime) -> None:
+    config = make_config(sections="[gpus]\ninventory = 1\n")
+    rt = await open_runtime(config)
+    first = await rt.supervisor.submit(request(config, "output/a", ("0",)))
+    second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
+    assert first.state is JobState.RUNNING
+    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job `{first.id}`"
+    queued = [n for n in await rt.store.notices(second.id) if n.topic == "job_queued"]
+    assert queued and queued[0].data["position"] == 1
+    first, second = await ended(rt, first.id), await ended(rt, second.id)
+    assert first.state is second.state is JobState.SUCCEEDED
+    assert first.finished_at and second.started_at and second.started_at >= first.finished_at
+
+
+async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_config: MakeConfig,
+                                                                         open_runtime: OpenRuntime) -> None:
+    config = make_config(sections="[gpus]\ninventory = 2\n")
+    rt = await open_runtime(config)
+    with pytest.raises(UserError, match=r"GPU 7 does not exist on this machine; it has GPUs 0 and 1"):
+        await rt.supervisor.submit(request(config, gpus=("7",)))
+    assert await rt.store.list_all() == []  # nothing half-written
+
+
+async def test_missing_swift_or_unwritable_output_fails_at_once(make_config: MakeConfig, open_runtime: OpenRuntime,
+                                                                tmp_path: Path) -> None:
+    config = make_config(swift_bin=str(tmp_path / "no-such-swift"))
+    rt = await open_runtime(config)
+    job = await rt.supervisor.submit(request(config))
+    assert job.state is JobState.FAILED and "was not found" in (job.error_message or "")
+
+    blocked = tmp_path / "output" / "ro"
+    blocked.write_text("a file where the output folder should be")
+    config = make_config()
+    rt2 = await open_runtime(config)
+    job = await rt2.supervisor.submit(request(config, "output/ro/x"))
+    assert job.state is JobState.FAILED and "cannot create the output folder" in (job.error_message or "")
