@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench slurm-up slurm-down clean
+.PHONY: venv venv-vlm demo test lint bench slurm-up slurm-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Qwen2.5-VL needs torchvision + qwen-vl-utils; PyPI's torchvision does not load beside the CPU torch 2.13 above,
+# so the VLM tests run swift from its own venv (as teams may: `swift.bin` can point to any venv's swift).
+VLM_VENV  := .venv-vlm
+VLM_STAMP := $(VLM_VENV)/.installed
+$(VLM_STAMP):
+	$(PYTHON) -m venv $(VLM_VENV)
+	$(VLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLM_VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(VLM_VENV)/bin/pip install -q ms-swift==4.6.0 qwen-vl-utils==0.0.14
+	touch $@
+
+venv-vlm: $(VLM_STAMP)
+
 demo: venv
 	$(BIN)/trainbot demo
 
@@ -26,7 +39,7 @@ lint: venv
 	$(BIN)/mypy
 
 # Slurm daemons come up for the tests and go down after them, pass or fail.
-test: venv lint
+test: venv venv-vlm lint
 	bash scripts/slurm_up.sh up || [ "$$CI" != true ]
 	$(BIN)/pytest -ra; rc=$$?; bash scripts/slurm_up.sh down; exit $$rc
 
@@ -40,4 +53,4 @@ slurm-down:
 	bash scripts/slurm_up.sh down
 
 clean:
-	rm -rf $(VENV) .trainbot .trainbot-demo .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLM_VENV) .trainbot .trainbot-demo .cache .pytest_cache .mypy_cache .ruff_cache

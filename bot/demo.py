@@ -36,6 +36,18 @@ TINY_RECIPE: dict[str, object] = {
     "eval_steps": 10,
     "split_dataset_ratio": 0.05,
 }
+# The VLM recipe on the tiny Qwen2.5-VL (runner/tiny_assets.py): small images, a short run.
+TINY_VLM_RECIPE: dict[str, object] = {
+    "model_type": "qwen2_5_vl",
+    "template": "qwen2_5_vl",
+    "torch_dtype": "float32",
+    "gradient_accumulation_steps": 2,
+    "gradient_checkpointing": False,
+    "dataloader_num_workers": 0,
+    "max_length": 512,
+    "save_steps": 5,
+    "logging_steps": 2,
+}
 
 
 def default_swift_bin() -> str:
@@ -44,10 +56,10 @@ def default_swift_bin() -> str:
     return str(beside) if beside.exists() else "swift"
 
 
-def build_llm_assets(root: Path, swift_bin: str) -> dict[str, object]:
-    """Build (once) the tiny model and data with the python that runs swift; returns LlmAssets as a dict."""
+def build_llm_assets(root: Path, swift_bin: str, kind: str = "llm") -> dict[str, object]:
+    """Build (once) the tiny model and data with the python that runs swift; returns the assets as a dict."""
     python = interpreter_of(resolve_swift(swift_bin)) or [sys.executable]
-    out = subprocess.run([*python, "-m", "runner.tiny_assets", "llm", str(root)], capture_output=True, text=True,
+    out = subprocess.run([*python, "-m", "runner.tiny_assets", kind, str(root)], capture_output=True, text=True,
                          check=False, cwd=Path(__file__).resolve().parent.parent)
     if out.returncode != 0:
         raise RuntimeError(f"building the tiny model failed:\n{out.stderr[-3000:]}")
@@ -56,14 +68,14 @@ def build_llm_assets(root: Path, swift_bin: str) -> dict[str, object]:
 
 
 def tiny_config_toml(assets: Mapping[str, object], *, swift_bin: str, extra: Mapping[str, object] | None = None,
-                     sections: str = "") -> str:
-    """A trainbot config pointing the fixed LLM recipe at the tiny local model (for the demo and the tests)."""
-    llm: dict[str, object] = {"model": assets["model_dir"], "dataset": assets["datasets"], **TINY_RECIPE,
-                              **(extra or {})}
+                     sections: str = "", kind: str = "llm") -> str:
+    """A trainbot config pointing the fixed LLM recipe (or the VLM one) at the tiny local model (demo, tests)."""
+    tiny = TINY_RECIPE if kind == "llm" else TINY_VLM_RECIPE
+    recipe: dict[str, object] = {"model": assets["model_dir"], "dataset": assets["datasets"], **tiny, **(extra or {})}
     lines = ["[swift]", f"bin = {json.dumps(swift_bin)}", "offline = true",
              "[swift.env]", 'OMP_NUM_THREADS = "1"', 'TOKENIZERS_PARALLELISM = "false"',
-             "[runner]", "progress_poll_seconds = 0.5", "[llm]"]
-    lines += [f"{key} = {_toml(value)}" for key, value in llm.items()]
+             "[runner]", "progress_poll_seconds = 0.5", f"[{kind}]"]
+    lines += [f"{key} = {_toml(value)}" for key, value in recipe.items()]
     return "\n".join(lines) + "\n" + sections
 
 

@@ -122,11 +122,13 @@ class Handlers:
 
     async def create(self, command: CreateJob, caller: Caller) -> Reply:
         req = JobRequest(command.kind, command.gpus, command.output_dir, command.overrides, caller.user_id,
-                         caller.channel_id)
+                         caller.channel_id, command.profile)
         if command.dry_run:
             plan = self.sup.plan(req)
             warnings = await self.sup.dry_run_warnings(req)
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n```{plan.display}```"
+            if plan.notes:
+                text += f"\nSpeed profile `{command.profile}` changed: " + "; ".join(plan.notes)
             return Reply(text + "".join(f"\n⚠️ {w}" for w in warnings))
         if (refusal := _may_start(caller, self.config.access)) is not None:
             return Reply(refusal, ok=False)

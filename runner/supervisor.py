@@ -20,7 +20,8 @@ from runner.backends import Backend, LaunchError, ProcessRef
 from runner.command import SwiftCommand, build_export, build_sft, resolve_recipe
 from runner.config import Config
 from runner.failures import FailureClass, classify_failure
-from runner.gpus import GpuProbe
+from runner.gpus import Gpu, GpuProbe
+from runner.profiles import apply_profile
 from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
 from runner.swift_version import SwiftVersion, detect_version
 from storage.jobs import JobStore
@@ -43,6 +44,7 @@ class JobRequest:
     overrides: dict[str, str]
     user_id: str | None = None
     channel_id: str | None = None
+    profile: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Plan:
     display: str
     warnings: tuple[str, ...]
     version: SwiftVersion
+    notes: tuple[str, ...] = ()  # what the speed profile changed, for people to see
 
 
 class Supervisor:
@@ -75,6 +78,7 @@ class Supervisor:
 
     def plan(self, req: JobRequest, *, resume_from: str | None = None) -> Plan:
         recipe = resolve_recipe(req.kind, self.config, req.overrides)
+        recipe, notes = apply_profile(recipe, req.profile, self._probed_gpus(req.gpus))
         if req.gpus == ("cpu",):
             recipe = recipe.with_args({"use_cpu": "true"})  # bf16 on the CPU needs it
         if resume_from:
@@ -84,7 +88,13 @@ class Supervisor:
         warnings = []
         if (missing := self.probe.describe_missing(req.gpus)) is not None:
             warnings.append(missing)
-        return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version)
+        return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version, notes)
+
+    def _probed_gpus(self, wanted: tuple[str, ...]) -> list[Gpu]:
+        """The requested GPUs as NVML sees them now; empty when any is unknown (no driver, inventory, CPU)."""
+        snapshot = self.probe.snapshot()
+        found = [g for g in snapshot.gpus if g.index in wanted and g.source == "nvml"]
+        return found if len(found) == len(wanted) else []
 
     async def dry_run_warnings(self, req: JobRequest) -> list[str]:
         plan = self.plan(req)
@@ -106,7 +116,9 @@ class Supervisor:
                     argv=plan.argv, env=plan.env, recipe=str(req.kind), overrides=dict(req.overrides),
                     backend=self.backend.name, user_id=req.user_id, channel_id=req.channel_id)
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
-                                      notice=Notice("", "job_created", {"command": plan.display}))
+                                      notice=Notice("", "job_created", {"command": plan.display,
+                                                                        "profile": req.profile,
+                                                                        "profile_notes": list(plan.notes)}))
         job = await self.store.update(job.id, log_path=str(self.log_path(job, "train")))
         await self.tick()
         return await self.store.require(job.id)
