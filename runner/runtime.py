@@ -32,6 +32,8 @@ class Runtime:
     def __init__(self, config: Config, store: JobStore, probe: GpuProbe, backend: Backend) -> None:
         self.config, self.store, self.probe = config, store, probe
         self.supervisor = Supervisor(store, config, probe, backend)
+        if isinstance(backend, LocalBackend):
+            backend.on_exit = self.supervisor.wake
         self._scheduler: AsyncIOScheduler | None = None
 
     @classmethod

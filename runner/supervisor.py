@@ -65,6 +65,7 @@ class Supervisor:
         self._tails: dict[str, ProgressTail] = {}
         self._stop_started: dict[str, float] = {}
         self._lock = asyncio.Lock()  # one tick (or command) changes jobs at a time
+        self._woken: asyncio.Task[None] | None = None
 
     # ---- what people ask for -------------------------------------------------------------------------------
 
@@ -219,6 +220,11 @@ class Supervisor:
         for job in await self.store.list_jobs(states=[JobState.STOPPING]):
             self._stop_started.setdefault(job.id, time.monotonic())
         await self.tick()
+
+    def wake(self) -> None:
+        """Tick soon (a process ended): one extra tick at most, however many wake-ups arrive meanwhile."""
+        if self._woken is None or self._woken.done():
+            self._woken = asyncio.get_running_loop().create_task(self.tick())
 
     async def tick(self) -> None:
         async with self._lock:

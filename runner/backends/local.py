@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -42,6 +42,10 @@ class LocalBackend:
     def __init__(self, exits_dir: Path) -> None:
         self._exits_dir = exits_dir
         self._children: dict[int, asyncio.subprocess.Process] = {}  # ours to reap while we live
+        self._watchers: set[asyncio.Task[None]] = set()
+        # called when a child we launched exits, so the supervisor settles it (and starts the next queued job) at
+        # once instead of at its next poll; children of an earlier bot are found by polling
+        self.on_exit: Callable[[], None] | None = None
 
     def exit_file(self, ref: ProcessRef) -> Path:
         return self._exits_dir / f"{ref.job_id}.{ref.purpose}.json"
@@ -71,11 +75,19 @@ class LocalBackend:
                 start_new_session=True, env=env,
             )
         self._children[proc.pid] = proc
+        watcher = asyncio.create_task(self._watch(proc))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         try:
             started = psutil.Process(proc.pid).create_time()
         except psutil.NoSuchProcess:
             started = time.time()
         return Launched(pid=proc.pid, proc_start_time=started, host=socket.gethostname())
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        await proc.wait()
+        if self.on_exit is not None:
+            self.on_exit()
 
     async def status(self, ref: ProcessRef) -> RunStatus:
         child = self._children.get(ref.pid or -1)
