@@ -36,17 +36,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "demo":
-            from bot import demo
+            from bot.demo import main as run_demo
 
-            return demo.main(args.dir.absolute())
+            return run_demo(args.dir.absolute())
         config = load_config(args.config)
         if args.cmd == "console":
-            from bot import console
+            from bot.console import main as run_console
 
-            return console.main(config, wait=args.wait)
-        from bot import serve
+            return run_console(config, wait=args.wait)
+        from bot.serve import main as run_serve
 
-        return serve.main(config, api_url=args.slack_api_url, port=args.port)
+        return run_serve(config, api_url=args.slack_api_url, port=args.port)
     except ConfigError as exc:
         print(f"trainbot: {exc}", file=sys.stderr)
         return 2
