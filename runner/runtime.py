@@ -66,4 +66,5 @@ class Runtime:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        await self.supervisor.close()
         await self.store.close()

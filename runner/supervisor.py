@@ -21,7 +21,7 @@ from runner.command import SwiftCommand, build_export, build_sft, resolve_recipe
 from runner.config import Config
 from runner.failures import FailureClass, classify_failure
 from runner.gpus import Gpu, GpuProbe
-from runner.profiles import apply_profile
+from runner.profiles import apply_profile, swift_has_liger
 from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
 from runner.swift_version import SwiftVersion, detect_version
 from storage.jobs import JobStore
@@ -66,6 +66,7 @@ class Supervisor:
         self._stop_started: dict[str, float] = {}
         self._lock = asyncio.Lock()  # one tick (or command) changes jobs at a time
         self._woken: asyncio.Task[None] | None = None
+        self._closed = False
 
     # ---- what people ask for -------------------------------------------------------------------------------
 
@@ -79,7 +80,8 @@ class Supervisor:
 
     def plan(self, req: JobRequest, *, resume_from: str | None = None) -> Plan:
         recipe = resolve_recipe(req.kind, self.config, req.overrides)
-        recipe, notes = apply_profile(recipe, req.profile, self._probed_gpus(req.gpus))
+        recipe, notes = apply_profile(recipe, req.profile, self._probed_gpus(req.gpus),
+                                      liger=swift_has_liger(self.config.swift_bin))
         if req.gpus == ("cpu",):
             recipe = recipe.with_args({"use_cpu": "true"})  # bf16 on the CPU needs it
         if resume_from:
@@ -223,31 +225,42 @@ class Supervisor:
 
     def wake(self) -> None:
         """Tick soon (a process ended): one extra tick at most, however many wake-ups arrive meanwhile."""
-        if self._woken is None or self._woken.done():
-            self._woken = asyncio.get_running_loop().create_task(self.tick())
+        if self._closed or (self._woken is not None and not self._woken.done()):
+            return
+        self._woken = asyncio.get_running_loop().create_task(self.tick())
+        self._woken.add_done_callback(_log_failure)
+
+    async def close(self) -> None:
+        """No more ticks: wait for one under way, so nothing touches the store after it closes."""
+        self._closed = True
+        async with self._lock:
+            if self._woken is not None:
+                self._woken.cancel()
 
     async def tick(self) -> None:
         async with self._lock:
-            for job in await self.store.active():
+            if self._closed:
+                return
+            active = await self.store.active()
+            for job in active:
                 if job.state in leases.HOLDING_STATES or job.backend_job_id is not None:
                     try:
                         await self._follow(job)
                     except Exception:  # one job's trouble must not stop the others being followed
                         log.exception("following job %s failed", job.id)
             await self._follow_exports()
-            await self._start_queued()
+            if any(j.state is JobState.QUEUED for j in active):
+                await self._start_queued()
 
     async def _start_queued(self) -> None:
         active = await self.store.active()
         queue = [j for j in active if j.state is JobState.QUEUED]
-        if not queue:
-            return
         if self.backend.schedules_gpus:  # Slurm picks the GPUs and keeps its own queue: hand every job over
             for job in queue:
                 if job.backend_job_id is None:
                     await self._launch(job)
             return
-        decisions = leases.plan_starts(await self.store.queue(), leases.held(active), self._foreign_busy(active))
+        decisions = leases.plan_starts(queue, leases.held(active), self._foreign_busy(active))
         for d in decisions:
             if d.start:
                 await self._launch(d.job)
@@ -319,7 +332,7 @@ class Supervisor:
             tail = self._tails[job.id] = ProgressTail(run_dir, resume=job.progress)
             if job.run_dir is None:
                 await self.store.update(job.id, run_dir=str(run_dir))
-        milestones = await asyncio.to_thread(tail.poll, final)
+        milestones = tail.poll(final)  # a few stat() calls unless swift wrote something: not worth a thread
         if tail.progress != job.progress:
             await self.store.update(job.id, progress=tail.progress)
         for m in milestones:
@@ -400,6 +413,11 @@ class Supervisor:
         if purpose == "export":
             return ProcessRef(job.id, "export", job.export_pid, job.export_proc_start_time, job.export_backend_job_id)
         return ProcessRef(job.id, "train", job.pid, job.proc_start_time, job.backend_job_id)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("supervisor tick failed", exc_info=task.exception())
 
 
 def _check_writable(output_dir: Path) -> None:

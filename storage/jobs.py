@@ -240,14 +240,12 @@ class JobStore:
     async def list_all(self) -> list[Job]:
         return await self.list_jobs()
 
-    async def queue(self) -> list[Job]:
-        """Queued jobs, first come first served."""
-        async with self._db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY queue_seq") as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
-
     async def active(self) -> list[Job]:
-        states = [s for s in JobState if s.is_active]
-        return sorted(await self.list_jobs(states=states), key=lambda j: j.created_at)
+        """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""
+        states = [str(s) for s in JobState if s.is_active]
+        sql = f"SELECT * FROM jobs WHERE state IN ({', '.join('?' * len(states))}) ORDER BY queue_seq"
+        async with self._db.execute(sql, states) as cur:
+            return [_from_row(r) for r in await cur.fetchall()]
 
     async def exporting(self) -> list[Job]:
         async with self._db.execute("SELECT * FROM jobs WHERE export_state = 'exporting'") as cur:

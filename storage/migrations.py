@@ -80,4 +80,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_pending ON outbox (delivered_at, job_id, id);
     """,
+    # 2: the supervisor asks every tick which exports are under way: keep that off a full table scan
+    """
+    CREATE INDEX jobs_exporting ON jobs (export_state) WHERE export_state = 'exporting';
+    """,
 ]

@@ -91,7 +91,9 @@ class LocalBackend:
 
     async def status(self, ref: ProcessRef) -> RunStatus:
         child = self._children.get(ref.pid or -1)
-        if child is not None and child.returncode is not None:
+        if child is not None and child.returncode is None:
+            return RunStatus(alive=True)  # our own child, not yet reaped: no /proc reads needed
+        if child is not None:
             del self._children[child.pid]
         elif self._alive(ref):
             return RunStatus(alive=True)
