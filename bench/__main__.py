@@ -1,0 +1,68 @@
+"""`python -m bench [--short]`: every figure in one run, printed as a table of figures, baselines and ratios.
+
+--short runs each figure briefly (CI uses it to check the benchmarks still work); the README's table comes from a
+full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+import time
+
+from bench import runner_figures
+from bench.common import Row, machine
+
+
+def table(rows: list[Row]) -> str:
+    head = ["figure", "measured", "baseline", "ratio", "goal", "met"]
+    body = [[r.figure, r.measured, r.baseline, f"{r.ratio:.3f}" if r.ratio is not None else "", r.goal,
+             {True: "yes", False: "NO", None: ""}[r.met]] for r in rows]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+async def run(short: bool, only: set[str]) -> list[Row]:
+    figures = {
+        "ack": lambda: _slack().ack_latency(burst=20 if short else 50),
+        "overhead": lambda: runner_figures.job_overhead(pairs=1 if short else 5),
+        "watching": lambda: runner_figures.watching_cost(window_s=8 if short else 60),
+        "slack": lambda: _slack().slack_budget(jobs=20, minutes=0.3 if short else 5.0),
+        "queue": lambda: runner_figures.queue_efficiency(job_s=2 if short else 10),
+        "store": lambda: runner_figures.store_latency(n_jobs=1000 if short else 10_000, samples=50 if short else 300),
+    }
+    rows: list[Row] = []
+    for name, figure in figures.items():
+        if only and name not in only:
+            continue
+        t0 = time.monotonic()
+        print(f"… {name}", file=sys.stderr, flush=True)
+        rows += await figure()
+        print(f"  {name} done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def _slack():  # type: ignore[no-untyped-def]
+    from bench import slack_figures  # needs the Slack stand-in from tests/
+
+    return slack_figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
+    parser.add_argument("figures", nargs="*", help="only these: ack overhead watching slack queue store")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    rows = asyncio.run(run(args.short, set(args.figures)))
+    print(f"\ntrainbot benchmarks, {dt.date.today()}, {machine()}{' (short run)' if args.short else ''}\n")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

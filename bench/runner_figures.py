@@ -1,0 +1,174 @@
+"""Figures about running jobs: overhead on a real job, the cost of watching 8 jobs, queue efficiency, the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.common import Row, fake_config, median, pct, tiny_config
+from bot.handlers import Caller, Handlers
+from runner.backends.local import device_env
+from runner.config import Config
+from runner.runtime import Runtime
+from runner.supervisor import JobRequest
+from storage.jobs import JobStore
+from storage.models import Job, JobState, Kind
+
+
+async def _until(runtime: Runtime, job_id: str, done: set[JobState], every: float = 0.02) -> Job:
+    while True:
+        job = await runtime.store.require(job_id)
+        if job.state in done:
+            return job
+        await asyncio.sleep(every)
+
+
+def _request(config: Config, out: str, gpus: tuple[str, ...]) -> JobRequest:
+    return JobRequest(Kind.LLM, gpus, config.base_dir / out, {}, user_id="UBENCH", channel_id="CBENCH")
+
+
+async def job_overhead(pairs: int) -> list[Row]:
+    """The same tiny real swift job started by trainbot and by hand (same argv and env), alternated."""
+    by_bot, by_hand = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = tiny_config(root)
+        runtime = await Runtime.open(config)
+        await runtime.start()
+        try:
+            for i in range(pairs):
+                t0 = time.monotonic()
+                job = await runtime.supervisor.submit(_request(config, f"output/bot{i}", ("cpu",)))
+                job = await _until(runtime, job.id, {JobState.SUCCEEDED, JobState.FAILED})
+                by_bot.append(time.monotonic() - t0)
+                assert job.state is JobState.SUCCEEDED, job.error_message
+                argv = [a if a != job.output_dir else str(root / "output" / f"hand{i}") for a in job.argv]
+                env = os.environ | job.env | device_env(("cpu",))
+                t0 = time.monotonic()
+                with (root / f"hand{i}.log").open("wb") as log:
+                    rc = await asyncio.to_thread(subprocess.run, argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                 check=False)
+                by_hand.append(time.monotonic() - t0)
+                assert rc.returncode == 0
+        finally:
+            await runtime.close()
+    ratio = median(by_bot) / median(by_hand)
+    return [Row(f"job wall time, {pairs} pair(s), tiny real swift (median)", f"{median(by_bot):.2f} s via trainbot",
+                f"{median(by_hand):.2f} s by hand", ratio, "ratio <= 1.02", ratio <= 1.02)]
+
+
+async def watching_cost(window_s: float) -> list[Row]:
+    """8 jobs logging at a realistic and at a 100x rate: the bot's own CPU time and memory while it watches."""
+    rows = []
+    me = psutil.Process()
+    rates = (("realistic (1 step/s, a log line every 5 s)", 1.0), ("100x (a log line every 0.05 s)", 0.01))
+    for label, step_s in rates:
+        with tempfile.TemporaryDirectory() as tmp:
+            steps = int(window_s / step_s) + 200
+            config = fake_config(Path(tmp), gpus=8, step_s=step_s, max_steps=steps)
+            runtime = await Runtime.open(config)
+            await runtime.start()
+            try:
+                idle = await _cpu_over(me, 5.0 if window_s > 10 else 2.0)
+                ids = [(await runtime.supervisor.submit(_request(config, f"output/w{i}", (str(i),)))).id
+                       for i in range(8)]
+                cpu = await _cpu_over(me, window_s)
+                running = [j for j in await runtime.store.active() if j.state is JobState.RUNNING]
+                assert len(running) == 8, [j.state for j in running]
+                steps_seen = [(await runtime.store.require(i)).progress.step or 0 for i in ids]
+                assert min(steps_seen) > 0, steps_seen
+                for job_id in ids:
+                    await runtime.supervisor.stop(job_id, by="bench")
+                rss = me.memory_info().rss / 2**20
+            finally:
+                await runtime.close()
+        per_min = cpu * 60
+        rows.append(Row(f"watching 8 jobs, {label}: bot CPU", f"{100 * cpu:.2f}% of a core ({per_min:.2f} s/min), "
+                        f"RSS {rss:.0f} MiB", f"idle bot {100 * idle:.2f}%", None,
+                        "< 1% of a core at the realistic rate", cpu < 0.01 if step_s == 1.0 else None))
+    return rows
+
+
+async def _cpu_over(proc: psutil.Process, seconds: float) -> float:
+    """This process's own CPU time (not its children's) per second of wall time."""
+    t0, c0 = time.monotonic(), sum(proc.cpu_times()[:2])
+    await asyncio.sleep(seconds)
+    return (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
+
+
+async def queue_efficiency(job_s: float) -> list[Row]:
+    """6 jobs of known length on 2 GPUs: actual starts against the ideal first-come-first-served schedule."""
+    with tempfile.TemporaryDirectory() as tmp:
+        step_s = 0.1
+        config = fake_config(Path(tmp), gpus=2, step_s=step_s, max_steps=int(job_s / step_s))
+        runtime = await Runtime.open(config)
+        await runtime.start()
+        try:
+            gpus = [("0",), ("1",), ("0",), ("1",), ("0",), ("1",)]
+            ids = [(await runtime.supervisor.submit(_request(config, f"output/q{i}", g))).id
+                   for i, g in enumerate(gpus)]
+            jobs = [await _until(runtime, i, {JobState.SUCCEEDED, JobState.FAILED}) for i in ids]
+        finally:
+            await runtime.close()
+    free = {"0": 0.0, "1": 0.0}
+    first = min(j.started_at or 0 for j in jobs)
+    late = []
+    for job in jobs:  # the ideal start: the moment its GPU frees, given the real durations before it
+        gpu = job.gpus[0]
+        started, finished = (job.started_at or 0) - first, (job.finished_at or 0) - first
+        ideal = free[gpu]
+        late.append(started - ideal)
+        free[gpu] = ideal + (finished - started)
+    actual = max((j.finished_at or 0) for j in jobs) - first
+    ideal_makespan = max(free.values())
+    ratio = actual / ideal_makespan
+    poll = config.progress_poll_seconds
+    idle = sum(late)  # each job's late start is time its GPU sat idle while it waited
+    return [Row(f"queue: 6 x {job_s:.0f} s jobs on 2 GPUs, makespan", f"{actual:.2f} s (GPU idle while jobs wait: "
+                f"{idle:.2f} s)", f"ideal {ideal_makespan:.2f} s", ratio, "ratio <= 1.02", ratio <= 1.02),
+            Row("queue: latest start vs ideal", f"{max(late) * 1000:.0f} ms", f"poll interval {poll * 1000:.0f} ms",
+                None, "<= the polling interval", max(late) <= poll)]
+
+
+async def store_latency(n_jobs: int, samples: int) -> list[Row]:
+    """list / status answers with n_jobs in the database, through the same handlers Slack and the console use."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = fake_config(Path(tmp), gpus=2, step_s=0.1, max_steps=10)
+        store = await JobStore.open(config.db_path)
+        await _fill(store, n_jobs)
+        await store.close()
+        runtime = await Runtime.open(config)
+        handlers = Handlers(runtime)
+        caller = Caller(user_id="UBENCH", channel_id="CBENCH")
+        some = [j.id for j in await runtime.store.list_jobs(limit=samples)]
+        rows = []
+        try:
+            for label, texts in (("list", ["list"] * samples), ("status <id>", [f"status {i}" for i in some]),
+                                 ("list llm state=succeeded", ["list llm state=succeeded"] * samples)):
+                times = []
+                for text in texts:
+                    t0 = time.perf_counter()
+                    reply = await handlers.handle(text, caller)
+                    times.append(time.perf_counter() - t0)
+                    assert reply.ok, reply.text
+                rows.append(Row(f"store: `{label}` with {n_jobs:,} jobs", f"p50 {pct(times, 50) * 1000:.2f} ms, "
+                                f"p99 {pct(times, 99) * 1000:.2f} ms", "", None, "p99 < 10 ms",
+                                pct(times, 99) < 0.010))
+        finally:
+            await runtime.close()
+    return rows
+
+
+async def _fill(store: JobStore, n: int) -> None:
+    """n ended jobs, shaped like real ones, written through the store's own create (one transaction each)."""
+    template = Job(id="", kind=Kind.LLM, state=JobState.SUCCEEDED, output_dir="/o/x", gpus=("0",),
+                   argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"), user_id="U1", channel_id="C1")
+    for i in range(n):
+        await store.create(template.replace(kind=Kind.VLM if i % 3 == 0 else Kind.LLM,
+                                            state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i % 3]))
