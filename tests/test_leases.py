@@ -1,0 +1,43 @@
+"""Who starts when: GPU leases and the first-come-first-served queue (pure functions over jobs)."""
+
+from __future__ import annotations
+
+from runner.leases import Decision, held, plan_starts
+from storage.models import Job, JobState, Kind
+
+
+def job(job_id: str, gpus: str, state: JobState = JobState.QUEUED) -> Job:
+    return Job(id=job_id, kind=Kind.LLM, state=state, output_dir="/o", gpus=tuple(gpus.split(",")), argv=())
+
+
+def starts(decisions: list[Decision]) -> list[str]:
+    return [d.job.id for d in decisions if d.start]
+
+
+def test_running_jobs_hold_their_gpus_and_ended_ones_do_not() -> None:
+    jobs = [job("a", "0", JobState.RUNNING), job("b", "1,2", JobState.STOPPING), job("c", "3", JobState.SUCCEEDED),
+            job("d", "4", JobState.QUEUED)]
+    assert held(jobs) == {"0": "a", "1": "b", "2": "b"}
+
+
+def test_free_gpus_start_and_a_taken_gpu_waits_with_its_holder_named() -> None:
+    decisions = plan_starts([job("x", "0"), job("y", "1")], {"0": "a"}, foreign=set())
+    assert starts(decisions) == ["y"]
+    assert decisions[0].reason == "GPU 0 is held by job `a`" and decisions[0].position == 1
+
+
+def test_two_queued_jobs_never_get_the_same_gpu() -> None:
+    assert starts(plan_starts([job("x", "0"), job("y", "0")], {}, set())) == ["x"]
+
+
+def test_foreign_processes_make_a_gpu_busy() -> None:
+    (d,) = plan_starts([job("x", "2")], {}, foreign={"2"})
+    assert not d.start and d.reason == "GPU 2 is busy with a process trainbot did not start"
+
+
+def test_first_come_first_served_a_big_job_is_not_starved_by_later_small_ones() -> None:
+    queue = [job("big", "0,1"), job("small", "1"), job("other", "2")]
+    decisions = plan_starts(queue, {"0": "a"}, set())
+    assert starts(decisions) == ["other"]  # GPU 1 is free, but `big` came first and wants it
+    small = decisions[1]
+    assert small.reason == "an earlier job is waiting for the same GPU" and small.position == 2
