@@ -45,30 +45,29 @@ LLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
     ("model_name", "swift-robot"),
 )
 
-# Qwen2.5-VL defaults in the same shape: LoRA on the language model, the vision tower frozen.
-VLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
-    ("model", "Qwen/Qwen2.5-VL-7B-Instruct"),
-    ("train_type", "lora"),
-    ("dataset", ("AI-ModelScope/LaTeX_OCR#2000",)),
-    ("torch_dtype", "bfloat16"),
-    ("num_train_epochs", "1"),
-    ("per_device_train_batch_size", "1"),
-    ("per_device_eval_batch_size", "1"),
-    ("learning_rate", "1e-4"),
-    ("lora_rank", "8"),
-    ("lora_alpha", "32"),
-    ("target_modules", "all-linear"),
-    ("freeze_vit", "true"),
-    ("gradient_accumulation_steps", "16"),
-    ("eval_steps", "50"),
-    ("save_steps", "50"),
-    ("save_total_limit", "2"),
-    ("logging_steps", "5"),
-    ("max_length", "2048"),
-    ("output_dir", OUTPUT_DIR),
-    ("warmup_ratio", "0.05"),
-    ("dataloader_num_workers", "4"),
-)
+# Qwen2.5-VL: the same LoRA training as the fixed recipe, on the VL model and data, with the vision tower frozen;
+# no system prompt or self-cognition identity (those belong to the LLM recipe's datasets).
+_VLM_CHANGES: dict[str, ArgValue | None] = {
+    "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+    "dataset": ("AI-ModelScope/LaTeX_OCR#2000",),
+    "system": None,
+    "model_author": None,
+    "model_name": None,
+}
+
+
+def _vlm_args() -> tuple[tuple[str, ArgValue], ...]:
+    args: list[tuple[str, ArgValue]] = []
+    for key, value in LLM_ARGS:
+        changed = _VLM_CHANGES.get(key, value)
+        if changed is not None:
+            args.append((key, changed))
+        if key == "target_modules":
+            args.append(("freeze_vit", "true"))
+    return tuple(args)
+
+
+VLM_ARGS = _vlm_args()
 VLM_ENV: tuple[tuple[str, str], ...] = (("MAX_PIXELS", "1003520"),)
 
 # What a user may set on `/train vlm`: key -> the swift flags (or env var) it sets.
