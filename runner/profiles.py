@@ -1,24 +1,157 @@
 """Speed profiles: how the fixed recipe's steps are computed, never what it learns.
 
 `exact` runs the seed's flags as they are. `fast` (the default) may change only how each optimizer step is
-computed (micro-batch vs accumulation at the same 16 samples a step, gradient checkpointing, kernels, loader
-settings), and only on a GPU that can take it; every change comes back as a note shown in the dry run and the
-job's thread.
+computed (micro-batch vs accumulation at the same 16 samples a step, gradient checkpointing, fused kernels), and
+only on GPUs that NVML reports with room for it; every change comes back as a note shown in the dry run and the
+job's thread. The learning stays the seed's: same data in the same order, 16 samples an optimizer step (also over
+several GPUs), lr 1e-4, warmup 0.05, LoRA r8/alpha 32 on all linear layers, max length 2048, bf16, 1 epoch.
+
+Memory is budgeted for the worst case the recipe allows (every sample of a micro-batch at max_length), so a fast
+job cannot run out of memory where the literal one would not. The figures are measured on an H100 80GB with the
+7B recipe (docs/gpu.md); they hold for the fixed recipe's model (Qwen2.5-7B shape), which is what `llm` runs.
 """
 
 from __future__ import annotations
 
+import functools
+import glob
+import os
+import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from runner.gpus import Gpu
 from runner.recipes import Recipe
+from runner.swift_version import SwiftNotFound, interpreter_of, resolve_swift
 from storage.models import Kind
 
 PROFILES = ("fast", "exact")
+SAMPLES_PER_STEP = 16  # the seed's per_device_train_batch_size 1 x gradient_accumulation_steps 16
+MARGIN_GIB = 2.0  # kept free beyond the budget: allocator fragmentation, NCCL buffers, the odd extra kernel
 
 
-def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu]) -> tuple[Recipe, tuple[str, ...]]:
-    """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed."""
+@dataclass(frozen=True)
+class Layout:
+    """One way to compute an optimizer step on each GPU, with its worst-case peak memory per GPU (GiB):
+    base + per_token * micro_batch * max_length (from torch's peak reserved memory on the H100, docs/gpu.md)."""
+
+    micro_batch: int
+    checkpointing: bool
+    liger: bool
+    base_gib: float
+    per_token_mib: float
+
+    def need_gib(self, micro_batch: int, max_length: int) -> float:
+        return self.base_gib + self.per_token_mib * micro_batch * max_length / 1024
+
+
+# Fastest first (measured launch to end of the 1500-sample job on one H100, docs/gpu.md).
+LAYOUTS: tuple[Layout, ...] = (
+    Layout(micro_batch=8, checkpointing=False, liger=True, base_gib=16.0, per_token_mib=8.5),
+    Layout(micro_batch=4, checkpointing=False, liger=True, base_gib=16.0, per_token_mib=8.5),
+    Layout(micro_batch=16, checkpointing=True, liger=True, base_gib=16.0, per_token_mib=0.6),
+    Layout(micro_batch=8, checkpointing=True, liger=False, base_gib=16.0, per_token_mib=2.0),
+    Layout(micro_batch=2, checkpointing=False, liger=True, base_gib=16.0, per_token_mib=8.5),
+    Layout(micro_batch=4, checkpointing=True, liger=False, base_gib=16.0, per_token_mib=2.0),
+)
+
+
+def free_gib(gpu: Gpu) -> float | None:
+    if gpu.memory_total_mib is None or gpu.memory_used_mib is None:
+        return None
+    return (gpu.memory_total_mib - gpu.memory_used_mib) / 1024
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _is_on(value: object) -> bool:
+    return str(value).lower() in ("true", "1", "yes")
+
+
+def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> tuple[Layout, int] | None:
+    """The fastest layout (and its micro-batch, capped so n_gpus x micro-batch divides 16) whose worst case fits
+    in `free` GiB, the least free memory among the GPUs; None when none does (the seed's flags then run as they are).
+    """
+    for layout in LAYOUTS:
+        if layout.liger and not liger:
+            continue
+        micro = min(layout.micro_batch, SAMPLES_PER_STEP // n_gpus)
+        if micro < 1 or SAMPLES_PER_STEP % (micro * n_gpus):
+            continue
+        if layout.need_gib(micro, max_length) + MARGIN_GIB <= free:
+            return layout, micro
+    return None
+
+
+def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *,
+                  liger: bool = False) -> tuple[Recipe, tuple[str, ...]]:
+    """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed.
+
+    `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it).
+    """
     if profile == "exact" or recipe.kind is not Kind.LLM or not gpus:
         return recipe, ()
-    return recipe, ()
+    n = len(gpus)
+    per_device = _int(recipe.value("per_device_train_batch_size"))
+    accumulation = _int(recipe.value("gradient_accumulation_steps"))
+    max_length = _int(recipe.value("max_length"))
+    frees = [free_gib(g) for g in gpus]
+    if per_device is None or accumulation is None or max_length is None or None in frees:
+        return recipe, ()
+    if per_device * accumulation != SAMPLES_PER_STEP or SAMPLES_PER_STEP % n:
+        return recipe, ()  # a config changed the step size, or 16 samples cannot be split evenly over these GPUs
+    free = min(f for f in frees if f is not None)
+    has_liger = _is_on(recipe.value("use_liger_kernel"))  # a config may already turn it on
+    chosen = choose_layout(n, free, max_length, liger=liger or has_liger)
+    if chosen is None and n == 1:
+        return recipe, ()
+    layout, micro = chosen or (None, 1)  # several GPUs without room for more: still 16 samples a step in all
+    steps = SAMPLES_PER_STEP // (micro * n)
+    changes: dict[str, str] = {"per_device_train_batch_size": str(micro), "gradient_accumulation_steps": str(steps)}
+    across = "" if n == 1 else f" on each of {n} GPUs"
+    notes = [f"per-device batch {micro} × accumulation {steps}{across} instead of 1 × 16: the same 16 samples, "
+             "in the same order, make each optimizer step" + ("" if n == 1 else " (as on one GPU)")]
+    if layout is None:
+        return recipe.with_args(changes), tuple(notes)
+    where = f"GPU {gpus[0].index}" if n == 1 else f"GPUs {','.join(g.index for g in gpus)}"
+    need = layout.need_gib(micro, max_length)
+    if not layout.checkpointing:
+        changes["gradient_checkpointing"] = "false"
+        notes.append(f"gradient checkpointing off: {free:.1f} GiB free on {where} covers the worst case "
+                     f"(~{need:.0f} GiB with every sample at max_length {max_length})")
+    if layout.liger and not has_liger:
+        changes["use_liger_kernel"] = "true"
+        notes.append("Liger fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy without the full logits)")
+    return recipe.with_args(changes), tuple(notes)
+
+
+def swift_has_liger(swift_bin: str) -> bool:
+    """Whether the python that runs `swift_bin` can import liger_kernel (ms-swift does not depend on it)."""
+    try:
+        path = resolve_swift(swift_bin)
+        return _has_liger_cached(str(path), path.stat().st_mtime)
+    except (SwiftNotFound, OSError):
+        return False
+
+
+@functools.lru_cache(maxsize=8)
+def _has_liger_cached(path: str, _mtime: float) -> bool:
+    prefix = Path(path).parent.parent  # <venv>/bin/swift -> <venv>
+    if glob.glob(str(prefix / "lib" / "python*" / "site-packages" / "liger_kernel-*.dist-info")):
+        return True
+    interpreter = interpreter_of(Path(path))
+    if interpreter is None:
+        return False
+    code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('liger_kernel') is None)"
+    try:
+        done = subprocess.run([*interpreter, "-c", code], capture_output=True, timeout=30,
+                              env={**os.environ, "PYTHONNOUSERSITE": "1"})
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0

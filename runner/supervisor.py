@@ -19,7 +19,7 @@ from runner import leases
 from runner.backends import Backend, LaunchError, ProcessRef
 from runner.command import SwiftCommand, build_export, build_sft, resolve_recipe
 from runner.config import Config
-from runner.failures import FailureClass, classify_failure
+from runner.failures import FailureClass, classify_failure, with_cause
 from runner.gpus import Gpu, GpuProbe
 from runner.profiles import apply_profile, swift_has_liger
 from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
@@ -315,13 +315,14 @@ class Supervisor:
                 if status.pending_reason != job.queue_reason:
                     await self.store.update(job.id, queue_reason=status.pending_reason)
                 return
-            job = await self._mark_running(job)
+            if status.alive or status.returncode == 0:  # it ran (a job refused before running never started)
+                job = await self._mark_running(job)
         await self._read_progress(job, final=not status.alive)
         if status.alive:
             if job.state is JobState.STOPPING:
                 await self._escalate_stop(job, ref)
             return
-        await self._settle(await self.store.require(job.id), status.returncode)
+        await self._settle(await self.store.require(job.id), status.returncode, cause=status.detail)
 
     async def _read_progress(self, job: Job, *, final: bool) -> None:
         tail = self._tails.get(job.id)
@@ -353,7 +354,7 @@ class Supervisor:
         elif waited > self.config.stop_grace_s:
             await self.backend.terminate(ref)
 
-    async def _settle(self, job: Job, returncode: int | None) -> None:
+    async def _settle(self, job: Job, returncode: int | None, *, cause: str | None = None) -> None:
         """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""
         self._stop_started.pop(job.id, None)
         tail = self._tails.pop(job.id, None)
@@ -370,6 +371,8 @@ class Supervisor:
             return
         failure = classify_failure(returncode, Path(job.log_path) if job.log_path else None,
                                    stop_requested=job.state is JobState.STOPPING)
+        if cause is not None and job.state is not JobState.STOPPING:
+            failure = with_cause(failure, cause)
         if job.state is JobState.STOPPING or failure.cls is FailureClass.INTERRUPTED:
             by = job.stopped_by if job.state is JobState.STOPPING else "someone outside trainbot"
             await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
@@ -397,6 +400,7 @@ class Supervisor:
                                         notice=Notice(job.id, "export_succeeded", {"export_dir": str(export_dir)}))
             else:
                 f = classify_failure(status.returncode, Path(job.export_log_path) if job.export_log_path else None)
+                f = with_cause(f, status.detail) if status.detail else f
                 await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_pid=None,
                                         event=f"export failed: {f.summary}", event_kind="export_failed",
                                         notice=Notice(job.id, "export_failed", {"summary": f.summary, "hint": f.hint,

@@ -1,0 +1,157 @@
+"""Speed profiles: what `fast` changes on which GPUs, and that it never changes what the recipe learns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runner.gpus import Gpu, GpuProbe, GpuProcess
+from runner.profiles import LAYOUTS, MARGIN_GIB, SAMPLES_PER_STEP, apply_profile, choose_layout
+from runner.recipes import LLM_ARGS, Recipe, base_recipe
+from storage.models import Kind
+
+H100_MIB = 81559.0  # what NVML reports for an H100 80GB HBM3
+LEARNING = ("model", "dataset", "num_train_epochs", "learning_rate", "lora_rank", "lora_alpha", "target_modules",
+            "max_length", "warmup_ratio", "torch_dtype", "train_type", "system", "model_author", "model_name")
+
+
+def gpu(index: str = "0", used_gib: float = 0.5, total_mib: float | None = H100_MIB,
+        name: str = "NVIDIA H100 80GB HBM3", procs: Sequence[GpuProcess] = ()) -> Gpu:
+    return Gpu(index, name, None if total_mib is None else used_gib * 1024, total_mib, 0.0, tuple(procs), "nvml")
+
+
+def llm() -> Recipe:
+    return base_recipe(Kind.LLM)
+
+
+def samples_per_step(recipe: Recipe, n_gpus: int) -> int:
+    return int(str(recipe.value("per_device_train_batch_size"))) * \
+        int(str(recipe.value("gradient_accumulation_steps"))) * n_gpus
+
+
+def test_fast_on_an_idle_h100_changes_how_steps_are_computed_and_says_so() -> None:
+    recipe, notes = apply_profile(llm(), "fast", [gpu()], liger=True)
+    assert recipe != llm()
+    assert samples_per_step(recipe, 1) == SAMPLES_PER_STEP
+    assert int(str(recipe.value("per_device_train_batch_size"))) > 1
+    assert notes and "16 samples" in notes[0]
+    assert all(recipe.value(k) == llm().value(k) for k in LEARNING)
+    assert [k for k, _ in recipe.args][: len(LLM_ARGS)] == [k for k, _ in LLM_ARGS]  # the seed's order kept
+
+
+def test_every_flag_the_profile_adds_is_named_in_a_note() -> None:
+    recipe, notes = apply_profile(llm(), "fast", [gpu()], liger=True)
+    text = " ".join(notes)
+    changed = {k for k, v in recipe.args if llm().value(k) != v}
+    words = {"per_device_train_batch_size": "batch", "gradient_accumulation_steps": "accumulation",
+             "gradient_checkpointing": "checkpointing", "use_liger_kernel": "Liger"}
+    assert changed <= set(words)
+    assert all(words[k] in text for k in changed)
+
+
+@pytest.mark.parametrize("profile", ["exact"])
+def test_exact_runs_the_seed_flags(profile: str) -> None:
+    assert apply_profile(llm(), profile, [gpu()], liger=True) == (llm(), ())
+
+
+def test_vlm_is_left_alone() -> None:
+    vlm = base_recipe(Kind.VLM)
+    assert apply_profile(vlm, "fast", [gpu()], liger=True) == (vlm, ())
+
+
+@pytest.mark.parametrize("gpus", [
+    [],  # no NVML: nothing known about the GPU
+    [gpu(total_mib=None)],  # NVML without memory figures
+    [gpu(used_gib=70.0)],  # busy: 9.6 GiB free
+    [gpu(used_gib=0.2, total_mib=16 * 1024.0, name="Tesla T4")],  # too small for any layout
+])
+def test_unknown_busy_or_small_gpus_run_the_seed_flags(gpus: list[Gpu]) -> None:
+    assert apply_profile(llm(), "fast", gpus, liger=True) == (llm(), ())
+
+
+def test_less_free_memory_never_gets_a_hungrier_layout() -> None:
+    chosen = [choose_layout(1, free, 2048, liger=True) for free in range(0, 200, 2)]
+    order = [LAYOUTS.index(c[0]) if c else len(LAYOUTS) for c in chosen]
+    assert order == sorted(order, reverse=True)  # more free memory: the same layout or a faster one
+
+
+def test_without_liger_installed_the_flag_is_never_added() -> None:
+    recipe, notes = apply_profile(llm(), "fast", [gpu()], liger=False)
+    assert recipe.value("use_liger_kernel") is None
+    assert not any("Liger" in n for n in notes)
+    assert samples_per_step(recipe, 1) == SAMPLES_PER_STEP
+
+
+def test_liger_turned_on_by_the_config_is_used_without_a_note() -> None:
+    with_liger = llm().with_args({"use_liger_kernel": "true"})
+    recipe, notes = apply_profile(with_liger, "fast", [gpu()], liger=False)
+    assert recipe.value("use_liger_kernel") == "true"
+    assert not any("Liger" in n for n in notes)
+
+
+def test_a_config_that_changed_the_step_size_is_left_alone() -> None:
+    changed = llm().with_args({"gradient_accumulation_steps": "8"})
+    assert apply_profile(changed, "fast", [gpu()], liger=True) == (changed, ())
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16])
+def test_several_gpus_keep_16_samples_a_step(n: int) -> None:
+    gpus = [gpu(str(i)) for i in range(n)]
+    recipe, notes = apply_profile(llm(), "fast", gpus, liger=True)
+    assert samples_per_step(recipe, n) == SAMPLES_PER_STEP
+    assert f"each of {n} GPUs" in notes[0]
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 7])
+def test_16_samples_that_cannot_be_split_evenly_run_the_seed_flags(n: int) -> None:
+    assert apply_profile(llm(), "fast", [gpu(str(i)) for i in range(n)], liger=True) == (llm(), ())
+
+
+def test_the_busiest_gpu_decides() -> None:
+    roomy, _ = apply_profile(llm(), "fast", [gpu("0"), gpu("1")], liger=True)
+    one_busy, _ = apply_profile(llm(), "fast", [gpu("0"), gpu("1", used_gib=70.0)], liger=True)
+    assert roomy != llm()
+    assert samples_per_step(one_busy, 2) == SAMPLES_PER_STEP  # only the split of the 16 samples changes
+    assert {k for k, v in one_busy.args if llm().value(k) != v} == {"gradient_accumulation_steps"}
+
+
+@given(n=st.sampled_from([1, 2, 4, 8]), free=st.floats(0, 200), liger=st.booleans(),
+       max_length=st.sampled_from([512, 1024, 2048, 4096, 8192]))
+def test_the_chosen_layout_fits_its_worst_case_and_keeps_16_samples(n: int, free: float, liger: bool,
+                                                                     max_length: int) -> None:
+    used = H100_MIB / 1024 - free
+    gpus = [gpu(str(i), used_gib=used) for i in range(n)]
+    recipe = llm().with_args({"max_length": str(max_length)})
+    out, _ = apply_profile(recipe, "fast", gpus, liger=liger)
+    assert samples_per_step(out, n) == SAMPLES_PER_STEP
+    assert all(out.value(k) == recipe.value(k) for k in LEARNING)
+    chosen = choose_layout(n, free, max_length, liger=liger)
+    if chosen is None:
+        changed = {k for k, v in out.args if recipe.value(k) != v}
+        assert changed == (set() if n == 1 else {"gradient_accumulation_steps"})
+    else:
+        layout, micro = chosen
+        assert layout.need_gib(micro, max_length) + MARGIN_GIB <= free
+        assert out.value("per_device_train_batch_size") == str(micro)
+        assert (out.value("use_liger_kernel") == "true") == layout.liger
+        assert liger or not layout.liger
+        assert (out.value("gradient_checkpointing") == "false") == (not layout.checkpointing)
+
+
+def test_the_seed_values_stay_in_recipes() -> None:
+    seed = dict(LLM_ARGS)
+    assert (seed["per_device_train_batch_size"], seed["gradient_accumulation_steps"]) == ("1", "16")
+    assert "gradient_checkpointing" not in seed and "use_liger_kernel" not in seed
+
+
+def test_a_probe_snapshot_feeds_the_profile() -> None:
+    """What Supervisor.plan hands over: the requested GPUs as NVML saw them."""
+    probe = GpuProbe(nvml=lambda: [gpu("0"), gpu("1", used_gib=79.0)])
+    snap = probe.refresh()
+    idle, busy = snap.get("0"), snap.get("1")
+    assert idle is not None and busy is not None
+    assert apply_profile(llm(), "fast", [idle], liger=True)[0] != llm()
+    assert apply_profile(llm(), "fast", [busy], liger=True) == (llm(), ())
