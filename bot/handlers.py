@@ -117,7 +117,8 @@ class Handlers:
                 return Reply(texts.job_list(await self.store.active(), "Active jobs"))
             case ShowGpus():
                 holders = leases.held(await self.store.active())
-                return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders))
+                cluster = await self.sup.backend.describe_gpus()
+                return Reply(cluster or texts.gpu_table(self.runtime.probe.snapshot(), holders))
         raise AssertionError(command)
 
     async def create(self, command: CreateJob, caller: Caller) -> Reply:

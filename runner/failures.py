@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -30,6 +30,7 @@ class FailureClass(StrEnum):
     PERMISSION_DENIED = "permission_denied"
     DISTRIBUTED = "distributed"
     INTERRUPTED = "interrupted"  # stopped (KeyboardInterrupt, SIGINT/SIGTERM): not a failure
+    SCHEDULER = "scheduler"  # the scheduler ended it (Slurm: time limit, node failure, preemption, memory)
     UNKNOWN = "unknown"
 
 
@@ -320,6 +321,14 @@ def classify_text(returncode: int | None, text: str, *, stop_requested: bool = F
     ctx = _Ctx(returncode, signal_from_returncode(returncode), stop_requested, lines, _error_region(lines))
     cls, summary, hint, detail = next((v for rule in _RULES if (v := rule(ctx))), None) or _unknown(ctx)
     return Failure(cls, summary, hint, detail, lines[-TAIL_LINES:])
+
+
+def with_cause(failure: Failure, cause: str) -> Failure:
+    """The backend knows why it ended the job (Slurm's TIMEOUT, NODE_FAIL, ...): that beats a vague reading of
+    the log; a specific one (CUDA OOM, ...) keeps its class and hint, with the backend's words as summary."""
+    vague = failure.cls in (FailureClass.UNKNOWN, FailureClass.INTERRUPTED, FailureClass.HOST_OOM_KILLED)
+    return replace(failure, cls=FailureClass.SCHEDULER if vague else failure.cls, summary=cause,
+                   hint="" if vague else failure.hint)
 
 
 def classify_failure(returncode: int | None, log_path: Path | None, *, stop_requested: bool = False,

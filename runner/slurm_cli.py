@@ -5,11 +5,11 @@ MinJobAge after its end (scripts/slurm_up.sh sets a day). Commands get argv list
 batch scripts go to ``sbatch --parsable`` on stdin. The Slurm config is found the usual way (SLURM_CONF, else
 /etc/slurm/slurm.conf).
 
-Stopping a training job gently: ``cancel(job_id, signal="INT")`` runs ``scancel --signal=INT <id>``, which
-signals every process of the job's srun step(s) (the trainer and its workers, on every node) and not the
-batch shell. ``training_script()`` runs the trainer in such a step. The job then ends with the trainer's exit
-status: COMPLETED for exit 0, FAILED for anything else; a plain ``cancel(job_id)`` (SIGTERM, SIGKILL after
-KillWait) is what ends a job CANCELLED.
+Signals: ``cancel(job_id, signal="INT")`` runs ``scancel --signal=INT <id>``, which signals every process of
+the job's srun step(s) (on every node) and not the batch shell; with ``batch_only=True`` only the batch shell
+gets it, and a ``training_script()`` (runner/slurm_script.py) passes it on to the trainer alone. Either way the
+job then ends with the trainer's exit status: COMPLETED for exit 0, FAILED for anything else; a plain
+``cancel(job_id)`` (SIGTERM, SIGKILL after KillWait) is what ends a job CANCELLED.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.slurm_script import training_script as training_script  # re-exported
+from runner.slurm_script import with_exports
+
 TERMINAL_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
     "DEADLINE", "SPECIAL_EXIT", "REVOKED",
 })
 CLI_TIMEOUT_S = 30.0
 _KEY_RE = re.compile(r"^[A-Z][A-Za-z0-9_:/]*=")  # scontrol keys: JobState=, AllocNode:Sid=, CPUs/Task=
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIGNAL_RE = re.compile(r"^(SIG)?[A-Z0-9]+$")
 _UNSET = frozenset({"", "(null)", "Unknown", "None", "N/A"})
 
@@ -66,11 +68,25 @@ class SlurmNode:
     gpus_used: int
 
 
-async def _run(argv: Sequence[str], *, stdin: str | None = None) -> tuple[int, str, str]:
+@dataclass(frozen=True)
+class QueuedJob:
+    """One line of squeue."""
+
+    job_id: str
+    state: str
+    user: str
+    node_list: str  # "" while pending
+    gpus_per_node: int
+    nodes: int
+    name: str
+
+
+async def _run(argv: Sequence[str], *, stdin: str | None = None,
+               env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=None if env is None else dict(env))
     except FileNotFoundError as e:
         raise SlurmError(f"{argv[0]}: command not found (is Slurm installed?)") from e
     try:
@@ -84,8 +100,8 @@ async def _run(argv: Sequence[str], *, stdin: str | None = None) -> tuple[int, s
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace").strip()
 
 
-async def _check(argv: Sequence[str], *, stdin: str | None = None) -> str:
-    rc, out, err = await _run(argv, stdin=stdin)
+async def _check(argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    rc, out, err = await _run(argv, stdin=stdin, env=env)
     if rc != 0:
         raise SlurmError(f"{shlex.join(argv)} failed ({rc}): {err or out.strip()}")
     return out
@@ -119,30 +135,14 @@ def job_from_record(rec: Mapping[str, str]) -> SlurmJob:
         end_time=_opt(rec.get("EndTime")), raw=dict(rec))
 
 
-def _with_exports(script: str, env: Mapping[str, str] | None) -> str:
-    """Insert ``export K=V`` lines after the shebang and #SBATCH header (directives must stay first)."""
-    if not env:
-        return script
-    for name in env:
-        if not _ENV_NAME_RE.match(name):
-            raise ValueError(f"bad environment variable name: {name!r}")
-    exports = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-    lines = script.splitlines()
-    if not lines or not lines[0].startswith("#!"):
-        lines.insert(0, "#!/bin/bash")
-    i = 1
-    while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
-        i += 1
-    return "\n".join([*lines[:i], *exports, *lines[i:]]) + "\n"
-
-
 async def submit(script: str, *, job_name: str, output_path: Path, gres_gpus: int, nodes: int = 1,
                  partition: str | None = None, account: str | None = None, time_limit: str | None = None,
                  extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 workdir: Path | None = None) -> str:
+                 workdir: Path | None = None, process_env: Mapping[str, str] | None = None) -> str:
     """Submit a batch script (text, via stdin); returns the job id. ``env`` is written into the script as
     shell-quoted exports (values may hold commas, quotes, newlines). sbatch's default ``--export=ALL``
-    applies: the job also inherits this process's environment. stdout and stderr both go to ``output_path``
+    applies: the job also inherits the environment sbatch runs in, which is ``process_env`` when given (to
+    keep secrets out of jobs) and else this process's. stdout and stderr both go to ``output_path``
     (``%j`` expands to the job id; a relative path is relative to ``workdir``). ``gres_gpus`` is per node."""
     if nodes < 1 or gres_gpus < 0:
         raise ValueError("nodes must be >= 1 and gres_gpus >= 0")
@@ -159,7 +159,7 @@ async def submit(script: str, *, job_name: str, output_path: Path, gres_gpus: in
     if workdir is not None:
         argv.append(f"--chdir={workdir}")
     argv.extend(extra_args)
-    out = await _check(argv, stdin=_with_exports(script, env))
+    out = await _check(argv, stdin=with_exports(script, env), env=process_env)
     job_id = out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
     if not job_id.isdigit():
         raise SlurmError(f"sbatch printed no job id: {out!r}")
@@ -180,12 +180,14 @@ async def show_job(job_id: str | int) -> SlurmJob | None:
     return None
 
 
-async def cancel(job_id: str | int, *, signal: str | None = None, batch_only: bool = False) -> None:
+async def cancel(job_id: str | int, *, signal: str | None = None, batch_only: bool = False,
+                 full: bool = False) -> None:
     """Without ``signal``: ``scancel <id>`` (job ends CANCELLED; a no-op for finished or unknown jobs).
     With ``signal`` (e.g. "INT"): ``scancel --signal=INT <id>`` signals all processes of the job's steps
-    (not the batch shell); ``batch_only`` adds ``--batch`` (the batch shell only). Signalling does not end
-    the job by itself. A PENDING job has nothing to signal (and scancel would retry for ~70 s), so it is
-    cancelled instead; a finished or unknown job is left alone."""
+    (not the batch shell); ``batch_only`` adds ``--batch`` (the batch shell only), ``full`` adds ``--full``
+    (the batch shell and every step). Signalling does not end the job by itself. A PENDING job has nothing
+    to signal (and scancel would retry for ~70 s), so it is cancelled instead; a finished or unknown job is left
+    alone."""
     argv = ["scancel"]
     if signal is not None:
         if not _SIGNAL_RE.match(signal):
@@ -199,10 +201,48 @@ async def cancel(job_id: str | int, *, signal: str | None = None, batch_only: bo
             argv.append(f"--signal={signal}")
     if batch_only:
         argv.append("--batch")
+    elif full and len(argv) > 1:
+        argv.append("--full")
     argv.append(str(job_id))
     rc, out, err = await _run(argv)
     if rc != 0 and not re.search(r"Invalid job id|already complet", err):
         raise SlurmError(f"{shlex.join(argv)} failed ({rc}): {err or out.strip()}")
+
+
+async def running_steps(job_id: str | int) -> list[str]:
+    """Ids of the job's srun steps ("42.0"), without its batch and extern steps; [] for a job that has not
+    started its step yet (a signal sent then would be lost) or has ended."""
+    rc, out, err = await _run(["squeue", "--noheader", "--steps", f"--jobs={job_id}", "--format=%i"])
+    if rc != 0:
+        if "Invalid job id" in err:
+            return []
+        raise SlurmError(f"squeue --steps --jobs={job_id} failed ({rc}): {err}")
+    steps = (line.strip() for line in out.splitlines())
+    return [s for s in steps if s.partition(".")[2].isdigit()]
+
+
+async def queue(*, name: str | None = None, user: str | None = None) -> list[QueuedJob]:
+    """The jobs Slurm is running or holding (all users', or those with this name / of this user)."""
+    argv = ["squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING", "--format=%i|%T|%u|%N|%b|%D|%j"]
+    argv += [f"--name={name}"] if name else []
+    argv += [f"--user={user}"] if user else []
+    out = await _check(argv)
+    jobs = []
+    for line in out.splitlines():
+        cols = line.split("|", 6)
+        if len(cols) == 7 and cols[0].strip():
+            job_id, state, user, node_list, tres, n_nodes, name = (c.strip() for c in cols)
+            jobs.append(QueuedJob(job_id=job_id, state=state, user=user, node_list=_opt(node_list),
+                                  gpus_per_node=_gpu_count(tres.replace("gres:", "").replace("gres/", "")),
+                                  nodes=int(n_nodes) if n_nodes.isdigit() else 1, name=name))
+    return jobs
+
+
+async def cluster_name() -> str:
+    """ClusterName from the running Slurm config ("" when it has none)."""
+    out = await _check(["scontrol", "show", "config"])
+    m = re.search(r"^ClusterName\s*=\s*(\S+)", out, re.MULTILINE)
+    return m[1] if m else ""
 
 
 def _gpu_count(gres: str) -> int:
@@ -226,38 +266,3 @@ async def nodes() -> list[SlurmNode]:
         result[name] = SlurmNode(name=name, state=state, cpus=total, cpus_alloc=alloc, gres=gres,
                                  gres_used=used, gpus=_gpu_count(gres), gpus_used=_gpu_count(used))
     return list(result.values())  # sinfo -N lists a node once per partition
-
-
-# Runs once per node inside the srun step. ms-swift reads NNODES/NODE_RANK/NPROC_PER_NODE/MASTER_* and
-# starts torch.distributed.run; without them (one node, one GPU) it runs a single plain process, and with
-# several GPUs but no NPROC_PER_NODE it would shard one model over them, hence the GPU count below.
-_STEP = """\
-n=0
-if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then IFS=, read -ra _d <<< "$CUDA_VISIBLE_DEVICES"; n=${#_d[@]}
-else n=${SLURM_GPUS_ON_NODE:-0}; fi
-if [ "$SLURM_NNODES" -gt 1 ] || [ "$n" -gt 1 ]; then
-  export NNODES="$SLURM_NNODES" NODE_RANK="$SLURM_NODEID"
-  export NPROC_PER_NODE="${NPROC_PER_NODE:-$(( n > 0 ? n : 1 ))}"
-fi
-exec """
-
-
-def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int) -> str:
-    """Batch script running ``argv`` once per node in one srun step (same shape for 1 and K nodes), with
-    MASTER_ADDR = first node, MASTER_PORT from the job id and, for several nodes or GPUs, NNODES, NODE_RANK
-    and NPROC_PER_NODE (GPUs in CUDA_VISIBLE_DEVICES) for ms-swift. Stop it with cancel(id, signal="INT")."""
-    if not argv:
-        raise ValueError("empty argv")
-    if nodes < 1:
-        raise ValueError("nodes must be >= 1")
-    step = _STEP + shlex.join(argv)
-    return _with_exports("\n".join([
-        "#!/bin/bash",
-        f"#SBATCH --nodes={nodes} --ntasks-per-node=1",
-        "# trainbot training job",
-        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        'export MASTER_ADDR MASTER_PORT="${MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 10000 ))}"',
-        # --whole: the step gets all CPUs/GPUs the job holds on each node (a step defaults to 1 CPU a task)
-        'exec srun --export=ALL --kill-on-bad-exit=1 --whole --nodes="$SLURM_NNODES" '
-        f'--ntasks="$SLURM_NNODES" --ntasks-per-node=1 bash -c {shlex.quote(step)}',
-    ]), env)

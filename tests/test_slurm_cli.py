@@ -8,16 +8,14 @@ condition with a deadline instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from runner import slurm_cli
+from runner import slurm_cli, slurm_script
 from runner.slurm_cli import SlurmJob, cancel, nodes, show_job, submit, training_script
+from tests.slurm_cluster import require_slurm, wait_gpus_free
 
 DEADLINE_S = 30.0
 slurm = pytest.mark.slurm
@@ -61,40 +59,15 @@ def state_is(*states: str) -> Callable[[SlurmJob], bool]:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[str]:
+def cluster() -> str:
     """The node name; skips when Slurm is not installed or not up."""
-    if shutil.which("sinfo") is None:
-        pytest.skip("Slurm is not installed (no sinfo): run scripts/slurm_up.sh up")
-    if "SLURM_CONF" not in os.environ and not Path("/etc/slurm/slurm.conf").exists():
-        conf = Path(os.environ.get("SLURM_HOME", "/var/tmp/trainbot-slurm")) / "etc/slurm.conf"
-        if not conf.exists():
-            pytest.skip("no Slurm config (SLURM_CONF, /etc/slurm/slurm.conf): run scripts/slurm_up.sh up")
-        os.environ["SLURM_CONF"] = str(conf)
-    try:
-        p = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T %G"], capture_output=True, text=True,
-                           timeout=10)
-    except subprocess.TimeoutExpired:
-        pytest.skip("sinfo got no answer from slurmctld in 10 s: run scripts/slurm_up.sh up")
-    lines = [ln.split() for ln in p.stdout.splitlines() if ln.strip()]
-    if p.returncode != 0 or not lines:
-        pytest.skip(f"Slurm is not up ({p.stderr.strip() or 'no nodes'}): run scripts/slurm_up.sh up")
-    ready = [ln for ln in lines if ln[1] in {"idle", "mixed", "allocated"}]  # "idle*" = not responding
-    if not ready:
-        pytest.skip(f"no usable Slurm node: {p.stdout.strip()}")
-    if not any("gpu:2" in ln[2] for ln in ready):
-        pytest.skip(f"these tests want a node with 2 (fake) GPUs, sinfo says: {p.stdout.strip()}")
-    yield ready[0][0]
+    return require_slurm()
 
 
 @pytest.fixture
 async def free_gpus(cluster: str) -> str:
-    """Waits until no job holds a GPU (a previous test's jobs may still be completing)."""
-    end = asyncio.get_running_loop().time() + DEADLINE_S
-    while asyncio.get_running_loop().time() < end:
-        if all(n.gpus_used == 0 for n in await nodes()):
-            return cluster
-        await asyncio.sleep(0.1)
-    pytest.fail(f"GPUs still in use after {DEADLINE_S} s: {await nodes()}")
+    await wait_gpus_free()
+    return cluster
 
 
 @slurm
@@ -179,6 +152,55 @@ async def test_sigint_reaches_trainer(cluster: str, tmp_path: Path, exit_on_int:
     assert (job.state, job.exit_code, job.signal) in final
 
 
+# A swift-like pair: a wrapper waiting on its trainer child. Only the trainer's command line names its file
+# (the wrapper gets the path from the environment), as only swift's trainer runs swift/cli/sft.py.
+WRAPPER = ('trap \'echo "wrapper INT" >> "$MARK"\' INT; bash "$TRAINER_FILE"; rc=$?; '
+           'echo "wrapper done $rc" >> "$MARK"; exit $rc')
+PAIRED_TRAINER = """
+trap 'echo "trainer INT" >> "$MARK"; exit 7' INT
+echo ready > "$MARK.ready"
+for _ in $(seq 300); do sleep 0.1; done
+"""
+
+
+@slurm
+@pytest.mark.parametrize(("trainers", "marks"), [
+    (["the-trainer.sh"], "trainer INT\nwrapper done 7\n"),  # the wrapper never saw the signal
+    ([], "trainer INT\nwrapper INT\nwrapper done 7\n"),  # no trainer named: all of step 0 gets it
+])
+async def test_gentle_stop_reaches_the_trainer_not_its_wrapper(cluster: str, tmp_path: Path, trainers: list[str],
+                                                               marks: str) -> None:
+    mark, trainer = tmp_path / "marker", tmp_path / "the-trainer.sh"
+    trainer.write_text(PAIRED_TRAINER)
+    script = training_script(["bash", "-c", WRAPPER], env={"MARK": str(mark), "TRAINER_FILE": str(trainer)},
+                             nodes=1, trainers=trainers)
+    job_id = await submit(script, job_name="tb-test-relay", output_path=tmp_path / "o.txt", gres_gpus=0)
+    await wait_text(Path(f"{mark}.ready"), "ready")
+    assert await slurm_cli.running_steps(job_id) == [f"{job_id}.0"]
+    await cancel(job_id, signal="INT", batch_only=True)
+    job = await wait_job(job_id, lambda j: j.terminal, "finished")
+    assert read(mark) == marks, read(tmp_path / "o.txt")
+    assert (job.state, job.exit_code, job.signal) == ("FAILED", 7, 0)  # the batch shell passes step 0's status on
+    assert await slurm_cli.running_steps(job_id) == []
+
+
+@slurm
+async def test_queue_cluster_name_and_kill(free_gpus: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    job_id = await submit(f"#!/bin/bash\n{hold(go)}\n", job_name="tb-test-queue", output_path=tmp_path / "o.txt",
+                          gres_gpus=2)
+    try:
+        await wait_job(job_id, state_is("RUNNING"), "RUNNING")
+        (mine,) = [j for j in await slurm_cli.queue() if j.job_id == job_id]
+        assert (mine.state, mine.node_list, mine.gpus_per_node, mine.nodes, mine.name) == (
+            "RUNNING", free_gpus, 2, 1, "tb-test-queue")
+        assert await slurm_cli.cluster_name() == "trainbot"
+        await cancel(job_id, signal="KILL", full=True)
+        assert (await wait_job(job_id, lambda j: j.terminal, "killed")).state in {"CANCELLED", "FAILED"}
+    finally:
+        go.touch()
+
+
 @slurm
 async def test_signal_to_pending_job_cancels_it(cluster: str, tmp_path: Path) -> None:
     job_id = await submit("#!/bin/bash\ntrue\n", job_name="tb-test-held", output_path=tmp_path / "o.txt",
@@ -257,10 +279,10 @@ def test_parse_record_values_with_spaces() -> None:
 
 
 def test_exports_go_after_sbatch_header() -> None:
-    text = slurm_cli._with_exports("#!/bin/bash\n#SBATCH -n 1\n\necho hi\n", {"A": "x,y z"})
+    text = slurm_script.with_exports("#!/bin/bash\n#SBATCH -n 1\n\necho hi\n", {"A": "x,y z"})
     assert text == "#!/bin/bash\n#SBATCH -n 1\n\nexport A='x,y z'\necho hi\n"
     with pytest.raises(ValueError):
-        slurm_cli._with_exports("echo\n", {"A-B": "1"})
+        slurm_script.with_exports("echo\n", {"A-B": "1"})
 
 
 def test_gpu_count() -> None:

@@ -64,6 +64,10 @@ class Backend(Protocol):
 
     async def kill(self, ref: ProcessRef) -> None: ...
 
+    async def describe_gpus(self) -> str | None:
+        """The backend's own view of the GPUs (Slurm: the cluster's nodes); None: the local GPU probe's."""
+        ...
+
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
         """Every pid of our jobs on this machine (for telling our GPU processes from foreign ones)."""
         ...

@@ -115,6 +115,9 @@ class LocalBackend:
     async def kill(self, ref: ProcessRef) -> None:
         self._signal_group(ref, signal.SIGKILL)
 
+    async def describe_gpus(self) -> str | None:
+        return None  # the GPU probe (NVML) sees this machine's GPUs
+
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
         return descendants(ref.pid for ref in refs if ref.pid is not None and self._alive(ref))
 

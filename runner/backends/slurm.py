@@ -1,0 +1,186 @@
+"""Jobs as Slurm batch jobs: `sbatch` starts them, `scontrol show job` follows them, `scancel` stops them.
+
+Slurm picks the GPUs and keeps the queue (`schedules_gpus`), so the supervisor hands every job over at once and
+shows Slurm's reason while it waits. Nothing a restarted bot needs lives in memory: a job is found again from its
+Slurm job id alone. See docs/slurm.md.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from runner import slurm_cli
+from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
+from runner.backends.local import TRAINER_SCRIPTS
+from runner.backends.slurm_states import describe_pending, ended_status, render_gpu_nodes
+from runner.command import SwiftCommand
+from runner.config import Config
+from runner.slurm_cli import SlurmError, SlurmJob
+
+log = logging.getLogger(__name__)
+
+# Never handed to a job: the bot's own credentials (Slack tokens, signing secret).
+SECRET_PREFIXES = ("SLACK_",)
+
+
+def job_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment sbatch runs in, which the job inherits (`--export=ALL`): the bot's, less its secrets.
+    CUDA_VISIBLE_DEVICES goes too: Slurm sets it from the GPUs it picks."""
+    return {k: v for k, v in base.items() if not k.startswith(SECRET_PREFIXES) and k != "CUDA_VISIBLE_DEVICES"}
+
+
+def gpu_count(gpus: Sequence[str]) -> int:
+    """GPUs per node to ask Slurm for: only how many counts, Slurm picks which (`gpu=cpu`: none)."""
+    return 0 if tuple(gpus) == ("cpu",) else len(gpus)
+
+
+def job_name(ref: ProcessRef) -> str:
+    return f"trainbot-{ref.job_id}-{ref.purpose}"
+
+
+class SlurmBackend:
+    name = "slurm"
+    schedules_gpus = True
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._seen: dict[str, tuple[float, SlurmJob | None]] = {}  # job id -> (monotonic time, record)
+        self._cluster: str | None = None
+
+    async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path,
+                     gpus: Sequence[str]) -> Launched:
+        slurm = self._config.slurm
+        nodes = slurm.nodes if ref.purpose == "train" else 1  # an export merges on one machine
+        env = dict(command.env) | {"PYTHONUNBUFFERED": "1"}
+        argv = command.argv
+        if gpu_count(gpus) == 0:  # Slurm unsets CUDA_VISIBLE_DEVICES in a job without GPUs: no GPU means none
+            argv = ("env", "CUDA_VISIBLE_DEVICES=", *argv)
+        if (adopted := await self._already_submitted(ref)) is not None:
+            return adopted
+        _write_header(ref, command, log_path)
+        try:
+            script = slurm_cli.training_script(argv, env=env, nodes=nodes, trainers=TRAINER_SCRIPTS)
+            job_id = await slurm_cli.submit(
+                script, job_name=job_name(ref), output_path=log_path, gres_gpus=gpu_count(gpus), nodes=nodes,
+                partition=slurm.partition, account=slurm.account, time_limit=slurm.time_limit,
+                # append: a job started again keeps its earlier runs' log, as with the local backend
+                extra_args=["--export=ALL", "--open-mode=append", *slurm.extra_args],
+                workdir=self._config.base_dir, process_env=job_environment(os.environ))
+        except (SlurmError, ValueError) as exc:
+            raise LaunchError(f"Slurm did not take the job: {exc}") from exc
+        self._seen.pop(job_id, None)
+        return Launched(pid=None, proc_start_time=None, host=await self._host(), backend_job_id=job_id)
+
+    async def status(self, ref: ProcessRef) -> RunStatus:
+        if ref.backend_job_id is None:  # never submitted (the bot died mid-launch): nothing runs
+            return RunStatus(alive=False)
+        try:
+            job = await self._show(ref.backend_job_id)
+        except SlurmError as exc:  # slurmctld down or slow: the job is most likely still there
+            log.warning("cannot ask Slurm about job %s: %s", ref.backend_job_id, exc)
+            return RunStatus(alive=True, pending_reason=f"Slurm does not answer ({exc})")
+        return run_status(job)
+
+    async def interrupt(self, ref: ProcessRef) -> bool:
+        """SIGINT to the trainer processes of the job's srun step on every node, by way of the batch shell
+        (runner/slurm_script.py says why not to the whole step). A job whose step has not started has nothing
+        to save yet (and the signal would be lost): it is cancelled instead."""
+        job_id = ref.backend_job_id
+        if job_id is None:
+            return False
+        self._seen.pop(job_id, None)
+        try:
+            job = await slurm_cli.show_job(job_id)
+            if job is None or job.terminal:
+                return False
+            if job.state != "PENDING" and await slurm_cli.running_steps(job_id):
+                await slurm_cli.cancel(job_id, signal="INT", batch_only=True)
+            else:
+                await slurm_cli.cancel(job_id)
+        except SlurmError as exc:  # the stop goes on: terminate() follows after the grace period
+            log.warning("SIGINT to Slurm job %s failed: %s", job_id, exc)
+            return False
+        return True
+
+    async def terminate(self, ref: ProcessRef) -> None:
+        """Plain scancel: SIGTERM to everything of the job, SIGKILL after Slurm's KillWait; ends it CANCELLED.
+        Raises SlurmError when Slurm refuses, so a job is never taken as gone while it still runs."""
+        if ref.backend_job_id is not None:
+            self._seen.pop(ref.backend_job_id, None)
+            await slurm_cli.cancel(ref.backend_job_id)
+
+    async def kill(self, ref: ProcessRef) -> None:
+        if ref.backend_job_id is not None:
+            self._seen.pop(ref.backend_job_id, None)
+            await slurm_cli.cancel(ref.backend_job_id, signal="KILL", full=True)
+
+    def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
+        return set()  # our processes run on the compute nodes, not on this machine
+
+    async def describe_gpus(self) -> str | None:
+        """The `gpus` command on Slurm: the cluster's GPU nodes, their state and who uses their GPUs."""
+        return render_gpu_nodes(await slurm_cli.nodes(), await slurm_cli.queue())
+
+    async def _already_submitted(self, ref: ProcessRef) -> Launched | None:
+        """The job's Slurm job when one is waiting or running already: the bot died between sbatch and
+        recording the id, and the job came back in line. Submitting again would train twice."""
+        try:
+            found = await slurm_cli.queue(name=job_name(ref), user=_user())
+        except SlurmError:
+            return None  # sbatch will tell whether Slurm answers
+        if not found:
+            return None
+        log.warning("job %s: adopting Slurm job %s submitted before a restart", ref.job_id, found[0].job_id)
+        return Launched(pid=None, proc_start_time=None, host=await self._host(), backend_job_id=found[0].job_id)
+
+    async def _show(self, job_id: str) -> SlurmJob | None:
+        """scontrol at most every `[slurm] poll_seconds` per job, however often the supervisor ticks."""
+        now = time.monotonic()
+        cached = self._seen.get(job_id)
+        if cached is not None and now - cached[0] < self._config.slurm.poll_seconds:
+            return cached[1]
+        job = await slurm_cli.show_job(job_id)
+        self._seen[job_id] = (now, job)
+        return job
+
+    async def _host(self) -> str:
+        if self._cluster is None:
+            try:
+                self._cluster = await slurm_cli.cluster_name()
+            except SlurmError:
+                return "slurm"
+        return f"slurm:{self._cluster}" if self._cluster else "slurm"
+
+
+def run_status(job: SlurmJob | None) -> RunStatus:
+    """Slurm's view of a job as the supervisor's: waiting (with the reason in words), running, or ended."""
+    if job is None:  # Slurm forgot it (MinJobAge): the supervisor settles it from logging.jsonl and the log
+        return RunStatus(alive=False, returncode=None)
+    if job.terminal:
+        return ended_status(job)
+    if job.state in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"):
+        return RunStatus(alive=True, pending_reason=describe_pending(job))
+    return RunStatus(alive=True)  # RUNNING, COMPLETING, SUSPENDED, STOPPED, SIGNALING, STAGE_OUT, RESIZING
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no USER and no passwd entry (some containers): match on the job name alone
+        return None
+
+
+def _write_header(ref: ProcessRef, command: SwiftCommand, log_path: Path) -> None:
+    """Check the log can be written (Slurm would fail the job silently) and head it like the local backend."""
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as f:
+            f.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose} "
+                    f"(Slurm): {command.display()}\n")
+    except OSError as exc:
+        raise LaunchError(f"cannot write the log {log_path}: {exc.strerror}") from exc

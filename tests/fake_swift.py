@@ -1,0 +1,118 @@
+"""A stand-in for the `swift` CLI where many jobs must run at once on a 2-core machine (tests of the Slack bot).
+
+`fake_swift.py sft --output_dir D [--max_steps N] [--save_steps K] [--eval_steps E] [--logging_steps L] ...`
+writes what ms-swift 4.6 writes (see tests/fixtures/swift46/sft_ok.logging.jsonl): `D/v0-YYYYMMDD-HHMMSS/` with
+args.json, a logging.jsonl line per logged step, eval lines, `checkpoint-N/` folders (trainer_state.json last),
+then the train_runtime line and the summary line naming the last checkpoint. Each step takes FAKE_SWIFT_STEP_S
+seconds (default 0.2). SIGINT ends it like swift's trainer: KeyboardInterrupt, the summary line, exit 254.
+`fake_swift.py export --adapters C --output_dir D ...` makes D and exits 0. Other flags are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def flags(argv: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    key = None
+    for word in argv:
+        if word.startswith("--"):
+            key = word[2:]
+            out[key] = []
+        elif key is not None:
+            out[key].append(word)
+    return out
+
+
+def one(f: dict[str, list[str]], key: str, default: str) -> str:
+    return (f.get(key) or [default])[0]
+
+
+def write_line(path: Path, rec: dict[str, object]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
+def checkpoint(run_dir: Path, step: int) -> Path:
+    ckpt = run_dir / f"checkpoint-{step}"
+    ckpt.mkdir(exist_ok=True)
+    (ckpt / "adapter_config.json").write_text("{}")
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return ckpt
+
+
+def sft(f: dict[str, list[str]]) -> int:
+    total = int(one(f, "max_steps", "10"))
+    save, evals = int(one(f, "save_steps", "5")), int(one(f, "eval_steps", "0"))
+    every = int(one(f, "logging_steps", "1"))
+    step_s = float(os.environ.get("FAKE_SWIFT_STEP_S", "0.2"))
+    run_dir = Path(one(f, "output_dir", "output")) / f"v0-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "args.json").write_text(json.dumps({k: v for k, v in f.items()}))
+    log = run_dir / "logging.jsonl"
+    print(f"run sh: `python swift/cli/sft.py {' '.join(sys.argv[2:])}`", flush=True)
+    started, step, last, losses = time.time(), 0, None, []
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        for step in range(1, total + 1):
+            time.sleep(step_s)
+            loss = 2.0 / (1 + 0.1 * step)
+            losses.append(loss)
+            elapsed = time.time() - started
+            common = {"epoch": round(step / total, 4), "global_step/max_steps": f"{step}/{total}",
+                      "elapsed_time": f"{elapsed:.0f}s", "remaining_time": f"{(total - step) * step_s:.0f}s",
+                      "train_speed(s/it)": step_s}
+            if step % every == 0 or step in (1, total):
+                write_line(log, {"loss": round(loss, 6), "grad_norm": 0.5, "learning_rate": 1e-4,
+                                 "token_acc": 0.01, **common})
+            if evals and (step % evals == 0 or step == total):
+                write_line(log, {"eval_loss": round(loss * 1.05, 6), "eval_runtime": 0.1, **common})
+            if step % save == 0 or step == total:
+                last = checkpoint(run_dir, step)
+    except Interrupted:
+        print("Traceback (most recent call last):\nKeyboardInterrupt", file=sys.stderr, flush=True)
+        write_line(log, {"last_model_checkpoint": str(last) if last else None, "best_model_checkpoint": None,
+                         "global_step": step - 1})
+        return 254
+    write_line(log, {"train_runtime": time.time() - started, "train_loss": round(sum(losses) / len(losses), 6),
+                     "epoch": 1.0, "global_step/max_steps": f"{total}/{total}", "elapsed_time": "1s",
+                     "remaining_time": "0s", "train_speed(s/it)": step_s})
+    write_line(log, {"last_model_checkpoint": str(last), "best_model_checkpoint": str(last), "global_step": total})
+    print(f"[INFO:swift] last_model_checkpoint: {last}", file=sys.stderr, flush=True)
+    return 0
+
+
+def export(f: dict[str, list[str]]) -> int:
+    out = Path(one(f, "output_dir", "exported"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text("{}")
+    print(f"[INFO:swift] Successfully merged LoRA and saved in {out}.", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("--version", "-V"):
+        print("ms-swift 4.6.0 (fake)")
+        return 0
+    if not argv or argv[0] not in ("sft", "export"):
+        print(f"fake swift: unknown command {argv[:1]}", file=sys.stderr)
+        return 2
+    return sft(flags(argv[1:])) if argv[0] == "sft" else export(flags(argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,242 @@
+"""The Slurm backend through the real supervisor, on a real single-node Slurm with 2 fake GPUs
+(`scripts/slurm_up.sh up`, which `make test` runs first).
+
+`swift` tests run the real `swift sft` / `swift export` on the tiny local model; the others use
+tests/fake_swift.py (the same files on disk, in seconds) where real training would only make them slow.
+Every wait is on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.demo import build_llm_assets, default_swift_bin
+from runner import slurm_cli
+from runner.backends import ProcessRef, RunStatus
+from runner.backends.slurm import SlurmBackend
+from runner.command import SwiftCommand
+from storage.models import ExportState, Job, JobState
+from tests.slurm_bot import STUBBORN_BIN, bot, fake_config, job_when, real_config, request, slurm_job, summary_line
+from tests.slurm_cluster import require_slurm, wait_gpus_free
+from tests.waiting import wait_until
+
+slurm = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    return require_slurm()
+
+
+@pytest.fixture(scope="session")
+def tiny_llm() -> dict[str, object]:
+    swift = default_swift_bin()
+    if shutil.which(swift) is None:
+        pytest.skip(f"the swift CLI ({swift}) is not installed: pip install -e '.[swift]'")
+    return build_llm_assets(REPO / ".cache" / "tiny" / "llm", swift)
+
+
+# ---- real swift ------------------------------------------------------------------------------------------
+
+
+@slurm
+@pytest.mark.swift
+async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: str, tiny_llm: dict[str, object],
+                                                                        tmp_path: Path) -> None:
+    config = real_config(tmp_path, tiny_llm)
+    await wait_gpus_free()
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "real"))
+        assert job.state is JobState.QUEUED and job.pid is None and job.backend_job_id
+        assert job.queue_reason == f"submitted to slurm as job {job.backend_job_id}"
+        sj = await slurm_job(job.backend_job_id)
+        assert sj.raw["JobName"] == f"trainbot-{job.id}-train" and sj.stdout_path == Path(job.log_path or "")
+        assert sj.raw["TresPerNode"] == "gres:gpu:1"
+
+        job = await job_when(rt, job.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING),
+                             "leaves the queue")
+        assert job.state is JobState.RUNNING and job.host == f"slurm:{await slurm_cli.cluster_name()}"
+        seen: set[int] = set()
+
+        def note_step(j: Job) -> bool:
+            if j.state is JobState.RUNNING and j.progress.step is not None:
+                seen.add(j.progress.step)
+            return j.state.is_terminal
+
+        job = await job_when(rt, job.id, note_step, "ends", within=150)
+        assert job.state is JobState.SUCCEEDED, (job.error_message, Path(job.log_path or "").read_text()[-2000:])
+        p = job.progress
+        assert p.max_steps and p.step == p.max_steps and len({s for s in seen if s < p.max_steps}) >= 2, seen
+        assert p.last_checkpoint and Path(p.last_checkpoint).is_dir() and job.exit_code == 0
+        assert (await slurm_job(job.backend_job_id)).state == "COMPLETED"
+
+        await rt.supervisor.export(job.id, by="U1")
+        job = await job_when(rt, job.id, lambda j: j.export_state is not ExportState.EXPORTING, "exported", 150)
+        assert job.export_state is ExportState.EXPORTED, Path(job.export_log_path or "").read_text()[-2000:]
+        assert (Path(job.export_dir or "") / "model.safetensors").is_file()
+        ex = await slurm_job(job.export_backend_job_id)  # its own Slurm job, without a GPU
+        assert ex.raw["JobName"] == f"trainbot-{job.id}-export" and "gpu" not in ex.raw.get("TresPerNode", "")
+        assert ex.job_id != job.backend_job_id and ex.state == "COMPLETED"
+        topics = [n.topic for n in await rt.store.notices(job.id)]
+        assert topics[:3] == ["job_created", "job_queued", "job_started"], topics
+        assert topics[-3:] == ["job_succeeded", "export_started", "export_succeeded"], topics
+
+
+@slurm
+@pytest.mark.swift
+async def test_real_swift_stop_reaches_the_trainer_and_ends_stopped(node: str, tiny_llm: dict[str, object],
+                                                                    tmp_path: Path) -> None:
+    config = real_config(tmp_path, tiny_llm, num_train_epochs=30)
+    await wait_gpus_free()
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "stop", ("1",)))
+        await job_when(rt, job.id, lambda j: j.progress.last_checkpoint, "saves a checkpoint", within=120)
+        assert (await rt.supervisor.stop(job.id, by="U1")).state is JobState.STOPPING
+        job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=60)
+        assert job.state is JobState.STOPPED and job.stopped_by == "U1"
+        assert job.progress.step and job.progress.max_steps and job.progress.step < job.progress.max_steps
+        # SIGINT went to swift's trainer only (not the `swift` wrapper, which would have SIGKILLed it): the trainer
+        # wrote its summary, and the wrapper exited 254 as it does when its child was interrupted
+        assert "KeyboardInterrupt" in Path(job.log_path or "").read_text()
+        assert summary_line(job).get("last_model_checkpoint") == job.progress.last_checkpoint
+        assert job.exit_code == 254 and (await slurm_job(job.backend_job_id)).state == "FAILED"
+
+
+# ---- the fake swift: queueing, stop escalation, restart, environment ---------------------------------------
+
+
+@slurm
+async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node: str, tmp_path: Path) -> None:
+    config = fake_config(tmp_path, steps=30)
+    await wait_gpus_free()
+    async with bot(config) as rt:
+        a, b, c = [await rt.supervisor.submit(request(config, name, (gpu,)))
+                   for name, gpu in (("a", "0"), ("b", "1"), ("c", "0"))]
+        c = await job_when(rt, c.id, lambda j: j.queue_reason == "Slurm: waiting for a free GPU (Resources)",
+                           "waits for Slurm's Resources", within=30)
+        for first in (a, b):
+            await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs")
+        c = await rt.store.require(c.id)
+        assert c.state is JobState.QUEUED and c.queue_reason == "Slurm: waiting for a free GPU (Resources)"
+        table = await SlurmBackend(config).describe_gpus()
+        assert f"*{node}*" in table and "GPU 2/2 in use by `" in table and f"waiting: `{c.id}` (1 GPU)" in table, table
+
+        c = await job_when(rt, c.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING), "starts", 60)
+        assert c.state is JobState.RUNNING and c.queue_reason is None
+        first_ends = [(await slurm_job(j.backend_job_id)).end_time for j in (a, b)]
+        assert min(t for t in first_ends if t) <= (await slurm_job(c.backend_job_id)).start_time  # a GPU freed
+        ended = [await job_when(rt, j.id, lambda j: j.state.is_terminal, "ends") for j in (a, b, c)]
+        assert [j.state for j in ended] == [JobState.SUCCEEDED] * 3
+        devices = [next(line for line in Path(j.log_path or "").read_text().splitlines()
+                        if line.startswith("CUDA_VISIBLE_DEVICES=")) for j in ended]
+        assert sorted(devices[:2]) == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"]  # Slurm picked them
+        assert devices[2] in devices[:2]
+
+
+@slurm
+async def test_stop_escalates_to_scancel_when_the_trainer_ignores_sigint(node: str, tmp_path: Path) -> None:
+    config = fake_config(tmp_path, script=STUBBORN_BIN, stop_grace_s=1)
+    await wait_gpus_free()
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "stubborn"))
+        await job_when(rt, job.id, lambda j: j.state is JobState.RUNNING, "runs")
+        await wait_until(lambda: slurm_cli.running_steps(job.backend_job_id or ""), 30, "its srun step")
+        await rt.supervisor.stop(job.id, by="U2")
+        job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=30)
+        assert job.state is JobState.STOPPED and job.stopped_by == "U2"
+        assert "got SIGINT, carrying on" in Path(job.log_path or "").read_text()
+        assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"
+
+
+@slurm
+async def test_restarted_bot_follows_a_running_slurm_job_to_its_end(node: str, tmp_path: Path) -> None:
+    config = fake_config(tmp_path, steps=40)
+    await wait_gpus_free()
+    async with bot(config, cancel_on_exit=False) as first:
+        job = await first.supervisor.submit(request(config, "restart"))
+        job = await job_when(first, job.id, lambda j: j.progress.step, "makes progress")
+    # the bot is gone; a new backend object knows the job from its Slurm id alone
+    ref = ProcessRef(job.id, "train", backend_job_id=job.backend_job_id)
+    assert await SlurmBackend(config).status(ref) == RunStatus(alive=True)
+    async with bot(config) as second:
+        job = await job_when(second, job.id, lambda j: j.state.is_terminal, "ends", within=60)
+        assert job.state is JobState.SUCCEEDED and job.progress.step == 40
+        assert summary_line(job).get("global_step") == 40
+
+
+@slurm
+async def test_held_job_shows_slurm_reason_and_stop_leaves_slurm_queue(node: str, tmp_path: Path) -> None:
+    config = fake_config(tmp_path, slurm='extra_args = ["--hold"]\n')
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "held"))
+        job = await job_when(rt, job.id, lambda j: "JobHeldUser" in (j.queue_reason or ""), "shows it is held")
+        assert job.queue_reason == "Slurm: held by its owner (`scontrol release <slurm id>` lets it go) (JobHeldUser)"
+        job = await rt.supervisor.stop(job.id, by="U1")
+        assert job.state is JobState.STOPPED
+        assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"
+
+
+@slurm
+async def test_trainer_failure_and_refused_submission(node: str, tmp_path: Path) -> None:
+    config = fake_config(tmp_path, steps=3, env={"FAKE_EXIT": "3"})
+    await wait_gpus_free()
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "fails"))
+        job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends")
+        assert job.state is JobState.FAILED and job.exit_code == 3 and "fake failure" in (job.error_message or "")
+    config = fake_config(tmp_path / "2", slurm='partition = "no-such-partition"\n')
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "refused"))
+        assert job.state is JobState.FAILED and job.error_class == "launch"
+        assert (job.error_message or "").startswith("Slurm did not take the job: sbatch")
+        assert "invalid partition" in (job.error_message or "").lower()
+
+
+@slurm
+async def test_job_environment_has_no_slack_secrets(node: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
+    monkeypatch.setenv("TB_INHERITED", "from the bot")
+    backend, log = SlurmBackend(fake_config(tmp_path)), tmp_path / "logs" / "env.log"
+    ref = ProcessRef("envjob", "export")
+    launched = await backend.launch(ref, SwiftCommand(("env",), {"TB_VALUE": "a b,c"}), log_path=log, gpus=("cpu",))
+    ref = ProcessRef("envjob", "export", backend_job_id=launched.backend_job_id)
+    status = await wait_until(lambda: _ended(backend, ref), 30, "the env job to end", every=0.1)
+    assert status == RunStatus(alive=False, returncode=0)
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("[trainbot] ") and lines[0].endswith("job envjob export (Slurm): TB_VALUE='a b,c' env")
+    assert {"TB_VALUE=a b,c", "TB_INHERITED=from the bot", "PYTHONUNBUFFERED=1", "CUDA_VISIBLE_DEVICES="} <= set(lines)
+    assert not [line for line in lines if "SLACK_" in line or "xoxb-secret" in line or "s3cret" in line]
+    assert "SLACK_BOT_TOKEN" in os.environ  # the bot keeps its own
+
+
+@slurm
+async def test_job_submitted_before_a_crash_is_adopted_not_submitted_twice(node: str, tmp_path: Path) -> None:
+    config = fake_config(tmp_path, slurm='extra_args = ["--hold"]\n')
+    ref, cmd, log = ProcessRef("twice", "train"), SwiftCommand(("true",)), tmp_path / "logs" / "twice.log"
+    first = await SlurmBackend(config).launch(ref, cmd, log_path=log, gpus=("0",))
+    try:  # the bot died before it recorded the Slurm id: the job is back in line and launched again
+        again = await SlurmBackend(config).launch(ref, cmd, log_path=log, gpus=("0",))
+        assert again.backend_job_id == first.backend_job_id and again.host == first.host
+    finally:
+        await slurm_cli.cancel(first.backend_job_id or "")
+
+
+async def _ended(backend: SlurmBackend, ref: ProcessRef) -> RunStatus | None:
+    status = await backend.status(ref)
+    return None if status.alive else status
+
+
+@slurm
+async def test_unknown_or_forgotten_job_is_settled_from_the_logs(node: str, tmp_path: Path) -> None:
+    backend = SlurmBackend(fake_config(tmp_path))
+    assert await backend.status(ProcessRef("gone", "train", backend_job_id="987654321")) == RunStatus(alive=False)
+    assert await backend.status(ProcessRef("never", "train")) == RunStatus(alive=False)
+    assert not await backend.interrupt(ProcessRef("gone", "train", backend_job_id="987654321"))
+    assert backend.own_pids([ProcessRef("x", "train", backend_job_id="1")]) == set()
