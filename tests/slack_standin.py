@@ -41,6 +41,8 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "files.completeUploadExternal": (100, 60.0),  # tier 4
     "auth.test": (100, 60.0),  # special, generous
     "apps.connections.open": (5, 60.0),  # tier 1 (small bursts tolerated)
+    "conversations.history": (50, 60.0),  # tier 3
+    "conversations.replies": (50, 60.0),  # tier 3
     "*": (20, 60.0),  # tier 2 for anything else
 }
 PER_CHANNEL_LIMITS = frozenset({"chat.postMessage"})
@@ -169,6 +171,7 @@ class SlackStandIn:
         self._acks: list[JSON] = []
         self._pushed: list[JSON] = []
         self._last_us = 0
+        self._usergroups: dict[str, JSON] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -374,6 +377,11 @@ class SlackStandIn:
         """Put a message from a human user into the channel (e.g. a thread parent); returns its ts."""
         msg = self._store(channel, {"text": text, "thread_ts": thread_ts}, user=user)
         return str(msg["ts"])
+
+    def add_usergroup(self, group_id: str, handle: str, users: Iterable[str]) -> None:
+        """A user group (``S...`` id, ``@handle``) for ``usergroups.list``."""
+        self._usergroups[group_id] = {"id": group_id, "team_id": self.team_id, "handle": handle,
+                                      "name": handle, "is_usergroup": True, "users": list(users)}
 
     def new_response_url(self, channel_id: str, message_ts: str | None = None, kind: str = "command") -> str:
         hook_id = uuid.uuid4().hex
@@ -821,6 +829,44 @@ class SlackStandIn:
         self._tickets.add(ticket)
         return {"ok": True, "url": f"ws://{self.host}:{self.port}/link/?ticket={ticket}&app_id={self.app_id}"}
 
+    def _history(self, params: JSON) -> JSON:
+        """Top-level messages (thread parents and broadcasts included), newest first, paged by cursor."""
+        channel = params.get("channel")
+        if not self._channel_ok(channel):
+            return _err("channel_not_found")
+        oldest, latest = float(params.get("oldest") or 0), float(params.get("latest") or "inf")
+        found = [m for m in reversed(self._messages) if m["channel"] == channel and oldest <= float(m["ts"]) <= latest
+                 and (m.get("thread_ts") in (None, m["ts"]) or m.get("reply_broadcast"))]
+        return self._page(found, params)
+
+    def _replies(self, params: JSON) -> JSON:
+        """The parent then its replies, oldest first, paged by cursor."""
+        channel, ts = params.get("channel"), params.get("ts")
+        if not self._channel_ok(channel):
+            return _err("channel_not_found")
+        if not ts:
+            return _missing("ts")
+        parent = self._find(channel, ts)
+        if parent is None:
+            return _err("thread_not_found")
+        return self._page([parent, *(m for m in self._messages if m["channel"] == channel
+                                     and m.get("thread_ts") == ts != m["ts"])], params)
+
+    def _page(self, found: list[JSON], params: JSON) -> JSON:
+        limit = max(1, min(int(params.get("limit") or 100), 1000))
+        start = int(params.get("cursor") or 0)
+        page = found[start:start + limit]
+        with_metadata = _flag(params.get("include_all_metadata"))
+        out = [{k: v for k, v in m.items() if k != "channel" and (with_metadata or k != "metadata")} for m in page]
+        more = start + limit < len(found)
+        return {"ok": True, "messages": out, "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+    def _usergroups_list(self, params: JSON) -> JSON:
+        users = _flag(params.get("include_users"))
+        groups = [{k: v for k, v in g.items() if users or k != "users"} for g in self._usergroups.values()]
+        return {"ok": True, "usergroups": groups}
+
     _handlers: ClassVar[dict[str, Callable[[SlackStandIn, JSON], JSON]]] = {
         "auth.test": _auth_test,
         "chat.postMessage": _post_message,
@@ -830,6 +876,9 @@ class SlackStandIn:
         "files.getUploadURLExternal": _get_upload_url,
         "files.completeUploadExternal": _complete_upload,
         "apps.connections.open": _connections_open,
+        "conversations.history": _history,
+        "conversations.replies": _replies,
+        "usergroups.list": _usergroups_list,
     }
 
     # ------------------------------------------------------------------ other endpoints

@@ -1,0 +1,137 @@
+"""Keeps each job card (one message per job) in step with its job, inside Slack's limits.
+
+A card is updated (chat.update) only when its job changed (`store.version`) since the card was last drawn, at most
+once per `interval_s` per job, and within a budget for all cards together (the Pacer's chat.update bucket: 40 a
+minute, Slack's tier 3 allows about 50). When more cards want an update than the budget allows, ended jobs go
+first (their card loses the Stop button and shows how it ended), then the ones drawn longest ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import views
+from bot.pacing import Pacer
+from bot.retry import FailureKind, Outage, classify
+from storage.jobs import JobStore
+from storage.models import Job
+
+log = logging.getLogger(__name__)
+
+RECENT_LIMIT = 100  # ended jobs looked at each round (newest first), besides every active one
+REDRAW_AFTER_RESTART_S = 3600.0  # a restarted bot redraws the cards of jobs changed this recently
+GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "channel_not_found", "is_archived"})
+
+
+@dataclass
+class _Drawn:
+    version: int | None  # None: not known to match (after a bot restart): draw again once
+    at: float  # monotonic time of the last draw (or try)
+    updated_at: float  # the job's updated_at then: unchanged means unchanged, without asking for the version
+
+
+class CardSync:
+    def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, outage: Outage, *,
+                 interval_s: float = 3.0, tick_s: float = 0.5) -> None:
+        self.store, self.client, self.pacer, self.outage = store, client, pacer, outage
+        self.interval_s, self.tick_s = interval_s, tick_s
+        self._drawn: dict[str, _Drawn] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._started_at = time.time()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="cards")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def posted(self, job: Job, version: int | None) -> None:
+        """The notifier has just posted this job's card, drawn at `version`."""
+        self._drawn[job.id] = _Drawn(version, time.monotonic(), job.updated_at)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("updating job cards failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
+
+    async def sync(self) -> int:
+        """Update the cards that are due and fit the budget; returns how many were updated."""
+        if self.outage.active(time.time()):
+            return 0
+        due = await self._due()
+        chosen = []
+        for job, version in due:
+            if not self.pacer.try_take("chat.update"):
+                break
+            chosen.append((job, version))
+        results = await asyncio.gather(*(self._draw(job, version) for job, version in chosen))
+        return sum(results)
+
+    async def _due(self) -> list[tuple[Job, int | None]]:
+        jobs = {j.id: j for j in await self.store.list_jobs(limit=RECENT_LIMIT)}
+        jobs.update((j.id, j) for j in await self.store.active())
+        now = time.monotonic()
+        due: list[tuple[Job, int | None]] = []
+        for job in jobs.values():
+            drawn = self._drawn.get(job.id)
+            if not job.card_ts or not job.channel_id:
+                continue
+            if drawn is not None and drawn.version is not None and drawn.updated_at == job.updated_at:
+                continue
+            version = await self.store.version(job.id)
+            if drawn is not None and version == drawn.version:
+                drawn.updated_at = job.updated_at
+                continue
+            if drawn is None and job.state.is_terminal and job.updated_at < self._started_at - REDRAW_AFTER_RESTART_S:
+                self._drawn[job.id] = _Drawn(version, now, job.updated_at)  # drawn by an earlier bot, long ago
+                continue
+            if drawn is None or now - drawn.at >= self.interval_s:
+                due.append((job, version))
+        for gone in set(self._drawn) - set(jobs):
+            del self._drawn[gone]
+        due.sort(key=lambda jv: (not jv[0].state.is_terminal, self._drawn[jv[0].id].at if jv[0].id in self._drawn
+                                 else 0.0))
+        return due
+
+    async def _draw(self, job: Job, version: int | None) -> bool:
+        fresh = await self.store.get(job.id)  # newer than `version` at worst: then drawn again next round
+        if fresh is None or not fresh.card_ts or not fresh.channel_id:
+            return False
+        msg = views.job_card(fresh)
+        channel, ts = fresh.channel_id, fresh.card_ts
+        try:
+            await self.pacer.call("chat.update", lambda: self.client.chat_update(
+                channel=channel, ts=ts, text=msg.text, blocks=msg.blocks), taken=True)
+        except Exception as exc:
+            failure = classify(exc)
+            drawn = self._drawn.setdefault(job.id, _Drawn(None, 0.0, 0.0))
+            if failure.kind is FailureKind.OUTAGE:
+                self.outage.failed(time.time())
+            elif failure.kind is FailureKind.REJECTED:
+                drawn.at = time.monotonic()  # try again after the interval, not at once
+                if failure.error in GONE_ERRORS:  # the card was deleted: leave it be until the job changes
+                    drawn.version, drawn.updated_at = version, fresh.updated_at
+            log.warning("job card of %s not updated: %s", job.id, failure.error)
+            return False
+        self.outage.succeeded()
+        self._drawn[job.id] = _Drawn(version, time.monotonic(), fresh.updated_at)
+        return True

@@ -1,0 +1,198 @@
+"""Block Kit for the channel: the job card and the thread's notices. Pure functions from jobs to messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import texts
+from storage.models import ExportState, Job, JobState, Notice
+
+Block = dict[str, Any]
+
+STOP_ACTION, EXPORT_ACTION = "stop_job", "export_job"
+SECTION_MAX = 3000  # characters of text in one section block
+STOPPABLE = frozenset({JobState.QUEUED, JobState.STARTING, JobState.RUNNING})
+END_TOPICS = frozenset({"job_succeeded", "job_failed", "job_stopped"})
+BROADCAST_TOPICS = END_TOPICS | {"export_started", "export_succeeded", "export_failed"}
+# milestones that may share one thread reply when several wait at once (a busy channel: ~1 message a second)
+MINOR_TOPICS = frozenset({"job_queued", "job_started", "job_restarted", "checkpoint", "eval", "job_stopping"})
+MAX_BLOCKS = 50
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str  # notifications and clients without blocks show this
+    blocks: list[Block] = field(default_factory=list)
+    broadcast: bool = False  # a thread reply also shown in the channel
+
+
+def mrkdwn(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text)}]}
+
+
+def clip(text: str, limit: int = SECTION_MAX) -> str:
+    """Cut to `limit` characters, keeping a code block closed."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 6].rstrip() + "…"
+    return cut + "\n```" if cut.count("```") % 2 else cut
+
+
+def plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text[:75], "emoji": True}
+
+
+# ---- the job card ------------------------------------------------------------------------------------------
+
+def job_card(job: Job) -> Message:
+    head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job `{job.id}`* is *{job.state}*"
+    fields = [("GPUs", texts.gpus_label(job.gpus)), ("Started by", texts.who(job.user_id)),
+              ("Output", f"`{job.output_dir}`"), ("State", _state_detail(job))]
+    blocks: list[Block] = [
+        mrkdwn(head),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f"*{k}*\n{v}", 2000)} for k, v in fields]},
+    ]
+    if (progress := _progress(job)):
+        blocks.append(mrkdwn(progress))
+    if (notes := _notes(job)):
+        blocks.append(context(notes))
+    if (buttons := _buttons(job)):
+        blocks.append({"type": "actions", "block_id": f"job_{job.id}", "elements": buttons})
+    summary = f"{job.kind.upper()} job {job.id} is {job.state}"
+    if job.progress.step is not None:
+        summary += f" (step {job.progress.step}/{job.progress.max_steps or '?'})"
+    return Message(summary, blocks)
+
+
+def _state_detail(job: Job) -> str:
+    if job.state is JobState.QUEUED:
+        return "queued"
+    if job.started_at and job.state.is_active:
+        return f"{job.state} for {texts.duration((job.updated_at or job.started_at) - job.started_at)}"
+    if job.started_at and job.finished_at:
+        return f"{job.state} after {texts.duration(job.finished_at - job.started_at)}"
+    return str(job.state)
+
+
+def _progress(job: Job) -> str:
+    if job.state.is_active:
+        return texts.progress_line(job)
+    p = job.progress
+    if p.step is None:
+        return ""
+    parts = [f"[{texts.progress_bar(p.percent)}] step {p.step}/{p.max_steps or '?'}"]
+    loss = p.train_loss if p.train_loss is not None else p.loss
+    if loss is not None:
+        parts.append(f"final loss {loss:.4g}")
+    if p.eval_loss is not None:
+        parts.append(f"eval loss {p.eval_loss:.4g}")
+    return " · ".join(parts)
+
+
+def _notes(job: Job) -> str:
+    notes = []
+    if job.state is JobState.QUEUED and job.queue_reason:
+        notes.append(f"⏳ {job.queue_reason}")
+    if job.state is JobState.FAILED:
+        notes.append(f"❌ {job.error_message or 'failed'}" + (f" · 💡 {job.error_hint}" if job.error_hint else ""))
+    if job.state in (JobState.STOPPING, JobState.STOPPED) and job.stopped_by:
+        notes.append(f"✋ stop requested by {texts.who(job.stopped_by)}")
+    if job.progress.last_checkpoint and not job.state.is_active:
+        notes.append(f"💾 last checkpoint `{job.progress.last_checkpoint}`")
+    if job.export_state is not ExportState.NONE:
+        notes.append(f"📦 export {job.export_state}" + (f" → `{job.export_dir}`" if job.export_dir else ""))
+    return "\n".join(notes)
+
+
+def _buttons(job: Job) -> list[Block]:
+    buttons: list[Block] = []
+    if job.state in STOPPABLE:
+        buttons.append({
+            "type": "button", "action_id": STOP_ACTION, "value": job.id, "style": "danger", "text": plain("Stop"),
+            "confirm": {"title": plain("Stop this job?"), "style": "danger", "confirm": plain("Stop it"),
+                        "deny": plain("Keep it running"),
+                        "text": {"type": "mrkdwn", "text": f"Job `{job.id}` stops after saving what it can "
+                                                           "(a checkpoint it has written stays usable)."}},
+        })
+    if job.state.is_terminal and job.progress.last_checkpoint and job.export_state is not ExportState.EXPORTING:
+        label = "Export again" if job.export_state is ExportState.EXPORTED else "Export"
+        buttons.append({"type": "button", "action_id": EXPORT_ACTION, "value": job.id, "style": "primary",
+                        "text": plain(label)})
+    return buttons
+
+
+def deleted_card(job_id: str, by: str | None) -> Message:
+    text = f"🗑️ Job `{job_id}` was deleted by {texts.who(by)} (its files stay on disk)."
+    return Message(f"Job {job_id} was deleted", [mrkdwn(text)])
+
+
+# ---- notices in the thread ---------------------------------------------------------------------------------
+
+def notice_message(notice: Notice, job: Job | None) -> Message:
+    """A milestone as a thread reply; ends and exports are broadcast to the channel too."""
+    d = notice.data
+    broadcast = notice.topic in BROADCAST_TOPICS
+    match notice.topic:
+        case "job_started":
+            head = f"🚀 Started on {d.get('host') or '?'} ({texts.gpus_label(d.get('gpus') or ())}) with:"
+            blocks = [mrkdwn(head), mrkdwn(f"```{clip(str(d.get('command', '')), SECTION_MAX - 8)}```")]
+            return Message(f"Job {notice.job_id} started", blocks)
+        case "job_failed":
+            lines = [f"❌ Job `{notice.job_id}` failed: {d.get('summary') or 'see the log'}"]
+            if d.get("hint"):
+                lines.append(f"💡 {d['hint']}")
+            blocks = [mrkdwn("\n".join(lines))]
+            if (tail := "\n".join(str(x) for x in d.get("tail") or [])):
+                blocks.append(mrkdwn("```" + _last_chars(tail, SECTION_MAX - 8) + "```"))
+            return Message(f"Job {notice.job_id} failed: {d.get('summary') or ''}", blocks, broadcast)
+    text = texts.notice_text(notice, job)
+    return Message(_first_line(text), [mrkdwn(text)], broadcast)
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _last_chars(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+
+
+def notices_message(notices: Sequence[Notice], job: Job | None) -> Message:
+    """Several minor milestones of one job in one reply, in order (what waited while the channel was busy)."""
+    if len(notices) == 1:
+        return notice_message(notices[0], job)
+    parts = [notice_message(n, job) for n in notices]
+    blocks = [b for part in parts for b in part.blocks][:MAX_BLOCKS]
+    return Message("\n".join(part.text for part in parts), blocks)
+
+
+def notice_metadata(notices: Sequence[Notice]) -> dict[str, Any]:
+    """Slack message metadata naming the notices a message tells, so a retry can see it was already posted."""
+    first = notices[0]
+    return {"event_type": "trainbot_notice",
+            "event_payload": {"notice_id": first.id, "job_id": first.job_id, "topic": first.topic,
+                              "notice_ids": [n.id for n in notices], "topics": [n.topic for n in notices]}}
+
+
+def told_notices(message: dict[str, Any], job_id: str) -> list[int]:
+    """The ids of the notices of job `job_id` that a message of ours tells ([] for any other message)."""
+    payload = (message.get("metadata") or {}).get("event_payload") or {}
+    if message.get("metadata", {}).get("event_type") != "trainbot_notice" or payload.get("job_id") != job_id:
+        return []
+    ids = payload.get("notice_ids") or [payload.get("notice_id")]
+    return [int(i) for i in ids if isinstance(i, int)]
+
+
+def chart_filename(notice: Notice) -> str:
+    return f"loss-{notice.job_id}-{notice.id}.png"
+
+
+def reply_text(text: str, ok: bool) -> str:
+    """An answer to the asker (ephemeral)."""
+    return text if ok else f"⚠️ {text}"

@@ -1,0 +1,133 @@
+"""Job cards kept in step with their jobs: coalesced per job, a budget for all, stalest (and ended) first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.cards import CardSync
+from bot.notifier import Notifier
+from bot.pacing import Limit, Pacer
+from bot.retry import Outage, RetryPolicy
+from storage.jobs import JobStore
+from storage.models import Job, JobState, Kind, Notice, Progress
+from tests.slack_env import BOT, CH, FAST, standin
+from tests.slack_standin import SlackStandIn
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    async with standin() as s:
+        yield s
+
+
+def client(slack: SlackStandIn) -> AsyncWebClient:
+    return AsyncWebClient(token=BOT, base_url=slack.api_url, retry_handlers=[])
+
+
+async def with_cards(store: JobStore, slack: SlackStandIn, cards: CardSync, n: int) -> list[Job]:
+    """n queued jobs whose cards the notifier has posted."""
+    for _ in range(n):
+        await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
+                               argv=("swift",), user_id="U0ALICE", channel_id=CH),
+                           notice=Notice("", "job_created", {}))
+    notifier = Notifier(store, client(slack), Pacer(), policy=FAST, poll_s=0.05, on_card=cards.posted)
+    notifier.start()
+    try:
+        async def posted() -> bool:
+            return not await store.pending_notices()
+
+        await slack.wait_for(posted, 10, what="the cards")
+    finally:
+        await notifier.close()
+    return sorted(await store.list_jobs(), key=lambda j: j.card_ts or "")
+
+
+def updated(slack: SlackStandIn) -> list[str]:
+    return [str(c.params["ts"]) for c in slack.calls("chat.update") if c.status == 200]
+
+
+async def test_one_update_per_interval_and_only_on_change(store: JobStore, slack: SlackStandIn) -> None:
+    cards = CardSync(store, client(slack), Pacer(), Outage(RetryPolicy()), interval_s=0.5)
+    [job] = await with_cards(store, slack, cards, 1)
+    assert await cards.sync() == 0  # unchanged since it was posted
+    await store.update(job.id, state=JobState.STARTING)
+    await store.update(job.id, state=JobState.RUNNING, started_at=time.time())
+    assert await cards.sync() == 0  # changed, but drawn less than 0.5 s ago
+    await slack.wait_for(cards.sync, 3, what="the first update")
+    [post] = slack.calls("chat.postMessage")
+    assert slack.calls("chat.update")[0].time - post.time >= 0.5 - 0.01
+    for step in range(1, 11):
+        await store.update(job.id, progress=Progress(step=step, max_steps=10, loss=1.0 / step))
+        assert await cards.sync() == 0  # within the interval: coalesced
+    await slack.wait_for(cards.sync, 3, what="the coalesced update")
+    assert await cards.sync() == 0
+    assert len(updated(slack)) == 2
+    assert "step 10/10" in str(slack.message(CH, str(job.card_ts)))
+
+
+async def test_budget_goes_to_ended_then_stalest(store: JobStore, slack: SlackStandIn) -> None:
+    pacer = Pacer({"chat.update": Limit(3, 3.0), "*": Limit(100, 1.0), "chat.postMessage": Limit(100, 1.0)})
+    cards = CardSync(store, client(slack), pacer, Outage(RetryPolicy()), interval_s=0.0)
+    jobs = await with_cards(store, slack, cards, 5)
+    for job in jobs:
+        await store.update(job.id, queue_reason="GPU 0 is busy")
+    assert await cards.sync() == 3
+    assert updated(slack) == [j.card_ts for j in jobs[:3]]  # drawn longest ago first
+    await store.update(jobs[4].id, state=JobState.STOPPED, stopped_by="U0ALICE", finished_at=time.time())
+    await slack.wait_for(cards.sync, 3, what="a token for the next update")
+    assert updated(slack)[3] == jobs[4].card_ts  # an ended job's final card goes first
+    await slack.wait_for(lambda: cards.sync(), 3, what="the next")
+    assert updated(slack)[4] == jobs[3].card_ts
+
+
+async def test_a_restarted_bot_redraws_recent_cards_once(store: JobStore, slack: SlackStandIn) -> None:
+    first = CardSync(store, client(slack), Pacer(), Outage(RetryPolicy()), interval_s=0.0)
+    jobs = await with_cards(store, slack, first, 2)
+    assert await first.sync() == 0
+    second = CardSync(store, client(slack), Pacer(), Outage(RetryPolicy()), interval_s=0.0)
+    assert await second.sync() == 2  # drawn by someone else: drawn again once
+    assert await second.sync() == 0
+    assert sorted(updated(slack)) == sorted(j.card_ts for j in jobs)
+
+
+async def test_outage_pauses_the_cards(store: JobStore, slack: SlackStandIn) -> None:
+    outage = Outage(RetryPolicy(base_s=0.3, cap_s=0.3, jitter=0.0))
+    cards = CardSync(store, client(slack), Pacer(), outage, interval_s=0.0)
+    [job] = await with_cards(store, slack, cards, 1)
+    await store.update(job.id, queue_reason="waiting")
+    slack.fail_with(502, times=1)
+    assert await cards.sync() == 0 and outage.active(time.time())
+    assert await cards.sync() == 0 and len(slack.calls("chat.update")) == 1  # no call while Slack is down
+    await slack.wait_for(cards.sync, 3, what="the update after the outage")
+    assert [c.status for c in slack.calls("chat.update")] == [502, 200]
+
+
+def test_pacer_spreads_bursts_and_holds_after_429() -> None:
+    now = [100.0]
+    pacer = Pacer({"chat.update": Limit(2, 2.0), "chat.postMessage": Limit(1, 1.0)}, clock=lambda: now[0])
+    assert [pacer.try_take("chat.update") for _ in range(3)] == [True, True, False]
+    now[0] += 0.5
+    assert not pacer.try_take("chat.update")
+    now[0] += 0.5
+    assert pacer.try_take("chat.update")
+    assert pacer.try_take("chat.postMessage", "C1") and pacer.try_take("chat.postMessage", "C2")  # per channel
+    pacer.hold("chat.postMessage", "C1", 30)
+    now[0] += 29.9
+    assert not pacer.try_take("chat.postMessage", "C1") and pacer.try_take("chat.postMessage", "C2")
+    now[0] += 0.2
+    assert pacer.try_take("chat.postMessage", "C1") and not pacer.try_take("chat.postMessage", "C1")
+
+
+def test_backoff_doubles_to_a_cap() -> None:
+    policy = RetryPolicy(base_s=1.0, cap_s=60.0, jitter=0.0)
+    assert [policy.backoff(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    outage = Outage(policy)
+    assert outage.failed(1000.0) == 1001.0
+    assert outage.failed(1000.5) == 1001.0  # a second failure in the same wait counts once
+    assert outage.failed(1001.0) == 1003.0
+    outage.succeeded()
+    assert outage.failed(2000.0) == 2001.0

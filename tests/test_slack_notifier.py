@@ -1,0 +1,243 @@
+"""The notifier on its own: a real store, the stand-in over HTTP, failures injected there (no runner, no trainer)."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from bot.notifier import Notifier
+from bot.pacing import Pacer
+from bot.retry import RetryPolicy
+from storage.jobs import JobStore
+from storage.models import Job, JobState, Kind, Notice
+from tests.slack_env import BOT, CH, FAST, payload, standin, topics
+from tests.slack_standin import SlackStandIn
+
+FIXTURE_LOG = Path(__file__).parent / "fixtures" / "swift46" / "sft_ok.logging.jsonl"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    async with standin() as s:
+        yield s
+
+
+def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST) -> Notifier:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    client = AsyncWebClient(token=BOT, base_url=slack.api_url, retry_handlers=[])
+    return Notifier(store, client, Pacer(), policy=policy, poll_s=0.05)
+
+
+async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: bool = True) -> Job:
+    job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir=str(tmp_path / "out"),
+                                 gpus=("0",), argv=("swift", "sft"), user_id="U0ALICE", channel_id=channel),
+                             notice=Notice("", "job_created", {"command": "swift sft"}))
+    run_dir = tmp_path / f"run-{job.id}"
+    run_dir.mkdir()
+    shutil.copy(FIXTURE_LOG, run_dir / "logging.jsonl")
+    for topic, data in [("job_started", {"command": "swift sft --model m", "host": "h", "gpus": ["0"]}),
+                        ("checkpoint", {"step": 10, "path": f"{run_dir}/checkpoint-10"}),
+                        *([("job_succeeded", {"duration_s": 7.0, "final_loss": 6.88, "run_dir": str(run_dir)})]
+                          if ended else [])]:
+        await store.enqueue(Notice(job.id, topic, data))
+    return job
+
+
+async def delivered(store: JobStore) -> bool:
+    return not await store.pending_notices()
+
+
+async def test_cards_then_threads_in_order(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
+    jobs = [await new_job(store, tmp_path) for _ in range(2)]
+    n = notifier(store, slack)
+    n.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 20, what="every notice")
+    finally:
+        await n.close()
+    cards = [m for m in slack.messages(CH, top_level=True) if payload(m)["topic"] == "job_created"]
+    assert [payload(c)["job_id"] for c in cards] == [j.id for j in jobs]  # oldest first
+    for job, card in zip(jobs, cards, strict=True):
+        stored = await store.require(job.id)
+        assert stored.card_ts == card["ts"]
+        thread = slack.thread(CH, card["ts"])
+        names = topics(slack, card["ts"])
+        assert names[:3] == ["job_started", "checkpoint", "job_succeeded"]
+        assert names[3] == f"file:loss-{job.id}-{payload(thread[-2])['notice_id']}.png"
+        assert thread[-2]["reply_broadcast"] is True and not thread[0].get("reply_broadcast")
+    assert slack.rate_limited() == [] and not slack.calls("conversations.replies")
+
+
+async def test_retry_after_is_honoured(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
+    slack.set_rate_limit("chat.postMessage", (2, 1.6))  # a stricter Slack than the bot expects: bursts of 2
+    for _ in range(4):
+        await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
+                               argv=("swift",), channel_id=CH), notice=Notice("", "job_created", {}))
+    n = notifier(store, slack)
+    n.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 20, what="every card")
+    finally:
+        await n.close()
+    [hit] = slack.rate_limited()
+    calls = slack.calls("chat.postMessage")
+    i = next(i for i, c in enumerate(calls) if c.status == 429)
+    assert calls[i + 1].time >= calls[i].time + hit.retry_after - 0.05 and calls[i + 1].status == 200
+    assert len(slack.messages(CH)) == 4
+
+
+async def test_outage_backoff_survives_a_restart(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
+    job = await new_job(store, tmp_path, ended=False)
+    slack.fail_with(503)
+    first = notifier(store, slack, RetryPolicy(base_s=0.1, cap_s=1.5, jitter=0.0))
+    first.start()
+    await slack.wait_for(lambda: len(slack.calls()) >= 4, 10, what="a few failed tries")
+    await first.close()
+    tries = [c.time for c in slack.calls()]
+    assert {c.status for c in slack.calls()} == {503}
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert all(b > a for a, b in itertools.pairwise(gaps))  # growing waits
+    [head] = await store.due_notices(now=time.time() + 60)
+    assert head.topic == "job_created" and head.attempts >= 4 and head.next_attempt_at > time.time() - 1
+    retry_at = head.next_attempt_at
+    slack.clear_faults()
+    second = notifier(store, slack)  # a restarted bot: the schedule comes from the store
+    second.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 10, what="delivery after the outage")
+    finally:
+        await second.close()
+    ok = [c for c in slack.calls("chat.postMessage") if c.status == 200]
+    assert ok[0].time >= retry_at - 0.05
+    assert slack.calls("conversations.history")  # the card might have been posted: looked first
+    assert [payload(m)["topic"] for m in slack.messages(CH, top_level=True)] == ["job_created"]
+    assert (await store.require(job.id)).card_ts == slack.messages(CH)[0]["ts"]
+
+
+async def test_refused_connections(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
+    await new_job(store, tmp_path)
+    await slack.refuse_connections(for_seconds=1.0)
+    n = notifier(store, slack)
+    n.start()
+    try:
+        async def tried() -> bool:
+            return any(x.attempts for x in await store.pending_notices())
+
+        await slack.wait_for(tried, 5, what="a refused try")
+        await slack.wait_for(lambda: delivered(store), 15, what="delivery after the outage")
+    finally:
+        await n.close()
+    assert topics(slack, slack.messages(CH)[0]["ts"])[:3] == ["job_started", "checkpoint", "job_succeeded"]
+    assert len(slack.messages(CH, top_level=True)) == 2
+
+
+async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobStore, slack: SlackStandIn,
+                                                                    tmp_path: Path) -> None:
+    """The state a crash leaves right after Slack took a message and before it was marked delivered."""
+    job = await new_job(store, tmp_path)
+    n = notifier(store, slack)
+    n.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 20, what="every notice")
+    finally:
+        await n.close()
+    before = [dict(m) for m in slack.messages(CH)]
+    async with aiosqlite.connect(store_path(tmp_path)) as db:  # undo the marks of the card and of the end
+        await db.execute("UPDATE outbox SET delivered_at = NULL WHERE topic IN ('job_succeeded')")
+        await db.commit()
+    again = notifier(store, slack)
+    again.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 10, what="the end notice marked delivered")
+    finally:
+        await again.close()
+    assert slack.messages(CH) == before and len(slack.uploads(completed=True)) == 1
+    assert slack.calls("conversations.replies")
+    assert (await store.require(job.id)).card_ts == before[0]["ts"]
+
+
+async def test_card_posted_but_not_marked(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
+    job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
+                                 argv=("swift",), channel_id=CH), notice=Notice("", "job_created", {}))
+    n = notifier(store, slack)
+    n.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 10, what="the card")
+    finally:
+        await n.close()
+    async with aiosqlite.connect(store_path(tmp_path)) as db:
+        await db.execute("UPDATE outbox SET delivered_at = NULL")
+        await db.execute("UPDATE jobs SET card_ts = NULL")
+        await db.commit()
+    await store.enqueue(Notice(job.id, "job_started", {"command": "swift sft", "host": "h", "gpus": ["0"]}))
+    again = notifier(store, slack)
+    again.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 10, what="the card found and the thread")
+    finally:
+        await again.close()
+    [card] = slack.messages(CH, top_level=True)
+    assert (await store.require(job.id)).card_ts == card["ts"]
+    assert topics(slack, card["ts"]) == ["job_started"]
+
+
+async def test_rejected_notice_is_dropped_not_blocking(store: JobStore, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    async with standin(channels=[CH]) as slack:
+        lost = await new_job(store, tmp_path, channel="C0ARCHIVED")
+        ok = await new_job(store, tmp_path)
+        n = notifier(store, slack, RetryPolicy(base_s=0.05, cap_s=0.1, max_rejected_attempts=2))
+        n.start()
+        try:
+            await slack.wait_for(lambda: delivered(store), 20, what="every notice settled")
+        finally:
+            await n.close()
+        assert slack.messages("C0ARCHIVED") == []
+        assert [payload(m)["job_id"] for m in slack.messages(CH, top_level=True)] == [ok.id, ok.id]
+    assert "dropping notice" in caplog.text and "channel_not_found" in caplog.text
+    assert (await store.require(lost.id)).card_ts is None
+
+
+async def test_deleted_job_updates_its_card(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
+    job = await new_job(store, tmp_path, ended=False)
+    n = notifier(store, slack)
+    n.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 10, what="the card")
+        card_ts = (await store.require(job.id)).card_ts
+        await store.update(job.id, state=JobState.STARTING)
+        await store.update(job.id, state=JobState.STOPPED)
+        await store.delete(job.id, notice=Notice(job.id, "job_deleted", {"by": "U0ALICE", "card_ts": card_ts,
+                                                                          "channel_id": CH}))
+        n.wake()
+        await slack.wait_for(lambda: slack.updates_of(str(card_ts)), 10, what="the card update")
+    finally:
+        await n.close()
+    assert "deleted by <@U0ALICE>" in (slack.message(CH, str(card_ts)) or {})["blocks"][0]["text"]["text"]
+
+
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "db" / "trainbot.db"
+
+
+async def test_without_history_scope_a_suspect_notice_is_sent_anyway(store: JobStore, slack: SlackStandIn,
+                                                                     tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    await new_job(store, tmp_path, ended=False)
+    slack.fail_with(200, body={"ok": False, "error": "missing_scope"}, methods=["conversations.history"])
+    n = notifier(store, slack)  # the notices predate it: it would look for them first
+    n.start()
+    try:
+        await slack.wait_for(lambda: delivered(store), 10, what="delivery without looking")
+    finally:
+        await n.close()
+    assert [c.response["error"] for c in slack.calls("conversations.history")] == ["missing_scope"]
+    assert "cannot look for earlier messages (conversations.history missing_scope)" in caplog.text
+    assert len(slack.messages(CH, top_level=True)) == 1
