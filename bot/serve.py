@@ -16,6 +16,7 @@ import sys
 from types import TracebackType
 from typing import Literal
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -107,7 +108,7 @@ class SlackBot:
                                 on_card=cards.posted)
             client = self._client(retries=True)
             self._ctx = BotContext(self._runtime, Handlers(self._runtime), client, GroupDirectory(client), notifier,
-                                   cards)
+                                   cards, aiohttp.ClientSession())
             app = build_app(self._ctx, signing_secret=self.signing_secret if self.mode == "http" else None)
             notifier.start()
             cards.start()
@@ -144,6 +145,7 @@ class SlackBot:
         if self._ctx is not None:
             await self._ctx.cards.close()
             await self._ctx.notifier.close()
+            await self._ctx.http.close()
             self._ctx = None
         if self._runtime is not None:
             await self._runtime.close()

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot import views
 
@@ -18,18 +17,19 @@ log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
-    async def job_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+    async def job_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         verb = "stop" if action["action_id"] == views.STOP_ACTION else "export"
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-        try:
-            reply = await ctx.run(f"{verb} {action['value']}", user, channel)
-            text = views.reply_text(reply.text, reply.ok)
-        except Exception:
-            log.exception("%s button on job %s failed", verb, action.get("value"))
-            text = views.reply_text("something went wrong on trainbot's side; please try again", ok=False)
-        await respond(text=text, response_type="ephemeral", replace_original=False)
+        async with ctx.after_ack():
+            try:
+                reply = await ctx.run(f"{verb} {action['value']}", user, channel)
+                text = views.reply_text(reply.text, reply.ok)
+            except Exception:
+                log.exception("%s button on job %s failed", verb, action.get("value"))
+                text = views.reply_text("something went wrong on trainbot's side; please try again", ok=False)
+            await ctx.answer(body.get("response_url"), text)
 
     app.action(views.STOP_ACTION)(job_button)
     app.action(views.EXPORT_ACTION)(job_button)
