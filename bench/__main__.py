@@ -12,8 +12,9 @@ import datetime as dt
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
-from bench import runner_figures
+from bench import runner_figures, slack_figures
 from bench.common import Row, machine
 
 
@@ -27,11 +28,11 @@ def table(rows: list[Row]) -> str:
 
 
 async def run(short: bool, only: set[str]) -> list[Row]:
-    figures = {
-        "ack": lambda: _slack().ack_latency(burst=20 if short else 50),
+    figures: dict[str, Callable[[], Awaitable[list[Row]]]] = {
+        "ack": lambda: slack_figures.ack_latency(burst=20 if short else 50),
         "overhead": lambda: runner_figures.job_overhead(pairs=1 if short else 5),
         "watching": lambda: runner_figures.watching_cost(window_s=8 if short else 60),
-        "slack": lambda: _slack().slack_budget(jobs=20, minutes=0.3 if short else 5.0),
+        "slack": lambda: slack_figures.slack_budget(jobs=20, minutes=0.3 if short else 5.0),
         "queue": lambda: runner_figures.queue_efficiency(job_s=2 if short else 10),
         "store": lambda: runner_figures.store_latency(n_jobs=1000 if short else 10_000, samples=50 if short else 300),
     }
@@ -44,12 +45,6 @@ async def run(short: bool, only: set[str]) -> list[Row]:
         rows += await figure()
         print(f"  {name} done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     return rows
-
-
-def _slack():  # type: ignore[no-untyped-def]
-    from bench import slack_figures  # needs the Slack stand-in from tests/
-
-    return slack_figures
 
 
 def main() -> int:

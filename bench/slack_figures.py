@@ -1,0 +1,192 @@
+"""Figures about the Slack front end, against the Slack stand-in of tests/ on 127.0.0.1: ack latency beside a bare
+Bolt app, and the Slack budget of a busy channel (calls, 429s, how stale a card gets)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+
+from bench.common import REPO, Row, fake_swift_bin, pct
+from bot.serve import SlackBot
+from runner.config import Config, load_config
+from storage.models import JobState
+from tests.slack_signing import DEFAULT_CHANNEL
+from tests.slack_standin import SlackStandIn
+
+BOT, SECRET = "xoxb-bench", "bench-secret"
+STEP = re.compile(r"step (\d+)/")
+
+
+def _config(root: Path, *, gpus: int, step_s: float, steps: int, logging_steps: int = 1,
+            card_interval_s: float = 3.0) -> Config:
+    (root / "trainbot.toml").write_text(f"""[swift]
+bin = "{fake_swift_bin(root)}"
+version = "4.6.0"
+[swift.env]
+FAKE_SWIFT_STEP_S = "{step_s}"
+[gpus]
+inventory = {gpus}
+[llm]
+max_steps = {steps}
+logging_steps = {logging_steps}
+save_steps = 1000000
+[slack]
+card_interval_s = {card_interval_s}
+""")
+    return load_config(root / "trainbot.toml", base_dir=root)
+
+
+async def _burst(url: str, bodies: list[tuple[str, dict[str, str]]]) -> list[float]:
+    async with aiohttp.ClientSession() as session:
+        async def one(body: str, headers: dict[str, str]) -> float:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                assert resp.status == 200, resp.status
+            return time.perf_counter() - t0
+
+        return list(await asyncio.gather(*(one(b, h) for b, h in bodies)))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def _server(argv: list[str], port: int, cwd: Path) -> AsyncIterator[str]:
+    """A server in its own process (as in production: the load generator and the stand-in don't share its CPU)."""
+    env = os.environ | {"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SECRET}
+    env.pop("SLACK_APP_TOKEN", None)
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        for _ in range(300):  # up to 30 s to start listening
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/slack/events"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.wait()
+
+
+async def ack_latency(burst: int) -> list[Row]:
+    texts = ["list", "status", "llm gpu=0 out=output/dry --dry-run", "help"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _config(root, gpus=2, step_s=0.5, steps=20)
+        async with SlackStandIn(bot_token=BOT, signing_secret=SECRET, rate_limits={"*": None}) as slack:
+            def bodies(launch: bool) -> list[tuple[str, dict[str, str]]]:
+                out = [slack.signed_slash_command(text=texts[i % len(texts)], user_id=f"U{i:04d}",
+                                                  channel_id=DEFAULT_CHANNEL) for i in range(burst - 1)]
+                last = "llm gpu=0 out=output/launch" if launch else "list"
+                return [*out, slack.signed_slash_command(text=last, user_id="ULAUNCH", channel_id=DEFAULT_CHANNEL)]
+
+            rounds = 3
+            bare: list[float] = []
+            ours: list[float] = []
+            port = _free_port()
+            async with _server([sys.executable, "-m", "bench.bare_bolt", str(port), slack.api_url], port, REPO) as url:
+                await _burst(url, bodies(False)[:5])  # warm-up
+                for _ in range(rounds):
+                    bare += await _burst(url, bodies(False))
+            port = _free_port()
+            trainbot = [str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"),
+                        "serve", "--slack-api-url", slack.api_url, "--port", str(port)]
+            async with _server(trainbot, port, root) as url:
+                await _burst(url, bodies(False)[:5])
+                for _ in range(rounds - 1):
+                    ours += await _burst(url, bodies(False))
+                sent = time.time()  # the stand-in stamps calls with the wall clock
+                last_round = await _burst(url, bodies(True))
+                ours += last_round
+                acked = sent + last_round[-1]
+                card = await slack.wait_for(lambda: [c for c in slack.calls("chat.postMessage")
+                                                     if "ULAUNCH" in str(c.params)], 30, what="the job card")
+                to_card = card[0].time - acked
+    ratio = pct(ours, 99) / pct(bare, 99)
+    return [Row(f"ack latency, {rounds} bursts of {burst} signed /train (list, status, dry run, help; one launch), "
+                "trainbot serve in its own process",
+                f"p50 {pct(ours, 50) * 1e3:.1f} / p99 {pct(ours, 99) * 1e3:.1f} / max {max(ours) * 1e3:.1f} ms",
+                f"bare Bolt p50 {pct(bare, 50) * 1e3:.1f} / p99 {pct(bare, 99) * 1e3:.1f} ms", ratio,
+                "p99 < 50 ms and <= 1.2x bare", pct(ours, 99) < 0.050 and ratio <= 1.2),
+            Row("ack to job card in Slack (the launch)", f"{to_card * 1e3:.0f} ms", "", None, "", None)]
+
+
+async def slack_budget(jobs: int, minutes: float) -> list[Row]:
+    """Progress at the fixed recipe's pace on an H100 (a logged step every ~30 s), staggered across the jobs."""
+    window = minutes * 60
+    with tempfile.TemporaryDirectory() as tmp:
+        step_s = 6.0
+        config = _config(Path(tmp), gpus=jobs, step_s=step_s, steps=int(window / step_s) + 30, logging_steps=5)
+        async with SlackStandIn(bot_token=BOT, signing_secret=SECRET) as slack:
+            bot = SlackBot(config, api_url=slack.api_url, mode="http", host="127.0.0.1", port=0, bot_token=BOT,
+                           signing_secret=SECRET)
+            async with bot:
+                store = bot.runtime.store
+                bodies = [slack.signed_slash_command(text=f"llm gpu={i} out=output/j{i}", user_id=f"U{i:03d}",
+                                                     channel_id=DEFAULT_CHANNEL) for i in range(jobs)]
+                await _burst(bot.url, bodies)
+                first_seen: dict[str, dict[int, float]] = {}
+                worst, t_end = 0.0, time.monotonic() + window
+                while time.monotonic() < t_end:
+                    now = time.monotonic()
+                    for job in await store.active():
+                        step = job.progress.step
+                        if step is None or job.card_ts is None:
+                            continue
+                        seen = first_seen.setdefault(job.id, {})
+                        seen.setdefault(step, now)
+                        shown = _card_step(slack, job.card_ts)
+                        newer = [t for s, t in seen.items() if s > shown]
+                        if newer:
+                            worst = max(worst, now - min(newer))
+                    await asyncio.sleep(0.25)
+                calls = len([c for c in slack.calls() if c.method not in ("upload", "response_url")])
+                hits = slack.rate_limited()
+                for job in await store.active():
+                    await bot.runtime.supervisor.stop(job.id, by="bench")
+                for _ in range(300):  # up to 60 s for the stops to land
+                    if not await store.active():
+                        break
+                    await asyncio.sleep(0.2)
+                ended = [j for j in await store.list_all() if j.state is JobState.STOPPED]
+    bursts = _bursts([h.time for h in hits])
+    per_min = calls / minutes
+    return [Row(f"Slack budget: {jobs} jobs in one channel for {minutes:g} min",
+                f"{calls} Web API calls ({per_min:.0f}/min), {len(hits)} x 429 in {bursts} burst(s)",
+                "", None, "no 429 beyond the first of a burst", len(hits) <= bursts),
+            Row("Slack budget: worst card staleness", f"{worst:.1f} s ({len(ended)}/{jobs} cards' jobs stopped)",
+                f"card interval {config.slack.card_interval_s:g} s", None, "<= 10 s", worst <= 10.0)]
+
+
+def _card_step(slack: SlackStandIn, ts: str) -> int:
+    message = slack.message(DEFAULT_CHANNEL, ts) or {}
+    found = STEP.findall(str(message.get("blocks") or message.get("text") or ""))
+    return int(found[-1]) if found else 0
+
+
+def _bursts(times: list[float], gap: float = 5.0) -> int:
+    """429s closer than `gap` seconds belong to one burst."""
+    count, last = 0, None
+    for t in sorted(times):
+        if last is None or t - last > gap:
+            count += 1
+        last = t
+    return count
