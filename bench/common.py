@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.demo import build_llm_assets, default_swift_bin, tiny_config_toml
+from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def median(values: list[float]) -> float:
 def tiny_config(root: Path, *, extra: dict[str, object] | None = None, sections: str = "") -> Config:
     """The fixed recipe on the tiny local model (real swift), as in `make demo`."""
     swift = default_swift_bin()
-    assets = build_llm_assets(REPO / ".cache" / "tiny" / "llm", swift)
+    assets = build_tiny_assets(REPO / ".cache" / "tiny" / "llm", swift)
     (root / "trainbot.toml").write_text(tiny_config_toml(assets, swift_bin=swift, extra=extra, sections=sections))
     return load_config(root / "trainbot.toml", base_dir=root)
 

@@ -56,7 +56,7 @@ def default_swift_bin() -> str:
     return str(beside) if beside.exists() else "swift"
 
 
-def build_llm_assets(root: Path, swift_bin: str, kind: str = "llm") -> dict[str, object]:
+def build_tiny_assets(root: Path, swift_bin: str, kind: str = "llm") -> dict[str, object]:
     """Build (once) the tiny model and data with the python that runs swift; returns the assets as a dict."""
     python = interpreter_of(resolve_swift(swift_bin)) or [sys.executable]
     out = subprocess.run([*python, "-m", "runner.tiny_assets", kind, str(root)], capture_output=True, text=True,
@@ -93,7 +93,7 @@ async def run_demo(root: Path) -> int:
     started = time.monotonic()
     swift_bin = default_swift_bin()
     print(f"trainbot demo in {root}: building a tiny Qwen2 model and local datasets…", flush=True)
-    assets = build_llm_assets(root / "assets", swift_bin)
+    assets = build_tiny_assets(root / "assets", swift_bin)
     config_path = root / "trainbot.toml"
     config_path.write_text(tiny_config_toml(assets, swift_bin=swift_bin))
     config = load_config(config_path, base_dir=root)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import build_llm_assets, default_swift_bin, tiny_config_toml
+from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from runner.runtime import Runtime
 from storage.jobs import JobStore
@@ -34,7 +34,7 @@ async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
 
 @pytest.fixture(scope="session")
 def tiny_llm() -> dict[str, Any]:
-    return build_llm_assets(ASSET_CACHE / "llm", default_swift_bin())
+    return build_tiny_assets(ASSET_CACHE / "llm", default_swift_bin())
 
 
 @pytest.fixture

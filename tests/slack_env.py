@@ -12,9 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import pytest
-
-from bot.demo import build_llm_assets, default_swift_bin, tiny_config_toml
+from bot.demo import default_swift_bin, tiny_config_toml
 from bot.retry import RetryPolicy
 from bot.serve import SlackBot
 from runner.config import Config, load_config
@@ -31,15 +29,6 @@ JOB_ID = re.compile(r"Job `([a-z0-9]+)`")
 
 def standin(**kwargs: Any) -> SlackStandIn:
     return SlackStandIn(bot_token=BOT, app_token=APP, signing_secret=SECRET, **kwargs)
-
-
-def tiny_assets(request: pytest.FixtureRequest) -> dict[str, object]:
-    """The tiny model and data, built once into pytest's cache (.pytest_cache/d/tiny-llm, kept between runs), or
-    into this session's temp dir when the cache is off (-p no:cacheprovider)."""
-    cache = getattr(request.config, "cache", None)
-    root = Path(cache.mkdir("tiny-llm")) if cache is not None else \
-        request.getfixturevalue("tmp_path_factory").getbasetemp() / "tiny-llm"
-    return build_llm_assets(root, default_swift_bin())
 
 
 def swift_config(tmp: Path, assets: dict[str, object], *, extra: dict[str, object] | None = None,

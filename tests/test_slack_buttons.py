@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,6 @@ from tests.slack_env import (
     running_bot,
     standin,
     swift_config,
-    tiny_assets,
     topics,
     wait_card,
 )
@@ -117,8 +117,8 @@ async def test_logs_full_goes_to_the_thread(slack: SlackStandIn, tmp_path: Path)
 
 @pytest.mark.swift
 async def test_stop_button_stops_a_real_swift_job(slack: SlackStandIn, tmp_path: Path,
-                                                  request: pytest.FixtureRequest) -> None:
-    config = swift_config(tmp_path, tiny_assets(request), extra={"num_train_epochs": 20}, sections=ACCESS)
+                                                  tiny_llm: dict[str, Any]) -> None:
+    config = swift_config(tmp_path, tiny_llm, extra={"num_train_epochs": 20}, sections=ACCESS)
     async with running_bot(config, slack) as bot:
         await command(slack, bot, "llm gpu=cpu out=output/long", user="U0ALICE")
         job_id = await job_id_from_answer(slack)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,6 @@ from tests.slack_env import (
     running_bot,
     standin,
     swift_config,
-    tiny_assets,
     topics,
     wait_card,
 )
@@ -95,8 +95,8 @@ def thread_notice_id(slack: SlackStandIn, ts: str, topic: str) -> int:
 
 
 @pytest.mark.swift
-async def test_real_swift_job_over_http(slack: SlackStandIn, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    config = swift_config(tmp_path, tiny_assets(request))
+async def test_real_swift_job_over_http(slack: SlackStandIn, tmp_path: Path, tiny_llm: dict[str, Any]) -> None:
+    config = swift_config(tmp_path, tiny_llm)
     async with running_bot(config, slack) as bot:
         started = time.monotonic()
         status, body = await command(slack, bot, "llm gpu=cpu out=output/x")

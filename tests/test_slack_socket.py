@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,6 @@ from tests.slack_env import (
     running_bot,
     standin,
     swift_config,
-    tiny_assets,
     topics,
     wait_card,
 )
@@ -66,8 +66,8 @@ async def test_app_home_dashboard(slack: SlackStandIn, tmp_path: Path) -> None:
 
 @pytest.mark.swift
 async def test_real_swift_job_over_socket_mode(slack: SlackStandIn, tmp_path: Path,
-                                               request: pytest.FixtureRequest) -> None:
-    config = swift_config(tmp_path, tiny_assets(request))
+                                               tiny_llm: dict[str, Any]) -> None:
+    config = swift_config(tmp_path, tiny_llm)
     async with running_bot(config, slack, mode="socket") as bot:
         started = time.monotonic()
         ack = await slack.wait_for_ack(await slack.push_slash_command("llm gpu=cpu out=output/sock"))

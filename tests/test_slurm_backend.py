@@ -9,12 +9,10 @@ Every wait is on a condition with a deadline.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from bot.demo import build_llm_assets, default_swift_bin
 from runner import slurm_cli
 from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import SlurmBackend
@@ -25,20 +23,11 @@ from tests.slurm_cluster import require_slurm, wait_gpus_free
 from tests.waiting import wait_until
 
 slurm = pytest.mark.slurm
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def node() -> str:
     return require_slurm()
-
-
-@pytest.fixture(scope="session")
-def tiny_llm() -> dict[str, object]:
-    swift = default_swift_bin()
-    if shutil.which(swift) is None:
-        pytest.skip(f"the swift CLI ({swift}) is not installed: pip install -e '.[swift]'")
-    return build_llm_assets(REPO / ".cache" / "tiny" / "llm", swift)
 
 
 # ---- real swift ------------------------------------------------------------------------------------------

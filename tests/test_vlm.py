@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import build_llm_assets, tiny_config_toml
+from bot.demo import build_tiny_assets, tiny_config_toml
 from runner.config import Config, load_config
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
@@ -29,7 +29,7 @@ VLM_SWIFT = REPO / ".venv-vlm" / "bin" / "swift"
 def vlm_config(tmp_path: Path) -> Config:
     if not VLM_SWIFT.exists():
         pytest.skip(f"{VLM_SWIFT} is missing: `make test` builds it (torch 2.14.1 + torchvision + ms-swift)")
-    assets = build_llm_assets(ASSET_CACHE / "vlm", str(VLM_SWIFT), kind="vlm")
+    assets = build_tiny_assets(ASSET_CACHE / "vlm", str(VLM_SWIFT), kind="vlm")
     path = tmp_path / "trainbot.toml"
     path.write_text(tiny_config_toml(assets, swift_bin=str(VLM_SWIFT), kind="vlm"))
     return load_config(path, base_dir=tmp_path)
