@@ -393,3 +393,13 @@ def test_find_run_dir_without_version_folders(tmp_path: Path) -> None:
     (out / "logging.jsonl").write_text(json.dumps({"loss": 1.0}) + "\n")
     assert find_run_dir(out, None) == out  # --add_version false
     assert find_run_dir(out, time.time() + 60) is None
+
+
+def test_eta_follows_the_pace_of_the_last_logged_interval() -> None:
+    from runner.progress import fold
+    from storage.models import Progress
+
+    first = fold(Progress(), {"global_step/max_steps": "1/95", "elapsed_time": "40s", "remaining_time": "25m 8s"})
+    assert first.remaining_s == 25 * 60 + 8  # nothing to measure a pace with yet: swift's figure
+    fifth = fold(first, {"global_step/max_steps": "5/95", "elapsed_time": "48s", "remaining_time": "7m 30s"})
+    assert fifth.remaining_s == 2.0 * 90  # 8 s for 4 steps, 90 steps to go; swift's average still counts start-up
