@@ -48,6 +48,7 @@ class Gpu:
     utilization_pct: float | None
     processes: tuple[GpuProcess, ...]
     source: Literal["nvml", "inventory", "cpu"]
+    memory_reserved_mib: float | None = None  # held by the driver: neither used (as nvidia-smi counts) nor free
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class RawGpu:
     memory_total_bytes: int | None = None
     utilization_pct: int | None = None
     processes: tuple[tuple[int, int | None], ...] = ()
+    memory_reserved_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,10 @@ def _read_device(nv: Any, i: int) -> RawGpu:
         except nv.NVMLError:
             return None
 
-    mem = opt(nv.nvmlDeviceGetMemoryInfo)
+    # v2 splits the driver's reservation (~0.5 GiB on an H100) from `used`, as nvidia-smi shows it; v1 counts
+    # it as used, so an idle GPU would read 0.5 GiB used where nvidia-smi says 0 MiB
+    v2 = getattr(nv, "nvmlMemory_v2", None)
+    mem = (opt(lambda h: nv.nvmlDeviceGetMemoryInfo(h, version=v2)) if v2 else None) or opt(nv.nvmlDeviceGetMemoryInfo)
     util = opt(nv.nvmlDeviceGetUtilizationRates)
     procs: dict[int, int | None] = {}
     for kind in ("Compute", "Graphics"):
@@ -143,6 +148,7 @@ def _read_device(nv: Any, i: int) -> RawGpu:
         memory_total_bytes=None if mem is None else int(mem.total),
         utilization_pct=None if util is None else int(util.gpu),
         processes=tuple(procs.items()),
+        memory_reserved_bytes=int(mem.reserved) if hasattr(mem, "reserved") else None,
     )
 
 
@@ -188,6 +194,7 @@ def gpus_from_raw(raw: Iterable[RawGpu]) -> list[Gpu]:
             utilization_pct=None if r.utilization_pct is None else float(r.utilization_pct),
             processes=tuple(describe_process(pid, used) for pid, used in r.processes),
             source="nvml",
+            memory_reserved_mib=_mib(r.memory_reserved_bytes),
         )
         for r in raw
     ]

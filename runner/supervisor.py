@@ -80,8 +80,10 @@ class Supervisor:
 
     def plan(self, req: JobRequest, *, resume_from: str | None = None) -> Plan:
         recipe = resolve_recipe(req.kind, self.config, req.overrides)
-        recipe, notes = apply_profile(recipe, req.profile, self._probed_gpus(req.gpus),
-                                      liger=swift_has_liger(self.config.swift_bin))
+        gpus = self._probed_gpus(req.gpus)
+        # asking swift's python about liger may start a process once: only where a profile could use it
+        liger = bool(gpus) and req.profile != "exact" and swift_has_liger(self.config.swift_bin)
+        recipe, notes = apply_profile(recipe, req.profile, gpus, liger=liger)
         if req.gpus == ("cpu",):
             recipe = recipe.with_args({"use_cpu": "true"})  # bf16 on the CPU needs it
         if resume_from:

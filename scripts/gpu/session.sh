@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The GPU machine's side, run from the repository root there (python3 = the image's, with torch):
+#   bash scripts/gpu/session.sh probes      set up, probe launch layouts (probe.py), trainbot stop test (validate.py)
+#   bash scripts/gpu/session.sh full        set up, then in the background: compare.py (exact then fast, full jobs),
+#                                           validate.py (the console runs a job, stops it at step 55, exports it),
+#                                           a long-sample memory probe and a full b8x2 run; follows it ~9 minutes
+#   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
+# Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
+# name both in the carry of every call, the `follow` ones too.
+# Results go to $OUT (what the device tool brings back) when it is set, else to /tmp/w/results.
+set -u
+REPO=$PWD
+W=/tmp/w
+RES=${OUT:-$W/results}
+mkdir -p $W $RES
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export MODELSCOPE_CACHE=$W/cache/ms HF_HOME=$W/cache/hf MPLCONFIGDIR=$W/cache/mpl
+export PYTHONPATH=$REPO:/tmp/site PATH=/tmp/site/bin:$PATH
+
+setup() {  # once per machine: wheels (+ byte-compiled, so no run pays for it), the 7B model, the config
+  local t=$(date +%s)
+  if [ ! -f /tmp/site/.done ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      || { echo "wheel install failed"; exit 1; }
+    (python3 -m compileall -q -j 0 /tmp/site >/dev/null 2>&1; touch /tmp/site/.compiled) &
+    touch /tmp/site/.done
+  fi
+  if [ ! -f $W/qwen7b/.done ]; then
+    python3 scripts/gpu/build_model.py 7b $W/qwen7b cuda .gpu/tok && touch $W/qwen7b/.done || { echo "model build failed"; exit 1; }
+  fi
+  # the data outside the repository: a later call that does not carry .gpu/ removes it there (seen 2026-11-28)
+  rm -rf $W/data && cp -r .gpu/data $W/data
+  local D=$W/data
+  cat > $W/trainbot.toml <<EOF
+[paths]
+data_dir = "$W/tb"
+output_root = "$W/output"
+log_dir = "$W/logs"
+[swift]
+bin = "/tmp/site/bin/swift"
+offline = true
+[llm]
+model = "$W/qwen7b"
+dataset = ["$D/alpaca_zh.jsonl#500", "$D/alpaca_en.jsonl#500", "$D/self-cognition#500"]
+model_type = "qwen2"
+template = "qwen2_5"
+EOF
+  while [ ! -f /tmp/site/.compiled ]; do sleep 1; done
+  echo "setup took $(( $(date +%s) - t )) s"
+}
+
+facts() {
+  nvidia-smi; nproc; free -g | head -2; uname -r
+  python3 -c "import sys, torch, transformers, triton, peft, swift, liger_kernel; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'triton', triton.__version__, 'peft', peft.__version__, 'swift', swift.__version__, 'liger', getattr(liger_kernel, '__version__', '?'))"
+}
+
+collect() {  # the small results into $RES (at most 8 files come back)
+  cp $W/probes/probes.json $RES/ 2>/dev/null
+  cp $W/cmp/report.txt $RES/ 2>/dev/null
+  (cd $W && tar czf $RES/details.tgz $(ls -d probes*/*.json probes*/*.log probes*.txt cmp/*.json cmp/*.log \
+    cmp/report.txt cmp.txt val*.txt val*/console.txt val*/validate.json logs 2>/dev/null))
+  ls -la $RES
+}
+
+case "${1:-}" in
+  probes)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    python3 scripts/gpu/probe.py --config $W/trainbot.toml --out $W/probes --budget-s ${PROBE_BUDGET_S:-300}
+    python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val1 --stop-at 10 > $W/val1.txt 2>&1
+    tail -25 $W/val1.txt
+    collect ;;
+  full)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    setsid nohup bash -c "python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp > $W/cmp.txt 2>&1;
+      python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --stop-at 55 --export \
+        --export-wait-s 240 > $W/val2.txt 2>&1;
+      python3 scripts/gpu/probe.py --config $W/trainbot.toml --out $W/probes long-b4-nogc-liger > $W/probes.txt 2>&1;
+      python3 scripts/gpu/probe.py --config $W/trainbot.toml --out $W/probes2 --full --budget-s 400 \
+        b8x2-nogc-liger > $W/probes2.txt 2>&1;
+      touch $W/bg.done" > /dev/null 2>&1 &
+    bash "$0" follow ;;
+  follow)
+    end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
+    while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
+      sleep 15
+      echo "$(date +%T) $(grep -h 'global_step' $W/cmp/out-*/v*/logging.jsonl $W/output/*/v*/logging.jsonl 2>/dev/null | tail -1 | cut -c1-150)"
+    done
+    cat $W/cmp.txt 2>/dev/null | grep -v '^\[' | tail -45
+    grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
+    tail -4 $W/probes.txt $W/probes2.txt 2>/dev/null
+    [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
+    collect ;;
+  *) echo "usage: $0 probes|full|follow"; exit 2 ;;
+esac
