@@ -113,6 +113,9 @@ def test_gpus_from_raw_conversion() -> None:
 def test_long_cmdline_is_shortened() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "x" * 500])
     try:
+        deadline = time.monotonic() + 5  # until the child has exec'd python (before, /proc shows our cmdline)
+        while "x" * 500 not in psutil.Process(proc.pid).cmdline() and time.monotonic() < deadline:
+            time.sleep(0.01)
         (g,) = gpus_from_raw([RawGpu(0, H100, processes=((proc.pid, GIB),))])
         cmd = g.processes[0].cmdline
         assert cmd is not None and len(cmd) <= 160 and cmd.endswith("…")
