@@ -30,7 +30,7 @@ class Limit:
 
 SLACK_LIMITS: dict[str, Limit] = {
     "chat.postMessage": Limit(4, 4.0),  # ~1/s per channel
-    "chat.update": Limit(10, 15.0),  # 40/min, tier 3 is 50
+    "chat.update": Limit(20, 25.0),  # 48/min in bursts of 20: tier 3 is 50 a minute and allows bursts
     "conversations.history": Limit(5, 7.5),  # 40/min, tier 3
     "conversations.replies": Limit(5, 7.5),
     "files.getUploadURLExternal": Limit(10, 7.5),  # 80/min, tier 4 is 100
