@@ -52,13 +52,13 @@ def fake_swift_bin(root: Path) -> str:
     return str(path)
 
 
-def fake_config(root: Path, *, gpus: int, step_s: float, max_steps: int, poll_s: float | None = None,
-                logging_steps: int = 5) -> Config:
-    lines = ["[swift]", f'bin = "{fake_swift_bin(root)}"', "[swift.env]", f'FAKE_SWIFT_STEP_S = "{step_s}"',
-             "[llm]", f"max_steps = {max_steps}", f"logging_steps = {logging_steps}", "save_steps = 1000000",
-             "eval_steps = 1000000", "[gpus]", f"inventory = {gpus}"]
-    if poll_s is not None:
-        lines += ["[runner]", f"progress_poll_seconds = {poll_s}"]
+def fake_config(root: Path, *, gpus: int, step_s: float, max_steps: int, logging_steps: int = 5,
+                card_interval_s: float = 3.0) -> Config:
+    """Jobs on tests/fake_swift.py: `max_steps` steps of `step_s` seconds, a log line every `logging_steps`."""
+    lines = ["[swift]", f'bin = "{fake_swift_bin(root)}"', 'version = "4.6.0"', "[swift.env]",
+             f'FAKE_SWIFT_STEP_S = "{step_s}"', "[llm]", f"max_steps = {max_steps}", f"logging_steps = {logging_steps}",
+             "save_steps = 1000000", "eval_steps = 1000000", "[gpus]", f"inventory = {gpus}", "[slack]",
+             f"card_interval_s = {card_interval_s}"]
     (root / "trainbot.toml").write_text("\n".join(lines) + "\n")
     return load_config(root / "trainbot.toml", base_dir=root)
 

@@ -17,34 +17,14 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import REPO, Row, fake_swift_bin, pct
+from bench.common import REPO, Row, fake_config, pct
 from bot.serve import SlackBot
-from runner.config import Config, load_config
 from storage.models import JobState
 from tests.slack_signing import DEFAULT_CHANNEL
 from tests.slack_standin import SlackStandIn
 
 BOT, SECRET = "xoxb-bench", "bench-secret"
 STEP = re.compile(r"step (\d+)/")
-
-
-def _config(root: Path, *, gpus: int, step_s: float, steps: int, logging_steps: int = 1,
-            card_interval_s: float = 3.0) -> Config:
-    (root / "trainbot.toml").write_text(f"""[swift]
-bin = "{fake_swift_bin(root)}"
-version = "4.6.0"
-[swift.env]
-FAKE_SWIFT_STEP_S = "{step_s}"
-[gpus]
-inventory = {gpus}
-[llm]
-max_steps = {steps}
-logging_steps = {logging_steps}
-save_steps = 1000000
-[slack]
-card_interval_s = {card_interval_s}
-""")
-    return load_config(root / "trainbot.toml", base_dir=root)
 
 
 async def _burst(url: str, bodies: list[tuple[str, dict[str, str]]]) -> list[float]:
@@ -90,7 +70,7 @@ async def ack_latency(burst: int) -> list[Row]:
     texts = ["list", "status", "llm gpu=0 out=output/dry --dry-run", "help"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _config(root, gpus=2, step_s=0.5, steps=20)
+        fake_config(root, gpus=2, step_s=0.5, max_steps=20)
         async with SlackStandIn(bot_token=BOT, signing_secret=SECRET, rate_limits={"*": None}) as slack:
             def bodies(launch: bool) -> list[tuple[str, dict[str, str]]]:
                 out = [slack.signed_slash_command(text=texts[i % len(texts)], user_id=f"U{i:04d}",
@@ -134,7 +114,7 @@ async def slack_budget(jobs: int, minutes: float) -> list[Row]:
     window = minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
         step_s = 6.0
-        config = _config(Path(tmp), gpus=jobs, step_s=step_s, steps=int(window / step_s) + 30, logging_steps=5)
+        config = fake_config(Path(tmp), gpus=jobs, step_s=step_s, max_steps=int(window / step_s) + 30, logging_steps=5)
         async with SlackStandIn(bot_token=BOT, signing_secret=SECRET) as slack:
             bot = SlackBot(config, api_url=slack.api_url, mode="http", host="127.0.0.1", port=0, bot_token=BOT,
                            signing_secret=SECRET)
