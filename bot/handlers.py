@@ -7,7 +7,7 @@ outbox, not here. Access rules sit next to the commands they guard (`_may_start`
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot import texts
@@ -55,7 +55,6 @@ class Reply:
     job_id: str | None = None
     file: Path | None = None  # the whole log, when asked for
     ok: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _may_start(caller: Caller, access: AccessConfig) -> str | None:
