@@ -50,7 +50,7 @@ class Console:
         store = self.runtime.store
         while notices := await store.due_notices(limit=100):
             for notice in notices:
-                self.say(texts.notice_text(notice, await store.get(notice.job_id)))
+                self.say(texts.notice_text(notice))
                 assert notice.id is not None
                 await store.mark_delivered(notice.id)
         for job in await store.active():

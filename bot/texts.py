@@ -131,7 +131,7 @@ def who(user: str | None) -> str:
     return f"<@{user}>" if user.startswith(("U", "W")) else user
 
 
-def notice_text(notice: Notice, job: Job | None) -> str:
+def notice_text(notice: Notice) -> str:
     """One line (or a few) saying what happened; the Slack notifier dresses the same facts in blocks."""
     d: dict[str, Any] = notice.data
     jid = f"`{notice.job_id}`"

@@ -151,7 +151,7 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
             if (tail := "\n".join(str(x) for x in d.get("tail") or [])):
                 blocks.append(mrkdwn("```" + _last_chars(tail, SECTION_MAX - 8) + "```"))
             return Message(f"Job {notice.job_id} failed: {d.get('summary') or ''}", blocks, broadcast)
-    text = texts.notice_text(notice, job)
+    text = texts.notice_text(notice)
     return Message(_first_line(text), [mrkdwn(text)], broadcast)
 
 
