@@ -12,6 +12,8 @@ from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from runner.runtime import Runtime
 from storage.jobs import JobStore
+from tests.slack_env import standin
+from tests.slack_standin import SlackStandIn
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -30,6 +32,13 @@ async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
     s = await JobStore.open(tmp_path / "db" / "trainbot.db")
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    """The Slack stand-in on 127.0.0.1, with the tokens and secret the bot under test is given."""
+    async with standin() as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from tests.slack_env import (
     payload,
     press,
     running_bot,
-    standin,
     swift_config,
     topics,
     wait_card,
@@ -31,12 +29,6 @@ from tests.slack_env import (
 from tests.slack_standin import SlackStandIn
 
 ACCESS = '[access]\nadmins = ["U0ADMIN"]\n'
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with standin() as s:
-        yield s
 
 
 async def test_stop_and_export_buttons(slack: SlackStandIn, tmp_path: Path) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
-import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cards import CardSync
@@ -14,14 +12,8 @@ from bot.pacing import Limit, Pacer
 from bot.retry import Outage, RetryPolicy
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Notice, Progress
-from tests.slack_env import BOT, CH, FAST, standin
+from tests.slack_env import BOT, CH, FAST
 from tests.slack_standin import SlackStandIn
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with standin() as s:
-        yield s
 
 
 def client(slack: SlackStandIn) -> AsyncWebClient:

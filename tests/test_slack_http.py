@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,12 @@ from tests.slack_env import (
     job_id_from_answer,
     payload,
     running_bot,
-    standin,
     swift_config,
     topics,
     wait_card,
 )
 from tests.slack_signing import encode_slash_command
 from tests.slack_standin import SlackStandIn
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with standin() as s:
-        yield s
 
 
 async def test_signatures_are_checked(slack: SlackStandIn, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -20,12 +19,6 @@ from tests.slack_env import BOT, CH, FAST, payload, standin, topics
 from tests.slack_standin import SlackStandIn
 
 FIXTURE_LOG = Path(__file__).parent / "fixtures" / "swift46" / "sft_ok.logging.jsonl"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with standin() as s:
-        yield s
 
 
 def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST) -> Notifier:

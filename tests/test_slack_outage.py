@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,12 @@ from tests.slack_env import (
     job_ended,
     job_id_from_answer,
     running_bot,
-    standin,
     topics,
     wait_card,
 )
 from tests.slack_standin import SlackStandIn
 
 STEP = re.compile(r"checkpoint at step (\d+)")
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with standin() as s:
-        yield s
 
 
 def checkpoint_steps(slack: SlackStandIn, card_ts: str) -> list[int]:

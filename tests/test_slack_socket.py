@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,11 @@ from tests.slack_env import (
     job_ended,
     job_id_from_answer,
     running_bot,
-    standin,
     swift_config,
     topics,
     wait_card,
 )
 from tests.slack_standin import SlackStandIn
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    async with standin() as s:
-        yield s
 
 
 async def test_commands_over_socket_mode(slack: SlackStandIn, tmp_path: Path) -> None:
