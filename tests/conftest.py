@@ -20,6 +20,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 ASSET_CACHE = REPO / ".cache" / "tiny"  # deterministic, idempotent: built once per machine
 
 MakeConfig = Callable[..., Config]
+OpenRuntime = Callable[[Config], Awaitable[Runtime]]
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def make_config(tmp_path: Path, tiny_llm: dict[str, Any]) -> MakeConfig:
 
 
 @pytest.fixture
-async def open_runtime() -> AsyncIterator[Callable[[Config], Awaitable[Runtime]]]:
+async def open_runtime() -> AsyncIterator[OpenRuntime]:
     opened: list[Runtime] = []
 
     async def open_(config: Config) -> Runtime:

@@ -12,9 +12,10 @@ import pytest
 from runner.command import build_export, build_sft, flag_name, resolve_recipe
 from runner.config import load_config
 from runner.recipes import VLM_USER_KEYS
+from runner.supervisor import DIRECT_NOTE, JobRequest, Plan
 from runner.swift_version import SwiftVersion, detect_version
 from storage.models import Kind
-from tests.conftest import VENV_BIN
+from tests.conftest import REPO, VENV_BIN, MakeConfig, OpenRuntime
 
 # The seed's command (seed/000_54d7a71bb71cfccb.txt), word for word, with {output_dir} filled in.
 SEED = [
@@ -144,3 +145,27 @@ def test_console_dry_run_prints_the_exact_command(tmp_path: Path) -> None:
     assert expected in out.stdout
     assert "GPU 0 does not exist on this machine" in out.stdout  # shown anyway, with a warning
     assert not (tmp_path / "output").exists()  # nothing started, nothing written
+
+
+async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_swift_sft(
+        make_config: MakeConfig, open_runtime: OpenRuntime, tmp_path: Path) -> None:
+    config = make_config()
+    rt = await open_runtime(config)
+
+    def plan(gpus: tuple[str, ...], profile: str = "fast") -> Plan:
+        return rt.supervisor.plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile))
+
+    exact, direct = plan(("cpu",), "exact"), plan(("cpu",))
+    assert exact.argv[:2] == (config.swift_bin, "sft") and DIRECT_NOTE not in exact.notes
+    python = (VENV_BIN / "swift").read_text().splitlines()[0][2:]  # the python in swift's shebang
+    assert direct.argv[:2] == (python, str(REPO / "runner" / "sft_entry.py")) and DIRECT_NOTE in direct.notes
+    assert direct.argv[2:] == exact.argv[2:]  # the same flags: only how swift is started differs
+    assert "runner/sft_entry.py --model" in direct.display
+
+    # several GPUs need swift's torchrun; a swift that is no python script keeps its own way
+    assert plan(("0", "1")).argv[1] == "sft"
+    shim = tmp_path / "swift"
+    shim.write_text(f'#!/bin/sh\nexec "{VENV_BIN / "swift"}" "$@"\n')
+    shim.chmod(0o755)
+    shimmed = await open_runtime(make_config(swift_bin=str(shim)))
+    assert shimmed.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), tmp_path / "o", {})).argv[:2] == (str(shim), "sft")

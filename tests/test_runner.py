@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
@@ -15,11 +14,10 @@ from runner.config import Config
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest, UserError
 from storage.models import ExportState, Job, JobState, Kind
-from tests.conftest import MakeConfig
+from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.swift
-OpenRuntime = Callable[[Config], Awaitable[Runtime]]
 
 
 def request(config: Config, out: str = "output/x", gpus: tuple[str, ...] = ("cpu",)) -> JobRequest:
@@ -48,13 +46,24 @@ def group_alive(pgid: int) -> list[int]:
 
 async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeConfig,
                                                              open_runtime: OpenRuntime) -> None:
-    config = make_config()
+    config = make_config(extra={"dataloader_num_workers": 2})  # worker processes, as the seed's 4
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))
     assert job.state is JobState.RUNNING and job.pid is not None
     job = await ended(rt, job.id)
-    assert job.state is JobState.SUCCEEDED, (job.error_message, Path(job.log_path or "").read_text()[-2000:])
+    log = Path(job.log_path or "").read_text()
+    assert job.state is JobState.SUCCEEDED, (job.error_message, log[-2000:])
     assert job.log_path == str(config.log_dir / f"llm_training_{job.id}.log")  # the seed's naming
+    # swift's sft script ran as the job's one process and left without the interpreter's teardown, its
+    # dataloader workers with it
+    assert "runner/sft_entry.py --model" in log.splitlines()[0]
+    assert "leaving without the interpreter's teardown" in log
+    pgid = job.pid or -1
+
+    async def group_gone() -> bool:
+        return group_alive(pgid) == []
+
+    await wait_until(group_gone, 10, "the job's processes to be gone")
     p = job.progress
     assert p.step == p.max_steps and p.max_steps and p.max_steps > 10
     assert p.loss is not None and p.train_loss is not None and p.eval_loss is not None

@@ -8,17 +8,15 @@ also how a team runs swift from another environment than the bot's (`swift.bin`)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from bot.demo import build_tiny_assets, tiny_config_toml
 from runner.config import Config, load_config
-from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind
-from tests.conftest import ASSET_CACHE, REPO
+from tests.conftest import ASSET_CACHE, REPO, OpenRuntime
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.swift
@@ -36,7 +34,7 @@ def vlm_config(tmp_path: Path) -> Config:
 
 
 async def test_vlm_job_trains_and_exports(vlm_config: Config,
-                                          open_runtime: Callable[[Config], Awaitable[Runtime]]) -> None:
+                                          open_runtime: OpenRuntime) -> None:
     rt = await open_runtime(vlm_config)
     overrides = {"max_pixels": "12544", "batch_size": "2", "lora_rank": "4"}  # what a user may set on `/train vlm`
     job = await rt.supervisor.submit(JobRequest(Kind.VLM, ("cpu",), vlm_config.base_dir / "output" / "v", overrides))

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU machine's side, run from the repository root there (python3 = the image's, with torch):
 #   bash scripts/gpu/session.sh probes      set up, probe launch layouts (probe.py), trainbot stop test (validate.py)
-#   bash scripts/gpu/session.sh full        set up, then in the background: compare.py (exact then fast, full jobs),
-#                                           validate.py (the console runs a job, stops it at step 55, exports it),
-#                                           a long-sample memory probe and a full b8x2 run; follows it ~9 minutes
+#   bash scripts/gpu/session.sh full        set up, then in the background: validate.py (the console runs the default
+#                                           job to `succeeded` and exports it), compare.py (exact then fast, full
+#                                           jobs, one after the other); follows it ~9 minutes
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -73,23 +73,20 @@ case "${1:-}" in
   full)
     setup 2>&1 | tee $RES/setup.txt
     facts > $RES/facts.txt 2>&1
-    setsid nohup bash -c "python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp > $W/cmp.txt 2>&1;
-      python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --stop-at 55 --export \
-        --export-wait-s 240 > $W/val2.txt 2>&1;
-      python3 scripts/gpu/probe.py --config $W/trainbot.toml --out $W/probes long-b4-nogc-liger > $W/probes.txt 2>&1;
-      python3 scripts/gpu/probe.py --config $W/trainbot.toml --out $W/probes2 --full --budget-s 400 \
-        b8x2-nogc-liger > $W/probes2.txt 2>&1;
+    setsid nohup bash -c "python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --export \
+        --export-wait-s 300 > $W/val2.txt 2>&1;
+      python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp > $W/cmp.txt 2>&1;
       touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
       sleep 15
-      echo "$(date +%T) $(grep -h 'global_step' $W/cmp/out-*/v*/logging.jsonl $W/output/*/v*/logging.jsonl 2>/dev/null | tail -1 | cut -c1-150)"
+      latest=$(ls -t $W/cmp/out-*/v*/logging.jsonl $W/output/*/v*/logging.jsonl 2>/dev/null | head -1)
+      echo "$(date +%T) ${latest#$W/} $(tail -1 $latest 2>/dev/null | cut -c1-130)"
     done
     cat $W/cmp.txt 2>/dev/null | grep -v '^\[' | tail -45
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
-    tail -4 $W/probes.txt $W/probes2.txt 2>/dev/null
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
   *) echo "usage: $0 probes|full|follow"; exit 2 ;;
