@@ -4,6 +4,8 @@
 #   bash scripts/gpu/session.sh full        set up, then in the background: validate.py (the console runs the default
 #                                           job to `succeeded` and exports it), compare.py (exact then fast, full
 #                                           jobs, one after the other); follows it ~9 minutes
+#   bash scripts/gpu/session.sh pair        the same in the other order: compare.py (exact, then fast on a cold
+#                                           Triton cache), then validate.py (the console's default job, warm)
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -76,6 +78,13 @@ case "${1:-}" in
     setsid nohup bash -c "python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --export \
         --export-wait-s 300 > $W/val2.txt 2>&1;
       python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp > $W/cmp.txt 2>&1;
+      touch $W/bg.done" > /dev/null 2>&1 &
+    bash "$0" follow ;;
+  pair)  # the other order: the literal job, then the default on a cold Triton cache, then trainbot's console
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    setsid nohup bash -c "python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp > $W/cmp.txt 2>&1;
+      python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 > $W/val2.txt 2>&1;
       touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
   follow)
