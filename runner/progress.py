@@ -98,11 +98,17 @@ def fold(progress: Progress, rec: Mapping[str, Any]) -> Progress:
 
 
 def _remaining(old: Progress, new: Progress) -> float | None:
-    """Time left at the pace of the last logged interval. swift's own figure averages over the whole run, start-up
-    and the slow first steps included: on an H100 it said 25 min at step 1 of a job that ended 3.5 min later."""
+    """Time left at the pace of the last logged interval, none before two logged steps give one. swift's own
+    figure averages over the whole run, start-up and the first step's compilation included: on an H100 it said
+    25 min at step 1 of a job that ended 3.5 min later. A record that gives no interval (an eval at the same
+    step) keeps the last figure."""
     s0, t0, s1, t1, total = old.step, old.elapsed_s, new.step, new.elapsed_s, new.max_steps
-    if s0 is None or t0 is None or s1 is None or t1 is None or total is None or s1 <= s0 or t1 <= t0:
-        return new.remaining_s
+    if s1 is not None and total is not None and s1 >= total:
+        return 0.0
+    if s0 is None or t0 is None:
+        return None
+    if s1 is None or t1 is None or total is None or s1 <= s0 or t1 <= t0:
+        return old.remaining_s
     return (t1 - t0) / (s1 - s0) * max(0, total - s1)
 
 

@@ -92,7 +92,7 @@ def test_final_summary_of_an_interrupted_run(tmp_path: Path) -> None:
     assert (p.step, p.max_steps) == (30, 540)
     assert p.eval_loss == pytest.approx(6.87818861)
     assert p.loss == pytest.approx(6.893396)
-    assert p.remaining_s == 85.0  # "1m 25s"
+    assert p.remaining_s == 102.0  # 1 s for the last 5 steps, 510 to go (the eval record at step 30 keeps it)
     assert p.train_loss is None  # no train_runtime line after a stop
     ckpt = "/data/demo/out/sig_int_child_late/v0-20261128-052107/checkpoint-20"
     assert (p.last_checkpoint, p.best_checkpoint) == (ckpt, ckpt)
@@ -254,7 +254,7 @@ def test_gpu_memory_and_long_times() -> None:
     assert (p.gpu_mem_gib, p.elapsed_s, p.remaining_s, p.speed_s_per_it, p.percent) == (
         12.5,
         3780.0,
-        7.0,
+        None,  # a first record gives no pace yet
         2.0,
         30.0,
     )
@@ -400,6 +400,6 @@ def test_eta_follows_the_pace_of_the_last_logged_interval() -> None:
     from storage.models import Progress
 
     first = fold(Progress(), {"global_step/max_steps": "1/95", "elapsed_time": "40s", "remaining_time": "25m 8s"})
-    assert first.remaining_s == 25 * 60 + 8  # nothing to measure a pace with yet: swift's figure
+    assert first.remaining_s is None  # no pace yet, and swift's 25 min is mostly start-up: no ETA rather than that
     fifth = fold(first, {"global_step/max_steps": "5/95", "elapsed_time": "48s", "remaining_time": "7m 30s"})
     assert fifth.remaining_s == 2.0 * 90  # 8 s for 4 steps, 90 steps to go; swift's average still counts start-up
