@@ -30,8 +30,8 @@ from storage.models import ExportState, Job, JobState, Kind, Notice, Progress
 log = logging.getLogger(__name__)
 
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
-DIRECT_NOTE = ("swift's sft started directly (runner/sft_entry.py), not through the `swift` wrapper, and left "
-               "without the interpreter's teardown: ~30 s less per job on the H100")
+DIRECT_NOTE = ("swift's sft script started directly (runner/sft_entry.py), not through the `swift` wrapper, and left "
+               "without the interpreter's teardown: ~27 s less per job on the H200")
 
 
 class UserError(ValueError):
