@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import stat
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from bench.common import fake_swift_bin
 from bot.demo import default_swift_bin, tiny_config_toml
 from bot.retry import RetryPolicy
 from bot.serve import SlackBot
@@ -20,7 +19,6 @@ from storage.models import JobState
 from tests.slack_signing import DEFAULT_CHANNEL
 from tests.slack_standin import SlackStandIn
 
-REPO = Path(__file__).resolve().parent.parent
 BOT, APP, SECRET = "xoxb-1-bot", "xapp-1-app", "s3cr3t"
 CH = DEFAULT_CHANNEL
 FAST = RetryPolicy(base_s=0.2, cap_s=1.0, jitter=0.0)
@@ -41,14 +39,10 @@ def swift_config(tmp: Path, assets: dict[str, object], *, extra: dict[str, objec
 
 def fake_config(tmp: Path, *, gpus: int = 4, steps: int = 8, save_steps: int = 4, step_s: float = 0.1,
                 sections: str = "", slack_api_url: str | None = None) -> Config:
-    """tests/fake_swift.py as `swift` (through a wrapper, so its mode bits don't matter), GPUs from an inventory."""
-    wrapper = tmp / "bin" / "swift"
-    wrapper.parent.mkdir(parents=True, exist_ok=True)
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fake_swift.py"}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    """tests/fake_swift.py as `swift`, GPUs from an inventory."""
     path = tmp / "trainbot.toml"
     path.write_text(f"""[swift]
-bin = {json.dumps(str(wrapper))}
+bin = {json.dumps(fake_swift_bin(tmp))}
 version = "4.6.0"
 [swift.env]
 FAKE_SWIFT_STEP_S = "{step_s}"
