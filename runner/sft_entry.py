@@ -4,8 +4,8 @@ Run by swift's own interpreter, with swift's sft arguments: ``python .../runner/
 It imports only the standard library before it hands over to swift's `swift/cli/sft.py`, the script that
 `swift sft` itself starts in a second python (after 4-6 s of its own imports on the H100 and H200 machines).
 Once swift's main has returned (the adapters, checkpoints and logging.jsonl are written and closed), it flushes
-the output, kills the dataloader workers and leaves with `os._exit(0)`: the interpreter's teardown, where
-PyTorch joins each of the seed's 4 dataloader workers with a 5 s timeout, cost every job 23-24 s on those
+the output, kills the dataloader workers and leaves with `os._exit(0)`: the interpreter's teardown (which fits
+PyTorch joining each of the seed's 4 dataloader workers with a 5 s timeout) cost every job 23-24 s on those
 machines with the GPU still held (0.15 s from swift's "End time of running main" to the exit with this entry,
 on the H200).
 An exception or a stop (KeyboardInterrupt) leaves the usual way, with its traceback and exit status.
