@@ -53,12 +53,12 @@ async def job_overhead(pairs: int) -> list[Row]:
                 job = await _until(runtime, job.id, {JobState.SUCCEEDED, JobState.FAILED})
                 by_bot.append(time.monotonic() - t0)
                 assert job.state is JobState.SUCCEEDED, job.error_message
-                assert job.argv[1].endswith("runner/sft_entry.py"), job.argv  # the direct start
+                assert job.argv[1].endswith("runner/swift_entry.py"), job.argv  # the direct start
                 env = os.environ | job.env | device_env(("cpu",))
-                for name, start, times in (("hand", list(job.argv[:2]), by_hand),
+                for name, start, times in (("hand", list(job.argv[:3]), by_hand),
                                            ("wrapper", [config.swift_bin, "sft"], by_wrapper)):
                     out = str(root / "output" / f"{name}{i}")
-                    argv = start + [a if a != job.output_dir else out for a in job.argv[2:]]
+                    argv = start + [a if a != job.output_dir else out for a in job.argv[3:]]
                     t0 = time.monotonic()
                     with (root / f"{name}{i}.log").open("wb") as log:
                         rc = await asyncio.to_thread(subprocess.run, argv, env=env, stdout=log,

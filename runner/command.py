@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import sft_entry
+from runner import swift_entry
 from runner.config import Config
 from runner.recipes import OUTPUT_DIR, Recipe, apply_user_overrides, base_recipe
 from runner.swift_version import SwiftNotFound, SwiftVersion, interpreter_of, resolve_swift
@@ -48,8 +48,8 @@ def resolve_recipe(kind: Kind, config: Config, overrides: Mapping[str, str] | No
 
 def build_sft(recipe: Recipe, *, output_dir: Path, config: Config, version: SwiftVersion,
               entry: Sequence[str] | None = None) -> SwiftCommand:
-    """`swift sft <flags>`, or `<entry> <flags>` where `entry` (see `direct_entry`) starts swift's sft itself."""
-    argv = list(entry) if entry else [config.swift_bin, "sft"]
+    """`swift sft <flags>`, or `<entry> sft <flags>` where `entry` (see `direct_entry`) starts swift's sft itself."""
+    argv = [*(entry or [config.swift_bin]), "sft"]
     args = dict(recipe.args)
     if config.offline and _is_local_path(args.get("model")):
         args.setdefault("check_model", "false")  # else modelscope asks the hub about a local folder
@@ -66,20 +66,21 @@ def build_sft(recipe: Recipe, *, output_dir: Path, config: Config, version: Swif
 
 
 def direct_entry(swift_bin: str) -> list[str] | None:
-    """`python runner/sft_entry.py` on the python that runs `swift_bin`, for a single-process job; None when
-    that python cannot be told from the swift executable (then `swift sft` runs as it is)."""
+    """`python runner/swift_entry.py` on the python that runs `swift_bin`, for a single-process job; None when
+    that python cannot be told from the swift executable (then `swift` runs as it is)."""
     try:
         interpreter = interpreter_of(resolve_swift(swift_bin))
     except SwiftNotFound:
         return None
     if not interpreter or not any(Path(part).name.startswith("python") for part in interpreter):
         return None  # not a python console script (e.g. a shell shim): its own way of starting swift stands
-    return [*interpreter, sft_entry.__file__]
+    return [*interpreter, swift_entry.__file__]
 
 
-def build_export(*, checkpoint: str, export_dir: Path, config: Config) -> SwiftCommand:
+def build_export(*, checkpoint: str, export_dir: Path, config: Config,
+                 entry: Sequence[str] | None = None) -> SwiftCommand:
     """Merge the LoRA adapters into a full model; `--exist_ok` lets a second export reuse the folder."""
-    argv = (config.swift_bin, "export", "--adapters", checkpoint, "--merge_lora", "true",
+    argv = (*(entry or [config.swift_bin]), "export", "--adapters", checkpoint, "--merge_lora", "true",
             "--output_dir", str(export_dir), "--exist_ok", "true")
     env = dict(config.swift_env)
     if config.offline:

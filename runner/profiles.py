@@ -48,7 +48,7 @@ class Layout:
 
 # Fastest first, by what the H100 measured (docs/gpu.md: seconds per optimizer step once warm; "est." where only
 # estimated). The first layout, over whole jobs on the H200: 0.83 and 0.99 s a step on two machines (5.2x and
-# 5.1x faster than the literal job, launch to end, with the direct start of runner/sft_entry.py). Peak reserved
+# 5.1x faster than the literal job, launch to end, with the direct start of runner/swift_entry.py). Peak reserved
 # memory: 15.5 GiB for the 7B weights, LoRA state and CUDA workspaces, plus per token of the largest micro-batch
 # 6.8 MiB without checkpointing (Liger), 0.7 MiB with checkpointing (Liger), 4.0 MiB with checkpointing without
 # Liger (the full logits and their float32 copies). Left out because a listed layout is both faster and smaller:

@@ -30,8 +30,8 @@ from storage.models import ExportState, Job, JobState, Kind, Notice, Progress
 log = logging.getLogger(__name__)
 
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
-DIRECT_NOTE = ("swift's sft script started directly (runner/sft_entry.py), not through the `swift` wrapper, and left "
-               "without the interpreter's teardown: ~27 s less per job on the H200")
+DIRECT_NOTE = ("swift's sft script started directly (runner/swift_entry.py), not through the `swift` wrapper, and "
+               "left without the interpreter's teardown: ~27 s less per job on the H200")
 
 
 class UserError(ValueError):
@@ -103,9 +103,13 @@ class Supervisor:
     def _direct_entry(self, req: JobRequest) -> list[str] | None:
         """Start swift's sft script ourselves where `swift sft` would start it as one plain process: a local job
         on one GPU (or the CPU), outside the `exact` profile, which runs the seed's command as it is."""
-        if req.profile == "exact" or self.backend.name != "local" or len(req.gpus) != 1:
+        if req.profile == "exact" or len(req.gpus) != 1:
             return None
-        return direct_entry(self.config.swift_bin)
+        return self._local_entry()
+
+    def _local_entry(self) -> list[str] | None:
+        """Slurm starts its jobs' processes itself (srun, torchrun across nodes): only local ones start directly."""
+        return direct_entry(self.config.swift_bin) if self.backend.name == "local" else None
 
     def _probed_gpus(self, wanted: tuple[str, ...]) -> list[Gpu]:
         """The requested GPUs as NVML sees them now; empty when any is unknown (no driver, inventory, CPU)."""
@@ -194,7 +198,8 @@ class Supervisor:
             if not checkpoint or not Path(checkpoint).is_dir():
                 raise UserError(f"job `{job_id}` has no checkpoint to export yet")
             export_dir = Path(checkpoint).parent / f"{Path(checkpoint).name}-merged"
-            cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config)
+            cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
+                               entry=self._local_entry())
             log_path = self.log_path(job, "export")
             ref = ProcessRef(job_id, "export")
             try:

@@ -158,9 +158,10 @@ async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_
     exact, direct = plan(("cpu",), "exact"), plan(("cpu",))
     assert exact.argv[:2] == (config.swift_bin, "sft") and DIRECT_NOTE not in exact.notes
     python = (VENV_BIN / "swift").read_text().splitlines()[0][2:]  # the python in swift's shebang
-    assert direct.argv[:2] == (python, str(REPO / "runner" / "sft_entry.py")) and DIRECT_NOTE in direct.notes
-    assert direct.argv[2:] == exact.argv[2:]  # the same flags: only how swift is started differs
-    assert "runner/sft_entry.py --model" in direct.display
+    entry = (python, str(REPO / "runner" / "swift_entry.py"))
+    assert direct.argv[:3] == (*entry, "sft") and DIRECT_NOTE in direct.notes
+    assert direct.argv[3:] == exact.argv[2:]  # the same flags: only how swift is started differs
+    assert "runner/swift_entry.py sft --model" in direct.display
 
     # several GPUs need swift's torchrun; a swift that is no python script keeps its own way
     assert plan(("0", "1")).argv[1] == "sft"

@@ -56,7 +56,7 @@ async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeCo
     assert job.log_path == str(config.log_dir / f"llm_training_{job.id}.log")  # the seed's naming
     # swift's sft script ran as the job's one process and left without the interpreter's teardown, its
     # dataloader workers with it
-    assert "runner/sft_entry.py --model" in log.splitlines()[0]
+    assert "runner/swift_entry.py sft --model" in log.splitlines()[0]
     assert "leaving without the interpreter's teardown" in log
     pgid = job.pid or -1
 
@@ -89,6 +89,7 @@ async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeCo
     merged = Path(job.export_dir or "")
     assert merged.parent == Path(p.last_checkpoint).parent and (merged / "model.safetensors").is_file()
     assert job.export_log_path == str(config.log_dir / f"llm_export_{job.id}.log")
+    assert "runner/swift_entry.py export --adapters" in Path(job.export_log_path).read_text().splitlines()[0]
     assert [n.topic for n in await rt.store.notices(job.id)][-2:] == ["export_started", "export_succeeded"]
 
 

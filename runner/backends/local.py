@@ -15,13 +15,13 @@ from pathlib import Path
 
 import psutil
 
-from runner import launcher, sft_entry
+from runner import launcher, swift_entry
 from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
 from runner.command import SwiftCommand
 from runner.gpus import descendants
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
-TRAINER_SCRIPTS = ("swift/cli/sft.py", "swift/cli/export.py", "swift/cli/_sft.py", sft_entry.ENTRY_MARK)
+TRAINER_SCRIPTS = ("swift/cli/sft.py", "swift/cli/export.py", "swift/cli/_sft.py", swift_entry.ENTRY_MARK)
 START_TIME_TOLERANCE_S = 1.0
 
 
