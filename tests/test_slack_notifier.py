@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
@@ -43,18 +45,23 @@ async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: 
     return job
 
 
+@asynccontextmanager
+async def running(n: Notifier) -> AsyncIterator[Notifier]:
+    n.start()
+    try:
+        yield n
+    finally:
+        await n.close()
+
+
 async def delivered(store: JobStore) -> bool:
     return not await store.pending_notices()
 
 
 async def test_cards_then_threads_in_order(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     jobs = [await new_job(store, tmp_path) for _ in range(2)]
-    n = notifier(store, slack)
-    n.start()
-    try:
+    async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 20, what="every notice")
-    finally:
-        await n.close()
     cards = [m for m in slack.messages(CH, top_level=True) if payload(m)["topic"] == "job_created"]
     assert [payload(c)["job_id"] for c in cards] == [j.id for j in jobs]  # oldest first
     for job, card in zip(jobs, cards, strict=True):
@@ -73,12 +80,8 @@ async def test_retry_after_is_honoured(store: JobStore, slack: SlackStandIn, tmp
     for _ in range(4):
         await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
                                argv=("swift",), channel_id=CH), notice=Notice("", "job_created", {}))
-    n = notifier(store, slack)
-    n.start()
-    try:
+    async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 20, what="every card")
-    finally:
-        await n.close()
     [hit] = slack.rate_limited()
     calls = slack.calls("chat.postMessage")
     i = next(i for i, c in enumerate(calls) if c.status == 429)
@@ -101,12 +104,8 @@ async def test_outage_backoff_survives_a_restart(store: JobStore, slack: SlackSt
     assert head.topic == "job_created" and head.attempts >= 4 and head.next_attempt_at > time.time() - 1
     retry_at = head.next_attempt_at
     slack.clear_faults()
-    second = notifier(store, slack)  # a restarted bot: the schedule comes from the store
-    second.start()
-    try:
+    async with running(notifier(store, slack)):  # a restarted bot: the schedule comes from the store
         await slack.wait_for(lambda: delivered(store), 10, what="delivery after the outage")
-    finally:
-        await second.close()
     ok = [c for c in slack.calls("chat.postMessage") if c.status == 200]
     assert ok[0].time >= retry_at - 0.05
     assert slack.calls("conversations.history")  # the card might have been posted: looked first
@@ -117,16 +116,12 @@ async def test_outage_backoff_survives_a_restart(store: JobStore, slack: SlackSt
 async def test_refused_connections(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     await new_job(store, tmp_path)
     await slack.refuse_connections(for_seconds=1.0)
-    n = notifier(store, slack)
-    n.start()
-    try:
+    async with running(notifier(store, slack)):
         async def tried() -> bool:
             return any(x.attempts for x in await store.pending_notices())
 
         await slack.wait_for(tried, 5, what="a refused try")
         await slack.wait_for(lambda: delivered(store), 15, what="delivery after the outage")
-    finally:
-        await n.close()
     assert topics(slack, slack.messages(CH)[0]["ts"])[:3] == ["job_started", "checkpoint", "job_succeeded"]
     assert len(slack.messages(CH, top_level=True)) == 2
 
@@ -135,22 +130,14 @@ async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobSt
                                                                     tmp_path: Path) -> None:
     """The state a crash leaves right after Slack took a message and before it was marked delivered."""
     job = await new_job(store, tmp_path)
-    n = notifier(store, slack)
-    n.start()
-    try:
+    async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 20, what="every notice")
-    finally:
-        await n.close()
     before = [dict(m) for m in slack.messages(CH)]
     async with aiosqlite.connect(store_path(tmp_path)) as db:  # undo the marks of the card and of the end
         await db.execute("UPDATE outbox SET delivered_at = NULL WHERE topic IN ('job_succeeded')")
         await db.commit()
-    again = notifier(store, slack)
-    again.start()
-    try:
+    async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the end notice marked delivered")
-    finally:
-        await again.close()
     assert slack.messages(CH) == before and len(slack.uploads(completed=True)) == 1
     assert slack.calls("conversations.replies")
     assert (await store.require(job.id)).card_ts == before[0]["ts"]
@@ -159,23 +146,15 @@ async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobSt
 async def test_card_posted_but_not_marked(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
                                  argv=("swift",), channel_id=CH), notice=Notice("", "job_created", {}))
-    n = notifier(store, slack)
-    n.start()
-    try:
+    async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card")
-    finally:
-        await n.close()
     async with aiosqlite.connect(store_path(tmp_path)) as db:
         await db.execute("UPDATE outbox SET delivered_at = NULL")
         await db.execute("UPDATE jobs SET card_ts = NULL")
         await db.commit()
     await store.enqueue(Notice(job.id, "job_started", {"command": "swift sft", "host": "h", "gpus": ["0"]}))
-    again = notifier(store, slack)
-    again.start()
-    try:
+    async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card found and the thread")
-    finally:
-        await again.close()
     [card] = slack.messages(CH, top_level=True)
     assert (await store.require(job.id)).card_ts == card["ts"]
     assert topics(slack, card["ts"]) == ["job_started"]
@@ -186,12 +165,8 @@ async def test_rejected_notice_is_dropped_not_blocking(store: JobStore, tmp_path
     async with standin(channels=[CH]) as slack:
         lost = await new_job(store, tmp_path, channel="C0ARCHIVED")
         ok = await new_job(store, tmp_path)
-        n = notifier(store, slack, RetryPolicy(base_s=0.05, cap_s=0.1, max_rejected_attempts=2))
-        n.start()
-        try:
+        async with running(notifier(store, slack, RetryPolicy(base_s=0.05, cap_s=0.1, max_rejected_attempts=2))):
             await slack.wait_for(lambda: delivered(store), 20, what="every notice settled")
-        finally:
-            await n.close()
         assert slack.messages("C0ARCHIVED") == []
         assert [payload(m)["job_id"] for m in slack.messages(CH, top_level=True)] == [ok.id, ok.id]
     assert "dropping notice" in caplog.text and "channel_not_found" in caplog.text
@@ -200,9 +175,7 @@ async def test_rejected_notice_is_dropped_not_blocking(store: JobStore, tmp_path
 
 async def test_deleted_job_updates_its_card(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     job = await new_job(store, tmp_path, ended=False)
-    n = notifier(store, slack)
-    n.start()
-    try:
+    async with running(notifier(store, slack)) as n:
         await slack.wait_for(lambda: delivered(store), 10, what="the card")
         card_ts = (await store.require(job.id)).card_ts
         await store.update(job.id, state=JobState.STARTING)
@@ -211,8 +184,6 @@ async def test_deleted_job_updates_its_card(store: JobStore, slack: SlackStandIn
                                                                           "channel_id": CH}))
         n.wake()
         await slack.wait_for(lambda: slack.updates_of(str(card_ts)), 10, what="the card update")
-    finally:
-        await n.close()
     assert "deleted by <@U0ALICE>" in (slack.message(CH, str(card_ts)) or {})["blocks"][0]["text"]["text"]
 
 
@@ -225,12 +196,8 @@ async def test_without_history_scope_a_suspect_notice_is_sent_anyway(store: JobS
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     await new_job(store, tmp_path, ended=False)
     slack.fail_with(200, body={"ok": False, "error": "missing_scope"}, methods=["conversations.history"])
-    n = notifier(store, slack)  # the notices predate it: it would look for them first
-    n.start()
-    try:
+    async with running(notifier(store, slack)):  # the notices predate it: it would look for them first
         await slack.wait_for(lambda: delivered(store), 10, what="delivery without looking")
-    finally:
-        await n.close()
     assert [c.response["error"] for c in slack.calls("conversations.history")] == ["missing_scope"]
     assert "cannot look for earlier messages (conversations.history missing_scope)" in caplog.text
     assert len(slack.messages(CH, top_level=True)) == 1
