@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from storage import db as dbmod
+from storage.changes import Changes
 from storage.models import (
     Event,
     ExportState,
@@ -89,6 +90,7 @@ class JobStore:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._db = conn
         self._lock = asyncio.Lock()
+        self.changes = Changes()  # bumped after every commit: lets loops sleep until there is work
 
     @classmethod
     async def open(cls, path: Path) -> JobStore:
@@ -107,6 +109,7 @@ class JobStore:
                 await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
+            self.changes.notify()
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 

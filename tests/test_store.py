@@ -153,3 +153,17 @@ async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Pat
             assert JobState(new) in TRANSITIONS[JobState(old)]
     for s in stores:
         await s.close()
+
+
+async def test_a_waiter_wakes_on_a_commit_and_not_before(store: JobStore) -> None:
+    seen = store.changes.seq
+    assert await store.changes.wait(seen, timeout=0.05) == seen  # nothing committed: the safety timeout ends it
+    waiter = asyncio.create_task(store.changes.wait(seen, timeout=30))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await store.create(new_job())
+    assert await asyncio.wait_for(waiter, 5) > seen
+    failed = store.changes.seq
+    with pytest.raises(JobNotFound):
+        await store.update("nope", state=JobState.STARTING)  # rolled back: nobody is woken for nothing
+    assert store.changes.seq == failed
