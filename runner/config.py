@@ -179,7 +179,8 @@ def _mistake(error: ErrorDetails) -> str:
     """One line: where (`[table] key = value`) and what would be right."""
     tables, key = _split_loc(error["loc"])
     where = f"[{'.'.join(tables)}] {key}" if tables else key
-    shown = "" if isinstance(error["input"], dict) else f" = {toml_value(error['input'])}"
+    hidden = isinstance(error["input"], dict) or "env" in error["loc"]  # an env value may be a secret: never echoed
+    shown = "" if hidden else f" = {toml_value(error['input'])}"
     if error["type"] == "extra_forbidden":
         return f"{where + shown if tables else f'[{key}]'}: {_unknown(tables, str(error['loc'][-1]))}"
     kind = error["type"]

@@ -38,7 +38,7 @@ BROKEN: list[tuple[str, str, str]] = [
     ('[gpus]\npoll_seconds = "5"\n', '[gpus] poll_seconds = "5"', "must be a number, e.g. 2.5"),
     ('[swift]\noffline = "yes"\n', '[swift] offline = "yes"', "must be true or false"),
     ("[swift]\nbin = 3\n", "[swift] bin = 3", 'must be a string, e.g. "text"'),
-    ("[swift.env]\nHF_HOME = 1\n", "[swift] env.HF_HOME = 1", "must be a string"),
+    ("[swift.env]\nHF_TOKEN = 123456\n", "[swift] env.HF_TOKEN", "must be a string"),  # the value not echoed
     ("[access]\nusers = [1]\n", "[access] users[0] = 1", "must be a string"),
     ("[access]\nadmins = 'U1'\n", '[access] admins = "U1"', "must be a list"),
     ("[slurm]\nnodes = '2'\n", '[slurm] nodes = "2"', "must be a whole number, e.g. 2"),
@@ -60,7 +60,7 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[llm]\nlora_rank = {a = 1}\n", "[llm] lora_rank", "must be a string, a number, true/false or a list of strings"),
     ("[vlm.args]\ndataset = [1, 2]\n", "[vlm] args.dataset = [1, 2]", "list of strings"),
     ("[llm]\ndrop = 'dataloader_num_workers'\n", '[llm] drop = "dataloader_num_workers"', "must be a list"),
-    ("[llm.env]\nOMP_NUM_THREADS = 1\n", "[llm] env.OMP_NUM_THREADS = 1", "must be a string"),
+    ("[llm.env]\nOMP_NUM_THREADS = 1\n", "[llm] env.OMP_NUM_THREADS", "must be a string"),
     ("llm = 5\n", "llm = 5", "must be a table"),
 ]
 
