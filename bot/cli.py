@@ -1,4 +1,4 @@
-"""`trainbot`: console, demo and serve."""
+"""`trainbot`: console, demo, serve and config check."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the Slack bot (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
     s.add_argument("--slack-api-url", help="Slack Web API base URL (tests, other Slack domains)")
     s.add_argument("--port", type=int, help="HTTP mode port (default from config, 3000)")
+    cfg = sub.add_parser("config", help="check the configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_cmd", required=True)
+    check = cfg_sub.add_parser("check", help="validate a config file and print the effective configuration "
+                                             "(defaults included, secrets masked); exit 2 if it is refused")
+    check.add_argument("file", type=Path, nargs="?", help="the TOML file (default: --config, $TRAINBOT_CONFIG)")
     return p
 
 
@@ -39,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
             from bot.demo import main as run_demo
 
             return run_demo(args.dir.absolute())
+        if args.cmd == "config":
+            from bot.config_check import effective_config_text
+
+            print(effective_config_text(args.file or args.config), end="")
+            return 0
         config = load_config(args.config)
         if args.cmd == "console":
             from bot.console import main as run_console

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bot.console import Console
 from runner.config import load_config
+from runner.config_schema import toml_value
 from runner.runtime import Runtime
 from runner.swift_version import interpreter_of, resolve_swift
 
@@ -75,18 +76,8 @@ def tiny_config_toml(assets: Mapping[str, object], *, swift_bin: str, extra: Map
     lines = ["[swift]", f"bin = {json.dumps(swift_bin)}", "offline = true",
              "[swift.env]", 'OMP_NUM_THREADS = "1"', 'TOKENIZERS_PARALLELISM = "false"',
              "[runner]", "progress_poll_seconds = 0.5", f"[{kind}]"]
-    lines += [f"{key} = {_toml(value)}" for key, value in recipe.items()]
+    lines += [f"{key} = {toml_value(value)}" for key, value in recipe.items()]
     return "\n".join(lines) + "\n" + sections
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))
 
 
 async def run_demo(root: Path) -> int:

@@ -26,17 +26,40 @@ Example `trainbot.toml`:
     [access]                        # empty lists = everyone in the workspace
     users = []
     admins = []
+
+Every table and default is in runner/config_schema.py. A key a table does not know, a value of the wrong type or a
+choice not on the list is refused at start (ConfigError naming the file and the key); `trainbot config check`
+prints the effective configuration. Relative paths are taken from base_dir (the current directory unless the
+caller says otherwise); absolute ones are used as they are.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from runner.config_schema import (
+    AccessConfig,
+    BackendKind,
+    ConfigFile,
+    HttpConfig,
+    RecipeTable,
+    SlackConfig,
+    SlurmConfig,
+    toml_value,
+)
 from runner.recipes import ArgValue
+
+__all__ = ["AccessConfig", "Config", "ConfigError", "HttpConfig", "RecipeConfig", "SlackConfig", "SlurmConfig",
+           "load_config", "read_config_file"]
 
 
 class ConfigError(ValueError):
@@ -47,56 +70,37 @@ class ConfigError(ValueError):
 class RecipeConfig:
     """Config changes to one recipe: values replacing the recipe's (None removes a flag) and extra env."""
 
-    args: dict[str, ArgValue | None] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SlurmConfig:
-    partition: str | None = None
-    account: str | None = None
-    time_limit: str | None = None
-    nodes: int = 1
-    extra_args: tuple[str, ...] = ()
-    poll_seconds: float = 2.0
-
-
-@dataclass(frozen=True)
-class AccessConfig:
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ()
-    admins: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SlackConfig:
-    api_url: str | None = None
-    card_interval_s: float = 3.0
-    http_port: int = 3000
+    args: dict[str, ArgValue | None]
+    env: dict[str, str]
 
 
 @dataclass(frozen=True)
 class Config:
+    """The effective settings; built only by load_config (the defaults live in runner/config_schema.py)."""
+
     base_dir: Path
     data_dir: Path
     output_root: Path
     log_dir: Path
-    swift_bin: str = "swift"
-    swift_version: str | None = None
-    offline: bool = False
-    swift_env: dict[str, str] = field(default_factory=dict)
-    llm: RecipeConfig = field(default_factory=RecipeConfig)
-    vlm: RecipeConfig = field(default_factory=RecipeConfig)
-    gpu_inventory: tuple[str, ...] = ()
-    gpu_poll_seconds: float = 5.0
-    progress_poll_seconds: float = 2.0
-    stop_grace_s: float = 30.0
-    term_grace_s: float = 10.0
-    backend: str = "local"
-    slurm: SlurmConfig = field(default_factory=SlurmConfig)
-    access: AccessConfig = field(default_factory=AccessConfig)
-    slack: SlackConfig = field(default_factory=SlackConfig)
+    model_roots: tuple[Path, ...]
+    data_roots: tuple[Path, ...]
+    swift_bin: str
+    swift_version: str | None
+    offline: bool
+    swift_env: dict[str, str]
+    llm: RecipeConfig
+    vlm: RecipeConfig
+    gpu_inventory: tuple[str, ...]
+    gpu_poll_seconds: float
+    progress_poll_seconds: float
+    stop_grace_s: float
+    term_grace_s: float
+    scrub_env: tuple[str, ...]
+    backend: BackendKind
+    slurm: SlurmConfig
+    access: AccessConfig
+    slack: SlackConfig
+    http: HttpConfig
 
     @property
     def db_path(self) -> Path:
@@ -106,80 +110,118 @@ class Config:
 def load_config(path: Path | None = None, *, base_dir: Path | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """Read `path` (if given) over the defaults; relative paths are taken from base_dir (default: cwd)."""
+    file = read_config_file(path, overrides=overrides)
+    base = (base_dir or Path.cwd()).absolute()
+
+    def under_base(value: str | Path) -> Path:
+        return (base / value).absolute()  # an absolute value replaces base: it never depends on the cwd
+
+    tokens_file = file.http.tokens_file
+    return Config(
+        base_dir=base,
+        data_dir=under_base(file.paths.data_dir),
+        output_root=under_base(file.paths.output_root),
+        log_dir=under_base(file.paths.log_dir),
+        model_roots=tuple(under_base(p) for p in file.paths.model_roots),
+        data_roots=tuple(under_base(p) for p in file.paths.data_roots),
+        swift_bin=file.swift.bin,
+        swift_version=file.swift.version,
+        offline=file.swift.offline,
+        swift_env=dict(file.swift.env),
+        llm=_recipe_config(file.llm),
+        vlm=_recipe_config(file.vlm),
+        gpu_inventory=file.gpus.inventory,
+        gpu_poll_seconds=file.gpus.poll_seconds,
+        progress_poll_seconds=file.runner.progress_poll_seconds,
+        stop_grace_s=file.runner.stop_grace_seconds,
+        term_grace_s=file.runner.term_grace_seconds,
+        scrub_env=file.runner.scrub_env,
+        backend=file.backend.kind,
+        slurm=file.slurm,
+        access=file.access,
+        slack=file.slack,
+        http=file.http.model_copy(update={"tokens_file": tokens_file and under_base(tokens_file)}),
+    )
+
+
+def read_config_file(path: Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> ConfigFile:
+    """The file's tables, validated, defaults filled in; any mistake is a ConfigError naming the file and key."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc}") from exc
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.rpartition(".")
         raw.setdefault(section, {})[key] = value
-    base = (base_dir or Path.cwd()).absolute()
-    paths = _table(raw, "paths")
-
-    def under_base(key: str, default: str) -> Path:
-        return (base / str(paths.get(key, default))).absolute()
-
-    swift = _table(raw, "swift")
-    gpus = _table(raw, "gpus")
-    runner = _table(raw, "runner")
-    inventory = gpus.get("inventory", ())
-    if isinstance(inventory, int):
-        inventory = [str(i) for i in range(inventory)]
-    return Config(
-        base_dir=base,
-        data_dir=under_base("data_dir", ".trainbot"),
-        output_root=under_base("output_root", "output"),
-        log_dir=under_base("log_dir", "logs"),
-        swift_bin=str(swift.get("bin", "swift")),
-        swift_version=swift.get("version"),
-        offline=bool(swift.get("offline", False)),
-        swift_env={str(k): str(v) for k, v in _table(swift, "env").items()},
-        llm=_recipe_config(_table(raw, "llm")),
-        vlm=_recipe_config(_table(raw, "vlm")),
-        gpu_inventory=tuple(str(g) for g in inventory),
-        gpu_poll_seconds=float(gpus.get("poll_seconds", 5.0)),
-        progress_poll_seconds=float(runner.get("progress_poll_seconds", 2.0)),
-        stop_grace_s=float(runner.get("stop_grace_seconds", 30.0)),
-        term_grace_s=float(runner.get("term_grace_seconds", 10.0)),
-        backend=str(_table(raw, "backend").get("kind", "local")),
-        slurm=_slurm_config(_table(raw, "slurm")),
-        access=AccessConfig(**{k: tuple(str(x) for x in v) for k, v in _table(raw, "access").items()}),
-        slack=SlackConfig(**_table(raw, "slack")),
-    )
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_mistake(error) for error in exc.errors()]
+        raise ConfigError(f"{path or 'config'}: " + f"\n{path or 'config'}: ".join(lines)) from None
 
 
-def _table(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    return value
+def _recipe_config(table: RecipeTable) -> RecipeConfig:
+    args: dict[str, ArgValue | None] = {**table.flags, **table.args}
+    args.update({flag: None for flag in table.drop})
+    return RecipeConfig(args=args, env=dict(table.env))
 
 
-def _recipe_config(table: Mapping[str, Any]) -> RecipeConfig:
-    """`key = value` replaces (or appends) a flag; `drop = ["flag", ...]` removes flags from the recipe."""
-    args: dict[str, ArgValue | None] = {}
-    plain = {k: v for k, v in table.items() if k not in ("args", "env", "drop")}
-    for key, value in {**plain, **_table(table, "args")}.items():
-        args[key] = _arg_value(value)
-    for key in table.get("drop", ()):
-        args[str(key)] = None
-    return RecipeConfig(args=args, env={str(k): str(v) for k, v in _table(table, "env").items()})
+_EXPECTED = {
+    "string": 'a string, e.g. "text"', "int": "a whole number, e.g. 2", "float": "a number, e.g. 2.5",
+    "bool": "true or false", "tuple": 'a list, e.g. ["a", "b"]', "list": 'a list, e.g. ["a", "b"]',
+    "path": 'a path, e.g. "output"', "dict": 'a table, e.g. { KEY = "value" }', "model": "a table",
+}
 
 
-def _arg_value(value: Any) -> ArgValue:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return tuple(str(v) for v in value)
-    return str(value)
+def _mistake(error: ErrorDetails) -> str:
+    """One line: where (`[table] key = value`) and what would be right."""
+    tables, key = _split_loc(error["loc"])
+    where = f"[{'.'.join(tables)}] {key}" if tables else key
+    hidden = isinstance(error["input"], dict) or "env" in error["loc"]  # an env value may be a secret: never echoed
+    shown = "" if hidden else f" = {toml_value(error['input'])}"
+    if error["type"] == "extra_forbidden":
+        return f"{where + shown if tables else f'[{key}]'}: {_unknown(tables, str(error['loc'][-1]))}"
+    kind = error["type"]
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+        what = "must be one of " + ", ".join(f'"{c}"' for c in choices)
+    elif kind == "value_error":
+        what = str(error["msg"]).removeprefix("Value error, ")
+    elif kind.endswith("_type") and kind.removesuffix("_type") in _EXPECTED:
+        what = "must be " + _EXPECTED[kind.removesuffix("_type")]
+    else:
+        what = str(error["msg"]).replace("Input should be", "must be")
+    return f"{where}{shown}: {what}"
 
 
-def _slurm_config(table: Mapping[str, Any]) -> SlurmConfig:
-    extra = table.get("extra_args", ())
-    return SlurmConfig(
-        partition=table.get("partition"), account=table.get("account"), time_limit=table.get("time_limit"),
-        nodes=int(table.get("nodes", 1)), extra_args=tuple(str(x) for x in extra),
-        poll_seconds=float(table.get("poll_seconds", 2.0)),
-    )
+def _split_loc(loc: Sequence[str | int]) -> tuple[list[str], str]:
+    """('llm', 'flags', 'lr') -> (['llm'], 'lr'); ('access', 'users', 0) -> (['access'], 'users[0]')."""
+    parts = [p for i, p in enumerate(loc) if not (i == 1 and p == "flags" and loc[0] in ("llm", "vlm"))]
+    tables: list[str] = []
+    model: type[BaseModel] = ConfigFile
+    while len(parts) > 1 and isinstance(parts[0], str) and (sub := _table_model(model, parts[0])) is not None:
+        tables.append(str(parts.pop(0)))
+        model = sub
+    key = str(parts[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts[1:])
+    return tables, key
+
+
+def _table_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    field = model.model_fields.get(name)
+    sub = field.annotation if field else None
+    return sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
+
+
+def _unknown(tables: list[str], key: str) -> str:
+    model: type[BaseModel] | None = ConfigFile
+    for name in tables:
+        model = model and _table_model(model, name)
+    known = sorted(model.model_fields) if model else []
+    close = difflib.get_close_matches(key, known, n=1)
+    if not tables:
+        hint = f"did you mean [{close[0]}]? " if close else ""
+        return f"unknown table; {hint}known tables: " + ", ".join(f"[{k}]" for k in known)
+    hint = f'did you mean "{close[0]}"? ' if close else ""
+    return f"unknown key; {hint}[{'.'.join(tables)}] takes: " + ", ".join(known)

@@ -1,0 +1,175 @@
+"""The config file's schema: one pydantic model per TOML table, each default stated here once.
+
+Every table refuses keys it does not know (`extra="forbid"`) and values of the wrong type (strict: "3" is not 3),
+except the recipe tables (`[llm]`, `[vlm]`), whose other keys are swift flags.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from runner.recipes import ArgValue
+
+TABLE = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+BackendKind = Literal["local", "slurm"]
+Seconds = Annotated[float, Field(gt=0)]
+PerMinute = Annotated[float, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Names = Annotated[tuple[str, ...], Field(strict=False)]  # a TOML list of strings; a bare string is refused
+
+
+def _gpu_inventory(value: Any) -> tuple[str, ...]:
+    """A count (`2` = GPUs 0 and 1) or the GPU ids; never a string, which would be read letter by letter."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return tuple(str(i) for i in range(value))
+    if isinstance(value, list | tuple) and all(isinstance(g, str | int) and not isinstance(g, bool) for g in value):
+        return tuple(str(g) for g in value)
+    example = [g.strip() for g in value.split(",")] if isinstance(value, str) else ["0", "3"]
+    raise ValueError(f"must be a GPU count (e.g. 2) or a list of GPU ids (e.g. {toml_value(example)})")
+
+
+def _flag_value(value: Any) -> ArgValue:
+    """A swift flag's value as the command line gets it (true/false, numbers as written, lists as several words)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError('must be a string, a number, true/false or a list of strings '
+                     '(e.g. 5e-5 or ["a.jsonl", "b.jsonl"])')
+
+
+GpuInventory = Annotated[tuple[str, ...], BeforeValidator(_gpu_inventory)]
+FlagValue = Annotated[ArgValue, BeforeValidator(_flag_value)]
+RECIPE_KEYS = ("args", "env", "drop")
+
+
+class PathsTable(BaseModel):
+    model_config = TABLE
+    data_dir: str = ".trainbot"
+    output_root: str = "output"
+    log_dir: str = "logs"
+    model_roots: Names = ()
+    data_roots: Names = ()
+
+
+class SwiftTable(BaseModel):
+    model_config = TABLE
+    bin: str = "swift"
+    version: str | None = None
+    offline: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class RecipeTable(BaseModel):
+    """`key = value` (or `[llm.args] key = value`) replaces or appends a swift flag; `drop` removes flags."""
+
+    model_config = TABLE
+    flags: dict[str, FlagValue] = Field(default_factory=dict)
+    args: dict[str, FlagValue] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    drop: Names = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_keys_are_flags(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        flags = {k: v for k, v in data.items() if k not in RECIPE_KEYS}
+        return {"flags": flags, **{k: v for k, v in data.items() if k in RECIPE_KEYS}}
+
+
+class GpusTable(BaseModel):
+    model_config = TABLE
+    inventory: GpuInventory = ()
+    poll_seconds: Seconds = 5.0
+
+
+class RunnerTable(BaseModel):
+    model_config = TABLE
+    progress_poll_seconds: Seconds = 2.0
+    stop_grace_seconds: Seconds = 30.0
+    term_grace_seconds: Seconds = 10.0
+    scrub_env: Names = ()  # env var names never passed to a job, besides the bot's own secrets
+
+
+class BackendTable(BaseModel):
+    model_config = TABLE
+    kind: BackendKind = "local"
+
+
+class SlurmConfig(BaseModel):
+    model_config = TABLE
+    partition: str | None = None
+    account: str | None = None
+    time_limit: str | None = None
+    nodes: Annotated[int, Field(ge=1)] = 1
+    extra_args: Names = ()
+    poll_seconds: Seconds = 2.0
+
+
+class AccessConfig(BaseModel):
+    """Empty lists mean everyone in the workspace."""
+
+    model_config = TABLE
+    users: Names = ()
+    groups: Names = ()
+    channels: Names = ()
+    admins: Names = ()
+
+
+class SlackConfig(BaseModel):
+    model_config = TABLE
+    api_url: str | None = None
+    card_interval_s: Seconds = 3.0
+    http_port: Port = 3000
+    post_per_channel_per_min: PerMinute = 60.0
+    update_per_min: PerMinute = 50.0
+
+
+class HttpConfig(BaseModel):
+    """The HTTP API (`trainbot serve`). `tokens_file` is relative to base_dir (load_config makes it absolute)."""
+
+    model_config = TABLE
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    tokens_file: Annotated[Path | None, Field(strict=False)] = None
+    allow_anonymous_loopback: bool = True  # the seed's scripts send no token
+    notify_channel: str | None = None  # where jobs created over HTTP get their card
+    max_body_bytes: Annotated[int, Field(ge=1)] = 65536
+
+
+class ConfigFile(BaseModel):
+    """The whole file: unknown tables are refused like unknown keys."""
+
+    model_config = TABLE
+    paths: PathsTable = Field(default_factory=PathsTable)
+    swift: SwiftTable = Field(default_factory=SwiftTable)
+    llm: RecipeTable = Field(default_factory=RecipeTable)
+    vlm: RecipeTable = Field(default_factory=RecipeTable)
+    gpus: GpusTable = Field(default_factory=GpusTable)
+    runner: RunnerTable = Field(default_factory=RunnerTable)
+    backend: BackendTable = Field(default_factory=BackendTable)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+
+
+def toml_value(value: object) -> str:
+    """A value written as TOML (strings quoted, lists and tables inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
