@@ -9,6 +9,7 @@ answers to commands, errors, the Home view, the Stop confirmation and the loss c
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bot import views
 from bot.mrkdwn import PLAIN, SLACK
 from bot.serve import SlackBot
 from storage.models import JobState
+from tests.conftest import VENV_BIN
 from tests.slack_env import (
     CH,
     all_told,
@@ -124,3 +126,12 @@ async def test_hostile_folders_and_log_lines_through_every_message_kind(slack: S
 async def _exported(bot: SlackBot, job_id: str) -> bool:
     job = await bot.runtime.store.get(job_id)
     return job is not None and job.export_state == "exported" and job.state is JobState.SUCCEEDED
+
+
+def test_the_console_shows_typed_text_as_typed(tmp_path: Path) -> None:
+    """Escaping is Slack's: the terminal shows `<!channel>&x`, never `&lt;`."""
+    typed = "llm gpu=0 out=output/<!channel>&x --dry-run\nstatus <@U123>\n"
+    out = subprocess.run([str(VENV_BIN / "trainbot"), "console"], input=typed, capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120, check=True).stdout
+    assert "output/<!channel>&x" in out and "<@U123>" in out
+    assert "&lt;" not in out and "&amp;" not in out
