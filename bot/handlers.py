@@ -1,7 +1,9 @@
 """What each `/train` command does, independent of where it was typed (console or Slack).
 
 A handler takes the text and who typed it, and returns a Reply; people are told about job changes through the
-outbox, not here. Access rules sit next to the commands they guard (`_may_start`, `_may_manage`).
+outbox, not here. Each front end gives its `Format` (bot/mrkdwn.py), through which every fact not made by
+trainbot (typed text, paths, log lines, error text) is written into a reply. Access rules sit next to the
+commands they guard (`_may_start`, `_may_manage`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bot.grammar import (
     out_example,
     parse,
 )
+from bot.mrkdwn import PLAIN, Format
 from runner import leases
 from runner.config import AccessConfig
 from runner.failures import read_log_tail
@@ -68,15 +71,16 @@ def _may_start(caller: Caller, access: AccessConfig) -> str | None:
             "`access.groups` / `access.channels` in trainbot's config")
 
 
-def _may_manage(caller: Caller, access: AccessConfig, job: Job, action: str) -> str | None:
+def _may_manage(caller: Caller, access: AccessConfig, job: Job, action: str, fmt: Format) -> str | None:
     if caller.is_admin(access) or (caller.user_id is not None and caller.user_id == job.user_id):
         return None
-    return (f"only {texts.who(job.user_id)} (who started job `{job.id}`) or an admin may {action} it")
+    return f"only {texts.who(job.user_id, fmt)} (who started job {fmt.code(job.id)}) or an admin may {action} it"
 
 
 class Handlers:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, fmt: Format = PLAIN) -> None:
         self.runtime = runtime
+        self.fmt = fmt
         self.config = runtime.config
         self.sup = runtime.supervisor
         self.store = runtime.store
@@ -88,11 +92,11 @@ class Handlers:
     async def handle(self, text: str, caller: Caller) -> Reply:
         command = self.parse(text)
         if isinstance(command, Rejection):
-            return Reply(command.text(), ok=False)
+            return Reply(self.fmt.text(command.text()), ok=False)
         try:
             return await self.run(command, caller)
         except (UserError, JobNotFound, StaleState, IllegalTransition) as exc:
-            return Reply(str(exc), ok=False)
+            return Reply(self.fmt.text(exc), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:
         match command:
@@ -111,67 +115,72 @@ class Handlers:
                     states = [JobState(state)]
                 jobs = await self.store.list_jobs(kind=kind, states=states, limit=50)
                 title = f"{(str(kind).upper() + ' ') if kind else ''}jobs" + (f" ({state})" if state else "")
-                return Reply(texts.job_list(jobs, title))
+                return Reply(texts.job_list(jobs, title, self.fmt))
             case ShowStatus():
-                return Reply(texts.job_list(await self.store.active(), "Active jobs"))
+                return Reply(texts.job_list(await self.store.active(), "Active jobs", self.fmt))
             case ShowGpus():
                 holders = leases.held(await self.store.active())
                 cluster = await self.sup.backend.describe_gpus()
-                return Reply(cluster or texts.gpu_table(self.runtime.probe.snapshot(), holders))
+                if cluster:
+                    return Reply(self.fmt.text(cluster))
+                return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders, self.fmt))
         raise AssertionError(command)
 
     async def create(self, command: CreateJob, caller: Caller) -> Reply:
         req = JobRequest(command.kind, command.gpus, command.output_dir, command.overrides, caller.user_id,
                          caller.channel_id, command.profile)
+        fmt = self.fmt
         if command.dry_run:
             plan = self.sup.plan(req)
             warnings = await self.sup.dry_run_warnings(req)
-            text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n```{plan.display}```"
+            text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
-                text += f"\nSpeed profile `{command.profile}` changed: " + "; ".join(plan.notes)
-            return Reply(text + "".join(f"\n⚠️ {w}" for w in warnings))
+                text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + fmt.text("; ".join(plan.notes))
+            return Reply(text + "".join(f"\n⚠️ {fmt.text(w)}" for w in warnings))
         if (refusal := _may_start(caller, self.config.access)) is not None:
             return Reply(refusal, ok=False)
         job = await self.sup.submit(req)
-        where = "started" if job.state is not JobState.QUEUED else f"queued ({job.queue_reason})"
-        return Reply(f"Job `{job.id}` {where}: {command.kind.upper()} on {texts.gpus_label(job.gpus)}, "
-                     f"output `{job.output_dir}`", public=True, job_id=job.id)
+        where = "started" if job.state is not JobState.QUEUED else f"queued ({fmt.text(job.queue_reason)})"
+        return Reply(f"Job {fmt.code(job.id)} {where}: {command.kind.upper()} on {texts.gpus_label(job.gpus)}, "
+                     f"output {fmt.code(job.output_dir)}", public=True, job_id=job.id)
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
         job = await self.store.require(command.job_id)
         action = command.action
         if action in ("stop", "export", "delete", "start") and \
-                (refusal := _may_manage(caller, self.config.access, job, action)) is not None:
+                (refusal := _may_manage(caller, self.config.access, job, action, self.fmt)) is not None:
             return Reply(refusal, ok=False)
-        by = caller.user_id
+        by, fmt = caller.user_id, self.fmt
         match action:
             case "status":
-                return Reply(texts.job_status(job), job_id=job.id)
+                return Reply(texts.job_status(job, fmt), job_id=job.id)
             case "show":
-                return Reply(texts.job_details(job, await self.store.events(job.id)), job_id=job.id)
+                return Reply(texts.job_details(job, await self.store.events(job.id), fmt), job_id=job.id)
             case "logs":
                 return self.logs(job, command.lines or LOG_LINES, command.full)
             case "stop":
                 job = await self.sup.stop(job.id, by=by)
-                return Reply(f"Stopping job `{job.id}`…" if job.state is JobState.STOPPING
-                             else f"Job `{job.id}` is {job.state}.", job_id=job.id)
+                return Reply(f"Stopping job {fmt.code(job.id)}…" if job.state is JobState.STOPPING
+                             else f"Job {fmt.code(job.id)} is {job.state}.", job_id=job.id)
             case "start":
                 job = await self.sup.restart(job.id, by=by)
-                return Reply(f"Job `{job.id}` is {job.state} again.", job_id=job.id)
+                return Reply(f"Job {fmt.code(job.id)} is {job.state} again.", job_id=job.id)
             case "export":
                 job = await self.sup.export(job.id, by=by)
-                return Reply(f"Exporting job `{job.id}` to `{job.export_dir}`…", job_id=job.id)
+                return Reply(f"Exporting job {fmt.code(job.id)} to {fmt.code(job.export_dir)}…", job_id=job.id)
             case "delete":
                 await self.sup.delete(job.id, by=by)
-                return Reply(f"Job `{job.id}` deleted (its files stay in `{job.output_dir}`).", job_id=job.id)
+                return Reply(f"Job {fmt.code(job.id)} deleted (its files stay in {fmt.code(job.output_dir)}).",
+                             job_id=job.id)
         raise AssertionError(action)
 
     def logs(self, job: Job, lines: int, full: bool) -> Reply:
+        fmt = self.fmt
         if not job.log_path or not Path(job.log_path).exists():
-            return Reply(f"Job `{job.id}` has no log yet.", job_id=job.id)
+            return Reply(f"Job {fmt.code(job.id)} has no log yet.", job_id=job.id)
         if full:
-            return Reply(f"The whole log of job `{job.id}`.", job_id=job.id, file=Path(job.log_path))
+            return Reply(f"The whole log of job {fmt.code(job.id)}.", job_id=job.id, file=Path(job.log_path))
         tail = read_log_tail(Path(job.log_path)).replace("\r", "\n").splitlines()
         shown = "\n".join(line for line in tail if line.strip())
         last = "\n".join(shown.splitlines()[-lines:])
-        return Reply(f"Last {lines} lines of `{job.log_path}`:\n```{last}```", job_id=job.id)
+        return Reply(f"Last {lines} lines of {fmt.code(job.log_path)}:\n{fmt.block(last)}", job_id=job.id)

@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts
+from bot.mrkdwn import SLACK
 from bot.views import Block, context, mrkdwn
 from runner import leases
 from runner.gpus import GpuSnapshot
@@ -27,15 +28,15 @@ def home_view(active: Sequence[Job], recent: Sequence[Job], snapshot: GpuSnapsho
     if not active:
         blocks.append(context("Nothing running. Start a job with `/train llm gpu=0 out=output/my-run`."))
     for job in active[:MAX_ACTIVE]:
-        blocks.append(mrkdwn(texts.job_line(job)))
+        blocks.append(mrkdwn(texts.job_line(job, SLACK)))
     if len(active) > MAX_ACTIVE:
         blocks.append(context(f"… and {len(active) - MAX_ACTIVE} more: `/train list active`"))
     blocks += [{"type": "divider"}, mrkdwn(f"*Recently finished* ({len(recent[:MAX_RECENT])})")]
     if not recent:
         blocks.append(context("No finished jobs yet."))
     for job in recent[:MAX_RECENT]:
-        blocks.append(mrkdwn(texts.job_line(job)))
-    blocks += [{"type": "divider"}, mrkdwn("*GPUs*"), mrkdwn(texts.gpu_table(snapshot, dict(holders)))]
+        blocks.append(mrkdwn(texts.job_line(job, SLACK)))
+    blocks += [{"type": "divider"}, mrkdwn("*GPUs*"), mrkdwn(texts.gpu_table(snapshot, dict(holders), SLACK))]
     taken = f" · GPUs probed {snapshot.taken_at:%H:%M:%S}" if snapshot.taken_at else ""
     blocks.append(context(f"Updated {dt.datetime.fromtimestamp(now):%Y-%m-%d %H:%M:%S}{taken} · `/train help`"))
     return {"type": "home", "blocks": blocks}

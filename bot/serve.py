@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.cards import CardSync
 from bot.groups import GroupDirectory
 from bot.handlers import Handlers
+from bot.mrkdwn import SLACK
 from bot.notifier import Notifier
 from bot.pacing import Pacer
 from bot.retry import Outage, RetryPolicy
@@ -107,8 +108,8 @@ class SlackBot:
             notifier = Notifier(store, quiet, pacer, outage=outage, policy=self.policy, poll_s=self.poll_s,
                                 on_card=cards.posted)
             client = self._client(retries=True)
-            self._ctx = BotContext(self._runtime, Handlers(self._runtime), client, GroupDirectory(client), notifier,
-                                   cards, aiohttp.ClientSession())
+            self._ctx = BotContext(self._runtime, Handlers(self._runtime, SLACK), client, GroupDirectory(client),
+                                   notifier, cards, aiohttp.ClientSession())
             app = build_app(self._ctx, signing_secret=self.signing_secret if self.mode == "http" else None)
             notifier.start()
             cards.start()

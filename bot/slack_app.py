@@ -21,6 +21,7 @@ from bot import listeners
 from bot.cards import CardSync
 from bot.groups import GroupDirectory
 from bot.handlers import Caller, Handlers, Reply
+from bot.mrkdwn import SLACK
 from bot.notifier import Notifier
 from runner.runtime import Runtime
 
@@ -97,12 +98,12 @@ class BotContext:
         try:
             await self.client.files_upload_v2(
                 channel=channel, thread_ts=thread, file=str(path), filename=path.name, title=path.name,
-                initial_comment=f"The whole log of job `{reply.job_id}`, for <@{user_id}>.")
+                initial_comment=f"The whole log of job {SLACK.code(reply.job_id)}, for <@{user_id}>.")
         except Exception as exc:
             log.warning("uploading %s failed: %s", path, exc)
-            return f"⚠️ could not upload the log `{path}`: {exc}"
+            return f"⚠️ could not upload the log {SLACK.code(path)}: {SLACK.text(exc)}"
         where = "its thread" if thread else "this channel"
-        return f"📎 The whole log of job `{reply.job_id}` ({path.stat().st_size:,} bytes) is in {where}."
+        return f"📎 The whole log of job {SLACK.code(reply.job_id)} ({path.stat().st_size:,} bytes) is in {where}."
 
 
 def build_app(ctx: BotContext, *, signing_secret: str | None) -> AsyncApp:

@@ -1,11 +1,16 @@
-"""How jobs, GPUs and notices read as text (Slack mrkdwn-friendly); pure functions, shared by every front end."""
+"""How jobs, GPUs and notices read as text (Slack mrkdwn-friendly); pure functions, shared by every front end.
+
+Each function takes the front end's `Format` (bot/mrkdwn.py): every fact not made by trainbot goes through it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from bot.mrkdwn import PLAIN, Format
 from runner.gpus import Gpu, GpuSnapshot
 from storage.models import Event, Job, JobState, Notice
 
@@ -29,11 +34,11 @@ def progress_bar(percent: float | None, width: int = 20) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def progress_line(job: Job) -> str:
+def progress_line(job: Job, fmt: Format = PLAIN) -> str:
     """`[██████░░░░] 30% step 15/50 · loss 6.87 · ETA 4s` (what a card and the console show)."""
     p = job.progress
     if p.step is None:
-        return {JobState.QUEUED: f"waiting: {job.queue_reason or 'in line'}",
+        return {JobState.QUEUED: f"waiting: {fmt.text(job.queue_reason or 'in line')}",
                 JobState.RUNNING: "loading the model and data…"}.get(job.state, "")
     parts = [f"[{progress_bar(p.percent)}] {p.percent or 0:.0f}% step {p.step}/{p.max_steps or '?'}"]
     if p.loss is not None:
@@ -51,49 +56,50 @@ def gpus_label(gpus: Sequence[str]) -> str:
     return "CPU" if tuple(gpus) == ("cpu",) else "GPU " + ",".join(gpus)
 
 
-def job_line(job: Job) -> str:
+def job_line(job: Job, fmt: Format = PLAIN) -> str:
     owner = f" · <@{job.user_id}>" if job.user_id else ""
-    line = f"{STATE_ICONS[job.state]} `{job.id}` {job.kind.upper()} {job.state} · {gpus_label(job.gpus)}{owner}"
-    extra = progress_line(job) if job.state.is_active else _ended(job)
+    line = f"{STATE_ICONS[job.state]} {fmt.code(job.id)} {job.kind.upper()} {job.state} · {gpus_label(job.gpus)}{owner}"
+    extra = progress_line(job, fmt) if job.state.is_active else _ended(job, fmt)
     return line + (f" · {extra}" if extra else "")
 
 
-def _ended(job: Job) -> str:
+def _ended(job: Job, fmt: Format) -> str:
     if job.state is JobState.FAILED:
-        return job.error_message or "failed"
+        return fmt.text(job.error_message or "failed")
     if job.state is JobState.SUCCEEDED and job.progress.train_loss is not None:
         return f"final loss {job.progress.train_loss:.4g}"
     return ""
 
 
-def job_status(job: Job) -> str:
-    lines = [f"*Job `{job.id}`* ({job.kind.upper()}) is *{job.state}*"]
-    if (pl := progress_line(job)):
+def job_status(job: Job, fmt: Format = PLAIN) -> str:
+    lines = [f"*Job {fmt.code(job.id)}* ({job.kind.upper()}) is *{job.state}*"]
+    if (pl := progress_line(job, fmt)):
         lines.append(pl)
-    lines.append(f"{gpus_label(job.gpus)} · output `{job.output_dir}`")
+    lines.append(f"{gpus_label(job.gpus)} · output {fmt.code(job.output_dir)}")
     if job.state is JobState.FAILED:
-        lines.append(f"cause: {job.error_message}" + (f"\nhint: {job.error_hint}" if job.error_hint else ""))
+        hint = f"\nhint: {fmt.text(job.error_hint)}" if job.error_hint else ""
+        lines.append(f"cause: {fmt.text(job.error_message)}{hint}")
     if job.stopped_by and job.state is JobState.STOPPED:
-        lines.append(f"stopped by {who(job.stopped_by)}")
+        lines.append(f"stopped by {who(job.stopped_by, fmt)}")
     if job.progress.last_checkpoint:
-        lines.append(f"last checkpoint `{job.progress.last_checkpoint}`")
+        lines.append(f"last checkpoint {fmt.code(job.progress.last_checkpoint)}")
     if job.export_state != "none":
-        lines.append(f"export: {job.export_state}" + (f" → `{job.export_dir}`" if job.export_dir else ""))
+        lines.append(f"export: {job.export_state}" + (f" → {fmt.code(job.export_dir)}" if job.export_dir else ""))
     return "\n".join(lines)
 
 
-def job_details(job: Job, events: Sequence[Event]) -> str:
+def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
     when = [("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at)]
-    lines = [job_status(job), "",
+    lines = [job_status(job, fmt), "",
              " · ".join(f"{k} {_clock(v)}" for k, v in when if v),
-             f"log `{job.log_path}`" + (f" · run dir `{job.run_dir}`" if job.run_dir else ""),
-             f"backend {job.backend}" + (f" on {job.host}" if job.host else "")
+             f"log {fmt.code(job.log_path)}" + (f" · run dir {fmt.code(job.run_dir)}" if job.run_dir else ""),
+             f"backend {job.backend}" + (f" on {fmt.text(job.host)}" if job.host else "")
              + (f" (pid {job.pid})" if job.pid else "") + (f" (Slurm job {job.backend_job_id})"
                                                           if job.backend_job_id else ""),
-             "command:", f"```{_command(job)}```"]
+             "command:", fmt.block(_command(job))]
     if events:
         lines.append("events:")
-        lines += [f"• {_clock(e.at)} {e.message}" for e in events[-15:]]
+        lines += [f"• {_clock(e.at)} {fmt.text(e.message)}" for e in events[-15:]]
     return "\n".join(lines)
 
 
@@ -103,75 +109,77 @@ def _command(job: Job) -> str:
     return SwiftCommand(job.argv, job.env).display()
 
 
-def job_list(jobs: Sequence[Job], title: str) -> str:
+def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:
     if not jobs:
         return f"{title}: none."
-    return f"*{title}* ({len(jobs)}):\n" + "\n".join(job_line(j) for j in jobs)
+    return f"*{title}* ({len(jobs)}):\n" + "\n".join(job_line(j, fmt) for j in jobs)
 
 
-def gpu_table(snapshot: GpuSnapshot, holders: dict[str, str]) -> str:
+def gpu_table(snapshot: GpuSnapshot, holders: dict[str, str], fmt: Format = PLAIN) -> str:
     if not snapshot.devices():
         return "No GPUs here (no NVIDIA driver and no inventory configured); `gpu=cpu` runs on the CPU."
-    return "\n".join(gpu_line(g, holders.get(g.index)) for g in snapshot.devices())
+    return "\n".join(gpu_line(g, holders.get(g.index), fmt) for g in snapshot.devices())
 
 
-def gpu_line(gpu: Gpu, holder: str | None) -> str:
+def gpu_line(gpu: Gpu, holder: str | None, fmt: Format = PLAIN) -> str:
     mem = (f"{gpu.memory_used_mib / 1024:.1f}/{gpu.memory_total_mib / 1024:.1f} GiB"
            if gpu.memory_used_mib is not None and gpu.memory_total_mib else "memory ?")
     util = f"{gpu.utilization_pct:.0f}%" if gpu.utilization_pct is not None else "util ?"
     label = "CPU" if gpu.index == "cpu" else f"GPU {gpu.index}"
-    who_ = f"job `{holder}`" if holder else ("busy: " + ", ".join(
-        f"{p.user or '?'} pid {p.pid}" for p in gpu.processes) if gpu.processes else "free")
-    return f"• *{label}* {gpu.name} · {mem} · {util} · {who_}"
+    who_ = f"job {fmt.code(holder)}" if holder else ("busy: " + ", ".join(
+        f"{fmt.text(p.user or '?')} pid {p.pid}" for p in gpu.processes) if gpu.processes else "free")
+    return f"• *{label}* {fmt.text(gpu.name)} · {mem} · {util} · {who_}"
 
 
-def who(user: str | None) -> str:
+def who(user: str | None, fmt: Format = PLAIN) -> str:
+    """A Slack user id (from Slack, not typed) as a live mention; anything else as text."""
     if not user:
         return "the console"
-    return f"<@{user}>" if user.startswith(("U", "W")) else user
+    return f"<@{user}>" if re.fullmatch(r"[UW][A-Z0-9]+", user) else fmt.text(user)
 
 
-def notice_text(notice: Notice) -> str:
+def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
     """One line (or a few) saying what happened; the Slack notifier dresses the same facts in blocks."""
     d: dict[str, Any] = notice.data
-    jid = f"`{notice.job_id}`"
+    jid = fmt.code(notice.job_id)
     match notice.topic:
         case "job_created":
-            return f"🆕 job {jid} created: `{d.get('command', '')}`"
+            return f"🆕 job {jid} created: {fmt.code(d.get('command', ''))}"
         case "job_queued":
-            return f"⏳ job {jid} is waiting (#{d.get('position')} in line): {d.get('reason')}"
+            return f"⏳ job {jid} is waiting (#{d.get('position')} in line): {fmt.text(d.get('reason'))}"
         case "job_started":
-            return f"🚀 job {jid} started on {d.get('host')}: `{d.get('command', '')}`"
+            return f"🚀 job {jid} started on {fmt.text(d.get('host'))}: {fmt.code(d.get('command', ''))}"
         case "job_restarted":
-            how = f"resuming from `{d['resume_from']}`" if d.get("resume_from") else "from the start"
-            return f"🔁 job {jid} queued again by {who(d.get('by'))}, {how}"
+            how = f"resuming from {fmt.code(d['resume_from'])}" if d.get("resume_from") else "from the start"
+            return f"🔁 job {jid} queued again by {who(d.get('by'), fmt)}, {how}"
         case "checkpoint":
-            return f"💾 job {jid} saved a checkpoint at step {d.get('step')}: `{d.get('path')}`"
+            return f"💾 job {jid} saved a checkpoint at step {d.get('step')}: {fmt.code(d.get('path'))}"
         case "eval":
-            return f"📏 job {jid} eval at step {d.get('step')}: eval loss {d.get('eval_loss')}"
+            return f"📏 job {jid} eval at step {d.get('step')}: eval loss {fmt.text(d.get('eval_loss'))}"
         case "job_succeeded":
             return (f"✅ job {jid} succeeded in {duration(d.get('duration_s'))}, final loss {_num(d.get('final_loss'))}"
-                    f"; last checkpoint `{d.get('last_checkpoint')}`")
+                    f"; last checkpoint {fmt.code(d.get('last_checkpoint'))}")
         case "job_failed":
             tail = "\n".join(d.get("tail") or [])
-            return (f"❌ job {jid} failed: {d.get('summary')}" + (f"\n💡 {d['hint']}" if d.get("hint") else "")
-                    + (f"\n```{tail}```" if tail else ""))
+            hint = f"\n💡 {fmt.text(d['hint'])}" if d.get("hint") else ""
+            return f"❌ job {jid} failed: {fmt.text(d.get('summary'))}{hint}" + (f"\n{fmt.block(tail)}" if tail else "")
         case "job_stopping":
-            return f"✋ job {jid}: stop requested by {who(d.get('by'))}"
+            return f"✋ job {jid}: stop requested by {who(d.get('by'), fmt)}"
         case "job_stopped":
             if d.get("was_queued"):
-                return f"⏹️ job {jid} removed from the queue by {who(d.get('by'))}"
-            ckpt = f"; last checkpoint `{d['last_checkpoint']}`" if d.get("last_checkpoint") else ""
-            return f"⏹️ job {jid} stopped by {who(d.get('by'))} at step {d.get('step')}{ckpt}"
+                return f"⏹️ job {jid} removed from the queue by {who(d.get('by'), fmt)}"
+            ckpt = f"; last checkpoint {fmt.code(d['last_checkpoint'])}" if d.get("last_checkpoint") else ""
+            return f"⏹️ job {jid} stopped by {who(d.get('by'), fmt)} at step {d.get('step')}{ckpt}"
         case "export_started":
-            return f"📦 job {jid}: export started by {who(d.get('by'))} from `{d.get('checkpoint')}`"
+            return f"📦 job {jid}: export started by {who(d.get('by'), fmt)} from {fmt.code(d.get('checkpoint'))}"
         case "export_succeeded":
-            return f"📦 job {jid} exported: merged model in `{d.get('export_dir')}`"
+            return f"📦 job {jid} exported: merged model in {fmt.code(d.get('export_dir'))}"
         case "export_failed":
-            return f"❌ job {jid}: export failed: {d.get('summary')}" + (f"\n💡 {d['hint']}" if d.get("hint") else "")
+            hint = f"\n💡 {fmt.text(d['hint'])}" if d.get("hint") else ""
+            return f"❌ job {jid}: export failed: {fmt.text(d.get('summary'))}{hint}"
         case "job_deleted":
-            return f"🗑️ job {jid} deleted by {who(d.get('by'))}"
-    return f"job {jid}: {notice.topic}"
+            return f"🗑️ job {jid} deleted by {who(d.get('by'), fmt)}"
+    return f"job {jid}: {fmt.text(notice.topic)}"
 
 
 def _num(value: object) -> str:

@@ -1,4 +1,7 @@
-"""Block Kit for the channel: the job card and the thread's notices. Pure functions from jobs to messages."""
+"""Block Kit for the channel: the job card and the thread's notices. Pure functions from jobs to messages.
+
+Every fact not made by trainbot is written through `SLACK` (bot/mrkdwn.py): no typed text or log line can ping.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import texts
+from bot.mrkdwn import SLACK
 from storage.models import ExportState, Job, JobState, Notice
 
 Block = dict[str, Any]
@@ -51,9 +55,9 @@ def plain(text: str) -> dict[str, Any]:
 # ---- the job card ------------------------------------------------------------------------------------------
 
 def job_card(job: Job) -> Message:
-    head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job `{job.id}`* is *{job.state}*"
-    fields = [("GPUs", texts.gpus_label(job.gpus)), ("Started by", texts.who(job.user_id)),
-              ("Output", f"`{job.output_dir}`"), ("State", _state_detail(job))]
+    head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job {SLACK.code(job.id)}* is *{job.state}*"
+    fields = [("GPUs", texts.gpus_label(job.gpus)), ("Started by", texts.who(job.user_id, SLACK)),
+              ("Output", SLACK.code(job.output_dir)), ("State", _state_detail(job))]
     blocks: list[Block] = [
         mrkdwn(head),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f"*{k}*\n{v}", 2000)} for k, v in fields]},
@@ -64,7 +68,7 @@ def job_card(job: Job) -> Message:
         blocks.append(context(notes))
     if (buttons := _buttons(job)):
         blocks.append({"type": "actions", "block_id": f"job_{job.id}", "elements": buttons})
-    summary = f"{job.kind.upper()} job {job.id} is {job.state}"
+    summary = f"{job.kind.upper()} job {SLACK.text(job.id)} is {job.state}"
     if job.progress.step is not None:
         summary += f" (step {job.progress.step}/{job.progress.max_steps or '?'})"
     return Message(summary, blocks)
@@ -82,7 +86,7 @@ def _state_detail(job: Job) -> str:
 
 def _progress(job: Job) -> str:
     if job.state.is_active:
-        return texts.progress_line(job)
+        return texts.progress_line(job, SLACK)
     p = job.progress
     if p.step is None:
         return ""
@@ -98,15 +102,16 @@ def _progress(job: Job) -> str:
 def _notes(job: Job) -> str:
     notes = []
     if job.state is JobState.QUEUED and job.queue_reason:
-        notes.append(f"⏳ {job.queue_reason}")
+        notes.append(f"⏳ {SLACK.text(job.queue_reason)}")
     if job.state is JobState.FAILED:
-        notes.append(f"❌ {job.error_message or 'failed'}" + (f" · 💡 {job.error_hint}" if job.error_hint else ""))
+        hint = f" · 💡 {SLACK.text(job.error_hint)}" if job.error_hint else ""
+        notes.append(f"❌ {SLACK.text(job.error_message or 'failed')}{hint}")
     if job.state in (JobState.STOPPING, JobState.STOPPED) and job.stopped_by:
-        notes.append(f"✋ stop requested by {texts.who(job.stopped_by)}")
+        notes.append(f"✋ stop requested by {texts.who(job.stopped_by, SLACK)}")
     if job.progress.last_checkpoint and not job.state.is_active:
-        notes.append(f"💾 last checkpoint `{job.progress.last_checkpoint}`")
+        notes.append(f"💾 last checkpoint {SLACK.code(job.progress.last_checkpoint)}")
     if job.export_state is not ExportState.NONE:
-        notes.append(f"📦 export {job.export_state}" + (f" → `{job.export_dir}`" if job.export_dir else ""))
+        notes.append(f"📦 export {job.export_state}" + (f" → {SLACK.code(job.export_dir)}" if job.export_dir else ""))
     return "\n".join(notes)
 
 
@@ -117,7 +122,7 @@ def _buttons(job: Job) -> list[Block]:
             "type": "button", "action_id": STOP_ACTION, "value": job.id, "style": "danger", "text": plain("Stop"),
             "confirm": {"title": plain("Stop this job?"), "style": "danger", "confirm": plain("Stop it"),
                         "deny": plain("Keep it running"),
-                        "text": {"type": "mrkdwn", "text": f"Job `{job.id}` stops after saving what it can "
+                        "text": {"type": "mrkdwn", "text": f"Job {SLACK.code(job.id)} stops after saving what it can "
                                                            "(a checkpoint it has written stays usable)."}},
         })
     if job.state.is_terminal and job.progress.last_checkpoint and job.export_state is not ExportState.EXPORTING:
@@ -128,8 +133,8 @@ def _buttons(job: Job) -> list[Block]:
 
 
 def deleted_card(job_id: str, by: str | None) -> Message:
-    text = f"🗑️ Job `{job_id}` was deleted by {texts.who(by)} (its files stay on disk)."
-    return Message(f"Job {job_id} was deleted", [mrkdwn(text)])
+    text = f"🗑️ Job {SLACK.code(job_id)} was deleted by {texts.who(by, SLACK)} (its files stay on disk)."
+    return Message(f"Job {SLACK.text(job_id)} was deleted", [mrkdwn(text)])
 
 
 # ---- notices in the thread ---------------------------------------------------------------------------------
@@ -140,23 +145,32 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
     broadcast = notice.topic in BROADCAST_TOPICS
     match notice.topic:
         case "job_started":
-            head = f"🚀 Started on {d.get('host') or '?'} ({texts.gpus_label(d.get('gpus') or ())}) with:"
-            blocks = [mrkdwn(head), mrkdwn(f"```{clip(str(d.get('command', '')), SECTION_MAX - 8)}```")]
-            return Message(f"Job {notice.job_id} started", blocks)
+            head = f"🚀 Started on {SLACK.text(d.get('host') or '?')} ({texts.gpus_label(d.get('gpus') or ())}) with:"
+            blocks = [mrkdwn(head), mrkdwn(SLACK.block(clip(str(d.get('command', '')), SECTION_MAX - 40)))]
+            return Message(f"Job {SLACK.text(notice.job_id)} started", blocks)
         case "job_failed":
-            lines = [f"❌ Job `{notice.job_id}` failed: {d.get('summary') or 'see the log'}"]
+            lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {SLACK.text(d.get('summary') or 'see the log')}"]
             if d.get("hint"):
-                lines.append(f"💡 {d['hint']}")
+                lines.append(f"💡 {SLACK.text(d['hint'])}")
             blocks = [mrkdwn("\n".join(lines))]
             if (tail := "\n".join(str(x) for x in d.get("tail") or [])):
-                blocks.append(mrkdwn("```" + _last_chars(tail, SECTION_MAX - 8) + "```"))
-            return Message(f"Job {notice.job_id} failed: {d.get('summary') or ''}", blocks, broadcast)
-    text = texts.notice_text(notice)
+                blocks.append(mrkdwn(_tail_block(tail)))
+            summary = f"Job {SLACK.text(notice.job_id)} failed: {SLACK.text(d.get('summary') or '')}"
+            return Message(summary, blocks, broadcast)
+    text = texts.notice_text(notice, SLACK)
     return Message(_first_line(text), [mrkdwn(text)], broadcast)
 
 
 def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
+
+
+def _tail_block(tail: str) -> str:
+    """The end of a log tail as a code block that fits one section (escaping makes it longer)."""
+    keep = len(tail)
+    while len(block := SLACK.block(_last_chars(tail, keep))) > SECTION_MAX:
+        keep -= len(block) - SECTION_MAX
+    return block
 
 
 def _last_chars(text: str, limit: int) -> str:

@@ -5,6 +5,9 @@ writes what ms-swift 4.6 writes (see tests/fixtures/swift46/sft_ok.logging.jsonl
 args.json, a logging.jsonl line per logged step, eval lines, `checkpoint-N/` folders (trainer_state.json last),
 then the train_runtime line and the summary line naming the last checkpoint. Each step takes FAKE_SWIFT_STEP_S
 seconds (default 0.2). SIGINT ends it like swift's trainer: KeyboardInterrupt, the summary line, exit 254.
+FAKE_SWIFT_SAY_FILE names a file whose lines it prints at the start (log text to show); an output_dir containing
+FAKE_SWIFT_FAIL_IN makes it print them to stderr again after step 2, then a RuntimeError naming the first, and exit
+1 (a failure with that tail and cause).
 `fake_swift.py export --adapters C --output_dir D ...` makes D and exits 0. Other flags are accepted and ignored.
 """
 
@@ -65,6 +68,11 @@ def sft(f: dict[str, list[str]]) -> int:
     (run_dir / "args.json").write_text(json.dumps({k: v for k, v in f.items()}))
     log = run_dir / "logging.jsonl"
     print(f"run sh: `python swift/cli/sft.py {' '.join(sys.argv[2:])}`", flush=True)
+    say_file = os.environ.get("FAKE_SWIFT_SAY_FILE")
+    say = Path(say_file).read_text().splitlines() if say_file else []
+    print("\n".join(say), flush=True)
+    fail_in = os.environ.get("FAKE_SWIFT_FAIL_IN")
+    fail = bool(fail_in) and fail_in in str(run_dir)
     started, step, last, losses = time.time(), 0, None, []
     signal.signal(signal.SIGINT, _on_sigint)
     try:
@@ -83,6 +91,9 @@ def sft(f: dict[str, list[str]]) -> int:
                 write_line(log, {"eval_loss": round(loss * 1.05, 6), "eval_runtime": 0.1, **common})
             if step % save == 0 or step == total:
                 last = checkpoint(run_dir, step)
+            if fail and step == 2:
+                print("\n".join(say) + f"\nRuntimeError: fake failure {say[:1]}", file=sys.stderr, flush=True)
+                return 1
     except Interrupted:
         print("Traceback (most recent call last):\nKeyboardInterrupt", file=sys.stderr, flush=True)
         write_line(log, {"last_model_checkpoint": str(last) if last else None, "best_model_checkpoint": None,

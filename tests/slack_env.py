@@ -38,15 +38,18 @@ def swift_config(tmp: Path, assets: dict[str, object], *, extra: dict[str, objec
 
 
 def fake_config(tmp: Path, *, gpus: int = 4, steps: int = 8, save_steps: int = 4, step_s: float = 0.1,
-                sections: str = "", slack_api_url: str | None = None) -> Config:
-    """tests/fake_swift.py as `swift`, GPUs from an inventory."""
+                sections: str = "", slack_api_url: str | None = None, env: dict[str, str] | None = None,
+                eval_steps: int | None = None) -> Config:
+    """tests/fake_swift.py as `swift`, GPUs from an inventory; `env`: more of its FAKE_SWIFT_* settings."""
+    more_env = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (env or {}).items())
+    evals = f"eval_steps = {eval_steps}\n" if eval_steps else ""
     path = tmp / "trainbot.toml"
     path.write_text(f"""[swift]
 bin = {json.dumps(fake_swift_bin(tmp))}
 version = "4.6.0"
 [swift.env]
 FAKE_SWIFT_STEP_S = "{step_s}"
-[runner]
+{more_env}[runner]
 progress_poll_seconds = 0.2
 [gpus]
 inventory = {gpus}
@@ -55,7 +58,7 @@ poll_seconds = 60
 max_steps = {steps}
 save_steps = {save_steps}
 logging_steps = 1
-[slack]
+{evals}[slack]
 card_interval_s = 1.0
 """ + (f"api_url = {json.dumps(slack_api_url)}\n" if slack_api_url else "") + sections)
     return load_config(path, base_dir=tmp)

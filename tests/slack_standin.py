@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import json
 import math
+import re
 import socket
 import time
 import uuid
@@ -49,6 +50,33 @@ PER_CHANNEL_LIMITS = frozenset({"chat.postMessage"})
 JSON_PARAMS = ("blocks", "attachments", "view", "files", "metadata")
 UPLOAD, RESPONSE_URL = "upload", "response_url"  # pseudo-method names used in the call log and faults
 MAX_RESPONSE_URL_USES = 5
+
+
+# What Slack turns into a mention, a channel ping or a link in message text and mrkdwn (inside code too): an
+# unescaped `<…>`. Plain-text objects are shown as typed, so they can't carry one.
+LIVE_TOKEN = re.compile(r"<[^<>\n]*>")
+LIVE_KEYS = ("text", "initial_comment", "title", "alt_text")
+
+
+def slack_shows(text: str) -> str:
+    """What a reader sees of mrkdwn text (its `&lt;`, `&gt;`, `&amp;` decoded, as Slack does)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def mrkdwn_texts(value: Any, where: str = "") -> Iterable[tuple[str, str]]:
+    """(where, text) of every string Slack parses for mentions and links in a payload: message text, mrkdwn
+    text objects (sections, fields, context, confirm dialogs), file titles and comments; not plain_text."""
+    if isinstance(value, Mapping):
+        if value.get("type") == "plain_text":
+            return
+        for key, item in value.items():
+            if isinstance(item, str) and key in LIVE_KEYS:
+                yield f"{where}.{key}", item
+            elif isinstance(item, Mapping | list):
+                yield from mrkdwn_texts(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from mrkdwn_texts(item, f"{where}[{i}]")
 
 
 @dataclass
@@ -323,6 +351,14 @@ class SlackStandIn:
     def acks(self) -> list[JSON]:
         """Socket Mode acks as the client sent them: ``{"envelope_id": ..., "payload": ...}``."""
         return list(self._acks)
+
+    def live_tokens(self, allowed: Iterable[str] = ()) -> list[tuple[str, str]]:
+        """(where, token) of every live mention or link in what the app sent (Web API calls and response_url
+        posts), except the tokens in ``allowed`` (the app's own mentions of users, say)."""
+        ok = set(allowed)
+        sent = [(c.method, c.params) for c in self._calls] + [(RESPONSE_URL, r.body) for r in self._responses]
+        return [(f"{method}{where}", token) for method, params in sent for where, text in mrkdwn_texts(params)
+                for token in LIVE_TOKEN.findall(text) if token not in ok]
 
     def pushed(self) -> list[JSON]:
         return list(self._pushed)

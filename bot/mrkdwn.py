@@ -1,0 +1,47 @@
+"""How a front end writes facts into its text: Slack's mrkdwn escapes them, the console shows them as they are.
+
+Slack parses `<!channel>`, `<@U…>`, `<#C…>` and `<https://…|label>` in message text and mrkdwn, even inside code
+spans and blocks, so every string that did not come from trainbot itself (output folders, overrides, log lines,
+error text) goes through `Format.text`, `Format.code` or `Format.block` on its way into a Slack message. Slack's
+rule (api.slack.com "Formatting text for app surfaces"): escape `&`, `<` and `>` as `&amp;`, `&lt;`, `&gt;`; it
+shows them as the characters again, in code too.
+"""
+
+from __future__ import annotations
+
+GRAVE_LOOKALIKE = "ˋ"  # U+02CB: a typed backtick would end the code span or block it sits in
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn text that shows `text` as typed, with no live mention or link in it."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class Format:
+    """Plain text (the console): facts as they are; code in backticks, as one would type it."""
+
+    def text(self, fact: object) -> str:
+        return str(fact)
+
+    def code(self, fact: object) -> str:
+        return f"`{fact}`"
+
+    def block(self, fact: object) -> str:
+        return f"```{fact}```"
+
+
+class SlackFormat(Format):
+    """Slack mrkdwn: each fact escaped, and a backtick in it can't close the code it is shown in."""
+
+    def text(self, fact: object) -> str:
+        return escape(str(fact))
+
+    def code(self, fact: object) -> str:
+        return f"`{escape(str(fact)).replace('`', GRAVE_LOOKALIKE)}`"
+
+    def block(self, fact: object) -> str:
+        return f"```{escape(str(fact)).replace('`', GRAVE_LOOKALIKE)}```"
+
+
+PLAIN = Format()
+SLACK = SlackFormat()
