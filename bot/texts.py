@@ -10,8 +10,8 @@ from runner.gpus import Gpu, GpuSnapshot
 from storage.models import Event, Job, JobState, Notice
 
 STATE_ICONS = {
-    JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃", JobState.STOPPING: "✋",
-    JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
+    JobState.CREATED: "🆕", JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃",
+    JobState.STOPPING: "✋", JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
 }
 
 
@@ -33,7 +33,8 @@ def progress_line(job: Job) -> str:
     """`[██████░░░░] 30% step 15/50 · loss 6.87 · ETA 4s` (what a card and the console show)."""
     p = job.progress
     if p.step is None:
-        return {JobState.QUEUED: f"waiting: {job.queue_reason or 'in line'}",
+        return {JobState.CREATED: f"not started: `start {job.id}` starts it",
+                JobState.QUEUED: f"waiting: {job.queue_reason or 'in line'}",
                 JobState.RUNNING: "loading the model and data…"}.get(job.state, "")
     parts = [f"[{progress_bar(p.percent)}] {p.percent or 0:.0f}% step {p.step}/{p.max_steps or '?'}"]
     if p.loss is not None:
@@ -138,6 +139,8 @@ def notice_text(notice: Notice) -> str:
     match notice.topic:
         case "job_created":
             return f"🆕 job {jid} created: `{d.get('command', '')}`"
+        case "job_submitted":
+            return f"▶️ job {jid} started by {who(d.get('by'))}"
         case "job_queued":
             return f"⏳ job {jid} is waiting (#{d.get('position')} in line): {d.get('reason')}"
         case "job_started":

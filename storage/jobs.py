@@ -142,6 +142,11 @@ class JobStore:
             raise JobNotFound(job_id)
         return job
 
+    async def by_idempotency_key(self, key: str) -> Job | None:
+        async with self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
     async def update(
         self,
         job_id: str,
@@ -214,10 +219,16 @@ class JobStore:
                 await self._notice(db, notice, time.time())
 
     async def list_jobs(
-        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None
+        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
+        before: str | None = None,
     ) -> list[Job]:
-        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
-        where, params = [], []
+        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all.
+        `before`: a job id; only jobs listed after it (the next page)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if before is not None:
+            where.append("(created_at, queue_seq) < (SELECT created_at, queue_seq FROM jobs WHERE id = ?)")
+            params.append(before)
         if kind is not None:
             where.append("kind = ?")
             params.append(str(kind))
@@ -274,6 +285,17 @@ class JobStore:
         async with self._db.execute(
             "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,)
         ) as cur:
+            rows = await cur.fetchall()
+        return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
+
+    async def events_after(self, after: int, *, job_id: str | None = None, limit: int = 500) -> list[Event]:
+        """Events with an id above `after`, oldest first (of one job, or of every job): what a stream sends next."""
+        sql = "SELECT id, job_id, kind, message, data, at FROM events WHERE id > ?"
+        params: list[Any] = [after]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        async with self._db.execute(sql + " ORDER BY id LIMIT ?", [*params, limit]) as cur:
             rows = await cur.fetchall()
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
 

@@ -84,4 +84,9 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_exporting ON jobs (export_state) WHERE export_state = 'exporting';
     """,
+    # 3: a client's Idempotency-Key for its create request (HTTP API): a retried POST finds the job it made
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    """,
 ]
