@@ -26,6 +26,13 @@ Example `trainbot.toml`:
     [access]                        # empty lists = everyone in the workspace
     users = []
     admins = []
+
+    [http]                          # the HTTP API beside the Slack bot (`trainbot serve`)
+    host = "127.0.0.1"
+    port = 8000
+    tokens_file = "api-tokens"      # lines `TOKEN USER_ID`; or TRAINBOT_API_TOKENS="tok1=U123,tok2=U456"
+    allow_anonymous_loopback = true # requests without a token from 127.0.0.1 act as `http:anonymous`
+    notify_channel = "C0123"        # jobs created over HTTP get a card there
 """
 
 from __future__ import annotations
@@ -77,6 +84,18 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP API (`trainbot serve`). Tokens: `TRAINBOT_API_TOKENS` and/or `tokens_file` (lines `TOKEN USER_ID`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tokens_file: Path | None = None
+    allow_anonymous_loopback: bool = True  # the seed's scripts send no token
+    notify_channel: str | None = None  # where jobs created over HTTP get their card
+    max_body_bytes: int = 65536
+
+
+@dataclass(frozen=True)
 class Config:
     base_dir: Path
     data_dir: Path
@@ -97,6 +116,7 @@ class Config:
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def db_path(self) -> Path:
@@ -147,6 +167,7 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         slurm=_slurm_config(_table(raw, "slurm")),
         access=AccessConfig(**{k: tuple(str(x) for x in v) for k, v in _table(raw, "access").items()}),
         slack=SlackConfig(**_table(raw, "slack")),
+        http=_http_config(_table(raw, "http"), base),
     )
 
 
@@ -174,6 +195,16 @@ def _arg_value(value: Any) -> ArgValue:
     if isinstance(value, list):
         return tuple(str(v) for v in value)
     return str(value)
+
+
+def _http_config(table: Mapping[str, Any], base: Path) -> HttpConfig:
+    values = dict(table)
+    if values.get("tokens_file") is not None:
+        values["tokens_file"] = (base / str(values["tokens_file"])).absolute()
+    try:
+        return HttpConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[http]: {exc}") from exc
 
 
 def _slurm_config(table: Mapping[str, Any]) -> SlurmConfig:
