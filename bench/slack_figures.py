@@ -88,7 +88,7 @@ async def ack_latency(burst: int) -> list[Row]:
                     bare += await _burst(url, bodies(False))
             port = _free_port()
             trainbot = [str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"),
-                        "serve", "--slack-api-url", slack.api_url, "--port", str(port)]
+                        "serve", "--slack-api-url", slack.api_url, "--slack-port", str(port), "--port", "0"]
             async with _server(trainbot, port, root) as url:
                 await _burst(url, bodies(False)[:5])
                 for _ in range(rounds - 1):
