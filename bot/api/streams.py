@@ -54,13 +54,14 @@ async def follow_events(store: JobStore, after: int, job_id: str | None) -> Asyn
     yield "retry: 1000\n\n"
     while True:
         seen = store.changes.seq  # read before the query: a commit in between wakes the wait below at once
+        ended = job_id is not None and _ended(await store.get(job_id))  # before the query: its last events too
         events = await store.events_after(after, job_id=job_id, limit=PAGE)
         for event in events:
             yield sse(event)
             after = event.id or after
         if len(events) == PAGE:
             continue
-        if job_id is not None and _ended(await store.get(job_id)):
+        if ended:
             return
         if await store.changes.wait(seen, timeout=SAFETY_POLL_S) == seen:
             yield ": keep-alive\n\n"
