@@ -71,7 +71,7 @@ def _to_row(job: Job) -> dict[str, Any]:
 
 
 def _from_row(row: aiosqlite.Row) -> Job:
-    data = dict(row)
+    data = dict(zip(row.keys(), row, strict=True))  # dict(row) looks each column up by name: O(n²)
     progress = Progress(**{name: data[name] for name in _PROGRESS_FIELDS})
     values: dict[str, Any] = {name: data[name] for name in _JOB_FIELDS}
     for name in _JSON_COLUMNS:
@@ -189,7 +189,8 @@ class JobStore:
             if progress is not None:
                 new = new.replace(progress=progress)
             row_new = _to_row(new)
-            diff = {k: v for k, v in row_new.items() if dict(row)[k] != v and k != "id"}
+            old = dict(zip(row.keys(), row, strict=True))
+            diff = {k: v for k, v in row_new.items() if old[k] != v and k != "id"}
             if "queue_seq" in changes:
                 diff["queue_seq"] = changes["queue_seq"]
             if diff:

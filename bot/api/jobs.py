@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from pydantic import BaseModel
 
 from bot.api.auth import CurrentUser, Principal
 from bot.api.context import ApiContext, get_context
@@ -72,12 +73,18 @@ async def create_vlm_job(body: VLMJobCreate, ctx: Ctx, user: CurrentUser, respon
     return await _create(Kind.VLM, body, ctx, user, idempotency_key, response)
 
 
+def _json(model: BaseModel) -> Response:
+    """Serialised once, by the model that built it (FastAPI would validate a returned model again: a list of
+    500 jobs is the hot path of scripts that poll)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 async def _list(ctx: ApiContext, kind: Kind | None, status: JobState | None, limit: int,
-                cursor: str | None) -> JobList:
+                cursor: str | None) -> Response:
     jobs = await ctx.runtime.store.list_jobs(kind=kind, states=[status] if status else None, limit=limit + 1,
                                              before=cursor)
     more = len(jobs) > limit
-    return JobList(jobs=[job_out(j) for j in jobs[:limit]], next_cursor=jobs[limit - 1].id if more else None)
+    return _json(JobList(jobs=[job_out(j) for j in jobs[:limit]], next_cursor=jobs[limit - 1].id if more else None))
 
 
 Status = Annotated[JobState | None, Query(description="only jobs in this state")]
@@ -85,21 +92,21 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Cursor = Annotated[str | None, Query(pattern="^[a-z0-9]{1,12}$", description="`next_cursor` of the page before")]
 
 
-@router.get("/llm/jobs")
+@router.get("/llm/jobs", response_model=JobList)
 async def list_llm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
-                        cursor: Cursor = None) -> JobList:
+                        cursor: Cursor = None) -> Response:
     return await _list(ctx, Kind.LLM, status, limit, cursor)
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=JobList)
 async def list_vlm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
-                        cursor: Cursor = None) -> JobList:
+                        cursor: Cursor = None) -> Response:
     return await _list(ctx, Kind.VLM, status, limit, cursor)
 
 
-@router.get("/all/jobs")
+@router.get("/all/jobs", response_model=JobList)
 async def list_all_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
-                        cursor: Cursor = None) -> JobList:
+                        cursor: Cursor = None) -> Response:
     return await _list(ctx, None, status, limit, cursor)
 
 
@@ -138,9 +145,10 @@ async def delete_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Deleted:
     return Deleted(job_id=job_id)
 
 
-@router.get("/jobs/{job_id}/status")
-async def get_job_status(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobStatus:
-    return job_status(await ctx.runtime.store.require(job_id))
+@router.get("/jobs/{job_id}/status", response_model=JobStatus)
+async def get_job_status(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Response:
+    """The seed's status: `status`, `progress` in percent, and step, loss, ETA, GPUs, export state."""
+    return _json(job_status(await ctx.runtime.store.require(job_id)))
 
 
 @router.get("/jobs/{job_id}")
