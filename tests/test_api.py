@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
@@ -191,3 +192,30 @@ def test_serve_without_slack_runs_the_api_alone_and_refuses_an_open_bind_without
                              env=env)
     assert refused.returncode == 2 and b"without API tokens" in refused.stderr
     assert b"TRAINBOT_API_TOKENS" in refused.stderr
+
+
+def test_secrets_never_reach_a_job_and_a_bad_token_entry_is_refused_at_start(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=400, step_s=0.05)
+    env = {"TRAINBOT_API_TOKENS": TOKENS}
+    with serving(tmp_path, env) as api:
+        job = requests.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/e",
+                                                                  "start": True}, headers=auth("alice"), timeout=10)
+        server = psutil.Process(api.proc.pid)
+        swift = wait_until_sync(lambda: [p for p in server.children(recursive=True) if "fake_swift" in
+                                         " ".join(p.cmdline())], 30, "the job's process")
+        environ = swift[0].environ()
+        assert "TRAINBOT_API_TOKENS" not in environ and not any("tok-alice" in v for v in environ.values())
+        requests.post(f"{api.url}/training/jobs/{job.json()['job_id']}/stop", headers=auth("alice"), timeout=10)
+    (tmp_path / "tokens").write_text("# team tokens\ntok-file UFILE\n")
+    with open(tmp_path / "trainbot.toml", "a") as f:
+        f.write('[http]\ntokens_file = "tokens"\n')
+    with serving(tmp_path) as api:
+        me = requests.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/t"},
+                           headers={"Authorization": "Bearer tok-file"}, timeout=10)
+        assert me.status_code == 201 and me.json()["user_id"] == "UFILE"
+    bad = subprocess.run([str(VENV_BIN / "trainbot"), "--config", str(tmp_path / "trainbot.toml"), "serve", "--port",
+                          "0"], cwd=tmp_path, capture_output=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+                         | {"TRAINBOT_API_TOKENS": "tok-x=UX,oops"})
+    assert bad.returncode == 2 and b"TRAINBOT_API_TOKENS: entry 2 is not `TOKEN=USER_ID`" in bad.stderr
+    assert b"tok-x" not in bad.stderr
