@@ -194,16 +194,18 @@ async def serve(config: Config, bot: SlackBot | None, tokens: dict[str, str], ho
         await runtime.start()
         ctx = ApiContext(runtime, Handlers(runtime), config, tokens)
         async with contextlib.AsyncExitStack() as stack:
+            # the API first: building it (FastAPI, pydantic schemas) blocks the loop for a while, and Slack's
+            # first commands must not wait for that
+            api = await stack.enter_async_context(ApiServer(ctx, host, port))
             if bot is not None:
                 bot.attach(runtime)
                 await stack.enter_async_context(bot)
                 where = f" on {bot.url}" if bot.mode == "http" else ""
                 print(f"trainbot: serving Slack in {bot.mode} mode{where}, Web API {bot.api_url}", file=sys.stderr,
                       flush=True)
-            api = await stack.enter_async_context(ApiServer(ctx, host, port))
             print(f"trainbot: HTTP API on {api.url} (docs: {api.url}/docs)", file=sys.stderr, flush=True)
             # what start-up made (Bolt, FastAPI, pydantic) lives as long as the process: keep it out of the
-            # collector's full passes, which pause acks (a burst's p99 ~60 -> ~50 ms in bench/slack_figures.py runs)
+            # collector's full passes
             gc.freeze()
             await stop.wait()
     finally:
