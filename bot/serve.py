@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import re
@@ -204,9 +203,6 @@ async def serve(config: Config, bot: SlackBot | None, tokens: dict[str, str], ho
                 print(f"trainbot: serving Slack in {bot.mode} mode{where}, Web API {bot.api_url}", file=sys.stderr,
                       flush=True)
             print(f"trainbot: HTTP API on {api.url} (docs: {api.url}/docs)", file=sys.stderr, flush=True)
-            # what start-up made (Bolt, FastAPI, pydantic) lives as long as the process: keep it out of the
-            # collector's full passes
-            gc.freeze()
             await stop.wait()
     finally:
         await runtime.close()
