@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,15 @@ def test_idempotency_key_returns_the_first_job(api: Served) -> None:
     assert (first.status_code, again.status_code, other.status_code) == (201, 200, 201)
     assert again.json()["job_id"] == first.json()["job_id"] != other.json()["job_id"]
     assert len(requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]) == 2
+    theirs = requests.post(f"{api.url}/training/llm/jobs", json=body, headers={"Idempotency-Key": "k-1"} | auth("bob"),
+                           timeout=10)
+    assert theirs.status_code == 201 and theirs.json()["job_id"] != first.json()["job_id"]  # keys are per user
+    with ThreadPoolExecutor(8) as pool:  # retries racing each other still make one job
+        racing = list(pool.map(lambda _: requests.post(f"{api.url}/training/llm/jobs", json=body, timeout=10,
+                                                       headers={"Idempotency-Key": "k-race"}), range(8)))
+    assert all(r.status_code in (200, 201) for r in racing)
+    assert len({r.json()["job_id"] for r in racing}) == 1
+    assert len(requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]) == 4
 
 
 def test_paging_gpus_health_docs_and_huge_bodies(api: Served) -> None:
