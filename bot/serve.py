@@ -226,4 +226,8 @@ def main(config: Config, *, api_url: str | None = None, slack_port: int | None =
               f"jobs: set {TOKENS_ENV} (`token=USER_ID,...`) or `[http] tokens_file`, or bind 127.0.0.1",
               file=sys.stderr)
         return 2
-    return asyncio.run(serve(config, bot, tokens, host, port))
+    try:
+        return asyncio.run(serve(config, bot, tokens, host, port))
+    except OSError as exc:  # an address in use or not ours: say which, not a traceback
+        print(f"trainbot serve: {exc.strerror or exc}", file=sys.stderr)
+        return 2

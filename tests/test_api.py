@@ -202,6 +202,12 @@ def test_serve_without_slack_runs_the_api_alone_and_refuses_an_open_bind_without
                              env=env)
     assert refused.returncode == 2 and b"without API tokens" in refused.stderr
     assert b"TRAINBOT_API_TOKENS" in refused.stderr
+    with serving(tmp_path) as served:  # a port in use is said, not a traceback
+        port = served.url.rsplit(":", 1)[1]
+        taken = subprocess.run([str(VENV_BIN / "trainbot"), "--config", str(tmp_path / "trainbot.toml"), "serve",
+                                "--port", port], cwd=tmp_path, capture_output=True, timeout=60, env=env)
+    assert taken.returncode == 2 and f"cannot listen on http://127.0.0.1:{port}".encode() in taken.stderr
+    assert b"--port" in taken.stderr and b"Traceback" not in taken.stderr
 
 
 def test_secrets_never_reach_a_job_and_a_bad_token_entry_is_refused_at_start(tmp_path: Path) -> None:

@@ -48,9 +48,10 @@ class ApiServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
         try:
             sock.bind((self.host, self.port))
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise OSError(exc.errno, f"the HTTP API cannot listen on {self.url}: {exc.strerror} (choose another "
+                                     "address with --host/--port or [http] host/port)") from exc
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(build_app(self.ctx), log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S), server_header=False)
