@@ -70,12 +70,13 @@ def _to_row(job: Job) -> dict[str, Any]:
     return row
 
 
-def _from_row(row: aiosqlite.Row) -> Job:
-    data = dict(zip(row.keys(), row, strict=True))  # dict(row) looks each column up by name: O(n²)
+def _from_row(row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
+    """`keys`: the columns' names, when many rows of one query are read (a list page)."""
+    data = dict(zip(keys or row.keys(), row, strict=True))  # dict(row) looks each column up by name: O(n²)
     progress = Progress(**{name: data[name] for name in _PROGRESS_FIELDS})
     values: dict[str, Any] = {name: data[name] for name in _JOB_FIELDS}
     for name in _JSON_COLUMNS:
-        values[name] = json.loads(values[name])
+        values[name] = {} if values[name] == "{}" else json.loads(values[name])  # most jobs: no env, no overrides
     for name in _LIST_COLUMNS:
         values[name] = tuple(json.loads(values[name]))
     values["kind"] = Kind(values["kind"])
@@ -241,7 +242,9 @@ class JobStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         async with self._db.execute(sql, params) as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
+            rows = list(await cur.fetchall())
+        keys = rows[0].keys() if rows else []
+        return [_from_row(r, keys) for r in rows]
 
     async def list_llm_jobs(self) -> list[Job]:
         return await self.list_jobs(kind=Kind.LLM)
