@@ -24,9 +24,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="at the end of input, wait until every job and export has ended before exiting")
     d = sub.add_parser("demo", help="build a tiny local model and run a real swift job end to end on the CPU")
     d.add_argument("--dir", type=Path, default=Path(".trainbot-demo"), help="where the demo keeps its files")
-    s = sub.add_parser("serve", help="run the Slack bot (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
+    s = sub.add_parser("serve", help="run the HTTP API, and the Slack bot when Slack tokens are set "
+                                     "(Socket Mode with SLACK_APP_TOKEN, else HTTP)")
+    s.add_argument("--host", help="where the HTTP API listens (default from [http] host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="the HTTP API's port (default from [http] port, 8000; 0: any free one)")
     s.add_argument("--slack-api-url", help="Slack Web API base URL (tests, other Slack domains)")
-    s.add_argument("--port", type=int, help="HTTP mode port (default from config, 3000)")
+    s.add_argument("--slack-port", type=int, help="Slack HTTP mode port (default from [slack] http_port, 3000)")
     cfg = sub.add_parser("config", help="check the configuration")
     cfg_sub = cfg.add_subparsers(dest="config_cmd", required=True)
     check = cfg_sub.add_parser("check", help="validate a config file and print the effective configuration "
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_console(config, wait=args.wait)
         from bot.serve import main as run_serve
 
-        return run_serve(config, api_url=args.slack_api_url, port=args.port)
+        return run_serve(config, api_url=args.slack_api_url, slack_port=args.slack_port, host=args.host,
+                         port=args.port)
     except ConfigError as exc:
         print(f"trainbot: {exc}", file=sys.stderr)
         return 2

@@ -57,6 +57,7 @@ class CreateJob:
     overrides: dict[str, str]  # canonical VLM key -> normalised value; always empty for LLM
     dry_run: bool = False
     profile: str = "fast"
+    hold: bool = False  # `--hold`: record the job only; `start <id>` starts it
 
 
 @dataclass(frozen=True)
@@ -240,10 +241,13 @@ def _create(kind: Kind, ctx: _Ctx) -> CreateJob:
     allowed = RUN_KEYS + (tuple(VLM_KEYS) if kind is Kind.VLM else ())
     seen: dict[str, str] = {}
     values: dict[str, str] = {}
-    dry_run = False
+    dry_run = hold = False
     for at, word in enumerate(ctx.words[1:], start=1):
         if word.lower() == "--dry-run":
             dry_run = True
+            continue
+        if word.lower() == "--hold":
+            hold = True
             continue
         if word.lower().lstrip("-").replace("-", "_") in ("dry_run", "dryrun"):
             raise _Reject(f"Write `{_show(word)}` as `--dry-run`.", ctx.fixed(at, "--dry-run"))
@@ -260,16 +264,16 @@ def _create(kind: Kind, ctx: _Ctx) -> CreateJob:
             raise _Reject(f"`{kind}` needs `{key}=`, {what}: e.g. `{fix}`.", [*ctx.words, fix])
     dry_run = values.pop("dry_run", "false") == "true" or dry_run
     gpus, out, profile = values.pop("gpu"), values.pop("out"), values.pop("profile", "fast")
-    return CreateJob(kind, tuple(gpus.split(",")), Path(out), values, dry_run, profile)
+    return CreateJob(kind, tuple(gpus.split(",")), Path(out), values, dry_run, profile, hold)
 
 
 def _not_allowed(kind: Kind, raw: str, key: str) -> str:
     if kind is Kind.LLM:
         return (f"`{_show(raw)}` can't be set: the LLM recipe is fixed.{_suggest(key, RUN_KEYS)} "
-                "`llm` takes only `gpu=` and `out=` (plus `profile=fast|exact` and `--dry-run`).")
+                "`llm` takes only `gpu=` and `out=` (plus `profile=fast|exact`, `--dry-run` and `--hold`).")
     return (f"`{_show(raw)}` may not be overridden.{_suggest(key, (*VLM_KEYS, *RUN_KEYS))} Keys that may: "
             f"{_listing(tuple(VLM_KEYS))} (`lr` = `learning_rate`), besides `gpu=`, `out=`, `profile=`, "
-            "`--dry-run`.")
+            "`--dry-run`, `--hold`.")
 
 
 def _check_value(key: str, value: str, shown: str, ctx: _Ctx, at: int) -> str:
@@ -397,6 +401,7 @@ def unparse(command: Command, *, base_dir: Path) -> str:
                  "out=" + str(out.relative_to(base) if out.is_relative_to(base) else out)]
         words += [] if command.profile == "fast" else [f"profile={command.profile}"]
         words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
+        words += ["--hold"] * command.hold
         return " ".join(shlex.quote(w) for w in words)
     if isinstance(command, JobCommand):
         extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full

@@ -3,7 +3,7 @@
 A handler takes the text and who typed it, and returns a Reply; people are told about job changes through the
 outbox, not here. Each front end gives its `Format` (bot/mrkdwn.py), through which every fact not made by
 trainbot (typed text, paths, log lines, error text) is written into a reply. Access rules sit next to the
-commands they guard (`_may_start`, `_may_manage`).
+commands they guard (`may_start`, `may_manage`); the HTTP API uses the same two.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ class Caller:
     channel_id: str | None = None
     groups: tuple[str, ...] = ()
     console: bool = False
+    admin: bool = False  # an admin by other means than `access.admins` (an HTTP token's, say)
 
     def is_admin(self, access: AccessConfig) -> bool:
-        return self.console or (self.user_id is not None and self.user_id in access.admins)
+        return self.console or self.admin or (self.user_id is not None and self.user_id in access.admins)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Reply:
     ok: bool = True
 
 
-def _may_start(caller: Caller, access: AccessConfig) -> str | None:
+def may_start(caller: Caller, access: AccessConfig) -> str | None:
     """None if allowed, else why not. Empty lists mean everyone in the workspace."""
     if caller.is_admin(access) or not (access.users or access.groups or access.channels):
         return None
@@ -71,7 +72,7 @@ def _may_start(caller: Caller, access: AccessConfig) -> str | None:
             "`access.groups` / `access.channels` in trainbot's config")
 
 
-def _may_manage(caller: Caller, access: AccessConfig, job: Job, action: str, fmt: Format) -> str | None:
+def may_manage(caller: Caller, access: AccessConfig, job: Job, action: str, fmt: Format) -> str | None:
     if caller.is_admin(access) or (caller.user_id is not None and caller.user_id == job.user_id):
         return None
     return f"only {texts.who(job.user_id, fmt)} (who started job {fmt.code(job.id)}) or an admin may {action} it"
@@ -137,10 +138,12 @@ class Handlers:
             if plan.notes:
                 text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + fmt.text("; ".join(plan.notes))
             return Reply(text + "".join(f"\n⚠️ {fmt.text(w)}" for w in warnings))
-        if (refusal := _may_start(caller, self.config.access)) is not None:
+        if (refusal := may_start(caller, self.config.access)) is not None:
             return Reply(refusal, ok=False)
-        job = await self.sup.submit(req)
-        where = "started" if job.state is not JobState.QUEUED else f"queued ({fmt.text(job.queue_reason)})"
+        job = await self.sup.submit(req, hold=command.hold)
+        where = {JobState.QUEUED: f"queued ({fmt.text(job.queue_reason)})",
+                 JobState.CREATED: f"created, not started ({fmt.code('/train start ' + job.id)} starts it)"
+                 }.get(job.state, "started")
         return Reply(f"Job {fmt.code(job.id)} {where}: {command.kind.upper()} on {texts.gpus_label(job.gpus)}, "
                      f"output {fmt.code(job.output_dir)}", public=True, job_id=job.id)
 
@@ -148,7 +151,7 @@ class Handlers:
         job = await self.store.require(command.job_id)
         action = command.action
         if action in ("stop", "export", "delete", "start") and \
-                (refusal := _may_manage(caller, self.config.access, job, action, self.fmt)) is not None:
+                (refusal := may_manage(caller, self.config.access, job, action, self.fmt)) is not None:
             return Reply(refusal, ok=False)
         by, fmt = caller.user_id, self.fmt
         match action:
@@ -163,8 +166,9 @@ class Handlers:
                 return Reply(f"Stopping job {fmt.code(job.id)}…" if job.state is JobState.STOPPING
                              else f"Job {fmt.code(job.id)} is {job.state}.", job_id=job.id)
             case "start":
-                job = await self.sup.restart(job.id, by=by)
-                return Reply(f"Job {fmt.code(job.id)} is {job.state} again.", job_id=job.id)
+                again = "" if job.state is JobState.CREATED else " again"
+                job = await self.sup.start(job.id, by=by)
+                return Reply(f"Job {fmt.code(job.id)} is {job.state}{again}.", job_id=job.id)
             case "export":
                 job = await self.sup.export(job.id, by=by)
                 return Reply(f"Exporting job {fmt.code(job.id)} to {fmt.code(job.export_dir)}…", job_id=job.id)

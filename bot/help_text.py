@@ -36,20 +36,21 @@ VLM_KEYS: dict[str, str] = {
 
 TOPICS: dict[str, Topic] = {
     "llm": Topic(
-        "llm gpu=<ids> out=<dir> [profile=fast|exact] [--dry-run]",
+        "llm gpu=<ids> out=<dir> [profile=fast|exact] [--dry-run] [--hold]",
         "Fine-tunes a model with the team's fixed LLM recipe (by default `Qwen/Qwen2.5-7B-Instruct`, LoRA, "
         "alpaca-gpt4 zh+en and self-cognition, 1 epoch). You choose only the GPUs and the output folder; "
         "everything else is fixed. `profile=` is `fast` (default) or `exact`. "
-        "`--dry-run` shows the exact `swift sft` command without starting anything.",
+        "`--dry-run` shows the exact `swift sft` command without starting anything; `--hold` records the "
+        "job without starting it (`start <id>` does).",
         ("llm gpu=0 out={out}", "llm gpu=0,1 out={out} --dry-run"),
     ),
     "vlm": Topic(
-        "vlm gpu=<ids> out=<dir> [key=value ...] [--dry-run]",
+        "vlm gpu=<ids> out=<dir> [key=value ...] [--dry-run] [--hold]",
         "Fine-tunes a vision-language model with the VLM recipe; these keys may be changed:\n"
         + "\n".join(f"  • `{key}`: {what}" for key, what in VLM_KEYS.items()),
         ("vlm gpu=0 out={out}", "vlm gpu=0,1 out={out} epochs=2 lr=1e-4 max_length=4096"),
     ),
-    "start": Topic("start <id>", "Starts a queued job, or runs an ended one again.", ("start k3x9q",)),
+    "start": Topic("start <id>", "Starts a job created with `--hold`, or runs an ended one again.", ("start k3x9q",)),
     "stop": Topic("stop <id>", "Stops a job cleanly (swift saves what it has first).", ("stop k3x9q",)),
     "export": Topic(
         "export <id>", "Merges the LoRA of the job's last checkpoint into the model, in the background.",
@@ -70,7 +71,7 @@ TOPICS: dict[str, Topic] = {
     "delete": Topic("delete <id>", "Forgets an ended job (its output folder is kept).", ("delete k3x9q",)),
     "list": Topic(
         "list [llm|vlm|all] [state=<state>]",
-        "Lists jobs. `state=` is one of queued, starting, running, stopping, succeeded, failed, stopped, "
+        "Lists jobs. `state=` is one of created, queued, starting, running, stopping, succeeded, failed, stopped, "
         "or `active` (not ended yet).",
         ("list", "list vlm", "list state=active"),
     ),

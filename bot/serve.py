@@ -1,12 +1,17 @@
-"""`trainbot serve`: the Slack bot, with the runner, the notifier and the card sync in one event loop.
+"""`trainbot serve`: the HTTP API and (with Slack tokens) the Slack bot, over one runtime in one event loop.
+
+The runtime (one store, one supervisor) is opened once; the Slack bot, its notifier and card sync, and the HTTP API
+(bot/api) attach to it. Without Slack tokens the API runs alone.
 
 Environment: SLACK_BOT_TOKEN (xoxb-..., always), SLACK_APP_TOKEN (xapp-...: Socket Mode, no public URL needed),
-else SLACK_SIGNING_SECRET for HTTP mode (Slack posts commands, buttons and events to `http://<host>:<port>/slack/events`).
+else SLACK_SIGNING_SECRET for HTTP mode (Slack posts commands, buttons and events to
+`http://<host>:<slack port>/slack/events`). TRAINBOT_API_TOKENS: the API's tokens (bot/api/auth.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -25,6 +30,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.api.auth import TOKENS_ENV, is_loopback, load_tokens
+from bot.api.context import ApiContext
+from bot.api.server import ApiServer
 from bot.cards import CardSync
 from bot.groups import GroupDirectory
 from bot.handlers import Handlers
@@ -33,7 +41,7 @@ from bot.notifier import Notifier
 from bot.pacing import Pacer
 from bot.retry import Outage, RetryPolicy
 from bot.slack_app import BotContext, build_app
-from runner.config import Config
+from runner.config import Config, ConfigError
 from runner.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,7 @@ class SlackBot:
     def __init__(self, config: Config, *, api_url: str | None = None, mode: Literal["socket", "http"] | None = None,
                  host: str = "0.0.0.0", port: int | None = None, bot_token: str | None = None,
                  app_token: str | None = None, signing_secret: str | None = None,
-                 policy: RetryPolicy | None = None, poll_s: float = 0.5) -> None:
+                 policy: RetryPolicy | None = None, poll_s: float = 0.5, runtime: Runtime | None = None) -> None:
         self.config = config
         self.bot_token = bot_token or os.environ.get("SLACK_BOT_TOKEN") or ""
         self.app_token = app_token or os.environ.get("SLACK_APP_TOKEN") or ""
@@ -69,10 +77,15 @@ class SlackBot:
         self.api_url = url if url.endswith("/") else url + "/"
         self.host, self.port = host, config.slack.http_port if port is None else port
         self.policy, self.poll_s = policy or RetryPolicy(), poll_s
-        self._runtime: Runtime | None = None
+        self._runtime: Runtime | None = runtime
+        self._own_runtime = runtime is None  # given one: it is the caller's to start and close
         self._ctx: BotContext | None = None
         self._http: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
+
+    def attach(self, runtime: Runtime) -> None:
+        """Use this started runtime (shared with the HTTP API) instead of opening one."""
+        self._runtime, self._own_runtime = runtime, False
 
     @property
     def runtime(self) -> Runtime:
@@ -99,9 +112,12 @@ class SlackBot:
                               retry_handlers=handlers if retries else [])
 
     async def start(self) -> None:
-        self._runtime = await Runtime.open(self.config)
+        if self._own_runtime:
+            self._runtime = await Runtime.open(self.config)
+        assert self._runtime is not None
         try:
-            await self._runtime.start()
+            if self._own_runtime:
+                await self._runtime.start()
             store, pacer, outage = self._runtime.store, Pacer(), Outage(self.policy)
             quiet = self._client(retries=False)
             cards = CardSync(store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s)
@@ -148,7 +164,7 @@ class SlackBot:
             await self._ctx.notifier.close()
             await self._ctx.http.close()
             self._ctx = None
-        if self._runtime is not None:
+        if self._runtime is not None and self._own_runtime:
             await self._runtime.close()
             self._runtime = None
 
@@ -165,25 +181,55 @@ class RedactTokens(logging.Filter):
         return True
 
 
-async def serve(bot: SlackBot) -> int:
+SLACK_VARS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+
+
+async def serve(config: Config, bot: SlackBot | None, tokens: dict[str, str], host: str, port: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with bot:
-        where = f" on {bot.url}" if bot.mode == "http" else ""
-        print(f"trainbot: serving Slack in {bot.mode} mode{where}, Web API {bot.api_url}", file=sys.stderr,
-              flush=True)
-        await stop.wait()
+    runtime = await Runtime.open(config)
+    try:
+        api = ApiServer(ApiContext(runtime, Handlers(runtime), config, tokens), host, port)
+        api.bind()  # a taken address ends it here, before any job is recovered or started
+        await runtime.start()
+        async with contextlib.AsyncExitStack() as stack:
+            # the API first: building it (FastAPI, pydantic schemas) blocks the loop for a while, and Slack's
+            # first commands must not wait for that
+            await stack.enter_async_context(api)
+            if bot is not None:
+                bot.attach(runtime)
+                await stack.enter_async_context(bot)
+                where = f" on {bot.url}" if bot.mode == "http" else ""
+                print(f"trainbot: serving Slack in {bot.mode} mode{where}, Web API {bot.api_url}", file=sys.stderr,
+                      flush=True)
+            print(f"trainbot: HTTP API on {api.url} (docs: {api.url}/docs)", file=sys.stderr, flush=True)
+            await stop.wait()
+    finally:
+        await runtime.close()
     return 0
 
 
-def main(config: Config, *, api_url: str | None = None, port: int | None = None) -> int:
+def main(config: Config, *, api_url: str | None = None, slack_port: int | None = None, host: str | None = None,
+         port: int | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTokens())
+    host = host or config.http.host
+    port = config.http.port if port is None else port
     try:
-        bot = SlackBot(config, api_url=api_url, port=port)
-    except SetupError as exc:
+        tokens = load_tokens(config.http)
+        bot = SlackBot(config, api_url=api_url, port=slack_port) if any(map(os.environ.get, SLACK_VARS)) else None
+    except (SetupError, ConfigError) as exc:
         print(f"trainbot serve: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(bot))
+    if not tokens and not is_loopback(host):
+        print(f"trainbot serve: binding {host} without API tokens would let anyone who can reach it start and stop "
+              f"jobs: set {TOKENS_ENV} (`token=USER_ID,...`) or `[http] tokens_file`, or bind 127.0.0.1",
+              file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(config, bot, tokens, host, port))
+    except OSError as exc:  # an address in use or not ours: say which, not a traceback
+        print(f"trainbot serve: {exc.strerror or exc}", file=sys.stderr)
+        return 2

@@ -15,8 +15,8 @@ from runner.gpus import Gpu, GpuSnapshot
 from storage.models import Event, Job, JobState, Notice
 
 STATE_ICONS = {
-    JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃", JobState.STOPPING: "✋",
-    JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
+    JobState.CREATED: "🆕", JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃",
+    JobState.STOPPING: "✋", JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
 }
 
 
@@ -38,7 +38,8 @@ def progress_line(job: Job, fmt: Format = PLAIN) -> str:
     """`[██████░░░░] 30% step 15/50 · loss 6.87 · ETA 4s` (what a card and the console show)."""
     p = job.progress
     if p.step is None:
-        return {JobState.QUEUED: f"waiting: {fmt.text(job.queue_reason or 'in line')}",
+        return {JobState.CREATED: f"not started: {fmt.code('start ' + job.id)} starts it",
+                JobState.QUEUED: f"waiting: {fmt.text(job.queue_reason or 'in line')}",
                 JobState.RUNNING: "loading the model and data…"}.get(job.state, "")
     parts = [f"[{progress_bar(p.percent)}] {p.percent or 0:.0f}% step {p.step}/{p.max_steps or '?'}"]
     if p.loss is not None:
@@ -145,6 +146,8 @@ def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
     match notice.topic:
         case "job_created":
             return f"🆕 job {jid} created: {fmt.code(d.get('command', ''))}"
+        case "job_submitted":
+            return f"▶️ job {jid} started by {who(d.get('by'), fmt)}"
         case "job_queued":
             return f"⏳ job {jid} is waiting (#{d.get('position')} in line): {fmt.text(d.get('reason'))}"
         case "job_started":

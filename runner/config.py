@@ -27,6 +27,13 @@ Example `trainbot.toml`:
     users = []
     admins = []
 
+    [http]                          # the HTTP API beside the Slack bot (`trainbot serve`)
+    host = "127.0.0.1"
+    port = 8000
+    tokens_file = "api-tokens"      # lines `TOKEN USER_ID`; or TRAINBOT_API_TOKENS="tok1=U123,tok2=U456"
+    allow_anonymous_loopback = true # requests without a token from 127.0.0.1 act as `http:anonymous`
+    notify_channel = "C0123"        # jobs created over HTTP get a card there
+
 Every table and default is in runner/config_schema.py. A key a table does not know, a value of the wrong type or a
 choice not on the list is refused at start (ConfigError naming the file and the key); `trainbot config check`
 prints the effective configuration. Relative paths are taken from base_dir (the current directory unless the

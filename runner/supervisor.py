@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,27 +123,51 @@ class Supervisor:
         warnings = list(plan.warnings)
         holders = leases.held(await self.store.active())
         busy = [f"GPU {g} is held by job `{holders[g]}`" for g in req.gpus if g in holders]
-        foreign = self._foreign_busy(await self.store.active())
+        foreign = self.foreign_busy(await self.store.active())
         busy += [f"GPU {g} is busy with a process trainbot did not start" for g in req.gpus
                  if g in foreign and g not in holders]
         if busy:
             warnings.append("; ".join(busy) + ": the job would wait in the queue")
         return warnings
 
-    async def submit(self, req: JobRequest) -> Job:
+    async def submit(self, req: JobRequest, *, hold: bool = False, idempotency_key: str | None = None) -> Job:
+        """Record a job and queue it (`hold`: record only, `created` until `start`). A job already made under
+        `idempotency_key` is returned as it is, nothing new recorded."""
+        if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
+            return first
         if (missing := self.probe.describe_missing(req.gpus)) is not None:
             raise UserError(missing)
         plan = self.plan(req)
-        draft = Job(id="", kind=req.kind, state=JobState.QUEUED, output_dir=str(req.output_dir), gpus=req.gpus,
-                    argv=plan.argv, env=plan.env, recipe=str(req.kind), overrides=dict(req.overrides),
-                    backend=self.backend.name, user_id=req.user_id, channel_id=req.channel_id)
-        job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
-                                      notice=Notice("", "job_created", {"command": plan.display,
-                                                                        "profile": req.profile,
-                                                                        "profile_notes": list(plan.notes)}))
+        draft = Job(id="", kind=req.kind, state=JobState.CREATED if hold else JobState.QUEUED,
+                    output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
+                    recipe=str(req.kind), overrides=dict(req.overrides), backend=self.backend.name,
+                    user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key)
+        try:
+            job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
+                                          notice=Notice("", "job_created", {"command": plan.display,
+                                                                            "profile": req.profile,
+                                                                            "profile_notes": list(plan.notes)}))
+        except sqlite3.IntegrityError:  # the same key's first request won the race: that is the job
+            if idempotency_key is None or (first := await self.store.by_idempotency_key(idempotency_key)) is None:
+                raise
+            return first
         job = await self.store.update(job.id, log_path=str(self.log_path(job, "train")))
-        await self.tick()
+        if not hold:
+            await self.tick()
         return await self.store.require(job.id)
+
+    async def start(self, job_id: str, *, by: str | None) -> Job:
+        """`start <id>`: a created job joins the queue; an ended one goes back in line (`restart`)."""
+        async with self._lock:
+            job = await self.store.require(job_id)
+            if job.state is JobState.CREATED:
+                await self.store.update(job_id, state=JobState.QUEUED, expect=[JobState.CREATED],
+                                        event=f"started by {by or 'console'}", event_kind="submitted",
+                                        notice=Notice(job_id, "job_submitted", {"by": by}))
+        if job.state is not JobState.CREATED:
+            return await self.restart(job_id, by=by)
+        await self.tick()
+        return await self.store.require(job_id)
 
     async def restart(self, job_id: str, *, by: str | None) -> Job:
         """`start <id>`: an ended job goes back in line, resuming from its last checkpoint if it has one."""
@@ -185,11 +210,15 @@ class Supervisor:
                 return job
             if job.state is JobState.STOPPING:
                 return job
+            if job.state is JobState.CREATED:
+                raise UserError(f"job `{job_id}` was never started; nothing to stop (delete it, or start it)")
             raise UserError(f"job `{job_id}` has already ended ({job.state}); nothing to stop")
 
     async def export(self, job_id: str, *, by: str | None) -> Job:
         async with self._lock:
             job = await self.store.require(job_id)
+            if job.state is JobState.CREATED:
+                raise UserError(f"job `{job_id}` was never started: start it, and export it once it has ended")
             if not job.state.is_terminal:
                 raise UserError(f"job `{job_id}` is {job.state}: export it once it has ended (or stop it first)")
             if job.export_state is ExportState.EXPORTING:
@@ -279,7 +308,7 @@ class Supervisor:
                 if job.backend_job_id is None:
                     await self._launch(job)
             return
-        decisions = leases.plan_starts(queue, leases.held(active), self._foreign_busy(active))
+        decisions = leases.plan_starts(queue, leases.held(active), self.foreign_busy(active))
         for d in decisions:
             if d.start:
                 await self._launch(d.job)
@@ -427,7 +456,7 @@ class Supervisor:
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
-    def _foreign_busy(self, active: list[Job]) -> set[str]:
+    def foreign_busy(self, active: list[Job]) -> set[str]:
         """GPUs with processes that are not ours (ours: every process of our jobs, found from their pids)."""
         refs = [self._ref(j, "train") for j in active if j.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})

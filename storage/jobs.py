@@ -70,12 +70,13 @@ def _to_row(job: Job) -> dict[str, Any]:
     return row
 
 
-def _from_row(row: aiosqlite.Row) -> Job:
-    data = dict(row)
+def _from_row(row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
+    """`keys`: the columns' names, when many rows of one query are read (a list page)."""
+    data = dict(zip(keys or row.keys(), row, strict=True))  # dict(row) looks each column up by name: O(n²)
     progress = Progress(**{name: data[name] for name in _PROGRESS_FIELDS})
     values: dict[str, Any] = {name: data[name] for name in _JOB_FIELDS}
     for name in _JSON_COLUMNS:
-        values[name] = json.loads(values[name])
+        values[name] = {} if values[name] == "{}" else json.loads(values[name])  # most jobs: no env, no overrides
     for name in _LIST_COLUMNS:
         values[name] = tuple(json.loads(values[name]))
     values["kind"] = Kind(values["kind"])
@@ -142,6 +143,11 @@ class JobStore:
             raise JobNotFound(job_id)
         return job
 
+    async def by_idempotency_key(self, key: str) -> Job | None:
+        async with self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
     async def update(
         self,
         job_id: str,
@@ -184,7 +190,8 @@ class JobStore:
             if progress is not None:
                 new = new.replace(progress=progress)
             row_new = _to_row(new)
-            diff = {k: v for k, v in row_new.items() if dict(row)[k] != v and k != "id"}
+            old = dict(zip(row.keys(), row, strict=True))
+            diff = {k: v for k, v in row_new.items() if old[k] != v and k != "id"}
             if "queue_seq" in changes:
                 diff["queue_seq"] = changes["queue_seq"]
             if diff:
@@ -214,10 +221,16 @@ class JobStore:
                 await self._notice(db, notice, time.time())
 
     async def list_jobs(
-        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None
+        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
+        before: str | None = None,
     ) -> list[Job]:
-        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
-        where, params = [], []
+        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all.
+        `before`: a job id; only jobs listed after it (the next page)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if before is not None:
+            where.append("(created_at, queue_seq) < (SELECT created_at, queue_seq FROM jobs WHERE id = ?)")
+            params.append(before)
         if kind is not None:
             where.append("kind = ?")
             params.append(str(kind))
@@ -229,7 +242,9 @@ class JobStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         async with self._db.execute(sql, params) as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
+            rows = list(await cur.fetchall())
+        keys = rows[0].keys() if rows else []
+        return [_from_row(r, keys) for r in rows]
 
     async def list_llm_jobs(self) -> list[Job]:
         return await self.list_jobs(kind=Kind.LLM)
@@ -274,6 +289,17 @@ class JobStore:
         async with self._db.execute(
             "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,)
         ) as cur:
+            rows = await cur.fetchall()
+        return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
+
+    async def events_after(self, after: int, *, job_id: str | None = None, limit: int = 500) -> list[Event]:
+        """Events with an id above `after`, oldest first (of one job, or of every job): what a stream sends next."""
+        sql = "SELECT id, job_id, kind, message, data, at FROM events WHERE id > ?"
+        params: list[Any] = [after]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        async with self._db.execute(sql + " ORDER BY id LIMIT ?", [*params, limit]) as cur:
             rows = await cur.fetchall()
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
 

@@ -84,4 +84,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_exporting ON jobs (export_state) WHERE export_state = 'exporting';
     """,
+    # 3: a client's Idempotency-Key for its create request (HTTP API): a retried POST finds the job it made;
+    # lists page newest first by (created_at, queue_seq): indexes in that order, so a page reads only its rows
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_newest ON jobs (created_at, queue_seq);
+    CREATE INDEX jobs_kind_newest ON jobs (kind, created_at, queue_seq);
+    """,
 ]

@@ -14,6 +14,7 @@ class Kind(enum.StrEnum):
 
 
 class JobState(enum.StrEnum):
+    CREATED = "created"  # recorded, not yet asked to start (the seed's create-then-start; `/train ... --hold`)
     QUEUED = "queued"
     STARTING = "starting"
     RUNNING = "running"
@@ -28,8 +29,8 @@ class JobState(enum.StrEnum):
 
     @property
     def is_active(self) -> bool:
-        """Holds (or waits for) GPUs: not yet ended."""
-        return not self.is_terminal
+        """Holds (or waits for) GPUs: started and not yet ended."""
+        return not self.is_terminal and self is not JobState.CREATED
 
 
 class ExportState(enum.StrEnum):
@@ -42,7 +43,9 @@ class ExportState(enum.StrEnum):
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED})
 
 # The one state machine (design.md). A restart (`start <id>`) sends an ended job back to the queue.
+# A created job is only a record until started (`start <id>`); deleting it is a delete, not a state.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.CREATED: frozenset({JobState.QUEUED}),
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED, JobState.FAILED}),
     # starting -> queued: a bot that died between lease and launch puts the job back in line on restart
     JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED,
@@ -138,6 +141,7 @@ class Job:
     channel_id: str | None = None
     card_ts: str | None = None
     queue_reason: str | None = None
+    idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float | None = None

@@ -32,7 +32,7 @@ async def test_serve_in_http_mode(tmp_path: Path) -> None:
     lines: list[str] = []
     async with standin() as slack:
         proc = await serve(tmp_path, {"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SECRET},
-                           "--slack-api-url", slack.api_url.rstrip("/"), "--port", str(port))
+                           "--slack-api-url", slack.api_url.rstrip("/"), "--slack-port", str(port), "--port", "0")
         assert proc.stderr is not None
 
         async def drain() -> None:
@@ -59,7 +59,7 @@ async def test_serve_in_http_mode(tmp_path: Path) -> None:
 
 async def test_serve_says_what_is_missing(tmp_path: Path) -> None:
     fake_config(tmp_path)
-    proc = await serve(tmp_path, {})
+    proc = await serve(tmp_path, {"SLACK_APP_TOKEN": APP})
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2 and b"set SLACK_BOT_TOKEN" in err
     proc = await serve(tmp_path, {"SLACK_BOT_TOKEN": BOT})
@@ -70,7 +70,7 @@ async def test_serve_says_what_is_missing(tmp_path: Path) -> None:
 async def test_serve_in_socket_mode(tmp_path: Path) -> None:
     async with standin() as slack:
         fake_config(tmp_path, slack_api_url=slack.api_url)  # the Web API URL from the config this time
-        proc = await serve(tmp_path, {"SLACK_BOT_TOKEN": BOT, "SLACK_APP_TOKEN": APP})
+        proc = await serve(tmp_path, {"SLACK_BOT_TOKEN": BOT, "SLACK_APP_TOKEN": APP}, "--port", "0")
         try:
             await slack.wait_for_socket(30)
             await slack.wait_for_ack(await slack.push_slash_command("help"))

@@ -18,3 +18,15 @@ async def wait_until(predicate: Callable[[], Awaitable[Any]], within: float, wha
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+def wait_until_sync(predicate: Callable[[], Any], within: float, what: str, every: float = 0.1) -> Any:
+    """`wait_until` for plain (threaded, requests-based) tests."""
+    deadline = time.monotonic() + within
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
+        time.sleep(every)

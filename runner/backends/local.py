@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from runner import launcher, swift_entry
-from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
+from runner.backends import Launched, LaunchError, ProcessRef, RunStatus, without_secrets
 from runner.command import SwiftCommand
 from runner.gpus import descendants
 
@@ -64,7 +64,7 @@ class LocalBackend:
         self._exits_dir.mkdir(parents=True, exist_ok=True)
         exit_file = self.exit_file(ref)
         exit_file.unlink(missing_ok=True)
-        env = os.environ | command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"}
+        env = without_secrets(os.environ) | command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"}
         with log:
             log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
                       f"{command.display()}\n".encode())

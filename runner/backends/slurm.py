@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner import slurm_cli
-from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
+from runner.backends import Launched, LaunchError, ProcessRef, RunStatus, without_secrets
 from runner.backends.local import TRAINER_SCRIPTS
 from runner.backends.slurm_states import describe_pending, ended_status, render_gpu_nodes
 from runner.command import SwiftCommand
@@ -24,14 +24,10 @@ from runner.slurm_cli import SlurmError, SlurmJob
 
 log = logging.getLogger(__name__)
 
-# Never handed to a job: the bot's own credentials (Slack tokens, signing secret).
-SECRET_PREFIXES = ("SLACK_",)
-
-
 def job_environment(base: Mapping[str, str]) -> dict[str, str]:
     """The environment sbatch runs in, which the job inherits (`--export=ALL`): the bot's, less its secrets.
     CUDA_VISIBLE_DEVICES goes too: Slurm sets it from the GPUs it picks."""
-    return {k: v for k, v in base.items() if not k.startswith(SECRET_PREFIXES) and k != "CUDA_VISIBLE_DEVICES"}
+    return {k: v for k, v in without_secrets(base).items() if k != "CUDA_VISIBLE_DEVICES"}
 
 
 def gpu_count(gpus: Sequence[str]) -> int:

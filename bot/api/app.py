@@ -1,0 +1,20 @@
+"""The FastAPI app: builds and mounts the routers, nothing else (`bot/api/server.py` serves it)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bot.api import errors, gpus, jobs, streams
+from bot.api.context import ApiContext
+
+
+def build_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(title="trainbot", summary="The Swift Trainer API: ms-swift fine-tuning jobs (also on Slack)",
+                  version="1")
+    app.state.ctx = ctx
+    app.include_router(jobs.router)
+    app.include_router(streams.router)
+    app.include_router(gpus.router)
+    errors.install(app)
+    app.add_middleware(errors.BodyLimit, limit=ctx.config.http.max_body_bytes)
+    return app

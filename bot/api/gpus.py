@@ -1,0 +1,33 @@
+"""`/gpus` and `/healthz`: what the GPU probe sees, and whether the service is up."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from bot.api.auth import CurrentUser
+from bot.api.context import ApiContext, get_context
+from bot.api.schemas import GpuList, Health, gpu_out
+from runner import leases
+
+Ctx = Annotated[ApiContext, Depends(get_context)]
+
+router = APIRouter(tags=["gpus"])
+
+
+@router.get("/gpus")
+async def list_gpus(ctx: Ctx, user: CurrentUser) -> GpuList:
+    """The GPUs (and the CPU pseudo-device), the job holding each, and whether something else runs on it."""
+    active = await ctx.runtime.store.active()
+    holders = leases.held(active)
+    foreign = ctx.runtime.supervisor.foreign_busy(active)
+    snapshot = ctx.runtime.probe.snapshot()
+    return GpuList(gpus=[gpu_out(g, holders.get(g.index), g.index in foreign) for g in snapshot.devices()],
+                   source=snapshot.source)
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz(ctx: Ctx) -> Health:
+    """Up, with the store answering (no token needed)."""
+    return Health(ok=True, jobs_active=len(await ctx.runtime.store.active()))

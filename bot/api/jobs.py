@@ -1,0 +1,159 @@
+"""`/training/...`: the seed's job endpoints. Each route is an adapter: rules live in the handlers and the runner."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from pydantic import BaseModel
+
+from bot.api.auth import CurrentUser, Principal
+from bot.api.context import ApiContext, get_context
+from bot.api.create import InvalidRequest, example_body, to_command
+from bot.api.schemas import (
+    Deleted,
+    ErrorBody,
+    JobDetail,
+    JobList,
+    JobOut,
+    JobStatus,
+    LLMJobCreate,
+    VLMJobCreate,
+    job_detail,
+    job_out,
+    job_status,
+)
+from bot.handlers import may_manage, may_start
+from bot.mrkdwn import PLAIN
+from runner.supervisor import JobRequest, UserError
+from storage.models import Job, JobState, Kind
+
+Ctx = Annotated[ApiContext, Depends(get_context)]
+JobId = Annotated[str, Path(max_length=100, description="the 5-character job id, e.g. k3x9q")]
+MAX_PAGE = 500
+ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
+
+router = APIRouter(prefix="/training", tags=["jobs"], responses=ERRORS)
+
+
+async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Principal, key: str | None,
+                  response: Response) -> JobOut:
+    command = to_command(kind, body, ctx.config)
+    if (refusal := may_start(user.caller(), ctx.config.access)) is not None:
+        raise HTTPException(403, refusal)
+    stored_key = f"{user.user_id}\x00{key}" if key else None  # one client's key never finds another's job
+    sup = ctx.runtime.supervisor
+    first = await ctx.runtime.store.by_idempotency_key(stored_key) if stored_key else None
+    if first is not None:
+        response.status_code = 200
+        return job_out(first)
+    req = JobRequest(kind, command.gpus, command.output_dir, command.overrides, user.user_id,
+                     ctx.config.http.notify_channel, command.profile)
+    try:
+        job = await sup.submit(req, hold=not body.start, idempotency_key=stored_key)
+    except UserError as exc:  # a GPU this machine does not have: bad input, not a state conflict
+        raise InvalidRequest(str(exc), example_body(kind, None, ctx.config)) from exc
+    response.status_code = 201
+    return job_out(job)
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post("/llm/jobs", status_code=201, response_model=JobOut)
+async def create_llm_job(body: LLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
+                         idempotency_key: IdempotencyKey = None) -> JobOut:
+    """Create an LLM job on the fixed recipe (created, not started, unless `start` is true)."""
+    return await _create(Kind.LLM, body, ctx, user, idempotency_key, response)
+
+
+@router.post("/jobs", status_code=201, response_model=JobOut)
+async def create_vlm_job(body: VLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
+                         idempotency_key: IdempotencyKey = None) -> JobOut:
+    """Create a VLM job with the overrides the VLM recipe allows."""
+    return await _create(Kind.VLM, body, ctx, user, idempotency_key, response)
+
+
+def _json(model: BaseModel) -> Response:
+    """Serialised once, by the model that built it (FastAPI would validate a returned model again: a list of
+    500 jobs is the hot path of scripts that poll)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+async def _list(ctx: ApiContext, kind: Kind | None, status: JobState | None, limit: int,
+                cursor: str | None) -> Response:
+    jobs = await ctx.runtime.store.list_jobs(kind=kind, states=[status] if status else None, limit=limit + 1,
+                                             before=cursor)
+    more = len(jobs) > limit
+    return _json(JobList(jobs=[job_out(j) for j in jobs[:limit]], next_cursor=jobs[limit - 1].id if more else None))
+
+
+Status = Annotated[JobState | None, Query(description="only jobs in this state")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Cursor = Annotated[str | None, Query(pattern="^[a-z0-9]{1,12}$", description="`next_cursor` of the page before")]
+
+
+@router.get("/llm/jobs", response_model=JobList)
+async def list_llm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
+                        cursor: Cursor = None) -> Response:
+    return await _list(ctx, Kind.LLM, status, limit, cursor)
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_vlm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
+                        cursor: Cursor = None) -> Response:
+    return await _list(ctx, Kind.VLM, status, limit, cursor)
+
+
+@router.get("/all/jobs", response_model=JobList)
+async def list_all_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
+                        cursor: Cursor = None) -> Response:
+    return await _list(ctx, None, status, limit, cursor)
+
+
+async def _managed(ctx: ApiContext, job_id: str, user: Principal, action: str) -> Job:
+    job = await ctx.runtime.store.require(job_id)
+    if (refusal := may_manage(user.caller(), ctx.config.access, job, action, PLAIN)) is not None:
+        raise HTTPException(403, refusal)
+    return job
+
+
+@router.post("/jobs/{job_id}/start")
+async def start_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
+    """Start a created job, or run a stopped or failed one again (from its last checkpoint)."""
+    await _managed(ctx, job_id, user, "start")
+    return job_out(await ctx.runtime.supervisor.start(job_id, by=user.user_id))
+
+
+@router.post("/jobs/{job_id}/stop")
+async def stop_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
+    await _managed(ctx, job_id, user, "stop")
+    return job_out(await ctx.runtime.supervisor.stop(job_id, by=user.user_id))
+
+
+@router.post("/jobs/{job_id}/export")
+async def export_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
+    """Merge the LoRA of the job's last checkpoint into the model, in the background (`export_status`)."""
+    await _managed(ctx, job_id, user, "export")
+    return job_out(await ctx.runtime.supervisor.export(job_id, by=user.user_id))
+
+
+@router.delete("/jobs/{job_id}")
+async def delete_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Deleted:
+    """Forget a job that is not running (its output folder is kept)."""
+    await _managed(ctx, job_id, user, "delete")
+    await ctx.runtime.supervisor.delete(job_id, by=user.user_id)
+    return Deleted(job_id=job_id)
+
+
+@router.get("/jobs/{job_id}/status", response_model=JobStatus)
+async def get_job_status(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Response:
+    """The seed's status: `status`, `progress` in percent, and step, loss, ETA, GPUs, export state."""
+    return _json(job_status(await ctx.runtime.store.require(job_id)))
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobDetail:
+    """Every detail of a job: the command line, progress, errors and its events."""
+    job = await ctx.runtime.store.require(job_id)
+    return job_detail(job, await ctx.runtime.store.events(job_id))
