@@ -6,6 +6,11 @@ Example `trainbot.toml`:
     data_dir = ".trainbot"          # the SQLite file lives here
     output_root = "output"          # every job's `out=` must lie inside this folder
     log_dir = "logs"                # logs/<kind>_training_<id>.log (the seed's naming)
+    model_roots = ["/models"]       # a user's `model=` path must lie in one of these (default: none, hub ids only)
+    data_roots = ["/data"]          # the same for `dataset=`
+
+    [runner]
+    scrub_env = ["MY_TOKEN"]        # kept out of every job, like the bot's own secrets (runner/child_env.py)
 
     [swift]
     bin = "swift"                   # or /opt/swift-venv/bin/swift
@@ -82,6 +87,9 @@ class Config:
     data_dir: Path
     output_root: Path
     log_dir: Path
+    model_roots: tuple[Path, ...] = ()  # folders a user's `model=` path may lie in (none: hub ids only)
+    data_roots: tuple[Path, ...] = ()  # the same for `dataset=`
+    scrub_env: tuple[str, ...] = ()  # more env vars kept from every child (runner/child_env.py), e.g. own tokens
     swift_bin: str = "swift"
     swift_version: str | None = None
     offline: bool = False
@@ -132,6 +140,9 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         data_dir=under_base("data_dir", ".trainbot"),
         output_root=under_base("output_root", "output"),
         log_dir=under_base("log_dir", "logs"),
+        model_roots=_roots(base, paths, "model_roots"),
+        data_roots=_roots(base, paths, "data_roots"),
+        scrub_env=_names(runner, "scrub_env"),
         swift_bin=str(swift.get("bin", "swift")),
         swift_version=swift.get("version"),
         offline=bool(swift.get("offline", False)),
@@ -155,6 +166,21 @@ def _table(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"[{name}] must be a table")
     return value
+
+
+def _roots(base: Path, paths: Mapping[str, Any], key: str) -> tuple[Path, ...]:
+    value = paths.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"[paths] {key} must be a list of folders, e.g. {key} = [\"/models\"]")
+    return tuple((base / Path(v).expanduser()).resolve() for v in value)
+
+
+def _names(table: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"[runner] {key} must be a list of environment variable names, e.g. "
+                          f"{key} = [\"MY_TOKEN\"]")
+    return tuple(value)
 
 
 def _recipe_config(table: Mapping[str, Any]) -> RecipeConfig:

@@ -5,7 +5,8 @@ writes what ms-swift 4.6 writes (see tests/fixtures/swift46/sft_ok.logging.jsonl
 args.json, a logging.jsonl line per logged step, eval lines, `checkpoint-N/` folders (trainer_state.json last),
 then the train_runtime line and the summary line naming the last checkpoint. Each step takes FAKE_SWIFT_STEP_S
 seconds (default 0.2). SIGINT ends it like swift's trainer: KeyboardInterrupt, the summary line, exit 254.
-`fake_swift.py export --adapters C --output_dir D ...` makes D and exits 0. Other flags are accepted and ignored.
+`fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0)
+and exits 0. Other flags are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def sft(f: dict[str, list[str]]) -> int:
 
 def export(f: dict[str, list[str]]) -> int:
     out = Path(one(f, "output_dir", "exported"))
+    time.sleep(float(os.environ.get("FAKE_SWIFT_EXPORT_S", "0")))  # an export of a large model takes a while
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text("{}")
     print(f"[INFO:swift] Successfully merged LoRA and saved in {out}.", file=sys.stderr, flush=True)
