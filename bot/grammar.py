@@ -1,6 +1,7 @@
 """The `/train` language: text in, a typed command or a Rejection (what was wrong, what would work) out.
 
-Pure and independent of Slack: no I/O but path arithmetic. A rejection's `example` is a whole command (the
+Independent of Slack: no I/O but path arithmetic, and bot/sources.py resolving `model=`/`dataset=`
+paths. A rejection's `example` is a whole command (the
 text after `/train`) that parses: the user's own command with the fault fixed where that works, else a stock
 one.
 """
@@ -12,11 +13,13 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias, get_args
 
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
+from bot.sources import Refused, check_source
 from storage.models import JobState, Kind
 
 __all__ = ["COMMANDS", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs", "Rejection",
@@ -112,6 +115,8 @@ class _Ctx:
     output_root: Path
     base_dir: Path
     out_example: str  # a valid `out=` folder, unquoted
+    model_roots: tuple[Path, ...] = ()
+    data_roots: tuple[Path, ...] = ()
 
     @property
     def good_out(self) -> str:
@@ -153,10 +158,13 @@ def out_example(output_root: Path, base_dir: Path) -> str:
     return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)
 
 
-def parse(text: str, *, output_root: Path, base_dir: Path) -> Command | Rejection:
-    """The command in `text` (what follows `/train`); `out=` is taken relative to base_dir."""
+def parse(text: str, *, output_root: Path, base_dir: Path, model_roots: Sequence[Path] = (),
+          data_roots: Sequence[Path] = ()) -> Command | Rejection:
+    """The command in `text` (what follows `/train`); `out=` is taken relative to base_dir. A `model=` or
+    `dataset=` path must lie in `model_roots` / `data_roots` (else only hub ids will do)."""
     base = _norm(base_dir)
-    ctx = _Ctx([], _norm(base / output_root), base, out_example(output_root, base_dir))
+    ctx = _Ctx([], _norm(base / output_root), base, out_example(output_root, base_dir), tuple(model_roots),
+               tuple(data_roots))
     try:
         return _parse(text, ctx)
     except _Reject as err:
@@ -301,7 +309,12 @@ def _check_value(key: str, value: str, shown: str, ctx: _Ctx, at: int) -> str:
             good = VLM_KEYS[key].split("`")[1]
             raise _Reject(f"`{shown}`: `{_show(item) or '(empty)'}` is not a {key} id or path (no spaces, "
                           f"quotes or leading `-`), e.g. `{good}`.", ctx.fixed(at, None))
-    return ",".join(items)
+    roots = ctx.model_roots if key == "model" else ctx.data_roots
+    checked = [check_source(key, item, roots=roots, base_dir=ctx.base_dir) for item in items]
+    for item, verdict in zip(items, checked, strict=True):
+        if isinstance(verdict, Refused):
+            raise _Reject(f"`{shown}`: `{_show(item)}` {verdict.why}.", ctx.fixed(at, None))
+    return ",".join(str(verdict) for verdict in checked)
 
 
 def _check_gpus(value: str, shown: str, ctx: _Ctx, at: int) -> str:

@@ -83,7 +83,8 @@ class Handlers:
 
     def parse(self, text: str) -> Command | Rejection:
         # Slack escapes &, < and > in command text
-        return parse(html.unescape(text), output_root=self.config.output_root, base_dir=self.config.base_dir)
+        return parse(html.unescape(text), output_root=self.config.output_root, base_dir=self.config.base_dir,
+                     model_roots=self.config.model_roots, data_roots=self.config.data_roots)
 
     async def handle(self, text: str, caller: Caller) -> Reply:
         command = self.parse(text)
