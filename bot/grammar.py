@@ -44,6 +44,8 @@ _JOB_ID = re.compile(f"[{ID_ALPHABET}]{{5,12}}")
 _FLOAT = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?")
 _PATH_ITEM = re.compile(r"[^\s\x00-\x1f\x7f,`'\"]+")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
+_SHELL = re.compile(r";|&&|\|\|?|`|\$\(")  # a shell's, not ours: commands never run through a shell
+NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux counts them
 # Slack and phone keyboards "improve" what people type (and Chinese IMEs type full-width signs): undo that.
 _TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"', "‘": "'", "’": "'", "‚": "'", "‛": "'",
                              "＝": "=", "，": ",", "\u200b": None, "\u200c": None, "\u200d": None,
@@ -195,6 +197,7 @@ def _parse(text: str, ctx: _Ctx) -> Command:
         raise _Reject("A quote is not closed: put a value with spaces between matching quotes, "
                       f'e.g. `out="{ctx.out_example} 2"`.') from None
     ctx.words[:] = words
+    _refuse_shell(words)
     name = words[0].lower() if words else "help"
     if name in COMMANDS and any(w.lower() in _HELP_WORDS for w in words[1:]):
         return Help(name)
@@ -216,6 +219,18 @@ def _parse(text: str, ctx: _Ctx) -> Command:
     close = difflib.get_close_matches(name[:40], (*COMMANDS, *SYNONYMS), n=1, cutoff=0.6)
     hint = f" Did you mean `{SYNONYMS.get(close[0], close[0])}`?" if close else ""
     raise _Reject(f"`{_show(words[0])}` is not a `/train` command.{hint} Commands: {_listing(COMMANDS)}.")
+
+
+def _refuse_shell(words: list[str]) -> None:
+    """`;`, `&&`, `|`, `$(` anywhere, and backticks in a `key=value` (around a job id they are Slack's code)."""
+    for at, word in enumerate(words):
+        found = _SHELL.search(word if "=" in word else word.replace("`", ""))
+        if found:
+            sign = "Backticks are" if found.group() == "`" else f"`{found.group()}` is"
+            before = word[: found.start()]
+            raise _Reject(f"{sign} not part of the `/train` language (`;`, `&&`, `|`, backticks and `$(` are "
+                          "a shell's, and nothing here runs in a shell): give one command with its settings only.",
+                          [*words[:at], *([before] if before else [])])
 
 
 def _help(ctx: _Ctx) -> Help:
@@ -338,10 +353,15 @@ def _check_gpus(value: str, shown: str, ctx: _Ctx, at: int) -> str:
 def _check_out(value: str, shown: str, ctx: _Ctx, at: int) -> str:
     # Text arithmetic only: resolving symlinks would read the disk, and the disk is the runner's business.
     target, root = _norm(ctx.base_dir / value), ctx.output_root
+    long = _long_names(target)
     problem = next((why for bad, why in (
         (not value, "is empty"),
         (bool(_CTRL.search(value)), "contains a control character (a newline, tab or NUL)"),
         (len(value) > MAX_OUT_LEN, f"is {len(value)} characters long; at most {MAX_OUT_LEN} will do"),
+        (bool(long), f"has a folder name of {long} bytes (letters such as `é` or `训` take 2 to 4); "
+                     f"at most {NAME_MAX} bytes will do"),
+        (_bytes(str(target)) >= PATH_MAX, f"makes a path of {_bytes(str(target))} bytes; "
+                                          f"at most {PATH_MAX - 1} will do"),
         (target == root, "is the output folder itself"),
         (not target.is_relative_to(root), f"would write to `{_show(str(target), 120)}`, outside the output "
                                           f"folder `{_show(str(root), 120)}`"),
@@ -350,6 +370,15 @@ def _check_out(value: str, shown: str, ctx: _Ctx, at: int) -> str:
         raise _Reject(f"`{shown}` {problem}. Give a folder inside the output folder, e.g. `{ctx.good_out}`.",
                       ctx.fixed(at, ctx.good_out))
     return str(target)
+
+
+def _long_names(path: Path) -> int:
+    """The byte length of the longest folder name in `path` over NAME_MAX, or 0."""
+    return max((n for n in map(_bytes, path.parts) if n > NAME_MAX), default=0)
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _job_command(action: JobAction, ctx: _Ctx) -> Command:

@@ -33,9 +33,12 @@ def check_source(key: str, value: str, *, roots: Sequence[Path], base_dir: Path)
     name = value[: samples.start()] if samples else value
     suffix = samples.group() if samples else ""
     hub = _HUB_DATASET if key == "dataset" else _HUB_MODEL
-    local = os.path.realpath(base_dir / os.path.expanduser(name))
-    if hub.fullmatch(name) and ".." not in name.split("/") and not os.path.lexists(base_dir / name):
-        return value
+    try:
+        local = os.path.realpath(base_dir / os.path.expanduser(name))
+        if hub.fullmatch(name) and ".." not in name.split("/") and not os.path.lexists(base_dir / name):
+            return value
+    except ValueError:  # a lone surrogate, which no file name can hold
+        return Refused(f"is not a hub id like `{HUB_EXAMPLES[key]}` nor a path: it holds a broken character")
     if any(Path(local).is_relative_to(root) for root in roots):
         return local + suffix
     config_key = f"[paths] {'model' if key == 'model' else 'data'}_roots"

@@ -278,6 +278,14 @@ REJECTED: list[tuple[str, tuple[str, ...]]] = [
     ("vlm gpu=0 out=output/x dataset=a,,b", ("`dataset=a,,b`", "(empty)")),
     ("vlm gpu=0 out=output/x dataset=--help", ("`--help`", "dataset")),
     ('vlm gpu=0 out=output/x model="a b"', ("`model=a b`", "no spaces")),
+    # shell signs are not part of the language
+    ("llm gpu=0 out=output/x; rm -rf /", ("`;` is not part of the `/train` language",)),
+    ("llm gpu=0 out=output/x && rm -rf /", ("`&&` is not part",)),
+    ("llm gpu=0 out=output/x | tee", ("`|` is not part",)),
+    ("llm gpu=0 out=output/`id`", ("Backticks are not part",)),
+    ("llm gpu=0 out=output/$(id)", ("`$(` is not part",)),
+    # folder names are limited in bytes, not characters
+    ("llm gpu=0 out=output/" + "é" * 200, ("400 bytes", "at most 255 bytes")),
     # a model or dataset is a hub id, or a path inside [paths] model_roots / data_roots
     ("vlm gpu=0 out=output/x dataset=/etc/passwd", ("`/etc/passwd`", "not a hub id", "`[paths] data_roots`")),
     ("vlm gpu=0 out=output/x model=/etc", ("`/etc`", "not a hub id", "`/models`")),
@@ -400,8 +408,8 @@ def test_rejection_text_offers_the_example() -> None:
 
 
 def test_hostile_text_is_shown_safely() -> None:
-    rejection = rejected("llm gpu=`a`\x07 out=output/x")
-    assert "`gpu='a'\\x07`" in rejection.message  # backticks can't end the code span, controls are escaped
+    rejection = rejected("llm `a`\x07 gpu=0 out=output/x")
+    assert "`'a'\\x07`" in rejection.message  # backticks can't end the code span, controls are escaped
     long = rejected("vlm gpu=0 out=output/x " + "k" * 3000 + "=1")
     assert len(long.message) < 1000
 
