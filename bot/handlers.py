@@ -28,7 +28,7 @@ from runner import leases
 from runner.config import AccessConfig
 from runner.failures import read_log_tail
 from runner.runtime import Runtime
-from runner.supervisor import JobRequest, UserError
+from runner.supervisor import JobRequest, OutputInUse, UserError
 from storage.jobs import JobNotFound, StaleState
 from storage.models import IllegalTransition, Job, JobState
 
@@ -92,6 +92,8 @@ class Handlers:
             return Reply(command.text(), ok=False)
         try:
             return await self.run(command, caller)
+        except OutputInUse as exc:
+            return Reply(texts.output_in_use(str(exc.output_dir), exc.job_id), ok=False)
         except (UserError, JobNotFound, StaleState, IllegalTransition) as exc:
             return Reply(str(exc), ok=False)
 

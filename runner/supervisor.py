@@ -38,6 +38,14 @@ class UserError(ValueError):
     """A request that cannot be done as asked; the message says why and what would work."""
 
 
+class OutputInUse(UserError):
+    """Another active job writes to the same output folder (or one inside the other)."""
+
+    def __init__(self, output_dir: Path, job_id: str) -> None:
+        super().__init__(f"job `{job_id}` already writes to {output_dir}")
+        self.output_dir, self.job_id = output_dir, job_id
+
+
 @dataclass(frozen=True)
 class JobRequest:
     kind: Kind
@@ -133,6 +141,13 @@ class Supervisor:
         if (missing := self.probe.describe_missing(req.gpus)) is not None:
             raise UserError(missing)
         plan = self.plan(req)
+        async with self._lock:  # no second job may take the folder between the check and the create
+            await self._check_output_free(Path(req.output_dir), None)
+            job = await self._create(req, plan)
+        await self.tick()
+        return await self.store.require(job.id)
+
+    async def _create(self, req: JobRequest, plan: Plan) -> Job:
         draft = Job(id="", kind=req.kind, state=JobState.QUEUED, output_dir=str(req.output_dir), gpus=req.gpus,
                     argv=plan.argv, env=plan.env, recipe=str(req.kind), overrides=dict(req.overrides),
                     backend=self.backend.name, user_id=req.user_id, channel_id=req.channel_id)
@@ -140,9 +155,15 @@ class Supervisor:
                                       notice=Notice("", "job_created", {"command": plan.display,
                                                                         "profile": req.profile,
                                                                         "profile_notes": list(plan.notes)}))
-        job = await self.store.update(job.id, log_path=str(self.log_path(job, "train")))
-        await self.tick()
-        return await self.store.require(job.id)
+        return await self.store.update(job.id, log_path=str(self.log_path(job, "train")))
+
+    async def _check_output_free(self, output_dir: Path, job_id: str | None) -> None:
+        """Two active jobs never share an output folder: their checkpoints and logging.jsonl would mix."""
+        for other in await self.store.active():
+            theirs = Path(other.output_dir)
+            if other.id != job_id and (theirs == output_dir or theirs.is_relative_to(output_dir)
+                                       or output_dir.is_relative_to(theirs)):
+                raise OutputInUse(theirs, other.id)
 
     async def restart(self, job_id: str, *, by: str | None) -> Job:
         """`start <id>`: an ended job goes back in line, resuming from its last checkpoint if it has one."""
@@ -152,6 +173,7 @@ class Supervisor:
                 raise UserError(f"job `{job_id}` already succeeded; start a new job with `/train {job.kind} ...`")
             if not job.state.is_terminal:
                 raise UserError(f"job `{job_id}` is {job.state}: only a stopped or failed job can be started again")
+            await self._check_output_free(Path(job.output_dir), job.id)
             resume = job.progress.last_checkpoint
             req = JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides)
             plan = self.plan(req, resume_from=resume)
