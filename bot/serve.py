@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 SLACK_API_URL = "https://slack.com/api/"
 HTTP_TIMEOUT_S = 15
+SLACK_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
 
 
 class SetupError(ValueError):
@@ -180,8 +181,12 @@ async def serve(bot: SlackBot) -> int:
 def main(config: Config, *, api_url: str | None = None, port: int | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTokens())
+    # Read once and taken out of the environment: Bolt would read SLACK_BOT_TOKEN again (and log that it goes
+    # unused beside our client), and nothing started later can inherit them.
+    bot_token, app_token, secret = (os.environ.pop(name, None) for name in SLACK_SECRETS)
     try:
-        bot = SlackBot(config, api_url=api_url, port=port)
+        bot = SlackBot(config, api_url=api_url, port=port, bot_token=bot_token, app_token=app_token,
+                       signing_secret=secret)
     except SetupError as exc:
         print(f"trainbot serve: {exc}", file=sys.stderr)
         return 2
