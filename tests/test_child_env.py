@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -16,6 +20,8 @@ from runner.child_env import BOT_SECRETS, child_env
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.profiles import swift_has_liger
+from tests.slack_env import APP, BOT, fake_config, job_id_from_answer, standin
+from tests.test_slack_serve import serve
 from tests.waiting import wait_until
 
 SECRETS = (*BOT_SECRETS, "TB_OWN_SECRET")
@@ -77,3 +83,59 @@ def test_probe_of_the_swift_install_gets_no_secret(tmp_path: Path, bot_env: None
     assert env["HF_TOKEN"] == "hf-for-the-job" and env["PYTHONNOUSERSITE"] == "1"
     assert not set(env) & set(BOT_SECRETS)
     assert "TB_OWN_SECRET" in child_env(None)  # only a config names it
+
+
+def _job_processes(serve_pid: int, subcommand: str) -> list[psutil.Process]:
+    try:
+        found = psutil.Process(serve_pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    out = []
+    for proc in found:
+        try:
+            if "fake_swift.py" in " ".join(proc.cmdline()) and subcommand in proc.cmdline():
+                out.append(proc)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _job_state(config: Config, job_id: str) -> str | None:
+    with contextlib.closing(sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def test_jobs_of_trainbot_serve_get_none_of_its_secrets(tmp_path: Path) -> None:
+    """The real `trainbot serve`, with every secret in its environment: its training and export processes."""
+    secrets = {name: f"secret-{name}" for name in SECRETS} | {"SLACK_BOT_TOKEN": BOT, "SLACK_APP_TOKEN": APP}
+    async with standin() as slack:
+        config = fake_config(tmp_path, steps=400, save_steps=2, step_s=0.3, slack_api_url=slack.api_url)
+        toml = tmp_path / "trainbot.toml"
+        toml.write_text(toml.read_text().replace("[runner]\n", '[runner]\nscrub_env = ["TB_OWN_SECRET"]\n'))
+        env = secrets | {"HF_TOKEN": "hf-for-the-job", "FAKE_SWIFT_EXPORT_S": "60"}
+        proc = await serve(tmp_path, env)
+        try:
+            await slack.wait_for_socket(30)
+            await slack.wait_for_ack(await slack.push_slash_command("llm gpu=0 out=output/a"))
+            job_id = await job_id_from_answer(slack, timeout=20)
+            trainers = await wait_until(lambda: _async(_job_processes(proc.pid, "sft")), 30, "the training process")
+            envs = [environ_of(p.pid) for p in trainers]
+            await wait_until(lambda: _async(list((tmp_path / "output" / "a").glob("v0-*/checkpoint-2"))), 30,
+                             "a checkpoint")
+            await slack.wait_for_ack(await slack.push_slash_command(f"stop {job_id}"))
+            await wait_until(lambda: _async(_job_state(config, job_id) == "stopped"), 30, "the job to stop")
+            await slack.wait_for_ack(await slack.push_slash_command(f"export {job_id}"))
+            exporters = await wait_until(lambda: _async(_job_processes(proc.pid, "export")), 30, "the export")
+            envs += [environ_of(p.pid) for p in exporters]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            await asyncio.wait_for(proc.communicate(), 30)
+    for env in envs:
+        assert not [name for name in env if name in SECRETS or name.startswith("SLACK_")]
+        assert not [value for value in env.values() if value.startswith("secret-") or value in (BOT, APP)]
+        assert env["HF_TOKEN"] == "hf-for-the-job"
+
+
+async def _async(value: object) -> object:
+    return value
