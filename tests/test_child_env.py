@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import signal
 import sqlite3
 import sys
@@ -18,7 +19,7 @@ from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend
 from runner.child_env import BOT_SECRETS, child_env
 from runner.command import SwiftCommand
-from runner.config import Config
+from runner.config import Config, ConfigError, load_config
 from runner.profiles import swift_has_liger
 from tests.slack_env import APP, BOT, fake_config, job_id_from_answer, standin
 from tests.test_slack_serve import serve
@@ -139,3 +140,15 @@ async def test_jobs_of_trainbot_serve_get_none_of_its_secrets(tmp_path: Path) ->
 
 async def _async(value: object) -> object:
     return value
+
+
+def test_config_mistakes_in_the_new_keys_are_named(tmp_path: Path) -> None:
+    for key, value, named in (("runner.scrub_env", "MY_TOKEN", "[runner] scrub_env"),
+                              ("paths.model_roots", "/models", "[paths] model_roots"),
+                              ("paths.data_roots", [1], "[paths] data_roots")):
+        with pytest.raises(ConfigError, match=re.escape(named)):
+            load_config(base_dir=tmp_path, overrides={key: value})
+    config = load_config(base_dir=tmp_path, overrides={"paths.data_roots": ["data", "/srv/sets"],
+                                                       "runner.scrub_env": ["MY_TOKEN"]})
+    assert config.data_roots == (tmp_path.resolve() / "data", Path("/srv/sets")) and config.model_roots == ()
+    assert config.scrub_env == ("MY_TOKEN",)
