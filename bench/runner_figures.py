@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,7 @@ import psutil
 from bench.common import Row, fake_config, median, pct, tiny_config
 from bot.handlers import Caller, Handlers
 from runner.backends.local import device_env
+from runner.child_env import child_env
 from runner.config import Config
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
@@ -54,7 +54,7 @@ async def job_overhead(pairs: int) -> list[Row]:
                 by_bot.append(time.monotonic() - t0)
                 assert job.state is JobState.SUCCEEDED, job.error_message
                 assert job.argv[1].endswith("runner/swift_entry.py"), job.argv  # the direct start
-                env = os.environ | job.env | device_env(("cpu",))
+                env = child_env(config, job.env | device_env(("cpu",)))
                 for name, start, times in (("hand", list(job.argv[:3]), by_hand),
                                            ("wrapper", [config.swift_bin, "sft"], by_wrapper)):
                     out = str(root / "output" / f"{name}{i}")

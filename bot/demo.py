@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bot.console import Console
+from runner.child_env import child_env
 from runner.config import load_config
 from runner.config_schema import toml_value
 from runner.runtime import Runtime
@@ -61,7 +62,7 @@ def build_tiny_assets(root: Path, swift_bin: str, kind: str = "llm") -> dict[str
     """Build (once) the tiny model and data with the python that runs swift; returns the assets as a dict."""
     python = interpreter_of(resolve_swift(swift_bin)) or [sys.executable]
     out = subprocess.run([*python, "-m", "runner.tiny_assets", kind, str(root)], capture_output=True, text=True,
-                         check=False, cwd=Path(__file__).resolve().parent.parent)
+                         check=False, cwd=Path(__file__).resolve().parent.parent, env=child_env())
     if out.returncode != 0:
         raise RuntimeError(f"building the tiny model failed:\n{out.stderr[-3000:]}")
     result: dict[str, object] = json.loads(out.stdout)

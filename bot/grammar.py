@@ -1,6 +1,7 @@
 """The `/train` language: text in, a typed command or a Rejection (what was wrong, what would work) out.
 
-Pure and independent of Slack: no I/O but path arithmetic. A rejection's `example` is a whole command (the
+Independent of Slack: no I/O but path arithmetic, and bot/sources.py resolving `model=`/`dataset=`
+paths. A rejection's `example` is a whole command (the
 text after `/train`) that parses: the user's own command with the fault fixed where that works, else a stock
 one.
 """
@@ -12,11 +13,13 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias, get_args
 
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
+from bot.sources import Refused, check_source
 from storage.models import JobState, Kind
 
 __all__ = ["COMMANDS", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs", "Rejection",
@@ -41,6 +44,8 @@ _JOB_ID = re.compile(f"[{ID_ALPHABET}]{{5,12}}")
 _FLOAT = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?")
 _PATH_ITEM = re.compile(r"[^\s\x00-\x1f\x7f,`'\"]+")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
+_SHELL = re.compile(r";|&&|\|\|?|`|\$\(")  # a shell's, not ours: commands never run through a shell
+NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux counts them
 # Slack and phone keyboards "improve" what people type (and Chinese IMEs type full-width signs): undo that.
 _TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"', "‘": "'", "’": "'", "‚": "'", "‛": "'",
                              "＝": "=", "，": ",", "\u200b": None, "\u200c": None, "\u200d": None,
@@ -113,6 +118,8 @@ class _Ctx:
     output_root: Path
     base_dir: Path
     out_example: str  # a valid `out=` folder, unquoted
+    model_roots: tuple[Path, ...] = ()
+    data_roots: tuple[Path, ...] = ()
 
     @property
     def good_out(self) -> str:
@@ -154,10 +161,13 @@ def out_example(output_root: Path, base_dir: Path) -> str:
     return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)
 
 
-def parse(text: str, *, output_root: Path, base_dir: Path) -> Command | Rejection:
-    """The command in `text` (what follows `/train`); `out=` is taken relative to base_dir."""
+def parse(text: str, *, output_root: Path, base_dir: Path, model_roots: Sequence[Path] = (),
+          data_roots: Sequence[Path] = ()) -> Command | Rejection:
+    """The command in `text` (what follows `/train`); `out=` is taken relative to base_dir. A `model=` or
+    `dataset=` path must lie in `model_roots` / `data_roots` (else only hub ids will do)."""
     base = _norm(base_dir)
-    ctx = _Ctx([], _norm(base / output_root), base, out_example(output_root, base_dir))
+    ctx = _Ctx([], _norm(base / output_root), base, out_example(output_root, base_dir), tuple(model_roots),
+               tuple(data_roots))
     try:
         return _parse(text, ctx)
     except _Reject as err:
@@ -188,6 +198,7 @@ def _parse(text: str, ctx: _Ctx) -> Command:
         raise _Reject("A quote is not closed: put a value with spaces between matching quotes, "
                       f'e.g. `out="{ctx.out_example} 2"`.') from None
     ctx.words[:] = words
+    _refuse_shell(words)
     name = words[0].lower() if words else "help"
     if name in COMMANDS and any(w.lower() in _HELP_WORDS for w in words[1:]):
         return Help(name)
@@ -209,6 +220,18 @@ def _parse(text: str, ctx: _Ctx) -> Command:
     close = difflib.get_close_matches(name[:40], (*COMMANDS, *SYNONYMS), n=1, cutoff=0.6)
     hint = f" Did you mean `{SYNONYMS.get(close[0], close[0])}`?" if close else ""
     raise _Reject(f"`{_show(words[0])}` is not a `/train` command.{hint} Commands: {_listing(COMMANDS)}.")
+
+
+def _refuse_shell(words: list[str]) -> None:
+    """`;`, `&&`, `|`, `$(` anywhere, and backticks in a `key=value` (around a job id they are Slack's code)."""
+    for at, word in enumerate(words):
+        found = _SHELL.search(word if "=" in word else word.replace("`", ""))
+        if found:
+            sign = "Backticks are" if found.group() == "`" else f"`{found.group()}` is"
+            before = word[: found.start()]
+            raise _Reject(f"{sign} not part of the `/train` language (`;`, `&&`, `|`, backticks and `$(` are "
+                          "a shell's, and nothing here runs in a shell): give one command with its settings only.",
+                          [*words[:at], *([before] if before else [])])
 
 
 def _help(ctx: _Ctx) -> Help:
@@ -305,7 +328,12 @@ def _check_value(key: str, value: str, shown: str, ctx: _Ctx, at: int) -> str:
             good = VLM_KEYS[key].split("`")[1]
             raise _Reject(f"`{shown}`: `{_show(item) or '(empty)'}` is not a {key} id or path (no spaces, "
                           f"quotes or leading `-`), e.g. `{good}`.", ctx.fixed(at, None))
-    return ",".join(items)
+    roots = ctx.model_roots if key == "model" else ctx.data_roots
+    checked = [check_source(key, item, roots=roots, base_dir=ctx.base_dir) for item in items]
+    for item, verdict in zip(items, checked, strict=True):
+        if isinstance(verdict, Refused):
+            raise _Reject(f"`{shown}`: `{_show(item)}` {verdict.why}.", ctx.fixed(at, None))
+    return ",".join(str(verdict) for verdict in checked)
 
 
 def _check_gpus(value: str, shown: str, ctx: _Ctx, at: int) -> str:
@@ -329,10 +357,15 @@ def _check_gpus(value: str, shown: str, ctx: _Ctx, at: int) -> str:
 def _check_out(value: str, shown: str, ctx: _Ctx, at: int) -> str:
     # Text arithmetic only: resolving symlinks would read the disk, and the disk is the runner's business.
     target, root = _norm(ctx.base_dir / value), ctx.output_root
+    long = _long_names(target)
     problem = next((why for bad, why in (
         (not value, "is empty"),
         (bool(_CTRL.search(value)), "contains a control character (a newline, tab or NUL)"),
         (len(value) > MAX_OUT_LEN, f"is {len(value)} characters long; at most {MAX_OUT_LEN} will do"),
+        (bool(long), f"has a folder name of {long} bytes (letters such as `é` or `训` take 2 to 4); "
+                     f"at most {NAME_MAX} bytes will do"),
+        (_bytes(str(target)) >= PATH_MAX, f"makes a path of {_bytes(str(target))} bytes; "
+                                          f"at most {PATH_MAX - 1} will do"),
         (target == root, "is the output folder itself"),
         (not target.is_relative_to(root), f"would write to `{_show(str(target), 120)}`, outside the output "
                                           f"folder `{_show(str(root), 120)}`"),
@@ -341,6 +374,15 @@ def _check_out(value: str, shown: str, ctx: _Ctx, at: int) -> str:
         raise _Reject(f"`{shown}` {problem}. Give a folder inside the output folder, e.g. `{ctx.good_out}`.",
                       ctx.fixed(at, ctx.good_out))
     return str(target)
+
+
+def _long_names(path: Path) -> int:
+    """The byte length of the longest folder name in `path` over NAME_MAX, or 0."""
+    return max((n for n in map(_bytes, path.parts) if n > NAME_MAX), default=0)
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _job_command(action: JobAction, ctx: _Ctx) -> Command:

@@ -31,7 +31,7 @@ from runner import leases
 from runner.config import AccessConfig
 from runner.failures import read_log_tail
 from runner.runtime import Runtime
-from runner.supervisor import JobRequest, UserError
+from runner.supervisor import JobRequest, OutputInUse, UserError
 from storage.jobs import JobNotFound, StaleState
 from storage.models import IllegalTransition, Job, JobState
 
@@ -88,7 +88,8 @@ class Handlers:
 
     def parse(self, text: str) -> Command | Rejection:
         # Slack escapes &, < and > in command text
-        return parse(html.unescape(text), output_root=self.config.output_root, base_dir=self.config.base_dir)
+        return parse(html.unescape(text), output_root=self.config.output_root, base_dir=self.config.base_dir,
+                     model_roots=self.config.model_roots, data_roots=self.config.data_roots)
 
     async def handle(self, text: str, caller: Caller) -> Reply:
         command = self.parse(text)
@@ -96,6 +97,8 @@ class Handlers:
             return Reply(self.fmt.text(command.text()), ok=False)
         try:
             return await self.run(command, caller)
+        except OutputInUse as exc:
+            return Reply(texts.output_in_use(str(exc.output_dir), exc.job_id), ok=False)
         except (UserError, JobNotFound, StaleState, IllegalTransition) as exc:
             return Reply(self.fmt.text(exc), ok=False)
 

@@ -23,8 +23,9 @@ OUT_HELP = (
 
 # The keys `vlm` lets people set: name -> what it takes. The grammar checks values; this says them in words.
 VLM_KEYS: dict[str, str] = {
-    "model": "model id or local path, e.g. `model=Qwen/Qwen2.5-VL-7B-Instruct`",
-    "dataset": "one or more dataset ids/paths, comma-separated, e.g. `dataset=AI-ModelScope/LaTeX_OCR#500`",
+    "model": "hub id, or a local path in the config's model folders, e.g. `model=Qwen/Qwen2.5-VL-7B-Instruct`",
+    "dataset": "one or more hub ids or paths (in the config's data folders), comma-separated, `#N` for N "
+               "samples, e.g. `dataset=AI-ModelScope/LaTeX_OCR#500`",
     "epochs": "number of epochs, e.g. `epochs=2` or `epochs=0.5`",
     "learning_rate": "also `lr`; e.g. `lr=1e-4`",
     "lora_rank": "LoRA rank, e.g. `lora_rank=8`",

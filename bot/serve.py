@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 SLACK_API_URL = "https://slack.com/api/"
 HTTP_TIMEOUT_S = 15
+SLACK_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
 
 
 class SetupError(ValueError):
@@ -181,7 +182,6 @@ class RedactTokens(logging.Filter):
         return True
 
 
-SLACK_VARS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
 
 
 async def serve(config: Config, bot: SlackBot | None, tokens: dict[str, str], host: str, port: int) -> int:
@@ -217,9 +217,13 @@ def main(config: Config, *, api_url: str | None = None, slack_port: int | None =
         handler.addFilter(RedactTokens())
     host = host or config.http.host
     port = config.http.port if port is None else port
+    # Read once and taken out of the environment: Bolt would read SLACK_BOT_TOKEN again (and log that it goes
+    # unused beside our client), and nothing started later can inherit them.
+    bot_token, app_token, secret = (os.environ.pop(name, None) for name in SLACK_SECRETS)
     try:
         tokens = load_tokens(config.http)
-        bot = SlackBot(config, api_url=api_url, port=slack_port) if any(map(os.environ.get, SLACK_VARS)) else None
+        bot = SlackBot(config, api_url=api_url, port=slack_port, bot_token=bot_token, app_token=app_token,
+                       signing_secret=secret) if (bot_token or app_token or secret) else None
     except (SetupError, ConfigError) as exc:
         print(f"trainbot serve: {exc}", file=sys.stderr)
         return 2

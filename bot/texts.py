@@ -110,6 +110,12 @@ def _command(job: Job) -> str:
     return SwiftCommand(job.argv, job.env).display()
 
 
+def output_in_use(output_dir: str, job_id: str) -> str:
+    return (f"Job `{job_id}` is still active and writes to `{output_dir}`: two jobs in one folder would mix their "
+            f"checkpoints. Give another `out=` (e.g. `{output_dir.rstrip('/')}-2`), or stop `{job_id}` first "
+            f"(`/train stop {job_id}`).")
+
+
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:
     if not jobs:
         return f"{title}: none."

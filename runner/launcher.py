@@ -38,7 +38,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        # the child gets default signal handling back, so a stop reaches swift as usual
+        # the child gets default signal handling back, so a stop reaches swift as usual; its environment is
+        # the launcher's own, which the backend built with runner/child_env.py (no bot secrets)
         child = subprocess.Popen(command, restore_signals=True,
                                  preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
                                                      signal.signal(signal.SIGTERM, signal.SIG_DFL), None)[-1])

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import functools
 import glob
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.child_env import child_env
 from runner.gpus import Gpu
 from runner.recipes import Recipe
 from runner.swift_version import SwiftNotFound, interpreter_of, resolve_swift
@@ -161,7 +161,7 @@ def _has_liger_cached(path: str, _mtime: float) -> bool:
     code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('liger_kernel') is None)"
     try:
         done = subprocess.run([*interpreter, "-c", code], capture_output=True, timeout=30,
-                              env={**os.environ, "PYTHONNOUSERSITE": "1"})
+                              env=child_env(None, {"PYTHONNOUSERSITE": "1"}))
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

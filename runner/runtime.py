@@ -23,7 +23,7 @@ def make_backend(config: Config) -> Backend:
         from runner.backends.slurm import SlurmBackend  # only teams with Slurm need it loaded
 
         return SlurmBackend(config)
-    return LocalBackend(config.data_dir / "exits")
+    return LocalBackend(config.data_dir / "exits", config)
 
 
 class Runtime:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.child_env import child_env
 from runner.slurm_script import training_script as training_script  # re-exported
 from runner.slurm_script import with_exports
 
@@ -86,7 +87,8 @@ async def _run(argv: Sequence[str], *, stdin: str | None = None,
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=None if env is None else dict(env))
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=child_env(None) if env is None else dict(env))
     except FileNotFoundError as e:
         raise SlurmError(f"{argv[0]}: command not found (is Slurm installed?)") from e
     try:

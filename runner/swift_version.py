@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import glob
-import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from runner.child_env import child_env
 
 
 class SwiftNotFound(RuntimeError):
@@ -90,7 +91,7 @@ def _from_interpreter(path: Path) -> str | None:
     code = "import importlib.metadata as m; print(m.version('ms-swift'))"
     try:
         out = subprocess.run([*interpreter, "-c", code], capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "PYTHONNOUSERSITE": "1"})
+                             env=child_env(None, {"PYTHONNOUSERSITE": "1"}))
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None

@@ -8,7 +8,8 @@ seconds (default 0.2). SIGINT ends it like swift's trainer: KeyboardInterrupt, t
 FAKE_SWIFT_SAY_FILE names a file whose lines it prints at the start (log text to show); an output_dir containing
 FAKE_SWIFT_FAIL_IN makes it print them to stderr again after step 2, then a RuntimeError naming the first, and exit
 1 (a failure with that tail and cause).
-`fake_swift.py export --adapters C --output_dir D ...` makes D and exits 0. Other flags are accepted and ignored.
+`fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0)
+and exits 0. Other flags are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def sft(f: dict[str, list[str]]) -> int:
 
 def export(f: dict[str, list[str]]) -> int:
     out = Path(one(f, "output_dir", "exported"))
+    time.sleep(float(os.environ.get("FAKE_SWIFT_EXPORT_S", "0")))  # an export of a large model takes a while
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text("{}")
     print(f"[INFO:swift] Successfully merged LoRA and saved in {out}.", file=sys.stderr, flush=True)

@@ -31,6 +31,7 @@ from bot.grammar import (
     unparse,
 )
 from bot.help_text import VLM_KEYS
+from runner.config import load_config
 from storage.models import JobState, Kind
 
 BASE = Path("/srv/trainbot")
@@ -45,8 +46,11 @@ CONFIGS = [
 ]
 
 
+MODELS, DATA = Path("/models"), Path("/data/sets")  # the folders a `model=` / `dataset=` path may lie in
+
+
 def p(text: str, output_root: Path = ROOT, base_dir: Path = BASE) -> Command | Rejection:
-    return parse(text, output_root=output_root, base_dir=base_dir)
+    return parse(text, output_root=output_root, base_dir=base_dir, model_roots=(MODELS,), data_roots=(DATA,))
 
 
 def rejected(text: str, *needles: str) -> Rejection:
@@ -121,6 +125,8 @@ ACCEPTED: list[tuple[str, Command]] = [
         vlm({"dataset": "AI-ModelScope/LaTeX_OCR#500"}),
     ),
     ("vlm gpu=0 out=output/x dataset=a/b#500,c/d:sub", vlm({"dataset": "a/b#500,c/d:sub"})),
+    ("vlm gpu=0 out=output/x dataset=/data/sets/ocr.jsonl#20", vlm({"dataset": "/data/sets/ocr.jsonl#20"})),
+    ("vlm gpu=0 out=output/x model=/models/a/../b", vlm({"model": "/models/b"})),
     ('vlm gpu=0 out=output/x dataset="a/b, c/d"', vlm({"dataset": "a/b,c/d"})),
     (
         "vlm gpu=0 out=output/x lora_rank=16 lora_alpha=64 max_length=131072 batch_size=2 max_pixels=1003520",
@@ -206,6 +212,30 @@ def test_out_example_follows_the_configuration() -> None:
     assert isinstance(rejection, Rejection) and "`out=/data/runs/my-run`" in rejection.message
 
 
+def test_model_and_dataset_paths_are_judged_by_where_they_lead(tmp_path: Path) -> None:
+    models, data = tmp_path / "models", tmp_path / "data"
+    (models / "qwen").mkdir(parents=True)
+    data.mkdir()
+    (data / "ocr.jsonl").write_text("{}\n")
+    (models / "escape").symlink_to("/etc")
+    (tmp_path / "Qwen").symlink_to("/etc")  # a hub-id-shaped name that swift would read as a local path
+
+    def run(text: str, roots: tuple[Path, ...] = (Path("models"),)) -> Command | Rejection:
+        config = load_config(base_dir=tmp_path, overrides={"paths.model_roots": [str(r) for r in roots],
+                                                           "paths.data_roots": ["data"]})
+        return parse(text, output_root=Path("output"), base_dir=tmp_path, model_roots=config.model_roots,
+                     data_roots=config.data_roots)
+
+    ok = run("vlm gpu=0 out=output/x model=models/qwen dataset=data/ocr.jsonl#50")
+    assert isinstance(ok, CreateJob)
+    assert ok.overrides == {"model": str(models / "qwen"), "dataset": f"{data}/ocr.jsonl#50"}
+    for text in ("vlm gpu=0 out=output/x model=models/escape", "vlm gpu=0 out=output/x model=Qwen/passwd"):
+        refused = run(text)
+        assert isinstance(refused, Rejection) and "which leads to `/etc" in refused.message, text
+    none = run("vlm gpu=0 out=output/x model=models/qwen", roots=())
+    assert isinstance(none, Rejection) and "`[paths] model_roots` is empty" in none.message
+
+
 def test_symlinks_are_not_resolved(tmp_path: Path) -> None:
     """The grammar does text arithmetic only: a symlink inside the root is the runner's business."""
     (tmp_path / "output").mkdir()
@@ -250,6 +280,23 @@ REJECTED: list[tuple[str, tuple[str, ...]]] = [
     ("vlm gpu=0 out=output/x dataset=a,,b", ("`dataset=a,,b`", "(empty)")),
     ("vlm gpu=0 out=output/x dataset=--help", ("`--help`", "dataset")),
     ('vlm gpu=0 out=output/x model="a b"', ("`model=a b`", "no spaces")),
+    # shell signs are not part of the language
+    ("llm gpu=0 out=output/x; rm -rf /", ("`;` is not part of the `/train` language",)),
+    ("llm gpu=0 out=output/x && rm -rf /", ("`&&` is not part",)),
+    ("llm gpu=0 out=output/x | tee", ("`|` is not part",)),
+    ("llm gpu=0 out=output/`id`", ("Backticks are not part",)),
+    ("llm gpu=0 out=output/$(id)", ("`$(` is not part",)),
+    # folder names are limited in bytes, not characters
+    ("llm gpu=0 out=output/" + "é" * 200, ("400 bytes", "at most 255 bytes")),
+    # a model or dataset is a hub id, or a path inside [paths] model_roots / data_roots
+    ("vlm gpu=0 out=output/x dataset=/etc/passwd", ("`/etc/passwd`", "not a hub id", "`[paths] data_roots`")),
+    ("vlm gpu=0 out=output/x model=/etc", ("`/etc`", "not a hub id", "`/models`")),
+    ("vlm gpu=0 out=output/x model=/models/../etc", ("`/models/../etc`", "outside the allowed folders")),
+    ("vlm gpu=0 out=output/x dataset=a/b,../../etc/passwd#5", ("`../../etc/passwd#5`", "not a hub id")),
+    ("vlm gpu=0 out=output/x model=~/models", ("`~/models`", "not a hub id")),
+    ("vlm gpu=0 out=output/x model=Qwen/../../etc", ("not a hub id",)),
+    ("vlm gpu=0 out=output/x model=Qwen/Qwen#5", ("not a hub id",)),
+    ("vlm gpu=0 out=output/x dataset=passwd", ("`passwd`", "not a hub id")),
     # GPUs
     ("llm gpu=a out=output/x", ("`gpu=a` is not a GPU list", "`gpu=0`", "`gpu=0,1`", "`gpu=cpu`")),
     ("llm gpu=0,,1 out=output/x", ("`gpu=0,,1`", "empty entry")),
@@ -363,8 +410,8 @@ def test_rejection_text_offers_the_example() -> None:
 
 
 def test_hostile_text_is_shown_safely() -> None:
-    rejection = rejected("llm gpu=`a`\x07 out=output/x")
-    assert "`gpu='a'\\x07`" in rejection.message  # backticks can't end the code span, controls are escaped
+    rejection = rejected("llm `a`\x07 gpu=0 out=output/x")
+    assert "`'a'\\x07`" in rejection.message  # backticks can't end the code span, controls are escaped
     long = rejected("vlm gpu=0 out=output/x " + "k" * 3000 + "=1")
     assert len(long.message) < 1000
 
@@ -512,7 +559,9 @@ def test_smart_quotes_mean_plain_quotes(text: str) -> None:
 
 
 # Valid commands, already in their normalised form, for the round trip.
-NAME = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:#/-]{0,30}", fullmatch=True)
+NAME = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}/[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", fullmatch=True)
+DATASET = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,9}/[A-Za-z0-9][A-Za-z0-9_.-]{0,9}(:[a-z0-9]{1,5})?(#[0-9]{1,4})?",
+                        fullmatch=True)
 FOLDER = st.from_regex(r"[A-Za-z0-9_]([A-Za-z0-9_. -]{0,20}[A-Za-z0-9_])?", fullmatch=True)
 GPUS = st.just(("cpu",)) | st.lists(st.integers(0, 255), min_size=1, max_size=16, unique=True).map(
     lambda ids: tuple(map(str, ids))
@@ -525,7 +574,7 @@ def _number(x: float) -> str:
 
 VLM_VALUES = {
     "model": NAME,
-    "dataset": st.lists(NAME, min_size=1, max_size=4).map(",".join),
+    "dataset": st.lists(DATASET, min_size=1, max_size=4).map(",".join),
     "epochs": st.floats(0.01, 1000).map(_number),
     "learning_rate": st.floats(1e-9, 1).map(_number),
     "lora_rank": st.integers(1, 1024).map(str),

@@ -55,6 +55,7 @@ async def test_serve_in_http_mode(tmp_path: Path) -> None:
     assert rc == 0
     log = "".join(lines)
     assert "xoxb-1-bot" not in log and SECRET not in log and "Sending a request" in log  # debug on, tokens out
+    assert "will be unused" not in log  # Bolt is given our client alone, not a token beside it
 
 
 async def test_serve_says_what_is_missing(tmp_path: Path) -> None:
@@ -79,3 +80,4 @@ async def test_serve_in_socket_mode(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
             _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 0 and b"serving Slack in socket mode" in err and APP.encode() not in err
+    assert b"will be unused" not in err

@@ -8,6 +8,7 @@ Every wait is on a condition with a deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from runner import slurm_cli
 from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import SlurmBackend
+from runner.child_env import BOT_SECRETS
 from runner.command import SwiftCommand
 from storage.models import ExportState, Job, JobState
 from tests.slurm_bot import STUBBORN_BIN, bot, fake_config, job_when, real_config, request, slurm_job, summary_line
@@ -23,6 +25,7 @@ from tests.slurm_cluster import require_slurm, wait_gpus_free
 from tests.waiting import wait_until
 
 slurm = pytest.mark.slurm
+SECRETS = (*BOT_SECRETS, "TB_OWN_SECRET")
 
 
 @pytest.fixture(scope="session")
@@ -187,21 +190,26 @@ async def test_trainer_failure_and_refused_submission(node: str, tmp_path: Path)
 
 
 @slurm
-async def test_job_environment_has_no_slack_secrets(node: str, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret")
-    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
+@pytest.mark.parametrize("purpose", ["train", "export"])
+async def test_job_environment_has_none_of_the_bots_secrets(node: str, tmp_path: Path, purpose: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SECRETS:
+        monkeypatch.setenv(name, f"secret-{name}")
     monkeypatch.setenv("TB_INHERITED", "from the bot")
-    backend, log = SlurmBackend(fake_config(tmp_path)), tmp_path / "logs" / "env.log"
-    ref = ProcessRef("envjob", "export")
+    monkeypatch.setenv("HF_TOKEN", "hf-for-the-job")
+    config = dataclasses.replace(fake_config(tmp_path), scrub_env=("TB_OWN_SECRET",))
+    backend, log = SlurmBackend(config), tmp_path / "logs" / "env.log"
+    ref = ProcessRef("envjob", purpose)
     launched = await backend.launch(ref, SwiftCommand(("env",), {"TB_VALUE": "a b,c"}), log_path=log, gpus=("cpu",))
-    ref = ProcessRef("envjob", "export", backend_job_id=launched.backend_job_id)
+    ref = ProcessRef("envjob", purpose, backend_job_id=launched.backend_job_id)
     status = await wait_until(lambda: _ended(backend, ref), 30, "the env job to end", every=0.1)
     assert status == RunStatus(alive=False, returncode=0)
     lines = log.read_text().splitlines()
-    assert lines[0].startswith("[trainbot] ") and lines[0].endswith("job envjob export (Slurm): TB_VALUE='a b,c' env")
-    assert {"TB_VALUE=a b,c", "TB_INHERITED=from the bot", "PYTHONUNBUFFERED=1", "CUDA_VISIBLE_DEVICES="} <= set(lines)
-    assert not [line for line in lines if "SLACK_" in line or "xoxb-secret" in line or "s3cret" in line]
+    assert lines[0].startswith("[trainbot] ")
+    assert lines[0].endswith(f"job envjob {purpose} (Slurm): TB_VALUE='a b,c' env")
+    assert {"TB_VALUE=a b,c", "TB_INHERITED=from the bot", "PYTHONUNBUFFERED=1", "CUDA_VISIBLE_DEVICES=",
+            "HF_TOKEN=hf-for-the-job"} <= set(lines)
+    assert not [line for line in lines if "secret-" in line or line.split("=")[0] in SECRETS]
     assert "SLACK_BOT_TOKEN" in os.environ  # the bot keeps its own
 
 

@@ -74,8 +74,9 @@ def test_running_jobs(state: str) -> None:
 
 
 def test_environment_and_request() -> None:
-    env = job_environment({"PATH": "/bin", "SLACK_BOT_TOKEN": "x", "SLACK_APP_TOKEN": "y", "HF_TOKEN": "h",
-                           "CUDA_VISIBLE_DEVICES": "3", "SLURM_CONF": "/etc/s.conf"})
+    env = job_environment(None, {"PATH": "/bin", "SLACK_BOT_TOKEN": "x", "SLACK_APP_TOKEN": "y", "HF_TOKEN": "h",
+                                 "CUDA_VISIBLE_DEVICES": "3", "SLURM_CONF": "/etc/s.conf",
+                                 "TRAINBOT_API_TOKENS": "t", "TRAINBOT_SESSION_SECRET": "s"})
     assert env == {"PATH": "/bin", "HF_TOKEN": "h", "SLURM_CONF": "/etc/s.conf"}
     assert [gpu_count(g) for g in [("cpu",), ("0",), ("0", "1")]] == [0, 1, 2]
     assert job_name(ProcessRef("k3x9a", "export")) == "trainbot-k3x9a-export"

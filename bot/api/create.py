@@ -11,7 +11,7 @@ import shlex
 from typing import Any
 
 from bot.api.schemas import LLMJobCreate, VLMJobCreate
-from bot.grammar import CreateJob, Rejection, out_example, parse
+from bot.grammar import Command, CreateJob, Rejection, out_example, parse
 from runner.config import Config
 from storage.models import Kind
 
@@ -43,7 +43,7 @@ def _words(kind: Kind, body: LLMJobCreate) -> list[str]:
 
 
 def to_command(kind: Kind, body: LLMJobCreate, config: Config) -> CreateJob:
-    command = parse(shlex.join(_words(kind, body)), output_root=config.output_root, base_dir=config.base_dir)
+    command = _parse(shlex.join(_words(kind, body)), config)
     if isinstance(command, Rejection):
         raise InvalidRequest(command.message, example_body(kind, command.example, config))
     assert isinstance(command, CreateJob)  # the words start with the recipe's name
@@ -52,10 +52,10 @@ def to_command(kind: Kind, body: LLMJobCreate, config: Config) -> CreateJob:
 
 def example_body(kind: Kind, example: str | None, config: Config) -> dict[str, Any]:
     """The grammar's example command as a request body (a stock one when the example is not a job)."""
-    fixed = parse(example or "", output_root=config.output_root, base_dir=config.base_dir)
+    fixed = _parse(example or "", config)
     if not isinstance(fixed, CreateJob):
         out = shlex.quote(out_example(config.output_root, config.base_dir))
-        fixed = parse(f"{kind} gpu=0 out={out}", output_root=config.output_root, base_dir=config.base_dir)
+        fixed = _parse(f"{kind} gpu=0 out={out}", config)
         assert isinstance(fixed, CreateJob)
     folder = fixed.output_dir
     body: dict[str, Any] = {"gpu_id": ",".join(fixed.gpus),
@@ -65,3 +65,9 @@ def example_body(kind: Kind, example: str | None, config: Config) -> dict[str, A
         body[_BODY_KEYS.get(key, key)] = value
     return body
 
+
+
+def _parse(text: str, config: Config) -> Command | Rejection:
+    """The grammar with this config's roots: the same words and checks as `/train`."""
+    return parse(text, output_root=config.output_root, base_dir=config.base_dir, model_roots=config.model_roots,
+                 data_roots=config.data_roots)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -10,14 +10,6 @@ from typing import Literal, Protocol
 from runner.command import SwiftCommand
 
 Purpose = Literal["train", "export"]
-
-# Never handed to a job: the bot's own credentials (Slack tokens and signing secret, the HTTP API's tokens).
-SECRET_PREFIXES = ("SLACK_", "TRAINBOT_API_TOKENS")
-
-
-def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not k.startswith(SECRET_PREFIXES)}
-
 
 @dataclass(frozen=True)
 class ProcessRef:

@@ -16,8 +16,10 @@ from pathlib import Path
 import psutil
 
 from runner import launcher, swift_entry
-from runner.backends import Launched, LaunchError, ProcessRef, RunStatus, without_secrets
+from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
+from runner.child_env import child_env
 from runner.command import SwiftCommand
+from runner.config import Config
 from runner.gpus import descendants
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
@@ -39,8 +41,9 @@ class LocalBackend:
     name = "local"
     schedules_gpus = False
 
-    def __init__(self, exits_dir: Path) -> None:
+    def __init__(self, exits_dir: Path, config: Config | None = None) -> None:
         self._exits_dir = exits_dir
+        self._config = config  # its `scrub_env` names more variables to keep from jobs
         self._children: dict[int, asyncio.subprocess.Process] = {}  # ours to reap while we live
         self._watchers: set[asyncio.Task[None]] = set()
         # called when a child we launched exits, so the supervisor settles it (and starts the next queued job) at
@@ -64,7 +67,7 @@ class LocalBackend:
         self._exits_dir.mkdir(parents=True, exist_ok=True)
         exit_file = self.exit_file(ref)
         exit_file.unlink(missing_ok=True)
-        env = without_secrets(os.environ) | command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"}
+        env = child_env(self._config, command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"})
         with log:
             log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
                       f"{command.display()}\n".encode())

@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner import slurm_cli
-from runner.backends import Launched, LaunchError, ProcessRef, RunStatus, without_secrets
+from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
 from runner.backends.local import TRAINER_SCRIPTS
 from runner.backends.slurm_states import describe_pending, ended_status, render_gpu_nodes
+from runner.child_env import child_env
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.slurm_cli import SlurmError, SlurmJob
 
 log = logging.getLogger(__name__)
 
-def job_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """The environment sbatch runs in, which the job inherits (`--export=ALL`): the bot's, less its secrets.
-    CUDA_VISIBLE_DEVICES goes too: Slurm sets it from the GPUs it picks."""
-    return {k: v for k, v in without_secrets(base).items() if k != "CUDA_VISIBLE_DEVICES"}
+def job_environment(config: Config | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment sbatch runs in, which the job inherits (`--export=ALL`): the bot's, less its secrets
+    (runner/child_env.py). CUDA_VISIBLE_DEVICES goes too: Slurm sets it from the GPUs it picks."""
+    env = child_env(config, base=base)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
 
 
 def gpu_count(gpus: Sequence[str]) -> int:
@@ -66,7 +68,7 @@ class SlurmBackend:
                 partition=slurm.partition, account=slurm.account, time_limit=slurm.time_limit,
                 # append: a job started again keeps its earlier runs' log, as with the local backend
                 extra_args=["--export=ALL", "--open-mode=append", *slurm.extra_args],
-                workdir=self._config.base_dir, process_env=job_environment(os.environ))
+                workdir=self._config.base_dir, process_env=job_environment(self._config))
         except (SlurmError, ValueError) as exc:
             raise LaunchError(f"Slurm did not take the job: {exc}") from exc
         self._seen.pop(job_id, None)

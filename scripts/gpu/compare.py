@@ -43,7 +43,7 @@ async def plan(config_path: Path, work: Path, profile: str, gpu: str, out_dir: P
     try:
         probe = GpuProbe(list(config.gpu_inventory) or None)
         await asyncio.to_thread(probe.refresh)
-        sup = Supervisor(store, config, probe, LocalBackend(work / "exits"))
+        sup = Supervisor(store, config, probe, LocalBackend(work / "exits", config))
         return sup.plan(JobRequest(Kind.LLM, (gpu,), out_dir, {}, profile=profile))
     finally:
         await store.close()
