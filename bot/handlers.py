@@ -133,9 +133,9 @@ class Handlers:
         if (refusal := _may_start(caller, self.config.access)) is not None:
             return Reply(refusal, ok=False)
         job = await self.sup.submit(req)
-        where = "started" if job.state is not JobState.QUEUED else f"queued ({job.queue_reason})"
-        return Reply(f"Job `{job.id}` {where}: {command.kind.upper()} on {texts.gpus_label(job.gpus)}, "
-                     f"output `{job.output_dir}`", public=True, job_id=job.id)
+        return Reply(f"Job `{job.id}` {texts.start_reply(job)}: {command.kind.upper()} on "
+                     f"{texts.gpus_label(job.gpus)}, output `{job.output_dir}`", public=True, job_id=job.id,
+                     ok=job.state is not JobState.FAILED)
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
         job = await self.store.require(command.job_id)

@@ -131,6 +131,33 @@ def who(user: str | None) -> str:
     return f"<@{user}>" if user.startswith(("U", "W")) else user
 
 
+def backend_label(name: str) -> str:
+    return "Slurm" if name == "slurm" else name
+
+
+def queued_words(d: dict[str, Any]) -> str:
+    """A job_queued notice's facts in words: a scheduler's job id and its reason, or the place in our line."""
+    if d.get("backend_job_id"):
+        words = f"submitted to {backend_label(str(d.get('backend')))} as job {d['backend_job_id']}"
+        return words + (f"; {d['pending_reason']}" if d.get("pending_reason") else "")
+    return f"is waiting (#{d.get('position')} in line): {d.get('reason')}"
+
+
+def start_reply(job: Job) -> str:
+    """Where a job just created stands, as its real state says (a scheduler may refuse it at once)."""
+    match job.state:
+        case JobState.QUEUED if job.backend_job_id:
+            words = f"submitted to {backend_label(job.backend)} as job {job.backend_job_id}"
+            reason = job.queue_reason if job.queue_reason and job.queue_reason.startswith("Slurm:") else None
+            return words + (f" ({reason})" if reason else "")
+        case JobState.QUEUED:
+            return f"queued ({job.queue_reason})"
+        case JobState.FAILED:
+            return f"could not start: {job.error_message}" + (f" ({job.error_hint})" if job.error_hint else "")
+        case _:
+            return str(job.state) if job.state.is_terminal else "started"
+
+
 def notice_text(notice: Notice) -> str:
     """One line (or a few) saying what happened; the Slack notifier dresses the same facts in blocks."""
     d: dict[str, Any] = notice.data
@@ -139,7 +166,7 @@ def notice_text(notice: Notice) -> str:
         case "job_created":
             return f"🆕 job {jid} created: `{d.get('command', '')}`"
         case "job_queued":
-            return f"⏳ job {jid} is waiting (#{d.get('position')} in line): {d.get('reason')}"
+            return f"⏳ job {jid} " + queued_words(d)
         case "job_started":
             return f"🚀 job {jid} started on {d.get('host')}: `{d.get('command', '')}`"
         case "job_restarted":
