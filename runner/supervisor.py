@@ -309,7 +309,7 @@ class Supervisor:
             launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path,
                                                  gpus=job.gpus)
         except LaunchError as exc:
-            ran = f" (it ran: {exc.detail})" if exc.detail else ""
+            ran = f" (the command: {exc.detail})" if exc.detail else ""
             await self.store.update(job.id, state=JobState.FAILED, error_class="launch", error_message=str(exc),
                                     error_hint=exc.hint, finished_at=time.time(), event=f"could not start: {exc}{ran}",
                                     notice=Notice(job.id, "job_failed", {"summary": str(exc), "hint": exc.hint,
