@@ -304,6 +304,7 @@ class Supervisor:
             job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None)
         ref = ProcessRef(job.id, "train")
         log_path = self.log_path(job, "train")
+        handed_over = time.time()  # the trainer starts after this: no run folder of its can be older
         try:
             _check_writable(Path(job.output_dir))
             launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path,
@@ -327,11 +328,11 @@ class Supervisor:
                                         "backend": self.backend.name, "backend_job_id": launched.backend_job_id,
                                         "pending_reason": status.pending_reason if status.alive else None}))
             return
-        await self._mark_running(job)
+        await self._mark_running(job, handed_over)
 
     async def _mark_running(self, job: Job, started_at: float | None = None) -> Job:
-        """started_at: when the backend started it, if it says (Slurm's StartTime), else now; it bounds which
-        run folder is the job's, so it must not be later than the trainer's start."""
+        """started_at: when the backend started it (Slurm's StartTime; local: when it was handed over), else now;
+        it bounds which run folder is the job's, so it must not be later than the trainer's start."""
         if job.state is JobState.QUEUED:
             job = await self.store.update(job.id, state=JobState.STARTING, queue_reason=None)
         gpus = "CPU" if job.gpus == ("cpu",) else f"GPU {', '.join(job.gpus)}"
