@@ -289,3 +289,11 @@ def test_exports_go_after_sbatch_header() -> None:
 def test_gpu_count() -> None:
     assert [slurm_cli._gpu_count(g) for g in ["gpu:2", "gpu:1(IDX:0)", "gpu:a100:2(S:0-1),gpu:v100:1", "",
                                               "shard:4,gpu:3"]] == [2, 1, 3, 0, 3]
+
+
+def test_slurm_reason_keeps_slurms_words_without_prefixes_or_the_repeated_closing_line() -> None:
+    stderr = ("sbatch: error: invalid partition specified: nosuch\n"
+              "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+    assert slurm_cli.slurm_reason(stderr) == "invalid partition specified: nosuch"
+    assert slurm_cli.slurm_reason("sbatch: error: Batch job submission failed: Access denied\n") == (
+        "Batch job submission failed: Access denied")
