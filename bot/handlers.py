@@ -144,11 +144,9 @@ class Handlers:
         if (refusal := may_start(caller, self.config.access)) is not None:
             return Reply(refusal, ok=False)
         job = await self.sup.submit(req, hold=command.hold)
-        where = {JobState.QUEUED: f"queued ({fmt.text(job.queue_reason)})",
-                 JobState.CREATED: f"created, not started ({fmt.code('/train start ' + job.id)} starts it)"
-                 }.get(job.state, "started")
-        return Reply(f"Job {fmt.code(job.id)} {where}: {command.kind.upper()} on {texts.gpus_label(job.gpus)}, "
-                     f"output {fmt.code(job.output_dir)}", public=True, job_id=job.id)
+        return Reply(f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
+                     f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}", public=True, job_id=job.id,
+                     ok=job.state is not JobState.FAILED)
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
         job = await self.store.require(command.job_id)

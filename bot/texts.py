@@ -145,6 +145,36 @@ def who(user: str | None, fmt: Format = PLAIN) -> str:
     return f"<@{user}>" if re.fullmatch(r"[UW][A-Z0-9]+", user) else fmt.text(user)
 
 
+def backend_label(name: str) -> str:
+    return "Slurm" if name == "slurm" else name
+
+
+def queued_words(d: dict[str, Any], fmt: Format = PLAIN) -> str:
+    """A job_queued notice's facts in words: a scheduler's job id and its reason, or the place in our line."""
+    if d.get("backend_job_id"):
+        words = f"submitted to {backend_label(str(d.get('backend')))} as job {fmt.text(d['backend_job_id'])}"
+        return words + (f"; {fmt.text(d['pending_reason'])}" if d.get("pending_reason") else "")
+    return f"is waiting (#{d.get('position')} in line): {fmt.text(d.get('reason'))}"
+
+
+def start_reply(job: Job, fmt: Format = PLAIN) -> str:
+    """Where a job just created stands, as its real state says (a scheduler may refuse it at once)."""
+    match job.state:
+        case JobState.QUEUED if job.backend_job_id:
+            words = f"submitted to {backend_label(job.backend)} as job {fmt.text(job.backend_job_id)}"
+            reason = job.queue_reason if job.queue_reason and job.queue_reason.startswith("Slurm:") else None
+            return words + (f" ({fmt.text(reason)})" if reason else "")
+        case JobState.QUEUED:
+            return f"queued ({fmt.text(job.queue_reason)})"
+        case JobState.CREATED:
+            return f"created, not started ({fmt.code('/train start ' + job.id)} starts it)"
+        case JobState.FAILED:
+            return (f"could not start: {fmt.text(job.error_message)}"
+                    + (f" ({fmt.text(job.error_hint)})" if job.error_hint else ""))
+        case _:
+            return str(job.state) if job.state.is_terminal else "started"
+
+
 def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
     """One line (or a few) saying what happened; the Slack notifier dresses the same facts in blocks."""
     d: dict[str, Any] = notice.data
@@ -155,7 +185,7 @@ def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
         case "job_submitted":
             return f"▶️ job {jid} started by {who(d.get('by'), fmt)}"
         case "job_queued":
-            return f"⏳ job {jid} is waiting (#{d.get('position')} in line): {fmt.text(d.get('reason'))}"
+            return f"⏳ job {jid} " + queued_words(d, fmt)
         case "job_started":
             return f"🚀 job {jid} started on {fmt.text(d.get('host'))}: {fmt.code(d.get('command', ''))}"
         case "job_restarted":

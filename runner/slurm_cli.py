@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,22 @@ _UNSET = frozenset({"", "(null)", "Unknown", "None", "N/A"})
 
 
 class SlurmError(RuntimeError):
-    """A Slurm command failed (message holds its stderr) or is missing."""
+    """A Slurm command failed (message holds its stderr) or is missing. ``reason``: Slurm's own words (its
+    stderr less the "sbatch: error: " prefixes); ``command``: the command line that failed."""
+
+    def __init__(self, message: str, *, reason: str = "", command: str = "") -> None:
+        super().__init__(message)
+        self.reason, self.command = reason or message, command
+
+
+def slurm_reason(stderr: str) -> str:
+    """"sbatch: error: invalid partition specified: nosuch" (and sbatch's closing line) -> "invalid partition
+    specified: nosuch"."""
+    lines = [re.sub(r"^\w+: (error|fatal): ", "", line.strip()) for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
+    # sbatch's closing "Batch job submission failed: <the same in other words>" only repeats a specific line
+    specific = [line for line in lines if not line.startswith("Batch job submission failed")]
+    return "; ".join(specific or lines)
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,17 @@ class SlurmJob:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def started_at(self) -> float | None:
+        """StartTime as epoch seconds (Slurm prints this machine's local time, to the second); None when it
+        has not started (a pending job's StartTime is only Slurm's estimate)."""
+        if not self.start_time or self.state == "PENDING":
+            return None
+        try:
+            return time.mktime(time.strptime(self.start_time, "%Y-%m-%dT%H:%M:%S"))
+        except (ValueError, OverflowError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -105,7 +132,9 @@ async def _run(argv: Sequence[str], *, stdin: str | None = None,
 async def _check(argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
     rc, out, err = await _run(argv, stdin=stdin, env=env)
     if rc != 0:
-        raise SlurmError(f"{shlex.join(argv)} failed ({rc}): {err or out.strip()}")
+        command = shlex.join(argv)
+        raise SlurmError(f"{command} failed ({rc}): {err or out.strip()}",
+                         reason=slurm_reason(err or out) or f"exit status {rc}", command=command)
     return out
 
 

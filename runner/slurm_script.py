@@ -8,6 +8,9 @@ to the trainer processes of step 0 on every node (``scontrol listpids`` and thei
 as the local backend does. Signalling the whole step instead (``scancel --signal=INT <id>``, or Ctrl-C) also
 hits the ``swift`` wrapper above the trainer, and the wrapper SIGKILLs its child 0.25 s later (Python's
 ``subprocess.run`` on KeyboardInterrupt), before swift has written its summary to logging.jsonl.
+
+A trainer stopped that way exits non-zero (swift: 254), which Slurm would record as FAILED; once it has
+ended, the batch shell cancels its own job, so the cluster's accounting says CANCELLED, as it was.
 """
 
 from __future__ import annotations
@@ -79,8 +82,8 @@ def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int,
         "# trainbot training job",
         'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         'export MASTER_ADDR MASTER_PORT="${MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 10000 ))}"',
-        "interrupted=0",
-        f"relay_int() {{ interrupted=1; srun --overlap {one_task_a_node} "
+        "interrupted=0 stopped=0",
+        f"relay_int() {{ interrupted=1 stopped=1; srun --overlap {one_task_a_node} "
         f"bash -c {shlex.quote(_RELAY.format(match=match))}; }}",
         "trap relay_int INT",
         # --whole: the step gets all CPUs/GPUs the job holds on each node (a step defaults to 1 CPU a task)
@@ -91,5 +94,9 @@ def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int,
         # waited for, the INT came after its end)
         'wait "$step"; rc=$?',
         'while [ "$interrupted" = 1 ]; do interrupted=0; wait "$step"; r=$?; [ "$r" = 127 ] || rc=$r; done',
+        'if [ "$stopped" = 1 ]; then',
+        '  echo "[trainbot] stopped: the trainer exited $rc; the Slurm job ends as CANCELLED"',
+        '  scancel "$SLURM_JOB_ID"; sleep 60',  # scancel's SIGTERM ends this shell; the sleep waits for it
+        'fi',
         'exit "$rc"',
     ]), env)

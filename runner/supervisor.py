@@ -106,8 +106,8 @@ class Supervisor:
             notes += (DIRECT_NOTE,)
         cmd = build_sft(recipe, output_dir=req.output_dir, config=self.config, version=version, entry=entry)
         warnings = []
-        if (missing := self.probe.describe_missing(req.gpus)) is not None:
-            warnings.append(missing)
+        if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
+            warnings.append(missing)  # on Slurm the nodes' GPUs count, not this machine's: see _missing_gpus
         return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version, notes)
 
     def _direct_entry(self, req: JobRequest) -> list[str] | None:
@@ -130,6 +130,8 @@ class Supervisor:
     async def dry_run_warnings(self, req: JobRequest) -> list[str]:
         plan = self.plan(req)
         warnings = list(plan.warnings)
+        if self.backend.schedules_gpus and (missing := await self._missing_gpus(req)) is not None:
+            warnings.append(missing)
         holders = leases.held(await self.store.active())
         busy = [f"GPU {g} is held by job `{holders[g]}`" for g in req.gpus if g in holders]
         foreign = self.foreign_busy(await self.store.active())
@@ -139,12 +141,18 @@ class Supervisor:
             warnings.append("; ".join(busy) + ": the job would wait in the queue")
         return warnings
 
+    async def _missing_gpus(self, req: JobRequest) -> str | None:
+        """Why the GPUs asked for cannot be had: this machine's (probe) or, on Slurm, a node's."""
+        if self.backend.schedules_gpus:
+            return await self.backend.describe_missing_gpus(req.gpus)
+        return self.probe.describe_missing(req.gpus)
+
     async def submit(self, req: JobRequest, *, hold: bool = False, idempotency_key: str | None = None) -> Job:
         """Record a job and queue it (`hold`: record only, `created` until `start`). A job already made under
         `idempotency_key` is returned as it is, nothing new recorded."""
         if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
             return first
-        if (missing := self.probe.describe_missing(req.gpus)) is not None:
+        if (missing := await self._missing_gpus(req)) is not None:
             raise UserError(missing)
         plan = self.plan(req)
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
@@ -350,35 +358,42 @@ class Supervisor:
             job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None)
         ref = ProcessRef(job.id, "train")
         log_path = self.log_path(job, "train")
+        handed_over = time.time()  # the trainer starts after this: no run folder of its can be older
         try:
             _check_writable(Path(job.output_dir))
             launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path,
                                                  gpus=job.gpus)
         except LaunchError as exc:
+            ran = f" (the command: {exc.detail})" if exc.detail else ""
             await self.store.update(job.id, state=JobState.FAILED, error_class="launch", error_message=str(exc),
-                                    error_hint="", finished_at=time.time(), event=f"could not start: {exc}",
-                                    notice=Notice(job.id, "job_failed", {"summary": str(exc), "hint": "",
+                                    error_hint=exc.hint, finished_at=time.time(), event=f"could not start: {exc}{ran}",
+                                    notice=Notice(job.id, "job_failed", {"summary": str(exc), "hint": exc.hint,
                                                                          "class": "launch", "tail": []}))
             return
         job = await self.store.update(
             job.id, pid=launched.pid, proc_start_time=launched.proc_start_time, host=launched.host,
             backend_job_id=launched.backend_job_id, log_path=str(log_path),
             progress=job.progress if job.progress.last_checkpoint else Progress())
-        if scheduled:
+        if scheduled:  # the notice carries facts; each front end words them (and the place in line is Slurm's)
+            status = await self.backend.status(self._ref(job, "train"))
             reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
             await self.store.update(job.id, queue_reason=reason, event=reason, event_kind="submitted",
-                                    notice=Notice(job.id, "job_queued", {"reason": reason, "position": None}))
+                                    notice=Notice(job.id, "job_queued", {
+                                        "backend": self.backend.name, "backend_job_id": launched.backend_job_id,
+                                        "pending_reason": status.pending_reason if status.alive else None}))
             return
-        await self._mark_running(job)
+        await self._mark_running(job, handed_over)
 
-    async def _mark_running(self, job: Job) -> Job:
+    async def _mark_running(self, job: Job, started_at: float | None = None) -> Job:
+        """started_at: when the backend started it (Slurm's StartTime; local: when it was handed over), else now;
+        it bounds which run folder is the job's, so it must not be later than the trainer's start."""
         if job.state is JobState.QUEUED:
             job = await self.store.update(job.id, state=JobState.STARTING, queue_reason=None)
         gpus = "CPU" if job.gpus == ("cpu",) else f"GPU {', '.join(job.gpus)}"
         return await self.store.update(
-            job.id, state=JobState.RUNNING, started_at=time.time(), event=f"started on {job.host} ({gpus})",
-            event_kind="started", notice=Notice(job.id, "job_started", {"command": _display(job), "host": job.host,
-                                                                        "gpus": list(job.gpus)}))
+            job.id, state=JobState.RUNNING, started_at=started_at or time.time(),
+            event=f"started on {job.host} ({gpus})", event_kind="started",
+            notice=Notice(job.id, "job_started", {"command": _display(job), "host": job.host, "gpus": list(job.gpus)}))
 
     async def _follow(self, job: Job) -> None:
         ref = self._ref(job, "train")
@@ -389,7 +404,7 @@ class Supervisor:
                     await self.store.update(job.id, queue_reason=status.pending_reason)
                 return
             if status.alive or status.returncode == 0:  # it ran (a job refused before running never started)
-                job = await self._mark_running(job)
+                job = await self._mark_running(job, status.started_at)
         await self._read_progress(job, final=not status.alive)
         if status.alive:
             if job.state is JobState.STOPPING:

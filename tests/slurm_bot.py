@@ -19,12 +19,13 @@ from storage.models import Job, Kind
 from tests.waiting import wait_until
 
 FAKE_SWIFT = Path(__file__).resolve().parent / "fake_swift.py"
-SLURM_SECTIONS = '[backend]\nkind = "slurm"\n[gpus]\ninventory = 2\n[slurm]\npoll_seconds = 0.2\n'
+SLURM_SECTIONS = '[backend]\nkind = "slurm"\n[gpus]\ninventory = 2\n[slurm]\npoll_seconds = {poll}\n'
 
 
 def real_config(tmp_path: Path, assets: Mapping[str, object], **extra: object) -> Config:
     path = tmp_path / "trainbot.toml"
-    path.write_text(tiny_config_toml(assets, swift_bin=default_swift_bin(), extra=extra, sections=SLURM_SECTIONS))
+    path.write_text(tiny_config_toml(assets, swift_bin=default_swift_bin(), extra=extra,
+                                     sections=SLURM_SECTIONS.format(poll=0.2)))
     return load_config(path, base_dir=tmp_path)
 
 
@@ -46,7 +47,7 @@ for _ in $(seq 600); do sleep 0.1; done
 
 
 def fake_config(tmp_path: Path, *, steps: int = 20, env: Mapping[str, str] | None = None, slurm: str = "",
-                stop_grace_s: float = 30, script: str = FAKE_BIN) -> Config:
+                stop_grace_s: float = 30, script: str = FAKE_BIN, poll_s: float = 0.2) -> Config:
     swift = tmp_path / "bin" / "swift"
     swift.parent.mkdir(parents=True)
     swift.write_text(script)
@@ -58,7 +59,7 @@ def fake_config(tmp_path: Path, *, steps: int = 20, env: Mapping[str, str] | Non
         *(f"{k} = {json.dumps(v)}" for k, v in knobs.items()),
         "[llm]", f"max_steps = {steps}", "save_steps = 10", "logging_steps = 1",
         "[runner]", "progress_poll_seconds = 0.2", f"stop_grace_seconds = {stop_grace_s}", "term_grace_seconds = 5",
-        SLURM_SECTIONS + slurm]))
+        SLURM_SECTIONS.format(poll=poll_s) + slurm]))
     return load_config(path, base_dir=tmp_path)
 
 

@@ -93,10 +93,12 @@ async def test_real_swift_stop_reaches_the_trainer_and_ends_stopped(node: str, t
         assert job.state is JobState.STOPPED and job.stopped_by == "U1"
         assert job.progress.step and job.progress.max_steps and job.progress.step < job.progress.max_steps
         # SIGINT went to swift's trainer only (not the `swift` wrapper, which would have SIGKILLed it): the trainer
-        # wrote its summary, and the wrapper exited 254 as it does when its child was interrupted
-        assert "KeyboardInterrupt" in Path(job.log_path or "").read_text()
+        # wrote its summary, and the wrapper exited 254 as it does when its child was interrupted; then the batch
+        # shell cancelled the job, so Slurm's records say CANCELLED rather than FAILED
+        log_text = Path(job.log_path or "").read_text()
+        assert "KeyboardInterrupt" in log_text and "[trainbot] stopped: the trainer exited 254" in log_text
         assert summary_line(job).get("last_model_checkpoint") == job.progress.last_checkpoint
-        assert job.exit_code == 254 and (await slurm_job(job.backend_job_id)).state == "FAILED"
+        assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"
 
 
 # ---- the fake swift: queueing, stop escalation, restart, environment ---------------------------------------
@@ -154,7 +156,8 @@ async def test_restarted_bot_follows_a_running_slurm_job_to_its_end(node: str, t
         job = await job_when(first, job.id, lambda j: j.progress.step, "makes progress")
     # the bot is gone; a new backend object knows the job from its Slurm id alone
     ref = ProcessRef(job.id, "train", backend_job_id=job.backend_job_id)
-    assert await SlurmBackend(config).status(ref) == RunStatus(alive=True)
+    status = await SlurmBackend(config).status(ref)
+    assert status.alive and status.pending_reason is None and status.started_at  # Slurm's StartTime
     async with bot(config) as second:
         job = await job_when(second, job.id, lambda j: j.state.is_terminal, "ends", within=60)
         assert job.state is JobState.SUCCEEDED and job.progress.step == 40
@@ -185,8 +188,7 @@ async def test_trainer_failure_and_refused_submission(node: str, tmp_path: Path)
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "refused"))
         assert job.state is JobState.FAILED and job.error_class == "launch"
-        assert (job.error_message or "").startswith("Slurm did not take the job: sbatch")
-        assert "invalid partition" in (job.error_message or "").lower()
+        assert (job.error_message or "").startswith("Slurm refused the job: invalid partition")
 
 
 @slurm
@@ -203,7 +205,7 @@ async def test_job_environment_has_none_of_the_bots_secrets(node: str, tmp_path:
     launched = await backend.launch(ref, SwiftCommand(("env",), {"TB_VALUE": "a b,c"}), log_path=log, gpus=("cpu",))
     ref = ProcessRef("envjob", purpose, backend_job_id=launched.backend_job_id)
     status = await wait_until(lambda: _ended(backend, ref), 30, "the env job to end", every=0.1)
-    assert status == RunStatus(alive=False, returncode=0)
+    assert (status.alive, status.returncode, status.detail) == (False, 0, None)
     lines = log.read_text().splitlines()
     assert lines[0].startswith("[trainbot] ")
     assert lines[0].endswith(f"job envjob {purpose} (Slurm): TB_VALUE='a b,c' env")

@@ -180,7 +180,8 @@ async def test_gentle_stop_reaches_the_trainer_not_its_wrapper(cluster: str, tmp
     await cancel(job_id, signal="INT", batch_only=True)
     job = await wait_job(job_id, lambda j: j.terminal, "finished")
     assert read(mark) == marks, read(tmp_path / "o.txt")
-    assert (job.state, job.exit_code, job.signal) == ("FAILED", 7, 0)  # the batch shell passes step 0's status on
+    # a stopped job ends CANCELLED in Slurm's records (not FAILED), saying in its log how the trainer exited
+    assert job.state == "CANCELLED" and "[trainbot] stopped: the trainer exited 7" in read(tmp_path / "o.txt")
     assert await slurm_cli.running_steps(job_id) == []
 
 
@@ -288,3 +289,11 @@ def test_exports_go_after_sbatch_header() -> None:
 def test_gpu_count() -> None:
     assert [slurm_cli._gpu_count(g) for g in ["gpu:2", "gpu:1(IDX:0)", "gpu:a100:2(S:0-1),gpu:v100:1", "",
                                               "shard:4,gpu:3"]] == [2, 1, 3, 0, 3]
+
+
+def test_slurm_reason_keeps_slurms_words_without_prefixes_or_the_repeated_closing_line() -> None:
+    stderr = ("sbatch: error: invalid partition specified: nosuch\n"
+              "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+    assert slurm_cli.slurm_reason(stderr) == "invalid partition specified: nosuch"
+    assert slurm_cli.slurm_reason("sbatch: error: Batch job submission failed: Access denied\n") == (
+        "Batch job submission failed: Access denied")

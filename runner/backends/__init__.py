@@ -38,10 +38,16 @@ class RunStatus:
     returncode: int | None = None
     pending_reason: str | None = None
     detail: str | None = None
+    started_at: float | None = None  # epoch seconds the backend started it (Slurm's StartTime), when it says
 
 
 class LaunchError(RuntimeError):
-    """The process could not be started at all; the message says why in words a person can act on."""
+    """The process could not be started at all; the message says why in words a person can act on, ``hint``
+    what to change, ``detail`` what was run (for the job's events)."""
+
+    def __init__(self, message: str, *, hint: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.hint, self.detail = hint, detail
 
 
 class Backend(Protocol):
@@ -65,6 +71,11 @@ class Backend(Protocol):
 
     async def describe_gpus(self) -> str | None:
         """The backend's own view of the GPUs (Slurm: the cluster's nodes); None: the local GPU probe's."""
+        ...
+
+    async def describe_missing_gpus(self, gpus: Sequence[str]) -> str | None:
+        """Why no node of the backend's could run a job on `gpus` (None: it could, or the backend cannot tell);
+        only asked of a backend that schedules GPUs itself."""
         ...
 
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:

@@ -121,6 +121,9 @@ class LocalBackend:
     async def describe_gpus(self) -> str | None:
         return None  # the GPU probe (NVML) sees this machine's GPUs
 
+    async def describe_missing_gpus(self, gpus: Sequence[str]) -> str | None:
+        return None  # the supervisor asks the GPU probe
+
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
         return descendants(ref.pid for ref in refs if ref.pid is not None and self._alive(ref))
 

@@ -7,6 +7,7 @@ Slurm job id alone. See docs/slurm.md.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 import time
@@ -69,8 +70,11 @@ class SlurmBackend:
                 # append: a job started again keeps its earlier runs' log, as with the local backend
                 extra_args=["--export=ALL", "--open-mode=append", *slurm.extra_args],
                 workdir=self._config.base_dir, process_env=job_environment(self._config))
-        except (SlurmError, ValueError) as exc:
-            raise LaunchError(f"Slurm did not take the job: {exc}") from exc
+        except SlurmError as exc:
+            raise LaunchError(f"Slurm refused the job: {exc.reason}", hint=_refusal_hint(exc.reason),
+                              detail=exc.command) from exc
+        except ValueError as exc:
+            raise LaunchError(f"Slurm was not asked: {exc}") from exc
         self._seen.pop(job_id, None)
         return Launched(pid=None, proc_start_time=None, host=await self._host(), backend_job_id=job_id)
 
@@ -124,6 +128,21 @@ class SlurmBackend:
         """The `gpus` command on Slurm: the cluster's GPU nodes, their state and who uses their GPUs."""
         return render_gpu_nodes(await slurm_cli.nodes(), await slurm_cli.queue())
 
+    async def describe_missing_gpus(self, gpus: Sequence[str]) -> str | None:
+        """On Slurm `gpu=` says how many GPUs a node gives the job (which ones is Slurm's choice): refused
+        only when no node has that many. Slurm not answering is not a refusal: sbatch will tell."""
+        wanted = gpu_count(gpus)
+        try:
+            most = max((n.gpus for n in await slurm_cli.nodes()), default=0)
+        except SlurmError:
+            return None
+        if wanted <= most:
+            return None
+        have = f"at most {most} GPU{'s' * (most != 1)}" if most else "no GPUs"
+        try_ = f"`gpu={','.join(str(i) for i in range(most))}`" if most else "`gpu=cpu`"
+        return (f"{wanted} GPU{'s' * (wanted != 1)} on one node asked for, but the Slurm cluster's nodes have "
+                f"{have} each (`gpus` lists them). Try {try_}.")
+
     async def _already_submitted(self, ref: ProcessRef) -> Launched | None:
         """The job's Slurm job when one is waiting or running already: the bot died between sbatch and
         recording the id, and the job came back in line. Submitting again would train twice."""
@@ -159,11 +178,22 @@ def run_status(job: SlurmJob | None) -> RunStatus:
     """Slurm's view of a job as the supervisor's: waiting (with the reason in words), running, or ended."""
     if job is None:  # Slurm forgot it (MinJobAge): the supervisor settles it from logging.jsonl and the log
         return RunStatus(alive=False, returncode=None)
-    if job.terminal:
-        return ended_status(job)
+    if job.terminal:  # with its start: a job that ran between two polls still bounds its run folder
+        return dataclasses.replace(ended_status(job), started_at=job.started_at)
     if job.state in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"):
         return RunStatus(alive=True, pending_reason=describe_pending(job))
-    return RunStatus(alive=True)  # RUNNING, COMPLETING, SUSPENDED, STOPPED, SIGNALING, STAGE_OUT, RESIZING
+    # RUNNING, COMPLETING, SUSPENDED, STOPPED, SIGNALING, STAGE_OUT, RESIZING
+    return RunStatus(alive=True, started_at=job.started_at)
+
+
+def _refusal_hint(reason: str) -> str:
+    if "partition" in reason:
+        return "`sinfo` lists the cluster's partitions; set one in `[slurm] partition` in the config"
+    if "account" in reason:
+        return "`sacctmgr show assoc user=$USER` lists your accounts; set one in `[slurm] account` in the config"
+    if "time limit" in reason:
+        return "`sinfo` shows the partitions' time limits; lower `[slurm] time_limit` in the config"
+    return "check the `[slurm]` section of the config; `sinfo` shows what the cluster has"
 
 
 def _user() -> str | None:
