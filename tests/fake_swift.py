@@ -20,6 +20,16 @@ import sys
 import time
 from pathlib import Path
 
+SCRIPT = Path(__file__).resolve()
+
+
+def fake_swift_bin(root: Path) -> str:
+    """An executable at `root/fake-swift` that runs this script: a `[swift] bin` for tests and benchmarks."""
+    path = root / "fake-swift"
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SCRIPT}" "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
 
 class Interrupted(Exception):
     pass
