@@ -16,6 +16,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+# Flags ms-swift renamed, by the major version that renamed them; recipes use the seed's (3.x) names.
+RENAMED: dict[int, dict[str, str]] = {4: {"train_type": "tuner_type"}}
+
 
 class SwiftNotFound(RuntimeError):
     pass

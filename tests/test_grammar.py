@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from bot.grammar import (
     COMMANDS,
-    ID_ALPHABET,
     JOB_ACTIONS,
     LIST_STATES,
     Command,
@@ -31,6 +30,7 @@ from bot.grammar import (
     unparse,
 )
 from bot.help_text import VLM_KEYS
+from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
 BASE = Path("/srv/trainbot")
@@ -143,7 +143,7 @@ ACCEPTED: list[tuple[str, Command]] = [
     ("logs k3x9q", JobCommand("logs", "k3x9q")),
     ("STOP K3X9Q", JobCommand("stop", "k3x9q")),
     ("stop `k3x9q`", JobCommand("stop", "k3x9q")),
-    ("show abcdefghjkmn", JobCommand("show", "abcdefghjkmn")),
+    ("show abcde", JobCommand("show", "abcde")),
     ("logs k3x9q lines=200", JobCommand("logs", "k3x9q", lines=200)),
     ("logs k3x9q 50", JobCommand("logs", "k3x9q", lines=50)),
     ("logs k3x9q full", JobCommand("logs", "k3x9q", full=True)),
@@ -309,7 +309,8 @@ REJECTED: list[tuple[str, tuple[str, ...]]] = [
     ("stop", ("`stop` needs a job id", "`/train stop k3x9q`")),
     ("logs", ("`logs` needs a job id",)),
     ("stop k3x9q!", ("`k3x9q!` is not a job id", "`k3x9q`")),
-    ("stop k3x", ("`k3x` is not a job id", "5 to 12")),
+    ("stop k3x", ("`k3x` is not a job id", "ids are 5 letters and digits")),
+    ("stop k3x9qk", ("`k3x9qk` is not a job id",)),  # ids are made with exactly 5 characters
     ("stop abcdefghjkmnp", ("is not a job id",)),
     ("stop k3x0q", ("is not a job id", "never contain 0, 1, i, l or o")),
     ("show k3x9q extra", ("`show` takes only a job id", "`extra`")),
@@ -554,7 +555,7 @@ def commands(draw: st.DrawFn, output_root: Path, base_dir: Path) -> Command:
         )
     if choice == "job":
         action = draw(st.sampled_from(JOB_ACTIONS))
-        job_id = draw(st.text(ID_ALPHABET, min_size=5, max_size=12))
+        job_id = draw(st.text(ID_ALPHABET, min_size=ID_LENGTH, max_size=ID_LENGTH))
         if action != "logs":
             return JobCommand(action, job_id)
         full = draw(st.booleans())
