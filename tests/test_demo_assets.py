@@ -19,6 +19,7 @@ from bot import demo_assets
 from bot.demo_assets import LlmAssets, build_llm_assets
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # builds a model with torch (seconds)
 
 
 def _need_ml() -> None:

@@ -607,6 +607,7 @@ STARTS = st.sampled_from([*COMMANDS, *(text for text, _ in ACCEPTED)])
 LIKELY = st.builds(lambda start, words: " ".join([start, *words]), STARTS, st.lists(WORDS, max_size=6))
 
 
+@pytest.mark.slow  # 300 generated commands
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(text=LIKELY)
 def test_parsed_text_round_trips(text: str) -> None:

@@ -76,6 +76,7 @@ async def test_typed_text_in_answers_and_errors_stays_inert(slack: SlackStandIn,
     assert "<!channel>" in shown and "<@U123>" in shown
 
 
+@pytest.mark.slow  # every message kind, end to end
 async def test_hostile_folders_and_log_lines_through_every_message_kind(slack: SlackStandIn, tmp_path: Path) -> None:
     say = tmp_path / "say.txt"
     say.write_text("\n".join(h.replace("\n", " ") for h in HOSTILE) + "\n")
