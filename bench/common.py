@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
+from tests.fake_swift import fake_swift_bin  # bench uses the tests' stand-ins; tests never import bench
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_SWIFT = REPO / "tests" / "fake_swift.py"
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,6 @@ def tiny_config(root: Path, *, extra: dict[str, object] | None = None, sections:
     assets = build_tiny_assets(REPO / ".cache" / "tiny" / "llm", swift)
     (root / "trainbot.toml").write_text(tiny_config_toml(assets, swift_bin=swift, extra=extra, sections=sections))
     return load_config(root / "trainbot.toml", base_dir=root)
-
-
-def fake_swift_bin(root: Path) -> str:
-    """An executable that runs tests/fake_swift.py: writes swift-shaped logs without training anything."""
-    path = root / "fake-swift"
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_SWIFT}" "$@"\n')
-    path.chmod(0o755)
-    return str(path)
 
 
 def fake_config(root: Path, *, gpus: int, step_s: float, max_steps: int, logging_steps: int = 5,

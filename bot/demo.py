@@ -1,7 +1,7 @@
 """`trainbot demo`: the main job on its embedded defaults, for real, on a machine with no GPU and no hub.
 
 It builds a tiny random Qwen2 model, its tokenizer and small local datasets shaped like the seed's three
-(runner/tiny_assets.py, run on swift's own python so the bot never imports torch), points the fixed LLM recipe at
+(bot/demo_assets.py, run on swift's own python so the bot never imports torch), points the fixed LLM recipe at
 them through a config file, and drives the console: dry run, the job (queued, running with progress,
 succeeded), then the export of its last checkpoint.
 """
@@ -38,7 +38,7 @@ TINY_RECIPE: dict[str, object] = {
     "eval_steps": 10,
     "split_dataset_ratio": 0.05,
 }
-# The VLM recipe on the tiny Qwen2.5-VL (runner/tiny_assets.py): small images, a short run.
+# The VLM recipe on the tiny Qwen2.5-VL (bot/demo_assets.py): small images, a short run.
 TINY_VLM_RECIPE: dict[str, object] = {
     "model_type": "qwen2_5_vl",
     "template": "qwen2_5_vl",
@@ -61,7 +61,7 @@ def default_swift_bin() -> str:
 def build_tiny_assets(root: Path, swift_bin: str, kind: str = "llm") -> dict[str, object]:
     """Build (once) the tiny model and data with the python that runs swift; returns the assets as a dict."""
     python = interpreter_of(resolve_swift(swift_bin)) or [sys.executable]
-    out = subprocess.run([*python, "-m", "runner.tiny_assets", kind, str(root)], capture_output=True, text=True,
+    out = subprocess.run([*python, "-m", "bot.demo_assets", kind, str(root)], capture_output=True, text=True,
                          check=False, cwd=Path(__file__).resolve().parent.parent, env=child_env())
     if out.returncode != 0:
         raise RuntimeError(f"building the tiny model failed:\n{out.stderr[-3000:]}")

@@ -20,6 +20,8 @@ from typing import Literal, TypeAlias, get_args
 
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
 from bot.sources import Refused, check_source
+from runner.profiles import PROFILES
+from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
 __all__ = ["COMMANDS", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs", "Rejection",
@@ -28,10 +30,8 @@ __all__ = ["COMMANDS", "Command", "CreateJob", "Help", "JobAction", "JobCommand"
 JobAction: TypeAlias = Literal["start", "stop", "export", "status", "show", "logs", "delete"]
 JOB_ACTIONS: tuple[JobAction, ...] = get_args(JobAction)
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
-PROFILES = ("fast", "exact")
 LIST_KINDS = ("llm", "vlm", "all")
 LIST_STATES: tuple[str, ...] = (*(s.value for s in JobState), "active")
-ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 MAX_GPUS, MAX_GPU_INDEX, MAX_OUT_LEN, MAX_TEXT_LEN, MAX_LOG_LINES = 16, 255, 255, 4000, 10_000
 RUN_KEYS = ("gpu", "out", "profile", "dry_run")  # what both recipes take; `vlm` adds VLM_KEYS
 KEY_ALIASES = {"gpu_id": "gpu", "gpus": "gpu", "output_dir": "out", "lr": "learning_rate"}
@@ -40,7 +40,7 @@ INT_LIMITS = {"lora_rank": 1024, "lora_alpha": 4096, "max_length": 131072, "batc
 FLOAT_LIMITS = {"epochs": (1000.0, "epochs=2"), "learning_rate": (1.0, "lr=1e-4")}
 _HELP_WORDS = ("help", "--help", "-h", "?")
 _FULL_WORDS = ("full", "--full", "full=true")
-_JOB_ID = re.compile(f"[{ID_ALPHABET}]{{5,12}}")
+_JOB_ID = re.compile(f"[{ID_ALPHABET}]{{{ID_LENGTH}}}")  # exactly what storage makes
 _FLOAT = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?")
 _PATH_ITEM = re.compile(r"[^\s\x00-\x1f\x7f,`'\"]+")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
@@ -395,7 +395,7 @@ def _job_command(action: JobAction, ctx: _Ctx) -> Command:
     job_id = words[1].strip("`<>").lower()
     if not _JOB_ID.fullmatch(job_id):
         confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
-        raise _Reject(f"`{_show(words[1])}` is not a job id: ids are 5 to 12 letters and digits like "
+        raise _Reject(f"`{_show(words[1])}` is not a job id: ids are {ID_LENGTH} letters and digits like "
                       f"`k3x9q`, shown on the job card and by `/train list`.{confusable}", ["list"])
     lines: int | None = None
     for at, word in enumerate(words[2:], start=2):

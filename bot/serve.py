@@ -126,7 +126,8 @@ class SlackBot:
                                 on_card=cards.posted)
             client = self._client(retries=True)
             self._ctx = BotContext(self._runtime, Handlers(self._runtime, SLACK), client, GroupDirectory(client),
-                                   notifier, cards, aiohttp.ClientSession())
+                                   notifier, cards, aiohttp.ClientSession(),
+                                   commands_at_once=self.config.slack.commands_at_once)
             app = build_app(self._ctx, signing_secret=self.signing_secret if self.mode == "http" else None)
             notifier.start()
             cards.start()
@@ -161,9 +162,9 @@ class SlackBot:
             await self._http.cleanup()
             self._http = None
         if self._ctx is not None:
+            await self._ctx.close()  # first: the commands under way still answer and wake the notifier
             await self._ctx.cards.close()
             await self._ctx.notifier.close()
-            await self._ctx.http.close()
             self._ctx = None
         if self._runtime is not None and self._own_runtime:
             await self._runtime.close()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -27,14 +24,15 @@ from runner.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# Bolt answers Slack's request once it sees the ack, looking every 10 ms: work waits at least that long, and at
-# most ACKS_FIRST_MAX_S for the other requests under way to be acked.
-BOLT_ACK_POLL_S = 0.011
-ACKS_FIRST_MAX_S = 0.5
+CLOSE_WAIT_S = 10.0  # at shutdown, how long the commands under way may take to answer
 
 
 @dataclass
 class BotContext:
+    """What the listeners share. The work that follows an ack runs in its own task (`after_ack`), at most
+    `commands_at_once` at a time: the listener returns right after `ack()`, so Bolt sends the ack without waiting
+    for the work, and one slow command (an `sbatch`, a rate-limited upload) holds one slot, not the whole bot."""
+
     runtime: Runtime
     handlers: Handlers
     client: AsyncWebClient  # for the listeners' own calls (home tab, log uploads)
@@ -42,30 +40,33 @@ class BotContext:
     notifier: Notifier
     cards: CardSync
     http: aiohttp.ClientSession  # one session for every response_url answer (Bolt's respond opens one per call)
-    _turn: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _unacked: int = 0
-    _all_acked: asyncio.Event = field(default_factory=asyncio.Event)
+    commands_at_once: int = 4
+    _slots: asyncio.Semaphore = field(init=False)
+    _work: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
-    async def count_unacked(self, next_: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
-        """Bolt middleware: how many requests are between arrival and their ack being sent."""
-        self._unacked += 1
-        self._all_acked.clear()
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.commands_at_once)
+
+    def after_ack(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs `work` (which answers on its own) in its own task once a slot is free; returns at once."""
+        task = asyncio.create_task(self._in_slot(work))
+        self._work.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._work.discard)
+
+    async def _in_slot(self, work: Coroutine[Any, Any, None]) -> None:
         try:
-            return await next_()
+            async with self._slots:
+                await work
         finally:
-            self._unacked -= 1
-            if self._unacked == 0:
-                self._all_acked.set()
+            work.close()  # cancelled while waiting for a slot: it never ran (no "never awaited" warning)
 
-    @asynccontextmanager
-    async def after_ack(self) -> AsyncIterator[None]:
-        """The work that follows an ack: once the requests under way are acked, one piece at a time, so that a
-        burst of commands is acked first (Slack's deadline is 3 s for the ack; an answer may come later)."""
-        await asyncio.sleep(BOLT_ACK_POLL_S)
-        async with self._turn:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._all_acked.wait(), ACKS_FIRST_MAX_S)
-            yield
+    async def close(self) -> None:
+        """Lets the commands under way finish (their answers are due), then closes the answering session."""
+        if self._work:
+            _, late = await asyncio.wait(set(self._work), timeout=CLOSE_WAIT_S)
+            for task in late:
+                task.cancel()
+        await self.http.close()
 
     async def answer(self, response_url: str | None, text: str) -> None:
         """An ephemeral answer to the asker, through the request's response_url."""
@@ -110,7 +111,6 @@ def build_app(ctx: BotContext, *, signing_secret: str | None) -> AsyncApp:
     """No signing secret: Socket Mode only (its requests come over the app's own websocket, unsigned)."""
     app = AsyncApp(client=ctx.client, signing_secret=signing_secret or "", logger=logging.getLogger("bot.bolt"),
                    request_verification_enabled=bool(signing_secret))
-    app.middleware(ctx.count_unacked)
     listeners.register(app, ctx)
 
     @app.error

@@ -10,11 +10,8 @@ from pathlib import Path
 from runner import swift_entry
 from runner.config import Config
 from runner.recipes import OUTPUT_DIR, Recipe, apply_user_overrides, base_recipe
-from runner.swift_version import SwiftNotFound, SwiftVersion, interpreter_of, resolve_swift
+from runner.swift_version import RENAMED, SwiftNotFound, SwiftVersion, interpreter_of, resolve_swift
 from storage.models import Kind
-
-# Flags ms-swift renamed, by the major version that renamed them; recipes use the seed's (3.x) names.
-RENAMED: dict[int, dict[str, str]] = {4: {"train_type": "tuner_type"}}
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 

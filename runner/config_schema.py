@@ -128,6 +128,7 @@ class SlackConfig(BaseModel):
     model_config = TABLE
     api_url: str | None = None
     card_interval_s: Seconds = 3.0
+    commands_at_once: Annotated[int, Field(ge=1, le=64)] = 4  # commands worked on at once after their acks
     http_port: Port = 3000
     post_per_channel_per_min: PerMinute = 60.0
     update_per_min: PerMinute = 50.0

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+from runner.swift_version import RENAMED
+
 TAIL_BYTES = 64 * 1024
 TAIL_LINES = 15
 _MAX_LINE = 300
@@ -138,7 +140,7 @@ _NETWORK = (r"NetworkError|ConnectionError|ConnectTimeout|ReadTimeout|NameResolu
 _NOT_FOUND = (r"DatasetNotFoundError|FileNotFoundError|NotExistError|doesn't exist|does not exist|not found"
               r"|\b404\b")
 _MIRROR = "point the recipe to a local mirror in the config file (model/datasets) and set HF_HUB_OFFLINE=1"
-_RENAMED = {"--train_type": "--tuner_type"}  # ms-swift 3.x -> 4.x
+_RENAMED = {f"--{old}": f"--{new}" for renames in RENAMED.values() for old, new in renames.items()}
 
 
 def _stop_requested(ctx: _Ctx) -> _Verdict | None:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from runner.child_env import child_env
 
+# Flags ms-swift renamed, by the major version that renamed them; recipes use the seed's (3.x) names.
+RENAMED: dict[int, dict[str, str]] = {4: {"train_type": "tuner_type"}}
+
 
 class SwiftNotFound(RuntimeError):
     pass

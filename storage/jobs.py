@@ -112,6 +112,12 @@ class JobStore:
             await self._db.execute("COMMIT")
             self.changes.notify()
 
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """Every read takes the transactions' lock: on the one shared connection a read would otherwise run
+        inside another task's open transaction and could see rows that are then rolled back."""
+        async with self._lock, self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
     # ---- jobs -------------------------------------------------------------------------------------------------
 
     async def create(self, job: Job, *, event: str = "job created", notice: Notice | None = None) -> Job:
@@ -133,9 +139,8 @@ class JobStore:
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        async with self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return _from_row(row) if row else None
+        rows = await self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _from_row(rows[0]) if rows else None
 
     async def require(self, job_id: str) -> Job:
         job = await self.get(job_id)
@@ -241,8 +246,7 @@ class JobStore:
         sql += " ORDER BY created_at DESC, queue_seq DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        async with self._db.execute(sql, params) as cur:
-            rows = list(await cur.fetchall())
+        rows = await self._read(sql, params)
         keys = rows[0].keys() if rows else []
         return [_from_row(r, keys) for r in rows]
 
@@ -262,18 +266,15 @@ class JobStore:
         """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""
         states = [str(s) for s in JobState if s.is_active]
         sql = f"SELECT * FROM jobs WHERE state IN ({', '.join('?' * len(states))}) ORDER BY queue_seq"
-        async with self._db.execute(sql, states) as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
+        return [_from_row(r) for r in await self._read(sql, states)]
 
     async def exporting(self) -> list[Job]:
-        async with self._db.execute("SELECT * FROM jobs WHERE export_state = 'exporting'") as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
+        return [_from_row(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
 
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""
-        async with self._db.execute("SELECT version FROM jobs WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else None
+        rows = await self._read("SELECT version FROM jobs WHERE id = ?", (job_id,))
+        return int(rows[0][0]) if rows else None
 
     # ---- events -----------------------------------------------------------------------------------------------
 
@@ -286,10 +287,8 @@ class JobStore:
                 await self._notice(db, notice, now)
 
     async def events(self, job_id: str) -> list[Event]:
-        async with self._db.execute(
-            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,)
-        ) as cur:
-            rows = await cur.fetchall()
+        rows = await self._read(
+            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,))
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
 
     async def events_after(self, after: int, *, job_id: str | None = None, limit: int = 500) -> list[Event]:
@@ -317,8 +316,7 @@ class JobStore:
             JOIN (SELECT job_id, MIN(id) AS first FROM outbox WHERE delivered_at IS NULL GROUP BY job_id) h
               ON o.id = h.first
             WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?"""
-        async with self._db.execute(sql, (now, limit)) as cur:
-            return [_notice_from_row(r) for r in await cur.fetchall()]
+        return [_notice_from_row(r) for r in await self._read(sql, (now, limit))]
 
     async def pending_notices(self, job_id: str | None = None) -> list[Notice]:
         sql = "SELECT * FROM outbox WHERE delivered_at IS NULL"
@@ -326,23 +324,19 @@ class JobStore:
         if job_id is not None:
             sql += " AND job_id = ?"
             params.append(job_id)
-        async with self._db.execute(sql + " ORDER BY id", params) as cur:
-            return [_notice_from_row(r) for r in await cur.fetchall()]
+        return [_notice_from_row(r) for r in await self._read(sql + " ORDER BY id", params)]
 
     async def notices(self, job_id: str) -> list[Notice]:
-        async with self._db.execute("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,)) as cur:
-            return [_notice_from_row(r) for r in await cur.fetchall()]
+        return [_notice_from_row(r) for r in await self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id",
+                                                             (job_id,))]
 
-    async def mark_delivered(self, notice_id: int, **job_changes: Any) -> None:
-        """Delivered; job_changes (e.g. the card's ts) are saved in the same transaction."""
+    async def mark_delivered(self, notice_id: int, *, card_ts: str | None = None) -> None:
+        """Delivered; `card_ts` (the job card's message, when this notice posted it) is saved with it."""
         async with self._tx() as db:
             await db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (time.time(), notice_id))
-            if job_changes:
-                async with db.execute("SELECT job_id FROM outbox WHERE id = ?", (notice_id,)) as cur:
-                    row = await cur.fetchone()
-                if row is not None:
-                    sets = ", ".join(f"{k} = ?" for k in job_changes)
-                    await db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*job_changes.values(), row[0]])
+            if card_ts is not None:
+                await db.execute("UPDATE jobs SET card_ts = ? WHERE id = (SELECT job_id FROM outbox WHERE id = ?)",
+                                 (card_ts, notice_id))
 
     async def mark_failed(self, notice_id: int, *, retry_at: float, error: str) -> None:
         async with self._tx() as db:

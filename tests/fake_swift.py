@@ -21,6 +21,16 @@ import sys
 import time
 from pathlib import Path
 
+SCRIPT = Path(__file__).resolve()
+
+
+def fake_swift_bin(root: Path) -> str:
+    """An executable at `root/fake-swift` that runs this script: a `[swift] bin` for tests and benchmarks."""
+    path = root / "fake-swift"
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SCRIPT}" "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
 
 class Interrupted(Exception):
     pass
@@ -73,7 +83,7 @@ def sft(f: dict[str, list[str]]) -> int:
     say = Path(say_file).read_text().splitlines() if say_file else []
     print("\n".join(say), flush=True)
     fail_in = os.environ.get("FAKE_SWIFT_FAIL_IN")
-    fail = bool(fail_in) and fail_in in str(run_dir)
+    fail = fail_in is not None and fail_in != "" and fail_in in str(run_dir)
     started, step, last, losses = time.time(), 0, None, []
     signal.signal(signal.SIGINT, _on_sigint)
     try:

@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.common import fake_swift_bin
 from bot.demo import default_swift_bin, tiny_config_toml
 from bot.retry import RetryPolicy
 from bot.serve import SlackBot
 from runner.config import Config, load_config
 from storage.models import JobState
+from tests.fake_swift import fake_swift_bin
 from tests.slack_signing import DEFAULT_CHANNEL
 from tests.slack_standin import SlackStandIn
 

@@ -16,6 +16,7 @@ from runner.config import Config, load_config
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from storage.models import Job, Kind
+from tests import fake_swift
 from tests.waiting import wait_until
 
 FAKE_SWIFT = Path(__file__).resolve().parent / "fake_swift.py"
@@ -34,7 +35,7 @@ def real_config(tmp_path: Path, assets: Mapping[str, object], **extra: object) -
 FAKE_BIN = f"""#!/bin/bash
 echo "CUDA_VISIBLE_DEVICES=${{CUDA_VISIBLE_DEVICES-(unset)}}"
 sleep "${{FAKE_START_S:-1}}"
-{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_SWIFT))} "$@"
+{shlex.quote(sys.executable)} {shlex.quote(str(fake_swift.SCRIPT))} "$@"
 rc=$?
 if [ "$rc" = 0 ] && [ -n "${{FAKE_EXIT:-}}" ]; then echo "RuntimeError: fake failure" >&2; exit "$FAKE_EXIT"; fi
 exit "$rc"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.conftest import REPO, VENV_BIN
 
 
+@pytest.mark.slow  # runs two benchmark figures
 def test_bench_short_run_prints_the_table() -> None:
     out = subprocess.run([str(VENV_BIN / "python"), "-m", "bench", "--short", "queue", "store"], cwd=REPO,
                          capture_output=True, text=True, timeout=300, check=True)

@@ -50,6 +50,7 @@ def test_flag_names_follow_the_version() -> None:
     assert flag_name("lora_rank", SwiftVersion(4, 6)) == "lora_rank"
 
 
+@pytest.mark.swift  # needs the installed ms-swift
 def test_installed_swift_version_is_found_without_importing_torch() -> None:
     assert "torch" not in sys.modules
     assert detect_version(str(VENV_BIN / "swift")) == SwiftVersion(4, 6, 0)
@@ -137,6 +138,7 @@ def test_export_command_merges_into_a_reusable_folder(tmp_path: Path) -> None:
                               "--output_dir", "/o/v0/checkpoint-50-merged", "--exist_ok", "true"]
 
 
+@pytest.mark.swift  # needs the installed ms-swift
 def test_console_dry_run_prints_the_exact_command(tmp_path: Path) -> None:
     out = subprocess.run([str(VENV_BIN / "trainbot"), "console"], input="llm gpu=0 out=output/x --dry-run\n",
                          capture_output=True, text=True, cwd=tmp_path, timeout=120, check=True)
@@ -147,6 +149,7 @@ def test_console_dry_run_prints_the_exact_command(tmp_path: Path) -> None:
     assert not (tmp_path / "output").exists()  # nothing started, nothing written
 
 
+@pytest.mark.swift  # needs the installed ms-swift
 async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_swift_sft(
         make_config: MakeConfig, open_runtime: OpenRuntime, tmp_path: Path) -> None:
     config = make_config()

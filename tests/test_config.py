@@ -49,6 +49,7 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[runner]\nscrub_env = 'HF_TOKEN'\n", '[runner] scrub_env = "HF_TOKEN"', "must be a list"),
     # numbers out of range
     ("[slack]\nhttp_port = 70000\n", "[slack] http_port = 70000", "less than or equal to 65535"),
+    ("[slack]\ncommands_at_once = 0\n", "[slack] commands_at_once = 0", "greater than or equal to 1"),
     ("[http]\nport = 0\n", "[http] port = 0", "greater than or equal to 1"),
     ("[runner]\nprogress_poll_seconds = 0\n", "[runner] progress_poll_seconds = 0", "greater than 0"),
     ("[runner]\nstop_grace_seconds = -1\n", "[runner] stop_grace_seconds = -1", "greater than 0"),

@@ -30,6 +30,7 @@ def checkpoint_steps(slack: SlackStandIn, card_ts: str) -> list[int]:
     return [int(n) for m in slack.thread(CH, card_ts) for n in STEP.findall(m.get("text", ""))]
 
 
+@pytest.mark.slow  # waits out a Slack outage
 async def test_notices_arrive_after_slack_recovers(slack: SlackStandIn, tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="bot")
@@ -56,6 +57,7 @@ async def test_notices_arrive_after_slack_recovers(slack: SlackStandIn, tmp_path
     assert 1 <= len([c for c in slack.calls() if c.status == 500]) <= 10  # backed off, not hammering
 
 
+@pytest.mark.slow  # restarts the bot mid-job
 async def test_restart_mid_job_neither_loses_nor_repeats(slack: SlackStandIn, tmp_path: Path) -> None:
     config = fake_config(tmp_path, steps=40, save_steps=5, step_s=0.15)
     async with running_bot(config, slack) as bot:

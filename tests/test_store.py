@@ -167,3 +167,15 @@ async def test_a_waiter_wakes_on_a_commit_and_not_before(store: JobStore) -> Non
     with pytest.raises(JobNotFound):
         await store.update("nope", state=JobState.STARTING)  # rolled back: nobody is woken for nothing
     assert store.changes.seq == failed
+
+
+async def test_a_read_never_sees_another_tasks_uncommitted_change(store: JobStore) -> None:
+    job = await store.create(new_job())
+    with pytest.raises(RuntimeError):
+        async with store._tx() as db:  # another task's transaction on the shared connection, rolled back
+            await db.execute("UPDATE jobs SET output_dir = '/uncommitted' WHERE id = ?", (job.id,))
+            reader = asyncio.create_task(store.get(job.id))
+            await db.execute("SELECT 1")  # the reader asks while the transaction is still open
+            raise RuntimeError("rolled back")
+    got = await reader
+    assert got is not None and got.output_dir == "/o/x"

@@ -299,8 +299,8 @@ def build_vlm_assets(root: Path, n_rows: int = 48, image_size: int = 56) -> VlmA
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m runner.tiny_assets {llm|vlm} DIR`` prints the built assets as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m runner.tiny_assets", description=__doc__)
+    """CLI: ``python -m bot.demo_assets {llm|vlm} DIR`` prints the built assets as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bot.demo_assets", description=__doc__)
     parser.add_argument("kind", choices=["llm", "vlm"])
     parser.add_argument("dir", type=Path)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Tests for runner.tiny_assets: the offline tiny Qwen2 assets the demo and the swift tests use.
+"""Tests for bot.demo_assets: the offline tiny Qwen2 assets the demo and the swift tests use.
 
 They build in-process (torch/transformers/tokenizers in the test interpreter). The real `swift sft` / `swift export`
 on these assets runs through trainbot itself in tests/test_runner.py, and on the tiny Qwen2.5-VL in tests/test_vlm.py.
@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from runner import tiny_assets
-from runner.tiny_assets import LlmAssets, build_llm_assets
+from bot import demo_assets
+from bot.demo_assets import LlmAssets, build_llm_assets
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # builds a model with torch (seconds)
 
 
 def _need_ml() -> None:
@@ -48,7 +49,7 @@ def tok(llm: LlmAssets) -> Any:
 
 
 def test_import_does_not_pull_torch() -> None:
-    code = "import sys, runner.tiny_assets; sys.exit('torch' in sys.modules)"
+    code = "import sys, bot.demo_assets; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
@@ -73,7 +74,7 @@ def test_llm_layout_and_datasets(llm: LlmAssets) -> None:
 def test_llm_idempotent_and_cli(llm: LlmAssets, capsys: pytest.CaptureFixture[str]) -> None:
     t0 = time.monotonic()
     assert build_llm_assets(Path(llm.root)) == llm
-    assert tiny_assets.main(["llm", llm.root]) == 0
+    assert demo_assets.main(["llm", llm.root]) == 0
     assert time.monotonic() - t0 < 1.0  # the marker short-circuits: no torch work
     assert json.loads(capsys.readouterr().out) == {
         "root": llm.root,
@@ -95,7 +96,7 @@ def test_chat_template_renders(tok: Any) -> None:
     msgs = [{"role": "user", "content": "hi"}]
     text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert text == (
-        f"<|im_start|>system\n{tiny_assets.DEFAULT_SYSTEM}<|im_end|>\n"
+        f"<|im_start|>system\n{demo_assets.DEFAULT_SYSTEM}<|im_end|>\n"
         "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     )
     msgs = [{"role": "system", "content": "S"}, *msgs, {"role": "assistant", "content": "yo"}]
