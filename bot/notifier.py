@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -33,6 +32,7 @@ from bot.pacing import Pacer
 from bot.retry import FailureKind, Outage, RetryPolicy, classify
 from storage.jobs import JobStore
 from storage.models import Job, Notice
+from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ MAX_BATCH = 10  # minor milestones in one reply at most
 
 class Notifier:
     def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, *, outage: Outage | None = None,
-                 policy: RetryPolicy | None = None, poll_s: float = 0.5,
+                 policy: RetryPolicy | None = None, poll_s: float = 0.5, safety_poll_s: float = 30.0,
                  on_card: Callable[[Job, int | None], None] | None = None) -> None:
         self.store, self.client, self.pacer = store, client, pacer
         self.policy = policy or RetryPolicy()
@@ -57,37 +57,36 @@ class Notifier:
         self._verified_jobs: set[str] = set()
         self._channels: dict[str, str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
+        self._loop = WakeableLoop("notifier", self._step, store.changes, safety_poll_s)
         self._closing = False
 
     def start(self) -> None:
-        self._loop = asyncio.create_task(self._run(), name="notifier")
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop taking new notices; let deliveries under way finish (a cut one is checked by the next bot)."""
         self._closing = True
-        self._wake.set()
-        if self._loop is not None:
-            await self._loop
+        await self._loop.close()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while not self._closing:
-            self._wake.clear()
-            try:
-                await self.dispatch()
-            except Exception:
-                log.exception("reading the outbox failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+    async def _step(self) -> float | None:
+        """One round of the loop; how long it may sleep: woken by a new notice (a store change) or a delivery
+        ending, it need only wake on its own for a retry that falls due (stored), or while Slack is down."""
+        await self.dispatch()
+        now = time.time()
+        if self.outage.active(now):
+            return self.poll_s
+        soonest = await self.store.next_notice_at()
+        if soonest is None or self._tasks:
+            return None if soonest is None or soonest <= now else soonest - now + 0.01  # a delivery ending wakes us
+        return soonest - now + 0.01 if soonest > now else self.poll_s
 
     async def dispatch(self) -> int:
         """Start delivering what is due: per channel the oldest notice first, one at a time."""
@@ -132,7 +131,7 @@ class Notifier:
         finally:
             self._busy.discard(key)
             self._in_flight.discard(notice.id)
-            self._wake.set()
+            self._loop.wake()
 
     async def deliver(self, notice: Notice, channel: str | None, later: list[Notice]) -> None:
         """Deliver a job's oldest undelivered notice (`later`: the job's others, which may share its reply)."""

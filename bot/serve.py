@@ -29,7 +29,7 @@ from bot.cards import CardSync
 from bot.groups import GroupDirectory
 from bot.handlers import Handlers
 from bot.notifier import Notifier
-from bot.pacing import Pacer
+from bot.pacing import Pacer, slack_limits
 from bot.retry import Outage, RetryPolicy
 from bot.slack_app import BotContext, build_app
 from runner.config import Config
@@ -101,11 +101,14 @@ class SlackBot:
         self._runtime = await Runtime.open(self.config)
         try:
             await self._runtime.start()
-            store, pacer, outage = self._runtime.store, Pacer(), Outage(self.policy)
+            store, outage = self._runtime.store, Outage(self.policy)
+            pacer = Pacer(slack_limits(self.config.slack))
             quiet = self._client(retries=False)
-            cards = CardSync(store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s)
+            safety_s = self.config.safety_poll_seconds
+            cards = CardSync(store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s,
+                             safety_poll_s=safety_s)
             notifier = Notifier(store, quiet, pacer, outage=outage, policy=self.policy, poll_s=self.poll_s,
-                                on_card=cards.posted)
+                                safety_poll_s=safety_s, on_card=cards.posted)
             client = self._client(retries=True)
             self._ctx = BotContext(self._runtime, Handlers(self._runtime), client, GroupDirectory(client), notifier,
                                    cards, aiohttp.ClientSession())

@@ -74,6 +74,8 @@ class SlackConfig:
     api_url: str | None = None
     card_interval_s: float = 3.0
     http_port: int = 3000
+    post_per_channel_per_min: int = 60  # Slack: chat.postMessage about 1 a second per channel, short bursts
+    update_per_min: int = 50  # Slack: chat.update is tier 3, about 50 a minute per app per workspace
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Config:
     gpu_inventory: tuple[str, ...] = ()
     gpu_poll_seconds: float = 5.0
     progress_poll_seconds: float = 2.0
+    safety_poll_seconds: float = 30.0  # idle loops look for work another process left behind this often
     stop_grace_s: float = 30.0
     term_grace_s: float = 10.0
     backend: str = "local"
@@ -141,6 +144,7 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         gpu_inventory=tuple(str(g) for g in inventory),
         gpu_poll_seconds=float(gpus.get("poll_seconds", 5.0)),
         progress_poll_seconds=float(runner.get("progress_poll_seconds", 2.0)),
+        safety_poll_seconds=float(runner.get("safety_poll_seconds", 30.0)),
         stop_grace_s=float(runner.get("stop_grace_seconds", 30.0)),
         term_grace_s=float(runner.get("term_grace_seconds", 10.0)),
         backend=str(_table(raw, "backend").get("kind", "local")),

@@ -23,7 +23,7 @@ class Changes:
                 waiter.set_result(None)
         self._waiters.clear()
 
-    async def wait(self, seen: int, timeout: float | None = None) -> int:
+    async def wait(self, seen: int, timeout: float | None = None) -> int:  # noqa: ASYNC109 (the safety poll)
         """Return at once if `seq` moved past `seen`, else when it does or after `timeout` s; returns `seq`."""
         if self.seq != seen:
             return self.seq
