@@ -43,22 +43,22 @@ class CardSync:
         self.store, self.client, self.pacer, self.outage = store, client, pacer, outage
         self.interval_s, self.tick_s = interval_s, tick_s
         self._drawn: dict[str, _Drawn] = {}
-        self._loop = WakeableLoop("cards", self._step, store.changes, safety_poll_s)
+        self.loop = WakeableLoop("cards", self._step, store.changes, safety_poll_s)
         self._held_back = False  # a card changed but must wait (its interval, the budget, an outage)
         self._started_at = time.time()
 
     def start(self) -> None:
-        self._loop.start()
+        self.loop.start()
 
     def wake(self) -> None:
-        self._loop.wake()
+        self.loop.wake()
 
     def posted(self, job: Job, version: int | None) -> None:
         """The notifier has just posted this job's card, drawn at `version`."""
         self._drawn[job.id] = _Drawn(version, time.monotonic(), job.updated_at)
 
     async def close(self) -> None:
-        await self._loop.close()
+        await self.loop.close()
 
     async def _step(self) -> float | None:
         """One round; a job's change wakes the loop, so it sleeps long unless a changed card had to wait."""

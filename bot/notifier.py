@@ -57,19 +57,19 @@ class Notifier:
         self._verified_jobs: set[str] = set()
         self._channels: dict[str, str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._loop = WakeableLoop("notifier", self._step, store.changes, safety_poll_s)
+        self.loop = WakeableLoop("notifier", self._step, store.changes, safety_poll_s)
         self._closing = False
 
     def start(self) -> None:
-        self._loop.start()
+        self.loop.start()
 
     def wake(self) -> None:
-        self._loop.wake()
+        self.loop.wake()
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop taking new notices; let deliveries under way finish (a cut one is checked by the next bot)."""
         self._closing = True
-        await self._loop.close()
+        await self.loop.close()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
@@ -131,7 +131,7 @@ class Notifier:
         finally:
             self._busy.discard(key)
             self._in_flight.discard(notice.id)
-            self._loop.wake()
+            self.loop.wake()
 
     async def deliver(self, notice: Notice, channel: str | None, later: list[Notice]) -> None:
         """Deliver a job's oldest undelivered notice (`later`: the job's others, which may share its reply)."""

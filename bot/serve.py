@@ -34,6 +34,7 @@ from bot.retry import Outage, RetryPolicy
 from bot.slack_app import BotContext, build_app
 from runner.config import Config
 from runner.runtime import Runtime
+from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,12 @@ class SlackBot:
         self._ctx: BotContext | None = None
         self._http: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
+
+    @property
+    def loops(self) -> list[WakeableLoop]:
+        """The loops that wake on their own: the supervisor's, the notifier's, the cards' (tests count wake-ups)."""
+        assert self._ctx is not None, "not started"
+        return [self.runtime.ticks, self._ctx.notifier.loop, self._ctx.cards.loop]
 
     @property
     def runtime(self) -> Runtime:
