@@ -4,7 +4,8 @@
   Every other notice is a reply in that thread; ends and exports are broadcast to the channel too
   (`reply_broadcast`), and an end brings the loss curve (a PNG uploaded to the thread).
 - One delivery at a time per channel (Slack allows about one message a second there), channels in parallel,
-  oldest notice first; the store hands out only each job's oldest undelivered notice, so a job's card is
+  cards first, then ends, then the rest, oldest first (a busy channel's cards and ends are not stuck behind
+  progress); the store hands out only each job's oldest undelivered notice, so a job's card is
   posted before its thread starts and its end comes last.
 - A failed delivery is retried at a time stored with the notice (`mark_failed`), so a restarted bot keeps the
   schedule: after a 429 when Retry-After says (and the Pacer holds the method back meanwhile), after an outage
@@ -93,7 +94,7 @@ class Notifier:
         if self._closing or self.outage.active(time.time()):
             return 0
         started = 0
-        for notice in await self.store.due_notices(limit=500):
+        for notice in sorted(await self.store.due_notices(limit=500), key=_priority):
             assert notice.id is not None
             channel = await self._channel_of(notice)
             key = channel or f"job:{notice.job_id}"
@@ -292,3 +293,9 @@ class Notifier:
         log.warning("notice %s (%s of job %s) not delivered (%s): next try in %.1f s", notice.id, notice.topic,
                     notice.job_id, failure.error, retry_at - now)
         await self.store.mark_failed(notice.id, retry_at=retry_at, error=failure.error)
+
+
+def _priority(notice: Notice) -> tuple[int, int]:
+    """Cards first (a job without one has nowhere to be seen), then ends, then progress; oldest first in each."""
+    rank = 0 if notice.topic == "job_created" else 1 if notice.topic in views.END_TOPICS else 2
+    return rank, notice.id or 0
