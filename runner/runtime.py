@@ -40,7 +40,8 @@ class Runtime:
         if isinstance(backend, LocalBackend):
             backend.on_exit = self.supervisor.wake
         self._scheduler: AsyncIOScheduler | None = None
-        self.ticks = WakeableLoop("supervisor", self._tick, store.changes, config.safety_poll_seconds)
+        self.ticks = WakeableLoop("supervisor", self._tick, store.changes, config.safety_poll_seconds,
+                                  busy_ignores_changes=True)
 
     @classmethod
     async def open(cls, config: Config, *, db_path: Path | None = None) -> Runtime:

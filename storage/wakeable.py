@@ -18,8 +18,10 @@ class WakeableLoop:
     a store change or `wake()` ends the sleep early. `wakeups` counts the runs of `step` (tests read it)."""
 
     def __init__(self, name: str, step: Callable[[], Awaitable[float | None]], changes: Changes,
-                 safety_poll_s: float) -> None:
+                 safety_poll_s: float, *, busy_ignores_changes: bool = False) -> None:
         self.name, self._step, self._changes, self.safety_poll_s = name, step, changes, safety_poll_s
+        self.busy_ignores_changes = busy_ignores_changes  # a step that set its own pace keeps it (its own
+        # writes must not wake it again and again)
         self.wakeups = 0
         self._woken = asyncio.Event()
         self._closing = False
@@ -53,7 +55,12 @@ class WakeableLoop:
                 log.exception("%s failed", self.name)
             if self._closed():
                 return
+            busy = timeout is not None
             timeout = self.safety_poll_s if timeout is None else min(max(timeout, 0.0), self.safety_poll_s)
+            if busy and self.busy_ignores_changes:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), timeout)
+                continue
             changed = asyncio.create_task(self._changes.wait(seen, timeout))
             woken = asyncio.create_task(self._woken.wait())
             await asyncio.wait({changed, woken}, return_when=asyncio.FIRST_COMPLETED)
