@@ -28,7 +28,8 @@ def table(rows: list[Row]) -> str:
 
 
 async def run(short: bool, only: set[str]) -> list[Row]:
-    figures: dict[str, Callable[[], Awaitable[list[Row]]]] = {
+    figures: dict[str, Callable[[], Awaitable[list[Row]]]] = {  # the idle row first: what every hour costs
+        "idle": lambda: slack_figures.idle_cost(window_s=10 if short else 60),
         "ack": lambda: slack_figures.ack_latency(burst=20 if short else 50),
         "overhead": lambda: runner_figures.job_overhead(pairs=1 if short else 5),
         "watching": lambda: runner_figures.watching_cost(window_s=8 if short else 60),
@@ -52,7 +53,7 @@ async def run(short: bool, only: set[str]) -> list[Row]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
-    parser.add_argument("figures", nargs="*", help="only these: ack overhead watching slack queue store api")
+    parser.add_argument("figures", nargs="*", help="only these: idle ack overhead watching slack queue store api")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = asyncio.run(run(args.short, set(args.figures)))

@@ -1,15 +1,15 @@
 """Keeps each job card (one message per job) in step with its job, inside Slack's limits.
 
 A card is updated (chat.update) only when its job changed (`store.version`) since the card was last drawn, at most
-once per `interval_s` per job, and within a budget for all cards together (the Pacer's chat.update bucket: 40 a
-minute, Slack's tier 3 allows about 50). When more cards want an update than the budget allows, ended jobs go
-first (their card loses the Stop button and shows how it ended), then the ones drawn longest ago.
+once per `interval_s` per job, and within a budget for all cards together (the Pacer's chat.update limit, Slack's
+tier 3: `[slack] update_per_min`, all channels together). When more cards want an update than the budget allows,
+ended jobs go first (their card loses the Stop button and shows how it ended) and may spend a reserve progress
+updates leave them; then the ones drawn longest ago.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from bot.pacing import Pacer
 from bot.retry import FailureKind, Outage, classify
 from storage.jobs import JobStore
 from storage.models import Job
+from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -38,49 +39,43 @@ class _Drawn:
 
 class CardSync:
     def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, outage: Outage, *,
-                 interval_s: float = 3.0, tick_s: float = 0.5) -> None:
+                 interval_s: float = 3.0, tick_s: float = 0.5, safety_poll_s: float = 30.0) -> None:
         self.store, self.client, self.pacer, self.outage = store, client, pacer, outage
         self.interval_s, self.tick_s = interval_s, tick_s
         self._drawn: dict[str, _Drawn] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self.loop = WakeableLoop("cards", self._step, store.changes, safety_poll_s)
+        self._held_back = False  # a card changed but must wait (its interval, the budget, an outage)
         self._started_at = time.time()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="cards")
+        self.loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     def posted(self, job: Job, version: int | None) -> None:
         """The notifier has just posted this job's card, drawn at `version`."""
         self._drawn[job.id] = _Drawn(version, time.monotonic(), job.updated_at)
 
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        await self.loop.close()
 
-    async def _run(self) -> None:
-        while not self._closing:
-            self._wake.clear()
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("updating job cards failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
+    async def _step(self) -> float | None:
+        """One round; a job's change wakes the loop, so it sleeps long unless a changed card had to wait."""
+        self._held_back = False
+        await self.sync()
+        return self.tick_s if self._held_back else None
 
     async def sync(self) -> int:
         """Update the cards that are due and fit the budget; returns how many were updated."""
         if self.outage.active(time.time()):
+            self._held_back = True
             return 0
         due = await self._due()
         chosen = []
-        for job, version in due:
-            if not self.pacer.try_take("chat.update"):
+        for job, version in due:  # ended jobs first: their updates may spend the reserve, progress may not
+            if not self.pacer.try_take("chat.update", urgent=job.state.is_terminal):
+                self._held_back = True
                 break
             chosen.append((job, version))
         results = await asyncio.gather(*(self._draw(job, version) for job, version in chosen))
@@ -106,6 +101,8 @@ class CardSync:
                 continue
             if drawn is None or now - drawn.at >= self.interval_s:
                 due.append((job, version))
+            else:
+                self._held_back = True
         for gone in set(self._drawn) - set(jobs):
             del self._drawn[gone]
         due.sort(key=lambda jv: (not jv[0].state.is_terminal, self._drawn[jv[0].id].at if jv[0].id in self._drawn
@@ -130,6 +127,7 @@ class CardSync:
                 drawn.at = time.monotonic()  # try again after the interval, not at once
                 if failure.error in GONE_ERRORS:  # the card was deleted: leave it be until the job changes
                     drawn.version, drawn.updated_at = version, fresh.updated_at
+            self._held_back = self._held_back or failure.error not in GONE_ERRORS
             log.warning("job card of %s not updated: %s", job.id, failure.error)
             return False
         self.outage.succeeded()

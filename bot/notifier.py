@@ -4,7 +4,8 @@
   Every other notice is a reply in that thread; ends and exports are broadcast to the channel too
   (`reply_broadcast`), and an end brings the loss curve (a PNG uploaded to the thread).
 - One delivery at a time per channel (Slack allows about one message a second there), channels in parallel,
-  oldest notice first; the store hands out only each job's oldest undelivered notice, so a job's card is
+  cards first, then ends, then the rest, oldest first (a busy channel's cards and ends are not stuck behind
+  progress); the store hands out only each job's oldest undelivered notice, so a job's card is
   posted before its thread starts and its end comes last.
 - A failed delivery is retried at a time stored with the notice (`mark_failed`), so a restarted bot keeps the
   schedule: after a 429 when Retry-After says (and the Pacer holds the method back meanwhile), after an outage
@@ -17,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -33,6 +33,7 @@ from bot.pacing import Pacer
 from bot.retry import FailureKind, Outage, RetryPolicy, classify
 from storage.jobs import JobStore
 from storage.models import Job, Notice
+from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ MAX_BATCH = 10  # minor milestones in one reply at most
 
 class Notifier:
     def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, *, outage: Outage | None = None,
-                 policy: RetryPolicy | None = None, poll_s: float = 0.5,
+                 policy: RetryPolicy | None = None, poll_s: float = 0.5, safety_poll_s: float = 30.0,
                  on_card: Callable[[Job, int | None], None] | None = None) -> None:
         self.store, self.client, self.pacer = store, client, pacer
         self.policy = policy or RetryPolicy()
@@ -57,44 +58,43 @@ class Notifier:
         self._verified_jobs: set[str] = set()
         self._channels: dict[str, str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
+        self.loop = WakeableLoop("notifier", self._step, store.changes, safety_poll_s)
         self._closing = False
 
     def start(self) -> None:
-        self._loop = asyncio.create_task(self._run(), name="notifier")
+        self.loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop taking new notices; let deliveries under way finish (a cut one is checked by the next bot)."""
         self._closing = True
-        self._wake.set()
-        if self._loop is not None:
-            await self._loop
+        await self.loop.close()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while not self._closing:
-            self._wake.clear()
-            try:
-                await self.dispatch()
-            except Exception:
-                log.exception("reading the outbox failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+    async def _step(self) -> float | None:
+        """One round of the loop; how long it may sleep: woken by a new notice (a store change) or a delivery
+        ending, it need only wake on its own for a retry that falls due (stored), or while Slack is down."""
+        await self.dispatch()
+        now = time.time()
+        if self.outage.active(now):
+            return self.poll_s
+        soonest = await self.store.next_notice_at()
+        if soonest is None or self._tasks:
+            return None if soonest is None or soonest <= now else soonest - now + 0.01  # a delivery ending wakes us
+        return soonest - now + 0.01 if soonest > now else self.poll_s
 
     async def dispatch(self) -> int:
         """Start delivering what is due: per channel the oldest notice first, one at a time."""
         if self._closing or self.outage.active(time.time()):
             return 0
         started = 0
-        for notice in await self.store.due_notices(limit=500):
+        for notice in sorted(await self.store.due_notices(limit=500), key=_priority):
             assert notice.id is not None
             channel = await self._channel_of(notice)
             key = channel or f"job:{notice.job_id}"
@@ -132,7 +132,7 @@ class Notifier:
         finally:
             self._busy.discard(key)
             self._in_flight.discard(notice.id)
-            self._wake.set()
+            self.loop.wake()
 
     async def deliver(self, notice: Notice, channel: str | None, later: list[Notice]) -> None:
         """Deliver a job's oldest undelivered notice (`later`: the job's others, which may share its reply)."""
@@ -293,3 +293,9 @@ class Notifier:
         log.warning("notice %s (%s of job %s) not delivered (%s): next try in %.1f s", notice.id, notice.topic,
                     notice.job_id, failure.error, retry_at - now)
         await self.store.mark_failed(notice.id, retry_at=retry_at, error=failure.error)
+
+
+def _priority(notice: Notice) -> tuple[int, int]:
+    """Cards first (a job without one has nowhere to be seen), then ends, then progress; oldest first in each."""
+    rank = 0 if notice.topic == "job_created" else 1 if notice.topic in views.END_TOPICS else 2
+    return rank, notice.id or 0

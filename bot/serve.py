@@ -38,11 +38,12 @@ from bot.groups import GroupDirectory
 from bot.handlers import Handlers
 from bot.mrkdwn import SLACK
 from bot.notifier import Notifier
-from bot.pacing import Pacer
+from bot.pacing import Pacer, slack_limits
 from bot.retry import Outage, RetryPolicy
 from bot.slack_app import BotContext, build_app
 from runner.config import Config, ConfigError
 from runner.runtime import Runtime
+from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ class SlackBot:
         self._runtime, self._own_runtime = runtime, False
 
     @property
+    def loops(self) -> list[WakeableLoop]:
+        """The loops that wake on their own: the supervisor's, the notifier's, the cards' (tests count wake-ups)."""
+        assert self._ctx is not None, "not started"
+        return [self.runtime.ticks, self._ctx.notifier.loop, self._ctx.cards.loop]
+
+    @property
     def runtime(self) -> Runtime:
         assert self._runtime is not None, "the bot is not started"
         return self._runtime
@@ -119,11 +126,14 @@ class SlackBot:
         try:
             if self._own_runtime:
                 await self._runtime.start()
-            store, pacer, outage = self._runtime.store, Pacer(), Outage(self.policy)
+            store, outage = self._runtime.store, Outage(self.policy)
+            pacer = Pacer(slack_limits(self.config.slack))
             quiet = self._client(retries=False)
-            cards = CardSync(store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s)
+            safety_s = self.config.safety_poll_seconds
+            cards = CardSync(store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s,
+                             safety_poll_s=safety_s)
             notifier = Notifier(store, quiet, pacer, outage=outage, policy=self.policy, poll_s=self.poll_s,
-                                on_card=cards.posted)
+                                safety_poll_s=safety_s, on_card=cards.posted)
             client = self._client(retries=True)
             self._ctx = BotContext(self._runtime, Handlers(self._runtime, SLACK), client, GroupDirectory(client),
                                    notifier, cards, aiohttp.ClientSession(),

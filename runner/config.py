@@ -100,6 +100,7 @@ class Config:
     gpu_inventory: tuple[str, ...]
     gpu_poll_seconds: float
     progress_poll_seconds: float
+    safety_poll_seconds: float
     stop_grace_s: float
     term_grace_s: float
     scrub_env: tuple[str, ...]
@@ -140,6 +141,7 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         gpu_inventory=file.gpus.inventory,
         gpu_poll_seconds=file.gpus.poll_seconds,
         progress_poll_seconds=file.runner.progress_poll_seconds,
+        safety_poll_seconds=file.runner.safety_poll_seconds,
         stop_grace_s=file.runner.stop_grace_seconds,
         term_grace_s=file.runner.term_grace_seconds,
         scrub_env=file.runner.scrub_env,

@@ -94,6 +94,7 @@ class GpusTable(BaseModel):
 class RunnerTable(BaseModel):
     model_config = TABLE
     progress_poll_seconds: Seconds = 2.0
+    safety_poll_seconds: Seconds = 30.0  # idle loops look for work another process left behind this often
     stop_grace_seconds: Seconds = 30.0
     term_grace_seconds: Seconds = 10.0
     scrub_env: Names = ()  # env var names never passed to a job, besides the bot's own secrets

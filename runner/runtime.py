@@ -1,4 +1,8 @@
-"""One running trainbot: the store, the GPU probe, the backend and the supervisor, ticking on a schedule."""
+"""One running trainbot: the store, the GPU probe, the backend and the supervisor.
+
+The supervisor ticks every `progress_poll_seconds` while a job or export is active; with none it sleeps until the
+store changes (a job submitted in this process) or `safety_poll_seconds` pass (one another process left behind).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from runner.config import Config
 from runner.gpus import GpuProbe
 from runner.supervisor import Supervisor
 from storage.jobs import JobStore
+from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,8 @@ class Runtime:
         if isinstance(backend, LocalBackend):
             backend.on_exit = self.supervisor.wake
         self._scheduler: AsyncIOScheduler | None = None
+        self.ticks = WakeableLoop("supervisor", self._tick, store.changes, config.safety_poll_seconds,
+                                  busy_ignores_changes=True)
 
     @classmethod
     async def open(cls, config: Config, *, db_path: Path | None = None) -> Runtime:
@@ -46,18 +53,15 @@ class Runtime:
     async def start(self) -> None:
         """Recover what ran while we were away, then tick: progress and exits, and GPU probes."""
         await self.supervisor.recover()
+        self.ticks.start()
         self._scheduler = AsyncIOScheduler()
-        self._scheduler.add_job(self._tick, "interval", seconds=self.config.progress_poll_seconds,
-                                max_instances=1, coalesce=True, id="tick")
         self._scheduler.add_job(self._refresh_gpus, "interval", seconds=self.config.gpu_poll_seconds,
                                 max_instances=1, coalesce=True, id="gpus")
         self._scheduler.start()
 
-    async def _tick(self) -> None:
-        try:
-            await self.supervisor.tick()
-        except Exception:
-            log.exception("supervisor tick failed")
+    async def _tick(self) -> float | None:
+        busy = await self.supervisor.tick()
+        return self.config.progress_poll_seconds if busy else None
 
     async def _refresh_gpus(self) -> None:
         await asyncio.to_thread(self.probe.refresh)
@@ -66,5 +70,6 @@ class Runtime:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        await self.ticks.close()
         await self.supervisor.close()
         await self.store.close()

@@ -77,7 +77,7 @@ class Supervisor:
         self._tails: dict[str, ProgressTail] = {}
         self._stop_started: dict[str, float] = {}
         self._lock = asyncio.Lock()  # one tick (or command) changes jobs at a time
-        self._woken: asyncio.Task[None] | None = None
+        self._woken: asyncio.Task[bool] | None = None
         self._closed = False
 
     # ---- what people ask for -------------------------------------------------------------------------------
@@ -318,10 +318,11 @@ class Supervisor:
             if self._woken is not None:
                 self._woken.cancel()
 
-    async def tick(self) -> None:
+    async def tick(self) -> bool:
+        """Follow every active job and export, start what may start; True when there is anything to follow."""
         async with self._lock:
             if self._closed:
-                return
+                return False
             active = await self.store.active()
             for job in active:
                 if job.state in leases.HOLDING_STATES or job.backend_job_id is not None:
@@ -329,9 +330,10 @@ class Supervisor:
                         await self._follow(job)
                     except Exception:  # one job's trouble must not stop the others being followed
                         log.exception("following job %s failed", job.id)
-            await self._follow_exports()
+            exporting = await self._follow_exports()
             if any(j.state is JobState.QUEUED for j in active):
                 await self._start_queued()
+            return bool(active) or exporting
 
     async def _start_queued(self) -> None:
         active = await self.store.active()
@@ -475,8 +477,9 @@ class Supervisor:
                                                  "summary": failure.summary, "hint": failure.hint,
                                                  "detail": failure.detail, "tail": failure.tail}))
 
-    async def _follow_exports(self) -> None:
-        for job in await self.store.exporting():
+    async def _follow_exports(self) -> bool:
+        exporting = await self.store.exporting()
+        for job in exporting:
             ref = self._ref(job, "export")
             status = await self.backend.status(ref)
             if status.alive:
@@ -493,6 +496,7 @@ class Supervisor:
                                         event=f"export failed: {f.summary}", event_kind="export_failed",
                                         notice=Notice(job.id, "export_failed", {"summary": f.summary, "hint": f.hint,
                                                                                 "tail": f.tail}))
+        return bool(exporting)
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
@@ -507,7 +511,7 @@ class Supervisor:
         return ProcessRef(job.id, "train", job.pid, job.proc_start_time, job.backend_job_id)
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def _log_failure(task: asyncio.Task[bool]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("supervisor tick failed", exc_info=task.exception())
 

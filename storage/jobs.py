@@ -318,6 +318,16 @@ class JobStore:
             WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?"""
         return [_notice_from_row(r) for r in await self._read(sql, (now, limit))]
 
+    async def next_notice_at(self) -> float | None:
+        """When the soonest of the notices due_notices would hand out falls due (None: nothing to deliver)."""
+        sql = """
+            SELECT MIN(o.next_attempt_at) FROM outbox o
+            JOIN (SELECT job_id, MIN(id) AS first FROM outbox WHERE delivered_at IS NULL GROUP BY job_id) h
+              ON o.id = h.first"""
+        async with self._db.execute(sql) as cur:
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     async def pending_notices(self, job_id: str | None = None) -> list[Notice]:
         sql = "SELECT * FROM outbox WHERE delivered_at IS NULL"
         params: list[Any] = []

@@ -9,6 +9,7 @@ connections).  Payload shapes and request signing live in ``tests/slack_signing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import json
@@ -34,8 +35,9 @@ RateLimit = tuple[int, float]
 """(burst, per_seconds): a token bucket holding ``burst`` calls, refilled at ``burst/per_seconds`` per s."""
 
 DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
-    "chat.postMessage": (5, 5.0),  # special tier, keyed per channel: ~1/s sustained, short bursts of 5
-    "chat.update": (50, 60.0),  # tier 3
+    # Slack's documented numbers (docs.slack.dev/reference/methods/...), not more generous:
+    "chat.postMessage": (3, 3.0),  # special tier, keyed per channel: "one message per second", "short bursts"
+    "chat.update": (50, 60.0),  # tier 3, "50+ per minute": at most 50 in any 60 s (WINDOW_LIMITS)
     "chat.postEphemeral": (100, 60.0),  # tier 4
     "views.publish": (100, 60.0),  # tier 4
     "files.getUploadURLExternal": (100, 60.0),  # tier 4
@@ -47,6 +49,7 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "*": (20, 60.0),  # tier 2 for anything else
 }
 PER_CHANNEL_LIMITS = frozenset({"chat.postMessage"})
+WINDOW_LIMITS = frozenset({"chat.update"})  # (n, s): n calls in any s seconds, no burst on top
 JSON_PARAMS = ("blocks", "attachments", "view", "files", "metadata")
 UPLOAD, RESPONSE_URL = "upload", "response_url"  # pseudo-method names used in the call log and faults
 MAX_RESPONSE_URL_USES = 5
@@ -142,6 +145,24 @@ class _Bucket:
             self.tokens -= 1.0
             return 0
         return max(1, math.ceil((1.0 - self.tokens) / self.rate))
+
+
+class _Window(_Bucket):
+    """At most ``limit[0]`` calls in any ``limit[1]`` seconds (a bucket would allow a full burst on top)."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        super().__init__(limit)
+        self.count, self.span = limit
+        self.sent: collections.deque[float] = collections.deque()
+
+    def take(self) -> int:
+        now = time.monotonic()
+        while self.sent and self.sent[0] <= now - self.span:
+            self.sent.popleft()
+        if len(self.sent) < self.count:
+            self.sent.append(now)
+            return 0
+        return max(1, math.ceil(self.sent[0] + self.span - now))
 
 
 def _err(error: str, *messages: str) -> JSON:
@@ -694,7 +715,10 @@ class SlackStandIn:
         if limit is None:
             return 0
         key = str(params.get("channel") or "") if method in PER_CHANNEL_LIMITS else ""
-        retry_after = self._buckets.setdefault((method, key), _Bucket(limit)).take()
+        bucket = self._buckets.get((method, key))
+        if bucket is None:
+            bucket = self._buckets[(method, key)] = (_Window if method in WINDOW_LIMITS else _Bucket)(limit)
+        retry_after = bucket.take()
         if retry_after:
             self._hits.append(RateLimitHit(method, key, retry_after, time.time()))
         return retry_after

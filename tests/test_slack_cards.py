@@ -8,8 +8,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cards import CardSync
 from bot.notifier import Notifier
-from bot.pacing import Limit, Pacer
+from bot.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
 from bot.retry import Outage, RetryPolicy
+from runner.config import SlackConfig
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Notice, Progress
 from tests.slack_env import BOT, CH, FAST
@@ -123,3 +124,15 @@ def test_backoff_doubles_to_a_cap() -> None:
     assert outage.failed(1001.0) == 1003.0
     outage.succeeded()
     assert outage.failed(2000.0) == 2001.0
+
+
+def test_update_budget_is_per_minute_for_all_channels_with_a_reserve_for_ends() -> None:
+    now = [100.0]
+    pacer = Pacer(slack_limits(SlackConfig(update_per_min=5)), clock=lambda: now[0])  # reserve: 2 of 5
+    progress = [pacer.try_take("chat.update", urgent=False) for _ in range(4)]
+    assert progress == [True, True, True, False]  # progress leaves the reserve
+    assert [pacer.try_take("chat.update") for _ in range(3)] == [True, True, False]  # ends may spend it
+    now[0] += 60.0
+    assert not pacer.try_take("chat.update")  # 5 in the last minute, as Slack counts them (plus a margin)
+    now[0] += WINDOW_MARGIN_S + 0.01
+    assert pacer.try_take("chat.update")
