@@ -1,0 +1,134 @@
+"""The web dashboard in a real browser (headless chromium) against `trainbot serve` as a real process.
+
+Jobs run tests/fake_swift.py (scripted logs) except in the one `swift` test, which starts a real run on the tiny
+model from the New job form. Screenshots land in each test's tmp dir so a failure can be looked at.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+
+from tests.api_env import serving, start_serve
+from tests.browser import attr, browser, console_errors, sign_in, text_of
+from tests.conftest import MakeConfig
+from tests.slack_env import fake_config
+from tests.waiting import wait_until_sync
+
+TOKENS = {"TRAINBOT_API_TOKENS": "tok-ann=UANN,tok-bob=UBOB"}
+SIGNED_ONLY = "[http]\nallow_anonymous_loopback = false\n"
+
+
+def create(url: str, token: str, **body: object) -> str:
+    reply = requests.post(f"{url}/training/llm/jobs", headers={"Authorization": f"Bearer {token}"},
+                          json={"gpu_id": "0", "output_dir": "output/web", "start": True, **body}, timeout=10)
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["job_id"])
+
+
+def row_step(driver: object, job_id: str) -> int:
+    value = attr(driver, f"#job-{job_id} progress", "value")  # type: ignore[arg-type]
+    return int(value) if value else 0
+
+
+def chart_points(driver: object) -> int:
+    return int(attr(driver, "#chart", "data-points") or 0)  # type: ignore[arg-type]
+
+
+def test_a_job_started_over_the_api_appears_advances_live_and_only_its_owner_may_stop_it(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=80, step_s=0.25, save_steps=20, sections=SIGNED_ONLY)
+    with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
+        driver.get(api.url)
+        assert "/signin" in driver.current_url  # no token, no page
+        sign_in(driver, api.url, "tok-ann")
+        assert "No jobs yet" in text_of(driver, "#rows")
+
+        job = create(api.url, "tok-bob")  # another user, over the API
+        wait_until_sync(lambda: row_step(driver, job) >= 1, 60, "bob's job to appear in the table with a step")
+        seen = row_step(driver, job)
+        wait_until_sync(lambda: row_step(driver, job) > seen, 30, "the bar to advance without a reload")
+        assert "UBOB" in text_of(driver, f"#job-{job}") and "running" in text_of(driver, f"#job-{job}")
+        driver.save_screenshot(str(tmp_path / "jobs-page.png"))
+
+        driver.get(f"{api.url}/jobs/{job}")
+        wait_until_sync(lambda: chart_points(driver) >= 2, 30, "the loss curve")
+        points = chart_points(driver)
+        wait_until_sync(lambda: chart_points(driver) > points, 30, "the curve to grow without a reload")
+        wait_until_sync(lambda: "train:" in text_of(driver, "#log"), 30, "the log to show")
+        assert driver.find_elements(By.CSS_SELECTOR, "canvas")  # uPlot drew
+        assert not driver.find_elements(By.ID, "do-stop")  # ann does not own it
+        driver.save_screenshot(str(tmp_path / "job-page-not-owner.png"))
+
+        cookie = {"trainbot_session": driver.get_cookie("trainbot_session")["value"]}  # type: ignore[index]
+        forged = requests.post(f"{api.url}/jobs/{job}/stop", cookies=cookie, timeout=10, allow_redirects=False)
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        csrf = attr(driver, "input[name=csrf]", "value")
+        as_ann = requests.post(f"{api.url}/jobs/{job}/stop", cookies=cookie, data={"csrf": csrf}, timeout=10)
+        assert "only" in as_ann.text and "running" in as_ann.text  # the shared rule's words; still running
+        assert console_errors(driver) == []
+
+        sign_in(driver, api.url, "tok-bob")
+        driver.get(f"{api.url}/jobs/{job}")
+        driver.find_element(By.ID, "do-stop").click()
+        driver.find_element(By.ID, "confirm").click()  # the confirm step
+        wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 60, "the page to say stopped")
+        driver.save_screenshot(str(tmp_path / "job-page-stopped.png"))
+        assert console_errors(driver) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_open_job_page_survives_a_restart_of_serve_and_catches_up(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=60, step_s=0.3, save_steps=20, sections=SIGNED_ONLY)
+    port = str(_free_port())
+    first = start_serve(tmp_path, TOKENS, "--port", port)
+    with browser(tmp_path / "chrome") as driver:
+        try:
+            job = create(first.url, "tok-bob")
+            sign_in(driver, first.url, "tok-bob")
+            driver.get(f"{first.url}/jobs/{job}")
+            wait_until_sync(lambda: chart_points(driver) >= 3, 60, "the curve before the restart")
+        finally:
+            assert first.stop() == 0
+        before = chart_points(driver)
+        with serving(tmp_path, TOKENS, "--port", port) as second:
+            assert second.url == first.url
+            wait_until_sync(lambda: text_of(driver, "#state") == "succeeded", 120, "the page to catch up to the end")
+            assert chart_points(driver) >= before and chart_points(driver) == 60  # every point, none twice
+            driver.save_screenshot(str(tmp_path / "job-page-after-restart.png"))
+
+
+@pytest.mark.swift
+def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(make_config: MakeConfig,
+                                                                           tmp_path: Path) -> None:
+    make_config(extra={"max_steps": 400, "save_steps": 100, "logging_steps": 1},
+                sections="[gpus]\ninventory = 1\n" + SIGNED_ONLY)
+    with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome", width=412, height=915) as driver:
+        sign_in(driver, api.url, "tok-ann")
+        driver.get(f"{api.url}/new")
+        driver.find_element(By.NAME, "gpu_0").click()
+        out = driver.find_element(By.NAME, "out")
+        out.clear()
+        out.send_keys("output/from-the-form")
+        driver.find_element(By.ID, "preview-button").click()
+        assert "sft" in text_of(driver, "#preview") and "from-the-form" in text_of(driver, "#preview")
+        driver.find_element(By.ID, "start-button").click()
+        wait_until_sync(lambda: "/jobs/" in driver.current_url, 30, "the new job's page")
+        wait_until_sync(lambda: chart_points(driver) >= 2, 240, "real swift's first losses on the curve")
+        points = chart_points(driver)
+        wait_until_sync(lambda: chart_points(driver) > points, 120, "the curve to grow")
+        step = int(attr(driver, "#progress progress", "value") or 0)
+        wait_until_sync(lambda: int(attr(driver, "#progress progress", "value") or 0) > step, 120, "the bar")
+        driver.save_screenshot(str(tmp_path / "job-page.png"))
+        driver.find_element(By.ID, "do-stop").click()
+        driver.find_element(By.ID, "confirm").click()
+        wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 120, "stopped")
+        assert console_errors(driver) == []
