@@ -132,3 +132,24 @@ def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(ma
         driver.find_element(By.ID, "confirm").click()
         wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 120, "stopped")
         assert console_errors(driver) == []
+
+
+def test_what_a_user_typed_is_shown_escaped_and_a_bad_sign_in_says_why(tmp_path: Path) -> None:
+    fake_config(tmp_path)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        page = s.get(f"{api.url}/", params={"owner": "<b>x</b>"}, timeout=10)  # anonymous on loopback
+        assert page.status_code == 200 and "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
+        assert s.get(f"{api.url}/jobs/nojob", timeout=10).status_code == 404
+        job = s.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/x"}, timeout=10)
+        said = s.get(f"{api.url}/jobs/{job.json()['job_id']}", params={"said": "<script>alert(1)</script>"},
+                     timeout=10)
+        assert said.status_code == 200 and "&lt;script&gt;alert(1)" in said.text and "<script>alert" not in said.text
+        bad = s.post(f"{api.url}/signin", data={"token": "nope", "next": "//evil.example"}, timeout=10)
+        assert bad.status_code == 401 and "not valid" in bad.text and "//evil" not in bad.text
+        good = s.post(f"{api.url}/signin", data={"token": "tok-ann", "next": "//evil.example"}, timeout=10,
+                      allow_redirects=False)
+        assert good.status_code == 303 and good.headers["location"] == "/"
+        cookie = good.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        form = s.post(f"{api.url}/new", data={"kind": "llm", "gpu_0": "on", "out": "/etc"}, timeout=10)
+        assert form.status_code == 403  # no CSRF token: refused before anything is read

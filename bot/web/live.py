@@ -98,7 +98,7 @@ async def job_feed(store: JobStore, job_id: str,
                 log = _Lines(path.stat().st_size if path.exists() else 0)
                 lines = clean_lines(read_log_tail(path))[-LOG_TAIL_LINES:]
             else:
-                lines = [line for line in log.read(path) if line.strip()]
+                lines = clean_lines("\n".join(log.read(path)))
             if lines:
                 yield message("log", json.dumps(lines, ensure_ascii=False))
                 sent = True
