@@ -84,7 +84,7 @@ def _create_to_started(root: Path, jobs: int) -> list[float]:
                                                                   "start": True}, timeout=10).json()
             for line in lines:
                 event = json.loads(line[6:]) if line.startswith("data: ") else {}
-                if event.get("job_id") == job["job_id"] and event["kind"] in ("started", "failed"):
+                if event.get("job_id") == job["job_id"] and event.get("kind") in ("started", "failed"):
                     times.append(time.perf_counter() - t0)
                     break
     return times

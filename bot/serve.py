@@ -190,12 +190,13 @@ async def serve(config: Config, bot: SlackBot | None, tokens: dict[str, str], ho
         loop.add_signal_handler(sig, stop.set)
     runtime = await Runtime.open(config)
     try:
+        api = ApiServer(ApiContext(runtime, Handlers(runtime), config, tokens), host, port)
+        api.bind()  # a taken address ends it here, before any job is recovered or started
         await runtime.start()
-        ctx = ApiContext(runtime, Handlers(runtime), config, tokens)
         async with contextlib.AsyncExitStack() as stack:
             # the API first: building it (FastAPI, pydantic schemas) blocks the loop for a while, and Slack's
             # first commands must not wait for that
-            api = await stack.enter_async_context(ApiServer(ctx, host, port))
+            await stack.enter_async_context(api)
             if bot is not None:
                 bot.attach(runtime)
                 await stack.enter_async_context(bot)

@@ -39,7 +39,12 @@ def test_follow_events_and_logs_to_the_end_of_a_job(tmp_path: Path) -> None:
         job_id = create_and_start(api.url)
         with requests.get(f"{api.url}/training/jobs/{job_id}/events?follow=true", stream=True, timeout=60) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            events = list(sse_events(r))  # the stream ends by itself when the job has ended
+            received = list(sse_events(r))  # the stream ends by itself when the job has ended
+        events = [e for e in received if e["event"] != "status"]
+        statuses = [e["data"] for e in received if e["event"] == "status"]
+        steps = [s["step"] for s in statuses if s["step"] is not None]
+        assert len(steps) > 3 and steps == sorted(steps) and steps[-1] == 20  # progress, without polling
+        assert statuses[-1]["status"] == "succeeded" and statuses[-1]["progress"] == 100
         kinds = [e["event"] for e in events]
         assert kinds[0] == "created" and kinds[-1] == "finished" and "started" in kinds and "checkpoint" in kinds
         ids = [int(e["id"]) for e in events]
@@ -72,6 +77,8 @@ def test_a_restart_of_serve_while_a_client_follows_loses_no_event(tmp_path: Path
         got: list[dict[str, Any]] = []
         with requests.get(f"{first.url}/training/events?follow=true", stream=True, timeout=60) as r:
             for event in sse_events(r):
+                if event["event"] == "status":
+                    continue
                 got.append(event)
                 if event["event"] == "checkpoint":
                     break  # mid-job
@@ -81,7 +88,7 @@ def test_a_restart_of_serve_while_a_client_follows_loses_no_event(tmp_path: Path
         last = got[-1]["id"]
         with requests.get(f"{second.url}/training/jobs/{job_id}/events?follow=true", stream=True, timeout=60,
                           headers={"Last-Event-ID": last}) as r:
-            got += list(sse_events(r))
+            got += [e for e in sse_events(r) if e["event"] != "status"]
         stored = requests.get(f"{second.url}/training/jobs/{job_id}/events", timeout=10).json()
         status = requests.get(f"{second.url}/training/jobs/{job_id}/status", timeout=10).json()
     assert status["status"] == "succeeded"

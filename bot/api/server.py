@@ -27,6 +27,7 @@ class ApiServer:
         self.ctx, self.host, self.port = ctx, host, port
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -41,7 +42,8 @@ class ApiServer:
                         tb: TracebackType | None) -> None:
         await self.close()
 
-    async def start(self) -> None:
+    def bind(self) -> None:
+        """Take the address now (before jobs are recovered, say), so a taken one fails before anything starts."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -53,6 +55,13 @@ class ApiServer:
             raise OSError(exc.errno, f"the HTTP API cannot listen on {self.url}: {exc.strerror} (choose another "
                                      "address with --host/--port or [http] host/port)") from exc
         self.port = sock.getsockname()[1]
+        self._sock = sock
+
+    async def start(self) -> None:
+        if self._sock is None:
+            self.bind()
+        sock, self._sock = self._sock, None
+        assert sock is not None
         config = uvicorn.Config(build_app(self.ctx), log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S), server_header=False)
         self._server = _Server(config)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from bot.api.auth import CurrentUser
 from bot.api.context import ApiContext, get_context
 from bot.api.jobs import ERRORS, JobId
-from bot.api.schemas import EventOut, LogTail, event_out
+from bot.api.schemas import EventOut, LogTail, event_out, job_status
 from bot.grammar import MAX_LOG_LINES
 from runner.failures import clean_lines, read_log_tail
 from storage.jobs import JobStore
@@ -48,17 +48,33 @@ def sse(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
+def sse_status(job: Job) -> str:
+    """A job's status (progress, loss, ETA, state) as an SSE message without an id: ids stay the store's events'."""
+    return f"event: status\ndata: {job_status(job).model_dump_json()}\n\n"
+
+
 async def follow_events(store: JobStore, after: int, job_id: str | None) -> AsyncIterator[str]:
-    """Every event after `after` (of one job, or all), then new ones as they are committed; a job's stream ends
-    when the job has ended, the all-jobs stream when the client leaves."""
+    """Every event after `after` (of one job, or all), then new ones as they are committed, each followed by the
+    status of the jobs it concerns when that changed (progress is not an event); a job's stream ends when the job
+    has ended, the all-jobs stream when the client leaves."""
     yield "retry: 1000\n\n"
+    told: dict[str, str] = {}  # job id -> the status last sent
     while True:
         seen = store.changes.seq  # read before the query: a commit in between wakes the wait below at once
-        ended = job_id is not None and _ended(await store.get(job_id))  # before the query: its last events too
+        if job_id is not None:
+            job = await store.get(job_id)
+            jobs = [job] if job is not None else []
+            ended = _ended(job)  # before the query: the stream then sends the job's last events too
+        else:
+            jobs, ended = await store.active(), False
         events = await store.events_after(after, job_id=job_id, limit=PAGE)
         for event in events:
             yield sse(event)
             after = event.id or after
+        for job in jobs:
+            if told.get(job.id) != (status := sse_status(job)):
+                told[job.id] = status
+                yield status
         if len(events) == PAGE:
             continue
         if ended:
@@ -70,7 +86,8 @@ async def follow_events(store: JobStore, after: int, job_id: str | None) -> Asyn
 @router.get("/training/jobs/{job_id}/events", response_model=None, responses=_SSE_DOC)
 async def job_events(job_id: JobId, ctx: Ctx, user: CurrentUser, follow: Follow = False, after: After = 0,
                      last_event_id: LastEventId = None) -> JSONResponse | StreamingResponse:
-    """The job's events (created, started, checkpoint, eval, finished, ...), oldest first."""
+    """The job's events (created, started, checkpoint, eval, finished, ...), oldest first; followed, each change
+    of its status (progress, loss, ETA) comes too, as an `event: status` message without an id."""
     store = ctx.runtime.store
     await store.require(job_id)
     start = max(after, last_event_id or 0)
