@@ -82,7 +82,7 @@ def _page_cpu(root: Path, pages: int, window_s: float) -> Row:
         time.sleep(window_s)
         idle = (_cpu_s(proc) - c0) / window_s
         stop = threading.Event()
-        threads = [threading.Thread(target=_follow, args=(f"{url}/web/jobs/{job}/feed", stop), daemon=True)
+        threads = [threading.Thread(target=_follow, args=(f"{url}/web/feed/jobs/{job}", stop), daemon=True)
                    for _ in range(pages)]
         for t in threads:
             t.start()

@@ -56,3 +56,10 @@ def attr(driver: webdriver.Chrome, css: str, name: str) -> Any:
 
 def console_errors(driver: webdriver.Chrome) -> list[dict[str, Any]]:
     return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def click(driver: webdriver.Chrome, css: str) -> None:
+    """Click what matches now, in one step (a live swap may replace the element between a find and a click)."""
+    found = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); if (e) { e.click(); } return e !== null;", css)
+    assert found, f"nothing matches {css} on {driver.current_url}"

@@ -6,15 +6,17 @@ model from the New job form. Screenshots land in each test's tmp dir so a failur
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
 import pytest
 import requests
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
 from tests.api_env import serving, start_serve
-from tests.browser import attr, browser, console_errors, sign_in, text_of
+from tests.browser import attr, browser, click, console_errors, sign_in, text_of
 from tests.conftest import MakeConfig
 from tests.slack_env import fake_config
 from tests.waiting import wait_until_sync
@@ -30,13 +32,19 @@ def create(url: str, token: str, **body: object) -> str:
     return str(reply.json()["job_id"])
 
 
-def row_step(driver: object, job_id: str) -> int:
-    value = attr(driver, f"#job-{job_id} progress", "value")  # type: ignore[arg-type]
+def row_step(driver: Chrome, job_id: str) -> int:
+    value = attr(driver, f"#job-{job_id} progress", "value")
     return int(value) if value else 0
 
 
-def chart_points(driver: object) -> int:
-    return int(attr(driver, "#chart", "data-points") or 0)  # type: ignore[arg-type]
+def chart_points(driver: Chrome) -> int:
+    return int(attr(driver, "#chart", "data-points") or 0)
+
+
+def stop_with_confirm(driver: Chrome) -> None:
+    click(driver, "#do-stop")
+    wait_until_sync(lambda: "/confirm" in driver.current_url, 20, "the confirm step")
+    click(driver, "#confirm")
 
 
 def test_a_job_started_over_the_api_appears_advances_live_and_only_its_owner_may_stop_it(tmp_path: Path) -> None:
@@ -73,8 +81,7 @@ def test_a_job_started_over_the_api_appears_advances_live_and_only_its_owner_may
 
         sign_in(driver, api.url, "tok-bob")
         driver.get(f"{api.url}/jobs/{job}")
-        driver.find_element(By.ID, "do-stop").click()
-        driver.find_element(By.ID, "confirm").click()  # the confirm step
+        stop_with_confirm(driver)
         wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 60, "the page to say stopped")
         driver.save_screenshot(str(tmp_path / "job-page-stopped.png"))
         assert console_errors(driver) == []
@@ -128,8 +135,7 @@ def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(ma
         step = int(attr(driver, "#progress progress", "value") or 0)
         wait_until_sync(lambda: int(attr(driver, "#progress progress", "value") or 0) > step, 120, "the bar")
         driver.save_screenshot(str(tmp_path / "job-page.png"))
-        driver.find_element(By.ID, "do-stop").click()
-        driver.find_element(By.ID, "confirm").click()
+        stop_with_confirm(driver)
         wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 120, "stopped")
         assert console_errors(driver) == []
 
@@ -153,3 +159,46 @@ def test_what_a_user_typed_is_shown_escaped_and_a_bad_sign_in_says_why(tmp_path:
         assert "httponly" in cookie and "samesite=lax" in cookie
         form = s.post(f"{api.url}/new", data={"kind": "llm", "gpu_0": "on", "out": "/etc"}, timeout=10)
         assert form.status_code == 403  # no CSRF token: refused before anything is read
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def test_a_session_ends_with_its_token_and_survives_a_restart_otherwise(tmp_path: Path) -> None:
+    fake_config(tmp_path, sections=SIGNED_ONLY)
+    with requests.Session() as s:
+        with serving(tmp_path, TOKENS) as api:
+            assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
+        with serving(tmp_path, TOKENS) as api:  # the same key from the data dir: still signed in
+            page = s.get(f"{api.url}/", timeout=10, allow_redirects=False)
+            assert page.status_code == 200 and "UANN" in page.text
+        with serving(tmp_path, {"TRAINBOT_API_TOKENS": "tok-bob=UBOB"}) as api:  # ann's token was withdrawn
+            page = s.get(f"{api.url}/", timeout=10, allow_redirects=False)
+            assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+    assert oct((tmp_path / ".trainbot" / "web_session.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_words(tmp_path: Path) -> None:
+    fake_config(tmp_path, gpus=1, steps=200, step_s=0.2)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        first, second = create(api.url, "tok-ann"), create(api.url, "tok-bob")
+        table = s.get(f"{api.url}/", timeout=10).text
+        row = table[table.index(f'id="job-{second}"'):]
+        assert "#1 in line" in row[:row.index("</tr>")] and first in table
+        csrf = _csrf(s.get(f"{api.url}/new?kind=vlm", timeout=10).text)
+        bad = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
+                                             "lora_rank": "lots"}, timeout=10)
+        assert bad.status_code == 422 and "lora_rank" in bad.text and "Start" not in bad.text
+        preview = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
+                                                 "lora_rank": "16", "go": "preview"}, timeout=10)
+        assert preview.status_code == 200 and "--lora_rank 16" in preview.text and 'id="start-button"' in preview.text
+        assert "held by" in preview.text  # GPU 0 is the running job's
+        outside = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "llm", "gpu_0": "on", "out": "/etc",
+                                                 "go": "start"}, timeout=10)
+        assert outside.status_code == 422 and "output" in outside.text
+        jobs = requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]
+        assert len(jobs) == 2  # neither the bad forms nor the preview made a job
+        assert f'<a href="/jobs/{first}">job {first}</a>' in s.get(f"{api.url}/web/gpus", timeout=10).text

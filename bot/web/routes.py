@@ -15,7 +15,6 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from markupsafe import Markup
 
 from bot import texts
-from bot.api.auth import _lookup
 from bot.api.context import ApiContext
 from bot.grammar import JobCommand
 from bot.handlers import Caller
@@ -87,13 +86,13 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.post("/signin")
     async def signin(request: Request, token: Annotated[str, Form(max_length=500)] = "",
                      next: Annotated[str, Form(max_length=500)] = "/") -> Response:
-        user = _lookup(ctx.tokens, token.strip()) if token.strip() else None
-        if user is None:
+        session = sessions.issue(token.strip()) if token.strip() else None
+        if session is None:
             return html("signin.html", None, 401, next=_local(next),
                         error="That token is not valid: paste a token from TRAINBOT_API_TOKENS or the tokens file "
                               "(ask an admin for one).")
         response = RedirectResponse(_local(next), status_code=303)
-        sessions.save(sessions.issue(user), response)
+        sessions.save(session, response)
         return response
 
     @router.post("/signout")
@@ -109,7 +108,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         filters = pages.Filters(kind, state, owner[:100])
         return html("jobs.html", session, filters=filters, rows=Markup(await rows_html(filters, session)))
 
-    @router.get("/web/rows")
+    @router.get("/web/feed/rows")
     async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "") -> StreamingResponse:
         session = signed_in(request)
         filters = pages.Filters(kind, state, owner[:100])
@@ -124,7 +123,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return html("missing.html", session, 404, job_id=job_id)
         return html("job.html", session, job=job, panel=Markup(await panel_html(job_id, session)), said=said[:2000])
 
-    @router.get("/web/jobs/{job_id}/feed")
+    @router.get("/web/feed/jobs/{job_id}")
     async def job_feed(request: Request, job_id: JobIdPath) -> StreamingResponse:
         session = signed_in(request)
         await store.require(job_id)
@@ -172,7 +171,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return RedirectResponse(f"/jobs/{form.created}", status_code=303)
         return html("new.html", session, 200 if form.error is None else 422, form=form)
 
-    @router.get("/gpus")
+    @router.get("/web/gpus")  # `/gpus` is the API's JSON
     async def gpus_page(request: Request) -> HTMLResponse:
         session = signed_in(request)
         holders = leases.held(await store.active())
@@ -209,7 +208,7 @@ def install(app: Any, ctx: ApiContext) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="web-static")
 
     async def to_signin(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/web/"):
+        if request.url.path.startswith("/web/feed/"):
             return plain_text("sign in first: /signin", 401)
         return RedirectResponse(f"/signin?{_next(request)}", status_code=303)
 

@@ -7,6 +7,7 @@ restart of `trainbot serve`.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
@@ -29,6 +30,7 @@ KEY_FILE = "web_session.key"
 class Session:
     principal: Principal
     csrf: str
+    token: str = ""  # the API token's fingerprint (not the token); "" for an anonymous loopback session
     new: bool = False  # issued by this request: the response must set the cookie
 
     def csrf_ok(self, presented: str | None) -> bool:
@@ -59,6 +61,11 @@ class Sessions:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
         self._signer = URLSafeTimedSerializer(session_secret(ctx.config.data_dir), salt="trainbot-web")
+        self._users = {_fingerprint(token): user for token, user in ctx.tokens.items()}
+
+    def _anonymous_ok(self, request: Request) -> bool:
+        client = request.client.host if request.client else None
+        return self.ctx.config.http.allow_anonymous_loopback and is_loopback(client)
 
     def _principal(self, user_id: str) -> Principal:
         return Principal(user_id, admin=user_id in self.ctx.config.access.admins)
@@ -69,21 +76,34 @@ class Sessions:
         if raw:
             try:
                 data = self._signer.loads(raw, max_age=MAX_AGE_S)
-                return Session(self._principal(str(data["u"])), str(data["c"]))
+                user, fingerprint = str(data["u"]), str(data["t"])
+                # a session lasts while its token does (removed from the config: signed out), and an anonymous
+                # one while anonymous loopback visitors are allowed
+                valid = self._users.get(fingerprint) == user if fingerprint else self._anonymous_ok(request)
+                if valid:
+                    return Session(self._principal(user), str(data["c"]), fingerprint)
             except (BadSignature, KeyError, TypeError):
                 pass
-        client = request.client.host if request.client else None
-        if self.ctx.config.http.allow_anonymous_loopback and is_loopback(client):
+        if self._anonymous_ok(request):
             return Session(self._principal(ANONYMOUS), secrets.token_urlsafe(24), new=True)
         return None
 
-    def issue(self, user_id: str) -> Session:
-        return Session(self._principal(user_id), secrets.token_urlsafe(24), new=True)
+    def issue(self, token: str) -> Session | None:
+        """A session for a valid API token; None for any other."""
+        fingerprint = _fingerprint(token)
+        user = self._users.get(fingerprint)
+        if user is None:  # looked up by its hash: the time taken says nothing about the tokens
+            return None
+        return Session(self._principal(user), secrets.token_urlsafe(24), fingerprint, new=True)
 
     def save(self, session: Session, response: Response) -> None:
-        value = self._signer.dumps({"u": session.principal.user_id, "c": session.csrf})
+        value = self._signer.dumps({"u": session.principal.user_id, "c": session.csrf, "t": session.token})
         response.set_cookie(COOKIE, value, max_age=MAX_AGE_S, httponly=True, samesite="lax", path="/")
 
     @staticmethod
     def clear(response: Response) -> None:
         response.delete_cookie(COOKIE, path="/")
+
+
+def _fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
