@@ -202,3 +202,22 @@ def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_word
         jobs = requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]
         assert len(jobs) == 2  # neither the bad forms nor the preview made a job
         assert f'<a href="/jobs/{first}">job {first}</a>' in s.get(f"{api.url}/web/gpus", timeout=10).text
+
+
+def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_path: Path) -> None:
+    fake_config(tmp_path)
+    (tmp_path / "fake-swift").write_text(  # a swift that runs out of memory at once
+        "#!/bin/sh\necho 'loading <model> weights'\n"
+        "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2\nexit 1\n")
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        job = create(api.url, "tok-ann")
+        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{job}/status", timeout=10)
+                        .json()["status"] == "failed", 60, "the job to fail")
+        page = s.get(f"{api.url}/jobs/{job}", timeout=10).text
+        failure = page[page.index('class="failure"'):]
+        assert failure.index("Why it failed") < failure.index("Command line")  # first, before the details
+        assert "out of memory" in failure.lower() and '<p class="hint">' in failure  # cause and hint
+        assert "&lt;model&gt;" in failure and "<model>" not in page  # the tail, escaped
+        log = s.get(f"{api.url}/jobs/{job}/log", timeout=10)
+        assert log.status_code == 200 and "OutOfMemoryError" in log.text
+        assert "attachment" in log.headers["content-disposition"]
