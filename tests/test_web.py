@@ -10,6 +10,7 @@ import re
 import socket
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from selenium.webdriver import Chrome
@@ -221,3 +222,14 @@ def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_
         log = s.get(f"{api.url}/jobs/{job}/log", timeout=10)
         assert log.status_code == 200 and "OutOfMemoryError" in log.text
         assert "attachment" in log.headers["content-disposition"]
+
+
+def test_the_session_signing_key_never_reaches_a_job(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=400, step_s=0.05)
+    with serving(tmp_path, TOKENS | {"TRAINBOT_SESSION_SECRET": "web-key-7f3a"}) as api:
+        job = create(api.url, "tok-ann")
+        server = psutil.Process(api.proc.pid)
+        swift = wait_until_sync(lambda: [p for p in server.children(recursive=True) if "fake_swift" in
+                                         " ".join(p.cmdline())], 30, "the job's process")
+        assert not any("web-key-7f3a" in v for v in swift[0].environ().values())
+        requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": "Bearer tok-ann"}, timeout=10)

@@ -11,8 +11,9 @@ from runner.command import SwiftCommand
 
 Purpose = Literal["train", "export"]
 
-# Never handed to a job: the bot's own credentials (Slack tokens and signing secret, the HTTP API's tokens).
-SECRET_PREFIXES = ("SLACK_", "TRAINBOT_API_TOKENS")
+# Never handed to a job: the bot's own credentials (Slack tokens and signing secret, the HTTP API's tokens, the
+# web sessions' signing key).
+SECRET_PREFIXES = ("SLACK_", "TRAINBOT_API_TOKENS", "TRAINBOT_SESSION_SECRET")
 
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
