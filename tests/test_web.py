@@ -127,7 +127,8 @@ def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(ma
         out.clear()
         out.send_keys("output/from-the-form")
         driver.find_element(By.ID, "preview-button").click()
-        assert "sft" in text_of(driver, "#preview") and "from-the-form" in text_of(driver, "#preview")
+        wait_until_sync(lambda: "sft" in text_of(driver, "#preview"), 60, "the dry-run preview")
+        assert "from-the-form" in text_of(driver, "#preview")
         driver.find_element(By.ID, "start-button").click()
         wait_until_sync(lambda: "/jobs/" in driver.current_url, 30, "the new job's page")
         wait_until_sync(lambda: chart_points(driver) >= 2, 240, "real swift's first losses on the curve")
@@ -136,6 +137,7 @@ def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(ma
         step = int(attr(driver, "#progress progress", "value") or 0)
         wait_until_sync(lambda: int(attr(driver, "#progress progress", "value") or 0) > step, 120, "the bar")
         driver.save_screenshot(str(tmp_path / "job-page.png"))
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")  # phone
         stop_with_confirm(driver)
         wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 120, "stopped")
         assert console_errors(driver) == []
@@ -189,6 +191,9 @@ def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_word
         table = s.get(f"{api.url}/", timeout=10).text
         row = table[table.index(f'id="job-{second}"'):]
         assert "#1 in line" in row[:row.index("</tr>")] and first in table
+        assert "No jobs match" in s.get(f"{api.url}/?kind=vlm", timeout=10).text
+        mine = s.get(f"{api.url}/", params={"owner": "UBOB", "state": "queued"}, timeout=10).text
+        assert f'id="job-{second}"' in mine and f'id="job-{first}"' not in mine
         csrf = _csrf(s.get(f"{api.url}/new?kind=vlm", timeout=10).text)
         bad = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
                                              "lora_rank": "lots"}, timeout=10)

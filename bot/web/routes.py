@@ -71,7 +71,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def rows_html(filters: pages.Filters, session: Session) -> str:
         jobs = await pages.table_jobs(store, filters)
         return env.get_template("_rows.html").render(jobs=jobs, places=await pages.queue_places(store),
-                                                     me=session.principal)
+                                                     me=session.principal, filtered=bool(filters.query()))
 
     async def panel_html(job_id: str, session: Session) -> str:
         job = await store.require(job_id)
