@@ -238,3 +238,18 @@ def test_the_session_signing_key_never_reaches_a_job(tmp_path: Path) -> None:
                                          " ".join(p.cmdline())], 30, "the job's process")
         assert not any("web-key-7f3a" in v for v in swift[0].environ().values())
         requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": "Bearer tok-ann"}, timeout=10)
+
+
+def test_an_action_the_job_no_longer_allows_is_said_on_its_page(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=2, step_s=0.05)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        job = create(api.url, "tok-ann", start=False)
+        csrf = _csrf(s.get(f"{api.url}/jobs/{job}", timeout=10).text)  # anonymous on loopback: not the owner
+        refused = s.post(f"{api.url}/jobs/{job}/delete", data={"csrf": csrf}, timeout=10)
+        assert refused.url.endswith(f"/jobs/{job}?said=" + refused.url.split("said=")[1]) and "only" in refused.text
+        assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
+        csrf = _csrf(s.get(f"{api.url}/jobs/{job}", timeout=10).text)
+        stopped = s.post(f"{api.url}/jobs/{job}/stop", data={"csrf": csrf}, timeout=10)  # never started
+        assert stopped.status_code == 200 and f"Job {job}" in stopped.text and "stop" in stopped.text.lower()
+        deleted = s.post(f"{api.url}/jobs/{job}/delete", data={"csrf": csrf}, timeout=10)
+        assert deleted.status_code == 200 and "deleted" in deleted.text and f'id="job-{job}"' not in deleted.text

@@ -21,7 +21,9 @@ from bot.handlers import Caller
 from bot.web import forms, live, pages
 from bot.web.session import Session, Sessions
 from runner import leases
-from storage.models import JobState
+from runner.supervisor import UserError
+from storage.jobs import StaleState
+from storage.models import IllegalTransition, JobState
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -103,10 +105,12 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return response
 
     @router.get("/")
-    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "") -> HTMLResponse:
+    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "",
+                        said: str = "") -> HTMLResponse:
         session = signed_in(request)
         filters = pages.Filters(kind, state, owner[:100])
-        return html("jobs.html", session, filters=filters, rows=Markup(await rows_html(filters, session)))
+        return html("jobs.html", session, filters=filters, rows=Markup(await rows_html(filters, session)),
+                    said=said[:2000])
 
     @router.get("/web/feed/rows")
     async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "") -> StreamingResponse:
@@ -153,7 +157,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
         if action not in pages.ACTIONS:
             return plain_text(f"`{action}` is not an action; actions: {', '.join(pages.ACTIONS)}", 404)
         caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
-        reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
+        try:
+            reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
+        except (UserError, StaleState, IllegalTransition) as exc:  # the job changed under the form: say how
+            return RedirectResponse(f"/jobs/{job_id}?{_said(str(exc))}", status_code=303)
         target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
         return RedirectResponse(f"{target}?{_said(reply.text)}", status_code=303)
 
