@@ -253,3 +253,21 @@ def test_an_action_the_job_no_longer_allows_is_said_on_its_page(tmp_path: Path) 
         assert stopped.status_code == 200 and f"Job {job}" in stopped.text and "stop" in stopped.text.lower()
         deleted = s.post(f"{api.url}/jobs/{job}/delete", data={"csrf": csrf}, timeout=10)
         assert deleted.status_code == 200 and "deleted" in deleted.text and f'id="job-{job}"' not in deleted.text
+
+
+def test_the_owner_exports_a_finished_job_and_its_page_shows_the_export_folder(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=4, save_steps=2, step_s=0.05)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
+        job = create(api.url, "tok-ann")
+        wait_until_sync(lambda: 'id="do-export"' in s.get(f"{api.url}/jobs/{job}", timeout=10).text, 60,
+                        "the finished job's Export button")
+        confirm = s.get(f"{api.url}/jobs/{job}/confirm", params={"action": "export"}, timeout=10)
+        assert confirm.status_code == 200 and "Export job" in confirm.text
+        s.post(f"{api.url}/jobs/{job}/export", data={"csrf": _csrf(confirm.text)}, timeout=10)
+        def exported() -> str | None:
+            text = s.get(f"{api.url}/jobs/{job}", timeout=10).text
+            return text if "export exported" in text else None
+
+        page = wait_until_sync(exported, 60, "the export to end")
+        assert "checkpoint-4-merged" in page
