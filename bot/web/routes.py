@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from bot import texts
 from bot.api.context import ApiContext
+from bot.api.jobs import JobId
 from bot.grammar import JobCommand
 from bot.handlers import Caller
 from bot.web import forms, live, pages
@@ -28,7 +29,6 @@ from storage.models import IllegalTransition, JobState
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-JobIdPath = Annotated[str, "job id"]
 
 
 def templates() -> jinja2.Environment:
@@ -120,7 +120,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
                                  media_type="text/event-stream", headers=SSE_HEADERS)
 
     @router.get("/jobs/{job_id}")
-    async def job_page(request: Request, job_id: JobIdPath, said: str = "") -> HTMLResponse:
+    async def job_page(request: Request, job_id: JobId, said: str = "") -> HTMLResponse:
         session = signed_in(request)
         job = await store.get(job_id)
         if job is None:
@@ -128,14 +128,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return html("job.html", session, job=job, panel=Markup(await panel_html(job_id, session)), said=said[:2000])
 
     @router.get("/web/feed/jobs/{job_id}")
-    async def job_feed(request: Request, job_id: JobIdPath) -> StreamingResponse:
+    async def job_feed(request: Request, job_id: JobId) -> StreamingResponse:
         session = signed_in(request)
         await store.require(job_id)
         return StreamingResponse(live.job_feed(store, job_id, lambda job: panel_html(job.id, session)),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
 
     @router.get("/jobs/{job_id}/log")
-    async def whole_log(request: Request, job_id: JobIdPath) -> Response:
+    async def whole_log(request: Request, job_id: JobId) -> Response:
         signed_in(request)
         job = await store.require(job_id)
         if not job.log_path or not Path(job.log_path).is_file():
@@ -143,7 +143,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return FileResponse(job.log_path, media_type="text/plain; charset=utf-8", filename=f"{job_id}.log")
 
     @router.get("/jobs/{job_id}/confirm")
-    async def confirm(request: Request, job_id: JobIdPath, action: str = "") -> HTMLResponse:
+    async def confirm(request: Request, job_id: JobId, action: str = "") -> HTMLResponse:
         session = signed_in(request)
         job = await store.require(job_id)
         if action not in pages.allowed_actions(job, session.principal, ctx.config):
@@ -151,7 +151,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return html("confirm.html", session, job=job, action=action)
 
     @router.post("/jobs/{job_id}/{action}")
-    async def act(request: Request, job_id: JobIdPath, action: str,
+    async def act(request: Request, job_id: JobId, action: str,
                   csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
         session = checked(request, csrf)
         if action not in pages.ACTIONS:
