@@ -41,6 +41,7 @@ lint: venv
 # Slurm daemons come up for the tests and go down after them, pass or fail.
 test: venv venv-vlm lint
 	bash scripts/slurm_up.sh up || [ "$$CI" != true ]
+	bash scripts/browser_up.sh || [ "$$CI" != true ]
 	$(BIN)/pytest -ra; rc=$$?; bash scripts/slurm_up.sh down; exit $$rc
 
 bench: venv

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from bot.api import errors, gpus, jobs, streams
 from bot.api.context import ApiContext
+from bot.web import routes as web
 
 
 def build_app(ctx: ApiContext) -> FastAPI:
@@ -15,6 +16,7 @@ def build_app(ctx: ApiContext) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(streams.router)
     app.include_router(gpus.router)
+    web.install(app, ctx)  # the dashboard's pages and static files, at /
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=ctx.config.http.max_body_bytes)
     return app

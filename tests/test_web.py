@@ -1,0 +1,279 @@
+"""The web dashboard in a real browser (headless chromium) against `trainbot serve` as a real process.
+
+Jobs run tests/fake_swift.py (scripted logs) except in the one `swift` test, which starts a real run on the tiny
+model from the New job form. Screenshots land in each test's tmp dir so a failure can be looked at.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import socket
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+from selenium.webdriver import Chrome
+from selenium.webdriver.common.by import By
+
+from tests.api_env import serving, start_serve
+from tests.browser import attr, browser, click, console_errors, sign_in, text_of
+from tests.conftest import MakeConfig
+from tests.slack_env import fake_config
+from tests.waiting import wait_until_sync
+
+TOKENS = {"TRAINBOT_API_TOKENS": "tok-ann=UANN,tok-bob=UBOB"}
+SIGNED_ONLY = "[http]\nallow_anonymous_loopback = false\n"
+
+
+_OUT = itertools.count()
+
+
+def create(url: str, token: str, **body: object) -> str:
+    """A job over the API, each in its own folder (two active jobs never share one)."""
+    out = f"output/web-{next(_OUT)}"
+    reply = requests.post(f"{url}/training/llm/jobs", headers={"Authorization": f"Bearer {token}"},
+                          json={"gpu_id": "0", "output_dir": out, "start": True, **body}, timeout=10)
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["job_id"])
+
+
+def row_step(driver: Chrome, job_id: str) -> int:
+    value = attr(driver, f"#job-{job_id} progress", "value")
+    return int(value) if value else 0
+
+
+def chart_points(driver: Chrome) -> int:
+    return int(attr(driver, "#chart", "data-points") or 0)
+
+
+def stop_with_confirm(driver: Chrome) -> None:
+    click(driver, "#do-stop")
+    wait_until_sync(lambda: "/confirm" in driver.current_url, 20, "the confirm step")
+    click(driver, "#confirm")
+
+
+def test_a_job_started_over_the_api_appears_advances_live_and_only_its_owner_may_stop_it(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=80, step_s=0.25, save_steps=20, sections=SIGNED_ONLY)
+    with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
+        driver.get(api.url)
+        assert "/signin" in driver.current_url  # no token, no page
+        sign_in(driver, api.url, "tok-ann")
+        assert "No jobs yet" in text_of(driver, "#rows")
+
+        job = create(api.url, "tok-bob")  # another user, over the API
+        wait_until_sync(lambda: row_step(driver, job) >= 1, 60, "bob's job to appear in the table with a step")
+        seen = row_step(driver, job)
+        wait_until_sync(lambda: row_step(driver, job) > seen, 30, "the bar to advance without a reload")
+        assert "UBOB" in text_of(driver, f"#job-{job}") and "running" in text_of(driver, f"#job-{job}")
+        driver.save_screenshot(str(tmp_path / "jobs-page.png"))
+
+        driver.get(f"{api.url}/jobs/{job}")
+        wait_until_sync(lambda: chart_points(driver) >= 2, 30, "the loss curve")
+        points = chart_points(driver)
+        wait_until_sync(lambda: chart_points(driver) > points, 30, "the curve to grow without a reload")
+        wait_until_sync(lambda: "train:" in text_of(driver, "#log"), 30, "the log to show")
+        assert driver.find_elements(By.CSS_SELECTOR, "canvas")  # uPlot drew
+        assert not driver.find_elements(By.ID, "do-stop")  # ann does not own it
+        driver.save_screenshot(str(tmp_path / "job-page-not-owner.png"))
+
+        cookie = {"trainbot_session": driver.get_cookie("trainbot_session")["value"]}  # type: ignore[index]
+        forged = requests.post(f"{api.url}/jobs/{job}/stop", cookies=cookie, timeout=10, allow_redirects=False)
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        csrf = attr(driver, "input[name=csrf]", "value")
+        as_ann = requests.post(f"{api.url}/jobs/{job}/stop", cookies=cookie, data={"csrf": csrf}, timeout=10)
+        assert "only" in as_ann.text and "running" in as_ann.text  # the shared rule's words; still running
+        assert console_errors(driver) == []
+
+        sign_in(driver, api.url, "tok-bob")
+        driver.get(f"{api.url}/jobs/{job}")
+        stop_with_confirm(driver)
+        wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 60, "the page to say stopped")
+        driver.save_screenshot(str(tmp_path / "job-page-stopped.png"))
+        assert console_errors(driver) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_open_job_page_survives_a_restart_of_serve_and_catches_up(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=60, step_s=0.3, save_steps=20, sections=SIGNED_ONLY)
+    port = str(_free_port())
+    first = start_serve(tmp_path, TOKENS, "--port", port)
+    with browser(tmp_path / "chrome") as driver:
+        try:
+            job = create(first.url, "tok-bob")
+            sign_in(driver, first.url, "tok-bob")
+            driver.get(f"{first.url}/jobs/{job}")
+            wait_until_sync(lambda: chart_points(driver) >= 3, 60, "the curve before the restart")
+        finally:
+            assert first.stop() == 0
+        before = chart_points(driver)
+        with serving(tmp_path, TOKENS, "--port", port) as second:
+            assert second.url == first.url
+            wait_until_sync(lambda: text_of(driver, "#state") == "succeeded", 120, "the page to catch up to the end")
+            assert chart_points(driver) >= before and chart_points(driver) == 60  # every point, none twice
+            driver.save_screenshot(str(tmp_path / "job-page-after-restart.png"))
+
+
+@pytest.mark.swift
+def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(make_config: MakeConfig,
+                                                                           tmp_path: Path) -> None:
+    make_config(extra={"max_steps": 400, "save_steps": 100, "logging_steps": 1},
+                sections="[gpus]\ninventory = 1\n" + SIGNED_ONLY)
+    with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome", width=412, height=915) as driver:
+        sign_in(driver, api.url, "tok-ann")
+        driver.get(f"{api.url}/new")
+        driver.find_element(By.NAME, "gpu_0").click()
+        out = driver.find_element(By.NAME, "out")
+        out.clear()
+        out.send_keys("output/from-the-form")
+        driver.find_element(By.ID, "preview-button").click()
+        wait_until_sync(lambda: "sft" in text_of(driver, "#preview"), 60, "the dry-run preview")
+        assert "from-the-form" in text_of(driver, "#preview")
+        driver.find_element(By.ID, "start-button").click()
+        wait_until_sync(lambda: "/jobs/" in driver.current_url, 30, "the new job's page")
+        wait_until_sync(lambda: chart_points(driver) >= 2, 240, "real swift's first losses on the curve")
+        points = chart_points(driver)
+        wait_until_sync(lambda: chart_points(driver) > points, 120, "the curve to grow")
+        step = int(attr(driver, "#progress progress", "value") or 0)
+        wait_until_sync(lambda: int(attr(driver, "#progress progress", "value") or 0) > step, 120, "the bar")
+        driver.save_screenshot(str(tmp_path / "job-page.png"))
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")  # phone
+        stop_with_confirm(driver)
+        wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 120, "stopped")
+        assert console_errors(driver) == []
+
+
+def test_what_a_user_typed_is_shown_escaped_and_a_bad_sign_in_says_why(tmp_path: Path) -> None:
+    fake_config(tmp_path)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        page = s.get(f"{api.url}/", params={"owner": "<b>x</b>"}, timeout=10)  # anonymous on loopback
+        assert page.status_code == 200 and "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
+        assert s.get(f"{api.url}/jobs/nojob", timeout=10).status_code == 404
+        job = s.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/x"}, timeout=10)
+        said = s.get(f"{api.url}/jobs/{job.json()['job_id']}", params={"said": "<script>alert(1)</script>"},
+                     timeout=10)
+        assert said.status_code == 200 and "&lt;script&gt;alert(1)" in said.text and "<script>alert" not in said.text
+        bad = s.post(f"{api.url}/signin", data={"token": "nope", "next": "//evil.example"}, timeout=10)
+        assert bad.status_code == 401 and "not valid" in bad.text and "//evil" not in bad.text
+        good = s.post(f"{api.url}/signin", data={"token": "tok-ann", "next": "//evil.example"}, timeout=10,
+                      allow_redirects=False)
+        assert good.status_code == 303 and good.headers["location"] == "/"
+        cookie = good.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        form = s.post(f"{api.url}/new", data={"kind": "llm", "gpu_0": "on", "out": "/etc"}, timeout=10)
+        assert form.status_code == 403  # no CSRF token: refused before anything is read
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def test_a_session_ends_with_its_token_and_survives_a_restart_otherwise(tmp_path: Path) -> None:
+    fake_config(tmp_path, sections=SIGNED_ONLY)
+    with requests.Session() as s:
+        with serving(tmp_path, TOKENS) as api:
+            assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
+        with serving(tmp_path, TOKENS) as api:  # the same key from the data dir: still signed in
+            page = s.get(f"{api.url}/", timeout=10, allow_redirects=False)
+            assert page.status_code == 200 and "UANN" in page.text
+        with serving(tmp_path, {"TRAINBOT_API_TOKENS": "tok-bob=UBOB"}) as api:  # ann's token was withdrawn
+            page = s.get(f"{api.url}/", timeout=10, allow_redirects=False)
+            assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+    assert oct((tmp_path / ".trainbot" / "web_session.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_words(tmp_path: Path) -> None:
+    fake_config(tmp_path, gpus=1, steps=200, step_s=0.2)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        first, second = create(api.url, "tok-ann"), create(api.url, "tok-bob")
+        table = s.get(f"{api.url}/", timeout=10).text
+        row = table[table.index(f'id="job-{second}"'):]
+        assert "#1 in line" in row[:row.index("</tr>")] and first in table
+        assert "No jobs match" in s.get(f"{api.url}/?kind=vlm", timeout=10).text
+        mine = s.get(f"{api.url}/", params={"owner": "UBOB", "state": "queued"}, timeout=10).text
+        assert f'id="job-{second}"' in mine and f'id="job-{first}"' not in mine
+        csrf = _csrf(s.get(f"{api.url}/new?kind=vlm", timeout=10).text)
+        bad = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
+                                             "lora_rank": "lots"}, timeout=10)
+        assert bad.status_code == 422 and "lora_rank" in bad.text and "Start" not in bad.text
+        preview = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
+                                                 "lora_rank": "16", "go": "preview"}, timeout=10)
+        assert preview.status_code == 200 and "--lora_rank 16" in preview.text and 'id="start-button"' in preview.text
+        assert "held by" in preview.text  # GPU 0 is the running job's
+        outside = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "llm", "gpu_0": "on", "out": "/etc",
+                                                 "go": "start"}, timeout=10)
+        assert outside.status_code == 422 and "output" in outside.text
+        jobs = requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]
+        assert len(jobs) == 2  # neither the bad forms nor the preview made a job
+        assert f'<a href="/jobs/{first}">job {first}</a>' in s.get(f"{api.url}/web/gpus", timeout=10).text
+
+
+def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_path: Path) -> None:
+    fake_config(tmp_path)
+    (tmp_path / "fake-swift").write_text(  # a swift that runs out of memory at once
+        "#!/bin/sh\necho 'loading <model> weights'\n"
+        "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2\nexit 1\n")
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        job = create(api.url, "tok-ann")
+        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{job}/status", timeout=10)
+                        .json()["status"] == "failed", 60, "the job to fail")
+        page = s.get(f"{api.url}/jobs/{job}", timeout=10).text
+        failure = page[page.index('class="failure"'):]
+        assert failure.index("Why it failed") < failure.index("Command line")  # first, before the details
+        assert "out of memory" in failure.lower() and '<p class="hint">' in failure  # cause and hint
+        assert "&lt;model&gt;" in failure and "<model>" not in page  # the tail, escaped
+        log = s.get(f"{api.url}/jobs/{job}/log", timeout=10)
+        assert log.status_code == 200 and "OutOfMemoryError" in log.text
+        assert "attachment" in log.headers["content-disposition"]
+
+
+def test_the_session_signing_key_never_reaches_a_job(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=400, step_s=0.05)
+    with serving(tmp_path, TOKENS | {"TRAINBOT_SESSION_SECRET": "web-key-7f3a"}) as api:
+        job = create(api.url, "tok-ann")
+        server = psutil.Process(api.proc.pid)
+        swift = wait_until_sync(lambda: [p for p in server.children(recursive=True) if "fake_swift" in
+                                         " ".join(p.cmdline())], 30, "the job's process")
+        assert not any("web-key-7f3a" in v for v in swift[0].environ().values())
+        requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": "Bearer tok-ann"}, timeout=10)
+
+
+def test_an_action_the_job_no_longer_allows_is_said_on_its_page(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=2, step_s=0.05)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        job = create(api.url, "tok-ann", start=False)
+        csrf = _csrf(s.get(f"{api.url}/jobs/{job}", timeout=10).text)  # anonymous on loopback: not the owner
+        refused = s.post(f"{api.url}/jobs/{job}/delete", data={"csrf": csrf}, timeout=10)
+        assert refused.url.endswith(f"/jobs/{job}?said=" + refused.url.split("said=")[1]) and "only" in refused.text
+        assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
+        csrf = _csrf(s.get(f"{api.url}/jobs/{job}", timeout=10).text)
+        stopped = s.post(f"{api.url}/jobs/{job}/stop", data={"csrf": csrf}, timeout=10)  # never started
+        assert stopped.status_code == 200 and f"Job {job}" in stopped.text and "stop" in stopped.text.lower()
+        deleted = s.post(f"{api.url}/jobs/{job}/delete", data={"csrf": csrf}, timeout=10)
+        assert deleted.status_code == 200 and "deleted" in deleted.text and f'id="job-{job}"' not in deleted.text
+
+
+def test_the_owner_exports_a_finished_job_and_its_page_shows_the_export_folder(tmp_path: Path) -> None:
+    fake_config(tmp_path, steps=4, save_steps=2, step_s=0.05)
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
+        job = create(api.url, "tok-ann")
+        wait_until_sync(lambda: 'id="do-export"' in s.get(f"{api.url}/jobs/{job}", timeout=10).text, 60,
+                        "the finished job's Export button")
+        confirm = s.get(f"{api.url}/jobs/{job}/confirm", params={"action": "export"}, timeout=10)
+        assert confirm.status_code == 200 and "Export job" in confirm.text
+        s.post(f"{api.url}/jobs/{job}/export", data={"csrf": _csrf(confirm.text)}, timeout=10)
+        def exported() -> str | None:
+            text = s.get(f"{api.url}/jobs/{job}", timeout=10).text
+            return text if "export exported" in text else None
+
+        page = wait_until_sync(exported, 60, "the export to end")
+        assert "checkpoint-4-merged" in page
