@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
 DIRECT_NOTE = ("swift's sft script started directly (runner/swift_entry.py), not through the `swift` wrapper, and "
                "left without the interpreter's teardown: ~27 s less per job on the H200")
+DIRECT_RANKS_NOTE = ("one process a GPU started by torch.distributed.run on swift's python running "
+                     "runner/swift_entry.py (what `swift sft` runs, without its wrapper); each rank leaves the process group and the "
+                     "interpreter at once when swift's main returns, and a stop still reaches every rank")
 
 
 class UserError(ValueError):
@@ -93,7 +96,7 @@ class Supervisor:
         version = self.swift_version()
         entry = self._direct_entry(req)
         if entry is not None:
-            notes += (DIRECT_NOTE,)
+            notes += (DIRECT_NOTE if len(req.gpus) == 1 else DIRECT_RANKS_NOTE,)
         cmd = build_sft(recipe, output_dir=req.output_dir, config=self.config, version=version, entry=entry)
         warnings = []
         if (missing := self.probe.describe_missing(req.gpus)) is not None:
@@ -101,14 +104,14 @@ class Supervisor:
         return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version, notes)
 
     def _direct_entry(self, req: JobRequest) -> list[str] | None:
-        """Start swift's sft script ourselves where `swift sft` would start it as one plain process: a local job
-        on one GPU (or the CPU), outside the `exact` profile, which runs the seed's command as it is."""
-        if req.profile == "exact" or len(req.gpus) != 1:
-            return None
-        return self._local_entry()
+        """Start swift's sft script ourselves (one process, or one a GPU under torch.distributed.run, as `swift sft`
+        would) for a local job outside the `exact` profile, which runs the seed's command as it is."""
+        if req.profile == "exact" or self.backend.name != "local":
+            return None  # Slurm starts its jobs' processes itself (srun, torchrun across nodes)
+        return direct_entry(self.config.swift_bin, processes=len(req.gpus) if req.gpus != ("cpu",) else 1)
 
     def _local_entry(self) -> list[str] | None:
-        """Slurm starts its jobs' processes itself (srun, torchrun across nodes): only local ones start directly."""
+        """One process, for an export: only local ones start directly."""
         return direct_entry(self.config.swift_bin) if self.backend.name == "local" else None
 
     def _probed_gpus(self, wanted: tuple[str, ...]) -> list[Gpu]:
