@@ -33,8 +33,9 @@ DEFAULT_VERSION = SwiftVersion(4, 6, 0)
 DIRECT_NOTE = ("swift's sft script started directly (runner/swift_entry.py), not through the `swift` wrapper, and "
                "left without the interpreter's teardown: ~27 s less per job on the H200")
 DIRECT_RANKS_NOTE = ("one process a GPU started by torch.distributed.run on swift's python running "
-                     "runner/swift_entry.py (what `swift sft` runs, without its wrapper); each rank leaves the process group and the "
-                     "interpreter at once when swift's main returns, and a stop still reaches every rank")
+                     "runner/swift_entry.py (what `swift sft` runs, without its wrapper); each rank leaves the "
+                     "process group and the interpreter at once when swift's main returns, and a stop still reaches "
+                     "every rank: 1.57x the one-GPU default's speed on 2 x H200")
 
 
 class UserError(ValueError):
