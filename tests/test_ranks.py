@@ -15,6 +15,9 @@ from runner import swift_entry
 from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend
 from runner.command import SwiftCommand
+from runner.supervisor import DIRECT_RANKS_NOTE, JobRequest
+from storage.models import JobState, Kind
+from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
 
 STAND_IN = '''
@@ -97,3 +100,26 @@ async def test_an_ended_job_leaves_at_once_settled_once_with_one_log(tmp_path: P
         assert f"[trainbot] rank {rank}: swift's main returned" in log
     assert log.count("process group destroyed") == 2
     assert not list(out.glob("*.interrupted"))
+
+
+async def test_a_job_on_two_gpus_runs_one_rank_each_and_is_settled_once(
+        make_config: MakeConfig, open_runtime: OpenRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # two GPUs by inventory (no driver here); swift's python from the real `swift`, its sft script the stand-in
+    monkeypatch.setenv("PYTHONPATH", str(stand_in_swift(tmp_path / "site")))
+    config = make_config(sections="[gpus]\ninventory = 2\n")
+    rt = await open_runtime(config)
+    out = config.base_dir / "output" / "ranks"
+    job = await rt.supervisor.submit(JobRequest(Kind.LLM, ("0", "1"), out, {}))
+    assert job.argv[1:6] == ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    await wait_until(lambda: _all(out, "started"), 120, "both ranks to start")
+    (out / "finish").touch()
+
+    async def ended() -> bool:
+        return (await rt.store.require(job.id)).state.is_terminal
+
+    await wait_until(ended, 60, "the job to end")
+    assert (await rt.store.require(job.id)).state is JobState.SUCCEEDED
+    await rt.supervisor.tick()  # more ticks settle nothing again
+    topics = [n.topic for n in await rt.store.notices(job.id)]
+    assert topics.count("job_succeeded") == 1 and "job_failed" not in topics
+    assert any(DIRECT_RANKS_NOTE in str(n.data) for n in await rt.store.notices(job.id))  # the thread says how
