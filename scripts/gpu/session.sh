@@ -107,6 +107,12 @@ case "${1:-}" in
     $C --gpu 0 --order fast --name fast_alone > $W/cmp.txt 2>&1; sleep 3
     $C --gpu 0,1 --order fast --name fast2 --pair fast_alone,fast2 --goal 1.8 >> $W/cmp.txt 2>&1
     grep -v '^\[' $W/cmp.txt | tail -60; collect ;;
+  stop)  # a stop of a two-GPU job at step 5 (both ranks must see SIGINT), then the default alone, Triton warm
+    setup 2>&1 | tee $RES/setup.txt
+    python3 scripts/gpu/stop_ranks.py --config $W/trainbot.toml --work $W/cmp > $W/cmp_stop.txt 2>&1
+    tail -3 $W/cmp_stop.txt; grep -n "KeyboardInterrupt\|trainbot\]\|exitcode\|SIGTERM" $W/cmp/stop.log | cut -c1-200 | tail -12
+    python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0 --order fast --name fast_warm \
+      > $W/cmp.txt 2>&1; tail -2 $W/cmp.txt; collect ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
