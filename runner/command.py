@@ -62,15 +62,20 @@ def build_sft(recipe: Recipe, *, output_dir: Path, config: Config, version: Swif
     return SwiftCommand(tuple(argv), env)
 
 
-def direct_entry(swift_bin: str) -> list[str] | None:
-    """`python runner/swift_entry.py` on the python that runs `swift_bin`, for a single-process job; None when
-    that python cannot be told from the swift executable (then `swift` runs as it is)."""
+def direct_entry(swift_bin: str, processes: int = 1) -> list[str] | None:
+    """`python runner/swift_entry.py` on the python that runs `swift_bin`; for several processes (one a GPU) under
+    `python -m torch.distributed.run`, as `swift sft` would start them but without the wrapper, on a free port
+    (`--standalone`, so two such jobs on one machine do not meet on swift's default 29500). None when that python
+    cannot be told from the swift executable (then `swift` runs as it is)."""
     try:
         interpreter = interpreter_of(resolve_swift(swift_bin))
     except SwiftNotFound:
         return None
     if not interpreter or not any(Path(part).name.startswith("python") for part in interpreter):
         return None  # not a python console script (e.g. a shell shim): its own way of starting swift stands
+    if processes > 1:
+        return [*interpreter, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+                swift_entry.__file__]
     return [*interpreter, swift_entry.__file__]
 
 

@@ -34,6 +34,9 @@ DEFAULT_VERSION = SwiftVersion(4, 6, 0)
 # In a user's words (shown in the dry run); the ~27 s measured on the H200 is in runner/swift_entry.py.
 DIRECT_NOTE = ("starts training directly instead of through the `swift` wrapper, and exits as soon as training is "
                "done: about half a minute less per job")
+DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distributed.run, without the `swift` "
+                     "wrapper), and each leaves as soon as training is done; a stop still reaches every GPU's "
+                     "process: about half a minute less per job")
 
 
 class UserError(ValueError):
@@ -103,7 +106,7 @@ class Supervisor:
         version = self.swift_version()
         entry = self._direct_entry(req)
         if entry is not None:
-            notes += (DIRECT_NOTE,)
+            notes += (DIRECT_NOTE if len(req.gpus) == 1 else DIRECT_RANKS_NOTE,)
         cmd = build_sft(recipe, output_dir=req.output_dir, config=self.config, version=version, entry=entry)
         warnings = []
         if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
@@ -111,14 +114,14 @@ class Supervisor:
         return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version, notes)
 
     def _direct_entry(self, req: JobRequest) -> list[str] | None:
-        """Start swift's sft script ourselves where `swift sft` would start it as one plain process: a local job
-        on one GPU (or the CPU), outside the `exact` profile, which runs the seed's command as it is."""
-        if req.profile == "exact" or len(req.gpus) != 1:
-            return None
-        return self._local_entry()
+        """Start swift's sft script ourselves (one process, or one a GPU under torch.distributed.run, as `swift sft`
+        would) for a local job outside the `exact` profile, which runs the seed's command as it is."""
+        if req.profile == "exact" or self.backend.name != "local":
+            return None  # Slurm starts its jobs' processes itself (srun, torchrun across nodes)
+        return direct_entry(self.config.swift_bin, processes=len(req.gpus) if req.gpus != ("cpu",) else 1)
 
     def _local_entry(self) -> list[str] | None:
-        """Slurm starts its jobs' processes itself (srun, torchrun across nodes): only local ones start directly."""
+        """One process, for an export: only local ones start directly."""
         return direct_entry(self.config.swift_bin) if self.backend.name == "local" else None
 
     def _probed_gpus(self, wanted: tuple[str, ...]) -> list[Gpu]:

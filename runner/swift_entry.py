@@ -7,7 +7,9 @@ machines). Once swift's main has returned (the adapters, checkpoints and logging
 it flushes the output, kills the dataloader workers and leaves with `os._exit(0)`: the interpreter's teardown
 (which fits PyTorch joining each of the seed's 4 dataloader workers with a 5 s timeout) cost every training job
 23-24 s on those machines with the GPU still held (0.15 s from swift's "End time of running main" to the exit
-with this entry, on the H200). An exception or a stop (KeyboardInterrupt) leaves the usual way, with its
+with this entry, on the H200). Under `torch.distributed.run` (a job on several GPUs) every rank runs this entry
+and also leaves its process group first, so the launcher sees each rank end at once and ends itself. An exception
+or a stop (KeyboardInterrupt) leaves the usual way, with its
 traceback and exit status.
 """
 
@@ -37,14 +39,27 @@ def main() -> None:
     sys.argv = [spec.origin, *sys.argv[2:]]
     runpy.run_path(spec.origin, run_name="__main__")
     started = time.monotonic()
+    left_group = _leave_process_group()
     workers = multiprocessing.active_children()
     for worker in workers:
         worker.kill()
     logging.shutdown()
-    print(f"[trainbot] swift's main returned; leaving without the interpreter's teardown "
-          f"({len(workers)} worker process(es) stopped in {time.monotonic() - started:.2f} s)", flush=True)
+    rank = f"rank {os.environ['RANK']}: " if "RANK" in os.environ else ""
+    print(f"[trainbot] {rank}swift's main returned; leaving without the interpreter's teardown "
+          f"({len(workers)} worker process(es) stopped{left_group} in {time.monotonic() - started:.2f} s)",
+          flush=True)
     sys.stderr.flush()
     os._exit(0)
+
+
+def _leave_process_group() -> str:
+    """A rank under torch.distributed.run leaves its process group (NCCL warns at exit otherwise, and a rank that
+    dies holding it can hang the others) before `os._exit`; torch is looked up, never imported, here."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return ""
+    dist.destroy_process_group()
+    return ", process group destroyed"
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 from runner.command import build_export, build_sft, flag_name, resolve_recipe
 from runner.config import load_config
 from runner.recipes import VLM_USER_KEYS
-from runner.supervisor import DIRECT_NOTE, JobRequest, Plan
+from runner.supervisor import DIRECT_NOTE, DIRECT_RANKS_NOTE, JobRequest, Plan
 from runner.swift_version import SwiftVersion, detect_version
 from storage.models import Kind
 from tests.conftest import REPO, VENV_BIN, MakeConfig, OpenRuntime
@@ -167,8 +167,13 @@ async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_
     assert direct.argv[3:] == exact.argv[2:]  # the same flags: only how swift is started differs
     assert "runner/swift_entry.py sft --model" in direct.display
 
-    # several GPUs need swift's torchrun; a swift that is no python script keeps its own way
-    assert plan(("0", "1")).argv[1] == "sft"
+    # several GPUs: one rank a GPU under torch.distributed.run on swift's python, each running the same entry
+    ranks = plan(("0", "1"))
+    assert ranks.argv[:7] == (python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              entry[1])
+    assert ranks.argv[7] == "sft" and DIRECT_RANKS_NOTE in ranks.notes and DIRECT_NOTE not in ranks.notes
+    assert plan(("0", "1"), "exact").argv[:2] == (config.swift_bin, "sft")  # exact: `swift sft`'s own torchrun
+    # a swift that is no python script keeps its own way
     shim = tmp_path / "swift"
     shim.write_text(f'#!/bin/sh\nexec "{VENV_BIN / "swift"}" "$@"\n')
     shim.chmod(0o755)

@@ -209,3 +209,27 @@ def test_nvml_memory_reads_like_nvidia_smi_where_the_driver_can(v2: bool) -> Non
     assert g.memory_total_mib == 80 * 1024
     assert (g.memory_used_mib, g.memory_reserved_mib) == ((0.0, 512.0) if v2 else (512.0, None))
     assert free_gib(g) == pytest.approx(79.5)  # the same free memory either way
+
+
+H200_MIB = 143771.0  # what NVML reports for an H200
+
+
+@pytest.mark.parametrize(("n", "total_mib", "micro", "accumulation", "checkpointing"), [
+    (1, H200_MIB, 8, 2, False),  # 8 x 2 without checkpointing: its 124 GiB worst case fits 140 GiB
+    (2, H200_MIB, 8, 1, False),  # each GPU one micro-batch of 8 a step (measured: 1.57x one GPU)
+    (4, H200_MIB, 4, 1, False),
+    (1, H100_MIB, 16, 1, True),  # 124 GiB does not fit 80 GB: 16 x 1 with checkpointing (38 GiB)
+    (2, H100_MIB, 8, 1, True),  # 8 without checkpointing would need 124 GiB a GPU
+    (4, H100_MIB, 4, 1, False),  # 4 a GPU without checkpointing needs ~70 GiB: fits 80 GB
+])
+def test_what_fast_picks_on_1_2_4_gpus_of_80_and_141_gib(n: int, total_mib: float, micro: int, accumulation: int,
+                                                           checkpointing: bool) -> None:
+    gpus = [gpu(str(i), used_gib=0.0, total_mib=total_mib) for i in range(n)]
+    recipe, notes = apply_profile(llm(), "fast", gpus, liger=True)
+    assert recipe.value("per_device_train_batch_size") == str(micro)
+    assert recipe.value("gradient_accumulation_steps") == str(accumulation)
+    assert samples_per_step(recipe, n) == SAMPLES_PER_STEP
+    assert (recipe.value("gradient_checkpointing") == "false") is not checkpointing
+    assert recipe.value("use_liger_kernel") == "true"
+    assert (f"on each of {n} GPUs" in notes[0]) is (n > 1)
+    assert any("checkpointing off" in note for note in notes) is not checkpointing

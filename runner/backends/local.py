@@ -24,6 +24,9 @@ from runner.gpus import descendants
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
 TRAINER_SCRIPTS = ("swift/cli/sft.py", "swift/cli/export.py", "swift/cli/_sft.py", swift_entry.ENTRY_MARK)
+# A job on several GPUs: the launcher's agent names the script too, but its ranks are the trainers. SIGINT to the
+# agent would make it send SIGTERM to the ranks (a kill, not a stop), so it is left to see them end.
+RANK_LAUNCHER = "torch.distributed.run"
 START_TIME_TOLERANCE_S = 1.0
 
 
@@ -158,7 +161,7 @@ def _is_trainer(proc: psutil.Process) -> bool:
         cmdline = " ".join(proc.cmdline())
     except psutil.Error:
         return False
-    return any(script in cmdline for script in TRAINER_SCRIPTS)
+    return RANK_LAUNCHER not in cmdline and any(script in cmdline for script in TRAINER_SCRIPTS)
 
 
 def _send(pid: int, sig: signal.Signals) -> None:

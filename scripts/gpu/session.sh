@@ -59,7 +59,7 @@ facts() {
 collect() {  # the small results into $RES (at most 8 files come back)
   cp $W/probes/probes.json $RES/ 2>/dev/null
   cp $W/cmp/report.txt $RES/ 2>/dev/null
-  (cd $W && tar czf $RES/details.tgz $(ls -d probes*/*.json probes*/*.log probes*.txt cmp/*.json cmp/*.log \
+  (cd $W && tar czf $RES/details.tgz $(ls -d probes*/*.json probes*/*.log probes*.txt cmp/*.json cmp/*.log cmp*.txt export.txt \
     cmp/report.txt cmp.txt val*.txt val*/console.txt val*/validate.json logs 2>/dev/null))
   ls -la $RES
 }
@@ -87,6 +87,32 @@ case "${1:-}" in
       python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 > $W/val2.txt 2>&1;
       touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
+  duo)  # 2 x H200 (issue 16): the literal job on GPU 1 while GPU 0 runs the default and its export; once the
+        # literal job has ended, the default alone (was GPU 0 disturbed?) and the default on both GPUs
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp"
+    setsid nohup bash -c "$C --gpu 1 --order exact > $W/cmp_exact.txt 2>&1; touch $W/exact.done" >/dev/null 2>&1 &
+    setsid nohup bash -c "$C --gpu 0 --order fast > $W/cmp.txt 2>&1;
+      CK=\$(ls -d $W/cmp/out-fast/v*/checkpoint-* | sort -V | tail -1);
+      python3 scripts/gpu/export.py --config $W/trainbot.toml --checkpoint \$CK --out $W/cmp --device 0 > $W/export.txt 2>&1;
+      while [ ! -f $W/exact.done ]; do sleep 1; done;
+      $C --gpu 0 --order fast --name fast_alone --pair fast_alone,fast --goal 0 >> $W/cmp.txt 2>&1; sleep 3;
+      $C --gpu 0,1 --order fast --name fast2 --pair fast_alone,fast2 --goal 1.8 >> $W/cmp.txt 2>&1;
+      $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
+    bash "$0" follow ;;
+  multi)  # the default on one GPU, then on two, one after the other (a lease too short for the literal job)
+    setup 2>&1 | tee $RES/setup.txt
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp"
+    $C --gpu 0 --order fast --name fast_alone > $W/cmp.txt 2>&1; sleep 3
+    $C --gpu 0,1 --order fast --name fast2 --pair fast_alone,fast2 --goal 1.8 >> $W/cmp.txt 2>&1
+    grep -v '^\[' $W/cmp.txt | tail -60; collect ;;
+  stop)  # a stop of a two-GPU job at step 5 (both ranks must see SIGINT), then the default alone, Triton warm
+    setup 2>&1 | tee $RES/setup.txt
+    python3 scripts/gpu/stop_ranks.py --config $W/trainbot.toml --work $W/cmp > $W/cmp_stop.txt 2>&1
+    tail -3 $W/cmp_stop.txt; grep -n "KeyboardInterrupt\|trainbot\]\|exitcode\|SIGTERM" $W/cmp/stop.log | cut -c1-200 | tail -12
+    python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0 --order fast --name fast_warm \
+      > $W/cmp.txt 2>&1; tail -2 $W/cmp.txt; collect ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -94,7 +120,7 @@ case "${1:-}" in
       latest=$(ls -t $W/cmp/out-*/v*/logging.jsonl $W/output/*/v*/logging.jsonl 2>/dev/null | head -1)
       echo "$(date +%T) ${latest#$W/} $(tail -1 $latest 2>/dev/null | cut -c1-130)"
     done
-    cat $W/cmp.txt 2>/dev/null | grep -v '^\[' | tail -45
+    cat $W/cmp.txt $W/export.txt 2>/dev/null | grep -v '^\[' | tail -90
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
