@@ -4,7 +4,9 @@ A card is updated (chat.update) only when its job changed (`store.version`) sinc
 once per `interval_s` per job, and within a budget for all cards together (the Pacer's chat.update limit, Slack's
 tier 3: `[slack] update_per_min`, all channels together). When more cards want an update than the budget allows,
 ended jobs go first (their card loses the Stop button and shows how it ended) and may spend a reserve progress
-updates leave them; then the ones drawn longest ago.
+updates leave them; then the ones drawn longest ago. The reserve is sized to the ends that may come: a few for
+ends nobody expects (a failure, a stop), plus one for each job whose ETA says it ends within a window; so 20 busy
+jobs' progress gets most of the budget, and 20 jobs ending together are still final within seconds.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from bot import views
 from bot.pacing import Pacer
 from bot.retry import FailureKind, Outage, classify
 from storage.jobs import JobStore
-from storage.models import Job
+from storage.models import Job, JobState
 from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 100  # ended jobs looked at each round (newest first), besides every active one
 REDRAW_AFTER_RESTART_S = 3600.0  # a restarted bot redraws the cards of jobs changed this recently
+ENDING_SOON_S = 75.0  # a window and a margin: room kept for an end must be free of progress calls by then
+UNEXPECTED_ENDS = 5  # always kept: failures and stops come without an ETA
 GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "channel_not_found", "is_archived"})
 
 
@@ -84,6 +88,8 @@ class CardSync:
     async def _due(self) -> list[tuple[Job, int | None]]:
         jobs = {j.id: j for j in await self.store.list_jobs(limit=RECENT_LIMIT)}
         jobs.update((j.id, j) for j in await self.store.active())
+        ending = sum(1 for j in jobs.values() if j.state.is_active and _may_end_soon(j))
+        self.pacer.keep_for_urgent("chat.update", UNEXPECTED_ENDS + ending)
         now = time.monotonic()
         due: list[tuple[Job, int | None]] = []
         for job in jobs.values():
@@ -133,3 +139,8 @@ class CardSync:
         self.outage.succeeded()
         self._drawn[job.id] = _Drawn(version, time.monotonic(), fresh.updated_at)
         return True
+
+
+def _may_end_soon(job: Job) -> bool:
+    remaining = job.progress.remaining_s
+    return job.state is JobState.STOPPING or (remaining is not None and remaining <= ENDING_SOON_S)

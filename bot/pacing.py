@@ -72,6 +72,7 @@ class _Bucket:
         self.tokens, self.stamp = self.capacity, now
         self.sent: deque[float] = deque()  # window limits: when the calls of the last window went out
         self.blocked_until = 0.0
+        self.reserved = limit.reserve  # of a window, kept for urgent calls (keep_for_urgent lowers it)
         self.lock = asyncio.Lock()
 
     def refill(self, now: float) -> None:
@@ -85,7 +86,7 @@ class _Bucket:
             span = self.limit.per_s + WINDOW_MARGIN_S
             while self.sent and self.sent[0] <= now - span:
                 self.sent.popleft()
-            room = self.limit.burst - (0 if urgent else self.limit.reserve)
+            room = self.limit.burst - (0 if urgent else self.reserved)
             over = len(self.sent) - room  # this many must leave the window first
             wait_token = 0.0 if over < 0 else self.sent[over] + span - now
         else:
@@ -131,6 +132,12 @@ class Pacer:
             return False
         bucket.take(self._clock())
         return True
+
+    def keep_for_urgent(self, method: str, calls: int) -> None:
+        """Keep `calls` of `method`'s window (at most its limit's reserve) for urgent calls: room for the ends
+        that may come, and the rest of the budget for progress."""
+        bucket = self._bucket(method, None)
+        bucket.reserved = max(0, min(calls, bucket.limit.reserve))
 
     def hold(self, method: str, channel: str | None, seconds: float) -> None:
         """Slack said 429: no call of `method` (in `channel`) for `seconds`, then one, then at the sustained rate

@@ -136,3 +136,14 @@ def test_update_budget_is_per_minute_for_all_channels_with_a_reserve_for_ends() 
     assert not pacer.try_take("chat.update")  # 5 in the last minute, as Slack counts them (plus a margin)
     now[0] += WINDOW_MARGIN_S + 0.01
     assert pacer.try_take("chat.update")
+
+
+def test_the_reserve_shrinks_to_the_ends_that_may_come() -> None:
+    """Busy jobs far from their end get the budget the reserve would otherwise hold back (never more)."""
+    pacer = Pacer(slack_limits(SlackConfig(update_per_min=10)), clock=lambda: 100.0)  # reserve: 4 of 10
+    pacer.keep_for_urgent("chat.update", 1)
+    assert [pacer.try_take("chat.update", urgent=False) for _ in range(10)] == [True] * 9 + [False]
+    assert pacer.try_take("chat.update")  # the one kept for an end
+    big = Pacer(slack_limits(SlackConfig(update_per_min=10)), clock=lambda: 100.0)
+    big.keep_for_urgent("chat.update", 50)  # more ends than the reserve: capped at it
+    assert sum(big.try_take("chat.update", urgent=False) for _ in range(10)) == 6
