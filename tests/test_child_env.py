@@ -117,6 +117,8 @@ async def test_jobs_of_trainbot_serve_get_none_of_its_secrets(tmp_path: Path) ->
         toml.write_text(toml.read_text().replace("[runner]\n", '[runner]\nscrub_env = ["TB_OWN_SECRET"]\n'))
         env = secrets | {"HF_TOKEN": "hf-for-the-job", "FAKE_SWIFT_EXPORT_S": "60"}
         proc = await serve(tmp_path, env, "--port", "0")
+        # its debug log must be read as it comes: a full pipe would stall the bot's writes (and its acks)
+        drained = asyncio.create_task(_drain(proc))
         try:
             await slack.wait_for_socket(30)
             await slack.wait_for_ack(await slack.push_slash_command("llm gpu=0 out=output/a"))
@@ -132,7 +134,8 @@ async def test_jobs_of_trainbot_serve_get_none_of_its_secrets(tmp_path: Path) ->
             envs += [environ_of(p.pid) for p in exporters]
         finally:
             proc.send_signal(signal.SIGINT)
-            await asyncio.wait_for(proc.communicate(), 30)
+            await asyncio.wait_for(proc.wait(), 30)
+            await drained
     for env in envs:
         assert not [name for name in env if name in SECRETS or name.startswith("SLACK_")]
         assert not [value for value in env.values() if value.startswith("secret-") or value in (BOT, APP)]
@@ -153,3 +156,9 @@ def test_config_mistakes_in_the_new_keys_are_named(tmp_path: Path) -> None:
                                                        "runner.scrub_env": ["MY_TOKEN"]})
     assert config.data_roots == (tmp_path.resolve() / "data", Path("/srv/sets")) and config.model_roots == ()
     assert config.scrub_env == ("MY_TOKEN",)
+
+
+async def _drain(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stderr is not None
+    while await proc.stderr.read(65536):
+        pass
