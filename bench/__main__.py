@@ -30,6 +30,7 @@ def table(rows: list[Row]) -> str:
 async def run(short: bool, only: set[str]) -> list[Row]:
     figures: dict[str, Callable[[], Awaitable[list[Row]]]] = {  # the idle row first: what every hour costs
         "idle": lambda: slack_figures.idle_cost(window_s=10 if short else 60),
+        "idle-serve": lambda: slack_figures.idle_serve_cost(window_s=10 if short else 60),
         "ack": lambda: slack_figures.ack_latency(burst=20 if short else 50),
         "overhead": lambda: runner_figures.job_overhead(pairs=1 if short else 5),
         "watching": lambda: runner_figures.watching_cost(window_s=8 if short else 60),
@@ -56,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
     parser.add_argument("figures", nargs="*",
-                        help="only these: idle ack overhead watching slack queue store api web")
+                        help="only these: idle idle-serve ack overhead watching slack queue store api web")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = asyncio.run(run(args.short, set(args.figures)))

@@ -165,6 +165,39 @@ async def idle_cost(window_s: float) -> list[Row]:
                 f"safety poll {config.safety_poll_seconds:g} s", None, "< 0.2% of a core", cpu < 0.002)]
 
 
+async def idle_serve_cost(window_s: float) -> list[Row]:
+    """The real `trainbot serve` with every front end up (Slack in HTTP mode, the HTTP API, the web page), no job
+    and an empty outbox: the CPU time of its own process (psutil), after its start-up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = fake_config(root, gpus=2, step_s=1.0, max_steps=10)
+        async with SlackStandIn(bot_token=BOT, signing_secret=SECRET) as slack:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
+            proc = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"), "serve",
+                "--port", "0", "--slack-port", "0", "--slack-api-url", slack.api_url, cwd=root,
+                env=env | {"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SECRET},
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            assert proc.stderr is not None
+            try:
+                async with asyncio.timeout(60):
+                    while b"HTTP API on" not in await proc.stderr.readline():
+                        pass
+                drain = asyncio.create_task(proc.stderr.read())  # a full pipe would stall it
+                await asyncio.sleep(3.0)  # past the start-up round of every loop
+                me = psutil.Process(proc.pid)
+                t0, c0 = time.monotonic(), sum(me.cpu_times()[:2])
+                await asyncio.sleep(window_s)
+                cpu = (sum(me.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 30)
+            drain.cancel()
+    return [Row("idle `trainbot serve` (Slack HTTP mode + HTTP API + web page, no job): CPU",
+                f"{100 * cpu:.3f}% of a core over {window_s:g} s (CPU time of the serve process)",
+                f"safety poll {config.safety_poll_seconds:g} s", None, "< 0.2% of a core", cpu < 0.002)]
+
+
 async def slack_budget(jobs: int, minutes: float) -> list[Row]:
     """Progress at the fixed recipe's pace on an H100 (a logged step every ~30 s), staggered across the jobs."""
     window = minutes * 60

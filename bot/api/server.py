@@ -17,15 +17,29 @@ SHUTDOWN_GRACE_S = 2.0  # followers (SSE, logs) are cut after this on shutdown; 
 
 
 class _Server(uvicorn.Server):
+    """uvicorn without its ten wake-ups a second (an idle bot should cost nothing): the Date header is refreshed
+    once a second, and `close` wakes the loop at once."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exit_now = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # `trainbot serve` handles SIGINT/SIGTERM for the whole process (Slack, API, runtime)
+
+    async def main_loop(self) -> None:
+        ticks = 0
+        while not await self.on_tick(ticks):  # a multiple of 10: on_tick refreshes the Date header
+            ticks += 10
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exit_now.wait(), 1.0)
 
 
 class ApiServer:
     def __init__(self, ctx: ApiContext, host: str, port: int) -> None:
         self.ctx, self.host, self.port = ctx, host, port
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
 
@@ -75,5 +89,6 @@ class ApiServer:
     async def close(self) -> None:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
+            self._server.exit_now.set()
             await self._task
         self._server = self._task = None
