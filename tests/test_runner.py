@@ -11,8 +11,9 @@ import psutil
 import pytest
 
 from runner.config import Config
+from runner.errors import UserError
 from runner.runtime import Runtime
-from runner.supervisor import JobRequest, UserError
+from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until

@@ -25,7 +25,8 @@ from bot.api.schemas import (
 )
 from bot.handlers import may_manage, may_start
 from bot.mrkdwn import PLAIN
-from runner.supervisor import JobRequest, UserError
+from runner.errors import UserError
+from runner.supervisor import JobRequest
 from storage.models import Job, JobState, Kind
 
 Ctx = Annotated[ApiContext, Depends(get_context)]
