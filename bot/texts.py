@@ -16,6 +16,8 @@ from runner.errors import (
     AlreadySucceeded,
     CannotLaunch,
     ExportRunning,
+    GpuMissing,
+    GpusPerNodeMissing,
     NoCheckpoint,
     NotEnded,
     NothingToStop,
@@ -152,9 +154,17 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"job {fmt.code(job_id)} has no checkpoint to export yet"
         case StillActive(job_id=job_id, state=state):
             return f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')})"
+        case GpusPerNodeMissing(suggest=suggest):
+            return f"{fmt.text(exc)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
+        case GpuMissing(suggest=suggest):
+            return f"{fmt.text(exc)}. Try {_gpu_choice(suggest, fmt)}."
         case CannotLaunch(reason=reason):
             return fmt.text(reason)
     return fmt.text(exc)
+
+
+def _gpu_choice(gpus: Sequence[str], fmt: Format) -> str:
+    return fmt.code(f"gpu={','.join(gpus) or 'cpu'}")
 
 
 def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN) -> str:

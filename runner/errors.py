@@ -6,28 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.errors import JobError, JobNotFound, StaleState, StillActive
-
-__all__ = [
-    "AlreadyExporting",
-    "AlreadySucceeded",
-    "CannotLaunch",
-    "ExportRunning",
-    "JobError",
-    "JobNotFound",
-    "NoCheckpoint",
-    "NotEnded",
-    "NotRestartable",
-    "NothingToStop",
-    "OutputInUse",
-    "StaleState",
-    "StillActive",
-    "UserError",
-]
-
-
-class UserError(JobError, ValueError):
-    """A refusal whose message is already a plain fact (a missing GPU, today)."""
+from storage.errors import JobError
 
 
 class OutputInUse(JobError):
@@ -84,3 +63,31 @@ class CannotLaunch(JobError):
     def __init__(self, job_id: str, reason: str) -> None:
         super().__init__(reason)
         self.job_id, self.reason = job_id, reason
+
+
+class GpuMissing(JobError):
+    """GPUs asked for that this machine does not have. `suggest`: GPUs it has, as many as asked (empty: none,
+    so only the CPU would do); `why`: why there are none, when there are none."""
+
+    def __init__(self, missing: tuple[str, ...], have: tuple[str, ...], models: str, why: str | None,
+                 suggest: tuple[str, ...]) -> None:
+        head = f"GPU {missing[0]} does not" if len(missing) == 1 else f"GPUs {_join(missing)} do not"
+        what = (f"GPU {have[0]}" if len(have) == 1 else f"GPUs {_join(have)}") + f" ({models})" if have \
+            else f"no GPUs ({why})"
+        super().__init__(f"{head} exist on this machine; it has {what}")
+        self.missing, self.have, self.models, self.why, self.suggest = missing, have, models, why, suggest
+
+
+class GpusPerNodeMissing(GpuMissing):
+    """Slurm: no node of the cluster has `wanted` GPUs (the most any has: `most`)."""
+
+    def __init__(self, wanted: int, most: int) -> None:
+        JobError.__init__(self, f"{wanted} GPU{'s' * (wanted != 1)} on one node asked for, but the Slurm cluster's "
+                                f"nodes have {f'at most {most} GPU' + 's' * (most != 1) if most else 'no GPUs'} each")
+        self.missing, self.have, self.models, self.why = (), tuple(str(i) for i in range(most)), "", None
+        self.suggest = self.have
+        self.wanted, self.most = wanted, most
+
+
+def _join(items: tuple[str, ...]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"

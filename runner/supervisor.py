@@ -25,19 +25,19 @@ from runner.errors import (
     AlreadySucceeded,
     CannotLaunch,
     ExportRunning,
+    GpuMissing,
     NoCheckpoint,
     NotEnded,
     NothingToStop,
     NotRestartable,
     OutputInUse,
-    StillActive,
-    UserError,
 )
 from runner.failures import FailureClass, classify_failure, with_cause
 from runner.gpus import Gpu, GpuProbe
 from runner.profiles import apply_profile, swift_has_liger
 from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
 from runner.swift_version import SwiftVersion, detect_version
+from storage.errors import StillActive
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Kind, Notice, Progress
 
@@ -111,7 +111,7 @@ class Supervisor:
         cmd = build_sft(recipe, output_dir=req.output_dir, config=self.config, version=version, entry=entry)
         warnings = []
         if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
-            warnings.append(missing)  # on Slurm the nodes' GPUs count, not this machine's: see _missing_gpus
+            warnings.append(str(missing))  # on Slurm the nodes' GPUs count, not this machine's: see _missing_gpus
         return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version, notes)
 
     def _direct_entry(self, req: JobRequest) -> list[str] | None:
@@ -135,7 +135,7 @@ class Supervisor:
         plan = self.plan(req)
         warnings = list(plan.warnings)
         if self.backend.schedules_gpus and (missing := await self._missing_gpus(req)) is not None:
-            warnings.append(missing)
+            warnings.append(str(missing))
         holders = leases.held(await self.store.active())
         busy = [f"GPU {g} is held by job `{holders[g]}`" for g in req.gpus if g in holders]
         foreign = self.foreign_busy(await self.store.active())
@@ -145,7 +145,7 @@ class Supervisor:
             warnings.append("; ".join(busy) + ": the job would wait in the queue")
         return warnings
 
-    async def _missing_gpus(self, req: JobRequest) -> str | None:
+    async def _missing_gpus(self, req: JobRequest) -> GpuMissing | None:
         """Why the GPUs asked for cannot be had: this machine's (probe) or, on Slurm, a node's."""
         if self.backend.schedules_gpus:
             return await self.backend.describe_missing_gpus(req.gpus)
@@ -157,7 +157,7 @@ class Supervisor:
         if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
             return first
         if (missing := await self._missing_gpus(req)) is not None:
-            raise UserError(missing)
+            raise missing
         plan = self.plan(req)
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
             if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from runner.config import Config
-from runner.errors import UserError
+from runner.errors import GpuMissing
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind
@@ -155,7 +155,7 @@ async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_c
                                                                          open_runtime: OpenRuntime) -> None:
     config = make_config(sections="[gpus]\ninventory = 2\n")
     rt = await open_runtime(config)
-    with pytest.raises(UserError, match=r"GPU 7 does not exist on this machine; it has GPUs 0 and 1"):
+    with pytest.raises(GpuMissing, match=r"GPU 7 does not exist on this machine; it has GPUs 0 and 1"):
         await rt.supervisor.submit(request(config, gpus=("7",)))
     assert await rt.store.list_all() == []  # nothing half-written
 

@@ -20,6 +20,7 @@ from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
 from runner.child_env import child_env
 from runner.command import SwiftCommand
 from runner.config import Config
+from runner.errors import GpuMissing
 from runner.gpus import descendants
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
@@ -124,7 +125,7 @@ class LocalBackend:
     async def describe_gpus(self) -> str | None:
         return None  # the GPU probe (NVML) sees this machine's GPUs
 
-    async def describe_missing_gpus(self, gpus: Sequence[str]) -> str | None:
+    async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:
         return None  # the supervisor asks the GPU probe
 
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
