@@ -143,7 +143,7 @@ async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConf
     first = await rt.supervisor.submit(request(config, "output/a", ("0",)))
     second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
     assert first.state is JobState.RUNNING
-    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job `{first.id}`"
+    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job {first.id}"
     queued = [n for n in await rt.store.notices(second.id) if n.topic == "job_queued"]
     assert queued and queued[0].data["position"] == 1
     first, second = await ended(rt, first.id), await ended(rt, second.id)

@@ -61,8 +61,8 @@ class LocalBackend:
                      gpus: Sequence[str]) -> Launched:
         exe = shutil.which(command.argv[0])
         if exe is None:
-            raise LaunchError(f"the swift CLI `{command.argv[0]}` was not found on this machine: install ms-swift "
-                              "or set `swift.bin` in the config file to its full path")
+            raise LaunchError(f"the swift CLI {command.argv[0]!r} was not found on this machine: install ms-swift "
+                              "or set [swift] bin in the config file to its full path")
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = log_path.open("ab")
