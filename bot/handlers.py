@@ -31,8 +31,8 @@ from runner import leases
 from runner.config import AccessConfig
 from runner.failures import read_log_tail
 from runner.runtime import Runtime
-from runner.supervisor import JobRequest, OutputInUse, UserError
-from storage.jobs import JobNotFound, StaleState
+from runner.supervisor import JobRequest
+from storage.errors import JobError
 from storage.models import IllegalTransition, Job, JobState
 
 LOG_LINES = 40
@@ -97,9 +97,9 @@ class Handlers:
             return Reply(self.fmt.text(command.text()), ok=False)
         try:
             return await self.run(command, caller)
-        except OutputInUse as exc:
-            return Reply(texts.output_in_use(str(exc.output_dir), exc.job_id), ok=False)
-        except (UserError, JobNotFound, StaleState, IllegalTransition) as exc:
+        except JobError as exc:
+            return Reply(texts.error_text(exc, self.fmt), ok=False)
+        except IllegalTransition as exc:
             return Reply(self.fmt.text(exc), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:

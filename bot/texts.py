@@ -11,7 +11,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.mrkdwn import PLAIN, Format
+from runner.errors import (
+    AlreadyExporting,
+    AlreadySucceeded,
+    CannotLaunch,
+    ExportRunning,
+    GpuMissing,
+    GpusPerNodeMissing,
+    NoCheckpoint,
+    NotEnded,
+    NothingToStop,
+    NotRestartable,
+    OutputInUse,
+)
 from runner.gpus import Gpu, GpuSnapshot
+from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import Event, Job, JobState, Notice
 
 STATE_ICONS = {
@@ -110,10 +124,54 @@ def _command(job: Job) -> str:
     return SwiftCommand(job.argv, job.env).display()
 
 
-def output_in_use(output_dir: str, job_id: str) -> str:
-    return (f"Job `{job_id}` is still active and writes to `{output_dir}`: two jobs in one folder would mix their "
-            f"checkpoints. Give another `out=` (e.g. `{output_dir.rstrip('/')}-2`), or stop `{job_id}` first "
-            f"(`/train stop {job_id}`).")
+def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
+    """The words for a typed refusal from runner/ or storage/ (anything else: its own message, as a fact)."""
+    match exc:
+        case JobNotFound(job_id=job_id):
+            return f"there is no job {fmt.code(job_id)}; {fmt.code('list')} shows the jobs there are"
+        case StaleState(job_id=job_id, state=state, wanted=wanted):
+            return f"job {fmt.text(job_id)} is {state}, not {'/'.join(wanted)}"
+        case OutputInUse(output_dir=output_dir, job_id=job_id):
+            return output_in_use(str(output_dir), job_id, fmt)
+        case AlreadySucceeded(job_id=job_id, kind=kind):
+            return (f"job {fmt.code(job_id)} already succeeded; start a new job with "
+                    f"{fmt.code(f'/train {kind} ...')}")
+        case NotRestartable(job_id=job_id, state=state):
+            return f"job {fmt.code(job_id)} is {state}: only a stopped or failed job can be started again"
+        case NothingToStop(job_id=job_id, state=state) if state == JobState.CREATED:
+            return f"job {fmt.code(job_id)} was never started; nothing to stop (delete it, or start it)"
+        case NothingToStop(job_id=job_id, state=state):
+            return f"job {fmt.code(job_id)} has already ended ({state}); nothing to stop"
+        case NotEnded(job_id=job_id, state=state) if state == JobState.CREATED:
+            return f"job {fmt.code(job_id)} was never started: start it, and export it once it has ended"
+        case NotEnded(job_id=job_id, state=state):
+            return f"job {fmt.code(job_id)} is {state}: export it once it has ended (or stop it first)"
+        case ExportRunning(job_id=job_id):
+            return f"job {fmt.code(job_id)} is being exported; delete it when the export has ended"
+        case AlreadyExporting(job_id=job_id):
+            return f"job {fmt.code(job_id)} is already being exported"
+        case NoCheckpoint(job_id=job_id):
+            return f"job {fmt.code(job_id)} has no checkpoint to export yet"
+        case StillActive(job_id=job_id, state=state):
+            return f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')})"
+        case GpusPerNodeMissing(suggest=suggest):
+            return f"{fmt.text(exc)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
+        case GpuMissing(suggest=suggest):
+            return f"{fmt.text(exc)}. Try {_gpu_choice(suggest, fmt)}."
+        case CannotLaunch(reason=reason):
+            return fmt.text(reason)
+    return fmt.text(exc)
+
+
+def _gpu_choice(gpus: Sequence[str], fmt: Format) -> str:
+    return fmt.code(f"gpu={','.join(gpus) or 'cpu'}")
+
+
+def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN) -> str:
+    c = fmt.code
+    return (f"Job {c(job_id)} is still active and writes to {c(output_dir)}: two jobs in one folder would mix "
+            f"their checkpoints. Give another {c('out=')} (e.g. {c(output_dir.rstrip('/') + '-2')}), or stop "
+            f"{c(job_id)} first ({c(f'/train stop {job_id}')}).")
 
 
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:

@@ -178,7 +178,7 @@ def _output_exists(ctx: _Ctx) -> _Verdict | None:
     line = ctx.last(r"FileExistsError")
     if line is None:
         return None
-    path = re.search(r"[`'\"]([^`'\"]+)[`'\"] (?:already )?exists", line) or re.search(r": '([^']+)'$", line)
+    path = re.search(r"[\x60'\"]([^\x60'\"]+)[\x60'\"] (?:already )?exists", line) or re.search(r": '([^']+)'$", line)
     return (FailureClass.OUTPUT_EXISTS, f"the output folder already exists: {path[1] if path else '?'}",
             "delete or move that folder (an earlier export made it), or export with --exist_ok true "
             "(overwrites) or another --output_dir", line)
@@ -195,7 +195,7 @@ def _bad_argument(ctx: _Ctx) -> _Verdict | None:
         hint = (f"this ms-swift renamed {flag} to {_RENAMED[flag]}: the command builder must pass "
                 f"{_RENAMED[flag]} to this swift version")
     else:
-        hint = "check the flag and its value against `swift sft --help` of the installed ms-swift version"
+        hint = "check the flag and its value against swift sft --help of the installed ms-swift version"
     return (FailureClass.BAD_ARGUMENT, f"swift rejected the argument {flag}" if flag else
             "swift rejected its arguments", hint, line)
 
@@ -286,7 +286,7 @@ def _killed(ctx: _Ctx) -> _Verdict | None:
     who = "a DataLoader worker was" if line and "DataLoader worker" in line else "swift was"
     return (FailureClass.HOST_OOM_KILLED, f"{who} killed (SIGKILL): most likely the machine ran out of RAM",
             "lower dataloader_num_workers, the batch size or max_length, or use a machine with more RAM "
-            "(`dmesg | grep -i oom` on the host tells for sure)", line or f"exit status {ctx.returncode}")
+            "(dmesg | grep -i oom on the host tells for sure)", line or f"exit status {ctx.returncode}")
 
 
 def _interrupted(ctx: _Ctx) -> _Verdict | None:

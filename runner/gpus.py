@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import psutil
 
+from runner.errors import GpuMissing
+
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
@@ -239,10 +241,6 @@ def descendants(pids: Iterable[int]) -> set[int]:
     return out
 
 
-def _join(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
-
-
 class GpuProbe:
     """Caches the GPU picture. `refresh()` does the I/O (run it in a thread); everything else is cheap."""
 
@@ -278,15 +276,15 @@ class GpuProbe:
         """GPUs running a process that is not ours (own_pids: our jobs' pids with `descendants`)."""
         return {g.index for g in self._snapshot.gpus if any(p.pid not in own_pids for p in g.processes)}
 
-    def describe_missing(self, requested: Sequence[str]) -> str | None:
+    def describe_missing(self, requested: Sequence[str]) -> GpuMissing | None:
+        """The GPUs asked for that this machine lacks, with what it has (None: it has them all)."""
         snap = self._snapshot
         have = [g.index for g in snap.gpus]
         wanted = [r for r in dict.fromkeys(r.strip() for r in requested) if r != "cpu"]
         missing = [r for r in wanted if r not in have]
         if not missing:
             return None
-        head = f"GPU {missing[0]} does not" if len(missing) == 1 else f"GPUs {_join(missing)} do not"
-        head += " exist on this machine; it has"
+        why = None
         if not have:
             why = {
                 "nvml": "the NVIDIA driver reports none",
@@ -295,8 +293,6 @@ class GpuProbe:
             }[snap.source]
             if snap.taken_at is None:
                 why = "not probed yet"
-            return f"{head} no GPUs ({why}). Try `gpu=cpu`."
-        what = f"GPU {have[0]}" if len(have) == 1 else f"GPUs {_join(have)}"
         models = ", ".join(f"{n}× {name}" for name, n in Counter(g.name for g in snap.gpus).items())
         suggest = ([w for w in wanted if w in have] + [h for h in have if h not in wanted])[: len(wanted)]
-        return f"{head} {what} ({models}). Try `gpu={','.join(suggest)}`."
+        return GpuMissing(tuple(missing), tuple(have), models, why, tuple(suggest))

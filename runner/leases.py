@@ -38,7 +38,7 @@ def plan_starts(queue: Sequence[Job], holders: Mapping[str, str], foreign: set[s
             for g in job.gpus:
                 taken[g] = job.id
             continue
-        reasons = [f"GPU {g} is held by job `{taken[g]}`" for g in busy_ours]
+        reasons = [f"GPU {g} is held by job {taken[g]}" for g in busy_ours]
         reasons += [f"GPU {g} is busy with a process trainbot did not start" for g in busy_foreign]
         if ahead and not reasons:
             reasons.append("an earlier job is waiting for the same GPU")

@@ -20,11 +20,24 @@ from runner import leases
 from runner.backends import Backend, LaunchError, ProcessRef
 from runner.command import SwiftCommand, build_export, build_sft, direct_entry, resolve_recipe
 from runner.config import Config
+from runner.errors import (
+    AlreadyExporting,
+    AlreadySucceeded,
+    CannotLaunch,
+    ExportRunning,
+    GpuMissing,
+    NoCheckpoint,
+    NotEnded,
+    NothingToStop,
+    NotRestartable,
+    OutputInUse,
+)
 from runner.failures import FailureClass, classify_failure, with_cause
 from runner.gpus import Gpu, GpuProbe
 from runner.profiles import apply_profile, swift_has_liger
 from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
 from runner.swift_version import SwiftVersion, detect_version
+from storage.errors import StillActive
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Kind, Notice, Progress
 
@@ -37,18 +50,6 @@ DIRECT_NOTE = ("starts training directly instead of through the `swift` wrapper,
 DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distributed.run, without the `swift` "
                      "wrapper), and each leaves as soon as training is done; a stop still reaches every GPU's "
                      "process: about half a minute less per job")
-
-
-class UserError(ValueError):
-    """A request that cannot be done as asked; the message says why and what would work."""
-
-
-class OutputInUse(UserError):
-    """Another active job writes to the same output folder (or one inside the other)."""
-
-    def __init__(self, output_dir: Path, job_id: str) -> None:
-        super().__init__(f"job `{job_id}` already writes to {output_dir}")
-        self.output_dir, self.job_id = output_dir, job_id
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Supervisor:
         cmd = build_sft(recipe, output_dir=req.output_dir, config=self.config, version=version, entry=entry)
         warnings = []
         if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
-            warnings.append(missing)  # on Slurm the nodes' GPUs count, not this machine's: see _missing_gpus
+            warnings.append(str(missing))  # on Slurm the nodes' GPUs count, not this machine's: see _missing_gpus
         return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version, notes)
 
     def _direct_entry(self, req: JobRequest) -> list[str] | None:
@@ -134,7 +135,7 @@ class Supervisor:
         plan = self.plan(req)
         warnings = list(plan.warnings)
         if self.backend.schedules_gpus and (missing := await self._missing_gpus(req)) is not None:
-            warnings.append(missing)
+            warnings.append(str(missing))
         holders = leases.held(await self.store.active())
         busy = [f"GPU {g} is held by job `{holders[g]}`" for g in req.gpus if g in holders]
         foreign = self.foreign_busy(await self.store.active())
@@ -144,7 +145,7 @@ class Supervisor:
             warnings.append("; ".join(busy) + ": the job would wait in the queue")
         return warnings
 
-    async def _missing_gpus(self, req: JobRequest) -> str | None:
+    async def _missing_gpus(self, req: JobRequest) -> GpuMissing | None:
         """Why the GPUs asked for cannot be had: this machine's (probe) or, on Slurm, a node's."""
         if self.backend.schedules_gpus:
             return await self.backend.describe_missing_gpus(req.gpus)
@@ -156,7 +157,7 @@ class Supervisor:
         if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
             return first
         if (missing := await self._missing_gpus(req)) is not None:
-            raise UserError(missing)
+            raise missing
         plan = self.plan(req)
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
             if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
@@ -209,9 +210,9 @@ class Supervisor:
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.SUCCEEDED:
-                raise UserError(f"job `{job_id}` already succeeded; start a new job with `/train {job.kind} ...`")
+                raise AlreadySucceeded(job_id, str(job.kind))
             if not job.state.is_terminal:
-                raise UserError(f"job `{job_id}` is {job.state}: only a stopped or failed job can be started again")
+                raise NotRestartable(job_id, str(job.state))
             await self._check_output_free(Path(job.output_dir), job.id)
             resume = job.progress.last_checkpoint
             req = JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides)
@@ -247,21 +248,21 @@ class Supervisor:
             if job.state is JobState.STOPPING:
                 return job
             if job.state is JobState.CREATED:
-                raise UserError(f"job `{job_id}` was never started; nothing to stop (delete it, or start it)")
-            raise UserError(f"job `{job_id}` has already ended ({job.state}); nothing to stop")
+                raise NothingToStop(job_id, str(job.state))
+            raise NothingToStop(job_id, str(job.state))
 
     async def export(self, job_id: str, *, by: str | None) -> Job:
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.CREATED:
-                raise UserError(f"job `{job_id}` was never started: start it, and export it once it has ended")
+                raise NotEnded(job_id, str(job.state))
             if not job.state.is_terminal:
-                raise UserError(f"job `{job_id}` is {job.state}: export it once it has ended (or stop it first)")
+                raise NotEnded(job_id, str(job.state))
             if job.export_state is ExportState.EXPORTING:
-                raise UserError(f"job `{job_id}` is already being exported")
+                raise AlreadyExporting(job_id)
             checkpoint = job.progress.last_checkpoint
             if not checkpoint or not Path(checkpoint).is_dir():
-                raise UserError(f"job `{job_id}` has no checkpoint to export yet")
+                raise NoCheckpoint(job_id)
             export_dir = Path(checkpoint).parent / f"{Path(checkpoint).name}-merged"
             cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
                                entry=self._local_entry())
@@ -270,7 +271,7 @@ class Supervisor:
             try:
                 launched = await self.backend.launch(ref, cmd, log_path=log_path, gpus=("cpu",))
             except LaunchError as exc:
-                raise UserError(str(exc)) from exc
+                raise CannotLaunch(job_id, str(exc)) from exc
             return await self.store.update(
                 job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
                 export_log_path=str(log_path), export_pid=launched.pid,
@@ -283,9 +284,9 @@ class Supervisor:
         async with self._lock:
             job = await self.store.require(job_id)
             if job.export_state is ExportState.EXPORTING:
-                raise UserError(f"job `{job_id}` is being exported; delete it when the export has ended")
+                raise ExportRunning(job_id)
             if job.state.is_active:
-                raise UserError(f"job `{job_id}` is {job.state}: stop it first (`/train stop {job_id}`)")
+                raise StillActive(job_id, str(job.state))
             await self.store.delete(job_id, notice=Notice(job_id, "job_deleted", {"by": by,
                                                                                    "card_ts": job.card_ts,
                                                                                    "channel_id": job.channel_id}))

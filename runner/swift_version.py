@@ -47,8 +47,8 @@ def resolve_swift(bin_: str) -> Path:
     found = shutil.which(bin_)
     if found is None:
         raise SwiftNotFound(
-            f"the swift CLI `{bin_}` was not found; install ms-swift (`pip install ms-swift`) "
-            "or set `swift.bin` in the config file to its path"
+            f"the swift CLI {bin_!r} was not found; install ms-swift (pip install ms-swift) "
+            "or set [swift] bin in the config file to its path"
         )
     return Path(found).absolute()
 
@@ -62,7 +62,7 @@ def detect_version(bin_: str) -> SwiftVersion:
 def _detect_cached(path: str, _mtime: float) -> SwiftVersion:
     found = _from_dist_info(Path(path)) or _from_interpreter(Path(path))
     if found is None:
-        raise SwiftNotFound(f"could not tell the ms-swift version of {path}; set `swift.version` in the config")
+        raise SwiftNotFound(f"could not tell the ms-swift version of {path}; set [swift] version in the config")
     return SwiftVersion.parse(found)
 
 

@@ -21,6 +21,7 @@ import aiosqlite
 
 from storage import db as dbmod
 from storage.changes import Changes
+from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import (
     Event,
     ExportState,
@@ -40,16 +41,6 @@ _JSON_COLUMNS = {"overrides", "env"}
 _LIST_COLUMNS = {"argv", "gpus"}
 _PROGRESS_FIELDS = [f.name for f in fields(Progress)]
 _JOB_FIELDS = [f.name for f in fields(Job) if f.name != "progress"]
-
-
-class JobNotFound(LookupError):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"there is no job `{job_id}`; `list` shows the jobs there are")
-        self.job_id = job_id
-
-
-class StaleState(ValueError):
-    """The job is not in the state the caller expected: someone else changed it first."""
 
 
 def new_job_id() -> str:
@@ -180,7 +171,7 @@ class JobStore:
                 raise JobNotFound(job_id)
             job = _from_row(row)
             if expect is not None and job.state not in set(expect):
-                raise StaleState(f"job {job_id} is {job.state}, not {'/'.join(sorted(expect))}")
+                raise StaleState(job_id, str(job.state), tuple(sorted(str(e) for e in expect)))
             if state is not None and state != job.state:
                 check_transition(job.state, state)
                 changes["state"] = state
@@ -220,7 +211,7 @@ class JobStore:
             if row is None:
                 raise JobNotFound(job_id)
             if JobState(row[0]).is_active:
-                raise StaleState(f"job {job_id} is {row[0]}: stop it before deleting it")
+                raise StillActive(job_id, str(row[0]))
             await db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             if notice is not None:
                 await self._notice(db, notice, time.time())

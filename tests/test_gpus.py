@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from bot.texts import error_text
 from runner.gpus import (
     MIB,
     Gpu,
@@ -162,35 +163,41 @@ def test_foreign_busy_with_real_child(sleeper: subprocess.Popen[bytes]) -> None:
     assert probe.foreign_busy(set()) == {"0", "1", "2"}
 
 
+def _said(probe: GpuProbe, gpus: list[str]) -> str | None:
+    """What a user is told: the probe's facts, worded by bot/texts."""
+    missing = probe.describe_missing(gpus)
+    return None if missing is None else error_text(missing)
+
+
 def test_describe_missing_nvml() -> None:
     probe = _probe([RawGpu(0, H100), RawGpu(1, H100)], fallback=4)  # NVML wins over the inventory
     assert probe.describe_missing(["0"]) is None
     assert probe.describe_missing(["1", "cpu"]) is None
     assert probe.describe_missing(["cpu"]) is None
-    assert probe.describe_missing(["7"]) == (
+    assert _said(probe, ["7"]) == (
         f"GPU 7 does not exist on this machine; it has GPUs 0 and 1 (2× {H100}). Try `gpu=0`."
     )
-    assert probe.describe_missing(["1", "5", "6"]) == (
+    assert _said(probe, ["1", "5", "6"]) == (
         f"GPUs 5 and 6 do not exist on this machine; it has GPUs 0 and 1 (2× {H100}). Try `gpu=1,0`."
     )
 
 
 def test_describe_missing_mixed_single_and_none() -> None:
     mixed = _probe([RawGpu(0, "NVIDIA A100-SXM4-40GB"), RawGpu(1, "Tesla T4"), RawGpu(2, "Tesla T4")])
-    assert mixed.describe_missing(["3", "4"]) == (
+    assert _said(mixed, ["3", "4"]) == (
         "GPUs 3 and 4 do not exist on this machine; it has GPUs 0, 1 and 2 "
         "(1× NVIDIA A100-SXM4-40GB, 2× Tesla T4). Try `gpu=0,1`."
     )
     single = _probe([RawGpu(0, H100)])
-    assert single.describe_missing(["1"]) == (
+    assert _said(single, ["1"]) == (
         f"GPU 1 does not exist on this machine; it has GPU 0 (1× {H100}). Try `gpu=0`."
     )
     none = GpuProbe(nvml=lambda: None)
-    assert none.describe_missing(["0"]) == (
+    assert _said(none, ["0"]) == (
         "GPU 0 does not exist on this machine; it has no GPUs (not probed yet). Try `gpu=cpu`."
     )
     none.refresh()
-    assert none.describe_missing(["0"]) == (
+    assert _said(none, ["0"]) == (
         "GPU 0 does not exist on this machine; it has no GPUs "
         "(no NVIDIA driver and no GPU inventory configured). Try `gpu=cpu`."
     )
@@ -200,6 +207,6 @@ def test_describe_missing_mixed_single_and_none() -> None:
 def test_describe_missing_inventory_here() -> None:
     probe = GpuProbe(2)
     probe.refresh()
-    assert probe.describe_missing(["7"]) == (
+    assert _said(probe, ["7"]) == (
         "GPU 7 does not exist on this machine; it has GPUs 0 and 1 (2× configured GPU). Try `gpu=0`."
     )

@@ -23,7 +23,7 @@ def test_running_jobs_hold_their_gpus_and_ended_ones_do_not() -> None:
 def test_free_gpus_start_and_a_taken_gpu_waits_with_its_holder_named() -> None:
     decisions = plan_starts([job("x", "0"), job("y", "1")], {"0": "a"}, foreign=set())
     assert starts(decisions) == ["y"]
-    assert decisions[0].reason == "GPU 0 is held by job `a`" and decisions[0].position == 1
+    assert decisions[0].reason == "GPU 0 is held by job a" and decisions[0].position == 1
 
 
 def test_two_queued_jobs_never_get_the_same_gpu() -> None:

@@ -11,8 +11,9 @@ import psutil
 import pytest
 
 from runner.config import Config
+from runner.errors import GpuMissing
 from runner.runtime import Runtime
-from runner.supervisor import JobRequest, UserError
+from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
@@ -142,7 +143,7 @@ async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConf
     first = await rt.supervisor.submit(request(config, "output/a", ("0",)))
     second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
     assert first.state is JobState.RUNNING
-    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job `{first.id}`"
+    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job {first.id}"
     queued = [n for n in await rt.store.notices(second.id) if n.topic == "job_queued"]
     assert queued and queued[0].data["position"] == 1
     first, second = await ended(rt, first.id), await ended(rt, second.id)
@@ -154,7 +155,7 @@ async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_c
                                                                          open_runtime: OpenRuntime) -> None:
     config = make_config(sections="[gpus]\ninventory = 2\n")
     rt = await open_runtime(config)
-    with pytest.raises(UserError, match=r"GPU 7 does not exist on this machine; it has GPUs 0 and 1"):
+    with pytest.raises(GpuMissing, match=r"GPU 7 does not exist on this machine; it has GPUs 0 and 1"):
         await rt.supervisor.submit(request(config, gpus=("7",)))
     assert await rt.store.list_all() == []  # nothing half-written
 

@@ -51,11 +51,11 @@ def test_running_card() -> None:
 
 def test_queued_card_says_why() -> None:
     card = views.job_card(job(state=JobState.QUEUED, started_at=None, progress=Progress(),
-                              queue_reason="GPU 0 is held by job `zz9zz`"))
+                              queue_reason="GPU 0 is held by job zz9zz"))
     assert "*State*\\nqueued" in texts_of(card.blocks)
-    assert card.blocks[2]["text"]["text"] == "waiting: GPU 0 is held by job `zz9zz`"
+    assert card.blocks[2]["text"]["text"] == "waiting: GPU 0 is held by job zz9zz"
     assert card.blocks[3] == {"type": "context", "elements": [
-        {"type": "mrkdwn", "text": "⏳ GPU 0 is held by job `zz9zz`"}]}
+        {"type": "mrkdwn", "text": "⏳ GPU 0 is held by job zz9zz"}]}
     assert action_ids(card) == ["stop_job"]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from storage import db as dbmod
+from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
 from storage.migrations import MIGRATIONS
 from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Notice, Progress
@@ -99,8 +100,9 @@ async def test_lists_like_the_seed(store: JobStore) -> None:
 
 async def test_delete_refuses_active_and_forgets_ended(store: JobStore) -> None:
     job = await store.create(new_job())
-    with pytest.raises(StaleState, match="stop it before deleting"):
+    with pytest.raises(StillActive) as refused:
         await store.delete(job.id)
+    assert (refused.value.job_id, refused.value.state) == (job.id, "queued")
     await store.update(job.id, state=JobState.STOPPED)
     await store.delete(job.id)
     assert await store.get(job.id) is None

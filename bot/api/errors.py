@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.api.create import InvalidRequest, example_body
-from runner.supervisor import UserError
-from storage.jobs import JobNotFound, StaleState
+from bot.texts import error_text
+from storage.errors import JobError, JobNotFound
 from storage.models import IllegalTransition, Kind
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,10 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 def install(app: FastAPI) -> None:
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return _body(404, str(exc))
+        return _body(404, error_text(exc))
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:
-        return _body(409, str(exc))
+        return _body(409, error_text(exc))
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, InvalidRequest)
@@ -57,9 +57,8 @@ def install(app: FastAPI) -> None:
         return _body(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     app.add_exception_handler(JobNotFound, not_found)
-    app.add_exception_handler(UserError, conflict)
+    app.add_exception_handler(JobError, conflict)  # every other typed refusal is a state conflict
     app.add_exception_handler(IllegalTransition, conflict)
-    app.add_exception_handler(StaleState, conflict)
     app.add_exception_handler(InvalidRequest, invalid)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(HTTPException, http_error)

@@ -25,7 +25,9 @@ from bot.api.schemas import (
 )
 from bot.handlers import may_manage, may_start
 from bot.mrkdwn import PLAIN
-from runner.supervisor import JobRequest, UserError
+from bot.texts import error_text
+from runner.errors import GpuMissing
+from runner.supervisor import JobRequest
 from storage.models import Job, JobState, Kind
 
 Ctx = Annotated[ApiContext, Depends(get_context)]
@@ -51,8 +53,8 @@ async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Princip
                      ctx.config.http.notify_channel, command.profile)
     try:
         job = await sup.submit(req, hold=not body.start, idempotency_key=stored_key)
-    except UserError as exc:  # a GPU this machine does not have: bad input, not a state conflict
-        raise InvalidRequest(str(exc), example_body(kind, None, ctx.config)) from exc
+    except GpuMissing as exc:  # a GPU this machine does not have: bad input, not a state conflict
+        raise InvalidRequest(error_text(exc), example_body(kind, None, ctx.config)) from exc
     response.status_code = 201
     return job_out(job)
 

@@ -13,8 +13,10 @@ from bot.api.context import ApiContext
 from bot.grammar import CreateJob, Rejection, out_example, parse
 from bot.handlers import may_start
 from bot.help_text import VLM_KEYS
+from bot.texts import error_text
 from runner import leases
-from runner.supervisor import JobRequest, UserError
+from runner.supervisor import JobRequest
+from storage.errors import JobError
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ async def submit(ctx: ApiContext, who: Principal, fields: dict[str, str]) -> Job
         return replace(form, error=refusal)
     try:
         job = await sup.submit(req)
-    except UserError as exc:
-        return replace(form, error=str(exc))
+    except JobError as exc:
+        return replace(form, error=error_text(exc))
     return replace(form, created=job.id)
 

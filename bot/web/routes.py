@@ -19,11 +19,11 @@ from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.grammar import JobCommand
 from bot.handlers import Caller
+from bot.texts import error_text
 from bot.web import forms, live, pages
 from bot.web.session import Session, Sessions
 from runner import leases
-from runner.supervisor import UserError
-from storage.jobs import StaleState
+from storage.errors import JobError
 from storage.models import IllegalTransition, JobState
 
 HERE = Path(__file__).resolve().parent
@@ -159,8 +159,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
         caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
         try:
             reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
-        except (UserError, StaleState, IllegalTransition) as exc:  # the job changed under the form: say how
-            return RedirectResponse(f"/jobs/{job_id}?{_said(str(exc))}", status_code=303)
+        except (JobError, IllegalTransition) as exc:  # the job changed under the form: say how
+            words = error_text(exc) if isinstance(exc, JobError) else str(exc)
+            return RedirectResponse(f"/jobs/{job_id}?{_said(words)}", status_code=303)
         target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
         return RedirectResponse(f"{target}?{_said(reply.text)}", status_code=303)
 

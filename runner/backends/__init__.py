@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from runner.command import SwiftCommand
+from runner.errors import GpuMissing
 
 Purpose = Literal["train", "export"]
 
@@ -73,7 +74,7 @@ class Backend(Protocol):
         """The backend's own view of the GPUs (Slurm: the cluster's nodes); None: the local GPU probe's."""
         ...
 
-    async def describe_missing_gpus(self, gpus: Sequence[str]) -> str | None:
+    async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:
         """Why no node of the backend's could run a job on `gpus` (None: it could, or the backend cannot tell);
         only asked of a backend that schedules GPUs itself."""
         ...

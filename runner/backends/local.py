@@ -20,6 +20,7 @@ from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
 from runner.child_env import child_env
 from runner.command import SwiftCommand
 from runner.config import Config
+from runner.errors import GpuMissing
 from runner.gpus import descendants
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
@@ -60,8 +61,8 @@ class LocalBackend:
                      gpus: Sequence[str]) -> Launched:
         exe = shutil.which(command.argv[0])
         if exe is None:
-            raise LaunchError(f"the swift CLI `{command.argv[0]}` was not found on this machine: install ms-swift "
-                              "or set `swift.bin` in the config file to its full path")
+            raise LaunchError(f"the swift CLI {command.argv[0]!r} was not found on this machine: install ms-swift "
+                              "or set [swift] bin in the config file to its full path")
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = log_path.open("ab")
@@ -124,7 +125,7 @@ class LocalBackend:
     async def describe_gpus(self) -> str | None:
         return None  # the GPU probe (NVML) sees this machine's GPUs
 
-    async def describe_missing_gpus(self, gpus: Sequence[str]) -> str | None:
+    async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:
         return None  # the supervisor asks the GPU probe
 
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:

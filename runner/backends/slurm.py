@@ -21,6 +21,7 @@ from runner.backends.slurm_states import describe_pending, ended_status, render_
 from runner.child_env import child_env
 from runner.command import SwiftCommand
 from runner.config import Config
+from runner.errors import GpuMissing, GpusPerNodeMissing
 from runner.slurm_cli import SlurmError, SlurmJob
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class SlurmBackend:
         """The `gpus` command on Slurm: the cluster's GPU nodes, their state and who uses their GPUs."""
         return render_gpu_nodes(await slurm_cli.nodes(), await slurm_cli.queue())
 
-    async def describe_missing_gpus(self, gpus: Sequence[str]) -> str | None:
+    async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:
         """On Slurm `gpu=` says how many GPUs a node gives the job (which ones is Slurm's choice): refused
         only when no node has that many. Slurm not answering is not a refusal: sbatch will tell."""
         wanted = gpu_count(gpus)
@@ -138,10 +139,7 @@ class SlurmBackend:
             return None
         if wanted <= most:
             return None
-        have = f"at most {most} GPU{'s' * (most != 1)}" if most else "no GPUs"
-        try_ = f"`gpu={','.join(str(i) for i in range(most))}`" if most else "`gpu=cpu`"
-        return (f"{wanted} GPU{'s' * (wanted != 1)} on one node asked for, but the Slurm cluster's nodes have "
-                f"{have} each (`gpus` lists them). Try {try_}.")
+        return GpusPerNodeMissing(wanted, most)
 
     async def _already_submitted(self, ref: ProcessRef) -> Launched | None:
         """The job's Slurm job when one is waiting or running already: the bot died between sbatch and
