@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot import texts
+from bot.cluster_words import render_gpu_nodes
 from bot.grammar import (
     Command,
     CreateJob,
@@ -124,9 +125,9 @@ class Handlers:
                 return Reply(texts.job_list(await self.store.active(), "Active jobs", self.fmt))
             case ShowGpus():
                 holders = leases.held(await self.store.active())
-                cluster = await self.sup.backend.describe_gpus()
-                if cluster:
-                    return Reply(self.fmt.text(cluster))
+                cluster = await self.sup.backend.cluster_gpus()
+                if cluster is not None:
+                    return Reply(render_gpu_nodes(cluster, self.fmt))
                 return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders, self.fmt))
         raise AssertionError(command)
 

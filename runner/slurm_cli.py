@@ -109,6 +109,14 @@ class QueuedJob:
     name: str
 
 
+@dataclass(frozen=True)
+class ClusterGpus:
+    """The cluster's side of the `gpus` command: its nodes and the jobs in its queue (bot/ words them)."""
+
+    nodes: tuple[SlurmNode, ...]
+    jobs: tuple[QueuedJob, ...]
+
+
 async def _run(argv: Sequence[str], *, stdin: str | None = None,
                env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
     try:

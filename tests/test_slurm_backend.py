@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.cluster_words import render_gpu_nodes
+from bot.mrkdwn import SLACK
 from runner import slurm_cli
 from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import SlurmBackend
@@ -119,7 +121,7 @@ async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node:
             await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs")
         c = await rt.store.require(c.id)
         assert c.state is JobState.QUEUED and c.queue_reason == "Slurm: waiting for a free GPU (Resources)"
-        table = await SlurmBackend(config).describe_gpus()
+        table = render_gpu_nodes(await SlurmBackend(config).cluster_gpus(), SLACK)
         assert f"*{node}*" in table and "GPU 2/2 in use by `" in table and f"waiting: `{c.id}` (1 GPU)" in table, table
 
         c = await job_when(rt, c.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING), "starts", 60)
@@ -172,7 +174,7 @@ async def test_held_job_shows_slurm_reason_and_stop_leaves_slurm_queue(node: str
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "held"))
         job = await job_when(rt, job.id, lambda j: "JobHeldUser" in (j.queue_reason or ""), "shows it is held")
-        assert job.queue_reason == "Slurm: held by its owner (`scontrol release <slurm id>` lets it go) (JobHeldUser)"
+        assert job.queue_reason == "Slurm: held by its owner (scontrol release <slurm id> lets it go) (JobHeldUser)"
         job = await rt.supervisor.stop(job.id, by="U1")
         assert job.state is JobState.STOPPED
         assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from bot.cluster_words import render_gpu_nodes
+from bot.mrkdwn import SLACK
 from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import gpu_count, job_environment, job_name, run_status
-from runner.backends.slurm_states import expand_hostlist, render_gpu_nodes
-from runner.slurm_cli import QueuedJob, SlurmJob, SlurmNode, job_from_record, parse_record
+from runner.backends.slurm_states import expand_hostlist
+from runner.slurm_cli import ClusterGpus, QueuedJob, SlurmJob, SlurmNode, job_from_record, parse_record
 from runner.slurm_script import training_script
 
 
@@ -60,7 +62,7 @@ def test_forgotten_job_is_settled_from_the_logs() -> None:
      "Slurm: the nodes it needs are down, drained or reserved (ReqNodeNotAvail, UnavailableNodes:gpu01)"),
     ("PENDING", "QOSMaxGRESPerUser", "", "Slurm: over a limit of its QOS (QOSMaxGRESPerUser)"),
     ("PENDING", "PartitionTimeLimit", "",
-     "Slurm: its time limit is above the partition's: lower `[slurm] time_limit` (PartitionTimeLimit)"),
+     "Slurm: its time limit is above the partition's: lower [slurm] time_limit (PartitionTimeLimit)"),
     ("PENDING", "SomethingNew", "", "Slurm: waiting (SomethingNew)"),
     ("CONFIGURING", "None", "", "Slurm: its nodes are being set up (CONFIGURING)"),
 ])
@@ -106,10 +108,10 @@ def test_gpu_nodes_table() -> None:
             QueuedJob("102", "RUNNING", "bob", "gpu[01-02]", 1, 2, "bert-pretrain"),
             QueuedJob("103", "PENDING", "alice", "", 8, 2, "trainbot-def34-train"),
             QueuedJob("104", "RUNNING", "carol", "cpu01", 0, 1, "prep")]
-    assert render_gpu_nodes(nodes, jobs).splitlines() == [
+    assert render_gpu_nodes(ClusterGpus(tuple(nodes), tuple(jobs)), SLACK).splitlines() == [
         "Slurm: 2 GPU nodes, 3/16 GPUs in use, 1 job waiting for GPUs",
         "• *gpu01* mixed · GPU 3/8 in use by `abc12` (2), bob's Slurm job 102 (1) · CPU 16/64",
         "• *gpu02* down* (takes no jobs) · GPU 0/8 in use by bob's Slurm job 102 (1) · CPU 0/64",
         "waiting: `def34` (8 GPUs x 2 nodes)",
     ]
-    assert "No GPU nodes" in render_gpu_nodes(nodes[2:], jobs)
+    assert "No GPU nodes" in render_gpu_nodes(ClusterGpus(tuple(nodes[2:]), tuple(jobs)), SLACK)

@@ -33,13 +33,13 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
         assert "started" not in reply.text.replace("could not start", "")
         assert job.error_message == "Slurm refused the job: invalid partition specified: nosuch"
         assert reply.text.startswith(f"Job `{job.id}` could not start: Slurm refused the job: invalid partition")
-        assert "`sinfo` lists the cluster's partitions" in reply.text and "`[slurm] partition`" in reply.text
+        assert "sinfo lists the cluster's partitions" in reply.text and "[slurm] partition" in reply.text
         # the command line that failed is in the job's details, not in what people read first
         events = await rt.store.events(job.id)
         assert any("sbatch --parsable" in e.message and "--partition=nosuch" in e.message for e in events), events
         failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]
         assert "sbatch --parsable" not in texts.notice_text(failed[0])
-        assert "💡 `sinfo` lists the cluster's partitions" in texts.notice_text(failed[0])
+        assert "💡 sinfo lists the cluster's partitions" in texts.notice_text(failed[0])
 
 
 @slurm

@@ -17,8 +17,10 @@ from markupsafe import Markup
 from bot import texts
 from bot.api.context import ApiContext
 from bot.api.jobs import JobId
+from bot.cluster_words import render_gpu_nodes
 from bot.grammar import JobCommand
 from bot.handlers import Caller
+from bot.mrkdwn import PLAIN
 from bot.texts import error_text
 from bot.web import forms, live, pages
 from bot.web.session import Session, Sessions
@@ -183,7 +185,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def gpus_page(request: Request) -> HTMLResponse:
         session = signed_in(request)
         holders = leases.held(await store.active())
-        cluster = await ctx.runtime.supervisor.backend.describe_gpus()
+        nodes = await ctx.runtime.supervisor.backend.cluster_gpus()
+        cluster = render_gpu_nodes(nodes, PLAIN) if nodes is not None else None
         return html("gpus.html", session, snapshot=ctx.runtime.probe.snapshot(), holders=holders, cluster=cluster)
 
     return router

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from runner.command import SwiftCommand
 from runner.errors import GpuMissing
+
+if TYPE_CHECKING:
+    from runner.slurm_cli import ClusterGpus
 
 Purpose = Literal["train", "export"]
 
@@ -70,8 +73,8 @@ class Backend(Protocol):
 
     async def kill(self, ref: ProcessRef) -> None: ...
 
-    async def describe_gpus(self) -> str | None:
-        """The backend's own view of the GPUs (Slurm: the cluster's nodes); None: the local GPU probe's."""
+    async def cluster_gpus(self) -> ClusterGpus | None:
+        """The backend's own view of the GPUs (Slurm: the cluster's nodes and queue); None: the local GPU probe's."""
         ...
 
     async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -22,6 +23,9 @@ from runner.command import SwiftCommand
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import descendants
+
+if TYPE_CHECKING:
+    from runner.slurm_cli import ClusterGpus
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
 TRAINER_SCRIPTS = ("swift/cli/sft.py", "swift/cli/export.py", "swift/cli/_sft.py", swift_entry.ENTRY_MARK)
@@ -122,7 +126,7 @@ class LocalBackend:
     async def kill(self, ref: ProcessRef) -> None:
         self._signal_group(ref, signal.SIGKILL)
 
-    async def describe_gpus(self) -> str | None:
+    async def cluster_gpus(self) -> ClusterGpus | None:
         return None  # the GPU probe (NVML) sees this machine's GPUs
 
     async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:

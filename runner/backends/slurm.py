@@ -17,12 +17,12 @@ from pathlib import Path
 from runner import slurm_cli
 from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
 from runner.backends.local import TRAINER_SCRIPTS
-from runner.backends.slurm_states import describe_pending, ended_status, render_gpu_nodes
+from runner.backends.slurm_states import describe_pending, ended_status
 from runner.child_env import child_env
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.errors import GpuMissing, GpusPerNodeMissing
-from runner.slurm_cli import SlurmError, SlurmJob
+from runner.slurm_cli import ClusterGpus, SlurmError, SlurmJob
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,9 @@ class SlurmBackend:
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
         return set()  # our processes run on the compute nodes, not on this machine
 
-    async def describe_gpus(self) -> str | None:
+    async def cluster_gpus(self) -> ClusterGpus:
         """The `gpus` command on Slurm: the cluster's GPU nodes, their state and who uses their GPUs."""
-        return render_gpu_nodes(await slurm_cli.nodes(), await slurm_cli.queue())
+        return ClusterGpus(tuple(await slurm_cli.nodes()), tuple(await slurm_cli.queue()))
 
     async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:
         """On Slurm `gpu=` says how many GPUs a node gives the job (which ones is Slurm's choice): refused
@@ -186,12 +186,12 @@ def run_status(job: SlurmJob | None) -> RunStatus:
 
 def _refusal_hint(reason: str) -> str:
     if "partition" in reason:
-        return "`sinfo` lists the cluster's partitions; set one in `[slurm] partition` in the config"
+        return "sinfo lists the cluster's partitions; set one in [slurm] partition in the config"
     if "account" in reason:
-        return "`sacctmgr show assoc user=$USER` lists your accounts; set one in `[slurm] account` in the config"
+        return "sacctmgr show assoc user=$USER lists your accounts; set one in [slurm] account in the config"
     if "time limit" in reason:
-        return "`sinfo` shows the partitions' time limits; lower `[slurm] time_limit` in the config"
-    return "check the `[slurm]` section of the config; `sinfo` shows what the cluster has"
+        return "sinfo shows the partitions' time limits; lower [slurm] time_limit in the config"
+    return "check the [slurm] section of the config; sinfo shows what the cluster has"
 
 
 def _user() -> str | None:

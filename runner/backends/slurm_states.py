@@ -1,4 +1,4 @@
-"""How Slurm's job states, pending reasons and nodes read for people; pure functions over slurm_cli's records.
+"""How Slurm's job states and pending reasons read for people; pure functions over slurm_cli's records.
 
 Exit status of an ended job: Slurm's `ExitCode=exit:signal`, as a shell gives it (`exit`, else 128 + `signal`).
 Where Slurm itself ended the job (time limit, memory limit, node failure, preemption) `RunStatus.detail` says so,
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Sequence
 
 from runner.backends import RunStatus
-from runner.slurm_cli import QueuedJob, SlurmJob, SlurmNode
+from runner.slurm_cli import SlurmJob
 
 JOB_NAME = re.compile(r"^trainbot-(?P<id>.+)-(?P<purpose>train|export)$")
 
@@ -22,15 +21,15 @@ _REASONS: dict[str, str] = {
     "Priority": "behind higher-priority jobs",
     "Dependency": "waiting for the jobs it depends on",
     "DependencyNeverSatisfied": "its dependency can never be met: stop it",
-    "JobHeldUser": "held by its owner (`scontrol release <slurm id>` lets it go)",
+    "JobHeldUser": "held by its owner (scontrol release <slurm id> lets it go)",
     "JobHeldAdmin": "held by a Slurm administrator",
     "launch failed requeued held": "held after Slurm failed to launch it (ask the cluster's admins)",
     "BeginTime": "not allowed to start yet (begin time)",
     "Reservation": "waiting for its reservation",
     "PartitionDown": "its partition is down",
     "PartitionInactive": "its partition is inactive",
-    "PartitionTimeLimit": "its time limit is above the partition's: lower `[slurm] time_limit`",
-    "PartitionNodeLimit": "it asks for more nodes than the partition allows: lower `[slurm] nodes`",
+    "PartitionTimeLimit": "its time limit is above the partition's: lower [slurm] time_limit",
+    "PartitionNodeLimit": "it asks for more nodes than the partition allows: lower [slurm] nodes",
     "ReqNodeNotAvail": "the nodes it needs are down, drained or reserved",
     "Nodes_required_for_job_are_DOWN": "the nodes it needs are down, drained or reserved",
     "NodeDown": "a node it needs is down",
@@ -78,7 +77,7 @@ def ended_status(job: SlurmJob) -> RunStatus:
         case "FAILED" if rc == 127:
             return RunStatus(alive=False, returncode=rc, detail=(
                 "the job's command was not found on the compute node (exit 127): install ms-swift there, or set "
-                "`swift.bin` to its path on a filesystem the nodes share"))
+                "[swift] bin to its path on a filesystem the nodes share"))
         case "FAILED" if rc == 0:
             return RunStatus(alive=False, returncode=1, detail=(
                 f"Slurm could not run the job ({job.reason}): is the log folder writable from {nodes}? "
@@ -88,12 +87,12 @@ def ended_status(job: SlurmJob) -> RunStatus:
         case "TIMEOUT":
             limit = job.raw.get("TimeLimit", "?")
             return RunStatus(alive=False, returncode=rc or 128 + signal.SIGTERM, detail=(
-                f"Slurm killed the job at its time limit ({limit}): raise `[slurm] time_limit`, or start it "
+                f"Slurm killed the job at its time limit ({limit}): raise [slurm] time_limit, or start it "
                 "again to resume from its last checkpoint"))
         case "OUT_OF_MEMORY":
             return RunStatus(alive=False, returncode=rc or 128 + signal.SIGKILL, detail=(
                 f"out of memory on the node ({nodes}): the job used more RAM than Slurm gave it; ask for more "
-                "(e.g. `--mem=64G` in `[slurm] extra_args`) or lower the batch size or max_length"))
+                "(e.g. --mem=64G in [slurm] extra_args) or lower the batch size or max_length"))
         case "NODE_FAIL":
             return RunStatus(alive=False, returncode=rc or 1, detail=(
                 f"the node failed under the job ({nodes}, NODE_FAIL): start it again to resume from its last "
@@ -125,34 +124,3 @@ def expand_hostlist(hostlist: str) -> list[str]:
             for i in range(int(lo), int(hi or lo) + 1):
                 names.append(f"{prefix}{i:0{len(lo)}d}{suffix}")
     return names
-
-
-def job_label(job: QueuedJob) -> str:
-    m = JOB_NAME.match(job.name)
-    if m is None:
-        return f"{job.user}'s Slurm job {job.job_id}"
-    return f"`{m['id']}`" + (" export" if m["purpose"] == "export" else "")
-
-
-def render_gpu_nodes(nodes: Sequence[SlurmNode], jobs: Sequence[QueuedJob]) -> str:
-    """The `gpus` command on Slurm: one line a GPU node (state, GPUs in use and by whom, CPUs), then the
-    jobs waiting for GPUs."""
-    gpu_nodes = [n for n in nodes if n.gpus]
-    if not gpu_nodes:
-        return "No GPU nodes in this Slurm cluster (no node has a `gpu` GRES); `gpu=cpu` jobs still run."
-    gpu_jobs = [j for j in jobs if j.gpus_per_node]
-    waiting = [j for j in gpu_jobs if j.state == "PENDING"]
-    used, total = sum(n.gpus_used for n in gpu_nodes), sum(n.gpus for n in gpu_nodes)
-    lines = [f"Slurm: {len(gpu_nodes)} GPU node{'s' * (len(gpu_nodes) != 1)}, {used}/{total} GPUs in use, "
-             f"{len(waiting)} job{'s' * (len(waiting) != 1)} waiting for GPUs"]
-    for node in gpu_nodes:
-        users = [f"{job_label(j)} ({j.gpus_per_node})" for j in gpu_jobs
-                 if j.state != "PENDING" and node.name in expand_hostlist(j.node_list)]
-        state = node.state + (" (takes no jobs)" if node.state.rstrip("*~#").startswith(("down", "drain", "fail"))
-                              else "")
-        lines.append(f"• *{node.name}* {state} · GPU {node.gpus_used}/{node.gpus} in use"
-                     + (" by " + ", ".join(users) if users else "") + f" · CPU {node.cpus_alloc}/{node.cpus}")
-    if waiting:
-        lines.append("waiting: " + ", ".join(f"{job_label(j)} ({j.gpus_per_node} GPU{'s' * (j.gpus_per_node > 1)}"
-                                             f"{f' x {j.nodes} nodes' if j.nodes > 1 else ''})" for j in waiting))
-    return "\n".join(lines)
