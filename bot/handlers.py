@@ -98,7 +98,7 @@ class Handlers:
         try:
             return await self.run(command, caller)
         except OutputInUse as exc:
-            return Reply(texts.output_in_use(str(exc.output_dir), exc.job_id), ok=False)
+            return Reply(texts.output_in_use(str(exc.output_dir), exc.job_id, self.fmt), ok=False)
         except (UserError, JobNotFound, StaleState, IllegalTransition) as exc:
             return Reply(self.fmt.text(exc), ok=False)
 
