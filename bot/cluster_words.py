@@ -32,7 +32,7 @@ def render_gpu_nodes(cluster: ClusterGpus, fmt: Format) -> str:
                  if j.state != "PENDING" and node.name in expand_hostlist(j.node_list)]
         state = node.state + (" (takes no jobs)" if node.state.rstrip("*~#").startswith(("down", "drain", "fail"))
                               else "")
-        lines.append(f"• *{fmt.text(node.name)}* {fmt.text(state)} · GPU {node.gpus_used}/{node.gpus} in use"
+        lines.append(f"• {fmt.bold(fmt.text(node.name))} {fmt.text(state)} · GPU {node.gpus_used}/{node.gpus} in use"
                      + (" by " + ", ".join(users) if users else "") + f" · CPU {node.cpus_alloc}/{node.cpus}")
     if waiting:
         lines.append("waiting: " + ", ".join(f"{job_label(j, fmt)} ({j.gpus_per_node} GPU{'s' * (j.gpus_per_node > 1)}"

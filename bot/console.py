@@ -56,7 +56,7 @@ class Console:
         for job in await store.active():
             if job.state is not JobState.RUNNING or job.progress.step is None:
                 continue
-            line = f"   ⋯ `{job.id}` {texts.progress_line(job)}"
+            line = f"   ⋯ {job.id} {texts.progress_line(job)}"
             shown, at = self._shown_progress.get(job.id, ("", 0.0))
             if line != shown and time.monotonic() - at >= PROGRESS_EVERY_S:
                 self._shown_progress[job.id] = (line, time.monotonic())

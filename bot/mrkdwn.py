@@ -18,16 +18,24 @@ def escape(text: str) -> str:
 
 
 class Format:
-    """Plain text (the console): facts as they are; code in backticks, as one would type it."""
+    """Plain text (the console, the HTTP API): facts as they are, with no mrkdwn at all."""
 
     def text(self, fact: object) -> str:
         return str(fact)
 
     def code(self, fact: object) -> str:
-        return f"`{fact}`"
+        return str(fact)
 
     def block(self, fact: object) -> str:
-        return f"```{fact}```"
+        return f"\n{fact}\n"
+
+    def bold(self, words: str) -> str:
+        """Words trainbot wrote, stressed where the front end can (never a fact: those go through `text`)."""
+        return words
+
+    def mention(self, user_id: str) -> str:
+        """A Slack user id: a live mention in Slack, the id itself elsewhere."""
+        return user_id
 
 
 class SlackFormat(Format):
@@ -41,6 +49,12 @@ class SlackFormat(Format):
 
     def block(self, fact: object) -> str:
         return f"```{escape(str(fact)).replace('`', GRAVE_LOOKALIKE)}```"
+
+    def bold(self, words: str) -> str:
+        return f"*{words}*"
+
+    def mention(self, user_id: str) -> str:
+        return f"<@{user_id}>"
 
 
 PLAIN = Format()

@@ -154,6 +154,8 @@ class Notifier:
             ts = await self._find_card(channel, notice) if suspect else None
             if ts is None:
                 ts = await self._post(channel, None, views.job_card(job), [notice])
+                if (profile := views.profile_message(notice)) is not None:
+                    await self._post(channel, ts, profile, [notice])
             await self.store.mark_delivered(notice.id, card_ts=ts)
             if self.on_card is not None:
                 self.on_card(job.replace(card_ts=ts), version)

@@ -72,7 +72,7 @@ def gpus_label(gpus: Sequence[str]) -> str:
 
 
 def job_line(job: Job, fmt: Format = PLAIN) -> str:
-    owner = f" · <@{job.user_id}>" if job.user_id else ""
+    owner = f" · {fmt.mention(job.user_id)}" if job.user_id else ""
     line = f"{STATE_ICONS[job.state]} {fmt.code(job.id)} {job.kind.upper()} {job.state} · {gpus_label(job.gpus)}{owner}"
     extra = progress_line(job, fmt) if job.state.is_active else _ended(job, fmt)
     return line + (f" · {extra}" if extra else "")
@@ -87,7 +87,7 @@ def _ended(job: Job, fmt: Format) -> str:
 
 
 def job_status(job: Job, fmt: Format = PLAIN) -> str:
-    lines = [f"*Job {fmt.code(job.id)}* ({job.kind.upper()}) is *{job.state}*"]
+    lines = [f"{fmt.bold('Job ' + fmt.code(job.id))} ({job.kind.upper()}) is {fmt.bold(str(job.state))}"]
     if (pl := progress_line(job, fmt)):
         lines.append(pl)
     lines.append(f"{gpus_label(job.gpus)} · output {fmt.code(job.output_dir)}")
@@ -177,12 +177,12 @@ def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN) -> str:
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:
     if not jobs:
         return f"{title}: none."
-    return f"*{title}* ({len(jobs)}):\n" + "\n".join(job_line(j, fmt) for j in jobs)
+    return f"{fmt.bold(title)} ({len(jobs)}):\n" + "\n".join(job_line(j, fmt) for j in jobs)
 
 
 def gpu_table(snapshot: GpuSnapshot, holders: dict[str, str], fmt: Format = PLAIN) -> str:
     if not snapshot.devices():
-        return "No GPUs here (no NVIDIA driver and no inventory configured); `gpu=cpu` runs on the CPU."
+        return f"No GPUs here (no NVIDIA driver and no inventory configured); {fmt.code('gpu=cpu')} runs on the CPU."
     return "\n".join(gpu_line(g, holders.get(g.index), fmt) for g in snapshot.devices())
 
 
@@ -193,14 +193,14 @@ def gpu_line(gpu: Gpu, holder: str | None, fmt: Format = PLAIN) -> str:
     label = "CPU" if gpu.index == "cpu" else f"GPU {gpu.index}"
     who_ = f"job {fmt.code(holder)}" if holder else ("busy: " + ", ".join(
         f"{fmt.text(p.user or '?')} pid {p.pid}" for p in gpu.processes) if gpu.processes else "free")
-    return f"• *{label}* {fmt.text(gpu.name)} · {mem} · {util} · {who_}"
+    return f"• {fmt.bold(label)} {fmt.text(gpu.name)} · {mem} · {util} · {who_}"
 
 
 def who(user: str | None, fmt: Format = PLAIN) -> str:
     """A Slack user id (from Slack, not typed) as a live mention; anything else as text."""
     if not user:
         return "the console"
-    return f"<@{user}>" if re.fullmatch(r"[UW][A-Z0-9]+", user) else fmt.text(user)
+    return fmt.mention(user) if re.fullmatch(r"[UW][A-Z0-9]+", user) else fmt.text(user)
 
 
 def backend_label(name: str) -> str:
@@ -239,7 +239,7 @@ def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
     jid = fmt.code(notice.job_id)
     match notice.topic:
         case "job_created":
-            return f"🆕 job {jid} created: {fmt.code(d.get('command', ''))}"
+            return f"🆕 job {jid} created: {fmt.code(d.get('command', ''))}" + profile_words(d, fmt, "\n")
         case "job_submitted":
             return f"▶️ job {jid} started by {who(d.get('by'), fmt)}"
         case "job_queued":
@@ -277,6 +277,14 @@ def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
         case "job_deleted":
             return f"🗑️ job {jid} deleted by {who(d.get('by'), fmt)}"
     return f"job {jid}: {fmt.text(notice.topic)}"
+
+
+def profile_words(d: dict[str, Any], fmt: Format = PLAIN, lead: str = "") -> str:
+    """What the speed profile changed in a job_created notice's command ("" when it changed nothing)."""
+    notes = [str(n) for n in d.get("profile_notes") or []]
+    if not notes:
+        return ""
+    return f"{lead}⚙️ profile {fmt.text(d.get('profile') or '?')}: " + "; ".join(fmt.text(n) for n in notes)
 
 
 def _num(value: object) -> str:

@@ -161,6 +161,12 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
     return Message(_first_line(text), [mrkdwn(text)], broadcast)
 
 
+def profile_message(notice: Notice) -> Message | None:
+    """The card's first reply: what the speed profile changed in the command (None when it changed nothing)."""
+    words = texts.profile_words(notice.data, SLACK)
+    return Message(f"Job {SLACK.text(notice.job_id)}: {words}", [mrkdwn(words)]) if words else None
+
+
 def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 

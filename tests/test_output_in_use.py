@@ -26,7 +26,7 @@ async def test_second_job_into_a_busy_folder_is_refused(tmp_path: Path, open_run
     assert first.ok and first.job_id
     for text in ("llm gpu=1 out=output/a", "llm gpu=1 out=output/a/inner", "vlm gpu=1 out=./output//a/"):
         refused = await bot.handle(text, ME)
-        assert not refused.ok and f"Job `{first.job_id}` is still active and writes to" in refused.text, text
+        assert not refused.ok and f"Job {first.job_id} is still active and writes to" in refused.text, text
         assert "output/a-2" in refused.text
     assert len(await rt.store.active()) == 1  # nothing was queued behind it
     assert (await bot.handle("llm gpu=1 out=output/b", ME)).ok  # another folder is fine
@@ -36,5 +36,5 @@ async def test_second_job_into_a_busy_folder_is_refused(tmp_path: Path, open_run
     taker = await bot.handle("llm gpu=0 out=output/a", ME)  # the folder is free once its job has ended
     assert taker.ok
     again = await bot.handle(f"start {first.job_id}", ME)  # ... and starting the old job again is refused
-    assert not again.ok and f"Job `{taker.job_id}` is still active" in again.text
+    assert not again.ok and f"Job {taker.job_id} is still active" in again.text
     assert (await rt.store.require(first.job_id or "")).state is JobState.STOPPED

@@ -74,7 +74,7 @@ async def test_bot_killed_mid_training_reattaches_and_the_job_finishes(make_conf
     assert done.progress.step == done.progress.max_steps
     assert_told_once([n.topic for n in await store.notices(job.id)])
     assert await store.pending_notices() == []  # all delivered, by one bot or the other
-    assert f"job `{job.id}` succeeded" in out
+    assert f"job {job.id} succeeded" in out
     await store.close()
 
 
@@ -94,7 +94,7 @@ async def test_job_that_ended_while_the_bot_was_away_is_settled_from_its_files(m
     assert done.state is JobState.SUCCEEDED and done.exit_code == 0
     assert done.progress.last_checkpoint and Path(done.progress.last_checkpoint).is_dir()
     assert_told_once([n.topic for n in await store.notices(job.id)])
-    assert f"job `{job.id}` succeeded" in out
+    assert f"job {job.id} succeeded" in out
     await store.close()
 
 

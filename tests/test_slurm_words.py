@@ -32,7 +32,7 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
         assert job.state is JobState.FAILED and not reply.ok
         assert "started" not in reply.text.replace("could not start", "")
         assert job.error_message == "Slurm refused the job: invalid partition specified: nosuch"
-        assert reply.text.startswith(f"Job `{job.id}` could not start: Slurm refused the job: invalid partition")
+        assert reply.text.startswith(f"Job {job.id} could not start: Slurm refused the job: invalid partition")
         assert "sinfo lists the cluster's partitions" in reply.text and "[slurm] partition" in reply.text
         # the command line that failed is in the job's details, not in what people read first
         events = await rt.store.events(job.id)
@@ -49,11 +49,11 @@ async def test_submitted_job_says_its_slurm_job_and_reason_not_a_place_in_line(n
         reply = await Handlers(rt).handle("llm gpu=0 out=output/held", CONSOLE)
         job = (await rt.store.list_jobs())[0]
         assert reply.ok and job.state is JobState.QUEUED and job.backend_job_id
-        assert reply.text.startswith(f"Job `{job.id}` submitted to Slurm as job {job.backend_job_id}"), reply.text
+        assert reply.text.startswith(f"Job {job.id} submitted to Slurm as job {job.backend_job_id}"), reply.text
         queued = [n for n in await rt.store.notices(job.id) if n.topic == "job_queued"]
         assert queued[0].data["backend"] == "slurm" and queued[0].data["backend_job_id"] == job.backend_job_id
         words = texts.notice_text(queued[0])
-        assert words.startswith(f"⏳ job `{job.id}` submitted to Slurm as job {job.backend_job_id}; Slurm: held")
+        assert words.startswith(f"⏳ job {job.id} submitted to Slurm as job {job.backend_job_id}; Slurm: held")
         assert "in line" not in words and "None" not in words
 
 
