@@ -20,7 +20,7 @@ from runner import leases, planner
 from runner.backends import Backend, LaunchError, ProcessRef
 from runner.command import SwiftCommand, build_export
 from runner.config import Config
-from runner.failures import FailureClass, classify_failure, with_cause
+from runner.failures import classify_failure, with_cause
 from runner.gpus import GpuProbe
 from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
@@ -28,6 +28,7 @@ from runner.planner import JobRequest as JobRequest
 from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
 from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
+from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Notice, Progress
 
@@ -393,25 +394,24 @@ class Supervisor:
         progress = tail.progress if tail else job.progress
         if job.run_dir and progress.max_steps is None:
             progress = read_final_summary(Path(job.run_dir))
-        completed = progress.step is not None and progress.step == progress.max_steps
         now = time.time()
         duration = now - job.started_at if job.started_at else None
         common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
-        if returncode == 0 or (returncode is None and completed and job.state is not JobState.STOPPING):
+        failure = None if ended_well(job, returncode, progress) else classify_failure(
+            returncode, Path(job.log_path) if job.log_path else None, stop_requested=job.state is JobState.STOPPING)
+        outcome = decide_outcome(job, returncode, progress, failure, cause)
+        if isinstance(outcome, Succeeded):
             await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
                                     notice=Notice(job.id, "job_succeeded", _end_data(job, progress, duration)))
             return
-        failure = classify_failure(returncode, Path(job.log_path) if job.log_path else None,
-                                   stop_requested=job.state is JobState.STOPPING)
-        if cause is not None and job.state is not JobState.STOPPING:
-            failure = with_cause(failure, cause)
-        if job.state is JobState.STOPPING or failure.cls is FailureClass.INTERRUPTED:
-            by = job.stopped_by if job.state is JobState.STOPPING else "someone outside trainbot"
+        if isinstance(outcome, Stopped):
+            by = outcome.by
             await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
                                     event=f"stopped by {by or 'console'}", event_kind="stopped",
                                     notice=Notice(job.id, "job_stopped", {**_end_data(job, progress, duration),
                                                                           "by": by}))
             return
+        failure = outcome.failure
         await self.store.update(
             job.id, state=JobState.FAILED, error_class=str(failure.cls), error_message=failure.summary,
             error_hint=failure.hint, **common, event=f"failed: {failure.summary}", event_kind="failed",
