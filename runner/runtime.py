@@ -48,7 +48,9 @@ class Runtime:
         store = await JobStore.open(db_path or config.db_path)
         probe = GpuProbe(list(config.gpu_inventory) or None)
         await asyncio.to_thread(probe.refresh)
-        return cls(config, store, probe, make_backend(config))
+        runtime = cls(config, store, probe, make_backend(config))
+        await runtime.supervisor.refresh_facts()  # swift's version and Liger, in a thread, before any plan
+        return runtime
 
     async def start(self) -> None:
         """Recover what ran while we were away, then tick: progress and exits, and GPU probes."""
@@ -65,6 +67,7 @@ class Runtime:
 
     async def _refresh_gpus(self) -> None:
         await asyncio.to_thread(self.probe.refresh)
+        await self.supervisor.refresh_facts()  # a stat of swift.bin; probes again only when swift changed
 
     async def close(self) -> None:
         if self._scheduler is not None:

@@ -12,13 +12,13 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runner import leases
+from runner import leases, planner
 from runner.backends import Backend, LaunchError, ProcessRef
-from runner.command import SwiftCommand, build_export, build_sft, direct_entry, resolve_recipe
+from runner.command import SwiftCommand, build_export
 from runner.config import Config
 from runner.errors import (
     AlreadyExporting,
@@ -32,47 +32,21 @@ from runner.errors import (
     NotRestartable,
     OutputInUse,
 )
-from runner.failures import FailureClass, classify_failure, with_cause
-from runner.gpus import Gpu, GpuProbe
-from runner.profiles import apply_profile, swift_has_liger
+from runner.failures import classify_failure, with_cause
+from runner.gpus import GpuProbe
+from runner.planner import DIRECT_NOTE as DIRECT_NOTE
+from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
+from runner.planner import JobRequest as JobRequest
+from runner.planner import Plan as Plan
+from runner.planner import ProbedFacts, export_entry, probe_facts
 from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
-from runner.swift_version import SwiftVersion, detect_version
+from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
 from storage.errors import StillActive
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState, Kind, Notice, Progress
+from storage.models import ExportState, Job, JobState, Notice, Progress
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VERSION = SwiftVersion(4, 6, 0)
-# In a user's words (shown in the dry run); the ~27 s measured on the H200 is in runner/swift_entry.py.
-DIRECT_NOTE = ("starts training directly instead of through the `swift` wrapper, and exits as soon as training is "
-               "done: about half a minute less per job")
-DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distributed.run, without the `swift` "
-                     "wrapper), and each leaves as soon as training is done; a stop still reaches every GPU's "
-                     "process: about half a minute less per job")
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    kind: Kind
-    gpus: tuple[str, ...]
-    output_dir: Path
-    overrides: dict[str, str]
-    user_id: str | None = None
-    channel_id: str | None = None
-    profile: str = "fast"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a job would run: the exact command, and warnings (GPU missing or busy) for a dry run."""
-
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    display: str
-    warnings: tuple[str, ...]
-    version: SwiftVersion
-    notes: tuple[str, ...] = ()  # what the speed profile changed, for people to see
 
 
 class Supervisor:
@@ -83,53 +57,21 @@ class Supervisor:
         self._lock = asyncio.Lock()  # one tick (or command) changes jobs at a time
         self._woken: asyncio.Task[bool] | None = None
         self._closed = False
+        self.facts = ProbedFacts()  # until refresh_facts: the default swift version, no Liger
 
     # ---- what people ask for -------------------------------------------------------------------------------
 
-    def swift_version(self) -> SwiftVersion:
-        if self.config.swift_version:
-            return SwiftVersion.parse(self.config.swift_version)
-        try:
-            return detect_version(self.config.swift_bin)
-        except Exception:  # swift missing: the launch will say so; build for the current major meanwhile
-            return DEFAULT_VERSION
+    async def refresh_facts(self) -> None:
+        """Probe swift (off the loop, cached until `swift.bin` changes) for plans; the runtime calls it at start."""
+        self.facts = await probe_facts(self.config)
 
     def plan(self, req: JobRequest, *, resume_from: str | None = None) -> Plan:
-        recipe = resolve_recipe(req.kind, self.config, req.overrides)
-        gpus = self._probed_gpus(req.gpus)
-        # asking swift's python about liger may start a process once: only where a profile could use it
-        liger = bool(gpus) and req.profile != "exact" and swift_has_liger(self.config.swift_bin)
-        recipe, notes = apply_profile(recipe, req.profile, gpus, liger=liger)
-        if req.gpus == ("cpu",):
-            recipe = recipe.with_args({"use_cpu": "true"})  # bf16 on the CPU needs it
-        if resume_from:
-            recipe = recipe.with_args({"resume_from_checkpoint": resume_from})
-        version = self.swift_version()
-        entry = self._direct_entry(req)
-        if entry is not None:
-            notes += (DIRECT_NOTE if len(req.gpus) == 1 else DIRECT_RANKS_NOTE,)
-        cmd = build_sft(recipe, output_dir=req.output_dir, config=self.config, version=version, entry=entry)
-        warnings = []
+        nvml = tuple(g for g in self.probe.snapshot().gpus if g.source == "nvml")
+        made = planner.plan(req, self.config, replace(self.facts, gpus=nvml), resume_from=resume_from,
+                            backend_name=self.backend.name)
         if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
-            warnings.append(str(missing))  # on Slurm the nodes' GPUs count, not this machine's: see _missing_gpus
-        return Plan(cmd.argv, cmd.env, cmd.display(), tuple(warnings), version, notes)
-
-    def _direct_entry(self, req: JobRequest) -> list[str] | None:
-        """Start swift's sft script ourselves (one process, or one a GPU under torch.distributed.run, as `swift sft`
-        would) for a local job outside the `exact` profile, which runs the seed's command as it is."""
-        if req.profile == "exact" or self.backend.name != "local":
-            return None  # Slurm starts its jobs' processes itself (srun, torchrun across nodes)
-        return direct_entry(self.config.swift_bin, processes=len(req.gpus) if req.gpus != ("cpu",) else 1)
-
-    def _local_entry(self) -> list[str] | None:
-        """One process, for an export: only local ones start directly."""
-        return direct_entry(self.config.swift_bin) if self.backend.name == "local" else None
-
-    def _probed_gpus(self, wanted: tuple[str, ...]) -> list[Gpu]:
-        """The requested GPUs as NVML sees them now; empty when any is unknown (no driver, inventory, CPU)."""
-        snapshot = self.probe.snapshot()
-        found = [g for g in snapshot.gpus if g.index in wanted and g.source == "nvml"]
-        return found if len(found) == len(wanted) else []
+            made = replace(made, warnings=(str(missing),))  # on Slurm the nodes' GPUs count, not this machine's
+        return made
 
     async def dry_run_warnings(self, req: JobRequest) -> list[str]:
         plan = self.plan(req)
@@ -265,7 +207,7 @@ class Supervisor:
                 raise NoCheckpoint(job_id)
             export_dir = Path(checkpoint).parent / f"{Path(checkpoint).name}-merged"
             cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
-                               entry=self._local_entry())
+                               entry=export_entry(self.config, self.backend.name))
             log_path = self.log_path(job, "export")
             ref = ProcessRef(job_id, "export")
             try:
@@ -455,25 +397,24 @@ class Supervisor:
         progress = tail.progress if tail else job.progress
         if job.run_dir and progress.max_steps is None:
             progress = read_final_summary(Path(job.run_dir))
-        completed = progress.step is not None and progress.step == progress.max_steps
         now = time.time()
         duration = now - job.started_at if job.started_at else None
         common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
-        if returncode == 0 or (returncode is None and completed and job.state is not JobState.STOPPING):
+        failure = None if ended_well(job, returncode, progress) else classify_failure(
+            returncode, Path(job.log_path) if job.log_path else None, stop_requested=job.state is JobState.STOPPING)
+        outcome = decide_outcome(job, returncode, progress, failure, cause)
+        if isinstance(outcome, Succeeded):
             await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
                                     notice=Notice(job.id, "job_succeeded", _end_data(job, progress, duration)))
             return
-        failure = classify_failure(returncode, Path(job.log_path) if job.log_path else None,
-                                   stop_requested=job.state is JobState.STOPPING)
-        if cause is not None and job.state is not JobState.STOPPING:
-            failure = with_cause(failure, cause)
-        if job.state is JobState.STOPPING or failure.cls is FailureClass.INTERRUPTED:
-            by = job.stopped_by if job.state is JobState.STOPPING else "someone outside trainbot"
+        if isinstance(outcome, Stopped):
+            by = outcome.by
             await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
                                     event=f"stopped by {by or 'console'}", event_kind="stopped",
                                     notice=Notice(job.id, "job_stopped", {**_end_data(job, progress, duration),
                                                                           "by": by}))
             return
+        failure = outcome.failure
         await self.store.update(
             job.id, state=JobState.FAILED, error_class=str(failure.cls), error_message=failure.summary,
             error_hint=failure.hint, **common, event=f"failed: {failure.summary}", event_kind="failed",

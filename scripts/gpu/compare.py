@@ -48,6 +48,7 @@ async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...
         probe = GpuProbe(list(config.gpu_inventory) or None)
         await asyncio.to_thread(probe.refresh)
         sup = Supervisor(store, config, probe, LocalBackend(work / "exits", config))
+        await sup.refresh_facts()  # swift's version and Liger, as the runtime probes them at start
         return sup.plan(JobRequest(Kind.LLM, gpus, out_dir, {}, profile=profile))
     finally:
         await store.close()

@@ -1,0 +1,93 @@
+"""Planning is a pure function of (request, config, probed facts); the slow probes run off the event loop, once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.config import Config, load_config
+from runner.gpus import Gpu
+from runner.planner import DIRECT_NOTE, JobRequest, ProbedFacts, plan, probe_facts
+from runner.runtime import Runtime
+from runner.swift_version import SwiftVersion
+from storage.models import Kind
+
+GIB = 1024
+
+
+def slow_swift(tmp_path: Path) -> tuple[Path, Path]:
+    """A swift script whose python takes 2 s to answer each probe (version: 4.7.1; Liger: absent); each asking
+    is counted in a file."""
+    asked = tmp_path / "asked"
+    python = tmp_path / "slowpython"
+    python.write_text(f'#!/bin/sh\necho x >> "{asked}"\nsleep 2\n'
+                      'case "$2" in *ms-swift*) echo 4.7.1 ;; *) exit 1 ;; esac\n')
+    swift = tmp_path / "bin" / "swift"
+    swift.parent.mkdir()
+    swift.write_text(f"#!{python}\nprint('swift')\n")
+    for p in (python, swift):
+        p.chmod(0o755)
+    return swift, asked
+
+
+def config_with(tmp_path: Path, swift: Path) -> Config:
+    path = tmp_path / "trainbot.toml"
+    path.write_text(f'[swift]\nbin = "{swift}"\n')
+    return load_config(path, base_dir=tmp_path)
+
+
+async def test_the_first_dry_run_after_start_does_not_wait_on_the_swift_probes(tmp_path: Path) -> None:
+    swift, asked = slow_swift(tmp_path)
+    config = config_with(tmp_path, swift)
+    lags: list[float] = []
+
+    async def beat() -> None:  # how late the loop wakes a 50 ms sleeper: an ack would be as late
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.05)
+            lags.append(time.monotonic() - before - 0.05)
+
+    beater = asyncio.create_task(beat())
+    try:
+        rt = await Runtime.open(config)
+        try:
+            made = rt.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), tmp_path / "o", {}))
+        finally:
+            await rt.close()
+    finally:
+        beater.cancel()
+    assert made.version == SwiftVersion(4, 7, 1)  # the probed swift's, not the default
+    assert len(asked.read_text().splitlines()) == 2  # version and Liger, once each
+    assert max(lags) < 1.0, f"the event loop stalled {max(lags):.2f} s"
+
+    again = await probe_facts(config)  # cached: nothing asked again
+    assert again.swift_version == SwiftVersion(4, 7, 1) and len(asked.read_text().splitlines()) == 2
+    os.utime(swift, (swift.stat().st_atime, swift.stat().st_mtime + 10))  # swift upgraded
+    await probe_facts(config)
+    assert len(asked.read_text().splitlines()) == 4
+
+
+def gpu(index: str, gib: int) -> Gpu:
+    return Gpu(index, "NVIDIA H100", 0.0, gib * GIB, 0.0, (), "nvml")
+
+
+@pytest.mark.parametrize("count", [1, 2, 4])
+@pytest.mark.parametrize("gib", [80, 141])
+def test_plan_over_facts_fast_changes_the_recipe_exact_runs_the_seeds(tmp_path: Path, count: int, gib: int) -> None:
+    config = load_config(base_dir=tmp_path)
+    gpus = tuple(str(i) for i in range(count))
+    facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=tuple(gpu(i, gib) for i in gpus))
+    req = JobRequest(Kind.LLM, gpus, tmp_path / "o", {})
+    exact = plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile="exact"), config, facts,
+                 backend_name="local")
+    fast = plan(req, config, facts, backend_name="slurm")
+    assert exact.notes == () and exact.argv[:2] == ("swift", "sft")
+    assert fast.notes and fast.argv != exact.argv  # what the profile changed is said, and changes the command
+    assert fast.argv[:2] == ("swift", "sft") and DIRECT_NOTE not in fast.notes  # Slurm starts its own processes
+    unknown = plan(req, config, ProbedFacts(), backend_name="slurm")  # no NVML facts: nothing GPU-specific
+    assert unknown.argv != fast.argv
+    assert "--resume_from_checkpoint" in plan(req, config, facts, resume_from="ck", backend_name="slurm").argv
