@@ -21,9 +21,9 @@ from storage.models import Kind
 
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
 # In a user's words (shown in the dry run); the ~27 s measured on the H200 is in runner/swift_entry.py.
-DIRECT_NOTE = ("starts training directly instead of through the `swift` wrapper, and exits as soon as training is "
+DIRECT_NOTE = ("starts training directly instead of through the swift wrapper, and exits as soon as training is "
                "done: about half a minute less per job")
-DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distributed.run, without the `swift` "
+DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distributed.run, without the swift "
                      "wrapper), and each leaves as soon as training is done; a stop still reaches every GPU's "
                      "process: about half a minute less per job")
 

@@ -79,7 +79,7 @@ class Supervisor:
         if self.backend.schedules_gpus and (missing := await self._missing_gpus(req)) is not None:
             warnings.append(str(missing))
         holders = leases.held(await self.store.active())
-        busy = [f"GPU {g} is held by job `{holders[g]}`" for g in req.gpus if g in holders]
+        busy = [f"GPU {g} is held by job {holders[g]}" for g in req.gpus if g in holders]
         foreign = self.foreign_busy(await self.store.active())
         busy += [f"GPU {g} is busy with a process trainbot did not start" for g in req.gpus
                  if g in foreign and g not in holders]

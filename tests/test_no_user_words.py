@@ -4,8 +4,6 @@
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,7 +28,6 @@ def user_words(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 part 2 left: Slurm words, planner notes and warnings")
 def test_runner_and_storage_speak_no_slack() -> None:
     found = [hit for pkg in ("runner", "storage") for p in sorted((ROOT / pkg).rglob("*.py")) for hit in user_words(p)]
     assert not found, "words for a Slack user below bot/:\n" + "\n".join(found)
