@@ -102,9 +102,11 @@ async def test_real_swift_job_over_http(slack: SlackStandIn, tmp_path: Path, tin
     assert job.state is JobState.SUCCEEDED
     thread = slack.thread(CH, card["ts"])
     names = topics(slack, card["ts"])
+    # the card's first reply says what the speed profile changed: here, the direct start of swift's sft script
+    assert names[0] == "job_created" and "starts training directly" in thread[0]["text"]
     # one process on the CPU: swift's sft script started directly (runner/swift_entry.py), not via `swift sft`
-    assert names[0] == "job_started" and "runner/swift_entry.py sft --model" in thread[0]["blocks"][1]["text"]["text"]
-    assert "--output_dir" in thread[0]["blocks"][1]["text"]["text"]
+    assert names[1] == "job_started" and "runner/swift_entry.py sft --model" in thread[1]["blocks"][1]["text"]["text"]
+    assert "--output_dir" in thread[1]["blocks"][1]["text"]["text"]
     assert names.count("checkpoint") >= 2 and "eval" in names
     assert names[-2] == "job_succeeded" and names[-1].startswith(f"file:loss-{job_id}-")
     # one reply may carry several minor milestones, so find the end notice's own message
