@@ -64,7 +64,7 @@ async def test_gpu_numbers_on_slurm_count_a_nodes_gpus(node: str, tmp_path: Path
         too_many = await Handlers(rt).handle("llm gpu=0,1,2 out=output/three", CONSOLE)
         assert not too_many.ok and "on this machine" not in too_many.text
         assert too_many.text == ("3 GPUs on one node asked for, but the Slurm cluster's nodes have at most 2 GPUs "
-                                 "each (`gpus` lists them). Try `gpu=0,1`.")
+                                 "each (gpus lists them). Try gpu=0,1.")  # the console's plain words
         assert await rt.store.list_jobs() == []
         seven = await Handlers(rt).handle("llm gpu=7 out=output/seven", CONSOLE)  # one GPU: Slurm picks which
         assert seven.ok and "submitted to Slurm as job" in seven.text, seven.text
