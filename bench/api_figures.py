@@ -28,7 +28,8 @@ URL_LINE = re.compile(r"HTTP API on (http://\S+) ")
 
 
 @contextmanager
-def _serve(root: Path) -> Iterator[str]:
+def serve(root: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`trainbot serve` in its own process: its URL, and the process (the web figures measure its CPU time)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"),
                              "serve", "--port", "0"], cwd=root, env=env, stdout=subprocess.DEVNULL,
@@ -37,7 +38,7 @@ def _serve(root: Path) -> Iterator[str]:
         assert proc.stderr is not None
         for line in proc.stderr:  # blocks until the server says where it listens (or exits)
             if found := URL_LINE.search(line):
-                yield found.group(1)
+                yield found.group(1), proc
                 break
         else:
             raise RuntimeError(f"trainbot serve exited with {proc.wait()}")
@@ -58,7 +59,7 @@ def _timed(session: requests.Session, urls: list[str]) -> list[float]:
 
 def _latency_rows(root: Path, n_jobs: int, samples: int) -> list[Row]:
     rows = []
-    with _serve(root) as url, requests.Session() as session:
+    with serve(root) as (url, _), requests.Session() as session:
         some = [j["job_id"] for j in session.get(f"{url}/training/all/jobs?limit={samples}", timeout=10).json()["jobs"]]
         _timed(session, [f"{url}/healthz"] * 20)  # warm-up
         for label, urls in (("GET /training/jobs/{id}/status", [f"{url}/training/jobs/{i}/status" for i in some]),
@@ -75,7 +76,7 @@ def _latency_rows(root: Path, n_jobs: int, samples: int) -> list[Row]:
 def _create_to_started(root: Path, jobs: int) -> list[float]:
     """POST with start=true, then the `started` event's arrival on the all-jobs SSE stream opened before."""
     times = []
-    with _serve(root) as url, requests.Session() as session, \
+    with serve(root) as (url, _), requests.Session() as session, \
             requests.get(f"{url}/training/events?follow=true", stream=True, timeout=60) as stream:
         lines = (str(line) for line in stream.iter_lines(decode_unicode=True))
         for i in range(jobs):

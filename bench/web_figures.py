@@ -9,50 +9,22 @@ loopback, so an upper bound of the server's.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import requests
 
-from bench.api_figures import _timed
+from bench.api_figures import _timed, serve
 from bench.common import Row, fake_config, pct
 from bench.runner_figures import _fill
 from storage.jobs import JobStore
 
-URL_LINE = re.compile(r"HTTP API on (http://\S+) ")
-
-
-@contextmanager
-def _serve(root: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """As bench/api_figures.py's, and the process too: its CPU time is the figure."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"),
-                             "serve", "--port", "0"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if found := URL_LINE.search(line):
-                yield found.group(1), proc
-                break
-        else:
-            raise RuntimeError(f"trainbot serve exited with {proc.wait()}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
 
 def _jobs_page(root: Path, n_jobs: int, samples: int) -> Row:
-    with _serve(root) as (url, _), requests.Session() as session:
+    with serve(root) as (url, _), requests.Session() as session:
         _timed(session, [f"{url}/"] * 10)  # warm-up (templates compiled, cookie set)
         times = _timed(session, [f"{url}/"] * samples)
     return Row(f"Web: the jobs page (first page of 50, rendered) with {n_jobs:,} jobs, real HTTP on loopback",
@@ -73,7 +45,7 @@ def _cpu_s(proc: psutil.Process) -> float:
 
 
 def _page_cpu(root: Path, pages: int, window_s: float) -> Row:
-    with _serve(root) as (url, popen), requests.Session() as session:
+    with serve(root) as (url, popen), requests.Session() as session:
         proc = psutil.Process(popen.pid)
         job = session.post(f"{url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/w", "start": True},
                            timeout=10).json()["job_id"]
