@@ -11,8 +11,9 @@ import sys
 import time
 from typing import TextIO
 
-from bot import texts
-from bot.handlers import Caller, Handlers, Reply
+from bot import notice_words, texts
+from bot.handlers import Handlers, Reply
+from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime
 from storage.models import JobState
@@ -50,7 +51,7 @@ class Console:
         store = self.runtime.store
         while notices := await store.due_notices(limit=100):
             for notice in notices:
-                self.say(texts.notice_text(notice))
+                self.say(notice_words.notice_text(notice))
                 assert notice.id is not None
                 await store.mark_delivered(notice.id)
         for job in await store.active():

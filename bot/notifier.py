@@ -31,8 +31,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import charts, views
 from bot.pacing import Pacer
 from bot.retry import FailureKind, Outage, RetryPolicy, classify
+from bot.views import Role
 from storage.jobs import JobStore
-from storage.models import Job, Notice
+from storage.models import Job
+from storage.notices import RUN_ENDS, JobDeleted, Notice
 from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,8 @@ class Notifier:
         return started
 
     async def _channel_of(self, notice: Notice) -> str | None:
-        if notice.topic == "job_deleted":
-            return notice.data.get("channel_id")
+        if isinstance(notice.facts, JobDeleted):
+            return notice.facts.channel_id
         if notice.job_id not in self._channels:
             job = await self.store.get(notice.job_id)
             self._channels[notice.job_id] = job.channel_id if job else None
@@ -140,8 +142,8 @@ class Notifier:
         if channel is None:  # a console job, or one whose row is gone: nowhere to tell
             await self.store.mark_delivered(notice.id)
             return
-        if notice.topic == "job_deleted":
-            await self._show_deleted(notice, channel)
+        if isinstance(notice.facts, JobDeleted):
+            await self._show_deleted(notice.job_id, notice.facts, channel)
             await self.store.mark_delivered(notice.id)
             return
         version = await self.store.version(notice.job_id)
@@ -150,7 +152,7 @@ class Notifier:
             await self.store.mark_delivered(notice.id)
             return
         suspect = self._suspect(notice)
-        if notice.topic == "job_created":
+        if views.role(notice.facts) is Role.CARD:
             ts = await self._find_card(channel, notice) if suspect else None
             if ts is None:
                 ts = await self._post(channel, None, views.job_card(job), [notice])
@@ -170,7 +172,7 @@ class Notifier:
             await self._post(channel, thread, views.notices_message(batch, job), batch)
             told = [n.id for n in batch if n.id is not None]
             self._unsure.add(notice.id)  # posted: should the chart fail now, its retry must not post again
-        if notice.topic in views.END_TOPICS and thread and not charted:
+        if isinstance(notice.facts, RUN_ENDS) and thread and not charted:
             await self._upload_chart(channel, thread, notice, job)
         for notice_id in sorted(i for i in told if i >= notice.id):
             await self.store.mark_delivered(notice_id)
@@ -178,11 +180,11 @@ class Notifier:
     @staticmethod
     def _batch(notice: Notice, later: list[Notice]) -> list[Notice]:
         """The notice, and the minor milestones of its job queued right after it (one reply for them all)."""
-        if notice.topic not in views.MINOR_TOPICS:
+        if views.role(notice.facts) is not Role.MINOR:
             return [notice]
         batch, now = [notice], time.time()
         for next_ in later:
-            if next_.topic not in views.MINOR_TOPICS or next_.next_attempt_at > now or len(batch) >= MAX_BATCH:
+            if views.role(next_.facts) is not Role.MINOR or next_.next_attempt_at > now or len(batch) >= MAX_BATCH:
                 break
             batch.append(next_)
         return batch
@@ -206,7 +208,7 @@ class Notifier:
         return str(resp["ts"])
 
     async def _upload_chart(self, channel: str, thread: str, notice: Notice, job: Job) -> None:
-        run_dir = notice.data.get("run_dir") or job.run_dir
+        run_dir = (notice.facts.run_dir if isinstance(notice.facts, RUN_ENDS) else None) or job.run_dir
         if not run_dir:
             return
         png = await asyncio.to_thread(charts.loss_curve_png, Path(run_dir), f"job {job.id}: loss")
@@ -219,11 +221,11 @@ class Notifier:
                                                 title=f"Loss curve of job {job.id}"),
             also=("files.completeUploadExternal",))
 
-    async def _show_deleted(self, notice: Notice, channel: str) -> None:
-        card_ts = notice.data.get("card_ts")
+    async def _show_deleted(self, job_id: str, deleted: JobDeleted, channel: str) -> None:
+        card_ts = deleted.card_ts
         if not card_ts:
             return
-        msg = views.deleted_card(notice.job_id, notice.data.get("by"))
+        msg = views.deleted_card(job_id, deleted.by)
         try:
             await self.pacer.call("chat.update", lambda: self.client.chat_update(
                 channel=channel, ts=card_ts, text=msg.text, blocks=msg.blocks))
@@ -299,5 +301,5 @@ class Notifier:
 
 def _priority(notice: Notice) -> tuple[int, int]:
     """Cards first (a job without one has nowhere to be seen), then ends, then progress; oldest first in each."""
-    rank = 0 if notice.topic == "job_created" else 1 if notice.topic in views.END_TOPICS else 2
+    rank = {Role.CARD: 0, Role.END: 1}.get(views.role(notice.facts), 2)
     return rank, notice.id or 0

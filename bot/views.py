@@ -7,21 +7,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, assert_never
 
-from bot import texts
+from bot import notice_words, texts
 from bot.mrkdwn import SLACK
-from storage.models import ExportState, Job, JobState, Notice
+from storage.models import ExportState, Job, JobState
+from storage.notices import (
+    CheckpointSaved,
+    EvalDone,
+    ExportFailed,
+    ExportStarted,
+    ExportSucceeded,
+    JobCreated,
+    JobDeleted,
+    JobFailed,
+    JobQueued,
+    JobRestarted,
+    JobStarted,
+    JobStopped,
+    JobSubmitted,
+    JobSucceeded,
+    LeftQueue,
+    Notice,
+    NoticeFacts,
+    StopRequested,
+    Unreadable,
+)
 
 Block = dict[str, Any]
 
 STOP_ACTION, EXPORT_ACTION = "stop_job", "export_job"
 SECTION_MAX = 3000  # characters of text in one section block
 STOPPABLE = frozenset({JobState.QUEUED, JobState.STARTING, JobState.RUNNING})
-END_TOPICS = frozenset({"job_succeeded", "job_failed", "job_stopped"})
-BROADCAST_TOPICS = END_TOPICS | {"export_started", "export_succeeded", "export_failed"}
-# milestones that may share one thread reply when several wait at once (a busy channel: ~1 message a second)
-MINOR_TOPICS = frozenset({"job_queued", "job_started", "job_restarted", "checkpoint", "eval", "job_stopping"})
 MAX_BLOCKS = 50
 
 
@@ -139,31 +157,66 @@ def deleted_card(job_id: str, by: str | None) -> Message:
 
 # ---- notices in the thread ---------------------------------------------------------------------------------
 
+class Role(Enum):
+    """What a notice does in Slack."""
+
+    CARD = "card"  # posts the job card (its thread is the job's)
+    GONE = "gone"  # marks the card deleted
+    END = "end"  # a reply broadcast to the channel, with the loss curve
+    BROADCAST = "broadcast"  # a reply broadcast to the channel
+    MINOR = "minor"  # a reply that may share one message with the milestones queued after it
+    REPLY = "reply"
+
+
+def role(facts: NoticeFacts) -> Role:
+    match facts:
+        case JobCreated():
+            return Role.CARD
+        case JobDeleted():
+            return Role.GONE
+        case JobSucceeded() | JobStopped() | JobFailed():
+            return Role.END
+        case ExportStarted() | ExportSucceeded() | ExportFailed():
+            return Role.BROADCAST
+        case JobQueued() | JobStarted() | JobRestarted() | CheckpointSaved() | EvalDone() | StopRequested():
+            return Role.MINOR
+        case JobSubmitted() | LeftQueue() | Unreadable():
+            return Role.REPLY
+        case _:
+            assert_never(facts)
+
+
 def notice_message(notice: Notice, job: Job | None) -> Message:
     """A milestone as a thread reply; ends and exports are broadcast to the channel too."""
-    d = notice.data
-    broadcast = notice.topic in BROADCAST_TOPICS
-    match notice.topic:
-        case "job_started":
-            head = f"🚀 Started on {SLACK.text(d.get('host') or '?')} ({texts.gpus_label(d.get('gpus') or ())}) with:"
-            blocks = [mrkdwn(head), mrkdwn(SLACK.block(clip(str(d.get('command', '')), SECTION_MAX - 40)))]
+    broadcast = role(notice.facts) in (Role.END, Role.BROADCAST)
+    match notice.facts:
+        case JobStarted() as f:
+            head = f"🚀 Started on {SLACK.text(f.host or '?')} ({texts.gpus_label(f.gpus)}) with:"
+            blocks = [mrkdwn(head), mrkdwn(SLACK.block(clip(f.command, SECTION_MAX - 40)))]
             return Message(f"Job {SLACK.text(notice.job_id)} started", blocks)
-        case "job_failed":
-            lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {SLACK.text(d.get('summary') or 'see the log')}"]
-            if d.get("hint"):
-                lines.append(f"💡 {SLACK.text(d['hint'])}")
+        case JobFailed() as f:
+            lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {SLACK.text(f.summary or 'see the log')}"]
+            if f.hint:
+                lines.append(f"💡 {SLACK.text(f.hint)}")
             blocks = [mrkdwn("\n".join(lines))]
-            if (tail := "\n".join(str(x) for x in d.get("tail") or [])):
+            if (tail := "\n".join(f.tail)):
                 blocks.append(mrkdwn(_tail_block(tail)))
-            summary = f"Job {SLACK.text(notice.job_id)} failed: {SLACK.text(d.get('summary') or '')}"
+            summary = f"Job {SLACK.text(notice.job_id)} failed: {SLACK.text(f.summary)}"
             return Message(summary, blocks, broadcast)
-    text = texts.notice_text(notice, SLACK)
-    return Message(_first_line(text), [mrkdwn(text)], broadcast)
+        case (JobCreated() | JobSubmitted() | JobQueued() | JobRestarted() | CheckpointSaved() | EvalDone()
+              | StopRequested() | LeftQueue() | JobSucceeded() | JobStopped() | ExportStarted() | ExportSucceeded()
+              | ExportFailed() | JobDeleted() | Unreadable()):
+            text = notice_words.notice_text(notice, SLACK)
+            return Message(_first_line(text), [mrkdwn(text)], broadcast)
+        case _:
+            assert_never(notice.facts)
 
 
 def profile_message(notice: Notice) -> Message | None:
     """The card's first reply: what the speed profile changed in the command (None when it changed nothing)."""
-    words = texts.profile_words(notice.data, SLACK)
+    if not isinstance(notice.facts, JobCreated):
+        return None
+    words = notice_words.profile_words(notice.facts, SLACK)
     return Message(f"Job {SLACK.text(notice.job_id)}: {words}", [mrkdwn(words)]) if words else None
 
 

@@ -28,11 +28,11 @@ from storage.models import (
     Job,
     JobState,
     Kind,
-    Notice,
     Progress,
     check_export_transition,
     check_transition,
 )
+from storage.notices import Notice, decode, encode
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
 ID_LENGTH = 5
@@ -352,7 +352,7 @@ class JobStore:
                       now: float) -> None:
         await self._event(db, Event(job_id, "created", event), now)
         if notice is not None:
-            await self._notice(db, Notice(job_id, notice.topic, notice.data), now)
+            await self._notice(db, Notice(job_id, notice.facts), now)
 
     @staticmethod
     async def _event(db: aiosqlite.Connection, event: Event, now: float) -> None:
@@ -365,12 +365,12 @@ class JobStore:
     async def _notice(db: aiosqlite.Connection, notice: Notice, now: float) -> None:
         await db.execute(
             "INSERT INTO outbox (job_id, topic, data, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
-            (notice.job_id, notice.topic, json.dumps(notice.data), now, now),
+            (notice.job_id, notice.topic, encode(notice.facts), now, now),
         )
 
 
 def _notice_from_row(r: aiosqlite.Row) -> Notice:
     return Notice(
-        job_id=r["job_id"], topic=r["topic"], data=json.loads(r["data"]), id=r["id"], created_at=r["created_at"],
+        job_id=r["job_id"], facts=decode(r["topic"], r["data"]), id=r["id"], created_at=r["created_at"],
         attempts=r["attempts"], next_attempt_at=r["next_attempt_at"], delivered_at=r["delivered_at"],
     )

@@ -161,21 +161,3 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     at: float = 0.0
     id: int | None = None
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something people must be told, queued in the outbox until the notifier has delivered it.
-
-    `topic` says what happened (job_created, job_started, progress, checkpoint, eval, job_succeeded, job_failed,
-    job_stopped, export_started, export_succeeded, export_failed, ...); `data` carries its facts.
-    """
-
-    job_id: str
-    topic: str
-    data: dict[str, Any] = field(default_factory=dict)
-    id: int | None = None
-    created_at: float = 0.0
-    attempts: int = 0
-    next_attempt_at: float = 0.0
-    delivered_at: float | None = None

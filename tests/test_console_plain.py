@@ -8,9 +8,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from bot import texts, views
+from bot import notice_words, views
 from bot.mrkdwn import PLAIN, SLACK
-from storage.models import Notice
+from storage.notices import JobCreated, Notice
 from tests.conftest import VENV_BIN
 from tests.slack_env import fake_config
 
@@ -29,10 +29,10 @@ def test_a_console_job_end_to_end_prints_no_mrkdwn(tmp_path: Path) -> None:
 
 def test_what_the_speed_profile_changed_is_told_in_the_thread_and_the_console() -> None:
     notes = ["batch 4 × accumulation 4 instead of 1 × 16: still 16 samples per step", "Liger kernels on"]
-    created = Notice("ab12c", "job_created", {"command": "swift sft", "profile": "fast", "profile_notes": notes})
+    created = Notice("ab12c", JobCreated(command="swift sft", profile="fast", profile_notes=tuple(notes)))
     reply = views.profile_message(created)
     assert reply is not None and all(SLACK.text(n) in str(reply.blocks) for n in notes)
-    console = texts.notice_text(created, PLAIN)
+    console = notice_words.notice_text(created, PLAIN)
     assert "profile fast" in console and all(n in console for n in notes)
-    exact = Notice("ab12c", "job_created", {"command": "swift sft", "profile": "exact", "profile_notes": []})
-    assert views.profile_message(exact) is None and "profile" not in texts.notice_text(exact, PLAIN)
+    exact = Notice("ab12c", JobCreated(command="swift sft", profile="exact"))
+    assert views.profile_message(exact) is None and "profile" not in notice_words.notice_text(exact, PLAIN)

@@ -122,4 +122,4 @@ async def test_a_job_on_two_gpus_runs_one_rank_each_and_is_settled_once(
     await rt.supervisor.tick()  # more ticks settle nothing again
     topics = [n.topic for n in await rt.store.notices(job.id)]
     assert topics.count("job_succeeded") == 1 and "job_failed" not in topics
-    assert any(DIRECT_RANKS_NOTE in str(n.data) for n in await rt.store.notices(job.id))  # the thread says how
+    assert any(DIRECT_RANKS_NOTE in str(n.facts) for n in await rt.store.notices(job.id))  # the thread says how

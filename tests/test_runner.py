@@ -15,6 +15,7 @@ from runner.errors import GpuMissing
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind
+from storage.notices import JobFailed, JobQueued
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
 
@@ -133,8 +134,8 @@ async def test_hub_model_without_network_fails_with_the_hub_cause(make_config: M
     assert job.error_class == "hub_unreachable", job.error_message
     assert "Qwen/Qwen2.5-7B-Instruct" in (job.error_message or "")
     assert job.error_hint and "mirror" in job.error_hint
-    failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]
-    assert len(failed) == 1 and failed[0].data["tail"]
+    failed = [n.facts for n in await rt.store.notices(job.id) if isinstance(n.facts, JobFailed)]
+    assert len(failed) == 1 and failed[0].tail and failed[0].failure_class == "hub_unreachable"
 
 
 async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConfig, open_runtime: OpenRuntime) -> None:
@@ -144,8 +145,8 @@ async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConf
     second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
     assert first.state is JobState.RUNNING
     assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job {first.id}"
-    queued = [n for n in await rt.store.notices(second.id) if n.topic == "job_queued"]
-    assert queued and queued[0].data["position"] == 1
+    queued = [n.facts for n in await rt.store.notices(second.id) if isinstance(n.facts, JobQueued)]
+    assert queued and queued[0].position == 1
     first, second = await ended(rt, first.id), await ended(rt, second.id)
     assert first.state is second.state is JobState.SUCCEEDED
     assert first.finished_at and second.started_at and second.started_at >= first.finished_at

@@ -12,7 +12,8 @@ from bot.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
 from bot.retry import Outage, RetryPolicy
 from runner.config import SlackConfig
 from storage.jobs import JobStore
-from storage.models import Job, JobState, Kind, Notice, Progress
+from storage.models import Job, JobState, Kind, Progress
+from storage.notices import JobCreated, Notice
 from tests.slack_env import BOT, CH, FAST
 from tests.slack_standin import SlackStandIn
 
@@ -26,7 +27,7 @@ async def with_cards(store: JobStore, slack: SlackStandIn, cards: CardSync, n: i
     for _ in range(n):
         await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
                                argv=("swift",), user_id="U0ALICE", channel_id=CH),
-                           notice=Notice("", "job_created", {}))
+                           notice=Notice("", JobCreated()))
     notifier = Notifier(store, client(slack), Pacer(), policy=FAST, poll_s=0.05, on_card=cards.posted)
     notifier.start()
     try:

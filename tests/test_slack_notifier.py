@@ -16,7 +16,8 @@ from bot.notifier import Notifier
 from bot.pacing import Pacer
 from bot.retry import RetryPolicy
 from storage.jobs import JobStore
-from storage.models import Job, JobState, Kind, Notice
+from storage.models import Job, JobState, Kind
+from storage.notices import CheckpointSaved, JobCreated, JobDeleted, JobStarted, JobSucceeded, Notice
 from tests.slack_env import BOT, CH, FAST, payload, standin, topics
 from tests.slack_standin import SlackStandIn
 
@@ -33,15 +34,14 @@ def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST) -
 async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: bool = True) -> Job:
     job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir=str(tmp_path / "out"),
                                  gpus=("0",), argv=("swift", "sft"), user_id="U0ALICE", channel_id=channel),
-                             notice=Notice("", "job_created", {"command": "swift sft"}))
+                             notice=Notice("", JobCreated(command="swift sft")))
     run_dir = tmp_path / f"run-{job.id}"
     run_dir.mkdir()
     shutil.copy(FIXTURE_LOG, run_dir / "logging.jsonl")
-    for topic, data in [("job_started", {"command": "swift sft --model m", "host": "h", "gpus": ["0"]}),
-                        ("checkpoint", {"step": 10, "path": f"{run_dir}/checkpoint-10"}),
-                        *([("job_succeeded", {"duration_s": 7.0, "final_loss": 6.88, "run_dir": str(run_dir)})]
-                          if ended else [])]:
-        await store.enqueue(Notice(job.id, topic, data))
+    for facts in [JobStarted(command="swift sft --model m", host="h", gpus=("0",)),
+                  CheckpointSaved(step=10, path=f"{run_dir}/checkpoint-10"),
+                  *([JobSucceeded(duration_s=7.0, final_loss=6.88, run_dir=str(run_dir))] if ended else [])]:
+        await store.enqueue(Notice(job.id, facts))
     return job
 
 
@@ -79,7 +79,7 @@ async def test_retry_after_is_honoured(store: JobStore, slack: SlackStandIn, tmp
     slack.set_rate_limit("chat.postMessage", (1, 2.0))  # a stricter Slack than the bot expects: one per 2 s
     for _ in range(4):
         await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                               argv=("swift",), channel_id=CH), notice=Notice("", "job_created", {}))
+                               argv=("swift",), channel_id=CH), notice=Notice("", JobCreated()))
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 20, what="every card")
     hits = slack.rate_limited()
@@ -146,14 +146,14 @@ async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobSt
 
 async def test_card_posted_but_not_marked(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                                 argv=("swift",), channel_id=CH), notice=Notice("", "job_created", {}))
+                                 argv=("swift",), channel_id=CH), notice=Notice("", JobCreated()))
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card")
     async with aiosqlite.connect(store_path(tmp_path)) as db:
         await db.execute("UPDATE outbox SET delivered_at = NULL")
         await db.execute("UPDATE jobs SET card_ts = NULL")
         await db.commit()
-    await store.enqueue(Notice(job.id, "job_started", {"command": "swift sft", "host": "h", "gpus": ["0"]}))
+    await store.enqueue(Notice(job.id, JobStarted(command="swift sft", host="h", gpus=("0",))))
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card found and the thread")
     [card] = slack.messages(CH, top_level=True)
@@ -181,8 +181,7 @@ async def test_deleted_job_updates_its_card(store: JobStore, slack: SlackStandIn
         card_ts = (await store.require(job.id)).card_ts
         await store.update(job.id, state=JobState.STARTING)
         await store.update(job.id, state=JobState.STOPPED)
-        await store.delete(job.id, notice=Notice(job.id, "job_deleted", {"by": "U0ALICE", "card_ts": card_ts,
-                                                                          "channel_id": CH}))
+        await store.delete(job.id, notice=Notice(job.id, JobDeleted(by="U0ALICE", card_ts=card_ts, channel_id=CH)))
         n.wake()
         await slack.wait_for(lambda: slack.updates_of(str(card_ts)), 10, what="the card update")
     assert "deleted by <@U0ALICE>" in (slack.message(CH, str(card_ts)) or {})["blocks"][0]["text"]["text"]

@@ -13,7 +13,16 @@ from bot import views
 from bot.charts import loss_curve_png, loss_points
 from bot.home import home_view
 from runner.gpus import Gpu, GpuSnapshot
-from storage.models import ExportState, Job, JobState, Kind, Notice, Progress
+from storage.models import ExportState, Job, JobState, Kind, Progress
+from storage.notices import (
+    CheckpointSaved,
+    ExportSucceeded,
+    JobFailed,
+    JobStarted,
+    JobStopped,
+    JobSucceeded,
+    Notice,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "swift46"
@@ -81,30 +90,30 @@ def test_ended_cards() -> None:
 
 
 def test_notices_in_the_thread() -> None:
-    started = views.notice_message(Notice("ab3cd", "job_started", {"command": "swift sft --model m",
-                                                                   "host": "gpu1", "gpus": ["0", "1"]}), job())
+    started = views.notice_message(Notice("ab3cd", JobStarted(command="swift sft --model m", host="gpu1",
+                                                              gpus=("0", "1"))), job())
     assert started.blocks[0]["text"]["text"] == "🚀 Started on gpu1 (GPU 0,1) with:"
     assert started.blocks[1]["text"]["text"] == "```swift sft --model m```" and not started.broadcast
-    ok = views.notice_message(Notice("ab3cd", "job_succeeded", {"duration_s": 75, "final_loss": 6.88123,
-                                                                "last_checkpoint": "/c"}), job())
+    ok = views.notice_message(Notice("ab3cd", JobSucceeded(duration_s=75, final_loss=6.88123,
+                                                           last_checkpoint="/c")), job())
     assert ok.broadcast and ok.text == "✅ job `ab3cd` succeeded in 1m 15s, final loss 6.881; last checkpoint `/c`"
     tail = [f"line {i} " + "x" * 100 for i in range(100)]
-    failed = views.notice_message(Notice("ab3cd", "job_failed", {"summary": "CUDA out of memory",
-                                                                 "hint": "lower batch_size", "tail": tail}), job())
+    failed = views.notice_message(Notice("ab3cd", JobFailed(summary="CUDA out of memory",
+                                                            hint="lower batch_size", tail=tuple(tail))), job())
     assert failed.broadcast and failed.blocks[0]["text"]["text"] == ("❌ Job `ab3cd` failed: CUDA out of memory"
                                                                     "\n💡 lower batch_size")
     code = failed.blocks[1]["text"]["text"]
     assert len(code) <= views.SECTION_MAX and code.startswith("```…") and code.endswith("line 99 " + "x" * 100 + "```")
-    stopped = views.notice_message(Notice("ab3cd", "job_stopped", {"by": "U0BOB", "step": 20}), job())
+    stopped = views.notice_message(Notice("ab3cd", JobStopped(by="U0BOB", step=20)), job())
     assert stopped.broadcast and "stopped by <@U0BOB> at step 20" in stopped.text
-    export = views.notice_message(Notice("ab3cd", "export_succeeded", {"export_dir": "/m"}), job())
+    export = views.notice_message(Notice("ab3cd", ExportSucceeded(export_dir="/m")), job())
     assert export.broadcast
-    assert not views.notice_message(Notice("ab3cd", "checkpoint", {"step": 10, "path": "/c"}), job()).broadcast
+    assert not views.notice_message(Notice("ab3cd", CheckpointSaved(step=10, path="/c")), job()).broadcast
 
 
 def test_minor_notices_share_a_reply() -> None:
-    ns = [Notice("ab3cd", "job_started", {"command": "swift sft", "host": "h", "gpus": ["0"]}, id=7),
-          Notice("ab3cd", "checkpoint", {"step": 10, "path": "/c10"}, id=9)]
+    ns = [Notice("ab3cd", JobStarted(command="swift sft", host="h", gpus=("0",)), id=7),
+          Notice("ab3cd", CheckpointSaved(step=10, path="/c10"), id=9)]
     msg = views.notices_message(ns, job())
     assert len(msg.blocks) == 3 and "checkpoint at step 10" in msg.text and not msg.broadcast
     meta = views.notice_metadata(ns)

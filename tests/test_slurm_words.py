@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import texts
-from bot.handlers import Caller, Handlers
+from bot import notice_words, texts
+from bot.handlers import Handlers
+from runner.access import Caller
 from storage.models import JobState
+from storage.notices import JobQueued
 from tests.slurm_bot import bot, fake_config, job_when, request, slurm_job
 from tests.slurm_cluster import require_slurm, wait_gpus_free
 
@@ -38,8 +40,8 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
         events = await rt.store.events(job.id)
         assert any("sbatch --parsable" in e.message and "--partition=nosuch" in e.message for e in events), events
         failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]
-        assert "sbatch --parsable" not in texts.notice_text(failed[0])
-        assert "💡 sinfo lists the cluster's partitions" in texts.notice_text(failed[0])
+        assert "sbatch --parsable" not in notice_words.notice_text(failed[0])
+        assert "💡 sinfo lists the cluster's partitions" in notice_words.notice_text(failed[0])
 
 
 @slurm
@@ -51,8 +53,9 @@ async def test_submitted_job_says_its_slurm_job_and_reason_not_a_place_in_line(n
         assert reply.ok and job.state is JobState.QUEUED and job.backend_job_id
         assert reply.text.startswith(f"Job {job.id} submitted to Slurm as job {job.backend_job_id}"), reply.text
         queued = [n for n in await rt.store.notices(job.id) if n.topic == "job_queued"]
-        assert queued[0].data["backend"] == "slurm" and queued[0].data["backend_job_id"] == job.backend_job_id
-        words = texts.notice_text(queued[0])
+        facts = queued[0].facts
+        assert isinstance(facts, JobQueued) and facts.backend == "slurm" and facts.backend_job_id == job.backend_job_id
+        words = notice_words.notice_text(queued[0])
         assert words.startswith(f"⏳ job {job.id} submitted to Slurm as job {job.backend_job_id}; Slurm: held")
         assert "in line" not in words and "None" not in words
 

@@ -14,7 +14,8 @@ from storage import db as dbmod
 from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
 from storage.migrations import MIGRATIONS
-from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Notice, Progress
+from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Progress
+from storage.notices import JobCreated, JobStarted, JobSucceeded, Notice, Unreadable
 
 
 def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
@@ -49,7 +50,7 @@ async def test_schema_is_versioned_and_migrations_rerun_safely(tmp_path: Path) -
 
 
 async def test_create_gives_short_typeable_id_with_event_and_notice(store: JobStore) -> None:
-    job = await store.create(new_job(), event="created by U1", notice=Notice("", "job_created"))
+    job = await store.create(new_job(), event="created by U1", notice=Notice("", JobCreated()))
     assert len(job.id) == 5 and set(job.id) <= set(ID_ALPHABET)
     got = await store.require(job.id)
     assert got.kind is Kind.LLM and got.gpus == ("0",) and got.argv == ("swift", "sft")
@@ -61,13 +62,13 @@ async def test_update_checks_the_state_machine_and_writes_nothing_on_refusal(sto
     job = await store.create(new_job())
     with pytest.raises(IllegalTransition, match="queued job cannot become succeeded"):
         await store.update(
-            job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, "job_succeeded")
+            job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, JobSucceeded())
         )
     assert (await store.require(job.id)).state is JobState.QUEUED
     assert await store.pending_notices(job.id) == []  # the refused update queued nothing
     await store.update(job.id, state=JobState.STARTING)
     job2 = await store.update(
-        job.id, state=JobState.RUNNING, event="started", pid=123, notice=Notice(job.id, "job_started")
+        job.id, state=JobState.RUNNING, event="started", pid=123, notice=Notice(job.id, JobStarted())
     )
     assert job2.state is JobState.RUNNING and job2.pid == 123
     assert [n.topic for n in await store.pending_notices(job.id)] == ["job_started"]
@@ -111,8 +112,8 @@ async def test_delete_refuses_active_and_forgets_ended(store: JobStore) -> None:
 
 
 async def test_outbox_delivers_in_order_per_job(store: JobStore) -> None:
-    a = await store.create(new_job(), notice=Notice("", "job_created"))
-    await store.enqueue(Notice(a.id, "job_started"))
+    a = await store.create(new_job(), notice=Notice("", JobCreated()))
+    await store.enqueue(Notice(a.id, JobStarted()))
     first = await store.due_notices()
     assert [n.topic for n in first] == ["job_created"]
     assert first[0].id is not None
@@ -130,10 +131,10 @@ async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Pat
 
     async def life(i: int) -> str:
         s = stores[i % len(stores)]
-        job = await s.create(new_job(), notice=Notice("", "job_created"))
+        job = await s.create(new_job(), notice=Notice("", JobCreated()))
         for state in (JobState.STARTING, JobState.RUNNING, JobState.SUCCEEDED):
             await asyncio.sleep(rng.random() / 100)
-            await s.update(job.id, state=state, event=str(state), notice=Notice(job.id, str(state)))
+            await s.update(job.id, state=state, event=str(state), notice=Notice(job.id, Unreadable(topic=str(state))))
             # a racing illegal move is refused, never applied
             illegal = {JobState.RUNNING: JobState.QUEUED, JobState.SUCCEEDED: JobState.RUNNING}.get(state)
             if illegal is not None:

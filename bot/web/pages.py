@@ -8,13 +8,13 @@ from pathlib import Path
 
 from bot import texts
 from bot.api.auth import Principal
-from bot.handlers import may_manage
-from bot.mrkdwn import PLAIN
+from runner.access import may_manage
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.failures import clean_lines, read_log_tail
 from storage.jobs import JobStore
 from storage.models import Event, ExportState, Job, JobState
+from storage.notices import JobCreated
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
@@ -39,7 +39,7 @@ def age(at: float | None, now: float | None = None) -> str:
 
 def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
     """The buttons this person may press on this job now (the owner's or an admin's, and only where they apply)."""
-    if may_manage(who.caller(), config.access, job, "change", PLAIN) is not None:
+    if not may_manage(who.caller(), config.access, job):
         return []
     exporting = job.export_state is ExportState.EXPORTING
     applies = {
@@ -85,8 +85,8 @@ class JobFacts:
 
 async def job_facts(store: JobStore, job: Job) -> JobFacts:
     events = await store.events(job.id)
-    created = next((n for n in await store.notices(job.id) if n.topic == "job_created"), None)
-    notes = [str(n) for n in (created.data.get("profile_notes") or [])] if created else []
+    created = next((n.facts for n in await store.notices(job.id) if isinstance(n.facts, JobCreated)), None)
+    notes = list(created.profile_notes) if created else []
     checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
     tail: list[str] = []
     if job.state is JobState.FAILED and job.log_path:
