@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 
 from bench.common import Row, fake_config, median, pct, tiny_config
-from bot.handlers import Caller, Handlers
+from bot.handlers import Handlers
+from runner.access import Caller
 from runner.backends.local import device_env
 from runner.child_env import child_env
 from runner.config import Config

@@ -2,8 +2,8 @@
 
 A handler takes the text and who typed it, and returns a Reply; people are told about job changes through the
 outbox, not here. Each front end gives its `Format` (bot/mrkdwn.py), through which every fact not made by
-trainbot (typed text, paths, log lines, error text) is written into a reply. Access rules sit next to the
-commands they guard (`may_start`, `may_manage`); the HTTP API uses the same two.
+trainbot (typed text, paths, log lines, error text) is written into a reply. Access rules are runner/access.py's,
+the same for every front end.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bot.grammar import (
 )
 from bot.mrkdwn import PLAIN, Format
 from runner import leases
-from runner.config import AccessConfig
+from runner.access import Caller, check_manage, check_start
 from runner.failures import read_log_tail
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
@@ -40,43 +40,12 @@ LOG_LINES = 40
 
 
 @dataclass(frozen=True)
-class Caller:
-    """Who typed the command, and where. The console is an admin of its own machine."""
-
-    user_id: str | None = None
-    channel_id: str | None = None
-    groups: tuple[str, ...] = ()
-    console: bool = False
-    admin: bool = False  # an admin by other means than `access.admins` (an HTTP token's, say)
-
-    def is_admin(self, access: AccessConfig) -> bool:
-        return self.console or self.admin or (self.user_id is not None and self.user_id in access.admins)
-
-
-@dataclass(frozen=True)
 class Reply:
     text: str
     public: bool = False  # concerns the channel (a new job), not only the asker
     job_id: str | None = None
     file: Path | None = None  # the whole log, when asked for
     ok: bool = True
-
-
-def may_start(caller: Caller, access: AccessConfig) -> str | None:
-    """None if allowed, else why not. Empty lists mean everyone in the workspace."""
-    if caller.is_admin(access) or not (access.users or access.groups or access.channels):
-        return None
-    if caller.user_id in access.users or set(caller.groups) & set(access.groups) \
-            or caller.channel_id in access.channels:
-        return None
-    return ("you may not start jobs: ask an admin to add you (or this channel) to `access.users` / "
-            "`access.groups` / `access.channels` in trainbot's config")
-
-
-def may_manage(caller: Caller, access: AccessConfig, job: Job, action: str, fmt: Format) -> str | None:
-    if caller.is_admin(access) or (caller.user_id is not None and caller.user_id == job.user_id):
-        return None
-    return f"only {texts.who(job.user_id, fmt)} (who started job {fmt.code(job.id)}) or an admin may {action} it"
 
 
 class Handlers:
@@ -142,8 +111,7 @@ class Handlers:
             if plan.notes:
                 text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + fmt.text("; ".join(plan.notes))
             return Reply(text + "".join(f"\n⚠️ {fmt.text(w)}" for w in warnings))
-        if (refusal := may_start(caller, self.config.access)) is not None:
-            return Reply(refusal, ok=False)
+        check_start(caller, self.config.access)
         job = await self.sup.submit(req, hold=command.hold)
         return Reply(f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
                      f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}", public=True, job_id=job.id,
@@ -152,9 +120,8 @@ class Handlers:
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
         job = await self.store.require(command.job_id)
         action = command.action
-        if action in ("stop", "export", "delete", "start") and \
-                (refusal := may_manage(caller, self.config.access, job, action, self.fmt)) is not None:
-            return Reply(refusal, ok=False)
+        if action in ("stop", "export", "delete", "start"):
+            check_manage(caller, self.config.access, job, action)
         by, fmt = caller.user_id, self.fmt
         match action:
             case "status":

@@ -17,9 +17,10 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot import listeners
 from bot.cards import CardSync
 from bot.groups import GroupDirectory
-from bot.handlers import Caller, Handlers, Reply
+from bot.handlers import Handlers, Reply
 from bot.mrkdwn import SLACK
 from bot.notifier import Notifier
+from runner.access import Caller
 from runner.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from bot.mrkdwn import PLAIN, Format
 from runner.errors import (
@@ -19,6 +18,7 @@ from runner.errors import (
     GpuMissing,
     GpusPerNodeMissing,
     NoCheckpoint,
+    NotAllowed,
     NotEnded,
     NothingToStop,
     NotRestartable,
@@ -26,7 +26,7 @@ from runner.errors import (
 )
 from runner.gpus import Gpu, GpuSnapshot
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.models import Event, Job, JobState, Notice
+from storage.models import Event, Job, JobState
 
 STATE_ICONS = {
     JobState.CREATED: "🆕", JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃",
@@ -160,6 +160,11 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"{fmt.text(exc)}. Try {_gpu_choice(suggest, fmt)}."
         case CannotLaunch(reason=reason):
             return fmt.text(reason)
+        case NotAllowed(job_id=None):
+            return (f"you may not start jobs: ask an admin to add you (or this channel) to {fmt.code('access.users')}"
+                    f" / {fmt.code('access.groups')} / {fmt.code('access.channels')} in trainbot's config")
+        case NotAllowed(action=action, job_id=str(job_id), owner=owner):
+            return f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}) or an admin may {action} it"
     return fmt.text(exc)
 
 
@@ -207,14 +212,6 @@ def backend_label(name: str) -> str:
     return "Slurm" if name == "slurm" else name
 
 
-def queued_words(d: dict[str, Any], fmt: Format = PLAIN) -> str:
-    """A job_queued notice's facts in words: a scheduler's job id and its reason, or the place in our line."""
-    if d.get("backend_job_id"):
-        words = f"submitted to {backend_label(str(d.get('backend')))} as job {fmt.text(d['backend_job_id'])}"
-        return words + (f"; {fmt.text(d['pending_reason'])}" if d.get("pending_reason") else "")
-    return f"is waiting (#{d.get('position')} in line): {fmt.text(d.get('reason'))}"
-
-
 def start_reply(job: Job, fmt: Format = PLAIN) -> str:
     """Where a job just created stands, as its real state says (a scheduler may refuse it at once)."""
     match job.state:
@@ -231,64 +228,6 @@ def start_reply(job: Job, fmt: Format = PLAIN) -> str:
                     + (f" ({fmt.text(job.error_hint)})" if job.error_hint else ""))
         case _:
             return str(job.state) if job.state.is_terminal else "started"
-
-
-def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
-    """One line (or a few) saying what happened; the Slack notifier dresses the same facts in blocks."""
-    d: dict[str, Any] = notice.data
-    jid = fmt.code(notice.job_id)
-    match notice.topic:
-        case "job_created":
-            return f"🆕 job {jid} created: {fmt.code(d.get('command', ''))}" + profile_words(d, fmt, "\n")
-        case "job_submitted":
-            return f"▶️ job {jid} started by {who(d.get('by'), fmt)}"
-        case "job_queued":
-            return f"⏳ job {jid} " + queued_words(d, fmt)
-        case "job_started":
-            return f"🚀 job {jid} started on {fmt.text(d.get('host'))}: {fmt.code(d.get('command', ''))}"
-        case "job_restarted":
-            how = f"resuming from {fmt.code(d['resume_from'])}" if d.get("resume_from") else "from the start"
-            return f"🔁 job {jid} queued again by {who(d.get('by'), fmt)}, {how}"
-        case "checkpoint":
-            return f"💾 job {jid} saved a checkpoint at step {d.get('step')}: {fmt.code(d.get('path'))}"
-        case "eval":
-            return f"📏 job {jid} eval at step {d.get('step')}: eval loss {fmt.text(d.get('eval_loss'))}"
-        case "job_succeeded":
-            return (f"✅ job {jid} succeeded in {duration(d.get('duration_s'))}, final loss {_num(d.get('final_loss'))}"
-                    f"; last checkpoint {fmt.code(d.get('last_checkpoint'))}")
-        case "job_failed":
-            tail = "\n".join(d.get("tail") or [])
-            hint = f"\n💡 {fmt.text(d['hint'])}" if d.get("hint") else ""
-            return f"❌ job {jid} failed: {fmt.text(d.get('summary'))}{hint}" + (f"\n{fmt.block(tail)}" if tail else "")
-        case "job_stopping":
-            return f"✋ job {jid}: stop requested by {who(d.get('by'), fmt)}"
-        case "job_stopped":
-            if d.get("was_queued"):
-                return f"⏹️ job {jid} removed from the queue by {who(d.get('by'), fmt)}"
-            ckpt = f"; last checkpoint {fmt.code(d['last_checkpoint'])}" if d.get("last_checkpoint") else ""
-            return f"⏹️ job {jid} stopped by {who(d.get('by'), fmt)} at step {d.get('step')}{ckpt}"
-        case "export_started":
-            return f"📦 job {jid}: export started by {who(d.get('by'), fmt)} from {fmt.code(d.get('checkpoint'))}"
-        case "export_succeeded":
-            return f"📦 job {jid} exported: merged model in {fmt.code(d.get('export_dir'))}"
-        case "export_failed":
-            hint = f"\n💡 {fmt.text(d['hint'])}" if d.get("hint") else ""
-            return f"❌ job {jid}: export failed: {fmt.text(d.get('summary'))}{hint}"
-        case "job_deleted":
-            return f"🗑️ job {jid} deleted by {who(d.get('by'), fmt)}"
-    return f"job {jid}: {fmt.text(notice.topic)}"
-
-
-def profile_words(d: dict[str, Any], fmt: Format = PLAIN, lead: str = "") -> str:
-    """What the speed profile changed in a job_created notice's command ("" when it changed nothing)."""
-    notes = [str(n) for n in d.get("profile_notes") or []]
-    if not notes:
-        return ""
-    return f"{lead}⚙️ profile {fmt.text(d.get('profile') or '?')}: " + "; ".join(fmt.text(n) for n in notes)
-
-
-def _num(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, int | float) else "?"
 
 
 def _clock(at: float | None) -> str:

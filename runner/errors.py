@@ -17,6 +17,14 @@ class OutputInUse(JobError):
         self.output_dir, self.job_id = output_dir, job_id
 
 
+class NotAllowed(JobError):
+    """The access rules refuse `action`: starting jobs at all (`job_id` None), or a job someone else owns."""
+
+    def __init__(self, action: str, job_id: str | None = None, owner: str | None = None) -> None:
+        super().__init__(f"not allowed to {action}" + (f" job {job_id}" if job_id else " jobs"))
+        self.action, self.job_id, self.owner = action, job_id, owner
+
+
 class _JobInState(JobError):
     def __init__(self, job_id: str, state: str) -> None:
         super().__init__(f"job {job_id} is {state}")

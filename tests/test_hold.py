@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.handlers import Caller, Handlers
+from bot.handlers import Handlers
+from runner.access import Caller
 from storage.models import JobState
 from tests.conftest import OpenRuntime
 from tests.slack_env import fake_config

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.handlers import Caller, Handlers
+from bot.handlers import Handlers
+from runner.access import Caller
 from runner.runtime import Runtime
 from storage.models import JobState
 from tests.conftest import OpenRuntime

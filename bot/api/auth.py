@@ -2,7 +2,7 @@
 
 Tokens come from `TRAINBOT_API_TOKENS` (`token1=U123,token2=U456`) and the file `[http] tokens_file` (lines
 `TOKEN USER_ID`, `#` comments); they are never logged. What a user may do is decided by the shared rules in
-bot/handlers.py (`may_start`, `may_manage`), as for Slack.
+runner/access.py, as for Slack.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from bot.api.context import ApiContext, get_context
-from bot.handlers import Caller
+from runner.access import Caller
 from runner.config import ConfigError, HttpConfig
 
 ANONYMOUS = "http:anonymous"

@@ -1,7 +1,7 @@
 """How the runner's typed errors read over HTTP: one body shape (`error`, and `example` for bad input).
 
 404 an unknown job, 409 what the job's state does not allow, 422 bad input (with a body that would work), 413 a
-body over `[http] max_body_bytes`; 401/403 come from auth and the shared access rules.
+body over `[http] max_body_bytes`; 401 comes from auth, 403 from the shared access rules (runner/access.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.api.create import InvalidRequest, example_body
 from bot.texts import error_text
+from runner.errors import NotAllowed
 from storage.errors import JobError, JobNotFound
 from storage.models import IllegalTransition, Kind
 
@@ -35,6 +36,9 @@ def _where(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return _body(404, error_text(exc))
+
+    async def forbidden(request: Request, exc: Exception) -> JSONResponse:
+        return _body(403, error_text(exc))
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:
         return _body(409, error_text(exc))
@@ -57,6 +61,7 @@ def install(app: FastAPI) -> None:
         return _body(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     app.add_exception_handler(JobNotFound, not_found)
+    app.add_exception_handler(NotAllowed, forbidden)
     app.add_exception_handler(JobError, conflict)  # every other typed refusal is a state conflict
     app.add_exception_handler(IllegalTransition, conflict)
     app.add_exception_handler(InvalidRequest, invalid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel
 
 from bot.api.auth import CurrentUser, Principal
@@ -23,9 +23,8 @@ from bot.api.schemas import (
     job_out,
     job_status,
 )
-from bot.handlers import may_manage, may_start
-from bot.mrkdwn import PLAIN
 from bot.texts import error_text
+from runner.access import check_manage, check_start
 from runner.errors import GpuMissing
 from runner.supervisor import JobRequest
 from storage.models import Job, JobState, Kind
@@ -41,8 +40,7 @@ router = APIRouter(prefix="/training", tags=["jobs"], responses=ERRORS)
 async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Principal, key: str | None,
                   response: Response) -> JobOut:
     command = to_command(kind, body, ctx.config)
-    if (refusal := may_start(user.caller(), ctx.config.access)) is not None:
-        raise HTTPException(403, refusal)
+    check_start(user.caller(), ctx.config.access)
     stored_key = f"{user.user_id}\x00{key}" if key else None  # one client's key never finds another's job
     sup = ctx.runtime.supervisor
     first = await ctx.runtime.store.by_idempotency_key(stored_key) if stored_key else None
@@ -115,8 +113,7 @@ async def list_all_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limi
 
 async def _managed(ctx: ApiContext, job_id: str, user: Principal, action: str) -> Job:
     job = await ctx.runtime.store.require(job_id)
-    if (refusal := may_manage(user.caller(), ctx.config.access, job, action, PLAIN)) is not None:
-        raise HTTPException(403, refusal)
+    check_manage(user.caller(), ctx.config.access, job, action)
     return job
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from bot.api.auth import Principal
 from bot.api.context import ApiContext
 from bot.grammar import CreateJob, Rejection, out_example, parse
-from bot.handlers import may_start
 from bot.help_text import VLM_KEYS
 from bot.texts import error_text
 from runner import leases
+from runner.access import check_start
 from runner.supervisor import JobRequest
 from storage.errors import JobError
 
@@ -82,9 +82,8 @@ async def submit(ctx: ApiContext, who: Principal, fields: dict[str, str]) -> Job
         plan = sup.plan(req)
         return replace(form, preview=plan.display, notes=plan.notes,
                        warnings=tuple(await sup.dry_run_warnings(req)))
-    if (refusal := may_start(who.caller(), config.access)) is not None:
-        return replace(form, error=refusal)
     try:
+        check_start(who.caller(), config.access)
         job = await sup.submit(req)
     except JobError as exc:
         return replace(form, error=error_text(exc))

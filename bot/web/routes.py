@@ -19,12 +19,12 @@ from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.cluster_words import render_gpu_nodes
 from bot.grammar import JobCommand
-from bot.handlers import Caller
 from bot.mrkdwn import PLAIN
 from bot.texts import error_text
 from bot.web import forms, live, pages
 from bot.web.session import Session, Sessions
 from runner import leases
+from runner.access import Caller
 from storage.errors import JobError
 from storage.models import IllegalTransition, JobState
 
