@@ -8,8 +8,10 @@ Every wait is on a condition with a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -243,3 +245,29 @@ async def test_unknown_or_forgotten_job_is_settled_from_the_logs(node: str, tmp_
     assert await backend.status(ProcessRef("never", "train")) == RunStatus(alive=False)
     assert not await backend.interrupt(ProcessRef("gone", "train", backend_job_id="987654321"))
     assert backend.own_pids([ProcessRef("x", "train", backend_job_id="1")]) == set()
+
+
+@slurm
+async def test_a_slow_sbatch_for_an_export_holds_up_no_tick(node: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export is marked under the supervisor's lock and submitted outside it: while `sbatch` takes its time,
+    the tick (every other job's progress, every other command) goes on."""
+    config = fake_config(tmp_path, steps=3)
+    await wait_gpus_free()
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "slow-sbatch"))
+        job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=90)
+        assert job.state is JobState.SUCCEEDED, job.error_message
+        slow = tmp_path / "slow-bin"
+        slow.mkdir()
+        (slow / "sbatch").write_text(f'#!/bin/sh\nsleep 4\nexec {shutil.which("sbatch")} "$@"\n')
+        (slow / "sbatch").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{slow}:{os.environ['PATH']}")
+        export = asyncio.create_task(rt.supervisor.export(job.id, by="U1"))
+        await job_when(rt, job.id, lambda j: j.export_state is ExportState.EXPORTING, "marked exporting", 5)
+        await asyncio.wait_for(rt.supervisor.tick(), 2)  # with the lock held through sbatch: 4 s
+        assert not export.done()  # sbatch was still at it
+        job = await export
+        assert job.export_backend_job_id and job.export_state is ExportState.EXPORTING
+        job = await job_when(rt, job.id, lambda j: j.export_state is not ExportState.EXPORTING, "exported", 60)
+        assert job.export_state is ExportState.EXPORTED, Path(job.export_log_path or "").read_text()[-2000:]

@@ -1,0 +1,262 @@
+"""Following jobs: start what may start, read progress, escalate stops, settle ended runs and exports.
+
+The supervisor's tick calls this under its lock, once per active job; everything here is idempotent, so a
+restarted bot carries on from what the store says. Each change goes to the store with its notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from runner import leases
+from runner.backends import Backend, LaunchError, ProcessRef
+from runner.command import SwiftCommand
+from runner.config import Config
+from runner.failures import classify_failure, with_cause
+from runner.gpus import GpuProbe
+from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
+from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
+from storage.jobs import JobStore
+from storage.models import ExportState, Job, JobState, Progress
+from storage.notices import (
+    CheckpointSaved,
+    EvalDone,
+    ExportFailed,
+    ExportSucceeded,
+    JobFailed,
+    JobQueued,
+    JobStarted,
+    JobStopped,
+    JobSucceeded,
+    Notice,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Follower:
+    def __init__(self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend) -> None:
+        self.store, self.config, self.probe, self.backend = store, config, probe, backend
+        self._tails: dict[str, ProgressTail] = {}
+        self._stop_started: dict[str, float] = {}
+        self.launching_exports: set[str] = set()  # submitted outside the lock: no process to follow yet
+
+    def stop_requested(self, job_id: str) -> None:
+        """The stop clock starts now (unless it already runs): interrupt, then terminate, then kill."""
+        self._stop_started.setdefault(job_id, time.monotonic())
+
+    def forget(self, job_id: str) -> None:
+        self._tails.pop(job_id, None)
+        self._stop_started.pop(job_id, None)
+
+    def log_path(self, job: Job, purpose: str) -> Path:
+        name = "training" if purpose == "train" else "export"
+        return self.config.log_dir / f"{job.kind}_{name}_{job.id}.log"
+
+    async def follow(self, job: Job) -> None:
+        """One active job: its process's state, progress and milestones; settle it once its process is gone."""
+        ref = process_ref(job, "train")
+        status = await self.backend.status(ref)
+        if job.state is JobState.QUEUED:  # submitted to a scheduling backend
+            if status.alive and status.pending_reason is not None:
+                if status.pending_reason != job.queue_reason:
+                    await self.store.update(job.id, queue_reason=status.pending_reason)
+                return
+            if status.alive or status.returncode == 0:  # it ran (a job refused before running never started)
+                job = await self._mark_running(job, status.started_at)
+        await self._read_progress(job, final=not status.alive)
+        if status.alive:
+            if job.state is JobState.STOPPING:
+                await self._escalate_stop(job, ref)
+            return
+        await self._settle(await self.store.require(job.id), status.returncode, cause=status.detail)
+
+
+    async def start_queued(self) -> None:
+        active = await self.store.active()
+        queue = [j for j in active if j.state is JobState.QUEUED]
+        if self.backend.schedules_gpus:  # Slurm picks the GPUs and keeps its own queue: hand every job over
+            for job in queue:
+                if job.backend_job_id is None:
+                    await self._launch(job)
+            return
+        decisions = leases.plan_starts(queue, leases.held(active), self.foreign_busy(active))
+        for d in decisions:
+            if d.start:
+                await self._launch(d.job)
+            elif d.reason != d.job.queue_reason:
+                first = d.job.queue_reason is None
+                await self.store.update(
+                    d.job.id, queue_reason=d.reason,
+                    notice=Notice(d.job.id, JobQueued(reason=d.reason, position=d.position))
+                    if first else None)
+
+    async def _launch(self, job: Job) -> None:
+        scheduled = self.backend.schedules_gpus
+        if not scheduled:
+            job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None)
+        ref = ProcessRef(job.id, "train")
+        log_path = self.log_path(job, "train")
+        handed_over = time.time()  # the trainer starts after this: no run folder of its can be older
+        try:
+            _check_writable(Path(job.output_dir))
+            launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path,
+                                                 gpus=job.gpus)
+        except LaunchError as exc:
+            ran = f" (the command: {exc.detail})" if exc.detail else ""
+            await self.store.update(job.id, state=JobState.FAILED, error_class="launch", error_message=str(exc),
+                                    error_hint=exc.hint, finished_at=time.time(), event=f"could not start: {exc}{ran}",
+                                    notice=Notice(job.id, JobFailed(summary=str(exc), hint=exc.hint,
+                                                                    failure_class="launch")))
+            return
+        job = await self.store.update(
+            job.id, pid=launched.pid, proc_start_time=launched.proc_start_time, host=launched.host,
+            backend_job_id=launched.backend_job_id, log_path=str(log_path),
+            progress=job.progress if job.progress.last_checkpoint else Progress())
+        if scheduled:  # the notice carries facts; each front end words them (and the place in line is Slurm's)
+            status = await self.backend.status(process_ref(job, "train"))
+            reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
+            await self.store.update(job.id, queue_reason=reason, event=reason, event_kind="submitted",
+                                    notice=Notice(job.id, JobQueued(
+                                        backend=self.backend.name, backend_job_id=launched.backend_job_id,
+                                        pending_reason=status.pending_reason if status.alive else None)))
+            return
+        await self._mark_running(job, handed_over)
+
+    async def _mark_running(self, job: Job, started_at: float | None = None) -> Job:
+        """started_at: when the backend started it (Slurm's StartTime; local: when it was handed over), else now;
+        it bounds which run folder is the job's, so it must not be later than the trainer's start."""
+        if job.state is JobState.QUEUED:
+            job = await self.store.update(job.id, state=JobState.STARTING, queue_reason=None)
+        gpus = "CPU" if job.gpus == ("cpu",) else f"GPU {', '.join(job.gpus)}"
+        return await self.store.update(
+            job.id, state=JobState.RUNNING, started_at=started_at or time.time(),
+            event=f"started on {job.host} ({gpus})", event_kind="started",
+            notice=Notice(job.id, JobStarted(command=_display(job), host=job.host, gpus=job.gpus)))
+
+    async def _read_progress(self, job: Job, *, final: bool) -> None:
+        tail = self._tails.get(job.id)
+        if tail is None:
+            run_dir = Path(job.run_dir) if job.run_dir else find_run_dir(Path(job.output_dir), job.started_at)
+            if run_dir is None:
+                return
+            tail = self._tails[job.id] = ProgressTail(run_dir, resume=job.progress)
+            if job.run_dir is None:
+                await self.store.update(job.id, run_dir=str(run_dir))
+        milestones = tail.poll(final)  # a few stat() calls unless swift wrote something: not worth a thread
+        if tail.progress != job.progress:
+            await self.store.update(job.id, progress=tail.progress)
+        for m in milestones:
+            await self._record_milestone(job, m)
+
+    async def _record_milestone(self, job: Job, m: Milestone) -> None:
+        if m.kind is MilestoneKind.CHECKPOINT:
+            await self.store.add_event(job.id, "checkpoint", f"checkpoint saved at step {m.step}", m.data,
+                                       notice=Notice(job.id, CheckpointSaved(step=m.step, path=m.data.get("path"))))
+        elif m.kind is MilestoneKind.EVAL:
+            await self.store.add_event(job.id, "eval", f"eval at step {m.step}", m.data,
+                                       notice=Notice(job.id, _eval_facts(m)))
+
+    async def _escalate_stop(self, job: Job, ref: ProcessRef) -> None:
+        waited = time.monotonic() - self._stop_started.setdefault(job.id, time.monotonic())
+        if waited > self.config.stop_grace_s + self.config.term_grace_s:
+            await self.backend.kill(ref)
+        elif waited > self.config.stop_grace_s:
+            await self.backend.terminate(ref)
+
+    async def _settle(self, job: Job, returncode: int | None, *, cause: str | None = None) -> None:
+        """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""
+        self._stop_started.pop(job.id, None)
+        tail = self._tails.pop(job.id, None)
+        progress = tail.progress if tail else job.progress
+        if job.run_dir and progress.max_steps is None:
+            progress = read_final_summary(Path(job.run_dir))
+        now = time.time()
+        duration = now - job.started_at if job.started_at else None
+        common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
+        failure = None if ended_well(job, returncode, progress) else classify_failure(
+            returncode, Path(job.log_path) if job.log_path else None, stop_requested=job.state is JobState.STOPPING)
+        outcome = decide_outcome(job, returncode, progress, failure, cause)
+        if isinstance(outcome, Succeeded):
+            await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
+                                    notice=Notice(job.id, JobSucceeded(**_run_end(job, progress, duration))))
+            return
+        if isinstance(outcome, Stopped):
+            by = outcome.by
+            await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
+                                    event=f"stopped by {by or 'console'}", event_kind="stopped",
+                                    notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration), by=by)))
+            return
+        failure = outcome.failure
+        await self.store.update(
+            job.id, state=JobState.FAILED, error_class=str(failure.cls), error_message=failure.summary,
+            error_hint=failure.hint, **common, event=f"failed: {failure.summary}", event_kind="failed",
+            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration), failure_class=str(failure.cls),
+                                             summary=failure.summary, hint=failure.hint, detail=failure.detail,
+                                             tail=tuple(failure.tail))))
+
+    async def follow_exports(self) -> bool:
+        exporting = await self.store.exporting()
+        for job in exporting:
+            if job.id in self.launching_exports:
+                continue
+            ref = process_ref(job, "export")
+            status = await self.backend.status(ref)
+            if status.alive:
+                continue
+            export_dir = Path(job.export_dir or "")
+            if status.returncode == 0 and export_dir.is_dir():
+                await self.store.update(job.id, export_state=ExportState.EXPORTED, export_pid=None,
+                                        event=f"exported to {export_dir}", event_kind="exported",
+                                        notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir))))
+            else:
+                f = classify_failure(status.returncode, Path(job.export_log_path) if job.export_log_path else None)
+                f = with_cause(f, status.detail) if status.detail else f
+                await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_pid=None,
+                                        event=f"export failed: {f.summary}", event_kind="export_failed",
+                                        notice=Notice(job.id, ExportFailed(summary=f.summary, hint=f.hint,
+                                                                              tail=tuple(f.tail))))
+        return bool(exporting)
+
+    def foreign_busy(self, active: list[Job]) -> set[str]:
+        """GPUs with processes that are not ours (ours: every process of our jobs, found from their pids)."""
+        refs = [process_ref(j, "train") for j in active if j.pid is not None]
+        return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
+
+
+def process_ref(job: Job, purpose: str) -> ProcessRef:
+    if purpose == "export":
+        return ProcessRef(job.id, "export", job.export_pid, job.export_proc_start_time, job.export_backend_job_id)
+    return ProcessRef(job.id, "train", job.pid, job.proc_start_time, job.backend_job_id)
+
+
+
+
+def _check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LaunchError(f"cannot create the output folder {output_dir}: {exc.strerror}") from exc
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise LaunchError(f"the output folder {output_dir} is not writable by the bot's user")
+
+
+def _display(job: Job) -> str:
+    return SwiftCommand(job.argv, job.env).display()
+
+
+def _run_end(job: Job, progress: Progress, duration: float | None) -> dict[str, Any]:
+    """The facts every end of a run tells (the fields of `RunEnd`)."""
+    return {"duration_s": duration, "final_loss": progress.train_loss or progress.loss, "step": progress.step,
+            "max_steps": progress.max_steps, "last_checkpoint": progress.last_checkpoint,
+            "run_dir": job.run_dir, "output_dir": job.output_dir}
+
+
+def _eval_facts(m: Milestone) -> EvalDone:
+    metrics = {k: float(v) for k, v in m.data.items() if k.startswith("eval_") and isinstance(v, int | float)}
+    epoch = m.data.get("epoch")
+    return EvalDone(step=m.step, epoch=epoch if isinstance(epoch, float) else None, metrics=metrics)
