@@ -1,4 +1,4 @@
-"""The job store: jobs, their events and the outbox, changed together in one transaction.
+"""The job store: jobs, their events and the outbox (storage/outbox.py), changed together in one transaction.
 
 Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job, list LLM jobs,
 list VLM jobs, list by state, list all). A state change checks the state machine, records an event and queues the
@@ -7,20 +7,14 @@ notice people must get, atomically: a crash can never leave a job changed but it
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import fields
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 
-from storage import db as dbmod
-from storage.changes import Changes
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import (
     Event,
@@ -32,82 +26,20 @@ from storage.models import (
     check_export_transition,
     check_transition,
 )
-from storage.notices import Notice, decode, encode
+from storage.notices import Notice
+from storage.outbox import Outbox
+from storage.rows import from_row, to_row
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
 ID_LENGTH = 5
-
-_JSON_COLUMNS = {"overrides", "env"}
-_LIST_COLUMNS = {"argv", "gpus"}
-_PROGRESS_FIELDS = [f.name for f in fields(Progress)]
-_JOB_FIELDS = [f.name for f in fields(Job) if f.name != "progress"]
 
 
 def new_job_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-def _to_row(job: Job) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for name in _JOB_FIELDS:
-        value = getattr(job, name)
-        if name in _JSON_COLUMNS:
-            value = json.dumps(value, sort_keys=True)
-        elif name in _LIST_COLUMNS:
-            value = json.dumps(list(value))
-        row[name] = value
-    for name in _PROGRESS_FIELDS:
-        row[name] = getattr(job.progress, name)
-    return row
-
-
-def _from_row(row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
-    """`keys`: the columns' names, when many rows of one query are read (a list page)."""
-    data = dict(zip(keys or row.keys(), row, strict=True))  # dict(row) looks each column up by name: O(n²)
-    progress = Progress(**{name: data[name] for name in _PROGRESS_FIELDS})
-    values: dict[str, Any] = {name: data[name] for name in _JOB_FIELDS}
-    for name in _JSON_COLUMNS:
-        values[name] = {} if values[name] == "{}" else json.loads(values[name])  # most jobs: no env, no overrides
-    for name in _LIST_COLUMNS:
-        values[name] = tuple(json.loads(values[name]))
-    values["kind"] = Kind(values["kind"])
-    values["state"] = JobState(values["state"])
-    values["export_state"] = ExportState(values["export_state"])
-    return Job(progress=progress, **values)
-
-
-class JobStore:
-    """One aiosqlite connection; an asyncio lock keeps tasks' transactions from interleaving on it."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._db = conn
-        self._lock = asyncio.Lock()
-        self.changes = Changes()  # bumped after every commit: lets loops sleep until there is work
-
-    @classmethod
-    async def open(cls, path: Path) -> JobStore:
-        return cls(await dbmod.connect(path))
-
-    async def close(self) -> None:
-        await self._db.close()
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
-            self.changes.notify()
-
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        """Every read takes the transactions' lock: on the one shared connection a read would otherwise run
-        inside another task's open transaction and could see rows that are then rolled back."""
-        async with self._lock, self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+class JobStore(Outbox):
+    """Jobs and their events (and, from Outbox, the notices), on one connection (storage/connection.py)."""
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
@@ -123,7 +55,7 @@ class JobStore:
             async with db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs") as cur:
                 seq_row = await cur.fetchone()
             job = job.replace(id=job_id, created_at=now, updated_at=now)
-            row = _to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
+            row = to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
             cols = ", ".join(row)
             await db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
             await self._record(db, job_id, event, notice, now)
@@ -131,7 +63,7 @@ class JobStore:
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return _from_row(rows[0]) if rows else None
+        return from_row(rows[0]) if rows else None
 
     async def require(self, job_id: str) -> Job:
         job = await self.get(job_id)
@@ -140,9 +72,8 @@ class JobStore:
         return job
 
     async def by_idempotency_key(self, key: str) -> Job | None:
-        async with self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)) as cur:
-            row = await cur.fetchone()
-        return _from_row(row) if row else None
+        rows = await self._read("SELECT * FROM jobs WHERE idempotency_key = ?", (key,))
+        return from_row(rows[0]) if rows else None
 
     async def update(
         self,
@@ -169,7 +100,7 @@ class JobStore:
                 row = await cur.fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            job = _from_row(row)
+            job = from_row(row)
             if expect is not None and job.state not in set(expect):
                 raise StaleState(job_id, str(job.state), tuple(sorted(str(e) for e in expect)))
             if state is not None and state != job.state:
@@ -185,7 +116,7 @@ class JobStore:
             new = job.replace(**{k: v for k, v in changes.items() if k != "queue_seq"})
             if progress is not None:
                 new = new.replace(progress=progress)
-            row_new = _to_row(new)
+            row_new = to_row(new)
             old = dict(zip(row.keys(), row, strict=True))
             diff = {k: v for k, v in row_new.items() if old[k] != v and k != "id"}
             if "queue_seq" in changes:
@@ -239,7 +170,7 @@ class JobStore:
             sql += f" LIMIT {int(limit)}"
         rows = await self._read(sql, params)
         keys = rows[0].keys() if rows else []
-        return [_from_row(r, keys) for r in rows]
+        return [from_row(r, keys) for r in rows]
 
     async def list_llm_jobs(self) -> list[Job]:
         return await self.list_jobs(kind=Kind.LLM)
@@ -257,10 +188,10 @@ class JobStore:
         """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""
         states = [str(s) for s in JobState if s.is_active]
         sql = f"SELECT * FROM jobs WHERE state IN ({', '.join('?' * len(states))}) ORDER BY queue_seq"
-        return [_from_row(r) for r in await self._read(sql, states)]
+        return [from_row(r) for r in await self._read(sql, states)]
 
     async def exporting(self) -> list[Job]:
-        return [_from_row(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
+        return [from_row(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
 
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""
@@ -289,62 +220,8 @@ class JobStore:
         if job_id is not None:
             sql += " AND job_id = ?"
             params.append(job_id)
-        async with self._db.execute(sql + " ORDER BY id LIMIT ?", [*params, limit]) as cur:
-            rows = await cur.fetchall()
+        rows = await self._read(sql + " ORDER BY id LIMIT ?", [*params, limit])
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
-
-    # ---- outbox -----------------------------------------------------------------------------------------------
-
-    async def enqueue(self, notice: Notice) -> None:
-        async with self._tx() as db:
-            await self._notice(db, notice, time.time())
-
-    async def due_notices(self, now: float | None = None, limit: int = 100) -> list[Notice]:
-        """For each job, its oldest undelivered notice if it is due: delivery stays in order per job."""
-        now = time.time() if now is None else now
-        sql = """
-            SELECT o.* FROM outbox o
-            JOIN (SELECT job_id, MIN(id) AS first FROM outbox WHERE delivered_at IS NULL GROUP BY job_id) h
-              ON o.id = h.first
-            WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?"""
-        return [_notice_from_row(r) for r in await self._read(sql, (now, limit))]
-
-    async def next_notice_at(self) -> float | None:
-        """When the soonest of the notices due_notices would hand out falls due (None: nothing to deliver)."""
-        sql = """
-            SELECT MIN(o.next_attempt_at) FROM outbox o
-            JOIN (SELECT job_id, MIN(id) AS first FROM outbox WHERE delivered_at IS NULL GROUP BY job_id) h
-              ON o.id = h.first"""
-        async with self._db.execute(sql) as cur:
-            row = await cur.fetchone()
-        return None if row is None or row[0] is None else float(row[0])
-
-    async def pending_notices(self, job_id: str | None = None) -> list[Notice]:
-        sql = "SELECT * FROM outbox WHERE delivered_at IS NULL"
-        params: list[Any] = []
-        if job_id is not None:
-            sql += " AND job_id = ?"
-            params.append(job_id)
-        return [_notice_from_row(r) for r in await self._read(sql + " ORDER BY id", params)]
-
-    async def notices(self, job_id: str) -> list[Notice]:
-        return [_notice_from_row(r) for r in await self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id",
-                                                             (job_id,))]
-
-    async def mark_delivered(self, notice_id: int, *, card_ts: str | None = None) -> None:
-        """Delivered; `card_ts` (the job card's message, when this notice posted it) is saved with it."""
-        async with self._tx() as db:
-            await db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (time.time(), notice_id))
-            if card_ts is not None:
-                await db.execute("UPDATE jobs SET card_ts = ? WHERE id = (SELECT job_id FROM outbox WHERE id = ?)",
-                                 (card_ts, notice_id))
-
-    async def mark_failed(self, notice_id: int, *, retry_at: float, error: str) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                (retry_at, error[:500], notice_id),
-            )
 
     # ---- internals --------------------------------------------------------------------------------------------
 
@@ -361,16 +238,3 @@ class JobStore:
             (event.job_id, event.kind, event.message, json.dumps(event.data), now),
         )
 
-    @staticmethod
-    async def _notice(db: aiosqlite.Connection, notice: Notice, now: float) -> None:
-        await db.execute(
-            "INSERT INTO outbox (job_id, topic, data, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
-            (notice.job_id, notice.topic, encode(notice.facts), now, now),
-        )
-
-
-def _notice_from_row(r: aiosqlite.Row) -> Notice:
-    return Notice(
-        job_id=r["job_id"], facts=decode(r["topic"], r["data"]), id=r["id"], created_at=r["created_at"],
-        attempts=r["attempts"], next_attempt_at=r["next_attempt_at"], delivered_at=r["delivered_at"],
-    )

@@ -1,0 +1,49 @@
+"""The store's one aiosqlite connection: transactions that never interleave, and reads that see only what
+was committed. JobStore (storage/jobs.py) and the outbox (storage/outbox.py) build on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+
+from storage import db as dbmod
+from storage.changes import Changes
+
+
+class Connection:
+    """One aiosqlite connection; an asyncio lock keeps tasks' transactions from interleaving on it."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._db = conn
+        self._lock = asyncio.Lock()
+        self.changes = Changes()  # bumped after every commit: lets loops sleep until there is work
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        return cls(await dbmod.connect(path))
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+            self.changes.notify()
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """Every read takes the transactions' lock: on the one shared connection a read would otherwise run
+        inside another task's open transaction and could see rows that are then rolled back."""
+        async with self._lock, self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
