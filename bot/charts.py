@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from runner.progress import LOGGING_FILE
+from runner.run_files import LOGGING_FILE
 
 Points = list[tuple[int, float]]
 

@@ -30,7 +30,7 @@ from bot.grammar import (
 from bot.mrkdwn import PLAIN, Format
 from runner import leases
 from runner.access import Caller, check_manage, check_start
-from runner.failures import read_log_tail
+from runner.log_tail import read_log_tail
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from storage.errors import JobError

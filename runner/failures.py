@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+from runner.log_tail import TAIL_BYTES, clean_lines, read_log_tail
 from runner.swift_version import RENAMED
 
-TAIL_BYTES = 64 * 1024
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b:?|^Killed\b")
+
 TAIL_LINES = 15
-_MAX_LINE = 300
 
 
 class FailureClass(StrEnum):
@@ -70,44 +71,6 @@ class _Ctx:
 
 _Verdict = tuple[FailureClass, str, str, str]  # class, summary, hint, detail
 # tqdm: "Train:  14%|█▍   | 5/36 [00:00<00:05, 5.39it/s]", "Map: 400 examples [00:00, 1406.12 examples/s]"
-_TQDM = re.compile(r"\d+%\|[^|\r\n]*\|[^\]\r\n]*\]|\d+ \w+ \[\d+:\d\d(?::\d\d)?,[^\]\r\n]*\]")
-_RANK_PREFIX = re.compile(r"^\[(?:default)?rank\d+\]:\s?")
-_CARETS = re.compile(r"^\s*[\^~]+\s*$")
-_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b:?|^Killed\b")
-
-
-def read_log_tail(path: Path, max_bytes: int = TAIL_BYTES) -> str:
-    """The last `max_bytes` of the log (from a line start), decoded leniently; "" if it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ""
-    if size > max_bytes:
-        data = data[data.find(b"\n") + 1:]
-    return data.decode("utf-8", "replace")
-
-
-def clean_lines(text: str) -> list[str]:
-    """Lines as a terminal shows them: tqdm bars and `\\r` redraws collapsed, DDP rank prefixes and Python
-    3.11's ^^^ markers dropped, blank lines skipped, long lines cut."""
-    out: list[str] = []
-    for raw in text.split("\n"):
-        segments = [_after_bars(seg) for seg in raw.split("\r")]
-        line = _RANK_PREFIX.sub("", next((s for s in reversed(segments) if s), "")).rstrip()
-        if line and not _CARETS.match(line):
-            out.append(line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 1] + "…")
-    return out
-
-
-def _after_bars(segment: str) -> str:
-    """What a segment shows after its last progress bar (the bar's label and the bar itself are noise)."""
-    bars = list(_TQDM.finditer(segment))
-    return segment[bars[-1].end() if bars else 0:].strip()
-
-
 def _error_region(lines: list[str]) -> list[str]:
     start = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
     if start is None:

@@ -18,7 +18,8 @@ from runner.command import SwiftCommand
 from runner.config import Config
 from runner.failures import classify_failure, with_cause
 from runner.gpus import GpuProbe
-from runner.progress import Milestone, MilestoneKind, ProgressTail, find_run_dir, read_final_summary
+from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_summary
+from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Progress

@@ -17,13 +17,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from runner.run_files import LOGGING_FILE, LineCursor, checkpoint_number, checkpoint_numbers
 from storage.models import Progress
 
-LOGGING_FILE = "logging.jsonl"
 CHECKPOINT_READY_FILE = "trainer_state.json"  # the HF Trainer writes it after the weights
 
-_VERSION_DIR = re.compile(r"^v(\d+)-(\d{8})-(\d{6})$")
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 _METRIC_DICT = re.compile(r"\{'[^{}\r\n]*'global_step/max_steps': '\d+/\d+'[^{}\r\n]*\}")
 _LOG_CHECKPOINT = re.compile(r"\[INFO:swift\] (last|best)_model_checkpoint: (\S+)")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
@@ -112,38 +110,6 @@ def _remaining(old: Progress, new: Progress) -> float | None:
     return (t1 - t0) / (s1 - s0) * max(0, total - s1)
 
 
-def find_run_dir(output_dir: Path, started_after: float | None = None) -> Path | None:
-    """The newest `<output_dir>/vN-YYYYMMDD-HHMMSS/` (highest N); with `started_after` (epoch seconds, the
-    job's start) only one made after it. A run with `--add_version false` writes into `output_dir` itself."""
-    try:
-        entries = list(os.scandir(output_dir))
-    except OSError:
-        return None
-    found = [(int(m[1]), e.name) for e in entries if (m := _VERSION_DIR.match(e.name)) and e.is_dir()
-             and (started_after is None or _made_after(e.path, m, started_after))]
-    if found:
-        return Path(output_dir, max(found)[1])
-    files = [Path(output_dir, name) for name in (LOGGING_FILE, "args.json")]
-    return Path(output_dir) if any(_modified_after(f, started_after) for f in files) else None
-
-
-def _made_after(path: str, match: re.Match[str], started_after: float) -> bool:
-    # The name holds swift's local creation time (to the second); the mtime guards against a TZ mismatch.
-    try:
-        named = time.mktime(time.strptime(match[2] + match[3], "%Y%m%d%H%M%S"))
-    except (ValueError, OverflowError):
-        named = float("-inf")
-    return named >= started_after - 1 or _modified_after(Path(path), started_after)
-
-
-def _modified_after(path: Path, at_least: float | None) -> bool:
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        return False
-    return at_least is None or mtime >= at_least
-
-
 def _metric_dicts(text: str) -> Iterator[dict[str, Any]]:
     for match in _METRIC_DICT.finditer(text):
         try:
@@ -191,33 +157,6 @@ class _LogRecords:
                 yield {"last_model_checkpoint": self._last_checkpoint, "best_model_checkpoint": value}
 
 
-class _Cursor:
-    """The complete lines appended to a file since the last read: stat first, read only what is new."""
-
-    def __init__(self, path: Path, offset: int = 0) -> None:
-        self.path, self.offset = path, offset
-        self._sig: tuple[int, int, int] | None = None
-
-    def read_lines(self, final: bool = False) -> list[bytes] | None:
-        """None: no such file; []: nothing new. With `final` a trailing partial line counts too."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        sig = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if sig == self._sig and not final:
-            return []
-        if st.st_size < self.offset or (self._sig is not None and st.st_ino != self._sig[0]):
-            self.offset = 0  # truncated or replaced: start over
-        self._sig = sig
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        end = len(data) if final else data.rfind(b"\n") + 1
-        self.offset += end
-        return data[:end].splitlines()
-
-
 class ProgressTail:
     """Follows one run: `poll()` folds what swift wrote since the last poll into `progress` and returns the
     milestones reached, in this order: evals, the step, new checkpoints, finished.
@@ -230,8 +169,8 @@ class ProgressTail:
     def __init__(self, run_dir: Path, *, log_path: Path | None = None, offset: int = 0,
                  resume: Progress | None = None) -> None:
         self.run_dir = Path(run_dir)
-        self._jsonl = _Cursor(self.run_dir / LOGGING_FILE, offset)
-        self._log = _Cursor(Path(log_path)) if log_path is not None else None
+        self._jsonl = LineCursor(self.run_dir / LOGGING_FILE, offset)
+        self._log = LineCursor(Path(log_path)) if log_path is not None else None
         self._log_records, self._dedupe = _LogRecords(), _Dedupe()
         self._progress = resume or Progress()
         self._told_step = -1 if self._progress.step is None else self._progress.step
@@ -304,7 +243,7 @@ class ProgressTail:
             return []
         if mtime != self._dir_mtime or time.time_ns() - mtime < _FRESH_NS:
             self._dir_mtime = mtime
-            self._checkpoints = _checkpoint_numbers(self.run_dir, above=self._told_checkpoint)
+            self._checkpoints = checkpoint_numbers(self.run_dir, above=self._told_checkpoint)
         out: list[Milestone] = []
         while self._checkpoints:
             path = self.run_dir / f"checkpoint-{self._checkpoints[0]}"
@@ -326,21 +265,6 @@ def _json_record(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None  # a half-written line (crash) or a stray one
     return obj if isinstance(obj, dict) else None
-
-
-def _checkpoint_numbers(run_dir: Path, above: int) -> list[int]:
-    try:
-        with os.scandir(run_dir) as entries:
-            numbers = [int(m[1]) for e in entries if (m := _CHECKPOINT_DIR.match(e.name)) and e.is_dir()]
-    except OSError:
-        return []
-    return sorted(n for n in numbers if n > above)
-
-
-def checkpoint_number(path: str | None) -> int | None:
-    """N of a `.../checkpoint-N` path."""
-    match = _CHECKPOINT_DIR.match(Path(path).name) if path else None
-    return int(match[1]) if match else None
 
 
 def read_final_summary(run_dir: Path, log_path: Path | None = None) -> Progress:

@@ -11,10 +11,9 @@ from runner.failures import (
     FailureClass,
     classify_failure,
     classify_text,
-    clean_lines,
-    read_log_tail,
     signal_from_returncode,
 )
+from runner.log_tail import clean_lines, read_log_tail
 
 FIXTURES = Path(__file__).parent / "fixtures" / "swift46"
 TRACEBACK = (

@@ -12,18 +12,17 @@ from typing import Any
 
 import pytest
 
-from runner import progress as progress_mod
+from runner import run_files
 from runner.progress import (
     Milestone,
     MilestoneKind,
     ProgressTail,
-    checkpoint_number,
-    find_run_dir,
     fold,
     parse_duration,
     parse_stdout_metrics,
     read_final_summary,
 )
+from runner.run_files import checkpoint_number, find_run_dir
 from storage.models import Progress
 
 FIXTURES = Path(__file__).parent / "fixtures" / "swift46"
@@ -183,7 +182,7 @@ def test_no_read_when_nothing_changed(tmp_path: Path, monkeypatch: pytest.Monkey
         opened.append(str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(progress_mod, "open", counting_open, raising=False)
+    monkeypatch.setattr(run_files, "open", counting_open, raising=False)  # where files are read
     tails = [ProgressTail(make_run(tmp_path, OK_JSONL, name=f"v{i}-20261128-052335")) for i in range(8)]
     for tail in tails:
         tail.poll()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.api.streams import LOG_POLL_S, SAFETY_POLL_S, _read_from
-from runner.failures import clean_lines, read_log_tail
+from runner.log_tail import clean_lines, read_log_tail
 from runner.progress import fold, record_kind
 from storage.jobs import JobStore
 from storage.models import Job, Progress

@@ -11,7 +11,7 @@ from bot.api.auth import Principal
 from runner.access import may_manage
 from runner.command import SwiftCommand
 from runner.config import Config
-from runner.failures import clean_lines, read_log_tail
+from runner.log_tail import clean_lines, read_log_tail
 from storage.jobs import JobStore
 from storage.models import Event, ExportState, Job, JobState
 from storage.notices import JobCreated
