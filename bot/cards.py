@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import views
 from bot.pacing import Pacer
-from bot.retry import FailureKind, Outage, classify
+from bot.retry import GONE_ERRORS, FailureKind, Outage, classify
 from storage.jobs import JobStore
 from storage.models import Job, JobState
 from storage.wakeable import WakeableLoop
@@ -31,7 +31,6 @@ RECENT_LIMIT = 100  # ended jobs looked at each round (newest first), besides ev
 REDRAW_AFTER_RESTART_S = 3600.0  # a restarted bot redraws the cards of jobs changed this recently
 ENDING_SOON_S = 75.0  # a window and a margin: room kept for an end must be free of progress calls by then
 UNEXPECTED_ENDS = 5  # always kept: failures and stops come without an ETA
-GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "channel_not_found", "is_archived"})
 
 
 @dataclass

@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import charts, views
 from bot.pacing import Pacer
-from bot.retry import FailureKind, Outage, RetryPolicy, classify
+from bot.retry import GONE_ERRORS, FailureKind, Outage, RetryPolicy, classify
 from bot.views import Role
 from storage.jobs import JobStore
 from storage.models import Job
@@ -230,7 +230,7 @@ class Notifier:
             await self.pacer.call("chat.update", lambda: self.client.chat_update(
                 channel=channel, ts=card_ts, text=msg.text, blocks=msg.blocks))
         except Exception as exc:
-            if classify(exc).error not in ("message_not_found", "cant_update_message", "channel_not_found"):
+            if classify(exc).error not in GONE_ERRORS:
                 raise
 
     async def _find_card(self, channel: str, notice: Notice) -> str | None:

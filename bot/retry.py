@@ -20,6 +20,8 @@ class FailureKind(enum.Enum):
 
 
 # ok=false errors that say Slack or our credentials are in trouble, not this message
+# a message that cannot be updated any more (deleted, or its channel gone or archived): nothing to retry
+GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "channel_not_found", "is_archived"})
 _OUTAGE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "request_timeout", "service_unavailable",
                             "invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
                             "team_access_not_granted", "missing_scope"})
