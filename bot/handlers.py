@@ -110,7 +110,7 @@ class Handlers:
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
                 text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + fmt.text("; ".join(plan.notes))
-            return Reply(text + "".join(f"\n⚠️ {fmt.text(w)}" for w in warnings))
+            return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
         job = await self.sup.submit(req, hold=command.hold)
         return Reply(f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "

@@ -25,6 +25,7 @@ from runner.errors import (
     OutputInUse,
 )
 from runner.gpus import Gpu, GpuSnapshot
+from runner.leases import GpusBusy
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import Event, Job, JobState
 
@@ -166,6 +167,13 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
         case NotAllowed(action=action, job_id=str(job_id), owner=owner):
             return f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}) or an admin may {action} it"
     return fmt.text(exc)
+
+
+def warning_text(warning: GpuMissing | GpusBusy, fmt: Format = PLAIN) -> str:
+    """A dry run's warning: what would keep the job from starting at once."""
+    if isinstance(warning, GpusBusy):
+        return f"{fmt.text(warning)}: the job would wait in the queue"
+    return error_text(warning, fmt)
 
 
 def _gpu_choice(gpus: Sequence[str], fmt: Format) -> str:

@@ -18,6 +18,18 @@ class Decision:
     position: int | None = None  # its place in line for its GPUs (1 = next)
 
 
+@dataclass(frozen=True)
+class GpusBusy:
+    """GPUs a job asked for that are in use: by our jobs (GPU -> job id), or by processes trainbot did not start."""
+
+    held: Mapping[str, str]
+    foreign: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        reasons = [f"GPU {g} is held by job {job}" for g, job in self.held.items()]
+        return "; ".join(reasons + [f"GPU {g} is busy with a process trainbot did not start" for g in self.foreign])
+
+
 def held(jobs: Iterable[Job]) -> dict[str, str]:
     """GPU -> the job holding it. Two jobs never hold one GPU: the scheduler only leases free ones."""
     return {gpu: job.id for job in jobs if job.state in HOLDING_STATES for gpu in job.gpus}
@@ -38,11 +50,9 @@ def plan_starts(queue: Sequence[Job], holders: Mapping[str, str], foreign: set[s
             for g in job.gpus:
                 taken[g] = job.id
             continue
-        reasons = [f"GPU {g} is held by job {taken[g]}" for g in busy_ours]
-        reasons += [f"GPU {g} is busy with a process trainbot did not start" for g in busy_foreign]
-        if ahead and not reasons:
-            reasons.append("an earlier job is waiting for the same GPU")
-        decisions.append(Decision(job, start=False, reason="; ".join(reasons), position=ahead + 1))
+        busy = GpusBusy({g: taken[g] for g in busy_ours}, tuple(busy_foreign))
+        reason = str(busy) if busy_ours or busy_foreign else "an earlier job is waiting for the same GPU"
+        decisions.append(Decision(job, start=False, reason=reason, position=ahead + 1))
         for g in job.gpus:
             wanted[g] = wanted.get(g, 0) + 1
     return decisions

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from runner.command import build_sft, direct_entry, resolve_recipe
 from runner.config import Config
+from runner.errors import GpuMissing
 from runner.gpus import Gpu
 from runner.profiles import apply_profile, swift_has_liger
 from runner.swift_version import SwiftVersion, detect_version, resolve_swift
@@ -46,7 +47,7 @@ class Plan:
     argv: tuple[str, ...]
     env: dict[str, str]
     display: str
-    warnings: tuple[str, ...]
+    warnings: tuple[GpuMissing, ...]
     version: SwiftVersion
     notes: tuple[str, ...] = ()  # what the speed profile changed, for people to see
 

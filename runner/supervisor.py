@@ -75,21 +75,21 @@ class Supervisor:
         made = planner.plan(req, self.config, replace(self.facts, gpus=nvml), resume_from=resume_from,
                             backend_name=self.backend.name)
         if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
-            made = replace(made, warnings=(str(missing),))  # on Slurm the nodes' GPUs count, not this machine's
+            made = replace(made, warnings=(missing,))  # on Slurm the nodes' GPUs count, not this machine's
         return made
 
-    async def dry_run_warnings(self, req: JobRequest) -> list[str]:
+    async def dry_run_warnings(self, req: JobRequest) -> list[GpuMissing | leases.GpusBusy]:
+        """What would keep the job from starting at once: GPUs missing, or in use (it would wait in the queue)."""
         plan = self.plan(req)
-        warnings = list(plan.warnings)
+        warnings: list[GpuMissing | leases.GpusBusy] = list(plan.warnings)
         if self.backend.schedules_gpus and (missing := await self._missing_gpus(req)) is not None:
-            warnings.append(str(missing))
-        holders = leases.held(await self.store.active())
-        busy = [f"GPU {g} is held by job {holders[g]}" for g in req.gpus if g in holders]
-        foreign = self.foreign_busy(await self.store.active())
-        busy += [f"GPU {g} is busy with a process trainbot did not start" for g in req.gpus
-                 if g in foreign and g not in holders]
-        if busy:
-            warnings.append("; ".join(busy) + ": the job would wait in the queue")
+            warnings.append(missing)
+        active = await self.store.active()
+        holders, foreign = leases.held(active), self.foreign_busy(active)
+        busy = leases.GpusBusy({g: holders[g] for g in req.gpus if g in holders},
+                               tuple(g for g in req.gpus if g in foreign and g not in holders))
+        if busy.held or busy.foreign:
+            warnings.append(busy)
         return warnings
 
     async def _missing_gpus(self, req: JobRequest) -> GpuMissing | None:

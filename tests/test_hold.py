@@ -37,3 +37,19 @@ async def test_hold_creates_only_and_start_starts(tmp_path: Path, open_runtime: 
     assert kinds[:2] == ["created", "submitted"] and "finished" in kinds
     deleted = await handlers.handle(f"delete {job_id}", alice)
     assert deleted.ok
+
+
+async def test_a_dry_run_warns_of_missing_and_busy_gpus_and_says_what_would_work(tmp_path: Path,
+                                                                                 open_runtime: OpenRuntime) -> None:
+    runtime = await open_runtime(fake_config(tmp_path, gpus=2, steps=200, step_s=0.1))
+    handlers = Handlers(runtime)
+    alice = Caller(user_id="UALICE")
+    missing = await handlers.handle("llm gpu=5 out=output/d --dry-run", alice)
+    assert missing.ok and "Dry run" in missing.text and "⚠️" in missing.text and missing.text.endswith("Try gpu=0.")
+    running = await handlers.handle("llm gpu=0 out=output/r", alice)
+    assert running.ok and running.job_id
+    busy = await handlers.handle("llm gpu=0,1 out=output/d --dry-run", alice)
+    assert f"⚠️ GPU 0 is held by job {running.job_id}: the job would wait in the queue" in busy.text, busy.text
+    free = await handlers.handle("llm gpu=1 out=output/d --dry-run", alice)
+    assert "⚠️" not in free.text, free.text
+    assert (await handlers.handle(f"stop {running.job_id}", alice)).ok

@@ -12,7 +12,7 @@ from bot.api.auth import Principal
 from bot.api.context import ApiContext
 from bot.grammar import CreateJob, Rejection, out_example, parse
 from bot.help_text import VLM_KEYS
-from bot.texts import error_text
+from bot.texts import error_text, warning_text
 from runner import leases
 from runner.access import check_start
 from runner.supervisor import JobRequest
@@ -81,7 +81,7 @@ async def submit(ctx: ApiContext, who: Principal, fields: dict[str, str]) -> Job
     if fields.get("go") != "start":
         plan = sup.plan(req)
         return replace(form, preview=plan.display, notes=plan.notes,
-                       warnings=tuple(await sup.dry_run_warnings(req)))
+                       warnings=tuple(warning_text(w) for w in await sup.dry_run_warnings(req)))
     try:
         check_start(who.caller(), config.access)
         job = await sup.submit(req)
