@@ -92,4 +92,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_newest ON jobs (created_at, queue_seq);
     CREATE INDEX jobs_kind_newest ON jobs (kind, created_at, queue_seq);
     """,
+    # 4: lists by state (`?status=` over HTTP, `list state=...`) page newest first too, with or without a kind:
+    # without these a state few jobs are in was found by reading every job of the kind
+    """
+    CREATE INDEX jobs_state_newest ON jobs (state, created_at, queue_seq);
+    CREATE INDEX jobs_kind_state_newest ON jobs (kind, state, created_at, queue_seq);
+    """,
 ]
