@@ -91,13 +91,18 @@ def _create_to_started(root: Path, jobs: int) -> list[float]:
     return times
 
 
+async def fill_root(root: Path, n_jobs: int) -> None:
+    """A fake-swift config in `root` whose store already holds `n_jobs` ended jobs (the list and page figures)."""
+    config = fake_config(root, gpus=1, step_s=0.01, max_steps=2)
+    store = await JobStore.open(config.db_path)
+    await _fill(store, n_jobs)
+    await store.close()
+
+
 async def api_latency(n_jobs: int, samples: int, creates: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = fake_config(root, gpus=1, step_s=0.01, max_steps=2)
-        store = await JobStore.open(config.db_path)
-        await _fill(store, n_jobs)
-        await store.close()
+        await fill_root(root, n_jobs)
         rows = await asyncio.to_thread(_latency_rows, root, n_jobs, samples)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -17,10 +17,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from bench.api_figures import _timed, serve
+from bench.api_figures import _timed, fill_root, serve
 from bench.common import Row, fake_config, pct
-from bench.runner_figures import _fill
-from storage.jobs import JobStore
 
 
 def _jobs_page(root: Path, n_jobs: int, samples: int) -> Row:
@@ -72,10 +70,7 @@ def _page_cpu(root: Path, pages: int, window_s: float) -> Row:
 async def web_figures(n_jobs: int, samples: int, pages: int, window_s: float) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = fake_config(root, gpus=1, step_s=0.01, max_steps=2)
-        store = await JobStore.open(config.db_path)
-        await _fill(store, n_jobs)
-        await store.close()
+        await fill_root(root, n_jobs)
         rows = [await asyncio.to_thread(_jobs_page, root, n_jobs, samples)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
