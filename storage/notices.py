@@ -211,14 +211,13 @@ def encode(facts: NoticeFacts) -> str:
 def decode(topic: str, data: str) -> NoticeFacts:
     """A stored notice back into its type; old rows are upgraded, and what no type fits is `Unreadable`."""
     try:
-        fields: dict[str, Any] = json.loads(data)
-        version = fields.pop("v", 0)
-        if version > SCHEMA_VERSION or not isinstance(fields, dict):
+        fields = json.loads(data)
+        if not isinstance(fields, dict) or (version := fields.pop("v", 0)) > SCHEMA_VERSION:
             return Unreadable(topic=topic)
         if version == 0:
             topic, fields = _from_v0(topic, fields)
         return _ADAPTER.validate_python({**fields, "kind": topic})
-    except (ValueError, TypeError, AttributeError, ValidationError):
+    except (ValueError, TypeError, ValidationError):
         return Unreadable(topic=topic)
 
 
