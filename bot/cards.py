@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -42,13 +43,15 @@ class _Drawn:
 
 class CardSync:
     def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, outage: Outage, *,
-                 interval_s: float = 3.0, tick_s: float = 0.5, safety_poll_s: float = 30.0) -> None:
+                 interval_s: float = 3.0, tick_s: float = 0.5, safety_poll_s: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store, self.client, self.pacer, self.outage = store, client, pacer, outage
+        self._clock = clock  # wall time, as the outage (shared with the notifier) and jobs' updated_at count it
         self.interval_s, self.tick_s = interval_s, tick_s
         self._drawn: dict[str, _Drawn] = {}
         self.loop = WakeableLoop("cards", self._step, store.changes, safety_poll_s)
         self._held_back = False  # a card changed but must wait (its interval, the budget, an outage)
-        self._started_at = time.time()
+        self._started_at = clock()
 
     def start(self) -> None:
         self.loop.start()
@@ -71,7 +74,7 @@ class CardSync:
 
     async def sync(self) -> int:
         """Update the cards that are due and fit the budget; returns how many were updated."""
-        if self.outage.active(time.time()):
+        if self.outage.active(self._clock()):
             self._held_back = True
             return 0
         due = await self._due()
@@ -127,7 +130,7 @@ class CardSync:
             failure = classify(exc)
             drawn = self._drawn.setdefault(job.id, _Drawn(None, 0.0, 0.0))
             if failure.kind is FailureKind.OUTAGE:
-                self.outage.failed(time.time())
+                self.outage.failed(self._clock())
             elif failure.kind is FailureKind.REJECTED:
                 drawn.at = time.monotonic()  # try again after the interval, not at once
                 if failure.error in GONE_ERRORS:  # the card was deleted: leave it be until the job changes

@@ -47,13 +47,15 @@ MAX_BATCH = 10  # minor milestones in one reply at most
 class Notifier:
     def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, *, outage: Outage | None = None,
                  policy: RetryPolicy | None = None, poll_s: float = 0.5, safety_poll_s: float = 30.0,
-                 on_card: Callable[[Job, int | None], None] | None = None) -> None:
+                 on_card: Callable[[Job, int | None], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store, self.client, self.pacer = store, client, pacer
+        self._clock = clock  # wall time, like the outbox's next_attempt_at
         self.policy = policy or RetryPolicy()
         self.outage = outage or Outage(self.policy)
         self.poll_s = poll_s
         self.on_card = on_card
-        self._started_at = time.time()
+        self._started_at = clock()
         self._busy: set[str] = set()  # channels with a delivery under way
         self._in_flight: set[int] = set()
         self._unsure: set[int] = set()  # may have reached Slack already: look before sending again
@@ -83,7 +85,7 @@ class Notifier:
         """One round of the loop; how long it may sleep: woken by a new notice (a store change) or a delivery
         ending, it need only wake on its own for a retry that falls due (stored), or while Slack is down."""
         await self.dispatch()
-        now = time.time()
+        now = self._clock()
         if self.outage.active(now):
             return self.poll_s
         soonest = await self.store.next_notice_at()
@@ -93,10 +95,10 @@ class Notifier:
 
     async def dispatch(self) -> int:
         """Start delivering what is due: per channel the oldest notice first, one at a time."""
-        if self._closing or self.outage.active(time.time()):
+        if self._closing or self.outage.active(self._clock()):
             return 0
         started = 0
-        for notice in sorted(await self.store.due_notices(limit=500), key=_priority):
+        for notice in sorted(await self.store.due_notices(now=self._clock(), limit=500), key=_priority):
             assert notice.id is not None
             channel = await self._channel_of(notice)
             key = channel or f"job:{notice.job_id}"
@@ -122,7 +124,7 @@ class Notifier:
         assert notice.id is not None
         try:
             pending = await self.store.pending_notices(notice.job_id)
-            if not pending or pending[0].id != notice.id or pending[0].next_attempt_at > time.time():
+            if not pending or pending[0].id != notice.id or pending[0].next_attempt_at > self._clock():
                 return  # read before the delivery under way then had marked it (or put it off): not ours now
             notice = pending[0]  # with its attempts as they are now
             await self.deliver(notice, channel, pending[1:])
@@ -168,7 +170,7 @@ class Notifier:
         if suspect and thread:
             told, charted = await self._find_in_thread(channel, thread, notice)
         if notice.id not in told:
-            batch = self._batch(notice, later)
+            batch = self._batch(notice, later, self._clock())
             await self._post(channel, thread, views.notices_message(batch, job), batch)
             told = [n.id for n in batch if n.id is not None]
             self._unsure.add(notice.id)  # posted: should the chart fail now, its retry must not post again
@@ -178,11 +180,11 @@ class Notifier:
             await self.store.mark_delivered(notice_id)
 
     @staticmethod
-    def _batch(notice: Notice, later: list[Notice]) -> list[Notice]:
+    def _batch(notice: Notice, later: list[Notice], now: float) -> list[Notice]:
         """The notice, and the minor milestones of its job queued right after it (one reply for them all)."""
         if views.role(notice.facts) is not Role.MINOR:
             return [notice]
-        batch, now = [notice], time.time()
+        batch = [notice]
         for next_ in later:
             if views.role(next_.facts) is not Role.MINOR or next_.next_attempt_at > now or len(batch) >= MAX_BATCH:
                 break
@@ -276,7 +278,7 @@ class Notifier:
     async def _failed(self, notice: Notice, exc: Exception) -> None:
         assert notice.id is not None
         failure = classify(exc)
-        now = time.time()
+        now = self._clock()
         if failure.maybe_delivered:
             self._unsure.add(notice.id)
         if failure.kind is FailureKind.RATE_LIMITED:

@@ -89,14 +89,17 @@ async def test_a_restarted_bot_redraws_recent_cards_once(store: JobStore, slack:
 
 
 async def test_outage_pauses_the_cards(store: JobStore, slack: SlackStandIn) -> None:
-    outage = Outage(RetryPolicy(base_s=0.3, cap_s=0.3, jitter=0.0))
-    cards = CardSync(store, client(slack), Pacer(), outage, interval_s=0.0)
+    now = [1000.0]
+    outage = Outage(RetryPolicy(base_s=30.0, cap_s=30.0, jitter=0.0))
+    cards = CardSync(store, client(slack), Pacer(), outage, interval_s=0.0, clock=lambda: now[0])
     [job] = await with_cards(store, slack, cards, 1)
     await store.update(job.id, queue_reason="waiting")
     slack.fail_with(502, times=1)
-    assert await cards.sync() == 0 and outage.active(time.time())
+    assert await cards.sync() == 0 and outage.until == 1030.0  # Slack failed: wait base_s from the failure
+    now[0] = 1029.9
     assert await cards.sync() == 0 and len(slack.calls("chat.update")) == 1  # no call while Slack is down
-    await slack.wait_for(cards.sync, 3, what="the update after the outage")
+    now[0] = 1030.0
+    assert await cards.sync() == 1  # the outage is over: the update goes out
     assert [c.status for c in slack.calls("chat.update")] == [502, 200]
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,11 +24,12 @@ from tests.slack_standin import SlackStandIn
 FIXTURE_LOG = Path(__file__).parent / "fixtures" / "swift46" / "sft_ok.logging.jsonl"
 
 
-def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST) -> Notifier:
+def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST,
+             clock: Callable[[], float] = time.time) -> Notifier:
     from slack_sdk.web.async_client import AsyncWebClient
 
     client = AsyncWebClient(token=BOT, base_url=slack.api_url, retry_handlers=[])
-    return Notifier(store, client, Pacer(), policy=policy, poll_s=0.05)
+    return Notifier(store, client, Pacer(), policy=policy, poll_s=0.05, clock=clock)
 
 
 async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: bool = True) -> Job:
@@ -93,25 +94,37 @@ async def test_retry_after_is_honoured(store: JobStore, slack: SlackStandIn, tmp
 async def test_outage_backoff_survives_a_restart(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     job = await new_job(store, tmp_path, ended=False)
     slack.fail_with(503)
-    first = notifier(store, slack, RetryPolicy(base_s=0.1, cap_s=1.5, jitter=0.0))
-    first.start()
-    await slack.wait_for(lambda: len(slack.calls()) >= 4, 10, what="a few failed tries")
+    now = [time.time()]  # the bot's clock, moved by hand: after the job's notices were written, as in life
+    policy = RetryPolicy(base_s=10.0, cap_s=40.0, jitter=0.0)
+    first = notifier(store, slack, policy, clock=lambda: now[0])
+    start, retries = now[0], []
+    for tries in range(1, 5):
+        assert await first.dispatch() == 1
+        head = await slack.wait_for(functools.partial(head_after, store, tries), 5, what=f"failed try {tries}")
+        assert head is not None
+        retries.append(head.next_attempt_at - start)
+        now[0] = head.next_attempt_at - 0.1
+        assert await first.dispatch() == 0  # Slack is down: nothing tried before the wait is over
+        now[0] = head.next_attempt_at
     await first.close()
-    tries = [c.time for c in slack.calls()]
-    assert {c.status for c in slack.calls()} == {503}
-    gaps = [b - a for a, b in itertools.pairwise(tries)]
-    assert all(b > a for a, b in itertools.pairwise(gaps))  # growing waits
-    [head] = await store.due_notices(now=time.time() + 60)
-    assert head.topic == "job_created" and head.attempts >= 4 and head.next_attempt_at > time.time() - 1
-    retry_at = head.next_attempt_at
+    assert retries == [10.0, 30.0, 70.0, 110.0]  # waits of 10, 20, 40 s, then the cap
+    assert [c.status for c in slack.calls()] == [503] * 4
     slack.clear_faults()
-    async with running(notifier(store, slack)):  # a restarted bot: the schedule comes from the store
+    now[0] -= 1.0
+    second = notifier(store, slack, policy, clock=lambda: now[0])  # a restarted bot: the schedule is the store's
+    assert await second.dispatch() == 0 and len(slack.calls()) == 4
+    now[0] += 1.0
+    async with running(second):
         await slack.wait_for(lambda: delivered(store), 10, what="delivery after the outage")
-    ok = [c for c in slack.calls("chat.postMessage") if c.status == 200]
-    assert ok[0].time >= retry_at - 0.05
     assert slack.calls("conversations.history")  # the card might have been posted: looked first
     assert [payload(m)["topic"] for m in slack.messages(CH, top_level=True)] == ["job_created"]
     assert (await store.require(job.id)).card_ts == slack.messages(CH)[0]["ts"]
+
+
+async def head_after(store: JobStore, tries: int) -> Notice | None:
+    """The job's first notice once it has been tried `tries` times (its failure written down)."""
+    [head, *_] = await store.due_notices(now=float("inf"))
+    return head if head.attempts == tries and head.topic == "job_created" else None
 
 
 async def test_refused_connections(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
