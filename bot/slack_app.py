@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -32,7 +34,9 @@ CLOSE_WAIT_S = 10.0  # at shutdown, how long the commands under way may take to 
 class BotContext:
     """What the listeners share. The work that follows an ack runs in its own task (`after_ack`), at most
     `commands_at_once` at a time: the listener returns right after `ack()`, so Bolt sends the ack without waiting
-    for the work, and one slow command (an `sbatch`, a rate-limited upload) holds one slot, not the whole bot."""
+    for the work, and one slow command (an `sbatch`, a rate-limited upload) holds one slot, not the whole bot.
+    Acks come first: work starts only when no Slack request is being answered (`answering`), so a burst of
+    commands is acked before any of them is worked on."""
 
     runtime: Runtime
     handlers: Handlers
@@ -44,9 +48,24 @@ class BotContext:
     commands_at_once: int = 4
     _slots: asyncio.Semaphore = field(init=False)
     _work: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _answering: int = field(default=0, init=False)
+    _quiet: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # set: no request being answered
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.commands_at_once)
+        self._quiet.set()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the answer to one Slack request (a Bolt middleware): work waits until none is under way."""
+        self._answering += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._answering -= 1
+            if not self._answering:
+                self._quiet.set()
 
     def after_ack(self, work: Coroutine[Any, Any, None]) -> None:
         """Runs `work` (which answers on its own) in its own task once a slot is free; returns at once."""
@@ -56,6 +75,7 @@ class BotContext:
 
     async def _in_slot(self, work: Coroutine[Any, Any, None]) -> None:
         try:
+            await self._quiet.wait()
             async with self._slots:
                 await work
         finally:
@@ -111,8 +131,17 @@ class BotContext:
 def build_app(ctx: BotContext, *, signing_secret: str | None) -> AsyncApp:
     """No signing secret: Socket Mode only (its requests come over the app's own websocket, unsigned)."""
     app = AsyncApp(client=ctx.client, signing_secret=signing_secret or "", logger=logging.getLogger("bot.bolt"),
-                   request_verification_enabled=bool(signing_secret))
+                   request_verification_enabled=bool(signing_secret),
+                   # Bolt answers when the listener returns; its default runs the listener in a task and polls for
+                   # the ack every 10 ms. Every listener here acks and returns at once (the work goes to
+                   # `after_ack`), so this saves those ~10 ms on each ack and changes nothing else.
+                   process_before_response=True)
     listeners.register(app, ctx)
+
+    @app.middleware
+    async def acks_first(next_: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+        with ctx.answering():
+            return await next_()
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
     async def home_opened(event: dict[str, Any]) -> None:
-        if event.get("tab", "home") == "home":
-            await publish_home(ctx.client, ctx.runtime, event["user"], time.time())
+        if event.get("tab", "home") == "home":  # acked when this returns: the tab is drawn after
+            ctx.after_ack(publish_home(ctx.client, ctx.runtime, event["user"], time.time()))
 
     app.event("app_home_opened")(home_opened)
