@@ -72,7 +72,8 @@ def _lookup(tokens: Mapping[str, str], presented: str) -> str | None:
     return found
 
 
-def current_user(request: Request, ctx: Annotated[ApiContext, Depends(get_context)]) -> Principal:
+async def current_user(request: Request, ctx: Annotated[ApiContext, Depends(get_context)]) -> Principal:
+    """async only so that FastAPI calls it in the loop: a plain `def` dependency goes through its thread pool."""
     header = request.headers.get("authorization")
     admins = ctx.config.access.admins
     if header is None:

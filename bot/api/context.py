@@ -19,6 +19,7 @@ class ApiContext:
     tokens: dict[str, str] = field(repr=False)  # token -> user id; never logged (repr=False keeps it out of logs)
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
+    """async only so that FastAPI calls it in the loop (a plain `def` dependency goes through its thread pool)."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
