@@ -106,12 +106,13 @@ def job_status(job: Job, fmt: Format = PLAIN) -> str:
 
 def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
     when = [("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at)]
+    run = job.train_run
     lines = [job_status(job, fmt), "",
              " · ".join(f"{k} {_clock(v)}" for k, v in when if v),
-             f"log {fmt.code(job.log_path)}" + (f" · run dir {fmt.code(job.run_dir)}" if job.run_dir else ""),
+             f"log {fmt.code(run.log_path)}" + (f" · run dir {fmt.code(job.run_dir)}" if job.run_dir else ""),
              f"backend {job.backend}" + (f" on {fmt.text(job.host)}" if job.host else "")
-             + (f" (pid {job.pid})" if job.pid else "") + (f" (Slurm job {job.backend_job_id})"
-                                                          if job.backend_job_id else ""),
+             + (f" (pid {run.pid})" if run.pid else "") + (f" (Slurm job {run.backend_job_id})"
+                                                          if run.backend_job_id else ""),
              "command:", fmt.block(_command(job))]
     if events:
         lines.append("events:")
@@ -223,8 +224,8 @@ def backend_label(name: str) -> str:
 def start_reply(job: Job, fmt: Format = PLAIN) -> str:
     """Where a job just created stands, as its real state says (a scheduler may refuse it at once)."""
     match job.state:
-        case JobState.QUEUED if job.backend_job_id:
-            words = f"submitted to {backend_label(job.backend)} as job {fmt.text(job.backend_job_id)}"
+        case JobState.QUEUED if job.train_run.backend_job_id:
+            words = f"submitted to {backend_label(job.backend)} as job {fmt.text(job.train_run.backend_job_id)}"
             reason = job.queue_reason if job.queue_reason and job.queue_reason.startswith("Slurm:") else None
             return words + (f" ({fmt.text(reason)})" if reason else "")
         case JobState.QUEUED:

@@ -6,6 +6,7 @@ restarted bot carries on from what the store says. Each change goes to the store
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_s
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState, Progress
+from storage.models import ExportState, Job, JobState, Progress, Purpose
 from storage.notices import (
     CheckpointSaved,
     EvalDone,
@@ -54,13 +55,13 @@ class Follower:
         self._tails.pop(job_id, None)
         self._stop_started.pop(job_id, None)
 
-    def log_path(self, job: Job, purpose: str) -> Path:
+    def log_path(self, job: Job, purpose: Purpose) -> Path:
         name = "training" if purpose == "train" else "export"
         return self.config.log_dir / f"{job.kind}_{name}_{job.id}.log"
 
     async def follow(self, job: Job) -> None:
         """One active job: its process's state, progress and milestones; settle it once its process is gone."""
-        ref = process_ref(job, "train")
+        ref = ProcessRef.of(job, "train")
         status = await self.backend.status(ref)
         if job.state is JobState.QUEUED:  # submitted to a scheduling backend
             if status.alive and status.pending_reason is not None:
@@ -82,7 +83,7 @@ class Follower:
         queue = [j for j in active if j.state is JobState.QUEUED]
         if self.backend.schedules_gpus:  # Slurm picks the GPUs and keeps its own queue: hand every job over
             for job in queue:
-                if job.backend_job_id is None:
+                if job.train_run.backend_job_id is None:
                     await self._launch(job)
             return
         decisions = leases.plan_starts(queue, leases.held(active), self.foreign_busy(active))
@@ -115,11 +116,10 @@ class Follower:
                                                                     failure_class="launch")))
             return
         job = await self.store.update(
-            job.id, pid=launched.pid, proc_start_time=launched.proc_start_time, host=launched.host,
-            backend_job_id=launched.backend_job_id, log_path=str(log_path),
+            job.id, train_run=launched.run(log_path), host=launched.host,
             progress=job.progress if job.progress.last_checkpoint else Progress())
         if scheduled:  # the notice carries facts; each front end words them (and the place in line is Slurm's)
-            status = await self.backend.status(process_ref(job, "train"))
+            status = await self.backend.status(ProcessRef.of(job, "train"))
             reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
             await self.store.update(job.id, queue_reason=reason, event=reason, event_kind="submitted",
                                     notice=Notice(job.id, JobQueued(
@@ -180,7 +180,7 @@ class Follower:
         duration = now - job.started_at if job.started_at else None
         common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
         failure = None if ended_well(job, returncode, progress) else classify_failure(
-            returncode, Path(job.log_path) if job.log_path else None, stop_requested=job.state is JobState.STOPPING)
+            returncode, _log(job, "train"), stop_requested=job.state is JobState.STOPPING)
         outcome = decide_outcome(job, returncode, progress, failure, cause)
         if isinstance(outcome, Succeeded):
             await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
@@ -205,19 +205,19 @@ class Follower:
         for job in exporting:
             if job.id in self.launching_exports:
                 continue
-            ref = process_ref(job, "export")
-            status = await self.backend.status(ref)
+            status = await self.backend.status(ProcessRef.of(job, "export"))
             if status.alive:
                 continue
             export_dir = Path(job.export_dir or "")
+            ended = dataclasses.replace(job.export_run, pid=None)  # no process of its left to signal
             if status.returncode == 0 and export_dir.is_dir():
-                await self.store.update(job.id, export_state=ExportState.EXPORTED, export_pid=None,
+                await self.store.update(job.id, export_state=ExportState.EXPORTED, export_run=ended,
                                         event=f"exported to {export_dir}", event_kind="exported",
                                         notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir))))
             else:
-                f = classify_failure(status.returncode, Path(job.export_log_path) if job.export_log_path else None)
+                f = classify_failure(status.returncode, _log(job, "export"))
                 f = with_cause(f, status.detail) if status.detail else f
-                await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_pid=None,
+                await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_run=ended,
                                         event=f"export failed: {f.summary}", event_kind="export_failed",
                                         notice=Notice(job.id, ExportFailed(summary=f.summary, hint=f.hint,
                                                                               tail=tuple(f.tail))))
@@ -225,14 +225,14 @@ class Follower:
 
     def foreign_busy(self, active: list[Job]) -> set[str]:
         """GPUs with processes that are not ours (ours: every process of our jobs, found from their pids)."""
-        refs = [process_ref(j, "train") for j in active if j.pid is not None]
+        refs = [ProcessRef.of(j, "train") for j in active if j.train_run.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 
-def process_ref(job: Job, purpose: str) -> ProcessRef:
-    if purpose == "export":
-        return ProcessRef(job.id, "export", job.export_pid, job.export_proc_start_time, job.export_backend_job_id)
-    return ProcessRef(job.id, "train", job.pid, job.proc_start_time, job.backend_job_id)
+def _log(job: Job, purpose: Purpose) -> Path | None:
+    """The log of the job's run for `purpose`, where it has one."""
+    log_path = job.run(purpose).log_path
+    return Path(log_path) if log_path else None
 
 
 

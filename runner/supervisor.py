@@ -31,7 +31,7 @@ from runner.errors import (
     NotRestartable,
     OutputInUse,
 )
-from runner.following import Follower, process_ref
+from runner.following import Follower
 from runner.gpus import GpuProbe
 from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
@@ -40,7 +40,7 @@ from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
 from storage.errors import StillActive
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState
+from storage.models import ExportState, Job, JobState, Purpose, Run
 from storage.notices import (
     ExportStarted,
     JobCreated,
@@ -128,7 +128,7 @@ class Supervisor:
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
                                       notice=Notice("", JobCreated(command=plan.display, profile=req.profile,
                                                                      profile_notes=tuple(plan.notes))))
-        return await self.store.update(job.id, log_path=str(self.log_path(job, "train")))
+        return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
 
     async def _check_output_free(self, output_dir: Path, job_id: str | None) -> None:
         """Two active jobs never share an output folder: their checkpoints and logging.jsonl would mix."""
@@ -166,8 +166,8 @@ class Supervisor:
             note = f"resuming from {resume}" if resume else "from the start (no checkpoint yet)"
             await self.store.update(
                 job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, error_class=None, error_message=None,
-                error_hint=None, exit_code=None, stopped_by=None, queue_reason=None, finished_at=None, pid=None,
-                backend_job_id=None, proc_start_time=None,
+                error_hint=None, exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
+                train_run=Run(log_path=job.train_run.log_path),  # a new run, appending to the same log
                 run_dir=None, event=f"started again by {by or 'console'}, {note}", event_kind="restarted",
                 notice=Notice(job_id, JobRestarted(by=by, resume_from=resume, command=plan.display)),
             )
@@ -178,8 +178,8 @@ class Supervisor:
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.QUEUED:
-                if job.backend_job_id is not None:
-                    await self.backend.terminate(process_ref(job, "train"))  # leave the backend's queue too
+                if job.train_run.backend_job_id is not None:
+                    await self.backend.terminate(ProcessRef.of(job, "train"))  # leave the backend's queue too
                 return await self.store.update(
                     job_id, state=JobState.STOPPED, stopped_by=by, finished_at=time.time(), queue_reason=None,
                     event=f"removed from the queue by {by or 'console'}",
@@ -189,7 +189,7 @@ class Supervisor:
                 job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=by,
                                               event=f"stop requested by {by or 'console'}",
                                               notice=Notice(job_id, StopRequested(by=by)))
-                await self.backend.interrupt(process_ref(job, "train"))
+                await self.backend.interrupt(ProcessRef.of(job, "train"))
                 return job
             if job.state is JobState.STOPPING:
                 return job
@@ -212,8 +212,7 @@ class Supervisor:
                                entry=export_entry(self.config, self.backend.name))
             log_path = self.log_path(job, "export")
             await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
-                                    export_log_path=str(log_path), export_pid=None, export_proc_start_time=None,
-                                    export_backend_job_id=None)
+                                    export_run=Run(log_path=str(log_path)))
             self.follower.launching_exports.add(job_id)
         try:
             launched = await self.backend.launch(ProcessRef(job_id, "export"), cmd, log_path=log_path,
@@ -227,8 +226,7 @@ class Supervisor:
         async with self._lock:
             self.follower.launching_exports.discard(job_id)
             return await self.store.update(
-                job_id, export_pid=launched.pid, export_proc_start_time=launched.proc_start_time,
-                export_backend_job_id=launched.backend_job_id,
+                job_id, export_run=launched.run(log_path),
                 event=f"export started by {by or 'console'}: {cmd.display()}", event_kind="export_started",
                 notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display())))
 
@@ -248,7 +246,7 @@ class Supervisor:
     async def recover(self) -> None:
         """On start: jobs caught mid-launch go back in line; the rest is what every tick does anyway."""
         for job in await self.store.list_jobs(states=[JobState.STARTING]):
-            if job.pid is None:
+            if job.train_run.pid is None:
                 await self.store.update(job.id, state=JobState.QUEUED, event="back in line: the bot restarted "
                                         "before this job's launch", event_kind="requeued")
         for job in await self.store.list_jobs(states=[JobState.STOPPING]):
@@ -276,7 +274,7 @@ class Supervisor:
                 return False
             active = await self.store.active()
             for job in active:
-                if job.state in leases.HOLDING_STATES or job.backend_job_id is not None:
+                if job.state in leases.HOLDING_STATES or job.train_run.backend_job_id is not None:
                     try:
                         await self.follower.follow(job)
                     except Exception:  # one job's trouble must not stop the others being followed
@@ -289,7 +287,7 @@ class Supervisor:
     def foreign_busy(self, active: list[Job]) -> set[str]:
         return self.follower.foreign_busy(active)
 
-    def log_path(self, job: Job, purpose: str) -> Path:
+    def log_path(self, job: Job, purpose: Purpose) -> Path:
         return self.follower.log_path(job, purpose)
 
 

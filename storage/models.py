@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 class Kind(enum.StrEnum):
@@ -107,6 +107,19 @@ class Progress:
         return round(100.0 * self.step / self.max_steps, 1)
 
 
+Purpose = Literal["train", "export"]  # which of a job's processes: its training or its export
+
+
+@dataclass(frozen=True)
+class Run:
+    """One process of a job, its training or its export: enough to find it again, also from a restarted bot."""
+
+    pid: int | None = None
+    proc_start_time: float | None = None  # with the pid: a reused pid is not taken for ours
+    backend_job_id: str | None = None  # the scheduler's id (Slurm), where it has one
+    log_path: str | None = None
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -120,17 +133,11 @@ class Job:
     overrides: dict[str, str] = field(default_factory=dict)
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
-    log_path: str | None = None
     export_dir: str | None = None
-    export_log_path: str | None = None
-    pid: int | None = None
-    proc_start_time: float | None = None
     host: str | None = None
     backend: str = "local"
-    backend_job_id: str | None = None
-    export_pid: int | None = None
-    export_proc_start_time: float | None = None
-    export_backend_job_id: str | None = None
+    train_run: Run = Run()
+    export_run: Run = Run()
     progress: Progress = field(default_factory=Progress)
     exit_code: int | None = None
     error_class: str | None = None
@@ -149,6 +156,12 @@ class Job:
 
     def replace(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
+
+    def run(self, purpose: Purpose) -> Run:
+        return self.train_run if purpose == "train" else self.export_run
+
+    def with_run(self, purpose: Purpose, run: Run) -> Job:
+        return self.replace(train_run=run) if purpose == "train" else self.replace(export_run=run)
 
 
 @dataclass(frozen=True)

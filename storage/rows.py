@@ -1,4 +1,5 @@
-"""A Job as a row of the `jobs` table, and back (JSON for the dicts and lists, the progress flattened)."""
+"""A Job as a row of the `jobs` table, and back (JSON for the dicts and lists, the progress and the two runs
+flattened: a run's fields are columns of the job's row, no join on the list pages)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from operator import itemgetter
 from typing import Any
 
 import aiosqlite
 
-from storage.models import ExportState, Job, JobState, Kind, Progress
+from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose, Run
 
 _JSON_COLUMNS = {"overrides", "env"}
 _LIST_COLUMNS = {"argv", "gpus"}
 PROGRESS_FIELDS = [f.name for f in fields(Progress)]
-JOB_FIELDS = [f.name for f in fields(Job) if f.name != "progress"]
+RUN_FIELDS = [f.name for f in fields(Run)]
+# each run's columns, in Run's field order: the training's carry the plain names (pid, log_path, ...)
+RUN_COLUMNS: dict[Purpose, list[str]] = {"train": RUN_FIELDS, "export": [f"export_{n}" for n in RUN_FIELDS]}
+_NESTED = {"progress", "train_run", "export_run"}
+JOB_FIELDS = [f.name for f in fields(Job) if f.name not in _NESTED]
 
 
 def to_row(job: Job) -> dict[str, Any]:
@@ -29,25 +35,38 @@ def to_row(job: Job) -> dict[str, Any]:
         row[name] = value
     for name in PROGRESS_FIELDS:
         row[name] = getattr(job.progress, name)
+    for purpose, columns in RUN_COLUMNS.items():
+        run = job.run(purpose)
+        for name, column in zip(RUN_FIELDS, columns, strict=True):
+            row[column] = getattr(run, name)
     return row
 
 
 def from_row(row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
     """`keys`: the columns' names, when many rows of one query are read (a list page)."""
-    job_at, progress_at = _positions(tuple(keys or row.keys()))
-    values = [row[i] for i in job_at]  # in Job's field order, so Job(*values) needs no names
-    values[_PROGRESS_SLOT] = Progress(*[row[i] for i in progress_at])
+    job_at, progress_at, train_at, export_at = _getters(tuple(keys or row.keys()))
+    values = list(job_at(row))  # in Job's field order, so Job(*values) needs no names
+    values[_PROGRESS_SLOT] = Progress(*progress_at(row))
+    values[_TRAIN_SLOT] = Run(*train_at(row))
+    values[_EXPORT_SLOT] = Run(*export_at(row))
     for slot, convert in _CONVERT:
         values[slot] = convert(values[slot])
     return Job(*values)
 
 
+_Getter = Callable[[aiosqlite.Row], tuple[Any, ...]]
+
+
 @functools.lru_cache(maxsize=8)
-def _positions(keys: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Where each of Job's fields (the progress: a placeholder) and Progress's fields sit in a row of `keys`."""
+def _getters(keys: tuple[str, ...]) -> tuple[_Getter, _Getter, _Getter, _Getter]:
+    """Readers, by position, of a row of `keys`: Job's fields (the progress and the runs: placeholders),
+    Progress's, the training run's and the export run's. itemgetter reads in C, and as each reads several
+    fields each returns a tuple."""
     at = {name: i for i, name in enumerate(keys)}
-    job_at = tuple(0 if name == "progress" else at[name] for name in _ALL_JOB_FIELDS)
-    return job_at, tuple(at[name] for name in PROGRESS_FIELDS)
+    job_at = itemgetter(*(0 if name in _NESTED else at[name] for name in _ALL_JOB_FIELDS))
+    progress_at = itemgetter(*(at[name] for name in PROGRESS_FIELDS))
+    train_at, export_at = (itemgetter(*(at[c] for c in RUN_COLUMNS[p])) for p in ("train", "export"))
+    return job_at, progress_at, train_at, export_at
 
 
 def _json_dict(text: str) -> dict[str, str]:
@@ -60,6 +79,7 @@ def _json_tuple(text: str) -> tuple[str, ...]:
 
 _ALL_JOB_FIELDS = [f.name for f in fields(Job)]
 _PROGRESS_SLOT = _ALL_JOB_FIELDS.index("progress")
+_TRAIN_SLOT, _EXPORT_SLOT = _ALL_JOB_FIELDS.index("train_run"), _ALL_JOB_FIELDS.index("export_run")
 _KINDS, _STATES, _EXPORT_STATES = ({m.value: m for m in enum} for enum in (Kind, JobState, ExportState))
 _CONVERT: list[tuple[int, Callable[[Any], Any]]] = [
     (_ALL_JOB_FIELDS.index(name), convert) for name, convert in (

@@ -78,7 +78,7 @@ async def bot(config: Config, *, cancel_on_exit: bool = True) -> AsyncIterator[R
     finally:
         if cancel_on_exit:
             for job in await rt.store.list_jobs():
-                for slurm_id in (job.backend_job_id, job.export_backend_job_id):
+                for slurm_id in (job.train_run.backend_job_id, job.export_run.backend_job_id):
                     if slurm_id:
                         await slurm_cli.cancel(slurm_id)
         await rt.close()

@@ -55,7 +55,7 @@ async def test_local_job_gets_no_secret_but_what_it_needs(tmp_path: Path, config
     ref = ProcessRef("envjob", purpose)
     launched = await backend.launch(ref, SwiftCommand(argv, {"TB_JOB": "1"}), log_path=tmp_path / "job.log",
                                     gpus=("cpu",))
-    ref = dataclasses.replace(ref, pid=launched.pid, proc_start_time=launched.proc_start_time)
+    ref = dataclasses.replace(ref, run=launched.run(tmp_path / "job.log"))
     try:
         async def job_process() -> psutil.Process | None:
             return next(iter(psutil.Process(launched.pid).children()), None)

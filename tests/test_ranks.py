@@ -63,7 +63,7 @@ async def launch_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ranks
     backend.on_exit = lambda: exits.append(1)
     ref = ProcessRef("job1", "train")
     launched = await backend.launch(ref, SwiftCommand(argv), log_path=tmp_path / "job.log", gpus=("cpu",))
-    ref = dataclasses.replace(ref, pid=launched.pid, proc_start_time=launched.proc_start_time)
+    ref = dataclasses.replace(ref, run=launched.run(tmp_path / "job.log"))
     await wait_until(lambda: _all(out, "started"), 120, "both ranks to start")
     return backend, ref, out, exits
 

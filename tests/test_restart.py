@@ -48,7 +48,7 @@ async def submit_and_kill_bot(config: Config, tmp_path: Path) -> tuple[JobStore,
     job: Job = await wait_until(training, 120, "the job to be training")
     bot.send_signal(signal.SIGKILL)
     await bot.wait()
-    assert job.pid is not None and psutil.pid_exists(job.pid)  # training goes on without the bot
+    assert job.train_run.pid is not None and psutil.pid_exists(job.train_run.pid)  # training goes on without the bot
     return store, job
 
 
@@ -70,7 +70,7 @@ async def test_bot_killed_mid_training_reattaches_and_the_job_finishes(make_conf
     store, job = await submit_and_kill_bot(config, tmp_path)
     out = await run_bot_to_the_end(tmp_path)  # back while swift still trains: re-attach by pid + start time
     done = await store.require(job.id)
-    assert done.state is JobState.SUCCEEDED and done.pid == job.pid
+    assert done.state is JobState.SUCCEEDED and done.train_run.pid == job.train_run.pid
     assert done.progress.step == done.progress.max_steps
     assert_told_once([n.topic for n in await store.notices(job.id)])
     assert await store.pending_notices() == []  # all delivered, by one bot or the other
@@ -82,10 +82,11 @@ async def test_job_that_ended_while_the_bot_was_away_is_settled_from_its_files(m
                                                                                tmp_path: Path) -> None:
     config = make_config()
     store, job = await submit_and_kill_bot(config, tmp_path)
-    assert job.pid is not None
+    assert job.train_run.pid is not None
 
     async def gone() -> bool:
-        return not psutil.pid_exists(job.pid or -1) or psutil.Process(job.pid).status() == psutil.STATUS_ZOMBIE
+        pid = job.train_run.pid
+        return not psutil.pid_exists(pid or -1) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
     await wait_until(gone, 180, "swift to finish with no bot around")
     assert (await store.require(job.id)).state is JobState.RUNNING  # nobody has looked yet

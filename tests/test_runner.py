@@ -51,16 +51,16 @@ async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeCo
     config = make_config(extra={"dataloader_num_workers": 2})  # worker processes, as the seed's 4
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))
-    assert job.state is JobState.RUNNING and job.pid is not None
+    assert job.state is JobState.RUNNING and job.train_run.pid is not None
     job = await ended(rt, job.id)
-    log = Path(job.log_path or "").read_text()
+    log = Path(job.train_run.log_path or "").read_text()
     assert job.state is JobState.SUCCEEDED, (job.error_message, log[-2000:])
-    assert job.log_path == str(config.log_dir / f"llm_training_{job.id}.log")  # the seed's naming
+    assert job.train_run.log_path == str(config.log_dir / f"llm_training_{job.id}.log")  # the seed's naming
     # swift's sft script ran as the job's one process and left without the interpreter's teardown, its
     # dataloader workers with it
     assert "runner/swift_entry.py sft --model" in log.splitlines()[0]
     assert "leaving without the interpreter's teardown" in log
-    pgid = job.pid or -1
+    pgid = job.train_run.pid or -1
 
     async def group_gone() -> bool:
         return group_alive(pgid) == []
@@ -87,11 +87,11 @@ async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeCo
     for _ in range(2):  # a second export reuses the merged folder instead of failing on it
         await rt.supervisor.export(job_id, by="U1")
         job = await wait_until(exported, 120, "the export to end")
-        assert job.export_state is ExportState.EXPORTED, Path(job.export_log_path or "").read_text()[-2000:]
+        assert job.export_state is ExportState.EXPORTED, Path(job.export_run.log_path or "").read_text()[-2000:]
     merged = Path(job.export_dir or "")
     assert merged.parent == Path(p.last_checkpoint).parent and (merged / "model.safetensors").is_file()
-    assert job.export_log_path == str(config.log_dir / f"llm_export_{job.id}.log")
-    assert "runner/swift_entry.py export --adapters" in Path(job.export_log_path).read_text().splitlines()[0]
+    assert job.export_run.log_path == str(config.log_dir / f"llm_export_{job.id}.log")
+    assert "runner/swift_entry.py export --adapters" in Path(job.export_run.log_path).read_text().splitlines()[0]
     assert [n.topic for n in await rt.store.notices(job.id)][-2:] == ["export_started", "export_succeeded"]
 
 
@@ -100,7 +100,7 @@ async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(make_conf
     config = make_config(extra={"num_train_epochs": 30})
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))
-    assert job.pid is not None
+    assert job.train_run.pid is not None
 
     async def has_checkpoint() -> bool:
         return bool((await rt.store.require(job.id)).progress.last_checkpoint)
@@ -112,8 +112,9 @@ async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(make_conf
     assert job.state is JobState.STOPPED and job.stopped_by == "U1"
     assert job.progress.last_checkpoint and Path(job.progress.last_checkpoint).is_dir()
     assert job.progress.step is not None and job.progress.max_steps and job.progress.step < job.progress.max_steps
-    assert group_alive(job.pid or -1) == []
-    assert "KeyboardInterrupt" in Path(job.log_path or "").read_text()  # swift's trainer got the SIGINT itself
+    assert group_alive(job.train_run.pid or -1) == []
+    # swift's trainer got the SIGINT itself
+    assert "KeyboardInterrupt" in Path(job.train_run.log_path or "").read_text()
 
     # start <id> again: back in line, resuming from that checkpoint
     again = await rt.supervisor.restart(job.id, by="U1")

@@ -23,7 +23,7 @@ from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import SlurmBackend
 from runner.child_env import BOT_SECRETS
 from runner.command import SwiftCommand
-from storage.models import ExportState, Job, JobState
+from storage.models import ExportState, Job, JobState, Run
 from tests.slurm_bot import STUBBORN_BIN, bot, fake_config, job_when, real_config, request, slurm_job, summary_line
 from tests.slurm_cluster import require_slurm, wait_gpus_free
 from tests.waiting import wait_until
@@ -48,12 +48,12 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
     await wait_gpus_free()
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "real"))
-        assert job.state is JobState.QUEUED and job.pid is None and job.backend_job_id
+        assert job.state is JobState.QUEUED and job.train_run.pid is None and job.train_run.backend_job_id
         # submitted; by the time submit returns, the first poll may already show Slurm's own reason
-        assert job.queue_reason == f"submitted to slurm as job {job.backend_job_id}" or \
+        assert job.queue_reason == f"submitted to slurm as job {job.train_run.backend_job_id}" or \
             (job.queue_reason or "").startswith("Slurm: ")
-        sj = await slurm_job(job.backend_job_id)
-        assert sj.raw["JobName"] == f"trainbot-{job.id}-train" and sj.stdout_path == Path(job.log_path or "")
+        sj = await slurm_job(job.train_run.backend_job_id)
+        assert sj.raw["JobName"] == f"trainbot-{job.id}-train" and sj.stdout_path == Path(job.train_run.log_path or "")
         assert sj.raw["TresPerNode"] == "gres:gpu:1"
 
         job = await job_when(rt, job.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING),
@@ -67,19 +67,20 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
             return j.state.is_terminal
 
         job = await job_when(rt, job.id, note_step, "ends", within=150)
-        assert job.state is JobState.SUCCEEDED, (job.error_message, Path(job.log_path or "").read_text()[-2000:])
+        assert job.state is JobState.SUCCEEDED, (job.error_message,
+                                                 Path(job.train_run.log_path or "").read_text()[-2000:])
         p = job.progress
         assert p.max_steps and p.step == p.max_steps and len({s for s in seen if s < p.max_steps}) >= 2, seen
         assert p.last_checkpoint and Path(p.last_checkpoint).is_dir() and job.exit_code == 0
-        assert (await slurm_job(job.backend_job_id)).state == "COMPLETED"
+        assert (await slurm_job(job.train_run.backend_job_id)).state == "COMPLETED"
 
         await rt.supervisor.export(job.id, by="U1")
         job = await job_when(rt, job.id, lambda j: j.export_state is not ExportState.EXPORTING, "exported", 150)
-        assert job.export_state is ExportState.EXPORTED, Path(job.export_log_path or "").read_text()[-2000:]
+        assert job.export_state is ExportState.EXPORTED, Path(job.export_run.log_path or "").read_text()[-2000:]
         assert (Path(job.export_dir or "") / "model.safetensors").is_file()
-        ex = await slurm_job(job.export_backend_job_id)  # its own Slurm job, without a GPU
+        ex = await slurm_job(job.export_run.backend_job_id)  # its own Slurm job, without a GPU
         assert ex.raw["JobName"] == f"trainbot-{job.id}-export" and "gpu" not in ex.raw.get("TresPerNode", "")
-        assert ex.job_id != job.backend_job_id and ex.state == "COMPLETED"
+        assert ex.job_id != job.train_run.backend_job_id and ex.state == "COMPLETED"
         topics = [n.topic for n in await rt.store.notices(job.id)]
         assert topics[:3] == ["job_created", "job_queued", "job_started"], topics
         assert topics[-3:] == ["job_succeeded", "export_started", "export_succeeded"], topics
@@ -101,10 +102,10 @@ async def test_real_swift_stop_reaches_the_trainer_and_ends_stopped(node: str, t
         # SIGINT went to swift's trainer only (not the `swift` wrapper, which would have SIGKILLed it): the trainer
         # wrote its summary, and the wrapper exited 254 as it does when its child was interrupted; then the batch
         # shell cancelled the job, so Slurm's records say CANCELLED rather than FAILED
-        log_text = Path(job.log_path or "").read_text()
+        log_text = Path(job.train_run.log_path or "").read_text()
         assert "KeyboardInterrupt" in log_text and "[trainbot] stopped: the trainer exited 254" in log_text
         assert summary_line(job).get("last_model_checkpoint") == job.progress.last_checkpoint
-        assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"
+        assert (await slurm_job(job.train_run.backend_job_id)).state == "CANCELLED"
 
 
 # ---- the fake swift: queueing, stop escalation, restart, environment ---------------------------------------
@@ -128,11 +129,12 @@ async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node:
 
         c = await job_when(rt, c.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING), "starts", 60)
         assert c.state is JobState.RUNNING and c.queue_reason is None
-        first_ends = [(await slurm_job(j.backend_job_id)).end_time for j in (a, b)]
-        assert min(t for t in first_ends if t) <= (await slurm_job(c.backend_job_id)).start_time  # a GPU freed
+        first_ends = [(await slurm_job(j.train_run.backend_job_id)).end_time for j in (a, b)]
+        # c started once a or b had ended: a GPU freed
+        assert min(t for t in first_ends if t) <= (await slurm_job(c.train_run.backend_job_id)).start_time
         ended = [await job_when(rt, j.id, lambda j: j.state.is_terminal, "ends") for j in (a, b, c)]
         assert [j.state for j in ended] == [JobState.SUCCEEDED] * 3
-        devices = [next(line for line in Path(j.log_path or "").read_text().splitlines()
+        devices = [next(line for line in Path(j.train_run.log_path or "").read_text().splitlines()
                         if line.startswith("CUDA_VISIBLE_DEVICES=")) for j in ended]
         assert sorted(devices[:2]) == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"]  # Slurm picked them
         assert devices[2] in devices[:2]
@@ -145,12 +147,12 @@ async def test_stop_escalates_to_scancel_when_the_trainer_ignores_sigint(node: s
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "stubborn"))
         await job_when(rt, job.id, lambda j: j.state is JobState.RUNNING, "runs")
-        await wait_until(lambda: slurm_cli.running_steps(job.backend_job_id or ""), 30, "its srun step")
+        await wait_until(lambda: slurm_cli.running_steps(job.train_run.backend_job_id or ""), 30, "its srun step")
         await rt.supervisor.stop(job.id, by="U2")
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=30)
         assert job.state is JobState.STOPPED and job.stopped_by == "U2"
-        assert "got SIGINT, carrying on" in Path(job.log_path or "").read_text()
-        assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"
+        assert "got SIGINT, carrying on" in Path(job.train_run.log_path or "").read_text()
+        assert (await slurm_job(job.train_run.backend_job_id)).state == "CANCELLED"
 
 
 @slurm
@@ -161,7 +163,7 @@ async def test_restarted_bot_follows_a_running_slurm_job_to_its_end(node: str, t
         job = await first.supervisor.submit(request(config, "restart"))
         job = await job_when(first, job.id, lambda j: j.progress.step, "makes progress")
     # the bot is gone; a new backend object knows the job from its Slurm id alone
-    ref = ProcessRef(job.id, "train", backend_job_id=job.backend_job_id)
+    ref = ProcessRef(job.id, "train", Run(backend_job_id=job.train_run.backend_job_id))
     status = await SlurmBackend(config).status(ref)
     assert status.alive and status.pending_reason is None and status.started_at  # Slurm's StartTime
     async with bot(config) as second:
@@ -179,7 +181,7 @@ async def test_held_job_shows_slurm_reason_and_stop_leaves_slurm_queue(node: str
         assert job.queue_reason == "Slurm: held by its owner (scontrol release <slurm id> lets it go) (JobHeldUser)"
         job = await rt.supervisor.stop(job.id, by="U1")
         assert job.state is JobState.STOPPED
-        assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"
+        assert (await slurm_job(job.train_run.backend_job_id)).state == "CANCELLED"
 
 
 @slurm
@@ -209,7 +211,7 @@ async def test_job_environment_has_none_of_the_bots_secrets(node: str, tmp_path:
     backend, log = SlurmBackend(config), tmp_path / "logs" / "env.log"
     ref = ProcessRef("envjob", purpose)
     launched = await backend.launch(ref, SwiftCommand(("env",), {"TB_VALUE": "a b,c"}), log_path=log, gpus=("cpu",))
-    ref = ProcessRef("envjob", purpose, backend_job_id=launched.backend_job_id)
+    ref = ProcessRef("envjob", purpose, Run(backend_job_id=launched.backend_job_id))
     status = await wait_until(lambda: _ended(backend, ref), 30, "the env job to end", every=0.1)
     assert (status.alive, status.returncode, status.detail) == (False, 0, None)
     lines = log.read_text().splitlines()
@@ -241,10 +243,11 @@ async def _ended(backend: SlurmBackend, ref: ProcessRef) -> RunStatus | None:
 @slurm
 async def test_unknown_or_forgotten_job_is_settled_from_the_logs(node: str, tmp_path: Path) -> None:
     backend = SlurmBackend(fake_config(tmp_path))
-    assert await backend.status(ProcessRef("gone", "train", backend_job_id="987654321")) == RunStatus(alive=False)
+    gone = ProcessRef("gone", "train", Run(backend_job_id="987654321"))
+    assert await backend.status(gone) == RunStatus(alive=False)
     assert await backend.status(ProcessRef("never", "train")) == RunStatus(alive=False)
-    assert not await backend.interrupt(ProcessRef("gone", "train", backend_job_id="987654321"))
-    assert backend.own_pids([ProcessRef("x", "train", backend_job_id="1")]) == set()
+    assert not await backend.interrupt(gone)
+    assert backend.own_pids([ProcessRef("x", "train", Run(backend_job_id="1"))]) == set()
 
 
 @slurm
@@ -268,6 +271,6 @@ async def test_a_slow_sbatch_for_an_export_holds_up_no_tick(node: str, tmp_path:
         await asyncio.wait_for(rt.supervisor.tick(), 2)  # with the lock held through sbatch: 4 s
         assert not export.done()  # sbatch was still at it
         job = await export
-        assert job.export_backend_job_id and job.export_state is ExportState.EXPORTING
+        assert job.export_run.backend_job_id and job.export_state is ExportState.EXPORTING
         job = await job_when(rt, job.id, lambda j: j.export_state is not ExportState.EXPORTING, "exported", 60)
-        assert job.export_state is ExportState.EXPORTED, Path(job.export_log_path or "").read_text()[-2000:]
+        assert job.export_state is ExportState.EXPORTED, Path(job.export_run.log_path or "").read_text()[-2000:]

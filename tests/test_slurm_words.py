@@ -50,13 +50,14 @@ async def test_submitted_job_says_its_slurm_job_and_reason_not_a_place_in_line(n
     async with bot(config) as rt:
         reply = await Handlers(rt).handle("llm gpu=0 out=output/held", CONSOLE)
         job = (await rt.store.list_jobs())[0]
-        assert reply.ok and job.state is JobState.QUEUED and job.backend_job_id
-        assert reply.text.startswith(f"Job {job.id} submitted to Slurm as job {job.backend_job_id}"), reply.text
+        slurm_id = job.train_run.backend_job_id
+        assert reply.ok and job.state is JobState.QUEUED and slurm_id
+        assert reply.text.startswith(f"Job {job.id} submitted to Slurm as job {slurm_id}"), reply.text
         queued = [n for n in await rt.store.notices(job.id) if n.topic == "job_queued"]
         facts = queued[0].facts
-        assert isinstance(facts, JobQueued) and facts.backend == "slurm" and facts.backend_job_id == job.backend_job_id
+        assert isinstance(facts, JobQueued) and facts.backend == "slurm" and facts.backend_job_id == slurm_id
         words = notice_words.notice_text(queued[0])
-        assert words.startswith(f"⏳ job {job.id} submitted to Slurm as job {job.backend_job_id}; Slurm: held")
+        assert words.startswith(f"⏳ job {job.id} submitted to Slurm as job {slurm_id}; Slurm: held")
         assert "in line" not in words and "None" not in words
 
 
@@ -72,7 +73,7 @@ async def test_gpu_numbers_on_slurm_count_a_nodes_gpus(node: str, tmp_path: Path
         seven = await Handlers(rt).handle("llm gpu=7 out=output/seven", CONSOLE)  # one GPU: Slurm picks which
         assert seven.ok and "submitted to Slurm as job" in seven.text, seven.text
         job = (await rt.store.list_jobs())[0]
-        assert (await slurm_job(job.backend_job_id)).raw["TresPerNode"] == "gres:gpu:1"
+        assert (await slurm_job(job.train_run.backend_job_id)).raw["TresPerNode"] == "gres:gpu:1"
 
 
 @slurm
@@ -104,5 +105,5 @@ async def test_a_stop_from_trainbot_is_cancelled_in_slurms_records_not_failed(no
         await rt.supervisor.stop(job.id, by="U1")
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=60)
         assert job.state is JobState.STOPPED and job.stopped_by == "U1"
-        assert "KeyboardInterrupt" in Path(job.log_path or "").read_text()  # the trainer got its SIGINT
-        assert (await slurm_job(job.backend_job_id)).state == "CANCELLED"
+        assert "KeyboardInterrupt" in Path(job.train_run.log_path or "").read_text()  # the trainer got its SIGINT
+        assert (await slurm_job(job.train_run.backend_job_id)).state == "CANCELLED"

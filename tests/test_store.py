@@ -14,7 +14,7 @@ from storage import db as dbmod
 from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
 from storage.migrations import MIGRATIONS
-from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Progress
+from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Progress, Run
 from storage.notices import JobCreated, JobStarted, JobSucceeded, Notice, Unreadable
 
 
@@ -68,9 +68,9 @@ async def test_update_checks_the_state_machine_and_writes_nothing_on_refusal(sto
     assert await store.pending_notices(job.id) == []  # the refused update queued nothing
     await store.update(job.id, state=JobState.STARTING)
     job2 = await store.update(
-        job.id, state=JobState.RUNNING, event="started", pid=123, notice=Notice(job.id, JobStarted())
+        job.id, state=JobState.RUNNING, event="started", train_run=Run(pid=123), notice=Notice(job.id, JobStarted())
     )
-    assert job2.state is JobState.RUNNING and job2.pid == 123
+    assert job2.state is JobState.RUNNING and job2.train_run.pid == 123
     assert [n.topic for n in await store.pending_notices(job.id)] == ["job_started"]
 
 
@@ -87,6 +87,25 @@ async def test_progress_round_trips(store: JobStore) -> None:
     await store.update(job.id, progress=p)
     got = await store.require(job.id)
     assert got.progress == p and got.progress.percent == 10.0
+
+
+async def test_the_two_runs_round_trip_through_the_columns_they_always_had(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = await JobStore.open(path)
+    job = await store.create(new_job())
+    train = Run(pid=123, proc_start_time=1.5, backend_job_id="77", log_path="/l/train.log")
+    export = Run(pid=456, proc_start_time=2.5, backend_job_id="78", log_path="/l/export.log")
+    assert job.with_run("train", train).run("train") == train and job.with_run("train", train).export_run == Run()
+    await store.update(job.id, train_run=train)
+    got = await store.update(job.id, export_run=export)
+    assert (got.run("train"), got.run("export")) == (train, export)
+    (listed,) = await store.list_all()  # a list page reads rows by position
+    assert (listed.train_run, listed.export_run) == (train, export)
+    await store.close()
+    with sqlite3.connect(path) as raw:  # no migration: each run's fields are the job row's columns of before
+        row = raw.execute("SELECT pid, proc_start_time, backend_job_id, log_path, export_pid, export_proc_start_time,"
+                          " export_backend_job_id, export_log_path FROM jobs").fetchone()
+    assert row == (123, 1.5, "77", "/l/train.log", 456, 2.5, "78", "/l/export.log")
 
 
 async def test_lists_like_the_seed(store: JobStore) -> None:

@@ -46,9 +46,9 @@ async def test_vlm_job_trains_and_exports(vlm_config: Config,
         return j if j.state.is_terminal and j.export_state is not ExportState.EXPORTING else None
 
     job = await wait_until(ended, 240, "the VLM job to end")
-    log = Path(job.log_path or "").read_text()
+    log = Path(job.train_run.log_path or "").read_text()
     assert job.state is JobState.SUCCEEDED, (job.error_message, log[-3000:])
-    assert job.log_path and job.log_path.endswith(f"vlm_training_{job.id}.log")
+    assert job.train_run.log_path and job.train_run.log_path.endswith(f"vlm_training_{job.id}.log")
     assert "[151655 * 4]" in log  # each image really became 4 vision tokens in the prompt
     assert job.progress.step == job.progress.max_steps and job.progress.last_checkpoint
     await rt.supervisor.export(job.id, by="U1")

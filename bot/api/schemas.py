@@ -158,7 +158,7 @@ def event_out(event: Event) -> EventOut:
 def job_detail(job: Job, events: list[Event]) -> JobDetail:
     p = job.progress
     return JobDetail(**job_out(job).model_dump(), command=SwiftCommand(job.argv, job.env).display(),
-                     overrides=job.overrides, run_dir=job.run_dir, log_path=job.log_path,
+                     overrides=job.overrides, run_dir=job.run_dir, log_path=job.train_run.log_path,
                      last_checkpoint=p.last_checkpoint, train_loss=p.train_loss,
                      events=[event_out(e) for e in events])
 

@@ -89,7 +89,7 @@ async def job_facts(store: JobStore, job: Job) -> JobFacts:
     notes = list(created.profile_notes) if created else []
     checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
     tail: list[str] = []
-    if job.state is JobState.FAILED and job.log_path:
-        tail = clean_lines(read_log_tail(Path(job.log_path)))[-FAILURE_TAIL_LINES:]
+    if job.state is JobState.FAILED and job.train_run.log_path:
+        tail = clean_lines(read_log_tail(Path(job.train_run.log_path)))[-FAILURE_TAIL_LINES:]
     command = SwiftCommand(job.argv, job.env).display() if job.argv else ""
     return JobFacts(command, notes, checkpoints, tail, events)

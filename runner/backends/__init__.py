@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from runner.command import SwiftCommand
 from runner.errors import GpuMissing
+from storage.models import Job, Run
+from storage.models import Purpose as Purpose
 
 if TYPE_CHECKING:
     from runner.slurm_cli import ClusterGpus
 
-Purpose = Literal["train", "export"]
 
 @dataclass(frozen=True)
 class ProcessRef:
-    """Enough to find a job's process again, also from a restarted bot."""
+    """Enough to find a job's process again, also from a restarted bot (an empty run: not launched yet)."""
 
     job_id: str
     purpose: Purpose
-    pid: int | None = None
-    proc_start_time: float | None = None
-    backend_job_id: str | None = None
+    run: Run = field(default_factory=Run)
+
+    @classmethod
+    def of(cls, job: Job, purpose: Purpose) -> ProcessRef:
+        return cls(job.id, purpose, job.run(purpose))
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class Launched:
     proc_start_time: float | None
     host: str
     backend_job_id: str | None = None
+
+    def run(self, log_path: Path) -> Run:
+        """What the job records of this launch (the host goes on the job itself)."""
+        return Run(self.pid, self.proc_start_time, self.backend_job_id, str(log_path))
 
 
 @dataclass(frozen=True)

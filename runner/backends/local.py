@@ -101,7 +101,7 @@ class LocalBackend:
             self.on_exit()
 
     async def status(self, ref: ProcessRef) -> RunStatus:
-        child = self._children.get(ref.pid or -1)
+        child = self._children.get(ref.run.pid or -1)
         if child is not None and child.returncode is None:
             return RunStatus(alive=True)  # our own child, not yet reaped: no /proc reads needed
         if child is not None:
@@ -133,16 +133,16 @@ class LocalBackend:
         return None  # the supervisor asks the GPU probe
 
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
-        return descendants(ref.pid for ref in refs if ref.pid is not None and self._alive(ref))
+        return descendants(ref.run.pid for ref in refs if ref.run.pid is not None and self._alive(ref))
 
     def _alive(self, ref: ProcessRef) -> bool:
         """The pid is still our process (same start time: not a reused pid) and not a zombie."""
-        if ref.pid is None:
+        if ref.run.pid is None:
             return False
         try:
-            proc = psutil.Process(ref.pid)
-            if ref.proc_start_time is not None and \
-                    abs(proc.create_time() - ref.proc_start_time) > START_TIME_TOLERANCE_S:
+            proc = psutil.Process(ref.run.pid)
+            if ref.run.proc_start_time is not None and \
+                    abs(proc.create_time() - ref.run.proc_start_time) > START_TIME_TOLERANCE_S:
                 return False
             return proc.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
@@ -150,15 +150,15 @@ class LocalBackend:
 
     def _group(self, ref: ProcessRef) -> list[psutil.Process]:
         try:
-            leader = psutil.Process(ref.pid)
+            leader = psutil.Process(ref.run.pid)
             return [leader, *leader.children(recursive=True)]
         except psutil.Error:
             return []
 
     def _signal_group(self, ref: ProcessRef, sig: signal.Signals) -> None:
-        if ref.pid is not None and self._alive(ref):
+        if ref.run.pid is not None and self._alive(ref):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(ref.pid, sig)  # the launcher leads its own session: pgid == its pid
+                os.killpg(ref.run.pid, sig)  # the launcher leads its own session: pgid == its pid
 
 
 def _is_trainer(proc: psutil.Process) -> bool:

@@ -80,12 +80,12 @@ class SlurmBackend:
         return Launched(pid=None, proc_start_time=None, host=await self._host(), backend_job_id=job_id)
 
     async def status(self, ref: ProcessRef) -> RunStatus:
-        if ref.backend_job_id is None:  # never submitted (the bot died mid-launch): nothing runs
+        if ref.run.backend_job_id is None:  # never submitted (the bot died mid-launch): nothing runs
             return RunStatus(alive=False)
         try:
-            job = await self._show(ref.backend_job_id)
+            job = await self._show(ref.run.backend_job_id)
         except SlurmError as exc:  # slurmctld down or slow: the job is most likely still there
-            log.warning("cannot ask Slurm about job %s: %s", ref.backend_job_id, exc)
+            log.warning("cannot ask Slurm about job %s: %s", ref.run.backend_job_id, exc)
             return RunStatus(alive=True, pending_reason=f"Slurm does not answer ({exc})")
         return run_status(job)
 
@@ -93,7 +93,7 @@ class SlurmBackend:
         """SIGINT to the trainer processes of the job's srun step on every node, by way of the batch shell
         (runner/slurm_script.py says why not to the whole step). A job whose step has not started has nothing
         to save yet (and the signal would be lost): it is cancelled instead."""
-        job_id = ref.backend_job_id
+        job_id = ref.run.backend_job_id
         if job_id is None:
             return False
         self._seen.pop(job_id, None)
@@ -113,14 +113,14 @@ class SlurmBackend:
     async def terminate(self, ref: ProcessRef) -> None:
         """Plain scancel: SIGTERM to everything of the job, SIGKILL after Slurm's KillWait; ends it CANCELLED.
         Raises SlurmError when Slurm refuses, so a job is never taken as gone while it still runs."""
-        if ref.backend_job_id is not None:
-            self._seen.pop(ref.backend_job_id, None)
-            await slurm_cli.cancel(ref.backend_job_id)
+        if ref.run.backend_job_id is not None:
+            self._seen.pop(ref.run.backend_job_id, None)
+            await slurm_cli.cancel(ref.run.backend_job_id)
 
     async def kill(self, ref: ProcessRef) -> None:
-        if ref.backend_job_id is not None:
-            self._seen.pop(ref.backend_job_id, None)
-            await slurm_cli.cancel(ref.backend_job_id, signal="KILL", full=True)
+        if ref.run.backend_job_id is not None:
+            self._seen.pop(ref.run.backend_job_id, None)
+            await slurm_cli.cancel(ref.run.backend_job_id, signal="KILL", full=True)
 
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
         return set()  # our processes run on the compute nodes, not on this machine

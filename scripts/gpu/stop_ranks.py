@@ -35,7 +35,7 @@ async def main() -> None:
     log = args.work / "stop.log"
     t0 = time.time()
     launched = await backend.launch(ref, SwiftCommand(p.argv, p.env), log_path=log, gpus=gpus)
-    ref = dataclasses.replace(ref, pid=launched.pid, proc_start_time=launched.proc_start_time)
+    ref = dataclasses.replace(ref, run=launched.run(log))
     mark = f'"global_step/max_steps": "{args.at}/'
     while not any(mark in f.read_text() for f in out.glob("v*/logging.jsonl")):  # noqa: ASYNC110 (a file, polled)
         await asyncio.sleep(0.5)

@@ -101,9 +101,9 @@ class Check:
             check["trainbot"] = {"used_mib": gpu.memory_used_mib, "total_mib": gpu.memory_total_mib,
                                  "util": gpu.utilization_pct, "name": gpu.name,
                                  "processes": [(p.pid, p.used_mib, p.user, p.name) for p in gpu.processes]}
-        if job is not None and job.pid is not None:
-            own = descendants([job.pid])
-            check["job_pid"] = job.pid
+        if job is not None and job.train_run.pid is not None:
+            own = descendants([job.train_run.pid])
+            check["job_pid"] = job.train_run.pid
             check["gpu_pids_are_the_jobs"] = [p.pid in own for p in (gpu.processes if gpu else ())]
             check["foreign_busy"] = sorted(runtime.probe.foreign_busy(own))
             check["card_line"] = job.progress.gpu_mem_gib
