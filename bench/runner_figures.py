@@ -183,5 +183,5 @@ async def _fill(store: JobStore, n: int) -> None:
     template = Job(id="", kind=Kind.LLM, state=JobState.SUCCEEDED, output_dir="/o/x", gpus=("0",),
                    argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"), user_id="U1", channel_id="C1")
     for i in range(n):
-        await store.create(template.replace(kind=Kind.VLM if i % 3 == 0 else Kind.LLM,
-                                            state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i % 3]))
+        await store.create(template.replace(kind=Kind.VLM if i % 3 == 0 else Kind.LLM,  # every kind in every state
+                                            state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i // 3 % 3]))
