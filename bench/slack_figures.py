@@ -160,7 +160,7 @@ async def _slow_commands(slack: SlackStandIn, url: str, job_id: str, n: int) -> 
     slack.set_rate_limit(UPLOAD, (1, SLOW_S))
     await slack.web_client().files_getUploadURLExternal(filename="other.log", length=1)  # takes the one call there is
     await _send(url, [slack.signed_slash_command(text=f"logs {job_id} full", user_id=f"USLOW{i}",
-                                                  channel_id=DEFAULT_CHANNEL) for i in range(n)])
+                                                 channel_id=DEFAULT_CHANNEL) for i in range(n)])
     running = min(n, 4)  # [slack] commands_at_once: the others wait for a slot, acked and unanswered
     await slack.wait_for(lambda: len(slack.rate_limited(UPLOAD)) >= running, 10, what="the slow uploads")
     return n

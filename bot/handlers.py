@@ -149,12 +149,12 @@ class Handlers:
 
     def logs(self, job: Job, lines: int, full: bool) -> Reply:
         fmt = self.fmt
-        log_path = job.train_run.log_path
-        if not log_path or not Path(log_path).exists():
+        log = job.train_run.log
+        if log is None or not log.exists():
             return Reply(f"Job {fmt.code(job.id)} has no log yet.", job_id=job.id)
         if full:
-            return Reply(f"The whole log of job {fmt.code(job.id)}.", job_id=job.id, file=Path(log_path))
-        tail = read_log_tail(Path(log_path)).replace("\r", "\n").splitlines()
+            return Reply(f"The whole log of job {fmt.code(job.id)}.", job_id=job.id, file=log)
+        tail = read_log_tail(log).replace("\r", "\n").splitlines()
         shown = "\n".join(line for line in tail if line.strip())
         last = "\n".join(shown.splitlines()[-lines:])
-        return Reply(f"Last {lines} lines of {fmt.code(log_path)}:\n{fmt.block(last)}", job_id=job.id)
+        return Reply(f"Last {lines} lines of {fmt.code(log)}:\n{fmt.block(last)}", job_id=job.id)

@@ -180,7 +180,7 @@ class Follower:
         duration = now - job.started_at if job.started_at else None
         common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
         failure = None if ended_well(job, returncode, progress) else classify_failure(
-            returncode, _log(job, "train"), stop_requested=job.state is JobState.STOPPING)
+            returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
         outcome = decide_outcome(job, returncode, progress, failure, cause)
         if isinstance(outcome, Succeeded):
             await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
@@ -215,7 +215,7 @@ class Follower:
                                         event=f"exported to {export_dir}", event_kind="exported",
                                         notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir))))
             else:
-                f = classify_failure(status.returncode, _log(job, "export"))
+                f = classify_failure(status.returncode, job.export_run.log)
                 f = with_cause(f, status.detail) if status.detail else f
                 await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_run=ended,
                                         event=f"export failed: {f.summary}", event_kind="export_failed",
@@ -227,12 +227,6 @@ class Follower:
         """GPUs with processes that are not ours (ours: every process of our jobs, found from their pids)."""
         refs = [ProcessRef.of(j, "train") for j in active if j.train_run.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
-
-
-def _log(job: Job, purpose: Purpose) -> Path | None:
-    """The log of the job's run for `purpose`, where it has one."""
-    log_path = job.run(purpose).log_path
-    return Path(log_path) if log_path else None
 
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -118,6 +119,11 @@ class Run:
     proc_start_time: float | None = None  # with the pid: a reused pid is not taken for ours
     backend_job_id: str | None = None  # the scheduler's id (Slurm), where it has one
     log_path: str | None = None
+
+    @property
+    def log(self) -> Path | None:
+        """The run's log file, where it has one."""
+        return Path(self.log_path) if self.log_path else None
 
 
 @dataclass(frozen=True)

@@ -141,12 +141,11 @@ async def job_logs(job_id: JobId, ctx: Ctx, user: CurrentUser,
     ending when the job ends."""
     store = ctx.runtime.store
     job = await store.require(job_id)
-    log_path = job.train_run.log_path
-    path = Path(log_path) if log_path else None
+    path = job.train_run.log
     tail = clean_lines(read_log_tail(path)) if path is not None else []
     tail = tail[-lines:]
     if not follow or path is None:
-        return JSONResponse(LogTail(job_id=job.id, log_path=log_path, lines=tail).model_dump())
+        return JSONResponse(LogTail(job_id=job.id, log_path=job.train_run.log_path, lines=tail).model_dump())
     size = path.stat().st_size if path.exists() else 0
     head = "".join(line + "\n" for line in tail).encode()
     return StreamingResponse(_prefixed(head, follow_log(store, job.id, path, size)),

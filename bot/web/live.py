@@ -92,8 +92,7 @@ async def job_feed(store: JobStore, job_id: str,
             if found:
                 yield message("points", json.dumps(found))
                 sent = True
-        if job.train_run.log_path:
-            path = Path(job.train_run.log_path)
+        if (path := job.train_run.log) is not None:
             if log is None:
                 log = _Lines(path.stat().st_size if path.exists() else 0)
                 lines = clean_lines(read_log_tail(path))[-LOG_TAIL_LINES:]

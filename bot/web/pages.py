@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from bot import texts
 from bot.api.auth import Principal
@@ -89,7 +88,7 @@ async def job_facts(store: JobStore, job: Job) -> JobFacts:
     notes = list(created.profile_notes) if created else []
     checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
     tail: list[str] = []
-    if job.state is JobState.FAILED and job.train_run.log_path:
-        tail = clean_lines(read_log_tail(Path(job.train_run.log_path)))[-FAILURE_TAIL_LINES:]
+    if job.state is JobState.FAILED and (log := job.train_run.log) is not None:
+        tail = clean_lines(read_log_tail(log))[-FAILURE_TAIL_LINES:]
     command = SwiftCommand(job.argv, job.env).display() if job.argv else ""
     return JobFacts(command, notes, checkpoints, tail, events)

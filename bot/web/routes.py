@@ -140,10 +140,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def whole_log(request: Request, job_id: JobId) -> Response:
         signed_in(request)
         job = await store.require(job_id)
-        log_path = job.train_run.log_path
-        if not log_path or not Path(log_path).is_file():
+        log = job.train_run.log
+        if log is None or not log.is_file():
             return plain_text(f"job {job_id} has no log yet", 404)
-        return FileResponse(log_path, media_type="text/plain; charset=utf-8", filename=f"{job_id}.log")
+        return FileResponse(log, media_type="text/plain; charset=utf-8", filename=f"{job_id}.log")
 
     @router.get("/jobs/{job_id}/confirm")
     async def confirm(request: Request, job_id: JobId, action: str = "") -> HTMLResponse:
