@@ -91,10 +91,15 @@ class SlackBot:
         self._runtime, self._own_runtime = runtime, False
 
     @property
+    def context(self) -> BotContext:
+        """What the listeners share (tests hold a request open through it)."""
+        assert self._ctx is not None, "not started"
+        return self._ctx
+
+    @property
     def loops(self) -> list[WakeableLoop]:
         """The loops that wake on their own: the supervisor's, the notifier's, the cards' (tests count wake-ups)."""
-        assert self._ctx is not None, "not started"
-        return [self.runtime.ticks, self._ctx.notifier.loop, self._ctx.cards.loop]
+        return [self.runtime.ticks, self.context.notifier.loop, self.context.cards.loop]
 
     @property
     def runtime(self) -> Runtime:

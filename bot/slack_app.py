@@ -28,6 +28,7 @@ from runner.runtime import Runtime
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 10.0  # at shutdown, how long the commands under way may take to answer
+QUIET_AFTER_S = 0.005  # work waits this long past the last answer: a burst's requests come closer than that
 
 
 @dataclass
@@ -35,8 +36,8 @@ class BotContext:
     """What the listeners share. The work that follows an ack runs in its own task (`after_ack`), at most
     `commands_at_once` at a time: the listener returns right after `ack()`, so Bolt sends the ack without waiting
     for the work, and one slow command (an `sbatch`, a rate-limited upload) holds one slot, not the whole bot.
-    Acks come first: work starts only when no Slack request is being answered (`answering`), so a burst of
-    commands is acked before any of them is worked on."""
+    Acks come first: work starts only when no Slack request has been answered for `QUIET_AFTER_S`
+    (`answering`), so a burst of commands is acked before any of them is worked on."""
 
     runtime: Runtime
     handlers: Handlers
@@ -49,7 +50,8 @@ class BotContext:
     _slots: asyncio.Semaphore = field(init=False)
     _work: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _answering: int = field(default=0, init=False)
-    _quiet: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # set: no request being answered
+    _answered: int = field(default=0, init=False)  # how many have been answered: which call_later is the last
+    _quiet: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # set: no request answered lately
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.commands_at_once)
@@ -57,15 +59,20 @@ class BotContext:
 
     @contextlib.contextmanager
     def answering(self) -> Iterator[None]:
-        """Around the answer to one Slack request (a Bolt middleware): work waits until none is under way."""
+        """Around the answer to one Slack request (a Bolt middleware): work waits until none has been under way
+        for `QUIET_AFTER_S`."""
         self._answering += 1
         self._quiet.clear()
         try:
             yield
         finally:
             self._answering -= 1
-            if not self._answering:
-                self._quiet.set()
+            self._answered += 1
+            asyncio.get_running_loop().call_later(QUIET_AFTER_S, self._quiet_since, self._answered)
+
+    def _quiet_since(self, answered: int) -> None:
+        if not self._answering and answered == self._answered:  # nothing answered after the one that set this
+            self._quiet.set()
 
     def after_ack(self, work: Coroutine[Any, Any, None]) -> None:
         """Runs `work` (which answers on its own) in its own task once a slot is free; returns at once."""
@@ -75,8 +82,8 @@ class BotContext:
 
     async def _in_slot(self, work: Coroutine[Any, Any, None]) -> None:
         try:
-            await self._quiet.wait()
             async with self._slots:
+                await self._quiet.wait()  # in the slot: a work that waited for one also lets acks go first
                 await work
         finally:
             work.close()  # cancelled while waiting for a slot: it never ran (no "never awaited" warning)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.slack_app import QUIET_AFTER_S
 from storage.models import JobState
 from tests.slack_env import (
     CH,
@@ -62,6 +64,28 @@ async def test_answers_are_ephemeral_and_acks_fast(slack: SlackStandIn, tmp_path
         assert "GPU 0" in gpus and "free" in gpus
         assert all(r.body.get("response_type") == "ephemeral" for r in slack.responses())
         assert slack.messages() == [] and not slack.ephemerals()
+
+
+async def test_work_waits_until_no_request_has_been_answered_for_a_moment(slack: SlackStandIn,
+                                                                          tmp_path: Path) -> None:
+    """Acks first: a command's work does not start while another request is being answered, nor until
+    QUIET_AFTER_S has passed with none (a burst's requests come closer together than that)."""
+    async with running_bot(fake_config(tmp_path), slack) as bot:
+        ctx, loop = bot.context, asyncio.get_running_loop()
+        started: list[float] = []
+
+        async def work() -> None:
+            started.append(loop.time())
+
+        with ctx.answering():  # a request being answered, held open
+            ctx.after_ack(work())
+            await asyncio.sleep(0.1)  # what must not happen meanwhile: no condition to wait on
+            assert not started, "work started while a request was being answered"
+        with ctx.answering():  # the next request of a burst, within the quiet time
+            pass
+        last_answered = loop.time()
+        await slack.wait_for(lambda: started, 5, what="the work")
+        assert started[0] - last_answered >= QUIET_AFTER_S * 0.9  # the loop's clock has ~1 ms resolution
 
 
 async def test_job_card_and_thread_with_fake_trainer(slack: SlackStandIn, tmp_path: Path) -> None:
