@@ -44,6 +44,7 @@ class Connection:
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """Every read takes the transactions' lock: on the one shared connection a read would otherwise run
-        inside another task's open transaction and could see rows that are then rolled back."""
-        async with self._lock, self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        inside another task's open transaction and could see rows that are then rolled back. One trip to
+        aiosqlite's thread (a cursor's execute, fetch and close would be three: each a hand-off and a wake-up)."""
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))

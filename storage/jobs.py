@@ -28,7 +28,7 @@ from storage.models import (
 )
 from storage.notices import Notice
 from storage.outbox import Outbox
-from storage.rows import from_row, to_row
+from storage.rows import JobRows, to_row
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
 ID_LENGTH = 5
@@ -40,6 +40,10 @@ def new_job_id() -> str:
 
 class JobStore(Outbox):
     """Jobs and their events (and, from Outbox, the notices), on one connection (storage/connection.py)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__(conn)
+        self._rows = JobRows()  # Jobs already built, by their rows
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
@@ -63,7 +67,7 @@ class JobStore(Outbox):
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return from_row(rows[0]) if rows else None
+        return self._rows.job(rows[0]) if rows else None
 
     async def require(self, job_id: str) -> Job:
         job = await self.get(job_id)
@@ -73,7 +77,7 @@ class JobStore(Outbox):
 
     async def by_idempotency_key(self, key: str) -> Job | None:
         rows = await self._read("SELECT * FROM jobs WHERE idempotency_key = ?", (key,))
-        return from_row(rows[0]) if rows else None
+        return self._rows.job(rows[0]) if rows else None
 
     async def update(
         self,
@@ -100,7 +104,7 @@ class JobStore(Outbox):
                 row = await cur.fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            job = from_row(row)
+            job = self._rows.job(row)
             if expect is not None and job.state not in set(expect):
                 raise StaleState(job_id, str(job.state), tuple(sorted(str(e) for e in expect)))
             if state is not None and state != job.state:
@@ -170,7 +174,7 @@ class JobStore(Outbox):
             sql += f" LIMIT {int(limit)}"
         rows = await self._read(sql, params)
         keys = rows[0].keys() if rows else []
-        return [from_row(r, keys) for r in rows]
+        return [self._rows.job(r, keys) for r in rows]
 
     async def list_llm_jobs(self) -> list[Job]:
         return await self.list_jobs(kind=Kind.LLM)
@@ -188,10 +192,10 @@ class JobStore(Outbox):
         """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""
         states = [str(s) for s in JobState if s.is_active]
         sql = f"SELECT * FROM jobs WHERE state IN ({', '.join('?' * len(states))}) ORDER BY queue_seq"
-        return [from_row(r) for r in await self._read(sql, states)]
+        return [self._rows.job(r) for r in await self._read(sql, states)]
 
     async def exporting(self) -> list[Job]:
-        return [from_row(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
+        return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
 
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from operator import itemgetter
@@ -52,6 +53,31 @@ def from_row(row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
     for slot, convert in _CONVERT:
         values[slot] = convert(values[slot])
     return _built(Job, _ALL_JOB_FIELDS, values)
+
+
+class JobRows:
+    """Jobs as read before: a row equal, value for value, to one read already gives back the Job built then (a Job
+    and what it holds are never changed in place). A list page re-reads mostly ended jobs: comparing a row costs
+    ~1 µs, building its Job ~15. Bounded: the `size` rows read last."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._jobs: OrderedDict[str, tuple[tuple[Any, ...], Job]] = OrderedDict()
+
+    def job(self, row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
+        keys = tuple(keys or row.keys())
+        values = (keys, *row)
+        job_id = row["id"]
+        seen = self._jobs.get(job_id)
+        if seen is not None and seen[0] == values:
+            self._jobs.move_to_end(job_id)
+            return seen[1]
+        job = from_row(row, keys)
+        self._jobs[job_id] = (values, job)
+        self._jobs.move_to_end(job_id)
+        if len(self._jobs) > self._size:
+            self._jobs.popitem(last=False)
+        return job
 
 
 def _built(cls: type[_T], names: list[str], values: Sequence[Any]) -> _T:

@@ -118,6 +118,25 @@ async def test_lists_like_the_seed(store: JobStore) -> None:
     assert {j.id for j in await store.list_all()} == {a.id, b.id}
 
 
+async def test_a_job_changed_by_another_writer_reads_back_changed(tmp_path: Path) -> None:
+    """Reads reuse the Job built from an identical row (list pages are fast): a row changed in any way, by this
+    store or another process, is built anew; an unchanged one is the same object."""
+    store = await JobStore.open(tmp_path / "t.db")
+    try:
+        job = await store.create(new_job())
+        first = await store.require(job.id)
+        assert (await store.list_all())[0] is first
+        with sqlite3.connect(tmp_path / "t.db") as raw:  # another process's write: a field a list page shows
+            raw.execute("UPDATE jobs SET output_dir = '/o/moved', step = 7 WHERE id = ?", (job.id,))
+        again = await store.require(job.id)
+        assert again.output_dir == "/o/moved" and again.progress.step == 7
+        assert (await store.list_jobs(kind=Kind.LLM))[0] is again
+        await store.update(job.id, expect=[JobState.QUEUED], state=JobState.STARTING)
+        assert (await store.require(job.id)).state is JobState.STARTING
+    finally:
+        await store.close()
+
+
 async def test_delete_refuses_active_and_forgets_ended(store: JobStore) -> None:
     job = await store.create(new_job())
     with pytest.raises(StillActive) as refused:
