@@ -99,20 +99,11 @@ def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> 
     return None
 
 
-PADDING_FREE_NOTE = (
-    "padding-free micro-batches: each one's samples are laid end to end instead of padded to its longest (the "
-    "fixed data's samples are 105-626 tokens, so about a third of a padded micro-batch was padding); attention "
-    "stays within each sample (transformers masks the packed samples apart by their positions), so every step "
-    "computes the same loss over the same tokens")
-
-
-def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: bool = False,
-                  packed: bool = False) -> tuple[Recipe, tuple[str, ...]]:
+def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *,
+                  liger: bool = False) -> tuple[Recipe, tuple[str, ...]]:
     """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed.
 
-    `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it). `packed`: the job
-    may run padding-free on sdpa attention (its transformers masks packed samples apart, and the job starts through
-    runner/swift_entry.py, which lets swift accept that without flash-attn).
+    `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it).
     """
     if profile == "exact" or recipe.kind is not Kind.LLM or not gpus:
         return recipe, ()
@@ -147,56 +138,30 @@ def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: b
     if layout.liger and not has_liger:
         changes["use_liger_kernel"] = "true"
         notes.append("Liger fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy without the full logits)")
-    if packed and micro > 1 and recipe.value("attn_impl") in (None, "sdpa") \
-            and not _is_on(recipe.value("padding_free")) and not _is_on(recipe.value("packing")):
-        changes |= {"padding_free": "true", "attn_impl": "sdpa"}
-        notes.append(PADDING_FREE_NOTE)
     return recipe.with_args(changes), tuple(notes)
 
 
-@dataclass(frozen=True)
-class SwiftSite:
-    """What the python that runs swift can import that the `fast` profile uses."""
-
-    liger: bool = False  # liger-kernel (ms-swift does not depend on it)
-    packed_sdpa: bool = False  # a transformers that masks packed samples apart on sdpa (padding-free, no flash-attn)
-
-
-PACKED_MASKS = "def find_packed_sequence_indices"  # transformers/masking_utils.py: samples told apart by position
-_SITE_CODE = (
-    "import importlib.util as u, pathlib as p\n"
-    "t = u.find_spec('transformers')\n"
-    "m = p.Path(t.origin).parent / 'masking_utils.py' if t and t.origin else None\n"
-    f"print(int(u.find_spec('liger_kernel') is not None), int(bool(m and m.is_file() and {PACKED_MASKS!r} in "
-    "m.read_text())))\n")
-
-
-def swift_site(swift_bin: str) -> SwiftSite:
-    """What the python that runs `swift_bin` has (read from its site-packages, else asked in one process)."""
+def swift_has_liger(swift_bin: str) -> bool:
+    """Whether the python that runs `swift_bin` can import liger_kernel (ms-swift does not depend on it)."""
     try:
         path = resolve_swift(swift_bin)
-        return _site_cached(str(path), path.stat().st_mtime)
+        return _has_liger_cached(str(path), path.stat().st_mtime)
     except (SwiftNotFound, OSError):
-        return SwiftSite()
+        return False
 
 
 @functools.lru_cache(maxsize=8)
-def _site_cached(path: str, _mtime: float) -> SwiftSite:
+def _has_liger_cached(path: str, _mtime: float) -> bool:
     prefix = Path(path).parent.parent  # <venv>/bin/swift -> <venv>
-    site = glob.glob(str(prefix / "lib" / "python*" / "site-packages"))
-    masking = [Path(s) / "transformers" / "masking_utils.py" for s in site]
-    if any(m.is_file() for m in masking):
-        return SwiftSite(liger=any(glob.glob(str(Path(s) / "liger_kernel-*.dist-info")) for s in site),
-                         packed_sdpa=any(m.is_file() and PACKED_MASKS in m.read_text() for m in masking))
+    if glob.glob(str(prefix / "lib" / "python*" / "site-packages" / "liger_kernel-*.dist-info")):
+        return True
     interpreter = interpreter_of(Path(path))
     if interpreter is None:
-        return SwiftSite()
+        return False
+    code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('liger_kernel') is None)"
     try:
-        done = subprocess.run([*interpreter, "-c", _SITE_CODE], capture_output=True, text=True, timeout=30,
+        done = subprocess.run([*interpreter, "-c", code], capture_output=True, timeout=30,
                               env=child_env(None, {"PYTHONNOUSERSITE": "1"}))
     except (OSError, subprocess.TimeoutExpired):
-        return SwiftSite()
-    answer = done.stdout.split()
-    if done.returncode != 0 or len(answer) != 2:
-        return SwiftSite()
-    return SwiftSite(liger=answer[0] == "1", packed_sdpa=answer[1] == "1")
+        return False
+    return done.returncode == 0

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from bot.demo import default_swift_bin
 from runner.config import Config, load_config
 from runner.gpus import Gpu
 from runner.planner import DIRECT_NOTE, JobRequest, ProbedFacts, plan, probe_facts
@@ -93,22 +91,3 @@ def test_plan_over_facts_fast_changes_the_recipe_exact_runs_the_seeds(tmp_path: 
     unknown = plan(req, config, ProbedFacts(), backend_name="slurm")  # no NVML facts: nothing GPU-specific
     assert unknown.argv != fast.argv
     assert "--resume_from_checkpoint" in plan(req, config, facts, resume_from="ck", backend_name="slurm").argv
-
-
-@pytest.mark.parametrize("count", [1, 2])
-def test_padding_free_only_where_the_direct_entry_lets_swift_take_it(tmp_path: Path, count: int) -> None:
-    """swift 4.6 refuses padding-free on sdpa by itself: only runner/swift_entry.py (local, not `exact`) lets it."""
-    config = config_with(tmp_path, Path(default_swift_bin()))  # a python in its first line: the direct entry
-    gpus = tuple(str(i) for i in range(count))
-    facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=tuple(gpu(i, 141) for i in gpus), packed_sdpa=True)
-
-    def argv(profile: str, backend: str, packed: bool = True) -> tuple[str, ...]:
-        return plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile), config,
-                    dataclasses.replace(facts, packed_sdpa=packed), backend_name=backend).argv
-
-    local = argv("fast", "local")
-    assert "runner/swift_entry.py" in " ".join(local) and "--padding_free" in local
-    assert local[local.index("--attn_impl") + 1] == "sdpa"
-    assert "--padding_free" not in argv("fast", "slurm")  # `swift sft` there: it would refuse
-    assert "--padding_free" not in argv("exact", "local")
-    assert "--padding_free" not in argv("fast", "local", packed=False)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import shutil
@@ -42,8 +41,7 @@ FINAL_TOLERANCE = 0.001  # final training loss within 0.1%
 SPEEDUP_GOAL = 8.0
 
 
-async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...], out_dir: Path,
-               padded: bool = False) -> Plan:
+async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...], out_dir: Path) -> Plan:
     config = load_config(config_path)
     store = await JobStore.open(work / "plan.db")
     try:
@@ -51,18 +49,16 @@ async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...
         await asyncio.to_thread(probe.refresh)
         sup = Supervisor(store, config, probe, LocalBackend(work / "exits", config))
         await sup.refresh_facts()  # swift's version and Liger, as the runtime probes them at start
-        if padded:  # the default as it was before padding-free micro-batches (issue 16: what they bring)
-            sup.facts = dataclasses.replace(sup.facts, packed_sdpa=False)
         return sup.plan(JobRequest(Kind.LLM, gpus, out_dir, {}, profile=profile))
     finally:
         await store.close()
 
 
-def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, padded: bool = False) -> dict[str, Any]:
+def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str) -> dict[str, Any]:
     gpus = tuple(gpu.split(","))
     out_dir = work / f"out-{name}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    p = asyncio.run(plan(config_path, work, profile, gpus, out_dir, padded))
+    p = asyncio.run(plan(config_path, work, profile, gpus, out_dir))
     print(f"[{profile}] {p.display}", flush=True)
     for note in p.notes:
         print(f"[{profile}] note: {note}", flush=True)
@@ -155,14 +151,13 @@ def main() -> int:
     ap.add_argument("--pair", default="exact,fast", help="the two saved runs to compare: base,candidate")
     ap.add_argument("--goal", type=float, default=SPEEDUP_GOAL, help="the speed-up the candidate must reach")
     ap.add_argument("--report", action="store_true", help="only print the comparison of the saved runs")
-    ap.add_argument("--padded", action="store_true", help="the default without padding-free micro-batches")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report:
         if args.config is None:
             ap.error("--config is needed to run the jobs")
         for profile in args.order.split(","):
-            launch(args.config, args.work, profile, args.gpu, args.name or profile, args.padded)
+            launch(args.config, args.work, profile, args.gpu, args.name or profile)
             time.sleep(3)  # let the driver release the GPU memory before the next launch
     base, candidate = args.pair.split(",")
     if not all((args.work / f"{p}.json").exists() for p in (base, candidate)):

@@ -6,7 +6,6 @@
 #                                           jobs, one after the other); follows it ~9 minutes
 #   bash scripts/gpu/session.sh pair        the same in the other order: compare.py (exact, then fast on a cold
 #                                           Triton cache), then validate.py (the console's default job, warm)
-#   bash scripts/gpu/session.sh packed      issue 16's padding-free runs (see below); then `follow`
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -102,23 +101,11 @@ case "${1:-}" in
       $C --gpu 0,1 --order fast --name fast2 --pair fast_alone,fast2 --goal 1.8 >> $W/cmp.txt 2>&1;
       $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
-  packed)  # issue 16, padding-free, one GPU: the default (cold Triton), the default as it was (padded: what
-           # padding-free brings), the literal job, the default again (warm); ~16 min: `follow` in a second call
-    setup 2>&1 | tee $RES/setup.txt
-    facts > $RES/facts.txt 2>&1
-    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
-    setsid nohup bash -c "$C --order fast --name fast_cold > $W/cmp.txt 2>&1; sleep 3;
-      $C --order fast --name fast_padded --padded --pair fast_padded,fast_cold --goal 0 >> $W/cmp.txt 2>&1; sleep 3;
-      $C --order exact > $W/cmp_exact.txt 2>&1; sleep 3;
-      $C --order fast --name fast --pair exact,fast >> $W/cmp.txt 2>&1;
-      python3 scripts/gpu/compare.py --work $W/cmp --report --pair fast_padded,fast --goal 0 >> $W/cmp.txt 2>&1;
-      python3 scripts/gpu/compare.py --work $W/cmp --report --pair exact,fast >> $W/cmp.txt 2>&1;
-      touch $W/bg.done" > /dev/null 2>&1 &
-    bash "$0" follow ;;
   spy)  # where a step's host time goes: py-spy (carried in .gpu/) records the default's training process for 20 s
+         # of wall time (--idle: every thread, waiting or not), then 15 s of CPU time only
     setup 2>&1 | tee $RES/setup.txt
     python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0 --order fast --name fast_spy \
-      --padded > $W/cmp.txt 2>&1 &
+      > $W/cmp.txt 2>&1 &
     end=$(( $(date +%s) + 200 ))
     until grep -qs '"global_step/max_steps": "2[0-9]/' $W/cmp/out-fast_spy/v*/logging.jsonl || [ $(date +%s) -gt $end ]; do sleep 2; done
     pid=$(pgrep -f "runner/swift_entry.py sft" | head -1)
