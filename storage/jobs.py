@@ -173,7 +173,7 @@ class JobStore(Outbox):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = await self._read(sql, params)
-        keys = rows[0].keys() if rows else []
+        keys = tuple(rows[0].keys()) if rows else ()  # once a page: each row's Job is read by them
         return [self._rows.job(r, keys) for r in rows]
 
     async def list_llm_jobs(self) -> list[Job]:

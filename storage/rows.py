@@ -65,7 +65,7 @@ class JobRows:
         self._jobs: OrderedDict[str, tuple[tuple[Any, ...], Job]] = OrderedDict()
 
     def job(self, row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
-        keys = tuple(keys or row.keys())
+        keys = tuple(keys or row.keys())  # a tuple given (a list page) is taken as it is, not copied
         values = (keys, *row)
         job_id = row["id"]
         seen = self._jobs.get(job_id)
