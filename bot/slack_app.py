@@ -36,8 +36,9 @@ class BotContext:
     """What the listeners share. The work that follows an ack runs in its own task (`after_ack`), at most
     `commands_at_once` at a time: the listener returns right after `ack()`, so Bolt sends the ack without waiting
     for the work, and one slow command (an `sbatch`, a rate-limited upload) holds one slot, not the whole bot.
-    Acks come first: work starts only when no Slack request has been answered for `QUIET_AFTER_S`
-    (`answering`), so a burst of commands is acked before any of them is worked on."""
+    Acks come first: work is not even started (no task) until no Slack request has been answered for
+    `QUIET_AFTER_S` (`answering`), so a burst of commands is acked before any of them is worked on, and each ack
+    of the burst pays for nothing but itself."""
 
     runtime: Runtime
     handlers: Handlers
@@ -52,6 +53,7 @@ class BotContext:
     _answering: int = field(default=0, init=False)
     _answered: int = field(default=0, init=False)  # how many have been answered: which call_later is the last
     _quiet: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # set: no request answered lately
+    _pending: list[Coroutine[Any, Any, None]] = field(default_factory=list, init=False)  # acked, not started
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.commands_at_once)
@@ -73,12 +75,21 @@ class BotContext:
     def _quiet_since(self, answered: int) -> None:
         if not self._answering and answered == self._answered:  # nothing answered after the one that set this
             self._quiet.set()
+            self._start_pending()
 
     def after_ack(self, work: Coroutine[Any, Any, None]) -> None:
-        """Runs `work` (which answers on its own) in its own task once a slot is free; returns at once."""
-        task = asyncio.create_task(self._in_slot(work))
-        self._work.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._work.discard)
+        """Runs `work` (which answers on its own) in its own task once it is quiet and a slot is free; returns at
+        once."""
+        self._pending.append(work)
+        if self._quiet.is_set():  # not called while answering a request (a test, a shutdown)
+            self._start_pending()
+
+    def _start_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for work in pending:
+            task = asyncio.create_task(self._in_slot(work))
+            self._work.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._work.discard)
 
     async def _in_slot(self, work: Coroutine[Any, Any, None]) -> None:
         try:
@@ -90,6 +101,8 @@ class BotContext:
 
     async def close(self) -> None:
         """Lets the commands under way finish (their answers are due), then closes the answering session."""
+        self._quiet.set()
+        self._start_pending()
         if self._work:
             _, late = await asyncio.wait(set(self._work), timeout=CLOSE_WAIT_S)
             for task in late:
