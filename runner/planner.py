@@ -16,7 +16,7 @@ from runner.command import build_sft, direct_entry, resolve_recipe
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import Gpu
-from runner.profiles import apply_profile, swift_has_liger
+from runner.profiles import apply_profile, swift_has_liger, without_cudnn_attention
 from runner.swift_version import SwiftVersion, detect_version, resolve_swift
 from storage.models import Kind
 
@@ -109,6 +109,8 @@ def plan(req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: st
     if resume_from:
         recipe = recipe.with_args({"resume_from_checkpoint": resume_from})
     entry = direct_entry_for(req, config, backend_name)
+    recipe, attention = without_cudnn_attention(recipe, req.profile, gpus, direct=entry is not None)
+    notes += attention
     if entry is not None:
         notes += (DIRECT_NOTE if len(req.gpus) == 1 else DIRECT_RANKS_NOTE,)
     cmd = build_sft(recipe, output_dir=req.output_dir, config=config, version=facts.swift_version, entry=entry)

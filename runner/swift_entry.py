@@ -24,6 +24,11 @@ import sys
 import time
 
 ENTRY_MARK = "runner/swift_entry.py"  # how a stop finds this process among the job's (backends/local.py)
+# Set by the `fast` profile (runner/profiles.py): scaled_dot_product_attention without cuDNN's kernel, which builds
+# an execution plan for every new sequence length (a padded micro-batch's length changes at every step): ~8 ms of
+# host time per layer and micro-batch on the H200 (torch.profiler, docs/gpu.md). PyTorch then takes its own
+# flash or memory-efficient kernel: the same attention, by another kernel.
+NO_CUDNN_ATTENTION = "TRAINBOT_NO_CUDNN_ATTENTION"
 SCRIPTS = {"sft": "swift.cli.sft", "export": "swift.cli.export"}  # what `swift sft` / `swift export` would run
 
 
@@ -37,6 +42,8 @@ def main() -> None:
     if spec is None or spec.origin is None:
         sys.exit("trainbot: ms-swift is not importable by this python")
     sys.argv = [spec.origin, *sys.argv[2:]]
+    if os.environ.get(NO_CUDNN_ATTENTION) == "1":
+        _no_cudnn_attention()
     runpy.run_path(spec.origin, run_name="__main__")
     started = time.monotonic()
     left_group = _leave_process_group()
@@ -50,6 +57,13 @@ def main() -> None:
           flush=True)
     sys.stderr.flush()
     os._exit(0)
+
+
+def _no_cudnn_attention() -> None:
+    import torch  # swift imports it first thing anyway
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    print("[trainbot] attention: cuDNN's kernel off (no execution plan built per sequence length)", flush=True)
 
 
 def _leave_process_group() -> str:

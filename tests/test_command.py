@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from runner.child_env import child_env
 from runner.command import build_export, build_sft, flag_name, resolve_recipe
 from runner.config import load_config
 from runner.recipes import VLM_USER_KEYS
 from runner.supervisor import DIRECT_NOTE, DIRECT_RANKS_NOTE, JobRequest, Plan
+from runner.swift_entry import NO_CUDNN_ATTENTION
 from runner.swift_version import SwiftVersion, detect_version
 from storage.models import Kind
 from tests.conftest import REPO, VENV_BIN, MakeConfig, OpenRuntime
@@ -179,3 +181,24 @@ async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_
     shim.chmod(0o755)
     shimmed = await open_runtime(make_config(swift_bin=str(shim)))
     assert shimmed.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), tmp_path / "o", {})).argv[:2] == (str(shim), "sft")
+
+
+def test_the_entry_hands_swift_cudnn_attention_off_when_the_plan_says_so(tmp_path: Path) -> None:
+    """What swift's sft script finds when runner/swift_entry.py starts it: a stand-in for that script (first on the
+    path) reports PyTorch's attention settings and its arguments."""
+    cli = tmp_path / "swift" / "cli"
+    cli.mkdir(parents=True)
+    for package in (tmp_path / "swift", cli):
+        (package / "__init__.py").write_text("")
+    (cli / "sft.py").write_text("import sys, torch\n"
+                                "print('cudnn attention', torch.backends.cuda.cudnn_sdp_enabled(), sys.argv[1:])\n")
+
+    def started(env: dict[str, str]) -> str:
+        done = subprocess.run([str(VENV_BIN / "python"), str(REPO / "runner" / "swift_entry.py"), "sft", "--x", "1"],
+                              env=child_env(None, {"PYTHONPATH": str(tmp_path), **env}), capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "cudnn attention False ['--x', '1']" in started({NO_CUDNN_ATTENTION: "1"})
+    assert "cudnn attention True ['--x', '1']" in started({})

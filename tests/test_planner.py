@@ -12,7 +12,9 @@ import pytest
 from runner.config import Config, load_config
 from runner.gpus import Gpu
 from runner.planner import DIRECT_NOTE, JobRequest, ProbedFacts, plan, probe_facts
+from runner.profiles import NO_CUDNN_NOTE
 from runner.runtime import Runtime
+from runner.swift_entry import NO_CUDNN_ATTENTION
 from runner.swift_version import SwiftVersion
 from storage.models import Kind
 
@@ -91,3 +93,28 @@ def test_plan_over_facts_fast_changes_the_recipe_exact_runs_the_seeds(tmp_path: 
     unknown = plan(req, config, ProbedFacts(), backend_name="slurm")  # no NVML facts: nothing GPU-specific
     assert unknown.argv != fast.argv
     assert "--resume_from_checkpoint" in plan(req, config, facts, resume_from="ck", backend_name="slurm").argv
+
+
+def test_fast_through_the_entry_on_known_gpus_runs_attention_without_cudnn(tmp_path: Path) -> None:
+    """The variable only works through runner/swift_entry.py: set (and said) where that entry runs on GPUs NVML
+    knows, nowhere else: not for `exact`, not where `swift sft` runs (Slurm), not on the CPU."""
+    python = tmp_path / "python3"
+    python.symlink_to("/bin/true")
+    swift = tmp_path / "swift"
+    swift.write_text(f"#!{python}\nprint('swift')\n")
+    swift.chmod(0o755)
+    config = config_with(tmp_path, swift)
+    facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=(gpu("0", 141), gpu("1", 141)))
+
+    def made(gpus: tuple[str, ...], profile: str = "fast", backend: str = "local") -> tuple[bool, bool]:
+        p = plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile), config, facts, backend_name=backend)
+        assert (p.env.get(NO_CUDNN_ATTENTION) == "1") == (f"{NO_CUDNN_ATTENTION}=1" in p.display)  # shown as run
+        return p.env.get(NO_CUDNN_ATTENTION) == "1", NO_CUDNN_NOTE in p.notes
+
+    assert made(("0",)) == (True, True)
+    assert made(("0", "1")) == (True, True)  # every rank runs the entry with the job's environment
+    assert made(("0",), profile="exact") == (False, False)
+    assert made(("0",), backend="slurm") == (False, False)
+    assert made(("cpu",)) == (False, False)
+    vlm = plan(JobRequest(Kind.VLM, ("0",), tmp_path / "o", {}), config, facts, backend_name="local")
+    assert NO_CUDNN_ATTENTION not in vlm.env
