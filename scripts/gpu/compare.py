@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -54,7 +55,8 @@ async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...
         await store.close()
 
 
-def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str) -> dict[str, Any]:
+def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wrap: str | None = None,
+           env_over: dict[str, str] | None = None) -> dict[str, Any]:
     gpus = tuple(gpu.split(","))
     out_dir = work / f"out-{name}"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -63,8 +65,15 @@ def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str) -> 
     for note in p.notes:
         print(f"[{profile}] note: {note}", flush=True)
     exe = shutil.which(p.argv[0]) or p.argv[0]
-    env = os.environ | p.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"}
-    res = run(name, [exe, *p.argv[1:]], env=env, output_dir=out_dir, log_path=work / f"{name}.log",
+    env = os.environ | p.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"} | (env_over or {})
+    argv = [exe, *p.argv[1:]]
+    if wrap and p.argv[1] == "sft":  # `swift sft` (exact): its script, run by this python under the wrapper
+        spec = importlib.util.find_spec("swift.cli.sft")
+        assert spec is not None and spec.origin is not None
+        argv = [sys.executable, wrap, spec.origin, *p.argv[2:]]
+    elif wrap:  # the direct start: the wrapper before runner/swift_entry.py
+        argv = [exe, wrap, *p.argv[1:]]
+    res = run(name, argv, env=env, output_dir=out_dir, log_path=work / f"{name}.log",
               gpu_index=int(gpus[0]) if gpus[0].isdigit() else 0)
     summary = res.summary() | {"display": p.display, "profile_notes": list(p.notes)}
     (work / f"{name}.json").write_text(json.dumps({"summary": summary, "logged": res.logged, "gpu": res.gpu},
@@ -151,13 +160,16 @@ def main() -> int:
     ap.add_argument("--pair", default="exact,fast", help="the two saved runs to compare: base,candidate")
     ap.add_argument("--goal", type=float, default=SPEEDUP_GOAL, help="the speed-up the candidate must reach")
     ap.add_argument("--report", action="store_true", help="only print the comparison of the saved runs")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE over the plan's environment")
+    ap.add_argument("--wrap", help="a script run by the job's python before the entry (scripts/gpu/step_profile.py)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report:
         if args.config is None:
             ap.error("--config is needed to run the jobs")
         for profile in args.order.split(","):
-            launch(args.config, args.work, profile, args.gpu, args.name or profile)
+            launch(args.config, args.work, profile, args.gpu, args.name or profile, args.wrap,
+                   dict(kv.split("=", 1) for kv in args.env))
             time.sleep(3)  # let the driver release the GPU memory before the next launch
     base, candidate = args.pair.split(",")
     if not all((args.work / f"{p}.json").exists() for p in (base, candidate)):

@@ -44,6 +44,8 @@ class Probe:
 
 
 PROBES: tuple[Probe, ...] = (  # in priority order: the budget drops the last ones
+    Probe("b16-nogc-liger", {**layout(16), **GC_OFF, **LIGER}),
+    Probe("b16-nogc-liger-compile", {**layout(16), **GC_OFF, **LIGER, "torch_compile": "true"}, est_s=100),
     Probe("b16-gc-liger", {**layout(16), **LIGER}),
     Probe("b8x2-nogc-liger", {**layout(8), **GC_OFF, **LIGER}),
     Probe("exact", {}, est_s=80),

@@ -124,6 +124,29 @@ case "${1:-}" in
     tail -3 $W/cmp_stop.txt; grep -n "KeyboardInterrupt\|trainbot\]\|exitcode\|SIGTERM" $W/cmp/stop.log | cut -c1-200 | tail -12
     python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0 --order fast --name fast_warm \
       > $W/cmp.txt 2>&1; tail -2 $W/cmp.txt; collect ;;
+  wide)  # issue 16: one micro-batch of 16 without checkpointing against today's 8 x 2, then the same compiled
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    python3 scripts/gpu/probe.py --config $W/trainbot.toml --out $W/probes --steps 20 --budget-s 420 \
+      b16-nogc-liger b8x2-nogc-liger b16-nogc-liger-compile 2>&1 | tail -12
+    collect ;;
+  profile)  # issue 16: torch.profiler over steps 12-14 of the default and step 3 of the literal job
+    setup 2>&1 | tee $RES/setup.txt
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0 --wrap $REPO/scripts/gpu/step_profile.py"
+    PROF_OUT=$RES/profile_fast.txt PROF_START=12 PROF_COUNT=3 $C --order fast --name prof_fast > $W/cmp.txt 2>&1
+    PROF_OUT=$RES/profile_exact.txt PROF_START=3 PROF_COUNT=1 $C --order exact --name prof_exact >> $W/cmp.txt 2>&1
+    grep -v '^\[' $W/cmp.txt | tail -5; head -12 $RES/profile_*.txt; collect ;;
+  attn)  # issue 16: the default as it was (cuDNN attention, cold Triton), the default now, then the literal job in
+         # the background (follow it in the next call), then the old default again (warm)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
+    setsid nohup bash -c "$C --order fast --name fast_cudnn --env TRAINBOT_NO_CUDNN_ATTENTION=0 > $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order exact >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --name fast_cudnn_warm --env TRAINBOT_NO_CUDNN_ATTENTION=0 --pair fast_cudnn_warm,fast --goal 0 >> $W/cmp.txt 2>&1;
+      $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
+    bash "$0" follow ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
