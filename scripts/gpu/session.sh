@@ -6,6 +6,10 @@
 #                                           jobs, one after the other); follows it ~9 minutes
 #   bash scripts/gpu/session.sh pair        the same in the other order: compare.py (exact, then fast on a cold
 #                                           Triton cache), then validate.py (the console's default job, warm)
+#   bash scripts/gpu/session.sh attn        set up, then in the background: the default with cuDNN's attention (cold),
+#                                           the default now, the literal job, the old default again (warm); follow
+#   bash scripts/gpu/session.sh profile     torch.profiler over steps 12-14 of the default, step 3 of the literal job
+#   bash scripts/gpu/session.sh wide        probes: 16 x 1 without checkpointing, 8 x 2, 16 x 1 compiled
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -158,5 +162,5 @@ case "${1:-}" in
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|follow"; exit 2 ;;
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|follow"; exit 2 ;;
 esac
