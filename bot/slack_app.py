@@ -81,7 +81,7 @@ class BotContext:
         """Runs `work` (which answers on its own) in its own task once it is quiet and a slot is free; returns at
         once."""
         self._pending.append(work)
-        if self._quiet.is_set():  # not called while answering a request (a test, a shutdown)
+        if self._quiet.is_set():  # called outside any request's answer: nothing to let go first
             self._start_pending()
 
     def _start_pending(self) -> None:
