@@ -56,10 +56,12 @@ def build_sft(recipe: Recipe, *, output_dir: Path, config: Config, version: Swif
             argv.extend(value)
         else:
             argv.append(str(output_dir) if value == OUTPUT_DIR else value)
-    env = dict(recipe.env) | dict(config.swift_env)
-    if config.offline:
-        env = OFFLINE_ENV | env
-    return SwiftCommand(tuple(argv), env)
+    return SwiftCommand(tuple(argv), swift_env(config, dict(recipe.env)))
+
+
+def swift_env(config: Config, recipe_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A swift process's variables: the hub switched off when offline, the recipe's, then `[swift] env`."""
+    return (OFFLINE_ENV if config.offline else {}) | dict(recipe_env or {}) | dict(config.swift_env)
 
 
 def direct_entry(swift_bin: str, processes: int = 1) -> list[str] | None:
@@ -84,10 +86,7 @@ def build_export(*, checkpoint: str, export_dir: Path, config: Config,
     """Merge the LoRA adapters into a full model; `--exist_ok` lets a second export reuse the folder."""
     argv = (*(entry or [config.swift_bin]), "export", "--adapters", checkpoint, "--merge_lora", "true",
             "--output_dir", str(export_dir), "--exist_ok", "true")
-    env = dict(config.swift_env)
-    if config.offline:
-        env = OFFLINE_ENV | env
-    return SwiftCommand(argv, env)
+    return SwiftCommand(argv, swift_env(config))
 
 
 def _is_local_path(model: object) -> bool:

@@ -104,6 +104,7 @@ class Config:
     stop_grace_s: float
     term_grace_s: float
     scrub_env: tuple[str, ...]
+    warm_start: bool
     backend: BackendKind
     slurm: SlurmConfig
     access: AccessConfig
@@ -145,6 +146,7 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         stop_grace_s=file.runner.stop_grace_seconds,
         term_grace_s=file.runner.term_grace_seconds,
         scrub_env=file.runner.scrub_env,
+        warm_start=file.runner.warm_start,
         backend=file.backend.kind,
         slurm=file.slurm,
         access=file.access,

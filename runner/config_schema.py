@@ -98,6 +98,7 @@ class RunnerTable(BaseModel):
     stop_grace_seconds: Seconds = 30.0
     term_grace_seconds: Seconds = 10.0
     scrub_env: Names = ()  # env var names never passed to a job, besides the bot's own secrets
+    warm_start: bool = True  # keep a process with swift imported for the next job (runner/warm.py)
 
 
 class BackendTable(BaseModel):

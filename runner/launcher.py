@@ -5,6 +5,12 @@ read the exit status. This small launcher leads the job's process group, ignores
 of a stop (so it outlives swift and can write down how swift ended), and writes `{"returncode": N}` atomically.
 
     python -m runner.launcher --exit-file F -- swift sft ...
+    python -m runner.launcher --warm -- python runner/swift_entry.py --warm
+
+With `--warm` (runner/warm.py) the command is a process that imports swift and waits for a job; the launcher
+waits for the job on its own stdin, one JSON line ``{"exit_file": F, "job": {...}}``, hands ``job`` to that process
+(or, if it is gone, starts ``job["argv"]`` afresh), and from then on is the launcher above. Its stdin closed
+before any job came: it closes the warm process's too, and both leave.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def write_exit_file(path: Path, returncode: int) -> None:
@@ -31,25 +38,81 @@ def read_exit_file(path: Path) -> int | None:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[:2] == ["--warm", "--"]:
+        return warm(argv[2:])
     if len(argv) < 4 or argv[0] != "--exit-file" or argv[2] != "--":
-        print("usage: python -m runner.launcher --exit-file FILE -- COMMAND...", file=sys.stderr)
+        print("usage: python -m runner.launcher --exit-file FILE -- COMMAND...\n"
+              "       python -m runner.launcher --warm -- COMMAND...", file=sys.stderr)
         return 2
     exit_file, command = Path(argv[1]), argv[3:]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ignore_stops()
     try:
-        # the child gets default signal handling back, so a stop reaches swift as usual; its environment is
-        # the launcher's own, which the backend built with runner/child_env.py (no bot secrets)
-        child = subprocess.Popen(command, restore_signals=True,
-                                 preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
-                                                     signal.signal(signal.SIGTERM, signal.SIG_DFL), None)[-1])
+        child = _start(command)
     except OSError as exc:
         print(f"trainbot: cannot start {command[0]}: {exc}", file=sys.stderr, flush=True)
         write_exit_file(exit_file, 127)
         return 127
+    write_exit_file(exit_file, child.wait())
+    return 0
+
+
+def warm(command: list[str]) -> int:
+    _ignore_stops()
+    try:
+        child = _start(command, stdin=subprocess.PIPE)
+    except OSError:
+        child = None  # a job that comes is started afresh
+    line = sys.stdin.readline()
+    if not line:  # closed by the bot: no job for this process
+        if child is not None and child.stdin is not None:
+            child.stdin.close()
+            child.wait()
+        return 0
+    order = json.loads(line)
+    exit_file, job = Path(order["exit_file"]), order["job"]
+    try:
+        if child is None or child.stdin is None or child.poll() is not None:
+            raise BrokenPipeError
+        child.stdin.write(json.dumps(job).encode() + b"\n")
+        child.stdin.close()
+    except BrokenPipeError:  # the warm process is gone (it could not import swift?): the job starts afresh
+        with open(job["log"], "ab") as log:
+            log.write(b"[trainbot] the process kept warm for this job had ended; starting swift afresh\n")
+            log.flush()
+            try:
+                child = _start(job["argv"], env=job["env"], stdout=log, stderr=subprocess.STDOUT)
+            except OSError as exc:
+                log.write(f"trainbot: cannot start {job['argv'][0]}: {exc}\n".encode())
+                write_exit_file(exit_file, 127)
+                return 127
     returncode = child.wait()
+    _keep_preamble(job)
     write_exit_file(exit_file, returncode)
     return 0
+
+
+def _keep_preamble(job: dict[str, Any]) -> None:
+    """What the warm process printed, if it ended before taking the job's log (a stop at once): into that log."""
+    try:
+        with open(job["preamble"], "rb") as earlier, open(job["log"], "ab") as log:
+            log.write(earlier.read())
+        os.unlink(job["preamble"])
+    except (OSError, KeyError, TypeError):
+        pass
+
+
+def _ignore_stops() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _start(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """The child gets default signal handling back, so a stop reaches swift as usual; its environment is the
+    launcher's own (or the job's, given), which the backend built with runner/child_env.py (no bot secrets)."""
+    return subprocess.Popen(command, restore_signals=True,
+                            preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
+                                                signal.signal(signal.SIGTERM, signal.SIG_DFL), None)[-1],
+                            **kwargs)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distri
                      "process: about half a minute less per job")
 
 
+WARM_NOTE = ("starts in a process that had swift loaded before the job came, when one is ready (the bot keeps one): "
+             "about 15 s less before the first step on a GPU machine")
+
+
 @dataclass(frozen=True)
 class JobRequest:
     kind: Kind
@@ -113,6 +117,8 @@ def plan(req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: st
     notes += attention
     if entry is not None:
         notes += (DIRECT_NOTE if len(req.gpus) == 1 else DIRECT_RANKS_NOTE,)
+    if entry is not None and len(req.gpus) == 1 and config.warm_start:
+        notes += (WARM_NOTE,)
     cmd = build_sft(recipe, output_dir=req.output_dir, config=config, version=facts.swift_version, entry=entry)
     return Plan(cmd.argv, cmd.env, cmd.display(), (), facts.swift_version, notes)
 

@@ -37,8 +37,9 @@ class Runtime:
     def __init__(self, config: Config, store: JobStore, probe: GpuProbe, backend: Backend) -> None:
         self.config, self.store, self.probe = config, store, probe
         self.supervisor = Supervisor(store, config, probe, backend)
-        if isinstance(backend, LocalBackend):
-            backend.on_exit = self.supervisor.wake
+        self.local = backend if isinstance(backend, LocalBackend) else None
+        if self.local is not None:
+            self.local.on_exit = self.supervisor.wake
         self._scheduler: AsyncIOScheduler | None = None
         self.ticks = WakeableLoop("supervisor", self._tick, store.changes, config.safety_poll_seconds,
                                   busy_ignores_changes=True)
@@ -55,6 +56,8 @@ class Runtime:
     async def start(self) -> None:
         """Recover what ran while we were away, then tick: progress and exits, and GPU probes."""
         await self.supervisor.recover()
+        if self.local is not None and any(g.source == "nvml" for g in self.probe.snapshot().gpus):
+            await self.local.keep_warm()  # on a CPU machine (tests, the demo) only once a job has run
         self.ticks.start()
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(self._refresh_gpus, "interval", seconds=self.config.gpu_poll_seconds,
@@ -75,4 +78,6 @@ class Runtime:
             self._scheduler = None
         await self.ticks.close()
         await self.supervisor.close()
+        if self.local is not None:
+            await self.local.close()
         await self.store.close()

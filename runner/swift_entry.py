@@ -11,11 +11,20 @@ dataloader workers with a 5 s timeout) cost every training job 23-24 s on those 
 `torch.distributed.run` (a job on several GPUs) every rank runs this entry and also leaves its process group first,
 so the launcher sees each rank end at once and ends itself. An exception or a stop (KeyboardInterrupt) leaves the
 usual way, with its traceback and exit status.
+
+``python .../runner/swift_entry.py --warm`` is a process kept ready for the next job (runner/warm.py): it imports
+swift (~15 s of a job's start-up on the H200 machine), then waits for one job on its stdin, a JSON line
+``{"args": [...], "argv": [...], "env": {...}, "log": ..., "preamble": ...}``: ``args`` what would follow this
+file on the job's command line, ``argv`` that whole command, ``env`` its environment, ``log`` the job's log (its
+output goes there, after ``preamble``, what the imports printed). The job runs here as it would have run afresh,
+unless something read at import could differ (`cold_reason`): then this process becomes the fresh one (exec).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import logging
 import multiprocessing
 import os
@@ -30,12 +39,26 @@ ENTRY_MARK = "runner/swift_entry.py"  # how a stop finds this process among the 
 # flash or memory-efficient kernel: the same attention, by another kernel.
 NO_CUDNN_ATTENTION = "TRAINBOT_NO_CUDNN_ATTENTION"
 SCRIPTS = {"sft": "swift.cli.sft", "export": "swift.cli.export"}  # what `swift sft` / `swift export` would run
+WARM = "--warm"
+READY = "[trainbot] ready:"  # a warm process's line once swift is imported
+# What swift's scripts import (swift/cli/sft.py, export.py), loaded by a warm process before its job comes;
+# `sft_main`/`export_main` are attributes of a lazy module, so they are looked up too.
+WARM_IMPORTS = (("swift.cli.utils", ""), ("swift.ray_utils", ""), ("swift.pipelines", "sft_main"),
+                ("swift.pipelines", "export_main"))
+# The only variables a job's environment may set differently from the warm process's: nothing reads them at import
+# (CUDA reads the first two when it starts, which a warm process has not let it do; the entry reads the third).
+LATE_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", NO_CUDNN_ATTENTION})
+# torch.cuda.is_available() (transformers asks it at import, and caches the answer) asks NVML instead of starting
+# CUDA, which would fix the visible GPUs before the job has said which.
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def main() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     # the script's own folder (runner/) must not shadow top-level modules of swift's dependencies
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    if sys.argv[1:] == [WARM]:
+        return warm()
     if len(sys.argv) < 2 or sys.argv[1] not in SCRIPTS:
         sys.exit(f"usage: python {ENTRY_MARK} {{{'|'.join(SCRIPTS)}}} ARGS...")
     spec = importlib.util.find_spec(SCRIPTS[sys.argv[1]])
@@ -57,6 +80,84 @@ def main() -> None:
           flush=True)
     sys.stderr.flush()
     os._exit(0)
+
+
+def warm() -> None:
+    """Import swift, wait for one job (see the module's docstring), run it; leave quietly if none comes (EOF)."""
+    began = time.monotonic()
+    import_env = dict(os.environ)
+    os.environ.setdefault(NVML_CHECK, "1")
+    for module, name in WARM_IMPORTS:
+        getattr(importlib.import_module(module), name) if name else importlib.import_module(module)
+    cuda = _cuda_seen()
+    os.environ.clear()
+    os.environ.update(import_env)
+    print(f"{READY} swift imported in {time.monotonic() - began:.1f} s; waiting for a job", flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        os._exit(0)  # the bot closed this process before any job came
+    job = json.loads(line)
+    _take_output(job["log"], job.get("preamble"))
+    why = cold_reason(import_env, job["env"], cuda=cuda, cuda_started=_cuda_started())
+    if why is not None:
+        print(f"[trainbot] not started warm: {why}; starting swift afresh", flush=True)
+        os.execvpe(job["argv"][0], job["argv"], job["env"])
+    os.environ.clear()
+    os.environ.update(job["env"])
+    print("[trainbot] started warm: in the process that imported swift before the job came", flush=True)
+    sys.argv = [sys.argv[0], *job["args"]]
+    main()
+
+
+def cold_reason(import_env: dict[str, str], job_env: dict[str, str], *, cuda: bool,
+                cuda_started: bool) -> str | None:
+    """Why a job must not run in a process that imported swift under `import_env` (None: it may)."""
+    differ = sorted(k for k in import_env.keys() | job_env.keys()
+                    if import_env.get(k) != job_env.get(k) and k not in LATE_ENV)
+    if differ:
+        return f"its environment differs in {', '.join(differ)}, which may be read at import"
+    if cuda_started:
+        return "CUDA was started while swift was imported, before the job named its GPUs"
+    on_gpus = job_env.get("CUDA_VISIBLE_DEVICES", "") != ""
+    if on_gpus != cuda:
+        return ("swift was imported on a machine without CUDA" if on_gpus else
+                "swift was imported seeing GPUs, and this job runs on the CPU")
+    return None
+
+
+def _cuda_seen() -> bool:
+    """Whether swift's torch sees CUDA (asked through NVML, see NVML_CHECK); False for a CPU build."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_available()
+
+
+def _cuda_started() -> bool:
+    """Whether the CUDA driver is loaded in this process (it reads CUDA_VISIBLE_DEVICES once, when it starts)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libcuda.so" in line for line in maps)
+    except OSError:
+        return True  # cannot tell: take the safe answer
+
+
+def _take_output(log: str, preamble: str | None) -> None:
+    """Stdout and stderr to the job's log (appended), after what the imports printed; stdin from /dev/null."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    if preamble:
+        try:
+            with open(preamble, "rb") as earlier:
+                os.write(fd, earlier.read())
+            os.unlink(preamble)
+        except OSError:
+            pass
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
 
 
 def _no_cudnn_attention() -> None:

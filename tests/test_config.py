@@ -47,6 +47,7 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[http]\ntokens_file = 5\n", "[http] tokens_file = 5", "must be a path"),
     ("[paths]\nmodel_roots = '/models'\n", '[paths] model_roots = "/models"', "must be a list"),
     ("[runner]\nscrub_env = 'HF_TOKEN'\n", '[runner] scrub_env = "HF_TOKEN"', "must be a list"),
+    ("[runner]\nwarm_start = 'yes'\n", '[runner] warm_start = "yes"', "must be true or false"),
     # numbers out of range
     ("[slack]\nhttp_port = 70000\n", "[slack] http_port = 70000", "less than or equal to 65535"),
     ("[slack]\ncommands_at_once = 0\n", "[slack] commands_at_once = 0", "greater than or equal to 1"),

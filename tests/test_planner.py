@@ -11,7 +11,7 @@ import pytest
 
 from runner.config import Config, load_config
 from runner.gpus import Gpu
-from runner.planner import DIRECT_NOTE, JobRequest, ProbedFacts, plan, probe_facts
+from runner.planner import DIRECT_NOTE, WARM_NOTE, JobRequest, ProbedFacts, plan, probe_facts
 from runner.profiles import NO_CUDNN_NOTE
 from runner.runtime import Runtime
 from runner.swift_entry import NO_CUDNN_ATTENTION
@@ -36,9 +36,9 @@ def slow_swift(tmp_path: Path) -> tuple[Path, Path]:
     return swift, asked
 
 
-def config_with(tmp_path: Path, swift: Path) -> Config:
+def config_with(tmp_path: Path, swift: Path, more: str = "") -> Config:
     path = tmp_path / "trainbot.toml"
-    path.write_text(f'[swift]\nbin = "{swift}"\n')
+    path.write_text(f'[swift]\nbin = "{swift}"\n{more}')
     return load_config(path, base_dir=tmp_path)
 
 
@@ -118,3 +118,22 @@ def test_fast_through_the_entry_on_known_gpus_runs_attention_without_cudnn(tmp_p
     assert made(("cpu",)) == (False, False)
     vlm = plan(JobRequest(Kind.VLM, ("0",), tmp_path / "o", {}), config, facts, backend_name="local")
     assert NO_CUDNN_ATTENTION not in vlm.env
+
+
+def test_the_dry_run_says_when_a_job_may_start_in_the_warm_process(tmp_path: Path) -> None:
+    """One process through the entry, on this machine, with `warm_start` on (the default): runner/warm.py."""
+    python = tmp_path / "python3"
+    python.symlink_to("/bin/true")
+    swift = tmp_path / "swift"
+    swift.write_text(f"#!{python}\nprint('swift')\n")
+    swift.chmod(0o755)
+    facts = ProbedFacts(SwiftVersion(4, 6, 0), gpus=(gpu("0", 141), gpu("1", 141)))
+
+    def said(gpus: tuple[str, ...], profile: str = "fast", backend: str = "local", warm: bool = True) -> bool:
+        config = config_with(tmp_path, swift, "" if warm else "[runner]\nwarm_start = false\n")
+        p = plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile), config, facts, backend_name=backend)
+        return WARM_NOTE in p.notes
+
+    assert said(("0",)) and said(("cpu",))
+    assert not said(("0", "1"))  # ranks start under torch.distributed.run
+    assert not said(("0",), profile="exact") and not said(("0",), backend="slurm") and not said(("0",), warm=False)

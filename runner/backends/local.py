@@ -19,19 +19,19 @@ import psutil
 from runner import launcher, swift_entry
 from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
 from runner.child_env import child_env
-from runner.command import SwiftCommand
+from runner.command import SwiftCommand, direct_entry, swift_env
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import descendants
+from runner.warm import RANK_LAUNCHER, WarmSlot, warm_entry
 
 if TYPE_CHECKING:
     from runner.slurm_cli import ClusterGpus
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
 TRAINER_SCRIPTS = ("swift/cli/sft.py", "swift/cli/export.py", "swift/cli/_sft.py", swift_entry.ENTRY_MARK)
-# A job on several GPUs: the launcher's agent names the script too, but its ranks are the trainers. SIGINT to the
-# agent would make it send SIGTERM to the ranks (a kill, not a stop), so it is left to see them end.
-RANK_LAUNCHER = "torch.distributed.run"
+# A job on several GPUs (RANK_LAUNCHER): the launcher's agent names the script too, but its ranks are the trainers.
+# SIGINT to the agent would make it send SIGTERM to the ranks (a kill, not a stop), so it is left to see them end.
 START_TIME_TOLERANCE_S = 1.0
 
 
@@ -57,6 +57,27 @@ class LocalBackend:
         # called when a child we launched exits, so the supervisor settles it (and starts the next queued job) at
         # once instead of at its next poll; children of an earlier bot are found by polling
         self.on_exit: Callable[[], None] | None = None
+        self._warm: WarmSlot | None = None  # swift imported, waiting for the next job (runner/warm.py)
+        self._warming: asyncio.Task[None] | None = None
+
+    @property
+    def warm(self) -> WarmSlot | None:
+        """The process waiting, swift imported, for the next job (None: none yet, or `warm_start = false`)."""
+        return self._warm
+
+    async def keep_warm(self) -> None:
+        """Start the warm process now (the bot starts on a GPU machine), rather than after the first job."""
+        entry = direct_entry(self._config.swift_bin) if self._config is not None else None
+        if entry is not None:
+            self._start_warm(tuple(entry))
+
+    async def close(self) -> None:
+        """The warm process has no job: it goes with the bot."""
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
+        if self._warm is not None:
+            await self._warm.close()
+            self._warm = None
 
     def exit_file(self, ref: ProcessRef) -> Path:
         return self._exits_dir / f"{ref.job_id}.{ref.purpose}.json"
@@ -76,15 +97,25 @@ class LocalBackend:
         exit_file = self.exit_file(ref)
         exit_file.unlink(missing_ok=True)
         env = child_env(self._config, command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"})
+        argv = (exe, *command.argv[1:])
+        slot = self._warm if self._warm is not None and self._warm.serves(argv) else None
+        if slot is not None:
+            self._warm = None  # the job's from now on
         with log:
             log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
                       f"{command.display()}\n".encode())
             log.flush()
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, launcher.__file__, "--exit-file", str(exit_file), "--", exe, *command.argv[1:],
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, env=env,
-            )
+            if slot is not None:
+                await slot.hand(argv, env, log=log_path, exit_file=exit_file)
+                proc = slot.proc
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, launcher.__file__, "--exit-file", str(exit_file), "--", *argv,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True, env=env,
+                )
+        if (entry := warm_entry(argv)) is not None:
+            self._start_warm(entry)  # for the next job
         self._children[proc.pid] = proc
         watcher = asyncio.create_task(self._watch(proc))
         self._watchers.add(watcher)
@@ -94,6 +125,27 @@ class LocalBackend:
         except psutil.NoSuchProcess:
             started = time.time()
         return Launched(pid=proc.pid, proc_start_time=started, host=socket.gethostname())
+
+    def _start_warm(self, entry: tuple[str, ...]) -> None:
+        """A warm process for `entry`, in the background, unless one is there or coming (or the config says no)."""
+        if self._config is None or not self._config.warm_start or self._warming is not None \
+                or (self._warm is not None and self._warm.entry == entry and self._warm.proc.returncode is None):
+            return
+        env = child_env(self._config, swift_env(self._config) | {"PYTHONUNBUFFERED": "1"})
+        folder = self._exits_dir
+
+        async def start() -> None:
+            try:
+                slot = await WarmSlot.start(entry, env, folder)
+            except OSError:
+                return  # the next job starts afresh, as without warm_start
+            finally:
+                self._warming = None
+            if self._warm is not None:
+                await self._warm.close()
+            self._warm = slot
+
+        self._warming = asyncio.create_task(start())
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         await proc.wait()

@@ -1,0 +1,289 @@
+"""A process kept warm for the next job (runner/warm.py): the real local backend, launcher and runner/swift_entry.py
+with a stand-in swift package (first on the path, through `[swift] env`) that tells what it finds: which process
+imported it, and the job's environment. The last test runs the real swift twice on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runner import launcher
+from runner.backends import ProcessRef
+from runner.backends.local import LocalBackend
+from runner.command import SwiftCommand, direct_entry
+from runner.config import Config, load_config
+from runner.supervisor import JobRequest
+from runner.swift_entry import NO_CUDNN_ATTENTION, READY, cold_reason
+from runner.warm import WarmSlot
+from storage.models import Job, JobState, Kind
+from tests.conftest import VENV_BIN, MakeConfig, OpenRuntime
+from tests.waiting import wait_until
+
+IMPORTED = "stand-in swift imported by"
+PIPELINES = f"""import os, sys, time
+if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_FAILS"):
+    sys.exit("stand-in: cannot import while warm")
+if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_SLOW"):
+    print("stand-in: importing slowly", flush=True)
+    time.sleep(60)
+print("{IMPORTED}", os.getpid(), flush=True)
+def sft_main(): pass
+def export_main(): pass
+"""
+SFT = """import json, os, sys, time
+import swift.pipelines
+keys = ("CUDA_VISIBLE_DEVICES", "TRAINBOT_NO_CUDNN_ATTENTION", "JOB_ONLY", "PYTORCH_NVML_BASED_CUDA_CHECK")
+print("job", json.dumps({"pid": os.getpid(), "args": sys.argv[1:], "env": {k: os.environ.get(k) for k in keys}}),
+      flush=True)
+if "--forever" in sys.argv:
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def standin(root: Path) -> Path:
+    files = {"swift/__init__.py": "", "swift/cli/__init__.py": "", "swift/ray_utils.py": "",
+             "swift/cli/utils.py": "def try_use_single_device_mode(): pass\n", "swift/cli/export.py": SFT,
+             "swift/cli/sft.py": SFT, "swift/pipelines/__init__.py": PIPELINES}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    swift = root / "bin" / "swift"  # a console script of the venv's python, as ms-swift installs one
+    swift.parent.mkdir()
+    swift.write_text(f"#!{VENV_BIN / 'python'}\nimport sys\nsys.exit('not used')\n")
+    swift.chmod(0o755)
+    return swift
+
+
+def standin_config(tmp_path: Path, swift_env: str = "") -> Config:
+    root = tmp_path / "standin"
+    swift = standin(root)
+    (tmp_path / "trainbot.toml").write_text(
+        f'[swift]\nbin = "{swift}"\n[swift.env]\nPYTHONPATH = "{root}"\n{swift_env}')
+    return load_config(tmp_path / "trainbot.toml", base_dir=tmp_path)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return standin_config(tmp_path)
+
+
+@pytest.fixture
+async def backend(tmp_path: Path, config: Config) -> AsyncIterator[LocalBackend]:
+    b = LocalBackend(tmp_path / "exits", config)
+    yield b
+    await b.close()
+
+
+def sft(config: Config, *args: str, env: dict[str, str] | None = None) -> SwiftCommand:
+    entry = direct_entry(config.swift_bin)
+    assert entry is not None
+    return SwiftCommand((*entry, "sft", *args), {"PYTHONPATH": config.swift_env["PYTHONPATH"], **(env or {})})
+
+
+async def ready_slot(b: LocalBackend) -> WarmSlot:
+    """The warm process, once it has imported (its output says so) and waits for a job."""
+    async def imported() -> WarmSlot | None:
+        slot = b.warm
+        return slot if slot is not None and IMPORTED in slot.preamble.read_text(errors="replace") else None
+
+    found: WarmSlot = await wait_until(imported, 30, "a warm process with swift imported")
+    return found
+
+
+async def launch(b: LocalBackend, job: str, command: SwiftCommand, log: Path) -> ProcessRef:
+    """The job's process started, and the reference a job in the store would keep to it."""
+    launched = await b.launch(ProcessRef(job, "train"), command, log_path=log, gpus=("cpu",))
+    return ProcessRef(job, "train", launched.run(log))
+
+
+async def run(b: LocalBackend, job: str, command: SwiftCommand, log: Path) -> tuple[int | None, str]:
+    return await exit_of(b, await launch(b, job, command, log)), log.read_text()
+
+
+async def exit_of(b: LocalBackend, ref: ProcessRef) -> int | None:
+    """The job's exit status, once it has ended."""
+    async def ended() -> tuple[int | None] | None:
+        return None if (await b.status(ref)).alive else (launcher.read_exit_file(b.exit_file(ref)),)
+
+    return (await wait_until(ended, 30, f"job {ref.job_id} to end"))[0]
+
+
+def job_line(log: str) -> dict[str, object]:
+    found: dict[str, object] = json.loads(next(line for line in log.splitlines() if line.startswith("job "))[4:])
+    return found
+
+
+async def test_the_next_job_runs_in_the_process_that_imported_swift_before_it_came(
+        backend: LocalBackend, config: Config, tmp_path: Path) -> None:
+    code, log = await run(backend, "first", sft(config, "--n", "1"), tmp_path / "first.log")
+    assert code == 0 and "started warm" not in log  # no warm process yet
+    slot = await ready_slot(backend)
+    warm_pid = psutil.Process(slot.proc.pid).children()[0].pid
+    code, log = await run(backend, "second", sft(config, "--n", "2", env={NO_CUDNN_ATTENTION: "1"}),
+                          tmp_path / "second.log")
+    assert code == 0, log
+    lines = log.splitlines()
+    assert "runner/swift_entry.py sft --n 2" in lines[0]  # the job's own header first, then what the import said
+    assert lines[1] == f"{IMPORTED} {warm_pid}" and lines[2].startswith(READY)
+    assert lines[3] == "[trainbot] started warm: in the process that imported swift before the job came"
+    assert job_line(log) == {"pid": warm_pid, "args": ["--n", "2"],
+                             "env": {"CUDA_VISIBLE_DEVICES": "", NO_CUDNN_ATTENTION: "1", "JOB_ONLY": None,
+                                     "PYTORCH_NVML_BASED_CUDA_CHECK": None}}
+    assert not slot.preamble.exists()
+    next_slot = await ready_slot(backend)  # and the one after is being kept ready
+    assert next_slot is not slot
+
+
+async def test_a_job_whose_environment_differs_where_imports_read_starts_afresh(backend: LocalBackend, config: Config,
+                                                                              tmp_path: Path) -> None:
+    await run(backend, "first", sft(config), tmp_path / "first.log")
+    slot = await ready_slot(backend)
+    warm_pid = psutil.Process(slot.proc.pid).children()[0].pid
+    code, log = await run(backend, "second", sft(config, env={"JOB_ONLY": "yes"}), tmp_path / "second.log")
+    assert code == 0, log
+    assert "[trainbot] not started warm: its environment differs in JOB_ONLY, which may be read at import" in log
+    assert "[trainbot] started warm" not in log
+    job = job_line(log)
+    assert job["pid"] == warm_pid  # the same process, started afresh (exec): what ran is the fresh job
+    assert job["env"] == {"CUDA_VISIBLE_DEVICES": "", NO_CUDNN_ATTENTION: None, "JOB_ONLY": "yes",
+                          "PYTORCH_NVML_BASED_CUDA_CHECK": None}
+    assert log.count(IMPORTED) == 2  # by the warm process, then again by the fresh one
+
+
+async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_start(tmp_path: Path) -> None:
+    config = standin_config(tmp_path, 'STANDIN_WARM_FAILS = "1"\n')
+    b = LocalBackend(tmp_path / "exits", config)
+    try:
+        await run(b, "first", sft(config), tmp_path / "first.log")
+
+        async def failed() -> bool:
+            slot = b.warm
+            return slot is not None and "cannot import while warm" in slot.preamble.read_text()
+
+        await wait_until(failed, 30, "the warm process to fail its imports")
+        code, log = await run(b, "second", sft(config, "--n", "2"), tmp_path / "second.log")
+        assert code == 0, log
+        assert "[trainbot] the process kept warm for this job had ended; starting swift afresh" in log
+        assert job_line(log)["args"] == ["--n", "2"]
+    finally:
+        await b.close()
+
+
+async def test_a_stop_reaches_a_job_in_a_warm_process(backend: LocalBackend, config: Config, tmp_path: Path) -> None:
+    await run(backend, "first", sft(config), tmp_path / "first.log")
+    await ready_slot(backend)
+    log = tmp_path / "second.log"
+    ref = await launch(backend, "second", sft(config, "--forever"), log)
+
+    async def running() -> bool:
+        return "\njob {" in log.read_text()
+
+    await wait_until(running, 30, "the job to run")
+    assert await backend.interrupt(ref)
+
+    assert await exit_of(backend, ref) == -signal.SIGINT  # python's way to end on an unhandled KeyboardInterrupt
+    assert "KeyboardInterrupt" in log.read_text()
+
+
+async def test_a_stop_reaches_a_job_whose_warm_process_is_still_importing(tmp_path: Path) -> None:
+    config = standin_config(tmp_path, 'STANDIN_WARM_SLOW = "1"\n')
+    b = LocalBackend(tmp_path / "exits", config)
+    try:
+        await run(b, "first", sft(config), tmp_path / "first.log")
+
+        async def importing() -> bool:
+            slot = b.warm
+            return slot is not None and "importing slowly" in slot.preamble.read_text()
+
+        slot = await wait_until(importing, 30, "the warm process to be importing") and b.warm
+        assert slot is not None
+        log = tmp_path / "second.log"
+        ref = await launch(b, "second", sft(config), log)
+        assert await b.interrupt(ref)
+        assert await exit_of(b, ref) == -signal.SIGINT
+        text = log.read_text()  # what the process printed before the stop reached it: in the job's log
+        assert "stand-in: importing slowly" in text and "KeyboardInterrupt" in text, text
+        assert not slot.preamble.exists()
+    finally:
+        await b.close()
+
+
+async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend: LocalBackend, config: Config,
+                                                                         tmp_path: Path) -> None:
+    await run(backend, "first", sft(config), tmp_path / "first.log")
+    slot = await ready_slot(backend)
+    pids = [slot.proc.pid, *(c.pid for c in psutil.Process(slot.proc.pid).children())]
+    await backend.close()
+
+    async def gone() -> bool:
+        return not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+    await wait_until(gone, 10, "the warm processes to be gone")
+
+    entry = direct_entry(config.swift_bin)
+    assert entry is not None
+    lost = await WarmSlot.start(entry, {**os.environ, "PYTHONPATH": config.swift_env["PYTHONPATH"]}, tmp_path)
+    async def child() -> list[psutil.Process]:
+        return psutil.Process(lost.proc.pid).children()
+
+    warm_child = (await wait_until(child, 10, "the warm child"))[0]
+    assert lost.proc.stdin is not None
+    lost.proc.stdin.close()  # what the launcher sees when the bot dies
+
+    async def left() -> bool:
+        return lost.proc.returncode is not None and not warm_child.is_running()
+
+    await wait_until(left, 30, "the launcher and its child to leave")
+    assert lost.proc.returncode == 0
+
+
+@pytest.mark.parametrize(("import_env", "job_env", "cuda", "started", "why"), [
+    ({"A": "1"}, {"A": "1", "CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", NO_CUDNN_ATTENTION: "1"},
+     True, False, None),
+    ({"A": "1"}, {"A": "2", "B": "3", "CUDA_VISIBLE_DEVICES": "1"}, True, False,
+     "its environment differs in A, B, which may be read at import"),
+    ({}, {"CUDA_VISIBLE_DEVICES": "0"}, True, True,
+     "CUDA was started while swift was imported, before the job named its GPUs"),
+    ({}, {"CUDA_VISIBLE_DEVICES": "0"}, False, False, "swift was imported on a machine without CUDA"),
+    ({}, {"CUDA_VISIBLE_DEVICES": ""}, True, False, "swift was imported seeing GPUs, and this job runs on the CPU"),
+    ({}, {"CUDA_VISIBLE_DEVICES": ""}, False, False, None),
+])
+def test_a_job_runs_warm_only_where_nothing_read_at_import_differs(
+        import_env: dict[str, str], job_env: dict[str, str], cuda: bool, started: bool, why: str | None) -> None:
+    assert cold_reason(import_env, job_env, cuda=cuda, cuda_started=started) == why
+
+
+@pytest.mark.swift
+async def test_a_second_real_job_starts_warm_and_learns_the_same(make_config: MakeConfig,
+                                                                 open_runtime: OpenRuntime) -> None:
+    config = make_config()
+    rt = await open_runtime(config)
+    losses = []
+    for n in range(2):
+        job = await rt.supervisor.submit(JobRequest(Kind.LLM, ("cpu",), config.base_dir / f"output/{n}", {}))
+
+        async def ended(job_id: str = job.id) -> Job | None:
+            found = await rt.store.require(job_id)
+            return found if found.state.is_terminal else None
+
+        if n == 1:
+            assert rt.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), config.base_dir / "o", {})).notes[-1] \
+                .startswith("starts in a process that had swift loaded before the job came")
+        job = await wait_until(ended, 180, f"job {n} to end")
+        log = Path(job.train_run.log_path or "").read_text()
+        assert job.state is JobState.SUCCEEDED, log[-2000:]
+        assert ("[trainbot] started warm" in log) == (n == 1), log[:3000]
+        losses.append(job.progress.train_loss)
+        if n == 0:
+            async def warm() -> bool:
+                return rt.local is not None and rt.local.warm is not None
+
+            await wait_until(warm, 30, "a warm process")
+    assert losses[0] is not None and losses[0] == losses[1]
