@@ -7,8 +7,10 @@ loss, GPU memory and utilisation.
     python3 scripts/gpu/compare.py --work DIR --report [--pair exact,fast] [--goal 8]
                                                    (the table again, from DIR/exact.json, DIR/fast.json)
 
-`--gpu 0,1` runs the job on two GPUs (what `llm gpu=0,1` starts); `--name` saves a run as DIR/NAME.json (one
-profile in --order), so one-GPU and two-GPU runs of the same profile can be compared with `--pair`.
+`--warm` hands the job to a process that imported swift before it came, as the local backend does
+(runner/warm.py): the time runs from the hand-over. `--gpu 0,1` runs the job on two GPUs (what `llm gpu=0,1`
+starts); `--name` saves a run as DIR/NAME.json (one profile in --order), so one-GPU and two-GPU runs of the same
+profile can be compared with `--pair`.
 
 Each command is the one trainbot itself would start for `llm gpu=0 out=...` (Supervisor.plan: the config, the
 profile decided from NVML right before the launch), with the environment the local backend adds.
@@ -27,13 +29,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from monitor import run
+from monitor import Warm, run
 
+from runner import launcher, swift_entry
 from runner.backends.local import LocalBackend, device_env
+from runner.command import swift_env
 from runner.config import load_config
 from runner.gpus import GpuProbe
 from runner.progress import parse_duration
 from runner.supervisor import JobRequest, Plan, Supervisor
+from runner.warm import warm_entry
 from storage.jobs import JobStore
 from storage.models import Kind
 
@@ -55,8 +60,21 @@ async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...
         await store.close()
 
 
+def warm_start(config_path: Path, exit_file: Path, argv: list[str], env: dict[str, str]) -> Warm:
+    """The job handed to a process that imported swift before it (what the local backend does with
+    `[runner] warm_start`: runner/warm.py), through the same launcher and entry, its output on the monitor's pipe."""
+    entry = warm_entry(argv)
+    if entry is None:
+        sys.exit(f"--warm: {argv[:3]} does not start through runner/swift_entry.py in one process")
+    order = {"exit_file": str(exit_file), "job": {"args": argv[len(entry):], "argv": argv, "env": env,
+                                                   "log": "/dev/stdout", "preamble": None}}
+    return Warm([sys.executable, launcher.__file__, "--warm", "--", *entry, swift_entry.WARM],
+                os.environ | swift_env(load_config(config_path)) | {"PYTHONUNBUFFERED": "1"},
+                json.dumps(order).encode() + b"\n", swift_entry.READY)
+
+
 def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wrap: str | None = None,
-           env_over: dict[str, str] | None = None) -> dict[str, Any]:
+           env_over: dict[str, str] | None = None, warm: bool = False) -> dict[str, Any]:
     gpus = tuple(gpu.split(","))
     out_dir = work / f"out-{name}"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -74,7 +92,8 @@ def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wra
     elif wrap:  # the direct start: the wrapper before runner/swift_entry.py
         argv = [exe, wrap, *p.argv[1:]]
     res = run(name, argv, env=env, output_dir=out_dir, log_path=work / f"{name}.log",
-              gpu_index=int(gpus[0]) if gpus[0].isdigit() else 0)
+              gpu_index=int(gpus[0]) if gpus[0].isdigit() else 0,
+              warm=warm_start(config_path, work / f"{name}.exit.json", argv, env) if warm else None)
     summary = res.summary() | {"display": p.display, "profile_notes": list(p.notes)}
     (work / f"{name}.json").write_text(json.dumps({"summary": summary, "logged": res.logged, "gpu": res.gpu},
                                                       indent=1))
@@ -162,6 +181,8 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="only print the comparison of the saved runs")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE over the plan's environment")
     ap.add_argument("--wrap", help="a script run by the job's python before the entry (scripts/gpu/step_profile.py)")
+    ap.add_argument("--warm", action="store_true",
+                    help="hand each job to a process that imported swift before it (runner/warm.py)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report:
@@ -169,7 +190,7 @@ def main() -> int:
             ap.error("--config is needed to run the jobs")
         for profile in args.order.split(","):
             launch(args.config, args.work, profile, args.gpu, args.name or profile, args.wrap,
-                   dict(kv.split("=", 1) for kv in args.env))
+                   dict(kv.split("=", 1) for kv in args.env), args.warm)
             time.sleep(3)  # let the driver release the GPU memory before the next launch
     base, candidate = args.pair.split(",")
     if not all((args.work / f"{p}.json").exists() for p in (base, candidate)):

@@ -129,19 +129,48 @@ def find_logging(output_dir: Path, after: float) -> Path | None:
     return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
 
 
+@dataclass(frozen=True)
+class Warm:
+    """A process started before the job (runner/swift_entry.py --warm under runner/launcher.py --warm): `argv`,
+    `env`; once its output shows `ready`, the job is handed to it by writing `order` to its stdin."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    order: bytes
+    ready: str
+    ready_within_s: float = 300.0
+
+
 def run(name: str, argv: Sequence[str], *, env: Mapping[str, str], output_dir: Path, log_path: Path,
-        stop_after_step: int | None = None, deadline_s: float | None = None, gpu_index: int = 0) -> RunResult:
-    """Launch argv (own process group, output to log_path), watch it until it exits; see the module doc."""
+        stop_after_step: int | None = None, deadline_s: float | None = None, gpu_index: int = 0,
+        warm: Warm | None = None) -> RunResult:
+    """Launch argv (own process group, output to log_path), watch it until it exits; see the module doc. With
+    `warm`, the job is handed to a process started (and ready) before it, and the time runs from the hand-over."""
     baseline = gpu_used_mib(gpu_index)
-    t0 = time.time()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if warm is None:
+        t0 = time.time()
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=dict(env), start_new_session=True)
+        reader = _Timestamper(proc, log_path, t0, f"# {name}: {' '.join(argv)}")
+        reader.start()
+    else:
+        proc = subprocess.Popen(list(warm.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.PIPE, env=dict(warm.env), start_new_session=True)
+        reader = _Timestamper(proc, log_path, time.time(), f"# {name} (warm): {' '.join(warm.argv)}")
+        reader.start()
+        end = time.time() + warm.ready_within_s
+        while warm.ready not in log_path.read_text(errors="replace") and proc.poll() is None and time.time() < end:
+            time.sleep(0.2)
+        t0 = time.time()
+        reader.t0 = t0  # the lines after this one count from the hand-over
+        reader.mark(f"# handed over: {' '.join(argv)}")
+        assert proc.stdin is not None
+        proc.stdin.write(warm.order)
+        proc.stdin.close()
     result = RunResult(name, list(argv), None, 0.0, None, gpu_baseline_mib=baseline)
     sampler = _Sampler(t0, gpu_index, result.gpu)
     sampler.start()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=dict(env), start_new_session=True)
-    reader = _Timestamper(proc, log_path, t0, f"# {name}: {' '.join(argv)}")
-    reader.start()
     jsonl: Path | None = None
     offset = 0
     killed = False
@@ -190,20 +219,28 @@ class _Timestamper(threading.Thread):
 
     def __init__(self, proc: subprocess.Popen[bytes], path: Path, t0: float, head: str) -> None:
         super().__init__(daemon=True)
-        self.proc, self.path, self.t0, self.head = proc, path, t0, head
+        self.proc, self.path, self.t0 = proc, path, t0
+        self.log = path.open("w", buffering=1)
+        self.log.write(head + "\n")
+        self.lock = threading.Lock()
+
+    def mark(self, line: str) -> None:
+        with self.lock:
+            self.log.write(line + "\n")
 
     def run(self) -> None:
         assert self.proc.stdout is not None
-        with self.path.open("w", buffering=1) as log:
-            log.write(self.head + "\n")
+        with self.log:
             buf = b""
             while chunk := os.read(self.proc.stdout.fileno(), 65536):
                 buf += chunk.replace(b"\r", b"\n")
                 *lines, buf = buf.split(b"\n")
                 stamp = f"{time.time() - self.t0:8.2f} "
-                log.writelines(stamp + line.decode("utf-8", "replace") + "\n" for line in lines if line.strip())
+                with self.lock:
+                    self.log.writelines(stamp + line.decode("utf-8", "replace") + "\n"
+                                        for line in lines if line.strip())
             if buf.strip():
-                log.write(f"{time.time() - self.t0:8.2f} " + buf.decode("utf-8", "replace") + "\n")
+                self.log.write(f"{time.time() - self.t0:8.2f} " + buf.decode("utf-8", "replace") + "\n")
 
 
 def _wait_gpu_released(index: int, baseline: int | None, timeout_s: float = 30.0) -> None:
