@@ -1,13 +1,15 @@
 """Planning a job: (request, config, probed facts) -> the exact command, with what the speed profile changed.
 
 `plan` does no I/O beyond reading the swift script's first line (the direct entry); the slow facts (the installed
-swift's version, whether Liger is importable: each may start a process) are gathered by `probe_facts` in a thread,
-once, and again only when `swift.bin`'s mtime changes (an upgraded swift), so no Slack ack waits on them.
+swift's version, what its python has: Liger, a transformers that masks packed samples apart; each may start a
+process) are gathered by `probe_facts` in a thread, once, and again only when `swift.bin`'s mtime changes (an
+upgraded swift), so no Slack ack waits on them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from runner.command import build_sft, direct_entry, resolve_recipe
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import Gpu
-from runner.profiles import apply_profile, swift_has_liger, without_cudnn_attention
+from runner.profiles import apply_profile, swift_site, without_cudnn_attention
 from runner.swift_version import SwiftVersion, detect_version, resolve_swift
 from storage.models import Kind
 
@@ -58,11 +60,13 @@ class Plan:
 
 @dataclass(frozen=True)
 class ProbedFacts:
-    """What planning needs to know about this machine: the swift version, Liger, the GPUs NVML sees."""
+    """What planning needs to know about this machine: the swift version, what swift's python has (Liger, a
+    transformers that masks packed samples apart on sdpa), the GPUs NVML sees."""
 
     swift_version: SwiftVersion = DEFAULT_VERSION
     liger: bool = False
     gpus: tuple[Gpu, ...] = ()
+    packed_sdpa: bool = False
 
 
 _cache: dict[tuple[str, str | None, float | None], ProbedFacts] = {}
@@ -83,7 +87,8 @@ def _probe_swift(config: Config) -> ProbedFacts:
             version = detect_version(config.swift_bin)
         except Exception:  # swift missing: the launch will say so; build for the current major meanwhile
             version = DEFAULT_VERSION
-    return ProbedFacts(version, swift_has_liger(config.swift_bin))
+    site = swift_site(config.swift_bin)
+    return ProbedFacts(version, site.liger, packed_sdpa=site.packed_sdpa)
 
 
 async def probe_facts(config: Config, gpus: tuple[Gpu, ...] = ()) -> ProbedFacts:
@@ -91,8 +96,7 @@ async def probe_facts(config: Config, gpus: tuple[Gpu, ...] = ()) -> ProbedFacts
     key = (config.swift_bin, config.swift_version, await asyncio.to_thread(_swift_mtime, config.swift_bin))
     if key not in _cache:
         _cache[key] = await asyncio.to_thread(_probe_swift, config)
-    found = _cache[key]
-    return ProbedFacts(found.swift_version, found.liger, gpus)
+    return dataclasses.replace(_cache[key], gpus=gpus)
 
 
 def nvml_gpus(all_gpus: tuple[Gpu, ...] | list[Gpu], wanted: tuple[str, ...]) -> list[Gpu]:
@@ -106,13 +110,15 @@ def plan(req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: st
     """The command `req` would run on `backend_name` ("local" or "slurm"), given what was probed."""
     recipe = resolve_recipe(req.kind, config, req.overrides)
     gpus = nvml_gpus(facts.gpus, req.gpus)
+    entry = direct_entry_for(req, config, backend_name)
     liger = bool(gpus) and req.profile != "exact" and facts.liger
-    recipe, notes = apply_profile(recipe, req.profile, gpus, liger=liger)
+    # padding-free on sdpa: swift accepts it only through the direct entry (runner/swift_entry.py)
+    packed = bool(gpus) and req.profile != "exact" and facts.packed_sdpa and entry is not None
+    recipe, notes = apply_profile(recipe, req.profile, gpus, liger=liger, packed=packed)
     if req.gpus == ("cpu",):
         recipe = recipe.with_args({"use_cpu": "true"})  # bf16 on the CPU needs it
     if resume_from:
         recipe = recipe.with_args({"resume_from_checkpoint": resume_from})
-    entry = direct_entry_for(req, config, backend_name)
     recipe, attention = without_cudnn_attention(recipe, req.profile, gpus, direct=entry is not None)
     notes += attention
     if entry is not None:

@@ -1,10 +1,12 @@
 """Speed profiles: how the fixed recipe's steps are computed, never what it learns.
 
 `exact` runs the seed's flags as they are. `fast` (the default) may change only how each optimizer step is
-computed (micro-batch vs accumulation at the same 16 samples a step, gradient checkpointing, fused kernels), and
-only on GPUs that NVML reports with room for it; every change comes back as a note shown in the dry run and the
-job's thread. The learning stays the seed's: same data in the same order, 16 samples an optimizer step (also over
-several GPUs), lr 1e-4, warmup 0.05, LoRA r8/alpha 32 on all linear layers, max length 2048, bf16, 1 epoch.
+computed (micro-batch vs accumulation at the same 16 samples a step, gradient checkpointing, fused kernels,
+padding-free micro-batches, attention without cuDNN's kernel), and only on GPUs that NVML reports with room for it
+(the last two only for jobs started through runner/swift_entry.py); every change comes back as a note shown in the
+dry run and the job's thread. The learning stays the seed's: same data in the same order, 16 samples an optimizer
+step (also over several GPUs), lr 1e-4, warmup 0.05, LoRA r8/alpha 32 on all linear layers, max length 2048, bf16,
+1 epoch.
 
 Memory is budgeted for the worst case the recipe allows (every sample of a micro-batch at max_length), so a fast
 job cannot run out of memory where the literal one would not. The figures are measured on an H100 80GB with the
@@ -100,11 +102,24 @@ def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> 
     return None
 
 
-def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *,
-                  liger: bool = False) -> tuple[Recipe, tuple[str, ...]]:
+# Padding-free is back in `fast` since cuDNN's attention went off (without_cudnn_attention): the step is no longer
+# bound by the host's attention plan building, the H200 is busy 85% of a step (docs/gpu.md), so the padding (1.75x
+# the real tokens at 8 a micro-batch on the fixed data) costs GPU time again. 794c646 tried it while the host set
+# the pace; the speed with cuDNN's attention off is yet to be measured on the H200 (scripts/gpu/session.sh).
+PADDING_FREE_NOTE = (
+    "padding-free micro-batches: each one's samples are laid end to end instead of padded to its longest (the "
+    "fixed data's samples are 105-626 tokens: padded, a micro-batch of 8 holds ~1.75x the real tokens); attention "
+    "stays within each sample (transformers masks the packed samples apart by their positions), so every step "
+    "computes the same loss over the same tokens")
+
+
+def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: bool = False,
+                  packed: bool = False) -> tuple[Recipe, tuple[str, ...]]:
     """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed.
 
-    `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it).
+    `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it). `packed`: the job
+    may run padding-free on sdpa attention (its transformers masks packed samples apart, and the job starts through
+    runner/swift_entry.py, which lets swift accept that without flash-attn).
     """
     if profile == "exact" or recipe.kind is not Kind.LLM or not gpus:
         return recipe, ()
@@ -139,6 +154,10 @@ def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *,
     if layout.liger and not has_liger:
         changes["use_liger_kernel"] = "true"
         notes.append("Liger fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy without the full logits)")
+    if packed and micro > 1 and recipe.value("attn_impl") in (None, "sdpa") \
+            and not _is_on(recipe.value("padding_free")) and not _is_on(recipe.value("packing")):
+        changes |= {"padding_free": "true", "attn_impl": "sdpa"}
+        notes.append(PADDING_FREE_NOTE)
     return recipe.with_args(changes), tuple(notes)
 
 
@@ -157,27 +176,49 @@ def without_cudnn_attention(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *
     return recipe.with_env({NO_CUDNN_ATTENTION: "1"}), (NO_CUDNN_NOTE,)
 
 
-def swift_has_liger(swift_bin: str) -> bool:
-    """Whether the python that runs `swift_bin` can import liger_kernel (ms-swift does not depend on it)."""
+@dataclass(frozen=True)
+class SwiftSite:
+    """What the python that runs swift can import that the `fast` profile uses."""
+
+    liger: bool = False  # liger-kernel (ms-swift does not depend on it)
+    packed_sdpa: bool = False  # a transformers that masks packed samples apart on sdpa (padding-free, no flash-attn)
+
+
+PACKED_MASKS = "def find_packed_sequence_indices"  # transformers/masking_utils.py: samples told apart by position
+_SITE_CODE = (
+    "import importlib.util as u, pathlib as p\n"
+    "t = u.find_spec('transformers')\n"
+    "m = p.Path(t.origin).parent / 'masking_utils.py' if t and t.origin else None\n"
+    f"print(int(u.find_spec('liger_kernel') is not None), int(bool(m and m.is_file() and {PACKED_MASKS!r} in "
+    "m.read_text())))\n")
+
+
+def swift_site(swift_bin: str) -> SwiftSite:
+    """What the python that runs `swift_bin` has (read from its site-packages, else asked in one process)."""
     try:
         path = resolve_swift(swift_bin)
-        return _has_liger_cached(str(path), path.stat().st_mtime)
+        return _site_cached(str(path), path.stat().st_mtime)
     except (SwiftNotFound, OSError):
-        return False
+        return SwiftSite()
 
 
 @functools.lru_cache(maxsize=8)
-def _has_liger_cached(path: str, _mtime: float) -> bool:
+def _site_cached(path: str, _mtime: float) -> SwiftSite:
     prefix = Path(path).parent.parent  # <venv>/bin/swift -> <venv>
-    if glob.glob(str(prefix / "lib" / "python*" / "site-packages" / "liger_kernel-*.dist-info")):
-        return True
+    site = glob.glob(str(prefix / "lib" / "python*" / "site-packages"))
+    masking = [Path(s) / "transformers" / "masking_utils.py" for s in site]
+    if any(m.is_file() for m in masking):
+        return SwiftSite(liger=any(glob.glob(str(Path(s) / "liger_kernel-*.dist-info")) for s in site),
+                         packed_sdpa=any(m.is_file() and PACKED_MASKS in m.read_text() for m in masking))
     interpreter = interpreter_of(Path(path))
     if interpreter is None:
-        return False
-    code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('liger_kernel') is None)"
+        return SwiftSite()
     try:
-        done = subprocess.run([*interpreter, "-c", code], capture_output=True, timeout=30,
+        done = subprocess.run([*interpreter, "-c", _SITE_CODE], capture_output=True, text=True, timeout=30,
                               env=child_env(None, {"PYTHONNOUSERSITE": "1"}))
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+        return SwiftSite()
+    answer = done.stdout.split()
+    if done.returncode != 0 or len(answer) != 2:
+        return SwiftSite()
+    return SwiftSite(liger=answer[0] == "1", packed_sdpa=answer[1] == "1")

@@ -12,6 +12,14 @@ dataloader workers with a 5 s timeout) cost every training job 23-24 s on those 
 so the launcher sees each rank end at once and ends itself. An exception or a stop (KeyboardInterrupt) leaves the
 usual way, with its traceback and exit status.
 
+`--padding_free true --attn_impl sdpa` (the `fast` profile's, where transformers masks packed samples apart):
+ms-swift 4.6 refuses padding-free unless attention is flash-attn, whose kernels take each sample's bounds from the
+packed batch. transformers (masking_utils.find_packed_sequence_indices) builds the same per-sample causal mask for
+sdpa from the position ids that swift's padding-free batches carry, so for sdpa this entry lets the check pass
+(importing transformers and swift's arguments module first, which swift imports anyway); on the CPU in float32 the
+losses of padded, padding-free and the seed's 1 x 16 batches agree to 7 digits (tests/test_swift_entry.py). Why
+`fast` uses it: runner/profiles.py, at PADDING_FREE_NOTE.
+
 ``python .../runner/swift_entry.py --warm`` is a process kept ready for the next job (runner/warm.py): it imports
 swift (~15 s of a job's start-up on the H200 machine), then waits for one job on its stdin, a JSON line
 ``{"args": [...], "argv": [...], "env": {...}, "log": ..., "preamble": ...}``: ``args`` what would follow this
@@ -67,6 +75,8 @@ def main() -> None:
     sys.argv = [spec.origin, *sys.argv[2:]]
     if os.environ.get(NO_CUDNN_ATTENTION) == "1":
         _no_cudnn_attention()
+    if _flag(sys.argv, "--padding_free") == "true" and _flag(sys.argv, "--attn_impl") == "sdpa":
+        _allow_padding_free_on_sdpa()
     runpy.run_path(spec.origin, run_name="__main__")
     started = time.monotonic()
     left_group = _leave_process_group()
@@ -165,6 +175,34 @@ def _no_cudnn_attention() -> None:
 
     torch.backends.cuda.enable_cudnn_sdp(False)
     print("[trainbot] attention: cuDNN's kernel off (no execution plan built per sequence length)", flush=True)
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value given to `name` (the last one, as argparse reads it)."""
+    values = [argv[i + 1].lower() for i, arg in enumerate(argv[:-1]) if arg == name]
+    return values[-1] if values else None
+
+
+def _allow_padding_free_on_sdpa() -> None:
+    """swift's padding-free check lets sdpa pass, where transformers masks packed samples apart (else swift's own
+    refusal stands, and says why)."""
+    from transformers import masking_utils
+
+    if not hasattr(masking_utils, "find_packed_sequence_indices"):
+        return
+    from swift.arguments import sft_args
+
+    check = getattr(sft_args.SftArguments, "_check_padding_free", None)
+    if check is None:
+        return
+
+    def check_but_sdpa(args: sft_args.SftArguments) -> None:
+        if not (args.padding_free and not args.packing and args.attn_impl == "sdpa"):
+            check(args)
+
+    sft_args.SftArguments._check_padding_free = check_but_sdpa
+    print("[trainbot] padding-free batches on sdpa attention: transformers masks the packed samples apart",
+          flush=True)
 
 
 def _leave_process_group() -> str:

@@ -20,7 +20,7 @@ from runner.backends.local import LocalBackend
 from runner.child_env import BOT_SECRETS, child_env
 from runner.command import SwiftCommand
 from runner.config import Config, ConfigError, load_config
-from runner.profiles import swift_has_liger
+from runner.profiles import SwiftSite, swift_site
 from tests.slack_env import APP, BOT, fake_config, job_id_from_answer, standin
 from tests.test_slack_serve import serve
 from tests.waiting import wait_until
@@ -71,7 +71,8 @@ async def test_local_job_gets_no_secret_but_what_it_needs(tmp_path: Path, config
 
 
 def test_probe_of_the_swift_install_gets_no_secret(tmp_path: Path, bot_env: None) -> None:
-    """The liger probe runs the python behind `swift`: here a stand-in that writes down its environment."""
+    """The site probe (Liger, transformers) runs the python behind `swift`: here a stand-in that writes down its
+    environment."""
     dump, seen = tmp_path / "python", tmp_path / "seen.env"
     dump.write_text(f"#!/bin/sh\nenv > {seen}\nexit 1\n")
     swift = tmp_path / "venv" / "bin" / "swift"
@@ -79,7 +80,7 @@ def test_probe_of_the_swift_install_gets_no_secret(tmp_path: Path, bot_env: None
     swift.write_text(f"#!{dump}\n")
     for script in (dump, swift):
         script.chmod(0o755)
-    assert not swift_has_liger(str(swift))
+    assert swift_site(str(swift)) == SwiftSite()
     env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
     assert env["HF_TOKEN"] == "hf-for-the-job" and env["PYTHONNOUSERSITE"] == "1"
     assert not set(env) & set(BOT_SECRETS)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from bot.demo import default_swift_bin
 from runner.config import Config, load_config
 from runner.gpus import Gpu
 from runner.planner import DIRECT_NOTE, WARM_NOTE, JobRequest, ProbedFacts, plan, probe_facts
-from runner.profiles import NO_CUDNN_NOTE
+from runner.profiles import NO_CUDNN_NOTE, PADDING_FREE_NOTE
 from runner.runtime import Runtime
 from runner.swift_entry import NO_CUDNN_ATTENTION
 from runner.swift_version import SwiftVersion
@@ -137,3 +139,25 @@ def test_the_dry_run_says_when_a_job_may_start_in_the_warm_process(tmp_path: Pat
     assert said(("0",)) and said(("cpu",))
     assert not said(("0", "1"))  # ranks start under torch.distributed.run
     assert not said(("0",), profile="exact") and not said(("0",), backend="slurm") and not said(("0",), warm=False)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_padding_free_only_where_the_direct_entry_lets_swift_take_it(tmp_path: Path, count: int) -> None:
+    """swift 4.6 refuses padding-free on sdpa by itself: only runner/swift_entry.py (local, not `exact`) lets it."""
+    config = config_with(tmp_path, Path(default_swift_bin()))  # a python in its first line: the direct entry
+    gpus = tuple(str(i) for i in range(count))
+    facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=tuple(gpu(i, 141) for i in gpus), packed_sdpa=True)
+
+    def argv(profile: str, backend: str, packed: bool = True) -> tuple[str, ...]:
+        return plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile), config,
+                    dataclasses.replace(facts, packed_sdpa=packed), backend_name=backend).argv
+
+    local = argv("fast", "local")
+    assert "runner/swift_entry.py" in " ".join(local) and "--padding_free" in local
+    assert local[local.index("--attn_impl") + 1] == "sdpa"
+    both = plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}), config, facts, backend_name="local")
+    assert both.env.get(NO_CUDNN_ATTENTION) == "1" and NO_CUDNN_NOTE in both.notes  # alongside, not instead
+    assert PADDING_FREE_NOTE in both.notes
+    assert "--padding_free" not in argv("fast", "slurm")  # `swift sft` there: it would refuse
+    assert "--padding_free" not in argv("exact", "local")
+    assert "--padding_free" not in argv("fast", "local", packed=False)

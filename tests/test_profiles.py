@@ -45,13 +45,34 @@ def test_fast_on_an_idle_h100_changes_how_steps_are_computed_and_says_so() -> No
 
 
 def test_every_flag_the_profile_adds_is_named_in_a_note() -> None:
-    recipe, notes = apply_profile(llm(), "fast", [gpu()], liger=True)
+    recipe, notes = apply_profile(llm(), "fast", [gpu()], liger=True, packed=True)
     text = " ".join(notes)
     changed = {k for k, v in recipe.args if llm().value(k) != v}
     words = {"per_device_train_batch_size": "batch", "gradient_accumulation_steps": "accumulation",
-             "gradient_checkpointing": "checkpointing", "use_liger_kernel": "Liger"}
+             "gradient_checkpointing": "checkpointing", "use_liger_kernel": "Liger",
+             "padding_free": "padding-free", "attn_impl": "attention"}
     assert changed <= set(words)
     assert all(words[k] in text for k in changed)
+
+
+@pytest.mark.parametrize("n_gpus", [1, 2, 4])
+def test_padding_free_on_sdpa_where_transformers_masks_packed_samples_apart(n_gpus: int) -> None:
+    gpus = [gpu(str(i), total_mib=141.0 * 1024) for i in range(n_gpus)]
+    packed, notes = apply_profile(llm(), "fast", gpus, liger=True, packed=True)
+    padded, _ = apply_profile(llm(), "fast", gpus, liger=True)
+    assert packed.value("padding_free") == "true" and packed.value("attn_impl") == "sdpa"
+    assert any("padding-free" in note and "same loss" in note for note in notes)
+    assert padded.value("padding_free") is None  # a transformers without packed masks: padded, as before
+    assert packed.with_args({"padding_free": "false", "attn_impl": "x"}).args[:len(LLM_ARGS)] == \
+        padded.args[:len(LLM_ARGS)]  # nothing else differs
+    assert all(packed.value(k) == llm().value(k) for k in LEARNING)
+
+
+@pytest.mark.parametrize("attn_impl", ["eager", "flash_attn"])
+def test_padding_free_is_not_forced_on_an_attention_a_config_chose(attn_impl: str) -> None:
+    chosen = llm().with_args({"attn_impl": attn_impl})
+    recipe, _ = apply_profile(chosen, "fast", [gpu()], liger=True, packed=True)
+    assert recipe.value("attn_impl") == attn_impl and recipe.value("padding_free") is None
 
 
 @pytest.mark.parametrize("profile", ["exact"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import os
@@ -47,7 +48,8 @@ FINAL_TOLERANCE = 0.001  # final training loss within 0.1%
 SPEEDUP_GOAL = 8.0
 
 
-async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...], out_dir: Path) -> Plan:
+async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...], out_dir: Path,
+               padded: bool = False) -> Plan:
     config = load_config(config_path)
     store = await JobStore.open(work / "plan.db")
     try:
@@ -55,6 +57,8 @@ async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...
         await asyncio.to_thread(probe.refresh)
         sup = Supervisor(store, config, probe, LocalBackend(work / "exits", config))
         await sup.refresh_facts()  # swift's version and Liger, as the runtime probes them at start
+        if padded:  # the default as it was before padding-free micro-batches (issue 16: what they bring)
+            sup.facts = dataclasses.replace(sup.facts, packed_sdpa=False)
         return sup.plan(JobRequest(Kind.LLM, gpus, out_dir, {}, profile=profile))
     finally:
         await store.close()
@@ -74,11 +78,11 @@ def warm_start(config_path: Path, exit_file: Path, argv: list[str], env: dict[st
 
 
 def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wrap: str | None = None,
-           env_over: dict[str, str] | None = None, warm: bool = False) -> dict[str, Any]:
+           env_over: dict[str, str] | None = None, padded: bool = False, warm: bool = False) -> dict[str, Any]:
     gpus = tuple(gpu.split(","))
     out_dir = work / f"out-{name}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    p = asyncio.run(plan(config_path, work, profile, gpus, out_dir))
+    p = asyncio.run(plan(config_path, work, profile, gpus, out_dir, padded))
     print(f"[{profile}] {p.display}", flush=True)
     for note in p.notes:
         print(f"[{profile}] note: {note}", flush=True)
@@ -183,6 +187,7 @@ def main() -> int:
     ap.add_argument("--wrap", help="a script run by the job's python before the entry (scripts/gpu/step_profile.py)")
     ap.add_argument("--warm", action="store_true",
                     help="hand each job to a process that imported swift before it (runner/warm.py)")
+    ap.add_argument("--padded", action="store_true", help="the default without padding-free micro-batches")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report:
@@ -190,7 +195,7 @@ def main() -> int:
             ap.error("--config is needed to run the jobs")
         for profile in args.order.split(","):
             launch(args.config, args.work, profile, args.gpu, args.name or profile, args.wrap,
-                   dict(kv.split("=", 1) for kv in args.env), args.warm)
+                   dict(kv.split("=", 1) for kv in args.env), args.padded, args.warm)
             time.sleep(3)  # let the driver release the GPU memory before the next launch
     base, candidate = args.pair.split(",")
     if not all((args.work / f"{p}.json").exists() for p in (base, candidate)):
