@@ -102,7 +102,8 @@ def warm() -> None:
     cuda = _cuda_seen()
     os.environ.clear()
     os.environ.update(import_env)
-    print(f"{READY} swift imported in {time.monotonic() - began:.1f} s; waiting for a job", flush=True)
+    cuda_said = ("CUDA started" if _cuda_started() else "CUDA seen, not started") if cuda else "no CUDA"
+    print(f"{READY} swift imported in {time.monotonic() - began:.1f} s ({cuda_said}); waiting for a job", flush=True)
     line = sys.stdin.readline()
     if not line:
         os._exit(0)  # the bot closed this process before any job came

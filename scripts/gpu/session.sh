@@ -10,6 +10,10 @@
 #                                           the default now, the literal job, the old default again (warm); follow
 #   bash scripts/gpu/session.sh profile     torch.profiler over steps 12-14 of the default, step 3 of the literal job
 #   bash scripts/gpu/session.sh wide        probes: 16 x 1 without checkpointing, 8 x 2, 16 x 1 compiled
+#   bash scripts/gpu/session.sh warm        set up, then in the background: the default now (padding-free, warm start)
+#                                           on a cold Triton cache, the literal job, the default now again, then one
+#                                           lever at a time: padded + warm, padded afresh (the default as it was),
+#                                           padding-free afresh; follow
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -151,6 +155,19 @@ case "${1:-}" in
       $C --order fast --name fast_cudnn_warm --env TRAINBOT_NO_CUDNN_ATTENTION=0 --pair fast_cudnn_warm,fast --goal 0 >> $W/cmp.txt 2>&1;
       $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
+  warm)  # issue 16, 2026-12-01 (third session): padding-free again now that cuDNN's attention is off, and the warm start
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
+    setsid nohup bash -c "$C --order fast --warm --name fast_triton_cold --pair fast_triton_cold,fast_triton_cold > $W/cmp.txt 2>&1; sleep 3;
+      $C --order exact --pair exact,exact >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --warm >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --padded --warm --name padded_warm --pair exact,padded_warm >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --padded --name padded --pair exact,padded >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --name packed --pair exact,packed >> $W/cmp.txt 2>&1;
+      $C --report --pair padded,fast --goal 0 >> $W/cmp.txt 2>&1;
+      $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
+    bash "$0" follow ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -162,5 +179,5 @@ case "${1:-}" in
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|follow"; exit 2 ;;
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|follow"; exit 2 ;;
 esac
