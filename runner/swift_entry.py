@@ -30,6 +30,7 @@ unless something read at import could differ (`cold_reason`): then this process 
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
 import json
@@ -59,6 +60,7 @@ LATE_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", NO_CUDNN_ATTE
 # torch.cuda.is_available() (transformers asks it at import, and caches the answer) asks NVML instead of starting
 # CUDA, which would fix the visible GPUs before the job has said which.
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+CUDA_ERROR_NOT_INITIALIZED = 3  # the driver API's answer before cuInit
 
 
 def main() -> None:
@@ -143,12 +145,15 @@ def _cuda_seen() -> bool:
 
 
 def _cuda_started() -> bool:
-    """Whether the CUDA driver is loaded in this process (it reads CUDA_VISIBLE_DEVICES once, when it starts)."""
+    """Whether the CUDA driver has started in this process (cuInit, which reads CUDA_VISIBLE_DEVICES, once).
+    Loaded is not started: `import torch` maps libcuda (its CUDA libraries link it); the driver answers
+    CUDA_ERROR_NOT_INITIALIZED to a device count until cuInit has run."""
     try:
-        with open("/proc/self/maps") as maps:
-            return any("libcuda.so" in line for line in maps)
+        driver = ctypes.CDLL("libcuda.so.1", mode=os.RTLD_NOLOAD)  # only if already loaded: loading starts nothing
     except OSError:
-        return True  # cannot tell: take the safe answer
+        return False
+    count = ctypes.c_int()
+    return int(driver.cuDeviceGetCount(ctypes.byref(count))) != CUDA_ERROR_NOT_INITIALIZED
 
 
 def _take_output(log: str, preamble: str | None) -> None:

@@ -14,6 +14,7 @@
 #                                           on a cold Triton cache, the literal job, the default now again, then one
 #                                           lever at a time: padded + warm, padded afresh (the default as it was),
 #                                           padding-free afresh; follow
+#   bash scripts/gpu/session.sh warm2       set up; the warm start alone: warm, afresh, warm again (saved run by run)
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -168,6 +169,16 @@ case "${1:-}" in
       $C --report --pair padded,fast --goal 0 >> $W/cmp.txt 2>&1;
       $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
+  warm2)  # the warm start alone, after its CUDA check was fixed (torch maps libcuda at import; only cuInit counts):
+          # warm (Triton cold), the padding-free default afresh, warm again; each run's files saved as it ends
+    setup 2>&1 | tee $RES/setup.txt
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
+    for run in "--warm --name warm_triton_cold" "--name afresh" "--warm --name warm"; do
+      $C --order fast $run --pair afresh,warm --goal 0 >> $W/cmp.txt 2>&1; sleep 3
+      (cd $W && tar czf $RES/details.tgz cmp/*.json cmp/*.log cmp.txt 2>/dev/null)
+      grep -h "ready:\|started warm\|not started" $W/cmp/*.log | cut -c1-160
+    done
+    grep -v '^\[' $W/cmp.txt | grep -v '^ *[0-9]* *[0-9.]* *[0-9.]* *[-+]' | tail -30 ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -179,5 +190,5 @@ case "${1:-}" in
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|follow"; exit 2 ;;
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|follow"; exit 2 ;;
 esac
