@@ -78,7 +78,8 @@ def warm_start(config_path: Path, exit_file: Path, argv: list[str], env: dict[st
 
 
 def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wrap: str | None = None,
-           env_over: dict[str, str] | None = None, padded: bool = False, warm: bool = False) -> dict[str, Any]:
+           env_over: dict[str, str] | None = None, padded: bool = False, warm: bool = False,
+           stop_after: int | None = None) -> dict[str, Any]:
     gpus = tuple(gpu.split(","))
     out_dir = work / f"out-{name}"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -96,7 +97,7 @@ def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wra
     elif wrap:  # the direct start: the wrapper before runner/swift_entry.py
         argv = [exe, wrap, *p.argv[1:]]
     res = run(name, argv, env=env, output_dir=out_dir, log_path=work / f"{name}.log",
-              gpu_index=int(gpus[0]) if gpus[0].isdigit() else 0,
+              gpu_index=int(gpus[0]) if gpus[0].isdigit() else 0, stop_after_step=stop_after,
               warm=warm_start(config_path, work / f"{name}.exit.json", argv, env) if warm else None)
     summary = res.summary() | {"display": p.display, "profile_notes": list(p.notes)}
     (work / f"{name}.json").write_text(json.dumps({"summary": summary, "logged": res.logged, "gpu": res.gpu},
@@ -185,6 +186,7 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="only print the comparison of the saved runs")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE over the plan's environment")
     ap.add_argument("--wrap", help="a script run by the job's python before the entry (scripts/gpu/step_profile.py)")
+    ap.add_argument("--stop-after", type=int, help="kill the job once this step is logged (a warm-up)")
     ap.add_argument("--warm", action="store_true",
                     help="hand each job to a process that imported swift before it (runner/warm.py)")
     ap.add_argument("--padded", action="store_true", help="the default without padding-free micro-batches")
@@ -195,7 +197,7 @@ def main() -> int:
             ap.error("--config is needed to run the jobs")
         for profile in args.order.split(","):
             launch(args.config, args.work, profile, args.gpu, args.name or profile, args.wrap,
-                   dict(kv.split("=", 1) for kv in args.env), args.padded, args.warm)
+                   dict(kv.split("=", 1) for kv in args.env), args.padded, args.warm, args.stop_after)
             time.sleep(3)  # let the driver release the GPU memory before the next launch
     base, candidate = args.pair.split(",")
     if not all((args.work / f"{p}.json").exists() for p in (base, candidate)):

@@ -170,10 +170,10 @@ case "${1:-}" in
       $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
   warm2)  # the warm start alone, after its CUDA check was fixed (torch maps libcuda at import; only cuInit counts):
-          # warm (Triton cold), the padding-free default afresh, warm again; each run's files saved as it ends
+          # warm to step 5 (Triton cold), the padding-free default afresh, warm again; each run's files saved as it ends
     setup 2>&1 | tee $RES/setup.txt
     C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
-    for run in "--warm --name warm_triton_cold" "--name afresh" "--warm --name warm"; do
+    for run in "--warm --name warm_triton_cold --stop-after 5" "--name afresh" "--warm --name warm"; do
       $C --order fast $run --pair afresh,warm --goal 0 >> $W/cmp.txt 2>&1; sleep 3
       (cd $W && tar czf $RES/details.tgz cmp/*.json cmp/*.log cmp.txt 2>/dev/null)
       grep -h "ready:\|started warm\|not started" $W/cmp/*.log | cut -c1-160
