@@ -141,6 +141,15 @@ async def test_the_next_job_runs_in_the_process_that_imported_swift_before_it_ca
     assert next_slot is not slot
 
 
+async def test_a_bot_on_a_gpu_machine_keeps_one_warm_from_the_start(backend: LocalBackend, config: Config,
+                                                                     tmp_path: Path) -> None:
+    """What the runtime does at start where NVML sees GPUs: the first job already starts warm."""
+    await backend.keep_warm()
+    await ready_slot(backend)
+    code, log = await run(backend, "first", sft(config), tmp_path / "first.log")
+    assert code == 0 and "[trainbot] started warm" in log, log
+
+
 async def test_a_job_whose_environment_differs_where_imports_read_starts_afresh(backend: LocalBackend, config: Config,
                                                                               tmp_path: Path) -> None:
     await run(backend, "first", sft(config), tmp_path / "first.log")
