@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from runner import launcher, swift_entry
 
 RANK_LAUNCHER = "torch.distributed.run"  # a job on several GPUs: one process a GPU, each started afresh
@@ -49,17 +51,27 @@ class WarmSlot:
     def serves(self, argv: Sequence[str]) -> bool:
         """Whether a job's command starts with this slot's entry (one process, `sft` or `export`) and it lives."""
         n = len(self.entry)
-        return (self.proc.returncode is None and tuple(argv[:n]) == self.entry and len(argv) > n
-                and argv[n] in swift_entry.SCRIPTS)
+        return self.alive() and tuple(argv[:n]) == self.entry and len(argv) > n and argv[n] in swift_entry.SCRIPTS
 
-    async def hand(self, argv: Sequence[str], env: Mapping[str, str], *, log: Path, exit_file: Path) -> None:
-        """Give the job to the slot: from now on its launcher is the job's."""
+    def alive(self) -> bool:
+        """The launcher still runs (a killed one stays a zombie until the event loop reaps it)."""
+        try:
+            return self.proc.returncode is None and psutil.Process(self.proc.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    async def hand(self, argv: Sequence[str], env: Mapping[str, str], *, log: Path, exit_file: Path) -> bool:
+        """Give the job to the slot: from now on its launcher is the job's. False: the launcher was gone."""
         job = {"args": list(argv[len(self.entry):]), "argv": list(argv), "env": dict(env), "log": str(log),
                "preamble": str(self.preamble)}
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"exit_file": str(exit_file), "job": job}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.write(json.dumps({"exit_file": str(exit_file), "job": job}).encode() + b"\n")
+            await self.proc.stdin.drain()
+            self.proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
 
     async def close(self) -> None:
         """No job for it: the launcher and its child are killed (they hold nothing; a bot that dies instead

@@ -185,6 +185,22 @@ async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_sta
         await b.close()
 
 
+async def test_a_job_starts_afresh_when_the_warm_process_was_killed(backend: LocalBackend, config: Config,
+                                                                    tmp_path: Path) -> None:
+    await backend.keep_warm()
+    slot = await ready_slot(backend)
+    os.killpg(slot.proc.pid, signal.SIGKILL)  # an OOM killer, an admin: launcher and child gone
+
+    async def dead() -> bool:
+        return not slot.alive()
+
+    await wait_until(dead, 10, "the killed warm process to be dead")
+    code, log = await run(backend, "first", sft(config, "--n", "1"), tmp_path / "first.log")
+    assert code == 0, log
+    assert "[trainbot] started warm" not in log and job_line(log)["args"] == ["--n", "1"]
+    assert backend.warm is not slot
+
+
 async def test_a_stop_reaches_a_job_in_a_warm_process(backend: LocalBackend, config: Config, tmp_path: Path) -> None:
     await run(backend, "first", sft(config), tmp_path / "first.log")
     await ready_slot(backend)

@@ -105,8 +105,10 @@ class LocalBackend:
             log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
                       f"{command.display()}\n".encode())
             log.flush()
+            if slot is not None and not await slot.hand(argv, env, log=log_path, exit_file=exit_file):
+                await slot.close()  # it died before its job came
+                slot = None
             if slot is not None:
-                await slot.hand(argv, env, log=log_path, exit_file=exit_file)
                 proc = slot.proc
             else:
                 proc = await asyncio.create_subprocess_exec(
@@ -129,7 +131,7 @@ class LocalBackend:
     def _start_warm(self, entry: tuple[str, ...]) -> None:
         """A warm process for `entry`, in the background, unless one is there or coming (or the config says no)."""
         if self._config is None or not self._config.warm_start or self._warming is not None \
-                or (self._warm is not None and self._warm.entry == entry and self._warm.proc.returncode is None):
+                or (self._warm is not None and self._warm.entry == entry and self._warm.alive()):
             return
         env = child_env(self._config, swift_env(self._config) | {"PYTHONUNBUFFERED": "1"})
         folder = self._exits_dir
