@@ -4,6 +4,7 @@ imported it, and the job's environment. The last test runs the real swift twice 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,14 +88,29 @@ def sft(config: Config, *args: str, env: dict[str, str] | None = None) -> SwiftC
     return SwiftCommand((*entry, "sft", *args), {"PYTHONPATH": config.swift_env["PYTHONPATH"], **(env or {})})
 
 
-async def ready_slot(b: LocalBackend) -> WarmSlot:
-    """The warm process, once it has imported (its output says so) and waits for a job."""
-    async def imported() -> WarmSlot | None:
+async def warm_saying(b: LocalBackend, text: str, what: str) -> WarmSlot:
+    """The warm process, once its output (before any job) says `text`."""
+    async def said() -> WarmSlot | None:
         slot = b.warm
-        return slot if slot is not None and IMPORTED in slot.preamble.read_text(errors="replace") else None
+        return slot if slot is not None and text in slot.preamble.read_text(errors="replace") else None
 
-    found: WarmSlot = await wait_until(imported, 30, "a warm process with swift imported")
+    found: WarmSlot = await wait_until(said, 30, what)
     return found
+
+
+async def ready_slot(b: LocalBackend) -> WarmSlot:
+    return await warm_saying(b, IMPORTED, "a warm process with swift imported")
+
+
+@contextlib.asynccontextmanager
+async def standin_backend(tmp_path: Path, swift_env: str) -> AsyncIterator[tuple[LocalBackend, Config]]:
+    """A backend whose stand-in swift gets `swift_env` (TOML lines of [swift.env]) in the warm process too."""
+    config = standin_config(tmp_path, swift_env)
+    b = LocalBackend(tmp_path / "exits", config)
+    try:
+        yield b, config
+    finally:
+        await b.close()
 
 
 async def launch(b: LocalBackend, job: str, command: SwiftCommand, log: Path) -> ProcessRef:
@@ -167,22 +183,13 @@ async def test_a_job_whose_environment_differs_where_imports_read_starts_afresh(
 
 
 async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_start(tmp_path: Path) -> None:
-    config = standin_config(tmp_path, 'STANDIN_WARM_FAILS = "1"\n')
-    b = LocalBackend(tmp_path / "exits", config)
-    try:
+    async with standin_backend(tmp_path, 'STANDIN_WARM_FAILS = "1"\n') as (b, config):
         await run(b, "first", sft(config), tmp_path / "first.log")
-
-        async def failed() -> bool:
-            slot = b.warm
-            return slot is not None and "cannot import while warm" in slot.preamble.read_text()
-
-        await wait_until(failed, 30, "the warm process to fail its imports")
+        await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
         code, log = await run(b, "second", sft(config, "--n", "2"), tmp_path / "second.log")
         assert code == 0, log
         assert "[trainbot] the process kept warm for this job had ended; starting swift afresh" in log
         assert job_line(log)["args"] == ["--n", "2"]
-    finally:
-        await b.close()
 
 
 async def test_a_job_starts_afresh_when_the_warm_process_was_killed(backend: LocalBackend, config: Config,
@@ -218,17 +225,9 @@ async def test_a_stop_reaches_a_job_in_a_warm_process(backend: LocalBackend, con
 
 
 async def test_a_stop_reaches_a_job_whose_warm_process_is_still_importing(tmp_path: Path) -> None:
-    config = standin_config(tmp_path, 'STANDIN_WARM_SLOW = "1"\n')
-    b = LocalBackend(tmp_path / "exits", config)
-    try:
+    async with standin_backend(tmp_path, 'STANDIN_WARM_SLOW = "1"\n') as (b, config):
         await run(b, "first", sft(config), tmp_path / "first.log")
-
-        async def importing() -> bool:
-            slot = b.warm
-            return slot is not None and "importing slowly" in slot.preamble.read_text()
-
-        slot = await wait_until(importing, 30, "the warm process to be importing") and b.warm
-        assert slot is not None
+        slot = await warm_saying(b, "importing slowly", "the warm process to be importing")
         log = tmp_path / "second.log"
         ref = await launch(b, "second", sft(config), log)
         assert await b.interrupt(ref)
@@ -236,8 +235,6 @@ async def test_a_stop_reaches_a_job_whose_warm_process_is_still_importing(tmp_pa
         text = log.read_text()  # what the process printed before the stop reached it: in the job's log
         assert "stand-in: importing slowly" in text and "KeyboardInterrupt" in text, text
         assert not slot.preamble.exists()
-    finally:
-        await b.close()
 
 
 async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend: LocalBackend, config: Config,
