@@ -76,8 +76,9 @@ class WarmSlot:
     async def close(self) -> None:
         """No job for it: the launcher and its child are killed (they hold nothing; a bot that dies instead
         closes their stdin, and they leave by themselves)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.returncode is None:  # not reaped yet, so its pid (= its group) is still its own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         await self.proc.wait()
         self.preamble.unlink(missing_ok=True)
 
