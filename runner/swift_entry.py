@@ -30,6 +30,7 @@ unless something read at import could differ (`cold_reason`): then this process 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import importlib.util
@@ -40,6 +41,7 @@ import os
 import runpy
 import sys
 import time
+from collections.abc import Sequence
 
 ENTRY_MARK = "runner/swift_entry.py"  # how a stop finds this process among the job's (backends/local.py)
 # Set by the `fast` profile (runner/profiles.py): scaled_dot_product_attention without cuDNN's kernel, which builds
@@ -104,6 +106,7 @@ def warm() -> None:
     cuda = _cuda_seen()
     os.environ.clear()
     os.environ.update(import_env)
+    imported = _module_files()
     cuda_said = ("CUDA started" if _cuda_started() else "CUDA seen, not started") if cuda else "no CUDA"
     print(f"{READY} swift imported in {time.monotonic() - began:.1f} s ({cuda_said}); waiting for a job", flush=True)
     line = sys.stdin.readline()
@@ -111,7 +114,8 @@ def warm() -> None:
         os._exit(0)  # the bot closed this process before any job came
     job = json.loads(line)
     _take_output(job["log"], job.get("preamble"))
-    why = cold_reason(import_env, job["env"], cuda=cuda, cuda_started=_cuda_started())
+    why = cold_reason(import_env, job["env"], cuda=cuda, cuda_started=_cuda_started(),
+                      changed=changed_since(imported))
     if why is not None:
         print(f"[trainbot] not started warm: {why}; starting swift afresh", flush=True)
         os.execvpe(job["argv"][0], job["argv"], job["env"])
@@ -122,13 +126,17 @@ def warm() -> None:
     main()
 
 
-def cold_reason(import_env: dict[str, str], job_env: dict[str, str], *, cuda: bool,
-                cuda_started: bool) -> str | None:
-    """Why a job must not run in a process that imported swift under `import_env` (None: it may)."""
+def cold_reason(import_env: dict[str, str], job_env: dict[str, str], *, cuda: bool, cuda_started: bool,
+                changed: Sequence[str] = ()) -> str | None:
+    """Why a job must not run in a process that imported swift under `import_env` (None: it may); `changed`: the
+    files of imported modules that changed on disk since (an upgraded swift or package)."""
     differ = sorted(k for k in import_env.keys() | job_env.keys()
                     if import_env.get(k) != job_env.get(k) and k not in LATE_ENV)
     if differ:
         return f"its environment differs in {', '.join(differ)}, which may be read at import"
+    if changed:
+        return (f"{len(changed)} file(s) it imported changed since (e.g. {changed[0]}): swift or a package it uses "
+                "was updated")
     if cuda_started:
         return "CUDA was started while swift was imported, before the job named its GPUs"
     on_gpus = job_env.get("CUDA_VISIBLE_DEVICES", "") != ""
@@ -136,6 +144,29 @@ def cold_reason(import_env: dict[str, str], job_env: dict[str, str], *, cuda: bo
         return ("swift was imported on a machine without CUDA" if on_gpus else
                 "swift was imported seeing GPUs, and this job runs on the CPU")
     return None
+
+
+def _module_files() -> dict[str, int]:
+    """Each imported module's file and its mtime (ns): what this process would run a job with."""
+    stamps: dict[str, int] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            with contextlib.suppress(OSError):
+                stamps[path] = os.stat(path).st_mtime_ns
+    return stamps
+
+
+def changed_since(stamps: dict[str, int]) -> list[str]:
+    """The files of `stamps` that are no longer as they were (rewritten, removed); a stat each, ~10 ms for swift."""
+    changed = []
+    for path, mtime in stamps.items():
+        try:
+            if os.stat(path).st_mtime_ns != mtime:
+                changed.append(path)
+        except OSError:
+            changed.append(path)
+    return changed
 
 
 def _cuda_seen() -> bool:

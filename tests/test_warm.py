@@ -182,6 +182,22 @@ async def test_a_job_whose_environment_differs_where_imports_read_starts_afresh(
     assert log.count(IMPORTED) == 2  # by the warm process, then again by the fresh one
 
 
+async def test_a_job_starts_afresh_when_swift_was_updated_while_the_warm_process_waited(
+        backend: LocalBackend, config: Config, tmp_path: Path) -> None:
+    """What the warm process imported is not what is on disk any more (`pip install -U ...`): the job must run the
+    new code, so it starts afresh."""
+    await run(backend, "first", sft(config), tmp_path / "first.log")
+    await ready_slot(backend)
+    pipelines = Path(config.swift_env["PYTHONPATH"]) / "swift" / "pipelines" / "__init__.py"
+    pipelines.write_text(PIPELINES.replace(IMPORTED, "stand-in swift 2 imported by"))
+    os.utime(pipelines, ns=(pipelines.stat().st_atime_ns, pipelines.stat().st_mtime_ns + 10**9))
+    code, log = await run(backend, "second", sft(config), tmp_path / "second.log")
+    assert code == 0, log
+    assert (f"[trainbot] not started warm: 1 file(s) it imported changed since (e.g. {pipelines}): swift or a "
+            "package it uses was updated; starting swift afresh") in log
+    assert "stand-in swift 2 imported by" in log
+
+
 async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_start(tmp_path: Path) -> None:
     async with standin_backend(tmp_path, 'STANDIN_WARM_FAILS = "1"\n') as (b, config):
         await run(b, "first", sft(config), tmp_path / "first.log")
