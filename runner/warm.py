@@ -4,7 +4,8 @@ Importing swift (torch, transformers, peft, datasets) was 14.6 of the 21.7 s fro
 fixed job on the H200 (docs/gpu.md). The local backend keeps one `runner/launcher.py --warm` with its
 `runner/swift_entry.py --warm` child: the child imports swift and waits; a job started through the same entry
 (`sft` or `export`, one process) is handed to it as a JSON line instead of starting a new python. The child
-decides whether the job may run in it (`swift_entry.cold_reason`: nothing read at import may differ) and otherwise
+decides whether the job may run in it (`swift_entry.cold_reason`: nothing read at import may differ, no imported
+file may have changed on disk since) and otherwise
 becomes a fresh start of the job; either way the job is the launcher's, as any other (exit file, process group,
 stops). Once a slot is taken, the next one is started.
 """
