@@ -25,7 +25,8 @@ swift (~15 s of a job's start-up on the H200 machine), then waits for one job on
 ``{"args": [...], "argv": [...], "env": {...}, "log": ..., "preamble": ...}``: ``args`` what would follow this
 file on the job's command line, ``argv`` that whole command, ``env`` its environment, ``log`` the job's log (its
 output goes there, after ``preamble``, what the imports printed). The job runs here as it would have run afresh,
-unless something read at import could differ (`cold_reason`): then this process becomes the fresh one (exec).
+unless something read at import could differ or a file it imported has changed since (`cold_reason`): then this
+process becomes the fresh one (exec).
 """
 
 from __future__ import annotations
