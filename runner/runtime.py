@@ -57,7 +57,7 @@ class Runtime:
         """Recover what ran while we were away, then tick: progress and exits, and GPU probes."""
         await self.supervisor.recover()
         if self.local is not None and any(g.source == "nvml" for g in self.probe.snapshot().gpus):
-            await self.local.keep_warm()  # on a CPU machine (tests, the demo) only once a job has run
+            self.local.keep_warm()  # on a CPU machine (tests, the demo) only once a job has run
         self.ticks.start()
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(self._refresh_gpus, "interval", seconds=self.config.gpu_poll_seconds,

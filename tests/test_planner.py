@@ -38,6 +38,16 @@ def slow_swift(tmp_path: Path) -> tuple[Path, Path]:
     return swift, asked
 
 
+def python_console_script(tmp_path: Path) -> Path:
+    """A `swift` whose first line names a python: what the direct entry (and the warm start) need to see."""
+    python = tmp_path / "python3"
+    python.symlink_to("/bin/true")
+    swift = tmp_path / "swift"
+    swift.write_text(f"#!{python}\nprint('swift')\n")
+    swift.chmod(0o755)
+    return swift
+
+
 def config_with(tmp_path: Path, swift: Path, more: str = "") -> Config:
     path = tmp_path / "trainbot.toml"
     path.write_text(f'[swift]\nbin = "{swift}"\n{more}')
@@ -100,11 +110,7 @@ def test_plan_over_facts_fast_changes_the_recipe_exact_runs_the_seeds(tmp_path: 
 def test_fast_through_the_entry_on_known_gpus_runs_attention_without_cudnn(tmp_path: Path) -> None:
     """The variable only works through runner/swift_entry.py: set (and said) where that entry runs on GPUs NVML
     knows, nowhere else: not for `exact`, not where `swift sft` runs (Slurm), not on the CPU."""
-    python = tmp_path / "python3"
-    python.symlink_to("/bin/true")
-    swift = tmp_path / "swift"
-    swift.write_text(f"#!{python}\nprint('swift')\n")
-    swift.chmod(0o755)
+    swift = python_console_script(tmp_path)
     config = config_with(tmp_path, swift)
     facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=(gpu("0", 141), gpu("1", 141)))
 
@@ -124,11 +130,7 @@ def test_fast_through_the_entry_on_known_gpus_runs_attention_without_cudnn(tmp_p
 
 def test_the_dry_run_says_when_a_job_may_start_in_the_warm_process(tmp_path: Path) -> None:
     """One process through the entry, on this machine, with `warm_start` on (the default): runner/warm.py."""
-    python = tmp_path / "python3"
-    python.symlink_to("/bin/true")
-    swift = tmp_path / "swift"
-    swift.write_text(f"#!{python}\nprint('swift')\n")
-    swift.chmod(0o755)
+    swift = python_console_script(tmp_path)
     facts = ProbedFacts(SwiftVersion(4, 6, 0), gpus=(gpu("0", 141), gpu("1", 141)))
 
     def said(gpus: tuple[str, ...], profile: str = "fast", backend: str = "local", warm: bool = True) -> bool:

@@ -160,7 +160,7 @@ async def test_the_next_job_runs_in_the_process_that_imported_swift_before_it_ca
 async def test_a_bot_on_a_gpu_machine_keeps_one_warm_from_the_start(backend: LocalBackend, config: Config,
                                                                      tmp_path: Path) -> None:
     """What the runtime does at start where NVML sees GPUs: the first job already starts warm."""
-    await backend.keep_warm()
+    backend.keep_warm()
     await ready_slot(backend)
     code, log = await run(backend, "first", sft(config), tmp_path / "first.log")
     assert code == 0 and "[trainbot] started warm" in log, log
@@ -210,7 +210,7 @@ async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_sta
 
 async def test_a_job_starts_afresh_when_the_warm_process_was_killed(backend: LocalBackend, config: Config,
                                                                     tmp_path: Path) -> None:
-    await backend.keep_warm()
+    backend.keep_warm()
     slot = await ready_slot(backend)
     os.killpg(slot.proc.pid, signal.SIGKILL)  # an OOM killer, an admin: launcher and child gone
 

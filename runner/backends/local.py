@@ -65,7 +65,7 @@ class LocalBackend:
         """The process waiting, swift imported, for the next job (None: none yet, or `warm_start = false`)."""
         return self._warm
 
-    async def keep_warm(self) -> None:
+    def keep_warm(self) -> None:
         """Start the warm process now (the bot starts on a GPU machine), rather than after the first job."""
         entry = direct_entry(self._config.swift_bin) if self._config is not None else None
         if entry is not None:
