@@ -68,3 +68,40 @@ async def test_padding_free_on_sdpa_learns_what_the_seeds_batches_learn(tmp_path
     refused = await run([swift, "sft", *sft_args(tiny_llm, tmp_path / "wrapper"), *LAYOUTS["padding-free"]],
                         tmp_path / "wrapper.log")  # swift's own check, through its wrapper
     assert refused != 0 and "requires a flash attention implementation" in (tmp_path / "wrapper.log").read_text()
+
+
+async def test_an_export_writes_its_shards_together_and_they_are_what_swift_export_writes(
+        tmp_path: Path, tiny_llm: dict[str, Any]) -> None:
+    swift = default_swift_bin()
+    python = interpreter_of(Path(swift))
+    assert python is not None
+    train = [*sft_args(tiny_llm, tmp_path / "out"), "--max_steps", "1"]
+    assert await run([*python, str(REPO / "runner" / "swift_entry.py"), "sft", *train], tmp_path / "sft.log") == 0
+    checkpoint = str(next((tmp_path / "out").glob("*/checkpoint-1")))
+    merged = {}
+    for name, start in (("entry", [*python, str(REPO / "runner" / "swift_entry.py")]), ("swift", [swift])):
+        merged[name] = tmp_path / name
+        argv = [*start, "export", "--adapters", checkpoint, "--merge_lora", "true", "--output_dir",
+                str(merged[name]), "--max_shard_size", "200KB"]
+        assert await run(argv, tmp_path / f"{name}.log") == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+    shards = sorted(p.name for p in merged["swift"].glob("*.safetensors"))
+    assert len(shards) >= 3 and sorted(p.name for p in merged["entry"].glob("*.safetensors")) == shards
+    for shard in [*shards, "model.safetensors.index.json"]:
+        assert (merged["entry"] / shard).read_bytes() == (merged["swift"] / shard).read_bytes(), shard
+    assert f"[trainbot] {len(shards)} shard(s)" in (tmp_path / "entry.log").read_text()
+    assert "[trainbot]" not in (tmp_path / "swift.log").read_text()
+
+
+def test_a_shard_is_byte_for_byte_what_safetensors_writes(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from runner.swift_entry import write_safetensors
+
+    tensors = {"b": torch.randn(3).to(torch.bfloat16), "a": torch.randn(2, 3), "c": torch.arange(4),
+               "d": torch.tensor([True, False]), "e": torch.randn(5).half(), "scalar": torch.tensor(1.5),
+               "empty": torch.zeros(2, 0, dtype=torch.uint8), "é": torch.ones(3, dtype=torch.bfloat16)}
+    for metadata in ({"format": "pt"}, None, {}):
+        save_file(tensors, tmp_path / "theirs.safetensors", metadata=metadata)
+        write_safetensors(tensors, str(tmp_path / "ours.safetensors"), metadata)
+        assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "theirs.safetensors").read_bytes()
