@@ -66,7 +66,8 @@ def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
             ckpt = f"; last checkpoint {fmt.code(f.last_checkpoint)}" if f.last_checkpoint else ""
             return f"⏹️ job {jid} stopped by {who(f.by, fmt)} at step {f.step}{ckpt}"
         case ExportStarted() as f:
-            return f"📦 job {jid}: export started by {who(f.by, fmt)} from {fmt.code(f.checkpoint)}"
+            where = f"GPU {', '.join(f.gpus)}" if f.gpus else "the CPU"
+            return f"📦 job {jid}: export started by {who(f.by, fmt)} on {where} from {fmt.code(f.checkpoint)}"
         case ExportSucceeded() as f:
             return f"📦 job {jid} exported: merged model in {fmt.code(f.export_dir)}"
         case ExportFailed() as f:

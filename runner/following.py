@@ -86,7 +86,8 @@ class Follower:
                 if job.train_run.backend_job_id is None:
                     await self._launch(job)
             return
-        decisions = leases.plan_starts(queue, leases.held(active), self.foreign_busy(active))
+        holding = [*active, *await self.store.exporting()]
+        decisions = leases.plan_starts(queue, leases.held(holding), self.foreign_busy(holding))
         for d in decisions:
             if d.start:
                 await self._launch(d.job)
@@ -223,9 +224,12 @@ class Follower:
                                                                               tail=tuple(f.tail))))
         return bool(exporting)
 
-    def foreign_busy(self, active: list[Job]) -> set[str]:
-        """GPUs with processes that are not ours (ours: every process of our jobs, found from their pids)."""
-        refs = [ProcessRef.of(j, "train") for j in active if j.train_run.pid is not None]
+    def foreign_busy(self, jobs: list[Job]) -> set[str]:
+        """GPUs with processes that are not ours (ours: every process of these jobs' trainings and exports under
+        way, found from their pids)."""
+        refs = [ProcessRef.of(j, "train") for j in jobs if j.train_run.pid is not None]
+        refs += [ProcessRef.of(j, "export") for j in jobs
+                 if j.export_state is ExportState.EXPORTING and j.export_run.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from storage.models import Job, JobState
+from storage.models import ExportState, Job, JobState
 
 HOLDING_STATES = frozenset({JobState.STARTING, JobState.RUNNING, JobState.STOPPING})
 
@@ -31,8 +31,25 @@ class GpusBusy:
 
 
 def held(jobs: Iterable[Job]) -> dict[str, str]:
-    """GPU -> the job holding it. Two jobs never hold one GPU: the scheduler only leases free ones."""
-    return {gpu: job.id for job in jobs if job.state in HOLDING_STATES for gpu in job.gpus}
+    """GPU -> the job holding it, for its training or its export. Two jobs never hold one GPU: the scheduler only
+    leases free ones."""
+    holders = {}
+    for job in jobs:
+        if job.state in HOLDING_STATES:
+            holders.update(dict.fromkeys(job.gpus, job.id))
+        if job.export_state is ExportState.EXPORTING:
+            holders.update(dict.fromkeys(job.export_gpus, job.id))
+    return holders
+
+
+def export_gpus(job: Job, gpus_here: Iterable[str], holders: Mapping[str, str], foreign: set[str],
+                queue: Sequence[Job]) -> tuple[str, ...]:
+    """Where `job`'s export runs: on the GPU it trained on (its first), where that GPU is here and free (no job
+    holds it, no process of others is on it, no waiting job wants it: the export does not jump the queue); else on
+    the CPU (empty). The 7B's export loads and merges in 2.6 s on an H200, ~15 s on the CPU (docs/gpu.md)."""
+    gpu = job.gpus[0] if job.gpus else "cpu"
+    free = gpu in set(gpus_here) and gpu not in holders and gpu not in foreign and not any(gpu in q.gpus for q in queue)
+    return (gpu,) if free else ()
 
 
 def plan_starts(queue: Sequence[Job], holders: Mapping[str, str], foreign: set[str]) -> list[Decision]:

@@ -84,8 +84,8 @@ class Supervisor:
         warnings: list[GpuMissing | leases.GpusBusy] = list(plan.warnings)
         if self.backend.schedules_gpus and (missing := await self._missing_gpus(req)) is not None:
             warnings.append(missing)
-        active = await self.store.active()
-        holders, foreign = leases.held(active), self.foreign_busy(active)
+        holding = [*await self.store.active(), *await self.store.exporting()]
+        holders, foreign = leases.held(holding), self.foreign_busy(holding)
         busy = leases.GpusBusy({g: holders[g] for g in req.gpus if g in holders},
                                tuple(g for g in req.gpus if g in foreign and g not in holders))
         if busy.held or busy.foreign:
@@ -211,12 +211,13 @@ class Supervisor:
             cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
                                entry=export_entry(self.config, self.backend.name))
             log_path = self.log_path(job, "export")
+            gpus = await self._export_gpus(job)
             await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
-                                    export_run=Run(log_path=str(log_path)))
+                                    export_gpus=gpus, export_run=Run(log_path=str(log_path)))
             self.follower.launching_exports.add(job_id)
         try:
             launched = await self.backend.launch(ProcessRef(job_id, "export"), cmd, log_path=log_path,
-                                                 gpus=("cpu",))
+                                                 gpus=gpus or ("cpu",))
         except LaunchError as exc:
             async with self._lock:
                 self.follower.launching_exports.discard(job_id)
@@ -227,8 +228,22 @@ class Supervisor:
             self.follower.launching_exports.discard(job_id)
             return await self.store.update(
                 job_id, export_run=launched.run(log_path),
-                event=f"export started by {by or 'console'}: {cmd.display()}", event_kind="export_started",
-                notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display())))
+                event=f"export started by {by or 'console'} on {f'GPU {gpus[0]}' if gpus else 'the CPU'}: "
+                      f"{cmd.display()}", event_kind="export_started",
+                notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display(), gpus=gpus)))
+
+    async def _export_gpus(self, job: Job) -> tuple[str, ...]:
+        """The GPU the export may hold (leases.export_gpus), or none: the CPU. On Slurm always the CPU: a GPU there
+        would be one more allocation to wait for, for a few seconds of work. The GPUs are looked at afresh: the
+        last look may still show the job's own trainer, which has just ended, as another's process."""
+        if self.backend.schedules_gpus:
+            return ()
+        snapshot = await asyncio.to_thread(self.probe.refresh)
+        active = await self.store.active()
+        holding = [*active, *await self.store.exporting()]
+        here = [g.index for g in snapshot.gpus]
+        return leases.export_gpus(job, here, leases.held(holding), self.foreign_busy(holding),
+                                  [j for j in active if j.state is JobState.QUEUED])
 
     async def delete(self, job_id: str, *, by: str | None) -> None:
         async with self._lock:

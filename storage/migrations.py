@@ -98,4 +98,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_state_newest ON jobs (state, created_at, queue_seq);
     CREATE INDEX jobs_kind_state_newest ON jobs (kind, state, created_at, queue_seq);
     """,
+    # 5: the GPU an export runs on (a JSON list; empty: the CPU), which it holds until it ends
+    """
+    ALTER TABLE jobs ADD COLUMN export_gpus TEXT NOT NULL DEFAULT '[]';
+    """,
 ]

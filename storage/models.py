@@ -140,6 +140,7 @@ class Job:
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
     export_dir: str | None = None
+    export_gpus: tuple[str, ...] = ()  # the GPU its export runs on, held until the export ends; empty: the CPU
     host: str | None = None
     backend: str = "local"
     train_run: Run = Run()

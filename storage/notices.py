@@ -141,6 +141,7 @@ class ExportStarted:
     by: str | None = None
     checkpoint: str | None = None
     command: str = ""
+    gpus: tuple[str, ...] = ()  # where it runs: its GPU, or the CPU (empty)
     kind: Literal["export_started"] = "export_started"
 
 

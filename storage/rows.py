@@ -16,7 +16,7 @@ import aiosqlite
 from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose, Run
 
 _JSON_COLUMNS = {"overrides", "env"}
-_LIST_COLUMNS = {"argv", "gpus"}
+_LIST_COLUMNS = {"argv", "gpus", "export_gpus"}
 PROGRESS_FIELDS = [f.name for f in fields(Progress)]
 RUN_FIELDS = [f.name for f in fields(Run)]
 # each run's columns, in Run's field order: the training's carry the plain names (pid, log_path, ...)
@@ -120,4 +120,5 @@ _KINDS, _STATES, _EXPORT_STATES = ({m.value: m for m in enum} for enum in (Kind,
 _CONVERT: list[tuple[int, Callable[[Any], Any]]] = [
     (_ALL_JOB_FIELDS.index(name), convert) for name, convert in (
         ("kind", _KINDS.__getitem__), ("state", _STATES.__getitem__), ("export_state", _EXPORT_STATES.__getitem__),
-        ("env", _json_dict), ("overrides", _json_dict), ("argv", _json_tuple), ("gpus", _json_tuple))]
+        ("env", _json_dict), ("overrides", _json_dict), ("argv", _json_tuple), ("gpus", _json_tuple),
+        ("export_gpus", _json_tuple))]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from runner.leases import Decision, held, plan_starts
-from storage.models import Job, JobState, Kind
+from runner.leases import Decision, export_gpus, held, plan_starts
+from storage.models import ExportState, Job, JobState, Kind
 
 
 def job(job_id: str, gpus: str, state: JobState = JobState.QUEUED) -> Job:
@@ -18,6 +18,27 @@ def test_running_jobs_hold_their_gpus_and_ended_ones_do_not() -> None:
     jobs = [job("a", "0", JobState.RUNNING), job("b", "1,2", JobState.STOPPING), job("c", "3", JobState.SUCCEEDED),
             job("d", "4", JobState.QUEUED)]
     assert held(jobs) == {"0": "a", "1": "b", "2": "b"}
+
+
+def test_an_export_holds_its_gpu_until_it_ends() -> None:
+    exporting = job("e", "5", JobState.SUCCEEDED).replace(export_state=ExportState.EXPORTING, export_gpus=("5",))
+    on_cpu = job("f", "6", JobState.STOPPED).replace(export_state=ExportState.EXPORTING)
+    exported = exporting.replace(id="g", gpus=("7",), export_gpus=("7",), export_state=ExportState.EXPORTED)
+    assert held([exporting, on_cpu, exported]) == {"5": "e"}
+    (d,) = plan_starts([job("x", "5")], held([exporting]), set())
+    assert not d.start and d.reason == "GPU 5 is held by job e"
+
+
+def test_an_export_runs_on_its_jobs_gpu_only_where_that_gpu_is_here_and_free() -> None:
+    done = job("d", "1,0", JobState.SUCCEEDED)
+    here = ["0", "1"]
+    assert export_gpus(done, here, {}, set(), []) == ("1",)  # its first GPU
+    assert export_gpus(done, here, {"1": "a"}, set(), []) == ()  # another job trains on it: the CPU
+    assert export_gpus(done, here, {}, {"1"}, []) == ()  # someone else's process is on it
+    assert export_gpus(done, here, {}, set(), [job("q", "2,1")]) == ()  # a waiting job wants it: no jumping the line
+    assert export_gpus(done, here, {"0": "a"}, {"0"}, [job("q", "0")]) == ("1",)  # the others' trouble is not its
+    assert export_gpus(done, ["0"], {}, set(), []) == ()  # GPU 1 is not on this machine (any more)
+    assert export_gpus(job("c", "cpu", JobState.SUCCEEDED), here, {}, set(), []) == ()
 
 
 def test_free_gpus_start_and_a_taken_gpu_waits_with_its_holder_named() -> None:

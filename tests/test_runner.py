@@ -15,7 +15,7 @@ from runner.errors import GpuMissing
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind
-from storage.notices import JobFailed, JobQueued
+from storage.notices import ExportStarted, JobFailed, JobQueued
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
 
@@ -151,6 +151,30 @@ async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConf
     first, second = await ended(rt, first.id), await ended(rt, second.id)
     assert first.state is second.state is JobState.SUCCEEDED
     assert first.finished_at and second.started_at and second.started_at >= first.finished_at
+
+
+async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(make_config: MakeConfig,
+                                                                                 open_runtime: OpenRuntime) -> None:
+    config = make_config(sections="[gpus]\ninventory = 1\n")
+    rt = await open_runtime(config)
+    first = await ended(rt, (await rt.supervisor.submit(request(config, "output/a", ("0",)))).id)
+    assert first.state is JobState.SUCCEEDED
+    exporting = await rt.supervisor.export(first.id, by="U1")
+    assert exporting.export_gpus == ("0",)
+    second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
+    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job {first.id}"
+    second = await ended(rt, second.id)
+    first = await rt.store.require(first.id)
+    assert first.export_state is ExportState.EXPORTED, Path(first.export_run.log_path or "").read_text()[-2000:]
+    exported_at = next(e.at for e in await rt.store.events(first.id) if e.kind == "exported")
+    assert second.state is JobState.SUCCEEDED and second.started_at and second.started_at >= exported_at
+    started = [n.facts for n in await rt.store.notices(first.id) if isinstance(n.facts, ExportStarted)]
+    assert [s.gpus for s in started] == [("0",)]
+
+    third = await rt.supervisor.submit(request(config, "output/c", ("0",)))  # trains on GPU 0 meanwhile
+    assert third.state is JobState.RUNNING
+    assert (await rt.supervisor.export(second.id, by="U1")).export_gpus == ()  # so this export takes the CPU
+    await rt.supervisor.stop(third.id, by="U1")
 
 
 async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_config: MakeConfig,
