@@ -15,6 +15,10 @@
 #                                           lever at a time: padded + warm, padded afresh (the default as it was),
 #                                           padding-free afresh; follow
 #   bash scripts/gpu/session.sh warm2       set up; the warm start alone: warm, afresh, warm again (saved run by run)
+#   bash scripts/gpu/session.sh final       set up, the write probe, then in the background: the default (warm, Triton
+#                                           cold), its checkpoint exported four ways (GPU warm, GPU afresh, CPU, and
+#                                           `swift export` on the CPU as before), the literal job, the default (warm),
+#                                           trainbot's console: the default job to `succeeded` and its export; follow
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -68,7 +72,7 @@ facts() {
 collect() {  # the small results into $RES (at most 8 files come back)
   cp $W/probes/probes.json $RES/ 2>/dev/null
   cp $W/cmp/report.txt $RES/ 2>/dev/null
-  (cd $W && tar czf $RES/details.tgz $(ls -d probes*/*.json probes*/*.log probes*.txt cmp/*.json cmp/*.log cmp*.txt export.txt \
+  (cd $W && tar czf $RES/details.tgz $(ls -d probes*/*.json probes*/*.log probes*.txt cmp/*.json cmp/*.log cmp*.txt export.txt write_probe.txt \
     cmp/report.txt cmp.txt val*.txt val*/console.txt val*/validate.json logs 2>/dev/null))
   ls -la $RES
 }
@@ -179,6 +183,27 @@ case "${1:-}" in
       grep -h "ready:\|started warm\|not started" $W/cmp/*.log | cut -c1-160
     done
     grep -v '^\[' $W/cmp.txt | grep -v '^ *[0-9]* *[0-9.]* *[0-9.]* *[-+]' | tail -30 ;;
+  final)  # issue 16, 2026-12-01 (fourth session): goal 1 in one lease, the export on the job's free GPU (goal 3)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    python3 -c "import safetensors; print('safetensors', safetensors.__version__)" >> $RES/facts.txt 2>&1
+    (df -h $W; mount | grep " / ") >> $RES/facts.txt 2>&1
+    python3 scripts/gpu/write_probe.py $W/wp > $W/write_probe.txt 2>&1; tail -1 $W/write_probe.txt
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
+    E="python3 scripts/gpu/export.py --config $W/trainbot.toml --out $W/cmp"
+    setsid nohup bash -c "$C --order fast --warm --name warm_triton_cold --pair warm_triton_cold,warm_triton_cold > $W/cmp.txt 2>&1;
+      CK=\$(ls -d $W/cmp/out-warm_triton_cold/v*/checkpoint-* | sort -V | tail -1); sleep 3;
+      $E --checkpoint \$CK --device cpu --plain --name cpu_plain > $W/export.txt 2>&1; sleep 3;
+      $E --checkpoint \$CK --device 0 --warm --name gpu_warm --against $W/cmp/merged-cpu_plain >> $W/export.txt 2>&1;
+      rm -rf $W/cmp/merged-gpu_warm; sleep 3;
+      $E --checkpoint \$CK --device 0 --name gpu_afresh >> $W/export.txt 2>&1; rm -rf $W/cmp/merged-gpu_afresh; sleep 3;
+      $E --checkpoint \$CK --device cpu --name cpu_entry --against $W/cmp/merged-cpu_plain >> $W/export.txt 2>&1;
+      rm -rf $W/cmp/merged-*; sleep 3;
+      $C --order exact --pair exact,exact >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --warm --pair exact,fast >> $W/cmp.txt 2>&1; sleep 3;
+      python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --export --export-wait-s 120 > $W/val2.txt 2>&1;
+      $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
+    bash "$0" follow ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -190,5 +215,5 @@ case "${1:-}" in
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|follow"; exit 2 ;;
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|follow"; exit 2 ;;
 esac

@@ -3,9 +3,9 @@ at the 7B-shaped model by the config), and what it says is checked against the G
 
     python3 scripts/gpu/validate.py --config trainbot.toml --work DIR [--stop-at 10] [--export] [--gpu 0]
 
-Without --stop-at the job runs to `succeeded` (then --export merges its last checkpoint, on the CPU as trainbot
-does it); with --stop-at N it is stopped once step N is logged. While it runs: the `gpus` answer next to
-nvidia-smi and raw NVML (v1 and v2 memory figures) taken at the same moment, whether trainbot recognises the
+Without --stop-at the job runs to `succeeded` (then --export merges its last checkpoint where trainbot puts it:
+on the job's GPU, now free); with --stop-at N it is stopped once step N is logged. While it runs: the `gpus` answer
+next to nvidia-smi and raw NVML (v1 and v2 memory figures) taken at the same moment, whether trainbot recognises the
 process on the GPU as its job's, and the card's progress (step, ETA, memory) every second, to judge the ETA
 against when the job really ended. DIR/console.txt: the transcript, time-stamped; DIR/validate.json: the figures.
 """
@@ -132,11 +132,22 @@ class Check:
                 return job
             await asyncio.sleep(1.0)
 
+    async def wait_warm(self, runtime: Runtime, within_s: float = 120.0) -> None:
+        """Until the warm process has imported swift (runner/warm.py): a job comes to a bot that has been up a
+        while, not one started a second before it."""
+        backend = runtime.supervisor.backend
+        end = time.time() + within_s
+        while getattr(backend, "warm", None) is None and time.time() < end:  # noqa: ASYNC110 (nothing to await)
+            await asyncio.sleep(0.5)
+        self.facts["warm_ready_t"] = round(time.time() - T0, 1) if getattr(backend, "warm", None) else None
+        print(f"warm process ready: {self.facts['warm_ready_t']}", flush=True)
+
     async def main(self, stop_at: int | None, export: bool, export_wait_s: float) -> None:
         runtime = await Runtime.open(self.config)
         await runtime.start()
         console = Console(runtime, cast(TextIO, self.out))
         try:
+            await self.wait_warm(runtime)
             await self.gpu_check(console, runtime, None, "idle, before the job")
             out = f"out={self.config.output_root}/{'stop' if stop_at else 'full'}-{int(T0)}"
             await self.cmd(console, f"llm gpu={self.gpu} {out} --dry-run")
