@@ -255,6 +255,9 @@ SAFETENSORS_DTYPES = ("bool", "BOOL"), ("uint8", "U8"), ("int8", "I8"), ("float8
     ("int64", "I64"), ("uint64", "U64")
 
 
+STAGING_BYTES = 64 << 20  # a shard's writer's pinned buffer for tensors on the GPU
+
+
 def _write_shards_together() -> None:
     """transformers' save_pretrained (swift export's save) writes a model's shards one after the other, each through
     safetensors, which copies every tensor off the GPU and writes it holding the GIL: 19 s for the 7B's 15.2 GB
@@ -289,8 +292,10 @@ def _write_shards_together() -> None:
 
 
 def write_safetensors(tensors: dict[str, Any], path: str, metadata: dict[str, str] | None = None) -> None:
-    """safetensors.torch.save_file's file, written tensor by tensor from the GPU (or CPU) memory: a copy to the
-    host and a write each, without the GIL; other dtypes than SAFETENSORS_DTYPES go through safetensors."""
+    """safetensors.torch.save_file's file, written tensor by tensor without the GIL; other dtypes than
+    SAFETENSORS_DTYPES go through safetensors. A tensor on the GPU comes to the host through one pinned buffer of
+    STAGING_BYTES, a copy at the bus's speed into memory used again and again: `.to("cpu")` made a new pageable
+    tensor of each (page faults, then a staged copy), 10.6 s for the 7B's 15.2 GB on the H200."""
     import torch
 
     names = dict(SAFETENSORS_DTYPES)
@@ -311,11 +316,20 @@ def write_safetensors(tensors: dict[str, Any], path: str, metadata: dict[str, st
         offset += size
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)
+    staging = None
     with open(path, "wb") as out:
         out.write(len(text).to_bytes(8, "little") + text)
         for key in order:
-            host = tensors[key].detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
-            out.write(host.numpy().data)
+            data = tensors[key].detach().contiguous().reshape(-1).view(torch.uint8)
+            if data.device.type == "cpu":
+                out.write(data.numpy().data)
+                continue
+            if staging is None:
+                staging = torch.empty(STAGING_BYTES, dtype=torch.uint8, pin_memory=True)
+            for start in range(0, data.numel(), STAGING_BYTES):
+                chunk = staging[:min(STAGING_BYTES, data.numel() - start)]
+                chunk.copy_(data[start:start + chunk.numel()])
+                out.write(chunk.numpy().data)
 
 
 def _leave_process_group() -> str:

@@ -54,6 +54,13 @@ class WarmSlot:
         n = len(self.entry)
         return self.alive() and tuple(argv[:n]) == self.entry and len(argv) > n and argv[n] in swift_entry.SCRIPTS
 
+    def ready(self) -> bool:
+        """The child has imported swift (a job handed before then waits for the imports to end)."""
+        try:
+            return swift_entry.READY.encode() in self.preamble.read_bytes()
+        except OSError:
+            return False
+
     def alive(self) -> bool:
         """The launcher still runs (a killed one stays a zombie until the event loop reaps it)."""
         try:

@@ -99,7 +99,13 @@ async def warm_saying(b: LocalBackend, text: str, what: str) -> WarmSlot:
 
 
 async def ready_slot(b: LocalBackend) -> WarmSlot:
-    return await warm_saying(b, IMPORTED, "a warm process with swift imported")
+    """The warm process, once it has imported swift (and said it is ready)."""
+    async def ready() -> WarmSlot | None:
+        return b.warm if b.warm is not None and b.warm.ready() else None
+
+    slot: WarmSlot = await wait_until(ready, 30, "a warm process with swift imported")
+    assert IMPORTED in slot.preamble.read_text()
+    return slot
 
 
 @contextlib.asynccontextmanager
@@ -244,6 +250,7 @@ async def test_a_stop_reaches_a_job_whose_warm_process_is_still_importing(tmp_pa
     async with standin_backend(tmp_path, 'STANDIN_WARM_SLOW = "1"\n') as (b, config):
         await run(b, "first", sft(config), tmp_path / "first.log")
         slot = await warm_saying(b, "importing slowly", "the warm process to be importing")
+        assert not slot.ready()
         log = tmp_path / "second.log"
         ref = await launch(b, "second", sft(config), log)
         assert await b.interrupt(ref)

@@ -19,6 +19,9 @@
 #                                           cold), its checkpoint exported four ways (GPU warm, GPU afresh, CPU, and
 #                                           `swift export` on the CPU as before), the literal job, the default (warm),
 #                                           trainbot's console: the default job to `succeeded` and its export; follow
+#   bash scripts/gpu/session.sh final2      set up; Triton warmed (5 steps); trainbot's console: the default job to
+#                                           `succeeded` once the warm process is ready, and its export; that
+#                                           checkpoint exported on the CPU, then on the GPU (warm) against it
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -204,6 +207,18 @@ case "${1:-}" in
       python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --export --export-wait-s 120 > $W/val2.txt 2>&1;
       $C --report >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
     bash "$0" follow ;;
+  final2)  # the export's writer with a pinned buffer, and the console's job once its warm process is ready
+    setup 2>&1 | tee $RES/setup.txt
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
+    E="python3 scripts/gpu/export.py --config $W/trainbot.toml --out $W/cmp"
+    $C --order fast --warm --name triton_warmup --stop-after 5 > $W/cmp.txt 2>&1; sleep 3
+    python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --export --export-wait-s 120 > $W/val2.txt 2>&1
+    grep -a "warm process ready\|^job:\|^export:" $W/val2.txt | cut -c1-400
+    CK=$(ls -d $W/output/full-*/v*/checkpoint-* | sort -V | tail -1); rm -rf $CK-merged; sleep 3
+    $E --checkpoint $CK --device cpu --name cpu_entry > $W/export.txt 2>&1; sleep 3
+    $E --checkpoint $CK --device 0 --warm --name gpu_warm --against $W/cmp/merged-cpu_entry >> $W/export.txt 2>&1
+    cat $W/export.txt; grep -h "trainbot\] [0-9]* shard\|Merge LoRA\|Saving merged" $W/cmp/gpu_warm.log $W/logs/llm_export_*.log
+    collect ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do

@@ -135,11 +135,13 @@ class Check:
     async def wait_warm(self, runtime: Runtime, within_s: float = 120.0) -> None:
         """Until the warm process has imported swift (runner/warm.py): a job comes to a bot that has been up a
         while, not one started a second before it."""
-        backend = runtime.supervisor.backend
+        def ready() -> bool:
+            return runtime.local is not None and runtime.local.warm is not None and runtime.local.warm.ready()
+
         end = time.time() + within_s
-        while getattr(backend, "warm", None) is None and time.time() < end:  # noqa: ASYNC110 (nothing to await)
+        while not ready() and time.time() < end:  # noqa: ASYNC110 (a file to read, nothing to await)
             await asyncio.sleep(0.5)
-        self.facts["warm_ready_t"] = round(time.time() - T0, 1) if getattr(backend, "warm", None) else None
+        self.facts["warm_ready_t"] = round(time.time() - T0, 1) if ready() else None
         print(f"warm process ready: {self.facts['warm_ready_t']}", flush=True)
 
     async def main(self, stop_at: int | None, export: bool, export_wait_s: float) -> None:
