@@ -22,6 +22,7 @@
 #   bash scripts/gpu/session.sh final2      set up; Triton warmed (5 steps); trainbot's console: the default job to
 #                                           `succeeded` once the warm process is ready, and its export; that
 #                                           checkpoint exported on the CPU, then on the GPU (warm) against it
+#   bash scripts/gpu/session.sh final3      set up; the default job (compare.py, warm), its checkpoint exported as in final2
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -78,6 +79,14 @@ collect() {  # the small results into $RES (at most 8 files come back)
   (cd $W && tar czf $RES/details.tgz $(ls -d probes*/*.json probes*/*.log probes*.txt cmp/*.json cmp/*.log cmp*.txt export.txt write_probe.txt \
     cmp/report.txt cmp.txt val*.txt val*/console.txt val*/validate.json logs 2>/dev/null))
   ls -la $RES
+}
+
+exports() {  # $1 exported on the CPU (trainbot's entry), then on GPU 0 (warm) and compared with it, value by value
+  local E="python3 scripts/gpu/export.py --config $W/trainbot.toml --out $W/cmp --checkpoint $1"
+  $E --device cpu --name cpu_entry > $W/export.txt 2>&1; sleep 3
+  $E --device 0 --warm --name gpu_warm --against $W/cmp/merged-cpu_entry >> $W/export.txt 2>&1
+  cat $W/export.txt; grep -h "trainbot\] [0-9]* shard\|Merge LoRA\|Saving merged" $W/cmp/*.log $W/logs/llm_export_*.log
+  collect
 }
 
 case "${1:-}" in
@@ -210,15 +219,16 @@ case "${1:-}" in
   final2)  # the export's writer with a pinned buffer, and the console's job once its warm process is ready
     setup 2>&1 | tee $RES/setup.txt
     C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0"
-    E="python3 scripts/gpu/export.py --config $W/trainbot.toml --out $W/cmp"
     $C --order fast --warm --name triton_warmup --stop-after 5 > $W/cmp.txt 2>&1; sleep 3
     python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --export --export-wait-s 120 > $W/val2.txt 2>&1
     grep -a "warm process ready\|^job:\|^export:" $W/val2.txt | cut -c1-400
-    CK=$(ls -d $W/output/full-*/v*/checkpoint-* | sort -V | tail -1); rm -rf $CK-merged; sleep 3
-    $E --checkpoint $CK --device cpu --name cpu_entry > $W/export.txt 2>&1; sleep 3
-    $E --checkpoint $CK --device 0 --warm --name gpu_warm --against $W/cmp/merged-cpu_entry >> $W/export.txt 2>&1
-    cat $W/export.txt; grep -h "trainbot\] [0-9]* shard\|Merge LoRA\|Saving merged" $W/cmp/gpu_warm.log $W/logs/llm_export_*.log
-    collect ;;
+    CK=$(ls -d $W/output/full-*/v*/checkpoint-[0-9]* | grep -v merged | sort -V | tail -1); rm -rf $CK-merged
+    sleep 3; exports $CK ;;
+  final3)  # the same exports from a checkpoint of compare.py's default job (the console's was lost to a glob)
+    setup 2>&1 | tee $RES/setup.txt
+    python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0 --order fast --warm > $W/cmp.txt 2>&1
+    grep -a "rc=" $W/cmp.txt; sleep 3
+    exports $(ls -d $W/cmp/out-fast/v*/checkpoint-[0-9]* | grep -v merged | sort -V | tail -1) ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -230,5 +240,5 @@ case "${1:-}" in
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|follow"; exit 2 ;;
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|final2|final3|follow"; exit 2 ;;
 esac
