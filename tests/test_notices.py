@@ -18,6 +18,7 @@ from storage.notices import (
     CheckpointSaved,
     EvalDone,
     ExportFailed,
+    ExportStarted,
     JobCreated,
     JobFailed,
     JobQueued,
@@ -95,6 +96,8 @@ async def test_the_outbox_keeps_the_type(tmp_path: Path) -> None:
                                                                                   position=2)),
     ("job_started", {"command": "swift sft", "host": "h", "gpus": ["0", "1"]},
      JobStarted(command="swift sft", host="h", gpus=("0", "1"))),
+    ("export_started", {"by": "U1", "checkpoint": "/c", "command": "swift export"},  # every export ran on the CPU
+     ExportStarted(by="U1", checkpoint="/c", command="swift export")),
 ])
 def test_rows_written_before_the_types_are_read_into_them(topic: str, data: dict[str, object],
                                                           expected: NoticeFacts) -> None:
@@ -111,6 +114,14 @@ def test_a_row_no_type_fits_is_told_as_its_topic(topic: str, data: str) -> None:
     facts = decode(topic, data)
     assert facts == Unreadable(topic=topic)
     assert notice_words.notice_text(Notice("ab3cd", facts)) == f"job ab3cd: {topic}"
+
+
+def test_an_export_start_says_where_it_runs() -> None:
+    started = ExportStarted(by="U1", checkpoint="/o/checkpoint-9", gpus=("2",))
+    on_gpu = notice_words.notice_text(Notice("ab3cd", started))
+    assert on_gpu == "📦 job ab3cd: export started by U1 on GPU 2 from /o/checkpoint-9"
+    on_cpu = notice_words.notice_text(Notice("ab3cd", ExportStarted(checkpoint="/o/checkpoint-9")), SLACK)
+    assert on_cpu == "📦 job `ab3cd`: export started by the console on the CPU from `/o/checkpoint-9`"
 
 
 def test_an_export_failure_tells_its_hint_but_a_missing_one_is_not_none() -> None:
