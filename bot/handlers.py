@@ -93,7 +93,7 @@ class Handlers:
             case ShowStatus():
                 return Reply(texts.job_list(await self.store.active(), "Active jobs", self.fmt))
             case ShowGpus():
-                holders = leases.held(await self.store.active())
+                holders = leases.held(await self.store.holding())
                 cluster = await self.sup.backend.cluster_gpus()
                 if cluster is not None:
                     return Reply(render_gpu_nodes(cluster, self.fmt))

@@ -45,5 +45,5 @@ def home_view(active: Sequence[Job], recent: Sequence[Job], snapshot: GpuSnapsho
 async def publish_home(client: AsyncWebClient, runtime: Runtime, user_id: str, now: float) -> None:
     active = await runtime.store.active()
     recent = [j for j in await runtime.store.list_jobs(limit=MAX_RECENT * 3) if j.state.is_terminal]
-    view = home_view(active, recent, runtime.probe.snapshot(), leases.held(active), now)
+    view = home_view(active, recent, runtime.probe.snapshot(), leases.held(await runtime.store.holding()), now)
     await client.views_publish(user_id=user_id, view=view)

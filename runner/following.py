@@ -79,14 +79,13 @@ class Follower:
 
 
     async def start_queued(self) -> None:
-        active = await self.store.active()
-        queue = [j for j in active if j.state is JobState.QUEUED]
+        holding = await self.store.holding()
+        queue = [j for j in holding if j.state is JobState.QUEUED]
         if self.backend.schedules_gpus:  # Slurm picks the GPUs and keeps its own queue: hand every job over
             for job in queue:
                 if job.train_run.backend_job_id is None:
                     await self._launch(job)
             return
-        holding = [*active, *await self.store.exporting()]
         decisions = leases.plan_starts(queue, leases.held(holding), self.foreign_busy(holding))
         for d in decisions:
             if d.start:

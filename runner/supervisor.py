@@ -84,7 +84,7 @@ class Supervisor:
         warnings: list[GpuMissing | leases.GpusBusy] = list(plan.warnings)
         if self.backend.schedules_gpus and (missing := await self._missing_gpus(req)) is not None:
             warnings.append(missing)
-        holding = [*await self.store.active(), *await self.store.exporting()]
+        holding = await self.store.holding()
         holders, foreign = leases.held(holding), self.foreign_busy(holding)
         busy = leases.GpusBusy({g: holders[g] for g in req.gpus if g in holders},
                                tuple(g for g in req.gpus if g in foreign and g not in holders))
@@ -239,11 +239,10 @@ class Supervisor:
         if self.backend.schedules_gpus:
             return ()
         snapshot = await asyncio.to_thread(self.probe.refresh)
-        active = await self.store.active()
-        holding = [*active, *await self.store.exporting()]
+        holding = await self.store.holding()
         here = [g.index for g in snapshot.gpus]
         return leases.export_gpus(job, here, leases.held(holding), self.foreign_busy(holding),
-                                  [j for j in active if j.state is JobState.QUEUED])
+                                  [j for j in holding if j.state is JobState.QUEUED])
 
     async def delete(self, job_id: str, *, by: str | None) -> None:
         async with self._lock:

@@ -197,6 +197,10 @@ class JobStore(Outbox):
     async def exporting(self) -> list[Job]:
         return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
 
+    async def holding(self) -> list[Job]:
+        """Jobs that may hold GPUs (leases.held): those not ended, in arrival order, then those exporting."""
+        return [*await self.active(), *await self.exporting()]
+
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""
         rows = await self._read("SELECT version FROM jobs WHERE id = ?", (job_id,))

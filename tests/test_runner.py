@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from runner import leases
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.runtime import Runtime
@@ -161,6 +162,7 @@ async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(ma
     assert first.state is JobState.SUCCEEDED
     exporting = await rt.supervisor.export(first.id, by="U1")
     assert exporting.export_gpus == ("0",)
+    assert leases.held(await rt.store.holding()) == {"0": first.id}  # what `gpus` shows
     second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
     assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job {first.id}"
     second = await ended(rt, second.id)

@@ -19,9 +19,9 @@ router = APIRouter(tags=["gpus"])
 @router.get("/gpus")
 async def list_gpus(ctx: Ctx, user: CurrentUser) -> GpuList:
     """The GPUs (and the CPU pseudo-device), the job holding each, and whether something else runs on it."""
-    active = await ctx.runtime.store.active()
-    holders = leases.held(active)
-    foreign = ctx.runtime.supervisor.foreign_busy(active)
+    holding = await ctx.runtime.store.holding()
+    holders = leases.held(holding)
+    foreign = ctx.runtime.supervisor.foreign_busy(holding)
     snapshot = ctx.runtime.probe.snapshot()
     return GpuList(gpus=[gpu_out(g, holders.get(g.index), g.index in foreign) for g in snapshot.devices()],
                    source=snapshot.source)

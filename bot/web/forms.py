@@ -39,9 +39,9 @@ class JobForm:
     created: str | None = None
 
 async def _choices(ctx: ApiContext) -> list[GpuChoice]:
-    active = await ctx.runtime.store.active()
-    holders = leases.held(active)
-    foreign = ctx.runtime.supervisor.foreign_busy(active)
+    holding = await ctx.runtime.store.holding()
+    holders = leases.held(holding)
+    foreign = ctx.runtime.supervisor.foreign_busy(holding)
     out = []
     for gpu in ctx.runtime.probe.snapshot().devices():
         holder = holders.get(gpu.index) or ("another process" if gpu.index in foreign else None)

@@ -185,7 +185,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.get("/web/gpus")  # `/gpus` is the API's JSON
     async def gpus_page(request: Request) -> HTMLResponse:
         session = signed_in(request)
-        holders = leases.held(await store.active())
+        holders = leases.held(await store.holding())
         nodes = await ctx.runtime.supervisor.backend.cluster_gpus()
         cluster = render_gpu_nodes(nodes, PLAIN) if nodes is not None else None
         return html("gpus.html", session, snapshot=ctx.runtime.probe.snapshot(), holders=holders, cluster=cluster)
