@@ -41,7 +41,7 @@ class WarmSlot:
     @classmethod
     async def start(cls, entry: Sequence[str], env: Mapping[str, str], folder: Path) -> WarmSlot:
         folder.mkdir(parents=True, exist_ok=True)
-        preamble = folder / f"warm-{uuid.uuid4().hex[:12]}.log"
+        preamble = folder / PREAMBLES.replace("*", uuid.uuid4().hex[:12])
         with preamble.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, launcher.__file__, "--warm", "--", *entry, swift_entry.WARM,
@@ -89,6 +89,20 @@ class WarmSlot:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         await self.proc.wait()
         self.preamble.unlink(missing_ok=True)
+
+
+PREAMBLES = "warm-*.log"  # in the exits folder: what each warm process printed before its job came
+
+
+def remove_preambles(folder: Path) -> int:
+    """An earlier bot's warm processes' preambles: a killed bot cannot remove them, and its warm processes left when
+    their stdin closed. Called before this bot starts its first; returns how many were removed."""
+    removed = 0
+    for stale in folder.glob(PREAMBLES):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed += 1
+    return removed
 
 
 def warm_entry(argv: Sequence[str]) -> tuple[str, ...] | None:

@@ -274,7 +274,8 @@ async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend
 
     entry = direct_entry(config.swift_bin)
     assert entry is not None
-    lost = await WarmSlot.start(entry, {**os.environ, "PYTHONPATH": config.swift_env["PYTHONPATH"]}, tmp_path)
+    lost = await WarmSlot.start(entry, {**os.environ, "PYTHONPATH": config.swift_env["PYTHONPATH"]},
+                                tmp_path / "exits")
     async def child() -> list[psutil.Process]:
         return psutil.Process(lost.proc.pid).children()
 
@@ -287,6 +288,13 @@ async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend
 
     await wait_until(left, 30, "the launcher and its child to leave")
     assert lost.proc.returncode == 0
+    assert lost.preamble.exists()  # the dead bot could not remove it: the next bot does, before its first
+    again = LocalBackend(tmp_path / "exits", config)
+    try:
+        again.keep_warm()
+        assert (await ready_slot(again)).preamble.exists() and not lost.preamble.exists()
+    finally:
+        await again.close()
 
 
 @pytest.mark.parametrize(("import_env", "job_env", "cuda", "started", "why"), [

@@ -23,7 +23,7 @@ from runner.command import SwiftCommand, direct_entry, swift_env
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import descendants
-from runner.warm import RANK_LAUNCHER, WarmSlot, warm_entry
+from runner.warm import RANK_LAUNCHER, WarmSlot, remove_preambles, warm_entry
 
 if TYPE_CHECKING:
     from runner.slurm_cli import ClusterGpus
@@ -59,6 +59,7 @@ class LocalBackend:
         self.on_exit: Callable[[], None] | None = None
         self._warm: WarmSlot | None = None  # swift imported, waiting for the next job (runner/warm.py)
         self._warming: asyncio.Task[None] | None = None
+        self._preambles_removed = False  # an earlier bot's, before our first warm process
 
     @property
     def warm(self) -> WarmSlot | None:
@@ -137,6 +138,9 @@ class LocalBackend:
         folder = self._exits_dir
 
         async def start() -> None:
+            if not self._preambles_removed:
+                remove_preambles(folder)
+                self._preambles_removed = True
             try:
                 slot = await WarmSlot.start(entry, env, folder)
             except OSError:
