@@ -46,7 +46,7 @@ def export_gpus(job: Job, gpus_here: Iterable[str], holders: Mapping[str, str], 
                 queue: Sequence[Job]) -> tuple[str, ...]:
     """Where `job`'s export runs: on the GPU it trained on (its first), where that GPU is here and free (no job
     holds it, no process of others is on it, no waiting job wants it: the export does not jump the queue); else on
-    the CPU (empty). The 7B's export loads and merges in 2.6 s on an H200, ~15 s on the CPU (docs/gpu.md)."""
+    the CPU (empty). The 7B's export loads and merges in 3.5-4.1 s on an H200, 14-16 s on the CPU (docs/gpu.md)."""
     gpu = job.gpus[0] if job.gpus else "cpu"
     free = gpu in set(gpus_here) and gpu not in holders and gpu not in foreign and not any(gpu in q.gpus for q in queue)
     return (gpu,) if free else ()
