@@ -45,15 +45,25 @@ class Follower:
         self.store, self.config, self.probe, self.backend = store, config, probe, backend
         self._tails: dict[str, ProgressTail] = {}
         self._stop_started: dict[str, float] = {}
+        self._unreached: set[str] = set()  # stopping jobs whose trainer the SIGINT has not reached yet
         self.launching_exports: set[str] = set()  # submitted outside the lock: no process to follow yet
 
     def stop_requested(self, job_id: str) -> None:
         """The stop clock starts now (unless it already runs): interrupt, then terminate, then kill."""
         self._stop_started.setdefault(job_id, time.monotonic())
 
+    async def interrupt(self, job: Job) -> None:
+        """SIGINT to the job's trainer. One not started yet (its launcher, loaded, starting it) gets it at a later
+        look, until the grace period ends: a stop typed in the job's first second is not lost."""
+        if await self.backend.interrupt(ProcessRef.of(job, "train")):
+            self._unreached.discard(job.id)
+        else:
+            self._unreached.add(job.id)
+
     def forget(self, job_id: str) -> None:
         self._tails.pop(job_id, None)
         self._stop_started.pop(job_id, None)
+        self._unreached.discard(job_id)
 
     def log_path(self, job: Job, purpose: Purpose) -> Path:
         name = "training" if purpose == "train" else "export"
@@ -168,10 +178,13 @@ class Follower:
             await self.backend.kill(ref)
         elif waited > self.config.stop_grace_s:
             await self.backend.terminate(ref)
+        elif job.id in self._unreached:
+            await self.interrupt(job)
 
     async def _settle(self, job: Job, returncode: int | None, *, cause: str | None = None) -> None:
         """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""
         self._stop_started.pop(job.id, None)
+        self._unreached.discard(job.id)
         tail = self._tails.pop(job.id, None)
         progress = tail.progress if tail else job.progress
         if job.run_dir and progress.max_steps is None:

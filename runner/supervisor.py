@@ -189,7 +189,7 @@ class Supervisor:
                 job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=by,
                                               event=f"stop requested by {by or 'console'}",
                                               notice=Notice(job_id, StopRequested(by=by)))
-                await self.backend.interrupt(ProcessRef.of(job, "train"))
+                await self.follower.interrupt(job)
                 return job
             if job.state is JobState.STOPPING:
                 return job

@@ -42,7 +42,7 @@ async def test_commands_over_socket_mode(slack: SlackStandIn, tmp_path: Path) ->
 
 
 async def test_app_home_dashboard(slack: SlackStandIn, tmp_path: Path) -> None:
-    async with running_bot(fake_config(tmp_path, steps=200, step_s=0.1), slack, mode="socket") as bot:
+    async with running_bot(fake_config(tmp_path, steps=600, step_s=0.1), slack, mode="socket") as bot:
         await slack.wait_for_ack(await slack.push_slash_command("llm gpu=2 out=output/home"))
         job_id = await job_id_from_answer(slack)
         await wait_card(slack, job_id)
@@ -52,8 +52,12 @@ async def test_app_home_dashboard(slack: SlackStandIn, tmp_path: Path) -> None:
         text = str(home["view"]["blocks"])
         assert f"`{job_id}`" in text and "GPU 2" in text and f"job `{job_id}`" in text  # the job, and its GPU
         assert "*GPU 0*" in text and "free" in text
+        told = len(answers(slack))
         await slack.wait_for_ack(await slack.push_slash_command(f"stop {job_id}"))
+        [said] = await slack.wait_for(lambda: answers(slack)[told:], 10, what="the stop's answer")
+        assert said.startswith(f"Stopping job `{job_id}`"), said
         await slack.wait_for(lambda: job_ended(bot, job_id), 20, what="the stop")
+        assert (await bot.runtime.store.require(job_id)).state is JobState.STOPPED
 
 
 @pytest.mark.swift

@@ -73,7 +73,8 @@ class Backend(Protocol):
     async def status(self, ref: ProcessRef) -> RunStatus: ...
 
     async def interrupt(self, ref: ProcessRef) -> bool:
-        """SIGINT to the trainer itself, so swift writes its summary; False if nothing was there to signal."""
+        """SIGINT to the trainer itself, so swift writes its summary; False if nothing was there to signal (yet:
+        the follower tries again at its next look while the job is stopping)."""
         ...
 
     async def terminate(self, ref: ProcessRef) -> None: ...

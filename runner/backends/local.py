@@ -169,13 +169,19 @@ class LocalBackend:
         return RunStatus(alive=False, returncode=launcher.read_exit_file(self.exit_file(ref)))
 
     async def interrupt(self, ref: ProcessRef) -> bool:
+        """SIGINT to swift's trainer; where none is known yet, to the launcher's whole group (swift's wrapper, say).
+        False while the launcher has started nothing yet (it ignores the signal, its command would never see it)."""
         if not self._alive(ref):
             return False
-        trainers = [p for p in self._group(ref) if _is_trainer(p)]
+        group = self._group(ref)
+        trainers = [p for p in group if _is_trainer(p)]
         for proc in trainers:
             _send(proc.pid, signal.SIGINT)
-        if not trainers:  # swift has not spawned its trainer yet: interrupt the whole group instead
-            self._signal_group(ref, signal.SIGINT)
+        if trainers:
+            return True
+        if len(group) <= 1:
+            return False
+        self._signal_group(ref, signal.SIGINT)
         return True
 
     async def terminate(self, ref: ProcessRef) -> None:
