@@ -94,15 +94,12 @@ class WarmSlot:
 PREAMBLES = "warm-*.log"  # in the exits folder: what each warm process printed before its job came
 
 
-def remove_preambles(folder: Path) -> int:
+def remove_preambles(folder: Path) -> None:
     """An earlier bot's warm processes' preambles: a killed bot cannot remove them, and its warm processes left when
-    their stdin closed. Called before this bot starts its first; returns how many were removed."""
-    removed = 0
+    their stdin closed. Called before this bot starts its first."""
     for stale in folder.glob(PREAMBLES):
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a file it cannot remove must not keep the next warm process away
             stale.unlink()
-            removed += 1
-    return removed
 
 
 def warm_entry(argv: Sequence[str]) -> tuple[str, ...] | None:
