@@ -1,7 +1,7 @@
 """The job store: jobs, their events and the outbox (storage/outbox.py), changed together in one transaction.
 
-Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job, list LLM jobs,
-list VLM jobs, list by state, list all). A state change checks the state machine, records an event and queues the
+Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job; its four lists
+are list_jobs by kind and state). A state change checks the state machine, records an event and queues the
 notice people must get, atomically: a crash can never leave a job changed but its notice unsent.
 """
 
@@ -175,18 +175,6 @@ class JobStore(Outbox):
         rows = await self._read(sql, params)
         keys = tuple(rows[0].keys()) if rows else ()  # once a page: each row's Job is read by them
         return [self._rows.job(r, keys) for r in rows]
-
-    async def list_llm_jobs(self) -> list[Job]:
-        return await self.list_jobs(kind=Kind.LLM)
-
-    async def list_vlm_jobs(self) -> list[Job]:
-        return await self.list_jobs(kind=Kind.VLM)
-
-    async def list_by_state(self, state: JobState) -> list[Job]:
-        return await self.list_jobs(states=[state])
-
-    async def list_all(self) -> list[Job]:
-        return await self.list_jobs()
 
     async def active(self) -> list[Job]:
         """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""
