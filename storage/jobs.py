@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
@@ -32,6 +33,14 @@ from storage.rows import JobRows, to_row
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
 ID_LENGTH = 5
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """A place in list_jobs' order (newest first): the sort key of the job listed there, not the job."""
+
+    created_at: float
+    seq: int
 
 
 def new_job_id() -> str:
@@ -153,15 +162,31 @@ class JobStore(Outbox):
 
     async def list_jobs(
         self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
-        before: str | None = None,
     ) -> list[Job]:
-        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all.
-        `before`: a job id; only jobs listed after it (the next page)."""
+        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
+        return self._jobs(await self._listed(kind, states, limit, None))
+
+    async def page(self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int,
+                   after: ListPosition | None) -> tuple[list[Job], ListPosition | None]:
+        """One page of list_jobs' order: up to `limit` jobs listed after the position `after` (None: from the
+        newest), and the position of the page's last job where more follow (None on the last page). A position
+        is not a row: it holds while the jobs around it are deleted."""
+        rows = await self._listed(kind, states, limit + 1, after)
+        last = rows[limit - 1] if len(rows) > limit else None
+        return self._jobs(rows[:limit]), ListPosition(last["created_at"], last["queue_seq"]) if last else None
+
+    async def position(self, job_id: str) -> ListPosition | None:
+        """Where a job stands in list_jobs' order (None: no such job)."""
+        rows = await self._read("SELECT created_at, queue_seq FROM jobs WHERE id = ?", (job_id,))
+        return ListPosition(float(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def _listed(self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None,
+                      after: ListPosition | None) -> list[aiosqlite.Row]:
         where: list[str] = []
         params: list[Any] = []
-        if before is not None:
-            where.append("(created_at, queue_seq) < (SELECT created_at, queue_seq FROM jobs WHERE id = ?)")
-            params.append(before)
+        if after is not None:
+            where.append("(created_at, queue_seq) < (?, ?)")
+            params += [after.created_at, after.seq]
         if kind is not None:
             where.append("kind = ?")
             params.append(str(kind))
@@ -172,7 +197,9 @@ class JobStore(Outbox):
         sql += " ORDER BY created_at DESC, queue_seq DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        rows = await self._read(sql, params)
+        return await self._read(sql, params)
+
+    def _jobs(self, rows: Sequence[aiosqlite.Row]) -> list[Job]:
         keys = tuple(rows[0].keys()) if rows else ()  # once a page: each row's Job is read by them
         return [self._rows.job(r, keys) for r in rows]
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel
 
+from bot.api import cursors
 from bot.api.auth import CurrentUser, Principal
 from bot.api.context import ApiContext, get_context
 from bot.api.create import InvalidRequest, example_body, to_command
@@ -82,32 +83,38 @@ def _json(model: BaseModel) -> Response:
 
 async def _list(ctx: ApiContext, kind: Kind | None, status: JobState | None, limit: int,
                 cursor: str | None) -> Response:
-    jobs = await ctx.runtime.store.list_jobs(kind=kind, states=[status] if status else None, limit=limit + 1,
-                                             before=cursor)
-    more = len(jobs) > limit
-    return _json(JobList(jobs=[job_out(j) for j in jobs[:limit]], next_cursor=jobs[limit - 1].id if more else None))
+    store = ctx.runtime.store
+    after = await cursors.decode(cursor, store) if cursor is not None else None
+    jobs, last = await store.page(kind=kind, states=[status] if status else None, limit=limit, after=after)
+    return _json(JobList(jobs=[job_out(j) for j in jobs], next_cursor=cursors.encode(last) if last else None))
 
 
 Status = Annotated[JobState | None, Query(description="only jobs in this state")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Cursor = Annotated[str | None, Query(pattern="^[a-z0-9]{1,12}$", description="`next_cursor` of the page before")]
+Cursor = Annotated[str | None, Query(max_length=cursors.MAX_LENGTH, description=(
+    "`next_cursor` of the page before, passed as it came: a position in the list (newest first), so jobs deleted "
+    "or created meanwhile neither end the list nor show twice. A job id (the cursors of older versions) works "
+    "while that job exists; an unknown cursor is a 422"))]
 
 
 @router.get("/llm/jobs", response_model=JobList)
 async def list_llm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
                         cursor: Cursor = None) -> Response:
+    """LLM jobs, newest first, `limit` a page; `next_cursor` fetches the next."""
     return await _list(ctx, Kind.LLM, status, limit, cursor)
 
 
 @router.get("/jobs", response_model=JobList)
 async def list_vlm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
                         cursor: Cursor = None) -> Response:
+    """VLM jobs, newest first, `limit` a page; `next_cursor` fetches the next."""
     return await _list(ctx, Kind.VLM, status, limit, cursor)
 
 
 @router.get("/all/jobs", response_model=JobList)
 async def list_all_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
                         cursor: Cursor = None) -> Response:
+    """Every job, newest first, `limit` a page; `next_cursor` fetches the next."""
     return await _list(ctx, None, status, limit, cursor)
 
 

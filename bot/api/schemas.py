@@ -94,7 +94,9 @@ class JobDetail(JobOut):
 
 class JobList(BaseModel):
     jobs: list[JobOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page. Opaque "
+                                                "(where this page ended, not a job): it keeps working when jobs are "
+                                                "deleted between pages")
 
 
 class Deleted(BaseModel):
