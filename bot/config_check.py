@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.config import Config, load_config, read_config_file
+from runner.config import Config, HttpConfig, load_config, read_config_file
 from runner.config_schema import toml_value
 
 MASK = "********"
@@ -29,7 +29,32 @@ def effective_config_text(path: Path | None) -> str:
              f"{config.base_dir})"]
     for name, table in tables.items():
         lines += _table(name, table, secret_names)
+        if name == "http":
+            lines += _http_meaning(config.http)
     return "\n".join(lines) + "\n"
+
+
+def _http_meaning(http: HttpConfig) -> list[str]:
+    """What [http]'s access keys mean together, as TOML comments: who acts without a token, whom it believes."""
+    if not http.allow_anonymous_loopback:
+        anonymous = ["requests without a token get 401, from loopback too"]
+    elif http.anonymous_loopback_with_tokens:
+        anonymous = ["loopback requests without a token act as `http:anonymous`, even with API tokens configured:",
+                     "every user of this host, and every request through a reverse proxy on it, may do what",
+                     "http:anonymous may (leave anonymous_loopback_with_tokens false behind a proxy)"]
+    else:
+        anonymous = ["loopback requests without a token act as `http:anonymous` only while no API tokens are",
+                     "configured; with tokens (TRAINBOT_API_TOKENS or tokens_file) they get 401, since behind a",
+                     "reverse proxy on this host every request is loopback (anonymous_loopback_with_tokens = true",
+                     "lets them in anyway)"]
+    if http.trusted_proxies:
+        proxies = [f"X-Forwarded-For and X-Forwarded-Proto are believed from {', '.join(http.trusted_proxies)} only:",
+                   "through such a proxy the client is the one it names (loopback only if that is), and",
+                   "`X-Forwarded-Proto: https` makes the web session cookie Secure"]
+    else:
+        proxies = ["no proxy is trusted: X-Forwarded-For and X-Forwarded-Proto are ignored, and the web session",
+                   "cookie is Secure only on a page served over HTTPS directly"]
+    return ["# what this means:", *(f"#   {line}" for line in anonymous), *(f"#   {line}" for line in proxies)]
 
 
 def _resolved(config: Config, key: str) -> str | list[str]:

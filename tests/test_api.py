@@ -23,7 +23,8 @@ TOKENS = "tok-alice=UALICE,tok-bob=UBOB,tok-root=UROOT"
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Served]:
-    fake_config(tmp_path, steps=30, step_s=0.05, sections='[access]\nadmins = ["UROOT"]\n')
+    fake_config(tmp_path, steps=30, step_s=0.05,  # the seed's scripts send no token: anonymous on loopback
+                sections='[access]\nadmins = ["UROOT"]\n[http]\nanonymous_loopback_with_tokens = true\n')
     with serving(tmp_path, {"TRAINBOT_API_TOKENS": TOKENS}) as served:
         yield served
 

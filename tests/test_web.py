@@ -25,6 +25,7 @@ from tests.waiting import wait_until_sync
 
 TOKENS = {"TRAINBOT_API_TOKENS": "tok-ann=UANN,tok-bob=UBOB"}
 SIGNED_ONLY = "[http]\nallow_anonymous_loopback = false\n"
+ANONYMOUS_TOO = "[http]\nanonymous_loopback_with_tokens = true\n"  # loopback visitors need no token, tokens or not
 
 
 _OUT = itertools.count()
@@ -150,7 +151,7 @@ def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(ma
 
 
 def test_what_a_user_typed_is_shown_escaped_and_a_bad_sign_in_says_why(tmp_path: Path) -> None:
-    fake_config(tmp_path)
+    fake_config(tmp_path, sections=ANONYMOUS_TOO)
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         page = s.get(f"{api.url}/", params={"owner": "<b>x</b>"}, timeout=10)  # anonymous on loopback
         assert page.status_code == 200 and "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
@@ -191,7 +192,7 @@ def test_a_session_ends_with_its_token_and_survives_a_restart_otherwise(tmp_path
 
 
 def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_words(tmp_path: Path) -> None:
-    fake_config(tmp_path, gpus=1, steps=200, step_s=0.2)
+    fake_config(tmp_path, gpus=1, steps=200, step_s=0.2, sections=ANONYMOUS_TOO)
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         first, second = create(api.url, "tok-ann"), create(api.url, "tok-bob")
         table = s.get(f"{api.url}/", timeout=10).text
@@ -217,7 +218,7 @@ def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_word
 
 
 def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_path: Path) -> None:
-    fake_config(tmp_path)
+    fake_config(tmp_path, sections=ANONYMOUS_TOO)
     (tmp_path / "fake-swift").write_text(  # a swift that runs out of memory at once
         "#!/bin/sh\necho 'loading <model> weights'\n"
         "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2\nexit 1\n")
@@ -247,7 +248,7 @@ def test_the_session_signing_key_never_reaches_a_job(tmp_path: Path) -> None:
 
 
 def test_an_action_the_job_no_longer_allows_is_said_on_its_page(tmp_path: Path) -> None:
-    fake_config(tmp_path, steps=2, step_s=0.05)
+    fake_config(tmp_path, steps=2, step_s=0.05, sections=ANONYMOUS_TOO)
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         job = create(api.url, "tok-ann", start=False)
         csrf = _csrf(s.get(f"{api.url}/jobs/{job}", timeout=10).text)  # anonymous on loopback: not the owner

@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bot.api.auth import ANONYMOUS, Principal, is_loopback
+from bot.api.auth import ANONYMOUS, Principal, anonymous_ok
 from bot.api.context import ApiContext
 
 SECRET_ENV = "TRAINBOT_SESSION_SECRET"
@@ -64,8 +64,7 @@ class Sessions:
         self._users = {_fingerprint(token): user for token, user in ctx.tokens.items()}
 
     def _anonymous_ok(self, request: Request) -> bool:
-        client = request.client.host if request.client else None
-        return self.ctx.config.http.allow_anonymous_loopback and is_loopback(client)
+        return anonymous_ok(self.ctx, request)
 
     def _principal(self, user_id: str) -> Principal:
         return Principal(user_id, admin=user_id in self.ctx.config.access.admins)
