@@ -30,6 +30,7 @@ from storage.models import (
 from storage.notices import Notice
 from storage.outbox import Outbox
 from storage.rows import JobRows, to_row
+from storage.web_sessions import WebSessions
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
 ID_LENGTH = 5
@@ -47,8 +48,9 @@ def new_job_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-class JobStore(Outbox):
-    """Jobs and their events (and, from Outbox, the notices), on one connection (storage/connection.py)."""
+class JobStore(Outbox, WebSessions):
+    """Jobs and their events (and, from Outbox, the notices; from WebSessions, the web page's sessions), on one
+    connection (storage/connection.py)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__(conn)

@@ -102,4 +102,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN export_gpus TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: the web page's signed-in sessions, kept here so the cookie holds only their id (no trace of the token):
+    # sign-out ends one, and each ends with the token it was made with (token_ref: a keyed hash, server side only)
+    """
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        token_ref TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_created ON web_sessions (created_at);
+    """,
 ]

@@ -6,6 +6,11 @@ make a request anonymous. A second loopback address (127.0.0.2) stands in for su
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,15 @@ def client(address: str) -> requests.Session:
     return session
 
 
+def cookie_payload(value: str) -> dict[str, Any]:
+    """What a signed cookie carries (itsdangerous: base64 JSON, zlib'd when it starts with a dot): readable by anyone
+    who holds the cookie, only not forgeable."""
+    raw = value.lstrip(".").split(".")[0]
+    data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    loaded: dict[str, Any] = json.loads(zlib.decompress(data) if value.startswith(".") else data)
+    return loaded
+
+
 def test_with_tokens_loopback_without_a_token_is_refused_unless_the_config_says_so(tmp_path: Path) -> None:
     fake_config(tmp_path)
     with serving(tmp_path, TOKENS) as api:
@@ -62,3 +76,38 @@ def test_with_tokens_loopback_without_a_token_is_refused_unless_the_config_says_
             local = proxy.get(f"{api.url}/training/all/jobs", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=10)
             assert local.status_code == 200
 
+
+def test_the_session_cookie_is_secure_through_a_trusted_proxy_only_and_holds_no_trace_of_the_token(
+        tmp_path: Path) -> None:
+    fake_config(tmp_path, sections=f'[http]\ntrusted_proxies = ["{PROXY}"]\n')
+    https = {"X-Forwarded-Proto": "https"}
+    with serving(tmp_path, TOKENS) as api:
+        with client(PROXY) as proxy:  # the proxy says the page was served over HTTPS: believed
+            signed = proxy.post(f"{api.url}/signin", data={"token": "tok-ann"}, headers=https, timeout=10,
+                                allow_redirects=False)
+            assert signed.status_code == 303
+            assert "secure" in signed.headers["set-cookie"].lower().split("; ")
+        with client("127.0.0.1") as direct:  # anyone else saying so: not believed (the page came over HTTP)
+            plain = direct.post(f"{api.url}/signin", data={"token": "tok-ann"}, headers=https, timeout=10,
+                                allow_redirects=False)
+            assert plain.status_code == 303
+            assert "secure" not in plain.headers["set-cookie"].lower().split("; ")
+
+            value = direct.cookies["trainbot_session"]
+            payload = json.dumps(cookie_payload(value))
+            assert "UANN" in payload  # the caller's name, and nothing made from the token
+            token = b"tok-ann"
+            derived = [token.decode(), base64.b64encode(token).decode().rstrip("=")]
+            derived += [getattr(hashlib, name)(token).hexdigest()[:16] for name in ("sha256", "sha1", "md5")]
+            assert not [d for d in derived if d in payload], payload
+
+            page = direct.get(f"{api.url}/", timeout=10, allow_redirects=False)
+            assert page.status_code == 200 and "UANN" in page.text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf is not None
+            out = direct.post(f"{api.url}/signout", data={"csrf": csrf.group(1)}, timeout=10, allow_redirects=False)
+            assert out.status_code == 303
+        # a copy of the cookie taken before signing out is worth nothing after
+        replayed = requests.get(f"{api.url}/", cookies={"trainbot_session": value}, timeout=10,
+                                allow_redirects=False)
+        assert replayed.status_code == 303 and replayed.headers["location"].startswith("/signin")
