@@ -31,7 +31,9 @@ Example `trainbot.toml`:
     host = "127.0.0.1"
     port = 8000
     tokens_file = "api-tokens"      # lines `TOKEN USER_ID`; or TRAINBOT_API_TOKENS="tok1=U123,tok2=U456"
-    allow_anonymous_loopback = true # requests without a token from 127.0.0.1 act as `http:anonymous`
+    allow_anonymous_loopback = true # without API tokens, requests from 127.0.0.1 act as `http:anonymous`
+    anonymous_loopback_with_tokens = false  # ... with tokens too (never behind a reverse proxy on this host)
+    trusted_proxies = ["127.0.0.1"] # believed for X-Forwarded-For/-Proto (a reverse proxy on this host)
     notify_channel = "C0123"        # jobs created over HTTP get a card there
 
 Every table and default is in runner/config_schema.py. A key a table does not know, a value of the wrong type or a
