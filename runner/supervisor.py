@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from runner import leases, planner
+from runner import admission, leases, planner
 from runner.backends import Backend, LaunchError, ProcessRef
 from runner.command import build_export
 from runner.config import Config
@@ -29,7 +29,6 @@ from runner.errors import (
     NotEnded,
     NothingToStop,
     NotRestartable,
-    OutputInUse,
 )
 from runner.following import Follower
 from runner.gpus import GpuProbe
@@ -109,7 +108,7 @@ class Supervisor:
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
             if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
                 return first
-            await self._check_output_free(Path(req.output_dir), None)
+            admission.admit(self.config, None, Path(req.output_dir), req.overrides, await self.store.holding())
             try:
                 job = await self._create(req, plan, hold=hold, idempotency_key=idempotency_key)
             except sqlite3.IntegrityError:  # another process made the job under this key first: that is the job
@@ -130,19 +129,16 @@ class Supervisor:
                                                                      profile_notes=tuple(plan.notes))))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
 
-    async def _check_output_free(self, output_dir: Path, job_id: str | None) -> None:
-        """Two active jobs never share an output folder: their checkpoints and logging.jsonl would mix."""
-        for other in await self.store.active():
-            theirs = Path(other.output_dir)
-            if other.id != job_id and (theirs == output_dir or theirs.is_relative_to(output_dir)
-                                       or output_dir.is_relative_to(theirs)):
-                raise OutputInUse(theirs, other.id)
+    async def _admit(self, job: Job) -> None:
+        """May this recorded job join the line (runner/admission): its paths, its folder free."""
+        admission.admit(self.config, job.id, Path(job.output_dir), job.overrides, await self.store.holding())
 
     async def start(self, job_id: str, *, by: str | None) -> Job:
         """`start <id>`: a created job joins the queue; an ended one goes back in line (`restart`)."""
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.CREATED:
+                await self._admit(job)
                 await self.store.update(job_id, state=JobState.QUEUED, expect=[JobState.CREATED],
                                         event=f"started by {by or 'console'}", event_kind="submitted",
                                         notice=Notice(job_id, JobSubmitted(by=by)))
@@ -159,7 +155,7 @@ class Supervisor:
                 raise AlreadySucceeded(job_id, str(job.kind))
             if not job.state.is_terminal:
                 raise NotRestartable(job_id, str(job.state))
-            await self._check_output_free(Path(job.output_dir), job.id)
+            await self._admit(job)
             resume = job.progress.last_checkpoint
             req = JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides)
             plan = self.plan(req, resume_from=resume)
@@ -211,6 +207,7 @@ class Supervisor:
             cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
                                entry=export_entry(self.config, self.backend.name))
             log_path = self.log_path(job, "export")
+            admission.admit_export(self.config, job, export_dir, await self.store.holding(), log_path)
             gpus = await self._export_gpus(job)
             await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
                                     export_gpus=gpus, export_run=Run(log_path=str(log_path)))

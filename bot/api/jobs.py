@@ -26,6 +26,7 @@ from bot.api.schemas import (
 from bot.texts import error_text
 from runner.access import check_manage, check_start
 from runner.errors import GpuMissing
+from runner.paths import OutsideRoot
 from runner.supervisor import JobRequest
 from storage.models import Job, JobState, Kind
 
@@ -51,7 +52,7 @@ async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Princip
                      ctx.config.http.notify_channel, command.profile)
     try:
         job = await sup.submit(req, hold=not body.start, idempotency_key=stored_key)
-    except GpuMissing as exc:  # a GPU this machine does not have: bad input, not a state conflict
+    except (GpuMissing, OutsideRoot) as exc:  # a GPU it lacks, a path leading out: bad input, not a conflict
         raise InvalidRequest(error_text(exc), example_body(kind, None, ctx.config)) from exc
     response.status_code = 201
     return job_out(job)
