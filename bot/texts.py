@@ -157,8 +157,11 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"job {fmt.code(job_id)} is already being exported"
         case NoCheckpoint(job_id=job_id):
             return f"job {fmt.code(job_id)} has no checkpoint to export yet"
+        case StillActive(job_id=job_id, state=state) if state == JobState.STOPPING:
+            return f"job {fmt.code(job_id)} is stopping: delete it once it has stopped"
         case StillActive(job_id=job_id, state=state):
-            return f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')})"
+            return (f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')}), then "
+                    "delete it (a created or queued job can be deleted at once)")
         case GpusPerNodeMissing(suggest=suggest):
             return f"{fmt.text(exc)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
         case GpuMissing(suggest=suggest):

@@ -44,6 +44,7 @@ from storage.notices import (
     ExportStarted,
     JobCreated,
     JobDeleted,
+    JobQueued,
     JobRestarted,
     JobSubmitted,
     LeftQueue,
@@ -242,15 +243,33 @@ class Supervisor:
                                   [j for j in holding if j.state is JobState.QUEUED])
 
     async def delete(self, job_id: str, *, by: str | None) -> None:
+        """Forget a job that is not under way (its files stay): a created or queued one leaves the line (one in
+        Slurm's queue is cancelled there first) and the jobs behind it are told their new place."""
         async with self._lock:
             job = await self.store.require(job_id)
             if job.export_state is ExportState.EXPORTING:
                 raise ExportRunning(job_id)
-            if job.state.is_active:
+            if job.state.is_under_way:
                 raise StillActive(job_id, str(job.state))
+            queued = job.state is JobState.QUEUED
+            before = await self._line() if queued else []
+            if queued and job.train_run.backend_job_id is not None:
+                await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
                                                                              channel_id=job.channel_id)))
             self.follower.forget(job_id)
+            for d in admission.moved_up(before, await self._line()):
+                await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(
+                    reason=d.reason, position=d.position, moved_up=True)))
+        if queued:
+            await self.tick()  # the line moved: the job behind it may start now
+
+    async def _line(self) -> list[leases.Decision]:
+        """Our line for this machine's GPUs (Slurm keeps its own): who starts, each waiting job's place."""
+        if self.backend.schedules_gpus:
+            return []
+        holding = await self.store.holding()
+        return admission.line([j for j in holding if j.state is JobState.QUEUED], holding, self.foreign_busy(holding))
 
     # ---- the loop ------------------------------------------------------------------------------------------
 

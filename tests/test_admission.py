@@ -16,10 +16,12 @@ import requests
 
 from bot.handlers import Handlers
 from bot.notice_words import notice_text
+from runner import slurm_cli
 from runner.access import Caller
 from runner.config import Config, ConfigError, load_config
 from runner.runtime import Runtime
 from storage.models import JobState
+from storage.notices import JobQueued
 from tests.api_env import Served, serving
 from tests.conftest import OpenRuntime
 from tests.slack_env import fake_config
@@ -229,3 +231,53 @@ def test_log_dir_linked_elsewhere_is_refused_at_start_naming_the_key(tmp_path: P
     os.rename(base / "logs", base / "old-link")
     assert load_config(base_dir=base).log_dir == base / "logs"
     assert load_config(base_dir=base, overrides={"paths.log_dir": str(elsewhere)}).log_dir == elsewhere
+
+
+# ---- case 10: a queued job can be deleted -------------------------------------------------------------------
+
+
+async def test_queued_job_deleted_leaves_the_line_and_the_next_is_told_it_moved_up(
+        tmp_path: Path, open_runtime: OpenRuntime) -> None:
+    rt = await open_runtime(fake_config(tmp_path, steps=400, step_s=0.1))
+    bot = Handlers(rt)
+    running, second, third = [await bot.handle(f"llm gpu=0 out=output/{name}", ME) for name in ("r", "s", "t")]
+    assert all(r.ok and r.job_id for r in (running, second, third))
+    places = {n.job_id: n.facts.position for n in [*await rt.store.notices(second.job_id or ""),
+                                                   *await rt.store.notices(third.job_id or "")]
+              if isinstance(n.facts, JobQueued)}
+    assert places == {second.job_id: 1, third.job_id: 2}
+
+    gone = await bot.handle(f"delete {second.job_id}", ME)
+    assert gone.ok, gone.text
+    assert await rt.store.get(second.job_id or "") is None
+    told = [n for n in await rt.store.notices(third.job_id or "") if isinstance(n.facts, JobQueued)]
+    assert [n.facts.position for n in told] == [2, 1]
+    assert "moved up" in notice_text(told[-1]) and "#1 in line" in notice_text(told[-1])
+
+    refused = await bot.handle(f"delete {running.job_id}", ME)  # a running job still cannot be deleted
+    assert not refused.ok and "stop it first" in refused.text
+    await bot.handle(f"stop {running.job_id}", ME)
+    await wait_until(lambda: _ended(rt, running.job_id or ""), 30, "the running job to stop")
+    await wait_until(lambda: _state_is(rt, third.job_id or "", JobState.RUNNING), 30, "the third to start")
+    await bot.handle(f"stop {third.job_id}", ME)
+    await wait_until(lambda: _ended(rt, third.job_id or ""), 30, "the third job to stop")
+
+
+@pytest.mark.slurm
+async def test_slurm_queued_job_deleted_is_cancelled_in_slurm_first(tmp_path: Path) -> None:
+    from tests.slurm_bot import bot, job_when, request, slurm_job
+    from tests.slurm_bot import fake_config as slurm_config
+    from tests.slurm_cluster import require_slurm
+
+    require_slurm()
+    config = slurm_config(tmp_path, slurm='extra_args = ["--hold"]\n')
+    async with bot(config) as rt:
+        job = await rt.supervisor.submit(request(config, "held"))
+        job = await job_when(rt, job.id, lambda j: j.train_run.backend_job_id, "is handed to Slurm")
+        slurm_id = job.train_run.backend_job_id or ""
+        try:
+            await rt.supervisor.delete(job.id, by="U1")
+            assert await rt.store.get(job.id) is None
+            assert (await slurm_job(slurm_id)).state == "CANCELLED"
+        finally:
+            await slurm_cli.cancel(slurm_id)

@@ -140,7 +140,9 @@ async def export_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
 
 @router.delete("/jobs/{job_id}")
 async def delete_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Deleted:
-    """Forget a job that is not running (its output folder is kept)."""
+    """Forget a job that is not running: a created or queued job leaves the line (one in Slurm's queue is cancelled
+    there; the jobs behind it move up and are told their new place), an ended one is forgotten. Its output folder is
+    kept. A starting, running or stopping job, or one being exported, is refused with 409: stop it first."""
     await _managed(ctx, job_id, user, "delete")
     await ctx.runtime.supervisor.delete(job_id, by=user.user_id)
     return Deleted(job_id=job_id)
