@@ -93,6 +93,8 @@ def queued_words(queued: JobQueued, fmt: Format = PLAIN) -> str:
     if queued.backend_job_id:
         words = f"submitted to {backend_label(str(queued.backend))} as job {fmt.text(queued.backend_job_id)}"
         return words + (f"; {fmt.text(queued.pending_reason)}" if queued.pending_reason else "")
+    if queued.moved_up:
+        return f"moved up: now #{queued.position} in line ({fmt.text(queued.reason)})"
     return f"is waiting (#{queued.position} in line): {fmt.text(queued.reason)}"
 
 

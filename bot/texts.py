@@ -26,8 +26,9 @@ from runner.errors import (
 )
 from runner.gpus import Gpu, GpuSnapshot
 from runner.leases import GpusBusy
+from runner.paths import OutsideRoot
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.models import Event, Job, JobState
+from storage.models import Event, Job, JobState, Purpose
 
 STATE_ICONS = {
     JobState.CREATED: "🆕", JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃",
@@ -133,8 +134,10 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"there is no job {fmt.code(job_id)}; {fmt.code('list')} shows the jobs there are"
         case StaleState(job_id=job_id, state=state, wanted=wanted):
             return f"job {fmt.text(job_id)} is {state}, not {'/'.join(wanted)}"
-        case OutputInUse(output_dir=output_dir, job_id=job_id):
-            return output_in_use(str(output_dir), job_id, fmt)
+        case OutputInUse(output_dir=output_dir, job_id=job_id, writer=writer, wanted=wanted):
+            return output_in_use(str(output_dir), job_id, fmt, writer=writer, wanted=wanted)
+        case OutsideRoot():
+            return outside_root(exc, fmt)
         case AlreadySucceeded(job_id=job_id, kind=kind):
             return (f"job {fmt.code(job_id)} already succeeded; start a new job with "
                     f"{fmt.code(f'/train {kind} ...')}")
@@ -154,8 +157,11 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"job {fmt.code(job_id)} is already being exported"
         case NoCheckpoint(job_id=job_id):
             return f"job {fmt.code(job_id)} has no checkpoint to export yet"
+        case StillActive(job_id=job_id, state=state) if state == JobState.STOPPING:
+            return f"job {fmt.code(job_id)} is stopping: delete it once it has stopped"
         case StillActive(job_id=job_id, state=state):
-            return f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')})"
+            return (f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')}), then "
+                    "delete it (a created or queued job can be deleted at once)")
         case GpusPerNodeMissing(suggest=suggest):
             return f"{fmt.text(exc)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
         case GpuMissing(suggest=suggest):
@@ -181,11 +187,37 @@ def _gpu_choice(gpus: Sequence[str], fmt: Format) -> str:
     return fmt.code(f"gpu={','.join(gpus) or 'cpu'}")
 
 
-def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN) -> str:
+def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN, *, writer: Purpose = "train",
+                  wanted: Purpose = "train") -> str:
     c = fmt.code
+    if wanted == "export" and writer == "export":
+        return f"Job {c(job_id)}'s export writes to {c(output_dir)}: export once it has ended."
+    if wanted == "export":
+        return (f"Job {c(job_id)} is still active and writes to {c(output_dir)}, where this export would write its "
+                f"merged model: export once {c(job_id)} has ended (or stop it: {c(f'/train stop {job_id}')}).")
+    if writer == "export":
+        return (f"Job {c(job_id)}'s export is writing to {c(output_dir)}: a training in that folder would mix with "
+                f"the merged model. Start it once the export has ended, or give another {c('out=')}.")
     return (f"Job {c(job_id)} is still active and writes to {c(output_dir)}: two jobs in one folder would mix "
             f"their checkpoints. Give another {c('out=')} (e.g. {c(output_dir.rstrip('/') + '-2')}), or stop "
             f"{c(job_id)} first ({c(f'/train stop {job_id}')}).")
+
+
+_ROOTS = {"output_dir": "the output folder", "export_dir": "the output folder", "log": "the log folder",
+          "model": "the folders allowed for models", "dataset": "the folders allowed for datasets"}
+_WHAT = {"output_dir": "the folder", "export_dir": "the export's folder", "log": "the log file",
+         "model": "the model path", "dataset": "the dataset path"}
+
+
+def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
+    """A user's path that really leads (symbolic links followed) outside the folders it must stay in."""
+    c = fmt.code
+    head = f"{_WHAT.get(exc.field, exc.field)} ({c(exc.field)}) {c(str(exc.path))} leads to {c(str(exc.resolved))}"
+    if not exc.roots:
+        return f"{head}, and no local one is allowed ({c(exc.root_key)} is empty): give a hub id, or ask an admin"
+    roots = " or ".join(c(str(root)) for root in exc.roots)
+    return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({c(exc.root_key)}): give a path that "
+            "stays inside it (a symbolic link on the way may lead out)")
 
 
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import leases
+from runner import admission
 from runner.backends import Backend, LaunchError, ProcessRef
 from runner.command import SwiftCommand
 from runner.config import Config
@@ -22,6 +22,7 @@ from runner.gpus import GpuProbe
 from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_summary
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
+from storage.errors import JobError
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Progress, Purpose
 from storage.notices import (
@@ -96,8 +97,7 @@ class Follower:
                 if job.train_run.backend_job_id is None:
                     await self._launch(job)
             return
-        decisions = leases.plan_starts(queue, leases.held(holding), self.foreign_busy(holding))
-        for d in decisions:
+        for d in admission.line(queue, holding, self.foreign_busy(holding)):
             if d.start:
                 await self._launch(d.job)
             elif d.reason != d.job.queue_reason:
@@ -114,7 +114,9 @@ class Follower:
         ref = ProcessRef(job.id, "train")
         log_path = self.log_path(job, "train")
         handed_over = time.time()  # the trainer starts after this: no run folder of its can be older
+        holding = await self.store.holding()
         try:
+            _admitted(self.config, job, holding, log_path)  # before anything is made on disk or started
             _check_writable(Path(job.output_dir))
             launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path,
                                                  gpus=job.gpus)
@@ -245,6 +247,14 @@ class Follower:
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 
+
+
+def _admitted(config: Config, job: Job, holding: list[Job], log_path: Path) -> None:
+    """runner/admission's refusal as a launch failure: the job fails before any process starts, the path named."""
+    try:
+        admission.admit_launch(config, job, holding, log_path)
+    except JobError as exc:
+        raise LaunchError(str(exc)) from exc
 
 
 def _check_writable(output_dir: Path) -> None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from runner import leases, planner
+from runner import admission, leases, planner
 from runner.backends import Backend, LaunchError, ProcessRef
 from runner.command import build_export
 from runner.config import Config
@@ -29,7 +29,6 @@ from runner.errors import (
     NotEnded,
     NothingToStop,
     NotRestartable,
-    OutputInUse,
 )
 from runner.following import Follower
 from runner.gpus import GpuProbe
@@ -45,6 +44,7 @@ from storage.notices import (
     ExportStarted,
     JobCreated,
     JobDeleted,
+    JobQueued,
     JobRestarted,
     JobSubmitted,
     LeftQueue,
@@ -109,7 +109,7 @@ class Supervisor:
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
             if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
                 return first
-            await self._check_output_free(Path(req.output_dir), None)
+            admission.admit(self.config, None, Path(req.output_dir), req.overrides, await self.store.holding())
             try:
                 job = await self._create(req, plan, hold=hold, idempotency_key=idempotency_key)
             except sqlite3.IntegrityError:  # another process made the job under this key first: that is the job
@@ -130,19 +130,16 @@ class Supervisor:
                                                                      profile_notes=tuple(plan.notes))))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
 
-    async def _check_output_free(self, output_dir: Path, job_id: str | None) -> None:
-        """Two active jobs never share an output folder: their checkpoints and logging.jsonl would mix."""
-        for other in await self.store.active():
-            theirs = Path(other.output_dir)
-            if other.id != job_id and (theirs == output_dir or theirs.is_relative_to(output_dir)
-                                       or output_dir.is_relative_to(theirs)):
-                raise OutputInUse(theirs, other.id)
+    async def _admit(self, job: Job) -> None:
+        """May this recorded job join the line (runner/admission): its paths, its folder free."""
+        admission.admit(self.config, job.id, Path(job.output_dir), job.overrides, await self.store.holding())
 
     async def start(self, job_id: str, *, by: str | None) -> Job:
         """`start <id>`: a created job joins the queue; an ended one goes back in line (`restart`)."""
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.CREATED:
+                await self._admit(job)
                 await self.store.update(job_id, state=JobState.QUEUED, expect=[JobState.CREATED],
                                         event=f"started by {by or 'console'}", event_kind="submitted",
                                         notice=Notice(job_id, JobSubmitted(by=by)))
@@ -159,7 +156,7 @@ class Supervisor:
                 raise AlreadySucceeded(job_id, str(job.kind))
             if not job.state.is_terminal:
                 raise NotRestartable(job_id, str(job.state))
-            await self._check_output_free(Path(job.output_dir), job.id)
+            await self._admit(job)
             resume = job.progress.last_checkpoint
             req = JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides)
             plan = self.plan(req, resume_from=resume)
@@ -211,6 +208,7 @@ class Supervisor:
             cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
                                entry=export_entry(self.config, self.backend.name))
             log_path = self.log_path(job, "export")
+            admission.admit_export(self.config, job, export_dir, await self.store.holding(), log_path)
             gpus = await self._export_gpus(job)
             await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
                                     export_gpus=gpus, export_run=Run(log_path=str(log_path)))
@@ -245,15 +243,33 @@ class Supervisor:
                                   [j for j in holding if j.state is JobState.QUEUED])
 
     async def delete(self, job_id: str, *, by: str | None) -> None:
+        """Forget a job that is not under way (its files stay): a created or queued one leaves the line (one in
+        Slurm's queue is cancelled there first) and the jobs behind it are told their new place."""
         async with self._lock:
             job = await self.store.require(job_id)
             if job.export_state is ExportState.EXPORTING:
                 raise ExportRunning(job_id)
-            if job.state.is_active:
+            if job.state.is_under_way:
                 raise StillActive(job_id, str(job.state))
+            queued = job.state is JobState.QUEUED
+            before = await self._line() if queued else []
+            if queued and job.train_run.backend_job_id is not None:
+                await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
                                                                              channel_id=job.channel_id)))
             self.follower.forget(job_id)
+            for d in admission.moved_up(before, await self._line()):
+                await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(
+                    reason=d.reason, position=d.position, moved_up=True)))
+        if queued:
+            await self.tick()  # the line moved: the job behind it may start now
+
+    async def _line(self) -> list[leases.Decision]:
+        """Our line for this machine's GPUs (Slurm keeps its own): who starts, each waiting job's place."""
+        if self.backend.schedules_gpus:
+            return []
+        holding = await self.store.holding()
+        return admission.line([j for j in holding if j.state is JobState.QUEUED], holding, self.foreign_busy(holding))
 
     # ---- the loop ------------------------------------------------------------------------------------------
 

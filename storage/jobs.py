@@ -150,13 +150,14 @@ class JobStore(Outbox, WebSessions):
         return new.replace(updated_at=now) if diff else new
 
     async def delete(self, job_id: str, *, notice: Notice | None = None) -> None:
-        """Forget a job and its events (its files stay); refuses while it may still hold GPUs."""
+        """Forget a job and its events (its files stay); refuses while its process may run (created and queued
+        jobs go: the caller has taken a queued one out of any backend's queue)."""
         async with self._tx() as db:
             async with db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            if JobState(row[0]).is_active:
+            if JobState(row[0]).is_under_way:
                 raise StillActive(job_id, str(row[0]))
             await db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             if notice is not None:

@@ -33,6 +33,11 @@ class JobState(enum.StrEnum):
         """Holds (or waits for) GPUs: started and not yet ended."""
         return not self.is_terminal and self is not JobState.CREATED
 
+    @property
+    def is_under_way(self) -> bool:
+        """Launched and not yet ended: its process may run (a created or queued job may still be deleted)."""
+        return self in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
+
 
 class ExportState(enum.StrEnum):
     NONE = "none"

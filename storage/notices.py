@@ -39,10 +39,12 @@ class JobSubmitted:
 
 @dataclass(frozen=True, kw_only=True)
 class JobQueued:
-    """It waits: for GPUs here (`position` in our line, `reason`), or in a scheduler's queue (`backend_job_id`)."""
+    """It waits: for GPUs here (`position` in our line, `reason`), or in a scheduler's queue (`backend_job_id`).
+    `moved_up`: a job ahead of it left the line, and `position` is its new place."""
 
     reason: str | None = None
     position: int | None = None
+    moved_up: bool = False
     backend: str | None = None
     backend_job_id: str | None = None
     pending_reason: str | None = None

@@ -124,7 +124,8 @@ def test_unknown_job_404_and_state_conflicts_409(api: Served) -> None:
     export = requests.post(f"{api.url}/training/jobs/{jid}/export", timeout=10)
     assert export.status_code == 409
     requests.post(f"{api.url}/training/jobs/{jid}/start", timeout=10)
-    delete = requests.delete(f"{api.url}/training/jobs/{jid}", timeout=10)
+    wait_until_sync(lambda: status_of(api, jid)["status"] == "running", 30, "the job to run")
+    delete = requests.delete(f"{api.url}/training/jobs/{jid}", timeout=10)  # a queued one could go; a running not
     assert delete.status_code == 409 and "stop it first" in delete.json()["error"]
     wait_until_sync(lambda: status_of(api, jid)["status"] == "succeeded", 60, "the job to succeed")
     stop = requests.post(f"{api.url}/training/jobs/{jid}/stop", timeout=10)

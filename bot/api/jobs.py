@@ -27,6 +27,7 @@ from bot.api.schemas import (
 from bot.texts import error_text
 from runner.access import check_manage, check_start
 from runner.errors import GpuMissing
+from runner.paths import OutsideRoot
 from runner.supervisor import JobRequest
 from storage.models import Job, JobState, Kind
 
@@ -52,7 +53,7 @@ async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Princip
                      ctx.config.http.notify_channel, command.profile)
     try:
         job = await sup.submit(req, hold=not body.start, idempotency_key=stored_key)
-    except GpuMissing as exc:  # a GPU this machine does not have: bad input, not a state conflict
+    except (GpuMissing, OutsideRoot) as exc:  # a GPU it lacks, a path leading out: bad input, not a conflict
         raise InvalidRequest(error_text(exc), example_body(kind, None, ctx.config)) from exc
     response.status_code = 201
     return job_out(job)
@@ -146,7 +147,9 @@ async def export_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
 
 @router.delete("/jobs/{job_id}")
 async def delete_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Deleted:
-    """Forget a job that is not running (its output folder is kept)."""
+    """Forget a job that is not running: a created or queued job leaves the line (one in Slurm's queue is cancelled
+    there; the jobs behind it move up and are told their new place), an ended one is forgotten. Its output folder is
+    kept. A starting, running or stopping job, or one being exported, is refused with 409: stop it first."""
     await _managed(ctx, job_id, user, "delete")
     await ctx.runtime.supervisor.delete(job_id, by=user.user_id)
     return Deleted(job_id=job_id)
