@@ -102,4 +102,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN export_gpus TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: each launch's token (models.Run.launch_token), written before its process is started: a bot that died
+    # mid-launch finds that process again by it, or knows that none was started, and never starts a second
+    """
+    ALTER TABLE jobs ADD COLUMN launch_token TEXT;
+    ALTER TABLE jobs ADD COLUMN export_launch_token TEXT;
+    """,
 ]
