@@ -14,21 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from runner import admission
-from runner.backends import Backend, LaunchError, ProcessRef
-from runner.command import SwiftCommand
+from runner.backends import Backend, Launched, LaunchError, NotKnownYet, ProcessRef, new_launch_token
+from runner.command import SwiftCommand, build_export
 from runner.config import Config
 from runner.failures import classify_failure, with_cause
 from runner.gpus import GpuProbe
+from runner.planner import export_entry
 from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_summary
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
 from storage.errors import JobError
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState, Progress, Purpose
+from storage.models import ExportState, Job, JobState, Progress, Purpose, Run
 from storage.notices import (
     CheckpointSaved,
     EvalDone,
     ExportFailed,
+    ExportStarted,
     ExportSucceeded,
     JobFailed,
     JobQueued,
@@ -72,6 +74,9 @@ class Follower:
 
     async def follow(self, job: Job) -> None:
         """One active job: its process's state, progress and milestones; settle it once its process is gone."""
+        if job.train_run.in_doubt:
+            await self.resolve_launch(job, "train")
+            return
         ref = ProcessRef.of(job, "train")
         status = await self.backend.status(ref)
         if job.state is JobState.QUEUED:  # submitted to a scheduling backend
@@ -94,7 +99,7 @@ class Follower:
         queue = [j for j in holding if j.state is JobState.QUEUED]
         if self.backend.schedules_gpus:  # Slurm picks the GPUs and keeps its own queue: hand every job over
             for job in queue:
-                if job.train_run.backend_job_id is None:
+                if job.train_run.backend_job_id is None and not job.train_run.in_doubt:
                     await self._launch(job)
             return
         for d in admission.line(queue, holding, self.foreign_busy(holding)):
@@ -109,10 +114,14 @@ class Follower:
 
     async def _launch(self, job: Job) -> None:
         scheduled = self.backend.schedules_gpus
-        if not scheduled:
-            job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None)
-        ref = ProcessRef(job.id, "train")
         log_path = self.log_path(job, "train")
+        begun = Run(log_path=str(log_path), launch_token=new_launch_token())  # in the store before anything starts
+        if not scheduled:
+            job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None,
+                                          train_run=begun)
+        else:
+            job = await self.store.update(job.id, train_run=begun)
+        ref = ProcessRef.of(job, "train")
         handed_over = time.time()  # the trainer starts after this: no run folder of its can be older
         holding = await self.store.holding()
         try:
@@ -127,9 +136,15 @@ class Follower:
                                     notice=Notice(job.id, JobFailed(summary=str(exc), hint=exc.hint,
                                                                     failure_class="launch")))
             return
+        await self._record_launch(job, launched, handed_over)
+
+    async def _record_launch(self, job: Job, launched: Launched, started_at: float | None) -> None:
+        """What a launch started (or, after a restart, what it had started, found again), then the job's next state;
+        started_at: no later than the trainer's start (see _mark_running)."""
+        scheduled = self.backend.schedules_gpus
         job = await self.store.update(
-            job.id, train_run=launched.run(log_path), host=launched.host,
-            progress=job.progress if job.progress.last_checkpoint else Progress())
+            job.id, train_run=launched.run(self.log_path(job, "train"), job.train_run.launch_token),
+            host=launched.host, progress=job.progress if job.progress.last_checkpoint else Progress())
         if scheduled:  # the notice carries facts; each front end words them (and the place in line is Slurm's)
             status = await self.backend.status(ProcessRef.of(job, "train"))
             reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
@@ -138,7 +153,10 @@ class Follower:
                                         backend=self.backend.name, backend_job_id=launched.backend_job_id,
                                         pending_reason=status.pending_reason if status.alive else None)))
             return
-        await self._mark_running(job, handed_over)
+        if job.state is JobState.STARTING:
+            await self._mark_running(job, started_at)
+        elif job.state is JobState.STOPPING:  # stopped while the launch was in doubt: the stop reaches it now
+            await self.interrupt(job)
 
     async def _mark_running(self, job: Job, started_at: float | None = None) -> Job:
         """started_at: when the backend started it (Slurm's StartTime; local: when it was handed over), else now;
@@ -220,6 +238,9 @@ class Follower:
         for job in exporting:
             if job.id in self.launching_exports:
                 continue
+            if job.export_run.in_doubt:
+                await self.resolve_launch(job, "export")
+                continue
             status = await self.backend.status(ProcessRef.of(job, "export"))
             if status.alive:
                 continue
@@ -237,6 +258,53 @@ class Follower:
                                         notice=Notice(job.id, ExportFailed(summary=f.summary, hint=f.hint,
                                                                               tail=tuple(f.tail))))
         return bool(exporting)
+
+    async def resolve_launch(self, job: Job, purpose: Purpose) -> None:
+        """A launch begun (its token in the store) but not seen through: the bot stopped in between. What it started
+        is followed from now on; where the backend knows for certain that nothing started (nor will: a launcher
+        that comes late finds its launch given up), the job goes back in line and an export is handed over again.
+        Either way nothing runs twice."""
+        try:
+            found = await self.backend.reclaim(ProcessRef.of(job, purpose))
+        except NotKnownYet as exc:
+            log.warning("job %s: whether its %s started is not known yet: %s", job.id, purpose, exc)
+            return
+        if purpose == "export":
+            await (self._export_found(job, found) if found is not None else self._export_again(job))
+        elif found is not None:
+            await self._record_launch(job, found, found.proc_start_time)
+        elif job.state is JobState.STOPPING:  # stopped before it ever started
+            await self._settle(job, None)
+        else:
+            await self.store.update(job.id, state=JobState.QUEUED, train_run=Run(log_path=job.train_run.log_path),
+                                    event="back in line: the bot restarted before this job's launch",
+                                    event_kind="requeued")
+
+    async def _export_found(self, job: Job, found: Launched) -> None:
+        await self.store.update(job.id, export_run=found.run(self.log_path(job, "export"),
+                                                              job.export_run.launch_token),
+                                event="export found again after a restart of the bot", event_kind="reattached")
+
+    async def _export_again(self, job: Job) -> None:
+        """An export whose process never started: handed over again, as `export` had asked."""
+        cmd = build_export(checkpoint=job.progress.last_checkpoint or "", export_dir=Path(job.export_dir or ""),
+                           config=self.config, entry=export_entry(self.config, self.backend.name))
+        log_path = self.log_path(job, "export")
+        job = await self.store.update(job.id, export_run=Run(log_path=str(log_path), launch_token=new_launch_token()))
+        gpus = job.export_gpus
+        try:
+            launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=log_path,
+                                                 gpus=gpus or ("cpu",))
+        except LaunchError as exc:
+            await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, event=f"export could not start: "
+                                    f"{exc}", event_kind="export_failed",
+                                    notice=Notice(job.id, ExportFailed(summary=str(exc), hint=exc.hint)))
+            return
+        await self.store.update(
+            job.id, export_run=launched.run(log_path, job.export_run.launch_token),
+            event=f"export started again after a restart of the bot: {cmd.display()}", event_kind="export_started",
+            notice=Notice(job.id, ExportStarted(checkpoint=job.progress.last_checkpoint, command=cmd.display(),
+                                                gpus=gpus)))
 
     def foreign_busy(self, jobs: list[Job]) -> set[str]:
         """GPUs with processes that are not ours (ours: every process of these jobs' trainings and exports under

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner import admission, leases, planner
-from runner.backends import Backend, LaunchError, ProcessRef
+from runner.backends import Backend, LaunchError, ProcessRef, new_launch_token
 from runner.command import build_export
 from runner.config import Config
 from runner.errors import (
@@ -174,6 +174,9 @@ class Supervisor:
     async def stop(self, job_id: str, *, by: str | None) -> Job:
         async with self._lock:
             job = await self.store.require(job_id)
+            if job.state is JobState.QUEUED and job.train_run.in_doubt:  # submitted before a restart? find it first
+                await self.follower.resolve_launch(job, "train")
+                job = await self.store.require(job_id)
             if job.state is JobState.QUEUED:
                 if job.train_run.backend_job_id is not None:
                     await self.backend.terminate(ProcessRef.of(job, "train"))  # leave the backend's queue too
@@ -210,11 +213,12 @@ class Supervisor:
             log_path = self.log_path(job, "export")
             admission.admit_export(self.config, job, export_dir, await self.store.holding(), log_path)
             gpus = await self._export_gpus(job)
-            await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
-                                    export_gpus=gpus, export_run=Run(log_path=str(log_path)))
+            job = await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
+                                          export_gpus=gpus, export_run=Run(log_path=str(log_path),
+                                                                           launch_token=new_launch_token()))
             self.follower.launching_exports.add(job_id)
         try:
-            launched = await self.backend.launch(ProcessRef(job_id, "export"), cmd, log_path=log_path,
+            launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=log_path,
                                                  gpus=gpus or ("cpu",))
         except LaunchError as exc:
             async with self._lock:
@@ -225,7 +229,7 @@ class Supervisor:
         async with self._lock:
             self.follower.launching_exports.discard(job_id)
             return await self.store.update(
-                job_id, export_run=launched.run(log_path),
+                job_id, export_run=launched.run(log_path, job.export_run.launch_token),
                 event=f"export started by {by or 'console'} on {f'GPU {gpus[0]}' if gpus else 'the CPU'}: "
                       f"{cmd.display()}", event_kind="export_started",
                 notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display(), gpus=gpus)))
@@ -274,9 +278,10 @@ class Supervisor:
     # ---- the loop ------------------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """On start: jobs caught mid-launch go back in line; the rest is what every tick does anyway."""
+        """On start: what every tick does anyway, launches caught midway included (Follower.resolve_launch); only a
+        launch recorded before launch tokens, which nothing can find again, goes back in line as it is."""
         for job in await self.store.list_jobs(states=[JobState.STARTING]):
-            if job.train_run.pid is None:
+            if job.train_run.pid is None and job.train_run.launch_token is None:
                 await self.store.update(job.id, state=JobState.QUEUED, event="back in line: the bot restarted "
                                         "before this job's launch", event_kind="requeued")
         for job in await self.store.list_jobs(states=[JobState.STOPPING]):
@@ -304,7 +309,8 @@ class Supervisor:
                 return False
             active = await self.store.active()
             for job in active:
-                if job.state in leases.HOLDING_STATES or job.train_run.backend_job_id is not None:
+                if job.state in leases.HOLDING_STATES or job.train_run.backend_job_id is not None \
+                        or job.train_run.in_doubt:
                     try:
                         await self.follower.follow(job)
                     except Exception:  # one job's trouble must not stop the others being followed

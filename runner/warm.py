@@ -6,8 +6,8 @@ fixed job on the H200 (docs/gpu.md). The local backend keeps one `runner/launche
 (`sft` or `export`, one process) is handed to it as a JSON line instead of starting a new python. The child
 decides whether the job may run in it (`swift_entry.cold_reason`: nothing read at import may differ, no imported
 file may have changed on disk since) and otherwise
-becomes a fresh start of the job; either way the job is the launcher's, as any other (exit file, process group,
-stops). Once a slot is taken, the next one is started.
+becomes a fresh start of the job; either way the job is the launcher's, as any other (the launch claimed in its exit
+file before the job goes to the child, process group, stops). Once a slot is taken, the next one is started.
 """
 
 from __future__ import annotations

@@ -113,4 +113,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX web_sessions_created ON web_sessions (created_at);
     """,
+    # 7: each launch's token (models.Run.launch_token), written before its process is started: a bot that died
+    # mid-launch finds that process again by it, or knows that none was started, and never starts a second
+    """
+    ALTER TABLE jobs ADD COLUMN launch_token TEXT;
+    ALTER TABLE jobs ADD COLUMN export_launch_token TEXT;
+    """,
 ]

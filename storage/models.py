@@ -124,11 +124,19 @@ class Run:
     proc_start_time: float | None = None  # with the pid: a reused pid is not taken for ours
     backend_job_id: str | None = None  # the scheduler's id (Slurm), where it has one
     log_path: str | None = None
+    # this launch's own mark, recorded before anything is started: the backend finds what it started by it (the
+    # launcher's claim file, the Slurm job's name), or knows for certain that nothing was (runner/launches.py)
+    launch_token: str | None = None
 
     @property
     def log(self) -> Path | None:
         """The run's log file, where it has one."""
         return Path(self.log_path) if self.log_path else None
+
+    @property
+    def in_doubt(self) -> bool:
+        """A launch was begun (its token recorded) but no process of it recorded: the bot stopped in between."""
+        return self.launch_token is not None and self.pid is None and self.backend_job_id is None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from runner import launcher, swift_entry
-from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
+from runner.backends import Launched, LaunchError, NotKnownYet, ProcessRef, RunStatus
 from runner.child_env import child_env
 from runner.command import SwiftCommand, direct_entry, swift_env
 from runner.config import Config
@@ -81,7 +81,10 @@ class LocalBackend:
             self._warm = None
 
     def exit_file(self, ref: ProcessRef) -> Path:
-        return self._exits_dir / f"{ref.job_id}.{ref.purpose}.json"
+        """The launch's claim and exit file (runner/launcher.py), one per launch token."""
+        token = ref.run.launch_token
+        return self._exits_dir / (f"{ref.job_id}.{ref.purpose}.{token}.json" if token else
+                                  f"{ref.job_id}.{ref.purpose}.json")  # a launch recorded before tokens
 
     async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path,
                      gpus: Sequence[str]) -> Launched:
@@ -96,7 +99,8 @@ class LocalBackend:
             raise LaunchError(f"cannot write the log {log_path}: {exc.strerror}") from exc
         self._exits_dir.mkdir(parents=True, exist_ok=True)
         exit_file = self.exit_file(ref)
-        exit_file.unlink(missing_ok=True)
+        if ref.run.launch_token is None:
+            exit_file.unlink(missing_ok=True)  # the last launch's, under the one name a launch without a token has
         env = child_env(self._config, command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"})
         argv = (exe, *command.argv[1:])
         slot = self._warm if self._warm is not None and self._warm.serves(argv) else None
@@ -167,6 +171,22 @@ class LocalBackend:
         elif self._alive(ref):
             return RunStatus(alive=True)
         return RunStatus(alive=False, returncode=launcher.read_exit_file(self.exit_file(ref)))
+
+    async def reclaim(self, ref: ProcessRef) -> Launched | None:
+        """The launcher's claim names it (it may have ended since: its exit status is in the same file); none there,
+        the claim is made for it, so a launcher that comes late starts nothing."""
+        if ref.run.launch_token is None:
+            return None  # a launch recorded before tokens: nothing to find it by (it was requeued, as then)
+        path = self.exit_file(ref)
+        self._exits_dir.mkdir(parents=True, exist_ok=True)
+        if launcher.give_up(path):
+            return None
+        found = launcher.read_claim(path)
+        if found is None:
+            raise NotKnownYet(f"cannot read {path}")
+        if found.pid is None:
+            return None  # given up before, by an earlier look
+        return Launched(pid=found.pid, proc_start_time=found.started, host=socket.gethostname())
 
     async def interrupt(self, ref: ProcessRef) -> bool:
         """SIGINT to swift's trainer; where none is known yet, to the launcher's whole group (swift's wrapper, say).

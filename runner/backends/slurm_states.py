@@ -13,7 +13,7 @@ import signal
 from runner.backends import RunStatus
 from runner.slurm_cli import SlurmJob
 
-JOB_NAME = re.compile(r"^trainbot-(?P<id>.+)-(?P<purpose>train|export)$")
+JOB_NAME = re.compile(r"^trainbot-(?P<id>[^-]+)-(?P<purpose>train|export)(-[0-9a-f]+)?$")  # runner/backends/slurm.py
 
 # Reason codes of PENDING jobs (squeue(1), "JOB REASON CODES"); the longest matching prefix wins.
 _REASONS: dict[str, str] = {
