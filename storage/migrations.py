@@ -102,4 +102,9 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN export_gpus TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: what request an Idempotency-Key came with: the same key with another request is refused, not answered
+    # with the first job
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_fingerprint TEXT;
+    """,
 ]
