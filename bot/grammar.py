@@ -196,7 +196,7 @@ def _create(kind: Kind, ctx: Ctx) -> CreateJob:
                       f"`{ctx.good_out}`.", ctx.fixed(seen["out"][0], ctx.good_out))
     if kind is Kind.VLM and "dataset" in values:  # people type `a/b, c/d`
         values["dataset"] = ",".join(item.strip() for item in values["dataset"].split(","))
-    req = JobRequest(kind, tuple(gpus.split(",")), Path(out), values, profile=profile, hold=hold)
+    req = JobRequest(kind, tuple(g.strip() for g in gpus.split(",")), Path(out), values, profile=profile, hold=hold)
     try:
         req = check_request(req, ctx, resolve=False)
     except (InvalidField, OutsideRoot) as err:

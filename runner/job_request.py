@@ -156,15 +156,15 @@ async def made_under(store: JobStore, key: str, req: JobRequest) -> Job | None:
     return first
 
 
-def _gpus(items: tuple[str, ...]) -> tuple[str, ...]:
-    ids = [item.strip().lower() for item in items]
+def _gpus(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """GPU numbers in their canonical form ("007" is GPU 7); nothing else is read into them (no space, no case)."""
     numbers = [int(i) for i in ids if i.isascii() and i.isdigit() and len(i) < 10]
-    value = ",".join(items)
+    value = ",".join(ids)
     rule = next((rule for bad, rule in (
-        ("" in ids, Rule.EMPTY_ITEM),
+        (not ids or "" in ids, Rule.EMPTY_ITEM),
         ("cpu" in ids and len(ids) > 1, Rule.CPU_MIXED),
         (any(i.startswith("-") and i[1:].isdigit() for i in ids), Rule.NEGATIVE),
-        (ids != ["cpu"] and len(numbers) < len(ids), Rule.NOT_A_GPU),
+        (ids != ("cpu",) and len(numbers) < len(ids), Rule.NOT_A_GPU),
         (any(n > MAX_GPU_INDEX for n in numbers), Rule.GPU_ABOVE_MAX),
         (len(set(numbers)) < len(numbers), Rule.GPU_TWICE),
         (len(ids) > MAX_GPUS, Rule.TOO_MANY_GPUS),
@@ -172,7 +172,7 @@ def _gpus(items: tuple[str, ...]) -> tuple[str, ...]:
     if rule is not None:
         limit = {Rule.GPU_ABOVE_MAX: MAX_GPU_INDEX, Rule.TOO_MANY_GPUS: MAX_GPUS}.get(rule)
         raise InvalidField("gpus", value, rule, limit=limit, size=len(ids))
-    return ("cpu",) if ids == ["cpu"] else tuple(map(str, numbers))
+    return ("cpu",) if ids == ("cpu",) else tuple(map(str, numbers))
 
 
 def folded(path: Path) -> Path:

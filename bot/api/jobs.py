@@ -9,7 +9,9 @@ from pydantic import BaseModel
 
 from bot.api.auth import CurrentUser, Principal
 from bot.api.context import ApiContext, get_context
-from bot.api.create import InvalidRequest, example_body, to_command
+from bot.api.create import example_body, to_request
+from bot.api.errors import CreateRefused
+from bot.api.refusals import refusal
 from bot.api.schemas import (
     Deleted,
     ErrorBody,
@@ -23,10 +25,10 @@ from bot.api.schemas import (
     job_out,
     job_status,
 )
-from bot.texts import error_text
 from runner.access import check_manage, check_start
-from runner.errors import GpuMissing
-from runner.supervisor import JobRequest
+from runner.errors import GpuMissing, OutputInUse
+from runner.job_request import IdempotencyKeyReused, InvalidField, check_request, made_under
+from runner.paths import OutsideRoot
 from storage.models import Job, JobState, Kind
 
 Ctx = Annotated[ApiContext, Depends(get_context)]
@@ -39,25 +41,32 @@ router = APIRouter(prefix="/training", tags=["jobs"], responses=ERRORS)
 
 async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Principal, key: str | None,
                   response: Response) -> JobOut:
-    command = to_command(kind, body, ctx.config)
-    check_start(user.caller(), ctx.config.access)
+    """The body is mapped to a JobRequest field by field and checked by the runner, as Slack's and the form's are.
+    An Idempotency-Key finds the job it made from the same request (200); from another request: 422."""
+    req = to_request(kind, body, user.user_id, ctx.config.http.notify_channel)
     stored_key = f"{user.user_id}\x00{key}" if key else None  # one client's key never finds another's job
-    sup = ctx.runtime.supervisor
-    first = await ctx.runtime.store.by_idempotency_key(stored_key) if stored_key else None
-    if first is not None:
-        response.status_code = 200
-        return job_out(first)
-    req = JobRequest(kind, command.gpus, command.output_dir, command.overrides, user.user_id,
-                     ctx.config.http.notify_channel, command.profile)
     try:
-        job = await sup.submit(req, hold=not body.start, idempotency_key=stored_key)
-    except GpuMissing as exc:  # a GPU this machine does not have: bad input, not a state conflict
-        raise InvalidRequest(error_text(exc), example_body(kind, None, ctx.config)) from exc
+        req = check_request(req, ctx.config)
+        check_start(user.caller(), ctx.config.access)
+        first = await made_under(ctx.runtime.store, stored_key, req) if stored_key else None
+        if first is not None:
+            response.status_code = 200
+            return job_out(first)
+        job = await ctx.runtime.supervisor.submit(req, idempotency_key=stored_key)
+    except (InvalidField, OutsideRoot, GpuMissing, IdempotencyKeyReused, OutputInUse) as exc:
+        bad = [f["field"] for f in refusal(exc, kind).fields]
+        gpus = exc.suggest if isinstance(exc, GpuMissing) else ()
+        raise CreateRefused(exc, kind, example_body(kind, ctx.config, body.model_dump(exclude_unset=True), bad,
+                                                    gpus)) from exc
     response.status_code = 201
     return job_out(job)
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=200,
+    description="a retried create with the same key and the same body answers 200 with the job the first one made "
+                "(nothing new is created); the same key with another body, or on the other create endpoint, "
+                "answers 422 (`code`: `idempotency_key_reused`) naming the key. Keys are per user.")]
 
 
 @router.post("/llm/jobs", status_code=201, response_model=JobOut)
