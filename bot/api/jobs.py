@@ -34,7 +34,12 @@ from storage.models import Job, JobState, Kind
 Ctx = Annotated[ApiContext, Depends(get_context)]
 JobId = Annotated[str, Path(max_length=100, description="the 5-character job id, e.g. k3x9q")]
 MAX_PAGE = 500
-ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
+_MEANS = {401: "no token, or one that is not valid", 403: "the access rules refuse it", 404: "no such job",
+          409: "the job's state does not allow it (`endpoint`: the call that makes sense now)",
+          422: "bad input: `fields` names each field that was wrong (its rule and bound), `example` is a body that "
+               "would work, `endpoint` the call to make with it; or an Idempotency-Key sent with another request"}
+ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorBody, "description": means}
+                                              for code, means in _MEANS.items()}
 
 router = APIRouter(prefix="/training", tags=["jobs"], responses=ERRORS)
 
@@ -72,14 +77,18 @@ IdempotencyKey = Annotated[str | None, Header(
 @router.post("/llm/jobs", status_code=201, response_model=JobOut)
 async def create_llm_job(body: LLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
                          idempotency_key: IdempotencyKey = None) -> JobOut:
-    """Create an LLM job on the fixed recipe (created, not started, unless `start` is true)."""
+    """Create an LLM job on the fixed recipe (created, not started, unless `start` is true). Each value is taken as
+    sent, with strict types (a string is a value byte for byte, never re-read as settings): what the rules refuse is
+    a 422 naming the field, never repaired. 201 a new job; 200 the job an identical request with the same
+    Idempotency-Key made."""
     return await _create(Kind.LLM, body, ctx, user, idempotency_key, response)
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut)
 async def create_vlm_job(body: VLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
                          idempotency_key: IdempotencyKey = None) -> JobOut:
-    """Create a VLM job with the overrides the VLM recipe allows."""
+    """Create a VLM job with the overrides the VLM recipe allows; values as for an LLM job (strict types, taken as
+    sent, bounds in the schema, a refusal names the field)."""
     return await _create(Kind.VLM, body, ctx, user, idempotency_key, response)
 
 
