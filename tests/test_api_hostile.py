@@ -191,3 +191,20 @@ def test_no_error_over_http_speaks_slack_and_each_names_the_call_to_make(tmp_pat
                              headers={"Content-Type": "application/json"})
         assert huge.status_code == 413 and _no_slack_words(huge)["code"] == "too_large"
         requests.post(f"{url}/training/jobs/{a}/stop", timeout=10)
+
+
+def test_a_lone_surrogate_or_a_nan_sent_back_in_an_error_is_still_a_422_naming_the_field(tmp_path: Path) -> None:
+    fake_config(tmp_path)
+    raw = {  # JSON that Python reads (a lone surrogate, NaN, Infinity) but UTF-8 / strict JSON cannot send back
+        "output_dir": b'{"gpu_id": "0", "output_dir": "output/\\ud800x"}',
+        "gpu_id": b'{"gpu_id": "\\udfff", "output_dir": "output/x"}',
+        "model": b'{"gpu_id": "0", "output_dir": "output/x", "model": "a/\\ud800b"}',
+        "learning_rate": b'{"gpu_id": "0", "output_dir": "output/x", "learning_rate": NaN}',
+        "lora_rank": b'{"gpu_id": "0", "output_dir": "output/x", "lora_rank": Infinity}',
+    }
+    with serving(tmp_path) as api:
+        for name, body in raw.items():
+            reply = requests.post(f"{api.url}/training/jobs", data=body, timeout=10,
+                                  headers={"Content-Type": "application/json"})
+            assert reply.status_code == 422, (name, reply.status_code, reply.text)
+            assert [f["field"] for f in _no_slack_words(reply)["fields"]] == [name]

@@ -225,7 +225,7 @@ def test_a_session_ends_with_its_token_and_survives_a_restart_otherwise(tmp_path
     assert oct((tmp_path / ".trainbot" / "web_session.key").stat().st_mode & 0o777) == "0o600"
 
 
-def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_words(tmp_path: Path) -> None:
+def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: Path) -> None:
     fake_config(tmp_path, gpus=1, steps=200, step_s=0.2)
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         first, second = create(api.url, "tok-ann"), create(api.url, "tok-bob")

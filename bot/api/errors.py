@@ -8,7 +8,9 @@ shared access rules (runner/access.py).
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,9 +37,16 @@ class CreateRefused(Exception):
         self.cause, self.kind, self.example = cause, kind, example
 
 
+class _AsciiJson(JSONResponse):
+    """JSON in ASCII: an error echoes what was sent, and a lone surrogate in it has no UTF-8 (it would be a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _body(answer: Refusal, example: dict[str, Any] | None = None,
           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": answer.error, "code": answer.code, "fields": list(answer.fields),
+    return _AsciiJson({"error": answer.error, "code": answer.code, "fields": list(answer.fields),
                          "example": example, "endpoint": answer.endpoint},
                         status_code=answer.status, headers=headers)
 
@@ -67,10 +76,16 @@ def validation_refusal(errors: list[Any], kind: Kind | None) -> Refusal:
         message = f"{name}: {' or '.join(found.pop('messages'))}{got}"
         problems.append(found | {"message": message,
                                  "limit": found["limit"] if isinstance(found["limit"], int | float) else None,
-                                 "value": found["value"] if isinstance(found["value"], str | int | float | bool)
-                                 else None})
+                                 "value": _echo(found["value"])})
     return Refusal(422, "invalid_request", "; ".join(p["message"] for p in problems) or "the request is not valid",
                    endpoint(kind) if kind is not None else None, tuple(problems))
+
+
+def _echo(value: object) -> object:
+    """A sent value fit to send back: a scalar (a finite one: JSON has no NaN), else nothing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, str | int | float | bool) else None
 
 
 def install(app: FastAPI) -> None:

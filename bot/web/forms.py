@@ -15,6 +15,7 @@ from bot.texts import warning_text
 from bot.web.form_words import HELP, form_error
 from runner import leases
 from runner.access import check_start
+from runner.errors import GpuMissing
 from runner.job_request import OVERRIDE_KEYS, JobRequest, check_request
 from storage.errors import JobError
 from storage.models import Kind
@@ -74,8 +75,9 @@ async def submit(ctx: ApiContext, who: Principal, fields: dict[str, str]) -> Job
         req = check_request(req, config)
         if fields.get("go") != "start":
             plan = sup.plan(req)
-            return replace(form, preview=plan.display, notes=plan.notes,
-                           warnings=tuple(warning_text(w) for w in await sup.dry_run_warnings(req)))
+            warnings = [form_error(w, example) if isinstance(w, GpuMissing) else warning_text(w)
+                        for w in await sup.dry_run_warnings(req)]
+            return replace(form, preview=plan.display, notes=plan.notes, warnings=tuple(warnings))
         check_start(who.caller(), config.access)
         job = await sup.submit(req)
     except JobError as exc:
