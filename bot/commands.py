@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias, get_args
 
+from runner.job_request import JobRequest
 from storage.models import Kind
 
 JobAction: TypeAlias = Literal["start", "stop", "export", "status", "show", "logs", "delete"]
 JOB_ACTIONS: tuple[JobAction, ...] = get_args(JobAction)
+MAX_LOG_LINES = 10_000  # the most lines of a log a person may ask for (`logs <id> lines=N`, `?lines=N`)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class CreateJob:
     dry_run: bool = False
     profile: str = "fast"
     hold: bool = False  # `--hold`: record the job only; `start <id>` starts it
+
+    def request(self, user_id: str | None, channel_id: str | None) -> JobRequest:
+        """The job this command asks for, as every front end asks for one (runner/job_request.py)."""
+        return JobRequest(self.kind, self.gpus, self.output_dir, self.overrides, user_id, channel_id, self.profile,
+                          self.hold)
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,13 @@ def unparse(command: Command, *, base_dir: Path) -> str:
     if isinstance(command, Help):
         return "help" + (f" {command.topic}" if command.topic else "")
     return "status" if isinstance(command, ShowStatus) else "gpus"
+
+
+def out_example(output_root: Path, base_dir: Path) -> str:
+    """A folder people may give as the output folder (relative to base_dir where it can be), for examples."""
+    base = norm(base_dir)
+    target = norm(base / output_root) / "my-run"
+    return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)
 
 
 def norm(path: Path) -> Path:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 
 from bot.mrkdwn import PLAIN, Format
+from bot.settings import refusal
 from runner.errors import (
     AlreadyExporting,
     AlreadySucceeded,
@@ -25,6 +26,7 @@ from runner.errors import (
     OutputInUse,
 )
 from runner.gpus import Gpu, GpuSnapshot
+from runner.job_request import IdempotencyKeyReused, InvalidField
 from runner.leases import GpusBusy
 from runner.paths import OutsideRoot
 from storage.errors import JobNotFound, StaleState, StillActive
@@ -168,6 +170,10 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"{fmt.text(exc)}. Try {_gpu_choice(suggest, fmt)}."
         case CannotLaunch(reason=reason):
             return fmt.text(reason)
+        case InvalidField() | OutsideRoot():
+            return fmt.text(refusal(exc))
+        case IdempotencyKeyReused(job_id=job_id):
+            return f"that idempotency key already made job {fmt.code(job_id)}, from another request"
         case NotAllowed(job_id=None):
             return (f"you may not start jobs: ask an admin to add you (or this channel) to {fmt.code('access.users')}"
                     f" / {fmt.code('access.groups')} / {fmt.code('access.channels')} in trainbot's config")

@@ -12,15 +12,14 @@ import asyncio
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from runner.command import build_sft, direct_entry, resolve_recipe
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import Gpu
+from runner.job_request import JobRequest
 from runner.profiles import apply_profile, swift_site, without_cudnn_attention
 from runner.swift_version import SwiftVersion, detect_version, resolve_swift
-from storage.models import Kind
 
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
 # In a user's words (shown in the dry run); the ~27 s measured on the H200 is in runner/swift_entry.py.
@@ -33,17 +32,6 @@ DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distri
 
 WARM_NOTE = ("starts in a process that had swift loaded before the job came, when one is ready (the bot keeps one): "
              "about 15 s less before the first step on a GPU machine")
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    kind: Kind
-    gpus: tuple[str, ...]
-    output_dir: Path
-    overrides: dict[str, str]
-    user_id: str | None = None
-    channel_id: str | None = None
-    profile: str = "fast"
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from runner.errors import (
 )
 from runner.following import Follower
 from runner.gpus import GpuProbe
+from runner.job_request import JobRequest as JobRequest
+from runner.job_request import check_request, fingerprint, made_under
 from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
-from runner.planner import JobRequest as JobRequest
 from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
 from storage.errors import StillActive
@@ -98,33 +99,36 @@ class Supervisor:
             return await self.backend.describe_missing_gpus(req.gpus)
         return self.probe.describe_missing(req.gpus)
 
-    async def submit(self, req: JobRequest, *, hold: bool = False, idempotency_key: str | None = None) -> Job:
-        """Record a job and queue it (`hold`: record only, `created` until `start`). A job already made under
-        `idempotency_key` is returned as it is, nothing new recorded."""
-        if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
+    async def submit(self, req: JobRequest, *, idempotency_key: str | None = None) -> Job:
+        """Check a request (runner/job_request.py), record its job and queue it (`req.hold`: record only, `created`
+        until `start`). A job already made under `idempotency_key` from the same request is returned as it is,
+        nothing new recorded; from another request, IdempotencyKeyReused."""
+        req = check_request(req, self.config)
+        if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
             return first
         if (missing := await self._missing_gpus(req)) is not None:
             raise missing
         plan = self.plan(req)
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
-            if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
+            if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
                 return first
             admission.admit(self.config, None, Path(req.output_dir), req.overrides, await self.store.holding())
             try:
-                job = await self._create(req, plan, hold=hold, idempotency_key=idempotency_key)
+                job = await self._create(req, plan, idempotency_key=idempotency_key)
             except sqlite3.IntegrityError:  # another process made the job under this key first: that is the job
-                if idempotency_key is None or (first := await self.store.by_idempotency_key(idempotency_key)) is None:
+                if idempotency_key is None or (first := await made_under(self.store, idempotency_key, req)) is None:
                     raise
                 return first
-        if not hold:
+        if not req.hold:
             await self.tick()
         return await self.store.require(job.id)
 
-    async def _create(self, req: JobRequest, plan: Plan, *, hold: bool, idempotency_key: str | None) -> Job:
-        draft = Job(id="", kind=req.kind, state=JobState.CREATED if hold else JobState.QUEUED,
+    async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
+        draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
                     output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
                     recipe=str(req.kind), overrides=dict(req.overrides), backend=self.backend.name,
-                    user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key)
+                    user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key,
+                    idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
                                       notice=Notice("", JobCreated(command=plan.display, profile=req.profile,
                                                                      profile_notes=tuple(plan.notes))))

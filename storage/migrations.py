@@ -119,4 +119,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN launch_token TEXT;
     ALTER TABLE jobs ADD COLUMN export_launch_token TEXT;
     """,
+    # 8: what request an Idempotency-Key came with: the same key with another request is refused, not answered
+    # with the first job
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_fingerprint TEXT;
+    """,
 ]

@@ -169,6 +169,7 @@ class Job:
     card_ts: str | None = None
     queue_reason: str | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
+    idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float | None = None

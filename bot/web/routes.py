@@ -18,7 +18,7 @@ from bot import texts
 from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.cluster_words import render_gpu_nodes
-from bot.grammar import JobCommand
+from bot.commands import JobCommand
 from bot.mrkdwn import PLAIN
 from bot.texts import error_text
 from bot.web import forms, live, pages
