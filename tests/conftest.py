@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from tests.slack_env import standin
 from tests.slack_standin import SlackStandIn
 
 REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = REPO / ".venv" / "bin"
+VENV_BIN = Path(sys.executable).parent  # the venv running the tests: its `trainbot`, its python
 ASSET_CACHE = REPO / ".cache" / "tiny"  # deterministic, idempotent: built once per machine
 
 MakeConfig = Callable[..., Config]
