@@ -45,10 +45,6 @@ class Failure:
     detail: str  # the key error line from the log
     tail: list[str] = field(default_factory=list)  # the log's last meaningful lines
 
-    @property
-    def is_failure(self) -> bool:
-        return self.cls is not FailureClass.INTERRUPTED
-
 
 @dataclass(frozen=True)
 class _Ctx:

@@ -167,9 +167,6 @@ class Job:
     def run(self, purpose: Purpose) -> Run:
         return self.train_run if purpose == "train" else self.export_run
 
-    def with_run(self, purpose: Purpose, run: Run) -> Job:
-        return self.replace(train_run=run) if purpose == "train" else self.replace(export_run=run)
-
 
 @dataclass(frozen=True)
 class Event:
