@@ -27,7 +27,6 @@ from bot.commands import (
     ShowGpus,
     ShowStatus,
     norm,
-    unparse,
 )
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
 from bot.settings import RUN_KEYS, Ctx, Reject, check_value, listing, not_allowed, show, suggest
@@ -35,7 +34,7 @@ from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
 __all__ = ["COMMANDS", "JOB_ACTIONS", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs",
-           "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse", "unparse"]
+           "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse"]
 
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
 LIST_KINDS = ("llm", "vlm", "all")
