@@ -135,7 +135,6 @@ class Job:
     gpus: tuple[str, ...]
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    recipe: str = "llm"
     overrides: dict[str, str] = field(default_factory=dict)
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
