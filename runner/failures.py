@@ -66,7 +66,8 @@ class _Ctx:
 
 
 _Verdict = tuple[FailureClass, str, str, str]  # class, summary, hint, detail
-# tqdm: "Train:  14%|█▍   | 5/36 [00:00<00:05, 5.39it/s]", "Map: 400 examples [00:00, 1406.12 examples/s]"
+
+
 def _error_region(lines: list[str]) -> list[str]:
     start = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
     if start is None:
