@@ -2,8 +2,10 @@
 
 A trainer outlives the bot by design (it leads its own session), so when a test's `trainbot serve` ends, its
 trainers are orphans. Linux would hand them to init, out of sight; this process asks to adopt them instead
-(PR_SET_CHILD_SUBREAPER), so every process a test started, directly or not, is a child of ours while it runs.
-The children are read from /proc/self/task/*/children (microseconds, no scan of every process).
+(PR_SET_CHILD_SUBREAPER), so every process a test started, directly or not, stays below this one while it runs.
+What counts as left behind: a new child of this process (whatever it is), and a new job anywhere below it (a
+launcher of runner/launcher.py, say under a server that a module's tests share and that may keep its own helpers).
+The tree is read from /proc/<pid>/task/*/children (microseconds, no scan of every process).
 """
 
 from __future__ import annotations
@@ -31,20 +33,34 @@ def adopt_orphans() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _child_pids() -> set[int]:
+def _child_pids(pid: int) -> set[int]:
     try:
-        tasks = os.listdir("/proc/self/task")
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return {p.pid for p in psutil.Process().children()}
+        with contextlib.suppress(psutil.Error):
+            return {p.pid for p in psutil.Process(pid).children()}
+        return set()
     pids: set[int] = set()
     for tid in tasks:
         with contextlib.suppress(OSError):
-            pids.update(int(pid) for pid in Path(f"/proc/self/task/{tid}/children").read_text().split())
+            pids.update(int(child) for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
     return pids
 
 
+def _tree() -> tuple[set[int], set[int]]:
+    """This process's children, and everything below them."""
+    direct = _child_pids(os.getpid())
+    below: set[int] = set()
+    todo = list(direct)
+    while todo:
+        found = _child_pids(todo.pop()) - below
+        below |= found
+        todo += found
+    return direct, below - direct
+
+
 def _running(pids: Iterable[int]) -> dict[Key, psutil.Process]:
-    """The processes among `pids` that still run (zombies are reaped here: they ran, they are over)."""
+    """The processes among `pids` that still run (zombies of ours are reaped here: they ran, they are over)."""
     found: dict[Key, psutil.Process] = {}
     for pid in pids:
         try:
@@ -63,19 +79,32 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _is_job(proc: psutil.Process) -> bool:
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return False
+    return any(arg.endswith("launcher.py") for arg in cmdline[:3]) and "--exit-file" in cmdline
+
+
 def children() -> set[Key]:
-    """This process's children that run now."""
-    return set(_running(_child_pids()))
+    """Every process below this one that runs now."""
+    direct, below = _tree()
+    return set(_running(direct | below))
+
+
+def _new(before: set[Key]) -> dict[Key, psutil.Process]:
+    direct, below = _tree()
+    new = {key: proc for key, proc in _running(direct).items() if key not in before}
+    new.update((key, proc) for key, proc in _running(below).items() if key not in before and _is_job(proc))
+    return new
 
 
 def leftovers(before: set[Key]) -> list[str]:
-    """The children that were not there `before` and are still running after a short grace: each is killed with
+    """What the test left running (see the module's docstring), after a short grace: each is killed with
     everything under it, and described (pid and command line) for the failure message."""
     deadline = time.monotonic() + EXIT_GRACE_S
-    while True:
-        new = {key: proc for key, proc in _running(_child_pids()).items() if key not in before}
-        if not new or time.monotonic() > deadline:
-            break
+    while (new := _new(before)) and time.monotonic() < deadline:
         time.sleep(0.05)
     described: list[str] = []
     doomed: list[psutil.Process] = []
