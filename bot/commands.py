@@ -1,13 +1,9 @@
-"""The commands of the `/train` language, as typed values (what bot/grammar.py parses text into), and back.
-
-`unparse` writes a command's canonical text, with parse(unparse(c)) == c: for cards and re-runs.
-"""
+"""The commands of the `/train` language, as typed values: what bot/grammar.py parses text into."""
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias, get_args
@@ -75,28 +71,6 @@ class Rejection:
 
     def text(self) -> str:
         return self.message + (f"\nTry: `/train {self.example}`" if self.example else "")
-
-
-
-def unparse(command: Command, *, base_dir: Path) -> str:
-    """The canonical text (after `/train`) of a command, with parse(unparse(c)) == c: for cards, re-runs."""
-    if isinstance(command, CreateJob):
-        out, base = command.output_dir, norm(base_dir)
-        words = [str(command.kind), "gpu=" + ",".join(command.gpus),
-                 "out=" + str(out.relative_to(base) if out.is_relative_to(base) else out)]
-        words += [] if command.profile == "fast" else [f"profile={command.profile}"]
-        words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
-        words += ["--hold"] * command.hold
-        return " ".join(shlex.quote(w) for w in words)
-    if isinstance(command, JobCommand):
-        extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
-        return " ".join([command.action, command.job_id, *extra])
-    if isinstance(command, ListJobs):
-        kind = [str(command.kind)] if command.kind else []
-        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else [])])
-    if isinstance(command, Help):
-        return "help" + (f" {command.topic}" if command.topic else "")
-    return "status" if isinstance(command, ShowStatus) else "gpus"
 
 
 def out_example(output_root: Path, base_dir: Path) -> str:

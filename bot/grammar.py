@@ -30,7 +30,6 @@ from bot.commands import (
     ShowStatus,
     norm,
     out_example,
-    unparse,
 )
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
 from bot.settings import RUN_KEYS, Ctx, Reject, grammar_key, listing, not_allowed, refusal, show, suggest
@@ -40,7 +39,7 @@ from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
 __all__ = ["COMMANDS", "JOB_ACTIONS", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs",
-           "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse", "unparse"]
+           "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse"]
 
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
 LIST_KINDS = ("llm", "vlm", "all")

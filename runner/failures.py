@@ -45,10 +45,6 @@ class Failure:
     detail: str  # the key error line from the log
     tail: list[str] = field(default_factory=list)  # the log's last meaningful lines
 
-    @property
-    def is_failure(self) -> bool:
-        return self.cls is not FailureClass.INTERRUPTED
-
 
 @dataclass(frozen=True)
 class _Ctx:
@@ -70,7 +66,8 @@ class _Ctx:
 
 
 _Verdict = tuple[FailureClass, str, str, str]  # class, summary, hint, detail
-# tqdm: "Train:  14%|█▍   | 5/36 [00:00<00:05, 5.39it/s]", "Map: 400 examples [00:00, 1406.12 examples/s]"
+
+
 def _error_region(lines: list[str]) -> list[str]:
     start = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
     if start is None:

@@ -126,7 +126,7 @@ class Supervisor:
     async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
         draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
                     output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
-                    recipe=str(req.kind), overrides=dict(req.overrides), backend=self.backend.name,
+                    overrides=dict(req.overrides), backend=self.backend.name,
                     user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key,
                     idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",

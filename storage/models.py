@@ -148,7 +148,6 @@ class Job:
     gpus: tuple[str, ...]
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    recipe: str = "llm"
     overrides: dict[str, str] = field(default_factory=dict)
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
@@ -180,9 +179,6 @@ class Job:
 
     def run(self, purpose: Purpose) -> Run:
         return self.train_run if purpose == "train" else self.export_run
-
-    def with_run(self, purpose: Purpose, run: Run) -> Job:
-        return self.replace(train_run=run) if purpose == "train" else self.replace(export_run=run)
 
 
 @dataclass(frozen=True)

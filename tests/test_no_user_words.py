@@ -17,14 +17,14 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return ids
 
 
-def user_words(path: Path) -> list[str]:
+def user_words(path: Path, root: Path = ROOT) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
     skip = _docstrings(tree)
     found = []
     for node in ast.walk(tree):
         if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
                 and ("/train" in node.value or "`" in node.value)):
-            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
     return found
 
 
@@ -34,9 +34,7 @@ def test_runner_and_storage_speak_no_slack() -> None:
 
 
 def test_the_grep_sees_words_in_a_string_but_not_in_a_docstring(tmp_path: Path) -> None:
-    sample = ROOT / "runner" / "_sample_for_test.py"
+    sample = tmp_path / "runner" / "sample.py"  # written here, never into the source tree
+    sample.parent.mkdir()
     sample.write_text('"""Say `/train stop`."""\nX = "use `list`"\n')
-    try:
-        assert [h.split(": ", 1)[1] for h in user_words(sample)] == ["'use `list`'"]
-    finally:
-        sample.unlink()
+    assert user_words(sample, tmp_path) == ["runner/sample.py:2: 'use `list`'"]

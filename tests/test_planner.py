@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from bot.demo import default_swift_bin
 from runner.config import Config, load_config
 from runner.gpus import Gpu
 from runner.planner import DIRECT_NOTE, WARM_NOTE, JobRequest, ProbedFacts, plan, probe_facts
@@ -146,7 +146,10 @@ def test_the_dry_run_says_when_a_job_may_start_in_the_warm_process(tmp_path: Pat
 @pytest.mark.parametrize("count", [1, 2])
 def test_padding_free_only_where_the_direct_entry_lets_swift_take_it(tmp_path: Path, count: int) -> None:
     """swift 4.6 refuses padding-free on sdpa by itself: only runner/swift_entry.py (local, not `exact`) lets it."""
-    config = config_with(tmp_path, Path(default_swift_bin()))  # a python in its first line: the direct entry
+    swift = tmp_path / "swift"  # a console script with a python in its first line, as pip writes one: the direct entry
+    swift.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('not run')\n")
+    swift.chmod(0o755)
+    config = config_with(tmp_path, swift)
     gpus = tuple(str(i) for i in range(count))
     facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=tuple(gpu(i, 141) for i in gpus), packed_sdpa=True)
 

@@ -20,6 +20,8 @@ from storage.models import JobState, Kind
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.swift  # torch.distributed.run on swift's python; the last test runs the tiny model too
+
 STAND_IN = '''
 import os, sys, time
 import torch.distributed as dist

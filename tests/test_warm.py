@@ -1,9 +1,11 @@
 """A process kept warm for the next job (runner/warm.py): the real local backend, launcher and runner/swift_entry.py
 with a stand-in swift package (first on the path, through `[swift] env`) that tells what it finds: which process
-imported it, and the job's environment. The last test runs the real swift twice on the tiny model."""
+imported it, and the job's environment; beside it a stand-in torch, for the one call the entry makes (turning cuDNN's
+attention off), so these run without torch. The last test runs the real swift twice on the tiny model."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -48,10 +50,16 @@ if "--forever" in sys.argv:
 """
 
 
+TORCH = """from types import SimpleNamespace
+cuda = SimpleNamespace(is_available=lambda: False)
+backends = SimpleNamespace(cuda=SimpleNamespace(enable_cudnn_sdp=lambda enabled: None))
+"""
+
+
 def standin(root: Path) -> Path:
     files = {"swift/__init__.py": "", "swift/cli/__init__.py": "", "swift/ray_utils.py": "",
              "swift/cli/utils.py": "def try_use_single_device_mode(): pass\n", "swift/cli/export.py": SFT,
-             "swift/cli/sft.py": SFT, "swift/pipelines/__init__.py": PIPELINES}
+             "swift/cli/sft.py": SFT, "swift/pipelines/__init__.py": PIPELINES, "torch/__init__.py": TORCH}
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -137,6 +145,15 @@ async def exit_of(b: LocalBackend, ref: ProcessRef) -> int | None:
     return (await wait_until(ended, 30, f"job {ref.job_id} to end"))[0]
 
 
+def imports_ended(slot: WarmSlot) -> bool:
+    """The warm launcher's child (what imported swift) has exited; the launcher itself waits for a job."""
+    try:
+        below = psutil.Process(slot.proc.pid).children()
+        return all(child.status() == psutil.STATUS_ZOMBIE for child in below)
+    except psutil.NoSuchProcess:
+        return True
+
+
 def job_line(log: str) -> dict[str, object]:
     found: dict[str, object] = json.loads(next(line for line in log.splitlines() if line.startswith("job "))[4:])
     return found
@@ -207,7 +224,8 @@ async def test_a_job_starts_afresh_when_swift_was_updated_while_the_warm_process
 async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_start(tmp_path: Path) -> None:
     async with standin_backend(tmp_path, 'STANDIN_WARM_FAILS = "1"\n') as (b, config):
         await run(b, "first", sft(config), tmp_path / "first.log")
-        await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
+        slot = await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
+        await wait_until(lambda: asyncio.to_thread(imports_ended, slot), 30, "the failed import to end its process")
         code, log = await run(b, "second", sft(config, "--n", "2"), tmp_path / "second.log")
         assert code == 0, log
         assert "[trainbot] the process kept warm for this job had ended; starting swift afresh" in log

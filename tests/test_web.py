@@ -250,6 +250,12 @@ def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: P
         jobs = requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]
         assert len(jobs) == 2  # neither the bad forms nor the preview made a job
         assert f'<a href="/jobs/{first}">job {first}</a>' in s.get(f"{api.url}/web/gpus", timeout=10).text
+        for job, token in ((second, "tok-bob"), (first, "tok-ann")):  # the queued one first, or it would start
+            stop = requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=10)
+            assert stop.status_code == 200, stop.text
+        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{first}/status", timeout=10)
+                        .json()["status"] == "stopped", 30, "the running job to stop: its trainer outlives serve")
 
 
 def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_path: Path) -> None:
