@@ -215,14 +215,21 @@ _WHAT = {"output_dir": "the folder", "export_dir": "the export's folder", "log":
          "model": "the model path", "dataset": "the dataset path"}
 
 
+def config_key(key: str) -> str:
+    """A config key as the TOML file spells it: `paths.output_root` -> `[paths] output_root`."""
+    section, _, name = key.partition(".")
+    return f"[{section}] {name}" if name else key
+
+
 def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
     """A user's path that really leads (symbolic links followed) outside the folders it must stay in."""
     c = fmt.code
     head = f"{_WHAT.get(exc.field, exc.field)} ({c(exc.field)}) {c(str(exc.path))} leads to {c(str(exc.resolved))}"
+    key = c(config_key(exc.root_key))
     if not exc.roots:
-        return f"{head}, and no local one is allowed ({c(exc.root_key)} is empty): give a hub id, or ask an admin"
+        return f"{head}, and no local one is allowed ({key} is empty): give a hub id, or ask an admin"
     roots = " or ".join(c(str(root)) for root in exc.roots)
-    return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({c(exc.root_key)}): give a path that "
+    return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({key}): give a path that "
             "stays inside it (a symbolic link on the way may lead out)")
 
 

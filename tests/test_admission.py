@@ -85,7 +85,9 @@ def test_api_second_held_job_on_one_folder_is_refused_at_start(api: Served, tmp_
         assert requests.post(f"{url}/jobs/{first}/start", timeout=10).status_code == 200
         refused = requests.post(f"{url}/jobs/{second}/start", timeout=10)
         assert refused.status_code == 409, refused.text
-        assert f"Job {first} is still active and writes to {tmp_path / 'output' / 'twin'}" in refused.json()["error"]
+        body = refused.json()
+        assert f"job {first} is still active and writes to {tmp_path / 'output' / 'twin'}" in body["error"]
+        assert body["endpoint"] == f"POST /training/jobs/{first}/stop"  # the call that frees the folder
         assert _status(api, second) == "created"  # refused: nothing changed, it never ran
         assert len(list((tmp_path / "output" / "twin").glob("v*"))) <= 1  # one trainer's run folder at most
         _stop(api, first)

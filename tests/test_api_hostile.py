@@ -139,6 +139,9 @@ def test_lax_types_are_refused_with_the_field_named(tmp_path: Path) -> None:
             assert works.status_code == 201, (answer["example"], works.text)
             requests.delete(f"{api.url}/training/jobs/{works.json()['job_id']}", timeout=10)
         assert requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"] == []
+        for raw in (b"{}", b"{", b"null", b'{"gpu_id": "0", "output_dir": "output/x"}'):  # no JSON content type
+            reply = requests.post(f"{api.url}/training/llm/jobs", data=raw, timeout=10)
+            assert reply.status_code == 422 and _no_slack_words(reply)["fields"], (raw, reply.text)
 
 
 def test_a_symlink_in_the_output_root_is_followed_when_the_job_is_created(tmp_path: Path) -> None:

@@ -59,8 +59,13 @@ class Refusal:
 
 def shown(value: object, limit: int = 200) -> str:
     """A value as JSON (quoted, escaped: no character of it can pass for our own words), cut at `limit`."""
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False, default=_as_text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_text(value: object) -> str:
+    """What JSON cannot hold, e.g. a body sent without `Content-Type: application/json` (pydantic keeps it as bytes)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
 
 
 def field_error(err: InvalidField | OutsideRoot) -> dict[str, Any]:
