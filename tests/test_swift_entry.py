@@ -96,7 +96,7 @@ def test_a_shard_is_byte_for_byte_what_safetensors_writes(tmp_path: Path) -> Non
     import torch
     from safetensors.torch import save_file
 
-    from runner.swift_entry import write_safetensors
+    from runner.swift_levers import write_safetensors
 
     tensors = {"b": torch.randn(3).to(torch.bfloat16), "a": torch.randn(2, 3), "c": torch.arange(4),
                "d": torch.tensor([True, False]), "e": torch.randn(5).half(), "scalar": torch.tensor(1.5),

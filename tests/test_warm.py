@@ -30,6 +30,11 @@ IMPORTED = "stand-in swift imported by"
 PIPELINES = f"""import os, sys, time
 if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_FAILS"):
     sys.exit("stand-in: cannot import while warm")
+if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_FAILS_AFTER"):  # once that file exists
+    print("stand-in: importing slowly", flush=True)
+    while not os.path.exists(os.environ["STANDIN_WARM_FAILS_AFTER"]):
+        time.sleep(0.05)
+    import a_module_this_machine_lacks
 if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_SLOW"):
     print("stand-in: importing slowly", flush=True)
     time.sleep(60)
@@ -204,14 +209,36 @@ async def test_a_job_starts_afresh_when_swift_was_updated_while_the_warm_process
     assert "stand-in swift 2 imported by" in log
 
 
-async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_start(tmp_path: Path) -> None:
+async def test_a_warm_process_that_could_not_import_is_passed_over_and_the_job_starts_afresh(tmp_path: Path) -> None:
     async with standin_backend(tmp_path, 'STANDIN_WARM_FAILS = "1"\n') as (b, config):
         await run(b, "first", sft(config), tmp_path / "first.log")
-        await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
+        failed = await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
         code, log = await run(b, "second", sft(config, "--n", "2"), tmp_path / "second.log")
         assert code == 0, log
-        assert "[trainbot] the process kept warm for this job had ended; starting swift afresh" in log
-        assert job_line(log)["args"] == ["--n", "2"]
+        assert ("[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
+                "warm (SystemExit: stand-in: cannot import while warm); starting swift afresh") in log
+        assert "[trainbot] started warm" not in log and job_line(log)["args"] == ["--n", "2"]
+        assert b.warm is not failed  # another one is tried for the next job
+
+
+async def test_a_job_handed_to_a_warm_process_whose_imports_then_fail_starts_afresh(tmp_path: Path) -> None:
+    """The job came while the warm process was importing, and the import failed after (issue 26, case 11: the job
+    failed with `No module named ...`)."""
+    go = tmp_path / "fail-now"
+    async with standin_backend(tmp_path, f'STANDIN_WARM_FAILS_AFTER = "{go}"\n') as (b, config):
+        await run(b, "first", sft(config), tmp_path / "first.log")
+        slot = await warm_saying(b, "importing slowly", "the warm process to be importing")
+        log = tmp_path / "second.log"
+        ref = await launch(b, "second", sft(config, "--n", "2"), log)
+        assert b.warm is not slot  # it was handed the job
+        go.touch()
+        assert await exit_of(b, ref) == 0, log.read_text()
+        text = log.read_text()
+        assert "No module named 'a_module_this_machine_lacks'" in text  # what the import said, in the job's log
+        assert ("[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
+                "warm (ModuleNotFoundError: No module named 'a_module_this_machine_lacks'); starting swift afresh"
+                ) in text
+        assert job_line(text)["args"] == ["--n", "2"]
 
 
 async def test_a_job_starts_afresh_when_the_warm_process_was_killed(backend: LocalBackend, config: Config,

@@ -23,6 +23,7 @@ from runner.command import SwiftCommand, direct_entry, swift_env
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import descendants
+from runner.swift_levers import not_applied_line
 from runner.warm import RANK_LAUNCHER, WarmSlot, remove_preambles, warm_entry
 
 if TYPE_CHECKING:
@@ -102,9 +103,14 @@ class LocalBackend:
         slot = self._warm if self._warm is not None and self._warm.serves(argv) else None
         if slot is not None:
             self._warm = None  # the job's from now on
+        passed_over = self._warm.failure() if slot is None and self._warm is not None \
+            and self._warm.stands_for(argv) else None
         with log:
             log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
                       f"{command.display()}\n".encode())
+            if passed_over is not None:
+                log.write(not_applied_line("warm start", "warm_start", "swift could not be imported in the process "
+                                           f"kept warm ({passed_over})", "starting swift afresh").encode() + b"\n")
             log.flush()
             if slot is not None and not await slot.hand(argv, env, log=log_path, exit_file=exit_file):
                 await slot.close()  # it died before its job came
@@ -132,7 +138,8 @@ class LocalBackend:
     def _start_warm(self, entry: tuple[str, ...]) -> None:
         """A warm process for `entry`, in the background, unless one is there or coming (or the config says no)."""
         if self._config is None or not self._config.warm_start or self._warming is not None \
-                or (self._warm is not None and self._warm.entry == entry and self._warm.alive()):
+                or (self._warm is not None and self._warm.entry == entry and self._warm.alive()
+                    and self._warm.failure() is None):
             return
         env = child_env(self._config, swift_env(self._config) | {"PYTHONUNBUFFERED": "1"})
         folder = self._exits_dir
