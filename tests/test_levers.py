@@ -17,6 +17,7 @@ from runner.config import Config, load_config
 from runner.levers import not_applied
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
+from runner.swift_levers import split_packed
 from storage.models import ExportState, Job, JobState, Kind
 from storage.notices import ExportSucceeded, JobSucceeded, NotApplied, Notice
 from tests.conftest import VENV_BIN, OpenRuntime
@@ -145,3 +146,23 @@ def test_the_thread_words_a_lever_not_applied_escaped() -> None:
     assert "ran without a_lever_of_a_newer_bot" in words
     slack = notice_text(Notice("ab3cd", facts), SLACK)
     assert "No module named '&lt;x&gt;'" in slack and "ran without `a_lever_of_a_newer_bot`" in slack
+
+
+def test_a_step_is_split_between_samples_in_order_under_the_budget() -> None:
+    import torch
+
+    lengths = [3, 5, 2, 4]
+    ids = torch.arange(sum(lengths)).unsqueeze(0)
+    batch = {"input_ids": ids, "labels": ids + 100, "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+             "channel": [None] * 4, "loss_scale": None}
+    pieces = split_packed(batch, 7)
+    assert pieces is not None
+    assert [p["input_ids"].tolist() for p in pieces] == [[list(range(0, 3))], [list(range(3, 10))], [[10, 11, 12, 13]]]
+    assert [p["labels"].tolist()[0][0] for p in pieces] == [100, 103, 110]
+    assert [p["position_ids"].tolist() for p in pieces] == [[[0, 1, 2]], [[0, 1, 2, 3, 4, 0, 1]], [[0, 1, 2, 3]]]
+    assert [len(p["channel"]) for p in pieces] == [1, 2, 1] and all(p["loss_scale"] is None for p in pieces)
+    alone = split_packed(batch, 4)  # the 5-token sample, longer than the budget, alone
+    assert alone is not None and [p["input_ids"].shape[-1] for p in alone] == [3, 5, 2, 4]
+    assert split_packed(batch, 14) is None  # it fits
+    assert split_packed({**batch, "pixel_values": torch.zeros(2, 3)}, 7) is None  # not a batch it knows how to split
+    assert split_packed({**batch, "position_ids": torch.arange(14)[None] + 1}, 7) is None  # no sample starts at 0
