@@ -21,6 +21,7 @@ from runner.command import SwiftCommand, direct_entry
 from runner.config import Config, load_config
 from runner.supervisor import JobRequest
 from runner.swift_entry import NO_CUDNN_ATTENTION, READY, cold_reason
+from runner.swift_levers import MICRO_BATCH_TOKENS, TRITON_CACHE_DIR
 from runner.warm import WarmSlot
 from storage.models import Job, JobState, Kind
 from tests.conftest import VENV_BIN, MakeConfig, OpenRuntime
@@ -325,8 +326,9 @@ async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend
 
 
 @pytest.mark.parametrize(("import_env", "job_env", "cuda", "started", "why"), [
-    ({"A": "1"}, {"A": "1", "CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", NO_CUDNN_ATTENTION: "1"},
-     True, False, None),
+    ({"A": "1"}, {"A": "1", "CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", NO_CUDNN_ATTENTION: "1",
+                  MICRO_BATCH_TOKENS: "8683", TRITON_CACHE_DIR: "/var/lib/trainbot/compile/triton"},
+     True, False, None),  # read when the job comes, or when Triton compiles: a `fast` job still starts warm
     ({"A": "1"}, {"A": "2", "B": "3", "CUDA_VISIBLE_DEVICES": "1"}, True, False,
      "its environment differs in A, B, which may be read at import"),
     ({}, {"CUDA_VISIBLE_DEVICES": "0"}, True, True,
