@@ -1,16 +1,16 @@
 """`swift sft` and `swift export` as one process: without the `swift` wrapper and the interpreter's teardown.
 
-Run by swift's own interpreter: ``python .../runner/swift_entry.py sft --model ...`` (or ``export --adapters ...``).
-It imports only the standard library (and torch, which swift imports first anyway, when `NO_CUDNN_ATTENTION` is set)
-before it hands over to swift's `swift/cli/sft.py` (or `export.py`), the script that `swift sft` itself starts in a
-second python (after 4-6 s of its own imports on the H100 and H200 machines). Once swift's main has returned (the
-adapters, checkpoints and logging.jsonl are written and closed), it flushes the output, kills the dataloader workers
-and leaves with `os._exit(0)`: the interpreter's teardown (which fits PyTorch joining each of the seed's 4
-dataloader workers with a 5 s timeout) cost every training job 23-24 s on those machines with the GPU still held
-(0.15 s from swift's "End time of running main" to the exit with this entry, on the H200). Under
-`torch.distributed.run` (a job on several GPUs) every rank runs this entry and also leaves its process group first,
-so the launcher sees each rank end at once and ends itself. An exception or a stop (KeyboardInterrupt) leaves the
-usual way, with its traceback and exit status.
+Run by swift's own interpreter: ``python .../runner/swift_entry.py sft --model ...`` (or ``export --adapters ...``). It
+imports only the standard library (and, for the levers a job asks for, the parts of torch, transformers and swift that
+swift's script imports anyway) before it hands over to swift's `swift/cli/sft.py` (or `export.py`), the script that
+`swift sft` itself starts in a second python (after 4-6 s of its own imports on the H100 and H200 machines). Once
+swift's main has returned (the adapters, checkpoints and logging.jsonl are written and closed), it flushes the output,
+kills the dataloader workers and leaves with `os._exit(0)`: the interpreter's teardown (which fits PyTorch joining each
+of the seed's 4 dataloader workers with a 5 s timeout) cost every training job 23-24 s on those machines with the GPU
+still held (0.15 s from swift's "End time of running main" to the exit with this entry, on the H200). Under
+`torch.distributed.run` (a job on several GPUs) every rank runs this entry and also leaves its process group first, so
+the launcher sees each rank end at once and ends itself. An exception or a stop (KeyboardInterrupt) leaves the usual
+way, with its traceback and exit status.
 
 Before handing over it applies the `fast` profile's levers that the command and environment ask for (cuDNN's
 attention off, padding-free micro-batches on sdpa, micro-batches by tokens, an export's shards written together):
