@@ -26,6 +26,7 @@ from storage.notices import (
     JobSubmitted,
     JobSucceeded,
     LeftQueue,
+    NotApplied,
     Notice,
     StopRequested,
     Unreadable,
@@ -53,25 +54,28 @@ def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
             return f"📏 job {jid} eval at step {f.step}: eval loss {number(f.eval_loss)}"
         case JobSucceeded() as f:
             return (f"✅ job {jid} succeeded in {duration(f.duration_s)}, final loss {number(f.final_loss)}"
-                    f"; last checkpoint {fmt.code(f.last_checkpoint)}")
+                    f"; last checkpoint {fmt.code(f.last_checkpoint)}" + not_applied_lines(f.not_applied, fmt))
         case JobFailed() as f:
             tail = "\n".join(f.tail)
             return (f"❌ job {jid} failed: {fmt.text(f.summary)}" + hint_line(f.hint, fmt)
-                    + (f"\n{fmt.block(tail)}" if tail else ""))
+                    + (f"\n{fmt.block(tail)}" if tail else "") + not_applied_lines(f.not_applied, fmt))
         case StopRequested(by=by):
             return f"✋ job {jid}: stop requested by {who(by, fmt)}"
         case LeftQueue(by=by):
             return f"⏹️ job {jid} removed from the queue by {who(by, fmt)}"
         case JobStopped() as f:
             ckpt = f"; last checkpoint {fmt.code(f.last_checkpoint)}" if f.last_checkpoint else ""
-            return f"⏹️ job {jid} stopped by {who(f.by, fmt)} at step {f.step}{ckpt}"
+            return f"⏹️ job {jid} stopped by {who(f.by, fmt)} at step {f.step}{ckpt}" + not_applied_lines(
+                f.not_applied, fmt)
         case ExportStarted() as f:
             where = f"GPU {', '.join(f.gpus)}" if f.gpus else "the CPU"
             return f"📦 job {jid}: export started by {who(f.by, fmt)} on {where} from {fmt.code(f.checkpoint)}"
         case ExportSucceeded() as f:
-            return f"📦 job {jid} exported: merged model in {fmt.code(f.export_dir)}"
+            return f"📦 job {jid} exported: merged model in {fmt.code(f.export_dir)}" + not_applied_lines(
+                f.not_applied, fmt)
         case ExportFailed() as f:
-            return f"❌ job {jid}: export failed: {fmt.text(f.summary)}" + hint_line(f.hint, fmt)
+            return (f"❌ job {jid}: export failed: {fmt.text(f.summary)}" + hint_line(f.hint, fmt)
+                    + not_applied_lines(f.not_applied, fmt))
         case JobDeleted(by=by):
             return f"🗑️ job {jid} deleted by {who(by, fmt)}"
         case Unreadable(topic=topic):
@@ -86,6 +90,25 @@ def profile_words(created: JobCreated, fmt: Format = PLAIN, lead: str = "") -> s
         return ""
     notes = "; ".join(fmt.text(n) for n in created.profile_notes)
     return f"{lead}⚙️ profile {fmt.text(created.profile or '?')}: {notes}"
+
+
+# The speed levers of runner/swift_levers.py, by their codes
+LEVER_WORDS = {"no_cudnn_attention": "attention without cuDNN's kernel",
+               "padding_free_sdpa": "padding-free micro-batches (it ran padded ones)",
+               "token_micro_batches": "micro-batches by tokens (it ran the planned layout, with its checkpointing)",
+               "shards_together": "its shards written together (they were written one after the other)"}
+
+
+def not_applied_lines(levers: tuple[NotApplied, ...], fmt: Format = PLAIN) -> str:
+    """A line for each speed lever the run went without, and why (what its swift or transformers lacked)."""
+    lines = []
+    for lever in levers:
+        why = f": {fmt.text(lever.detail)}" if lever.detail else ""
+        if lever.lever == "warm_start":
+            lines.append(f"\n⚠️ started afresh, not in the process kept warm{why}")
+        else:
+            lines.append(f"\n⚠️ ran without {LEVER_WORDS.get(lever.lever, fmt.code(lever.lever))}{why}")
+    return "".join(lines)
 
 
 def queued_words(queued: JobQueued, fmt: Format = PLAIN) -> str:

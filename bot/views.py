@@ -198,6 +198,8 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
             lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {SLACK.text(f.summary or 'see the log')}"]
             if f.hint:
                 lines.append(f"💡 {SLACK.text(f.hint)}")
+            if (without := notice_words.not_applied_lines(f.not_applied, SLACK)):
+                lines.append(without.lstrip("\n"))
             blocks = [mrkdwn("\n".join(lines))]
             if (tail := "\n".join(f.tail)):
                 blocks.append(mrkdwn(_tail_block(tail)))

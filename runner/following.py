@@ -6,6 +6,7 @@ restarted bot carries on from what the store says. Each change goes to the store
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -19,6 +20,7 @@ from runner.command import SwiftCommand, build_export
 from runner.config import Config
 from runner.failures import classify_failure, with_cause
 from runner.gpus import GpuProbe
+from runner.levers import not_applied
 from runner.planner import export_entry
 from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_summary
 from runner.run_files import find_run_dir
@@ -37,6 +39,7 @@ from storage.notices import (
     JobStarted,
     JobStopped,
     JobSucceeded,
+    NotApplied,
     Notice,
 )
 
@@ -211,25 +214,27 @@ class Follower:
             progress = read_final_summary(Path(job.run_dir))
         now = time.time()
         duration = now - job.started_at if job.started_at else None
+        levers = await asyncio.to_thread(not_applied, job.train_run.log)
         common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
         failure = None if ended_well(job, returncode, progress) else classify_failure(
             returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
         outcome = decide_outcome(job, returncode, progress, failure, cause)
         if isinstance(outcome, Succeeded):
             await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
-                                    notice=Notice(job.id, JobSucceeded(**_run_end(job, progress, duration))))
+                                    notice=Notice(job.id, JobSucceeded(**_run_end(job, progress, duration, levers))))
             return
         if isinstance(outcome, Stopped):
             by = outcome.by
             await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
                                     event=f"stopped by {by or 'console'}", event_kind="stopped",
-                                    notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration), by=by)))
+                                    notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration, levers),
+                                                                     by=by)))
             return
         failure = outcome.failure
         await self.store.update(
             job.id, state=JobState.FAILED, error_class=str(failure.cls), error_message=failure.summary,
             error_hint=failure.hint, **common, event=f"failed: {failure.summary}", event_kind="failed",
-            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration), failure_class=str(failure.cls),
+            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration, levers), failure_class=str(failure.cls),
                                              summary=failure.summary, hint=failure.hint, detail=failure.detail,
                                              tail=tuple(failure.tail))))
 
@@ -246,17 +251,19 @@ class Follower:
                 continue
             export_dir = Path(job.export_dir or "")
             ended = dataclasses.replace(job.export_run, pid=None)  # no process of its left to signal
+            levers = await asyncio.to_thread(not_applied, job.export_run.log)
             if status.returncode == 0 and export_dir.is_dir():
                 await self.store.update(job.id, export_state=ExportState.EXPORTED, export_run=ended,
                                         event=f"exported to {export_dir}", event_kind="exported",
-                                        notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir))))
+                                        notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir),
+                                                                              not_applied=levers)))
             else:
                 f = classify_failure(status.returncode, job.export_run.log)
                 f = with_cause(f, status.detail) if status.detail else f
                 await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_run=ended,
                                         event=f"export failed: {f.summary}", event_kind="export_failed",
                                         notice=Notice(job.id, ExportFailed(summary=f.summary, hint=f.hint,
-                                                                              tail=tuple(f.tail))))
+                                                                              tail=tuple(f.tail), not_applied=levers)))
         return bool(exporting)
 
     async def resolve_launch(self, job: Job, purpose: Purpose) -> None:
@@ -338,11 +345,12 @@ def _display(job: Job) -> str:
     return SwiftCommand(job.argv, job.env).display()
 
 
-def _run_end(job: Job, progress: Progress, duration: float | None) -> dict[str, Any]:
+def _run_end(job: Job, progress: Progress, duration: float | None,
+             levers: tuple[NotApplied, ...]) -> dict[str, Any]:
     """The facts every end of a run tells (the fields of `RunEnd`)."""
     return {"duration_s": duration, "final_loss": progress.train_loss or progress.loss, "step": progress.step,
             "max_steps": progress.max_steps, "last_checkpoint": progress.last_checkpoint,
-            "run_dir": job.run_dir, "output_dir": job.output_dir}
+            "run_dir": job.run_dir, "output_dir": job.output_dir, "not_applied": levers}
 
 
 def _eval_facts(m: Milestone) -> EvalDone:

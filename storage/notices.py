@@ -102,9 +102,19 @@ class LeftQueue:
     kind: Literal["left_queue"] = "left_queue"
 
 
+@dataclass(frozen=True)
+class NotApplied:
+    """A speed lever that swift's process could not apply (runner/swift_levers.py): the job went on without it.
+    `lever`: its code (e.g. "padding_free_sdpa", "warm_start"); `detail`: what was not as it expected, as logged."""
+
+    lever: str
+    detail: str = ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunEnd:
-    """What every end of a training run tells: how long, how far, the last loss and checkpoint."""
+    """What every end of a training run tells: how long, how far, the last loss and checkpoint, and the speed
+    levers it ran without."""
 
     duration_s: float | None = None
     final_loss: float | None = None
@@ -113,6 +123,7 @@ class RunEnd:
     last_checkpoint: str | None = None
     run_dir: str | None = None
     output_dir: str | None = None
+    not_applied: tuple[NotApplied, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +161,7 @@ class ExportStarted:
 @dataclass(frozen=True, kw_only=True)
 class ExportSucceeded:
     export_dir: str = ""
+    not_applied: tuple[NotApplied, ...] = ()
     kind: Literal["export_succeeded"] = "export_succeeded"
 
 
@@ -158,6 +170,7 @@ class ExportFailed:
     summary: str = ""
     hint: str | None = None
     tail: tuple[str, ...] = ()
+    not_applied: tuple[NotApplied, ...] = ()
     kind: Literal["export_failed"] = "export_failed"
 
 
@@ -207,7 +220,7 @@ class Notice:
 
 def encode(facts: NoticeFacts) -> str:
     """The outbox's `data` column: the fields and the schema version (the kind goes in `topic`)."""
-    fields = {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts) if f.name != "kind"}
+    fields = {name: value for name, value in dataclasses.asdict(facts).items() if name != "kind"}
     return json.dumps({"v": SCHEMA_VERSION, **fields})
 
 
