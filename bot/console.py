@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 from bot import notice_words, texts
-from bot.handlers import Handlers, Reply
+from bot.handlers import Handlers, Image, Reply
 from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime
@@ -44,8 +45,18 @@ class Console:
         self.say(reply.text if reply.ok else f"⚠️ {reply.text}")
         if reply.file is not None:
             self.say(reply.file.read_text(errors="replace"))
+        if reply.image is not None:
+            self.say(f"The chart: {self.save(reply.image)}")
         await self.flush_notices()
         return reply
+
+    def save(self, image: Image) -> Path:
+        """A reply's picture, as a file in the data folder's charts/ (a terminal shows no pictures)."""
+        folder = self.runtime.config.data_dir / "charts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / image.filename
+        path.write_bytes(image.png)
+        return path
 
     async def flush_notices(self) -> None:
         store = self.runtime.store

@@ -8,14 +8,17 @@ the same for every front end.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import texts
+from bot import charts, texts
 from bot.cluster_words import render_gpu_nodes
+from bot.compare import compare
 from bot.grammar import (
     Command,
+    CompareJobs,
     CreateJob,
     Help,
     JobCommand,
@@ -40,12 +43,22 @@ LOG_LINES = 40
 
 
 @dataclass(frozen=True)
+class Image:
+    """A picture that goes with a reply (a comparison's chart): PNG bytes and the name to give its file."""
+
+    filename: str
+    title: str
+    png: bytes
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str
     public: bool = False  # concerns the channel (a new job), not only the asker
     job_id: str | None = None
     file: Path | None = None  # the whole log, when asked for
     ok: bool = True
+    image: Image | None = None  # posted in `job_id`'s thread (Slack) or saved (the console)
 
 
 class Handlers:
@@ -81,6 +94,8 @@ class Handlers:
                 return await self.create(command, caller)
             case JobCommand():
                 return await self.job_command(command, caller)
+            case CompareJobs(job_ids):
+                return await self.compare(job_ids)
             case ListJobs(kind, state):
                 states = None
                 if state == "active":
@@ -99,6 +114,15 @@ class Handlers:
                     return Reply(render_gpu_nodes(cluster, self.fmt))
                 return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders, self.fmt))
         raise AssertionError(command)
+
+    async def compare(self, job_ids: tuple[str, ...]) -> Reply:
+        cmp = await compare(self.store, job_ids)
+        png = await asyncio.to_thread(charts.compare_png, cmp)
+        image = Image(charts.compare_filename(cmp), f"Loss of jobs {', '.join(cmp.ids)}", png) if png else None
+        text = texts.comparison_text(cmp, self.fmt)
+        if image is None:
+            text += "\nNone of them has logged a loss yet: no chart."
+        return Reply(text, job_id=cmp.ids[0], image=image)
 
     async def create(self, command: CreateJob, caller: Caller) -> Reply:
         req = command.request(caller.user_id, caller.channel_id)

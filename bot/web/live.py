@@ -1,6 +1,6 @@
 """The pages' live parts as Server-Sent Events, woken by the store's change signal (storage/changes.py).
 
-Every connection starts with the whole current picture (the table's rows; a job's panel, every loss point and
+Every connection starts with the whole current picture (the table's rows; a job's panel, every metric's points and
 the log's tail), so a browser that reconnects, after a network blip or a restart of `trainbot serve`, has caught
 up without ids to replay. After that only what changed is sent.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 from bot.api.streams import LOG_POLL_S, SAFETY_POLL_S, _read_from
 from runner.log_tail import clean_lines, read_log_tail
-from runner.progress import fold, record_kind
+from runner.metrics import record_points
 from storage.jobs import JobStore
-from storage.models import Job, Progress
+from storage.models import Job
 
 LOG_TAIL_LINES = 200
 
@@ -41,16 +41,11 @@ async def table_feed(store: JobStore, render: Callable[[], Awaitable[str]]) -> A
             yield ": keep-alive\n\n"
 
 
-def loss_point(rec: dict[str, Any]) -> dict[str, float | int] | None:
-    """A chart point from one logging.jsonl record: its step and train or eval loss; None for other records."""
-    kind = record_kind(rec)
-    if kind not in ("train", "eval"):
-        return None
-    p = fold(Progress(), rec)
-    value = p.loss if kind == "train" else p.eval_loss
-    if p.step is None or value is None:
-        return None
-    return {"step": p.step, kind: value}
+def metric_point(rec: dict[str, Any]) -> dict[str, float | int] | None:
+    """The charts' point from one logging.jsonl record: its step and every metric it logged (runner/metrics'
+    names); None for a record of no step."""
+    found = record_points(rec)
+    return None if found is None else {"step": found[0], **found[1]}
 
 
 class _Lines:
@@ -68,7 +63,7 @@ class _Lines:
 
 async def job_feed(store: JobStore, job_id: str,
                    render: Callable[[Job], Awaitable[str]]) -> AsyncIterator[str]:
-    """`panel` (HTML) when the job changed, `points` (JSON) as swift logs losses, `log` (JSON lines) as the log
+    """`panel` (HTML) when the job changed, `points` (JSON) as swift logs metrics, `log` (JSON lines) as the log
     grows; `reset` first, so a reconnected page starts clean."""
     yield "retry: 1000\n\n" + message("reset", "{}")
     shown: Job | None = None
@@ -112,4 +107,4 @@ def _point(line: str) -> dict[str, float | int] | None:
         rec = json.loads(line)
     except ValueError:
         return None
-    return loss_point(rec) if isinstance(rec, dict) else None
+    return metric_point(rec) if isinstance(rec, dict) else None

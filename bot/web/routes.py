@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
 
@@ -18,25 +18,28 @@ from bot import texts
 from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.cluster_words import render_gpu_nodes
-from bot.commands import JobCommand
+from bot.commands import MAX_RUNS, MIN_RUNS, JobCommand
+from bot.compare import WrongCount, compare
 from bot.mrkdwn import PLAIN
-from bot.texts import error_text
+from bot.texts import comparison_facts, comparison_settings, error_text
 from bot.web import forms, live, pages
 from bot.web.session import Session, Sessions
 from runner import leases
 from runner.access import Caller
-from storage.errors import JobError
+from storage.errors import JobError, JobNotFound
 from storage.models import IllegalTransition, JobState
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+METRIC_CHARTS_JSON = pages.script_json(pages.METRIC_CHARTS)
 
 
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.globals.update(duration=texts.duration, age=pages.age, gpus_label=texts.gpus_label,
+    env.globals.update(duration=texts.duration, age=pages.age, gpus_label=texts.gpus_label, number=texts.number,
+                       words=pages.action_words, cause=pages.failure_cause, min_runs=MIN_RUNS, max_runs=MAX_RUNS,
                        states=[str(s) for s in JobState])
     return env
 
@@ -51,12 +54,23 @@ def build_router(ctx: ApiContext) -> APIRouter:
     sessions = Sessions(ctx)
     store = ctx.runtime.store
 
-    def html(name: str, session: Session | None, status: int = 200, **values: Any) -> HTMLResponse:
+    def html(name: str, session: Session | None, status: int = 200, request: Request | None = None,
+             **values: Any) -> HTMLResponse:
+        """A page; with `request`, what the last action said is shown on it (once)."""
+        said = sessions.said(request) if request is not None else None
+        values.setdefault("said_while", "")
         body = env.get_template(name).render(me=session.principal if session else None,
-                                             csrf=session.csrf if session else "", **values)
+                                             csrf=session.csrf if session else "", said=said or "", **values)
         response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+        if said is not None:
+            sessions.clear_said(response)
         if session is not None and session.new:
             sessions.save(session, response)
+        return response
+
+    def said(target: str, text: str, session: Session) -> RedirectResponse:
+        response = RedirectResponse(target, status_code=303)
+        sessions.say(response, text, session.https)
         return response
 
     async def signed_in(request: Request) -> Session:
@@ -107,12 +121,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return response
 
     @router.get("/")
-    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "",
-                        said: str = "") -> HTMLResponse:
+    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "") -> HTMLResponse:
         session = await signed_in(request)
         filters = pages.Filters(kind, state, owner[:100])
-        return html("jobs.html", session, filters=filters, rows=Markup(await rows_html(filters, session)),
-                    said=said[:2000])
+        return html("jobs.html", session, request=request, filters=filters,
+                    rows=Markup(await rows_html(filters, session)))
 
     @router.get("/web/feed/rows")
     async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "") -> StreamingResponse:
@@ -122,12 +135,13 @@ def build_router(ctx: ApiContext) -> APIRouter:
                                  media_type="text/event-stream", headers=SSE_HEADERS)
 
     @router.get("/jobs/{job_id}")
-    async def job_page(request: Request, job_id: JobId, said: str = "") -> HTMLResponse:
+    async def job_page(request: Request, job_id: JobId) -> HTMLResponse:
         session = await signed_in(request)
         job = await store.get(job_id)
         if job is None:
             return html("missing.html", session, 404, job_id=job_id)
-        return html("job.html", session, job=job, panel=Markup(await panel_html(job_id, session)), said=said[:2000])
+        return html("job.html", session, request=request, said_while=str(job.state), job=job,
+                    panel=Markup(await panel_html(job_id, session)), metric_charts=METRIC_CHARTS_JSON)
 
     @router.get("/web/feed/jobs/{job_id}")
     async def job_feed(request: Request, job_id: JobId) -> StreamingResponse:
@@ -151,7 +165,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         job = await store.require(job_id)
         if action not in pages.allowed_actions(job, session.principal, ctx.config):
             return html("missing.html", session, 404, job_id=job_id, action=action)
-        return html("confirm.html", session, job=job, action=action)
+        return html("confirm.html", session, job=job, action=action, w=pages.action_words(job, action))
 
     @router.post("/jobs/{job_id}/{action}")
     async def act(request: Request, job_id: JobId, action: str,
@@ -164,9 +178,22 @@ def build_router(ctx: ApiContext) -> APIRouter:
             reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
         except (JobError, IllegalTransition) as exc:  # the job changed under the form: say how
             words = error_text(exc) if isinstance(exc, JobError) else str(exc)
-            return RedirectResponse(f"/jobs/{job_id}?{_said(words)}", status_code=303)
+            return said(f"/jobs/{job_id}", words, session)
         target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
-        return RedirectResponse(f"{target}?{_said(reply.text)}", status_code=303)
+        return said(target, reply.text, session)
+
+    @router.get("/compare")
+    async def compare_page(request: Request, job: Annotated[list[str], Query(max_length=MAX_RUNS * 2)] = []) \
+            -> HTMLResponse:  # noqa: B006  (FastAPI reads a list query's default; it is never changed)
+        session = await signed_in(request)
+        try:
+            cmp = await compare(store, [j[:100] for j in job])
+        except (WrongCount, JobNotFound) as exc:
+            return html("compare.html", session, 404 if isinstance(exc, JobNotFound) else 422, cmp=None,
+                        error=error_text(exc), ids=job[:MAX_RUNS * 2])
+        return html("compare.html", session, cmp=cmp, facts=comparison_facts(cmp),
+                    settings=comparison_settings(cmp), data=pages.compare_data(cmp),
+                    error="", ids=list(cmp.ids))
 
     @router.get("/new")
     async def new_job(request: Request, kind: str = "llm") -> HTMLResponse:
@@ -204,12 +231,6 @@ def plain_text(text: str, status: int) -> Response:
 def _local(path: str) -> str:
     """Only a path of this site (never `//elsewhere` or `https://...`): where to go after signing in."""
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
-
-
-def _said(text: str) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode({"said": text[:1000]})
 
 
 def install(app: Any, ctx: ApiContext) -> None:
