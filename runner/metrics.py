@@ -16,6 +16,7 @@ whether it grew), so a page that shows several jobs' curves costs a few stats on
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -36,6 +37,7 @@ TOKENS_SEEN, TOKENS_PER_S = "num_input_tokens_seen", "tokens_per_s"
 CACHED_FILES = 512
 
 Point = tuple[int, float]
+_VERSIONS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,15 @@ class Metrics:
     series: Mapping[str, Sequence[Point]] = field(default_factory=dict)
     max_steps: int | None = None
     run_dirs: tuple[Path, ...] = ()
+    _json: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def points_json(self, name: str) -> str:
+        """A series as JSON (`[[step, value], ...]`, values to 7 significant digits: what a chart can show),
+        made once: a page that shows it again costs nothing."""
+        if name not in self._json:
+            points = [(s, float(f"{v:.7g}")) for s, v in self.series.get(name, ())]
+            self._json[name] = json.dumps(points, separators=(",", ":"))
+        return self._json[name]
 
     def last(self, name: str) -> float | None:
         points = self.series.get(name)
@@ -100,6 +111,7 @@ class _FileSeries:
     def _reset(self) -> None:
         self.sig: tuple[int, int] | None = None  # (inode, size) when last read to its end
         self.offset = 0
+        self.version = next(_VERSIONS)  # a new number whenever what was parsed changes
         self.series: dict[str, dict[int, float]] = {}
         self.max_steps: int | None = None
         self.first_step: int | None = None
@@ -131,6 +143,7 @@ class _FileSeries:
             if not isinstance(rec, dict) or (found := record_points(rec)) is None:
                 continue
             step, values = found
+            self.version = next(_VERSIONS)
             self.max_steps = _max_steps(rec) or self.max_steps
             self.first_step = step if self.first_step is None else min(self.first_step, step)
             self._tokens_rate(step, values)
@@ -151,34 +164,48 @@ class MetricsReader:
 
     def __init__(self, cached_files: int = CACHED_FILES) -> None:
         self._files: OrderedDict[Path, _FileSeries] = OrderedDict()
+        self._merged: OrderedDict[tuple[Path, ...], tuple[tuple[int, ...], Metrics]] = OrderedDict()
         self._limit = cached_files
         self._lock = threading.Lock()  # pages read in worker threads
 
     def read(self, dirs: Sequence[Path]) -> Metrics:
         """The series of these run folders, oldest first: a later run's points replace the earlier ones' from
         its first step on (a resume from a checkpoint)."""
-        merged: dict[str, dict[int, float]] = {}
-        max_steps = None
+        key = tuple(Path(d) for d in dirs)
         with self._lock:
-            for run_dir in dirs:
-                path = Path(run_dir) / LOGGING_FILE
-                parsed = self._files.pop(path, None) or _FileSeries()
-                self._files[path] = parsed  # the most recently used last
-                parsed.read(path)
-                if parsed.first_step is not None:
-                    for points in merged.values():
-                        for step in [s for s in points if s >= parsed.first_step]:
-                            del points[step]
-                for name, points in parsed.series.items():
-                    merged.setdefault(name, {}).update(points)
-                max_steps = parsed.max_steps or max_steps
-            while len(self._files) > self._limit:
-                self._files.popitem(last=False)
-        series = {name: tuple(sorted(points.items())) for name, points in merged.items() if points}
-        return Metrics(series, max_steps, tuple(dirs))
+            parsed = [self._parsed(Path(run_dir) / LOGGING_FILE) for run_dir in key]
+            versions = tuple(p.version for p in parsed)
+            kept = self._merged.pop(key, None)
+            metrics = kept[1] if kept is not None and kept[0] == versions else _merge(parsed, key)
+            self._merged[key] = (versions, metrics)
+            for cache in (self._files, self._merged):
+                while len(cache) > self._limit:
+                    cache.popitem(last=False)
+        return metrics
+
+    def _parsed(self, path: Path) -> _FileSeries:
+        parsed = self._files.pop(path, None) or _FileSeries()
+        self._files[path] = parsed  # the most recently used last
+        parsed.read(path)
+        return parsed
 
     def of_job(self, job: Job) -> Metrics:
         return self.read(job_run_dirs(job))
+
+
+def _merge(parsed: Sequence[_FileSeries], dirs: tuple[Path, ...]) -> Metrics:
+    merged: dict[str, dict[int, float]] = {}
+    max_steps = None
+    for one in parsed:
+        if one.first_step is not None:
+            for points in merged.values():
+                for step in [s for s in points if s >= one.first_step]:
+                    del points[step]
+        for name, points in one.series.items():
+            merged.setdefault(name, {}).update(points)
+        max_steps = one.max_steps or max_steps
+    series = {name: tuple(sorted(points.items())) for name, points in merged.items() if points}
+    return Metrics(series, max_steps, dirs)
 
 
 def job_run_dirs(job: Job) -> list[Path]:

@@ -147,11 +147,16 @@ METRIC_CHARTS: tuple[dict[str, object], ...] = (
 
 def script_json(value: object) -> Markup:
     """JSON to put inside a <script type="application/json">: no `</script>` or `<!--` can end it early."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+    return script_json_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def compare_data(cmp: Comparison) -> Markup:
-    """The compared runs' loss and eval-loss points, for charts.js."""
-    return script_json([{"id": r.job.id, "loss": list(r.metrics.series.get("loss", ())),
-                         "eval_loss": list(r.metrics.series.get("eval_loss", ()))} for r in cmp.runs])
+    """The compared runs' loss and eval-loss points, for charts.js (each series' JSON made once, by its
+    Metrics: numbers and ids only, nothing to escape)."""
+    runs = ",".join(f'{{"id":{json.dumps(r.job.id)},"loss":{r.metrics.points_json("loss")},'
+                    f'"eval_loss":{r.metrics.points_json("eval_loss")}}}' for r in cmp.runs)
+    return script_json_text(f"[{runs}]")
+
+
+def script_json_text(text: str) -> Markup:
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
