@@ -7,7 +7,7 @@ run folders there before) with args.json, a logging.jsonl line per logged step, 
 takes FAKE_SWIFT_STEP_S seconds (default 0.2); FAKE_SWIFT_MEMORY_GIB, when set, is logged as `memory(GiB)`. The
 loss falls faster the higher `--learning_rate` (1e-4 when not given), which it logs as swift does;
 `--resume_from_checkpoint .../checkpoint-N` goes on from step N+1, as swift's resume does. SIGINT ends it like
-swift's trainer: KeyboardInterrupt, the summary line, exit 254.
+swift's trainer (after FAKE_SWIFT_STOP_S seconds, default 0): KeyboardInterrupt, the summary line, exit 254.
 FAKE_SWIFT_SAY_FILE names a file whose lines it prints at the start (log text to show); an output_dir containing
 FAKE_SWIFT_FAIL_IN makes it print them to stderr again after step 2, then a RuntimeError naming the first, and exit
 1 (a failure with that tail and cause).
@@ -120,6 +120,8 @@ def sft(f: dict[str, list[str]]) -> int:
                 print("\n".join(say) + f"\nRuntimeError: fake failure {say[:1]}", file=sys.stderr, flush=True)
                 return 1
     except Interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # its bookkeeping takes FAKE_SWIFT_STOP_S seconds
+        time.sleep(float(os.environ.get("FAKE_SWIFT_STOP_S", "0")))
         print("Traceback (most recent call last):\nKeyboardInterrupt", file=sys.stderr, flush=True)
         write_line(log, {"last_model_checkpoint": str(last) if last else None, "best_model_checkpoint": None,
                          "global_step": step - 1})

@@ -55,14 +55,17 @@
   };
 
   Chart.prototype.options = function () {
-    var fg = css("--fg", "#111"), grid = css("--grid", "#e5e5e5");
+    var fg = css("--fg", "#111"), grid = css("--grid", "#e5e5e5"), box = this.box;
     var axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
     return Object.assign(this.size(), {
       scales: { x: { time: false }, y: { distr: this.spec.log ? 3 : 1 } },
       legend: { live: false },  // the series' names, not "--" for a value under no cursor
       axes: [
-        Object.assign({}, axis, { label: "step", incrs: STEP_INCRS,
-          values: function (u, splits) { return splits.map(function (v) { return Number.isInteger(v) ? String(v) : ""; }); } }),
+        Object.assign({}, axis, { label: "step", incrs: STEP_INCRS, values: function (u, splits) {
+          var shown = splits.map(function (v) { return Number.isInteger(v) ? String(v) : ""; });
+          box.dataset.steps = shown.join(" ").trim();  // the step labels drawn (tests read them)
+          return shown;
+        } }),
         Object.assign({}, axis, { label: this.spec.y, size: 64,
           values: function (u, splits) { return splits.map(number); } }),
       ],
@@ -87,6 +90,7 @@
       canvas.setAttribute("role", "img");
       canvas.setAttribute("aria-label", this.spec.title + " by step: " + this.spec.series.map(function (s) {
         return s.label; }).join(", ") + ". The points are in the table below the chart.");
+      this.box.dataset.axes = this.plot.axes.map(function (a) { return a.label; }).join("|");  // drawn on the canvas
       var legend = this.plot.root.querySelector(".u-legend");
       if (legend) { legend.setAttribute("role", "presentation"); }
     } else {
