@@ -180,7 +180,7 @@ def test_the_form_takes_a_rooted_local_model_as_slack_and_the_api_do(tmp_path: P
         _fill_vlm_form(driver, api.url, "1", "output/elsewhere", "/etc")  # outside the model folders
         wait_until_sync(lambda: text_of(driver, "#form-error"), 30, "the form's refusal")
         said = text_of(driver, "#form-error")
-        assert "model “/etc”" in said and str(tmp_path / "models") in said, said
+        assert "Model “/etc”" in said and str(tmp_path / "models") in said, said
         assert "`" not in said and "/train" not in said and "model=" not in said  # a form's words, not the chat's
         driver.save_screenshot(str(tmp_path / "new-job-refused.png"))  # its answer is a 422: no console check
 
@@ -243,7 +243,7 @@ def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: P
         preview = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
                                                  "lora_rank": "16", "go": "preview"}, timeout=10)
         assert preview.status_code == 200 and "--lora_rank 16" in preview.text and 'id="start-button"' in preview.text
-        assert "held by" in preview.text  # GPU 0 is the running job's
+        assert f"in use by job {first}; promised next to queued job {second}" in preview.text  # GPU 0
         outside = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "llm", "gpu_0": "on", "out": "/etc",
                                                  "go": "start"}, timeout=10)
         assert outside.status_code == 422 and "output" in outside.text

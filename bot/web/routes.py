@@ -207,7 +207,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         form = await forms.submit(ctx, session.principal, {k: str(v) for k, v in raw.items()})
         if form.created is not None:
             return RedirectResponse(f"/jobs/{form.created}", status_code=303)
-        return html("new.html", session, 200 if form.error is None else 422, form=form)
+        return html("new.html", session, 422 if form.errors else 200, form=form)
 
     @router.get("/web/gpus")  # `/gpus` is the API's JSON
     async def gpus_page(request: Request) -> HTMLResponse:
