@@ -159,6 +159,9 @@
     summary.textContent = "The points as a table";
     var holder = document.createElement("div");
     holder.className = "points-table scroll";
+    holder.tabIndex = 0;  // it scrolls: keyboard users reach it too
+    holder.setAttribute("role", "region");
+    holder.setAttribute("aria-label", "The " + title.toLowerCase() + " points");
     details.append(summary, holder);
     fig.append(cap, box, details);
     parent.appendChild(fig);
