@@ -110,8 +110,8 @@ def sft(f: dict[str, list[str]]) -> int:
             if memory:
                 common["memory(GiB)"] = float(memory)
             if step % every == 0 or step in (first, total):
-                write_line(log, {"loss": round(loss, 6), "grad_norm": 0.5, "learning_rate": lr,
-                                 "token_acc": 0.01, **common})
+                write_line(log, {"loss": round(loss, 6), "grad_norm": round(0.4 + loss / 4, 6), "learning_rate": lr,
+                                 "token_acc": round(1 - loss / 2.2, 6), **common})
             if evals and (step % evals == 0 or step == total):
                 write_line(log, {"eval_loss": round(loss * 1.05, 6), "eval_runtime": 0.1, **common})
             if step % save == 0 or step == total:

@@ -102,10 +102,10 @@
     if (this.table) { this.table.refresh(); }
   };
 
-  Chart.prototype.rebuild = function (spec) {  // e.g. the log scale toggled
+  Chart.prototype.rebuild = function (spec, redraw) {  // the log scale toggled; a series added
     this.spec = spec;
     if (this.plot) { this.plot.destroy(); this.plot = null; }
-    if (this.data) { this.set(this.data); }
+    if (this.data && redraw !== false) { this.set(this.data); }
   };
 
   // The points as a table under `chart`, inside a <details> (built when opened, kept current while open)
@@ -179,21 +179,28 @@
       pending = false;
       var steps = Array.from(byStep.keys()).sort(function (a, b) { return a - b; });
       specs.forEach(function (spec) {
-        var columns = spec.series.map(function (s) {
+        var series = spec.series.filter(function (s) {  // only what was logged: no legend for a missing series
+          return steps.some(function (step) { return byStep.get(step)[s[0]] !== undefined; });
+        });
+        if (!series.length) { return; }
+        var columns = series.map(function (s) {
           return steps.map(function (step) { var v = byStep.get(step)[s[0]]; return v === undefined ? null : v; });
         });
         var keep = steps.map(function (_, i) { return columns.some(function (col) { return col[i] !== null; }); });
-        if (!keep.some(Boolean)) { return; }
+        var drawn = { title: spec.title, y: spec.y, series: series.map(function (s) {
+          var n = spec.series.indexOf(s);
+          return { key: s[0], label: s[1], color: colour(n), dash: n > 0, points: s[0].indexOf("eval_") === 0 };
+        }) };
         var chart = charts.get(spec.id);
         if (!chart) {
           var placeholder = document.getElementById(spec.id);
           var made = placeholder ? { box: placeholder, details: placeholder.parentNode.querySelector("details.points") }
                                  : figure(holder, spec.id, spec.title);
-          chart = new Chart(made.box, { title: spec.title, y: spec.y, series: spec.series.map(function (s, n) {
-            return { label: s[1], color: colour(n), dash: n > 0, points: s[0].indexOf("eval_") === 0 };
-          }) });
+          chart = new Chart(made.box, drawn);
           new PointsTable(made.details, chart);
           charts.set(spec.id, chart);
+        } else if (chart.spec.series.length !== drawn.series.length) {
+          chart.rebuild(drawn, false);  // a series began (the first evaluation): drawn anew below
         }
         var x = steps.filter(function (_, i) { return keep[i]; });
         chart.set([x].concat(columns.map(function (col) { return col.filter(function (_, i) { return keep[i]; }); })));
