@@ -5,6 +5,7 @@ that resumes from a checkpoint saying so, and what an action said kept neither i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import requests
 from selenium.webdriver import Chrome
@@ -120,7 +121,8 @@ def test_start_on_a_stopped_job_says_it_resumes_from_its_checkpoint_and_said_wor
         assert said.startswith((f"Stopping job {job}", f"Job {job} is stopped")), said
         wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 60, "stopped")
         wait_until_sync(lambda: text_of(driver, "#said") == "", 10, "“Stopping job…” to go once stopped")
-        assert text_of(driver, "#announce") == f"Job {job} is now stopped."  # told politely
+        wait_until_sync(lambda: text_of(driver, "#announce") == f"Job {job} is now stopped.", 10,
+                        "the change told through the polite live region")
         driver.refresh()
         assert text_of(driver, "#said") == ""  # nor back on a reload
 
@@ -135,13 +137,16 @@ def test_start_on_a_stopped_job_says_it_resumes_from_its_checkpoint_and_said_wor
         assert f"from step {n}" in text_of(driver, "#what-it-does") and text_of(driver, "#confirm") == "Yes, resume it"
         click(driver, "#confirm")
         wait_until_sync(lambda: _status(api.url, job)["status"] in ("queued", "starting", "running"), 20, "resumed")
-        metrics = requests.get(f"{api.url}/training/jobs/{job}/metrics", headers=ANN, timeout=10).json()
-        wait_until_sync(lambda: len(requests.get(f"{api.url}/training/jobs/{job}/metrics", headers=ANN, timeout=10)
-                                    .json()["run_dirs"]) == 2, 30, "the resumed run's folder")
-        assert metrics["series"]["loss"][0][0] == 1
+        def metrics() -> dict[str, Any]:
+            reply = requests.get(f"{api.url}/training/jobs/{job}/metrics", headers=ANN, timeout=10)
+            return dict(reply.json())
+
+        wait_until_sync(lambda: len(metrics()["run_dirs"]) == 2 and metrics()["series"]["loss"][-1][0] > int(n) + 2,
+                        30, "the resumed run's first steps")
         requests.post(f"{api.url}/training/jobs/{job}/stop", headers=ANN, timeout=10)
         wait_until_sync(lambda: _status(api.url, job)["status"] == "stopped", 60, "stopped again")
-        steps = [s for s, _ in requests.get(f"{api.url}/training/jobs/{job}/metrics", headers=ANN, timeout=10)
-                 .json()["series"]["loss"]]
-        assert steps == sorted(set(steps)) and int(n) + 1 in steps  # one curve: the resume went on from N
+        steps = [s for s, _ in metrics()["series"]["loss"]]
+        events = requests.get(f"{api.url}/training/jobs/{job}", headers=ANN, timeout=10).json()["events"]
+        assert steps[0] == 1 and steps == sorted(set(steps)) and int(n) + 1 in steps, (  # one curve, resumed from N
+            n, steps, metrics()["run_dirs"], [e["message"] for e in events])
         assert console_errors(driver) == []
