@@ -1,5 +1,5 @@
-"""The web dashboard: the jobs page with 10,000 jobs in the store, and the server CPU an open job page costs while
-it follows a running job that logs a line a second.
+"""The web dashboard: the jobs page with 10,000 jobs in the store, the server CPU an open job page costs while
+it follows a running job that logs a line a second, and the bytes an open tab receives while 8 jobs run.
 
 `trainbot serve` runs in its own process (fake swift); pages are fetched over real HTTP on loopback as anonymous
 loopback visitors (the default config). The jobs-page time is the client's round trip: the server's time plus
@@ -12,6 +12,7 @@ import asyncio
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -77,3 +78,73 @@ async def web_figures(n_jobs: int, samples: int, pages: int, window_s: float) ->
         fake_config(root, gpus=1, step_s=1.0, max_steps=100_000, logging_steps=1)
         rows.append(await asyncio.to_thread(_page_cpu, root, pages, window_s))
     return rows
+
+
+TODAY = "dd7bb9b"  # the commit whose live protocol the baselines were measured on (one SSE stream a page)
+
+
+class _Tab:
+    """One open tab's live stream, read in a thread: when each chunk came and how big it was."""
+
+    def __init__(self, open_stream: Callable[[], requests.Response]) -> None:
+        self.got: list[tuple[float, int]] = []
+        self.reply = open_stream()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for chunk in self.reply.iter_content(chunk_size=None):
+                self.got.append((time.monotonic(), len(chunk)))
+        except (requests.RequestException, AttributeError, ValueError):  # closed under the reader
+            return
+
+    def bytes_between(self, t0: float, t1: float) -> int:
+        return sum(n for at, n in list(self.got) if t0 <= at < t1)
+
+    def close(self) -> None:
+        self.reply.close()
+
+
+def _jobs_tab(url: str) -> requests.Response:
+    """What the jobs page opens (today: one SSE stream of the table's rows)."""
+    return requests.get(f"{url}/web/feed/rows", stream=True, timeout=60)
+
+
+def _job_tab(url: str, job_id: str) -> requests.Response:
+    """What a job's page opens (today: one SSE stream of its panel, loss points and log)."""
+    return requests.get(f"{url}/web/feed/jobs/{job_id}", stream=True, timeout=60)
+
+
+def _tab_bytes(root: Path, running: int, window_s: float) -> list[Row]:
+    with serve(root) as (url, _), requests.Session() as session:
+        jobs = [session.post(f"{url}/training/llm/jobs", json={"gpu_id": str(i), "output_dir": f"output/t{i}",
+                                                                "start": True}, timeout=10).json()["job_id"]
+                for i in range(running)]
+        deadline = time.monotonic() + 120
+        while any((session.get(f"{url}/training/jobs/{j}/status", timeout=10).json()["step"] or 0) < 2
+                  for j in jobs):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark's jobs did not start")
+            time.sleep(0.5)
+        tabs = {"the jobs page": _Tab(lambda: _jobs_tab(url)),
+                "a running job's page": _Tab(lambda: _job_tab(url, jobs[0]))}
+        time.sleep(3)  # past each tab's first picture
+        t0 = time.monotonic()
+        time.sleep(window_s)
+        t1 = time.monotonic()
+        got = {name: tab.bytes_between(t0, t1) * 60 / window_s for name, tab in tabs.items()}
+        for tab in tabs.values():
+            tab.close()
+    return [Row(f"Web: bytes a tab of {name} receives per minute while {running} jobs run (a step a second each, "
+                f"{window_s:.0f} s)", f"{per_min / 1024:.1f} KiB/min", "", None, "", None)
+            for name, per_min in got.items()]
+
+
+async def tab_bytes(running: int, window_s: float) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        await fill_root(root, 200)  # a full first page: 50 rows
+        fake_config(root, gpus=running, step_s=1.0, max_steps=100_000, logging_steps=1,
+                    env={"FAKE_SWIFT_PRINT_STEPS": "1"})
+        return await asyncio.to_thread(_tab_bytes, root, running, window_s)
