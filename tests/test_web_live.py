@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
@@ -62,7 +64,10 @@ def test_ten_tabs_of_one_browser_all_stay_live(tmp_path: Path) -> None:
             if n:
                 driver.switch_to.new_window("tab")
             page = "jobs" if n % 2 == 0 else "job"
-            driver.get(f"{api.url}/" if page == "jobs" else f"{api.url}/jobs/{job}")
+            try:
+                driver.get(f"{api.url}/" if page == "jobs" else f"{api.url}/jobs/{job}")
+            except TimeoutException:
+                pytest.fail(f"tab {n + 1} did not load in 30 s: the open tabs hold every connection to the server")
             assert job in text_of(driver, "main"), f"tab {n + 1} shows no job"
             tabs.append((driver.current_window_handle, page))
 
