@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
+
+from markupsafe import Markup
 
 from bot import texts
 from bot.api.auth import Principal
@@ -31,9 +34,27 @@ class Filters:
 
         return urlencode({k: v for k, v in vars(self).items() if v})
 
+    @classmethod
+    def from_query(cls, query: str) -> Filters:
+        """The filters of a page's query string (what a live view names its table by)."""
+        from urllib.parse import parse_qs
+
+        found = parse_qs(query)
+        kind, state, owner = ((found.get(k) or [""])[0] for k in ("kind", "state", "owner"))
+        return cls(kind, state, owner[:100])
+
 
 def age(at: float | None, now: float | None = None) -> str:
     return "" if at is None else texts.duration(max(0.0, (now or time.time()) - at)) + " ago"
+
+
+def time_ago(at: float | None) -> Markup:
+    """`age` as the templates show it: a `<time>` whose `data-at` the page's script counts from (live pages'
+    times go on ticking; the live stream leaves their text out, see bot/web/live.py)."""
+    if at is None:
+        return Markup("")
+    iso = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds")
+    return Markup('<time datetime="{}" data-at="{}">{}</time>').format(iso, round(at), age(at))
 
 
 def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
