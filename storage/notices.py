@@ -163,11 +163,9 @@ class ExportFailed:
 
 @dataclass(frozen=True, kw_only=True)
 class JobDeleted:
-    """The row is gone; `card_ts`/`channel_id` say where its card was, so a front end can mark it deleted."""
+    """The row is gone (a front end that showed the job, a Slack card say, marks it deleted)."""
 
     by: str | None = None
-    card_ts: str | None = None
-    channel_id: str | None = None
     kind: Literal["job_deleted"] = "job_deleted"
 
 
