@@ -48,7 +48,7 @@ class Outbox(Connection):
         """Read as `name` from now on (a new reader starts after the newest notice; one that exists resumes), and
         say it is alive: call again within `keep_s`, or its unread notices stop waiting for it. Its position."""
         now = time.time()
-        async with self._tx() as db:
+        async with self._tx(quiet=True) as db:  # every minute from each reader: no loop need wake for it
             await self._prune(db, now)  # first: a reader gone too long comes back as a new one
             await db.execute(
                 """INSERT INTO outbox_readers (name, position, seen_at, keep_s)
