@@ -4,8 +4,8 @@
   on the same database reads every notice too, and a restarted bot resumes where it was. While it is down, notices
   wait for it `[slack] keep_notices_hours`; after that they stop waiting (and it comes back as a new reader).
 - `job_created` posts the job card in the channel the job was asked from (`Job.slack_channel`); where the card is
-  (storage/slack_cards.py: Slack's own table, not the job's) is saved before the delivery, and its ts is the job's
-  thread.
+  (storage/slack_cards.py: Slack's own table, not the job's) is saved before the notice is marked delivered, and
+  its ts is the job's thread.
   Every other notice is a reply in that thread; ends and exports are broadcast to the channel too
   (`reply_broadcast`), and an end brings the loss curve (a PNG uploaded to the thread).
 - One delivery at a time per channel (Slack allows about one message a second there), channels in parallel,
