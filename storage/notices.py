@@ -1,10 +1,10 @@
 """What people must be told, as typed facts: one frozen dataclass per kind of notice, in one tagged union.
 
-A notice waits in the outbox until every front end that reads it has (storage/outbox.py). It is stored as JSON: its kind (the outbox's
-`topic` column) and its fields with the schema version (`"v"`), and read back into the same type. Rows written
-before the version existed (v0: ad-hoc dicts) are read into today's types; a row no type fits (written by a newer
-bot, say) comes back as `Unreadable`, never as an error. Every renderer matches on `NoticeFacts` and ends in
-`assert_never`, so a kind that one of them forgets fails mypy, not a user.
+A notice waits in the outbox until every front end that reads it has (storage/outbox.py). It is stored as JSON: its
+kind (the outbox's `topic` column) and its fields with the schema version (`"v"`), and read back into the same type.
+Rows written before the version existed (v0: ad-hoc dicts) are read into today's types; a row no type fits (written
+by a newer bot, say) comes back as `Unreadable`, never as an error. Every renderer matches on `NoticeFacts` and ends
+in `assert_never`, so a kind that one of them forgets fails mypy, not a user.
 """
 
 from __future__ import annotations

@@ -25,16 +25,18 @@ from storage.notices import Notice, decode, encode
 
 log = logging.getLogger(__name__)
 
-# A reader's notices not yet delivered, with its delivery state (params: the reader). One reader left out is
-# nobody's: it has no position, so nothing is pending for it.
-_PENDING = """
+# The ids of a reader's notices not yet delivered (params: the reader, twice): past its position, less those it
+# delivered out of order. A reader not registered has no position: nothing is pending for it.
+_UNTOLD = """id > (SELECT position FROM outbox_readers WHERE name = ?)
+    AND id NOT IN (SELECT notice_id FROM outbox_deliveries WHERE reader = ? AND delivered_at IS NOT NULL)"""
+# Notices with the reader's delivery state, from a subquery `h` of their ids (params: those of `h`, then the reader)
+_WITH_STATE = """
     SELECT o.id, o.job_id, o.topic, o.data, o.created_at, COALESCE(d.attempts, 0) AS attempts,
            COALESCE(d.next_attempt_at, o.created_at) AS next_attempt_at, d.delivered_at
-    FROM outbox o JOIN outbox_readers r ON r.name = ? AND o.id > r.position
-    LEFT JOIN outbox_deliveries d ON d.reader = r.name AND d.notice_id = o.id
-    WHERE d.delivered_at IS NULL"""
+    FROM ({}) h JOIN outbox o ON o.id = h.id
+    LEFT JOIN outbox_deliveries d ON d.reader = ? AND d.notice_id = o.id"""
 # Of those, each job's oldest: delivery stays in order per job
-_HEADS = f"WITH p AS ({_PENDING}) SELECT p.* FROM p JOIN (SELECT MIN(id) AS id FROM p GROUP BY job_id) h USING (id)"
+_HEADS = _WITH_STATE.format(f"SELECT MIN(id) AS id FROM outbox WHERE {_UNTOLD} GROUP BY job_id")
 
 
 class Outbox(Connection):
@@ -75,22 +77,23 @@ class Outbox(Connection):
     async def pending_notices(self, reader: str, job_id: str | None = None, *, limit: int | None = None
                               ) -> list[Notice]:
         """The reader's notices not yet delivered (of one job, or all), oldest first."""
-        sql, params = _PENDING, [reader]
+        ids, params = f"SELECT id FROM outbox WHERE {_UNTOLD}", [reader, reader]
         if job_id is not None:
-            sql += " AND o.job_id = ?"
+            ids += " AND job_id = ?"
             params.append(job_id)
-        sql += " ORDER BY o.id" + (f" LIMIT {int(limit)}" if limit is not None else "")
-        return [_notice_from_row(r) for r in await self._read(sql, params)]
+        ids += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        sql = _WITH_STATE.format(ids) + " ORDER BY o.id"
+        return [_notice_from_row(r) for r in await self._read(sql, [*params, reader])]
 
     async def due_notices(self, reader: str, now: float | None = None, limit: int = 100) -> list[Notice]:
         """For each job, the reader's oldest notice not yet delivered, if it is due."""
         now = time.time() if now is None else now
-        sql = f"{_HEADS} WHERE p.next_attempt_at <= ? ORDER BY p.id LIMIT ?"
-        return [_notice_from_row(r) for r in await self._read(sql, (reader, now, limit))]
+        sql = f"{_HEADS} WHERE COALESCE(d.next_attempt_at, o.created_at) <= ? ORDER BY o.id LIMIT ?"
+        return [_notice_from_row(r) for r in await self._read(sql, (reader, reader, reader, now, limit))]
 
     async def next_notice_at(self, reader: str) -> float | None:
         """When the soonest of the notices due_notices would hand out falls due (None: nothing to deliver)."""
-        rows = await self._read(f"WITH q AS ({_HEADS}) SELECT MIN(next_attempt_at) FROM q", (reader,))
+        rows = await self._read(f"SELECT MIN(next_attempt_at) FROM ({_HEADS})", (reader, reader, reader))
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def notices(self, job_id: str) -> list[Notice]:
@@ -147,8 +150,8 @@ class Outbox(Connection):
                          (position, now, reader))
         await db.execute("DELETE FROM outbox_deliveries WHERE reader = ? AND notice_id <= ?", (reader, position))
 
-    @staticmethod
-    async def _prune(db: aiosqlite.Connection, now: float) -> None:
+    @classmethod
+    async def _prune(cls, db: aiosqlite.Connection, now: float) -> None:
         """Forget readers not seen for their keep_s, then the notices every reader left is past."""
         async with db.execute("SELECT name, position FROM outbox_readers WHERE seen_at + keep_s < ?", (now,)) as cur:
             gone = list(await cur.fetchall())
@@ -157,13 +160,19 @@ class Outbox(Connection):
                         name, position)
             await db.execute("DELETE FROM outbox_readers WHERE name = ?", (name,))
             await db.execute("DELETE FROM outbox_deliveries WHERE reader = ?", (name,))
-        await db.execute("DELETE FROM outbox WHERE id <= COALESCE((SELECT MIN(position) FROM outbox_readers), ?)",
-                         (2**63 - 1,))
+        await cls._drop_read(db, now)
+
+    @staticmethod
+    async def _drop_read(db: aiosqlite.Connection, now: float) -> None:
+        """Delete the notices every reader still waited for is past (one gone too long counts as none)."""
+        await db.execute("""DELETE FROM outbox WHERE id <= COALESCE(
+                                (SELECT MIN(position) FROM outbox_readers WHERE seen_at + keep_s >= ?), ?)""",
+                         (now, 2**63 - 1))
 
     async def _notice(self, db: aiosqlite.Connection, notice: Notice, now: float) -> None:
         await db.execute("INSERT INTO outbox (job_id, topic, data, created_at) VALUES (?, ?, ?, ?)",
                          (notice.job_id, notice.topic, encode(notice.facts), now))
-        await self._prune(db, now)
+        await self._drop_read(db, now)  # with no reader, nothing is kept
 
 
 def _notice_from_row(r: aiosqlite.Row) -> Notice:
