@@ -40,9 +40,7 @@ _HEADS = _WITH_STATE.format(f"SELECT MIN(id) AS id FROM outbox WHERE {_UNTOLD} G
 
 
 class Outbox(Connection):
-    async def enqueue(self, notice: Notice) -> None:
-        async with self._tx() as db:
-            await self._notice(db, notice, time.time())
+    """Notices are written with the change they tell of (storage/jobs.py: create, update, add_event, delete)."""
 
     # ---- readers ----------------------------------------------------------------------------------------------
 

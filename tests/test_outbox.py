@@ -32,8 +32,8 @@ async def test_two_readers_each_get_every_notice_and_it_is_pruned_once_both_have
     await store.register_reader(CONSOLE, keep_s=DAY)
     a = await store.create(a_job(), notice=Notice("", JobCreated()))
     b = await store.create(a_job(), notice=Notice("", JobCreated()))
-    await store.enqueue(Notice(a.id, JobStarted()))
-    await store.enqueue(Notice(b.id, JobStarted()))
+    await store.update(a.id, notice=Notice(a.id, JobStarted()))
+    await store.update(b.id, notice=Notice(b.id, JobStarted()))
     assert [(n.job_id, n.topic) for n in await store.pending_notices(CONSOLE)] == [
         (a.id, "job_created"), (b.id, "job_created"), (a.id, "job_started"), (b.id, "job_started")]
 
@@ -57,7 +57,7 @@ async def test_two_readers_each_get_every_notice_and_it_is_pruned_once_both_have
 async def test_without_a_reader_nothing_is_kept(store: JobStore) -> None:
     for i in range(50):
         job = await store.create(a_job(output_dir=f"/o/{i}"), notice=Notice("", JobCreated()))
-        await store.enqueue(Notice(job.id, CheckpointSaved(step=i)))
+        await store.update(job.id, notice=Notice(job.id, CheckpointSaved(step=i)))
     assert await kept(store) == 0
 
 
@@ -66,7 +66,7 @@ async def test_a_reader_gone_too_long_holds_nothing_back(store: JobStore) -> Non
     await store.register_reader(CONSOLE, keep_s=0.5)  # a console that was killed: it never reads again
     job = await store.create(a_job(), notice=Notice("", JobCreated()))
     for step in range(1, 11):
-        await store.enqueue(Notice(job.id, CheckpointSaved(step=step)))
+        await store.update(job.id, notice=Notice(job.id, CheckpointSaved(step=step)))
     await store.mark_delivered(SLACK, *(n.id for n in await store.pending_notices(SLACK) if n.id is not None))
     assert await kept(store) == 11  # the console has had none
 
@@ -76,7 +76,7 @@ async def test_a_reader_gone_too_long_holds_nothing_back(store: JobStore) -> Non
 
     await wait_until(pruned, 10, "the silent console to stop holding notices back")
     assert await store.reader_position(CONSOLE) is None  # forgotten
-    await store.enqueue(Notice(job.id, CheckpointSaved(step=99)))
+    await store.update(job.id, notice=Notice(job.id, CheckpointSaved(step=99)))
     [newest] = await store.pending_notices(SLACK)
     assert await store.register_reader(CONSOLE, keep_s=DAY) == newest.id  # back: a new reader, after the newest
 
@@ -84,7 +84,7 @@ async def test_a_reader_gone_too_long_holds_nothing_back(store: JobStore) -> Non
 async def test_a_reader_that_comes_back_resumes_where_it_was(store: JobStore) -> None:
     at = await store.register_reader(SLACK, keep_s=DAY)
     job = await store.create(a_job(), notice=Notice("", JobCreated()))
-    await store.enqueue(Notice(job.id, JobStarted()))
+    await store.update(job.id, notice=Notice(job.id, JobStarted()))
     [card, _] = await store.pending_notices(SLACK)
     assert card.id is not None
     await store.mark_delivered(SLACK, card.id)

@@ -160,7 +160,7 @@ async def test_delete_refuses_a_launched_job_and_forgets_the_others(store: JobSt
 async def test_outbox_delivers_in_order_per_job(store: JobStore) -> None:
     await store.register_reader(R, keep_s=60)
     a = await store.create(new_job(), notice=Notice("", JobCreated()))
-    await store.enqueue(Notice(a.id, JobStarted()))
+    await store.update(a.id, notice=Notice(a.id, JobStarted()))
     first = await store.due_notices(R)
     assert [n.topic for n in first] == ["job_created"]
     assert first[0].id is not None
