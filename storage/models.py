@@ -164,8 +164,7 @@ class Job:
     error_hint: str | None = None
     stopped_by: str | None = None
     user_id: str | None = None
-    channel_id: str | None = None
-    card_ts: str | None = None
+    slack_channel: str | None = None  # the Slack channel the request came from (its card goes there): Slack's to read
     queue_reason: str | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
     idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)

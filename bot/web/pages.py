@@ -16,7 +16,6 @@ from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
 from storage.jobs import JobStore
 from storage.models import Event, ExportState, Job, JobState
-from storage.notices import JobCreated
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
@@ -105,8 +104,8 @@ class JobFacts:
 
 async def job_facts(store: JobStore, job: Job) -> JobFacts:
     events = await store.events(job.id)
-    created = next((n.facts for n in await store.notices(job.id) if isinstance(n.facts, JobCreated)), None)
-    notes = list(created.profile_notes) if created else []
+    created = next((e for e in events if e.kind == "created"), None)  # the outbox keeps notices only until told
+    notes = [str(n) for n in created.data.get("profile_notes") or []] if created else []
     checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
     tail: list[str] = []
     if job.state is JobState.FAILED and (log := job.train_run.log) is not None:
