@@ -22,6 +22,8 @@ from runner.gpus import GpuProbe
 from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_summary
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
+from storage.actors import actor_name
+from storage.failure_facts import JobFailure, OutputUnwritable, SchedulerEnded
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Progress, Purpose
 from storage.notices import (
@@ -36,6 +38,7 @@ from storage.notices import (
     JobSucceeded,
     Notice,
 )
+from storage.waiting import Submitted
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class Follower:
             if job.state is JobState.STOPPING:
                 await self._escalate_stop(job, ref)
             return
-        await self._settle(await self.store.require(job.id), status.returncode, cause=status.detail)
+        await self._settle(await self.store.require(job.id), status.returncode, cause=status.cause)
 
 
     async def start_queued(self) -> None:
@@ -120,10 +123,10 @@ class Follower:
                                                  gpus=job.gpus)
         except LaunchError as exc:
             ran = f" (the command: {exc.detail})" if exc.detail else ""
-            await self.store.update(job.id, state=JobState.FAILED, error_class="launch", error_message=str(exc),
-                                    error_hint=exc.hint, finished_at=time.time(), event=f"could not start: {exc}{ran}",
-                                    notice=Notice(job.id, JobFailed(summary=str(exc), hint=exc.hint,
-                                                                    failure_class="launch")))
+            failed = JobFailure(exc.refusal)
+            await self.store.update(job.id, state=JobState.FAILED, failure=failed, finished_at=time.time(),
+                                    event=f"could not start: {exc.refusal.code}{ran}",
+                                    notice=Notice(job.id, JobFailed(failure=failed)))
             return
         job = await self.store.update(
             job.id, train_run=launched.run(log_path), host=launched.host,
@@ -131,7 +134,8 @@ class Follower:
         if scheduled:  # the notice carries facts; each front end words them (and the place in line is Slurm's)
             status = await self.backend.status(ProcessRef.of(job, "train"))
             reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
-            await self.store.update(job.id, queue_reason=reason, event=reason, event_kind="submitted",
+            submitted = Submitted(self.backend.name, launched.backend_job_id or "")
+            await self.store.update(job.id, queue_reason=submitted, event=reason, event_kind="submitted",
                                     notice=Notice(job.id, JobQueued(
                                         backend=self.backend.name, backend_job_id=launched.backend_job_id,
                                         pending_reason=status.pending_reason if status.alive else None)))
@@ -181,7 +185,7 @@ class Follower:
         elif job.id in self._unreached:
             await self.interrupt(job)
 
-    async def _settle(self, job: Job, returncode: int | None, *, cause: str | None = None) -> None:
+    async def _settle(self, job: Job, returncode: int | None, *, cause: SchedulerEnded | None = None) -> None:
         """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""
         self._stop_started.pop(job.id, None)
         self._unreached.discard(job.id)
@@ -202,16 +206,15 @@ class Follower:
         if isinstance(outcome, Stopped):
             by = outcome.by
             await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
-                                    event=f"stopped by {by or 'console'}", event_kind="stopped",
+                                    event=f"stopped by {actor_name(by)}", event_kind="stopped",
                                     notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration), by=by)))
             return
         failure = outcome.failure
         await self.store.update(
-            job.id, state=JobState.FAILED, error_class=str(failure.cls), error_message=failure.summary,
-            error_hint=failure.hint, **common, event=f"failed: {failure.summary}", event_kind="failed",
-            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration), failure_class=str(failure.cls),
-                                             summary=failure.summary, hint=failure.hint, detail=failure.detail,
-                                             tail=tuple(failure.tail))))
+            job.id, state=JobState.FAILED, failure=failure.facts, **common, event=f"failed: {failure.reason.code}",
+            event_kind="failed", notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration),
+                                                                  failure=failure.facts, detail=failure.detail,
+                                                                  tail=tuple(failure.tail))))
 
     async def follow_exports(self) -> bool:
         exporting = await self.store.exporting()
@@ -229,11 +232,10 @@ class Follower:
                                         notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir))))
             else:
                 f = classify_failure(status.returncode, job.export_run.log)
-                f = with_cause(f, status.detail) if status.detail else f
+                f = with_cause(f, status.cause) if status.cause else f
                 await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_run=ended,
-                                        event=f"export failed: {f.summary}", event_kind="export_failed",
-                                        notice=Notice(job.id, ExportFailed(summary=f.summary, hint=f.hint,
-                                                                              tail=tuple(f.tail))))
+                                        event=f"export failed: {f.reason.code}", event_kind="export_failed",
+                                        notice=Notice(job.id, ExportFailed(failure=f.facts, tail=tuple(f.tail))))
         return bool(exporting)
 
     def foreign_busy(self, jobs: list[Job]) -> set[str]:
@@ -251,9 +253,9 @@ def _check_writable(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LaunchError(f"cannot create the output folder {output_dir}: {exc.strerror}") from exc
+        raise LaunchError(OutputUnwritable(str(output_dir), exc.strerror, created=False)) from exc
     if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise LaunchError(f"the output folder {output_dir} is not writable by the bot's user")
+        raise LaunchError(OutputUnwritable(str(output_dir)))
 
 
 def _display(job: Job) -> str:

@@ -22,13 +22,21 @@ from collections.abc import Mapping, Sequence
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class EnvNameError(ValueError):
+    """`name` cannot be exported by a shell (the job's environment comes from the config)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"bad environment variable name: {name!r}")
+        self.name = name
+
+
 def with_exports(script: str, env: Mapping[str, str] | None) -> str:
     """Insert ``export K=V`` lines after the shebang and #SBATCH header (directives must stay first)."""
     if not env:
         return script
     for name in env:
         if not _ENV_NAME_RE.match(name):
-            raise ValueError(f"bad environment variable name: {name!r}")
+            raise EnvNameError(name)
     exports = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines = script.splitlines()
     if not lines or not lines[0].startswith("#!"):

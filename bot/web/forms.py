@@ -12,6 +12,7 @@ from bot.api.auth import Principal
 from bot.api.context import ApiContext
 from bot.grammar import CreateJob, Rejection, out_example, parse
 from bot.help_text import VLM_KEYS
+from bot.profile_words import note_words
 from bot.texts import error_text, warning_text
 from runner import leases
 from runner.access import check_start
@@ -80,7 +81,7 @@ async def submit(ctx: ApiContext, who: Principal, fields: dict[str, str]) -> Job
     sup = ctx.runtime.supervisor
     if fields.get("go") != "start":
         plan = sup.plan(req)
-        return replace(form, preview=plan.display, notes=plan.notes,
+        return replace(form, preview=plan.display, notes=tuple(note_words(n) for n in plan.notes),
                        warnings=tuple(warning_text(w) for w in await sup.dry_run_warnings(req)))
     try:
         check_start(who.caller(), config.access)

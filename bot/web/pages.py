@@ -14,6 +14,7 @@ from runner.log_tail import clean_lines, read_log_tail
 from storage.jobs import JobStore
 from storage.models import Event, ExportState, Job, JobState
 from storage.notices import JobCreated
+from storage.profile_notes import ProfileNote
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
@@ -76,7 +77,7 @@ class JobFacts:
     """A job's page, beyond the job itself."""
 
     command: str
-    profile_notes: list[str]
+    profile_notes: list[ProfileNote]
     checkpoints: list[str]
     failure_tail: list[str]
     events: list[Event]
