@@ -208,11 +208,12 @@ async def submit(script: str, *, job_name: str, output_path: Path, gres_gpus: in
 
 async def show_job(job_id: str | int) -> SlurmJob | None:
     """The job as ``scontrol show job -o`` sees it; None once Slurm has forgotten it (MinJobAge)."""
-    rc, out, err = await _run(["scontrol", "show", "job", "-o", str(job_id)])
+    argv = ["scontrol", "show", "job", "-o", str(job_id)]
+    rc, out, err = await _run(argv)
     if rc != 0:
         if "Invalid job id" in err:
             return None
-        raise SlurmError("refused", f"scontrol show job -o {job_id}", reason=slurm_reason(err), returncode=rc)
+        raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err), returncode=rc)
     for line in out.splitlines():
         rec = parse_record(line)
         if rec.get("JobId") == str(job_id):
