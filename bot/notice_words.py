@@ -97,7 +97,7 @@ def profile_words(created: JobCreated, fmt: Format = PLAIN, lead: str = "") -> s
 def queued_words(queued: JobQueued, fmt: Format = PLAIN) -> str:
     """Why it waits: a scheduler's job id and its reason, or the place in our line."""
     if queued.backend_job_id:
-        words = f"submitted to {backend_label(str(queued.backend))} as job {fmt.text(queued.backend_job_id)}"
+        words = f"submitted to {backend_label(str(queued.backend), fmt)} as job {fmt.text(queued.backend_job_id)}"
         return words + (f"; {waiting_words(queued.pending_reason, fmt)}" if queued.pending_reason else "")
     place = f" (#{queued.position} in line)" if queued.position else ""
     return f"is waiting{place}" + (f": {waiting_words(queued.reason, fmt)}" if queued.reason else "")

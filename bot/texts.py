@@ -287,7 +287,7 @@ def start_reply(job: Job, fmt: Format = PLAIN) -> str:
     """Where a job just created stands, as its real state says (a scheduler may refuse it at once)."""
     match job.state:
         case JobState.QUEUED if job.train_run.backend_job_id:
-            words = f"submitted to {backend_label(job.backend)} as job {fmt.text(job.train_run.backend_job_id)}"
+            words = f"submitted to {backend_label(job.backend, fmt)} as job {fmt.text(job.train_run.backend_job_id)}"
             said = job.queue_reason if isinstance(job.queue_reason, SlurmPending | SlurmSilent) else None
             return words + (f" ({waiting_words(said, fmt)})" if said else "")
         case JobState.QUEUED:

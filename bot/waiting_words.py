@@ -60,7 +60,7 @@ def waiting_words(reason: QueueReason, fmt: Format = PLAIN) -> str:
         case BehindEarlierJob():
             return "an earlier job is waiting for the same GPU"
         case Submitted(backend=backend, backend_job_id=backend_job_id):
-            return f"submitted to {backend_label(backend)} as job {fmt.text(backend_job_id)}"
+            return f"submitted to {backend_label(backend, fmt)} as job {fmt.text(backend_job_id)}"
         case SlurmPending() as pending:
             return "Slurm: " + slurm_pending_words(pending, fmt)
         case SlurmSilent(problem=problem, command=command, reason=said):
@@ -86,5 +86,5 @@ def slurm_pending_words(pending: SlurmPending, fmt: Format = PLAIN) -> str:
     return f"{words} ({fmt.text(pending.reason)})"
 
 
-def backend_label(name: str) -> str:
-    return "Slurm" if name == "slurm" else name
+def backend_label(name: str, fmt: Format = PLAIN) -> str:
+    return "Slurm" if name == "slurm" else fmt.text(name)
