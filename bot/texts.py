@@ -6,11 +6,13 @@ Each function takes the front end's `Format` (bot/mrkdwn.py): every fact not mad
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import assert_never
 
 from bot import failure_words
+from bot.actor_words import by_words as by_words
+from bot.actor_words import who as who
+from bot.event_words import event_text
 from bot.mrkdwn import PLAIN, Format
 from bot.waiting_words import backend_label as backend_label
 from bot.waiting_words import waiting_words
@@ -30,7 +32,6 @@ from runner.errors import (
     OutputInUse,
 )
 from runner.gpus import Gpu, GpuSnapshot
-from storage.actors import Actor, Console, Outside, System, SystemActor, User
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import Event, IllegalTransition, Job, JobState
 from storage.waiting import GpusBusy, SlurmPending, SlurmSilent
@@ -122,7 +123,7 @@ def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
              "command:", fmt.block(_command(job))]
     if events:
         lines.append("events:")
-        lines += [f"• {_clock(e.at)} {fmt.text(e.message)}" for e in events[-15:]]
+        lines += [f"• {_clock(e.at)} {event_text(e, fmt)}" for e in events[-15:]]
     return "\n".join(lines)
 
 
@@ -259,28 +260,6 @@ def gpu_line(gpu: Gpu, holder: str | None, fmt: Format = PLAIN) -> str:
     who_ = f"job {fmt.code(holder)}" if holder else ("busy: " + ", ".join(
         f"{fmt.text(p.user or '?')} pid {p.pid}" for p in gpu.processes) if gpu.processes else "free")
     return f"• {fmt.bold(label)} {fmt.text(gpu.name)} · {mem} · {util} · {who_}"
-
-
-def who(user: str | None, fmt: Format = PLAIN) -> str:
-    """A Slack user id (from Slack, not typed) as a live mention; anything else as text."""
-    if not user:
-        return "the console"
-    return fmt.mention(user) if re.fullmatch(r"[UW][A-Z0-9]+", user) else fmt.text(user)
-
-
-def by_words(actor: Actor | None, fmt: Format = PLAIN) -> str:
-    """Who did it: a user (as `who` shows them), the console, trainbot itself, or someone outside trainbot."""
-    match actor:
-        case User(id=user_id):
-            return who(user_id, fmt)
-        case Console() | None:
-            return "the console"
-        case System(name=SystemActor.TRAINBOT):
-            return "trainbot"
-        case Outside():
-            return "someone outside trainbot"
-        case _:
-            assert_never(actor)
 
 
 def start_reply(job: Job, fmt: Format = PLAIN) -> str:

@@ -23,7 +23,9 @@ from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_s
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
 from storage.actors import actor_name
+from storage.actors import event_data as by_data
 from storage.failure_facts import JobFailure, OutputUnwritable, SchedulerEnded
+from storage.failure_facts import event_data as failure_data
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Progress, Purpose
 from storage.notices import (
@@ -126,6 +128,7 @@ class Follower:
             failed = JobFailure(exc.refusal)
             await self.store.update(job.id, state=JobState.FAILED, failure=failed, finished_at=time.time(),
                                     event=f"could not start: {exc.refusal.code}{ran}",
+                                    event_data=failure_data(failed) | ({"command": exc.detail} if exc.detail else {}),
                                     notice=Notice(job.id, JobFailed(failure=failed)))
             return
         job = await self.store.update(
@@ -206,15 +209,15 @@ class Follower:
         if isinstance(outcome, Stopped):
             by = outcome.by
             await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
-                                    event=f"stopped by {actor_name(by)}", event_kind="stopped",
+                                    event=f"stopped by {actor_name(by)}", event_kind="stopped", event_data=by_data(by),
                                     notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration), by=by)))
             return
         failure = outcome.failure
         await self.store.update(
             job.id, state=JobState.FAILED, failure=failure.facts, **common, event=f"failed: {failure.reason.code}",
-            event_kind="failed", notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration),
-                                                                  failure=failure.facts, detail=failure.detail,
-                                                                  tail=tuple(failure.tail))))
+            event_kind="failed", event_data=failure_data(failure.facts),
+            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration), failure=failure.facts,
+                                            detail=failure.detail, tail=tuple(failure.tail))))
 
     async def follow_exports(self) -> bool:
         exporting = await self.store.exporting()
@@ -235,6 +238,7 @@ class Follower:
                 f = with_cause(f, status.cause) if status.cause else f
                 await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_run=ended,
                                         event=f"export failed: {f.reason.code}", event_kind="export_failed",
+                                        event_data=failure_data(f.facts),
                                         notice=Notice(job.id, ExportFailed(failure=f.facts, tail=tuple(f.tail))))
         return bool(exporting)
 

@@ -40,6 +40,8 @@ from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
 from storage.actors import actor
 from storage.errors import StillActive
+from storage.failure_facts import JobFailure
+from storage.failure_facts import event_data as failure_data
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Purpose, Run
 from storage.notices import (
@@ -223,7 +225,8 @@ class Supervisor:
             async with self._lock:
                 self.follower.launching_exports.discard(job_id)
                 await self.store.update(job_id, export_state=ExportState.EXPORT_FAILED,
-                                        event=f"export could not start: {exc.refusal.code}", event_kind="export_failed")
+                                        event=f"export could not start: {exc.refusal.code}", event_kind="export_failed",
+                                        event_data=failure_data(JobFailure(exc.refusal)))
             raise CannotLaunch(job_id, exc.refusal) from exc
         async with self._lock:
             self.follower.launching_exports.discard(job_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from storage.facts import FactCodec
 
@@ -73,3 +73,12 @@ def actor_name(who: Actor | None) -> str:
             return str(name)
         case Console() | Outside() | None:
             return who.code if who else "console"
+
+
+def event_data(who: Actor | None) -> dict[str, Any]:
+    """An event's data that tells who did it (front ends word the event from it)."""
+    return {} if who is None else {"by": CODEC.to_python(who)}
+
+
+def from_event_data(data: dict[str, Any]) -> Actor | None:
+    return CODEC.from_python(data["by"]) if "by" in data else None

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api.facts import FactOut, FailureOut, actor_out, failure_out, reason_out
+from bot.event_words import event_text
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
 from storage.models import Event, Job
@@ -154,7 +155,7 @@ def job_status(job: Job) -> JobStatus:
 
 
 def event_out(event: Event) -> EventOut:
-    return EventOut(id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event.message,
+    return EventOut(id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event_text(event),
                     data=event.data, at=event.at)
 
 

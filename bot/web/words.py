@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from markupsafe import Markup
 
 from bot import failure_words
+from bot.event_words import event_text
 from bot.mrkdwn import HTML
 from bot.profile_words import notes_words
 from bot.texts import by_words
 from bot.waiting_words import waiting_words
-from storage.models import Job
+from storage.models import Event, Job
 from storage.profile_notes import ProfileNote
 
 
@@ -38,5 +39,9 @@ def notes_html(notes: Sequence[ProfileNote]) -> Markup:
     return Markup(notes_words(notes, HTML))
 
 
-GLOBALS = {"failure_html": failure_html, "hint_html": hint_html, "waiting_html": waiting_html,
+def event_html(event: Event) -> Markup:
+    return Markup(event_text(event, HTML))
+
+
+GLOBALS = {"event_html": event_html, "failure_html": failure_html, "hint_html": hint_html, "waiting_html": waiting_html,
            "stopped_by_html": stopped_by_html, "notes_html": notes_html}
