@@ -1,4 +1,4 @@
-"""Why a job failed, or could not start: one typed fact a cause (a code and its fields), worded by each front end.
+"""Why a job failed, or could not start: a typed fact for each cause (a code and its fields), worded by each front end.
 
 runner/failures.py reads them from a swift log, runner/backends/slurm_states.py from Slurm's end of a job, and the
 backends raise the launch refusals (`LaunchError`). A job keeps its `JobFailure` in its row (JSON); a row from before
@@ -223,7 +223,6 @@ class JobFailure:
 
     reason: Annotated[FailureReason, Field(discriminator="code")]
     cause: SchedulerEnded | None = None
-    code: Literal["failure"] = "failure"
 
 
 CODEC: FactCodec[JobFailure] = FactCodec(JobFailure)

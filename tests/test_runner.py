@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bot import failure_words
+from bot import failure_words, texts
 from runner import leases
 from runner.config import Config
 from runner.errors import GpuMissing
@@ -140,7 +140,7 @@ async def test_hub_model_without_network_fails_with_the_hub_cause(make_config: M
     assert "Qwen/Qwen2.5-7B-Instruct" in failure_words.summary(job.failure)
     assert "mirror" in (failure_words.hint(job.failure) or "")
     failed = [n.facts for n in await rt.store.notices(job.id) if isinstance(n.facts, JobFailed)]
-    assert len(failed) == 1 and failed[0].tail and failed[0].failure_class == "hub_unreachable"
+    assert len(failed) == 1 and failed[0].tail and failed[0].failure == job.failure
 
 
 async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConfig, open_runtime: OpenRuntime) -> None:
@@ -186,8 +186,10 @@ async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_c
                                                                          open_runtime: OpenRuntime) -> None:
     config = make_config(sections="[gpus]\ninventory = 2\n")
     rt = await open_runtime(config)
-    with pytest.raises(GpuMissing, match=r"GPU 7 does not exist on this machine; it has GPUs 0 and 1"):
+    with pytest.raises(GpuMissing) as refused:
         await rt.supervisor.submit(request(config, gpus=("7",)))
+    assert (refused.value.missing, refused.value.have, refused.value.suggest) == (("7",), ("0", "1"), ("0",))
+    assert texts.error_text(refused.value).startswith("GPU 7 does not exist on this machine; it has GPUs 0 and 1")
     assert await rt.store.list_all() == []  # nothing half-written
 
 
