@@ -17,6 +17,7 @@ from storage.failure_facts import (
     DiskFull,
     Distributed,
     FailureReason,
+    FolderTaken,
     HostOomKilled,
     HubUnreachable,
     Interrupted,
@@ -26,6 +27,7 @@ from storage.failure_facts import (
     Network,
     OutputExists,
     OutputUnwritable,
+    PathOutsideRoot,
     PermissionDenied,
     SchedulerEnded,
     SlurmEnd,
@@ -108,6 +110,11 @@ def reason_summary(reason: FailureReason, fmt: Format = PLAIN) -> str:
             return slurm_trouble("Slurm refused the job", problem, said, command, fmt)
         case BadEnvName(name=name):
             return f"the job's environment names {fmt.code(name)}, which a shell cannot export"
+        case PathOutsideRoot() as f:
+            roots = ", ".join(fmt.code(r) for r in f.roots) or "any allowed folder"
+            return f"{t(f.field)} {fmt.code(f.path)} leads to {fmt.code(f.resolved)} on disk, outside {roots}"
+        case FolderTaken(output_dir=folder, job_id=job_id):
+            return f"job {fmt.code(job_id)} writes to {fmt.code(folder)} already"
         case LegacyFailure(summary=words):
             return t(words)
         case _:
@@ -168,6 +175,11 @@ def reason_hint(reason: FailureReason, fmt: Format = PLAIN) -> str | None:
             return "check that Slurm is installed and slurmctld answers (sinfo), and the [slurm] section of the config"
         case BadEnvName():
             return "rename that variable in the recipe's env in the config file (letters, digits and _)"
+        case PathOutsideRoot(root_key=key):
+            where = f" ({fmt.code(key)} in the config)" if key else ""
+            return f"choose a path that stays inside its allowed folders{where}, without a link that leads out"
+        case FolderTaken():
+            return "two jobs in one folder would mix their checkpoints: start it again once that job has ended"
         case LegacyFailure(hint=words):
             return fmt.text(words) if words else None
         case _:

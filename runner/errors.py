@@ -8,8 +8,9 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
+from runner.paths import OutsideRoot
 from storage.errors import JobError
-from storage.failure_facts import LaunchRefusal
+from storage.failure_facts import FolderTaken, LaunchRefusal, PathOutsideRoot
 
 
 class OutputInUse(JobError):
@@ -104,3 +105,10 @@ class GpusPerNodeMissing(GpuMissing):
         self.missing, self.have, self.models, self.why = (), tuple(str(i) for i in range(most)), "", None
         self.suggest = self.have
         self.wanted, self.most = wanted, most
+
+
+def launch_refusal(exc: OutputInUse | OutsideRoot) -> LaunchRefusal:
+    """A check made right before a launch, as the launch's refusal (the job fails with it, its facts kept)."""
+    if isinstance(exc, OutputInUse):
+        return FolderTaken(str(exc.output_dir), exc.job_id)
+    return PathOutsideRoot(exc.field, str(exc.path), str(exc.resolved), tuple(map(str, exc.roots)), exc.root_key)

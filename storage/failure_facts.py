@@ -202,6 +202,27 @@ class BadEnvName:
 
 
 @dataclass(frozen=True)
+class PathOutsideRoot:
+    """`field`'s `path` leads to `resolved` on disk, inside none of `roots` (set by the config's `root_key`)."""
+
+    field: str
+    path: str
+    resolved: str
+    roots: tuple[str, ...] = ()
+    root_key: str = ""
+    code: Literal["path_outside_root"] = "path_outside_root"
+
+
+@dataclass(frozen=True)
+class FolderTaken:
+    """Job `job_id` writes to `output_dir` (the job's folder, or one inside the other) by the time this one starts."""
+
+    output_dir: str
+    job_id: str
+    code: Literal["folder_taken"] = "folder_taken"
+
+
+@dataclass(frozen=True)
 class LegacyFailure:
     """A failure stored as words before the types: shown as they are."""
 
@@ -212,7 +233,8 @@ class LegacyFailure:
 
 LogReason = (Interrupted | CudaOom | HostOomKilled | HubUnreachable | DatasetNotFound | BadArgument | OutputExists
              | DiskFull | PermissionDenied | Distributed | Unknown)
-LaunchRefusal = SwiftMissing | LogUnwritable | OutputUnwritable | SlurmRefused | BadEnvName
+LaunchRefusal = (SwiftMissing | LogUnwritable | OutputUnwritable | SlurmRefused | BadEnvName | PathOutsideRoot
+                 | FolderTaken)
 FailureReason = LogReason | SchedulerEnded | LaunchRefusal | LegacyFailure
 
 

@@ -11,6 +11,7 @@ import itertools
 import types
 import typing
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +191,18 @@ def test_events_that_tell_a_failure_or_a_stopper_are_worded_from_their_facts() -
     assert event_text(stopped, HTML) == "stopped by someone outside trainbot"
     plain = Event("ab3cd", "started", "started on <host> (GPU 0)")
     assert event_text(plain, HTML) == "started on &lt;host&gt; (GPU 0)"
+
+
+def test_a_check_right_before_the_launch_fails_the_job_with_its_facts(tmp_path: Path) -> None:
+    """runner/errors.launch_refusal: a folder taken meanwhile, or a path that now leads outside its root (a link
+    made after the job was created), becomes the job's failure, worded like any other."""
+    from runner.errors import OutputInUse, launch_refusal
+    from runner.paths import OutsideRoot
+
+    taken = launch_refusal(OutputInUse(tmp_path / "out", "k3x9q"))
+    assert failure_words.summary(JobFailure(taken)) == f"job k3x9q writes to {tmp_path / 'out'} already"
+    outside = launch_refusal(OutsideRoot("output_dir", Path("output/link/x"), Path("/elsewhere/x"),
+                                         (Path("output"),), "[paths] output_root"))
+    assert failure_words.summary(JobFailure(outside), SLACK) == (
+        "output_dir `output/link/x` leads to `/elsewhere/x` on disk, outside `output`")
+    assert "`[paths] output_root`" in (failure_words.hint(JobFailure(outside), SLACK) or "")
