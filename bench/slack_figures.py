@@ -279,7 +279,7 @@ async def slack_budget(jobs: int, minutes: float) -> list[Row]:
                     if not await store.active():
                         break
                     await asyncio.sleep(0.2)
-                ended = [j for j in await store.list_all() if j.state is JobState.STOPPED]
+                ended = [j for j in await store.list_jobs() if j.state is JobState.STOPPED]
     bursts = _bursts([h.time for h in hits])
     per_min = calls / minutes
     return [Row(f"Slack budget: {jobs} jobs in one channel for {minutes:g} min",

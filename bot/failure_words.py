@@ -113,12 +113,19 @@ def reason_summary(reason: FailureReason, fmt: Format = PLAIN) -> str:
         case PathOutsideRoot() as f:
             roots = ", ".join(fmt.code(r) for r in f.roots) or "any allowed folder"
             return f"{t(f.field)} {fmt.code(f.path)} leads to {fmt.code(f.resolved)} on disk, outside {roots}"
-        case FolderTaken(output_dir=folder, job_id=job_id):
-            return f"job {fmt.code(job_id)} writes to {fmt.code(folder)} already"
+        case FolderTaken(output_dir=folder, job_id=job_id, writer=writer):
+            whose = f"job {fmt.code(job_id)}" + ("'s export" if writer == "export" else "")
+            return f"{whose} writes to {fmt.code(folder)} already"
         case LegacyFailure(summary=words):
             return t(words)
         case _:
             assert_never(reason)
+
+
+def config_key(key: str) -> str:
+    """A config key as the TOML file spells it: `paths.output_root` -> `[paths] output_root`."""
+    section, _, name = key.partition(".")
+    return f"[{section}] {name}" if name else key
 
 
 def reason_hint(reason: FailureReason, fmt: Format = PLAIN) -> str | None:
@@ -176,8 +183,10 @@ def reason_hint(reason: FailureReason, fmt: Format = PLAIN) -> str | None:
         case BadEnvName():
             return "rename that variable in the recipe's env in the config file (letters, digits and _)"
         case PathOutsideRoot(root_key=key):
-            where = f" ({fmt.code(key)} in the config)" if key else ""
+            where = f" ({fmt.code(config_key(key))} in the config)" if key else ""
             return f"choose a path that stays inside its allowed folders{where}, without a link that leads out"
+        case FolderTaken(writer="export"):
+            return "a training in that folder would mix with the merged model: start it again once the export has ended"
         case FolderTaken():
             return "two jobs in one folder would mix their checkpoints: start it again once that job has ended"
         case LegacyFailure(hint=words):

@@ -15,6 +15,7 @@ from storage.profile_notes import (
     DirectStart,
     LegacyNote,
     LigerKernels,
+    MicroBatchTokens,
     NoCudnnAttention,
     PaddingFree,
     ProfileNote,
@@ -47,6 +48,12 @@ def note_words(note: ProfileNote, fmt: Format = PLAIN) -> str:
                     "longest (the fixed data's samples are 105-626 tokens: padded, a micro-batch of 8 holds ~1.75x "
                     "the real tokens); attention stays within each sample (transformers masks the packed samples "
                     "apart by their positions), so every step computes the same loss over the same tokens")
+        case MicroBatchTokens() as f:
+            where = f"GPU {fmt.text(f.gpus[0])}" if len(f.gpus) == 1 else f"GPUs {fmt.text(','.join(f.gpus))}"
+            return (f"micro-batches by tokens: each step's 16 samples, in the same order, in micro-batches of whole "
+                    f"samples of at most {f.budget} tokens, without gradient checkpointing ({f.free_gib:.1f} GiB "
+                    f"free on {where} covers any such micro-batch); the loss is still taken over each step's tokens "
+                    f"(where swift's process cannot do this, the layout above runs)")
         case NoCudnnAttention():
             return ("attention by PyTorch's own kernels instead of cuDNN's, which prepares itself anew for every new "
                     "sequence length (a micro-batch's length changes at every step): a sixth less time a step on an "

@@ -13,7 +13,9 @@ from bot import failure_words
 from bot.actor_words import by_words as by_words
 from bot.actor_words import who as who
 from bot.event_words import event_text
+from bot.failure_words import config_key
 from bot.mrkdwn import PLAIN, Format
+from bot.settings import refusal
 from bot.waiting_words import backend_label as backend_label
 from bot.waiting_words import waiting_words
 from runner.errors import (
@@ -32,8 +34,10 @@ from runner.errors import (
     OutputInUse,
 )
 from runner.gpus import Gpu, GpuSnapshot
+from runner.job_request import IdempotencyKeyReused, InvalidField
+from runner.paths import OutsideRoot
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.models import Event, IllegalTransition, Job, JobState
+from storage.models import Event, IllegalTransition, Job, JobState, Purpose
 from storage.waiting import GpusBusy, SlurmPending, SlurmSilent
 
 STATE_ICONS = {
@@ -140,8 +144,10 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"there is no job {fmt.code(job_id)}; {fmt.code('list')} shows the jobs there are"
         case StaleState(job_id=job_id, state=state, wanted=wanted):
             return f"job {fmt.text(job_id)} is {state}, not {'/'.join(wanted)}"
-        case OutputInUse(output_dir=output_dir, job_id=job_id):
-            return output_in_use(str(output_dir), job_id, fmt)
+        case OutputInUse(output_dir=output_dir, job_id=job_id, writer=writer, wanted=wanted):
+            return output_in_use(str(output_dir), job_id, fmt, writer=writer, wanted=wanted)
+        case OutsideRoot():
+            return outside_root(exc, fmt)
         case AlreadySucceeded(job_id=job_id, kind=kind):
             return (f"job {fmt.code(job_id)} already succeeded; start a new job with "
                     f"{fmt.code(f'/train {kind} ...')}")
@@ -161,23 +167,28 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"job {fmt.code(job_id)} is already being exported"
         case NoCheckpoint(job_id=job_id):
             return f"job {fmt.code(job_id)} has no checkpoint to export yet"
+        case StillActive(job_id=job_id, state=state) if state == JobState.STOPPING:
+            return f"job {fmt.code(job_id)} is stopping: delete it once it has stopped"
         case StillActive(job_id=job_id, state=state):
-            return f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')})"
-        case GpusPerNodeMissing(wanted=wanted, most=most, suggest=suggest):
-            nodes = f"at most {_count(most, 'GPU')}" if most else "no GPUs"
-            return (f"{_count(wanted, 'GPU')} on one node asked for, but the Slurm cluster's nodes have {nodes} each "
-                    f"({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}.")
+            return (f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')}), then "
+                    "delete it (a created or queued job can be deleted at once)")
+        case GpusPerNodeMissing(suggest=suggest):
+            return f"{gpus_missing(exc, fmt)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
         case GpuMissing() as missing:
             return f"{gpus_missing(missing, fmt)}. Try {_gpu_choice(missing.suggest, fmt)}."
-        case CannotLaunch(refusal=refusal):
-            hint = failure_words.reason_hint(refusal, fmt)
-            return failure_words.reason_summary(refusal, fmt) + (f" ({hint})" if hint else "")
+        case CannotLaunch(refusal=why):
+            hint = failure_words.reason_hint(why, fmt)
+            return failure_words.reason_summary(why, fmt) + (f" ({hint})" if hint else "")
         case IllegalTransition(old=old, new=new, export=True) if old == "exporting":
             return "an export of this job is already running"
         case IllegalTransition(old=old, new=new, export=export, allowed=allowed):
             what = "its export" if export else "the job"
             may = ", ".join(allowed) or "nothing"
             return f"{what} is {fmt.text(old)} and cannot become {fmt.text(new)} (from {fmt.text(old)}: {may})"
+        case InvalidField() | OutsideRoot():
+            return fmt.text(refusal(exc))
+        case IdempotencyKeyReused(job_id=job_id):
+            return f"that idempotency key already made job {fmt.code(job_id)}, from another request"
         case NotAllowed(job_id=None):
             return (f"you may not start jobs: ask an admin to add you (or this channel) to {fmt.code('access.users')}"
                     f" / {fmt.code('access.groups')} / {fmt.code('access.channels')} in trainbot's config")
@@ -194,7 +205,11 @@ def warning_text(warning: GpuMissing | GpusBusy, fmt: Format = PLAIN) -> str:
 
 
 def gpus_missing(missing: GpuMissing, fmt: Format = PLAIN) -> str:
-    """"GPU 3 does not exist on this machine; it has GPUs 0 and 1 (2× NVIDIA H100)"."""
+    """"GPU 3 does not exist on this machine; it has GPUs 0 and 1 (2× NVIDIA H100)" (or Slurm's nodes, for
+    GPUs a node)."""
+    if isinstance(missing, GpusPerNodeMissing):
+        nodes = f"at most {_count(missing.most, 'GPU')}" if missing.most else "no GPUs"
+        return f"{_count(missing.wanted, 'GPU')} on one node asked for, but the Slurm cluster's nodes have {nodes} each"
     head = (f"GPU {fmt.text(missing.missing[0])} does not" if len(missing.missing) == 1
             else f"GPUs {_join(missing.missing, fmt)} do not")
     have = missing.have
@@ -233,11 +248,38 @@ def _gpu_choice(gpus: Sequence[str], fmt: Format) -> str:
     return fmt.code(f"gpu={','.join(gpus) or 'cpu'}")
 
 
-def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN) -> str:
+def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN, *, writer: Purpose = "train",
+                  wanted: Purpose = "train") -> str:
     c = fmt.code
+    if wanted == "export" and writer == "export":
+        return f"Job {c(job_id)}'s export writes to {c(output_dir)}: export once it has ended."
+    if wanted == "export":
+        return (f"Job {c(job_id)} is still active and writes to {c(output_dir)}, where this export would write its "
+                f"merged model: export once {c(job_id)} has ended (or stop it: {c(f'/train stop {job_id}')}).")
+    if writer == "export":
+        return (f"Job {c(job_id)}'s export is writing to {c(output_dir)}: a training in that folder would mix with "
+                f"the merged model. Start it once the export has ended, or give another {c('out=')}.")
     return (f"Job {c(job_id)} is still active and writes to {c(output_dir)}: two jobs in one folder would mix "
             f"their checkpoints. Give another {c('out=')} (e.g. {c(output_dir.rstrip('/') + '-2')}), or stop "
             f"{c(job_id)} first ({c(f'/train stop {job_id}')}).")
+
+
+_ROOTS = {"output_dir": "the output folder", "export_dir": "the output folder", "log": "the log folder",
+          "model": "the folders allowed for models", "dataset": "the folders allowed for datasets"}
+_WHAT = {"output_dir": "the folder", "export_dir": "the export's folder", "log": "the log file",
+         "model": "the model path", "dataset": "the dataset path"}
+
+
+def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
+    """A user's path that really leads (symbolic links followed) outside the folders it must stay in."""
+    c = fmt.code
+    head = f"{_WHAT.get(exc.field, exc.field)} ({c(exc.field)}) {c(str(exc.path))} leads to {c(str(exc.resolved))}"
+    key = c(config_key(exc.root_key))
+    if not exc.roots:
+        return f"{head}, and no local one is allowed ({key} is empty): give a hub id, or ask an admin"
+    roots = " or ".join(c(str(root)) for root in exc.roots)
+    return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({key}): give a path that "
+            "stays inside it (a symbolic link on the way may lead out)")
 
 
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:

@@ -203,6 +203,8 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
             lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {why or 'see the log'}"]
             if (hint := failure_words.hint(f.failure, SLACK)):
                 lines.append(f"💡 {hint}")
+            if (without := notice_words.not_applied_lines(f.not_applied, SLACK)):
+                lines.append(without.lstrip("\n"))
             blocks = [mrkdwn("\n".join(lines))]
             if (tail := "\n".join(f.tail)):
                 blocks.append(mrkdwn(_tail_block(tail)))

@@ -11,14 +11,16 @@ from pathlib import Path
 from runner.paths import OutsideRoot
 from storage.errors import JobError
 from storage.failure_facts import FolderTaken, LaunchRefusal, PathOutsideRoot
+from storage.models import Purpose
 
 
 class OutputInUse(JobError):
-    """Another active job writes to the same output folder (or one inside the other)."""
+    """Job `job_id` writes to `output_dir`, the folder asked for or one inside the other: `writer` says whether its
+    training or its export does; `wanted` what was refused (a training joining the line, or an export)."""
 
-    def __init__(self, output_dir: Path, job_id: str) -> None:
-        super().__init__(f"job {job_id} already writes to {output_dir}")
-        self.output_dir, self.job_id = output_dir, job_id
+    def __init__(self, output_dir: Path, job_id: str, *, writer: Purpose = "train", wanted: Purpose = "train") -> None:
+        super().__init__(f"job {job_id}{' (its export)' if writer == 'export' else ''} already writes to {output_dir}")
+        self.output_dir, self.job_id, self.writer, self.wanted = output_dir, job_id, writer, wanted
 
 
 class NotAllowed(JobError):
@@ -110,5 +112,5 @@ class GpusPerNodeMissing(GpuMissing):
 def launch_refusal(exc: OutputInUse | OutsideRoot) -> LaunchRefusal:
     """A check made right before a launch, as the launch's refusal (the job fails with it, its facts kept)."""
     if isinstance(exc, OutputInUse):
-        return FolderTaken(str(exc.output_dir), exc.job_id)
+        return FolderTaken(str(exc.output_dir), exc.job_id, exc.writer)
     return PathOutsideRoot(exc.field, str(exc.path), str(exc.resolved), tuple(map(str, exc.roots)), exc.root_key)

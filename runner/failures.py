@@ -70,10 +70,6 @@ class Failure:
         return FailureClass(self.reason.code)
 
     @property
-    def is_failure(self) -> bool:
-        return not isinstance(self.reason, Interrupted)
-
-    @property
     def facts(self) -> JobFailure:
         """What a job keeps of it (no log lines)."""
         return JobFailure(self.reason, self.cause)
@@ -101,7 +97,6 @@ class _Ctx:
 _Verdict = tuple[LogReason, str]  # the reason, and the key error line
 
 
-# tqdm: "Train:  14%|█▍   | 5/36 [00:00<00:05, 5.39it/s]", "Map: 400 examples [00:00, 1406.12 examples/s]"
 def _error_region(lines: list[str]) -> list[str]:
     start = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
     if start is None:

@@ -12,15 +12,15 @@ import asyncio
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from runner.command import build_sft, direct_entry, resolve_recipe
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import Gpu
+from runner.job_request import JobRequest
+from runner.kernels import cache_env
 from runner.profiles import apply_profile, swift_site, without_cudnn_attention
 from runner.swift_version import SwiftVersion, detect_version, resolve_swift
-from storage.models import Kind
 from storage.profile_notes import DirectStart, ProfileNote, WarmStart
 
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
@@ -28,17 +28,6 @@ DEFAULT_VERSION = SwiftVersion(4, 6, 0)
 DIRECT_NOTE = DirectStart()
 DIRECT_RANKS_NOTE = DirectStart(ranks=True)
 WARM_NOTE = WarmStart()
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    kind: Kind
-    gpus: tuple[str, ...]
-    output_dir: Path
-    overrides: dict[str, str]
-    user_id: str | None = None
-    channel_id: str | None = None
-    profile: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -116,6 +105,8 @@ def plan(req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: st
         recipe = recipe.with_args({"resume_from_checkpoint": resume_from})
     recipe, attention = without_cudnn_attention(recipe, req.profile, gpus, direct=entry is not None)
     notes += attention
+    if gpus and req.profile != "exact" and entry is not None:  # Triton's kernels kept between jobs (runner/kernels.py)
+        recipe = recipe.with_env(cache_env(config.data_dir))
     if entry is not None:
         notes += (DIRECT_NOTE if len(req.gpus) == 1 else DIRECT_RANKS_NOTE,)
     if entry is not None and len(req.gpus) == 1 and config.warm_start:

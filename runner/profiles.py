@@ -2,21 +2,23 @@
 
 `exact` runs the seed's flags as they are. `fast` (the default) may change only how each optimizer step is
 computed (micro-batch vs accumulation at the same 16 samples a step, gradient checkpointing, fused kernels,
-padding-free micro-batches, attention without cuDNN's kernel), and only on GPUs that NVML reports with room for it
-(the last two only for jobs started through runner/swift_entry.py); every change comes back as a note shown in the
-dry run and the job's thread. The learning stays the seed's: same data in the same order, 16 samples an optimizer
-step (also over several GPUs), lr 1e-4, warmup 0.05, LoRA r8/alpha 32 on all linear layers, max length 2048, bf16,
-1 epoch.
+padding-free micro-batches, micro-batches by tokens, attention without cuDNN's kernel), and only on GPUs that NVML
+reports with room for it (the last three only for jobs started through runner/swift_entry.py); every change comes
+back as a note shown in the dry run and the job's thread. The learning stays the seed's: same data in the same
+order, 16 samples an optimizer step (also over several GPUs), lr 1e-4, warmup 0.05, LoRA r8/alpha 32 on all linear
+layers, max length 2048, bf16, 1 epoch.
 
-Memory is budgeted for the worst case the recipe allows (every sample of a micro-batch at max_length), so a fast
-job cannot run out of memory where the literal one would not. The figures are measured on an H100 80GB with the
-7B recipe (docs/gpu.md); they hold for the fixed recipe's model (Qwen2.5-7B shape), which is what `llm` runs.
+Memory is budgeted for the worst case the recipe allows (every sample of a micro-batch at max_length, or a
+micro-batch's most tokens), so a fast job cannot run out of memory where the literal one would not. The figures
+are measured on an H100 80GB with the 7B recipe (docs/gpu.md); they hold for the fixed recipe's model (Qwen2.5-7B
+shape), which is what `llm` runs.
 """
 
 from __future__ import annotations
 
 import functools
 import glob
+import math
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,13 +27,14 @@ from pathlib import Path
 from runner.child_env import child_env
 from runner.gpus import Gpu
 from runner.recipes import Recipe
-from runner.swift_entry import NO_CUDNN_ATTENTION
+from runner.swift_levers import MICRO_BATCH_TOKENS, NO_CUDNN_ATTENTION
 from runner.swift_version import SwiftNotFound, interpreter_of, resolve_swift
 from storage.models import Kind
 from storage.profile_notes import (
     BatchSplit,
     CheckpointingOff,
     LigerKernels,
+    MicroBatchTokens,
     NoCudnnAttention,
     PaddingFree,
     ProfileNote,
@@ -40,6 +43,7 @@ from storage.profile_notes import (
 PROFILES = ("fast", "exact")
 SAMPLES_PER_STEP = 16  # the seed's per_device_train_batch_size 1 x gradient_accumulation_steps 16
 MARGIN_GIB = 2.0  # kept free beyond the budget: allocator fragmentation, NCCL buffers, the odd extra kernel
+BASE_GIB = 15.5  # the 7B's weights, LoRA state and CUDA workspaces (torch's peak reserved on the H100)
 
 
 @dataclass(frozen=True)
@@ -67,14 +71,14 @@ class Layout:
 # of Python and kernel launches on that host) and anything without checkpointing or Liger
 # (~12 MiB a token: no micro-batch above 2 fits 80 GB at max_length).
 LAYOUTS: tuple[Layout, ...] = (
-    Layout(micro_batch=8, checkpointing=False, liger=True, base_gib=15.5, per_token_mib=6.8),  # 1.04 s, 124 GiB
-    Layout(micro_batch=16, checkpointing=True, liger=True, base_gib=15.5, per_token_mib=0.7),  # 1.28 s, 38 GiB
-    Layout(micro_batch=16, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # 1.44 s, 144 GiB
-    Layout(micro_batch=8, checkpointing=True, liger=True, base_gib=15.5, per_token_mib=0.7),  # est. 1.4 s, 27 GiB
-    Layout(micro_batch=8, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # est. 1.6 s, 80 GiB
-    Layout(micro_batch=4, checkpointing=True, liger=True, base_gib=15.5, per_token_mib=0.7),  # est. 2 s, 21 GiB
-    Layout(micro_batch=4, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # est. 2 s, 48 GiB
-    Layout(micro_batch=2, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # est. 3.5 s, 32 GiB
+    Layout(micro_batch=8, checkpointing=False, liger=True, base_gib=BASE_GIB, per_token_mib=6.8),  # 1.04 s, 124 GiB
+    Layout(micro_batch=16, checkpointing=True, liger=True, base_gib=BASE_GIB, per_token_mib=0.7),  # 1.28 s, 38 GiB
+    Layout(micro_batch=16, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # 1.44 s, 144 GiB
+    Layout(micro_batch=8, checkpointing=True, liger=True, base_gib=BASE_GIB, per_token_mib=0.7),  # est. 1.4 s, 27 GiB
+    Layout(micro_batch=8, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # est. 1.6 s, 80 GiB
+    Layout(micro_batch=4, checkpointing=True, liger=True, base_gib=BASE_GIB, per_token_mib=0.7),  # est. 2 s, 21 GiB
+    Layout(micro_batch=4, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # est. 2 s, 48 GiB
+    Layout(micro_batch=2, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # est. 3.5 s, 32 GiB
 )
 
 
@@ -118,6 +122,27 @@ def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> 
 PADDING_FREE_NOTE = PaddingFree()
 
 
+# Micro-batches by tokens (issue 31): with padding-free micro-batches, memory follows the tokens in a micro-batch,
+# not micro-batch x max_length. Where the layout chosen above needs gradient checkpointing (an H100: 16 x 1 with it,
+# because 8 x 2 without it needs 124 GiB at max_length), each step's 16 samples can instead run without it, in
+# micro-batches of whole samples under a token budget (the fixed data: 4,450 tokens a step on average, at most
+# ~6,500: one micro-batch a step on an H100). Without checkpointing autograd keeps 6.8 MiB a token with Liger (12
+# without: the full logits); a padding-free micro-batch of T tokens on sdpa also keeps, for each of the 7B's 28
+# layers, its packed attention mask as a bf16 T x T bias for the backward pass (PyTorch's memory-efficient kernel
+# takes a float bias). The budget holds for any micro-batch, so one sample at max_length must fit it.
+NO_CHECKPOINTING_MIB = {True: 6.8, False: 12.0}  # a token, with Liger / without
+MASK_BYTES = 28 * 2  # a token squared: 28 layers, a bf16 bias each
+
+
+def token_budget(free: float, liger: bool) -> int:
+    """The most tokens a micro-batch without checkpointing may hold in `free` GiB (0: none)."""
+    room = free - BASE_GIB - MARGIN_GIB
+    if room <= 0:
+        return 0
+    per_token, per_square = NO_CHECKPOINTING_MIB[liger] / 1024, MASK_BYTES / 2**30
+    return int((math.sqrt(per_token ** 2 + 4 * per_square * room) - per_token) / (2 * per_square))
+
+
 def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: bool = False,
                   packed: bool = False) -> tuple[Recipe, tuple[ProfileNote, ...]]:
     """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed.
@@ -159,6 +184,10 @@ def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: b
             and not _is_on(recipe.value("padding_free")) and not _is_on(recipe.value("packing")):
         changes |= {"padding_free": "true", "attn_impl": "sdpa"}
         notes.append(PADDING_FREE_NOTE)
+        budget = token_budget(free, layout.liger or has_liger)
+        if n == 1 and layout.checkpointing and budget >= max_length:
+            notes.append(MicroBatchTokens(budget, round(free, 1), tuple(g.index for g in gpus)))
+            return recipe.with_args(changes).with_env({MICRO_BATCH_TOKENS: str(budget)}), tuple(notes)
     return recipe.with_args(changes), tuple(notes)
 
 

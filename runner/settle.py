@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from runner.failures import Failure, with_cause
 from storage.actors import Actor, Outside
-from storage.failure_facts import SchedulerEnded
+from storage.failure_facts import Interrupted, SchedulerEnded
 from storage.models import Job, JobState, Progress
 
 
@@ -43,6 +43,6 @@ def decide_outcome(job: Job, returncode: int | None, progress: Progress, failure
     stopping = job.state is JobState.STOPPING
     if cause is not None and not stopping:
         failure = with_cause(failure, cause)
-    if stopping or not failure.is_failure:
+    if stopping or isinstance(failure.reason, Interrupted):
         return Stopped(job.stopped_by if stopping else Outside())
     return Failed(failure)

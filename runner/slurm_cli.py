@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -277,6 +278,25 @@ async def queue(*, name: str | None = None, user: str | None = None) -> list[Que
                                   gpus_per_node=_gpu_count(tres.replace("gres:", "").replace("gres/", "")),
                                   nodes=int(n_nodes) if n_nodes.isdigit() else 1, name=name))
     return jobs
+
+
+async def jobs_named(name: str, *, user: str | None = None) -> list[str]:
+    """Ids of the jobs of this name that Slurm knows: waiting, running or ended within MinJobAge (squeue), else in
+    its accounting (sacct), where the cluster keeps one."""
+    mine = [f"--user={user}"] if user else []
+    out = await _check(["squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i", *mine])
+    if ids := [line.strip() for line in out.splitlines() if line.strip()]:
+        return ids
+    if shutil.which("sacct") is None:
+        return []
+    argv = ["sacct", "--allocations", "--noheader", "--parsable2", f"--name={name}", "--starttime=now-30days",
+            "--format=JobID", *mine]
+    rc, out, err = await _run(argv)
+    if rc != 0:
+        if "accounting storage is disabled" in f"{err} {out}":
+            return []
+        raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err or out), returncode=rc)
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 async def cluster_name() -> str:

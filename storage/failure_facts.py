@@ -215,10 +215,12 @@ class PathOutsideRoot:
 
 @dataclass(frozen=True)
 class FolderTaken:
-    """Job `job_id` writes to `output_dir` (the job's folder, or one inside the other) by the time this one starts."""
+    """Job `job_id` writes to `output_dir` (the job's folder, or one inside the other) by the time this one starts;
+    `writer`: its training, or its export."""
 
     output_dir: str
     job_id: str
+    writer: Literal["train", "export"] = "train"
     code: Literal["folder_taken"] = "folder_taken"
 
 

@@ -102,4 +102,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN export_gpus TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: the web page's signed-in sessions, kept here so the cookie holds only their id (no trace of the token):
+    # sign-out ends one, and each ends with the token it was made with (token_ref: a keyed hash, server side only)
+    """
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        token_ref TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_created ON web_sessions (created_at);
+    """,
+    # 7: each launch's token (models.Run.launch_token), written before its process is started: a bot that died
+    # mid-launch finds that process again by it, or knows that none was started, and never starts a second
+    """
+    ALTER TABLE jobs ADD COLUMN launch_token TEXT;
+    ALTER TABLE jobs ADD COLUMN export_launch_token TEXT;
+    """,
+    # 8: what request an Idempotency-Key came with: the same key with another request is refused, not answered
+    # with the first job
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_fingerprint TEXT;
+    """,
 ]

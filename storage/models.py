@@ -38,6 +38,11 @@ class JobState(enum.StrEnum):
         """Holds (or waits for) GPUs: started and not yet ended."""
         return not self.is_terminal and self is not JobState.CREATED
 
+    @property
+    def is_under_way(self) -> bool:
+        """Launched and not yet ended: its process may run (a created or queued job may still be deleted)."""
+        return self in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
+
 
 class ExportState(enum.StrEnum):
     NONE = "none"
@@ -126,11 +131,19 @@ class Run:
     proc_start_time: float | None = None  # with the pid: a reused pid is not taken for ours
     backend_job_id: str | None = None  # the scheduler's id (Slurm), where it has one
     log_path: str | None = None
+    # this launch's own mark, recorded before anything is started: the backend finds what it started by it (the
+    # launcher's claim file, the Slurm job's name), or knows for certain that nothing was (runner/launches.py)
+    launch_token: str | None = None
 
     @property
     def log(self) -> Path | None:
         """The run's log file, where it has one."""
         return Path(self.log_path) if self.log_path else None
+
+    @property
+    def in_doubt(self) -> bool:
+        """A launch was begun (its token recorded) but no process of it recorded: the bot stopped in between."""
+        return self.launch_token is not None and self.pid is None and self.backend_job_id is None
 
 
 @dataclass(frozen=True)
@@ -142,7 +155,6 @@ class Job:
     gpus: tuple[str, ...]
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    recipe: str = "llm"
     overrides: dict[str, str] = field(default_factory=dict)
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
@@ -161,6 +173,7 @@ class Job:
     card_ts: str | None = None
     queue_reason: QueueReason | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
+    idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float | None = None
@@ -171,9 +184,6 @@ class Job:
 
     def run(self, purpose: Purpose) -> Run:
         return self.train_run if purpose == "train" else self.export_run
-
-    def with_run(self, purpose: Purpose, run: Run) -> Job:
-        return self.replace(train_run=run) if purpose == "train" else self.replace(export_run=run)
 
 
 @dataclass(frozen=True)

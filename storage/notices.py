@@ -49,10 +49,12 @@ class JobSubmitted:
 
 @dataclass(frozen=True, kw_only=True)
 class JobQueued:
-    """It waits: for GPUs here (`position` in our line, `reason`), or in a scheduler's queue (`backend_job_id`)."""
+    """It waits: for GPUs here (`position` in our line, `reason`), or in a scheduler's queue (`backend_job_id`).
+    `moved_up`: a job ahead of it left the line, and `position` is its new place."""
 
     reason: Reason | None = None
     position: int | None = None
+    moved_up: bool = False
     backend: str | None = None
     backend_job_id: str | None = None
     pending_reason: Reason | None = None
@@ -110,9 +112,19 @@ class LeftQueue:
     kind: Literal["left_queue"] = "left_queue"
 
 
+@dataclass(frozen=True)
+class NotApplied:
+    """A speed lever that swift's process could not apply (runner/swift_levers.py): the job went on without it.
+    `lever`: its code (e.g. "padding_free_sdpa", "warm_start"); `detail`: what was not as it expected, as logged."""
+
+    lever: str
+    detail: str = ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunEnd:
-    """What every end of a training run tells: how long, how far, the last loss and checkpoint."""
+    """What every end of a training run tells: how long, how far, the last loss and checkpoint, and the speed
+    levers it ran without."""
 
     duration_s: float | None = None
     final_loss: float | None = None
@@ -121,6 +133,7 @@ class RunEnd:
     last_checkpoint: str | None = None
     run_dir: str | None = None
     output_dir: str | None = None
+    not_applied: tuple[NotApplied, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +170,7 @@ class ExportStarted:
 @dataclass(frozen=True, kw_only=True)
 class ExportSucceeded:
     export_dir: str = ""
+    not_applied: tuple[NotApplied, ...] = ()
     kind: Literal["export_succeeded"] = "export_succeeded"
 
 
@@ -164,6 +178,7 @@ class ExportSucceeded:
 class ExportFailed:
     failure: JobFailure
     tail: tuple[str, ...] = ()
+    not_applied: tuple[NotApplied, ...] = ()
     kind: Literal["export_failed"] = "export_failed"
 
 

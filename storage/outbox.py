@@ -13,9 +13,7 @@ from storage.notices import Notice, decode, encode
 
 
 class Outbox(Connection):
-    async def enqueue(self, notice: Notice) -> None:
-        async with self._tx() as db:
-            await self._notice(db, notice, time.time())
+    """Notices are written with the change they tell of (storage/jobs.py: create, update, add_event, delete)."""
 
     async def due_notices(self, now: float | None = None, limit: int = 100) -> list[Notice]:
         """For each job, its oldest undelivered notice if it is due: delivery stays in order per job."""

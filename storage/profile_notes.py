@@ -40,6 +40,17 @@ class PaddingFree:
 
 
 @dataclass(frozen=True)
+class MicroBatchTokens:
+    """Each step's samples in micro-batches of whole samples of at most `budget` tokens, without gradient
+    checkpointing: `free_gib` free on `gpus` covers any such micro-batch."""
+
+    budget: int
+    free_gib: float
+    gpus: tuple[str, ...]
+    code: Literal["micro_batch_tokens"] = "micro_batch_tokens"
+
+
+@dataclass(frozen=True)
 class NoCudnnAttention:
     code: Literal["no_cudnn_attention"] = "no_cudnn_attention"
 
@@ -67,5 +78,5 @@ class LegacyNote:
     code: Literal["legacy"] = "legacy"
 
 
-ProfileNote = (BatchSplit | CheckpointingOff | LigerKernels | PaddingFree | NoCudnnAttention | DirectStart | WarmStart
-               | LegacyNote)
+ProfileNote = (BatchSplit | CheckpointingOff | LigerKernels | PaddingFree | MicroBatchTokens | NoCudnnAttention
+               | DirectStart | WarmStart | LegacyNote)

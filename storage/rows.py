@@ -43,6 +43,7 @@ def to_row(job: Job) -> dict[str, Any]:
         elif name in _FACTS:
             value = _FACTS[name](value)
         row[COLUMN.get(name, name)] = value
+    row["recipe"] = str(job.kind)  # a NOT NULL column of the first schema that nothing reads: it holds the kind
     for name in PROGRESS_FIELDS:
         row[name] = getattr(job.progress, name)
     for purpose, columns in RUN_COLUMNS.items():

@@ -8,8 +8,11 @@ seconds (default 0.2). SIGINT ends it like swift's trainer: KeyboardInterrupt, t
 FAKE_SWIFT_SAY_FILE names a file whose lines it prints at the start (log text to show); an output_dir containing
 FAKE_SWIFT_FAIL_IN makes it print them to stderr again after step 2, then a RuntimeError naming the first, and exit
 1 (a failure with that tail and cause).
-`fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0)
-and exits 0. Other flags are accepted and ignored.
+`fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0, and
+once the file FAKE_SWIFT_EXPORT_UNTIL names is there, if it names one) and exits 0. Other flags are accepted and
+ignored.
+FAKE_SWIFT_STARTS names a file each run appends a line to as it starts (`sft <pid>`, `export <pid>`): how many
+trainers and exports ever ran.
 """
 
 from __future__ import annotations
@@ -121,6 +124,9 @@ def sft(f: dict[str, list[str]]) -> int:
 def export(f: dict[str, list[str]]) -> int:
     out = Path(one(f, "output_dir", "exported"))
     time.sleep(float(os.environ.get("FAKE_SWIFT_EXPORT_S", "0")))  # an export of a large model takes a while
+    until, end = os.environ.get("FAKE_SWIFT_EXPORT_UNTIL"), time.monotonic() + 120
+    while until and not os.path.exists(until) and time.monotonic() < end:
+        time.sleep(0.05)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text("{}")
     print(f"[INFO:swift] Successfully merged LoRA and saved in {out}.", file=sys.stderr, flush=True)
@@ -134,6 +140,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("sft", "export"):
         print(f"fake swift: unknown command {argv[:1]}", file=sys.stderr)
         return 2
+    if starts := os.environ.get("FAKE_SWIFT_STARTS"):
+        with open(starts, "a") as f:
+            f.write(f"{argv[0]} {os.getpid()}\n")
     return sft(flags(argv[1:])) if argv[0] == "sft" else export(flags(argv[1:]))
 
 

@@ -184,6 +184,7 @@ async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_
     assert shimmed.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), tmp_path / "o", {})).argv[:2] == (str(shim), "sft")
 
 
+@pytest.mark.swift  # needs torch
 def test_the_entry_hands_swift_cudnn_attention_off_when_the_plan_says_so(tmp_path: Path) -> None:
     """What swift's sft script finds when runner/swift_entry.py starts it: a stand-in for that script (first on the
     path) reports PyTorch's attention settings and its arguments."""

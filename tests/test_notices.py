@@ -84,7 +84,7 @@ async def test_the_outbox_keeps_the_type(tmp_path: Path) -> None:
         job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
                                      argv=("swift",)),
                                  notice=Notice("", created))
-        await store.enqueue(Notice(job.id, EvalDone(step=10, epoch=0.5, metrics={"eval_loss": 6.9})))
+        await store.update(job.id, notice=Notice(job.id, EvalDone(step=10, epoch=0.5, metrics={"eval_loss": 6.9})))
         got = [n.facts for n in await store.notices(job.id)]
         assert got == [created, EvalDone(step=10, epoch=0.5, metrics={"eval_loss": 6.9})]
         assert isinstance(got[1], EvalDone) and got[1].eval_loss == 6.9

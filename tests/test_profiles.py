@@ -12,8 +12,19 @@ from hypothesis import strategies as st
 
 from bot.profile_words import note_words
 from runner.gpus import Gpu, GpuProbe, GpuProcess, _read_device, gpus_from_raw
-from runner.profiles import LAYOUTS, MARGIN_GIB, SAMPLES_PER_STEP, apply_profile, choose_layout, free_gib
+from runner.profiles import (
+    BASE_GIB,
+    LAYOUTS,
+    MARGIN_GIB,
+    MASK_BYTES,
+    NO_CHECKPOINTING_MIB,
+    SAMPLES_PER_STEP,
+    apply_profile,
+    choose_layout,
+    free_gib,
+)
 from runner.recipes import LLM_ARGS, Recipe, base_recipe
+from runner.swift_levers import MICRO_BATCH_TOKENS
 from storage.models import Kind
 
 H100_MIB = 81559.0  # what NVML reports for an H100 80GB HBM3
@@ -169,6 +180,49 @@ def test_the_chosen_layout_fits_its_worst_case_and_keeps_16_samples(n: int, free
         assert (out.value("use_liger_kernel") == "true") == layout.liger
         assert liger or not layout.liger
         assert (out.value("gradient_checkpointing") == "false") == (not layout.checkpointing)
+
+
+def token_need_gib(budget: int, liger: bool) -> float:
+    """A micro-batch of `budget` tokens without checkpointing: autograd's per token, the packed masks per token²."""
+    return BASE_GIB + NO_CHECKPOINTING_MIB[liger] * budget / 1024 + MASK_BYTES * budget ** 2 / 2 ** 30
+
+
+def test_an_idle_h100_runs_each_step_by_tokens_without_checkpointing_within_its_memory() -> None:
+    """Issue 31: 8 x 2 without checkpointing needs 124 GiB at max_length, so the H100 got 16 x 1 with it; with
+    padding-free micro-batches memory follows their tokens, and each step's 16 samples fit one or two."""
+    recipe, notes = applied(llm(), "fast", [gpu()], liger=True, packed=True)
+    budget = int(dict(recipe.env)[MICRO_BATCH_TOKENS])
+    assert budget > 8000  # the fixed data's steps hold 4,450 tokens on average, ~6,500 at most: one micro-batch
+    free = free_gib(gpu())
+    assert free is not None and token_need_gib(budget, True) + MARGIN_GIB <= free
+    assert token_need_gib(budget + 1, True) + MARGIN_GIB > free  # the most that fits
+    # the command is the layout chosen before, which runs where swift's process cannot split the steps
+    assert (recipe.value("per_device_train_batch_size"), recipe.value("gradient_accumulation_steps")) == ("16", "1")
+    assert recipe.value("gradient_checkpointing") is None and recipe.value("padding_free") == "true"
+    assert any(f"at most {budget} tokens" in n and "without gradient checkpointing" in n for n in notes)
+
+
+@pytest.mark.parametrize(("gpus", "packed", "why"), [
+    ([gpu(used_gib=0.0, total_mib=141.0 * 1024)], True, "8 x 2 runs without checkpointing already"),
+    ([gpu()], False, "no padding-free micro-batches: memory follows micro-batch x max_length"),
+    ([gpu("0"), gpu("1")], True, "several GPUs: each rank would split its steps its own way"),
+    ([gpu(used_gib=49.0)], True, "30 GiB free: a sample at max_length would not fit without checkpointing"),
+])
+def test_no_micro_batches_by_tokens_where_they_bring_nothing_or_cannot_hold_a_sample(
+        gpus: list[Gpu], packed: bool, why: str) -> None:
+    recipe, notes = applied(llm(), "fast", gpus, liger=True, packed=packed)
+    assert MICRO_BATCH_TOKENS not in dict(recipe.env), why
+    assert not any("by tokens" in n for n in notes)
+
+
+@given(free=st.floats(0, 200), liger=st.booleans(), max_length=st.sampled_from([512, 1024, 2048, 4096, 8192]))
+def test_micro_batches_by_tokens_fit_any_micro_batch_and_any_sample(free: float, liger: bool,
+                                                                     max_length: int) -> None:
+    recipe = llm().with_args({"max_length": str(max_length)})
+    out, _ = apply_profile(recipe, "fast", [gpu(used_gib=H100_MIB / 1024 - free)], liger=liger, packed=True)
+    if (tokens := dict(out.env).get(MICRO_BATCH_TOKENS)) is not None:
+        assert max_length <= int(tokens)
+        assert token_need_gib(int(tokens), out.value("use_liger_kernel") == "true") + MARGIN_GIB <= free
 
 
 def test_the_seed_values_stay_in_recipes() -> None:

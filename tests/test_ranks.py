@@ -21,6 +21,8 @@ from storage.notices import JobCreated
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.swift  # torch.distributed.run on swift's python; the last test runs the tiny model too
+
 STAND_IN = '''
 import os, sys, time
 import torch.distributed as dist

@@ -30,7 +30,7 @@ async def start_bot(config_path: Path, cwd: Path, *args: str) -> asyncio.subproc
 
 
 async def only_job(store: JobStore) -> Job | None:
-    jobs = await store.list_all()
+    jobs = await store.list_jobs()
     return jobs[0] if jobs else None
 
 

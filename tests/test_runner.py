@@ -190,7 +190,7 @@ async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_c
         await rt.supervisor.submit(request(config, gpus=("7",)))
     assert (refused.value.missing, refused.value.have, refused.value.suggest) == (("7",), ("0", "1"), ("0",))
     assert texts.error_text(refused.value).startswith("GPU 7 does not exist on this machine; it has GPUs 0 and 1")
-    assert await rt.store.list_all() == []  # nothing half-written
+    assert await rt.store.list_jobs() == []  # nothing half-written
 
 
 async def test_missing_swift_or_unwritable_output_fails_at_once(make_config: MakeConfig, open_runtime: OpenRuntime,

@@ -42,7 +42,7 @@ async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: 
     for facts in [JobStarted(command="swift sft --model m", host="h", gpus=("0",)),
                   CheckpointSaved(step=10, path=f"{run_dir}/checkpoint-10"),
                   *([JobSucceeded(duration_s=7.0, final_loss=6.88, run_dir=str(run_dir))] if ended else [])]:
-        await store.enqueue(Notice(job.id, facts))
+        await store.update(job.id, notice=Notice(job.id, facts))
     return job
 
 
@@ -166,7 +166,7 @@ async def test_card_posted_but_not_marked(store: JobStore, slack: SlackStandIn, 
         await db.execute("UPDATE outbox SET delivered_at = NULL")
         await db.execute("UPDATE jobs SET card_ts = NULL")
         await db.commit()
-    await store.enqueue(Notice(job.id, JobStarted(command="swift sft", host="h", gpus=("0",))))
+    await store.update(job.id, notice=Notice(job.id, JobStarted(command="swift sft", host="h", gpus=("0",))))
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card found and the thread")
     [card] = slack.messages(CH, top_level=True)

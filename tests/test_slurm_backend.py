@@ -21,7 +21,7 @@ from bot.cluster_words import render_gpu_nodes
 from bot.mrkdwn import SLACK
 from bot.waiting_words import waiting_words
 from runner import slurm_cli
-from runner.backends import ProcessRef, RunStatus
+from runner.backends import ProcessRef, RunStatus, new_launch_token
 from runner.backends.slurm import SlurmBackend
 from runner.child_env import BOT_SECRETS
 from runner.command import SwiftCommand
@@ -63,7 +63,8 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
         assert job.queue_reason == Submitted("slurm", job.train_run.backend_job_id or "") or \
             isinstance(job.queue_reason, SlurmPending)
         sj = await slurm_job(job.train_run.backend_job_id)
-        assert sj.raw["JobName"] == f"trainbot-{job.id}-train" and sj.stdout_path == Path(job.train_run.log_path or "")
+        assert sj.raw["JobName"] == f"trainbot-{job.id}-train-{job.train_run.launch_token}"
+        assert sj.stdout_path == Path(job.train_run.log_path or "")
         assert sj.raw["TresPerNode"] == "gres:gpu:1"
 
         job = await job_when(rt, job.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING),
@@ -89,7 +90,8 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
         assert job.export_state is ExportState.EXPORTED, Path(job.export_run.log_path or "").read_text()[-2000:]
         assert (Path(job.export_dir or "") / "model.safetensors").is_file()
         ex = await slurm_job(job.export_run.backend_job_id)  # its own Slurm job, without a GPU
-        assert ex.raw["JobName"] == f"trainbot-{job.id}-export" and "gpu" not in ex.raw.get("TresPerNode", "")
+        assert ex.raw["JobName"] == f"trainbot-{job.id}-export-{job.export_run.launch_token}"
+        assert "gpu" not in ex.raw.get("TresPerNode", "")
         assert ex.job_id != job.train_run.backend_job_id and ex.state == "COMPLETED"
         topics = [n.topic for n in await rt.store.notices(job.id)]
         assert topics[:3] == ["job_created", "job_queued", "job_started"], topics
@@ -235,13 +237,16 @@ async def test_job_environment_has_none_of_the_bots_secrets(node: str, tmp_path:
 
 
 @slurm
-async def test_job_submitted_before_a_crash_is_adopted_not_submitted_twice(node: str, tmp_path: Path) -> None:
+async def test_job_submitted_before_a_crash_is_found_by_its_launch_token(node: str, tmp_path: Path) -> None:
     config = fake_config(tmp_path, slurm='extra_args = ["--hold"]\n')
-    ref, cmd, log = ProcessRef("twice", "train"), SwiftCommand(("true",)), tmp_path / "logs" / "twice.log"
+    ref = ProcessRef("twice", "train", Run(launch_token=new_launch_token()))
+    cmd, log = SwiftCommand(("true",)), tmp_path / "logs" / "twice.log"
     first = await SlurmBackend(config).launch(ref, cmd, log_path=log, gpus=("0",))
-    try:  # the bot died before it recorded the Slurm id: the job is back in line and launched again
-        again = await SlurmBackend(config).launch(ref, cmd, log_path=log, gpus=("0",))
-        assert again.backend_job_id == first.backend_job_id and again.host == first.host
+    try:  # the bot died before it recorded the Slurm id: a restarted one finds the job by its launch's token
+        again = await SlurmBackend(config).reclaim(ref)
+        assert again is not None and again.backend_job_id == first.backend_job_id and again.host == first.host
+        other = ProcessRef("twice", "train", Run(launch_token=new_launch_token()))
+        assert await SlurmBackend(config).reclaim(other) is None  # another launch of the job: Slurm never had it
     finally:
         await slurm_cli.cancel(first.backend_job_id or "")
 

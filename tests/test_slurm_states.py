@@ -124,6 +124,8 @@ def test_environment_and_request() -> None:
     assert env == {"PATH": "/bin", "HF_TOKEN": "h", "SLURM_CONF": "/etc/s.conf"}
     assert [gpu_count(g) for g in [("cpu",), ("0",), ("0", "1")]] == [0, 1, 2]
     assert job_name(ProcessRef("k3x9a", "export")) == "trainbot-k3x9a-export"
+    launch = ProcessRef("k3x9a", "train", Run(launch_token="5f0c1a2b3c4d"))
+    assert job_name(launch) == "trainbot-k3x9a-train-5f0c1a2b3c4d"
 
 
 def test_training_script_relays_sigint_to_trainers_only() -> None:
@@ -146,7 +148,7 @@ def test_gpu_nodes_table() -> None:
     nodes = [SlurmNode("gpu01", "mixed", 64, 16, "gpu:8", "gpu:3(IDX:0-2)", 8, 3),
              SlurmNode("gpu02", "down*", 64, 0, "gpu:8", "gpu:0", 8, 0),
              SlurmNode("cpu01", "idle", 32, 0, "", "", 0, 0)]
-    jobs = [QueuedJob("101", "RUNNING", "alice", "gpu01", 2, 1, "trainbot-abc12-train"),
+    jobs = [QueuedJob("101", "RUNNING", "alice", "gpu01", 2, 1, "trainbot-abc12-train-5f0c1a2b3c4d"),
             QueuedJob("102", "RUNNING", "bob", "gpu[01-02]", 1, 2, "bert-pretrain"),
             QueuedJob("103", "PENDING", "alice", "", 8, 2, "trainbot-def34-train"),
             QueuedJob("104", "RUNNING", "carol", "cpu01", 0, 1, "prep")]

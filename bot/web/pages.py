@@ -46,7 +46,7 @@ def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
         "start": job.state is JobState.CREATED or job.state.is_terminal,
         "stop": job.state.is_active and job.state is not JobState.STOPPING,
         "export": job.state.is_terminal and bool(job.progress.last_checkpoint) and not exporting,
-        "delete": not job.state.is_active and not exporting,
+        "delete": not job.state.is_under_way and not exporting,
     }
     return [a for a in ACTIONS if applies[a]]
 

@@ -18,7 +18,7 @@ from bot import texts
 from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.cluster_words import render_gpu_nodes
-from bot.grammar import JobCommand
+from bot.commands import JobCommand
 from bot.mrkdwn import PLAIN
 from bot.texts import error_text
 from bot.web import forms, live, pages, words
@@ -59,15 +59,15 @@ def build_router(ctx: ApiContext) -> APIRouter:
             sessions.save(session, response)
         return response
 
-    def signed_in(request: Request) -> Session:
-        session = sessions.read(request)
+    async def signed_in(request: Request) -> Session:
+        session = await sessions.read(request)
         if session is None:
             raise NotSignedIn
         return session
 
-    def checked(request: Request, csrf: str) -> Session:
+    async def checked(request: Request, csrf: str) -> Session:
         """A form's sender: signed in, and the form is one of ours (its CSRF token matches the cookie's)."""
-        session = sessions.read(request)
+        session = await sessions.read(request)
         if session is None or session.new or not session.csrf_ok(csrf):
             raise CsrfRefused
         return session
@@ -90,7 +90,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.post("/signin")
     async def signin(request: Request, token: Annotated[str, Form(max_length=500)] = "",
                      next: Annotated[str, Form(max_length=500)] = "/") -> Response:
-        session = sessions.issue(token.strip()) if token.strip() else None
+        session = await sessions.issue(token.strip(), request) if token.strip() else None
         if session is None:
             return html("signin.html", None, 401, next=_local(next),
                         error="That token is not valid: paste a token from TRAINBOT_API_TOKENS or the tokens file "
@@ -101,29 +101,29 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post("/signout")
     async def signout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-        checked(request, csrf)
+        session = await checked(request, csrf)
         response = RedirectResponse("/signin", status_code=303)
-        sessions.clear(response)
+        await sessions.end(session, response)
         return response
 
     @router.get("/")
     async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "",
                         said: str = "") -> HTMLResponse:
-        session = signed_in(request)
+        session = await signed_in(request)
         filters = pages.Filters(kind, state, owner[:100])
         return html("jobs.html", session, filters=filters, rows=Markup(await rows_html(filters, session)),
                     said=said[:2000])
 
     @router.get("/web/feed/rows")
     async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "") -> StreamingResponse:
-        session = signed_in(request)
+        session = await signed_in(request)
         filters = pages.Filters(kind, state, owner[:100])
         return StreamingResponse(live.table_feed(store, lambda: rows_html(filters, session)),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
 
     @router.get("/jobs/{job_id}")
     async def job_page(request: Request, job_id: JobId, said: str = "") -> HTMLResponse:
-        session = signed_in(request)
+        session = await signed_in(request)
         job = await store.get(job_id)
         if job is None:
             return html("missing.html", session, 404, job_id=job_id)
@@ -131,14 +131,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/web/feed/jobs/{job_id}")
     async def job_feed(request: Request, job_id: JobId) -> StreamingResponse:
-        session = signed_in(request)
+        session = await signed_in(request)
         await store.require(job_id)
         return StreamingResponse(live.job_feed(store, job_id, lambda job: panel_html(job.id, session)),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
 
     @router.get("/jobs/{job_id}/log")
     async def whole_log(request: Request, job_id: JobId) -> Response:
-        signed_in(request)
+        await signed_in(request)
         job = await store.require(job_id)
         log = job.train_run.log
         if log is None or not log.is_file():
@@ -147,7 +147,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/jobs/{job_id}/confirm")
     async def confirm(request: Request, job_id: JobId, action: str = "") -> HTMLResponse:
-        session = signed_in(request)
+        session = await signed_in(request)
         job = await store.require(job_id)
         if action not in pages.allowed_actions(job, session.principal, ctx.config):
             return html("missing.html", session, 404, job_id=job_id, action=action)
@@ -156,7 +156,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.post("/jobs/{job_id}/{action}")
     async def act(request: Request, job_id: JobId, action: str,
                   csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-        session = checked(request, csrf)
+        session = await checked(request, csrf)
         if action not in pages.ACTIONS:
             return plain_text(f"`{action}` is not an action; actions: {', '.join(pages.ACTIONS)}", 404)
         caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
@@ -169,13 +169,13 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/new")
     async def new_job(request: Request, kind: str = "llm") -> HTMLResponse:
-        session = signed_in(request)
+        session = await signed_in(request)
         return html("new.html", session, form=await forms.blank(ctx, kind))
 
     @router.post("/new")
     async def new_job_post(request: Request) -> Response:
         raw = await request.form()
-        session = checked(request, str(raw.get("csrf", "")))
+        session = await checked(request, str(raw.get("csrf", "")))
         form = await forms.submit(ctx, session.principal, {k: str(v) for k, v in raw.items()})
         if form.created is not None:
             return RedirectResponse(f"/jobs/{form.created}", status_code=303)
@@ -183,7 +183,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/web/gpus")  # `/gpus` is the API's JSON
     async def gpus_page(request: Request) -> HTMLResponse:
-        session = signed_in(request)
+        session = await signed_in(request)
         holders = leases.held(await store.holding())
         nodes = await ctx.runtime.supervisor.backend.cluster_gpus()
         cluster = render_gpu_nodes(nodes, PLAIN) if nodes is not None else None

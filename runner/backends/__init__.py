@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +39,14 @@ class Launched:
     host: str
     backend_job_id: str | None = None
 
-    def run(self, log_path: Path) -> Run:
+    def run(self, log_path: Path, launch_token: str | None = None) -> Run:
         """What the job records of this launch (the host goes on the job itself)."""
-        return Run(self.pid, self.proc_start_time, self.backend_job_id, str(log_path))
+        return Run(self.pid, self.proc_start_time, self.backend_job_id, str(log_path), launch_token)
+
+
+def new_launch_token() -> str:
+    """A launch's own mark (models.Run.launch_token), recorded before the backend is asked to start anything."""
+    return secrets.token_hex(6)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,10 @@ class LaunchError(RuntimeError):
         self.refusal, self.detail = refusal, detail
 
 
+class NotKnownYet(RuntimeError):
+    """The backend cannot tell now whether a launch started (Slurm does not answer): ask again later."""
+
+
 class Backend(Protocol):
     name: str
     # True when the backend picks GPUs and queues jobs itself (Slurm): the supervisor then hands every queued job
@@ -74,6 +84,12 @@ class Backend(Protocol):
                      gpus: Sequence[str]) -> Launched: ...
 
     async def status(self, ref: ProcessRef) -> RunStatus: ...
+
+    async def reclaim(self, ref: ProcessRef) -> Launched | None:
+        """A launch of `ref.run.launch_token` that the bot began but did not see through (it died in between): what
+        it started, or None when nothing was started and nothing will be (it may be launched again, under a new
+        token). Raises NotKnownYet when the backend cannot tell now."""
+        ...
 
     async def interrupt(self, ref: ProcessRef) -> bool:
         """SIGINT to the trainer itself, so swift writes its summary; False if nothing was there to signal (yet:

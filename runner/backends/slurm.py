@@ -2,7 +2,8 @@
 
 Slurm picks the GPUs and keeps the queue (`schedules_gpus`), so the supervisor hands every job over at once and
 shows Slurm's reason while it waits. Nothing a restarted bot needs lives in memory: a job is found again from its
-Slurm job id alone. See docs/slurm.md.
+Slurm job id alone, and a launch it did not see through (it died between sbatch and recording the id) by the
+launch token in the job's name. See docs/slurm.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner import slurm_cli
-from runner.backends import Launched, LaunchError, ProcessRef, RunStatus
+from runner.backends import Launched, LaunchError, NotKnownYet, ProcessRef, RunStatus
 from runner.backends.local import TRAINER_SCRIPTS
 from runner.backends.slurm_states import run_status
 from runner.child_env import child_env
@@ -42,7 +43,9 @@ def gpu_count(gpus: Sequence[str]) -> int:
 
 
 def job_name(ref: ProcessRef) -> str:
-    return f"trainbot-{ref.job_id}-{ref.purpose}"
+    """`trainbot-<id>-<purpose>-<launch token>`: a restarted bot finds the launch it did not see through by it."""
+    token = ref.run.launch_token
+    return f"trainbot-{ref.job_id}-{ref.purpose}" + (f"-{token}" if token else "")
 
 
 class SlurmBackend:
@@ -62,8 +65,6 @@ class SlurmBackend:
         argv = command.argv
         if gpu_count(gpus) == 0:  # Slurm unsets CUDA_VISIBLE_DEVICES in a job without GPUs: no GPU means none
             argv = ("env", "CUDA_VISIBLE_DEVICES=", *argv)
-        if (adopted := await self._already_submitted(ref)) is not None:
-            return adopted
         _write_header(ref, command, log_path)
         try:
             script = slurm_cli.training_script(argv, env=env, nodes=nodes, trainers=TRAINER_SCRIPTS)
@@ -142,17 +143,20 @@ class SlurmBackend:
             return None
         return GpusPerNodeMissing(wanted, most)
 
-    async def _already_submitted(self, ref: ProcessRef) -> Launched | None:
-        """The job's Slurm job when one is waiting or running already: the bot died between sbatch and
-        recording the id, and the job came back in line. Submitting again would train twice."""
+    async def reclaim(self, ref: ProcessRef) -> Launched | None:
+        """The Slurm job of this launch, found by its name (which holds the launch token) whether it waits, runs or
+        has ended: the bot died between sbatch and recording the id. None: Slurm never had it (it may be
+        submitted again); a cluster without accounting forgets an ended job after its MinJobAge."""
+        if ref.run.launch_token is None:
+            return None
         try:
-            found = await slurm_cli.queue(name=job_name(ref), user=_user())
-        except SlurmError:
-            return None  # sbatch will tell whether Slurm answers
+            found = await slurm_cli.jobs_named(job_name(ref), user=_user())
+        except SlurmError as exc:
+            raise NotKnownYet(str(exc)) from exc
         if not found:
             return None
-        log.warning("job %s: adopting Slurm job %s submitted before a restart", ref.job_id, found[0].job_id)
-        return Launched(pid=None, proc_start_time=None, host=await self._host(), backend_job_id=found[0].job_id)
+        log.warning("job %s: adopting Slurm job %s submitted before a restart", ref.job_id, found[0])
+        return Launched(pid=None, proc_start_time=None, host=await self._host(), backend_job_id=found[0])
 
     async def _show(self, job_id: str) -> SlurmJob | None:
         """scontrol at most every `[slurm] poll_seconds` per job, however often the supervisor ticks."""
