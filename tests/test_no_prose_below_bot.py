@@ -9,7 +9,8 @@ more in a row, f-strings' pieces included) unless it sits where prose belongs:
 - text matched against another program's output: a regex (an argument of `re.*`, of a parameter named `pattern`,
   or a constant named `*_RE`), an operand of `in`/`==`, an argument of `startswith`/`endswith`;
 - text another program runs: SQL, or a constant named `*_CODE` or `*_SCRIPT` (python, a shell script);
-- a line that says why it is not for people: `# machine text: <why>` (a shell script, swift's system prompt).
+- a line that says why it is not for people: `# machine text: <why>` (a shell script, swift's system prompt);
+- a script's own `--help` (argparse's `help=`, `description=`, `epilog=`), read by whoever runs it by hand.
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ NOT_YET = {
     # the config file's mistakes are still worded where pydantic finds them (issue 27, "Config from one place")
     "runner/config.py",
 }
-# Runs inside swift's own process, never in the bot: everything it says goes to the job's log.
-JOB_LOG_ONLY = {"runner/swift_entry.py"}
+# Never run in the bot: everything they say goes to the job's log (runner/levers.py reads a lever's line back as a
+# typed fact, NotApplied, its words kept as logged).
+JOB_LOG_ONLY = {
+    "runner/swift_entry.py",  # runs inside swift's own process
+    "runner/swift_levers.py",  # runs inside swift's own process (through swift_entry), says why a lever is off
+    "runner/launcher.py",  # its own process between the bot and swift: writes into the job's log only
+}
 
 PROSE = re.compile(r"[A-Za-z][a-z']*(?: [a-z][a-z']*){2,}")  # three words in a row: "is held by", "Slurm refused the"
 PRAGMA = re.compile(r"#\s*machine text:\s*\S")
@@ -40,6 +46,8 @@ LOGGERS = {"log", "logger", "logging", "_log"}
 LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 REGEX_FUNCS = {"compile", "search", "match", "fullmatch", "findall", "finditer", "sub", "subn", "split"}
 MATCH_METHODS = {"startswith", "endswith", "removeprefix", "removesuffix"}
+ARGPARSE_CALLS = {"ArgumentParser", "add_argument", "add_parser", "add_argument_group"}
+ARGPARSE_TEXT = {"help", "description", "epilog"}
 # a constant of text for another program: a regex, or code and scripts that another interpreter runs
 MACHINE_NAMES = re.compile(r"(?i)(^|_)(re|pattern|code|script)$")
 BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
@@ -87,6 +95,8 @@ def _places(node: ast.AST, patterns: set[str]) -> list[ast.AST]:
         callee = _callee(node.func)
         if _is_log(node.func) or callee in ("print", "exit", "write") or callee in MATCH_METHODS:
             places.append(node)
+        elif callee in ARGPARSE_CALLS:
+            places += [k.value for k in node.keywords if k.arg in ARGPARSE_TEXT]
         elif (callee in REGEX_FUNCS and _owner(node.func) == "re") or callee in patterns:
             places += [*node.args[:1], *(k.value for k in node.keywords if k.arg == "pattern")]
     if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and _callee(node.exc.func) in BUILTIN_ERRORS:
@@ -148,6 +158,7 @@ def test_the_files_not_yet_converted_still_exist() -> None:
     'def hint() -> str:\n    """Docstring."""\n    return "lower max_length or the batch size"\n',
     'NOTES = {"liger": "Liger fused kernels on"}\n',
     'def check(x: str) -> str:\n    return x if x == "ok" else "that was not ok"\n',
+    'import argparse\nap = argparse.ArgumentParser()\nap.add_argument("--device", default="the first free GPU")\n',
 ])
 def test_the_guard_fails_on_a_prose_literal(sample: str) -> None:
     assert len(prose_literals(sample, "sample.py")) == 1, sample
@@ -170,6 +181,8 @@ def test_the_guard_fails_on_a_prose_literal(sample: str) -> None:
     'PROMPT = "You are a helpful assistant."  # machine text: swift\'s system prompt\n',
     'print("[trainbot] started warm: in the process that imported swift", flush=True)\n',
     'CODE = "cuda_oom"\nFLAG = "--exist_ok true"\n',
+    'import argparse\nap = argparse.ArgumentParser(description="keeps the kernels of a model")\n'
+    'ap.add_argument("model", help="the recipe\'s model folder (its config.json)")\n',
 ])
 def test_the_guard_lets_prose_be_where_it_belongs(sample: str) -> None:
     assert prose_literals(sample, "sample.py") == [], sample
