@@ -38,6 +38,7 @@ from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
 from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
+from storage import profile_notes
 from storage.actors import actor
 from storage.errors import StillActive
 from storage.failure_facts import JobFailure
@@ -130,9 +131,10 @@ class Supervisor:
         draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
                     output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
                     overrides=dict(req.overrides), backend=self.backend.name,
-                    user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key,
+                    user_id=req.user_id, slack_channel=req.channel_id, idempotency_key=idempotency_key,
                     idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
+                                      event_data=profile_notes.event_data(plan.notes) or None,
                                       notice=Notice("", JobCreated(command=plan.display, profile=req.profile,
                                                                      profile_notes=tuple(plan.notes))))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
@@ -267,8 +269,7 @@ class Supervisor:
             before = await self._line() if queued else []
             if queued and job.train_run.backend_job_id is not None:
                 await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
-            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
-                                                                             channel_id=job.channel_id)))
+            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by)))
             self.follower.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
                 await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(

@@ -169,8 +169,7 @@ class Job:
     failure: JobFailure | None = None  # why it failed or could not start (its `error_message` column, as JSON)
     stopped_by: Actor | None = None
     user_id: str | None = None
-    channel_id: str | None = None
-    card_ts: str | None = None
+    slack_channel: str | None = None  # the Slack channel the request came from (its card goes there): Slack's to read
     queue_reason: QueueReason | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
     idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)

@@ -1,9 +1,9 @@
 """What people must be told, as typed facts: one frozen dataclass per kind of notice, in one tagged union.
 
-A notice waits in the outbox until a front end has delivered it. It is stored as JSON: its kind (the outbox's
-`topic` column) and its fields with the schema version (`"v"`), and read back into the same type. Rows written
-before the version existed (v0: ad-hoc dicts) and v1 rows (a failure, a queue reason, a profile note and who
-stopped a job as words) are read into today's types, their words kept as legacy facts shown as they are; a row no
+A notice waits in the outbox until every front end that reads it has (storage/outbox.py). It is stored as JSON: its
+kind (the outbox's `topic` column) and its fields with the schema version (`"v"`), and read back into the same type.
+Rows written before the version existed (v0: ad-hoc dicts) and v1 rows (a failure, a queue reason, a profile note and
+who stopped a job as words) are read into today's types, their words kept as legacy facts shown as they are; a row no
 type fits (written by a newer bot, say) comes back as `Unreadable`, never as an error. Every renderer matches on
 `NoticeFacts` and ends in `assert_never`, so a kind that one of them forgets fails mypy, not a user.
 """
@@ -184,11 +184,9 @@ class ExportFailed:
 
 @dataclass(frozen=True, kw_only=True)
 class JobDeleted:
-    """The row is gone; `card_ts`/`channel_id` say where its card was, so a front end can mark it deleted."""
+    """The row is gone (a front end that showed the job, a Slack card say, marks it deleted)."""
 
     by: str | None = None
-    card_ts: str | None = None
-    channel_id: str | None = None
     kind: Literal["job_deleted"] = "job_deleted"
 
 
@@ -210,7 +208,7 @@ _ADAPTER: TypeAdapter[NoticeFacts] = TypeAdapter(Annotated[NoticeFacts, Field(di
 
 @dataclass(frozen=True)
 class Notice:
-    """A notice in the outbox: whose it is, what it says, and how its delivery stands."""
+    """A notice in the outbox: whose it is, what it says, and how its delivery to the reader that read it stands."""
 
     job_id: str
     facts: NoticeFacts

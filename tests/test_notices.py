@@ -80,6 +80,7 @@ def test_every_kind_is_told_by_every_front_end_and_pings_nobody(kind: type[Notic
 async def test_the_outbox_keeps_the_type(tmp_path: Path) -> None:
     store = await JobStore.open(tmp_path / "s.db")
     try:
+        await store.register_reader("console", keep_s=60)  # without a reader nothing would be kept
         created = JobCreated(command="swift sft", profile="fast", profile_notes=(LigerKernels(),))
         job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
                                      argv=("swift",)),

@@ -34,7 +34,7 @@ T0 = 1_700_000_000.0
 
 def job(**changes: Any) -> Job:
     base = Job(id="ab3cd", kind=Kind.LLM, state=JobState.RUNNING, output_dir="/srv/output/x", gpus=("0", "1"),
-               argv=("swift", "sft"), user_id="U0ALICE", channel_id="C1", card_ts="1.2", created_at=T0,
+               argv=("swift", "sft"), user_id="U0ALICE", slack_channel="C1", created_at=T0,
                started_at=T0 + 5, updated_at=T0 + 65,
                progress=Progress(step=15, max_steps=50, loss=6.8712, remaining_s=40.0))
     return base.replace(**changes)
