@@ -180,6 +180,12 @@ async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(ma
     assert third.state is JobState.RUNNING
     assert (await rt.supervisor.export(second.id, by="U1")).export_gpus == ()  # so this export takes the CPU
     await rt.supervisor.stop(third.id, by="U1")
+    await ended(rt, third.id)  # neither process may outlive the test (the bot's close leaves them running)
+
+    async def exported() -> bool:
+        return (await rt.store.require(second.id)).export_state is not ExportState.EXPORTING
+
+    await wait_until(exported, 180, f"job {second.id}'s export to end")
 
 
 async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_config: MakeConfig,
