@@ -93,7 +93,7 @@ async def _timed_job(runtime: Runtime, config: Config, out: str, times: list[flo
     job = await runtime.supervisor.submit(_request(config, out, ("cpu",)))
     job = await _until(runtime, job.id, {JobState.SUCCEEDED, JobState.FAILED})
     times.append(time.monotonic() - t0)
-    assert job.state is JobState.SUCCEEDED, job.error_message
+    assert job.state is JobState.SUCCEEDED, job.failure
     return job
 
 

@@ -7,10 +7,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+from bot.web import pages, words
+from storage import profile_notes
 from storage.jobs import JobStore
 from storage.migrations import MIGRATIONS
 from storage.models import Job, JobState, Kind
 from storage.notices import CheckpointSaved, JobCreated, JobStarted, Notice
+from storage.profile_notes import DirectStart, LegacyNote, LigerKernels
 from storage.slack_cards import SlackCard
 from tests.waiting import wait_until
 
@@ -123,5 +126,15 @@ async def test_an_outbox_from_before_readers_keeps_slacks_place_its_tries_and_it
         assert (await store.require("aaaaa")).slack_channel == "C1"
         [created] = await store.events("aaaaa")
         assert created.data == {"profile_notes": ["Liger on"]}  # the web page reads them there now
+        assert profile_notes.from_event_data(created.data) == [LegacyNote("Liger on")]  # words kept as they were
     finally:
         await store.close()
+
+
+async def test_the_job_page_reads_what_the_profile_changed_from_the_created_event_as_facts(store: JobStore) -> None:
+    notes = (LigerKernels(), DirectStart(ranks=True))
+    job = await store.create(a_job(), event_data=profile_notes.event_data(notes))
+    facts = await pages.job_facts(store, job)
+    assert facts.profile_notes == list(notes)
+    html = words.notes_html(facts.profile_notes)
+    assert "Liger fused kernels" in html and "one training process per GPU" in html

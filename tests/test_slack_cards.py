@@ -11,9 +11,11 @@ from bot.notifier import READER, Notifier
 from bot.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
 from bot.retry import Outage, RetryPolicy
 from runner.config import SlackConfig
+from storage.actors import User
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Progress
 from storage.notices import JobCreated, Notice
+from storage.waiting import BehindEarlierJob, GpusBusy
 from tests.slack_env import BOT, CH, FAST
 from tests.slack_standin import SlackStandIn
 
@@ -75,10 +77,10 @@ async def test_budget_goes_to_ended_then_stalest(store: JobStore, slack: SlackSt
     cards = CardSync(store, client(slack), pacer, Outage(RetryPolicy()), interval_s=0.0)
     jobs = await with_cards(store, slack, cards, 5)
     for job in jobs:
-        await store.update(job.id, queue_reason="GPU 0 is busy")
+        await store.update(job.id, queue_reason=GpusBusy({}, ("0",)))
     assert await cards.sync() == 3
     assert updated(slack) == [await card_ts(store, j) for j in jobs[:3]]  # drawn longest ago first
-    await store.update(jobs[4].id, state=JobState.STOPPED, stopped_by="U0ALICE", finished_at=time.time())
+    await store.update(jobs[4].id, state=JobState.STOPPED, stopped_by=User("U0ALICE"), finished_at=time.time())
     await slack.wait_for(cards.sync, 3, what="a token for the next update")
     assert updated(slack)[3] == await card_ts(store, jobs[4])  # an ended job's final card goes first
     await slack.wait_for(lambda: cards.sync(), 3, what="the next")
@@ -100,7 +102,7 @@ async def test_outage_pauses_the_cards(store: JobStore, slack: SlackStandIn) -> 
     outage = Outage(RetryPolicy(base_s=30.0, cap_s=30.0, jitter=0.0))
     cards = CardSync(store, client(slack), Pacer(), outage, interval_s=0.0, clock=lambda: now[0])
     [job] = await with_cards(store, slack, cards, 1)
-    await store.update(job.id, queue_reason="waiting")
+    await store.update(job.id, queue_reason=BehindEarlierJob())
     slack.fail_with(502, times=1)
     assert await cards.sync() == 0 and outage.until == 1030.0  # Slack failed: wait base_s from the failure
     now[0] = 1029.9

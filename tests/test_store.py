@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.texts import error_text
 from storage import db as dbmod
 from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
@@ -64,10 +65,13 @@ async def test_create_gives_short_typeable_id_with_event_and_notice(store: JobSt
 async def test_update_checks_the_state_machine_and_writes_nothing_on_refusal(store: JobStore) -> None:
     await store.register_reader(R, keep_s=60)
     job = await store.create(new_job())
-    with pytest.raises(IllegalTransition, match="queued job cannot become succeeded"):
+    with pytest.raises(IllegalTransition) as refused:
         await store.update(
             job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, JobSucceeded())
         )
+    assert (refused.value.old, refused.value.new) == (JobState.QUEUED, JobState.SUCCEEDED)
+    assert error_text(refused.value) == ("the job is queued and cannot become succeeded (from queued: failed, "
+                                         "starting, stopped)")
     assert (await store.require(job.id)).state is JobState.QUEUED
     assert await store.pending_notices(R, job.id) == []  # the refused update queued nothing
     await store.update(job.id, state=JobState.STARTING)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bot.profile_words import note_words
 from runner import launcher
 from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend
@@ -363,8 +364,8 @@ async def test_a_second_real_job_starts_warm_and_learns_the_same(make_config: Ma
             return found if found.state.is_terminal else None
 
         if n == 1:
-            assert rt.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), config.base_dir / "o", {})).notes[-1] \
-                .startswith("starts in a process that had swift loaded before the job came")
+            last = rt.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), config.base_dir / "o", {})).notes[-1]
+            assert note_words(last).startswith("starts in a process that had swift loaded before the job came")
         job = await wait_until(ended, 180, f"job {n} to end")
         log = Path(job.train_run.log_path or "").read_text()
         assert job.state is JobState.SUCCEEDED, log[-2000:]

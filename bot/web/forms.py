@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.api.auth import Principal
 from bot.api.context import ApiContext
 from bot.commands import out_example
+from bot.profile_words import note_words
 from bot.texts import warning_text
 from bot.web.form_words import HELP, form_error
 from runner import leases
@@ -77,7 +78,8 @@ async def submit(ctx: ApiContext, who: Principal, fields: dict[str, str]) -> Job
             plan = sup.plan(req)
             warnings = [form_error(w, example) if isinstance(w, GpuMissing) else warning_text(w)
                         for w in await sup.dry_run_warnings(req)]
-            return replace(form, preview=plan.display, notes=plan.notes, warnings=tuple(warnings))
+            return replace(form, preview=plan.display, notes=tuple(note_words(n) for n in plan.notes),
+                           warnings=tuple(warnings))
         check_start(who.caller(), config.access)
         job = await sup.submit(req)
     except JobError as exc:

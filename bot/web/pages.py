@@ -16,6 +16,7 @@ from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
 from storage.jobs import JobStore
 from storage.models import Event, ExportState, Job, JobState
+from storage.profile_notes import ProfileNote, from_event_data
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
@@ -96,7 +97,7 @@ class JobFacts:
     """A job's page, beyond the job itself."""
 
     command: str
-    profile_notes: list[str]
+    profile_notes: list[ProfileNote]
     checkpoints: list[str]
     failure_tail: list[str]
     events: list[Event]
@@ -105,7 +106,7 @@ class JobFacts:
 async def job_facts(store: JobStore, job: Job) -> JobFacts:
     events = await store.events(job.id)
     created = next((e for e in events if e.kind == "created"), None)  # the outbox keeps notices only until told
-    notes = [str(n) for n in created.data.get("profile_notes") or []] if created else []
+    notes = from_event_data(created.data) if created else []
     checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
     tail: list[str] = []
     if job.state is JobState.FAILED and (log := job.train_run.log) is not None:

@@ -23,12 +23,12 @@ from bot.cluster_words import render_gpu_nodes
 from bot.commands import JobCommand
 from bot.mrkdwn import PLAIN
 from bot.texts import error_text
-from bot.web import forms, live, pages
+from bot.web import forms, live, pages, words
 from bot.web.session import Session, Sessions
 from runner import leases
 from runner.access import Caller
 from storage.errors import JobError
-from storage.models import IllegalTransition, Job, JobState
+from storage.models import Job, JobState
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -39,7 +39,7 @@ def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.globals.update(duration=texts.duration, age=pages.time_ago, gpus_label=texts.gpus_label,
-                       states=[str(s) for s in JobState], static_v=_static_version())
+                       states=[str(s) for s in JobState], static_v=_static_version(), **words.GLOBALS)
     return env
 
 
@@ -179,9 +179,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
         try:
             reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
-        except (JobError, IllegalTransition) as exc:  # the job changed under the form: say how
-            words = error_text(exc) if isinstance(exc, JobError) else str(exc)
-            return RedirectResponse(f"/jobs/{job_id}?{_said(words)}", status_code=303)
+        except JobError as exc:  # the job changed under the form: say how
+            return RedirectResponse(f"/jobs/{job_id}?{_said(error_text(exc))}", status_code=303)
         target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
         return RedirectResponse(f"{target}?{_said(reply.text)}", status_code=303)
 
