@@ -43,6 +43,7 @@ async def run(short: bool, only: set[str]) -> list[Row]:
                                                pages=2 if short else 5, window_s=5 if short else 30),
         "compare": lambda: web_figures.compare_figures(n_jobs=10_000 if short else 100_000, steps=2_000,
                                                        samples=50 if short else 300),
+        "live": lambda: web_figures.tab_bytes(running=8, window_s=10 if short else 60),
     }
     rows: list[Row] = []
     for name, figure in figures.items():
@@ -60,7 +61,7 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
     parser.add_argument("figures", nargs="*",
                         help="only these: idle idle-serve ack overhead watching slack queue store api web "
-                             "compare")
+                             "compare live")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = asyncio.run(run(args.short, set(args.figures)))

@@ -84,7 +84,8 @@ def _backup(db_path: Path, target: Path, *, replace: bool) -> int:
     except TargetExists as exc:
         why = f"{exc.path} already exists: name a new file, or pass --replace to overwrite it"
     except CopyFailed as exc:
-        why = f"could not back up to {exc.target}: {exc.reason}; nothing was written there"
+        check = "the copy failed SQLite's quick_check: " if exc.quick_check else ""
+        why = f"could not back up to {exc.target}: {check}{exc.reason}; nothing was written there"
     else:
         print(f"backed up {done.jobs} job{'s' * (done.jobs != 1)} ({done.size_bytes / 1024:.0f} KiB, schema "
               f"version {done.schema_version}) from {db_path} to {done.target}")

@@ -31,13 +31,14 @@ from bot.grammar import (
     parse,
 )
 from bot.mrkdwn import PLAIN, Format
+from bot.profile_words import notes_words
 from runner import leases
 from runner.access import Caller, check_manage, check_start
 from runner.job_request import check_request
 from runner.log_tail import read_log_tail
 from runner.runtime import Runtime
 from storage.errors import JobError
-from storage.models import IllegalTransition, Job, JobState
+from storage.models import Job, JobState
 
 LOG_LINES = 40
 
@@ -80,10 +81,8 @@ class Handlers:
             return Reply(self.fmt.text(command.text()), ok=False)
         try:
             return await self.run(command, caller)
-        except JobError as exc:
+        except JobError as exc:  # IllegalTransition too
             return Reply(texts.error_text(exc, self.fmt), ok=False)
-        except IllegalTransition as exc:
-            return Reply(self.fmt.text(exc), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:
         match command:
@@ -133,7 +132,7 @@ class Handlers:
             warnings = await self.sup.dry_run_warnings(req)
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
-                text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + fmt.text("; ".join(plan.notes))
+                text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + notes_words(plan.notes, fmt)
             return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
         job = await self.sup.submit(req)

@@ -130,9 +130,9 @@ class BotContext:
     async def _thread_of(self, job_id: str | None, channel_id: str | None) -> tuple[str | None, str | None]:
         """Where a file about a job goes: its thread (files can't be ephemeral), or, for a job without a card, the
         channel where it was asked for."""
-        job = await self.runtime.store.get(job_id) if job_id else None
-        if job and job.card_ts and job.channel_id:
-            return job.channel_id, job.card_ts
+        card = await self.runtime.store.slack_card(job_id) if job_id else None
+        if card:
+            return card.channel, card.ts
         return channel_id, None
 
     async def upload_log(self, reply: Reply, user_id: str, channel_id: str | None) -> str:

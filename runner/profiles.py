@@ -30,6 +30,15 @@ from runner.recipes import Recipe
 from runner.swift_levers import MICRO_BATCH_TOKENS, NO_CUDNN_ATTENTION
 from runner.swift_version import SwiftNotFound, interpreter_of, resolve_swift
 from storage.models import Kind
+from storage.profile_notes import (
+    BatchSplit,
+    CheckpointingOff,
+    LigerKernels,
+    MicroBatchTokens,
+    NoCudnnAttention,
+    PaddingFree,
+    ProfileNote,
+)
 
 PROFILES = ("fast", "exact")
 SAMPLES_PER_STEP = 16  # the seed's per_device_train_batch_size 1 x gradient_accumulation_steps 16
@@ -109,11 +118,8 @@ def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> 
 # bound by the host's attention plan building, the H200 is busy 85% of a step (docs/gpu.md), so the padding (1.75x
 # the real tokens at 8 a micro-batch on the fixed data) costs GPU time again: 0.78 -> 0.63 s a step on the H200,
 # 15 GB less memory, every logged loss within 0.042% of the literal job's (docs/gpu.md, 2026-12-01).
-PADDING_FREE_NOTE = (
-    "padding-free micro-batches: each one's samples are laid end to end instead of padded to its longest (the "
-    "fixed data's samples are 105-626 tokens: padded, a micro-batch of 8 holds ~1.75x the real tokens); attention "
-    "stays within each sample (transformers masks the packed samples apart by their positions), so every step "
-    "computes the same loss over the same tokens")
+# bot/profile_words.py tells people what each note means.
+PADDING_FREE_NOTE = PaddingFree()
 
 
 # Micro-batches by tokens (issue 31): with padding-free micro-batches, memory follows the tokens in a micro-batch,
@@ -126,10 +132,6 @@ PADDING_FREE_NOTE = (
 # takes a float bias). The budget holds for any micro-batch, so one sample at max_length must fit it.
 NO_CHECKPOINTING_MIB = {True: 6.8, False: 12.0}  # a token, with Liger / without
 MASK_BYTES = 28 * 2  # a token squared: 28 layers, a bf16 bias each
-TOKENS_NOTE = ("micro-batches by tokens: each step's 16 samples, in the same order, in micro-batches of whole "
-               "samples of at most {budget} tokens, without gradient checkpointing ({free:.1f} GiB free on {where} "
-               "covers any such micro-batch); the loss is still taken over each step's tokens (where swift's process "
-               "cannot do this, the layout above runs)")
 
 
 def token_budget(free: float, liger: bool) -> int:
@@ -142,7 +144,7 @@ def token_budget(free: float, liger: bool) -> int:
 
 
 def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: bool = False,
-                  packed: bool = False) -> tuple[Recipe, tuple[str, ...]]:
+                  packed: bool = False) -> tuple[Recipe, tuple[ProfileNote, ...]]:
     """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed.
 
     `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it). `packed`: the job
@@ -168,39 +170,33 @@ def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: b
     layout, micro = chosen or (None, 1)  # several GPUs without room for more: still 16 samples a step in all
     steps = SAMPLES_PER_STEP // (micro * n)
     changes: dict[str, str] = {"per_device_train_batch_size": str(micro), "gradient_accumulation_steps": str(steps)}
-    across = "" if n == 1 else f" on each of {n} GPUs"
-    notes = [f"per-device batch {micro} × accumulation {steps}{across} instead of 1 × 16: the same 16 samples, "
-             "in the same order, make each optimizer step" + ("" if n == 1 else " (as on one GPU)")]
+    notes: list[ProfileNote] = [BatchSplit(micro, steps, n, SAMPLES_PER_STEP)]
     if layout is None:
         return recipe.with_args(changes), tuple(notes)
-    where = f"GPU {gpus[0].index}" if n == 1 else f"GPUs {','.join(g.index for g in gpus)}"
     need = layout.need_gib(micro, max_length)
     if not layout.checkpointing:
         changes["gradient_checkpointing"] = "false"
-        notes.append(f"gradient checkpointing off: {free:.1f} GiB free on {where} covers the worst case "
-                     f"(~{need:.0f} GiB with every sample at max_length {max_length})")
+        notes.append(CheckpointingOff(round(free, 1), tuple(g.index for g in gpus), round(need, 1), max_length))
     if layout.liger and not has_liger:
         changes["use_liger_kernel"] = "true"
-        notes.append("Liger fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy without the full logits)")
+        notes.append(LigerKernels())
     if packed and micro > 1 and recipe.value("attn_impl") in (None, "sdpa") \
             and not _is_on(recipe.value("padding_free")) and not _is_on(recipe.value("packing")):
         changes |= {"padding_free": "true", "attn_impl": "sdpa"}
         notes.append(PADDING_FREE_NOTE)
         budget = token_budget(free, layout.liger or has_liger)
         if n == 1 and layout.checkpointing and budget >= max_length:
-            notes.append(TOKENS_NOTE.format(budget=budget, free=free, where=where))
+            notes.append(MicroBatchTokens(budget, round(free, 1), tuple(g.index for g in gpus)))
             return recipe.with_args(changes).with_env({MICRO_BATCH_TOKENS: str(budget)}), tuple(notes)
     return recipe.with_args(changes), tuple(notes)
 
 
 # The H200 (docs/gpu.md, one lease): 0.87 -> 0.72 s a step, launch to end 106.0 -> 92.3 s, losses within 0.011%.
-NO_CUDNN_NOTE = ("attention by PyTorch's own kernels instead of cuDNN's, which prepares itself anew for every new "
-                 "sequence length (a micro-batch's length changes at every step): a sixth less time a step on an "
-                 "H200; the same attention, computed by another kernel")
+NO_CUDNN_NOTE = NoCudnnAttention()
 
 
 def without_cudnn_attention(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *,
-                            direct: bool) -> tuple[Recipe, tuple[str, ...]]:
+                            direct: bool) -> tuple[Recipe, tuple[ProfileNote, ...]]:
     """`fast` on NVML-known GPUs, started through runner/swift_entry.py (`direct`: the entry reads the variable,
     `swift sft` would not): scaled_dot_product_attention without cuDNN's kernel."""
     if profile == "exact" or recipe.kind is not Kind.LLM or not gpus or not direct:

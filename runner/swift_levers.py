@@ -15,7 +15,7 @@ which runner/levers.py reads back as a typed fact for the job's thread. A lever 
 - `padding_free_sdpa`: swift's padding-free check lets sdpa pass where transformers masks packed samples apart;
   without it the job runs padded micro-batches (`--padding_free false`).
 - `token_micro_batches`: each optimizer step's samples in micro-batches under a token budget, without gradient
-  checkpointing (runner/profiles.py, TOKENS_NOTE); without it the layout the profile chose runs.
+  checkpointing (runner/profiles.py, MicroBatchTokens); without it the layout the profile chose runs.
 - `shards_together`: an export writes its shards a thread each; without it transformers writes them one by one.
 """
 

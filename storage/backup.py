@@ -34,11 +34,12 @@ class TargetExists(BackupError):
 
 
 class CopyFailed(BackupError):
-    """The copy could not be made or failed its check (`reason`: SQLite's or the system's own words)."""
+    """The copy could not be made (`reason`: SQLite's or the system's own words), or was made but failed SQLite's
+    quick_check (`quick_check`; `reason`: what the check found)."""
 
-    def __init__(self, target: Path, reason: str) -> None:
-        super().__init__(f"cannot back up to {target}: {reason}")
-        self.target, self.reason = target, reason
+    def __init__(self, target: Path, reason: str, *, quick_check: bool = False) -> None:
+        super().__init__(f"cannot back up to {target}: {'quick_check: ' if quick_check else ''}{reason}")
+        self.target, self.reason, self.quick_check = target, reason, quick_check
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def _copy(source: Path, partial: Path, target: Path) -> BackupDone:
             copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
             check = copy.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise CopyFailed(target, f"the copy failed SQLite's quick_check: {check}")
+                raise CopyFailed(target, str(check), quick_check=True)
             jobs = int(copy.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
             schema = int(copy.execute("PRAGMA user_version").fetchone()[0])
         finally:

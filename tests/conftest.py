@@ -83,6 +83,7 @@ async def open_runtime() -> AsyncIterator[OpenRuntime]:
 
     async def open_(config: Config) -> Runtime:
         rt = await Runtime.open(config)
+        await rt.store.register_reader("tests", keep_s=3600.0)  # reads nothing: every notice is kept to look at
         await rt.start()
         opened.append(rt)
         return rt

@@ -10,7 +10,8 @@ loss falls faster the higher `--learning_rate` (1e-4 when not given), which it l
 swift's trainer (after FAKE_SWIFT_STOP_S seconds, default 0): KeyboardInterrupt, the summary line, exit 254.
 FAKE_SWIFT_SAY_FILE names a file whose lines it prints at the start (log text to show); an output_dir containing
 FAKE_SWIFT_FAIL_IN makes it print them to stderr again after step 2, then a RuntimeError naming the first, and exit
-1 (a failure with that tail and cause).
+1 (a failure with that tail and cause). FAKE_SWIFT_PRINT_STEPS=1 prints each logged step's record to stdout as swift
+does (`{'loss': ..., 'global_step/max_steps': '3/10', ...}`): a log that grows a line a step.
 `fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0, and
 once the file FAKE_SWIFT_EXPORT_UNTIL names is there, if it names one) and exits 0. Other flags are accepted and
 ignored.
@@ -96,6 +97,7 @@ def sft(f: dict[str, list[str]]) -> int:
     print("\n".join(say), flush=True)
     fail_in = os.environ.get("FAKE_SWIFT_FAIL_IN")
     fail = fail_in is not None and fail_in != "" and fail_in in str(run_dir)
+    print_steps = os.environ.get("FAKE_SWIFT_PRINT_STEPS") == "1"
     started, step, last, losses = time.time(), 0, None, []
     signal.signal(signal.SIGINT, _on_sigint)
     try:
@@ -110,8 +112,11 @@ def sft(f: dict[str, list[str]]) -> int:
             if memory:
                 common["memory(GiB)"] = float(memory)
             if step % every == 0 or step in (first, total):
-                write_line(log, {"loss": round(loss, 6), "grad_norm": round(0.4 + loss / 4, 6), "learning_rate": lr,
-                                 "token_acc": round(1 - loss / 2.2, 6), **common})
+                rec = {"loss": round(loss, 6), "grad_norm": round(0.4 + loss / 4, 6), "learning_rate": lr,
+                       "token_acc": round(1 - loss / 2.2, 6), **common}
+                write_line(log, rec)
+                if print_steps:
+                    print({k: str(v) for k, v in rec.items()}, flush=True)
             if evals and (step % evals == 0 or step == total):
                 write_line(log, {"eval_loss": round(loss * 1.05, 6), "eval_runtime": 0.1, **common})
             if step % save == 0 or step == total:

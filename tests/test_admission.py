@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from bot import failure_words
 from bot.handlers import Handlers
 from bot.notice_words import notice_text
 from runner import slurm_cli
 from runner.access import Caller
 from runner.config import Config, ConfigError, load_config
 from runner.runtime import Runtime
+from storage.failure_facts import PathOutsideRoot
 from storage.models import JobState
 from storage.notices import JobQueued
 from tests.api_env import Served, serving
@@ -198,9 +200,12 @@ async def test_link_made_after_create_fails_the_launch_before_any_process(tmp_pa
     await bot.handle(f"stop {busy.job_id}", ME)
     await wait_until(lambda: _ended(rt, waiting.job_id or ""), 30, "the waiting job to end")
     job = await rt.store.require(waiting.job_id)
-    assert job.state is JobState.FAILED and job.error_class == "launch"
-    assert str(tmp_path / "output" / "later" / "x") in (job.error_message or "")
-    assert str(outside / "x") in (job.error_message or ""), job.error_message
+    assert job.state is JobState.FAILED and job.failure is not None
+    refusal = job.failure.reason
+    assert isinstance(refusal, PathOutsideRoot) and refusal.root_key == "paths.output_root", refusal
+    assert (refusal.path, refusal.resolved) == (str(tmp_path / "output" / "later" / "x"), str(outside / "x"))
+    words = failure_words.summary(job.failure)
+    assert str(tmp_path / "output" / "later" / "x") in words and str(outside / "x") in words, words
     assert job.train_run.pid is None and job.started_at is None  # no process was started
     assert _files(outside) == []  # nothing written outside
     failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]

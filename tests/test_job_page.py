@@ -95,7 +95,8 @@ def test_a_failed_job_says_its_cause_in_words_with_the_end_of_its_log_in_view(tm
         wait_until_sync(lambda: _status(api.url, job)["status"] == "failed", 60, "the job to fail")
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/jobs/{job}")
-        assert text_of(driver, "#failure-title") == "Why it failed: Out of GPU memory"
+        assert text_of(driver, "#failure-title") == \
+            "Why it failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"  # bot/failure_words
         assert "cuda_oom" not in driver.page_source
         assert _visible_in(driver, ".failure .tail", "CUDA out of memory")  # the tail opens at its end
         assert not _visible_in(driver, ".failure .tail", "loading shard 41 of 60")  # its top is scrolled away

@@ -233,6 +233,10 @@ def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: P
         table = s.get(f"{api.url}/", timeout=10).text
         row = table[table.index(f'id="job-{second}"'):]
         assert "#1 in line" in row[:row.index("</tr>")] and first in table
+        assert f"GPU 0 is held by job {first}" in row[:row.index("</tr>")]
+        waiting = requests.get(f"{api.url}/training/jobs/{second}/status", timeout=10).json()["queue_reason"]
+        assert waiting == {"code": "gpus_busy", "fields": {"held": {"0": first}, "foreign": []},
+                           "message": f"GPU 0 is held by job {first}"}
         assert "No jobs match" in s.get(f"{api.url}/?kind=vlm", timeout=10).text
         mine = s.get(f"{api.url}/", params={"owner": "UBOB", "state": "queued"}, timeout=10).text
         assert f'id="job-{second}"' in mine and f'id="job-{first}"' not in mine
@@ -272,6 +276,11 @@ def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_
         assert failure.index("Why it failed") < failure.index("Command line")  # first, before the details
         assert "out of memory" in failure.lower() and '<p class="hint">' in failure  # cause and hint
         assert "&lt;model&gt;" in failure and "<model>" not in page  # the tail, escaped
+        assert "ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)" in failure
+        error = requests.get(f"{api.url}/training/jobs/{job}/status", timeout=10).json()["error"]  # the API's way
+        assert (error["code"], error["fields"]) == ("cuda_oom", {"tried_to_allocate": "2.00 GiB"}), error
+        assert error["message"] == "ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
+        assert error["hint"] == "lower max_length or the batch size, or use a GPU with more memory"
         log = s.get(f"{api.url}/jobs/{job}/log", timeout=10)
         assert log.status_code == 200 and "OutOfMemoryError" in log.text
         assert "attachment" in log.headers["content-disposition"]

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.api.facts import FactOut, FailureOut, actor_out, failure_out, reason_out
+from bot.event_words import event_text
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, MAX_GPU_INDEX, MAX_GPUS, MAX_OUT_LEN, MAX_SOURCE_LEN
@@ -78,7 +80,7 @@ class JobOut(BaseModel):
     finished_at: float | None
     export_status: str
     export_dir: str | None
-    error: str | None
+    error: FailureOut | None = Field(description="why it failed or could not start: a code, its fields, words")
 
 
 class JobStatus(BaseModel):
@@ -92,9 +94,10 @@ class JobStatus(BaseModel):
     eta_seconds: float | None
     gpus: list[str]
     export_status: str
-    queue_reason: str | None
-    error: str | None
-    error_hint: str | None
+    queue_reason: FactOut | None = Field(description="why a queued job waits: a code, its fields, words")
+    error: FailureOut | None
+    stopped_by: FactOut | None = Field(description="who stopped it: `user` (with its `id`), `console`, `system` "
+                                                   "or `outside` (an interrupt from outside trainbot)")
 
 
 class EventOut(BaseModel):
@@ -197,19 +200,20 @@ def job_out(job: Job) -> JobOut:
     return JobOut(job_id=job.id, training_type=str(job.kind), status=str(job.state), gpu_id=",".join(job.gpus),
                   output_dir=job.output_dir, progress=job.progress.percent or 0.0, user_id=job.user_id,
                   created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-                  export_status=str(job.export_state), export_dir=job.export_dir, error=job.error_message)
+                  export_status=str(job.export_state), export_dir=job.export_dir, error=failure_out(job.failure))
 
 
 def job_status(job: Job) -> JobStatus:
     p = job.progress
     return JobStatus(job_id=job.id, status=str(job.state), progress=p.percent or 0.0, step=p.step,
                      max_steps=p.max_steps, loss=p.loss, eval_loss=p.eval_loss, eta_seconds=p.remaining_s,
-                     gpus=list(job.gpus), export_status=str(job.export_state), queue_reason=job.queue_reason,
-                     error=job.error_message, error_hint=job.error_hint)
+                     gpus=list(job.gpus), export_status=str(job.export_state),
+                     queue_reason=reason_out(job.queue_reason), error=failure_out(job.failure),
+                     stopped_by=actor_out(job.stopped_by))
 
 
 def event_out(event: Event) -> EventOut:
-    return EventOut(id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event.message,
+    return EventOut(id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event_text(event),
                     data=event.data, at=event.at)
 
 

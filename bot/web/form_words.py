@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bot.texts import error_text
+from bot.texts import error_text, gpus_missing
 from runner.errors import GpuMissing, NotAllowed, OutputInUse
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot
@@ -78,7 +78,7 @@ def form_error(exc: Exception, out_example: str) -> str:
             item = f" (“{exc.item}”)" if exc.item is not None and exc.item != value else ""
             return f"{label} “{value}”{item} {_RULES[rule].format(limit=exc.limit or 0, size=exc.size)}."
         case GpuMissing(suggest=suggest):
-            return f"{exc}. Tick {'GPU ' + ', '.join(suggest) if suggest else 'the CPU'} instead."
+            return f"{gpus_missing(exc)}. Tick {'GPU ' + ', '.join(suggest) if suggest else 'the CPU'} instead."
         case OutputInUse(output_dir=output_dir, job_id=job_id):
             return (f"Job {job_id} is still active and writes to {output_dir}: two jobs in one folder would mix their "
                     f"checkpoints. Choose another output folder (e.g. {str(output_dir).rstrip('/')}-2), or stop job "

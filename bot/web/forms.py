@@ -17,6 +17,7 @@ from pathlib import Path
 from bot.api.auth import Principal
 from bot.api.context import ApiContext
 from bot.commands import out_example
+from bot.profile_words import note_words
 from bot.texts import warning_text
 from bot.web.form_words import HELP, LABELS, field_of, form_error
 from runner import admission, leases
@@ -151,7 +152,7 @@ async def submit(ctx: ApiContext, who: Principal, fields: Mapping[str, str]) -> 
         admission.admit(config, None, Path(req.output_dir), req.overrides, await ctx.runtime.store.holding())
         if fields.get("go") != "start":
             plan = sup.plan(req)
-            return replace(form, preview=plan.display, notes=plan.notes,
+            return replace(form, preview=plan.display, notes=tuple(note_words(n) for n in plan.notes),
                            warnings=tuple(warning_text(w) for w in warnings))
         job = await sup.submit(req)
     except JobError as exc:

@@ -26,6 +26,7 @@ from runner.gpus import descendants
 from runner.kernels import KernelCompile, cache_env, triton_cache
 from runner.swift_levers import not_applied_line
 from runner.warm import RANK_LAUNCHER, WarmSlot, remove_preambles, warm_entry
+from storage.failure_facts import LogUnwritable, SwiftMissing
 
 if TYPE_CHECKING:
     from runner.slurm_cli import ClusterGpus
@@ -112,13 +113,12 @@ class LocalBackend:
                      gpus: Sequence[str]) -> Launched:
         exe = shutil.which(command.argv[0])
         if exe is None:
-            raise LaunchError(f"the swift CLI {command.argv[0]!r} was not found on this machine: install ms-swift "
-                              "or set [swift] bin in the config file to its full path")
+            raise LaunchError(SwiftMissing(command.argv[0]))
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = log_path.open("ab")
         except OSError as exc:
-            raise LaunchError(f"cannot write the log {log_path}: {exc.strerror}") from exc
+            raise LaunchError(LogUnwritable(str(log_path), exc.strerror)) from exc
         self._exits_dir.mkdir(parents=True, exist_ok=True)
         exit_file = self.exit_file(ref)
         if ref.run.launch_token is None:

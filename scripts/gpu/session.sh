@@ -29,6 +29,7 @@
 #                                           `succeeded`), the default (compare.py, warm, Triton filled by the bot),
 #                                           the default to step 5 on an empty Triton cache (a truly cold machine),
 #                                           the literal flags; follow (~16 minutes in all: `follow` once more)
+#   bash scripts/gpu/session.sh h100s       the same in one call (~9 minutes), the literal flags only to step 12
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -251,6 +252,19 @@ case "${1:-}" in
         --pair fast_triton_cold,fast_triton_cold >> $W/cmp.txt 2>&1; sleep 3;
       $C --order exact --pair exact,fast >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
     H100=1 bash "$0" follow ;;
+  h100s)  # issue 31 in one call, where the device time left cannot hold the literal job's ~11 minutes: the same as
+           # h100, the literal flags only to step 12 (their launch, steady speed and losses side by side)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu $GPU"
+    rm -rf $W/tb/compile $W/triton-cold
+    setsid nohup bash -c "python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --gpu $GPU \
+        > $W/val2.txt 2>&1;
+      sleep 3; $C --order fast --warm --pair fast,fast > $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --warm --name fast_triton_cold --env TRITON_CACHE_DIR=$W/triton-cold --stop-after 1 \
+        --pair fast_triton_cold,fast_triton_cold >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order exact --stop-after 12 --pair exact,fast >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
+    H100=1 FOLLOW_S=${FOLLOW_S:-560} bash "$0" follow ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -271,6 +285,6 @@ case "${1:-}" in
     fi
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|final2|final3|h100|follow"
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|final2|final3|h100|h100s|follow"
      exit 2 ;;
 esac

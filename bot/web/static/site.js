@@ -95,9 +95,9 @@
     keepPicks();
   }
 
-  document.body.addEventListener("htmx:sseMessage", function (e) {
-    if (e.target.id === "panel") { panelChanged(); }
-    if (e.target.id === "rows") { rowsChanged(); }
+  document.addEventListener("live:morphed", function (e) {  // live.js changed a job's panel or the table's rows
+    if (e.detail.event === "parts") { panelChanged(); }
+    if (e.detail.event === "rows") { rowsChanged(); }
   });
   if (document.getElementById("rows")) { rowStates = states(); }
 })();
