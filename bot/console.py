@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from bot import notice_words, texts
-from bot.handlers import Handlers, Image, Reply
+from bot.chat.handlers import Handlers, Image, Reply
+from bot.words import notices as notice_words
+from bot.words import texts
 from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime

@@ -20,9 +20,9 @@ from runner.config import Config
 from runner.gpus import GpuProbe
 from runner.kernels import idle_gpu, local_model
 from runner.supervisor import Supervisor
+from runner.wakeable import WakeableLoop
 from storage.jobs import JobStore
 from storage.models import Kind
-from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 

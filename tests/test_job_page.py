@@ -96,7 +96,7 @@ def test_a_failed_job_says_its_cause_in_words_with_the_end_of_its_log_in_view(tm
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/jobs/{job}")
         assert text_of(driver, "#failure-title") == \
-            "Why it failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"  # bot/failure_words
+            "Why it failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"  # bot/words/failures
         assert "cuda_oom" not in driver.page_source
         assert _visible_in(driver, ".failure .tail", "CUDA out of memory")  # the tail opens at its end
         assert not _visible_in(driver, ".failure .tail", "loading shard 41 of 60")  # its top is scrolled away
