@@ -84,7 +84,7 @@ def tiny_config_toml(assets: Mapping[str, object], *, swift_bin: str, extra: Map
 async def run_demo(root: Path) -> int:
     started = time.monotonic()
     swift_bin = default_swift_bin()
-    print(f"trainbot demo in {root}: building a tiny Qwen2 model and local datasets…", flush=True)
+    print(f"demo in {root}: building a tiny Qwen2 model and local datasets…", flush=True)
     assets = build_tiny_assets(root / "assets", swift_bin)
     config_path = root / "trainbot.toml"
     config_path.write_text(tiny_config_toml(assets, swift_bin=swift_bin))
