@@ -96,8 +96,10 @@ class Follower:
                 if job.train_run.backend_job_id is None:
                     await self._launch(job)
             return
-        decisions = leases.plan_starts(queue, leases.held(holding), self.foreign_busy(holding))
+        decisions = leases.plan_starts(await self.store.line(), leases.held(holding), self.foreign_busy(holding))
         for d in decisions:
+            if d.purpose != "train":
+                continue  # a try session in the same line: runner/trying.py starts it
             if d.start:
                 await self._launch(d.job)
             elif d.reason != d.job.queue_reason:
@@ -242,6 +244,7 @@ class Follower:
         refs = [ProcessRef.of(j, "train") for j in jobs if j.train_run.pid is not None]
         refs += [ProcessRef.of(j, "export") for j in jobs
                  if j.export_state is ExportState.EXPORTING and j.export_run.pid is not None]
+        refs += [ProcessRef.of(j, "try") for j in jobs if j.try_state.holds and j.try_run.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 

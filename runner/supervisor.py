@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
 from storage.errors import StillActive
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState, Purpose, Run
+from storage.models import ExportState, Job, JobState, Purpose, Run, TryState
 from storage.notices import (
     ExportStarted,
     JobCreated,
@@ -63,6 +64,12 @@ class Supervisor:
         self._woken: asyncio.Task[bool] | None = None
         self._closed = False
         self.facts = ProbedFacts()  # until refresh_facts: the default swift version, no Liger
+        self.end_try: Callable[[str], Awaitable[None]] | None = None  # runner/trying.py: a deleted job's session
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while jobs change (a tick, a command): runner/trying.py leases GPUs for tries under it too."""
+        return self._lock
 
     # ---- what people ask for -------------------------------------------------------------------------------
 
@@ -251,6 +258,8 @@ class Supervisor:
                 raise ExportRunning(job_id)
             if job.state.is_active:
                 raise StillActive(job_id, str(job.state))
+            if job.try_state is not TryState.NONE and self.end_try is not None:
+                await self.end_try(job_id)  # its lease goes with the job's row: its process first
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
                                                                              channel_id=job.channel_id)))
             self.follower.forget(job_id)

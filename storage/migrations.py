@@ -102,4 +102,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN export_gpus TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: a try session of the job's model (runner/trying.py): its state, the GPU it holds or waits for, its process
+    # (found again by pid and start time after a restart) and its place in the queue's line while it waits
+    """
+    ALTER TABLE jobs ADD COLUMN try_state TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE jobs ADD COLUMN try_gpus TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN try_pid INTEGER;
+    ALTER TABLE jobs ADD COLUMN try_proc_start_time REAL;
+    ALTER TABLE jobs ADD COLUMN try_backend_job_id TEXT;
+    ALTER TABLE jobs ADD COLUMN try_log_path TEXT;
+    ALTER TABLE jobs ADD COLUMN try_seq REAL;
+    CREATE INDEX jobs_trying ON jobs (try_state) WHERE try_state != 'none';
+    """,
 ]
