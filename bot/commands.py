@@ -38,6 +38,16 @@ class JobCommand:
 
 
 @dataclass(frozen=True)
+class TryJob:
+    """`try <id> [checkpoint=N] [gpu=X] [question]`: ask the job's model (no question: the recipe's own check)."""
+
+    job_id: str
+    question: str | None = None  # as typed, the rest of the line
+    checkpoint: int | None = None
+    gpus: tuple[str, ...] | None = None  # ("0",) or ("cpu",); None: the job's own GPU
+
+
+@dataclass(frozen=True)
 class ListJobs:
     kind: Kind | None = None
     state: str | None = None  # a JobState value or "active"
@@ -58,7 +68,7 @@ class Help:
     topic: str | None = None
 
 
-Command: TypeAlias = CreateJob | JobCommand | ListJobs | ShowStatus | ShowGpus | Help
+Command: TypeAlias = CreateJob | JobCommand | TryJob | ListJobs | ShowStatus | ShowGpus | Help
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,10 @@ def unparse(command: Command, *, base_dir: Path) -> str:
     if isinstance(command, JobCommand):
         extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
         return " ".join([command.action, command.job_id, *extra])
+    if isinstance(command, TryJob):
+        options = [f"checkpoint={command.checkpoint}"] * (command.checkpoint is not None)
+        options += [f"gpu={','.join(command.gpus)}"] if command.gpus else []
+        return " ".join(["try", command.job_id, *options, *([command.question] if command.question else [])])
     if isinstance(command, ListJobs):
         kind = [str(command.kind)] if command.kind else []
         return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else [])])

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from bot import notice_words, texts
 from bot.handlers import Handlers, Reply
+from bot.try_console import print_answer
 from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime
@@ -44,6 +45,8 @@ class Console:
         self.say(reply.text if reply.ok else f"⚠️ {reply.text}")
         if reply.file is not None:
             self.say(reply.file.read_text(errors="replace"))
+        if reply.answer is not None:  # `try`: the answer as it is generated
+            await print_answer(reply.answer, self.out)
         await self.flush_notices()
         return reply
 

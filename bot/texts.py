@@ -9,6 +9,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
+from bot import try_words
 from bot.mrkdwn import PLAIN, Format
 from runner.errors import (
     AlreadyExporting,
@@ -26,6 +27,7 @@ from runner.errors import (
 )
 from runner.gpus import Gpu, GpuSnapshot
 from runner.leases import GpusBusy
+from runner.try_errors import TryRefused
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import Event, Job, JobState
 
@@ -165,8 +167,13 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
         case NotAllowed(job_id=None):
             return (f"you may not start jobs: ask an admin to add you (or this channel) to {fmt.code('access.users')}"
                     f" / {fmt.code('access.groups')} / {fmt.code('access.channels')} in trainbot's config")
+        case NotAllowed(action="try", job_id=str(job_id), owner=owner):
+            return (f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}), an admin, or whom "
+                    f"{fmt.code('access.try_users')} / {fmt.code('access.try_channels')} allow may try its model")
         case NotAllowed(action=action, job_id=str(job_id), owner=owner):
             return f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}) or an admin may {action} it"
+        case TryRefused():
+            return try_words.refusal_text(exc, fmt)
     return fmt.text(exc)
 
 

@@ -74,8 +74,17 @@ class TryLoading:
 
 @dataclass(frozen=True)
 class TryLoaded:
-    load_s: float  # from the process's start (or its hand-over, warm) to the model ready
+    load_s: float  # from the process's start (or its hand-over, warm) to the model ready: imports and load
     warm: bool
+
+
+@dataclass(frozen=True)
+class TryAsking:
+    """A question goes to the model now (its tokens follow): `index` which one, `side` asked of which model."""
+
+    index: int
+    side: Side
+    question: str
 
 
 @dataclass(frozen=True)
@@ -120,4 +129,4 @@ class TryDone:
     total_s: float
 
 
-TryEvent: TypeAlias = TryWaiting | TryLoading | TryLoaded | TryToken | TryAnswer | TryDone
+TryEvent: TypeAlias = TryWaiting | TryLoading | TryLoaded | TryAsking | TryToken | TryAnswer | TryDone

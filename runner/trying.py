@@ -48,6 +48,7 @@ from runner.try_types import (
     Side,
     TryAnswer,
     TryAsk,
+    TryAsking,
     TryDone,
     TryEvent,
     TryLoaded,
@@ -196,7 +197,8 @@ class TryService:
     async def open(self, ask: TryAsk, caller: Caller) -> AsyncIterator[TryEvent]:
         """Check the try (refusals are raised here, before anything waits or loads) and return its stream of
         events: maybe TryWaiting (its place in line, again when it moves), TryLoading/TryLoaded (unless the model
-        was loaded already), TryToken as the answer is generated, a TryAnswer after each answer, TryDone last.
+        was loaded already), then for each question TryAsking, TryToken as the answer is generated and TryAnswer,
+        and TryDone last.
         The stream raises TryFailed when the model could not answer."""
         job = await self.store.require(ask.job_id)
         check_try(caller, self.config.access, job)
@@ -265,6 +267,7 @@ class TryService:
             answers: list[TryAnswer] = []
             async with session.lock:
                 for turn in plan.turns:
+                    yield TryAsking(turn.index, turn.side, turn.question)
                     asked = time.monotonic()
                     pieces: list[str] = []
                     done: dict[str, Any] = {}
@@ -313,6 +316,7 @@ class TryService:
                     yield waiting
                 warm = self._warm is not None and self._warm.alive()
                 yield TryLoading(plan.weights, plan.gpus, warm)
+                spawned = time.monotonic()
                 process, warm = await self._spawn(plan, log_path)
             except BaseException:
                 await self._clear(job_id)
@@ -327,12 +331,13 @@ class TryService:
             except BaseException:
                 await self._end(session, "the try was abandoned while the model loaded")
                 raise
+            load_s = time.monotonic() - spawned
             with contextlib.suppress(JobNotFound):
                 await self.store.update(job_id, try_state=TryState.READY, event=f"try: model loaded in "
-                                        f"{loaded.load_s:.1f} s ({'warm' if loaded.warm else 'afresh'})",
+                                        f"{load_s:.1f} s ({'warm' if loaded.warm else 'afresh'})",
                                         event_kind="try_loaded")
             self._watch(session)
-            yield TryLoaded(loaded.load_s, loaded.warm)
+            yield TryLoaded(load_s, loaded.warm)
             yield session
 
     async def _lease(self, plan: Plan, log_path: Path) -> AsyncIterator[TryWaiting]:

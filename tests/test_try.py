@@ -188,3 +188,33 @@ async def test_an_idle_session_ends_and_a_restarted_bot_ends_one_an_earlier_bot_
 
     await wait_until(ended_by_the_new_bot, 10, "the restarted bot to end the session the earlier one left")
 
+
+
+def console(trained: Trained, typed: str) -> str:
+    done = subprocess.run([str(VENV_BIN / "trainbot"), "--config", str(trained.root / "trainbot.toml"), "console"],
+                          input=typed, capture_output=True, text=True, cwd=trained.root, timeout=300, check=True)
+    return done.stdout
+
+
+def test_the_consoles_try_prints_the_check_and_an_answer_as_they_stream(trained: Trained) -> None:
+    out = console(trained, f"try {trained.job_id}\ntry {trained.job_id} What's your name; who made you?\n")
+    check, asked = out.split("asking job", 1)
+    assert f"checking job {trained.job_id}'s model" in check and "loading checkpoint" in check
+    headings = [line for line in check.splitlines() if " · " in line and line.split(" · ")[0] in (
+        "fine-tuned", "base model")]
+    assert headings == ["fine-tuned · 你是谁？", "base model · 你是谁？", "fine-tuned · Who are you?",
+                        "base model · Who are you?"]
+    assert check.count(" tokens · first token ") == 4 and "↳ checkpoint" in check
+    # a question is taken as typed (quotes, `;` and all: no shell, no grammar in it), answered by the loaded model
+    assert "fine-tuned · What's your name; who made you?" in asked and "loading" not in asked
+    assert "↳ checkpoint" in asked and "⚠️" not in out
+    assert "\x1b" not in out  # whatever the model says, no terminal escape reaches the console
+
+
+def test_a_try_of_a_job_without_a_checkpoint_is_answered_clearly(trained: Trained) -> None:
+    out = console(trained, "llm gpu=cpu out=output/held --hold\n")
+    held = out.split("Job ", 1)[1].split()[0]
+    out = console(trained, f"try {held}\ntry {trained.job_id} checkpoint=99999 hi\ntry {trained.job_id} {'x' * 2001}\n")
+    assert f"⚠️ job {held} has not started yet (created): there is no checkpoint to try yet" in out
+    assert f"⚠️ job {trained.job_id} has no checkpoint 99999; it has " in out
+    assert "⚠️ the question is 2001 characters long; a question has at most 2000" in out

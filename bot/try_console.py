@@ -1,0 +1,41 @@
+"""A try's answer in the console: printed as it is generated, each answer under its heading, timings after."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from bot import texts, try_words
+from runner.try_types import TryAnswer, TryAsking, TryDone, TryEvent, TryLoaded, TryLoading, TryToken, TryWaiting
+from storage.errors import JobError
+
+
+async def print_answer(stream: AsyncIterator[TryEvent], out: TextIO) -> TryDone | None:
+    """Read the stream to its end, printing it; the TryDone (None: it failed, and that was printed)."""
+    try:
+        async for event in stream:
+            match event:
+                case TryWaiting():
+                    _line(out, try_words.waiting_text(event))
+                case TryLoading():
+                    _line(out, try_words.loading_text(event))
+                case TryLoaded():
+                    _line(out, try_words.loaded_text(event))
+                case TryAsking(side=side, question=question):
+                    _line(out, try_words.answer_heading(side, try_words.inert(question)))
+                case TryToken(text=text):
+                    out.write(try_words.inert(text))
+                    out.flush()
+                case TryAnswer():
+                    _line(out, ("\n" if event.text else "") + try_words.answer_line(event))
+                case TryDone():
+                    _line(out, try_words.done_text(event))
+                    return event
+    except JobError as exc:
+        _line(out, f"\n⚠️ {texts.error_text(exc)}")
+    return None
+
+
+def _line(out: TextIO, text: str) -> None:
+    out.write(text.rstrip("\n") + "\n")
+    out.flush()
