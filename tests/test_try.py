@@ -5,6 +5,7 @@ left. Slow: marked `swift`. One job is trained for the module (tests/conftest.py
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+import requests
 
 from bot.demo import default_swift_bin, tiny_config_toml
 from runner import leases
@@ -22,6 +24,7 @@ from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from runner.try_types import Message, TryAsk, TryDone, TryEvent, TryLoaded, TryLoading, TryToken, TryWaiting
 from storage.models import JobState, Kind, TryState
+from tests.api_env import serving
 from tests.conftest import VENV_BIN
 from tests.waiting import wait_until
 
@@ -45,7 +48,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_llm: dict[str, Any]) 
     """A job trained to its end on the CPU, through the real console; a second config (`long.toml`) makes long
     jobs on the fake GPU 0, on the same store."""
     root = tmp_path_factory.mktemp("try")
-    gpu0 = "[gpus]\ninventory = 1\n"
+    gpu0 = '[gpus]\ninventory = 1\n[access]\ntry_users = ["http:anonymous"]\n'
     (root / "trainbot.toml").write_text(tiny_config_toml(tiny_llm, swift_bin=default_swift_bin(), sections=gpu0))
     (root / "long.toml").write_text(tiny_config_toml(tiny_llm, swift_bin=default_swift_bin(), sections=gpu0,
                                                      extra={"num_train_epochs": 40}))
@@ -218,3 +221,55 @@ def test_a_try_of_a_job_without_a_checkpoint_is_answered_clearly(trained: Traine
     assert f"⚠️ job {held} has not started yet (created): there is no checkpoint to try yet" in out
     assert f"⚠️ job {trained.job_id} has no checkpoint 99999; it has " in out
     assert "⚠️ the question is 2001 characters long; a question has at most 2000" in out
+
+
+def test_the_apis_chat_answers_plain_and_streamed_in_openais_shapes(trained: Trained) -> None:
+    url = f"/training/jobs/{trained.job_id}/chat"
+    question = {"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 6, "temperature": 0}
+    with serving(trained.root, {"TRAINBOT_API_TOKENS": "tok-bob=UBOB"}) as api:
+        reply = requests.post(api.url + url, json=question, timeout=300)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+        (choice,) = body["choices"]
+        assert choice["message"]["role"] == "assistant" and choice["message"]["content"]
+        assert choice["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 6
+        assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 6
+        facts = body["trainbot"]
+        assert facts["weights"]["kind"] == "checkpoint" and facts["gpu_id"] == "cpu" and facts["load_s"] > 0
+        assert body["model"] == f"{trained.job_id}/checkpoint-{facts['weights']['step']}"
+
+        streamed = requests.post(api.url + url, json={**question, "stream": True}, stream=True, timeout=300)
+        assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+        data = [line[6:] for line in streamed.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+        assert data[-1] == "[DONE]"
+        chunks = [json.loads(d) for d in data[:-1]]
+        assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert text == choice["message"]["content"]  # greedy: the same answer, now in pieces
+        assert len(chunks) > 3 and chunks[-1]["choices"][0]["finish_reason"] == "length"
+        assert chunks[-1]["usage"]["completion_tokens"] == 6 and chunks[-1]["trainbot"]["load_s"] is None
+
+        # bad input: 422 naming the field; a job without a checkpoint: 409; someone else's job: 403
+        for bad, field in (({**question, "max_tokens": 0}, "max_tokens"),
+                           ({**question, "temperature": "0"}, "temperature"),
+                           ({**question, "messages": [{"role": "user", "content": "x" * 2001}]}, "messages[0].content"),
+                           ({**question, "messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+                           ({**question, "messages": [{"role": "assistant", "content": "hi"}]}, "messages:"),
+                           ({**question, "checkpoint": 99999}, "checkpoint:"),
+                           ({**question, "gpu_id": "7"}, "gpu_id:"),
+                           ({**question, "stream": "yes"}, "stream"),
+                           ({**question, "top_k": 5}, "top_k")):
+            refused = requests.post(api.url + url, json=bad, timeout=60)
+            assert refused.status_code == 422 and field in refused.json()["error"], (bad, refused.text)
+            assert "/train" not in refused.json()["error"]
+        held = requests.post(api.url + "/training/llm/jobs", json={"gpu_id": "cpu", "output_dir": "output/h"},
+                             timeout=30).json()["job_id"]
+        refused = requests.post(api.url + f"/training/jobs/{held}/chat", json=question, timeout=60)
+        assert refused.status_code == 409 and "no checkpoint" in refused.json()["error"]
+        refused = requests.post(api.url + url, json=question, headers={"Authorization": "Bearer tok-bob"},
+                                timeout=60)
+        assert refused.status_code == 403, refused.text
+        schema = requests.get(api.url + "/openapi.json", timeout=30).json()
+        assert "/training/jobs/{job_id}/chat" in schema["paths"]
