@@ -39,12 +39,14 @@ class JobCommand:
 
 @dataclass(frozen=True)
 class TryJob:
-    """`try <id> [checkpoint=N] [gpu=X] [question]`: ask the job's model (no question: the recipe's own check)."""
+    """`try <id> [checkpoint=N] [gpu=X] [max_tokens=N] [question]`: ask the job's model (no question: the recipe's
+    own check)."""
 
     job_id: str
     question: str | None = None  # as typed, the rest of the line
     checkpoint: int | None = None
     gpus: tuple[str, ...] | None = None  # ("0",) or ("cpu",); None: the job's own GPU
+    max_tokens: int | None = None  # the most tokens to generate; None: the runner's default
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ def unparse(command: Command, *, base_dir: Path) -> str:
     if isinstance(command, TryJob):
         options = [f"checkpoint={command.checkpoint}"] * (command.checkpoint is not None)
         options += [f"gpu={','.join(command.gpus)}"] if command.gpus else []
+        options += [f"max_tokens={command.max_tokens}"] if command.max_tokens is not None else []
         return " ".join(["try", command.job_id, *options, *([command.question] if command.question else [])])
     if isinstance(command, ListJobs):
         kind = [str(command.kind)] if command.kind else []

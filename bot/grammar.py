@@ -32,6 +32,7 @@ from bot.commands import (
 )
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
 from bot.settings import MAX_GPU_INDEX, RUN_KEYS, Ctx, Reject, check_value, listing, not_allowed, show, suggest
+from runner.try_types import MAX_TOKENS
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
@@ -257,14 +258,15 @@ def _list(ctx: Ctx) -> ListJobs:
 _TRY = re.compile(r"\s*try(?:\s|$)", re.IGNORECASE)
 _TOKEN = re.compile(r"\S+")
 _TRY_KEYS = {"checkpoint": "checkpoint", "ckpt": "checkpoint", "step": "checkpoint", "gpu": "gpu", "gpus": "gpu",
-             "gpu_id": "gpu"}
+             "gpu_id": "gpu", "max_tokens": "max_tokens", "tokens": "max_tokens"}
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」"}
 MAX_CHECKPOINT = 10**9
 
 
 def _try(text: str, ctx: Ctx) -> Command:
-    """`try <id> [checkpoint=N] [gpu=0|cpu] [question]`: the options first, then the question as typed (the rest
-    of the line, free text: it is never split, quoted or shell-checked; the model reads it as it is)."""
+    """`try <id> [checkpoint=N] [gpu=0|cpu] [max_tokens=N] [question]`: the options first, then the question as
+    typed (the rest of the line, free text: it is never split, quoted or shell-checked; the model reads it as it
+    is)."""
     rest = text.lstrip()[3:]
     tokens = list(_TOKEN.finditer(rest))
     ctx.words[:] = ["try", *(normalise(t.group()) for t in tokens)]
@@ -288,6 +290,9 @@ def _try(text: str, ctx: Ctx) -> Command:
         if canon == "checkpoint" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_CHECKPOINT):
             raise Reject(f"`{show(token.group())}`: `checkpoint=` takes the step of a saved checkpoint, e.g. "
                           "`checkpoint=50` (`/train show <id>` tells the last one).", ctx.fixed(at, None))
+        if canon == "max_tokens" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_TOKENS):
+            raise Reject(f"`{show(token.group())}`: `max_tokens=` takes 1 to {MAX_TOKENS}, e.g. `max_tokens=512`.",
+                          ctx.fixed(at, None))
         if canon == "gpu" and not (options[canon] == "cpu" or (options[canon].isascii()
                                                                 and options[canon].isdigit()
                                                                 and int(options[canon]) <= MAX_GPU_INDEX)):
@@ -296,7 +301,8 @@ def _try(text: str, ctx: Ctx) -> Command:
     question = _unquote(rest[question_at:].strip()) if question_at is not None else None
     checkpoint = int(options["checkpoint"]) if "checkpoint" in options else None
     gpus = (options["gpu"],) if "gpu" in options else None
-    return TryJob(job_id, question or None, checkpoint, gpus)
+    max_tokens = int(options["max_tokens"]) if "max_tokens" in options else None
+    return TryJob(job_id, question or None, checkpoint, gpus, max_tokens)
 
 
 def _unquote(question: str) -> str:

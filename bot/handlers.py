@@ -157,7 +157,7 @@ class Handlers:
     async def try_job(self, command: TryJob, caller: Caller) -> Reply:
         """Refusals come now (as an error reply); the answer is the reply's stream, read by the front end."""
         messages = (Message("user", command.question),) if command.question else ()
-        ask = TryAsk(command.job_id, messages, command.checkpoint, command.gpus)
+        ask = TryAsk(command.job_id, messages, command.checkpoint, command.gpus, command.max_tokens)
         stream = await self.runtime.tries.open(ask, caller)
         what = f"asking job {self.fmt.code(command.job_id)}'s model" if command.question else \
             f"checking job {self.fmt.code(command.job_id)}'s model: who it says it is, fine-tuned and base"

@@ -80,6 +80,11 @@ class JobStore(Outbox):
         rows = await self._read("SELECT * FROM jobs WHERE idempotency_key = ?", (key,))
         return self._rows.job(rows[0]) if rows else None
 
+    async def by_card(self, channel_id: str, card_ts: str) -> Job | None:
+        """The job whose card is this message (a reply in its thread concerns that job)."""
+        rows = await self._read("SELECT * FROM jobs WHERE card_ts = ? AND channel_id = ?", (card_ts, channel_id))
+        return self._rows.job(rows[0]) if rows else None
+
     async def update(
         self,
         job_id: str,
