@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import pytest
 import requests
+from selenium.webdriver.common.by import By
 
 from bot.demo import default_swift_bin, tiny_config_toml
 from runner import leases
@@ -25,8 +26,9 @@ from runner.supervisor import JobRequest
 from runner.try_types import Message, TryAsk, TryDone, TryEvent, TryLoaded, TryLoading, TryToken, TryWaiting
 from storage.models import JobState, Kind, TryState
 from tests.api_env import serving
+from tests.browser import attr, browser, click, console_errors, sign_in, text_of
 from tests.conftest import VENV_BIN
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_sync
 
 pytestmark = pytest.mark.swift
 
@@ -48,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_llm: dict[str, Any]) 
     """A job trained to its end on the CPU, through the real console; a second config (`long.toml`) makes long
     jobs on the fake GPU 0, on the same store."""
     root = tmp_path_factory.mktemp("try")
-    gpu0 = '[gpus]\ninventory = 1\n[access]\ntry_users = ["http:anonymous"]\n'
+    gpu0 = '[gpus]\ninventory = 1\n[access]\ntry_users = ["http:anonymous", "UANN"]\n'
     (root / "trainbot.toml").write_text(tiny_config_toml(tiny_llm, swift_bin=default_swift_bin(), sections=gpu0))
     (root / "long.toml").write_text(tiny_config_toml(tiny_llm, swift_bin=default_swift_bin(), sections=gpu0,
                                                      extra={"num_train_epochs": 40}))
@@ -273,3 +275,32 @@ def test_the_apis_chat_answers_plain_and_streamed_in_openais_shapes(trained: Tra
         assert refused.status_code == 403, refused.text
         schema = requests.get(api.url + "/openapi.json", timeout=30).json()
         assert "/training/jobs/{job_id}/chat" in schema["paths"]
+
+
+def test_the_job_pages_try_box_streams_the_answer_as_text(trained: Trained) -> None:
+    with serving(trained.root, {"TRAINBOT_API_TOKENS": "tok-ann=UANN"}) as api, \
+            browser(trained.root / "chrome") as driver:
+        sign_in(driver, api.url, "tok-ann")
+        driver.get(f"{api.url}/jobs/{trained.job_id}")
+        question = "<b>bold?</b> <script>window.pwned = 1</script> Who are you?"
+        driver.find_element(By.ID, "try-question").send_keys(question)
+        click(driver, "#try-ask")
+
+        def done(n: int) -> bool:
+            return attr(driver, f"#try-turns .try-turn:nth-child({n})", "data-done") == "1"
+
+        wait_until_sync(lambda: done(1), 240, "the answer in the box")
+        assert text_of(driver, "#try-turns .try-turn:nth-child(1) .q") == f"› {question}"
+        assert driver.execute_script("return document.querySelectorAll('#try-turns b, #try-turns script').length "
+                                     "+ (window.pwned || 0)") == 0  # shown as text, never run or rendered
+        assert text_of(driver, "#try-turns .try-turn:nth-child(1) pre.a")
+        assert "tokens · first token" in text_of(driver, "#try-turns .try-turn:nth-child(1) .try-line")
+        assert "done in" in text_of(driver, "#try-status")
+        click(driver, "#try-ask")  # empty: the recipe's check, side by side
+        wait_until_sync(lambda: done(2), 240, "the check in the box")
+        sides = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#try-turns .try-turn:nth-child(2) pre.a'))"
+            ".map(e => e.dataset.index + '/' + e.dataset.side + '/' + (e.textContent.length > 0))")
+        assert sides == ["0/tuned/true", "0/base/true", "1/tuned/true", "1/base/true"]
+        assert "Who are you?" in text_of(driver, "#try-turns .try-turn:nth-child(2)")
+        assert not console_errors(driver)

@@ -21,7 +21,7 @@ from bot.cluster_words import render_gpu_nodes
 from bot.grammar import JobCommand
 from bot.mrkdwn import PLAIN
 from bot.texts import error_text
-from bot.web import forms, live, pages
+from bot.web import forms, live, pages, try_feed
 from bot.web.session import Session, Sessions
 from runner import leases
 from runner.access import Caller
@@ -144,6 +144,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
         if log is None or not log.is_file():
             return plain_text(f"job {job_id} has no log yet", 404)
         return FileResponse(log, media_type="text/plain; charset=utf-8", filename=f"{job_id}.log")
+
+    @router.post("/web/try/jobs/{job_id}")
+    async def try_box(request: Request, job_id: JobId) -> Response:
+        """The "Try it" box: the answer streamed as it is generated (bot/web/try_feed.py)."""
+        return await try_feed.answer(request, job_id, ctx, checked)
 
     @router.get("/jobs/{job_id}/confirm")
     async def confirm(request: Request, job_id: JobId, action: str = "") -> HTMLResponse:
