@@ -17,6 +17,7 @@ from bot.try_console import print_answer
 from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime
+from runner.try_types import TryDone
 from storage.models import JobState
 
 PROGRESS_EVERY_S = 1.0
@@ -30,6 +31,7 @@ class Console:
         self.caller = Caller(console=True)
         self._shown_progress: dict[str, tuple[str, float]] = {}
         self._tty = out.isatty()
+        self.last_answer: TryDone | None = None  # the last `try`'s (None: none, or it failed)
 
     def say(self, text: str) -> None:
         if self._tty:
@@ -46,7 +48,7 @@ class Console:
         if reply.file is not None:
             self.say(reply.file.read_text(errors="replace"))
         if reply.answer is not None:  # `try`: the answer as it is generated
-            await print_answer(reply.answer, self.out)
+            self.last_answer = await print_answer(reply.answer, self.out)
         await self.flush_notices()
         return reply
 
