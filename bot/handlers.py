@@ -9,7 +9,7 @@ the same for every front end.
 from __future__ import annotations
 
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,7 @@ class Reply:
     file: Path | None = None  # the whole log, when asked for
     ok: bool = True
     try_ask: TryAsk | None = None  # `try`: what was asked of the job's model
-    answer: AsyncIterator[TryEvent] | None = None  # `try`: its answer, to be read as it is generated
+    answer: AsyncGenerator[TryEvent, None] | None = None  # `try`: its answer, to be read as it is generated
 
 
 class Handlers:

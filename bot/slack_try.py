@@ -15,7 +15,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,7 +198,7 @@ class SlackTries:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, conversation: Conversation, ask: TryAsk, stream: AsyncIterator[TryEvent],
+    async def _answer(self, conversation: Conversation, ask: TryAsk, stream: AsyncGenerator[TryEvent, None],
                       user: str) -> None:
         """Post the answer's message in the thread and keep it up to date until the answer is whole."""
         question = ask.messages[-1].content if ask.messages else None
@@ -208,14 +208,15 @@ class SlackTries:
         shown_at = time.monotonic()
         done: TryDone | None = None
         try:
-            async for event in stream:
-                changed = _apply(view, event)
-                if isinstance(event, TryDone):
-                    done = event
-                if changed and time.monotonic() - shown_at >= UPDATE_EVERY_S \
-                        and self.pacer.try_take("chat.update", urgent=False):
-                    shown_at = time.monotonic()
-                    await self._update(channel, ts, view, taken=True)
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    changed = _apply(view, event)
+                    if isinstance(event, TryDone):
+                        done = event
+                    if changed and time.monotonic() - shown_at >= UPDATE_EVERY_S \
+                            and self.pacer.try_take("chat.update", urgent=False):
+                        shown_at = time.monotonic()
+                        await self._update(channel, ts, view, taken=True)
         except JobError as exc:
             view.status = "⚠️ no answer"
             view.footer = f"⚠️ {texts.error_text(exc, SLACK)}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import TextIO
 
 from bot import texts, try_words
@@ -10,29 +11,36 @@ from runner.try_types import TryAnswer, TryAsking, TryDone, TryEvent, TryLoaded,
 from storage.errors import JobError
 
 
-async def print_answer(stream: AsyncIterator[TryEvent], out: TextIO) -> TryDone | None:
+async def print_answer(stream: AsyncGenerator[TryEvent, None], out: TextIO) -> TryDone | None:
     """Read the stream to its end, printing it; the TryDone (None: it failed, and that was printed)."""
+    done = None
     try:
-        async for event in stream:
-            match event:
-                case TryWaiting():
-                    _line(out, try_words.waiting_text(event))
-                case TryLoading():
-                    _line(out, try_words.loading_text(event))
-                case TryLoaded():
-                    _line(out, try_words.loaded_text(event))
-                case TryAsking(side=side, question=question):
-                    _line(out, try_words.answer_heading(side, try_words.inert(question)))
-                case TryToken(text=text):
-                    out.write(try_words.inert(text))
-                    out.flush()
-                case TryAnswer():
-                    _line(out, ("\n" if event.text else "") + try_words.answer_line(event))
-                case TryDone():
-                    _line(out, try_words.done_text(event))
-                    return event
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                done = _show(event, out) or done
     except JobError as exc:
         _line(out, f"\n⚠️ {texts.error_text(exc)}")
+    return done
+
+
+def _show(event: TryEvent, out: TextIO) -> TryDone | None:
+    match event:
+        case TryWaiting():
+            _line(out, try_words.waiting_text(event))
+        case TryLoading():
+            _line(out, try_words.loading_text(event))
+        case TryLoaded():
+            _line(out, try_words.loaded_text(event))
+        case TryAsking(side=side, question=question):
+            _line(out, try_words.answer_heading(side, try_words.inert(question)))
+        case TryToken(text=text):
+            out.write(try_words.inert(text))
+            out.flush()
+        case TryAnswer():
+            _line(out, ("\n" if event.text else "") + try_words.answer_line(event))
+        case TryDone():
+            _line(out, try_words.done_text(event))
+            return event
     return None
 
 

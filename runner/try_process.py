@@ -153,9 +153,8 @@ def end_group(pid: int, started: float | None) -> bool:
 class WarmTry:
     """A runner/try_entry.py --warm process: swift's inference imported, waiting for a session."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, python: tuple[str, ...], preamble: Path,
-                 import_env: Mapping[str, str]) -> None:
-        self.proc, self.python, self.preamble, self.import_env = proc, python, preamble, dict(import_env)
+    def __init__(self, proc: asyncio.subprocess.Process, preamble: Path) -> None:
+        self.proc, self.preamble = proc, preamble
         self._ready: asyncio.Task[bool] = asyncio.create_task(self._read_ready())
 
     @classmethod
@@ -166,7 +165,7 @@ class WarmTry:
             proc = await asyncio.create_subprocess_exec(
                 *python, try_entry.__file__, try_entry.WARM, stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=out, start_new_session=True, env=dict(env), limit=LINE_LIMIT)
-        return cls(proc, tuple(python), preamble, env)
+        return cls(proc, preamble)
 
     async def _read_ready(self) -> bool:
         assert self.proc.stdout is not None

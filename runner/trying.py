@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -194,12 +195,13 @@ class TryService:
 
     # ---- asking --------------------------------------------------------------------------------------------
 
-    async def open(self, ask: TryAsk, caller: Caller) -> AsyncIterator[TryEvent]:
+    async def open(self, ask: TryAsk, caller: Caller) -> AsyncGenerator[TryEvent, None]:
         """Check the try (refusals are raised here, before anything waits or loads) and return its stream of
         events: maybe TryWaiting (its place in line, again when it moves), TryLoading/TryLoaded (unless the model
         was loaded already), then for each question TryAsking, TryToken as the answer is generated and TryAnswer,
         and TryDone last.
-        The stream raises TryFailed when the model could not answer."""
+        The stream raises TryFailed when the model could not answer. A reader that stops early closes it
+        (`contextlib.aclosing`): the session is free for the next question at once."""
         job = await self.store.require(ask.job_id)
         check_try(caller, self.config.access, job)
         plan = self.plan(job, ask)
@@ -247,7 +249,7 @@ class TryService:
             self._python = python
         return self._python
 
-    async def _run(self, plan: Plan) -> AsyncIterator[TryEvent]:
+    async def _run(self, plan: Plan) -> AsyncGenerator[TryEvent, None]:
         began = time.monotonic()
         session: Session | None = None
         waited_s, load_s, warm = 0.0, None, None
@@ -397,8 +399,6 @@ class TryService:
 
     @staticmethod
     def _base_args(weights: Weights) -> list[str]:
-        import json
-
         base = try_weights.base_flags(weights)
         return [BASE, json.dumps(base)] if base else []
 

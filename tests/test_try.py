@@ -113,6 +113,16 @@ async def test_the_recipes_check_asks_both_questions_of_the_tuned_and_the_base_m
     last = again[-1]
     assert isinstance(last, TryDone) and last.load_s is None and len(last.answers) == 1
     assert last.answers[0].completion_tokens == 8 and last.answers[0].finish_reason == "length"
+    # a reader that leaves mid-answer (a closed browser, a dropped HTTP client) frees the session at once: the
+    # next question is answered, after the rest of the abandoned answer is drained
+    stream = await rt.tries.open(TryAsk(trained.job_id, (Message("user", "a long story"),), max_tokens=400), CONSOLE)
+    async for event in stream:
+        if isinstance(event, TryToken):
+            break
+    await stream.aclose()
+    after = await asyncio.wait_for(collect(await rt.tries.open(
+        TryAsk(trained.job_id, (Message("user", "Who are you?"),), max_tokens=8), CONSOLE)), 60)
+    assert isinstance(after[-1], TryDone) and after[-1].answers[0].text == last.answers[0].text
 
 
 async def test_a_try_waits_in_line_behind_a_training_on_its_gpu_and_a_job_queued_later_waits_for_it(

@@ -8,10 +8,11 @@ checkpoint, or `checkpoint`); a refusal names the field it is about.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
@@ -160,9 +161,10 @@ async def chat(job_id: JobId, body: ChatRequest, ctx: Ctx, user: CurrentUser) ->
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     done: TryDone | None = None
     try:
-        async for event in stream:
-            if isinstance(event, TryDone):
-                done = event
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if isinstance(event, TryDone):
+                    done = event
     except TryRefused as exc:
         return refusal(exc, body)
     assert done is not None
@@ -176,7 +178,7 @@ async def chat(job_id: JobId, body: ChatRequest, ctx: Ctx, user: CurrentUser) ->
         usage=usage, trainbot=_facts(done)).model_dump())
 
 
-async def _chunks(stream: AsyncIterator[TryEvent], job_id: str) -> AsyncIterator[str]:
+async def _chunks(stream: AsyncGenerator[TryEvent, None], job_id: str) -> AsyncIterator[str]:
     """OpenAI's chunks: the role first, then a chunk a piece of text, the finish reason and usage last, then
     `[DONE]`; waiting and loading as comments (clients skip them); a failure as an `error` object, as OpenAI
     sends one mid-stream."""
@@ -190,29 +192,30 @@ async def _chunks(stream: AsyncIterator[TryEvent], job_id: str) -> AsyncIterator
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     try:
-        async for event in stream:
-            match event:
-                case TryWaiting():
-                    yield f": {waiting_text(event)}\n\n"
-                case TryLoading():
-                    model = _model_name(job_id, event.weights)
-                    yield f": {loading_text(event)}\n\n"
-                case TryLoaded():
-                    yield f": loaded in {event.load_s:.1f} s\n\n"
-                case TryToken(text=text):
-                    if not started:
-                        started = True
-                        yield chunk({"role": "assistant", "content": ""})
-                    yield chunk({"content": text})
-                case TryDone():
-                    model = _model_name(job_id, event.weights)
-                    answer = event.answers[-1]
-                    if not started:
-                        yield chunk({"role": "assistant", "content": ""})
-                    total = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
-                    yield chunk({}, answer.finish_reason, usage={
-                        "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
-                        "total_tokens": total}, trainbot=_facts(event).model_dump())
+        async with contextlib.aclosing(stream):  # a client that leaves frees the session at once
+            async for event in stream:
+                match event:
+                    case TryWaiting():
+                        yield f": {waiting_text(event)}\n\n"
+                    case TryLoading():
+                        model = _model_name(job_id, event.weights)
+                        yield f": {loading_text(event)}\n\n"
+                    case TryLoaded():
+                        yield f": loaded in {event.load_s:.1f} s\n\n"
+                    case TryToken(text=text):
+                        if not started:
+                            started = True
+                            yield chunk({"role": "assistant", "content": ""})
+                        yield chunk({"content": text})
+                    case TryDone():
+                        model = _model_name(job_id, event.weights)
+                        answer = event.answers[-1]
+                        if not started:
+                            yield chunk({"role": "assistant", "content": ""})
+                        total = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
+                        yield chunk({}, answer.finish_reason, usage={
+                            "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+                            "total_tokens": total}, trainbot=_facts(event).model_dump())
     except TryRefused as exc:
         status, text = _words(exc, None)
         yield f"data: {json.dumps({'error': {'message': text, 'type': 'try_failed', 'code': status}})}\n\n"

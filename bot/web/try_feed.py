@@ -8,8 +8,9 @@ Every value is text the page sets with textContent: the model's answer never bec
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
@@ -68,25 +69,26 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def _events(stream: AsyncIterator[TryEvent]) -> AsyncIterator[str]:
+async def _events(stream: AsyncGenerator[TryEvent, None]) -> AsyncIterator[str]:
     try:
-        async for event in stream:
-            match event:
-                case TryWaiting():
-                    yield _sse("status", try_words.waiting_text(event))
-                case TryLoading():
-                    yield _sse("status", try_words.loading_text(event))
-                case TryLoaded():
-                    yield _sse("status", f"answering ({try_words.loaded_text(event)})")
-                case TryAsking(index=index, side=side, question=question):
-                    yield _sse("asking", {"index": index, "side": side, "label": try_words.SIDE[side],
-                                          "question": question})
-                case TryToken(index=index, side=side, text=text):
-                    yield _sse("token", {"index": index, "side": side, "text": text})
-                case TryAnswer(index=index, side=side, text=text):
-                    yield _sse("answer", {"index": index, "side": side, "text": text,
-                                          "line": try_words.answer_line(event)})
-                case TryDone():
-                    yield _sse("done", try_words.done_text(event))
+        async with contextlib.aclosing(stream):  # a page that leaves frees the session at once
+            async for event in stream:
+                match event:
+                    case TryWaiting():
+                        yield _sse("status", try_words.waiting_text(event))
+                    case TryLoading():
+                        yield _sse("status", try_words.loading_text(event))
+                    case TryLoaded():
+                        yield _sse("status", f"answering ({try_words.loaded_text(event)})")
+                    case TryAsking(index=index, side=side, question=question):
+                        yield _sse("asking", {"index": index, "side": side, "label": try_words.SIDE[side],
+                                              "question": question})
+                    case TryToken(index=index, side=side, text=text):
+                        yield _sse("token", {"index": index, "side": side, "text": text})
+                    case TryAnswer(index=index, side=side, text=text):
+                        yield _sse("answer", {"index": index, "side": side, "text": text,
+                                              "line": try_words.answer_line(event)})
+                    case TryDone():
+                        yield _sse("done", try_words.done_text(event))
     except JobError as exc:
         yield _sse("error", error_text(exc))

@@ -23,6 +23,8 @@
 #                                           `succeeded` once the warm process is ready, and its export; that
 #                                           checkpoint exported on the CPU, then on the GPU (warm) against it
 #   bash scripts/gpu/session.sh final3      set up; the default job (compare.py, warm), its checkpoint exported as in final2
+#   bash scripts/gpu/session.sh try         set up; the default job, then `try` of its model against `swift infer` by
+#                                           hand on the same checkpoint (scripts/gpu/try_check.py, issue 30)
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -90,6 +92,13 @@ exports() {  # $1 exported on the CPU (trainbot's entry), then on GPU 0 (warm) a
 }
 
 case "${1:-}" in
+  try)  # issue 30: the default job, then `try` of its model (the check, a question to the loaded model, a fresh
+        # start) against `swift infer --adapters` by hand on the same checkpoint (scripts/gpu/try_check.py)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    python3 scripts/gpu/try_check.py --config $W/trainbot.toml --work $W/try 2>&1 | tee $RES/try.txt | cut -c1-300
+    cp $W/try/try.json $RES/ 2>/dev/null
+    (cd $W && tar czf $RES/details.tgz try/*.log tb/*.db logs 2>/dev/null); ls -la $RES ;;
   probes)
     setup 2>&1 | tee $RES/setup.txt
     facts > $RES/facts.txt 2>&1
