@@ -435,12 +435,13 @@ class TryService:
             ended.cancel()
 
     async def _wanted(self, session: Session) -> bool:
-        """Someone waits in line for the session's GPU (a queued job's training, or another job's try)."""
+        """Someone waits in line for the session's GPU (a queued training, its own job's too, or another job's
+        try)."""
         if session.gpus == CPU:
             return False
         for job, purpose in await self.store.line():
             gpus = job.try_gpus if purpose == "try" else job.gpus
-            if job.id != session.job_id and set(gpus) & set(session.gpus):
+            if (purpose == "train" or job.id != session.job_id) and set(gpus) & set(session.gpus):
                 return True
         return False
 
