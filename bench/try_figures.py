@@ -38,7 +38,7 @@ async def try_latency(rounds: int) -> list[Row]:
                 if (job := await warm.store.require(job.id)).state.is_terminal:
                     break
                 await warm.store.changes.wait(seen, 1.0)
-            assert job.state is JobState.SUCCEEDED, job.error_message
+            assert job.state is JobState.SUCCEEDED, job.failure
             await _ask(cold, job.id)  # the page cache warmed for both (not timed)
             await cold.tries.end(job.id)
             for _ in range(rounds):

@@ -94,8 +94,9 @@ async def run_demo(root: Path) -> int:
     config = load_config(config_path, base_dir=root)
     print(f"config: {config_path} (the fixed recipe, pointed at the local model and data)\n", flush=True)
     runtime = await Runtime.open(config)
-    await runtime.start()
     console = Console(runtime, sys.stdout)
+    await console.open()
+    await runtime.start()
     t0 = time.monotonic()
     try:
         for line in ("help llm", "llm gpu=cpu out=output/demo --dry-run"):
@@ -126,6 +127,7 @@ async def run_demo(root: Path) -> int:
         answered = console.last_answer is not None and bool(console.last_answer.answers[0].text)
         asked = time.monotonic() - asked
     finally:
+        await console.leave()
         await runtime.close()
     print(f"\ndemo done: job {job.id} {job.state}, export {job.export_state}, answered: "
           f"{'yes' if answered else 'no'}; {exported - t0:.0f} s from launch to export, "

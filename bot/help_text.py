@@ -78,7 +78,9 @@ TOPICS: dict[str, Topic] = {
         "The end of the job's log (`lines=N` lines), or the whole log as a file with `full`.",
         ("logs k3x9q", "logs k3x9q lines=200", "logs k3x9q full"),
     ),
-    "delete": Topic("delete <id>", "Forgets an ended job (its output folder is kept).", ("delete k3x9q",)),
+    "delete": Topic("delete <id>", "Forgets a job that is not running: a created or queued one leaves the line (the "
+                    "jobs behind it move up), an ended one is forgotten; a running one must be stopped first. Its "
+                    "output folder is kept.", ("delete k3x9q",)),
     "list": Topic(
         "list [llm|vlm|all] [state=<state>]",
         "Lists jobs. `state=` is one of created, queued, starting, running, stopping, succeeded, failed, stopped, "

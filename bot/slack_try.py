@@ -135,9 +135,9 @@ class SlackTries:
         this channel); returns what to tell the asker."""
         assert reply.try_ask is not None and reply.answer is not None
         ask = reply.try_ask
-        job = await self.runtime.store.get(ask.job_id)
-        if job is not None and job.card_ts and job.channel_id:
-            where, thread = job.channel_id, job.card_ts
+        card = await self.runtime.store.slack_card(ask.job_id)
+        if card is not None:
+            where, thread = card.channel, card.ts
         elif channel is not None:
             where = channel
             posted = await self._post(channel, None, f"Trying job {SLACK.code(ask.job_id)}'s model",
@@ -180,10 +180,10 @@ class SlackTries:
 
     async def _thread_of(self, channel: str, thread: str) -> Conversation | None:
         """The conversation of a job's thread this bot has not talked in (since it started): its card's."""
-        job = await self.runtime.store.by_card(channel, thread)
-        if job is None:
-            return None
-        conversation = Conversation(job.id, channel, thread)
+        card = await self.runtime.store.slack_card_at(channel, thread)
+        if card is None or await self.runtime.store.get(card.job_id) is None:
+            return None  # not a card's thread, or its job was deleted
+        conversation = Conversation(card.job_id, channel, thread)
         self._threads[(channel, thread)] = conversation
         return conversation
 

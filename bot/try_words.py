@@ -17,8 +17,8 @@ from runner.try_errors import (
     TryRefused,
     TryUnavailable,
 )
-from runner.try_types import TryAnswer, TryDone, TryLoaded, TryLoading, TryWaiting, Weights
-from storage.models import JobState
+from runner.try_types import TryAnswer, TryDone, TryEnd, TryLoaded, TryLoading, TryWaiting, Weights
+from storage.models import Event, JobState
 
 SIDE = {"tuned": "fine-tuned", "base": "base model"}
 
@@ -118,9 +118,49 @@ def refusal_text(exc: TryRefused, fmt: Format = PLAIN) -> str:
         case TryUnavailable(detail=detail):
             return (f"tries need swift's python, and {fmt.text(detail)} does not name one: set "
                     f"{c('[swift] bin')} to the swift of a virtualenv")
-        case TryFailed(summary=summary, log_path=log_path):
-            return f"the model could not answer: {fmt.text(summary)} (the log: {c(log_path)})"
+        case TryFailed(log_path=log_path):
+            return f"the model could not answer: {failure_summary(exc, fmt)} (the log: {c(log_path)})"
     return fmt.text(exc)
+
+
+def failure_summary(exc: TryFailed, fmt: Format = PLAIN) -> str:
+    """What went wrong with the session's process; its own words (untrusted) through `fmt`."""
+    match exc.cause:
+        case "child_error":
+            return fmt.text(exc.detail)
+        case "ended":
+            status = f" (exit status {exc.returncode})" if exc.returncode is not None else ""
+            return f"the session's process ended{status}"
+        case "line_too_long":
+            return f"the session's process wrote a line too long to read: {fmt.text(exc.detail)}"
+        case "not_json":
+            return f"the session's process wrote {fmt.text(exc.detail)}, not a JSON line"
+        case "warm_ended":
+            return "the warm process had ended"
+        case "cannot_start":
+            return f"cannot start {fmt.code(exc.detail)}: {fmt.text(exc.strerror or 'unknown error')}"
+
+
+ENDED: dict[TryEnd, str] = {
+    "bot_restarted": "the bot restarted", "bot_stopped": "the bot stopped", "job_deleted": "the job was deleted",
+    "process_ended": "its process ended", "replaced": "another checkpoint or GPU was asked for",
+    "load_failed": "the model did not load", "abandoned": "the try was abandoned while the model loaded",
+    "idle": "idle", "gpu_wanted": "its GPU is wanted"}
+
+
+def event_text(event: Event) -> str | None:
+    """A try session's event (runner/trying.py: `try_started`, `try_loaded`, `try_ended`) in words; None: not
+    one of them."""
+    data = event.data
+    if event.kind == "try_started":
+        return f"try: on {where(tuple(str(g) for g in data.get('gpus') or ()))}"
+    if event.kind == "try_loaded":
+        how = "warm" if data.get("warm") else "afresh"
+        return f"try: model loaded in {float(data.get('load_s') or 0.0):.1f} s ({how})"
+    if event.kind == "try_ended":
+        why = data.get("why")
+        return "try session ended" + (f": {ENDED[why]}" if why in ENDED else "")
+    return None
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f, *range(0x80, 0xa0))}

@@ -31,7 +31,9 @@ Example `trainbot.toml`:
     host = "127.0.0.1"
     port = 8000
     tokens_file = "api-tokens"      # lines `TOKEN USER_ID`; or TRAINBOT_API_TOKENS="tok1=U123,tok2=U456"
-    allow_anonymous_loopback = true # requests without a token from 127.0.0.1 act as `http:anonymous`
+    allow_anonymous_loopback = true # without API tokens, requests from 127.0.0.1 act as `http:anonymous`
+    anonymous_loopback_with_tokens = false  # ... with tokens too (never behind a reverse proxy on this host)
+    trusted_proxies = ["127.0.0.1"] # believed for X-Forwarded-For/-Proto (a reverse proxy on this host)
     notify_channel = "C0123"        # jobs created over HTTP get a card there
 
 Every table and default is in runner/config_schema.py. A key a table does not know, a value of the wrong type or a
@@ -43,6 +45,7 @@ caller says otherwise); absolute ones are used as they are.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -63,6 +66,7 @@ from runner.config_schema import (
     SlurmConfig,
     toml_value,
 )
+from runner.paths import resolved
 from runner.recipes import ArgValue
 
 __all__ = ["AccessConfig", "Config", "ConfigError", "HttpConfig", "RecipeConfig", "SlackConfig", "SlurmConfig",
@@ -131,7 +135,7 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         base_dir=base,
         data_dir=under_base(file.paths.data_dir),
         output_root=under_base(file.paths.output_root),
-        log_dir=under_base(file.paths.log_dir),
+        log_dir=_log_dir(under_base(file.paths.log_dir), file.paths.log_dir, path),
         model_roots=tuple(under_base(p) for p in file.paths.model_roots),
         data_roots=tuple(under_base(p) for p in file.paths.data_roots),
         swift_bin=file.swift.bin,
@@ -155,6 +159,19 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         slack=file.slack,
         http=file.http.model_copy(update={"tokens_file": tokens_file and under_base(tokens_file)}),
     )
+
+
+def _log_dir(log_dir: Path, value: str, path: Path | None) -> Path:
+    """The log folder as it resolves on disk, which must be where the config says: a symbolic link at the folder
+    (or below it) leading out of the folder it is written in is refused, naming the key. Jobs' logs are written
+    there, and every launch checks that a log file still lies inside it."""
+    written = Path(os.path.normpath(log_dir))
+    real, parent = resolved(written, log_dir), resolved(written.parent, log_dir)
+    if not real.is_relative_to(parent):
+        raise ConfigError(f"{path or 'config'}: [paths] log_dir = {toml_value(value)}: leads to {real} (a symbolic "
+                          f"link), outside {written.parent}, where the config puts it; name the folder itself, e.g. "
+                          f"log_dir = {toml_value(str(real))}, or remove the link")
+    return real
 
 
 def read_config_file(path: Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> ConfigFile:

@@ -6,6 +6,7 @@ except the recipe tables (`[llm]`, `[vlm]`), whose other keys are swift flags.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,8 +46,23 @@ def _flag_value(value: Any) -> ArgValue:
                      '(e.g. 5e-5 or ["a.jsonl", "b.jsonl"])')
 
 
+def _proxy_addresses(value: Any) -> tuple[str, ...]:
+    """IP addresses or networks (`10.0.0.0/8`), as written; a host name or a typo is refused, not ignored."""
+    if not isinstance(value, list | tuple) or not all(isinstance(a, str) for a in value):
+        raise ValueError('must be a list of IP addresses or networks (e.g. ["127.0.0.1", "10.0.0.0/8"])')
+    for address in value:
+        try:
+            ipaddress.ip_network(address.strip()) if "/" in address else ipaddress.ip_address(address.strip())
+        except ValueError as exc:
+            why = f" ({exc})" if "/" in address else ""  # e.g. a network's host bits set
+            raise ValueError(f"{toml_value(address)} is not an IP address or network{why}: give addresses such as "
+                             '"127.0.0.1" or networks such as "10.0.0.0/8", not host names') from None
+    return tuple(a.strip() for a in value)
+
+
 GpuInventory = Annotated[tuple[str, ...], BeforeValidator(_gpu_inventory)]
 FlagValue = Annotated[ArgValue, BeforeValidator(_flag_value)]
+ProxyAddresses = Annotated[tuple[str, ...], BeforeValidator(_proxy_addresses)]
 RECIPE_KEYS = ("args", "env", "drop")
 
 
@@ -139,6 +155,7 @@ class SlackConfig(BaseModel):
     http_port: Port = 3000
     post_per_channel_per_min: PerMinute = 60.0
     update_per_min: PerMinute = 50.0
+    keep_notices_hours: Annotated[float, Field(gt=0)] = 168.0  # notices wait this long for a Slack bot that is down
 
 
 class HttpConfig(BaseModel):
@@ -148,9 +165,17 @@ class HttpConfig(BaseModel):
     host: str = "127.0.0.1"
     port: Port = 8000
     tokens_file: Annotated[Path | None, Field(strict=False)] = None
-    allow_anonymous_loopback: bool = True  # the seed's scripts send no token
+    allow_anonymous_loopback: bool = True  # the seed's scripts send no token (without API tokens configured)
+    # with API tokens configured, loopback requests without one stay anonymous only if this says so: behind a
+    # reverse proxy on the same host every request is loopback
+    anonymous_loopback_with_tokens: bool = False
+    trusted_proxies: ProxyAddresses = ()  # believed for X-Forwarded-For / X-Forwarded-Proto; no one else is
     notify_channel: str | None = None  # where jobs created over HTTP get their card
     max_body_bytes: Annotated[int, Field(ge=1)] = 65536
+
+    def anonymous_loopback(self, has_tokens: bool) -> bool:
+        """Whether a loopback request without a token acts as `http:anonymous`."""
+        return self.allow_anonymous_loopback and (not has_tokens or self.anonymous_loopback_with_tokens)
 
 
 class ConfigFile(BaseModel):

@@ -38,7 +38,7 @@ LLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
     ("logging_steps", "5"),
     ("max_length", "2048"),
     ("output_dir", OUTPUT_DIR),
-    ("system", "You are a helpful assistant."),
+    ("system", "You are a helpful assistant."),  # machine text: the model's system prompt (the seed's)
     ("warmup_ratio", "0.05"),
     ("dataloader_num_workers", "4"),
     ("model_author", "swift"),
@@ -47,7 +47,9 @@ LLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
 
 # What `/train try <job>` asks without a question, of the fine-tuned and of the base model side by side: the
 # self-cognition data (`model_name`/`model_author`) taught the LLM recipe who it is. The VLM recipe has none.
-CHECK_QUESTIONS: dict[Kind, tuple[str, ...]] = {Kind.LLM: ("你是谁？", "Who are you?"), Kind.VLM: ()}
+CHECK_QUESTIONS: dict[Kind, tuple[str, ...]] = {
+    Kind.LLM: ("你是谁？", "Who are you?"),  # machine text: asked of the model (the self-cognition data's question)
+    Kind.VLM: ()}
 
 # Qwen2.5-VL: the same LoRA training as the fixed recipe, on the VL model and data, with the vision tower frozen;
 # no system prompt or self-cognition identity (those belong to the LLM recipe's datasets).

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from runner import leases, planner
-from runner.backends import Backend, LaunchError, ProcessRef
+from runner import admission, leases, planner
+from runner.backends import Backend, LaunchError, ProcessRef, new_launch_token
 from runner.command import build_export
 from runner.config import Config
 from runner.errors import (
@@ -30,22 +30,27 @@ from runner.errors import (
     NotEnded,
     NothingToStop,
     NotRestartable,
-    OutputInUse,
 )
 from runner.following import Follower
 from runner.gpus import GpuProbe
+from runner.job_request import JobRequest as JobRequest
+from runner.job_request import check_request, fingerprint, made_under
 from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
-from runner.planner import JobRequest as JobRequest
 from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
+from storage import profile_notes
+from storage.actors import actor
 from storage.errors import StillActive
+from storage.failure_facts import JobFailure
+from storage.failure_facts import event_data as failure_data
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Purpose, Run, TryState
 from storage.notices import (
     ExportStarted,
     JobCreated,
     JobDeleted,
+    JobQueued,
     JobRestarted,
     JobSubmitted,
     LeftQueue,
@@ -105,51 +110,52 @@ class Supervisor:
             return await self.backend.describe_missing_gpus(req.gpus)
         return self.probe.describe_missing(req.gpus)
 
-    async def submit(self, req: JobRequest, *, hold: bool = False, idempotency_key: str | None = None) -> Job:
-        """Record a job and queue it (`hold`: record only, `created` until `start`). A job already made under
-        `idempotency_key` is returned as it is, nothing new recorded."""
-        if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
+    async def submit(self, req: JobRequest, *, idempotency_key: str | None = None) -> Job:
+        """Check a request (runner/job_request.py), record its job and queue it (`req.hold`: record only, `created`
+        until `start`). A job already made under `idempotency_key` from the same request is returned as it is,
+        nothing new recorded; from another request, IdempotencyKeyReused."""
+        req = check_request(req, self.config)
+        if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
             return first
         if (missing := await self._missing_gpus(req)) is not None:
             raise missing
         plan = self.plan(req)
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
-            if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
+            if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
                 return first
-            await self._check_output_free(Path(req.output_dir), None)
+            admission.admit(self.config, None, Path(req.output_dir), req.overrides, await self.store.holding())
             try:
-                job = await self._create(req, plan, hold=hold, idempotency_key=idempotency_key)
+                job = await self._create(req, plan, idempotency_key=idempotency_key)
             except sqlite3.IntegrityError:  # another process made the job under this key first: that is the job
-                if idempotency_key is None or (first := await self.store.by_idempotency_key(idempotency_key)) is None:
+                if idempotency_key is None or (first := await made_under(self.store, idempotency_key, req)) is None:
                     raise
                 return first
-        if not hold:
+        if not req.hold:
             await self.tick()
         return await self.store.require(job.id)
 
-    async def _create(self, req: JobRequest, plan: Plan, *, hold: bool, idempotency_key: str | None) -> Job:
-        draft = Job(id="", kind=req.kind, state=JobState.CREATED if hold else JobState.QUEUED,
+    async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
+        draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
                     output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
-                    recipe=str(req.kind), overrides=dict(req.overrides), backend=self.backend.name,
-                    user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key)
+                    overrides=dict(req.overrides), backend=self.backend.name,
+                    user_id=req.user_id, slack_channel=req.channel_id, idempotency_key=idempotency_key,
+                    idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
+                                      event_data=profile_notes.event_data(plan.notes) or None,
                                       notice=Notice("", JobCreated(command=plan.display, profile=req.profile,
                                                                      profile_notes=tuple(plan.notes))))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
 
-    async def _check_output_free(self, output_dir: Path, job_id: str | None) -> None:
-        """Two active jobs never share an output folder: their checkpoints and logging.jsonl would mix."""
-        for other in await self.store.active():
-            theirs = Path(other.output_dir)
-            if other.id != job_id and (theirs == output_dir or theirs.is_relative_to(output_dir)
-                                       or output_dir.is_relative_to(theirs)):
-                raise OutputInUse(theirs, other.id)
+    async def _admit(self, job: Job) -> None:
+        """May this recorded job join the line (runner/admission): its paths, its folder free."""
+        admission.admit(self.config, job.id, Path(job.output_dir), job.overrides, await self.store.holding())
 
     async def start(self, job_id: str, *, by: str | None) -> Job:
         """`start <id>`: a created job joins the queue; an ended one goes back in line (`restart`)."""
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.CREATED:
+                await self._admit(job)
                 await self.store.update(job_id, state=JobState.QUEUED, expect=[JobState.CREATED],
                                         event=f"started by {by or 'console'}", event_kind="submitted",
                                         notice=Notice(job_id, JobSubmitted(by=by)))
@@ -166,14 +172,14 @@ class Supervisor:
                 raise AlreadySucceeded(job_id, str(job.kind))
             if not job.state.is_terminal:
                 raise NotRestartable(job_id, str(job.state))
-            await self._check_output_free(Path(job.output_dir), job.id)
+            await self._admit(job)
             resume = job.progress.last_checkpoint
             req = JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides)
             plan = self.plan(req, resume_from=resume)
             note = f"resuming from {resume}" if resume else "from the start (no checkpoint yet)"
             await self.store.update(
-                job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, error_class=None, error_message=None,
-                error_hint=None, exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
+                job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, failure=None,
+                exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
                 train_run=Run(log_path=job.train_run.log_path),  # a new run, appending to the same log
                 run_dir=None, event=f"started again by {by or 'console'}, {note}", event_kind="restarted",
                 notice=Notice(job_id, JobRestarted(by=by, resume_from=resume, command=plan.display)),
@@ -184,16 +190,19 @@ class Supervisor:
     async def stop(self, job_id: str, *, by: str | None) -> Job:
         async with self._lock:
             job = await self.store.require(job_id)
+            if job.state is JobState.QUEUED and job.train_run.in_doubt:  # submitted before a restart? find it first
+                await self.follower.resolve_launch(job, "train")
+                job = await self.store.require(job_id)
             if job.state is JobState.QUEUED:
                 if job.train_run.backend_job_id is not None:
                     await self.backend.terminate(ProcessRef.of(job, "train"))  # leave the backend's queue too
                 return await self.store.update(
-                    job_id, state=JobState.STOPPED, stopped_by=by, finished_at=time.time(), queue_reason=None,
+                    job_id, state=JobState.STOPPED, stopped_by=actor(by), finished_at=time.time(), queue_reason=None,
                     event=f"removed from the queue by {by or 'console'}",
                     notice=Notice(job_id, LeftQueue(by=by)))
             if job.state in (JobState.STARTING, JobState.RUNNING):
                 self.follower.stop_requested(job_id)
-                job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=by,
+                job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=actor(by),
                                               event=f"stop requested by {by or 'console'}",
                                               notice=Notice(job_id, StopRequested(by=by)))
                 await self.follower.interrupt(job)
@@ -218,23 +227,26 @@ class Supervisor:
             cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
                                entry=export_entry(self.config, self.backend.name))
             log_path = self.log_path(job, "export")
+            admission.admit_export(self.config, job, export_dir, await self.store.holding(), log_path)
             gpus = await self._export_gpus(job)
-            await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
-                                    export_gpus=gpus, export_run=Run(log_path=str(log_path)))
+            job = await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
+                                          export_gpus=gpus, export_run=Run(log_path=str(log_path),
+                                                                           launch_token=new_launch_token()))
             self.follower.launching_exports.add(job_id)
         try:
-            launched = await self.backend.launch(ProcessRef(job_id, "export"), cmd, log_path=log_path,
+            launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=log_path,
                                                  gpus=gpus or ("cpu",))
         except LaunchError as exc:
             async with self._lock:
                 self.follower.launching_exports.discard(job_id)
                 await self.store.update(job_id, export_state=ExportState.EXPORT_FAILED,
-                                        event=f"export could not start: {exc}", event_kind="export_failed")
-            raise CannotLaunch(job_id, str(exc)) from exc
+                                        event=f"export could not start: {exc.refusal.code}", event_kind="export_failed",
+                                        event_data=failure_data(JobFailure(exc.refusal)))
+            raise CannotLaunch(job_id, exc.refusal) from exc
         async with self._lock:
             self.follower.launching_exports.discard(job_id)
             return await self.store.update(
-                job_id, export_run=launched.run(log_path),
+                job_id, export_run=launched.run(log_path, job.export_run.launch_token),
                 event=f"export started by {by or 'console'} on {f'GPU {gpus[0]}' if gpus else 'the CPU'}: "
                       f"{cmd.display()}", event_kind="export_started",
                 notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display(), gpus=gpus)))
@@ -252,24 +264,44 @@ class Supervisor:
                                   [j for j in holding if j.state is JobState.QUEUED])
 
     async def delete(self, job_id: str, *, by: str | None) -> None:
+        """Forget a job that is not under way (its files stay): a created or queued one leaves the line (one in
+        Slurm's queue is cancelled there first) and the jobs behind it are told their new place."""
         async with self._lock:
             job = await self.store.require(job_id)
             if job.export_state is ExportState.EXPORTING:
                 raise ExportRunning(job_id)
-            if job.state.is_active:
+            if job.state.is_under_way:
                 raise StillActive(job_id, str(job.state))
             if job.try_state is not TryState.NONE and self.end_try is not None:
                 await self.end_try(job_id)  # its lease goes with the job's row: its process first
-            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
-                                                                             channel_id=job.channel_id)))
+            queued = job.state is JobState.QUEUED
+            before = await self._line() if queued else []
+            if queued and job.train_run.backend_job_id is not None:
+                await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
+            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by)))
             self.follower.forget(job_id)
+            for d in admission.moved_up(before, await self._line()):
+                if d.purpose != "train":
+                    continue  # a waiting try hears of its place from its own wait (runner/trying.py)
+                await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(
+                    reason=d.reason, position=d.position, moved_up=True)))
+        if queued:
+            await self.tick()  # the line moved: the job behind it may start now
+
+    async def _line(self) -> list[leases.Decision]:
+        """Our line for this machine's GPUs (Slurm keeps its own): who starts, each waiting job's place."""
+        if self.backend.schedules_gpus:
+            return []
+        holding = await self.store.holding()
+        return admission.line(await self.store.line(), holding, self.foreign_busy(holding))
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """On start: jobs caught mid-launch go back in line; the rest is what every tick does anyway."""
+        """On start: what every tick does anyway, launches caught midway included (Follower.resolve_launch); only a
+        launch recorded before launch tokens, which nothing can find again, goes back in line as it is."""
         for job in await self.store.list_jobs(states=[JobState.STARTING]):
-            if job.train_run.pid is None:
+            if job.train_run.pid is None and job.train_run.launch_token is None:
                 await self.store.update(job.id, state=JobState.QUEUED, event="back in line: the bot restarted "
                                         "before this job's launch", event_kind="requeued")
         for job in await self.store.list_jobs(states=[JobState.STOPPING]):
@@ -297,7 +329,8 @@ class Supervisor:
                 return False
             active = await self.store.active()
             for job in active:
-                if job.state in leases.HOLDING_STATES or job.train_run.backend_job_id is not None:
+                if job.state in leases.HOLDING_STATES or job.train_run.backend_job_id is not None \
+                        or job.train_run.in_doubt:
                     try:
                         await self.follower.follow(job)
                     except Exception:  # one job's trouble must not stop the others being followed

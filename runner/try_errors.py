@@ -71,10 +71,16 @@ class TryUnavailable(TryRefused):
         self.reason, self.detail = reason, detail
 
 
-class TryFailed(TryRefused):
-    """The session's process failed (the model did not load, or the process ended): `summary` its last words,
-    `log_path` its log."""
+TryTrouble = Literal["child_error", "ended", "line_too_long", "not_json", "warm_ended", "cannot_start"]
 
-    def __init__(self, job_id: str, summary: str, log_path: str) -> None:
-        super().__init__(f"the try of job {job_id} failed: {summary}")
-        self.job_id, self.summary, self.log_path = job_id, summary, log_path
+
+class TryFailed(TryRefused):
+    """The session's process failed (the model did not load, or the process ended), or could not be started
+    (`cannot_start`: `detail` the program, `strerror` why): `cause` how (runner/try_process.TryProcessError's, and
+    `detail`, `returncode`), `log_path` its log."""
+
+    def __init__(self, job_id: str, cause: TryTrouble, log_path: str, *, detail: str = "",
+                 returncode: int | None = None, strerror: str | None = None) -> None:
+        super().__init__(f"the try of job {job_id} failed: {cause} {detail}".strip())
+        self.job_id, self.cause, self.log_path, self.detail = job_id, cause, log_path, detail
+        self.returncode, self.strerror = returncode, strerror

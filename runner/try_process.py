@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
@@ -28,8 +28,16 @@ CLOSE_GRACE_S = 5.0  # after stdin closes, the process leaves by itself; then SI
 PREAMBLES = "warm-try-*.log"
 
 
+ProcessTrouble = Literal["child_error", "ended", "line_too_long", "not_json", "warm_ended"]
+
+
 class TryProcessError(RuntimeError):
-    """The process failed or ended: the message is its last words (or that it ended)."""
+    """The process failed or ended: `cause` says how, `detail` its own last words (`child_error`), the line it
+    wrote (`not_json`) or the reader's complaint (`line_too_long`); `returncode` its exit status (`ended`)."""
+
+    def __init__(self, cause: ProcessTrouble, detail: str = "", returncode: int | None = None) -> None:
+        super().__init__(f"try process: {cause} {detail} {returncode if returncode is not None else ''}".strip())
+        self.cause, self.detail, self.returncode = cause, detail, returncode
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ class TryProcess:
         message = await self._read()
         if "loaded" in message:
             return Loaded(float(message["loaded"].get("load_s") or 0.0), bool(message["loaded"].get("warm")))
-        raise TryProcessError(str(message.get("failed") or message))
+        raise TryProcessError("child_error", str(message.get("failed") or message))
 
     async def ask(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Send one request; yield its `delta` and, last, its `done` message (TryProcessError: its `error`, or the
@@ -82,7 +90,7 @@ class TryProcess:
             self.proc.stdin.write(json.dumps({**request, "id": rid}, ensure_ascii=False).encode() + b"\n")
             await self.proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise TryProcessError("the session's process has ended") from exc
+            raise TryProcessError("ended") from exc
         self._unfinished = rid
         while True:
             message = await self._read()
@@ -90,7 +98,7 @@ class TryProcess:
                 continue
             if "error" in message:
                 self._unfinished = None
-                raise TryProcessError(str(message["error"]))
+                raise TryProcessError("child_error", str(message["error"]))
             if "done" in message:
                 self._unfinished = None
             yield message
@@ -109,14 +117,14 @@ class TryProcess:
         try:
             line = await self.proc.stdout.readline()
         except ValueError as exc:  # a line over LINE_LIMIT
-            raise TryProcessError(f"the session's process wrote a line too long to read: {exc}") from exc
+            raise TryProcessError("line_too_long", str(exc)) from exc
         if not line:
             await self.proc.wait()
-            raise TryProcessError(f"the session's process ended (exit status {self.proc.returncode})")
+            raise TryProcessError("ended", returncode=self.proc.returncode)
         try:
             message = json.loads(line)
         except ValueError as exc:
-            raise TryProcessError(f"the session's process wrote {line[:200]!r}, not a JSON line") from exc
+            raise TryProcessError("not_json", repr(line[:200])) from exc
         return message if isinstance(message, dict) else {"failed": repr(message)}
 
     async def close(self) -> None:
@@ -185,7 +193,7 @@ class WarmTry:
     async def take(self, args: Sequence[str], argv: Sequence[str], env: Mapping[str, str], log: Path) -> TryProcess:
         """Hand the session to this process (it becomes the session's). TryProcessError: it was gone."""
         if not await self.ready() or not self.alive():
-            raise TryProcessError("the warm process had ended")
+            raise TryProcessError("warm_ended")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             out.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} try (warm): {' '.join(argv)}\n".encode())
@@ -196,7 +204,7 @@ class WarmTry:
             self.proc.stdin.write(json.dumps(job).encode() + b"\n")
             await self.proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise TryProcessError("the warm process had ended") from exc
+            raise TryProcessError("warm_ended") from exc
         return TryProcess(self.proc, log)
 
     async def close(self) -> None:

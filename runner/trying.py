@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import leases, try_weights
+from runner import admission, leases, try_weights
 from runner.access import Caller, check_try
 from runner.backends.local import device_env
 from runner.child_env import child_env
@@ -51,6 +51,7 @@ from runner.try_types import (
     TryAsk,
     TryAsking,
     TryDone,
+    TryEnd,
     TryEvent,
     TryLoaded,
     TryLoading,
@@ -143,12 +144,12 @@ class TryService:
         for job in await self.store.trying():
             if job.try_run.pid is not None and end_group(job.try_run.pid, job.try_run.proc_start_time):
                 log.info("ended the try session of job %s an earlier bot left (pid %s)", job.id, job.try_run.pid)
-            await self._clear(job.id, event="try session ended: the bot restarted")
+            await self._clear(job.id, ended="bot_restarted")
 
     async def close(self) -> None:
         self._closed = True
         for session in list(self._sessions.values()):
-            await self._end(session, "the bot stopped")
+            await self._end(session, "bot_stopped")
         if self._warming is not None:
             await asyncio.gather(self._warming, return_exceptions=True)
         if self._warm is not None:
@@ -162,7 +163,7 @@ class TryService:
         """End the job's session now (the job is being deleted), or its place in line."""
         session = self._sessions.get(job_id)
         if session is not None:
-            await self._end(session, "the job was deleted")
+            await self._end(session, "job_deleted")
         else:
             await self._clear(job_id)
 
@@ -284,8 +285,8 @@ class TryService:
                                 done = dict(message["done"])
                     except TryProcessError as exc:
                         if not session.process.alive():
-                            await self._end(session, "its process ended")
-                        raise TryFailed(plan.job.id, str(exc), str(session.process.log)) from exc
+                            await self._end(session, "process_ended")
+                        raise _failed(plan.job.id, exc, session.process.log) from exc
                     answer = TryAnswer(turn.index, turn.side, turn.question, "".join(pieces),
                                        done.get("completion_tokens"), done.get("prompt_tokens"),
                                        done.get("finish_reason"), done.get("first_token_s"),
@@ -311,7 +312,7 @@ class TryService:
                 return
             if session is not None:  # other weights or another GPU: this one goes first
                 async with session.lock:
-                    await self._end(session, "another checkpoint or GPU was asked for")
+                    await self._end(session, "replaced")
             log_path = self.log_path(plan.job)
             try:
                 async for waiting in self._lease(plan, log_path):
@@ -328,16 +329,16 @@ class TryService:
             try:
                 loaded = await process.loaded()
             except TryProcessError as exc:
-                await self._end(session, "the model did not load")
-                raise TryFailed(job_id, str(exc), str(log_path)) from exc
+                await self._end(session, "load_failed")
+                raise _failed(job_id, exc, log_path) from exc
             except BaseException:
-                await self._end(session, "the try was abandoned while the model loaded")
+                await self._end(session, "abandoned")
                 raise
             load_s = time.monotonic() - spawned
             with contextlib.suppress(JobNotFound):
-                await self.store.update(job_id, try_state=TryState.READY, event=f"try: model loaded in "
-                                        f"{load_s:.1f} s ({'warm' if loaded.warm else 'afresh'})",
-                                        event_kind="try_loaded")
+                await self.store.update(job_id, try_state=TryState.READY, event="try_loaded",
+                                        event_kind="try_loaded",
+                                        event_data={"load_s": round(load_s, 1), "warm": loaded.warm})
             self._watch(session)
             yield TryLoaded(load_s, loaded.warm)
             yield session
@@ -359,14 +360,14 @@ class TryService:
             async with self.sup.lock:
                 holding = await self.store.holding()
                 holders, foreign = leases.held(holding), self.sup.foreign_busy(holding)
-                decisions = leases.plan_starts(await self.store.line(), holders, foreign)
+                decisions = admission.line(await self.store.line(), holding, foreign)
                 mine = next((d for d in decisions if d.purpose == "try" and d.job.id == job_id), None)
                 if mine is None:  # the job was deleted meanwhile (or its place taken back)
                     await self.store.require(job_id)
                     raise JobNotFound(job_id)
                 if mine.start:
-                    await self.store.update(job_id, try_state=TryState.LOADING, event=f"try: on GPU "
-                                            f"{','.join(plan.gpus)}", event_kind="try_started")
+                    await self.store.update(job_id, try_state=TryState.LOADING, event="try_started",
+                                            event_kind="try_started", event_data={"gpus": list(plan.gpus)})
                     return
             waiting = TryWaiting(mine.position or 1, plan.gpus, {g: holders[g] for g in plan.gpus if g in holders},
                                  tuple(g for g in plan.gpus if g in foreign and g not in holders))
@@ -392,7 +393,8 @@ class TryService:
             if process is None:
                 process = await TryProcess.start(argv, env, log_path)
         except OSError as exc:
-            raise TryFailed(plan.job.id, f"cannot start {python[0]}: {exc.strerror}", str(log_path)) from exc
+            raise TryFailed(plan.job.id, "cannot_start", str(log_path), detail=python[0],
+                            strerror=exc.strerror) from exc
         await self.store.update(plan.job.id, try_run=Run(process.pid, process.started, None, str(log_path)))
         self.keep_warm()  # for the next session
         return process, warm is not None and process.proc is warm.proc
@@ -419,10 +421,10 @@ class TryService:
                 idle = session.users == 0 and not session.lock.locked()
                 idle_for = time.monotonic() - session.last_used
                 if not session.process.alive():
-                    await self._end(session, "its process ended")
+                    await self._end(session, "process_ended")
                     return
                 if idle and (idle_for >= self.config.try_idle_s or await self._wanted(session)):
-                    await self._end(session, "idle" if idle_for >= self.config.try_idle_s else "its GPU is wanted")
+                    await self._end(session, "idle" if idle_for >= self.config.try_idle_s else "gpu_wanted")
                     return
                 timeout = max(self.config.try_idle_s - idle_for, 0.05) if idle else self.config.try_idle_s
                 session.poke.clear()
@@ -445,23 +447,28 @@ class TryService:
                 return True
         return False
 
-    async def _end(self, session: Session, why: str) -> None:
+    async def _end(self, session: Session, why: TryEnd) -> None:
         if self._sessions.get(session.job_id) is session:
             del self._sessions[session.job_id]
         await session.process.close()
-        await self._clear(session.job_id, event=f"try session ended: {why}")
+        await self._clear(session.job_id, ended=why)
 
-    async def _clear(self, job_id: str, *, event: str | None = None) -> None:
+    async def _clear(self, job_id: str, *, ended: TryEnd | None = None) -> None:
         """The job's try lease and process record go (the GPU is free for the next in line)."""
         try:
             job = await self.store.require(job_id)
             if job.try_state is not TryState.NONE:
                 await self.store.update(job_id, try_state=TryState.NONE, try_gpus=(), try_seq=None,
-                                        try_run=Run(log_path=job.try_run.log_path), event=event,
-                                        event_kind="try_ended" if event else None)
+                                        try_run=Run(log_path=job.try_run.log_path),
+                                        event="try_ended" if ended else None, event_kind="try_ended",
+                                        event_data={"why": ended} if ended else None)
         except JobNotFound:
             return
         self.sup.wake()
+
+
+def _failed(job_id: str, exc: TryProcessError, log_path: Path) -> TryFailed:
+    return TryFailed(job_id, exc.cause, str(log_path), detail=exc.detail, returncode=exc.returncode)
 
 
 def _check_conversation(messages: Sequence[Message]) -> None:

@@ -24,7 +24,7 @@ class StaleState(JobError, ValueError):
 
 
 class StillActive(JobError):
-    """Delete refused: the job may still hold GPUs."""
+    """Delete refused: the job is starting, running or stopping (its process may run)."""
 
     def __init__(self, job_id: str, state: str) -> None:
         super().__init__(f"job {job_id} is {state}")

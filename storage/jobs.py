@@ -1,7 +1,7 @@
 """The job store: jobs, their events and the outbox (storage/outbox.py), changed together in one transaction.
 
-Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job, list LLM jobs,
-list VLM jobs, list by state, list all). A state change checks the state machine, records an event and queues the
+Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job; its four lists
+are list_jobs by kind and state). A state change checks the state machine, records an event and queues the
 notice people must get, atomically: a crash can never leave a job changed but its notice unsent.
 """
 
@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
@@ -30,17 +31,28 @@ from storage.models import (
 from storage.notices import Notice
 from storage.outbox import Outbox
 from storage.rows import JobRows, to_row
+from storage.slack_cards import SlackCards
+from storage.web_sessions import WebSessions
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
 ID_LENGTH = 5
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """A place in list_jobs' order (newest first): the sort key of the job listed there, not the job."""
+
+    created_at: float
+    seq: int
 
 
 def new_job_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-class JobStore(Outbox):
-    """Jobs and their events (and, from Outbox, the notices), on one connection (storage/connection.py)."""
+class JobStore(Outbox, WebSessions, SlackCards):
+    """Jobs and their events (and, from Outbox, the notices; from WebSessions and SlackCards, the web page's sessions
+    and Slack's cards), on one connection (storage/connection.py)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__(conn)
@@ -48,7 +60,8 @@ class JobStore(Outbox):
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
-    async def create(self, job: Job, *, event: str = "job created", notice: Notice | None = None) -> Job:
+    async def create(self, job: Job, *, event: str = "job created", event_data: dict[str, Any] | None = None,
+                     notice: Notice | None = None) -> Job:
         """Save a new job under a fresh id (the one on `job` is replaced), with its first event and notice."""
         now = time.time()
         async with self._tx() as db:
@@ -63,7 +76,9 @@ class JobStore(Outbox):
             row = to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
             cols = ", ".join(row)
             await db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            await self._record(db, job_id, event, notice, now)
+            await self._event(db, Event(job_id, "created", event, event_data or {}), now)
+            if notice is not None:
+                await self._notice(db, Notice(job_id, notice.facts), now)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -78,11 +93,6 @@ class JobStore(Outbox):
 
     async def by_idempotency_key(self, key: str) -> Job | None:
         rows = await self._read("SELECT * FROM jobs WHERE idempotency_key = ?", (key,))
-        return self._rows.job(rows[0]) if rows else None
-
-    async def by_card(self, channel_id: str, card_ts: str) -> Job | None:
-        """The job whose card is this message (a reply in its thread concerns that job)."""
-        rows = await self._read("SELECT * FROM jobs WHERE card_ts = ? AND channel_id = ?", (card_ts, channel_id))
         return self._rows.job(rows[0]) if rows else None
 
     async def update(
@@ -145,13 +155,14 @@ class JobStore(Outbox):
         return new.replace(updated_at=now) if diff else new
 
     async def delete(self, job_id: str, *, notice: Notice | None = None) -> None:
-        """Forget a job and its events (its files stay); refuses while it may still hold GPUs."""
+        """Forget a job and its events (its files stay); refuses while its process may run (created and queued
+        jobs go: the caller has taken a queued one out of any backend's queue)."""
         async with self._tx() as db:
             async with db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            if JobState(row[0]).is_active:
+            if JobState(row[0]).is_under_way:
                 raise StillActive(job_id, str(row[0]))
             await db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             if notice is not None:
@@ -159,15 +170,31 @@ class JobStore(Outbox):
 
     async def list_jobs(
         self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
-        before: str | None = None,
     ) -> list[Job]:
-        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all.
-        `before`: a job id; only jobs listed after it (the next page)."""
+        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
+        return self._jobs(await self._listed(kind, states, limit, None))
+
+    async def page(self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int,
+                   after: ListPosition | None) -> tuple[list[Job], ListPosition | None]:
+        """One page of list_jobs' order: up to `limit` jobs listed after the position `after` (None: from the
+        newest), and the position of the page's last job where more follow (None on the last page). A position
+        is not a row: it holds while the jobs around it are deleted."""
+        rows = await self._listed(kind, states, limit + 1, after)
+        last = rows[limit - 1] if len(rows) > limit else None
+        return self._jobs(rows[:limit]), ListPosition(last["created_at"], last["queue_seq"]) if last else None
+
+    async def position(self, job_id: str) -> ListPosition | None:
+        """Where a job stands in list_jobs' order (None: no such job)."""
+        rows = await self._read("SELECT created_at, queue_seq FROM jobs WHERE id = ?", (job_id,))
+        return ListPosition(float(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def _listed(self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None,
+                      after: ListPosition | None) -> list[aiosqlite.Row]:
         where: list[str] = []
         params: list[Any] = []
-        if before is not None:
-            where.append("(created_at, queue_seq) < (SELECT created_at, queue_seq FROM jobs WHERE id = ?)")
-            params.append(before)
+        if after is not None:
+            where.append("(created_at, queue_seq) < (?, ?)")
+            params += [after.created_at, after.seq]
         if kind is not None:
             where.append("kind = ?")
             params.append(str(kind))
@@ -178,21 +205,11 @@ class JobStore(Outbox):
         sql += " ORDER BY created_at DESC, queue_seq DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        rows = await self._read(sql, params)
+        return await self._read(sql, params)
+
+    def _jobs(self, rows: Sequence[aiosqlite.Row]) -> list[Job]:
         keys = tuple(rows[0].keys()) if rows else ()  # once a page: each row's Job is read by them
         return [self._rows.job(r, keys) for r in rows]
-
-    async def list_llm_jobs(self) -> list[Job]:
-        return await self.list_jobs(kind=Kind.LLM)
-
-    async def list_vlm_jobs(self) -> list[Job]:
-        return await self.list_jobs(kind=Kind.VLM)
-
-    async def list_by_state(self, state: JobState) -> list[Job]:
-        return await self.list_jobs(states=[state])
-
-    async def list_all(self) -> list[Job]:
-        return await self.list_jobs()
 
     async def active(self) -> list[Job]:
         """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""
@@ -262,12 +279,6 @@ class JobStore(Outbox):
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
 
     # ---- internals --------------------------------------------------------------------------------------------
-
-    async def _record(self, db: aiosqlite.Connection, job_id: str, event: str, notice: Notice | None,
-                      now: float) -> None:
-        await self._event(db, Event(job_id, "created", event), now)
-        if notice is not None:
-            await self._notice(db, Notice(job_id, notice.facts), now)
 
     @staticmethod
     async def _event(db: aiosqlite.Connection, event: Event, now: float) -> None:

@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from storage.actors import Actor
+from storage.errors import JobError
+from storage.failure_facts import JobFailure
+from storage.waiting import QueueReason
+
 
 class Kind(enum.StrEnum):
     LLM = "llm"
@@ -32,6 +37,11 @@ class JobState(enum.StrEnum):
     def is_active(self) -> bool:
         """Holds (or waits for) GPUs: started and not yet ended."""
         return not self.is_terminal and self is not JobState.CREATED
+
+    @property
+    def is_under_way(self) -> bool:
+        """Launched and not yet ended: its process may run (a created or queued job may still be deleted)."""
+        return self in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
 
 
 class ExportState(enum.StrEnum):
@@ -80,21 +90,23 @@ EXPORT_TRANSITIONS: dict[ExportState, frozenset[ExportState]] = {
 }
 
 
-class IllegalTransition(ValueError):
-    """A state change the state machine does not allow; the message says which and why."""
+class IllegalTransition(JobError, ValueError):
+    """A state change the state machine does not allow: `old` may not become `new` (job states, or the export's
+    states where `export`); `allowed`: what `old` may become."""
+
+    def __init__(self, old: str, new: str, allowed: tuple[str, ...], *, export: bool = False) -> None:
+        super().__init__(f"{'export state' if export else 'job state'} {old} -> {new} refused; allowed: {allowed}")
+        self.old, self.new, self.allowed, self.export = old, new, allowed, export
 
 
 def check_transition(old: JobState, new: JobState) -> None:
     if new not in TRANSITIONS[old]:
-        allowed = ", ".join(sorted(TRANSITIONS[old])) or "nothing"
-        raise IllegalTransition(f"a {old} job cannot become {new} (from {old} it may become: {allowed})")
+        raise IllegalTransition(old, new, tuple(sorted(TRANSITIONS[old])))
 
 
 def check_export_transition(old: ExportState, new: ExportState) -> None:
     if new not in EXPORT_TRANSITIONS[old]:
-        if old is ExportState.EXPORTING:
-            raise IllegalTransition("an export of this job is already running")
-        raise IllegalTransition(f"export state {old} cannot become {new}")
+        raise IllegalTransition(old, new, tuple(sorted(EXPORT_TRANSITIONS[old])), export=True)
 
 
 @dataclass(frozen=True)
@@ -133,11 +145,19 @@ class Run:
     proc_start_time: float | None = None  # with the pid: a reused pid is not taken for ours
     backend_job_id: str | None = None  # the scheduler's id (Slurm), where it has one
     log_path: str | None = None
+    # this launch's own mark, recorded before anything is started: the backend finds what it started by it (the
+    # launcher's claim file, the Slurm job's name), or knows for certain that nothing was (runner/launches.py)
+    launch_token: str | None = None
 
     @property
     def log(self) -> Path | None:
         """The run's log file, where it has one."""
         return Path(self.log_path) if self.log_path else None
+
+    @property
+    def in_doubt(self) -> bool:
+        """A launch was begun (its token recorded) but no process of it recorded: the bot stopped in between."""
+        return self.launch_token is not None and self.pid is None and self.backend_job_id is None
 
 
 @dataclass(frozen=True)
@@ -149,7 +169,6 @@ class Job:
     gpus: tuple[str, ...]
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    recipe: str = "llm"
     overrides: dict[str, str] = field(default_factory=dict)
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
@@ -161,15 +180,13 @@ class Job:
     export_run: Run = Run()
     progress: Progress = field(default_factory=Progress)
     exit_code: int | None = None
-    error_class: str | None = None
-    error_message: str | None = None
-    error_hint: str | None = None
-    stopped_by: str | None = None
+    failure: JobFailure | None = None  # why it failed or could not start (its `error_message` column, as JSON)
+    stopped_by: Actor | None = None
     user_id: str | None = None
-    channel_id: str | None = None
-    card_ts: str | None = None
-    queue_reason: str | None = None
+    slack_channel: str | None = None  # the Slack channel the request came from (its card goes there): Slack's to read
+    queue_reason: QueueReason | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
+    idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float | None = None
@@ -184,9 +201,6 @@ class Job:
 
     def run(self, purpose: Purpose) -> Run:
         return {"train": self.train_run, "export": self.export_run, "try": self.try_run}[purpose]
-
-    def with_run(self, purpose: Purpose, run: Run) -> Job:
-        return self.replace(**{f"{purpose}_run": run})
 
 
 @dataclass(frozen=True)

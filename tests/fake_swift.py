@@ -7,9 +7,13 @@ then the train_runtime line and the summary line naming the last checkpoint. Eac
 seconds (default 0.2). SIGINT ends it like swift's trainer: KeyboardInterrupt, the summary line, exit 254.
 FAKE_SWIFT_SAY_FILE names a file whose lines it prints at the start (log text to show); an output_dir containing
 FAKE_SWIFT_FAIL_IN makes it print them to stderr again after step 2, then a RuntimeError naming the first, and exit
-1 (a failure with that tail and cause).
-`fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0)
-and exits 0. Other flags are accepted and ignored.
+1 (a failure with that tail and cause). FAKE_SWIFT_PRINT_STEPS=1 prints each logged step's record to stdout as swift
+does (`{'loss': ..., 'global_step/max_steps': '3/10', ...}`): a log that grows a line a step.
+`fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0, and
+once the file FAKE_SWIFT_EXPORT_UNTIL names is there, if it names one) and exits 0. Other flags are accepted and
+ignored.
+FAKE_SWIFT_STARTS names a file each run appends a line to as it starts (`sft <pid>`, `export <pid>`): how many
+trainers and exports ever ran.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def sft(f: dict[str, list[str]]) -> int:
     print("\n".join(say), flush=True)
     fail_in = os.environ.get("FAKE_SWIFT_FAIL_IN")
     fail = fail_in is not None and fail_in != "" and fail_in in str(run_dir)
+    print_steps = os.environ.get("FAKE_SWIFT_PRINT_STEPS") == "1"
     started, step, last, losses = time.time(), 0, None, []
     signal.signal(signal.SIGINT, _on_sigint)
     try:
@@ -96,8 +101,10 @@ def sft(f: dict[str, list[str]]) -> int:
                       "elapsed_time": f"{elapsed:.0f}s", "remaining_time": f"{(total - step) * step_s:.0f}s",
                       "train_speed(s/it)": step_s}
             if step % every == 0 or step in (1, total):
-                write_line(log, {"loss": round(loss, 6), "grad_norm": 0.5, "learning_rate": 1e-4,
-                                 "token_acc": 0.01, **common})
+                rec = {"loss": round(loss, 6), "grad_norm": 0.5, "learning_rate": 1e-4, "token_acc": 0.01, **common}
+                write_line(log, rec)
+                if print_steps:
+                    print({k: str(v) for k, v in rec.items()}, flush=True)
             if evals and (step % evals == 0 or step == total):
                 write_line(log, {"eval_loss": round(loss * 1.05, 6), "eval_runtime": 0.1, **common})
             if step % save == 0 or step == total:
@@ -121,6 +128,9 @@ def sft(f: dict[str, list[str]]) -> int:
 def export(f: dict[str, list[str]]) -> int:
     out = Path(one(f, "output_dir", "exported"))
     time.sleep(float(os.environ.get("FAKE_SWIFT_EXPORT_S", "0")))  # an export of a large model takes a while
+    until, end = os.environ.get("FAKE_SWIFT_EXPORT_UNTIL"), time.monotonic() + 120
+    while until and not os.path.exists(until) and time.monotonic() < end:
+        time.sleep(0.05)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text("{}")
     print(f"[INFO:swift] Successfully merged LoRA and saved in {out}.", file=sys.stderr, flush=True)
@@ -134,6 +144,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("sft", "export"):
         print(f"fake swift: unknown command {argv[:1]}", file=sys.stderr)
         return 2
+    if starts := os.environ.get("FAKE_SWIFT_STARTS"):
+        with open(starts, "a") as f:
+            f.write(f"{argv[0]} {os.getpid()}\n")
     return sft(flags(argv[1:])) if argv[0] == "sft" else export(flags(argv[1:]))
 
 

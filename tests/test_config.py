@@ -45,6 +45,15 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[slurm]\nextra_args = '--mem=1G'\n", '[slurm] extra_args = "--mem=1G"', "must be a list"),
     ("[http]\nallow_anonymous_loopback = 1\n", "[http] allow_anonymous_loopback = 1", "must be true or false"),
     ("[http]\ntokens_file = 5\n", "[http] tokens_file = 5", "must be a path"),
+    ('[http]\nanonymous_loopback_with_tokens = "yes"\n', '[http] anonymous_loopback_with_tokens = "yes"',
+     "must be true or false"),
+    ("[http]\nanonymous_loopback_with_token = true\n", "[http] anonymous_loopback_with_token = true",
+     'did you mean "anonymous_loopback_with_tokens"'),
+    ('[http]\ntrusted_proxies = "127.0.0.1"\n', '[http] trusted_proxies = "127.0.0.1"', "must be a list of IP"),
+    ('[http]\ntrusted_proxies = ["proxy.local"]\n', '[http] trusted_proxies = ["proxy.local"]',
+     '"proxy.local" is not an IP address or network'),
+    ('[http]\ntrusted_proxies = ["10.0.0.1/8"]\n', '[http] trusted_proxies = ["10.0.0.1/8"]', "host bits set"),
+    ('[http]\ntrusted_proxy = ["10.0.0.1"]\n', '[http] trusted_proxy = ["10.0.0.1"]', 'did you mean "trusted_proxies"'),
     ("[paths]\nmodel_roots = '/models'\n", '[paths] model_roots = "/models"', "must be a list"),
     ("[runner]\nscrub_env = 'HF_TOKEN'\n", '[runner] scrub_env = "HF_TOKEN"', "must be a list"),
     ("[runner]\nwarm_start = 'yes'\n", '[runner] warm_start = "yes"', "must be true or false"),
@@ -171,3 +180,26 @@ inventory = 2
     assert 'inventory = ["0", "1"]' in lines and 'kind = "local"' in lines  # a default, stated
     assert f'output_root = "{tmp_path / "output"}"' in lines and "port = 8000" in lines
     assert "# partition = (not set)" in lines
+
+
+def test_http_access_keys_are_refused_at_start_when_mistyped_and_config_check_says_what_they_mean(
+        tmp_path: Path) -> None:
+    path = tmp_path / "trainbot.toml"
+    path.write_text("[http]\nanonymous_loopback_with_token = true\n")
+    refused = trainbot(tmp_path, "--config", "trainbot.toml", "serve", "--port", "0")
+    assert refused.returncode == 2 and "[http] anonymous_loopback_with_token = true" in refused.stderr
+    assert 'did you mean "anonymous_loopback_with_tokens"' in refused.stderr
+
+    def meaning(text: str) -> str:
+        path.write_text(text)
+        done = trainbot(tmp_path, "config", "check", "trainbot.toml")
+        assert done.returncode == 0, done.stderr
+        return " ".join(line.lstrip("# ") for line in done.stdout.split("# what this means:")[1].splitlines())
+
+    default = meaning("")
+    assert "`http:anonymous` only while no API tokens are configured" in default and "they get 401" in default
+    assert "no proxy is trusted: X-Forwarded-For and X-Forwarded-Proto are ignored" in default
+    opened = meaning('[http]\nanonymous_loopback_with_tokens = true\ntrusted_proxies = ["10.0.0.5", "fd00::/8"]\n')
+    assert "even with API tokens configured" in opened and "reverse proxy" in opened
+    assert "believed from 10.0.0.5, fd00::/8 only" in opened and "Secure" in opened
+    assert "get 401, from loopback too" in meaning("[http]\nallow_anonymous_loopback = false\n")

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from bot.texts import error_text
 from storage import db as dbmod
 from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
 from storage.migrations import MIGRATIONS
 from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Progress, Run
 from storage.notices import JobCreated, JobStarted, JobSucceeded, Notice, Unreadable
+
+R = "reader"  # a front end reading the outbox
 
 
 def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
@@ -27,7 +30,7 @@ def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
         gpus=("0",),
         argv=("swift", "sft"),
         user_id="U1",
-        channel_id="C1",
+        slack_channel="C1",
     )
     base.update(kw)
     return Job(**base)  # type: ignore[arg-type]
@@ -39,7 +42,7 @@ async def test_schema_is_versioned_and_migrations_rerun_safely(tmp_path: Path) -
     await s.create(new_job())
     await s.close()
     s = await JobStore.open(path)  # second open re-runs migrate(): nothing changes, nothing lost
-    assert len(await s.list_all()) == 1
+    assert len(await s.list_jobs()) == 1
     await s.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -50,28 +53,33 @@ async def test_schema_is_versioned_and_migrations_rerun_safely(tmp_path: Path) -
 
 
 async def test_create_gives_short_typeable_id_with_event_and_notice(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     job = await store.create(new_job(), event="created by U1", notice=Notice("", JobCreated()))
     assert len(job.id) == 5 and set(job.id) <= set(ID_ALPHABET)
     got = await store.require(job.id)
     assert got.kind is Kind.LLM and got.gpus == ("0",) and got.argv == ("swift", "sft")
     assert [e.kind for e in await store.events(job.id)] == ["created"]
-    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_created"]
+    assert [n.topic for n in await store.pending_notices(R, job.id)] == ["job_created"]
 
 
 async def test_update_checks_the_state_machine_and_writes_nothing_on_refusal(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     job = await store.create(new_job())
-    with pytest.raises(IllegalTransition, match="queued job cannot become succeeded"):
+    with pytest.raises(IllegalTransition) as refused:
         await store.update(
             job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, JobSucceeded())
         )
+    assert (refused.value.old, refused.value.new) == (JobState.QUEUED, JobState.SUCCEEDED)
+    assert error_text(refused.value) == ("the job is queued and cannot become succeeded (from queued: failed, "
+                                         "starting, stopped)")
     assert (await store.require(job.id)).state is JobState.QUEUED
-    assert await store.pending_notices(job.id) == []  # the refused update queued nothing
+    assert await store.pending_notices(R, job.id) == []  # the refused update queued nothing
     await store.update(job.id, state=JobState.STARTING)
     job2 = await store.update(
         job.id, state=JobState.RUNNING, event="started", train_run=Run(pid=123), notice=Notice(job.id, JobStarted())
     )
     assert job2.state is JobState.RUNNING and job2.train_run.pid == 123
-    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_started"]
+    assert [n.topic for n in await store.pending_notices(R, job.id)] == ["job_started"]
 
 
 async def test_expect_guards_against_races(store: JobStore) -> None:
@@ -95,11 +103,10 @@ async def test_the_two_runs_round_trip_through_the_columns_they_always_had(tmp_p
     job = await store.create(new_job())
     train = Run(pid=123, proc_start_time=1.5, backend_job_id="77", log_path="/l/train.log")
     export = Run(pid=456, proc_start_time=2.5, backend_job_id="78", log_path="/l/export.log")
-    assert job.with_run("train", train).run("train") == train and job.with_run("train", train).export_run == Run()
     await store.update(job.id, train_run=train)
     got = await store.update(job.id, export_run=export)
     assert (got.run("train"), got.run("export")) == (train, export)
-    (listed,) = await store.list_all()  # a list page reads rows by position
+    (listed,) = await store.list_jobs()  # a list page reads rows by position
     assert (listed.train_run, listed.export_run) == (train, export)
     await store.close()
     with sqlite3.connect(path) as raw:  # no migration: each run's fields are the job row's columns of before
@@ -112,10 +119,10 @@ async def test_lists_like_the_seed(store: JobStore) -> None:
     a = await store.create(new_job(Kind.LLM))
     b = await store.create(new_job(Kind.VLM))
     await store.update(a.id, state=JobState.STARTING)
-    assert [j.id for j in await store.list_llm_jobs()] == [a.id]
-    assert [j.id for j in await store.list_vlm_jobs()] == [b.id]
-    assert [j.id for j in await store.list_by_state(JobState.QUEUED)] == [b.id]
-    assert {j.id for j in await store.list_all()} == {a.id, b.id}
+    assert [j.id for j in await store.list_jobs(kind=Kind.LLM)] == [a.id]
+    assert [j.id for j in await store.list_jobs(kind=Kind.VLM)] == [b.id]
+    assert [j.id for j in await store.list_jobs(states=[JobState.QUEUED])] == [b.id]
+    assert {j.id for j in await store.list_jobs()} == {a.id, b.id}
 
 
 async def test_a_job_changed_by_another_writer_reads_back_changed(tmp_path: Path) -> None:
@@ -125,7 +132,7 @@ async def test_a_job_changed_by_another_writer_reads_back_changed(tmp_path: Path
     try:
         job = await store.create(new_job())
         first = await store.require(job.id)
-        assert (await store.list_all())[0] is first
+        assert (await store.list_jobs())[0] is first
         with sqlite3.connect(tmp_path / "t.db") as raw:  # another process's write: a field a list page shows
             raw.execute("UPDATE jobs SET output_dir = '/o/moved', step = 7 WHERE id = ?", (job.id,))
         again = await store.require(job.id)
@@ -137,34 +144,40 @@ async def test_a_job_changed_by_another_writer_reads_back_changed(tmp_path: Path
         await store.close()
 
 
-async def test_delete_refuses_active_and_forgets_ended(store: JobStore) -> None:
+async def test_delete_refuses_a_launched_job_and_forgets_the_others(store: JobStore) -> None:
     job = await store.create(new_job())
+    await store.update(job.id, state=JobState.STARTING)
     with pytest.raises(StillActive) as refused:
         await store.delete(job.id)
-    assert (refused.value.job_id, refused.value.state) == (job.id, "queued")
+    assert (refused.value.job_id, refused.value.state) == (job.id, "starting")
     await store.update(job.id, state=JobState.STOPPED)
     await store.delete(job.id)
     assert await store.get(job.id) is None
     with pytest.raises(JobNotFound):
         await store.delete(job.id)
+    queued = await store.create(new_job())  # a queued job only leaves the line (the caller has left any backend's)
+    await store.delete(queued.id)
+    assert await store.get(queued.id) is None
 
 
 async def test_outbox_delivers_in_order_per_job(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     a = await store.create(new_job(), notice=Notice("", JobCreated()))
-    await store.enqueue(Notice(a.id, JobStarted()))
-    first = await store.due_notices()
+    await store.update(a.id, notice=Notice(a.id, JobStarted()))
+    first = await store.due_notices(R)
     assert [n.topic for n in first] == ["job_created"]
     assert first[0].id is not None
-    await store.mark_failed(first[0].id, retry_at=1e18, error="503")
-    assert await store.due_notices() == []  # the head is waiting to retry: the next one must not overtake it
-    await store.mark_delivered(first[0].id, card_ts="123.456")
-    assert [n.topic for n in await store.due_notices()] == ["job_started"]
-    assert (await store.require(a.id)).card_ts == "123.456"
+    await store.mark_failed(R, first[0].id, retry_at=1e18, error="503")
+    assert await store.due_notices(R) == []  # the head is waiting to retry: the next one must not overtake it
+    assert (await store.pending_notices(R))[0].attempts == 1
+    await store.mark_delivered(R, first[0].id)
+    assert [n.topic for n in await store.due_notices(R)] == ["job_started"]
 
 
 async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     stores = [await JobStore.open(path) for _ in range(3)]  # several connections, like two bot processes
+    await stores[0].register_reader(R, keep_s=60)  # it reads nothing: every notice is kept for the test to look at
     rng = random.Random(7)
 
     async def life(i: int) -> str:
@@ -182,7 +195,7 @@ async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Pat
 
     ids = await asyncio.gather(*(life(i) for i in range(50)))
     assert len(set(ids)) == 50
-    jobs = await stores[0].list_all()
+    jobs = await stores[0].list_jobs()
     assert len(jobs) == 50 and all(j.state is JobState.SUCCEEDED for j in jobs)
     for job_id in ids:
         notices = [n.topic for n in await stores[0].notices(job_id)]

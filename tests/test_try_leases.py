@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from runner import admission
 from runner.leases import held, plan_starts
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Run, TryState
+from storage.waiting import GpusBusy
 
 
 def job(job_id: str, gpus: str, state: JobState = JobState.QUEUED) -> Job:
@@ -20,7 +22,7 @@ def test_a_loaded_try_holds_its_gpu_and_one_on_the_cpu_holds_nothing() -> None:
     on_cpu = job("c", "4", JobState.SUCCEEDED).replace(try_state=TryState.READY, try_gpus=("cpu",))
     assert held([trying, loading, waiting, on_cpu]) == {"3": "t", "1": "u"}
     (d,) = plan_starts([job("x", "3")], held([trying]), set())
-    assert not d.start and d.reason == "GPU 3 is held by job t"
+    assert not d.start and d.reason == GpusBusy({"3": "t"})
 
 
 def test_a_waiting_try_keeps_its_place_in_the_line() -> None:
@@ -32,6 +34,19 @@ def test_a_waiting_try_keeps_its_place_in_the_line() -> None:
     # the training ahead has ended: the try is next, and the job behind it still waits
     t, b, c = plan_starts(line[1:], {}, set())
     assert t.start and t.purpose == "try" and not b.start and b.position == 1
+
+
+def test_the_admission_line_is_the_same_line_and_a_try_moves_up_on_its_own() -> None:
+    """admission.line (what the supervisor and the follower start from) takes the try entries too; a job and a
+    try of the same job are two places in line, each moving up on its own."""
+    tried = job("t", "0", JobState.QUEUED).replace(try_state=TryState.WAITING, try_gpus=("0",))
+    busy = job("a", "0", JobState.RUNNING)
+    before = admission.line([(tried, "try"), (tried, "train")], [busy], set())
+    assert [(d.purpose, d.start, d.position) for d in before] == [("try", False, 1), ("train", False, 2)]
+    after = admission.line([(tried, "try"), (tried, "train")], [], set())
+    assert [(d.purpose, d.start) for d in after] == [("try", True), ("train", False)]
+    moved = admission.moved_up(before, after)
+    assert [(d.purpose, d.position) for d in moved] == [("train", 1)]
 
 
 async def test_the_store_finds_tries_in_holding_and_in_line(store: JobStore) -> None:

@@ -8,10 +8,20 @@ from bot.api import chat, errors, gpus, jobs, streams
 from bot.api.context import ApiContext
 from bot.web import routes as web
 
+DESCRIPTION = """\
+**Who you are**: send `Authorization: Bearer <token>` (tokens from `TRAINBOT_API_TOKENS` or `[http] tokens_file`).
+Without a token, a request from loopback acts as `http:anonymous` only while no API tokens are configured, or where
+`[http] anonymous_loopback_with_tokens = true`; otherwise it gets 401 (behind a reverse proxy on the same host every
+request is loopback). `X-Forwarded-For` and `X-Forwarded-Proto` count only from `[http] trusted_proxies`.
+
+**Lists** page newest first: pass a page's `next_cursor` as `cursor` for the next. A cursor is a position, not a
+job: jobs deleted or created between pages neither end the list nor show twice.
+"""
+
 
 def build_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="trainbot", summary="The Swift Trainer API: ms-swift fine-tuning jobs (also on Slack)",
-                  version="1")
+                  version="1", description=DESCRIPTION)
     app.state.ctx = ctx
     app.include_router(jobs.router)
     app.include_router(streams.router)

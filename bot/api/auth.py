@@ -1,4 +1,5 @@
-"""Who is asking: `Authorization: Bearer <token>` mapped to a user id, or anonymous on loopback (config switch).
+"""Who is asking: `Authorization: Bearer <token>` mapped to a user id, or anonymous on loopback (config switches;
+off once API tokens are configured unless `[http] anonymous_loopback_with_tokens` says otherwise).
 
 Tokens come from `TRAINBOT_API_TOKENS` (`token1=U123,token2=U456`) and the file `[http] tokens_file` (lines
 `TOKEN USER_ID`, `#` comments); they are never logged. What a user may do is decided by the shared rules in
@@ -72,13 +73,20 @@ def _lookup(tokens: Mapping[str, str], presented: str) -> str | None:
     return found
 
 
+def anonymous_ok(ctx: ApiContext, request: Request) -> bool:
+    """May this request, without a token, act as `http:anonymous`? Only from loopback (the client a trusted proxy
+    names, through one), where `[http]` allows it: with API tokens configured that takes
+    `anonymous_loopback_with_tokens`, since behind a reverse proxy on this host every request is loopback."""
+    client = request.client.host if request.client else None
+    return ctx.config.http.anonymous_loopback(bool(ctx.tokens)) and is_loopback(client)
+
+
 async def current_user(request: Request, ctx: Annotated[ApiContext, Depends(get_context)]) -> Principal:
     """async only so that FastAPI calls it in the loop: a plain `def` dependency goes through its thread pool."""
     header = request.headers.get("authorization")
     admins = ctx.config.access.admins
     if header is None:
-        client = request.client.host if request.client else None
-        if ctx.config.http.allow_anonymous_loopback and is_loopback(client):
+        if anonymous_ok(ctx, request):
             return Principal(ANONYMOUS, admin=ANONYMOUS in admins)
         raise HTTPException(401, "send `Authorization: Bearer <token>`; ask an admin for a token",
                             headers={"WWW-Authenticate": "Bearer"})

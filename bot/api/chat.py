@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.api.auth import CurrentUser
 from bot.api.context import ApiContext, get_context
 from bot.api.jobs import ERRORS, JobId
-from bot.try_words import loading_text, waiting_text
+from bot.try_words import failure_summary, loading_text, waiting_text
 from runner.errors import GpuMissing
 from runner.try_errors import (
     BadConversation,
@@ -264,8 +264,8 @@ def _words(exc: TryRefused | GpuMissing, body: ChatRequest | None) -> tuple[int,
             return 409, 'gpu_id: on Slurm a try runs on this machine\'s CPU only: give "gpu_id": "cpu"'
         case TryUnavailable(detail=detail):
             return 503, f"tries need swift's python, and {detail} does not name one ([swift] bin in the config)"
-        case TryFailed(summary=summary, log_path=log_path):
-            return 502, f"the model could not answer: {summary} (the log: {log_path})"
+        case TryFailed(log_path=log_path):
+            return 502, f"the model could not answer: {failure_summary(exc)} (the log: {log_path})"
         case GpuMissing():
             return 422, f"gpu_id: {exc}"
     return 409, str(exc)

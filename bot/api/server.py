@@ -76,8 +76,12 @@ class ApiServer:
             self.bind()
         sock, self._sock = self._sock, None
         assert sock is not None
+        # X-Forwarded-For/-Proto are believed from `[http] trusted_proxies` only (uvicorn's default would believe
+        # any process on this host): through one, the client is the proxy's client and the scheme its scheme
+        trusted = list(self.ctx.config.http.trusted_proxies)
         config = uvicorn.Config(build_app(self.ctx), log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S), server_header=False)
+                                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S), server_header=False,
+                                proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -49,13 +49,13 @@ class TryBody(BaseModel):
 
 
 async def answer(request: Request, job_id: str, ctx: ApiContext,
-                 checked: Callable[[Request, str], Session]) -> Response:
+                 checked: Callable[[Request, str], Awaitable[Session]]) -> Response:
     try:
         body = TryBody.model_validate_json(await request.body())
     except ValidationError as exc:
         where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
         return JSONResponse({"error": f"{where}: {exc.errors()[0]['msg']}"}, status_code=422)
-    session = checked(request, body.csrf)
+    session = await checked(request, body.csrf)
     caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
     ask = TryAsk(job_id, tuple(Message(m.role, m.content) for m in body.messages), body.checkpoint)
     try:

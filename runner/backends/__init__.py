@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from runner.command import SwiftCommand
 from runner.errors import GpuMissing
+from storage.failure_facts import LaunchRefusal, SchedulerEnded
 from storage.models import Job, Run
 from storage.models import Purpose as Purpose
+from storage.waiting import QueueReason
 
 if TYPE_CHECKING:
     from runner.slurm_cli import ClusterGpus
@@ -36,29 +39,39 @@ class Launched:
     host: str
     backend_job_id: str | None = None
 
-    def run(self, log_path: Path) -> Run:
+    def run(self, log_path: Path, launch_token: str | None = None) -> Run:
         """What the job records of this launch (the host goes on the job itself)."""
-        return Run(self.pid, self.proc_start_time, self.backend_job_id, str(log_path))
+        return Run(self.pid, self.proc_start_time, self.backend_job_id, str(log_path), launch_token)
+
+
+def new_launch_token() -> str:
+    """A launch's own mark (models.Run.launch_token), recorded before the backend is asked to start anything."""
+    return secrets.token_hex(6)
 
 
 @dataclass(frozen=True)
 class RunStatus:
-    """alive: still running (or waiting in the backend's own queue, with its reason); else how it ended."""
+    """alive: still running (or waiting in the backend's own queue, with its reason); else how it ended, and
+    `cause`, where the backend itself ended it (the trainer's log does not know)."""
 
     alive: bool
     returncode: int | None = None
-    pending_reason: str | None = None
-    detail: str | None = None
+    pending_reason: QueueReason | None = None
+    cause: SchedulerEnded | None = None
     started_at: float | None = None  # epoch seconds the backend started it (Slurm's StartTime), when it says
 
 
 class LaunchError(RuntimeError):
-    """The process could not be started at all; the message says why in words a person can act on, ``hint``
-    what to change, ``detail`` what was run (for the job's events)."""
+    """The process could not be started at all: `refusal` says why (a typed fact), ``detail`` what was run (for the
+    job's events)."""
 
-    def __init__(self, message: str, *, hint: str = "", detail: str = "") -> None:
-        super().__init__(message)
-        self.hint, self.detail = hint, detail
+    def __init__(self, refusal: LaunchRefusal, *, detail: str = "") -> None:
+        super().__init__(f"launch refused: {refusal}")
+        self.refusal, self.detail = refusal, detail
+
+
+class NotKnownYet(RuntimeError):
+    """The backend cannot tell now whether a launch started (Slurm does not answer): ask again later."""
 
 
 class Backend(Protocol):
@@ -71,6 +84,12 @@ class Backend(Protocol):
                      gpus: Sequence[str]) -> Launched: ...
 
     async def status(self, ref: ProcessRef) -> RunStatus: ...
+
+    async def reclaim(self, ref: ProcessRef) -> Launched | None:
+        """A launch of `ref.run.launch_token` that the bot began but did not see through (it died in between): what
+        it started, or None when nothing was started and nothing will be (it may be launched again, under a new
+        token). Raises NotKnownYet when the backend cannot tell now."""
+        ...
 
     async def interrupt(self, ref: ProcessRef) -> bool:
         """SIGINT to the trainer itself, so swift writes its summary; False if nothing was there to signal (yet:
