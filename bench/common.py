@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
+from demo.run import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from tests.fake_swift import fake_swift_bin  # bench uses the tests' stand-ins; tests never import bench
 

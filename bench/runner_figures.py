@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import Row, fake_config, median, pct, tiny_config
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from runner.backends.local import device_env
 from runner.child_env import child_env

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "demo":
-            from bot.demo import main as run_demo
+            from demo.run import main as run_demo
 
             return run_demo(args.dir.absolute())
         if args.cmd == "config":

@@ -14,9 +14,10 @@ import sys
 import time
 from typing import TextIO
 
-from bot import notice_words, texts
-from bot.handlers import Handlers, Reply
-from bot.try_console import print_answer
+from bot.chat.handlers import Handlers, Reply
+from bot.chat.try_console import print_answer
+from bot.words import notices as notice_words
+from bot.words import texts
 from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime

@@ -1,11 +1,11 @@
 """`trainbot serve`: the HTTP API and (with Slack tokens) the Slack bot, over one runtime in one event loop.
 
 The runtime (one store, one supervisor) is opened once; the Slack bot, its notifier and card sync, and the HTTP API
-(bot/api) attach to it. Without Slack tokens the API runs alone.
+(bot/http/api) attach to it. Without Slack tokens the API runs alone.
 
 Environment: SLACK_BOT_TOKEN (xoxb-..., always), SLACK_APP_TOKEN (xapp-...: Socket Mode, no public URL needed),
 else SLACK_SIGNING_SECRET for HTTP mode (Slack posts commands, buttons and events to
-`http://<host>:<slack port>/slack/events`). TRAINBOT_API_TOKENS: the API's tokens (bot/api/auth.py).
+`http://<host>:<slack port>/slack/events`). TRAINBOT_API_TOKENS: the API's tokens (bot/http/auth.py).
 """
 
 from __future__ import annotations
@@ -31,20 +31,20 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.api.auth import TOKENS_ENV, is_loopback, load_tokens
-from bot.api.context import ApiContext
-from bot.api.server import ApiServer
-from bot.cards import CardSync
-from bot.groups import GroupDirectory
-from bot.handlers import Handlers
-from bot.mrkdwn import SLACK
-from bot.notifier import Notifier
-from bot.pacing import Pacer, slack_limits
-from bot.retry import Outage, RetryPolicy
-from bot.slack_app import BotContext, build_app
+from bot.chat.handlers import Handlers
+from bot.http.auth import TOKENS_ENV, is_loopback, load_tokens
+from bot.http.context import ApiContext
+from bot.http.server import ApiServer
+from bot.slack.app import BotContext, build_app
+from bot.slack.cards import CardSync
+from bot.slack.groups import GroupDirectory
+from bot.slack.notifier import Notifier
+from bot.slack.pacing import Pacer, slack_limits
+from bot.slack.retry import Outage, RetryPolicy
+from bot.words.format import SLACK
 from runner.config import Config, ConfigError
 from runner.runtime import Runtime
-from storage.wakeable import WakeableLoop
+from runner.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def _paths(config: Config, output_dir: Path, overrides: Mapping[str, str]) -> Pa
 
 
 def _local_sources(key: str, value: str | None, base_dir: Path) -> Iterator[Path]:
-    """The values of `model=` / `dataset=` that name a place on disk: stored absolute (bot/sources.py resolves
+    """The values of `model=` / `dataset=` that name a place on disk: stored absolute (bot/chat/sources.py resolves
     them), or a relative one that exists by now (swift would read it rather than the hub's)."""
     for item in (value or "").split(",") if key == "dataset" else [value or ""]:
         name = _SAMPLES.sub("", item.strip()) if key == "dataset" else item.strip()

@@ -1,5 +1,5 @@
 """Why a swift run (sft or export) failed, from its exit status and the tail of its log, as a typed fact
-(storage/failure_facts.py); bot/failure_words.py words it.
+(storage/failure_facts.py); bot/words/failures.py words it.
 
 Rules run from the most specific to the least and the first match wins. They look at the "error region": the
 tail's [ERROR lines plus everything from its first traceback on (its last 40 lines when there is none), so a

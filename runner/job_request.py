@@ -1,6 +1,6 @@
 """A job request, one type for every front end, and `check_request`, the one function that judges it.
 
-Slack and the console parse text into a JobRequest (bot/grammar.py), the HTTP API maps its JSON body to one, the
+Slack and the console parse text into a JobRequest (bot/chat/grammar.py), the HTTP API maps its JSON body to one, the
 web form its fields. The check gives each value its one canonical form where it has one (GPU numbers, a number's
 text, a folder's `.` and `..` folded, a local model's real path) and refuses anything else with a typed error that
 names the field, the rule and what would do (InvalidField; OutsideRoot for a path that leads out of its root):

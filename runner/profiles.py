@@ -118,7 +118,7 @@ def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> 
 # bound by the host's attention plan building, the H200 is busy 85% of a step (docs/gpu.md), so the padding (1.75x
 # the real tokens at 8 a micro-batch on the fixed data) costs GPU time again: 0.78 -> 0.63 s a step on the H200,
 # 15 GB less memory, every logged loss within 0.042% of the literal job's (docs/gpu.md, 2026-12-01).
-# bot/profile_words.py tells people what each note means.
+# bot/words/profiles.py tells people what each note means.
 PADDING_FREE_NOTE = PaddingFree()
 
 

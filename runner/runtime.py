@@ -21,9 +21,9 @@ from runner.gpus import GpuProbe
 from runner.kernels import idle_gpu, local_model
 from runner.supervisor import Supervisor
 from runner.trying import TryService
+from runner.wakeable import WakeableLoop
 from storage.jobs import JobStore
 from storage.models import Kind
-from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 

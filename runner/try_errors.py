@@ -1,4 +1,4 @@
-"""Why a try of a job's model cannot be done as asked: typed refusals with fields (bot/try_words.py words them)."""
+"""Why a try of a job's model cannot be done as asked: typed refusals with fields (bot/words/tries.py words them)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Literal, TypeAlias
 Role = Literal["system", "user", "assistant"]
 Side = Literal["tuned", "base"]  # the fine-tuned model, or the base model it was trained from
 WeightsKind = Literal["export", "checkpoint"]
-# why a session ended (its `try_ended` event's data, `why`; bot/try_words.py words it)
+# why a session ended (its `try_ended` event's data, `why`; bot/words/tries.py words it)
 TryEnd = Literal["bot_restarted", "bot_stopped", "job_deleted", "process_ended", "replaced", "load_failed", "abandoned",
                  "idle", "gpu_wanted"]
 

@@ -1,5 +1,5 @@
 """What the speed profile changed in a job's command (runner/profiles.py, runner/planner.py): typed notes, kept in
-the `job_created` notice and worded by each front end (bot/profile_words.py)."""
+the `job_created` notice and worded by each front end (bot/words/profiles.py)."""
 
 from __future__ import annotations
 

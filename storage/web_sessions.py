@@ -1,4 +1,4 @@
-"""The web page's signed-in sessions: the server's half of a session cookie (bot/web/session.py).
+"""The web page's signed-in sessions: the server's half of a session cookie (bot/http/web/session.py).
 
 The cookie carries a session's id, signed; what the session was made with (a keyed hash of the API token, so that
 withdrawing the token ends it) stays here. Ending a session deletes its row: a copy of the cookie is then worth

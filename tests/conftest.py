@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
+from demo.run import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from runner.runtime import Runtime
 from storage.jobs import JobStore

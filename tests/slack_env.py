@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.demo import default_swift_bin, tiny_config_toml
-from bot.notifier import READER
-from bot.retry import RetryPolicy
 from bot.serve import SlackBot
+from bot.slack.notifier import READER
+from bot.slack.retry import RetryPolicy
+from demo.run import default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from storage.models import JobState
 from tests.fake_swift import fake_swift_bin

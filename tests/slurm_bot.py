@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.demo import default_swift_bin, tiny_config_toml
+from demo.run import default_swift_bin, tiny_config_toml
 from runner import slurm_cli
 from runner.config import Config, load_config
 from runner.runtime import Runtime

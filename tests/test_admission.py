@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot import failure_words
-from bot.handlers import Handlers
-from bot.notice_words import notice_text
+from bot.chat.handlers import Handlers
+from bot.words import failures as failure_words
+from bot.words.notices import notice_text
 from runner import slurm_cli
 from runner.access import Caller
 from runner.config import Config, ConfigError, load_config

@@ -8,7 +8,7 @@ import itertools
 import shutil
 from pathlib import Path
 
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from storage.jobs import JobStore
 from tests.conftest import VENV_BIN, OpenRuntime

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.profile_words import note_words
+from bot.words.profiles import note_words
 from runner.child_env import child_env
 from runner.command import build_export, build_sft, flag_name, resolve_recipe
 from runner.config import load_config

@@ -8,9 +8,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from bot import notice_words, views
-from bot.mrkdwn import PLAIN, SLACK
-from bot.profile_words import note_words
+from bot.slack import views
+from bot.words import notices as notice_words
+from bot.words.format import PLAIN, SLACK
+from bot.words.profiles import note_words
 from storage.notices import JobCreated, Notice
 from storage.profile_notes import BatchSplit, LigerKernels
 from tests.conftest import VENV_BIN

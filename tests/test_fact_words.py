@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from bot import failure_words
-from bot.api.facts import actor_out, failure_out, reason_out
-from bot.mrkdwn import HTML, PLAIN, SLACK, Format
-from bot.profile_words import note_words
-from bot.texts import by_words
-from bot.waiting_words import waiting_words
+from bot.http.api.facts import actor_out, failure_out, reason_out
+from bot.words import failures as failure_words
+from bot.words.format import HTML, PLAIN, SLACK, Format
+from bot.words.profiles import note_words
+from bot.words.texts import by_words
+from bot.words.waiting import waiting_words
 from storage.actors import Actor
 from storage.failure_facts import FailureReason, JobFailure, SchedulerEnded, SlurmEnd
 from storage.profile_notes import ProfileNote
@@ -171,7 +171,7 @@ def test_every_front_end_says_the_same_thing(fact: Any) -> None:
 
 
 def test_events_that_tell_a_failure_or_a_stopper_are_worded_from_their_facts() -> None:
-    from bot.event_words import event_text
+    from bot.words.events import event_text
     from storage import actors, failure_facts
     from storage.actors import Outside
     from storage.failure_facts import CudaOom, SlurmRefused

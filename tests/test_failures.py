@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import failure_words
+from bot.words import failures as failure_words
 from runner.failures import (
     TAIL_LINES,
     Failure,

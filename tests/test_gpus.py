@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from bot.mrkdwn import SLACK
-from bot.texts import error_text
+from bot.words.format import SLACK
+from bot.words.texts import error_text
 from runner.gpus import (
     MIB,
     Gpu,
@@ -165,7 +165,7 @@ def test_foreign_busy_with_real_child(sleeper: subprocess.Popen[bytes]) -> None:
 
 
 def _said(probe: GpuProbe, gpus: list[str]) -> str | None:
-    """What a user is told: the probe's facts, worded by bot/texts."""
+    """What a user is told: the probe's facts, worded by bot/words/texts."""
     missing = probe.describe_missing(gpus)
     return None if missing is None else error_text(missing, SLACK)
 

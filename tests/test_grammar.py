@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.commands import norm
-from bot.grammar import (
+from bot.chat.commands import norm
+from bot.chat.grammar import (
     COMMANDS,
     JOB_ACTIONS,
     LIST_STATES,
@@ -30,7 +30,7 @@ from bot.grammar import (
     out_example,
     parse,
 )
-from bot.help_text import VLM_KEYS
+from bot.chat.help_text import VLM_KEYS
 from runner.config import load_config
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind

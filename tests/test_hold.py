@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from storage.models import JobState
 from tests.conftest import OpenRuntime

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import default_swift_bin
+from demo.run import default_swift_bin
 from runner import swift_entry
 from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.waiting_words import waiting_words
+from bot.words.waiting import waiting_words
 from runner.leases import Decision, export_gpus, held, plan_starts
 from storage.models import ExportState, Job, JobState, Kind
 from storage.waiting import BehindEarlierJob, GpusBusy

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.mrkdwn import SLACK
-from bot.notice_words import notice_text
+from bot.words.format import SLACK
+from bot.words.notices import notice_text
 from runner.config import Config, load_config
 from runner.levers import not_applied
 from runner.runtime import Runtime

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import notice_words, views
-from bot.mrkdwn import HTML, PLAIN, SLACK
+from bot.slack import views
+from bot.words import notices as notice_words
+from bot.words.format import HTML, PLAIN, SLACK
 from storage.actors import Outside, User
 from storage.failure_facts import DiskFull, JobFailure, LegacyFailure
 from storage.jobs import JobStore

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import requests
 
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from tests.api_env import serving
 from tests.conftest import OpenRuntime
 from tests.slack_env import fake_config
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAT_ONLY = ("bot.grammar", "bot.settings", "shlex")  # the chat's parser, its words, and a shell's quoting
+CHAT_ONLY = ("bot.chat.grammar", "bot.chat.settings", "shlex")  # the chat's parser, its words, and a shell's quoting
 ROOTED = '[paths]\nmodel_roots = ["models"]\n'
 
 
@@ -32,7 +32,7 @@ def imports(path: Path) -> set[str]:
 
 def test_the_api_and_the_web_form_do_not_read_chat_words() -> None:
     offenders = {str(p.relative_to(ROOT)): sorted(m for m in imports(p) if m.startswith(CHAT_ONLY))
-                 for folder in ("bot/api", "bot/web") for p in sorted((ROOT / folder).glob("*.py"))}
+                 for folder in ("bot/http/api", "bot/http/web") for p in sorted((ROOT / folder).glob("*.py"))}
     assert {p: found for p, found in offenders.items() if found} == {}
 
 

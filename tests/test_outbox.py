@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from bot.web import pages, words
+from bot.http.web import pages, words
 from storage import profile_notes
 from storage.jobs import JobStore
 from storage.migrations import MIGRATIONS

@@ -31,7 +31,7 @@ from tests.slack_env import (
 from tests.slack_standin import SlackStandIn
 from tests.waiting import wait_until, wait_until_sync
 
-# What the console prints for each kind of notice, after "job <id>" (bot/notice_words.py)
+# What the console prints for each kind of notice, after "job <id>" (bot/words/notices.py)
 CONSOLE_WORDS = {" created: ": "job_created", " started by ": "job_submitted", " is waiting": "job_queued",
                  " moved up": "job_queued", " started on ": "job_started", " saved a checkpoint": "checkpoint",
                  " eval at step": "eval", " succeeded in ": "job_succeeded", " queued again by ": "job_restarted"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.profile_words import note_words
+from bot.words.profiles import note_words
 from runner.gpus import Gpu, GpuProbe, GpuProcess, _read_device, gpus_from_raw
 from runner.profiles import (
     BASE_GIB,

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bot import failure_words, texts
+from bot.words import failures as failure_words
+from bot.words import texts
 from runner import leases
 from runner.config import Config
 from runner.errors import GpuMissing

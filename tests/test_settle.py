@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot import failure_words
+from bot.words import failures as failure_words
 from runner.failures import Failure, FailureClass
 from runner.settle import Failed, Outcome, Stopped, Succeeded, decide_outcome
 from storage.actors import Outside, User

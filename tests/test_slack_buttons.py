@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.views import EXPORT_ACTION, STOP_ACTION
+from bot.slack.views import EXPORT_ACTION, STOP_ACTION
 from storage.actors import User
 from storage.models import ExportState, JobState
 from tests.slack_env import (

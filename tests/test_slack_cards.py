@@ -6,10 +6,10 @@ import time
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cards import CardSync
-from bot.notifier import READER, Notifier
-from bot.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
-from bot.retry import Outage, RetryPolicy
+from bot.slack.cards import CardSync
+from bot.slack.notifier import READER, Notifier
+from bot.slack.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
+from bot.slack.retry import Outage, RetryPolicy
 from runner.config import SlackConfig
 from storage.actors import User
 from storage.jobs import JobStore

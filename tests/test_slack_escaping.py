@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import views
-from bot.mrkdwn import PLAIN, SLACK
 from bot.serve import SlackBot
+from bot.slack import views
+from bot.words.format import PLAIN, SLACK
 from storage.models import JobState
 from tests.conftest import VENV_BIN
 from tests.slack_env import (

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack_app import QUIET_AFTER_S
+from bot.slack.app import QUIET_AFTER_S
 from storage.models import JobState
 from tests.slack_env import (
     CH,

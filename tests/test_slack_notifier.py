@@ -12,9 +12,9 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.notifier import KEEP_NOTICES_S, READER, Notifier
-from bot.pacing import Pacer
-from bot.retry import RetryPolicy
+from bot.slack.notifier import KEEP_NOTICES_S, READER, Notifier
+from bot.slack.pacing import Pacer
+from bot.slack.retry import RetryPolicy
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind
 from storage.notices import CheckpointSaved, JobCreated, JobDeleted, JobStarted, JobSucceeded, Notice

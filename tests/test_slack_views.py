@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from bot import views
-from bot.charts import loss_curve_png, loss_points
-from bot.home import home_view
+from bot.slack import views
+from bot.slack.charts import loss_curve_png, loss_points
+from bot.slack.home import home_view
 from runner.gpus import Gpu, GpuSnapshot
 from storage.actors import Outside, User
 from storage.failure_facts import CudaOom, JobFailure

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import failure_words
-from bot.cluster_words import render_gpu_nodes
-from bot.mrkdwn import SLACK
-from bot.waiting_words import waiting_words
+from bot.words import failures as failure_words
+from bot.words.cluster import render_gpu_nodes
+from bot.words.format import SLACK
+from bot.words.waiting import waiting_words
 from runner import slurm_cli
 from runner.backends import ProcessRef, RunStatus, new_launch_token
 from runner.backends.slurm import SlurmBackend

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot import failure_words, notice_words, texts
-from bot.cluster_words import render_gpu_nodes
-from bot.mrkdwn import HTML, PLAIN, SLACK
-from bot.waiting_words import waiting_words
+from bot.words import failures as failure_words
+from bot.words import notices as notice_words
+from bot.words import texts
+from bot.words.cluster import render_gpu_nodes
+from bot.words.format import HTML, PLAIN, SLACK
+from bot.words.waiting import waiting_words
 from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import gpu_count, job_environment, job_name, run_status
 from runner.backends.slurm_states import expand_hostlist

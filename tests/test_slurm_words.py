@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import failure_words, notice_words, texts
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
+from bot.words import failures as failure_words
+from bot.words import notices as notice_words
+from bot.words import texts
 from runner.access import Caller
 from storage.actors import User
 from storage.failure_facts import SlurmRefused

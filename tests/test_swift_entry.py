@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import default_swift_bin
+from demo.run import default_swift_bin
 from runner.swift_levers import MICRO_BATCH_TOKENS
 from runner.swift_version import interpreter_of
 

@@ -17,8 +17,8 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from bot.demo import default_swift_bin, tiny_config_toml
-from bot.event_words import event_text
+from bot.words.events import event_text
+from demo.run import default_swift_bin, tiny_config_toml
 from runner import leases
 from runner.access import Caller
 from runner.config import Config, load_config

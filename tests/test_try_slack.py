@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack_try import ANSWER_LIMIT, EVENT_TYPE, AnswerView, blocks, whole_answer
+from bot.slack.try_thread import ANSWER_LIMIT, EVENT_TYPE, AnswerView, blocks, whole_answer
 from tests.slack_env import CH, all_told, answers, job_ended, job_id_from_answer, running_bot, swift_config, wait_card
 from tests.slack_standin import LIVE_TOKEN, SlackStandIn, mrkdwn_texts
 from tests.test_slack_escaping import HOSTILE

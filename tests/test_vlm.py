@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import build_tiny_assets, tiny_config_toml
+from demo.run import build_tiny_assets, tiny_config_toml
 from runner.config import Config, load_config
 from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bot.profile_words import note_words
+from bot.words.profiles import note_words
 from runner import launcher
 from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend

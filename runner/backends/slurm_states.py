@@ -1,5 +1,5 @@
 """Slurm's job states and pending reasons as the supervisor's facts; pure functions over slurm_cli's records
-(bot/waiting_words.py and bot/failure_words.py word them).
+(bot/words/waiting.py and bot/words/failures.py word them).
 
 Exit status of an ended job: Slurm's `ExitCode=exit:signal`, as a shell gives it (`exit`, else 128 + `signal`).
 Where Slurm itself ended the job (time limit, memory limit, node failure, preemption) `RunStatus.cause` says so,
