@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import REPO, Row, fake_config, pct
-from bot.serve import SlackBot
+from bot.slack.bot import SlackBot
 from storage.jobs import JobStore
 from storage.models import JobState
 from tests.slack_signing import DEFAULT_CHANNEL

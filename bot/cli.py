@@ -1,4 +1,4 @@
-"""`trainbot`: console, demo, serve, config check and backup."""
+"""`trainbot`: console, serve, config check and backup (the demo is `python -m demo`, from a source checkout)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("console", help="type /train commands (without the slash) in a terminal or pipe them in")
     c.add_argument("--wait", action="store_true",
                    help="at the end of input, wait until every job and export has ended before exiting")
-    d = sub.add_parser("demo", help="build a tiny local model and run a real swift job end to end on the CPU")
-    d.add_argument("--dir", type=Path, default=Path(".trainbot-demo"), help="where the demo keeps its files")
     s = sub.add_parser("serve", help="run the HTTP API, and the Slack bot when Slack tokens are set "
                                      "(Socket Mode with SLACK_APP_TOKEN, else HTTP)")
     s.add_argument("--host", help="where the HTTP API listens (default from [http] host, 127.0.0.1)")
@@ -47,10 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.cmd == "demo":
-            from demo.run import main as run_demo
-
-            return run_demo(args.dir.absolute())
         if args.cmd == "config":
             from bot.config_check import effective_config_text
 

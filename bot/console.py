@@ -12,9 +12,10 @@ import asyncio
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
-from bot.chat.handlers import Handlers, Reply
+from bot.chat.handlers import Handlers, Image, Reply
 from bot.chat.try_console import print_answer
 from bot.words import notices as notice_words
 from bot.words import texts
@@ -69,8 +70,18 @@ class Console:
             self.say(reply.file.read_text(errors="replace"))
         if reply.answer is not None:  # `try`: the answer as it is generated
             self.last_answer = await print_answer(reply.answer, self.out)
+        if reply.image is not None:
+            self.say(f"The chart: {self.save(reply.image)}")
         await self.flush_notices()
         return reply
+
+    def save(self, image: Image) -> Path:
+        """A reply's picture, as a file in the data folder's charts/ (a terminal shows no pictures)."""
+        folder = self.runtime.config.data_dir / "charts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / image.filename
+        path.write_bytes(image.png)
+        return path
 
     async def flush_notices(self) -> None:
         store = self.runtime.store

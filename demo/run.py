@@ -1,4 +1,4 @@
-"""`trainbot demo`: the main job on its embedded defaults, for real, on a machine with no GPU and no hub.
+"""`python -m demo`: the main job on its embedded defaults, for real, on a machine with no GPU and no hub.
 
 It builds a tiny random Qwen2 model, its tokenizer and small local datasets shaped like the seed's three
 (demo/tiny_model.py, run on swift's own python so the bot never imports torch), points the fixed LLM recipe at

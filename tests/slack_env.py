@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.serve import SlackBot
+from bot.slack.bot import SlackBot
 from bot.slack.notifier import READER
 from bot.slack.retry import RetryPolicy
 from demo.run import default_swift_bin, tiny_config_toml

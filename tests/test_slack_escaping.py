@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.serve import SlackBot
 from bot.slack import views
+from bot.slack.bot import SlackBot
 from bot.words.format import PLAIN, SLACK
 from storage.models import JobState
 from tests.conftest import VENV_BIN

@@ -13,6 +13,7 @@ from storage.models import Kind
 
 JobAction: TypeAlias = Literal["start", "stop", "export", "status", "show", "logs", "delete"]
 JOB_ACTIONS: tuple[JobAction, ...] = get_args(JobAction)
+MIN_RUNS, MAX_RUNS = 2, 8  # how many jobs `compare` takes
 MAX_LOG_LINES = 10_000  # the most lines of a log a person may ask for (`logs <id> lines=N`, `?lines=N`)
 
 
@@ -59,6 +60,13 @@ class ListJobs:
 
 
 @dataclass(frozen=True)
+class CompareJobs:
+    """`compare <id> <id> ...`: 2 to 8 different jobs, in the order given."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ShowStatus:
     """`status` without an id: the active jobs at a glance."""
 
@@ -73,7 +81,7 @@ class Help:
     topic: str | None = None
 
 
-Command: TypeAlias = CreateJob | JobCommand | TryJob | ListJobs | ShowStatus | ShowGpus | Help
+Command: TypeAlias = CreateJob | JobCommand | TryJob | ListJobs | CompareJobs | ShowStatus | ShowGpus | Help
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the same for every front end.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from bot.chat.grammar import (
     Command,
+    CompareJobs,
     CreateJob,
     Help,
     JobCommand,
@@ -27,6 +29,8 @@ from bot.chat.grammar import (
     out_example,
     parse,
 )
+from bot.compare import compare
+from bot.slack import charts
 from bot.words import texts
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN, Format
@@ -44,6 +48,15 @@ LOG_LINES = 40
 
 
 @dataclass(frozen=True)
+class Image:
+    """A picture that goes with a reply (a comparison's chart): PNG bytes and the name to give its file."""
+
+    filename: str
+    title: str
+    png: bytes
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str
     public: bool = False  # concerns the channel (a new job), not only the asker
@@ -52,6 +65,7 @@ class Reply:
     ok: bool = True
     try_ask: TryAsk | None = None  # `try`: what was asked of the job's model
     answer: AsyncGenerator[TryEvent, None] | None = None  # `try`: its answer, to be read as it is generated
+    image: Image | None = None  # posted in `job_id`'s thread (Slack) or saved (the console)
 
 
 class Handlers:
@@ -87,6 +101,8 @@ class Handlers:
                 return await self.job_command(command, caller)
             case TryJob():
                 return await self.try_job(command, caller)
+            case CompareJobs(job_ids):
+                return await self.compare(job_ids)
             case ListJobs(kind, state):
                 states = None
                 if state == "active":
@@ -105,6 +121,15 @@ class Handlers:
                     return Reply(render_gpu_nodes(cluster, self.fmt))
                 return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders, self.fmt))
         raise AssertionError(command)
+
+    async def compare(self, job_ids: tuple[str, ...]) -> Reply:
+        cmp = await compare(self.store, job_ids)
+        png = await asyncio.to_thread(charts.compare_png, cmp)
+        image = Image(charts.compare_filename(cmp), f"Loss of jobs {', '.join(cmp.ids)}", png) if png else None
+        text = texts.comparison_text(cmp, self.fmt)
+        if image is None:
+            text += "\nNone of them has logged a loss yet: no chart."
+        return Reply(text, job_id=cmp.ids[0], image=image)
 
     async def create(self, command: CreateJob, caller: Caller) -> Reply:
         req = command.request(caller.user_id, caller.channel_id)

@@ -9,7 +9,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import assert_never
 
+from bot.chat.commands import MAX_RUNS, MIN_RUNS
 from bot.chat.settings import refusal
+from bot.compare import Comparison, WrongCount
 from bot.words import failures as failure_words
 from bot.words import tries
 from bot.words.actors import by_words as by_words
@@ -189,6 +191,9 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return f"{what} is {fmt.text(old)} and cannot become {fmt.text(new)} (from {fmt.text(old)}: {may})"
         case InvalidField() | OutsideRoot():
             return fmt.text(refusal(exc))
+        case WrongCount(ids=ids):
+            return (f"compare takes {MIN_RUNS} to {MAX_RUNS} different jobs, not {len(ids)}: e.g. "
+                    f"{fmt.code('/train compare k3x9q m4z8p')}")
         case IdempotencyKeyReused(job_id=job_id):
             return f"that idempotency key already made job {fmt.code(job_id)}, from another request"
         case NotAllowed(job_id=None):
@@ -327,6 +332,51 @@ def start_reply(job: Job, fmt: Format = PLAIN) -> str:
             return f"could not start: {failure_words.summary(job.failure, fmt)}" + (f" ({hint})" if hint else "")
         case _:
             return str(job.state) if job.state.is_terminal else "started"
+
+
+def number(value: float | None) -> str:
+    """A metric as people read it: 4 significant digits, "" for none."""
+    return "" if value is None else f"{value:.4g}"
+
+
+def comparison_rows(cmp: Comparison) -> list[tuple[str, list[str]]]:
+    """What differs between the compared runs, a row a fact: how each run went, then each setting that is not
+    the same in all."""
+    return comparison_facts(cmp) + comparison_settings(cmp)
+
+
+def comparison_settings(cmp: Comparison) -> list[tuple[str, list[str]]]:
+    """Each setting that is not the same in all runs: values as they ran, "—" where one was not set."""
+    return [(d.name, [v if v is not None else "—" for v in d.values]) for d in cmp.differences]
+
+
+def comparison_facts(cmp: Comparison) -> list[tuple[str, list[str]]]:
+    """How each compared run went: state, steps, time, losses."""
+    runs = cmp.runs
+    return [
+        ("state", [str(r.job.state) for r in runs]),
+        ("steps", [r.steps or "—" for r in runs]),
+        ("ran for", [duration(r.duration_s) if r.duration_s is not None else "—" for r in runs]),
+        ("final loss", [number(r.final_loss) or "—" for r in runs]),
+        ("final eval loss", [number(r.final_eval_loss) or "—" for r in runs]),
+        ("best eval loss", [number(r.best_eval_loss) or "—" for r in runs]),
+    ]
+
+
+def comparison_text(cmp: Comparison, fmt: Format = PLAIN, *, cell: int = 28) -> str:
+    """A comparison as a table in a code block (one column a job), for Slack and the console."""
+    def cut(text: str) -> str:
+        return text if len(text) <= cell else text[: cell - 1] + "…"
+
+    rows = [("", list(cmp.ids)), *[(name, [cut(v) for v in values]) for name, values in comparison_rows(cmp)]]
+    widths = [max(len(cut(name)) for name, _ in rows)] + [max(len(values[i]) for _, values in rows)
+                                                           for i in range(len(cmp.runs))]
+    table = "\n".join("  ".join(text.ljust(w) for text, w in zip([cut(name), *values], widths, strict=True)).rstrip()
+                      for name, values in rows)
+    same = (f"{cmp.same} other settings are" if cmp.same != 1 else "1 other setting is") + \
+        f" the same in all {len(cmp.runs)}."
+    ids = ", ".join(fmt.code(i) for i in cmp.ids)
+    return f"{fmt.bold('Comparing ' + str(len(cmp.runs)) + ' jobs')}: {ids}\n{fmt.block(table)}\n{same}"
 
 
 def _clock(at: float | None) -> str:

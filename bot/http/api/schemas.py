@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,7 @@ from bot.words.events import event_text
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, MAX_GPU_INDEX, MAX_GPUS, MAX_OUT_LEN, MAX_SOURCE_LEN
+from runner.metrics import Metrics
 from storage.models import Event, Job
 
 GpuText = Annotated[str, Field(min_length=1, max_length=100, examples=["0", "0,1", "cpu"])]
@@ -117,6 +119,19 @@ class JobDetail(JobOut):
     events: list[EventOut]
 
 
+class MetricsOut(BaseModel):
+    """A job's logged metrics, each a series of `[step, value]` points in step order."""
+
+    job_id: str
+    max_steps: int | None = Field(description="the run's last step, as swift last said")
+    run_dirs: list[str] = Field(description="the run folders read (a resumed job has one a run), oldest first")
+    series: dict[str, list[tuple[int, float]]] = Field(description=(
+        "name -> `[step, value]` points: `loss`, `eval_loss`, `learning_rate`, `grad_norm`, `token_acc`, "
+        "`eval_token_acc`, `memory_gib` (on a GPU), `seconds_per_step`, `epoch`, `elapsed_s`, `tokens_per_s` "
+        "(where swift counts tokens), and any other number swift logs, under its own key. A resumed job's "
+        "later run replaces the earlier one's points from its checkpoint's step on"))
+
+
 class JobList(BaseModel):
     jobs: list[JobOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page. Opaque "
@@ -208,6 +223,12 @@ def job_detail(job: Job, events: list[Event]) -> JobDetail:
                      overrides=job.overrides, run_dir=job.run_dir, log_path=job.train_run.log_path,
                      last_checkpoint=p.last_checkpoint, train_loss=p.train_loss,
                      events=[event_out(e) for e in events])
+
+
+def metrics_out(job_id: str, metrics: Metrics, names: Sequence[str] | None = None) -> MetricsOut:
+    series = {k: [(s, v) for s, v in points] for k, points in metrics.series.items() if not names or k in names}
+    return MetricsOut(job_id=job_id, max_steps=metrics.max_steps, run_dirs=[str(d) for d in metrics.run_dirs],
+                      series=series)
 
 
 def gpu_out(gpu: Gpu, held_by: str | None, busy_foreign: bool) -> GpuOut:

@@ -117,7 +117,7 @@ async def follow_log(store: JobStore, job_id: str, path: Path, offset: int) -> A
     while True:
         seen = store.changes.seq
         ended = _ended(await store.get(job_id))
-        chunk = _read_from(path, offset)
+        chunk = read_from(path, offset)
         offset += len(chunk)
         pending += chunk
         lines, _, pending = pending.rpartition(b"\n")
@@ -152,7 +152,7 @@ async def job_logs(job_id: JobId, ctx: Ctx, user: CurrentUser,
                              media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
-def _read_from(path: Path, offset: int, most: int = 1 << 20) -> bytes:
+def read_from(path: Path, offset: int, most: int = 1 << 20) -> bytes:
     """What the log has past `offset` (a local file read: not worth a thread); b"" if it cannot be read."""
     try:
         with open(path, "rb") as f:

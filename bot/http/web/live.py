@@ -3,7 +3,7 @@
 A browser's tabs share one stream (static/live-hub.js runs it in a SharedWorker), so ten open tabs hold one
 connection, not ten (a browser allows six a host over HTTP/1.1). The stream is a POST whose body names each tab's
 view and where it stands, its cursor: the version of each table row or panel part it shows, and how far into the
-log and the loss points it has read. The server sends what differs from that, then only what changes, so a
+log and the metrics' points it has read. The server sends what differs from that, then only what changes, so a
 reconnect (a network blip, a restart of `trainbot serve`, a tab opened or closed) neither repeats nor skips a thing.
 
 Rows and panel parts are HTML from the pages' own templates, each keyed by its element id; relative times go out
@@ -25,11 +25,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bot.http.api.streams import LOG_POLL_S, SAFETY_POLL_S, _read_from
+from bot.http.api.streams import LOG_POLL_S, SAFETY_POLL_S, read_from
 from runner.log_tail import TAIL_BYTES, clean_lines
-from runner.progress import fold, record_kind
+from runner.metrics import record_points
 from storage.jobs import JobStore
-from storage.models import Job, Progress
+from storage.models import Job
 
 LOG_TAIL_LINES = 200
 MIN_GAP_S = 0.5  # at most two pictures a second: eight jobs' steps make one message, not eight
@@ -140,7 +140,7 @@ class _Rows:
 
 
 class _Job:
-    """A tab's job page: the panel's parts that changed, the log's new lines and the new loss points."""
+    """A tab's job page: the panel's parts that changed, the log's new lines and the new metric points."""
 
     def __init__(self, vid: str, view: JobView, render: RenderParts) -> None:
         self.vid, self.job_id, self.render = vid, view.job, render
@@ -195,7 +195,7 @@ def _follow(path: Path, cursor: Cursor | None, fresh: Callable[[Path], tuple[lis
 
 
 def _whole_lines(path: Path, at: int) -> tuple[bytes, int]:
-    chunk = _read_from(path, at, READ_MOST)
+    chunk = read_from(path, at, READ_MOST)
     end = chunk.rfind(b"\n") + 1
     return chunk[:end], at + end
 
@@ -212,7 +212,7 @@ def _log_tail(path: Path) -> tuple[list[str], int]:
     except OSError:
         return [], 0
     base = max(0, size - TAIL_BYTES)
-    data = _read_from(path, base, size - base)
+    data = read_from(path, base, size - base)
     end = data.rfind(b"\n") + 1
     start = data.find(b"\n") + 1 if base else 0  # from a line start
     return clean_lines(data[start:end].decode(errors="replace"))[-LOG_TAIL_LINES:], base + end
@@ -228,16 +228,11 @@ def _all_points(path: Path) -> tuple[list[dict[str, float | int]], int]:
     return _points(path, 0)
 
 
-def loss_point(rec: dict[str, Any]) -> dict[str, float | int] | None:
-    """A chart point from one logging.jsonl record: its step and train or eval loss; None for other records."""
-    kind = record_kind(rec)
-    if kind not in ("train", "eval"):
-        return None
-    p = fold(Progress(), rec)
-    value = p.loss if kind == "train" else p.eval_loss
-    if p.step is None or value is None:
-        return None
-    return {"step": p.step, kind: value}
+def metric_point(rec: dict[str, Any]) -> dict[str, float | int] | None:
+    """The charts' point from one logging.jsonl record: its step and every metric it logged (runner/metrics'
+    names: `loss`, `eval_loss`, `learning_rate`, ...); None for a record of no step."""
+    found = record_points(rec)
+    return None if found is None else {"step": found[0], **found[1]}
 
 
 def _point(line: str) -> dict[str, float | int] | None:
@@ -245,7 +240,7 @@ def _point(line: str) -> dict[str, float | int] | None:
         rec = json.loads(line)
     except ValueError:
         return None
-    return loss_point(rec) if isinstance(rec, dict) else None
+    return metric_point(rec) if isinstance(rec, dict) else None
 
 
 def followers(request: LiveRequest, rows: RenderRows, parts: RenderParts) -> dict[str, _Rows | _Job]:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from dataclasses import dataclass
 
 from markupsafe import Markup
 
+from bot.compare import Comparison
 from bot.http.auth import Principal
 from bot.words import texts
 from runner.access import may_manage
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
+from runner.run_files import checkpoint_number
 from storage.jobs import JobStore
 from storage.models import Event, ExportState, Job, JobState
 from storage.profile_notes import ProfileNote, from_event_data
@@ -62,13 +65,38 @@ def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
     if not may_manage(who.caller(), config.access, job):
         return []
     exporting = job.export_state is ExportState.EXPORTING
-    applies = {
-        "start": job.state is JobState.CREATED or job.state.is_terminal,
+    applies = {  # a succeeded job is not run again (runner: AlreadySucceeded): a new job is
+        "start": job.state in (JobState.CREATED, JobState.FAILED, JobState.STOPPED),
         "stop": job.state.is_active and job.state is not JobState.STOPPING,
         "export": job.state.is_terminal and bool(job.progress.last_checkpoint) and not exporting,
         "delete": not job.state.is_under_way and not exporting,
     }
     return [a for a in ACTIONS if applies[a]]
+
+
+@dataclass(frozen=True)
+class ActionWords:
+    """How a page names an action on a job: its button, the confirm page's question, its yes, what it will do."""
+
+    button: str
+    question: str
+    yes: str
+    does: str = ""
+
+
+def action_words(job: Job, action: str) -> ActionWords:
+    """A start of an ended job resumes from its last checkpoint (runner/supervisor.restart): the button says so."""
+    if action == "start" and job.state is not JobState.CREATED:
+        n = checkpoint_number(job.progress.last_checkpoint)
+        if n is not None:
+            return ActionWords(f"Resume from checkpoint {n}", f"Resume job {job.id} from checkpoint {n}?",
+                               "Yes, resume it",
+                               f"It goes back in line and, once started, trains on from step {n} (the checkpoint "
+                               f"{job.progress.last_checkpoint}), writing a new run folder and appending to its log.")
+        return ActionWords("Start again from the beginning", f"Start job {job.id} again from the beginning?",
+                           "Yes, start it again",
+                           "It saved no checkpoint, so it goes back in line and trains from step 0 again.")
+    return ActionWords(action.capitalize(), f"{action.capitalize()} job {job.id}?", f"Yes, {action} it")
 
 
 async def queue_places(store: JobStore) -> dict[str, int]:
@@ -113,3 +141,37 @@ async def job_facts(store: JobStore, job: Job) -> JobFacts:
         tail = clean_lines(read_log_tail(log))[-FAILURE_TAIL_LINES:]
     command = SwiftCommand(job.argv, job.env).display() if job.argv else ""
     return JobFacts(command, notes, checkpoints, tail, events)
+
+
+# The job page's small charts, in this order: an id, its title, the y axis's title, and the series it draws
+# (runner/metrics' names, each with its label). A chart shows once one of its series has a point.
+METRIC_CHARTS: tuple[dict[str, object], ...] = (
+    {"id": "chart", "title": "Loss", "y": "loss", "series": [["loss", "train loss"], ["eval_loss", "eval loss"]]},
+    {"id": "chart-lr", "title": "Learning rate", "y": "learning rate",
+     "series": [["learning_rate", "learning rate"]]},
+    {"id": "chart-grad", "title": "Gradient norm", "y": "grad norm", "series": [["grad_norm", "grad norm"]]},
+    {"id": "chart-acc", "title": "Token accuracy", "y": "accuracy",
+     "series": [["token_acc", "train"], ["eval_token_acc", "eval"]]},
+    {"id": "chart-mem", "title": "GPU memory", "y": "GiB", "series": [["memory_gib", "peak memory"]]},
+    {"id": "chart-speed", "title": "Speed", "y": "s / step",
+     "series": [["seconds_per_step", "seconds per step"]]},
+    {"id": "chart-tokens", "title": "Tokens per second", "y": "tokens / s",
+     "series": [["tokens_per_s", "tokens per second"]]},
+)
+
+
+def script_json(value: object) -> Markup:
+    """JSON to put inside a <script type="application/json">: no `</script>` or `<!--` can end it early."""
+    return script_json_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def compare_data(cmp: Comparison) -> Markup:
+    """The compared runs' loss and eval-loss points, for charts.js (each series' JSON made once, by its
+    Metrics: numbers and ids only, nothing to escape)."""
+    runs = ",".join(f'{{"id":{json.dumps(r.job.id)},"loss":{r.metrics.points_json("loss")},'
+                    f'"eval_loss":{r.metrics.points_json("eval_loss")}}}' for r in cmp.runs)
+    return script_json_text(f"[{runs}]")
+
+
+def script_json_text(text: str) -> Markup:
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
 from pydantic import ValidationError
 
-from bot.chat.commands import JobCommand
+from bot.chat.commands import MAX_RUNS, MIN_RUNS, JobCommand
+from bot.compare import WrongCount, compare
 from bot.http.api.jobs import JobId
 from bot.http.context import ApiContext
 from bot.http.web import forms, live, pages, try_feed, words
@@ -24,21 +25,23 @@ from bot.http.web.session import Session, Sessions
 from bot.words import texts
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN
-from bot.words.texts import error_text
+from bot.words.texts import comparison_facts, comparison_settings, error_text
 from runner import leases
 from runner.access import Caller
-from storage.errors import JobError
+from storage.errors import JobError, JobNotFound
 from storage.models import Job, JobState
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+METRIC_CHARTS_JSON = pages.script_json(pages.METRIC_CHARTS)
 
 
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.globals.update(duration=texts.duration, age=pages.time_ago, gpus_label=texts.gpus_label,
+    env.globals.update(duration=texts.duration, age=pages.time_ago, gpus_label=texts.gpus_label, number=texts.number,
+                       words=pages.action_words, min_runs=MIN_RUNS, max_runs=MAX_RUNS,
                        states=[str(s) for s in JobState], static_v=_static_version(), **words.GLOBALS)
     return env
 
@@ -53,12 +56,23 @@ def build_router(ctx: ApiContext) -> APIRouter:
     sessions = Sessions(ctx)
     store = ctx.runtime.store
 
-    def html(name: str, session: Session | None, status: int = 200, **values: Any) -> HTMLResponse:
+    def html(name: str, session: Session | None, status: int = 200, request: Request | None = None,
+             **values: Any) -> HTMLResponse:
+        """A page; with `request`, what the last action said is shown on it (once)."""
+        said = sessions.said(request) if request is not None else None
+        values.setdefault("said_while", "")
         body = env.get_template(name).render(me=session.principal if session else None,
-                                             csrf=session.csrf if session else "", **values)
+                                             csrf=session.csrf if session else "", said=said or "", **values)
         response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+        if said is not None:
+            sessions.clear_said(response)
         if session is not None and session.new:
             sessions.save(session, response)
+        return response
+
+    def said(target: str, text: str, session: Session) -> RedirectResponse:
+        response = RedirectResponse(target, status_code=303)
+        sessions.say(response, text, session.https)
         return response
 
     async def signed_in(request: Request) -> Session:
@@ -114,23 +128,23 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return response
 
     @router.get("/")
-    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "",
-                        said: str = "") -> HTMLResponse:
+    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "") -> HTMLResponse:
         session = await signed_in(request)
         filters = pages.Filters(kind, state, owner[:100])
         pieces = await rows(filters)
         view = {"kind": "rows", "query": filters.query(), "have": live.cursor_of(pieces)}
-        return html("jobs.html", session, filters=filters, rows=_joined(pieces), view=view, said=said[:2000])
+        return html("jobs.html", session, request=request, filters=filters, rows=_joined(pieces), view=view)
 
     @router.get("/jobs/{job_id}")
-    async def job_page(request: Request, job_id: JobId, said: str = "") -> HTMLResponse:
+    async def job_page(request: Request, job_id: JobId) -> HTMLResponse:
         session = await signed_in(request)
         job = await store.get(job_id)
         if job is None:
             return html("missing.html", session, 404, job_id=job_id)
         pieces = await panel(job, session)
         view = {"kind": "job", "job": job.id, "parts": dict(live.cursor_of(pieces))}
-        return html("job.html", session, job=job, panel=_joined(pieces), view=view, said=said[:2000])
+        return html("job.html", session, request=request, said_while=str(job.state), job=job, panel=_joined(pieces),
+                    view=view, metric_charts=METRIC_CHARTS_JSON)
 
     @router.post("/web/live")
     async def live_stream(request: Request) -> Response:
@@ -173,7 +187,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         job = await store.require(job_id)
         if action not in pages.allowed_actions(job, session.principal, ctx.config):
             return html("missing.html", session, 404, job_id=job_id, action=action)
-        return html("confirm.html", session, job=job, action=action)
+        return html("confirm.html", session, job=job, action=action, w=pages.action_words(job, action))
 
     @router.post("/jobs/{job_id}/{action}")
     async def act(request: Request, job_id: JobId, action: str,
@@ -185,9 +199,22 @@ def build_router(ctx: ApiContext) -> APIRouter:
         try:
             reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
         except JobError as exc:  # the job changed under the form: say how
-            return RedirectResponse(f"/jobs/{job_id}?{_said(error_text(exc))}", status_code=303)
+            return said(f"/jobs/{job_id}", error_text(exc), session)
         target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
-        return RedirectResponse(f"{target}?{_said(reply.text)}", status_code=303)
+        return said(target, reply.text, session)
+
+    @router.get("/compare")
+    async def compare_page(request: Request, job: Annotated[list[str], Query(max_length=MAX_RUNS * 2)] = []) \
+            -> HTMLResponse:  # noqa: B006  (FastAPI reads a list query's default; it is never changed)
+        session = await signed_in(request)
+        try:
+            cmp = await compare(store, [j[:100] for j in job])
+        except (WrongCount, JobNotFound) as exc:
+            return html("compare.html", session, 404 if isinstance(exc, JobNotFound) else 422, cmp=None,
+                        error=error_text(exc), ids=job[:MAX_RUNS * 2])
+        return html("compare.html", session, cmp=cmp, facts=comparison_facts(cmp),
+                    settings=comparison_settings(cmp), data=pages.compare_data(cmp),
+                    error="", ids=list(cmp.ids))
 
     @router.get("/new")
     async def new_job(request: Request, kind: str = "llm") -> HTMLResponse:
@@ -201,7 +228,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         form = await forms.submit(ctx, session.principal, {k: str(v) for k, v in raw.items()})
         if form.created is not None:
             return RedirectResponse(f"/jobs/{form.created}", status_code=303)
-        return html("new.html", session, 200 if form.error is None else 422, form=form)
+        return html("new.html", session, 422 if form.errors else 200, form=form)
 
     @router.get("/web/gpus")  # `/gpus` is the API's JSON
     async def gpus_page(request: Request) -> HTMLResponse:
@@ -231,7 +258,7 @@ def _static_version() -> str:
     import hashlib
 
     digest = hashlib.blake2b(digest_size=4)
-    for name in ("live.js", "live-hub.js", "job.js"):
+    for name in ("live.js", "live-hub.js", "job.js", "charts.js"):
         digest.update((STATIC / name).read_bytes())
     return digest.hexdigest()
 
@@ -240,11 +267,6 @@ def _local(path: str) -> str:
     """Only a path of this site (never `//elsewhere` or `https://...`): where to go after signing in."""
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
 
-
-def _said(text: str) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode({"said": text[:1000]})
 
 
 def install(app: Any, ctx: ApiContext) -> None:

@@ -75,6 +75,9 @@
     } else {  // log, points: the job page's script draws them
       box.dispatchEvent(new CustomEvent("live:" + event, { detail: data }));
     }
+    if (event === "rows" || event === "parts") {  // morphed: site.js tells screen readers what changed
+      box.dispatchEvent(new CustomEvent("live:morphed", { bubbles: true, detail: { event: event } }));
+    }
   }
 
   // Children of `parent` in the order of `keys` (element ids), moving only what is out of place.
