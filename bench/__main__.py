@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import api_figures, runner_figures, slack_figures, web_figures
+from bench import api_figures, runner_figures, slack_figures, try_figures, web_figures
 from bench.common import Row, machine
 
 
@@ -39,6 +39,7 @@ async def run(short: bool, only: set[str]) -> list[Row]:
         "store": lambda: runner_figures.store_latency(n_jobs=1000 if short else 10_000, samples=50 if short else 300),
         "api": lambda: api_figures.api_latency(n_jobs=1000 if short else 10_000, samples=50 if short else 300,
                                                creates=3 if short else 10),
+        "try": lambda: try_figures.try_latency(rounds=1 if short else 3),
         "web": lambda: web_figures.web_figures(n_jobs=1000 if short else 10_000, samples=50 if short else 300,
                                                pages=2 if short else 5, window_s=5 if short else 30),
         "compare": lambda: web_figures.compare_figures(n_jobs=10_000 if short else 100_000, steps=2_000,
@@ -60,7 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
     parser.add_argument("figures", nargs="*",
-                        help="only these: idle idle-serve ack overhead watching slack queue store api web "
+                        help="only these: idle idle-serve ack overhead watching slack queue store api try web "
                              "compare live")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

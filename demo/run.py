@@ -3,7 +3,7 @@
 It builds a tiny random Qwen2 model, its tokenizer and small local datasets shaped like the seed's three
 (demo/tiny_model.py, run on swift's own python so the bot never imports torch), points the fixed LLM recipe at
 them through a config file, and drives the console: dry run, the job (queued, running with progress,
-succeeded), then the export of its last checkpoint.
+succeeded), the export of its last checkpoint, then one question asked of the exported model.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ TINY_VLM_RECIPE: dict[str, object] = {
     "save_steps": 5,
     "logging_steps": 2,
 }
+
+
+DEMO_QUESTION = "Who are you?"  # the self-cognition question the fixed recipe trains for
 
 
 def default_swift_bin() -> str:
@@ -109,17 +112,27 @@ async def run_demo(root: Path) -> int:
             console.say(f"train> logs {job.id}")
             await console.command(f"logs {job.id}")
             return 1
+        runtime.tries.keep_warm()  # swift's inference imported meanwhile, as a GPU machine does at start
         for line in (f"export {job.id}", f"show {job.id}", "list"):
             console.say(f"train> {line}")
             await console.command(line)
             await console.watch(until_idle=True)
         job = await runtime.store.require(job.id)
+        exported = time.monotonic()
+        await runtime.tries.warm_ready()
+        line = f"try {job.id} max_tokens=48 {DEMO_QUESTION}"  # the exported model, asked (a tiny model: babble)
+        console.say(f"train> {line}")
+        asked = time.monotonic()
+        await console.command(line)
+        answered = console.last_answer is not None and bool(console.last_answer.answers[0].text)
+        asked = time.monotonic() - asked
     finally:
         await console.leave()
         await runtime.close()
-    print(f"\ndemo done: job {job.id} {job.state}, export {job.export_state}; {time.monotonic() - t0:.0f} s from "
-          f"launch to export ({time.monotonic() - started:.0f} s with set-up)")
-    return 0 if job.export_state == "exported" else 1
+    print(f"\ndemo done: job {job.id} {job.state}, export {job.export_state}, answered: "
+          f"{'yes' if answered else 'no'}; {exported - t0:.0f} s from launch to export, "
+          f"{asked:.1f} s from `try` to the whole answer ({time.monotonic() - started:.0f} s with set-up)")
+    return 0 if job.export_state == "exported" and answered else 1
 
 
 def main(root: Path) -> int:

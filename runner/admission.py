@@ -58,16 +58,18 @@ def admit_export(config: Config, job: Job, export_dir: Path, jobs: Iterable[Job]
     return folder
 
 
-def line(queue: Sequence[Job], holding: Sequence[Job], foreign: set[str]) -> list[leases.Decision]:
-    """Which queued jobs may start now on this machine's GPUs, and each waiting one's place in line."""
+def line(queue: Sequence[Job | tuple[Job, Purpose]], holding: Sequence[Job],
+         foreign: set[str]) -> list[leases.Decision]:
+    """Which queued jobs may start now on this machine's GPUs, and each waiting one's place in line. `queue` may
+    hold try sessions too, `(job, "try")` (store.line): one line for trainings and tries alike."""
     return leases.plan_starts(queue, leases.held(holding), foreign)
 
 
 def moved_up(before: Sequence[leases.Decision], after: Sequence[leases.Decision]) -> list[leases.Decision]:
     """The jobs still waiting whose place in line is better in `after` (one ahead of them left)."""
-    was = {d.job.id: d.position for d in before if not d.start}
+    was = {(d.job.id, d.purpose): d.position for d in before if not d.start}
     return [d for d in after if not d.start and d.position is not None
-            and (old := was.get(d.job.id)) is not None and d.position < old]
+            and (old := was.get((d.job.id, d.purpose))) is not None and d.position < old]
 
 
 def _paths(config: Config, output_dir: Path, overrides: Mapping[str, str]) -> Path:

@@ -109,6 +109,7 @@ class Config:
     term_grace_s: float
     scrub_env: tuple[str, ...]
     warm_start: bool
+    try_idle_s: float
     backend: BackendKind
     slurm: SlurmConfig
     access: AccessConfig
@@ -151,6 +152,7 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         term_grace_s=file.runner.term_grace_seconds,
         scrub_env=file.runner.scrub_env,
         warm_start=file.runner.warm_start,
+        try_idle_s=file.runner.try_idle_minutes * 60,
         backend=file.backend.kind,
         slurm=file.slurm,
         access=file.access,

@@ -115,6 +115,7 @@ class RunnerTable(BaseModel):
     term_grace_seconds: Seconds = 10.0
     scrub_env: Names = ()  # env var names never passed to a job, besides the bot's own secrets
     warm_start: bool = True  # keep a process with swift imported for the next job (runner/warm.py)
+    try_idle_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 5.0  # a try's model stays loaded this long idle
 
 
 class BackendTable(BaseModel):
@@ -140,6 +141,10 @@ class AccessConfig(BaseModel):
     groups: Names = ()
     channels: Names = ()
     admins: Names = ()
+    # who may try (ask) a job's model besides its owner and the admins: users, groups, or anyone in a channel
+    try_users: Names = ()
+    try_groups: Names = ()
+    try_channels: Names = ()
 
 
 class SlackConfig(BaseModel):

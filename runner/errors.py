@@ -112,5 +112,5 @@ class GpusPerNodeMissing(GpuMissing):
 def launch_refusal(exc: OutputInUse | OutsideRoot) -> LaunchRefusal:
     """A check made right before a launch, as the launch's refusal (the job fails with it, its facts kept)."""
     if isinstance(exc, OutputInUse):
-        return FolderTaken(str(exc.output_dir), exc.job_id, exc.writer)
+        return FolderTaken(str(exc.output_dir), exc.job_id, "export" if exc.writer == "export" else "train")
     return PathOutsideRoot(exc.field, str(exc.path), str(exc.resolved), tuple(map(str, exc.roots)), exc.root_key)

@@ -111,7 +111,9 @@ class Follower:
                 if job.train_run.backend_job_id is None and not job.train_run.in_doubt:
                     await self._launch(job)
             return
-        for d in admission.line(queue, holding, self.foreign_busy(holding)):
+        for d in admission.line(await self.store.line(), holding, self.foreign_busy(holding)):
+            if d.purpose != "train":
+                continue  # a try session in the same line: runner/trying.py starts it
             if d.start:
                 await self._launch(d.job)
             elif d.reason != d.job.queue_reason:
@@ -329,6 +331,7 @@ class Follower:
         refs = [ProcessRef.of(j, "train") for j in jobs if j.train_run.pid is not None]
         refs += [ProcessRef.of(j, "export") for j in jobs
                  if j.export_state is ExportState.EXPORTING and j.export_run.pid is not None]
+        refs += [ProcessRef.of(j, "try") for j in jobs if j.try_state.holds and j.try_run.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 

@@ -45,6 +45,12 @@ LLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
     ("model_name", "swift-robot"),
 )
 
+# What `/train try <job>` asks without a question, of the fine-tuned and of the base model side by side: the
+# self-cognition data (`model_name`/`model_author`) taught the LLM recipe who it is. The VLM recipe has none.
+CHECK_QUESTIONS: dict[Kind, tuple[str, ...]] = {
+    Kind.LLM: ("你是谁？", "Who are you?"),  # machine text: asked of the model (the self-cognition data's question)
+    Kind.VLM: ()}
+
 # Qwen2.5-VL: the same LoRA training as the fixed recipe, on the VL model and data, with the vision tower frozen;
 # no system prompt or self-cognition identity (those belong to the LLM recipe's datasets).
 _VLM_CHANGES: dict[str, ArgValue | None] = {

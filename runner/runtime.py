@@ -20,6 +20,7 @@ from runner.config import Config
 from runner.gpus import GpuProbe
 from runner.kernels import idle_gpu, local_model
 from runner.supervisor import Supervisor
+from runner.trying import TryService
 from runner.wakeable import WakeableLoop
 from storage.jobs import JobStore
 from storage.models import Kind
@@ -41,6 +42,7 @@ class Runtime:
     def __init__(self, config: Config, store: JobStore, probe: GpuProbe, backend: Backend) -> None:
         self.config, self.store, self.probe = config, store, probe
         self.supervisor = Supervisor(store, config, probe, backend)
+        self.tries = TryService(store, config, self.supervisor, probe)  # `/train try`: a job's model, asked
         self.local = backend if isinstance(backend, LocalBackend) else None
         if self.local is not None:
             self.local.on_exit = self.supervisor.wake
@@ -59,9 +61,11 @@ class Runtime:
 
     async def start(self) -> None:
         """Recover what ran while we were away, then tick: progress and exits, and GPU probes."""
+        await self.tries.recover()  # first: a try an earlier bot left gives its GPU back before jobs start
         await self.supervisor.recover()
         if self.local is not None and any(g.source == "nvml" for g in self.probe.snapshot().gpus):
             self.local.keep_warm()  # on a CPU machine (tests, the demo) only once a job has run
+            self.tries.keep_warm()
             await self._compile_kernels()
         self.ticks.start()
         self._scheduler = AsyncIOScheduler()
@@ -93,6 +97,7 @@ class Runtime:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         await self.ticks.close()
+        await self.tries.close()
         await self.supervisor.close()
         if self.local is not None:
             await self.local.close()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from storage.errors import StillActive
 from storage.failure_facts import JobFailure
 from storage.failure_facts import event_data as failure_data
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState, Purpose, Run
+from storage.models import ExportState, Job, JobState, Purpose, Run, TryState
 from storage.notices import (
     ExportStarted,
     JobCreated,
@@ -68,6 +69,12 @@ class Supervisor:
         self._woken: asyncio.Task[bool] | None = None
         self._closed = False
         self.facts = ProbedFacts()  # until refresh_facts: the default swift version, no Liger
+        self.end_try: Callable[[str], Awaitable[None]] | None = None  # runner/trying.py: a deleted job's session
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while jobs change (a tick, a command): runner/trying.py leases GPUs for tries under it too."""
+        return self._lock
 
     # ---- what people ask for -------------------------------------------------------------------------------
 
@@ -265,6 +272,8 @@ class Supervisor:
                 raise ExportRunning(job_id)
             if job.state.is_under_way:
                 raise StillActive(job_id, str(job.state))
+            if job.try_state is not TryState.NONE and self.end_try is not None:
+                await self.end_try(job_id)  # its lease goes with the job's row: its process first
             queued = job.state is JobState.QUEUED
             before = await self._line() if queued else []
             if queued and job.train_run.backend_job_id is not None:
@@ -272,6 +281,8 @@ class Supervisor:
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by)))
             self.follower.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
+                if d.purpose != "train":
+                    continue  # a waiting try hears of its place from its own wait (runner/trying.py)
                 await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(
                     reason=d.reason, position=d.position, moved_up=True)))
         if queued:
@@ -282,7 +293,7 @@ class Supervisor:
         if self.backend.schedules_gpus:
             return []
         holding = await self.store.holding()
-        return admission.line([j for j in holding if j.state is JobState.QUEUED], holding, self.foreign_busy(holding))
+        return admission.line(await self.store.line(), holding, self.foreign_busy(holding))
 
     # ---- the loop ------------------------------------------------------------------------------------------
 

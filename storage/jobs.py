@@ -24,6 +24,7 @@ from storage.models import (
     JobState,
     Kind,
     Progress,
+    Purpose,
     check_export_transition,
     check_transition,
 )
@@ -219,9 +220,33 @@ class JobStore(Outbox, WebSessions, SlackCards):
     async def exporting(self) -> list[Job]:
         return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
 
+    async def trying(self) -> list[Job]:
+        """Jobs with a try session (waiting, loading or loaded: runner/trying.py)."""
+        return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE try_state != 'none'")]
+
     async def holding(self) -> list[Job]:
-        """Jobs that may hold GPUs (leases.held): those not ended, in arrival order, then those exporting."""
-        return [*await self.active(), *await self.exporting()]
+        """Jobs that may hold GPUs (leases.held): those not ended, in arrival order, then those exporting, then
+        those with a try session (each job once)."""
+        jobs = {j.id: j for j in await self.active()}
+        for job in [*await self.exporting(), *await self.trying()]:
+            jobs.setdefault(job.id, job)
+        return list(jobs.values())
+
+    async def line(self) -> list[tuple[Job, Purpose]]:
+        """Who waits for GPUs, in arrival order: queued jobs (their training) and waiting try sessions, one line
+        (a try's place, `try_seq`, falls between the jobs' queue_seq)."""
+        sql = """SELECT *, 'train' AS line_purpose, queue_seq AS line_seq FROM jobs WHERE state = 'queued'
+                 UNION ALL
+                 SELECT *, 'try' AS line_purpose, try_seq AS line_seq FROM jobs WHERE try_state = 'waiting'
+                 ORDER BY line_seq, line_purpose"""
+        rows = await self._read(sql)
+        keys = tuple(rows[0].keys()) if rows else ()
+        return [(self._rows.job(r, keys), "try" if r["line_purpose"] == "try" else "train") for r in rows]
+
+    async def next_try_seq(self) -> float:
+        """A try's place in line: after every job queued so far, before any queued later (queue_seq + 1)."""
+        rows = await self._read("SELECT COALESCE(MAX(queue_seq), 0) + 0.5 FROM jobs")
+        return float(rows[0][0]) if rows else 0.5
 
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""

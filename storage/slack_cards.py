@@ -24,6 +24,12 @@ class SlackCards(Connection):
         rows = await self._read("SELECT job_id, channel, ts FROM slack_cards WHERE job_id = ?", (job_id,))
         return SlackCard(*rows[0]) if rows else None
 
+    async def slack_card_at(self, channel: str, ts: str) -> SlackCard | None:
+        """The card that is this message (a reply in its thread concerns its job)."""
+        rows = await self._read("SELECT job_id, channel, ts FROM slack_cards WHERE channel = ? AND ts = ?",
+                                (channel, ts))
+        return SlackCard(*rows[0]) if rows else None
+
     async def slack_cards(self, job_ids: Iterable[str]) -> dict[str, SlackCard]:
         """The cards of these jobs (those that have one), by job."""
         ids = list(job_ids)

@@ -67,6 +67,9 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[slurm]\nnodes = 0\n", "[slurm] nodes = 0", "greater than or equal to 1"),
     ("[slack]\nupdate_per_min = 0\n", "[slack] update_per_min = 0", "greater than 0"),
     ("[http]\nmax_body_bytes = 0\n", "[http] max_body_bytes = 0", "greater than or equal to 1"),
+    ("[runner]\ntry_idle_minutes = 0\n", "[runner] try_idle_minutes = 0", "greater than 0"),
+    ('[runner]\ntry_idle_minutes = "5"\n', '[runner] try_idle_minutes = "5"', "must be a number, e.g. 2.5"),
+    ("[access]\ntry_users = 'U1'\n", '[access] try_users = "U1"', "must be a list"),
     # recipe tables: free-form swift flags, but only values a command line can take
     ("[llm]\nlora_rank = {a = 1}\n", "[llm] lora_rank", "must be a string, a number, true/false or a list of strings"),
     ("[vlm.args]\ndataset = [1, 2]\n", "[vlm] args.dataset = [1, 2]", "list of strings"),
@@ -136,6 +139,7 @@ kind = "slurm"
 users = ["U1"]
 [runner]
 scrub_env = ["HF_TOKEN"]
+try_idle_minutes = 2
 [http]
 tokens_file = "api-tokens"
 port = 8080
@@ -148,6 +152,7 @@ drop = ["dataloader_num_workers"]
     config = load_config(path, base_dir=tmp_path)
     assert config.gpu_inventory == ("0", "3")
     assert config.backend == "slurm" and config.access.users == ("U1",) and config.scrub_env == ("HF_TOKEN",)
+    assert config.try_idle_s == 120
     assert config.output_root == tmp_path / "out" and config.log_dir == Path("/var/tmp/trainbot-logs")
     assert config.model_roots == (tmp_path / "models", Path("/shared/models")) and config.data_roots == ()
     assert config.http.tokens_file == tmp_path / "api-tokens" and config.http.port == 8080

@@ -24,6 +24,7 @@ from bot.chat.grammar import (
     Rejection,
     ShowGpus,
     ShowStatus,
+    TryJob,
     help_text,
     normalise,
     out_example,
@@ -599,6 +600,11 @@ def unparse(command: Command, *, base_dir: Path) -> str:
     if isinstance(command, JobCommand):
         extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
         return " ".join([command.action, command.job_id, *extra])
+    if isinstance(command, TryJob):
+        options = [f"checkpoint={command.checkpoint}"] * (command.checkpoint is not None)
+        options += [f"gpu={','.join(command.gpus)}"] if command.gpus else []
+        options += [f"max_tokens={command.max_tokens}"] if command.max_tokens is not None else []
+        return " ".join(["try", command.job_id, *options, *([command.question] if command.question else [])])
     if isinstance(command, ListJobs):
         kind = [str(command.kind)] if command.kind else []
         return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else [])])

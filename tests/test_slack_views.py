@@ -172,9 +172,10 @@ def test_manifest() -> None:
     assert len(cmd["description"]) <= 100 and len(cmd["usage_hint"]) <= 1000
     assert features["app_home"]["home_tab_enabled"] is True and features["bot_user"]["display_name"]
     assert settings["socket_mode_enabled"] is True and settings["interactivity"]["is_enabled"] is True
-    assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened", "app_mention", "message.channels",
+                                                             "message.groups"]
     scopes = manifest["oauth_config"]["scopes"]["bot"]
     assert {"commands", "chat:write", "files:write"} <= set(scopes) and len(scopes) == len(set(scopes))
     assert set(scopes) <= {"commands", "chat:write", "files:write", "channels:history", "groups:history",
-                           "usergroups:read"}
+                           "usergroups:read", "app_mentions:read"}
     assert manifest["display_information"]["name"] and len(manifest["display_information"]["description"]) <= 140

@@ -42,6 +42,18 @@ class JobCommand:
 
 
 @dataclass(frozen=True)
+class TryJob:
+    """`try <id> [checkpoint=N] [gpu=X] [max_tokens=N] [question]`: ask the job's model (no question: the recipe's
+    own check)."""
+
+    job_id: str
+    question: str | None = None  # as typed, the rest of the line
+    checkpoint: int | None = None
+    gpus: tuple[str, ...] | None = None  # ("0",) or ("cpu",); None: the job's own GPU
+    max_tokens: int | None = None  # the most tokens to generate; None: the runner's default
+
+
+@dataclass(frozen=True)
 class ListJobs:
     kind: Kind | None = None
     state: str | None = None  # a JobState value or "active"
@@ -69,7 +81,7 @@ class Help:
     topic: str | None = None
 
 
-Command: TypeAlias = CreateJob | JobCommand | ListJobs | CompareJobs | ShowStatus | ShowGpus | Help
+Command: TypeAlias = CreateJob | JobCommand | TryJob | ListJobs | CompareJobs | ShowStatus | ShowGpus | Help
 
 
 @dataclass(frozen=True)

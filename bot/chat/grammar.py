@@ -31,18 +31,21 @@ from bot.chat.commands import (
     Rejection,
     ShowGpus,
     ShowStatus,
+    TryJob,
     norm,
     out_example,
 )
 from bot.chat.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
 from bot.chat.settings import RUN_KEYS, Ctx, Reject, grammar_key, listing, not_allowed, refusal, show, suggest
-from runner.job_request import InvalidField, JobRequest, check_request
+from runner.job_request import MAX_GPU_INDEX, InvalidField, JobRequest, check_request
 from runner.paths import OutsideRoot
+from runner.try_types import MAX_TOKENS
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
 __all__ = ["COMMANDS", "JOB_ACTIONS", "Command", "CompareJobs", "CreateJob", "Help", "JobAction", "JobCommand",
-           "ListJobs", "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse"]
+           "ListJobs", "Rejection", "ShowGpus", "ShowStatus", "TryJob", "help_text", "normalise",
+           "out_example", "parse"]
 
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
 LIST_KINDS = ("llm", "vlm", "all")
@@ -96,6 +99,8 @@ def _parse(text: str, ctx: Ctx) -> Command:
     if len(text) > MAX_TEXT_LEN:
         raise Reject(f"That is {len(text)} characters; a `/train` command has at most {MAX_TEXT_LEN}. "
                       "`/train help` shows the commands.")
+    if _TRY.match(text):
+        return _try(text, ctx)  # before shlex: the question is free text (quotes, `;` and all)
     ctx.words[:] = normalise(text).split()[:1]  # for the stock example, should shlex fail
     try:
         words = shlex.split(normalise(text))
@@ -218,6 +223,15 @@ def _flag(value: str, at: int, word: str, ctx: Ctx) -> bool:
     return value.lower() in ("true", "yes", "1")
 
 
+def _job_id(word: str) -> str:
+    job_id = word.strip("`<>").lower()
+    if not _JOB_ID.fullmatch(job_id):
+        confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
+        raise Reject(f"`{show(word)}` is not a job id: ids are {ID_LENGTH} letters and digits like "
+                      f"`k3x9q`, shown on the job card and by `/train list`.{confusable}", ["list"])
+    return job_id
+
+
 def _job_command(action: JobAction, ctx: Ctx) -> Command:
     words = ctx.words
     if action == "status" and len(words) == 1:
@@ -225,11 +239,7 @@ def _job_command(action: JobAction, ctx: Ctx) -> Command:
     if len(words) == 1:
         raise Reject(f"`{action}` needs a job id, e.g. `/train {action} k3x9q`; `/train list` shows them.",
                       ["list"])
-    job_id = words[1].strip("`<>").lower()
-    if not _JOB_ID.fullmatch(job_id):
-        confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
-        raise Reject(f"`{show(words[1])}` is not a job id: ids are {ID_LENGTH} letters and digits like "
-                      f"`k3x9q`, shown on the job card and by `/train list`.{confusable}", ["list"])
+    job_id = _job_id(words[1])
     lines: int | None = None
     for at, word in enumerate(words[2:], start=2):
         count = word.lower().removeprefix("--").removeprefix("lines=")
@@ -287,4 +297,60 @@ def _list(ctx: Ctx) -> ListJobs:
     kind = chosen.get("kind", "all")
     return ListJobs(None if kind == "all" else Kind(kind), chosen.get("state"))
 
+
+_TRY = re.compile(r"\s*try(?:\s|$)", re.IGNORECASE)
+_TOKEN = re.compile(r"\S+")
+_TRY_KEYS = {"checkpoint": "checkpoint", "ckpt": "checkpoint", "step": "checkpoint", "gpu": "gpu", "gpus": "gpu",
+             "gpu_id": "gpu", "max_tokens": "max_tokens", "tokens": "max_tokens"}
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」"}
+MAX_CHECKPOINT = 10**9
+
+
+def _try(text: str, ctx: Ctx) -> Command:
+    """`try <id> [checkpoint=N] [gpu=0|cpu] [max_tokens=N] [question]`: the options first, then the question as
+    typed (the rest of the line, free text: it is never split, quoted or shell-checked; the model reads it as it
+    is)."""
+    rest = text.lstrip()[3:]
+    tokens = list(_TOKEN.finditer(rest))
+    ctx.words[:] = ["try", *(normalise(t.group()) for t in tokens)]
+    if tokens and tokens[0].group().lower() in _HELP_WORDS:
+        return Help("try")
+    if not tokens:
+        raise Reject("`try` needs a job id, e.g. `/train try k3x9q` (the recipe's own check) or "
+                      "`/train try k3x9q Who are you?`; `/train list` shows the jobs.", ["list"])
+    job_id = _job_id(normalise(tokens[0].group()))
+    options: dict[str, str] = {}
+    question_at = None
+    for at, token in enumerate(tokens[1:], start=2):
+        key, sep, value = normalise(token.group()).partition("=")
+        canon = _TRY_KEYS.get(key.lower().lstrip("-").replace("-", "_"))
+        if not sep or canon is None:
+            question_at = token.start()
+            break
+        if canon in options:
+            raise Reject(f"`{canon}=` is given twice (`{show(token.group())}`): give it once.", ctx.fixed(at, None))
+        options[canon] = value.strip().lower()
+        if canon == "checkpoint" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_CHECKPOINT):
+            raise Reject(f"`{show(token.group())}`: `checkpoint=` takes the step of a saved checkpoint, e.g. "
+                          "`checkpoint=50` (`/train show <id>` tells the last one).", ctx.fixed(at, None))
+        if canon == "max_tokens" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_TOKENS):
+            raise Reject(f"`{show(token.group())}`: `max_tokens=` takes 1 to {MAX_TOKENS}, e.g. `max_tokens=512`.",
+                          ctx.fixed(at, None))
+        if canon == "gpu" and not (options[canon] == "cpu" or (options[canon].isascii()
+                                                                and options[canon].isdigit()
+                                                                and int(options[canon]) <= MAX_GPU_INDEX)):
+            raise Reject(f"`{show(token.group())}`: a try runs on one GPU (`gpu=0`) or on the CPU (`gpu=cpu`).",
+                          ctx.fixed(at, "gpu=cpu"))
+    question = _unquote(rest[question_at:].strip()) if question_at is not None else None
+    checkpoint = int(options["checkpoint"]) if "checkpoint" in options else None
+    gpus = (options["gpu"],) if "gpu" in options else None
+    max_tokens = int(options["max_tokens"]) if "max_tokens" in options else None
+    return TryJob(job_id, question or None, checkpoint, gpus, max_tokens)
+
+
+def _unquote(question: str) -> str:
+    """A question typed between quotes is the text inside them."""
+    if len(question) >= 2 and _QUOTES.get(question[0]) == question[-1]:
+        return question[1:-1].strip()
+    return question
 

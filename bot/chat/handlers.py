@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bot.chat.grammar import (
     Rejection,
     ShowGpus,
     ShowStatus,
+    TryJob,
     help_text,
     out_example,
     parse,
@@ -38,6 +40,7 @@ from runner.access import Caller, check_manage, check_start
 from runner.job_request import check_request
 from runner.log_tail import read_log_tail
 from runner.runtime import Runtime
+from runner.try_types import Message, TryAsk, TryEvent
 from storage.errors import JobError
 from storage.models import Job, JobState
 
@@ -60,6 +63,8 @@ class Reply:
     job_id: str | None = None
     file: Path | None = None  # the whole log, when asked for
     ok: bool = True
+    try_ask: TryAsk | None = None  # `try`: what was asked of the job's model
+    answer: AsyncGenerator[TryEvent, None] | None = None  # `try`: its answer, to be read as it is generated
     image: Image | None = None  # posted in `job_id`'s thread (Slack) or saved (the console)
 
 
@@ -94,6 +99,8 @@ class Handlers:
                 return await self.create(command, caller)
             case JobCommand():
                 return await self.job_command(command, caller)
+            case TryJob():
+                return await self.try_job(command, caller)
             case CompareJobs(job_ids):
                 return await self.compare(job_ids)
             case ListJobs(kind, state):
@@ -170,6 +177,15 @@ class Handlers:
                 return Reply(f"Job {fmt.code(job.id)} deleted (its files stay in {fmt.code(job.output_dir)}).",
                              job_id=job.id)
         raise AssertionError(action)
+
+    async def try_job(self, command: TryJob, caller: Caller) -> Reply:
+        """Refusals come now (as an error reply); the answer is the reply's stream, read by the front end."""
+        messages = (Message("user", command.question),) if command.question else ()
+        ask = TryAsk(command.job_id, messages, command.checkpoint, command.gpus, command.max_tokens)
+        stream = await self.runtime.tries.open(ask, caller)
+        what = f"asking job {self.fmt.code(command.job_id)}'s model" if command.question else \
+            f"checking job {self.fmt.code(command.job_id)}'s model: who it says it is, fine-tuned and base"
+        return Reply(what + "…", job_id=command.job_id, try_ask=ask, answer=stream)
 
     def logs(self, job: Job, lines: int, full: bool) -> Reply:
         fmt = self.fmt

@@ -57,6 +57,15 @@ TOPICS: dict[str, Topic] = {
         "export <id>", "Merges the LoRA of the job's last checkpoint into the model, in the background.",
         ("export k3x9q",),
     ),
+    "try": Topic(
+        "try <id> [checkpoint=N] [gpu=0|cpu] [max_tokens=N] [question]",
+        "Asks the job's model a question (its export if it has one, else its last checkpoint), the answer "
+        "streamed into the job's thread; reply in the thread (mentioning the bot, or starting with `try`) to go "
+        "on with the conversation. Without a question: the recipe's own check, who the model says it is, "
+        "fine-tuned and base model side by side. It waits for the job's GPU like any job (`gpu=cpu` runs on the "
+        "CPU) and keeps the model loaded a few idle minutes. `max_tokens=` bounds the answer (256 by default).",
+        ("try k3x9q", "try k3x9q Who are you?", "try k3x9q checkpoint=50 gpu=cpu 你是谁？"),
+    ),
     "status": Topic(
         "status [<id>]", "Without an id: a short overview of the active jobs. With one: that job's progress.",
         ("status", "status k3x9q"),

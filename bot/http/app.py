@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from bot.http.api import errors, gpus, jobs, streams
+from bot.http.api import chat, errors, gpus, jobs, streams
 from bot.http.context import ApiContext
 from bot.http.web import routes as web
 
@@ -26,6 +26,7 @@ def build_app(ctx: ApiContext) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(streams.router)
     app.include_router(gpus.router)
+    app.include_router(chat.router)
     web.install(app, ctx)  # the dashboard's pages and static files, at /
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=ctx.config.http.max_body_bytes)

@@ -21,6 +21,7 @@ from bot.slack import listeners
 from bot.slack.cards import CardSync
 from bot.slack.groups import GroupDirectory
 from bot.slack.notifier import Notifier
+from bot.slack.try_thread import SlackTries
 from bot.words.format import SLACK
 from runner.access import Caller
 from runner.runtime import Runtime
@@ -54,10 +55,12 @@ class BotContext:
     _answered: int = field(default=0, init=False)  # how many have been answered: which call_later is the last
     _quiet: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # set: no request answered lately
     _pending: list[Coroutine[Any, Any, None]] = field(default_factory=list, init=False)  # acked, not started
+    tries: SlackTries = field(init=False)  # `/train try` and its thread: answers as they are generated
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.commands_at_once)
         self._quiet.set()
+        self.tries = SlackTries(self.runtime, self.client, self.notifier.pacer, self.caller)
 
     @contextlib.contextmanager
     def answering(self) -> Iterator[None]:
@@ -107,6 +110,7 @@ class BotContext:
             _, late = await asyncio.wait(set(self._work), timeout=CLOSE_WAIT_S)
             for task in late:
                 task.cancel()
+        await self.tries.close()
         await self.http.close()
 
     async def answer(self, response_url: str | None, text: str) -> None:

@@ -4,6 +4,7 @@ lifecycle module); those that tell a failure or who stopped a job carry it as a 
 from __future__ import annotations
 
 from bot.words import failures as failure_words
+from bot.words import tries
 from bot.words.actors import by_words
 from bot.words.format import PLAIN, Format
 from storage import actors, failure_facts
@@ -20,4 +21,6 @@ def event_text(event: Event, fmt: Format = PLAIN) -> str:
         return f"{lead}: {failure_words.summary(failure, fmt)}{ran}"
     if event.kind == "stopped" and (by := actors.from_event_data(event.data)) is not None:
         return f"stopped by {by_words(by, fmt)}"
+    if (tried := tries.event_text(event)) is not None:
+        return tried
     return fmt.text(event.message)

@@ -13,6 +13,7 @@ from bot.chat.commands import MAX_RUNS, MIN_RUNS
 from bot.chat.settings import refusal
 from bot.compare import Comparison, WrongCount
 from bot.words import failures as failure_words
+from bot.words import tries
 from bot.words.actors import by_words as by_words
 from bot.words.actors import who as who
 from bot.words.events import event_text
@@ -38,6 +39,7 @@ from runner.errors import (
 from runner.gpus import Gpu, GpuSnapshot
 from runner.job_request import IdempotencyKeyReused, InvalidField
 from runner.paths import OutsideRoot
+from runner.try_errors import TryRefused
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import Event, IllegalTransition, Job, JobState, Purpose
 from storage.waiting import GpusBusy, SlurmPending, SlurmSilent
@@ -197,8 +199,13 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
         case NotAllowed(job_id=None):
             return (f"you may not start jobs: ask an admin to add you (or this channel) to {fmt.code('access.users')}"
                     f" / {fmt.code('access.groups')} / {fmt.code('access.channels')} in trainbot's config")
+        case NotAllowed(action="try", job_id=str(job_id), owner=owner):
+            return (f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}), an admin, or whom "
+                    f"{fmt.code('access.try_users')} / {fmt.code('access.try_channels')} allow may try its model")
         case NotAllowed(action=action, job_id=str(job_id), owner=owner):
             return f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}) or an admin may {action} it"
+        case TryRefused():
+            return tries.refusal_text(exc, fmt)
     return fmt.text(exc)
 
 

@@ -20,7 +20,7 @@ from bot.chat.commands import MAX_RUNS, MIN_RUNS, JobCommand
 from bot.compare import WrongCount, compare
 from bot.http.api.jobs import JobId
 from bot.http.context import ApiContext
-from bot.http.web import forms, live, pages, words
+from bot.http.web import forms, live, pages, try_feed, words
 from bot.http.web.session import Session, Sessions
 from bot.words import texts
 from bot.words.cluster import render_gpu_nodes
@@ -175,6 +175,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
         if log is None or not log.is_file():
             return plain_text(f"job {job_id} has no log yet", 404)
         return FileResponse(log, media_type="text/plain; charset=utf-8", filename=f"{job_id}.log")
+
+    @router.post("/web/try/jobs/{job_id}")
+    async def try_box(request: Request, job_id: JobId) -> Response:
+        """The "Try it" box: the answer streamed as it is generated (bot/http/web/try_feed.py)."""
+        return await try_feed.answer(request, job_id, ctx, checked)
 
     @router.get("/jobs/{job_id}/confirm")
     async def confirm(request: Request, job_id: JobId, action: str = "") -> HTMLResponse:

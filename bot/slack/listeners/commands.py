@@ -28,6 +28,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         try:
             reply = await ctx.run(command.get("text") or "", user, channel)
             text = views.reply_text(reply.text, reply.ok)
+            if reply.answer is not None:  # `try`: answered in the job's thread, as it is generated
+                text = await ctx.tries.start(reply, user, channel)
             if reply.public:
                 text += "\nIts card is in the channel; progress and the end go to the card's thread."
             if reply.file is not None:

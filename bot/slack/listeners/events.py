@@ -1,4 +1,5 @@
-"""Events: the App Home tab is drawn afresh each time someone opens it."""
+"""Events: the App Home tab is drawn afresh each time someone opens it; a reply in a job's thread that mentions the
+bot (or starts with `try`) asks the job's model (bot/slack/try_thread.py)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,14 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             ctx.after_ack(publish_home(ctx.client, ctx.runtime, event["user"], time.time()))
 
     app.event("app_home_opened")(home_opened)
+
+    async def mentioned(event: dict[str, Any], context: dict[str, Any]) -> None:
+        if event.get("thread_ts"):
+            ctx.after_ack(ctx.tries.thread_reply(event, context.get("bot_user_id"), mentioned=True))
+
+    async def message(event: dict[str, Any], context: dict[str, Any]) -> None:
+        if event.get("thread_ts") and not event.get("subtype"):
+            ctx.after_ack(ctx.tries.thread_reply(event, context.get("bot_user_id"), mentioned=False))
+
+    app.event("app_mention")(mentioned)
+    app.event("message")(message)
