@@ -45,6 +45,7 @@ demo: venv
 
 lint: venv-dev
 	$(BIN)/ruff check bot runner storage tests bench demo
+	$(BIN)/ruff format --check bot runner storage tests bench demo
 	$(BIN)/mypy
 
 # Slurm daemons come up for the tests and go down after them, pass or fail.

@@ -56,19 +56,30 @@ async def try_latency(rounds: int) -> list[Row]:
     assert all(d.load_s is None for d in timings["loaded"])
     first = {k: median([d.first_token_s or d.total_s for d in v]) for k, v in timings.items()}
     whole = {k: median([d.total_s for d in v]) for k, v in timings.items()}
-    return [Row(f"try -> first token, tiny model on the CPU, {rounds} round(s) (median): started warm",
-                f"{first['warm']:.2f} s (whole answer of {TOKENS} tokens {whole['warm']:.2f} s)",
-                f"afresh {first['afresh']:.2f} s (whole {whole['afresh']:.2f} s)", first["warm"] / first["afresh"],
-                "ratio < 0.5", first["warm"] / first["afresh"] < 0.5),
-            Row("try -> first token with the model loaded already (a follow-up question, median)",
-                f"{first['loaded']:.3f} s (whole answer {whole['loaded']:.2f} s)",
-                f"warm start {first['warm']:.2f} s", first["loaded"] / first["warm"], "ratio < 1",
-                first["loaded"] < first["warm"])]
+    return [
+        Row(
+            f"try -> first token, tiny model on the CPU, {rounds} round(s) (median): started warm",
+            f"{first['warm']:.2f} s (whole answer of {TOKENS} tokens {whole['warm']:.2f} s)",
+            f"afresh {first['afresh']:.2f} s (whole {whole['afresh']:.2f} s)",
+            first["warm"] / first["afresh"],
+            "ratio < 0.5",
+            first["warm"] / first["afresh"] < 0.5,
+        ),
+        Row(
+            "try -> first token with the model loaded already (a follow-up question, median)",
+            f"{first['loaded']:.3f} s (whole answer {whole['loaded']:.2f} s)",
+            f"warm start {first['warm']:.2f} s",
+            first["loaded"] / first["warm"],
+            "ratio < 1",
+            first["loaded"] < first["warm"],
+        ),
+    ]
 
 
 async def _ask(runtime: Runtime, job_id: str) -> TryDone:
-    stream = await runtime.tries.open(TryAsk(job_id, QUESTION, max_tokens=TOKENS, temperature=0.0),
-                                      Caller(console=True))
+    stream = await runtime.tries.open(
+        TryAsk(job_id, QUESTION, max_tokens=TOKENS, temperature=0.0), Caller(console=True)
+    )
     done = None
     async for event in stream:
         if isinstance(event, TryDone):

@@ -105,7 +105,7 @@ def settings(job: Job) -> dict[str, str]:
     spaces), and the variables set for it."""
     found = {"recipe": str(job.kind), "GPUs": ",".join(job.gpus)}
     argv = list(job.argv)
-    words = argv[argv.index("sft") + 1:] if "sft" in argv else []
+    words = argv[argv.index("sft") + 1 :] if "sft" in argv else []
     key: str | None = None
     for word in words:
         if word.startswith("--"):
@@ -120,6 +120,9 @@ def settings(job: Job) -> dict[str, str]:
 
 def _differences(each: list[dict[str, str]]) -> tuple[tuple[Difference, ...], int]:
     names = list(dict.fromkeys(name for one in each for name in one))  # in the order of the first command
-    differ = [Difference(name, tuple(one.get(name) for one in each)) for name in names
-              if len({one.get(name) for one in each}) > 1]
+    differ = [
+        Difference(name, tuple(one.get(name) for one in each))
+        for name in names
+        if len({one.get(name) for one in each}) > 1
+    ]
     return tuple(differ), len(names) - len(differ)

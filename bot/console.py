@@ -63,7 +63,7 @@ class Console:
     async def command(self, line: str) -> Reply:
         line = line.strip()
         if line.startswith("/train"):
-            line = line[len("/train"):].strip()
+            line = line[len("/train") :].strip()
         reply = await self.handlers.handle(line, self.caller)
         self.say(reply.text if reply.ok else f"⚠️ {reply.text}")
         if reply.file is not None:
@@ -108,8 +108,11 @@ class Console:
     async def idle(self) -> bool:
         """No job running or waiting, no export under way, nothing left to tell."""
         store = self.runtime.store
-        return (not await store.active() and not await store.exporting()
-                and not await store.pending_notices(self.reader, limit=1))
+        return (
+            not await store.active()
+            and not await store.exporting()
+            and not await store.pending_notices(self.reader, limit=1)
+        )
 
     async def watch(self, until_idle: bool, interval: float = 0.5) -> None:
         while True:

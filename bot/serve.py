@@ -42,8 +42,11 @@ async def serve(config: Config, bot: SlackBot | None, tokens: dict[str, str], ho
                 bot.attach(runtime)
                 await stack.enter_async_context(bot)
                 where = f" on {bot.url}" if bot.mode == "http" else ""
-                print(f"trainbot: serving Slack in {bot.mode} mode{where}, Web API {bot.api_url}", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"trainbot: serving Slack in {bot.mode} mode{where}, Web API {bot.api_url}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             print(f"trainbot: HTTP API on {api.url} (docs: {api.url}/docs)", file=sys.stderr, flush=True)
             # What start-up built (modules, the apps, their schemas) lives as long as the process: out of the
             # collector's sight, a full collection no longer walks it in the middle of a request (API p99).
@@ -54,8 +57,14 @@ async def serve(config: Config, bot: SlackBot | None, tokens: dict[str, str], ho
     return 0
 
 
-def main(config: Config, *, api_url: str | None = None, slack_port: int | None = None, host: str | None = None,
-         port: int | None = None) -> int:
+def main(
+    config: Config,
+    *,
+    api_url: str | None = None,
+    slack_port: int | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTokens())
     host = host or config.http.host
@@ -65,15 +74,27 @@ def main(config: Config, *, api_url: str | None = None, slack_port: int | None =
     bot_token, app_token, secret = (os.environ.pop(name, None) for name in SLACK_SECRETS)
     try:
         tokens = load_tokens(config.http)
-        bot = SlackBot(config, api_url=api_url, port=slack_port, bot_token=bot_token, app_token=app_token,
-                       signing_secret=secret) if (bot_token or app_token or secret) else None
+        bot = (
+            SlackBot(
+                config,
+                api_url=api_url,
+                port=slack_port,
+                bot_token=bot_token,
+                app_token=app_token,
+                signing_secret=secret,
+            )
+            if (bot_token or app_token or secret)
+            else None
+        )
     except (SetupError, ConfigError) as exc:
         print(f"trainbot serve: {exc}", file=sys.stderr)
         return 2
     if not tokens and not is_loopback(host):
-        print(f"trainbot serve: binding {host} without API tokens would let anyone who can reach it start and stop "
-              f"jobs: set {TOKENS_ENV} (`token=USER_ID,...`) or `[http] tokens_file`, or bind 127.0.0.1",
-              file=sys.stderr)
+        print(
+            f"trainbot serve: binding {host} without API tokens would let anyone who can reach it start and stop "
+            f"jobs: set {TOKENS_ENV} (`token=USER_ID,...`) or `[http] tokens_file`, or bind 127.0.0.1",
+            file=sys.stderr,
+        )
         return 2
     try:
         return asyncio.run(serve(config, bot, tokens, host, port))

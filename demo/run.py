@@ -64,22 +64,42 @@ def default_swift_bin() -> str:
 def build_tiny_assets(root: Path, swift_bin: str, kind: str = "llm") -> dict[str, object]:
     """Build (once) the tiny model and data with the python that runs swift; returns the assets as a dict."""
     python = interpreter_of(resolve_swift(swift_bin)) or [sys.executable]
-    out = subprocess.run([*python, "-m", "demo.tiny_model", kind, str(root)], capture_output=True, text=True,
-                         check=False, cwd=Path(__file__).resolve().parent.parent, env=child_env())
+    out = subprocess.run(
+        [*python, "-m", "demo.tiny_model", kind, str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=child_env(),
+    )
     if out.returncode != 0:
         raise RuntimeError(f"building the tiny model failed:\n{out.stderr[-3000:]}")
     result: dict[str, object] = json.loads(out.stdout)
     return result
 
 
-def tiny_config_toml(assets: Mapping[str, object], *, swift_bin: str, extra: Mapping[str, object] | None = None,
-                     sections: str = "", kind: str = "llm") -> str:
+def tiny_config_toml(
+    assets: Mapping[str, object],
+    *,
+    swift_bin: str,
+    extra: Mapping[str, object] | None = None,
+    sections: str = "",
+    kind: str = "llm",
+) -> str:
     """A trainbot config pointing the fixed LLM recipe (or the VLM one) at the tiny local model (demo, tests)."""
     tiny = TINY_RECIPE if kind == "llm" else TINY_VLM_RECIPE
     recipe: dict[str, object] = {"model": assets["model_dir"], "dataset": assets["datasets"], **tiny, **(extra or {})}
-    lines = ["[swift]", f"bin = {json.dumps(swift_bin)}", "offline = true",
-             "[swift.env]", 'OMP_NUM_THREADS = "1"', 'TOKENIZERS_PARALLELISM = "false"',
-             "[runner]", "progress_poll_seconds = 0.5", f"[{kind}]"]
+    lines = [
+        "[swift]",
+        f"bin = {json.dumps(swift_bin)}",
+        "offline = true",
+        "[swift.env]",
+        'OMP_NUM_THREADS = "1"',
+        'TOKENIZERS_PARALLELISM = "false"',
+        "[runner]",
+        "progress_poll_seconds = 0.5",
+        f"[{kind}]",
+    ]
     lines += [f"{key} = {toml_value(value)}" for key, value in recipe.items()]
     return "\n".join(lines) + "\n" + sections
 
@@ -129,9 +149,11 @@ async def run_demo(root: Path) -> int:
     finally:
         await console.leave()
         await runtime.close()
-    print(f"\ndemo done: job {job.id} {job.state}, export {job.export_state}, answered: "
-          f"{'yes' if answered else 'no'}; {exported - t0:.0f} s from launch to export, "
-          f"{asked:.1f} s from `try` to the whole answer ({time.monotonic() - started:.0f} s with set-up)")
+    print(
+        f"\ndemo done: job {job.id} {job.state}, export {job.export_state}, answered: "
+        f"{'yes' if answered else 'no'}; {exported - t0:.0f} s from launch to export, "
+        f"{asked:.1f} s from `try` to the whole answer ({time.monotonic() - started:.0f} s with set-up)"
+    )
     return 0 if job.export_state == "exported" and answered else 1
 
 

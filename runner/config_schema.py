@@ -42,8 +42,9 @@ def _flag_value(value: Any) -> ArgValue:
         return str(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ValueError('must be a string, a number, true/false or a list of strings '
-                     '(e.g. 5e-5 or ["a.jsonl", "b.jsonl"])')
+    raise ValueError(
+        'must be a string, a number, true/false or a list of strings (e.g. 5e-5 or ["a.jsonl", "b.jsonl"])'
+    )
 
 
 def _proxy_addresses(value: Any) -> tuple[str, ...]:
@@ -55,8 +56,10 @@ def _proxy_addresses(value: Any) -> tuple[str, ...]:
             ipaddress.ip_network(address.strip()) if "/" in address else ipaddress.ip_address(address.strip())
         except ValueError as exc:
             why = f" ({exc})" if "/" in address else ""  # e.g. a network's host bits set
-            raise ValueError(f"{toml_value(address)} is not an IP address or network{why}: give addresses such as "
-                             '"127.0.0.1" or networks such as "10.0.0.0/8", not host names') from None
+            raise ValueError(
+                f"{toml_value(address)} is not an IP address or network{why}: give addresses such as "
+                '"127.0.0.1" or networks such as "10.0.0.0/8", not host names'
+            ) from None
     return tuple(a.strip() for a in value)
 
 

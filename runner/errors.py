@@ -93,8 +93,9 @@ class GpuMissing(JobError):
     ("2× NVIDIA H100", ...); `suggest`: GPUs it has, as many as asked (empty: none, so only the CPU would do);
     `why`: why there are none, when there are none."""
 
-    def __init__(self, missing: tuple[str, ...], have: tuple[str, ...], models: str, why: NoGpus | None,
-                 suggest: tuple[str, ...]) -> None:
+    def __init__(
+        self, missing: tuple[str, ...], have: tuple[str, ...], models: str, why: NoGpus | None, suggest: tuple[str, ...]
+    ) -> None:
         super().__init__(f"GPUs {missing} missing; have {have} ({models or why})")
         self.missing, self.have, self.models, self.why, self.suggest = missing, have, models, why, suggest
 

@@ -37,8 +37,9 @@ def held(jobs: Iterable[Job]) -> dict[str, str]:
     return holders
 
 
-def export_gpus(job: Job, gpus_here: Iterable[str], holders: Mapping[str, str], foreign: set[str],
-                queue: Sequence[Job]) -> tuple[str, ...]:
+def export_gpus(
+    job: Job, gpus_here: Iterable[str], holders: Mapping[str, str], foreign: set[str], queue: Sequence[Job]
+) -> tuple[str, ...]:
     """Where `job`'s export runs: on the GPU it trained on (its first), where that GPU is here and free (no job
     holds it, no process of others is on it, no waiting job wants it: the export does not jump the queue); else on
     the CPU (empty). The 7B's export loads and merges in 3.5-4.1 s on an H200, 14-16 s on the CPU (docs/gpu.md)."""
@@ -47,8 +48,9 @@ def export_gpus(job: Job, gpus_here: Iterable[str], holders: Mapping[str, str], 
     return (gpu,) if free else ()
 
 
-def plan_starts(queue: Sequence[Job | tuple[Job, Purpose]], holders: Mapping[str, str],
-                foreign: set[str]) -> list[Decision]:
+def plan_starts(
+    queue: Sequence[Job | tuple[Job, Purpose]], holders: Mapping[str, str], foreign: set[str]
+) -> list[Decision]:
     """Walk the queue in arrival order; a job starts when all its GPUs are free and no earlier waiting job
     wants any of them (so a big job is not starved by a stream of small ones). The queue may hold try sessions
     too, `(job, "try")` (store.line): they wait in the same line for `job.try_gpus`."""
@@ -66,8 +68,11 @@ def plan_starts(queue: Sequence[Job | tuple[Job, Purpose]], holders: Mapping[str
             for g in gpus:
                 taken[g] = job.id
             continue
-        reason: QueueReason = (GpusBusy({g: taken[g] for g in busy_ours}, tuple(busy_foreign))
-                               if busy_ours or busy_foreign else BehindEarlierJob())
+        reason: QueueReason = (
+            GpusBusy({g: taken[g] for g in busy_ours}, tuple(busy_foreign))
+            if busy_ours or busy_foreign
+            else BehindEarlierJob()
+        )
         decisions.append(Decision(job, start=False, reason=reason, position=ahead + 1, purpose=purpose))
         for g in gpus:
             wanted[g] = wanted.get(g, 0) + 1

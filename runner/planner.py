@@ -89,8 +89,9 @@ def nvml_gpus(all_gpus: tuple[Gpu, ...] | list[Gpu], wanted: tuple[str, ...]) ->
     return found if len(found) == len(wanted) else []
 
 
-def plan(req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: str | None = None,
-         backend_name: str) -> Plan:
+def plan(
+    req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: str | None = None, backend_name: str
+) -> Plan:
     """The command `req` would run on `backend_name` ("local" or "slurm"), given what was probed."""
     recipe = resolve_recipe(req.kind, config, req.overrides)
     gpus = nvml_gpus(facts.gpus, req.gpus)

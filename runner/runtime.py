@@ -47,8 +47,9 @@ class Runtime:
         if self.local is not None:
             self.local.on_exit = self.supervisor.wake
         self._scheduler: AsyncIOScheduler | None = None
-        self.ticks = WakeableLoop("supervisor", self._tick, store.changes, config.safety_poll_seconds,
-                                  busy_ignores_changes=True)
+        self.ticks = WakeableLoop(
+            "supervisor", self._tick, store.changes, config.safety_poll_seconds, busy_ignores_changes=True
+        )
 
     @classmethod
     async def open(cls, config: Config, *, db_path: Path | None = None) -> Runtime:
@@ -69,8 +70,14 @@ class Runtime:
             await self._compile_kernels()
         self.ticks.start()
         self._scheduler = AsyncIOScheduler()
-        self._scheduler.add_job(self._refresh_gpus, "interval", seconds=self.config.gpu_poll_seconds,
-                                max_instances=1, coalesce=True, id="gpus")
+        self._scheduler.add_job(
+            self._refresh_gpus,
+            "interval",
+            seconds=self.config.gpu_poll_seconds,
+            max_instances=1,
+            coalesce=True,
+            id="gpus",
+        )
         self._scheduler.start()
 
     async def _compile_kernels(self) -> None:

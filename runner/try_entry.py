@@ -89,8 +89,9 @@ def _warm(out: IO[str], began: float) -> list[str]:
         os._exit(0)  # closed before any session came
     job = json.loads(line)
     _take_log(job["log"], job.get("preamble"))
-    why = entry.cold_reason(import_env, job["env"], cuda=cuda, cuda_started=entry._cuda_started(),
-                            changed=entry.changed_since(imported))
+    why = entry.cold_reason(
+        import_env, job["env"], cuda=cuda, cuda_started=entry._cuda_started(), changed=entry.changed_since(imported)
+    )
     if why is not None:
         print(f"[trainbot] not started warm: {why}; starting afresh", file=sys.stderr, flush=True)
         out.flush()
@@ -98,8 +99,11 @@ def _warm(out: IO[str], began: float) -> list[str]:
         os.execvpe(job["argv"][0], job["argv"], job["env"])
     os.environ.clear()
     os.environ.update(job["env"])
-    print("[trainbot] started warm: in the process that imported swift before the session came", file=sys.stderr,
-          flush=True)
+    print(
+        "[trainbot] started warm: in the process that imported swift before the session came",
+        file=sys.stderr,
+        flush=True,
+    )
     return list(job["args"])
 
 
@@ -139,8 +143,16 @@ def serve(out: IO[str], args: list[str], base: list[str] | None, *, import_began
         send(out, {"failed": f"{type(exc).__name__}: {exc}"[:2000]})
         sys.stderr.flush()
         os._exit(1)
-    send(out, {"loaded": {"import_s": round(imported - import_began, 3),
-                          "load_s": round(time.monotonic() - imported, 3), "warm": warm}})
+    send(
+        out,
+        {
+            "loaded": {
+                "import_s": round(imported - import_began, 3),
+                "load_s": round(time.monotonic() - imported, 3),
+                "warm": warm,
+            }
+        },
+    )
     engines: dict[str, Any] = {"tuned": tuned}
     for line in sys.stdin:
         if not line.strip():
@@ -160,8 +172,7 @@ def answer(out: IO[str], engines: dict[str, Any], base: list[str] | None, reques
     from swift.infer_engine import InferRequest, RequestConfig
 
     rid, side = request.get("id"), request.get("side", "tuned")
-    config = RequestConfig(max_tokens=request.get("max_tokens"), temperature=request.get("temperature"),
-                           stream=True)
+    config = RequestConfig(max_tokens=request.get("max_tokens"), temperature=request.get("temperature"), stream=True)
     began = time.monotonic()
     first: float | None = None
     finish, usage = None, None
@@ -175,11 +186,19 @@ def answer(out: IO[str], engines: dict[str, Any], base: list[str] | None, reques
                     first = time.monotonic() - began
                 send(out, {"id": rid, "delta": choice.delta.content})
             finish, usage = choice.finish_reason or finish, chunk.usage or usage
-    send(out, {"id": rid, "done": {
-        "finish_reason": finish, "first_token_s": None if first is None else round(first, 4),
-        "total_s": round(time.monotonic() - began, 4),
-        "prompt_tokens": getattr(usage, "prompt_tokens", None),
-        "completion_tokens": getattr(usage, "completion_tokens", None)}})
+    send(
+        out,
+        {
+            "id": rid,
+            "done": {
+                "finish_reason": finish,
+                "first_token_s": None if first is None else round(first, 4),
+                "total_s": round(time.monotonic() - began, 4),
+                "prompt_tokens": getattr(usage, "prompt_tokens", None),
+                "completion_tokens": getattr(usage, "completion_tokens", None),
+            },
+        },
+    )
 
 
 @contextlib.contextmanager

@@ -40,8 +40,9 @@ class TooLong(TryRefused):
     """Over a limit: a question (one message, characters), the conversation (all messages, characters), the
     number of messages, or the tokens asked for."""
 
-    def __init__(self, what: Literal["question", "conversation", "messages", "max_tokens"], length: int,
-                 limit: int) -> None:
+    def __init__(
+        self, what: Literal["question", "conversation", "messages", "max_tokens"], length: int, limit: int
+    ) -> None:
         super().__init__(f"the {what} is {length} long, over the limit of {limit}")
         self.what, self.length, self.limit = what, length, limit
 
@@ -79,8 +80,16 @@ class TryFailed(TryRefused):
     (`cannot_start`: `detail` the program, `strerror` why): `cause` how (runner/try_process.TryProcessError's, and
     `detail`, `returncode`), `log_path` its log."""
 
-    def __init__(self, job_id: str, cause: TryTrouble, log_path: str, *, detail: str = "",
-                 returncode: int | None = None, strerror: str | None = None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        cause: TryTrouble,
+        log_path: str,
+        *,
+        detail: str = "",
+        returncode: int | None = None,
+        strerror: str | None = None,
+    ) -> None:
         super().__init__(f"the try of job {job_id} failed: {cause} {detail}".strip())
         self.job_id, self.cause, self.log_path, self.detail = job_id, cause, log_path, detail
         self.returncode, self.strerror = returncode, strerror

@@ -60,8 +60,14 @@ class TryProcess:
             out.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} try: {' '.join(argv)}\n".encode())
             out.flush()
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=out,
-                start_new_session=True, env=dict(env), limit=LINE_LIMIT)
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=out,
+                start_new_session=True,
+                env=dict(env),
+                limit=LINE_LIMIT,
+            )
         return cls(proc, log)
 
     @property
@@ -171,8 +177,16 @@ class WarmTry:
         preamble = folder / PREAMBLES.replace("*", uuid.uuid4().hex[:12])
         with preamble.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                *python, try_entry.__file__, try_entry.WARM, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=out, start_new_session=True, env=dict(env), limit=LINE_LIMIT)
+                *python,
+                try_entry.__file__,
+                try_entry.WARM,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=out,
+                start_new_session=True,
+                env=dict(env),
+                limit=LINE_LIMIT,
+            )
         return cls(proc, preamble)
 
     async def _read_ready(self) -> bool:
@@ -197,8 +211,13 @@ class WarmTry:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             out.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} try (warm): {' '.join(argv)}\n".encode())
-        job = {"args": list(args), "argv": list(argv), "env": dict(env), "log": str(log),
-               "preamble": str(self.preamble)}
+        job = {
+            "args": list(args),
+            "argv": list(argv),
+            "env": dict(env),
+            "log": str(log),
+            "preamble": str(self.preamble),
+        }
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps(job).encode() + b"\n")

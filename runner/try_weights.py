@@ -22,8 +22,13 @@ BASE_KEYS = ("model_type", "template", "system", "torch_dtype")
 
 def checkpoints(job: Job) -> dict[int, Path]:
     """The job's checkpoints on disk, by step (the run folder's `checkpoint-N`, merged exports left out)."""
-    folder = Path(job.run_dir) if job.run_dir else \
-        Path(job.progress.last_checkpoint).parent if job.progress.last_checkpoint else None
+    folder = (
+        Path(job.run_dir)
+        if job.run_dir
+        else Path(job.progress.last_checkpoint).parent
+        if job.progress.last_checkpoint
+        else None
+    )
     if folder is None or not folder.is_dir():
         return {}
     found = {}

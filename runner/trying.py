@@ -80,8 +80,12 @@ class Turn:
     temperature: float | None
 
     def request(self) -> dict[str, Any]:
-        return {"messages": [{"role": m.role, "content": m.content} for m in self.messages],
-                "max_tokens": self.max_tokens, "temperature": self.temperature, "side": self.side}
+        return {
+            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "side": self.side,
+        }
 
 
 @dataclass(frozen=True)
@@ -169,8 +173,12 @@ class TryService:
 
     def keep_warm(self) -> None:
         """Start a process with swift's inference imported for the next session (unless `warm_start = false`)."""
-        if self._closed or not self.config.warm_start or self._warming is not None \
-                or (self._warm is not None and self._warm.alive()):
+        if (
+            self._closed
+            or not self.config.warm_start
+            or self._warming is not None
+            or (self._warm is not None and self._warm.alive())
+        ):
             return
         try:
             python = self._interpreter()
@@ -223,8 +231,11 @@ class TryService:
         if not questions:
             raise NoCheckQuestions(job.id, str(job.kind))
         temperature = 0.0 if ask.temperature is None else ask.temperature
-        turns = tuple(Turn(i, side, q, (Message("user", q),), ask.max_tokens or CHECK_MAX_TOKENS, temperature)
-                      for i, q in enumerate(questions) for side in ("tuned", "base"))
+        turns = tuple(
+            Turn(i, side, q, (Message("user", q),), ask.max_tokens or CHECK_MAX_TOKENS, temperature)
+            for i, q in enumerate(questions)
+            for side in ("tuned", "base")
+        )
         return Plan(job, weights, gpus, turns, check=True)
 
     def _gpus(self, job: Job, asked: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -287,14 +298,31 @@ class TryService:
                         if not session.process.alive():
                             await self._end(session, "process_ended")
                         raise _failed(plan.job.id, exc, session.process.log) from exc
-                    answer = TryAnswer(turn.index, turn.side, turn.question, "".join(pieces),
-                                       done.get("completion_tokens"), done.get("prompt_tokens"),
-                                       done.get("finish_reason"), done.get("first_token_s"),
-                                       time.monotonic() - asked)
+                    answer = TryAnswer(
+                        turn.index,
+                        turn.side,
+                        turn.question,
+                        "".join(pieces),
+                        done.get("completion_tokens"),
+                        done.get("prompt_tokens"),
+                        done.get("finish_reason"),
+                        done.get("first_token_s"),
+                        time.monotonic() - asked,
+                    )
                     answers.append(answer)
                     yield answer
-            yield TryDone(plan.job.id, plan.weights, plan.gpus, tuple(answers), plan.check, waited_s, load_s, warm,
-                          first_token_s, time.monotonic() - began)
+            yield TryDone(
+                plan.job.id,
+                plan.weights,
+                plan.gpus,
+                tuple(answers),
+                plan.check,
+                waited_s,
+                load_s,
+                warm,
+                first_token_s,
+                time.monotonic() - began,
+            )
         finally:
             if session is not None:
                 session.users -= 1
@@ -336,9 +364,13 @@ class TryService:
                 raise
             load_s = time.monotonic() - spawned
             with contextlib.suppress(JobNotFound):
-                await self.store.update(job_id, try_state=TryState.READY, event="try_loaded",
-                                        event_kind="try_loaded",
-                                        event_data={"load_s": round(load_s, 1), "warm": loaded.warm})
+                await self.store.update(
+                    job_id,
+                    try_state=TryState.READY,
+                    event="try_loaded",
+                    event_kind="try_loaded",
+                    event_data={"load_s": round(load_s, 1), "warm": loaded.warm},
+                )
             self._watch(session)
             yield TryLoaded(load_s, loaded.warm)
             yield session
@@ -352,8 +384,13 @@ class TryService:
             await self.store.update(job_id, try_state=TryState.LOADING, try_gpus=CPU, try_seq=None, try_run=run)
             return
         async with self.sup.lock:
-            await self.store.update(job_id, try_state=TryState.WAITING, try_gpus=plan.gpus,
-                                    try_seq=await self.store.next_try_seq(), try_run=run)
+            await self.store.update(
+                job_id,
+                try_state=TryState.WAITING,
+                try_gpus=plan.gpus,
+                try_seq=await self.store.next_try_seq(),
+                try_run=run,
+            )
         told: TryWaiting | None = None
         while True:
             seen = self.store.changes.seq
@@ -366,11 +403,20 @@ class TryService:
                     await self.store.require(job_id)
                     raise JobNotFound(job_id)
                 if mine.start:
-                    await self.store.update(job_id, try_state=TryState.LOADING, event="try_started",
-                                            event_kind="try_started", event_data={"gpus": list(plan.gpus)})
+                    await self.store.update(
+                        job_id,
+                        try_state=TryState.LOADING,
+                        event="try_started",
+                        event_kind="try_started",
+                        event_data={"gpus": list(plan.gpus)},
+                    )
                     return
-            waiting = TryWaiting(mine.position or 1, plan.gpus, {g: holders[g] for g in plan.gpus if g in holders},
-                                 tuple(g for g in plan.gpus if g in foreign and g not in holders))
+            waiting = TryWaiting(
+                mine.position or 1,
+                plan.gpus,
+                {g: holders[g] for g in plan.gpus if g in holders},
+                tuple(g for g in plan.gpus if g in foreign and g not in holders),
+            )
             if waiting != told:
                 told = waiting
                 yield waiting
@@ -393,8 +439,9 @@ class TryService:
             if process is None:
                 process = await TryProcess.start(argv, env, log_path)
         except OSError as exc:
-            raise TryFailed(plan.job.id, "cannot_start", str(log_path), detail=python[0],
-                            strerror=exc.strerror) from exc
+            raise TryFailed(
+                plan.job.id, "cannot_start", str(log_path), detail=python[0], strerror=exc.strerror
+            ) from exc
         await self.store.update(plan.job.id, try_run=Run(process.pid, process.started, None, str(log_path)))
         self.keep_warm()  # for the next session
         return process, warm is not None and process.proc is warm.proc
@@ -458,10 +505,16 @@ class TryService:
         try:
             job = await self.store.require(job_id)
             if job.try_state is not TryState.NONE:
-                await self.store.update(job_id, try_state=TryState.NONE, try_gpus=(), try_seq=None,
-                                        try_run=Run(log_path=job.try_run.log_path),
-                                        event="try_ended" if ended else None, event_kind="try_ended",
-                                        event_data={"why": ended} if ended else None)
+                await self.store.update(
+                    job_id,
+                    try_state=TryState.NONE,
+                    try_gpus=(),
+                    try_seq=None,
+                    try_run=Run(log_path=job.try_run.log_path),
+                    event="try_ended" if ended else None,
+                    event_kind="try_ended",
+                    event_data={"why": ended} if ended else None,
+                )
         except JobNotFound:
             return
         self.sup.wake()

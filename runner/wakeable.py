@@ -17,8 +17,15 @@ class WakeableLoop:
     """Runs `step` again and again. `step` returns how long it may sleep at most (None: the safety poll);
     a store change or `wake()` ends the sleep early. `wakeups` counts the runs of `step` (tests read it)."""
 
-    def __init__(self, name: str, step: Callable[[], Awaitable[float | None]], changes: Changes,
-                 safety_poll_s: float, *, busy_ignores_changes: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[float | None]],
+        changes: Changes,
+        safety_poll_s: float,
+        *,
+        busy_ignores_changes: bool = False,
+    ) -> None:
         self.name, self._step, self._changes, self.safety_poll_s = name, step, changes, safety_poll_s
         self.busy_ignores_changes = busy_ignores_changes  # a step that set its own pace keeps it (its own
         # writes must not wake it again and again)

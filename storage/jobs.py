@@ -60,8 +60,14 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
-    async def create(self, job: Job, *, event: str = "job created", event_data: dict[str, Any] | None = None,
-                     notice: Notice | None = None) -> Job:
+    async def create(
+        self,
+        job: Job,
+        *,
+        event: str = "job created",
+        event_data: dict[str, Any] | None = None,
+        notice: Notice | None = None,
+    ) -> Job:
         """Save a new job under a fresh id (the one on `job` is replaced), with its first event and notice."""
         now = time.time()
         async with self._tx() as db:
@@ -169,13 +175,18 @@ class JobStore(Outbox, WebSessions, SlackCards):
                 await self._notice(db, notice, time.time())
 
     async def list_jobs(
-        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
+        self,
+        *,
+        kind: Kind | None = None,
+        states: Sequence[JobState] | None = None,
+        limit: int | None = None,
     ) -> list[Job]:
         """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
         return self._jobs(await self._listed(kind, states, limit, None))
 
-    async def page(self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int,
-                   after: ListPosition | None) -> tuple[list[Job], ListPosition | None]:
+    async def page(
+        self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int, after: ListPosition | None
+    ) -> tuple[list[Job], ListPosition | None]:
         """One page of list_jobs' order: up to `limit` jobs listed after the position `after` (None: from the
         newest), and the position of the page's last job where more follow (None on the last page). A position
         is not a row: it holds while the jobs around it are deleted."""
@@ -188,8 +199,9 @@ class JobStore(Outbox, WebSessions, SlackCards):
         rows = await self._read("SELECT created_at, queue_seq FROM jobs WHERE id = ?", (job_id,))
         return ListPosition(float(rows[0][0]), int(rows[0][1])) if rows else None
 
-    async def _listed(self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None,
-                      after: ListPosition | None) -> list[aiosqlite.Row]:
+    async def _listed(
+        self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None, after: ListPosition | None
+    ) -> list[aiosqlite.Row]:
         where: list[str] = []
         params: list[Any] = []
         if after is not None:
@@ -255,8 +267,9 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     # ---- events -----------------------------------------------------------------------------------------------
 
-    async def add_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None,
-                        *, notice: Notice | None = None) -> None:
+    async def add_event(
+        self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None, *, notice: Notice | None = None
+    ) -> None:
         now = time.time()
         async with self._tx() as db:
             await self._event(db, Event(job_id, kind, message, data or {}), now)
@@ -265,7 +278,8 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     async def events(self, job_id: str) -> list[Event]:
         rows = await self._read(
-            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,)
+        )
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
 
     async def events_after(self, after: int, *, job_id: str | None = None, limit: int = 500) -> list[Event]:
@@ -286,4 +300,3 @@ class JobStore(Outbox, WebSessions, SlackCards):
             "INSERT INTO events (job_id, kind, message, data, at) VALUES (?, ?, ?, ?, ?)",
             (event.job_id, event.kind, event.message, json.dumps(event.data), now),
         )
-

@@ -73,8 +73,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CREATED: frozenset({JobState.QUEUED}),
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED, JobState.FAILED}),
     # starting -> queued: a bot that died between lease and launch puts the job back in line on restart
-    JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED,
-                                  JobState.SUCCEEDED, JobState.QUEUED}),
+    JobState.STARTING: frozenset(
+        {JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED, JobState.SUCCEEDED, JobState.QUEUED}
+    ),
     JobState.RUNNING: frozenset({JobState.STOPPING, JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED}),
     JobState.STOPPING: frozenset({JobState.STOPPED, JobState.FAILED, JobState.SUCCEEDED}),
     JobState.SUCCEEDED: frozenset({JobState.QUEUED}),

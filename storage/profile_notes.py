@@ -80,8 +80,17 @@ class LegacyNote:
     code: Literal["legacy"] = "legacy"
 
 
-ProfileNote = (BatchSplit | CheckpointingOff | LigerKernels | PaddingFree | MicroBatchTokens | NoCudnnAttention
-               | DirectStart | WarmStart | LegacyNote)
+ProfileNote = (
+    BatchSplit
+    | CheckpointingOff
+    | LigerKernels
+    | PaddingFree
+    | MicroBatchTokens
+    | NoCudnnAttention
+    | DirectStart
+    | WarmStart
+    | LegacyNote
+)
 
 CODEC: FactCodec[ProfileNote] = FactCodec(ProfileNote)
 

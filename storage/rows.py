@@ -21,14 +21,20 @@ from storage.waiting import dump_reason, load_reason
 _JSON_COLUMNS = {"overrides", "env"}
 _LIST_COLUMNS = {"argv", "gpus", "export_gpus", "try_gpus"}
 _FACTS: dict[str, Callable[[Any], str | None]] = {
-    "failure": dump_failure, "stopped_by": dump_actor, "queue_reason": dump_reason}
+    "failure": dump_failure,
+    "stopped_by": dump_actor,
+    "queue_reason": dump_reason,
+}
 # a field kept in a column of another name (the failure's JSON took the place of the words it replaced)
 COLUMN = {"failure": "error_message"}
 PROGRESS_FIELDS = [f.name for f in fields(Progress)]
 RUN_FIELDS = [f.name for f in fields(Run)]
 # each run's columns, in Run's field order: the training's carry the plain names (pid, log_path, ...)
-RUN_COLUMNS: dict[Purpose, list[str]] = {"train": RUN_FIELDS, "export": [f"export_{n}" for n in RUN_FIELDS],
-                                         "try": [f"try_{n}" for n in RUN_FIELDS]}
+RUN_COLUMNS: dict[Purpose, list[str]] = {
+    "train": RUN_FIELDS,
+    "export": [f"export_{n}" for n in RUN_FIELDS],
+    "try": [f"try_{n}" for n in RUN_FIELDS],
+}
 _NESTED = {"progress", "train_run", "export_run", "try_run"}
 JOB_FIELDS = [f.name for f in fields(Job) if f.name not in _NESTED]
 
@@ -132,8 +138,20 @@ _TRY_SLOT = _ALL_JOB_FIELDS.index("try_run")
 _KINDS, _STATES, _EXPORT_STATES = ({m.value: m for m in enum} for enum in (Kind, JobState, ExportState))
 _TRY_STATES = {m.value: m for m in TryState}
 _CONVERT: list[tuple[int, Callable[[Any], Any]]] = [
-    (_ALL_JOB_FIELDS.index(name), convert) for name, convert in (
-        ("kind", _KINDS.__getitem__), ("state", _STATES.__getitem__), ("export_state", _EXPORT_STATES.__getitem__),
-        ("env", _json_dict), ("overrides", _json_dict), ("argv", _json_tuple), ("gpus", _json_tuple),
-        ("export_gpus", _json_tuple), ("failure", load_failure), ("stopped_by", load_actor),
-        ("queue_reason", load_reason), ("try_state", _TRY_STATES.__getitem__), ("try_gpus", _json_tuple))]
+    (_ALL_JOB_FIELDS.index(name), convert)
+    for name, convert in (
+        ("kind", _KINDS.__getitem__),
+        ("state", _STATES.__getitem__),
+        ("export_state", _EXPORT_STATES.__getitem__),
+        ("env", _json_dict),
+        ("overrides", _json_dict),
+        ("argv", _json_tuple),
+        ("gpus", _json_tuple),
+        ("export_gpus", _json_tuple),
+        ("failure", load_failure),
+        ("stopped_by", load_actor),
+        ("queue_reason", load_reason),
+        ("try_state", _TRY_STATES.__getitem__),
+        ("try_gpus", _json_tuple),
+    )
+]

@@ -190,9 +190,7 @@ def test_describe_missing_mixed_single_and_none() -> None:
         "(1× NVIDIA A100-SXM4-40GB, 2× Tesla T4). Try `gpu=0,1`."
     )
     single = _probe([RawGpu(0, H100)])
-    assert _said(single, ["1"]) == (
-        f"GPU 1 does not exist on this machine; it has GPU 0 (1× {H100}). Try `gpu=0`."
-    )
+    assert _said(single, ["1"]) == (f"GPU 1 does not exist on this machine; it has GPU 0 (1× {H100}). Try `gpu=0`.")
     none = GpuProbe(nvml=lambda: None)
     assert _said(none, ["0"]) == (
         "GPU 0 does not exist on this machine; it has no GPUs (not probed yet). Try `gpu=cpu`."

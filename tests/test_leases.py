@@ -17,8 +17,12 @@ def starts(decisions: list[Decision]) -> list[str]:
 
 
 def test_running_jobs_hold_their_gpus_and_ended_ones_do_not() -> None:
-    jobs = [job("a", "0", JobState.RUNNING), job("b", "1,2", JobState.STOPPING), job("c", "3", JobState.SUCCEEDED),
-            job("d", "4", JobState.QUEUED)]
+    jobs = [
+        job("a", "0", JobState.RUNNING),
+        job("b", "1,2", JobState.STOPPING),
+        job("c", "3", JobState.SUCCEEDED),
+        job("d", "4", JobState.QUEUED),
+    ]
     assert held(jobs) == {"0": "a", "1": "b", "2": "b"}
 
 

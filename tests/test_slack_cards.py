@@ -30,9 +30,20 @@ async def with_cards(store: JobStore, slack: SlackStandIn, cards: CardSync, n: i
     await notifier.start()
     try:
         for _ in range(n):
-            await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                                   argv=("swift",), user_id="U0ALICE", slack_channel=CH),
-                               notice=Notice("", JobCreated()))
+            await store.create(
+                Job(
+                    id="",
+                    kind=Kind.LLM,
+                    state=JobState.QUEUED,
+                    output_dir="o",
+                    gpus=("0",),
+                    argv=("swift",),
+                    user_id="U0ALICE",
+                    slack_channel=CH,
+                ),
+                notice=Notice("", JobCreated()),
+            )
+
         async def posted() -> bool:
             return not await store.pending_notices(READER)
 

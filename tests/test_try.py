@@ -42,8 +42,9 @@ class Trained:
     job_id: str
 
     def config(self, name: str = "trainbot.toml", **overrides: Any) -> Config:
-        return load_config(self.root / name, base_dir=self.root,
-                           overrides={f"runner.{k}": v for k, v in overrides.items()})
+        return load_config(
+            self.root / name, base_dir=self.root, overrides={f"runner.{k}": v for k, v in overrides.items()}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_llm: dict[str, Any]) 
     root = tmp_path_factory.mktemp("try")
     gpu0 = '[gpus]\ninventory = 1\n[access]\ntry_users = ["http:anonymous", "UANN", "UCAT"]\n'
     (root / "trainbot.toml").write_text(tiny_config_toml(tiny_llm, swift_bin=default_swift_bin(), sections=gpu0))
-    (root / "long.toml").write_text(tiny_config_toml(tiny_llm, swift_bin=default_swift_bin(), sections=gpu0,
-                                                     extra={"num_train_epochs": 40}))
-    done = subprocess.run([str(VENV_BIN / "trainbot"), "--config", str(root / "trainbot.toml"), "console", "--wait"],
-                          input="llm gpu=cpu out=output/tried\n", capture_output=True, text=True, cwd=root,
-                          timeout=300, check=True)
+    (root / "long.toml").write_text(
+        tiny_config_toml(tiny_llm, swift_bin=default_swift_bin(), sections=gpu0, extra={"num_train_epochs": 40})
+    )
+    done = subprocess.run(
+        [str(VENV_BIN / "trainbot"), "--config", str(root / "trainbot.toml"), "console", "--wait"],
+        input="llm gpu=cpu out=output/tried\n",
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        check=True,
+    )
     assert "succeeded" in done.stdout, done.stdout[-3000:]
     job_id = done.stdout.split("Job ", 1)[1].split()[0]
     return Trained(root, job_id)
@@ -89,8 +97,9 @@ def alive(pid: int | None) -> bool:
         return False
 
 
-async def test_the_recipes_check_asks_both_questions_of_the_tuned_and_the_base_model(trained: Trained,
-                                                                                    runtimes: list[Runtime]) -> None:
+async def test_the_recipes_check_asks_both_questions_of_the_tuned_and_the_base_model(
+    trained: Trained, runtimes: list[Runtime]
+) -> None:
     rt = await opened(runtimes, trained.config())
     events = await collect(await rt.tries.open(TryAsk(trained.job_id), CONSOLE))
     loading = next(e for e in events if isinstance(e, TryLoading))
@@ -99,17 +108,23 @@ async def test_the_recipes_check_asks_both_questions_of_the_tuned_and_the_base_m
     done = events[-1]
     assert isinstance(done, TryDone) and done.check and done.load_s is not None
     assert [(a.question, a.side) for a in done.answers] == [
-        ("你是谁？", "tuned"), ("你是谁？", "base"), ("Who are you?", "tuned"), ("Who are you?", "base")]
+        ("你是谁？", "tuned"),
+        ("你是谁？", "base"),
+        ("Who are you?", "tuned"),
+        ("Who are you?", "base"),
+    ]
     for answer in done.answers:  # each answer is what was streamed of it, and it took tokens and time
-        streamed = "".join(e.text for e in events if isinstance(e, TryToken) and (e.index, e.side) == (
-            answer.index, answer.side))
+        streamed = "".join(
+            e.text for e in events if isinstance(e, TryToken) and (e.index, e.side) == (answer.index, answer.side)
+        )
         assert answer.text == streamed and answer.text and answer.completion_tokens
         assert answer.first_token_s is not None and 0 < answer.first_token_s <= answer.total_s
     assert done.answers[0].text != done.answers[1].text  # the training changed what the model says
     assert done.first_token_s is not None and done.first_token_s < done.total_s
     # the session stays loaded: a follow-up question is answered without loading again
-    again = await collect(await rt.tries.open(TryAsk(trained.job_id, (Message("user", "Who are you?"),),
-                                                     max_tokens=8), CONSOLE))
+    again = await collect(
+        await rt.tries.open(TryAsk(trained.job_id, (Message("user", "Who are you?"),), max_tokens=8), CONSOLE)
+    )
     assert not any(isinstance(e, TryLoading | TryLoaded) for e in again)
     last = again[-1]
     assert isinstance(last, TryDone) and last.load_s is None and len(last.answers) == 1
@@ -121,20 +136,24 @@ async def test_the_recipes_check_asks_both_questions_of_the_tuned_and_the_base_m
         if isinstance(event, TryToken):
             break
     await stream.aclose()
-    after = await asyncio.wait_for(collect(await rt.tries.open(
-        TryAsk(trained.job_id, (Message("user", "Who are you?"),), max_tokens=8), CONSOLE)), 60)
+    after = await asyncio.wait_for(
+        collect(await rt.tries.open(TryAsk(trained.job_id, (Message("user", "Who are you?"),), max_tokens=8), CONSOLE)),
+        60,
+    )
     assert isinstance(after[-1], TryDone) and after[-1].answers[0].text == last.answers[0].text
 
 
 async def test_a_try_waits_in_line_behind_a_training_on_its_gpu_and_a_job_queued_later_waits_for_it(
-        trained: Trained, runtimes: list[Runtime]) -> None:
+    trained: Trained, runtimes: list[Runtime]
+) -> None:
     rt = await opened(runtimes, trained.config("long.toml"))
     config = rt.config
     busy = await rt.supervisor.submit(JobRequest(Kind.LLM, ("0",), config.base_dir / "output/busy", {}))
     assert busy.state is JobState.RUNNING
     events: list[TryEvent] = []
-    stream = await rt.tries.open(TryAsk(trained.job_id, (Message("user", "hello"),), gpus=("0",), max_tokens=8),
-                                 CONSOLE)
+    stream = await rt.tries.open(
+        TryAsk(trained.job_id, (Message("user", "hello"),), gpus=("0",), max_tokens=8), CONSOLE
+    )
     seen_loaded: list[dict[str, str]] = []
 
     async def consume() -> None:
@@ -178,7 +197,8 @@ async def test_a_try_waits_in_line_behind_a_training_on_its_gpu_and_a_job_queued
 
 
 async def test_an_idle_session_ends_and_a_restarted_bot_ends_one_an_earlier_bot_left(
-        trained: Trained, runtimes: list[Runtime]) -> None:
+    trained: Trained, runtimes: list[Runtime]
+) -> None:
     rt = await opened(runtimes, trained.config(try_idle_minutes=0.03, warm_start=False))
     ask = TryAsk(trained.job_id, (Message("user", "hi"),), max_tokens=4)
     await collect(await rt.tries.open(ask, CONSOLE))
@@ -205,10 +225,16 @@ async def test_an_idle_session_ends_and_a_restarted_bot_ends_one_an_earlier_bot_
     await wait_until(ended_by_the_new_bot, 10, "the restarted bot to end the session the earlier one left")
 
 
-
 def console(trained: Trained, typed: str) -> str:
-    done = subprocess.run([str(VENV_BIN / "trainbot"), "--config", str(trained.root / "trainbot.toml"), "console"],
-                          input=typed, capture_output=True, text=True, cwd=trained.root, timeout=300, check=True)
+    done = subprocess.run(
+        [str(VENV_BIN / "trainbot"), "--config", str(trained.root / "trainbot.toml"), "console"],
+        input=typed,
+        capture_output=True,
+        text=True,
+        cwd=trained.root,
+        timeout=300,
+        check=True,
+    )
     return done.stdout
 
 
@@ -216,10 +242,15 @@ def test_the_consoles_try_prints_the_check_and_an_answer_as_they_stream(trained:
     out = console(trained, f"try {trained.job_id}\ntry {trained.job_id} What's your name; who made you?\n")
     check, asked = out.split("asking job", 1)
     assert f"checking job {trained.job_id}'s model" in check and "loading checkpoint" in check
-    headings = [line for line in check.splitlines() if " · " in line and line.split(" · ")[0] in (
-        "fine-tuned", "base model")]
-    assert headings == ["fine-tuned · 你是谁？", "base model · 你是谁？", "fine-tuned · Who are you?",
-                        "base model · Who are you?"]
+    headings = [
+        line for line in check.splitlines() if " · " in line and line.split(" · ")[0] in ("fine-tuned", "base model")
+    ]
+    assert headings == [
+        "fine-tuned · 你是谁？",
+        "base model · 你是谁？",
+        "fine-tuned · Who are you?",
+        "base model · Who are you?",
+    ]
     assert check.count(" tokens · first token ") == 4 and "↳ checkpoint" in check
     # a question is taken as typed (quotes, `;` and all: no shell, no grammar in it), answered by the loaded model
     assert "fine-tuned · What's your name; who made you?" in asked and "loading" not in asked
@@ -253,8 +284,9 @@ def test_the_apis_chat_answers_plain_and_streamed_in_openais_shapes(trained: Tra
         assert facts["weights"]["kind"] == "checkpoint" and facts["gpu_id"] == "cpu" and facts["load_s"] > 0
         assert body["model"] == f"{trained.job_id}/checkpoint-{facts['weights']['step']}"
 
-        streamed = requests.post(api.url + url, json={**question, "stream": True}, headers=cat, stream=True,
-                                 timeout=300)
+        streamed = requests.post(
+            api.url + url, json={**question, "stream": True}, headers=cat, stream=True, timeout=300
+        )
         assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
         data = [line[6:] for line in streamed.iter_lines(decode_unicode=True) if line.startswith("data: ")]
         assert data[-1] == "[DONE]"
@@ -267,32 +299,36 @@ def test_the_apis_chat_answers_plain_and_streamed_in_openais_shapes(trained: Tra
         assert chunks[-1]["usage"]["completion_tokens"] == 6 and chunks[-1]["trainbot"]["load_s"] is None
 
         # bad input: 422 naming the field; a job without a checkpoint: 409; someone else's job: 403
-        for bad, field in (({**question, "max_tokens": 0}, "max_tokens"),
-                           ({**question, "temperature": "0"}, "temperature"),
-                           ({**question, "messages": [{"role": "user", "content": "x" * 2001}]}, "messages[0].content"),
-                           ({**question, "messages": [{"role": "robot", "content": "hi"}]}, "'user' or 'assistant'"),
-                           ({**question, "messages": [{"role": "assistant", "content": "hi"}]}, "messages:"),
-                           ({**question, "checkpoint": 99999}, "checkpoint:"),
-                           ({**question, "gpu_id": "7"}, "gpu_id:"),
-                           ({**question, "stream": "yes"}, "stream"),
-                           ({**question, "top_k": 5}, "top_k")):
+        for bad, field in (
+            ({**question, "max_tokens": 0}, "max_tokens"),
+            ({**question, "temperature": "0"}, "temperature"),
+            ({**question, "messages": [{"role": "user", "content": "x" * 2001}]}, "messages[0].content"),
+            ({**question, "messages": [{"role": "robot", "content": "hi"}]}, "'user' or 'assistant'"),
+            ({**question, "messages": [{"role": "assistant", "content": "hi"}]}, "messages:"),
+            ({**question, "checkpoint": 99999}, "checkpoint:"),
+            ({**question, "gpu_id": "7"}, "gpu_id:"),
+            ({**question, "stream": "yes"}, "stream"),
+            ({**question, "top_k": 5}, "top_k"),
+        ):
             refused = requests.post(api.url + url, json=bad, headers=cat, timeout=60)
             assert refused.status_code == 422 and field in refused.json()["error"], (bad, refused.text)
             assert "/train" not in refused.json()["error"]
-        held = requests.post(api.url + "/training/llm/jobs", json={"gpu_id": "cpu", "output_dir": "output/h"},
-                             headers=cat, timeout=30).json()["job_id"]
+        held = requests.post(
+            api.url + "/training/llm/jobs", json={"gpu_id": "cpu", "output_dir": "output/h"}, headers=cat, timeout=30
+        ).json()["job_id"]
         refused = requests.post(api.url + f"/training/jobs/{held}/chat", json=question, headers=cat, timeout=60)
         assert refused.status_code == 409 and "no checkpoint" in refused.json()["error"]
-        refused = requests.post(api.url + url, json=question, headers={"Authorization": "Bearer tok-bob"},
-                                timeout=60)
+        refused = requests.post(api.url + url, json=question, headers={"Authorization": "Bearer tok-bob"}, timeout=60)
         assert refused.status_code == 403, refused.text
         schema = requests.get(api.url + "/openapi.json", headers=cat, timeout=30).json()
         assert "/training/jobs/{job_id}/chat" in schema["paths"]
 
 
 def test_the_job_pages_try_box_streams_the_answer_as_text(trained: Trained) -> None:
-    with serving(trained.root, {"TRAINBOT_API_TOKENS": "tok-ann=UANN"}) as api, \
-            browser(trained.root / "chrome") as driver:
+    with (
+        serving(trained.root, {"TRAINBOT_API_TOKENS": "tok-ann=UANN"}) as api,
+        browser(trained.root / "chrome") as driver,
+    ):
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/jobs/{trained.job_id}")
         question = "<b>bold?</b> <script>window.pwned = 1</script> Who are you?"
@@ -304,8 +340,12 @@ def test_the_job_pages_try_box_streams_the_answer_as_text(trained: Trained) -> N
 
         wait_until_sync(lambda: done(1), 240, "the answer in the box")
         assert text_of(driver, "#try-turns .try-turn:nth-child(1) .q") == f"› {question}"
-        assert driver.execute_script("return document.querySelectorAll('#try-turns b, #try-turns script').length "
-                                     "+ (window.pwned || 0)") == 0  # shown as text, never run or rendered
+        assert (
+            driver.execute_script(
+                "return document.querySelectorAll('#try-turns b, #try-turns script').length + (window.pwned || 0)"
+            )
+            == 0
+        )  # shown as text, never run or rendered
         assert text_of(driver, "#try-turns .try-turn:nth-child(1) pre.a")
         assert "tokens · first token" in text_of(driver, "#try-turns .try-turn:nth-child(1) .try-line")
         assert "done in" in text_of(driver, "#try-status")
@@ -313,7 +353,8 @@ def test_the_job_pages_try_box_streams_the_answer_as_text(trained: Trained) -> N
         wait_until_sync(lambda: done(2), 240, "the check in the box")
         sides = driver.execute_script(
             "return Array.from(document.querySelectorAll('#try-turns .try-turn:nth-child(2) pre.a'))"
-            ".map(e => e.dataset.index + '/' + e.dataset.side + '/' + (e.textContent.length > 0))")
+            ".map(e => e.dataset.index + '/' + e.dataset.side + '/' + (e.textContent.length > 0))"
+        )
         assert sides == ["0/tuned/true", "0/base/true", "1/tuned/true", "1/base/true"]
         assert "Who are you?" in text_of(driver, "#try-turns .try-turn:nth-child(2)")
         assert not console_errors(driver)

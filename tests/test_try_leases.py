@@ -11,8 +11,7 @@ from storage.waiting import GpusBusy
 
 
 def job(job_id: str, gpus: str, state: JobState = JobState.QUEUED) -> Job:
-    return Job(id=job_id, kind=Kind.LLM, state=state, output_dir=f"/o/{job_id}", gpus=tuple(gpus.split(",")),
-               argv=())
+    return Job(id=job_id, kind=Kind.LLM, state=state, output_dir=f"/o/{job_id}", gpus=tuple(gpus.split(",")), argv=())
 
 
 def test_a_loaded_try_holds_its_gpu_and_one_on_the_cpu_holds_nothing() -> None:
@@ -53,15 +52,17 @@ async def test_the_store_finds_tries_in_holding_and_in_line(store: JobStore) -> 
     first = await store.create(job("", "0"))
     tried = await store.create(job("", "0", JobState.SUCCEEDED).replace(output_dir="/o/t"))
     seq = await store.next_try_seq()
-    await store.update(tried.id, try_state=TryState.WAITING, try_gpus=("0",), try_seq=seq,
-                       try_run=Run(log_path="/l/try.log"))
+    await store.update(
+        tried.id, try_state=TryState.WAITING, try_gpus=("0",), try_seq=seq, try_run=Run(log_path="/l/try.log")
+    )
     later = await store.create(job("", "0").replace(output_dir="/o/l"))
     line = await store.line()
     assert [(j.id, p) for j, p in line] == [(first.id, "train"), (tried.id, "try"), (later.id, "train")]
     assert line[1][0].try_gpus == ("0",) and line[1][0].try_run.log_path == "/l/try.log"
     # loaded: it holds GPU 0, found by pid and start time after a restart; listed once though it is also active
-    await store.update(tried.id, state=JobState.QUEUED, try_state=TryState.READY,
-                       try_run=Run(4242, 1700000000.5, None, "/l/try.log"))
+    await store.update(
+        tried.id, state=JobState.QUEUED, try_state=TryState.READY, try_run=Run(4242, 1700000000.5, None, "/l/try.log")
+    )
     holding = await store.holding()
     assert sorted(j.id for j in holding) == sorted({first.id, tried.id, later.id})
     assert held(holding) == {"0": tried.id}

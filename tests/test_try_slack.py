@@ -56,7 +56,8 @@ def answered(message: dict[str, Any]) -> bool:
 
 @pytest.mark.swift
 async def test_a_thread_conversation_of_two_turns_with_a_long_answer_cut_into_a_file(
-        slack: SlackStandIn, tmp_path: Path, tiny_llm: dict[str, Any]) -> None:
+    slack: SlackStandIn, tmp_path: Path, tiny_llm: dict[str, Any]
+) -> None:
     config = swift_config(tmp_path, tiny_llm)
     async with running_bot(config, slack, mode="socket") as bot:
         await slack.wait_for_ack(await slack.push_slash_command("llm gpu=cpu out=output/talk", user_id=OWNER))
@@ -67,11 +68,15 @@ async def test_a_thread_conversation_of_two_turns_with_a_long_answer_cut_into_a_
 
         question = "Who are you? <!channel> *bold* `x`"
         await slack.wait_for_ack(await slack.push_slash_command(f"try {job_id} {question}", user_id=OWNER))
-        await slack.wait_for(lambda: any("the answer comes in the job's thread" in a for a in answers(slack)),
-                             10, what="the ephemeral answer")
+        await slack.wait_for(
+            lambda: any("the answer comes in the job's thread" in a for a in answers(slack)),
+            10,
+            what="the ephemeral answer",
+        )
         [first] = await slack.wait_for(lambda: try_messages(slack, card["ts"]) or None, 20, what="the answer's post")
-        done = await slack.wait_for(lambda: (m := slack.message(CH, first["ts"])) and answered(m) and m, 180,
-                                    what="the answer to be whole")
+        done = await slack.wait_for(
+            lambda: (m := slack.message(CH, first["ts"])) and answered(m) and m, 180, what="the answer to be whole"
+        )
         assert f"› {question}" in plain_texts(done["blocks"])  # shown as typed, in plain text
         assert not [t for _, t in mrkdwn_texts(done) if LIVE_TOKEN.findall(t.replace(f"<@{OWNER}>", ""))]
         assert slack.updates_of(first["ts"])  # one message, updated in place
@@ -79,34 +84,89 @@ async def test_a_thread_conversation_of_two_turns_with_a_long_answer_cut_into_a_
 
         # turn 2: a reply in the thread mentioning the bot goes on with the conversation
         slack.seed_message(CH, f"<@{slack.bot_user_id}> and what do you do?", user=OWNER, thread_ts=card["ts"])
-        await slack.wait_for_ack(await slack.push_event({
-            "type": "app_mention", "user": OWNER, "channel": CH, "thread_ts": card["ts"], "ts": "1.000002",
-            "text": f"<@{slack.bot_user_id}> and what do you do?"}))
-        second = await slack.wait_for(lambda: (ms := try_messages(slack, card["ts"]))[1:] and answered(
-            slack.message(CH, ms[1]["ts"]) or {}) and slack.message(CH, ms[1]["ts"]), 120, what="turn 2")
+        await slack.wait_for_ack(
+            await slack.push_event(
+                {
+                    "type": "app_mention",
+                    "user": OWNER,
+                    "channel": CH,
+                    "thread_ts": card["ts"],
+                    "ts": "1.000002",
+                    "text": f"<@{slack.bot_user_id}> and what do you do?",
+                }
+            )
+        )
+        second = await slack.wait_for(
+            lambda: (
+                (ms := try_messages(slack, card["ts"]))[1:]
+                and answered(slack.message(CH, ms[1]["ts"]) or {})
+                and slack.message(CH, ms[1]["ts"])
+            ),
+            120,
+            what="turn 2",
+        )
         assert "(turn 2 of the conversation)" in str(second["blocks"])
         assert "› and what do you do?" in plain_texts(second["blocks"])
         # a reply that neither mentions the bot nor starts with `try` is left alone; `try ...` is turn 3, long
-        await slack.wait_for_ack(await slack.push_event({
-            "type": "message", "user": OWNER, "channel": CH, "thread_ts": card["ts"], "ts": "1.000003",
-            "text": "thanks, nice"}))
-        await slack.wait_for_ack(await slack.push_event({
-            "type": "message", "user": OWNER, "channel": CH, "thread_ts": card["ts"], "ts": "1.000004",
-            "text": "try tell me a long story"}))
-        third = await slack.wait_for(lambda: (ms := try_messages(slack, card["ts"]))[2:] and answered(
-            slack.message(CH, ms[2]["ts"]) or {}) and slack.message(CH, ms[2]["ts"]), 120, what="turn 3")
+        await slack.wait_for_ack(
+            await slack.push_event(
+                {
+                    "type": "message",
+                    "user": OWNER,
+                    "channel": CH,
+                    "thread_ts": card["ts"],
+                    "ts": "1.000003",
+                    "text": "thanks, nice",
+                }
+            )
+        )
+        await slack.wait_for_ack(
+            await slack.push_event(
+                {
+                    "type": "message",
+                    "user": OWNER,
+                    "channel": CH,
+                    "thread_ts": card["ts"],
+                    "ts": "1.000004",
+                    "text": "try tell me a long story",
+                }
+            )
+        )
+        third = await slack.wait_for(
+            lambda: (
+                (ms := try_messages(slack, card["ts"]))[2:]
+                and answered(slack.message(CH, ms[2]["ts"]) or {})
+                and slack.message(CH, ms[2]["ts"])
+            ),
+            120,
+            what="turn 3",
+        )
         assert len(try_messages(slack, card["ts"])) == 3
         assert "(turn 3 of the conversation)" in str(third["blocks"])
 
-        await slack.wait_for_ack(await slack.push_slash_command(f"try {job_id} max_tokens=1500 a long story",
-                                                                user_id=OWNER))
-        fourth = await slack.wait_for(lambda: (ms := try_messages(slack, card["ts"]))[3:] and answered(
-            slack.message(CH, ms[3]["ts"]) or {}) and slack.message(CH, ms[3]["ts"]), 180, what="a long answer")
+        await slack.wait_for_ack(
+            await slack.push_slash_command(f"try {job_id} max_tokens=1500 a long story", user_id=OWNER)
+        )
+        fourth = await slack.wait_for(
+            lambda: (
+                (ms := try_messages(slack, card["ts"]))[3:]
+                and answered(slack.message(CH, ms[3]["ts"]) or {})
+                and slack.message(CH, ms[3]["ts"])
+            ),
+            180,
+            what="a long answer",
+        )
         shown = plain_texts(fourth["blocks"])[1]
         assert shown.endswith("(cut here: the whole answer is in the file)")
-        [upload] = await slack.wait_for(lambda: [u for u in slack.uploads(completed=True)
-                                                 if u.filename.startswith("answer-")] or None, 30, what="the file")
+        [upload] = await slack.wait_for(
+            lambda: [u for u in slack.uploads(completed=True) if u.filename.startswith("answer-")] or None,
+            30,
+            what="the file",
+        )
         whole = (upload.content or b"").decode()
-        assert upload.thread_ts == card["ts"] and shown.removesuffix(
-            " … (cut here: the whole answer is in the file)") in whole and len(whole) > len(shown)
+        assert (
+            upload.thread_ts == card["ts"]
+            and shown.removesuffix(" … (cut here: the whole answer is in the file)") in whole
+            and len(whole) > len(shown)
+        )
         assert not slack.rate_limited("chat.update")

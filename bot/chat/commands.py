@@ -29,8 +29,9 @@ class CreateJob:
 
     def request(self, user_id: str | None, channel_id: str | None) -> JobRequest:
         """The job this command asks for, as every front end asks for one (runner/job_request.py)."""
-        return JobRequest(self.kind, self.gpus, self.output_dir, self.overrides, user_id, channel_id, self.profile,
-                          self.hold)
+        return JobRequest(
+            self.kind, self.gpus, self.output_dir, self.overrides, user_id, channel_id, self.profile, self.hold
+        )
 
 
 @dataclass(frozen=True)

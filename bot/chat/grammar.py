@@ -43,9 +43,25 @@ from runner.try_types import MAX_TOKENS
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
-__all__ = ["COMMANDS", "JOB_ACTIONS", "Command", "CompareJobs", "CreateJob", "Help", "JobAction", "JobCommand",
-           "ListJobs", "Rejection", "ShowGpus", "ShowStatus", "TryJob", "help_text", "normalise",
-           "out_example", "parse"]
+__all__ = [
+    "COMMANDS",
+    "JOB_ACTIONS",
+    "Command",
+    "CompareJobs",
+    "CreateJob",
+    "Help",
+    "JobAction",
+    "JobCommand",
+    "ListJobs",
+    "Rejection",
+    "ShowGpus",
+    "ShowStatus",
+    "TryJob",
+    "help_text",
+    "normalise",
+    "out_example",
+    "parse",
+]
 
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
 LIST_KINDS = ("llm", "vlm", "all")
@@ -57,9 +73,25 @@ _FULL_WORDS = ("full", "--full", "full=true")
 _JOB_ID = re.compile(f"[{ID_ALPHABET}]{{{ID_LENGTH}}}")  # exactly what storage makes
 _SHELL = re.compile(r";|&&|\|\|?|`|\$\(")  # a shell's, not ours: commands never run through a shell
 # Slack and phone keyboards "improve" what people type (and Chinese IMEs type full-width signs): undo that.
-_TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"', "‘": "'", "’": "'", "‚": "'", "‛": "'",
-                             "＝": "=", "，": ",", "\u200b": None, "\u200c": None, "\u200d": None,
-                             "\u2060": None, "\ufeff": None})
+_TYPOGRAPHY = str.maketrans(
+    {
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "‟": '"',
+        "‘": "'",
+        "’": "'",
+        "‚": "'",
+        "‛": "'",
+        "＝": "=",
+        "，": ",",
+        "\u200b": None,
+        "\u200c": None,
+        "\u200d": None,
+        "\u2060": None,
+        "\ufeff": None,
+    }
+)
 _SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _DASHES = re.compile(r"(?<!\S)[\u2012-\u2015\u2212]+")  # `—dry-run` was `--dry-run` before autocorrect
 
@@ -69,13 +101,15 @@ def normalise(text: str) -> str:
     return _DASHES.sub("--", _SPACES.sub(" ", text.translate(_TYPOGRAPHY)))
 
 
-def parse(text: str, *, output_root: Path, base_dir: Path, model_roots: Sequence[Path] = (),
-          data_roots: Sequence[Path] = ()) -> Command | Rejection:
+def parse(
+    text: str, *, output_root: Path, base_dir: Path, model_roots: Sequence[Path] = (), data_roots: Sequence[Path] = ()
+) -> Command | Rejection:
     """The command in `text` (what follows `/train`); `out=` is taken relative to base_dir. A `model=` or
     `dataset=` path must lie in `model_roots` / `data_roots` (else only hub ids will do)."""
     base = norm(base_dir)
-    ctx = Ctx([], norm(base / output_root), base, out_example(output_root, base_dir), tuple(model_roots),
-               tuple(data_roots))
+    ctx = Ctx(
+        [], norm(base / output_root), base, out_example(output_root, base_dir), tuple(model_roots), tuple(data_roots)
+    )
     try:
         return _parse(text, ctx)
     except Reject as err:
@@ -97,16 +131,19 @@ def _stock_example(first: list[str], good_out: str) -> str:
 
 def _parse(text: str, ctx: Ctx) -> Command:
     if len(text) > MAX_TEXT_LEN:
-        raise Reject(f"That is {len(text)} characters; a `/train` command has at most {MAX_TEXT_LEN}. "
-                      "`/train help` shows the commands.")
+        raise Reject(
+            f"That is {len(text)} characters; a `/train` command has at most {MAX_TEXT_LEN}. "
+            "`/train help` shows the commands."
+        )
     if _TRY.match(text):
         return _try(text, ctx)  # before shlex: the question is free text (quotes, `;` and all)
     ctx.words[:] = normalise(text).split()[:1]  # for the stock example, should shlex fail
     try:
         words = shlex.split(normalise(text))
     except ValueError:
-        raise Reject("A quote is not closed: put a value with spaces between matching quotes, "
-                      f'e.g. `out="{ctx.out_example} 2"`.') from None
+        raise Reject(
+            f'A quote is not closed: put a value with spaces between matching quotes, e.g. `out="{ctx.out_example} 2"`.'
+        ) from None
     ctx.words[:] = words
     _refuse_shell(words)
     name = words[0].lower() if words else "help"
@@ -127,8 +164,10 @@ def _parse(text: str, ctx: Ctx) -> Command:
     if name == "help":
         return _help(ctx)
     if name.partition("=")[0].lstrip("-") in (*RUN_KEYS, *VLM_KEYS, *KEY_ALIASES):
-        raise Reject("Say which recipe first, `llm` (the fixed LLM recipe) or `vlm`: "
-                      f"e.g. `/train llm {show(words[0])} ...`.", ["llm", *words])
+        raise Reject(
+            f"Say which recipe first, `llm` (the fixed LLM recipe) or `vlm`: e.g. `/train llm {show(words[0])} ...`.",
+            ["llm", *words],
+        )
     close = difflib.get_close_matches(name[:40], (*COMMANDS, *SYNONYMS), n=1, cutoff=0.6)
     hint = f" Did you mean `{SYNONYMS.get(close[0], close[0])}`?" if close else ""
     raise Reject(f"`{show(words[0])}` is not a `/train` command.{hint} Commands: {listing(COMMANDS)}.")
@@ -141,17 +180,21 @@ def _refuse_shell(words: list[str]) -> None:
         if found:
             sign = "Backticks are" if found.group() == "`" else f"`{found.group()}` is"
             before = word[: found.start()]
-            raise Reject(f"{sign} not part of the `/train` language (`;`, `&&`, `|`, backticks and `$(` are "
-                          "a shell's, and nothing here runs in a shell): give one command with its settings only.",
-                          [*words[:at], *([before] if before else [])])
+            raise Reject(
+                f"{sign} not part of the `/train` language (`;`, `&&`, `|`, backticks and `$(` are "
+                "a shell's, and nothing here runs in a shell): give one command with its settings only.",
+                [*words[:at], *([before] if before else [])],
+            )
 
 
 def _help(ctx: Ctx) -> Help:
     topic = ctx.words[1].lower() if len(ctx.words) > 1 else None
     if len(ctx.words) > 2 or (topic is not None and topic not in COMMANDS):
         hint = suggest(topic or "", COMMANDS)
-        raise Reject(f"There is no help on `{show(' '.join(ctx.words[1:]))}`.{hint} "
-                      f"`help` takes one of: {listing(COMMANDS)}.", ["help"])
+        raise Reject(
+            f"There is no help on `{show(' '.join(ctx.words[1:]))}`.{hint} `help` takes one of: {listing(COMMANDS)}.",
+            ["help"],
+        )
     return Help(topic)
 
 
@@ -162,13 +205,17 @@ def _key_value(word: str, ctx: Ctx, at: int, keys: tuple[str, ...]) -> tuple[str
     canon = KEY_ALIASES.get(canon, canon)
     if not sep:
         takes = listing(tuple(k + "=" for k in keys)) + suggest(canon, keys)
-        how = (f"write it as `{canon}=<value>`" if canon in keys else
-               f"settings look like `gpu=0`, and `{ctx.words[0].lower()}` takes {takes}")
+        how = (
+            f"write it as `{canon}=<value>`"
+            if canon in keys
+            else f"settings look like `gpu=0`, and `{ctx.words[0].lower()}` takes {takes}"
+        )
         raise Reject(f"`{show(word)}` needs a value: {how}.", ctx.fixed(at, None))
     if not value:
         fix = {"gpu": "gpu=0", "out": ctx.good_out}.get(canon)
-        raise Reject(f"`{show(word)}` has no value after the `=`" + (f", e.g. `{fix}`." if fix else "."),
-                      ctx.fixed(at, fix))
+        raise Reject(
+            f"`{show(word)}` has no value after the `=`" + (f", e.g. `{fix}`." if fix else "."), ctx.fixed(at, fix)
+        )
     return canon, value
 
 
@@ -190,8 +237,10 @@ def _create(kind: Kind, ctx: Ctx) -> CreateJob:
         if key not in allowed:
             raise Reject(not_allowed(kind, word.partition("=")[0], key), ctx.fixed(at, None))
         if key in seen:
-            raise Reject(f"`{key}` is given twice (`{show(seen[key][1])}` and `{show(word)}`): give it once.",
-                          ctx.fixed(at, None))
+            raise Reject(
+                f"`{key}` is given twice (`{show(seen[key][1])}` and `{show(word)}`): give it once.",
+                ctx.fixed(at, None),
+            )
         seen[key] = at, word
         values[key] = value
     for key, fix, what in (("gpu", "gpu=0", "which GPUs to use"), ("out", ctx.good_out, "where to write")):
@@ -201,8 +250,10 @@ def _create(kind: Kind, ctx: Ctx) -> CreateJob:
         dry_run = _flag(values.pop("dry_run"), *seen["dry_run"], ctx) or dry_run
     gpus, out, profile = values.pop("gpu").lower(), values.pop("out").strip(), values.pop("profile", "fast").lower()
     if not out:
-        raise Reject(f"`{show(seen['out'][1])}` is empty. Give a folder inside the output folder, e.g. "
-                      f"`{ctx.good_out}`.", ctx.fixed(seen["out"][0], ctx.good_out))
+        raise Reject(
+            f"`{show(seen['out'][1])}` is empty. Give a folder inside the output folder, e.g. `{ctx.good_out}`.",
+            ctx.fixed(seen["out"][0], ctx.good_out),
+        )
     if kind is Kind.VLM and "dataset" in values:  # people type `a/b, c/d`
         values["dataset"] = ",".join(item.strip() for item in values["dataset"].split(","))
     req = JobRequest(kind, tuple(g.strip() for g in gpus.split(",")), Path(out), values, profile=profile, hold=hold)
@@ -227,8 +278,11 @@ def _job_id(word: str) -> str:
     job_id = word.strip("`<>").lower()
     if not _JOB_ID.fullmatch(job_id):
         confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
-        raise Reject(f"`{show(word)}` is not a job id: ids are {ID_LENGTH} letters and digits like "
-                      f"`k3x9q`, shown on the job card and by `/train list`.{confusable}", ["list"])
+        raise Reject(
+            f"`{show(word)}` is not a job id: ids are {ID_LENGTH} letters and digits like "
+            f"`k3x9q`, shown on the job card and by `/train list`.{confusable}",
+            ["list"],
+        )
     return job_id
 
 
@@ -237,8 +291,7 @@ def _job_command(action: JobAction, ctx: Ctx) -> Command:
     if action == "status" and len(words) == 1:
         return ShowStatus()
     if len(words) == 1:
-        raise Reject(f"`{action}` needs a job id, e.g. `/train {action} k3x9q`; `/train list` shows them.",
-                      ["list"])
+        raise Reject(f"`{action}` needs a job id, e.g. `/train {action} k3x9q`; `/train list` shows them.", ["list"])
     job_id = _job_id(words[1])
     lines: int | None = None
     for at, word in enumerate(words[2:], start=2):
@@ -248,15 +301,20 @@ def _job_command(action: JobAction, ctx: Ctx) -> Command:
         if word.lower() in _FULL_WORDS:
             continue
         if not (count.isascii() and count.isdigit() and len(count) < 9 and 1 <= int(count) <= MAX_LOG_LINES):
-            raise Reject(f"`{show(word)}`: `logs` takes `lines=N` (N from 1 to {MAX_LOG_LINES}) or `full`, "
-                          "e.g. `/train logs k3x9q lines=200`.", ctx.fixed(at, None))
+            raise Reject(
+                f"`{show(word)}`: `logs` takes `lines=N` (N from 1 to {MAX_LOG_LINES}) or `full`, "
+                "e.g. `/train logs k3x9q lines=200`.",
+                ctx.fixed(at, None),
+            )
         if lines is not None:
             raise Reject(f"`lines=` is given twice (`{show(word)}`): give it once.", ctx.fixed(at, None))
         lines = int(count)
     full = any(w.lower() in _FULL_WORDS for w in words[2:])
     if full and lines is not None:
-        raise Reject("`full` sends the whole log, so `lines=` makes no sense with it: give one of them.",
-                      [w for w in words if w.lower() not in _FULL_WORDS])
+        raise Reject(
+            "`full` sends the whole log, so `lines=` makes no sense with it: give one of them.",
+            [w for w in words if w.lower() not in _FULL_WORDS],
+        )
     return JobCommand(action, job_id, lines, full)
 
 
@@ -266,17 +324,25 @@ def _compare(ctx: Ctx) -> CompareJobs:
         job_id = word.strip("`<>,").lower()
         if not _JOB_ID.fullmatch(job_id):
             confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
-            raise Reject(f"`{show(word)}` is not a job id: `compare` takes {MIN_RUNS} to {MAX_RUNS} ids like "
-                         f"`k3x9q`, e.g. `/train compare k3x9q m4z8p`.{confusable}", ctx.fixed(at, None))
+            raise Reject(
+                f"`{show(word)}` is not a job id: `compare` takes {MIN_RUNS} to {MAX_RUNS} ids like "
+                f"`k3x9q`, e.g. `/train compare k3x9q m4z8p`.{confusable}",
+                ctx.fixed(at, None),
+            )
         if job_id in ids:
             raise Reject(f"`{job_id}` is given twice: compare each job once.", ctx.fixed(at, None))
         ids.append(job_id)
     if not MIN_RUNS <= len(ids) <= MAX_RUNS:
         more = "another job" if len(ids) == 1 else f"at least {MIN_RUNS} jobs"
-        raise Reject(f"`compare` takes {MIN_RUNS} to {MAX_RUNS} job ids ({len(ids)} given): "
-                     + (f"name {more}, e.g. `/train compare k3x9q m4z8p`; `/train list` shows them."
-                        if len(ids) < MIN_RUNS else "leave some out."),
-                     ctx.words[: MAX_RUNS + 1] if len(ids) > MAX_RUNS else ["list"])
+        raise Reject(
+            f"`compare` takes {MIN_RUNS} to {MAX_RUNS} job ids ({len(ids)} given): "
+            + (
+                f"name {more}, e.g. `/train compare k3x9q m4z8p`; `/train list` shows them."
+                if len(ids) < MIN_RUNS
+                else "leave some out."
+            ),
+            ctx.words[: MAX_RUNS + 1] if len(ids) > MAX_RUNS else ["list"],
+        )
     return CompareJobs(tuple(ids))
 
 
@@ -287,9 +353,11 @@ def _list(ctx: Ctx) -> ListJobs:
         key = key.lstrip("-") if sep else "any"
         accepted = {"kind": LIST_KINDS, "state": LIST_STATES, "any": (*LIST_KINDS, *LIST_STATES)}.get(key, ())
         if value not in accepted:
-            raise Reject(f"`{show(word)}` is not a job kind or state: `list` takes `llm`, `vlm` or `all`, "
-                          f"and `state=` one of {listing(LIST_STATES)}, e.g. `list vlm state=active`.",
-                          ctx.fixed(at, None))
+            raise Reject(
+                f"`{show(word)}` is not a job kind or state: `list` takes `llm`, `vlm` or `all`, "
+                f"and `state=` one of {listing(LIST_STATES)}, e.g. `list vlm state=active`.",
+                ctx.fixed(at, None),
+            )
         slot = "kind" if value in LIST_KINDS else "state"
         if slot in chosen:
             raise Reject(f"`list` takes one {slot}; `{show(word)}` is a second one.", ctx.fixed(at, None))
@@ -300,8 +368,16 @@ def _list(ctx: Ctx) -> ListJobs:
 
 _TRY = re.compile(r"\s*try(?:\s|$)", re.IGNORECASE)
 _TOKEN = re.compile(r"\S+")
-_TRY_KEYS = {"checkpoint": "checkpoint", "ckpt": "checkpoint", "step": "checkpoint", "gpu": "gpu", "gpus": "gpu",
-             "gpu_id": "gpu", "max_tokens": "max_tokens", "tokens": "max_tokens"}
+_TRY_KEYS = {
+    "checkpoint": "checkpoint",
+    "ckpt": "checkpoint",
+    "step": "checkpoint",
+    "gpu": "gpu",
+    "gpus": "gpu",
+    "gpu_id": "gpu",
+    "max_tokens": "max_tokens",
+    "tokens": "max_tokens",
+}
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」"}
 MAX_CHECKPOINT = 10**9
 
@@ -316,8 +392,11 @@ def _try(text: str, ctx: Ctx) -> Command:
     if tokens and tokens[0].group().lower() in _HELP_WORDS:
         return Help("try")
     if not tokens:
-        raise Reject("`try` needs a job id, e.g. `/train try k3x9q` (the recipe's own check) or "
-                      "`/train try k3x9q Who are you?`; `/train list` shows the jobs.", ["list"])
+        raise Reject(
+            "`try` needs a job id, e.g. `/train try k3x9q` (the recipe's own check) or "
+            "`/train try k3x9q Who are you?`; `/train list` shows the jobs.",
+            ["list"],
+        )
     job_id = _job_id(normalise(tokens[0].group()))
     options: dict[str, str] = {}
     question_at = None
@@ -331,16 +410,24 @@ def _try(text: str, ctx: Ctx) -> Command:
             raise Reject(f"`{canon}=` is given twice (`{show(token.group())}`): give it once.", ctx.fixed(at, None))
         options[canon] = value.strip().lower()
         if canon == "checkpoint" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_CHECKPOINT):
-            raise Reject(f"`{show(token.group())}`: `checkpoint=` takes the step of a saved checkpoint, e.g. "
-                          "`checkpoint=50` (`/train show <id>` tells the last one).", ctx.fixed(at, None))
+            raise Reject(
+                f"`{show(token.group())}`: `checkpoint=` takes the step of a saved checkpoint, e.g. "
+                "`checkpoint=50` (`/train show <id>` tells the last one).",
+                ctx.fixed(at, None),
+            )
         if canon == "max_tokens" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_TOKENS):
-            raise Reject(f"`{show(token.group())}`: `max_tokens=` takes 1 to {MAX_TOKENS}, e.g. `max_tokens=512`.",
-                          ctx.fixed(at, None))
-        if canon == "gpu" and not (options[canon] == "cpu" or (options[canon].isascii()
-                                                                and options[canon].isdigit()
-                                                                and int(options[canon]) <= MAX_GPU_INDEX)):
-            raise Reject(f"`{show(token.group())}`: a try runs on one GPU (`gpu=0`) or on the CPU (`gpu=cpu`).",
-                          ctx.fixed(at, "gpu=cpu"))
+            raise Reject(
+                f"`{show(token.group())}`: `max_tokens=` takes 1 to {MAX_TOKENS}, e.g. `max_tokens=512`.",
+                ctx.fixed(at, None),
+            )
+        if canon == "gpu" and not (
+            options[canon] == "cpu"
+            or (options[canon].isascii() and options[canon].isdigit() and int(options[canon]) <= MAX_GPU_INDEX)
+        ):
+            raise Reject(
+                f"`{show(token.group())}`: a try runs on one GPU (`gpu=0`) or on the CPU (`gpu=cpu`).",
+                ctx.fixed(at, "gpu=cpu"),
+            )
     question = _unquote(rest[question_at:].strip()) if question_at is not None else None
     checkpoint = int(options["checkpoint"]) if "checkpoint" in options else None
     gpus = (options["gpu"],) if "gpu" in options else None
@@ -353,4 +440,3 @@ def _unquote(question: str) -> str:
     if len(question) >= 2 and _QUOTES.get(question[0]) == question[-1]:
         return question[1:-1].strip()
     return question
-

@@ -78,8 +78,13 @@ class Handlers:
 
     def parse(self, text: str) -> Command | Rejection:
         # Slack escapes &, < and > in command text
-        return parse(html.unescape(text), output_root=self.config.output_root, base_dir=self.config.base_dir,
-                     model_roots=self.config.model_roots, data_roots=self.config.data_roots)
+        return parse(
+            html.unescape(text),
+            output_root=self.config.output_root,
+            base_dir=self.config.base_dir,
+            model_roots=self.config.model_roots,
+            data_roots=self.config.data_roots,
+        )
 
     async def handle(self, text: str, caller: Caller) -> Reply:
         command = self.parse(text)
@@ -144,9 +149,13 @@ class Handlers:
             return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
         job = await self.sup.submit(req)
-        return Reply(f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
-                     f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}", public=True, job_id=job.id,
-                     ok=job.state is not JobState.FAILED)
+        return Reply(
+            f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
+            f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}",
+            public=True,
+            job_id=job.id,
+            ok=job.state is not JobState.FAILED,
+        )
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
         job = await self.store.require(command.job_id)
@@ -163,8 +172,12 @@ class Handlers:
                 return self.logs(job, command.lines or LOG_LINES, command.full)
             case "stop":
                 job = await self.sup.stop(job.id, by=by)
-                return Reply(f"Stopping job {fmt.code(job.id)}…" if job.state is JobState.STOPPING
-                             else f"Job {fmt.code(job.id)} is {job.state}.", job_id=job.id)
+                return Reply(
+                    f"Stopping job {fmt.code(job.id)}…"
+                    if job.state is JobState.STOPPING
+                    else f"Job {fmt.code(job.id)} is {job.state}.",
+                    job_id=job.id,
+                )
             case "start":
                 again = "" if job.state is JobState.CREATED else " again"
                 job = await self.sup.start(job.id, by=by)
@@ -174,8 +187,9 @@ class Handlers:
                 return Reply(f"Exporting job {fmt.code(job.id)} to {fmt.code(job.export_dir)}…", job_id=job.id)
             case "delete":
                 await self.sup.delete(job.id, by=by)
-                return Reply(f"Job {fmt.code(job.id)} deleted (its files stay in {fmt.code(job.output_dir)}).",
-                             job_id=job.id)
+                return Reply(
+                    f"Job {fmt.code(job.id)} deleted (its files stay in {fmt.code(job.output_dir)}).", job_id=job.id
+                )
         raise AssertionError(action)
 
     async def try_job(self, command: TryJob, caller: Caller) -> Reply:
@@ -183,8 +197,11 @@ class Handlers:
         messages = (Message("user", command.question),) if command.question else ()
         ask = TryAsk(command.job_id, messages, command.checkpoint, command.gpus, command.max_tokens)
         stream = await self.runtime.tries.open(ask, caller)
-        what = f"asking job {self.fmt.code(command.job_id)}'s model" if command.question else \
-            f"checking job {self.fmt.code(command.job_id)}'s model: who it says it is, fine-tuned and base"
+        what = (
+            f"asking job {self.fmt.code(command.job_id)}'s model"
+            if command.question
+            else f"checking job {self.fmt.code(command.job_id)}'s model: who it says it is, fine-tuned and base"
+        )
         return Reply(what + "…", job_id=command.job_id, try_ask=ask, answer=stream)
 
     def logs(self, job: Job, lines: int, full: bool) -> Reply:

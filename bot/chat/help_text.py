@@ -25,7 +25,7 @@ OUT_HELP = (
 VLM_KEYS: dict[str, str] = {
     "model": "hub id, or a local path in the config's model folders, e.g. `model=Qwen/Qwen2.5-VL-7B-Instruct`",
     "dataset": "one or more hub ids or paths (in the config's data folders), comma-separated, `#N` for N "
-               "samples, e.g. `dataset=AI-ModelScope/LaTeX_OCR#500`",
+    "samples, e.g. `dataset=AI-ModelScope/LaTeX_OCR#500`",
     "epochs": "number of epochs, e.g. `epochs=2` or `epochs=0.5`",
     "learning_rate": "also `lr`; e.g. `lr=1e-4`",
     "lora_rank": "LoRA rank, e.g. `lora_rank=8`",
@@ -54,7 +54,8 @@ TOPICS: dict[str, Topic] = {
     "start": Topic("start <id>", "Starts a job created with `--hold`, or runs an ended one again.", ("start k3x9q",)),
     "stop": Topic("stop <id>", "Stops a job cleanly (swift saves what it has first).", ("stop k3x9q",)),
     "export": Topic(
-        "export <id>", "Merges the LoRA of the job's last checkpoint into the model, in the background.",
+        "export <id>",
+        "Merges the LoRA of the job's last checkpoint into the model, in the background.",
         ("export k3x9q",),
     ),
     "try": Topic(
@@ -67,20 +68,23 @@ TOPICS: dict[str, Topic] = {
         ("try k3x9q", "try k3x9q Who are you?", "try k3x9q checkpoint=50 gpu=cpu 你是谁？"),
     ),
     "status": Topic(
-        "status [<id>]", "Without an id: a short overview of the active jobs. With one: that job's progress.",
+        "status [<id>]",
+        "Without an id: a short overview of the active jobs. With one: that job's progress.",
         ("status", "status k3x9q"),
     ),
-    "show": Topic(
-        "show <id>", "Everything about one job: recipe, command, GPUs, progress, errors.", ("show k3x9q",)
-    ),
+    "show": Topic("show <id>", "Everything about one job: recipe, command, GPUs, progress, errors.", ("show k3x9q",)),
     "logs": Topic(
         "logs <id> [lines=N] [full]",
         "The end of the job's log (`lines=N` lines), or the whole log as a file with `full`.",
         ("logs k3x9q", "logs k3x9q lines=200", "logs k3x9q full"),
     ),
-    "delete": Topic("delete <id>", "Forgets a job that is not running: a created or queued one leaves the line (the "
-                    "jobs behind it move up), an ended one is forgotten; a running one must be stopped first. Its "
-                    "output folder is kept.", ("delete k3x9q",)),
+    "delete": Topic(
+        "delete <id>",
+        "Forgets a job that is not running: a created or queued one leaves the line (the "
+        "jobs behind it move up), an ended one is forgotten; a running one must be stopped first. Its "
+        "output folder is kept.",
+        ("delete k3x9q",),
+    ),
     "list": Topic(
         "list [llm|vlm|all] [state=<state>]",
         "Lists jobs. `state=` is one of created, queued, starting, running, stopping, succeeded, failed, stopped, "
@@ -101,11 +105,30 @@ COMMANDS: tuple[str, ...] = tuple(TOPICS)
 
 # Words people reach for that are not commands -> the command(s) to suggest instead.
 SYNONYMS: dict[str, str] = {
-    "cancel": "stop", "kill": "stop", "abort": "stop", "rm": "delete", "remove": "delete", "del": "delete",
-    "ls": "list", "jobs": "list", "ps": "list", "log": "logs", "tail": "logs", "gpu": "gpus", "info": "show",
-    "describe": "show", "merge": "export", "diff": "compare", "vs": "compare",
-    "resume": "start", "restart": "start", "train": "llm` or `vlm",
-    "run": "llm` or `vlm", "sft": "llm` or `vlm", "new": "llm` or `vlm", "create": "llm` or `vlm",
+    "cancel": "stop",
+    "kill": "stop",
+    "abort": "stop",
+    "rm": "delete",
+    "remove": "delete",
+    "del": "delete",
+    "ls": "list",
+    "jobs": "list",
+    "ps": "list",
+    "log": "logs",
+    "tail": "logs",
+    "gpu": "gpus",
+    "info": "show",
+    "describe": "show",
+    "merge": "export",
+    "diff": "compare",
+    "vs": "compare",
+    "resume": "start",
+    "restart": "start",
+    "train": "llm` or `vlm",
+    "run": "llm` or `vlm",
+    "sft": "llm` or `vlm",
+    "new": "llm` or `vlm",
+    "create": "llm` or `vlm",
 }
 
 
@@ -126,6 +149,8 @@ def help_text(topic: str | None = None, *, out_example: str = "output/my-run") -
     lines += [f"  {GPU_HELP}", "  " + OUT_HELP.format(out=out_example)]
     lines.append("*Follow and manage jobs* (`<id>` is on the job card, e.g. `k3x9q`)")
     lines += [f"• `/train {TOPICS[name].usage}`: {TOPICS[name].about}" for name in COMMANDS[2:]]
-    lines.append(f"Examples: `/train llm gpu=0 out={out_example}`, `/train status`. "
-                 "More on one command: `/train help <command>`, e.g. `/train help vlm`.")
+    lines.append(
+        f"Examples: `/train llm gpu=0 out={out_example}`, `/train status`. "
+        "More on one command: `/train help <command>`, e.g. `/train help vlm`."
+    )
     return "\n".join(lines)

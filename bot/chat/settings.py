@@ -33,7 +33,7 @@ _OUT_PROBLEMS = {
     Rule.BROKEN_CHARACTER: "holds a broken character, which no folder name can hold",
     Rule.TOO_LONG: "is {size} characters long; at most {limit} will do",
     Rule.NAME_TOO_LONG: "has a folder name of {size} bytes (letters such as `é` or `训` take 2 to 4); at most {limit} "
-                        "bytes will do",
+    "bytes will do",
     Rule.PATH_TOO_LONG: "makes a path of {size} bytes; at most {limit} will do",
 }
 
@@ -61,7 +61,7 @@ class Ctx:
 
     def fixed(self, at: int, word: str | None) -> list[str]:
         """The user's words with words[at] replaced by `word` (dropped if None)."""
-        return [*self.words[:at], *([word] if word else []), *self.words[at + 1:]]
+        return [*self.words[:at], *([word] if word else []), *self.words[at + 1 :]]
 
 
 def show(text: str, limit: int = 60) -> str:
@@ -81,32 +81,43 @@ def listing(names: tuple[str, ...]) -> str:
 
 def not_allowed(kind: Kind, raw: str, key: str) -> str:
     if kind is Kind.LLM:
-        return (f"`{show(raw)}` can't be set: the LLM recipe is fixed.{suggest(key, RUN_KEYS)} "
-                "`llm` takes only `gpu=` and `out=` (plus `profile=fast|exact`, `--dry-run` and `--hold`).")
-    return (f"`{show(raw)}` may not be overridden.{suggest(key, (*VLM_KEYS, *RUN_KEYS))} Keys that may: "
-            f"{listing(tuple(VLM_KEYS))} (`lr` = `learning_rate`), besides `gpu=`, `out=`, `profile=`, "
-            "`--dry-run`, `--hold`.")
+        return (
+            f"`{show(raw)}` can't be set: the LLM recipe is fixed.{suggest(key, RUN_KEYS)} "
+            "`llm` takes only `gpu=` and `out=` (plus `profile=fast|exact`, `--dry-run` and `--hold`)."
+        )
+    return (
+        f"`{show(raw)}` may not be overridden.{suggest(key, (*VLM_KEYS, *RUN_KEYS))} Keys that may: "
+        f"{listing(tuple(VLM_KEYS))} (`lr` = `learning_rate`), besides `gpu=`, `out=`, `profile=`, "
+        "`--dry-run`, `--hold`."
+    )
 
 
 def grammar_key(field: str) -> str:
     return GRAMMAR_KEYS.get(field, field)
 
 
-def refusal(err: InvalidField | OutsideRoot, shown: str | None = None, good_out: str | None = None,
-            base_dir: Path | None = None) -> str:
+def refusal(
+    err: InvalidField | OutsideRoot, shown: str | None = None, good_out: str | None = None, base_dir: Path | None = None
+) -> str:
     """The words for a refused setting; `shown` is the user's word as typed (made safe by `show`; by default the
     key and the value refused), `good_out` an `out=` that works."""
     key = grammar_key(err.field)
     shown = shown or show(f"{key}={_value(err)}")
-    give = f"Give a folder inside the output folder, e.g. `{good_out}`." if good_out else \
-        "Give a folder inside the output folder."
+    give = (
+        f"Give a folder inside the output folder, e.g. `{good_out}`."
+        if good_out
+        else "Give a folder inside the output folder."
+    )
     if isinstance(err, SourceOutside):
         return f"`{shown}`: `{show(err.item)}` {_source_outside(err, base_dir)}."
     if isinstance(err, OutsideRoot):
         root = err.roots[0] if err.roots else err.resolved
-        where = ("is the output folder itself" if err.resolved == folded(root) else
-                 f"{_leads(err, base_dir)} `{show(str(err.resolved), 120)}`, outside the output folder "
-                 f"`{show(str(root), 120)}`")
+        where = (
+            "is the output folder itself"
+            if err.resolved == folded(root)
+            else f"{_leads(err, base_dir)} `{show(str(err.resolved), 120)}`, outside the output folder "
+            f"`{show(str(root), 120)}`"
+        )
         return f"`{shown}` {where}. {give}"
     if err.field == "gpus":
         problem = _GPU_PROBLEMS[err.rule].format(limit=err.limit, size=err.size)
@@ -116,19 +127,28 @@ def refusal(err: InvalidField | OutsideRoot, shown: str | None = None, good_out:
         return f"`{shown}` {problem}. {give}"
     match err.rule:
         case Rule.NOT_ALLOWED:
-            return f"`{shown}`: `{key}=` is one of {listing(err.allowed)}." if err.allowed else \
-                f"`{shown}` can't be set: the recipe is fixed."
+            return (
+                f"`{shown}`: `{key}=` is one of {listing(err.allowed)}."
+                if err.allowed
+                else f"`{shown}` can't be set: the recipe is fixed."
+            )
         case Rule.WHOLE_NUMBER:
             return f"`{shown}`: `{key}` is a whole number from 1 to {err.limit}."
         case Rule.NUMBER:
-            return (f"`{shown}`: `{key}` is a number above 0 and at most {err.limit:g}, "
-                    f"e.g. `{_FLOAT_EXAMPLES.get(key, key + '=1')}`.")
+            return (
+                f"`{shown}`: `{key}` is a number above 0 and at most {err.limit:g}, "
+                f"e.g. `{_FLOAT_EXAMPLES.get(key, key + '=1')}`."
+            )
         case Rule.BROKEN_CHARACTER:
-            return (f"`{shown}`: `{show(err.item or err.value)}` is not a hub id like `{HUB_EXAMPLES.get(key)}` nor "
-                    "a path: it holds a broken character.")
+            return (
+                f"`{shown}`: `{show(err.item or err.value)}` is not a hub id like `{HUB_EXAMPLES.get(key)}` nor "
+                "a path: it holds a broken character."
+            )
     good = VLM_KEYS[key].split("`")[1] if key in VLM_KEYS else f"{key}=..."
-    return (f"`{shown}`: `{show(err.item or '') or '(empty)'}` is not a {key} id or path (no spaces, quotes or "
-            f"leading `-`), e.g. `{good}`.")
+    return (
+        f"`{shown}`: `{show(err.item or '') or '(empty)'}` is not a {key} id or path (no spaces, quotes or "
+        f"leading `-`), e.g. `{good}`."
+    )
 
 
 def _value(err: InvalidField | OutsideRoot) -> str:
@@ -149,8 +169,13 @@ def _leads(err: OutsideRoot, base_dir: Path | None) -> str:
 
 def _source_outside(err: SourceOutside, base_dir: Path | None) -> str:
     config_key = f"[paths] {'model' if err.field == 'model' else 'data'}_roots"
-    allowed = (f"`{config_key}` allows only " + ", ".join(f"`{root}`" for root in err.roots) if err.roots
-               else f"no local {err.field} folder is allowed (`{config_key}` is empty)")
+    allowed = (
+        f"`{config_key}` allows only " + ", ".join(f"`{root}`" for root in err.roots)
+        if err.roots
+        else f"no local {err.field} folder is allowed (`{config_key}` is empty)"
+    )
     leads = "" if _as_given(err, base_dir) else f", which leads to `{err.resolved}`"
-    return (f"is not a hub id like `{HUB_EXAMPLES[err.field]}`, and as a local path{leads} it lies outside the "
-            f"allowed folders: {allowed}")
+    return (
+        f"is not a hub id like `{HUB_EXAMPLES[err.field]}`, and as a local path{leads} it lies outside the "
+        f"allowed folders: {allowed}"
+    )

@@ -20,8 +20,12 @@ job: jobs deleted or created between pages neither end the list nor show twice.
 
 
 def build_app(ctx: ApiContext) -> FastAPI:
-    app = FastAPI(title="trainbot", summary="The Swift Trainer API: ms-swift fine-tuning jobs (also on Slack)",
-                  version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="trainbot",
+        summary="The Swift Trainer API: ms-swift fine-tuning jobs (also on Slack)",
+        version="1",
+        description=DESCRIPTION,
+    )
     app.state.ctx = ctx
     app.include_router(jobs.router)
     app.include_router(streams.router)

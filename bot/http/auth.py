@@ -88,13 +88,20 @@ async def current_user(request: Request, ctx: Annotated[ApiContext, Depends(get_
     if header is None:
         if anonymous_ok(ctx, request):
             return Principal(ANONYMOUS, admin=ANONYMOUS in admins)
-        raise HTTPException(401, "send `Authorization: Bearer <token>`; ask an admin for a token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "send `Authorization: Bearer <token>`; ask an admin for a token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     scheme, _, presented = header.partition(" ")
     user = _lookup(ctx.tokens, presented.strip()) if scheme.lower() == "bearer" and presented.strip() else None
     if user is None:
-        raise HTTPException(401, "the token is not valid: send `Authorization: Bearer <token>` with a token "
-                                 "from TRAINBOT_API_TOKENS or the tokens file", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "the token is not valid: send `Authorization: Bearer <token>` with a token "
+            "from TRAINBOT_API_TOKENS or the tokens file",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return Principal(user, admin=user in admins)
 
 

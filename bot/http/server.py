@@ -52,8 +52,9 @@ class ApiServer:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def bind(self) -> None:
@@ -66,8 +67,11 @@ class ApiServer:
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
-            raise OSError(exc.errno, f"the HTTP API cannot listen on {self.url}: {exc.strerror} (choose another "
-                                     "address with --host/--port or [http] host/port)") from exc
+            raise OSError(
+                exc.errno,
+                f"the HTTP API cannot listen on {self.url}: {exc.strerror} (choose another "
+                "address with --host/--port or [http] host/port)",
+            ) from exc
         self.port = sock.getsockname()[1]
         self._sock = sock
 
@@ -79,9 +83,16 @@ class ApiServer:
         # X-Forwarded-For/-Proto are believed from `[http] trusted_proxies` only (uvicorn's default would believe
         # any process on this host): through one, the client is the proxy's client and the scheme its scheme
         trusted = list(self.ctx.config.http.trusted_proxies)
-        config = uvicorn.Config(build_app(self.ctx), log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S), server_header=False,
-                                proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
+        config = uvicorn.Config(
+            build_app(self.ctx),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+            server_header=False,
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted,
+        )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -148,8 +148,13 @@ class BotContext:
         path = Path(reply.file)
         try:
             await self.client.files_upload_v2(
-                channel=channel, thread_ts=thread, file=str(path), filename=path.name, title=path.name,
-                initial_comment=f"The whole log of job {SLACK.code(reply.job_id)}, for <@{user_id}>.")
+                channel=channel,
+                thread_ts=thread,
+                file=str(path),
+                filename=path.name,
+                title=path.name,
+                initial_comment=f"The whole log of job {SLACK.code(reply.job_id)}, for <@{user_id}>.",
+            )
         except Exception as exc:
             log.warning("uploading %s failed: %s", path, exc)
             return f"⚠️ could not upload the log {SLACK.code(path)}: {SLACK.text(exc)}"
@@ -166,8 +171,13 @@ class BotContext:
             return f"{reply.text}\n⚠️ there is no channel to post the chart to"
         try:
             await self.client.files_upload_v2(
-                channel=channel, thread_ts=thread, content=image.png, filename=image.filename, title=image.title,
-                initial_comment=f"{reply.text}\n(asked for by <@{user_id}>)")
+                channel=channel,
+                thread_ts=thread,
+                content=image.png,
+                filename=image.filename,
+                title=image.title,
+                initial_comment=f"{reply.text}\n(asked for by <@{user_id}>)",
+            )
         except Exception as exc:
             log.warning("uploading %s failed: %s", image.filename, exc)
             return f"{reply.text}\n⚠️ could not post the chart: {SLACK.text(exc)}"
@@ -177,12 +187,16 @@ class BotContext:
 
 def build_app(ctx: BotContext, *, signing_secret: str | None) -> AsyncApp:
     """No signing secret: Socket Mode only (its requests come over the app's own websocket, unsigned)."""
-    app = AsyncApp(client=ctx.client, signing_secret=signing_secret or "", logger=logging.getLogger("bot.bolt"),
-                   request_verification_enabled=bool(signing_secret),
-                   # Bolt answers when the listener returns; its default runs the listener in a task and polls for
-                   # the ack every 10 ms. Every listener here acks and returns at once (the work goes to
-                   # `after_ack`), so this saves those ~10 ms on each ack and changes nothing else.
-                   process_before_response=True)
+    app = AsyncApp(
+        client=ctx.client,
+        signing_secret=signing_secret or "",
+        logger=logging.getLogger("bot.bolt"),
+        request_verification_enabled=bool(signing_secret),
+        # Bolt answers when the listener returns; its default runs the listener in a task and polls for
+        # the ack every 10 ms. Every listener here acks and returns at once (the work goes to
+        # `after_ack`), so this saves those ~10 ms on each ack and changes nothing else.
+        process_before_response=True,
+    )
     listeners.register(app, ctx)
 
     @app.middleware

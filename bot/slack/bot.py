@@ -50,10 +50,21 @@ class SetupError(ValueError):
 class SlackBot:
     """`async with SlackBot(config, ...) as bot:` runs the bot until the block ends (tests run it in-process)."""
 
-    def __init__(self, config: Config, *, api_url: str | None = None, mode: Literal["socket", "http"] | None = None,
-                 host: str = "0.0.0.0", port: int | None = None, bot_token: str | None = None,
-                 app_token: str | None = None, signing_secret: str | None = None,
-                 policy: RetryPolicy | None = None, poll_s: float = 0.5, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        api_url: str | None = None,
+        mode: Literal["socket", "http"] | None = None,
+        host: str = "0.0.0.0",
+        port: int | None = None,
+        bot_token: str | None = None,
+        app_token: str | None = None,
+        signing_secret: str | None = None,
+        policy: RetryPolicy | None = None,
+        poll_s: float = 0.5,
+        runtime: Runtime | None = None,
+    ) -> None:
         self.config = config
         self.bot_token = bot_token or os.environ.get("SLACK_BOT_TOKEN") or ""
         self.app_token = app_token or os.environ.get("SLACK_APP_TOKEN") or ""
@@ -104,15 +115,20 @@ class SlackBot:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def _client(self, *, retries: bool) -> AsyncWebClient:
         # The notifier and the cards retry on their own schedule (stored with each notice): no hidden retries.
         handlers = [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=1)]
-        return AsyncWebClient(token=self.bot_token, base_url=self.api_url, timeout=HTTP_TIMEOUT_S,
-                              retry_handlers=handlers if retries else [])
+        return AsyncWebClient(
+            token=self.bot_token,
+            base_url=self.api_url,
+            timeout=HTTP_TIMEOUT_S,
+            retry_handlers=handlers if retries else [],
+        )
 
     async def start(self) -> None:
         if self._own_runtime:
@@ -125,15 +141,31 @@ class SlackBot:
             pacer = Pacer(slack_limits(self.config.slack))
             quiet = self._client(retries=False)
             safety_s = self.config.safety_poll_seconds
-            cards = CardSync(store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s,
-                             safety_poll_s=safety_s)
-            notifier = Notifier(store, quiet, pacer, outage=outage, policy=self.policy, poll_s=self.poll_s,
-                                safety_poll_s=safety_s, on_card=cards.posted,
-                                keep_s=self.config.slack.keep_notices_hours * 3600.0)
+            cards = CardSync(
+                store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s, safety_poll_s=safety_s
+            )
+            notifier = Notifier(
+                store,
+                quiet,
+                pacer,
+                outage=outage,
+                policy=self.policy,
+                poll_s=self.poll_s,
+                safety_poll_s=safety_s,
+                on_card=cards.posted,
+                keep_s=self.config.slack.keep_notices_hours * 3600.0,
+            )
             client = self._client(retries=True)
-            self._ctx = BotContext(self._runtime, Handlers(self._runtime, SLACK), client, GroupDirectory(client),
-                                   notifier, cards, aiohttp.ClientSession(),
-                                   commands_at_once=self.config.slack.commands_at_once)
+            self._ctx = BotContext(
+                self._runtime,
+                Handlers(self._runtime, SLACK),
+                client,
+                GroupDirectory(client),
+                notifier,
+                cards,
+                aiohttp.ClientSession(),
+                commands_at_once=self.config.slack.commands_at_once,
+            )
             app = build_app(self._ctx, signing_secret=self.signing_secret if self.mode == "http" else None)
             await notifier.start()  # before Slack can send a command: its job's card is not missed
             cards.start()

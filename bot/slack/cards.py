@@ -43,9 +43,18 @@ class _Drawn:
 
 
 class CardSync:
-    def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, outage: Outage, *,
-                 interval_s: float = 3.0, tick_s: float = 0.5, safety_poll_s: float = 30.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        client: AsyncWebClient,
+        pacer: Pacer,
+        outage: Outage,
+        *,
+        interval_s: float = 3.0,
+        tick_s: float = 0.5,
+        safety_poll_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store, self.client, self.pacer, self.outage = store, client, pacer, outage
         self._clock = clock  # wall time, as the outage (shared with the notifier) and jobs' updated_at count it
         self.interval_s, self.tick_s = interval_s, tick_s
@@ -115,8 +124,12 @@ class CardSync:
                 self._held_back = True
         for gone in set(self._drawn) - set(jobs):
             del self._drawn[gone]
-        due.sort(key=lambda jcv: (not jcv[0].state.is_terminal, self._drawn[jcv[0].id].at
-                                  if jcv[0].id in self._drawn else 0.0))
+        due.sort(
+            key=lambda jcv: (
+                not jcv[0].state.is_terminal,
+                self._drawn[jcv[0].id].at if jcv[0].id in self._drawn else 0.0,
+            )
+        )
         return due
 
     async def _draw(self, job: Job, card: SlackCard, version: int | None) -> bool:
@@ -126,8 +139,11 @@ class CardSync:
         msg = views.job_card(fresh)
         channel, ts = card.channel, card.ts
         try:
-            await self.pacer.call("chat.update", lambda: self.client.chat_update(
-                channel=channel, ts=ts, text=msg.text, blocks=msg.blocks), taken=True)
+            await self.pacer.call(
+                "chat.update",
+                lambda: self.client.chat_update(channel=channel, ts=ts, text=msg.text, blocks=msg.blocks),
+                taken=True,
+            )
         except Exception as exc:
             failure = classify(exc)
             drawn = self._drawn.setdefault(job.id, _Drawn(None, 0.0, 0.0))

@@ -19,8 +19,9 @@ from storage.models import Job
 MAX_ACTIVE, MAX_RECENT = 30, 10  # a home view holds at most 100 blocks
 
 
-def home_view(active: Sequence[Job], recent: Sequence[Job], snapshot: GpuSnapshot, holders: Mapping[str, str],
-              now: float) -> dict[str, Any]:
+def home_view(
+    active: Sequence[Job], recent: Sequence[Job], snapshot: GpuSnapshot, holders: Mapping[str, str], now: float
+) -> dict[str, Any]:
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": "trainbot: fine-tuning jobs"}},
         mrkdwn(f"*Running and queued* ({len(active)})"),

@@ -54,10 +54,20 @@ MAX_BATCH = 10  # minor milestones in one reply at most
 
 
 class Notifier:
-    def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, *, outage: Outage | None = None,
-                 policy: RetryPolicy | None = None, poll_s: float = 0.5, safety_poll_s: float = 30.0,
-                 on_card: Callable[[Job, int | None], None] | None = None, keep_s: float = KEEP_NOTICES_S,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        client: AsyncWebClient,
+        pacer: Pacer,
+        *,
+        outage: Outage | None = None,
+        policy: RetryPolicy | None = None,
+        poll_s: float = 0.5,
+        safety_poll_s: float = 30.0,
+        on_card: Callable[[Job, int | None], None] | None = None,
+        keep_s: float = KEEP_NOTICES_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store, self.client, self.pacer = store, client, pacer
         self._clock = clock  # wall time, like the outbox's next_attempt_at
         self.policy = policy or RetryPolicy()
@@ -217,18 +227,23 @@ class Notifier:
         """Might this notice be in Slack already? Only if a try of it may have got there: in this process (see
         _unsure), or in an earlier one, which can only be true of the first notice of a job we see."""
         assert notice.id is not None
-        return notice.id in self._unsure or (notice.created_at < self._started_at
-                                             and notice.job_id not in self._verified_jobs)
+        return notice.id in self._unsure or (
+            notice.created_at < self._started_at and notice.job_id not in self._verified_jobs
+        )
 
     async def _post(self, channel: str, thread: str | None, msg: views.Message, notices: list[Notice]) -> str:
-        args: dict[str, Any] = {"channel": channel, "text": msg.text, "metadata": views.notice_metadata(notices),
-                                "unfurl_links": False, "unfurl_media": False}
+        args: dict[str, Any] = {
+            "channel": channel,
+            "text": msg.text,
+            "metadata": views.notice_metadata(notices),
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
         if msg.blocks:
             args["blocks"] = msg.blocks
         if thread:
             args.update(thread_ts=thread, reply_broadcast=msg.broadcast)
-        resp = await self.pacer.call("chat.postMessage", lambda: self.client.chat_postMessage(**args),
-                                     channel=channel)
+        resp = await self.pacer.call("chat.postMessage", lambda: self.client.chat_postMessage(**args), channel=channel)
         return str(resp["ts"])
 
     async def _upload_chart(self, channel: str, thread: str, notice: Notice, job: Job) -> None:
@@ -240,16 +255,23 @@ class Notifier:
             return
         await self.pacer.call(
             "files.getUploadURLExternal",
-            lambda: self.client.files_upload_v2(channel=channel, thread_ts=thread, content=png,
-                                                filename=views.chart_filename(notice),
-                                                title=f"Loss curve of job {job.id}"),
-            also=("files.completeUploadExternal",))
+            lambda: self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread,
+                content=png,
+                filename=views.chart_filename(notice),
+                title=f"Loss curve of job {job.id}",
+            ),
+            also=("files.completeUploadExternal",),
+        )
 
     async def _show_deleted(self, card: SlackCard, deleted: JobDeleted) -> None:
         msg = views.deleted_card(card.job_id, deleted.by)
         try:
-            await self.pacer.call("chat.update", lambda: self.client.chat_update(
-                channel=card.channel, ts=card.ts, text=msg.text, blocks=msg.blocks))
+            await self.pacer.call(
+                "chat.update",
+                lambda: self.client.chat_update(channel=card.channel, ts=card.ts, text=msg.text, blocks=msg.blocks),
+            )
         except Exception as exc:
             if classify(exc).error not in GONE_ERRORS:
                 raise
@@ -269,14 +291,14 @@ class Notifier:
         for _ in range(MAX_PAGES):
             page = {**args, "include_all_metadata": True, "limit": 200, **({"cursor": cursor} if cursor else {})}
             try:
-                resp = await self.pacer.call(method, functools.partial(self.client.api_call, method,
-                                                                       http_verb="GET", params=page))
+                resp = await self.pacer.call(
+                    method, functools.partial(self.client.api_call, method, http_verb="GET", params=page)
+                )
             except SlackApiError as exc:
                 failure = classify(exc)
                 if failure.kind is not FailureKind.REJECTED and failure.error != "missing_scope":
                     raise
-                log.warning("cannot look for earlier messages (%s %s): sending without looking", method,
-                            failure.error)
+                log.warning("cannot look for earlier messages (%s %s): sending without looking", method, failure.error)
                 return
             for message in resp.get("messages") or []:
                 yield message
@@ -307,16 +329,28 @@ class Notifier:
         else:
             attempts = notice.attempts + 1
             if attempts >= self.policy.max_rejected_attempts:
-                log.error("dropping notice %s (%s of job %s) after %d tries: %s", notice.id, notice.topic,
-                          notice.job_id, attempts, failure.error)
+                log.error(
+                    "dropping notice %s (%s of job %s) after %d tries: %s",
+                    notice.id,
+                    notice.topic,
+                    notice.job_id,
+                    attempts,
+                    failure.error,
+                )
                 await self.store.mark_failed(READER, notice.id, retry_at=now, error=failure.error)
                 await self.store.mark_delivered(READER, notice.id)
                 return
             retry_at = now + self.policy.backoff(attempts)
             if failure.maybe_delivered:
                 log.exception("delivering notice %s failed", notice.id, exc_info=exc)
-        log.warning("notice %s (%s of job %s) not delivered (%s): next try in %.1f s", notice.id, notice.topic,
-                    notice.job_id, failure.error, retry_at - now)
+        log.warning(
+            "notice %s (%s of job %s) not delivered (%s): next try in %.1f s",
+            notice.id,
+            notice.topic,
+            notice.job_id,
+            failure.error,
+            retry_at - now,
+        )
         await self.store.mark_failed(READER, notice.id, retry_at=retry_at, error=failure.error)
 
 

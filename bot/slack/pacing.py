@@ -57,9 +57,11 @@ END_RESERVE = 0.4  # of the chat.update budget kept for end states (20 of 50: 20
 def slack_limits(config: SlackConfig) -> dict[str, Limit]:
     """Every limit, chat.postMessage and chat.update at the configured rates."""
     per_update = config.update_per_min
-    return {**OTHER_LIMITS,
-            "chat.postMessage": Limit(1, 60.0 / config.post_per_channel_per_min),
-            "chat.update": Limit(int(per_update), 60.0, window=True, reserve=int(per_update * END_RESERVE))}
+    return {
+        **OTHER_LIMITS,
+        "chat.postMessage": Limit(1, 60.0 / config.post_per_channel_per_min),
+        "chat.update": Limit(int(per_update), 60.0, window=True, reserve=int(per_update * END_RESERVE)),
+    }
 
 
 SLACK_LIMITS = slack_limits(SlackConfig())
@@ -102,8 +104,7 @@ class _Bucket:
 
 
 class Pacer:
-    def __init__(self, limits: Mapping[str, Limit] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: Mapping[str, Limit] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = dict(SLACK_LIMITS if limits is None else limits)
         self._clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
@@ -147,11 +148,18 @@ class Pacer:
         bucket.tokens, bucket.stamp = 1.0, bucket.blocked_until
         bucket.sent.clear()
 
-    async def call(self, method: str, fn: Callable[[], Awaitable[T]], *, channel: str | None = None,
-                   also: tuple[str, ...] = (), taken: bool = False) -> T:
+    async def call(
+        self,
+        method: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        channel: str | None = None,
+        also: tuple[str, ...] = (),
+        taken: bool = False,
+    ) -> T:
         """Run one Web API call (`fn`) when `method` (and the methods in `also`) may go; a 429 holds the method.
         `taken`: the token of `method` was taken already (try_take)."""
-        for name in (method, *also)[1 if taken else 0:]:
+        for name in (method, *also)[1 if taken else 0 :]:
             await self.wait(name, channel)
         try:
             return await fn()

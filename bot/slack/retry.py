@@ -22,9 +22,22 @@ class FailureKind(enum.Enum):
 # ok=false errors that say Slack or our credentials are in trouble, not this message
 # a message that cannot be updated any more (deleted, or its channel gone or archived): nothing to retry
 GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "channel_not_found", "is_archived"})
-_OUTAGE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "request_timeout", "service_unavailable",
-                            "invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
-                            "team_access_not_granted", "missing_scope"})
+_OUTAGE_ERRORS = frozenset(
+    {
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "request_timeout",
+        "service_unavailable",
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "team_access_not_granted",
+        "missing_scope",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +51,11 @@ class Failure:
 def classify(exc: BaseException) -> Failure:
     if isinstance(exc, SlackApiError):
         status = exc.response.status_code
-        error = str(exc.response.get("error") or f"HTTP {status}") if isinstance(exc.response.data, dict) \
+        error = (
+            str(exc.response.get("error") or f"HTTP {status}")
+            if isinstance(exc.response.data, dict)
             else f"HTTP {status}"
+        )
         if status == 429:
             return Failure(FailureKind.RATE_LIMITED, error, retry_after(exc))
         if status >= 500:

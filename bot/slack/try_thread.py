@@ -99,9 +99,15 @@ def blocks(view: AnswerView) -> list[dict[str, Any]]:
     else:
         for index, question in sorted(view.questions.items()):
             out.append({"type": "header", "text": _plain(question[:HEADER_LIMIT])})
-            out.append({"type": "section", "fields": [
-                _plain(f"{tries.SIDE[side]}:\n" + _shown(view.texts.get((index, side), ""), FIELD_LIMIT))
-                for side in ("tuned", "base")]})
+            out.append(
+                {
+                    "type": "section",
+                    "fields": [
+                        _plain(f"{tries.SIDE[side]}:\n" + _shown(view.texts.get((index, side), ""), FIELD_LIMIT))
+                        for side in ("tuned", "base")
+                    ],
+                }
+            )
     if view.footer:
         out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": view.footer}]})
     return out
@@ -119,8 +125,13 @@ def whole_answer(view: AnswerView) -> str:
 
 
 class SlackTries:
-    def __init__(self, runtime: Runtime, client: AsyncWebClient, pacer: Pacer,
-                 caller: Callable[[str, str | None], Awaitable[Caller]]) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        client: AsyncWebClient,
+        pacer: Pacer,
+        caller: Callable[[str, str | None], Awaitable[Caller]],
+    ) -> None:
         self.runtime, self.client, self.pacer, self.caller = runtime, client, pacer, caller
         self._threads: dict[tuple[str, str], Conversation] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -140,11 +151,22 @@ class SlackTries:
             where, thread = card.channel, card.ts
         elif channel is not None:
             where = channel
-            posted = await self._post(channel, None, f"Trying job {SLACK.code(ask.job_id)}'s model",
-                                      [{"type": "section", "text": {"type": "mrkdwn", "text":
-                                        f"🤖 A try of job {SLACK.code(ask.job_id)}'s model: replies in this "
-                                        "thread (mentioning me, or starting with `try`) go on with it."}}],
-                                      ask.job_id)
+            posted = await self._post(
+                channel,
+                None,
+                f"Trying job {SLACK.code(ask.job_id)}'s model",
+                [
+                    {
+                        "type": "section",
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": f"🤖 A try of job {SLACK.code(ask.job_id)}'s model: replies in this "
+                            "thread (mentioning me, or starting with `try`) go on with it.",
+                        },
+                    }
+                ],
+                ask.job_id,
+            )
             thread = posted
         else:
             return "⚠️ there is no channel to answer in"
@@ -198,8 +220,9 @@ class SlackTries:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, conversation: Conversation, ask: TryAsk, stream: AsyncGenerator[TryEvent, None],
-                      user: str) -> None:
+    async def _answer(
+        self, conversation: Conversation, ask: TryAsk, stream: AsyncGenerator[TryEvent, None], user: str
+    ) -> None:
         """Post the answer's message in the thread and keep it up to date until the answer is whole."""
         question = ask.messages[-1].content if ask.messages else None
         view = AnswerView(conversation.job_id, user, question, turn=sum(m.role == "user" for m in ask.messages))
@@ -213,8 +236,11 @@ class SlackTries:
                     changed = _apply(view, event)
                     if isinstance(event, TryDone):
                         done = event
-                    if changed and time.monotonic() - shown_at >= UPDATE_EVERY_S \
-                            and self.pacer.try_take("chat.update", urgent=False):
+                    if (
+                        changed
+                        and time.monotonic() - shown_at >= UPDATE_EVERY_S
+                        and self.pacer.try_take("chat.update", urgent=False)
+                    ):
                         shown_at = time.monotonic()
                         await self._update(channel, ts, view, taken=True)
         except JobError as exc:
@@ -229,21 +255,27 @@ class SlackTries:
     def _text(self, view: AnswerView) -> str:
         return f"Job {view.job_id}'s model answers"  # the notification's text: trainbot's words only
 
-    async def _post(self, channel: str, thread: str | None, text: str, shown: list[dict[str, Any]],
-                    job_id: str) -> str:
-        args: dict[str, Any] = {"channel": channel, "text": text, "blocks": shown, "unfurl_links": False,
-                                "unfurl_media": False,
-                                "metadata": {"event_type": EVENT_TYPE, "event_payload": {"job_id": job_id}}}
+    async def _post(self, channel: str, thread: str | None, text: str, shown: list[dict[str, Any]], job_id: str) -> str:
+        args: dict[str, Any] = {
+            "channel": channel,
+            "text": text,
+            "blocks": shown,
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "metadata": {"event_type": EVENT_TYPE, "event_payload": {"job_id": job_id}},
+        }
         if thread:
             args["thread_ts"] = thread
-        resp = await self.pacer.call("chat.postMessage", lambda: self.client.chat_postMessage(**args),
-                                     channel=channel)
+        resp = await self.pacer.call("chat.postMessage", lambda: self.client.chat_postMessage(**args), channel=channel)
         return str(resp["ts"])
 
     async def _update(self, channel: str, ts: str, view: AnswerView, *, taken: bool = False) -> None:
         try:
-            await self.pacer.call("chat.update", lambda: self.client.chat_update(
-                channel=channel, ts=ts, text=self._text(view), blocks=blocks(view)), taken=taken)
+            await self.pacer.call(
+                "chat.update",
+                lambda: self.client.chat_update(channel=channel, ts=ts, text=self._text(view), blocks=blocks(view)),
+                taken=taken,
+            )
         except Exception as exc:  # a lost update: the next (or the last) one shows it all
             log.warning("updating the answer of job %s failed: %s", view.job_id, exc)
 
@@ -252,14 +284,22 @@ class SlackTries:
         with contextlib.suppress(Exception):
             await self.pacer.call(
                 "files.getUploadURLExternal",
-                lambda: self.client.files_upload_v2(channel=channel, thread_ts=thread, content=whole_answer(view),
-                                                    filename=name, title=f"The whole answer of job {view.job_id}"),
-                also=("files.completeUploadExternal",))
+                lambda: self.client.files_upload_v2(
+                    channel=channel,
+                    thread_ts=thread,
+                    content=whole_answer(view),
+                    filename=name,
+                    title=f"The whole answer of job {view.job_id}",
+                ),
+                also=("files.completeUploadExternal",),
+            )
 
     async def _tell(self, channel: str, thread: str, user: str, text: str) -> None:
         with contextlib.suppress(Exception):
-            await self.pacer.call("chat.postEphemeral", lambda: self.client.chat_postEphemeral(
-                channel=channel, user=user, thread_ts=thread, text=text))
+            await self.pacer.call(
+                "chat.postEphemeral",
+                lambda: self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread, text=text),
+            )
 
 
 def _apply(view: AnswerView, event: TryEvent) -> bool:

@@ -76,19 +76,24 @@ def plain(text: str) -> dict[str, Any]:
 
 # ---- the job card ------------------------------------------------------------------------------------------
 
+
 def job_card(job: Job) -> Message:
     head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job {SLACK.code(job.id)}* is *{job.state}*"
-    fields = [("GPUs", texts.gpus_label(job.gpus)), ("Started by", texts.who(job.user_id, SLACK)),
-              ("Output", SLACK.code(job.output_dir)), ("State", _state_detail(job))]
+    fields = [
+        ("GPUs", texts.gpus_label(job.gpus)),
+        ("Started by", texts.who(job.user_id, SLACK)),
+        ("Output", SLACK.code(job.output_dir)),
+        ("State", _state_detail(job)),
+    ]
     blocks: list[Block] = [
         mrkdwn(head),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f"*{k}*\n{v}", 2000)} for k, v in fields]},
     ]
-    if (progress := _progress(job)):
+    if progress := _progress(job):
         blocks.append(mrkdwn(progress))
-    if (notes := _notes(job)):
+    if notes := _notes(job):
         blocks.append(context(notes))
-    if (buttons := _buttons(job)):
+    if buttons := _buttons(job):
         blocks.append({"type": "actions", "block_id": f"job_{job.id}", "elements": buttons})
     summary = f"{job.kind.upper()} job {SLACK.text(job.id)} is {job.state}"
     if job.progress.step is not None:
@@ -142,17 +147,31 @@ def _notes(job: Job) -> str:
 def _buttons(job: Job) -> list[Block]:
     buttons: list[Block] = []
     if job.state in STOPPABLE:
-        buttons.append({
-            "type": "button", "action_id": STOP_ACTION, "value": job.id, "style": "danger", "text": plain("Stop"),
-            "confirm": {"title": plain("Stop this job?"), "style": "danger", "confirm": plain("Stop it"),
-                        "deny": plain("Keep it running"),
-                        "text": {"type": "mrkdwn", "text": f"Job {SLACK.code(job.id)} stops after saving what it can "
-                                                           "(a checkpoint it has written stays usable)."}},
-        })
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": STOP_ACTION,
+                "value": job.id,
+                "style": "danger",
+                "text": plain("Stop"),
+                "confirm": {
+                    "title": plain("Stop this job?"),
+                    "style": "danger",
+                    "confirm": plain("Stop it"),
+                    "deny": plain("Keep it running"),
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"Job {SLACK.code(job.id)} stops after saving what it can "
+                        "(a checkpoint it has written stays usable).",
+                    },
+                },
+            }
+        )
     if job.state.is_terminal and job.progress.last_checkpoint and job.export_state is not ExportState.EXPORTING:
         label = "Export again" if job.export_state is ExportState.EXPORTED else "Export"
-        buttons.append({"type": "button", "action_id": EXPORT_ACTION, "value": job.id, "style": "primary",
-                        "text": plain(label)})
+        buttons.append(
+            {"type": "button", "action_id": EXPORT_ACTION, "value": job.id, "style": "primary", "text": plain(label)}
+        )
     return buttons
 
 
@@ -162,6 +181,7 @@ def deleted_card(job_id: str, by: str | None) -> Message:
 
 
 # ---- notices in the thread ---------------------------------------------------------------------------------
+
 
 class Role(Enum):
     """What a notice does in Slack."""
@@ -203,18 +223,32 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
         case JobFailed() as f:
             why = failure_words.summary(f.failure, SLACK)
             lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {why or 'see the log'}"]
-            if (hint := failure_words.hint(f.failure, SLACK)):
+            if hint := failure_words.hint(f.failure, SLACK):
                 lines.append(f"💡 {hint}")
-            if (without := notice_words.not_applied_lines(f.not_applied, SLACK)):
+            if without := notice_words.not_applied_lines(f.not_applied, SLACK):
                 lines.append(without.lstrip("\n"))
             blocks = [mrkdwn("\n".join(lines))]
-            if (tail := "\n".join(f.tail)):
+            if tail := "\n".join(f.tail):
                 blocks.append(mrkdwn(_tail_block(tail)))
             summary = f"Job {SLACK.text(notice.job_id)} failed: {why}"
             return Message(summary, blocks, broadcast)
-        case (JobCreated() | JobSubmitted() | JobQueued() | JobRestarted() | CheckpointSaved() | EvalDone()
-              | StopRequested() | LeftQueue() | JobSucceeded() | JobStopped() | ExportStarted() | ExportSucceeded()
-              | ExportFailed() | JobDeleted() | Unreadable()):
+        case (
+            JobCreated()
+            | JobSubmitted()
+            | JobQueued()
+            | JobRestarted()
+            | CheckpointSaved()
+            | EvalDone()
+            | StopRequested()
+            | LeftQueue()
+            | JobSucceeded()
+            | JobStopped()
+            | ExportStarted()
+            | ExportSucceeded()
+            | ExportFailed()
+            | JobDeleted()
+            | Unreadable()
+        ):
             text = notice_words.notice_text(notice, SLACK)
             return Message(_first_line(text), [mrkdwn(text)], broadcast)
         case _:
@@ -242,7 +276,7 @@ def _tail_block(tail: str) -> str:
 
 
 def _last_chars(text: str, limit: int) -> str:
-    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
 def notices_message(notices: Sequence[Notice], job: Job | None) -> Message:
@@ -257,9 +291,16 @@ def notices_message(notices: Sequence[Notice], job: Job | None) -> Message:
 def notice_metadata(notices: Sequence[Notice]) -> dict[str, Any]:
     """Slack message metadata naming the notices a message tells, so a retry can see it was already posted."""
     first = notices[0]
-    return {"event_type": "trainbot_notice",
-            "event_payload": {"notice_id": first.id, "job_id": first.job_id, "topic": first.topic,
-                              "notice_ids": [n.id for n in notices], "topics": [n.topic for n in notices]}}
+    return {
+        "event_type": "trainbot_notice",
+        "event_payload": {
+            "notice_id": first.id,
+            "job_id": first.job_id,
+            "topic": first.topic,
+            "notice_ids": [n.id for n in notices],
+            "topics": [n.topic for n in notices],
+        },
+    }
 
 
 def told_notices(message: dict[str, Any], job_id: str) -> list[int]:

@@ -137,8 +137,10 @@ def reason_hint(reason: FailureReason, fmt: Format = PLAIN) -> str | None:
         case CudaOom():
             return "lower max_length or the batch size, or use a GPU with more memory"
         case HostOomKilled():
-            return ("lower dataloader_num_workers, the batch size or max_length, or use a machine with more RAM "
-                    "(dmesg | grep -i oom on the host tells for sure)")
+            return (
+                "lower dataloader_num_workers, the batch size or max_length, or use a machine with more RAM "
+                "(dmesg | grep -i oom on the host tells for sure)"
+            )
         case HubUnreachable(what="model", network=Network.OFFLINE):
             return f"download it once where there is network, or {MIRROR}"
         case HubUnreachable(what="dataset", name=str(name)):
@@ -146,19 +148,27 @@ def reason_hint(reason: FailureReason, fmt: Format = PLAIN) -> str | None:
         case HubUnreachable():
             return MIRROR
         case DatasetNotFound():
-            return ("check the dataset id or path in the recipe/config: a local path must exist, a hub id must be "
-                    "spelled as on the hub")
+            return (
+                "check the dataset id or path in the recipe/config: a local path must exist, a hub id must be "
+                "spelled as on the hub"
+            )
         case BadArgument(flag=str(flag), renamed_to=str(new)):
-            return (f"this ms-swift renamed {fmt.text(flag)} to {fmt.text(new)}: the command builder must pass "
-                    f"{fmt.text(new)} to this swift version")
+            return (
+                f"this ms-swift renamed {fmt.text(flag)} to {fmt.text(new)}: the command builder must pass "
+                f"{fmt.text(new)} to this swift version"
+            )
         case BadArgument():
             return "check the flag and its value against swift sft --help of the installed ms-swift version"
         case OutputExists():
-            return ("delete or move that folder (an earlier export made it), or export with --exist_ok true "
-                    "(overwrites) or another --output_dir")
+            return (
+                "delete or move that folder (an earlier export made it), or export with --exist_ok true "
+                "(overwrites) or another --output_dir"
+            )
         case DiskFull():
-            return ("free space where the output goes (old runs, checkpoints), lower save_total_limit, or pick "
-                    "another output folder")
+            return (
+                "free space where the output goes (old runs, checkpoints), lower save_total_limit, or pick "
+                "another output folder"
+            )
         case PermissionDenied(gated=True):
             return f"accept the model's licence on the hub and set HF_TOKEN (or MODELSCOPE_API_TOKEN), or {MIRROR}"
         case PermissionDenied():
@@ -166,8 +176,10 @@ def reason_hint(reason: FailureReason, fmt: Format = PLAIN) -> str | None:
         case Distributed(port_in_use=True):
             return "another job uses MASTER_PORT: set a different MASTER_PORT (or wait for it to end)"
         case Distributed():
-            return ("retry; if it persists check the GPUs' interconnect (NCCL_DEBUG=INFO shows more; "
-                    "NCCL_P2P_DISABLE=1 or NCCL_IB_DISABLE=1 work around broken P2P/InfiniBand)")
+            return (
+                "retry; if it persists check the GPUs' interconnect (NCCL_DEBUG=INFO shows more; "
+                "NCCL_P2P_DISABLE=1 or NCCL_IB_DISABLE=1 work around broken P2P/InfiniBand)"
+            )
         case Unknown():
             return "read the log's tail (or the job's whole log)"
         case SchedulerEnded() as f:

@@ -58,31 +58,41 @@ def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
             return f"📏 job {jid} eval{_at_step(f.step)}: eval loss {number(f.eval_loss)}"
         case JobSucceeded() as f:
             ckpt = f"; last checkpoint {fmt.code(f.last_checkpoint)}" if f.last_checkpoint else ""
-            return (f"✅ job {jid} succeeded in {duration(f.duration_s)}, final loss {number(f.final_loss)}{ckpt}"
-                    + not_applied_lines(f.not_applied, fmt))
+            return (
+                f"✅ job {jid} succeeded in {duration(f.duration_s)}, final loss {number(f.final_loss)}{ckpt}"
+                + not_applied_lines(f.not_applied, fmt)
+            )
         case JobFailed() as f:
             tail = "\n".join(f.tail)
-            return (f"❌ job {jid} failed: {failure_words.summary(f.failure, fmt)}"
-                    + hint_line(failure_words.hint(f.failure, fmt)) + (f"\n{fmt.block(tail)}" if tail else "")
-                    + not_applied_lines(f.not_applied, fmt))
+            return (
+                f"❌ job {jid} failed: {failure_words.summary(f.failure, fmt)}"
+                + hint_line(failure_words.hint(f.failure, fmt))
+                + (f"\n{fmt.block(tail)}" if tail else "")
+                + not_applied_lines(f.not_applied, fmt)
+            )
         case StopRequested(by=by):
             return f"✋ job {jid}: stop requested by {who(by, fmt)}"
         case LeftQueue(by=by):
             return f"⏹️ job {jid} removed from the queue by {who(by, fmt)}"
         case JobStopped() as f:
             ckpt = f"; last checkpoint {fmt.code(f.last_checkpoint)}" if f.last_checkpoint else ""
-            return (f"⏹️ job {jid} stopped by {by_words(f.by, fmt)}{_at_step(f.step)}{ckpt}"
-                    + not_applied_lines(f.not_applied, fmt))
+            return f"⏹️ job {jid} stopped by {by_words(f.by, fmt)}{_at_step(f.step)}{ckpt}" + not_applied_lines(
+                f.not_applied, fmt
+            )
         case ExportStarted() as f:
             where = f"GPU {', '.join(f.gpus)}" if f.gpus else "the CPU"
             source = f" from {fmt.code(f.checkpoint)}" if f.checkpoint else ""
             return f"📦 job {jid}: export started by {who(f.by, fmt)} on {where}{source}"
         case ExportSucceeded() as f:
             return f"📦 job {jid} exported: merged model in {fmt.code(f.export_dir)}" + not_applied_lines(
-                f.not_applied, fmt)
+                f.not_applied, fmt
+            )
         case ExportFailed() as f:
-            return (f"❌ job {jid}: export failed: {failure_words.summary(f.failure, fmt)}"
-                    + hint_line(failure_words.hint(f.failure, fmt)) + not_applied_lines(f.not_applied, fmt))
+            return (
+                f"❌ job {jid}: export failed: {failure_words.summary(f.failure, fmt)}"
+                + hint_line(failure_words.hint(f.failure, fmt))
+                + not_applied_lines(f.not_applied, fmt)
+            )
         case JobDeleted(by=by):
             return f"🗑️ job {jid} deleted by {who(by, fmt)}"
         case Unreadable(topic=topic):
@@ -100,10 +110,12 @@ def profile_words(created: JobCreated, fmt: Format = PLAIN, lead: str = "") -> s
 
 
 # The speed levers of runner/swift_levers.py, by their codes
-LEVER_WORDS = {"no_cudnn_attention": "attention without cuDNN's kernel",
-               "padding_free_sdpa": "padding-free micro-batches (it ran padded ones)",
-               "token_micro_batches": "micro-batches by tokens (it ran the planned layout, with its checkpointing)",
-               "shards_together": "its shards written together (they were written one after the other)"}
+LEVER_WORDS = {
+    "no_cudnn_attention": "attention without cuDNN's kernel",
+    "padding_free_sdpa": "padding-free micro-batches (it ran padded ones)",
+    "token_micro_batches": "micro-batches by tokens (it ran the planned layout, with its checkpointing)",
+    "shards_together": "its shards written together (they were written one after the other)",
+}
 
 
 def not_applied_lines(levers: tuple[NotApplied, ...], fmt: Format = PLAIN) -> str:

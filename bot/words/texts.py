@@ -45,8 +45,14 @@ from storage.models import Event, IllegalTransition, Job, JobState, Purpose
 from storage.waiting import GpusBusy, SlurmPending, SlurmSilent
 
 STATE_ICONS = {
-    JobState.CREATED: "🆕", JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃",
-    JobState.STOPPING: "✋", JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
+    JobState.CREATED: "🆕",
+    JobState.QUEUED: "⏳",
+    JobState.STARTING: "🚀",
+    JobState.RUNNING: "🏃",
+    JobState.STOPPING: "✋",
+    JobState.SUCCEEDED: "✅",
+    JobState.FAILED: "❌",
+    JobState.STOPPED: "⏹️",
 }
 
 
@@ -68,9 +74,11 @@ def progress_line(job: Job, fmt: Format = PLAIN) -> str:
     """`[██████░░░░] 30% step 15/50 · loss 6.87 · ETA 4s` (what a card and the console show)."""
     p = job.progress
     if p.step is None:
-        return {JobState.CREATED: f"not started: {fmt.code('start ' + job.id)} starts it",
-                JobState.QUEUED: f"waiting: {waiting_words(job.queue_reason, fmt) if job.queue_reason else 'in line'}",
-                JobState.RUNNING: "loading the model and data…"}.get(job.state, "")
+        return {
+            JobState.CREATED: f"not started: {fmt.code('start ' + job.id)} starts it",
+            JobState.QUEUED: f"waiting: {waiting_words(job.queue_reason, fmt) if job.queue_reason else 'in line'}",
+            JobState.RUNNING: "loading the model and data…",
+        }.get(job.state, "")
     parts = [f"[{progress_bar(p.percent)}] {p.percent or 0:.0f}% step {p.step}/{p.max_steps or '?'}"]
     if p.loss is not None:
         parts.append(f"loss {p.loss:.4g}")
@@ -104,7 +112,7 @@ def _ended(job: Job, fmt: Format) -> str:
 
 def job_status(job: Job, fmt: Format = PLAIN) -> str:
     lines = [f"{fmt.bold('Job ' + fmt.code(job.id))} ({job.kind.upper()}) is {fmt.bold(str(job.state))}"]
-    if (pl := progress_line(job, fmt)):
+    if pl := progress_line(job, fmt):
         lines.append(pl)
     lines.append(f"{gpus_label(job.gpus)} · output {fmt.code(job.output_dir)}")
     if job.state is JobState.FAILED and job.failure:
@@ -122,13 +130,18 @@ def job_status(job: Job, fmt: Format = PLAIN) -> str:
 def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
     when = [("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at)]
     run = job.train_run
-    lines = [job_status(job, fmt), "",
-             " · ".join(f"{k} {_clock(v)}" for k, v in when if v),
-             f"log {fmt.code(run.log_path)}" + (f" · run dir {fmt.code(job.run_dir)}" if job.run_dir else ""),
-             f"backend {job.backend}" + (f" on {fmt.text(job.host)}" if job.host else "")
-             + (f" (pid {run.pid})" if run.pid else "") + (f" (Slurm job {run.backend_job_id})"
-                                                          if run.backend_job_id else ""),
-             "command:", fmt.block(_command(job))]
+    lines = [
+        job_status(job, fmt),
+        "",
+        " · ".join(f"{k} {_clock(v)}" for k, v in when if v),
+        f"log {fmt.code(run.log_path)}" + (f" · run dir {fmt.code(job.run_dir)}" if job.run_dir else ""),
+        f"backend {job.backend}"
+        + (f" on {fmt.text(job.host)}" if job.host else "")
+        + (f" (pid {run.pid})" if run.pid else "")
+        + (f" (Slurm job {run.backend_job_id})" if run.backend_job_id else ""),
+        "command:",
+        fmt.block(_command(job)),
+    ]
     if events:
         lines.append("events:")
         lines += [f"• {_clock(e.at)} {event_text(e, fmt)}" for e in events[-15:]]
@@ -153,8 +166,7 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
         case OutsideRoot():
             return outside_root(exc, fmt)
         case AlreadySucceeded(job_id=job_id, kind=kind):
-            return (f"job {fmt.code(job_id)} already succeeded; start a new job with "
-                    f"{fmt.code(f'/train {kind} ...')}")
+            return f"job {fmt.code(job_id)} already succeeded; start a new job with {fmt.code(f'/train {kind} ...')}"
         case NotRestartable(job_id=job_id, state=state):
             return f"job {fmt.code(job_id)} is {state}: only a stopped or failed job can be started again"
         case NothingToStop(job_id=job_id, state=state) if state == JobState.CREATED:
@@ -174,8 +186,10 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
         case StillActive(job_id=job_id, state=state) if state == JobState.STOPPING:
             return f"job {fmt.code(job_id)} is stopping: delete it once it has stopped"
         case StillActive(job_id=job_id, state=state):
-            return (f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')}), then "
-                    "delete it (a created or queued job can be deleted at once)")
+            return (
+                f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')}), then "
+                "delete it (a created or queued job can be deleted at once)"
+            )
         case GpusPerNodeMissing(suggest=suggest):
             return f"{gpus_missing(exc, fmt)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
         case GpuMissing() as missing:
@@ -192,16 +206,22 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
         case InvalidField() | OutsideRoot():
             return fmt.text(refusal(exc))
         case WrongCount(ids=ids):
-            return (f"compare takes {MIN_RUNS} to {MAX_RUNS} different jobs, not {len(ids)}: e.g. "
-                    f"{fmt.code('/train compare k3x9q m4z8p')}")
+            return (
+                f"compare takes {MIN_RUNS} to {MAX_RUNS} different jobs, not {len(ids)}: e.g. "
+                f"{fmt.code('/train compare k3x9q m4z8p')}"
+            )
         case IdempotencyKeyReused(job_id=job_id):
             return f"that idempotency key already made job {fmt.code(job_id)}, from another request"
         case NotAllowed(job_id=None):
-            return (f"you may not start jobs: ask an admin to add you (or this channel) to {fmt.code('access.users')}"
-                    f" / {fmt.code('access.groups')} / {fmt.code('access.channels')} in trainbot's config")
+            return (
+                f"you may not start jobs: ask an admin to add you (or this channel) to {fmt.code('access.users')}"
+                f" / {fmt.code('access.groups')} / {fmt.code('access.channels')} in trainbot's config"
+            )
         case NotAllowed(action="try", job_id=str(job_id), owner=owner):
-            return (f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}), an admin, or whom "
-                    f"{fmt.code('access.try_users')} / {fmt.code('access.try_channels')} allow may try its model")
+            return (
+                f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}), an admin, or whom "
+                f"{fmt.code('access.try_users')} / {fmt.code('access.try_channels')} allow may try its model"
+            )
         case NotAllowed(action=action, job_id=str(job_id), owner=owner):
             return f"only {who(owner, fmt)} (who started job {fmt.code(job_id)}) or an admin may {action} it"
         case TryRefused():
@@ -217,17 +237,21 @@ def warning_text(warning: GpuMissing | GpusBusy, fmt: Format = PLAIN) -> str:
 
 
 def gpus_missing(missing: GpuMissing, fmt: Format = PLAIN) -> str:
-    """"GPU 3 does not exist on this machine; it has GPUs 0 and 1 (2× NVIDIA H100)" (or Slurm's nodes, for
+    """ "GPU 3 does not exist on this machine; it has GPUs 0 and 1 (2× NVIDIA H100)" (or Slurm's nodes, for
     GPUs a node)."""
     if isinstance(missing, GpusPerNodeMissing):
         nodes = f"at most {_count(missing.most, 'GPU')}" if missing.most else "no GPUs"
         return f"{_count(missing.wanted, 'GPU')} on one node asked for, but the Slurm cluster's nodes have {nodes} each"
-    head = (f"GPU {fmt.text(missing.missing[0])} does not" if len(missing.missing) == 1
-            else f"GPUs {_join(missing.missing, fmt)} do not")
+    head = (
+        f"GPU {fmt.text(missing.missing[0])} does not"
+        if len(missing.missing) == 1
+        else f"GPUs {_join(missing.missing, fmt)} do not"
+    )
     have = missing.have
     if have:
-        what = (f"GPU {fmt.text(have[0])}" if len(have) == 1 else f"GPUs {_join(have, fmt)}") + \
-            (f" ({fmt.text(missing.models)})" if missing.models else "")
+        what = (f"GPU {fmt.text(have[0])}" if len(have) == 1 else f"GPUs {_join(have, fmt)}") + (
+            f" ({fmt.text(missing.models)})" if missing.models else ""
+        )
     else:
         what = f"no GPUs ({no_gpus_words(missing.why)})"
     return f"{head} exist on this machine; it has {what}"
@@ -260,26 +284,43 @@ def _gpu_choice(gpus: Sequence[str], fmt: Format) -> str:
     return fmt.code(f"gpu={','.join(gpus) or 'cpu'}")
 
 
-def output_in_use(output_dir: str, job_id: str, fmt: Format = PLAIN, *, writer: Purpose = "train",
-                  wanted: Purpose = "train") -> str:
+def output_in_use(
+    output_dir: str, job_id: str, fmt: Format = PLAIN, *, writer: Purpose = "train", wanted: Purpose = "train"
+) -> str:
     c = fmt.code
     if wanted == "export" and writer == "export":
         return f"Job {c(job_id)}'s export writes to {c(output_dir)}: export once it has ended."
     if wanted == "export":
-        return (f"Job {c(job_id)} is still active and writes to {c(output_dir)}, where this export would write its "
-                f"merged model: export once {c(job_id)} has ended (or stop it: {c(f'/train stop {job_id}')}).")
+        return (
+            f"Job {c(job_id)} is still active and writes to {c(output_dir)}, where this export would write its "
+            f"merged model: export once {c(job_id)} has ended (or stop it: {c(f'/train stop {job_id}')})."
+        )
     if writer == "export":
-        return (f"Job {c(job_id)}'s export is writing to {c(output_dir)}: a training in that folder would mix with "
-                f"the merged model. Start it once the export has ended, or give another {c('out=')}.")
-    return (f"Job {c(job_id)} is still active and writes to {c(output_dir)}: two jobs in one folder would mix "
-            f"their checkpoints. Give another {c('out=')} (e.g. {c(output_dir.rstrip('/') + '-2')}), or stop "
-            f"{c(job_id)} first ({c(f'/train stop {job_id}')}).")
+        return (
+            f"Job {c(job_id)}'s export is writing to {c(output_dir)}: a training in that folder would mix with "
+            f"the merged model. Start it once the export has ended, or give another {c('out=')}."
+        )
+    return (
+        f"Job {c(job_id)} is still active and writes to {c(output_dir)}: two jobs in one folder would mix "
+        f"their checkpoints. Give another {c('out=')} (e.g. {c(output_dir.rstrip('/') + '-2')}), or stop "
+        f"{c(job_id)} first ({c(f'/train stop {job_id}')})."
+    )
 
 
-_ROOTS = {"output_dir": "the output folder", "export_dir": "the output folder", "log": "the log folder",
-          "model": "the folders allowed for models", "dataset": "the folders allowed for datasets"}
-_WHAT = {"output_dir": "the folder", "export_dir": "the export's folder", "log": "the log file",
-         "model": "the model path", "dataset": "the dataset path"}
+_ROOTS = {
+    "output_dir": "the output folder",
+    "export_dir": "the output folder",
+    "log": "the log folder",
+    "model": "the folders allowed for models",
+    "dataset": "the folders allowed for datasets",
+}
+_WHAT = {
+    "output_dir": "the folder",
+    "export_dir": "the export's folder",
+    "log": "the log file",
+    "model": "the model path",
+    "dataset": "the dataset path",
+}
 
 
 def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
@@ -290,8 +331,10 @@ def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
     if not exc.roots:
         return f"{head}, and no local one is allowed ({key} is empty): give a hub id, or ask an admin"
     roots = " or ".join(c(str(root)) for root in exc.roots)
-    return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({key}): give a path that "
-            "stays inside it (a symbolic link on the way may lead out)")
+    return (
+        f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({key}): give a path that "
+        "stays inside it (a symbolic link on the way may lead out)"
+    )
 
 
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:
@@ -307,12 +350,22 @@ def gpu_table(snapshot: GpuSnapshot, holders: dict[str, str], fmt: Format = PLAI
 
 
 def gpu_line(gpu: Gpu, holder: str | None, fmt: Format = PLAIN) -> str:
-    mem = (f"{gpu.memory_used_mib / 1024:.1f}/{gpu.memory_total_mib / 1024:.1f} GiB"
-           if gpu.memory_used_mib is not None and gpu.memory_total_mib else "memory ?")
+    mem = (
+        f"{gpu.memory_used_mib / 1024:.1f}/{gpu.memory_total_mib / 1024:.1f} GiB"
+        if gpu.memory_used_mib is not None and gpu.memory_total_mib
+        else "memory ?"
+    )
     util = f"{gpu.utilization_pct:.0f}%" if gpu.utilization_pct is not None else "util ?"
     label = "CPU" if gpu.index == "cpu" else f"GPU {gpu.index}"
-    who_ = f"job {fmt.code(holder)}" if holder else ("busy: " + ", ".join(
-        f"{fmt.text(p.user or '?')} pid {p.pid}" for p in gpu.processes) if gpu.processes else "free")
+    who_ = (
+        f"job {fmt.code(holder)}"
+        if holder
+        else (
+            "busy: " + ", ".join(f"{fmt.text(p.user or '?')} pid {p.pid}" for p in gpu.processes)
+            if gpu.processes
+            else "free"
+        )
+    )
     return f"• {fmt.bold(label)} {fmt.text(gpu.name)} · {mem} · {util} · {who_}"
 
 
@@ -365,16 +418,21 @@ def comparison_facts(cmp: Comparison) -> list[tuple[str, list[str]]]:
 
 def comparison_text(cmp: Comparison, fmt: Format = PLAIN, *, cell: int = 28) -> str:
     """A comparison as a table in a code block (one column a job), for Slack and the console."""
+
     def cut(text: str) -> str:
         return text if len(text) <= cell else text[: cell - 1] + "…"
 
     rows = [("", list(cmp.ids)), *[(name, [cut(v) for v in values]) for name, values in comparison_rows(cmp)]]
-    widths = [max(len(cut(name)) for name, _ in rows)] + [max(len(values[i]) for _, values in rows)
-                                                           for i in range(len(cmp.runs))]
-    table = "\n".join("  ".join(text.ljust(w) for text, w in zip([cut(name), *values], widths, strict=True)).rstrip()
-                      for name, values in rows)
-    same = (f"{cmp.same} other settings are" if cmp.same != 1 else "1 other setting is") + \
-        f" the same in all {len(cmp.runs)}."
+    widths = [max(len(cut(name)) for name, _ in rows)] + [
+        max(len(values[i]) for _, values in rows) for i in range(len(cmp.runs))
+    ]
+    table = "\n".join(
+        "  ".join(text.ljust(w) for text, w in zip([cut(name), *values], widths, strict=True)).rstrip()
+        for name, values in rows
+    )
+    same = (
+        f"{cmp.same} other settings are" if cmp.same != 1 else "1 other setting is"
+    ) + f" the same in all {len(cmp.runs)}."
     ids = ", ".join(fmt.code(i) for i in cmp.ids)
     return f"{fmt.bold('Comparing ' + str(len(cmp.runs)) + ' jobs')}: {ids}\n{fmt.block(table)}\n{same}"
 

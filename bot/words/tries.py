@@ -84,15 +84,23 @@ def refusal_text(exc: TryRefused, fmt: Format = PLAIN) -> str:
         case NothingToTry(job_id=job_id, state=state) if state in (JobState.CREATED, JobState.QUEUED):
             return f"job {c(job_id)} has not started yet ({state}): there is no checkpoint to try yet"
         case NothingToTry(job_id=job_id, state=state, step=step) if state in (
-                JobState.STARTING, JobState.RUNNING, JobState.STOPPING):
+            JobState.STARTING,
+            JobState.RUNNING,
+            JobState.STOPPING,
+        ):
             at = f" (at step {step})" if step is not None else ""
-            return (f"job {c(job_id)} is {state}{at} and has saved no checkpoint yet: try it once it has "
-                    "(its thread says when)")
+            return (
+                f"job {c(job_id)} is {state}{at} and has saved no checkpoint yet: try it once it has "
+                "(its thread says when)"
+            )
         case NothingToTry(job_id=job_id, state=state):
             return f"job {c(job_id)} {state} without saving a checkpoint: there is no model of it to try"
         case CheckpointNotFound(job_id=job_id, step=step, have=have) if have:
-            return (f"job {c(job_id)} has no checkpoint {step}; it has " + ", ".join(str(s) for s in have)
-                    + f" (e.g. {c(f'checkpoint={have[-1]}')})")
+            return (
+                f"job {c(job_id)} has no checkpoint {step}; it has "
+                + ", ".join(str(s) for s in have)
+                + f" (e.g. {c(f'checkpoint={have[-1]}')})"
+            )
         case CheckpointNotFound(job_id=job_id, step=step):
             return f"job {c(job_id)} has no checkpoint {step}, nor any other on disk"
         case TryExportRunning(job_id=job_id, have=have):
@@ -111,13 +119,17 @@ def refusal_text(exc: TryRefused, fmt: Format = PLAIN) -> str:
         case BadConversation(role=role):
             return f"the last message must be the user's question, not the {fmt.text(role)}'s"
         case NoCheckQuestions(job_id=job_id, kind=kind):
-            return (f"the {kind.upper()} recipe has no questions of its own to check: ask one, e.g. "
-                    f"{c(f'try {job_id} What is in the picture?')}")
+            return (
+                f"the {kind.upper()} recipe has no questions of its own to check: ask one, e.g. "
+                f"{c(f'try {job_id} What is in the picture?')}"
+            )
         case TryUnavailable(reason="slurm"):
-            return ("on Slurm a try runs on this machine's CPU only: add " + c("gpu=cpu"))
+            return "on Slurm a try runs on this machine's CPU only: add " + c("gpu=cpu")
         case TryUnavailable(detail=detail):
-            return (f"tries need swift's python, and {fmt.text(detail)} does not name one: set "
-                    f"{c('[swift] bin')} to the swift of a virtualenv")
+            return (
+                f"tries need swift's python, and {fmt.text(detail)} does not name one: set "
+                f"{c('[swift] bin')} to the swift of a virtualenv"
+            )
         case TryFailed(log_path=log_path):
             return f"the model could not answer: {failure_summary(exc, fmt)} (the log: {c(log_path)})"
     return fmt.text(exc)
@@ -142,10 +154,16 @@ def failure_summary(exc: TryFailed, fmt: Format = PLAIN) -> str:
 
 
 ENDED: dict[TryEnd, str] = {
-    "bot_restarted": "the bot restarted", "bot_stopped": "the bot stopped", "job_deleted": "the job was deleted",
-    "process_ended": "its process ended", "replaced": "another checkpoint or GPU was asked for",
-    "load_failed": "the model did not load", "abandoned": "the try was abandoned while the model loaded",
-    "idle": "idle", "gpu_wanted": "its GPU is wanted"}
+    "bot_restarted": "the bot restarted",
+    "bot_stopped": "the bot stopped",
+    "job_deleted": "the job was deleted",
+    "process_ended": "its process ended",
+    "replaced": "another checkpoint or GPU was asked for",
+    "load_failed": "the model did not load",
+    "abandoned": "the try was abandoned while the model loaded",
+    "idle": "idle",
+    "gpu_wanted": "its GPU is wanted",
+}
 
 
 def event_text(event: Event) -> str | None:
@@ -163,7 +181,7 @@ def event_text(event: Event) -> str | None:
     return None
 
 
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f, *range(0x80, 0xa0))}
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))}
 
 
 def inert(text: str) -> str:

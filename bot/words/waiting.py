@@ -45,8 +45,13 @@ SLURM_REASONS: dict[str, str] = {
     "QOS": "over a limit of its QOS",
     "Assoc": "over a limit of its Slurm account",
 }
-SLURM_STATES = {"CONFIGURING": "its nodes are being set up", "REQUEUED": "requeued",
-                "REQUEUE_HOLD": "requeued and held", "REQUEUE_FED": "requeued", "RESV_DEL_HOLD": "held"}
+SLURM_STATES = {
+    "CONFIGURING": "its nodes are being set up",
+    "REQUEUED": "requeued",
+    "REQUEUE_HOLD": "requeued and held",
+    "REQUEUE_FED": "requeued",
+    "RESV_DEL_HOLD": "held",
+}
 NO_REASON = ("", "None", "(null)")  # Slurm has not said why yet: its scheduler has not looked at the job
 
 
@@ -78,8 +83,13 @@ def slurm_pending_words(pending: SlurmPending, fmt: Format = PLAIN) -> str:
         return "waiting for Slurm's scheduler"
     if pending.reason == "Resources":
         n, nodes = pending.gpus_per_node, pending.nodes
-        what = ("free CPUs or memory" if n == 0 else "a free GPU" if n == 1 and nodes == 1 else
-                f"{n} free GPUs" + (f" on each of {nodes} nodes" if nodes > 1 else " on one node"))
+        what = (
+            "free CPUs or memory"
+            if n == 0
+            else "a free GPU"
+            if n == 1 and nodes == 1
+            else f"{n} free GPUs" + (f" on each of {nodes} nodes" if nodes > 1 else " on one node")
+        )
         return f"waiting for {what} (Resources)"
     known = [key for key in SLURM_REASONS if pending.reason.startswith(key)]
     words = SLURM_REASONS[max(known, key=len)] if known else "waiting"

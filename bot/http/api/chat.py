@@ -67,18 +67,28 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     """OpenAI's chat completion request, with what trainbot adds (`checkpoint`, `gpu_id`)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
-        {"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 64, "temperature": 0}]})
-    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES,
-                                        description="the conversation so far; the last one the user's question")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 64, "temperature": 0}
+            ]
+        },
+    )
+    messages: list[ChatMessage] = Field(
+        min_length=1, max_length=MAX_MESSAGES, description="the conversation so far; the last one the user's question"
+    )
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="the most tokens to generate (256)")
     temperature: float | None = Field(None, ge=0, le=2, description="0: greedy; none: the model's own setting")
     stream: bool = Field(False, description="Server-Sent Events of chat.completion.chunk, then `data: [DONE]`")
     model: str | None = Field(None, max_length=200, description="ignored (the job decides); OpenAI clients send it")
-    checkpoint: int | None = Field(None, ge=1, description="a checkpoint's step instead of the export or the last "
-                                                           "checkpoint")
-    gpu_id: str | None = Field(None, pattern=r"^(cpu|\d{1,3})$",
-                               description='one GPU ("0") or "cpu"; default: the job\'s first GPU')
+    checkpoint: int | None = Field(
+        None, ge=1, description="a checkpoint's step instead of the export or the last checkpoint"
+    )
+    gpu_id: str | None = Field(
+        None, pattern=r"^(cpu|\d{1,3})$", description='one GPU ("0") or "cpu"; default: the job\'s first GPU'
+    )
 
 
 class AnswerMessage(BaseModel):
@@ -133,32 +143,46 @@ def _model_name(job_id: str, weights: Weights) -> str:
 
 def _facts(done: TryDone) -> TryFacts:
     w = done.weights
-    return TryFacts(job_id=done.job_id, weights=WeightsOut(kind=w.kind, path=w.path, step=w.step),
-                    gpu_id=",".join(done.gpus), waited_s=round(done.waited_s, 3),
-                    load_s=None if done.load_s is None else round(done.load_s, 3), warm=done.warm,
-                    first_token_s=None if done.first_token_s is None else round(done.first_token_s, 3),
-                    total_s=round(done.total_s, 3))
+    return TryFacts(
+        job_id=done.job_id,
+        weights=WeightsOut(kind=w.kind, path=w.path, step=w.step),
+        gpu_id=",".join(done.gpus),
+        waited_s=round(done.waited_s, 3),
+        load_s=None if done.load_s is None else round(done.load_s, 3),
+        warm=done.warm,
+        first_token_s=None if done.first_token_s is None else round(done.first_token_s, 3),
+        total_s=round(done.total_s, 3),
+    )
 
 
-@router.post("/jobs/{job_id}/chat", response_model=ChatCompletion,
-             responses={200: {"content": {"application/json": {}, SSE: {}},
-                              "description": "a chat.completion, or with `stream` Server-Sent Events of "
-                                             "chat.completion.chunk ending with `data: [DONE]`"},
-                        502: {"description": "the model could not answer (it did not load, or its process ended)"}})
+@router.post(
+    "/jobs/{job_id}/chat",
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "content": {"application/json": {}, SSE: {}},
+            "description": "a chat.completion, or with `stream` Server-Sent Events of "
+            "chat.completion.chunk ending with `data: [DONE]`",
+        },
+        502: {"description": "the model could not answer (it did not load, or its process ended)"},
+    },
+)
 async def chat(job_id: JobId, body: ChatRequest, ctx: Ctx, user: CurrentUser) -> Any:
     """Ask the job's model: its export if it has one, else its last checkpoint's LoRA adapters on the base model
     (or the `checkpoint` named). It waits in line for the job's GPU like any job, and stays loaded a few idle
     minutes for the next question. Access: the job's owner, admins, and `[access] try_users`."""
     messages = tuple(Message(m.role, m.content) for m in body.messages)
-    ask = TryAsk(job_id, messages, body.checkpoint, (body.gpu_id,) if body.gpu_id else None, body.max_tokens,
-                 body.temperature)
+    ask = TryAsk(
+        job_id, messages, body.checkpoint, (body.gpu_id,) if body.gpu_id else None, body.max_tokens, body.temperature
+    )
     try:
         stream = await ctx.runtime.tries.open(ask, user.caller())
     except (TryRefused, GpuMissing) as exc:
         return refusal(exc, body)
     if body.stream:
-        return StreamingResponse(_chunks(stream, job_id), media_type=SSE,
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _chunks(stream, job_id), media_type=SSE, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
     done: TryDone | None = None
     try:
         async with contextlib.aclosing(stream):
@@ -169,13 +193,23 @@ async def chat(job_id: JobId, body: ChatRequest, ctx: Ctx, user: CurrentUser) ->
         return refusal(exc, body)
     assert done is not None
     answer = done.answers[-1]
-    usage = Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
-                  total_tokens=(answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
-                  if answer.prompt_tokens is not None and answer.completion_tokens is not None else None)
-    return JSONResponse(ChatCompletion(
-        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=_model_name(job_id, done.weights),
-        choices=[Choice(index=0, message=AnswerMessage(content=answer.text), finish_reason=answer.finish_reason)],
-        usage=usage, trainbot=_facts(done)).model_dump())
+    usage = Usage(
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        total_tokens=(answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
+        if answer.prompt_tokens is not None and answer.completion_tokens is not None
+        else None,
+    )
+    return JSONResponse(
+        ChatCompletion(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=_model_name(job_id, done.weights),
+            choices=[Choice(index=0, message=AnswerMessage(content=answer.text), finish_reason=answer.finish_reason)],
+            usage=usage,
+            trainbot=_facts(done),
+        ).model_dump()
+    )
 
 
 async def _chunks(stream: AsyncGenerator[TryEvent, None], job_id: str) -> AsyncIterator[str]:
@@ -187,8 +221,14 @@ async def _chunks(stream: AsyncGenerator[TryEvent, None], job_id: str) -> AsyncI
     started = False
 
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
-        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        body = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     try:
@@ -213,9 +253,16 @@ async def _chunks(stream: AsyncGenerator[TryEvent, None], job_id: str) -> AsyncI
                         if not started:
                             yield chunk({"role": "assistant", "content": ""})
                         total = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
-                        yield chunk({}, answer.finish_reason, usage={
-                            "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
-                            "total_tokens": total}, trainbot=_facts(event).model_dump())
+                        yield chunk(
+                            {},
+                            answer.finish_reason,
+                            usage={
+                                "prompt_tokens": answer.prompt_tokens,
+                                "completion_tokens": answer.completion_tokens,
+                                "total_tokens": total,
+                            },
+                            trainbot=_facts(event).model_dump(),
+                        )
     except TryRefused as exc:
         status, text = _words(exc, None)
         yield f"data: {json.dumps({'error': {'message': text, 'type': 'try_failed', 'code': status}})}\n\n"
@@ -231,8 +278,11 @@ def _words(exc: TryRefused | GpuMissing, body: ChatRequest | None) -> tuple[int,
     """(HTTP status, the refusal in words, led by the field it is about); no `/train` words."""
     match exc:
         case TooLong(what="question", length=length, limit=limit):
-            at = next((i for i, m in enumerate(body.messages) if m.role != "assistant" and len(m.content) > limit),
-                      None) if body is not None else None
+            at = (
+                next((i for i, m in enumerate(body.messages) if m.role != "assistant" and len(m.content) > limit), None)
+                if body is not None
+                else None
+            )
             where = f"messages[{at}].content" if at is not None else "messages"
             return 422, f"{where}: the question is {length} characters long; a question has at most {limit}"
         case TooLong(what="conversation", length=length, limit=limit):

@@ -18,9 +18,17 @@ from storage.errors import JobError
 from storage.models import Kind
 
 BODY_FIELDS = {"gpus": "gpu_id", "epochs": "num_train_epochs"}  # a request's field -> the body's, where they differ
-OVERRIDES = {"model": "model", "dataset": "dataset", "num_train_epochs": "epochs", "learning_rate": "learning_rate",
-             "lora_rank": "lora_rank", "lora_alpha": "lora_alpha", "max_length": "max_length",
-             "batch_size": "batch_size", "max_pixels": "max_pixels"}  # a VLM body's field -> the override's key
+OVERRIDES = {
+    "model": "model",
+    "dataset": "dataset",
+    "num_train_epochs": "epochs",
+    "learning_rate": "learning_rate",
+    "lora_rank": "lora_rank",
+    "lora_alpha": "lora_alpha",
+    "max_length": "max_length",
+    "batch_size": "batch_size",
+    "max_pixels": "max_pixels",
+}  # a VLM body's field -> the override's key
 
 
 def body_field(field: str) -> str:
@@ -44,8 +52,9 @@ def to_request(kind: Kind, body: LLMJobCreate, user_id: str | None, channel_id: 
             value = getattr(body, name)
             if value is not None:
                 overrides[key] = _text(value)
-    return JobRequest(kind, gpus, Path(body.output_dir), overrides, user_id, channel_id, body.profile or "fast",
-                      hold=not body.start)
+    return JobRequest(
+        kind, gpus, Path(body.output_dir), overrides, user_id, channel_id, body.profile or "fast", hold=not body.start
+    )
 
 
 def _text(value: str | int | float | list[str]) -> str:
@@ -56,15 +65,17 @@ def _text(value: str | int | float | list[str]) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def example_body(kind: Kind, config: Config, sent: object = None, bad: Collection[str] = (),
-                 gpus: tuple[str, ...] = ()) -> dict[str, Any]:
+def example_body(
+    kind: Kind, config: Config, sent: object = None, bad: Collection[str] = (), gpus: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """A body that would work: what was sent with the `bad` fields (the body's names) left out or given good
     values, if that passes the check; else a stock one. `gpus`: GPUs that would do, where those are known."""
-    stock: dict[str, Any] = {"gpu_id": ",".join(gpus) or "0",
-                             "output_dir": out_example(config.output_root, config.base_dir)}
+    stock: dict[str, Any] = {
+        "gpu_id": ",".join(gpus) or "0",
+        "output_dir": out_example(config.output_root, config.base_dir),
+    }
     model = schema(kind)
-    kept = {k: v for k, v in sent.items() if k in model.model_fields and k not in bad} \
-        if isinstance(sent, dict) else {}
+    kept = {k: v for k, v in sent.items() if k in model.model_fields and k not in bad} if isinstance(sent, dict) else {}
     for candidate in (stock | kept, stock):
         try:
             check_request(to_request(kind, model.model_validate(candidate), None, None), config)

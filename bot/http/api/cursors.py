@@ -32,15 +32,26 @@ async def decode(cursor: str, store: JobStore) -> ListPosition:
     if _JOB_ID.fullmatch(cursor):
         position = await store.position(cursor)
         if position is None:
-            raise HTTPException(422, f"cursor `{cursor}` names a job that no longer exists (a cursor from an older "
-                                     "trainbot): list again without `cursor`")
+            raise HTTPException(
+                422,
+                f"cursor `{cursor}` names a job that no longer exists (a cursor from an older "
+                "trainbot): list again without `cursor`",
+            )
         return position
     try:
         created_at, seq = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(created_at, int | float) and not isinstance(created_at, bool) and math.isfinite(created_at) \
-                and type(seq) is int and 0 <= seq <= _MAX_SEQ:
+        if (
+            isinstance(created_at, int | float)
+            and not isinstance(created_at, bool)
+            and math.isfinite(created_at)
+            and type(seq) is int
+            and 0 <= seq <= _MAX_SEQ
+        ):
             return ListPosition(float(created_at), seq)
     except (ValueError, TypeError, OverflowError, binascii.Error):
         pass
-    raise HTTPException(422, "`cursor` is not one this server gave: pass the `next_cursor` of the page before as it "
-                             "came, or list again without `cursor`")
+    raise HTTPException(
+        422,
+        "`cursor` is not one this server gave: pass the `next_cursor` of the page before as it "
+        "came, or list again without `cursor`",
+    )

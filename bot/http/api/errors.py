@@ -25,8 +25,16 @@ from storage.errors import JobError
 from storage.models import Kind
 
 log = logging.getLogger(__name__)
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "too_large", 422: "invalid_request"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid_request",
+}
 
 
 class CreateRefused(Exception):
@@ -44,11 +52,20 @@ class _AsciiJson(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-def _body(answer: Refusal, example: dict[str, Any] | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
-    return _AsciiJson({"error": answer.error, "code": answer.code, "fields": list(answer.fields),
-                         "example": example, "endpoint": answer.endpoint},
-                        status_code=answer.status, headers=headers)
+def _body(
+    answer: Refusal, example: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return _AsciiJson(
+        {
+            "error": answer.error,
+            "code": answer.code,
+            "fields": list(answer.fields),
+            "example": example,
+            "endpoint": answer.endpoint,
+        },
+        status_code=answer.status,
+        headers=headers,
+    )
 
 
 def _create_kind(request: Request) -> Kind | None:
@@ -64,21 +81,35 @@ def validation_refusal(errors: list[Any], kind: Kind | None) -> Refusal:
     for e in errors:
         loc = [str(p) for p in e.get("loc", ())]
         name = loc[1] if len(loc) > 1 else (loc[0] if loc else "body")
-        limit = next((v for k, v in (e.get("ctx") or {}).items() if k in ("le", "ge", "lt", "gt", "max_length",
-                                                                          "min_length")), None)
-        found = fields.setdefault(name, {"field": name, "rule": e.get("type", "invalid"), "messages": [],
-                                         "value": e.get("input"), "limit": limit})
+        limit = next(
+            (v for k, v in (e.get("ctx") or {}).items() if k in ("le", "ge", "lt", "gt", "max_length", "min_length")),
+            None,
+        )
+        found = fields.setdefault(
+            name,
+            {"field": name, "rule": e.get("type", "invalid"), "messages": [], "value": e.get("input"), "limit": limit},
+        )
         if e.get("msg") not in found["messages"]:
             found["messages"].append(e.get("msg", "invalid"))
     problems = []
     for name, found in list(fields.items())[:10]:
         got = "" if found["rule"] == "missing" else f" (sent: {shown(found['value'], 80)})"
         message = f"{name}: {' or '.join(found.pop('messages'))}{got}"
-        problems.append(found | {"message": message,
-                                 "limit": found["limit"] if isinstance(found["limit"], int | float) else None,
-                                 "value": _echo(found["value"])})
-    return Refusal(422, "invalid_request", "; ".join(p["message"] for p in problems) or "the request is not valid",
-                   endpoint(kind) if kind is not None else None, tuple(problems))
+        problems.append(
+            found
+            | {
+                "message": message,
+                "limit": found["limit"] if isinstance(found["limit"], int | float) else None,
+                "value": _echo(found["value"]),
+            }
+        )
+    return Refusal(
+        422,
+        "invalid_request",
+        "; ".join(p["message"] for p in problems) or "the request is not valid",
+        endpoint(kind) if kind is not None else None,
+        tuple(problems),
+    )
 
 
 def _echo(value: object) -> object:
@@ -107,8 +138,10 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return _body(Refusal(exc.status_code, _CODES.get(exc.status_code, "error"), str(exc.detail)),
-                     headers=dict(exc.headers or {}))
+        return _body(
+            Refusal(exc.status_code, _CODES.get(exc.status_code, "error"), str(exc.detail)),
+            headers=dict(exc.headers or {}),
+        )
 
     app.add_exception_handler(JobError, typed)  # each typed refusal (IllegalTransition too): its own status, words
     app.add_exception_handler(CreateRefused, create_refused)
@@ -146,8 +179,14 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _body(Refusal(413, "too_large", f"the request body is over {self.limit} bytes ([http] "
-                                                   "max_body_bytes); a job request is a few hundred bytes"))
+        response = _body(
+            Refusal(
+                413,
+                "too_large",
+                f"the request body is over {self.limit} bytes ([http] "
+                "max_body_bytes); a job request is a few hundred bytes",
+            )
+        )
         await response(scope, receive, send)
 
 

@@ -40,8 +40,13 @@ def failure_out(failure: JobFailure | None) -> FailureOut | None:
     if failure is None:
         return None
     reason = failure.reason
-    return FailureOut(code=reason.code, fields=fields(reason), message=failure_words.summary(failure),
-                      hint=failure_words.hint(failure), cause=_reason_out(failure.cause) if failure.cause else None)
+    return FailureOut(
+        code=reason.code,
+        fields=fields(reason),
+        message=failure_words.summary(failure),
+        hint=failure_words.hint(failure),
+        cause=_reason_out(failure.cause) if failure.cause else None,
+    )
 
 
 def reason_out(reason: QueueReason | None) -> FactOut | None:

@@ -23,8 +23,9 @@ async def list_gpus(ctx: Ctx, user: CurrentUser) -> GpuList:
     holders = leases.held(holding)
     foreign = ctx.runtime.supervisor.foreign_busy(holding)
     snapshot = ctx.runtime.probe.snapshot()
-    return GpuList(gpus=[gpu_out(g, holders.get(g.index), g.index in foreign) for g in snapshot.devices()],
-                   source=snapshot.source)
+    return GpuList(
+        gpus=[gpu_out(g, holders.get(g.index), g.index in foreign) for g in snapshot.devices()], source=snapshot.source
+    )
 
 
 @router.get("/healthz", tags=["health"])

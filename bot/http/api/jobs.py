@@ -39,18 +39,24 @@ from storage.models import Job, JobState, Kind
 Ctx = Annotated[ApiContext, Depends(get_context)]
 JobId = Annotated[str, Path(max_length=100, description="the 5-character job id, e.g. k3x9q")]
 MAX_PAGE = 500
-_MEANS = {401: "no token, or one that is not valid", 403: "the access rules refuse it", 404: "no such job",
-          409: "the job's state does not allow it (`endpoint`: the call that makes sense now)",
-          422: "bad input: `fields` names each field that was wrong (its rule and bound), `example` is a body that "
-               "would work, `endpoint` the call to make with it; or an Idempotency-Key sent with another request"}
-ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorBody, "description": means}
-                                              for code, means in _MEANS.items()}
+_MEANS = {
+    401: "no token, or one that is not valid",
+    403: "the access rules refuse it",
+    404: "no such job",
+    409: "the job's state does not allow it (`endpoint`: the call that makes sense now)",
+    422: "bad input: `fields` names each field that was wrong (its rule and bound), `example` is a body that "
+    "would work, `endpoint` the call to make with it; or an Idempotency-Key sent with another request",
+}
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody, "description": means} for code, means in _MEANS.items()
+}
 
 router = APIRouter(prefix="/training", tags=["jobs"], responses=ERRORS)
 
 
-async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Principal, key: str | None,
-                  response: Response) -> JobOut:
+async def _create(
+    kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Principal, key: str | None, response: Response
+) -> JobOut:
     """The body is mapped to a JobRequest field by field and checked by the runner, as Slack's and the form's are.
     An Idempotency-Key finds the job it made from the same request (200); from another request: 422."""
     req = to_request(kind, body, user.user_id, ctx.config.http.notify_channel)
@@ -66,22 +72,29 @@ async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Princip
     except (InvalidField, OutsideRoot, GpuMissing, IdempotencyKeyReused, OutputInUse) as exc:
         bad = [f["field"] for f in refusal(exc, kind).fields]
         gpus = exc.suggest if isinstance(exc, GpuMissing) else ()
-        raise CreateRefused(exc, kind, example_body(kind, ctx.config, body.model_dump(exclude_unset=True), bad,
-                                                    gpus)) from exc
+        raise CreateRefused(
+            exc, kind, example_body(kind, ctx.config, body.model_dump(exclude_unset=True), bad, gpus)
+        ) from exc
     response.status_code = 201
     return job_out(job)
 
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=200,
-    description="a retried create with the same key and the same body answers 200 with the job the first one made "
-                "(nothing new is created); the same key with another body, or on the other create endpoint, "
-                "answers 422 (`code`: `idempotency_key_reused`) naming the key. Keys are per user.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="a retried create with the same key and the same body answers 200 with the job the first one made "
+        "(nothing new is created); the same key with another body, or on the other create endpoint, "
+        "answers 422 (`code`: `idempotency_key_reused`) naming the key. Keys are per user.",
+    ),
+]
 
 
 @router.post("/llm/jobs", status_code=201, response_model=JobOut)
-async def create_llm_job(body: LLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
-                         idempotency_key: IdempotencyKey = None) -> JobOut:
+async def create_llm_job(
+    body: LLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response, idempotency_key: IdempotencyKey = None
+) -> JobOut:
     """Create an LLM job on the fixed recipe (created, not started, unless `start` is true). Each value is taken as
     sent, with strict types (a string is a value byte for byte, never re-read as settings): what the rules refuse is
     a 422 naming the field, never repaired. 201 a new job; 200 the job an identical request with the same
@@ -90,8 +103,9 @@ async def create_llm_job(body: LLMJobCreate, ctx: Ctx, user: CurrentUser, respon
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut)
-async def create_vlm_job(body: VLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
-                         idempotency_key: IdempotencyKey = None) -> JobOut:
+async def create_vlm_job(
+    body: VLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response, idempotency_key: IdempotencyKey = None
+) -> JobOut:
     """Create a VLM job with the overrides the VLM recipe allows; values as for an LLM job (strict types, taken as
     sent, bounds in the schema, a refusal names the field)."""
     return await _create(Kind.VLM, body, ctx, user, idempotency_key, response)
@@ -103,8 +117,9 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-async def _list(ctx: ApiContext, kind: Kind | None, status: JobState | None, limit: int,
-                cursor: str | None) -> Response:
+async def _list(
+    ctx: ApiContext, kind: Kind | None, status: JobState | None, limit: int, cursor: str | None
+) -> Response:
     store = ctx.runtime.store
     after = await cursors.decode(cursor, store) if cursor is not None else None
     jobs, last = await store.page(kind=kind, states=[status] if status else None, limit=limit, after=after)
@@ -113,29 +128,39 @@ async def _list(ctx: ApiContext, kind: Kind | None, status: JobState | None, lim
 
 Status = Annotated[JobState | None, Query(description="only jobs in this state")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Cursor = Annotated[str | None, Query(max_length=cursors.MAX_LENGTH, description=(
-    "`next_cursor` of the page before, passed as it came: a position in the list (newest first), so jobs deleted "
-    "or created meanwhile neither end the list nor show twice. A job id (the cursors of older versions) works "
-    "while that job exists; an unknown cursor is a 422"))]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=cursors.MAX_LENGTH,
+        description=(
+            "`next_cursor` of the page before, passed as it came: a position in the list (newest first), so jobs "
+            "deleted or created meanwhile neither end the list nor show twice. A job id (the cursors of older "
+            "versions) works while that job exists; an unknown cursor is a 422"
+        ),
+    ),
+]
 
 
 @router.get("/llm/jobs", response_model=JobList)
-async def list_llm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
-                        cursor: Cursor = None) -> Response:
+async def list_llm_jobs(
+    ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100, cursor: Cursor = None
+) -> Response:
     """LLM jobs, newest first, `limit` a page; `next_cursor` fetches the next."""
     return await _list(ctx, Kind.LLM, status, limit, cursor)
 
 
 @router.get("/jobs", response_model=JobList)
-async def list_vlm_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
-                        cursor: Cursor = None) -> Response:
+async def list_vlm_jobs(
+    ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100, cursor: Cursor = None
+) -> Response:
     """VLM jobs, newest first, `limit` a page; `next_cursor` fetches the next."""
     return await _list(ctx, Kind.VLM, status, limit, cursor)
 
 
 @router.get("/all/jobs", response_model=JobList)
-async def list_all_jobs(ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100,
-                        cursor: Cursor = None) -> Response:
+async def list_all_jobs(
+    ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100, cursor: Cursor = None
+) -> Response:
     """Every job, newest first, `limit` a page; `next_cursor` fetches the next."""
     return await _list(ctx, None, status, limit, cursor)
 
@@ -189,8 +214,14 @@ async def get_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobDetail:
     return job_detail(job, await ctx.runtime.store.events(job_id))
 
 
-MetricNames = Annotated[list[str] | None, Query(alias="name", max_length=50, description=(
-    "only these series (repeat it: `?name=loss&name=eval_loss`); all of them without it"))]
+MetricNames = Annotated[
+    list[str] | None,
+    Query(
+        alias="name",
+        max_length=50,
+        description=("only these series (repeat it: `?name=loss&name=eval_loss`); all of them without it"),
+    ),
+]
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=MetricsOut)

@@ -29,8 +29,9 @@ SAFETY_POLL_S = 5.0  # changes made by another process (a restart) are seen with
 LOG_POLL_S = 0.5  # swift writes its log without telling the store: a followed log is read this often
 PAGE = 500
 SSE = "text/event-stream"
-_SSE_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {SSE: {}, "application/json": {}},
-                                                   "description": "a JSON list, or an SSE stream with follow=true"}}
+_SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {SSE: {}, "application/json": {}}, "description": "a JSON list, or an SSE stream with follow=true"}
+}
 
 router = APIRouter(tags=["events"], responses=ERRORS)
 
@@ -84,29 +85,42 @@ async def follow_events(store: JobStore, after: int, job_id: str | None) -> Asyn
 
 
 @router.get("/training/jobs/{job_id}/events", response_model=None, responses=_SSE_DOC)
-async def job_events(job_id: JobId, ctx: Ctx, user: CurrentUser, follow: Follow = False, after: After = 0,
-                     last_event_id: LastEventId = None) -> JSONResponse | StreamingResponse:
+async def job_events(
+    job_id: JobId,
+    ctx: Ctx,
+    user: CurrentUser,
+    follow: Follow = False,
+    after: After = 0,
+    last_event_id: LastEventId = None,
+) -> JSONResponse | StreamingResponse:
     """The job's events (created, started, checkpoint, eval, finished, ...), oldest first; followed, each change
     of its status (progress, loss, ETA) comes too, as an `event: status` message without an id."""
     store = ctx.runtime.store
     await store.require(job_id)
     start = max(after, last_event_id or 0)
     if follow:
-        return StreamingResponse(follow_events(store, start, job_id), media_type=SSE,
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            follow_events(store, start, job_id),
+            media_type=SSE,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
     events = [e for e in await store.events(job_id) if (e.id or 0) > start]
     return JSONResponse([event_out(e).model_dump() for e in events])
 
 
 @router.get("/training/events", response_model=None, responses=_SSE_DOC)
-async def all_events(ctx: Ctx, user: CurrentUser, follow: Follow = False, after: After = 0,
-                     last_event_id: LastEventId = None) -> JSONResponse | StreamingResponse:
+async def all_events(
+    ctx: Ctx, user: CurrentUser, follow: Follow = False, after: After = 0, last_event_id: LastEventId = None
+) -> JSONResponse | StreamingResponse:
     """Every job's events after `after` (a page of at most 500), or followed live with `follow=true`."""
     store = ctx.runtime.store
     start = max(after, last_event_id or 0)
     if follow:
-        return StreamingResponse(follow_events(store, start, None), media_type=SSE,
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            follow_events(store, start, None),
+            media_type=SSE,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
     events: list[EventOut] = [event_out(e) for e in await store.events_after(start, limit=PAGE)]
     return JSONResponse([e.model_dump() for e in events])
 
@@ -131,12 +145,24 @@ async def follow_log(store: JobStore, job_id: str, path: Path, offset: int) -> A
             await store.changes.wait(seen, timeout=LOG_POLL_S)
 
 
-@router.get("/training/jobs/{job_id}/logs", response_model=None,
-            responses={200: {"model": LogTail, "content": {"text/plain": {}},
-                             "description": "the tail as JSON, or the log as plain text with follow=true"}})
-async def job_logs(job_id: JobId, ctx: Ctx, user: CurrentUser,
-                   lines: Annotated[int, Query(ge=1, le=MAX_LOG_LINES)] = 40,
-                   follow: Follow = False) -> JSONResponse | StreamingResponse:
+@router.get(
+    "/training/jobs/{job_id}/logs",
+    response_model=None,
+    responses={
+        200: {
+            "model": LogTail,
+            "content": {"text/plain": {}},
+            "description": "the tail as JSON, or the log as plain text with follow=true",
+        }
+    },
+)
+async def job_logs(
+    job_id: JobId,
+    ctx: Ctx,
+    user: CurrentUser,
+    lines: Annotated[int, Query(ge=1, le=MAX_LOG_LINES)] = 40,
+    follow: Follow = False,
+) -> JSONResponse | StreamingResponse:
     """The end of the job's log (`lines`), or with `follow=true` the log from there on as it is written,
     ending when the job ends."""
     store = ctx.runtime.store
@@ -148,8 +174,11 @@ async def job_logs(job_id: JobId, ctx: Ctx, user: CurrentUser,
         return JSONResponse(LogTail(job_id=job.id, log_path=job.train_run.log_path, lines=tail).model_dump())
     size = path.stat().st_size if path.exists() else 0
     head = "".join(line + "\n" for line in tail).encode()
-    return StreamingResponse(_prefixed(head, follow_log(store, job.id, path, size)),
-                             media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
+    return StreamingResponse(
+        _prefixed(head, follow_log(store, job.id, path, size)),
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def read_from(path: Path, offset: int, most: int = 1 << 20) -> bytes:

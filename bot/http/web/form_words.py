@@ -8,15 +8,25 @@ from runner.errors import GpuMissing, NotAllowed, OutputInUse
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot
 
-LABELS = {"gpus": "GPUs", "output_dir": "Output folder", "profile": "Speed profile", "model": "Model",
-          "dataset": "Datasets", "epochs": "Epochs", "learning_rate": "Learning rate", "lora_rank": "LoRA rank",
-          "lora_alpha": "LoRA alpha", "max_length": "Longest sample (tokens)", "batch_size": "Batch size per GPU",
-          "max_pixels": "Largest image (pixels)"}
+LABELS = {
+    "gpus": "GPUs",
+    "output_dir": "Output folder",
+    "profile": "Speed profile",
+    "model": "Model",
+    "dataset": "Datasets",
+    "epochs": "Epochs",
+    "learning_rate": "Learning rate",
+    "lora_rank": "LoRA rank",
+    "lora_alpha": "LoRA alpha",
+    "max_length": "Longest sample (tokens)",
+    "batch_size": "Batch size per GPU",
+    "max_pixels": "Largest image (pixels)",
+}
 HELP = {
     "model": "a hub id, e.g. Qwen/Qwen2.5-VL-7B-Instruct, or a local folder inside the config's model folders "
-             "([paths] model_roots)",
+    "([paths] model_roots)",
     "dataset": "hub ids or local files (inside [paths] data_roots), comma-separated; #N uses N samples, e.g. "
-               "AI-ModelScope/LaTeX_OCR#500",
+    "AI-ModelScope/LaTeX_OCR#500",
     "epochs": f"above 0 and at most {FLOAT_LIMITS['epochs']:g}, e.g. 2 or 0.5",
     "learning_rate": f"above 0 and at most {FLOAT_LIMITS['learning_rate']:g}, e.g. 1e-4",
     "lora_rank": f"a whole number, 1 to {INT_LIMITS['lora_rank']}, e.g. 8",
@@ -39,7 +49,7 @@ _RULES = {
     Rule.BROKEN_CHARACTER: "holds a character that no file name can hold",
     Rule.TOO_LONG: "is {size} characters long; at most {limit:g} will do",
     Rule.NAME_TOO_LONG: "has a folder name of {size} bytes (letters such as é or 训 take 2 to 4); at most {limit:g} "
-                        "will do",
+    "will do",
     Rule.PATH_TOO_LONG: "makes a path of {size} bytes; at most {limit:g} will do",
     Rule.WHOLE_NUMBER: "is not a whole number from 1 to {limit:g}",
     Rule.NUMBER: "is not a number above 0 and at most {limit:g}",
@@ -64,12 +74,17 @@ def form_error(exc: Exception, out_example: str) -> str:
     match exc:
         case SourceOutside(field=field, item=item, resolved=resolved, roots=roots, root_key=key):
             where = ", ".join(map(str, roots)) if roots else f"none: [{key.replace('.', '] ')} is empty"
-            return (f"{LABELS.get(field, field)} “{item}” is not a hub id, and as a local path (it leads to "
-                    f"{resolved}) it lies outside the folders allowed for it ({where}).")
+            return (
+                f"{LABELS.get(field, field)} “{item}” is not a hub id, and as a local path (it leads to "
+                f"{resolved}) it lies outside the folders allowed for it ({where})."
+            )
         case OutsideRoot(path=path, resolved=resolved, roots=roots):
             root = roots[0] if roots else resolved
-            where = ("is the output folder itself" if resolved == folded(root)
-                     else f"leads to {resolved}, outside the output folder {root}")
+            where = (
+                "is the output folder itself"
+                if resolved == folded(root)
+                else f"leads to {resolved}, outside the output folder {root}"
+            )
             return f"Output folder “{path}” {where}: choose a folder inside it, e.g. {out_example}."
         case InvalidField(field=field, value=value, rule=rule, allowed=allowed):
             label = LABELS.get(field, field)
@@ -80,9 +95,11 @@ def form_error(exc: Exception, out_example: str) -> str:
         case GpuMissing(suggest=suggest):
             return f"{gpus_missing(exc)}. Tick {'GPU ' + ', '.join(suggest) if suggest else 'the CPU'} instead."
         case OutputInUse(output_dir=output_dir, job_id=job_id):
-            return (f"Job {job_id} is still active and writes to {output_dir}: two jobs in one folder would mix their "
-                    f"checkpoints. Choose another output folder (e.g. {str(output_dir).rstrip('/')}-2), or stop job "
-                    f"{job_id} first.")
+            return (
+                f"Job {job_id} is still active and writes to {output_dir}: two jobs in one folder would mix their "
+                f"checkpoints. Choose another output folder (e.g. {str(output_dir).rstrip('/')}-2), or stop job "
+                f"{job_id} first."
+            )
         case NotAllowed(job_id=None):
             return "You may not start jobs: ask an admin to add you to trainbot's access list ([access] users)."
     return error_text(exc)

@@ -109,8 +109,13 @@ def settings(kind: Kind, config: Config) -> tuple[Field, ...]:
         value = env.get(first[4:]) if first.startswith("env:") else recipe.value(first)
         shown = ",".join(value) if isinstance(value, tuple) else (value or "")
         flag = ", ".join(f"{t[4:]} (a variable)" if t.startswith("env:") else f"--{t}" for t in targets)
-        number = (("1", str(INT_LIMITS[key]), "1") if key in INT_LIMITS
-                  else ("0", f"{FLOAT_LIMITS[key]:g}", "any") if key in FLOAT_LIMITS else None)
+        number = (
+            ("1", str(INT_LIMITS[key]), "1")
+            if key in INT_LIMITS
+            else ("0", f"{FLOAT_LIMITS[key]:g}", "any")
+            if key in FLOAT_LIMITS
+            else None
+        )
         out.append(Field(key, LABELS[key], HELP[key], flag, shown, number))
     return tuple(out)
 
@@ -118,8 +123,9 @@ def settings(kind: Kind, config: Config) -> tuple[Field, ...]:
 async def blank(ctx: ApiContext, kind: str) -> JobForm:
     chosen = Kind.VLM if kind == "vlm" else Kind.LLM
     out = out_example(ctx.config.output_root, ctx.config.base_dir)
-    return JobForm(str(chosen), await _choices(ctx), {"out": out, "profile": "fast"},
-                   settings=settings(chosen, ctx.config))
+    return JobForm(
+        str(chosen), await _choices(ctx), {"out": out, "profile": "fast"}, settings=settings(chosen, ctx.config)
+    )
 
 
 async def submit(ctx: ApiContext, who: Principal, fields: Mapping[str, str]) -> JobForm:
@@ -131,8 +137,15 @@ async def submit(ctx: ApiContext, who: Principal, fields: Mapping[str, str]) -> 
     example = out_example(config.output_root, config.base_dir)
     out = values.get("out", "").strip()
     overrides = {key: values[key].strip() for key in OVERRIDE_KEYS if kind is Kind.VLM and values.get(key, "").strip()}
-    req = JobRequest(kind, tuple(gpus), Path(out), overrides, who.user_id, config.http.notify_channel,
-                     values.get("profile") or "fast")
+    req = JobRequest(
+        kind,
+        tuple(gpus),
+        Path(out),
+        overrides,
+        who.user_id,
+        config.http.notify_channel,
+        values.get("profile") or "fast",
+    )
     errors: dict[str, str] = {}
     if not gpus:
         errors["gpus"] = "Pick at least one GPU (or the CPU) to train on."
@@ -152,8 +165,12 @@ async def submit(ctx: ApiContext, who: Principal, fields: Mapping[str, str]) -> 
         admission.admit(config, None, Path(req.output_dir), req.overrides, await ctx.runtime.store.holding())
         if fields.get("go") != "start":
             plan = sup.plan(req)
-            return replace(form, preview=plan.display, notes=tuple(note_words(n) for n in plan.notes),
-                           warnings=tuple(warning_text(w) for w in warnings))
+            return replace(
+                form,
+                preview=plan.display,
+                notes=tuple(note_words(n) for n in plan.notes),
+                warnings=tuple(warning_text(w) for w in warnings),
+            )
         job = await sup.submit(req)
     except JobError as exc:
         return replace(form, errors={field_of(exc): form_error(exc, example)})

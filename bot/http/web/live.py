@@ -165,19 +165,24 @@ class _Job:
             if lines or reset:
                 out.append(message("log", {"view": self.vid, "lines": lines, "reset": reset, **self.log.model_dump()}))
         if job.run_dir:
-            points, self.points, reset = _follow(Path(job.run_dir) / "logging.jsonl", self.points, _all_points,
-                                                 _points)
+            points, self.points, reset = _follow(Path(job.run_dir) / "logging.jsonl", self.points, _all_points, _points)
             if points or reset:
-                out.append(message("points", {"view": self.vid, "points": points, "reset": reset,
-                                              **self.points.model_dump()}))
+                out.append(
+                    message("points", {"view": self.vid, "points": points, "reset": reset, **self.points.model_dump()})
+                )
         return out, False
 
 
 Reader = Callable[[Path, int], tuple[list[Any], int]]
 
 
-def _follow(path: Path, cursor: Cursor | None, fresh: Callable[[Path], tuple[list[Any], int]], more: Reader,
-            backlog: int | None = None) -> tuple[list[Any], Cursor, bool]:
+def _follow(
+    path: Path,
+    cursor: Cursor | None,
+    fresh: Callable[[Path], tuple[list[Any], int]],
+    more: Reader,
+    backlog: int | None = None,
+) -> tuple[list[Any], Cursor, bool]:
     """What a tab lacks of a growing file: what comes after its cursor; or a fresh start that replaces what it has
     (`reset`) for another file, a file that shrank, or more than `backlog` bytes behind (not worth sending line by
     line)."""
@@ -186,8 +191,12 @@ def _follow(path: Path, cursor: Cursor | None, fresh: Callable[[Path], tuple[lis
         size = path.stat().st_size
     except OSError:
         size = 0
-    if cursor is None or cursor.file != file or size < cursor.at or \
-            (backlog is not None and size - cursor.at > backlog):
+    if (
+        cursor is None
+        or cursor.file != file
+        or size < cursor.at
+        or (backlog is not None and size - cursor.at > backlog)
+    ):
         items, at = fresh(path)
         return items, Cursor(file=file, at=at), True
     items, at = more(path, cursor.at)
@@ -244,8 +253,10 @@ def _point(line: str) -> dict[str, float | int] | None:
 
 
 def followers(request: LiveRequest, rows: RenderRows, parts: RenderParts) -> dict[str, _Rows | _Job]:
-    return {vid: _Rows(vid, view, rows) if isinstance(view, RowsView) else _Job(vid, view, parts)
-            for vid, view in request.views.items()}
+    return {
+        vid: _Rows(vid, view, rows) if isinstance(view, RowsView) else _Job(vid, view, parts)
+        for vid, view in request.views.items()
+    }
 
 
 async def stream(store: JobStore, views: dict[str, _Rows | _Job]) -> AsyncIterator[str]:

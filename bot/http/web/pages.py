@@ -89,13 +89,19 @@ def action_words(job: Job, action: str) -> ActionWords:
     if action == "start" and job.state is not JobState.CREATED:
         n = checkpoint_number(job.progress.last_checkpoint)
         if n is not None:
-            return ActionWords(f"Resume from checkpoint {n}", f"Resume job {job.id} from checkpoint {n}?",
-                               "Yes, resume it",
-                               f"It goes back in line and, once started, trains on from step {n} (the checkpoint "
-                               f"{job.progress.last_checkpoint}), writing a new run folder and appending to its log.")
-        return ActionWords("Start again from the beginning", f"Start job {job.id} again from the beginning?",
-                           "Yes, start it again",
-                           "It saved no checkpoint, so it goes back in line and trains from step 0 again.")
+            return ActionWords(
+                f"Resume from checkpoint {n}",
+                f"Resume job {job.id} from checkpoint {n}?",
+                "Yes, resume it",
+                f"It goes back in line and, once started, trains on from step {n} (the checkpoint "
+                f"{job.progress.last_checkpoint}), writing a new run folder and appending to its log.",
+            )
+        return ActionWords(
+            "Start again from the beginning",
+            f"Start job {job.id} again from the beginning?",
+            "Yes, start it again",
+            "It saved no checkpoint, so it goes back in line and trains from step 0 again.",
+        )
     return ActionWords(action.capitalize(), f"{action.capitalize()} job {job.id}?", f"Yes, {action} it")
 
 
@@ -147,16 +153,22 @@ async def job_facts(store: JobStore, job: Job) -> JobFacts:
 # (runner/metrics' names, each with its label). A chart shows once one of its series has a point.
 METRIC_CHARTS: tuple[dict[str, object], ...] = (
     {"id": "chart", "title": "Loss", "y": "loss", "series": [["loss", "train loss"], ["eval_loss", "eval loss"]]},
-    {"id": "chart-lr", "title": "Learning rate", "y": "learning rate",
-     "series": [["learning_rate", "learning rate"]]},
+    {"id": "chart-lr", "title": "Learning rate", "y": "learning rate", "series": [["learning_rate", "learning rate"]]},
     {"id": "chart-grad", "title": "Gradient norm", "y": "grad norm", "series": [["grad_norm", "grad norm"]]},
-    {"id": "chart-acc", "title": "Token accuracy", "y": "accuracy",
-     "series": [["token_acc", "train"], ["eval_token_acc", "eval"]]},
+    {
+        "id": "chart-acc",
+        "title": "Token accuracy",
+        "y": "accuracy",
+        "series": [["token_acc", "train"], ["eval_token_acc", "eval"]],
+    },
     {"id": "chart-mem", "title": "GPU memory", "y": "GiB", "series": [["memory_gib", "peak memory"]]},
-    {"id": "chart-speed", "title": "Speed", "y": "s / step",
-     "series": [["seconds_per_step", "seconds per step"]]},
-    {"id": "chart-tokens", "title": "Tokens per second", "y": "tokens / s",
-     "series": [["tokens_per_s", "tokens per second"]]},
+    {"id": "chart-speed", "title": "Speed", "y": "s / step", "series": [["seconds_per_step", "seconds per step"]]},
+    {
+        "id": "chart-tokens",
+        "title": "Tokens per second",
+        "y": "tokens / s",
+        "series": [["tokens_per_s", "tokens per second"]],
+    },
 )
 
 
@@ -168,8 +180,11 @@ def script_json(value: object) -> Markup:
 def compare_data(cmp: Comparison) -> Markup:
     """The compared runs' loss and eval-loss points, for charts.js (each series' JSON made once, by its
     Metrics: numbers and ids only, nothing to escape)."""
-    runs = ",".join(f'{{"id":{json.dumps(r.job.id)},"loss":{r.metrics.points_json("loss")},'
-                    f'"eval_loss":{r.metrics.points_json("eval_loss")}}}' for r in cmp.runs)
+    runs = ",".join(
+        f'{{"id":{json.dumps(r.job.id)},"loss":{r.metrics.points_json("loss")},'
+        f'"eval_loss":{r.metrics.points_json("eval_loss")}}}'
+        for r in cmp.runs
+    )
     return script_json_text(f"[{runs}]")
 
 

@@ -38,11 +38,21 @@ METRIC_CHARTS_JSON = pages.script_json(pages.METRIC_CHARTS)
 
 
 def templates() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    env.globals.update(duration=texts.duration, age=pages.time_ago, gpus_label=texts.gpus_label, number=texts.number,
-                       words=pages.action_words, min_runs=MIN_RUNS, max_runs=MAX_RUNS,
-                       states=[str(s) for s in JobState], static_v=_static_version(), **words.GLOBALS)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    env.globals.update(
+        duration=texts.duration,
+        age=pages.time_ago,
+        gpus_label=texts.gpus_label,
+        number=texts.number,
+        words=pages.action_words,
+        min_runs=MIN_RUNS,
+        max_runs=MAX_RUNS,
+        states=[str(s) for s in JobState],
+        static_v=_static_version(),
+        **words.GLOBALS,
+    )
     return env
 
 
@@ -56,13 +66,15 @@ def build_router(ctx: ApiContext) -> APIRouter:
     sessions = Sessions(ctx)
     store = ctx.runtime.store
 
-    def html(name: str, session: Session | None, status: int = 200, request: Request | None = None,
-             **values: Any) -> HTMLResponse:
+    def html(
+        name: str, session: Session | None, status: int = 200, request: Request | None = None, **values: Any
+    ) -> HTMLResponse:
         """A page; with `request`, what the last action said is shown on it (once)."""
         said = sessions.said(request) if request is not None else None
         values.setdefault("said_while", "")
-        body = env.get_template(name).render(me=session.principal if session else None,
-                                             csrf=session.csrf if session else "", said=said or "", **values)
+        body = env.get_template(name).render(
+            me=session.principal if session else None, csrf=session.csrf if session else "", said=said or "", **values
+        )
         response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
         if said is not None:
             sessions.clear_said(response)
@@ -100,8 +112,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def panel(job: Job, session: Session) -> list[live.Piece]:
         """A job's panel in its parts (the template's blocks), each keyed by its element id `part-<block>`."""
         template = env.get_template("_panel.html")
-        context = template.new_context({"job": job, "facts": await pages.job_facts(store, job), "csrf": session.csrf,
-                                        "actions": pages.allowed_actions(job, session.principal, ctx.config)})
+        context = template.new_context(
+            {
+                "job": job,
+                "facts": await pages.job_facts(store, job),
+                "csrf": session.csrf,
+                "actions": pages.allowed_actions(job, session.principal, ctx.config),
+            }
+        )
         return [(f"part-{name}", "".join(block(context)).strip()) for name, block in template.blocks.items()]
 
     @router.get("/signin")
@@ -109,13 +127,21 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return html("signin.html", None, next=_local(next), error="")
 
     @router.post("/signin")
-    async def signin(request: Request, token: Annotated[str, Form(max_length=500)] = "",
-                     next: Annotated[str, Form(max_length=500)] = "/") -> Response:
+    async def signin(
+        request: Request,
+        token: Annotated[str, Form(max_length=500)] = "",
+        next: Annotated[str, Form(max_length=500)] = "/",
+    ) -> Response:
         session = await sessions.issue(token.strip(), request) if token.strip() else None
         if session is None:
-            return html("signin.html", None, 401, next=_local(next),
-                        error="That token is not valid: paste a token from TRAINBOT_API_TOKENS or the tokens file "
-                              "(ask an admin for one).")
+            return html(
+                "signin.html",
+                None,
+                401,
+                next=_local(next),
+                error="That token is not valid: paste a token from TRAINBOT_API_TOKENS or the tokens file "
+                "(ask an admin for one).",
+            )
         response = RedirectResponse(_local(next), status_code=303)
         sessions.save(session, response)
         return response
@@ -143,8 +169,16 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return html("missing.html", session, 404, job_id=job_id)
         pieces = await panel(job, session)
         view = {"kind": "job", "job": job.id, "parts": dict(live.cursor_of(pieces))}
-        return html("job.html", session, request=request, said_while=str(job.state), job=job, panel=_joined(pieces),
-                    view=view, metric_charts=METRIC_CHARTS_JSON)
+        return html(
+            "job.html",
+            session,
+            request=request,
+            said_while=str(job.state),
+            job=job,
+            panel=_joined(pieces),
+            view=view,
+            metric_charts=METRIC_CHARTS_JSON,
+        )
 
     @router.post("/web/live")
     async def live_stream(request: Request) -> Response:
@@ -155,17 +189,25 @@ def build_router(ctx: ApiContext) -> APIRouter:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "the body"
-            return plain_text(f"this live request is not valid: {where}: {first['msg']} (the body is what "
-                              '/static/live-hub.js sends: {"views": {"<tab>": {"kind": "rows", "query": "", '
-                              '"have": []}}})', 422)
-        views = live.followers(wanted, rows=lambda query: rows(pages.Filters.from_query(query)),
-                               parts=lambda job: panel(job, session))
+            return plain_text(
+                f"this live request is not valid: {where}: {first['msg']} (the body is what "
+                '/static/live-hub.js sends: {"views": {"<tab>": {"kind": "rows", "query": "", '
+                '"have": []}}})',
+                422,
+            )
+        views = live.followers(
+            wanted, rows=lambda query: rows(pages.Filters.from_query(query)), parts=lambda job: panel(job, session)
+        )
         chunks = live.stream(store, views)
         if "gzip" in request.headers.get("accept-encoding", ""):
-            return StreamingResponse(live.gzipped(chunks), media_type="text/event-stream",
-                                     headers=SSE_HEADERS | {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
-        return StreamingResponse(chunks, media_type="text/event-stream",
-                                 headers=SSE_HEADERS | {"Vary": "Accept-Encoding"})
+            return StreamingResponse(
+                live.gzipped(chunks),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS | {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+            )
+        return StreamingResponse(
+            chunks, media_type="text/event-stream", headers=SSE_HEADERS | {"Vary": "Accept-Encoding"}
+        )
 
     @router.get("/jobs/{job_id}/log")
     async def whole_log(request: Request, job_id: JobId) -> Response:
@@ -190,8 +232,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return html("confirm.html", session, job=job, action=action, w=pages.action_words(job, action))
 
     @router.post("/jobs/{job_id}/{action}")
-    async def act(request: Request, job_id: JobId, action: str,
-                  csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    async def act(
+        request: Request, job_id: JobId, action: str, csrf: Annotated[str, Form(max_length=200)] = ""
+    ) -> Response:
         session = await checked(request, csrf)
         if action not in pages.ACTIONS:
             return plain_text(f"`{action}` is not an action; actions: {', '.join(pages.ACTIONS)}", 404)
@@ -204,17 +247,32 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return said(target, reply.text, session)
 
     @router.get("/compare")
-    async def compare_page(request: Request, job: Annotated[list[str], Query(max_length=MAX_RUNS * 2)] = []) \
-            -> HTMLResponse:  # noqa: B006  (FastAPI reads a list query's default; it is never changed)
+    async def compare_page(
+        request: Request,
+        job: Annotated[list[str], Query(max_length=MAX_RUNS * 2)] = [],  # noqa: B006 (FastAPI reads it, never changed)
+    ) -> HTMLResponse:
         session = await signed_in(request)
         try:
             cmp = await compare(store, [j[:100] for j in job])
         except (WrongCount, JobNotFound) as exc:
-            return html("compare.html", session, 404 if isinstance(exc, JobNotFound) else 422, cmp=None,
-                        error=error_text(exc), ids=job[:MAX_RUNS * 2])
-        return html("compare.html", session, cmp=cmp, facts=comparison_facts(cmp),
-                    settings=comparison_settings(cmp), data=pages.compare_data(cmp),
-                    error="", ids=list(cmp.ids))
+            return html(
+                "compare.html",
+                session,
+                404 if isinstance(exc, JobNotFound) else 422,
+                cmp=None,
+                error=error_text(exc),
+                ids=job[: MAX_RUNS * 2],
+            )
+        return html(
+            "compare.html",
+            session,
+            cmp=cmp,
+            facts=comparison_facts(cmp),
+            settings=comparison_settings(cmp),
+            data=pages.compare_data(cmp),
+            error="",
+            ids=list(cmp.ids),
+        )
 
     @router.get("/new")
     async def new_job(request: Request, kind: str = "llm") -> HTMLResponse:
@@ -268,7 +326,6 @@ def _local(path: str) -> str:
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
 
 
-
 def install(app: Any, ctx: ApiContext) -> None:
     """Mount the pages, their static files and the two refusals they need (sign in, CSRF) on the API's app."""
     from fastapi.staticfiles import StaticFiles
@@ -282,8 +339,11 @@ def install(app: Any, ctx: ApiContext) -> None:
         return RedirectResponse(f"/signin?{_next(request)}", status_code=303)
 
     async def csrf_refused(request: Request, exc: Exception) -> Response:
-        return plain_text("refused: this form did not come from a trainbot page of your session (its CSRF token "
-                         "is missing or wrong); reload the page and try again", 403)
+        return plain_text(
+            "refused: this form did not come from a trainbot page of your session (its CSRF token "
+            "is missing or wrong); reload the page and try again",
+            403,
+        )
 
     app.add_exception_handler(NotSignedIn, to_signin)
     app.add_exception_handler(CsrfRefused, csrf_refused)

@@ -115,8 +115,9 @@ class Sessions:
         now = time.time()
         kept = WebSession(secrets.token_urlsafe(24), user, ref, now)
         await self.store.add_web_session(kept, expire_before=now - MAX_AGE_S)
-        return Session(self._principal(user), secrets.token_urlsafe(24), kept.id, new=True,
-                       https=request.url.scheme == "https")
+        return Session(
+            self._principal(user), secrets.token_urlsafe(24), kept.id, new=True, https=request.url.scheme == "https"
+        )
 
     async def end(self, session: Session, response: Response) -> None:
         """Sign out: the session is forgotten by the store, and the browser's cookie cleared."""
@@ -126,14 +127,22 @@ class Sessions:
 
     def save(self, session: Session, response: Response) -> None:
         value = self._signer.dumps({"u": session.principal.user_id, "s": session.id, "c": session.csrf})
-        response.set_cookie(COOKIE, value, max_age=MAX_AGE_S, httponly=True, samesite="lax", path="/",
-                            secure=session.https)
+        response.set_cookie(
+            COOKIE, value, max_age=MAX_AGE_S, httponly=True, samesite="lax", path="/", secure=session.https
+        )
 
     def say(self, response: Response, text: str, https: bool) -> None:
         """What an action said, for the next page only: in a short-lived signed cookie, not in the URL (where it
         would stay in the history, a bookmark or a link, and come back with every reload)."""
-        response.set_cookie(SAID_COOKIE, self._said.dumps(text[:1000]), max_age=SAID_MAX_AGE_S, httponly=True,
-                            samesite="lax", path="/", secure=https)
+        response.set_cookie(
+            SAID_COOKIE,
+            self._said.dumps(text[:1000]),
+            max_age=SAID_MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            path="/",
+            secure=https,
+        )
 
     def said(self, request: Request) -> str | None:
         """What the last action said ("" if it can't be read), None if it said nothing: a page that shows it

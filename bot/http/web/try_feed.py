@@ -48,8 +48,9 @@ class TryBody(BaseModel):
     checkpoint: int | None = Field(None, ge=1)
 
 
-async def answer(request: Request, job_id: str, ctx: ApiContext,
-                 checked: Callable[[Request, str], Awaitable[Session]]) -> Response:
+async def answer(
+    request: Request, job_id: str, ctx: ApiContext, checked: Callable[[Request, str], Awaitable[Session]]
+) -> Response:
     try:
         body = TryBody.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -81,13 +82,15 @@ async def _events(stream: AsyncGenerator[TryEvent, None]) -> AsyncIterator[str]:
                     case TryLoaded():
                         yield _sse("status", f"answering ({tries.loaded_text(event)})")
                     case TryAsking(index=index, side=side, question=question):
-                        yield _sse("asking", {"index": index, "side": side, "label": tries.SIDE[side],
-                                              "question": question})
+                        yield _sse(
+                            "asking", {"index": index, "side": side, "label": tries.SIDE[side], "question": question}
+                        )
                     case TryToken(index=index, side=side, text=text):
                         yield _sse("token", {"index": index, "side": side, "text": text})
                     case TryAnswer(index=index, side=side, text=text):
-                        yield _sse("answer", {"index": index, "side": side, "text": text,
-                                              "line": tries.answer_line(event)})
+                        yield _sse(
+                            "answer", {"index": index, "side": side, "text": text, "line": tries.answer_line(event)}
+                        )
                     case TryDone():
                         yield _sse("done", tries.done_text(event))
     except JobError as exc:

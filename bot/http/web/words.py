@@ -43,5 +43,11 @@ def event_html(event: Event) -> Markup:
     return Markup(event_text(event, HTML))
 
 
-GLOBALS = {"event_html": event_html, "failure_html": failure_html, "hint_html": hint_html, "waiting_html": waiting_html,
-           "stopped_by_html": stopped_by_html, "notes_html": notes_html}
+GLOBALS = {
+    "event_html": event_html,
+    "failure_html": failure_html,
+    "hint_html": hint_html,
+    "waiting_html": waiting_html,
+    "stopped_by_html": stopped_by_html,
+    "notes_html": notes_html,
+}
