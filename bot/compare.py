@@ -1,6 +1,6 @@
 """Two to eight runs side by side: their logged metrics by step, and what differs between them (the settings they
 ran with, how long they ran, where their losses ended). Facts only: the web page, Slack and the console word and
-draw them (bot/http/web/templates/compare.html, bot/words/texts.comparison_text, bot/slack/charts.compare_png).
+draw them (bot/http/web/templates/compare.html, bot/words/texts.comparison_text, bot/charts.compare_png).
 
 A run's settings are read from the command it ran (every `--flag` of `swift sft`, and the variables set for it),
 so whatever made two runs differ shows, whether a VLM override, a profile or a change of the config file.

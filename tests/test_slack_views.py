@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
+from bot.charts import loss_curve_png, loss_points
 from bot.slack import views
-from bot.slack.charts import loss_curve_png, loss_points
 from bot.slack.home import home_view
 from runner.gpus import Gpu, GpuSnapshot
 from storage.actors import Outside, User

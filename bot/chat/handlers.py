@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot import charts
 from bot.chat.grammar import (
     Command,
     CompareJobs,
@@ -30,7 +31,6 @@ from bot.chat.grammar import (
     parse,
 )
 from bot.compare import compare
-from bot.slack import charts
 from bot.words import texts
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN, Format

@@ -33,7 +33,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import charts, views
+from bot import charts
+from bot.slack import views
 from bot.slack.pacing import Pacer
 from bot.slack.retry import GONE_ERRORS, FailureKind, Outage, RetryPolicy, classify
 from bot.slack.views import Role
