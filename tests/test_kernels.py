@@ -47,6 +47,7 @@ async def compiled(backend: LocalBackend) -> bool:
     return backend.compiling is None
 
 
+@pytest.mark.swift  # the tiny model is built by swift's python
 async def test_the_kernels_are_compiled_once_into_the_folder_every_fast_job_reads(
     backend: LocalBackend, config: Config, tiny_llm: dict[str, Any]
 ) -> None:
@@ -67,6 +68,7 @@ async def test_the_kernels_are_compiled_once_into_the_folder_every_fast_job_read
     }
 
 
+@pytest.mark.swift  # the tiny model is built by swift's python
 async def test_a_job_for_the_gpu_the_kernels_are_compiled_on_stops_it_first(
     backend: LocalBackend, config: Config, tiny_llm: dict[str, Any], tmp_path: Path
 ) -> None:
