@@ -176,6 +176,7 @@ def test_the_thread_words_a_lever_not_applied_escaped() -> None:
     assert "No module named '&lt;x&gt;'" in slack and "ran without `a_lever_of_a_newer_bot`" in slack
 
 
+@pytest.mark.swift  # torch: the swift extra
 def test_a_step_is_split_between_samples_in_order_under_the_budget() -> None:
     import torch
 
