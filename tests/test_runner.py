@@ -3,7 +3,6 @@ failures, GPU queueing. Slow by nature: marked `swift`."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import psutil
 import pytest
 
 from bot.words import failures as failure_words
-from bot.words import texts
+from bot.words import refusals
 from runner import leases
 from runner.config import Config
 from runner.errors import GpuMissing
@@ -136,7 +135,7 @@ async def test_hub_model_without_network_fails_with_the_hub_cause(
 ) -> None:
     # the fixed recipe's hub model id, with the local datasets: HF offline mode answers at once (no waiting on DNS)
     config = make_config(extra={"model": "Qwen/Qwen2.5-7B-Instruct"})
-    config = dataclasses.replace(config, swift_env={**config.swift_env, "USE_HF": "1"})
+    config = config.changed(swift={"env": {**config.swift_env, "USE_HF": "1"}})
     rt = await open_runtime(config)
     job = await ended(rt, (await rt.supervisor.submit(request(config))).id, within=120)
     assert job.state is JobState.FAILED
@@ -201,7 +200,7 @@ async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(
     with pytest.raises(GpuMissing) as refused:
         await rt.supervisor.submit(request(config, gpus=("7",)))
     assert (refused.value.missing, refused.value.have, refused.value.suggest) == (("7",), ("0", "1"), ("0",))
-    assert texts.error_text(refused.value).startswith("GPU 7 does not exist on this machine; it has GPUs 0 and 1")
+    assert refusals.error_text(refused.value).startswith("GPU 7 does not exist on this machine; it has GPUs 0 and 1")
     assert await rt.store.list_jobs() == []  # nothing half-written
 
 
