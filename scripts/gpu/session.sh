@@ -32,6 +32,7 @@
 #   bash scripts/gpu/session.sh h100s       the same in one call (~9 minutes), the literal flags only to step 12
 #   bash scripts/gpu/session.sh try         set up; the default job, then `try` of its model against `swift infer` by
 #                                           hand on the same checkpoint (scripts/gpu/try_check.py, issue 30)
+#   bash scripts/gpu/session.sh h200        set up; the default warm on an empty Triton cache, then again (~4 minutes)
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -274,6 +275,13 @@ case "${1:-}" in
         --pair fast_triton_cold,fast_triton_cold >> $W/cmp.txt 2>&1; sleep 3;
       $C --order exact --stop-after 12 --pair exact,fast >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
     H100=1 FOLLOW_S=${FOLLOW_S:-560} bash "$0" follow ;;
+  h200)  # issue 31's goal 3 in one short call: the default warm on an empty Triton cache, then again (kernels kept)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu $GPU"
+    $C --order fast --warm --name fast_triton_cold --pair fast_triton_cold,fast_triton_cold > $W/cmp.txt 2>&1; sleep 3
+    $C --order fast --warm --pair fast_triton_cold,fast --goal 0 >> $W/cmp.txt 2>&1
+    grep -v '^\[' $W/cmp.txt | tail -40; collect ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -294,6 +302,6 @@ case "${1:-}" in
     fi
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|final2|final3|h100|h100s|follow"
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|final2|final3|h100|h100s|h200|follow"
      exit 2 ;;
 esac
