@@ -34,7 +34,7 @@ from runner.log_tail import read_log_tail
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
 from storage.errors import JobError
-from storage.models import IllegalTransition, Job, JobState
+from storage.models import Job, JobState
 
 LOG_LINES = 40
 
@@ -69,8 +69,6 @@ class Handlers:
             return await self.run(command, caller)
         except JobError as exc:
             return Reply(texts.error_text(exc, self.fmt), ok=False)
-        except IllegalTransition as exc:
-            return Reply(self.fmt.text(exc), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:
         match command:

@@ -9,6 +9,8 @@ shows them as the characters again, in code too.
 
 from __future__ import annotations
 
+import html
+
 GRAVE_LOOKALIKE = "ˋ"  # U+02CB: a typed backtick would end the code span or block it sits in
 
 
@@ -57,5 +59,25 @@ class SlackFormat(Format):
         return f"<@{user_id}>"
 
 
+class HtmlFormat(Format):
+    """HTML for the web page: each fact escaped, code as <code>, blocks as <pre>."""
+
+    def text(self, fact: object) -> str:
+        return html.escape(str(fact))
+
+    def code(self, fact: object) -> str:
+        return f"<code>{html.escape(str(fact))}</code>"
+
+    def block(self, fact: object) -> str:
+        return f"<pre>{html.escape(str(fact))}</pre>"
+
+    def bold(self, words: str) -> str:
+        return f"<strong>{words}</strong>"
+
+    def mention(self, user_id: str) -> str:
+        return html.escape(user_id)
+
+
 PLAIN = Format()
 SLACK = SlackFormat()
+HTML = HtmlFormat()

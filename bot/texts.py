@@ -106,6 +106,7 @@ def job_status(job: Job, fmt: Format = PLAIN) -> str:
 
 
 def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
+    from bot.event_words import event_text  # here, not above: it words events with this module's helpers
     when = [("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at)]
     run = job.train_run
     lines = [job_status(job, fmt), "",
@@ -117,7 +118,7 @@ def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
              "command:", fmt.block(_command(job))]
     if events:
         lines.append("events:")
-        lines += [f"• {_clock(e.at)} {fmt.text(e.message)}" for e in events[-15:]]
+        lines += [f"• {_clock(e.at)} {event_text(e.facts, fmt)}" for e in events[-15:]]
     return "\n".join(lines)
 
 
@@ -260,8 +261,10 @@ def start_reply(job: Job, fmt: Format = PLAIN) -> str:
             words = f"submitted to {backend_label(job.backend)} as job {fmt.text(job.train_run.backend_job_id)}"
             reason = job.queue_reason if job.queue_reason and job.queue_reason.startswith("Slurm:") else None
             return words + (f" ({fmt.text(reason)})" if reason else "")
-        case JobState.QUEUED:
+        case JobState.QUEUED if job.queue_reason:
             return f"queued ({fmt.text(job.queue_reason)})"
+        case JobState.QUEUED:
+            return "queued"  # the loop takes it from the line (or says why it waits) right after this answer
         case JobState.CREATED:
             return f"created, not started ({fmt.code('/train start ' + job.id)} starts it)"
         case JobState.FAILED:

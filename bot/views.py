@@ -12,6 +12,7 @@ from typing import Any, assert_never
 
 from bot import notice_words, texts
 from bot.mrkdwn import SLACK
+from runner.actions import Action, allowed_actions
 from storage.models import ExportState, Job, JobState
 from storage.notices import (
     CheckpointSaved,
@@ -39,7 +40,6 @@ Block = dict[str, Any]
 
 STOP_ACTION, EXPORT_ACTION = "stop_job", "export_job"
 SECTION_MAX = 3000  # characters of text in one section block
-STOPPABLE = frozenset({JobState.QUEUED, JobState.STARTING, JobState.RUNNING})
 MAX_BLOCKS = 50
 
 
@@ -135,7 +135,8 @@ def _notes(job: Job) -> str:
 
 def _buttons(job: Job) -> list[Block]:
     buttons: list[Block] = []
-    if job.state in STOPPABLE:
+    allowed = allowed_actions(job)  # the card is the channel's: each press is checked for the one who pressed
+    if Action.STOP in allowed:
         buttons.append({
             "type": "button", "action_id": STOP_ACTION, "value": job.id, "style": "danger", "text": plain("Stop"),
             "confirm": {"title": plain("Stop this job?"), "style": "danger", "confirm": plain("Stop it"),
@@ -143,7 +144,7 @@ def _buttons(job: Job) -> list[Block]:
                         "text": {"type": "mrkdwn", "text": f"Job {SLACK.code(job.id)} stops after saving what it can "
                                                            "(a checkpoint it has written stays usable)."}},
         })
-    if job.state.is_terminal and job.progress.last_checkpoint and job.export_state is not ExportState.EXPORTING:
+    if Action.EXPORT in allowed:
         label = "Export again" if job.export_state is ExportState.EXPORTED else "Export"
         buttons.append({"type": "button", "action_id": EXPORT_ACTION, "value": job.id, "style": "primary",
                         "text": plain(label)})

@@ -119,4 +119,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN launch_token TEXT;
     ALTER TABLE jobs ADD COLUMN export_launch_token TEXT;
     """,
+    # 8: events as typed facts (storage/events.py: their fields as JSON; rows of before keep their text), and a
+    # stop's deadlines on the job's row, so a restarted bot escalates SIGINT -> SIGTERM -> SIGKILL on the same clock
+    """
+    ALTER TABLE events ADD COLUMN facts TEXT;
+    ALTER TABLE jobs ADD COLUMN stop_term_at REAL;
+    ALTER TABLE jobs ADD COLUMN stop_kill_at REAL;
+    ALTER TABLE jobs ADD COLUMN stop_interrupted_at REAL;
+    """,
 ]

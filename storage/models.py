@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from storage.events import Event as Event
+
 
 class Kind(enum.StrEnum):
     LLM = "llm"
@@ -47,45 +49,8 @@ class ExportState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED})
-
-# The one state machine (design.md). A restart (`start <id>`) sends an ended job back to the queue.
-# A created job is only a record until started (`start <id>`); deleting it is a delete, not a state.
-TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.CREATED: frozenset({JobState.QUEUED}),
-    JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED, JobState.FAILED}),
-    # starting -> queued: a bot that died between lease and launch puts the job back in line on restart
-    JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED,
-                                  JobState.SUCCEEDED, JobState.QUEUED}),
-    JobState.RUNNING: frozenset({JobState.STOPPING, JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED}),
-    JobState.STOPPING: frozenset({JobState.STOPPED, JobState.FAILED, JobState.SUCCEEDED}),
-    JobState.SUCCEEDED: frozenset({JobState.QUEUED}),
-    JobState.FAILED: frozenset({JobState.QUEUED}),
-    JobState.STOPPED: frozenset({JobState.QUEUED}),
-}
-
-EXPORT_TRANSITIONS: dict[ExportState, frozenset[ExportState]] = {
-    ExportState.NONE: frozenset({ExportState.EXPORTING}),
-    ExportState.EXPORTING: frozenset({ExportState.EXPORTED, ExportState.EXPORT_FAILED}),
-    ExportState.EXPORTED: frozenset({ExportState.EXPORTING}),
-    ExportState.EXPORT_FAILED: frozenset({ExportState.EXPORTING}),
-}
-
-
-class IllegalTransition(ValueError):
-    """A state change the state machine does not allow; the message says which and why."""
-
-
-def check_transition(old: JobState, new: JobState) -> None:
-    if new not in TRANSITIONS[old]:
-        allowed = ", ".join(sorted(TRANSITIONS[old])) or "nothing"
-        raise IllegalTransition(f"a {old} job cannot become {new} (from {old} it may become: {allowed})")
-
-
-def check_export_transition(old: ExportState, new: ExportState) -> None:
-    if new not in EXPORT_TRANSITIONS[old]:
-        if old is ExportState.EXPORTING:
-            raise IllegalTransition("an export of this job is already running")
-        raise IllegalTransition(f"export state {old} cannot become {new}")
+# Which state may follow which, and why, is runner/lifecycle.py's (the one state machine, its named transitions);
+# the store applies a change only where the job is still in a state the transition starts from.
 
 
 @dataclass(frozen=True)
@@ -169,6 +134,11 @@ class Job:
     card_ts: str | None = None
     queue_reason: str | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
+    # a stop under way (runner/lifecycle.stop_requested): SIGTERM to the process group from `stop_term_at`, SIGKILL
+    # from `stop_kill_at` (epoch seconds, so a restarted bot keeps the clock); when the SIGINT reached the trainer
+    stop_term_at: float | None = None
+    stop_kill_at: float | None = None
+    stop_interrupted_at: float | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float | None = None
@@ -182,15 +152,3 @@ class Job:
 
     def with_run(self, purpose: Purpose, run: Run) -> Job:
         return self.replace(train_run=run) if purpose == "train" else self.replace(export_run=run)
-
-
-@dataclass(frozen=True)
-class Event:
-    """A training event (the seed's "训练事件"): started, checkpoint, eval, finished, ..."""
-
-    job_id: str
-    kind: str
-    message: str
-    data: dict[str, Any] = field(default_factory=dict)
-    at: float = 0.0
-    id: int | None = None

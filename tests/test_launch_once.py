@@ -31,10 +31,12 @@ import psutil
 import pytest
 import requests
 
+from bot.event_words import event_text
 from runner import launcher, slurm_cli
 from runner.backends import ProcessRef, new_launch_token
 from runner.backends.local import LocalBackend
 from runner.config import Config
+from storage.events import decode
 from storage.models import JobState, Run
 from tests.api_env import Served, serving, start_serve
 from tests.slack_env import fake_config
@@ -125,8 +127,10 @@ def row(config: Config, job_id: str) -> dict[str, Any]:
 
 
 def events(config: Config, job_id: str) -> list[str]:
+    """The job's events as the console words them."""
     with contextlib.closing(sqlite3.connect(config.db_path, timeout=10)) as conn:
-        return [r[0] for r in conn.execute("SELECT message FROM events WHERE job_id = ? ORDER BY id", (job_id,))]
+        rows = conn.execute("SELECT kind, facts, message FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [event_text(decode(*r)) for r in rows]
 
 
 def starts(path: Path, what: str) -> list[str]:

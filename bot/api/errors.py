@@ -19,7 +19,7 @@ from bot.api.create import InvalidRequest, example_body
 from bot.texts import error_text
 from runner.errors import NotAllowed
 from storage.errors import JobError, JobNotFound
-from storage.models import IllegalTransition, Kind
+from storage.models import Kind
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(JobNotFound, not_found)
     app.add_exception_handler(NotAllowed, forbidden)
     app.add_exception_handler(JobError, conflict)  # every other typed refusal is a state conflict
-    app.add_exception_handler(IllegalTransition, conflict)
     app.add_exception_handler(InvalidRequest, invalid)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(HTTPException, http_error)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.event_words import event_json
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
 from storage.models import Event, Job
@@ -74,6 +75,9 @@ class JobStatus(BaseModel):
 
 
 class EventOut(BaseModel):
+    """An event as a fact: its `kind` and its fields (`data`); `message` says it in words, as the console does.
+    An event stored before events were typed has kind `told`-less fields: `data` {"topic", "text"}."""
+
     id: int
     job_id: str
     kind: str
@@ -153,8 +157,7 @@ def job_status(job: Job) -> JobStatus:
 
 
 def event_out(event: Event) -> EventOut:
-    return EventOut(id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event.message,
-                    data=event.data, at=event.at)
+    return EventOut(**event_json(event))
 
 
 def job_detail(job: Job, events: list[Event]) -> JobDetail:

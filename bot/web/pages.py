@@ -7,17 +7,19 @@ from dataclasses import dataclass
 
 from bot import texts
 from bot.api.auth import Principal
-from runner.access import may_manage
+from runner import actions
+from runner.actions import Action
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
+from storage.events import CheckpointSaved, Event
 from storage.jobs import JobStore
-from storage.models import Event, ExportState, Job, JobState
+from storage.models import Job, JobState
 from storage.notices import JobCreated
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
-ACTIONS = ("start", "stop", "export", "delete")
+ACTIONS = tuple(str(a) for a in Action)
 
 
 @dataclass(frozen=True)
@@ -37,17 +39,10 @@ def age(at: float | None, now: float | None = None) -> str:
 
 
 def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
-    """The buttons this person may press on this job now (the owner's or an admin's, and only where they apply)."""
-    if not may_manage(who.caller(), config.access, job):
-        return []
-    exporting = job.export_state is ExportState.EXPORTING
-    applies = {
-        "start": job.state is JobState.CREATED or job.state.is_terminal,
-        "stop": job.state.is_active and job.state is not JobState.STOPPING,
-        "export": job.state.is_terminal and bool(job.progress.last_checkpoint) and not exporting,
-        "delete": not job.state.is_under_way and not exporting,
-    }
-    return [a for a in ACTIONS if applies[a]]
+    """The buttons this person may press on this job now (runner/actions.py: the owner's or an admin's, and only
+    where they apply), in ACTIONS' order."""
+    allowed = actions.allowed_actions(job, who.caller(), config.access)
+    return [str(a) for a in Action if a in allowed]
 
 
 async def queue_places(store: JobStore) -> dict[str, int]:
@@ -86,7 +81,7 @@ async def job_facts(store: JobStore, job: Job) -> JobFacts:
     events = await store.events(job.id)
     created = next((n.facts for n in await store.notices(job.id) if isinstance(n.facts, JobCreated)), None)
     notes = list(created.profile_notes) if created else []
-    checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
+    checkpoints = [e.facts.path for e in events if isinstance(e.facts, CheckpointSaved) and e.facts.path]
     tail: list[str] = []
     if job.state is JobState.FAILED and (log := job.train_run.log) is not None:
         tail = clean_lines(read_log_tail(log))[-FAILURE_TAIL_LINES:]

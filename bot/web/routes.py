@@ -18,15 +18,17 @@ from bot import texts
 from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.cluster_words import render_gpu_nodes
+from bot.event_words import event_text
 from bot.grammar import JobCommand
-from bot.mrkdwn import PLAIN
+from bot.mrkdwn import HTML, PLAIN
 from bot.texts import error_text
 from bot.web import forms, live, pages
 from bot.web.session import Session, Sessions
 from runner import leases
 from runner.access import Caller
 from storage.errors import JobError
-from storage.models import IllegalTransition, JobState
+from storage.events import Event
+from storage.models import JobState
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -37,8 +39,13 @@ def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.globals.update(duration=texts.duration, age=pages.age, gpus_label=texts.gpus_label,
-                       states=[str(s) for s in JobState])
+                       states=[str(s) for s in JobState], event_html=event_html)
     return env
+
+
+def event_html(event: Event) -> Markup:
+    """An event in words, each fact in it escaped (bot/mrkdwn.HTML)."""
+    return Markup(event_text(event.facts, HTML))
 
 
 class NotSignedIn(Exception):
@@ -162,9 +169,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
         try:
             reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
-        except (JobError, IllegalTransition) as exc:  # the job changed under the form: say how
-            words = error_text(exc) if isinstance(exc, JobError) else str(exc)
-            return RedirectResponse(f"/jobs/{job_id}?{_said(words)}", status_code=303)
+        except JobError as exc:  # the job changed under the form: say how
+            return RedirectResponse(f"/jobs/{job_id}?{_said(error_text(exc))}", status_code=303)
         target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
         return RedirectResponse(f"{target}?{_said(reply.text)}", status_code=303)
 

@@ -1,0 +1,205 @@
+"""A job's events (its history: created, started, checkpoint, stopped, exported, ...), as typed facts.
+
+Each kind is a frozen dataclass with its fields, in one tagged union (`EventFacts`), stored as JSON in the events
+table's `facts` column (its kind in `kind`) and read back into the same type. No words here: each front end words
+an event its own way (bot/event_words.py), matching every kind and ending in `assert_never`, so a kind one of them
+forgets fails mypy. Rows written before the types (their `facts` empty) come back as `Told`: the text they were
+stored with, shown as it is; a row no type fits (a newer bot's) as `Told` with its kind alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Created:
+    by: str | None = None
+    kind: Literal["created"] = "created"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submitted:
+    """A job created on hold was started: it joins the line."""
+
+    by: str | None = None
+    kind: Literal["submitted"] = "submitted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandedOver:
+    """Handed to a scheduling backend (Slurm), which keeps it in its own queue as `backend_job_id`."""
+
+    backend: str = ""
+    backend_job_id: str | None = None
+    kind: Literal["handed_over"] = "handed_over"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started:
+    host: str | None = None
+    gpus: tuple[str, ...] = ()
+    kind: Literal["started"] = "started"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointSaved:
+    step: int | None = None
+    path: str | None = None
+    kind: Literal["checkpoint"] = "checkpoint"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalDone:
+    step: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    kind: Literal["eval"] = "eval"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished:
+    step: int | None = None
+    kind: Literal["finished"] = "finished"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopRequested:
+    by: str | None = None
+    kind: Literal["stop_requested"] = "stop_requested"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeftQueue:
+    """Stopped before it started: taken out of the line."""
+
+    by: str | None = None
+    kind: Literal["left_queue"] = "left_queue"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopped:
+    by: str | None = None
+    step: int | None = None
+    kind: Literal["stopped"] = "stopped"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed:
+    """It failed (`failure_class`, runner/failures.py's), or could not start at all (`failure_class` "launch",
+    `detail`: what was run)."""
+
+    failure_class: str | None = None
+    summary: str = ""
+    detail: str | None = None
+    kind: Literal["failed"] = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restarted:
+    """An ended job went back in line, resuming from `resume_from` (a checkpoint), or from the start (None)."""
+
+    by: str | None = None
+    resume_from: str | None = None
+    kind: Literal["restarted"] = "restarted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Requeued:
+    """Back in line: the bot stopped between taking the job from the line and launching it, and nothing started."""
+
+    kind: Literal["requeued"] = "requeued"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportStarted:
+    """`again`: handed over again by a restarted bot (the first hand-over started nothing). `gpus` empty: the CPU."""
+
+    by: str | None = None
+    gpus: tuple[str, ...] = ()
+    command: str = ""
+    again: bool = False
+    kind: Literal["export_started"] = "export_started"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportFound:
+    """A restarted bot found the export it had launched, and follows it."""
+
+    kind: Literal["export_found"] = "export_found"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exported:
+    export_dir: str = ""
+    kind: Literal["exported"] = "exported"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportFailed:
+    """The export failed, or (`at_start`) its process could not be started at all."""
+
+    summary: str = ""
+    failure_class: str | None = None
+    at_start: bool = False
+    kind: Literal["export_failed"] = "export_failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Told:
+    """An event stored before the types (or by a newer bot): its stored kind and the text it was stored with."""
+
+    topic: str = ""
+    text: str = ""
+    kind: Literal["told"] = "told"
+
+
+EventFacts = (Created | Submitted | HandedOver | Started | CheckpointSaved | EvalDone | Finished | StopRequested
+              | LeftQueue | Stopped | Failed | Restarted | Requeued | ExportStarted | ExportFound | Exported
+              | ExportFailed | Told)
+
+_ADAPTER: TypeAdapter[EventFacts] = TypeAdapter(Annotated[EventFacts, Field(discriminator="kind")])
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a job (the seed's "训练事件"), as stored."""
+
+    job_id: str
+    facts: EventFacts
+    at: float = 0.0
+    id: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """The stored kind (the events table's `kind` column)."""
+        return self.facts.topic if isinstance(self.facts, Told) else self.facts.kind
+
+
+def fields_of(facts: EventFacts) -> dict[str, Any]:
+    """An event's fields, by name (its kind aside): what the API shows, and what is stored."""
+    return {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts) if f.name != "kind"}
+
+
+def encode(facts: EventFacts) -> str:
+    """The events table's `facts` column: the fields and the schema version (the kind goes in `kind`)."""
+    return json.dumps({"v": SCHEMA_VERSION, **fields_of(facts)})
+
+
+def decode(kind: str, facts: str | None, message: str) -> EventFacts:
+    """A stored event back into its type; a row of before the types, or one no type fits, is `Told`."""
+    if not facts:
+        return Told(topic=kind, text=message)
+    try:
+        fields = json.loads(facts)
+        if not isinstance(fields, dict) or fields.pop("v", 0) > SCHEMA_VERSION:
+            return Told(topic=kind, text=message)
+        return _ADAPTER.validate_python({**fields, "kind": kind})
+    except (ValueError, TypeError, ValidationError):
+        return Told(topic=kind, text=message)
