@@ -1,0 +1,106 @@
+"""Events are typed facts: stored and read back as the same type, rows of before shown with their text, and every
+kind worded by every front end (console, Slack, the API's JSON, the web page) with what a user typed kept inert."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import typing
+from pathlib import Path
+
+import pytest
+
+from bot import texts
+from bot.event_words import event_json, event_text
+from bot.mrkdwn import HTML, PLAIN, SLACK
+from bot.web.routes import event_html
+from storage.events import (
+    CheckpointSaved,
+    Created,
+    Event,
+    EventFacts,
+    ExportStarted,
+    Failed,
+    Restarted,
+    Told,
+    decode,
+    encode,
+)
+from storage.jobs import JobStore
+from storage.models import Job, JobState, Kind
+
+HOSTILE = "<!channel> *b* `x` <b>&amp;"
+EVERY_KIND: list[type[EventFacts]] = list(typing.get_args(EventFacts))
+
+
+def example(kind: type[EventFacts]) -> EventFacts:
+    """An instance of `kind` with every text field hostile (what a user, a path or a log line could put there)."""
+    values = {"by": "U0ALICE", "backend": HOSTILE, "backend_job_id": HOSTILE, "host": HOSTILE, "gpus": ("0",),
+              "step": 10, "path": HOSTILE, "metrics": {"eval_loss": 0.5}, "failure_class": HOSTILE,
+              "summary": HOSTILE, "detail": HOSTILE, "resume_from": HOSTILE, "command": HOSTILE,
+              "export_dir": HOSTILE, "topic": HOSTILE, "text": HOSTILE}
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in values.items() if k in names})  # type: ignore[arg-type]
+
+
+def test_the_union_has_every_kind_once() -> None:
+    kinds = [k.__dataclass_fields__["kind"].default for k in EVERY_KIND]
+    assert len(EVERY_KIND) >= 18 and len(set(kinds)) == len(kinds)
+
+
+@pytest.mark.parametrize("kind", EVERY_KIND, ids=lambda k: k.__name__)
+def test_every_kind_reads_back_as_itself(kind: type[EventFacts]) -> None:
+    facts = example(kind)
+    if isinstance(facts, Told):
+        return  # never written: what the store reads where it has no type
+    stored = json.loads(encode(facts))
+    assert stored["v"] == 1 and "kind" not in stored
+    assert decode(facts.kind, encode(facts), "") == facts
+
+
+@pytest.mark.parametrize("kind", EVERY_KIND, ids=lambda k: k.__name__)
+def test_every_kind_is_worded_by_every_front_end_with_typed_text_inert(kind: type[EventFacts]) -> None:
+    facts = example(kind)
+    plain, slack, web = event_text(facts, PLAIN), event_text(facts, SLACK), str(event_html(Event("j1", facts)))
+    assert plain and slack and web
+    assert "<!channel>" not in slack and "<!channel>" not in web and "<b>" not in web  # no live mention or markup
+    if "<!channel>" in plain:  # shown as typed: escaped for Slack and for HTML
+        assert "&lt;!channel&gt;" in slack and "&lt;!channel&gt;" in web
+    api = event_json(Event("j1", facts, at=1.5, id=7))
+    assert api["kind"] == (facts.topic if isinstance(facts, Told) else facts.kind) and api["message"] == plain
+    assert api["data"] == {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts) if f.name != "kind"}
+    json.dumps(api)  # JSON as it is
+
+
+def test_events_say_what_the_console_said_before_they_were_typed() -> None:
+    assert event_text(Created(by=None)) == "created by the console"
+    assert event_text(Restarted(by="U0ALICE", resume_from="/o/checkpoint-4"), SLACK) == \
+        "started again by <@U0ALICE>, resuming from `/o/checkpoint-4`"
+    assert event_text(Restarted(by=None)) == "started again by the console, from the start (no checkpoint yet)"
+    assert event_text(ExportStarted(by="bob", gpus=("0",), command="swift export")) == \
+        "export started by bob on GPU 0: swift export"
+    assert event_text(ExportStarted(command="swift export", again=True)) == \
+        "export started again after a restart of the bot: swift export"
+    assert event_text(Failed(failure_class="launch", summary="swift was not found", detail="swift sft")) == \
+        "could not start: swift was not found (the command: swift sft)"
+    assert event_text(CheckpointSaved(step=4, path="/o/c-4"), HTML) == "checkpoint saved at step 4: <code>/o/c-4</code>"
+
+
+async def test_rows_of_before_the_types_are_shown_with_their_text(store: JobStore, tmp_path: Path) -> None:
+    job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="/o", gpus=("0",),
+                                 argv=("swift",)))
+    await store.add_event(job.id, CheckpointSaved(step=4, path="/o/checkpoint-4"))
+    with sqlite3.connect(tmp_path / "db" / "trainbot.db") as raw:  # as an older trainbot wrote them
+        raw.execute("INSERT INTO events (job_id, kind, message, data, at) VALUES (?, 'stopping', "
+                    "'stop requested by <@U1>', '{}', 2.0)", (job.id,))
+        raw.execute("INSERT INTO events (job_id, kind, message, facts, at) VALUES (?, 'from_the_future', '', "
+                    "'{\"v\": 9}', 3.0)", (job.id,))
+    events = await store.events(job.id)
+    assert [e.kind for e in events] == ["created", "checkpoint", "stopping", "from_the_future"]
+    assert events[1].facts == CheckpointSaved(step=4, path="/o/checkpoint-4")
+    assert events[2].facts == Told(topic="stopping", text="stop requested by <@U1>")
+    assert event_text(events[2].facts, SLACK) == "stop requested by &lt;@U1&gt;"  # inert, as all stored text
+    assert event_text(events[3].facts) == "from_the_future"
+    details = texts.job_details(await store.require(job.id), events)
+    assert "checkpoint saved at step 4: /o/checkpoint-4" in details and "stop requested by <@U1>" in details
