@@ -139,8 +139,6 @@ class Supervisor:
         self.wake()
         return job
 
-    restart = start  # `start <id>` of an ended job
-
     async def stop(self, job_id: str, *, by: str | None) -> Job:
         async with self._lock:
             job = await self.store.require(job_id)

@@ -48,10 +48,9 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
     await wait_gpus_free()
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "real"))
-        assert job.state is JobState.QUEUED and job.train_run.pid is None and job.train_run.backend_job_id
-        # submitted; by the time submit returns, the first poll may already show Slurm's own reason
-        assert job.queue_reason == f"submitted to slurm as job {job.train_run.backend_job_id}" or \
-            (job.queue_reason or "").startswith("Slurm: ")
+        assert job.state is JobState.QUEUED  # answered at once: the loop hands it to Slurm
+        job = await job_when(rt, job.id, lambda j: j.train_run.backend_job_id, "is handed to Slurm")
+        assert job.train_run.pid is None and (job.queue_reason is None or job.queue_reason.startswith("Slurm: "))
         sj = await slurm_job(job.train_run.backend_job_id)
         assert sj.raw["JobName"] == f"trainbot-{job.id}-train-{job.train_run.launch_token}"
         assert sj.stdout_path == Path(job.train_run.log_path or "")
@@ -197,6 +196,7 @@ async def test_trainer_failure_and_refused_submission(node: str, tmp_path: Path)
     config = fake_config(tmp_path / "2", slurm='partition = "no-such-partition"\n')
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "refused"))
+        job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "is refused")
         assert job.state is JobState.FAILED and job.error_class == "launch"
         assert (job.error_message or "").startswith("Slurm refused the job: invalid partition")
 
