@@ -121,8 +121,7 @@ async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node:
                    for name, gpu in (("a", "0"), ("b", "1"), ("c", "0"))]
         c = await job_when(rt, c.id, lambda j: j.queue_reason == "Slurm: waiting for a free GPU (Resources)",
                            "waits for Slurm's Resources", within=30)
-        for first in (a, b):
-            await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs")
+        a, b = [await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs") for first in (a, b)]
         c = await rt.store.require(c.id)
         assert c.state is JobState.QUEUED and c.queue_reason == "Slurm: waiting for a free GPU (Resources)"
         table = render_gpu_nodes(await SlurmBackend(config).cluster_gpus(), SLACK)
@@ -147,7 +146,7 @@ async def test_stop_escalates_to_scancel_when_the_trainer_ignores_sigint(node: s
     await wait_gpus_free()
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "stubborn"))
-        await job_when(rt, job.id, lambda j: j.state is JobState.RUNNING, "runs")
+        job = await job_when(rt, job.id, lambda j: j.state is JobState.RUNNING, "runs")
         await wait_until(lambda: slurm_cli.running_steps(job.train_run.backend_job_id or ""), 30, "its srun step")
         await rt.supervisor.stop(job.id, by="U2")
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=30)
