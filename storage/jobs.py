@@ -1,8 +1,9 @@
 """The job store: jobs, their events and the outbox (storage/outbox.py), changed together in one transaction.
 
 Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job; its four lists
-are list_jobs by kind and state). A state change checks the state machine, records an event and queues the
-notice people must get, atomically: a crash can never leave a job changed but its notice unsent.
+are list_jobs by kind and state). A change (a transition of runner/lifecycle.py) applies only from the states it
+expects, and records its typed event (storage/events.py) and queues the notice people must get, atomically: a crash
+can never leave a job changed but its notice unsent.
 """
 
 from __future__ import annotations
