@@ -1,21 +1,19 @@
-"""The commands of the `/train` language, as typed values (what bot/grammar.py parses text into), and back.
-
-`unparse` writes a command's canonical text, with parse(unparse(c)) == c: for cards and re-runs.
-"""
+"""The commands of the `/train` language, as typed values: what bot/grammar.py parses text into."""
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias, get_args
 
+from runner.job_request import JobRequest
 from storage.models import Kind
 
 JobAction: TypeAlias = Literal["start", "stop", "export", "status", "show", "logs", "delete"]
 JOB_ACTIONS: tuple[JobAction, ...] = get_args(JobAction)
+MAX_LOG_LINES = 10_000  # the most lines of a log a person may ask for (`logs <id> lines=N`, `?lines=N`)
 
 
 @dataclass(frozen=True)
@@ -27,6 +25,11 @@ class CreateJob:
     dry_run: bool = False
     profile: str = "fast"
     hold: bool = False  # `--hold`: record the job only; `start <id>` starts it
+
+    def request(self, user_id: str | None, channel_id: str | None) -> JobRequest:
+        """The job this command asks for, as every front end asks for one (runner/job_request.py)."""
+        return JobRequest(self.kind, self.gpus, self.output_dir, self.overrides, user_id, channel_id, self.profile,
+                          self.hold)
 
 
 @dataclass(frozen=True)
@@ -70,26 +73,11 @@ class Rejection:
         return self.message + (f"\nTry: `/train {self.example}`" if self.example else "")
 
 
-
-def unparse(command: Command, *, base_dir: Path) -> str:
-    """The canonical text (after `/train`) of a command, with parse(unparse(c)) == c: for cards, re-runs."""
-    if isinstance(command, CreateJob):
-        out, base = command.output_dir, norm(base_dir)
-        words = [str(command.kind), "gpu=" + ",".join(command.gpus),
-                 "out=" + str(out.relative_to(base) if out.is_relative_to(base) else out)]
-        words += [] if command.profile == "fast" else [f"profile={command.profile}"]
-        words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
-        words += ["--hold"] * command.hold
-        return " ".join(shlex.quote(w) for w in words)
-    if isinstance(command, JobCommand):
-        extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
-        return " ".join([command.action, command.job_id, *extra])
-    if isinstance(command, ListJobs):
-        kind = [str(command.kind)] if command.kind else []
-        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else [])])
-    if isinstance(command, Help):
-        return "help" + (f" {command.topic}" if command.topic else "")
-    return "status" if isinstance(command, ShowStatus) else "gpus"
+def out_example(output_root: Path, base_dir: Path) -> str:
+    """A folder people may give as the output folder (relative to base_dir where it can be), for examples."""
+    base = norm(base_dir)
+    target = norm(base / output_root) / "my-run"
+    return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)
 
 
 def norm(path: Path) -> Path:

@@ -2,17 +2,22 @@
 and the API's `message`, Slack mrkdwn, HTML for the web page); the API shows an event's kind and fields as they are.
 
 `event_text` matches every kind of `EventFacts` and ends in `assert_never`: a new kind it does not word fails mypy.
-Every fact not made by trainbot goes through the front end's `Format`. Events stored before they were typed
-(`Told`) are shown with the text they were stored with.
+The facts an event carries (a failure, who did it, the profile's notes) are worded by their own renderers
+(bot/failure_words.py, actor_words.py, profile_words.py). Every fact not made by trainbot goes through the front
+end's `Format`. Events stored before they were typed (`Told`) are shown with the text they were stored with.
 """
 
 from __future__ import annotations
 
 from typing import Any, assert_never
 
+from bot import failure_words
+from bot.actor_words import by_words
 from bot.mrkdwn import PLAIN, Format
 from bot.notice_words import number
-from bot.texts import backend_label, gpus_label, who
+from bot.profile_words import notes_words
+from bot.texts import gpus_label
+from bot.waiting_words import backend_label
 from storage.events import (
     CheckpointSaved,
     Created,
@@ -36,17 +41,19 @@ from storage.events import (
     Told,
     fields_of,
 )
+from storage.failure_facts import JobFailure, LaunchRefusal
 
 
 def event_text(facts: EventFacts, fmt: Format = PLAIN) -> str:
     """What happened, in one line (the job it happened to is said around it)."""
     match facts:
-        case Created(by=by):
-            return f"created by {who(by, fmt)}"
+        case Created() as f:
+            notes = f" (profile: {notes_words(f.profile_notes, fmt)})" if f.profile_notes else ""
+            return f"created by {by_words(f.by, fmt)}{notes}"
         case Submitted(by=by):
-            return f"started by {who(by, fmt)}"
+            return f"started by {by_words(by, fmt)}"
         case HandedOver() as f:
-            return f"submitted to {fmt.text(backend_label(f.backend))} as job {fmt.text(f.backend_job_id or '?')}"
+            return f"submitted to {backend_label(f.backend, fmt)} as job {fmt.text(f.backend_job_id or '?')}"
         case Started() as f:
             return f"started on {fmt.text(f.host or '?')} ({gpus_label(f.gpus)})"
         case CheckpointSaved() as f:
@@ -56,36 +63,44 @@ def event_text(facts: EventFacts, fmt: Format = PLAIN) -> str:
         case Finished(step=step):
             return "finished" + (f" at step {step}" if step is not None else "")
         case StopRequested(by=by):
-            return f"stop requested by {who(by, fmt)}"
+            return f"stop requested by {by_words(by, fmt)}"
         case LeftQueue(by=by):
-            return f"removed from the queue by {who(by, fmt)}"
+            return f"removed from the queue by {by_words(by, fmt)}"
         case Stopped() as f:
-            return f"stopped by {who(f.by, fmt)}" + (f" at step {f.step}" if f.step is not None else "")
-        case Failed() as f if f.failure_class == "launch":
-            ran = f" (the command: {fmt.code(f.detail)})" if f.detail else ""
-            return f"could not start: {fmt.text(f.summary)}{ran}"
+            return f"stopped by {by_words(f.by, fmt)}" + (f" at step {f.step}" if f.step is not None else "")
         case Failed() as f:
-            return f"failed: {fmt.text(f.summary or f.failure_class or 'see the log')}"
+            ran = f" (the command: {fmt.code(f.command)})" if f.command else ""
+            return f"{_lead(f.failure)}: {failure_words.summary(f.failure, fmt)}{ran}"
         case Restarted() as f:
             how = f"resuming from {fmt.code(f.resume_from)}" if f.resume_from else "from the start (no checkpoint yet)"
-            return f"started again by {who(f.by, fmt)}, {how}"
+            return f"started again by {by_words(f.by, fmt)}, {how}"
         case Requeued():
             return "back in line: the bot restarted before this job's launch"
         case ExportStarted() as f if f.again:
             return f"export started again after a restart of the bot: {fmt.code(f.command)}"
         case ExportStarted() as f:
             where = f"GPU {', '.join(f.gpus)}" if f.gpus else "the CPU"
-            return f"export started by {who(f.by, fmt)} on {fmt.text(where)}: {fmt.code(f.command)}"
+            return f"export started by {by_words(f.by, fmt)} on {fmt.text(where)}: {fmt.code(f.command)}"
         case ExportFound():
             return "export found again after a restart of the bot"
         case Exported(export_dir=export_dir):
             return f"exported to {fmt.code(export_dir)}"
         case ExportFailed() as f:
-            return f"export {'could not start' if f.at_start else 'failed'}: {fmt.text(f.summary)}"
+            lead = "could not start" if f.at_start or _refused(f.failure) else "failed"
+            return f"export {lead}: {failure_words.summary(f.failure, fmt)}"
         case Told(topic=topic, text=text):
             return fmt.text(text or topic)
         case _:
             assert_never(facts)
+
+
+def _refused(failure: JobFailure) -> bool:
+    """A launch refused: nothing ran."""
+    return isinstance(failure.reason, LaunchRefusal)
+
+
+def _lead(failure: JobFailure) -> str:
+    return "could not start" if _refused(failure) else "failed"
 
 
 def event_json(event: Event) -> dict[str, Any]:

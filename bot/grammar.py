@@ -1,10 +1,11 @@
 """The `/train` language: text in, a typed command (bot/commands.py) or a Rejection (what was wrong, what would
 work) out.
 
-Independent of Slack: no I/O but path arithmetic, and bot/sources.py resolving `model=`/`dataset=` paths. The
-words are read here; each setting's value is checked by bot/settings.py. A rejection's `example` is a whole
-command (the text after `/train`) that parses: the user's own command with the fault fixed where that works,
-else a stock one.
+Independent of Slack. The words are read here; a job's settings become a JobRequest, judged by the runner's one
+check (runner/job_request.py: the same for the HTTP API and the web form; it resolves `model=`/`dataset=` paths on
+disk, the output folder only by its text: creating the job resolves that) and worded by bot/settings.py. A
+rejection's `example` is a whole command (the text after `/train`) that parses: the user's own command with the
+fault fixed where that works, else a stock one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from bot.commands import (
     JOB_ACTIONS,
+    MAX_LOG_LINES,
     Command,
     CreateJob,
     Help,
@@ -27,20 +29,22 @@ from bot.commands import (
     ShowGpus,
     ShowStatus,
     norm,
-    unparse,
+    out_example,
 )
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
-from bot.settings import RUN_KEYS, Ctx, Reject, check_value, listing, not_allowed, show, suggest
+from bot.settings import RUN_KEYS, Ctx, Reject, grammar_key, listing, not_allowed, refusal, show, suggest
+from runner.job_request import InvalidField, JobRequest, check_request
+from runner.paths import OutsideRoot
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
 __all__ = ["COMMANDS", "JOB_ACTIONS", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs",
-           "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse", "unparse"]
+           "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse"]
 
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
 LIST_KINDS = ("llm", "vlm", "all")
 LIST_STATES: tuple[str, ...] = (*(s.value for s in JobState), "active")
-MAX_TEXT_LEN, MAX_LOG_LINES = 4000, 10_000
+MAX_TEXT_LEN = 4000
 KEY_ALIASES = {"gpu_id": "gpu", "gpus": "gpu", "output_dir": "out", "lr": "learning_rate"}
 _HELP_WORDS = ("help", "--help", "-h", "?")
 _FULL_WORDS = ("full", "--full", "full=true")
@@ -57,13 +61,6 @@ _DASHES = re.compile(r"(?<!\S)[\u2012-\u2015\u2212]+")  # `—dry-run` was `--dr
 def normalise(text: str) -> str:
     """Undo smart quotes, odd spaces and auto-dashes that Slack or keyboards put into typed commands."""
     return _DASHES.sub("--", _SPACES.sub(" ", text.translate(_TYPOGRAPHY)))
-
-
-def out_example(output_root: Path, base_dir: Path) -> str:
-    """A folder people may pass as `out=` (relative to base_dir where it can be), for examples and help."""
-    base = norm(base_dir)
-    target = norm(base / output_root) / "my-run"
-    return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)
 
 
 def parse(text: str, *, output_root: Path, base_dir: Path, model_roots: Sequence[Path] = (),
@@ -167,7 +164,7 @@ def _key_value(word: str, ctx: Ctx, at: int, keys: tuple[str, ...]) -> tuple[str
 
 def _create(kind: Kind, ctx: Ctx) -> CreateJob:
     allowed = RUN_KEYS + (tuple(VLM_KEYS) if kind is Kind.VLM else ())
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[int, str]] = {}  # key -> where it was given, and how
     values: dict[str, str] = {}
     dry_run = hold = False
     for at, word in enumerate(ctx.words[1:], start=1):
@@ -183,16 +180,37 @@ def _create(kind: Kind, ctx: Ctx) -> CreateJob:
         if key not in allowed:
             raise Reject(not_allowed(kind, word.partition("=")[0], key), ctx.fixed(at, None))
         if key in seen:
-            raise Reject(f"`{key}` is given twice (`{show(seen[key])}` and `{show(word)}`): give it once.",
+            raise Reject(f"`{key}` is given twice (`{show(seen[key][1])}` and `{show(word)}`): give it once.",
                           ctx.fixed(at, None))
-        seen[key] = word
-        values[key] = check_value(key, value, show(word), ctx, at)
+        seen[key] = at, word
+        values[key] = value
     for key, fix, what in (("gpu", "gpu=0", "which GPUs to use"), ("out", ctx.good_out, "where to write")):
         if key not in values:
             raise Reject(f"`{kind}` needs `{key}=`, {what}: e.g. `{fix}`.", [*ctx.words, fix])
-    dry_run = values.pop("dry_run", "false") == "true" or dry_run
-    gpus, out, profile = values.pop("gpu"), values.pop("out"), values.pop("profile", "fast")
-    return CreateJob(kind, tuple(gpus.split(",")), Path(out), values, dry_run, profile, hold)
+    if "dry_run" in values:
+        dry_run = _flag(values.pop("dry_run"), *seen["dry_run"], ctx) or dry_run
+    gpus, out, profile = values.pop("gpu").lower(), values.pop("out").strip(), values.pop("profile", "fast").lower()
+    if not out:
+        raise Reject(f"`{show(seen['out'][1])}` is empty. Give a folder inside the output folder, e.g. "
+                      f"`{ctx.good_out}`.", ctx.fixed(seen["out"][0], ctx.good_out))
+    if kind is Kind.VLM and "dataset" in values:  # people type `a/b, c/d`
+        values["dataset"] = ",".join(item.strip() for item in values["dataset"].split(","))
+    req = JobRequest(kind, tuple(g.strip() for g in gpus.split(",")), Path(out), values, profile=profile, hold=hold)
+    try:
+        req = check_request(req, ctx, resolve=False)
+    except (InvalidField, OutsideRoot) as err:
+        where, word = seen[grammar_key(err.field)]
+        good = {"gpus": "gpu=0", "output_dir": ctx.good_out}.get(err.field)
+        raise Reject(refusal(err, show(word), ctx.good_out, ctx.base_dir), ctx.fixed(where, good)) from None
+    return CreateJob(kind, req.gpus, req.output_dir, dict(req.overrides), dry_run, req.profile, hold)
+
+
+def _flag(value: str, at: int, word: str, ctx: Ctx) -> bool:
+    """`dry_run=`'s value: the grammar's own word, not a request's field."""
+    choices = ("true", "false", "yes", "no", "1", "0")
+    if value.lower() not in choices:
+        raise Reject(f"`{show(word)}`: `dry_run=` is one of {listing(choices)}.", ctx.fixed(at, None))
+    return value.lower() in ("true", "yes", "1")
 
 
 def _job_command(action: JobAction, ctx: Ctx) -> Command:

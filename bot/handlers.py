@@ -28,11 +28,12 @@ from bot.grammar import (
     parse,
 )
 from bot.mrkdwn import PLAIN, Format
+from bot.profile_words import notes_words
 from runner import leases
 from runner.access import Caller, check_manage, check_start
+from runner.job_request import check_request
 from runner.log_tail import read_log_tail
 from runner.runtime import Runtime
-from runner.supervisor import JobRequest
 from storage.errors import JobError
 from storage.models import Job, JobState
 
@@ -99,18 +100,18 @@ class Handlers:
         raise AssertionError(command)
 
     async def create(self, command: CreateJob, caller: Caller) -> Reply:
-        req = JobRequest(command.kind, command.gpus, command.output_dir, command.overrides, caller.user_id,
-                         caller.channel_id, command.profile)
+        req = command.request(caller.user_id, caller.channel_id)
         fmt = self.fmt
         if command.dry_run:
+            req = check_request(req, self.config)  # paths resolved on disk, as creating the job would
             plan = self.sup.plan(req)
             warnings = await self.sup.dry_run_warnings(req)
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
-                text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + fmt.text("; ".join(plan.notes))
+                text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + notes_words(plan.notes, fmt)
             return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
-        job = await self.sup.submit(req, hold=command.hold)
+        job = await self.sup.submit(req)
         return Reply(f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
                      f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}", public=True, job_id=job.id,
                      ok=job.state is not JobState.FAILED)

@@ -1,4 +1,5 @@
-"""How a front end writes facts into its text: Slack's mrkdwn escapes them, the console shows them as they are.
+"""How a front end writes facts into its text: Slack's mrkdwn escapes them, the console shows them as they are, the
+web page escapes them as HTML.
 
 Slack parses `<!channel>`, `<@U…>`, `<#C…>` and `<https://…|label>` in message text and mrkdwn, even inside code
 spans and blocks, so every string that did not come from trainbot itself (output folders, overrides, log lines,
@@ -60,7 +61,8 @@ class SlackFormat(Format):
 
 
 class HtmlFormat(Format):
-    """HTML for the web page: each fact escaped, code as <code>, blocks as <pre>."""
+    """HTML for the web page: each fact escaped, code as <code>, blocks as <pre>; the words around them are
+    trainbot's own."""
 
     def text(self, fact: object) -> str:
         return html.escape(str(fact))

@@ -1,31 +1,41 @@
-"""The checks on a `/train` command's settings (`gpu=`, `out=`, `profile=`, the VLM keys): each value is normalised
-or refused with what was wrong and what would work (a `Reject`, which bot/grammar.py turns into a Rejection).
+"""The `/train` grammar's words for a setting (`gpu=`, `out=`, `profile=`, the VLM keys) that the runner's check
+(runner/job_request.py) refused: what was wrong and what would work, as a `Reject` that bot/grammar.py turns into a
+Rejection with the user's command fixed. The rules are the runner's; only the words are here.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.commands import norm
 from bot.help_text import VLM_KEYS
-from bot.sources import Refused, check_source
-from runner.profiles import PROFILES
+from runner.job_request import InvalidField, Rule, SourceOutside, folded
+from runner.paths import OutsideRoot
 from storage.models import Kind
 
-MAX_GPUS, MAX_GPU_INDEX, MAX_OUT_LEN = 16, 255, 255
 RUN_KEYS = ("gpu", "out", "profile", "dry_run")  # what both recipes take; `vlm` adds VLM_KEYS
-INT_LIMITS = {"lora_rank": 1024, "lora_alpha": 4096, "max_length": 131072, "batch_size": 1024,
-              "max_pixels": 100_000_000}
-FLOAT_LIMITS = {"epochs": (1000.0, "epochs=2"), "learning_rate": (1.0, "lr=1e-4")}
-NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux counts them
-_FLOAT = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?")
-_PATH_ITEM = re.compile(r"[^\s\x00-\x1f\x7f,`'\"]+")
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
+GRAMMAR_KEYS = {"gpus": "gpu", "output_dir": "out"}  # a request's field -> the grammar's key, where they differ
+HUB_EXAMPLES = {"model": "Qwen/Qwen2.5-VL-7B-Instruct", "dataset": "AI-ModelScope/LaTeX_OCR#500"}
+_FLOAT_EXAMPLES = {"epochs": "epochs=2", "learning_rate": "lr=1e-4"}
+_GPU_PROBLEMS = {
+    Rule.EMPTY_ITEM: "has an empty entry: separate GPU numbers with single commas",
+    Rule.CPU_MIXED: "mixes `cpu` with GPUs: use either `gpu=cpu` or GPU numbers",
+    Rule.NEGATIVE: "has a negative number: GPUs count from 0",
+    Rule.NOT_A_GPU: "is not a GPU list: use GPU numbers and commas",
+    Rule.GPU_ABOVE_MAX: "names a GPU above {limit}: see `/train gpus`",
+    Rule.GPU_TWICE: "names a GPU twice: name each GPU once",
+    Rule.TOO_MANY_GPUS: "names {size} GPUs, and a job uses at most {limit}",
+}
+_OUT_PROBLEMS = {
+    Rule.CONTROL_CHARACTER: "contains a control character (a newline, tab or NUL)",
+    Rule.BROKEN_CHARACTER: "holds a broken character, which no folder name can hold",
+    Rule.TOO_LONG: "is {size} characters long; at most {limit} will do",
+    Rule.NAME_TOO_LONG: "has a folder name of {size} bytes (letters such as `é` or `训` take 2 to 4); at most {limit} "
+                        "bytes will do",
+    Rule.PATH_TOO_LONG: "makes a path of {size} bytes; at most {limit} will do",
+}
 
 
 class Reject(Exception):
@@ -36,6 +46,8 @@ class Reject(Exception):
 
 @dataclass(frozen=True)
 class Ctx:
+    """What a parse knows: the words so far, and the roots a request is checked against (runner's `Roots`)."""
+
     words: list[str]
     output_root: Path
     base_dir: Path
@@ -76,89 +88,69 @@ def not_allowed(kind: Kind, raw: str, key: str) -> str:
             "`--dry-run`, `--hold`.")
 
 
-def check_value(key: str, value: str, shown: str, ctx: Ctx, at: int) -> str:
-    """The normalised value of one setting, or a Reject saying what the value should look like."""
-    if key == "gpu":
-        return _check_gpus(value.lower(), shown, ctx, at)
-    if key == "out":
-        return _check_out(value.strip(), shown, ctx, at)
-    if key in ("profile", "dry_run"):
-        choices = PROFILES if key == "profile" else ("true", "false", "yes", "no", "1", "0")
-        if value.lower() not in choices:
-            raise Reject(f"`{shown}`: `{key}=` is one of {listing(choices)}.", ctx.fixed(at, None))
-        return value.lower() if key == "profile" else str(value.lower() in ("true", "yes", "1")).lower()
-    if key in INT_LIMITS:
-        top = INT_LIMITS[key]
-        if not (value.isascii() and value.isdigit() and len(value) < 12 and 1 <= int(value) <= top):
-            raise Reject(f"`{shown}`: `{key}` is a whole number from 1 to {top}.", ctx.fixed(at, None))
-        return str(int(value))
-    if key in FLOAT_LIMITS:
-        ceiling, good = FLOAT_LIMITS[key]
-        number = float(value) if _FLOAT.fullmatch(value) else math.nan
-        if not 0 < number <= ceiling:
-            raise Reject(f"`{shown}`: `{key}` is a number above 0 and at most {ceiling:g}, e.g. `{good}`.",
-                          ctx.fixed(at, None))
-        return str(int(number)) if number.is_integer() else repr(number)
-    items = [item.strip() for item in value.split(",")] if key == "dataset" else [value]
-    for item in items:  # swift reads a value starting with `-` as an option of its own
-        if not _PATH_ITEM.fullmatch(item) or item.startswith("-") or len(item) > MAX_OUT_LEN:
-            good = VLM_KEYS[key].split("`")[1]
-            raise Reject(f"`{shown}`: `{show(item) or '(empty)'}` is not a {key} id or path (no spaces, "
-                          f"quotes or leading `-`), e.g. `{good}`.", ctx.fixed(at, None))
-    roots = ctx.model_roots if key == "model" else ctx.data_roots
-    checked = [check_source(key, item, roots=roots, base_dir=ctx.base_dir) for item in items]
-    for item, verdict in zip(items, checked, strict=True):
-        if isinstance(verdict, Refused):
-            raise Reject(f"`{shown}`: `{show(item)}` {verdict.why}.", ctx.fixed(at, None))
-    return ",".join(str(verdict) for verdict in checked)
+def grammar_key(field: str) -> str:
+    return GRAMMAR_KEYS.get(field, field)
 
 
-def _check_gpus(value: str, shown: str, ctx: Ctx, at: int) -> str:
-    ids = [item.strip() for item in value.split(",")]
-    numbers = [int(i) for i in ids if i.isascii() and i.isdigit() and len(i) < 10]
-    problem = next((why for bad, why in (
-        ("" in ids, "has an empty entry: separate GPU numbers with single commas"),
-        ("cpu" in ids and len(ids) > 1, "mixes `cpu` with GPUs: use either `gpu=cpu` or GPU numbers"),
-        (any(i.startswith("-") and i[1:].isdigit() for i in ids), "has a negative number: GPUs count from 0"),
-        (ids != ["cpu"] and len(numbers) < len(ids), "is not a GPU list: use GPU numbers and commas"),
-        (any(n > MAX_GPU_INDEX for n in numbers), f"names a GPU above {MAX_GPU_INDEX}: see `/train gpus`"),
-        (len(set(numbers)) < len(numbers), "names a GPU twice: name each GPU once"),
-        (len(ids) > MAX_GPUS, f"names {len(ids)} GPUs, and a job uses at most {MAX_GPUS}"),
-    ) if bad), "")
-    if problem:
-        raise Reject(f"`{shown}` {problem}, e.g. `gpu=0` or `gpu=0,1`, or `gpu=cpu`.",
-                      ctx.fixed(at, "gpu=0"))
-    return "cpu" if ids == ["cpu"] else ",".join(map(str, numbers))
+def refusal(err: InvalidField | OutsideRoot, shown: str | None = None, good_out: str | None = None,
+            base_dir: Path | None = None) -> str:
+    """The words for a refused setting; `shown` is the user's word as typed (made safe by `show`; by default the
+    key and the value refused), `good_out` an `out=` that works."""
+    key = grammar_key(err.field)
+    shown = shown or show(f"{key}={_value(err)}")
+    give = f"Give a folder inside the output folder, e.g. `{good_out}`." if good_out else \
+        "Give a folder inside the output folder."
+    if isinstance(err, SourceOutside):
+        return f"`{shown}`: `{show(err.item)}` {_source_outside(err, base_dir)}."
+    if isinstance(err, OutsideRoot):
+        root = err.roots[0] if err.roots else err.resolved
+        where = ("is the output folder itself" if err.resolved == folded(root) else
+                 f"{_leads(err, base_dir)} `{show(str(err.resolved), 120)}`, outside the output folder "
+                 f"`{show(str(root), 120)}`")
+        return f"`{shown}` {where}. {give}"
+    if err.field == "gpus":
+        problem = _GPU_PROBLEMS[err.rule].format(limit=err.limit, size=err.size)
+        return f"`{shown}` {problem}, e.g. `gpu=0` or `gpu=0,1`, or `gpu=cpu`."
+    if err.field == "output_dir":
+        problem = _OUT_PROBLEMS[err.rule].format(limit=err.limit, size=err.size)
+        return f"`{shown}` {problem}. {give}"
+    match err.rule:
+        case Rule.NOT_ALLOWED:
+            return f"`{shown}`: `{key}=` is one of {listing(err.allowed)}." if err.allowed else \
+                f"`{shown}` can't be set: the recipe is fixed."
+        case Rule.WHOLE_NUMBER:
+            return f"`{shown}`: `{key}` is a whole number from 1 to {err.limit}."
+        case Rule.NUMBER:
+            return (f"`{shown}`: `{key}` is a number above 0 and at most {err.limit:g}, "
+                    f"e.g. `{_FLOAT_EXAMPLES.get(key, key + '=1')}`.")
+        case Rule.BROKEN_CHARACTER:
+            return (f"`{shown}`: `{show(err.item or err.value)}` is not a hub id like `{HUB_EXAMPLES.get(key)}` nor "
+                    "a path: it holds a broken character.")
+    good = VLM_KEYS[key].split("`")[1] if key in VLM_KEYS else f"{key}=..."
+    return (f"`{shown}`: `{show(err.item or '') or '(empty)'}` is not a {key} id or path (no spaces, quotes or "
+            f"leading `-`), e.g. `{good}`.")
 
 
-def _check_out(value: str, shown: str, ctx: Ctx, at: int) -> str:
-    # Text arithmetic only: resolving symlinks would read the disk, and the disk is the runner's business.
-    target, root = norm(ctx.base_dir / value), ctx.output_root
-    long = _long_names(target)
-    problem = next((why for bad, why in (
-        (not value, "is empty"),
-        (bool(_CTRL.search(value)), "contains a control character (a newline, tab or NUL)"),
-        (len(value) > MAX_OUT_LEN, f"is {len(value)} characters long; at most {MAX_OUT_LEN} will do"),
-        (bool(long), f"has a folder name of {long} bytes (letters such as `é` or `训` take 2 to 4); "
-                     f"at most {NAME_MAX} bytes will do"),
-        (_bytes(str(target)) >= PATH_MAX, f"makes a path of {_bytes(str(target))} bytes; "
-                                          f"at most {PATH_MAX - 1} will do"),
-        (target == root, "is the output folder itself"),
-        (not target.is_relative_to(root), f"would write to `{show(str(target), 120)}`, outside the output "
-                                          f"folder `{show(str(root), 120)}`"),
-    ) if bad), "")
-    if problem:
-        raise Reject(f"`{shown}` {problem}. Give a folder inside the output folder, e.g. `{ctx.good_out}`.",
-                      ctx.fixed(at, ctx.good_out))
-    return str(target)
+def _value(err: InvalidField | OutsideRoot) -> str:
+    if isinstance(err, SourceOutside):
+        return err.item
+    return str(err.path) if isinstance(err, OutsideRoot) else err.value
 
 
-def _long_names(path: Path) -> int:
-    """The byte length of the longest folder name in `path` over NAME_MAX, or 0."""
-    return max((n for n in map(_bytes, path.parts) if n > NAME_MAX), default=0)
+def _as_given(err: OutsideRoot, base_dir: Path | None) -> bool:
+    """Whether the path leads where its text says (no symbolic link on the way)."""
+    return err.resolved == folded((base_dir or Path("/")) / err.path)
 
 
-def _bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
+def _leads(err: OutsideRoot, base_dir: Path | None) -> str:
+    """`would write to` where the text says so; `leads to` where a symbolic link on disk takes it elsewhere."""
+    return "would write to" if _as_given(err, base_dir) else "leads (through a symbolic link) to"
 
 
+def _source_outside(err: SourceOutside, base_dir: Path | None) -> str:
+    config_key = f"[paths] {'model' if err.field == 'model' else 'data'}_roots"
+    allowed = (f"`{config_key}` allows only " + ", ".join(f"`{root}`" for root in err.roots) if err.roots
+               else f"no local {err.field} folder is allowed (`{config_key}` is empty)")
+    leads = "" if _as_given(err, base_dir) else f", which leads to `{err.resolved}`"
+    return (f"is not a hub id like `{HUB_EXAMPLES[err.field]}`, and as a local path{leads} it lies outside the "
+            f"allowed folders: {allowed}")

@@ -131,9 +131,9 @@ class BotContext:
         """The whole log as a file. Files can't be ephemeral: it goes to the job's thread (or, for a job without
         a card, to the channel where it was asked for). Returns what to tell the asker."""
         assert reply.file is not None
-        job = await self.runtime.store.get(reply.job_id) if reply.job_id else None
-        channel = job.channel_id if job and job.card_ts and job.channel_id else channel_id
-        thread = job.card_ts if job and job.card_ts and job.channel_id else None
+        card = await self.runtime.store.slack_card(reply.job_id) if reply.job_id else None
+        channel = card.channel if card else channel_id
+        thread = card.ts if card else None
         if channel is None:
             return "⚠️ there is no channel to upload the log to"
         path = Path(reply.file)

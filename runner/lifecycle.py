@@ -27,10 +27,15 @@ from runner.failures import Failure
 from runner.progress import Milestone, MilestoneKind
 from storage import events as ev
 from storage import notices as nt
+from storage.actors import Actor, actor
+from storage.failure_facts import JobFailure, LaunchRefusal
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Progress, Run
+from storage.profile_notes import ProfileNote
+from storage.waiting import QueueReason, Submitted
 
 S = JobState
+Levers = tuple[nt.NotApplied, ...]
 UNDER_WAY = frozenset({S.STARTING, S.RUNNING, S.STOPPING})
 ENDED = frozenset({S.SUCCEEDED, S.FAILED, S.STOPPED})
 
@@ -92,25 +97,27 @@ def _to(t: Transition, *, event: ev.EventFacts | None = None, notice: nt.NoticeF
 
 # ---- joining the line ------------------------------------------------------------------------------------------
 
-def created(by: str | None, command: str, profile: str | None, notes: tuple[str, ...]) -> tuple[ev.Created,
-                                                                                                 nt.JobCreated]:
-    """A new job's first event and notice (the store writes them with the job, `created` or `queued`)."""
-    return ev.Created(by=by), nt.JobCreated(command=command, profile=profile, profile_notes=notes)
+def created(by: str | None, command: str, profile: str | None,
+            notes: tuple[ProfileNote, ...]) -> tuple[ev.Created, nt.JobCreated]:
+    """A new job's first event and notice (the store writes them with the job, `created` or `queued`); the event
+    keeps the profile's notes too (the notice leaves the outbox)."""
+    return (ev.Created(by=actor(by), profile_notes=notes),
+            nt.JobCreated(command=command, profile=profile, profile_notes=notes))
 
 
 def queue(by: str | None) -> Change:
     """A job created on hold is started: it joins the line."""
-    return _to(QUEUE, event=ev.Submitted(by=by), notice=nt.JobSubmitted(by=by))
+    return _to(QUEUE, event=ev.Submitted(by=actor(by)), notice=nt.JobSubmitted(by=by))
 
 
-def waiting(job: Job, reason: str | None, position: int | None, *, moved_up: bool = False) -> Change:
+def waiting(job: Job, reason: QueueReason | None, position: int | None, *, moved_up: bool = False) -> Change:
     """Why it waits and its place in line; told the first time, and when a job ahead of it left the line."""
     told = moved_up or job.queue_reason is None
     notice = nt.JobQueued(reason=reason, position=position, moved_up=moved_up) if told else None
     return Change(expect=frozenset({S.QUEUED}), fields={"queue_reason": reason}, notice=notice)
 
 
-def pending(reason: str | None) -> Change:
+def pending(reason: QueueReason | None) -> Change:
     """A scheduler's (Slurm's) reason for keeping it in its queue."""
     return Change(expect=frozenset({S.QUEUED}), fields={"queue_reason": reason})
 
@@ -119,13 +126,13 @@ def restart(job: Job, by: str | None, argv: tuple[str, ...], env: dict[str, str]
     """An ended job back in line, as a new run from its last checkpoint (if any): what the last run left is
     cleared, its log kept (the new run appends to it)."""
     resume = job.progress.last_checkpoint
-    return _to(RESTART, event=ev.Restarted(by=by, resume_from=resume),
+    return _to(RESTART, event=ev.Restarted(by=actor(by), resume_from=resume),
                notice=nt.JobRestarted(by=by, resume_from=resume, command=command),
                argv=argv, env=env, train_run=Run(log_path=job.train_run.log_path), **_RUN_LEFT_CLEARED)
 
 
 _RUN_LEFT_CLEARED: dict[str, Any] = {
-    "error_class": None, "error_message": None, "error_hint": None, "exit_code": None, "stopped_by": None,
+    "failure": None, "exit_code": None, "stopped_by": None,
     "queue_reason": None, "finished_at": None, "run_dir": None,
     "stop_term_at": None, "stop_kill_at": None, "stop_interrupted_at": None}
 
@@ -146,9 +153,11 @@ def launched(job: Job, run: Run, host: str) -> Change:
     return Change(fields={"train_run": run, "host": host, "progress": progress})
 
 
-def handed_over(backend: str, backend_job_id: str | None, pending_reason: str | None) -> Change:
-    """A scheduling backend (Slurm) took it into its own queue."""
-    return Change(expect=frozenset({S.QUEUED}), fields={"queue_reason": pending_reason},
+def handed_over(backend: str, backend_job_id: str | None, pending_reason: QueueReason | None) -> Change:
+    """A scheduling backend (Slurm) took it into its own queue (its reason for keeping it there, where it gave one
+    already)."""
+    reason = pending_reason or Submitted(backend, backend_job_id or "")
+    return Change(expect=frozenset({S.QUEUED}), fields={"queue_reason": reason},
                   event=ev.HandedOver(backend=backend, backend_job_id=backend_job_id),
                   notice=nt.JobQueued(backend=backend, backend_job_id=backend_job_id, pending_reason=pending_reason))
 
@@ -159,11 +168,12 @@ def running(job: Job, started_at: float, command: str) -> Change:
                started_at=started_at, queue_reason=None)
 
 
-def launch_failed(reason: str, hint: str, detail: str, now: float) -> Change:
-    """Its process could not be started at all: it fails before anything runs."""
-    return _to(FAIL, event=ev.Failed(failure_class="launch", summary=reason, detail=detail or None),
-               notice=nt.JobFailed(summary=reason, hint=hint, failure_class="launch"),
-               error_class="launch", error_message=reason, error_hint=hint, finished_at=now)
+def launch_failed(refusal: LaunchRefusal, command: str, now: float) -> Change:
+    """Its process could not be started at all (`command`: what was run, if anything): it fails before anything
+    runs."""
+    failed = JobFailure(refusal)
+    return _to(FAIL, event=ev.Failed(failure=failed, command=command or None), notice=nt.JobFailed(failure=failed),
+               failure=failed, finished_at=now)
 
 
 def requeue(job: Job) -> Change:
@@ -173,33 +183,30 @@ def requeue(job: Job) -> Change:
 
 # ---- while it runs ---------------------------------------------------------------------------------------------
 
-def milestone(m: Milestone) -> Change | None:
+def milestone(m: Milestone) -> Change:
     """A checkpoint or an eval: an event and a notice."""
     if m.kind is MilestoneKind.CHECKPOINT:
         path = m.data.get("path")
         return Change(event=ev.CheckpointSaved(step=m.step, path=path),
                       notice=nt.CheckpointSaved(step=m.step, path=path))
-    if m.kind is MilestoneKind.EVAL:
-        metrics = {k: float(v) for k, v in m.data.items() if k.startswith("eval_") and isinstance(v, int | float)}
-        epoch = m.data.get("epoch")
-        return Change(event=ev.EvalDone(step=m.step, metrics=metrics),
-                      notice=nt.EvalDone(step=m.step, epoch=epoch if isinstance(epoch, float) else None,
-                                         metrics=metrics))
-    return None
+    metrics = {k: float(v) for k, v in m.data.items() if k.startswith("eval_") and isinstance(v, int | float)}
+    epoch = m.data.get("epoch")
+    return Change(event=ev.EvalDone(step=m.step, metrics=metrics),
+                  notice=nt.EvalDone(step=m.step, epoch=epoch if isinstance(epoch, float) else None, metrics=metrics))
 
 
 # ---- stop ------------------------------------------------------------------------------------------------------
 
 def leave_queue(by: str | None, now: float) -> Change:
     """Stopped before it started: out of the line."""
-    return _to(LEAVE_QUEUE, event=ev.LeftQueue(by=by), notice=nt.LeftQueue(by=by), stopped_by=by, finished_at=now,
-               queue_reason=None)
+    return _to(LEAVE_QUEUE, event=ev.LeftQueue(by=actor(by)), notice=nt.LeftQueue(by=by), stopped_by=actor(by),
+               finished_at=now, queue_reason=None)
 
 
 def stop_requested(by: str | None, now: float, stop_grace_s: float, term_grace_s: float) -> Change:
     """A stop of a launched job: SIGINT to its trainer now, the deadlines of SIGTERM and SIGKILL on the row."""
-    return _to(STOP_REQUESTED, event=ev.StopRequested(by=by), notice=nt.StopRequested(by=by), stopped_by=by,
-               **stop_clock(now, stop_grace_s, term_grace_s))
+    return _to(STOP_REQUESTED, event=ev.StopRequested(by=actor(by)), notice=nt.StopRequested(by=by),
+               stopped_by=actor(by), **stop_clock(now, stop_grace_s, term_grace_s))
 
 
 def stop_clock(now: float, stop_grace_s: float, term_grace_s: float) -> dict[str, Any]:
@@ -215,24 +222,26 @@ def interrupted(now: float) -> Change:
 
 # ---- how it ended ----------------------------------------------------------------------------------------------
 
-def succeed(job: Job, progress: Progress, returncode: int | None, now: float) -> Change:
+# `levers`: the speed levers the run went without (runner/levers.not_applied), told with its end
+
+def succeed(job: Job, progress: Progress, returncode: int | None, now: float, levers: Levers = ()) -> Change:
     return _to(SUCCEED, event=ev.Finished(step=progress.step),
-               notice=nt.JobSucceeded(**_run_end(job, progress, now)), **_ended(progress, returncode, now))
+               notice=nt.JobSucceeded(**_run_end(job, progress, now, levers)), **_ended(progress, returncode, now))
 
 
-def stopped(job: Job, by: str | None, progress: Progress, returncode: int | None, now: float) -> Change:
+def stopped(job: Job, by: Actor | None, progress: Progress, returncode: int | None, now: float,
+            levers: Levers = ()) -> Change:
     return _to(STOPPED, event=ev.Stopped(by=by, step=progress.step),
-               notice=nt.JobStopped(**_run_end(job, progress, now), by=by), stopped_by=by,
+               notice=nt.JobStopped(**_run_end(job, progress, now, levers), by=by), stopped_by=by,
                **_ended(progress, returncode, now))
 
 
-def fail(job: Job, failure: Failure, progress: Progress, returncode: int | None, now: float) -> Change:
-    cls = str(failure.cls)
-    return _to(FAIL, event=ev.Failed(failure_class=cls, summary=failure.summary),
-               notice=nt.JobFailed(**_run_end(job, progress, now), failure_class=cls, summary=failure.summary,
-                                   hint=failure.hint, detail=failure.detail, tail=tuple(failure.tail)),
-               error_class=cls, error_message=failure.summary, error_hint=failure.hint,
-               **_ended(progress, returncode, now))
+def fail(job: Job, failure: Failure, progress: Progress, returncode: int | None, now: float,
+         levers: Levers = ()) -> Change:
+    return _to(FAIL, event=ev.Failed(failure=failure.facts),
+               notice=nt.JobFailed(**_run_end(job, progress, now, levers), failure=failure.facts,
+                                   detail=failure.detail, tail=tuple(failure.tail)),
+               failure=failure.facts, **_ended(progress, returncode, now))
 
 
 def _ended(progress: Progress, returncode: int | None, now: float) -> dict[str, Any]:
@@ -240,12 +249,12 @@ def _ended(progress: Progress, returncode: int | None, now: float) -> dict[str, 
             "stop_kill_at": None}
 
 
-def _run_end(job: Job, progress: Progress, now: float) -> dict[str, Any]:
+def _run_end(job: Job, progress: Progress, now: float, levers: Levers) -> dict[str, Any]:
     """The facts every end of a run tells (the fields of notices.RunEnd)."""
     return {"duration_s": now - job.started_at if job.started_at else None,
             "final_loss": progress.train_loss or progress.loss, "step": progress.step,
             "max_steps": progress.max_steps, "last_checkpoint": progress.last_checkpoint,
-            "run_dir": job.run_dir, "output_dir": job.output_dir}
+            "run_dir": job.run_dir, "output_dir": job.output_dir, "not_applied": levers}
 
 
 # ---- export ----------------------------------------------------------------------------------------------------
@@ -260,7 +269,7 @@ def export_started(job: Job, run: Run, by: str | None, command: str, *, again: b
     """Its process was handed over (`again`: by a restarted bot, the first hand-over having started nothing)."""
     checkpoint, gpus = job.progress.last_checkpoint, job.export_gpus
     return Change(expect_export=ONLY_EXPORTING, fields={"export_run": run},
-                  event=ev.ExportStarted(by=by, gpus=gpus, command=command, again=again),
+                  event=ev.ExportStarted(by=None if again else actor(by), gpus=gpus, command=command, again=again),
                   notice=nt.ExportStarted(by=by, checkpoint=checkpoint, command=command, gpus=gpus))
 
 
@@ -269,25 +278,25 @@ def export_found(run: Run) -> Change:
     return Change(expect_export=ONLY_EXPORTING, fields={"export_run": run}, event=ev.ExportFound())
 
 
-def exported(job: Job, export_dir: str) -> Change:
+def exported(job: Job, export_dir: str, levers: Levers = ()) -> Change:
     return Change(expect_export=ONLY_EXPORTING, export_state=ExportState.EXPORTED,
                   fields={"export_run": _ended_run(job)}, event=ev.Exported(export_dir=export_dir),
-                  notice=nt.ExportSucceeded(export_dir=export_dir))
+                  notice=nt.ExportSucceeded(export_dir=export_dir, not_applied=levers))
 
 
-def export_failed(job: Job, failure: Failure) -> Change:
+def export_failed(job: Job, failure: Failure, levers: Levers = ()) -> Change:
     return Change(expect_export=ONLY_EXPORTING, export_state=ExportState.EXPORT_FAILED,
-                  fields={"export_run": _ended_run(job)},
-                  event=ev.ExportFailed(summary=failure.summary, failure_class=str(failure.cls)),
-                  notice=nt.ExportFailed(summary=failure.summary, hint=failure.hint, tail=tuple(failure.tail)))
+                  fields={"export_run": _ended_run(job)}, event=ev.ExportFailed(failure=failure.facts),
+                  notice=nt.ExportFailed(failure=failure.facts, tail=tuple(failure.tail), not_applied=levers))
 
 
-def export_launch_failed(reason: str, hint: str, *, tell: bool) -> Change:
+def export_launch_failed(refusal: LaunchRefusal, *, tell: bool) -> Change:
     """The export's process could not be started at all; `tell`: with a notice (no one asked just now, so no
     answer says it: a restarted bot's second hand-over)."""
+    failed = JobFailure(refusal)
     return Change(expect_export=ONLY_EXPORTING, export_state=ExportState.EXPORT_FAILED,
-                  event=ev.ExportFailed(summary=reason, at_start=True),
-                  notice=nt.ExportFailed(summary=reason, hint=hint) if tell else None)
+                  event=ev.ExportFailed(failure=failed, at_start=True),
+                  notice=nt.ExportFailed(failure=failed) if tell else None)
 
 
 def _ended_run(job: Job) -> Run:

@@ -19,12 +19,13 @@ from runner import admission, lifecycle
 from runner.backends import Backend, Launched, LaunchError, NotKnownYet, ProcessRef, new_launch_token
 from runner.command import SwiftCommand, build_export
 from runner.config import Config
-from runner.errors import CannotLaunch
+from runner.errors import CannotLaunch, OutputInUse, launch_refusal
 from runner.gpus import GpuProbe
 from runner.lifecycle import apply
+from runner.paths import OutsideRoot
 from runner.planner import export_entry
 from runner.watching import Watcher, mark_running
-from storage.errors import JobError
+from storage.failure_facts import OutputUnwritable
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Purpose, Run
 
@@ -64,7 +65,7 @@ class Starter:
             launched = await self.backend.launch(ProcessRef.of(job, "train"), SwiftCommand(job.argv, job.env),
                                                  log_path=path, gpus=job.gpus)
         except LaunchError as exc:
-            await apply(self.store, job.id, lifecycle.launch_failed(str(exc), exc.hint, exc.detail, time.time()))
+            await apply(self.store, job.id, lifecycle.launch_failed(exc.refusal, exc.detail, time.time()))
             return
         await self._record_launch(job, launched, handed_over)
 
@@ -126,8 +127,8 @@ class Starter:
         except LaunchError as exc:
             async with self._lock:
                 self._handing_over.discard(job.id)
-                await apply(self.store, job.id, lifecycle.export_launch_failed(str(exc), exc.hint, tell=False))
-            raise CannotLaunch(job.id, str(exc)) from exc
+                await apply(self.store, job.id, lifecycle.export_launch_failed(exc.refusal, tell=False))
+            raise CannotLaunch(job.id, exc.refusal) from exc
         async with self._lock:
             self._handing_over.discard(job.id)
             run = launched.run(Path(job.export_run.log_path or ""), job.export_run.launch_token)
@@ -145,7 +146,7 @@ class Starter:
             launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=path,
                                                  gpus=job.export_gpus or ("cpu",))
         except LaunchError as exc:
-            await apply(self.store, job.id, lifecycle.export_launch_failed(str(exc), exc.hint, tell=True))
+            await apply(self.store, job.id, lifecycle.export_launch_failed(exc.refusal, tell=True))
             return
         await apply(self.store, job.id, lifecycle.export_started(
             job, launched.run(path, run.launch_token), None, cmd.display(), again=True))
@@ -169,14 +170,14 @@ def _admitted(config: Config, job: Job, holding: list[Job], path: Path) -> None:
     """runner/admission's refusal as a launch failure: the job fails before any process starts, the path named."""
     try:
         admission.admit_launch(config, job, holding, path)
-    except JobError as exc:
-        raise LaunchError(str(exc)) from exc
+    except (OutputInUse, OutsideRoot) as exc:
+        raise LaunchError(launch_refusal(exc)) from exc
 
 
 def _check_writable(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LaunchError(f"cannot create the output folder {output_dir}: {exc.strerror}") from exc
+        raise LaunchError(OutputUnwritable(str(output_dir), exc.strerror, created=False)) from exc
     if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise LaunchError(f"the output folder {output_dir} is not writable by the bot's user")
+        raise LaunchError(OutputUnwritable(str(output_dir)))

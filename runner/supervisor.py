@@ -25,10 +25,11 @@ from runner.command import build_export
 from runner.config import Config
 from runner.errors import GpuMissing, NoCheckpoint
 from runner.gpus import GpuProbe
+from runner.job_request import JobRequest as JobRequest
+from runner.job_request import check_request, fingerprint, made_under
 from runner.lifecycle import apply
 from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
-from runner.planner import JobRequest as JobRequest
 from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
 from runner.starting import Starter, log_path
@@ -87,33 +88,36 @@ class Supervisor:
             return await self.backend.describe_missing_gpus(req.gpus)
         return self.probe.describe_missing(req.gpus)
 
-    async def submit(self, req: JobRequest, *, hold: bool = False, idempotency_key: str | None = None) -> Job:
-        """Record a job and queue it (`hold`: record only, `created` until `start`); the loop, woken, takes it from
-        the line. A job already made under `idempotency_key` is returned as it is, nothing new recorded."""
-        if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
+    async def submit(self, req: JobRequest, *, idempotency_key: str | None = None) -> Job:
+        """Check a request (runner/job_request.py), record its job and queue it (`req.hold`: record only, `created`
+        until `start`). A job already made under `idempotency_key` from the same request is returned as it is,
+        nothing new recorded; from another request, IdempotencyKeyReused."""
+        req = check_request(req, self.config)
+        if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
             return first
         if (missing := await self._missing_gpus(req)) is not None:
             raise missing
         plan = self.plan(req)
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
-            if idempotency_key is not None and (first := await self.store.by_idempotency_key(idempotency_key)):
+            if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
                 return first
             admission.admit(self.config, None, Path(req.output_dir), req.overrides, await self.store.holding())
             try:
-                job = await self._create(req, plan, hold=hold, idempotency_key=idempotency_key)
+                job = await self._create(req, plan, idempotency_key=idempotency_key)
             except sqlite3.IntegrityError:  # another process made the job under this key first: that is the job
-                if idempotency_key is None or (first := await self.store.by_idempotency_key(idempotency_key)) is None:
+                if idempotency_key is None or (first := await made_under(self.store, idempotency_key, req)) is None:
                     raise
                 return first
-        if not hold:
+        if not req.hold:
             self.wake()
         return job
 
-    async def _create(self, req: JobRequest, plan: Plan, *, hold: bool, idempotency_key: str | None) -> Job:
-        draft = Job(id="", kind=req.kind, state=JobState.CREATED if hold else JobState.QUEUED,
+    async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
+        draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
                     output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
-                    recipe=str(req.kind), overrides=dict(req.overrides), backend=self.backend.name,
-                    user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key)
+                    overrides=dict(req.overrides), backend=self.backend.name,
+                    user_id=req.user_id, slack_channel=req.channel_id, idempotency_key=idempotency_key,
+                    idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
         event, notice = lifecycle.created(req.user_id, plan.display, req.profile, tuple(plan.notes))
         job = await self.store.create(draft, event=event, notice=Notice("", notice))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
@@ -196,8 +200,7 @@ class Supervisor:
             before = await self._line() if queued else []
             if queued and job.train_run.backend_job_id is not None:
                 await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
-            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
-                                                                             channel_id=job.channel_id)))
+            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by)))
             self.watcher.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
                 await apply(self.store, d.job.id, lifecycle.waiting(d.job, d.reason, d.position, moved_up=True))

@@ -8,6 +8,7 @@ transition of runner/lifecycle.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -17,10 +18,12 @@ from runner.backends import Backend, ProcessRef
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.failures import classify_failure, with_cause
+from runner.levers import not_applied
 from runner.lifecycle import apply
 from runner.progress import ProgressTail, read_final_summary
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
+from storage.failure_facts import SchedulerEnded
 from storage.jobs import JobStore
 from storage.models import Job, JobState
 
@@ -51,7 +54,7 @@ class Watcher:
             if job.state is JobState.STOPPING:
                 await self._escalate_stop(await self.store.require(job.id), ref)
             return
-        await self.settle(await self.store.require(job.id), status.returncode, cause=status.detail)
+        await self.settle(await self.store.require(job.id), status.returncode, cause=status.cause)
 
     async def interrupt(self, job: Job) -> None:
         """SIGINT to a stopping job's trainer. One not started yet (its launcher, loaded, starting it) gets it at a
@@ -87,10 +90,9 @@ class Watcher:
         if tail.progress != job.progress:
             await self.store.update(job.id, progress=tail.progress)
         for m in milestones:
-            if (change := lifecycle.milestone(m)) is not None:
-                await apply(self.store, job.id, change)
+            await apply(self.store, job.id, lifecycle.milestone(m))
 
-    async def settle(self, job: Job, returncode: int | None, *, cause: str | None = None) -> None:
+    async def settle(self, job: Job, returncode: int | None, *, cause: SchedulerEnded | None = None) -> None:
         """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""
         tail = self._tails.pop(job.id, None)
         progress = tail.progress if tail else job.progress
@@ -99,13 +101,14 @@ class Watcher:
         failure = None if ended_well(job, returncode, progress) else classify_failure(
             returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
         outcome = decide_outcome(job, returncode, progress, failure, cause)
+        levers = await asyncio.to_thread(not_applied, job.train_run.log)
         now = time.time()
         if isinstance(outcome, Succeeded):
-            change = lifecycle.succeed(job, progress, returncode, now)
+            change = lifecycle.succeed(job, progress, returncode, now, levers)
         elif isinstance(outcome, Stopped):
-            change = lifecycle.stopped(job, outcome.by, progress, returncode, now)
+            change = lifecycle.stopped(job, outcome.by, progress, returncode, now, levers)
         else:
-            change = lifecycle.fail(job, outcome.failure, progress, returncode, now)
+            change = lifecycle.fail(job, outcome.failure, progress, returncode, now, levers)
         await apply(self.store, job.id, change)
 
     async def follow_export(self, job: Job) -> None:
@@ -114,12 +117,13 @@ class Watcher:
         if status.alive:
             return
         export_dir = Path(job.export_dir or "")
+        levers = await asyncio.to_thread(not_applied, job.export_run.log)
         if status.returncode == 0 and export_dir.is_dir():
-            await apply(self.store, job.id, lifecycle.exported(job, str(export_dir)))
+            await apply(self.store, job.id, lifecycle.exported(job, str(export_dir), levers))
             return
         failure = classify_failure(status.returncode, job.export_run.log)
-        failure = with_cause(failure, status.detail) if status.detail else failure
-        await apply(self.store, job.id, lifecycle.export_failed(job, failure))
+        failure = with_cause(failure, status.cause) if status.cause else failure
+        await apply(self.store, job.id, lifecycle.export_failed(job, failure, levers))
 
 
 async def mark_running(store: JobStore, job: Job, started_at: float | None = None) -> Job:

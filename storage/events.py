@@ -16,12 +16,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from storage.actors import Actor
+from storage.failure_facts import JobFailure
+from storage.profile_notes import ProfileNote
+
 SCHEMA_VERSION = 1
+By = Annotated[Actor, Field(discriminator="code")]  # who did it: a person, the console, trainbot, or nobody it knows
+Note = Annotated[ProfileNote, Field(discriminator="code")]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Created:
-    by: str | None = None
+    """The job exists; `profile_notes`: what the speed profile changed in its command (the job's page shows them
+    once the notice that told them has left the outbox)."""
+
+    by: By | None = None
+    profile_notes: tuple[Note, ...] = ()
     kind: Literal["created"] = "created"
 
 
@@ -29,7 +39,7 @@ class Created:
 class Submitted:
     """A job created on hold was started: it joins the line."""
 
-    by: str | None = None
+    by: By | None = None
     kind: Literal["submitted"] = "submitted"
 
 
@@ -71,7 +81,7 @@ class Finished:
 
 @dataclass(frozen=True, kw_only=True)
 class StopRequested:
-    by: str | None = None
+    by: By | None = None
     kind: Literal["stop_requested"] = "stop_requested"
 
 
@@ -79,25 +89,23 @@ class StopRequested:
 class LeftQueue:
     """Stopped before it started: taken out of the line."""
 
-    by: str | None = None
+    by: By | None = None
     kind: Literal["left_queue"] = "left_queue"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Stopped:
-    by: str | None = None
+    by: By | None = None
     step: int | None = None
     kind: Literal["stopped"] = "stopped"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Failed:
-    """It failed (`failure_class`, runner/failures.py's), or could not start at all (`failure_class` "launch",
-    `detail`: what was run)."""
+    """It failed, or could not start at all (a launch refusal as the failure's reason; `command`: what was run)."""
 
-    failure_class: str | None = None
-    summary: str = ""
-    detail: str | None = None
+    failure: JobFailure
+    command: str | None = None
     kind: Literal["failed"] = "failed"
 
 
@@ -105,7 +113,7 @@ class Failed:
 class Restarted:
     """An ended job went back in line, resuming from `resume_from` (a checkpoint), or from the start (None)."""
 
-    by: str | None = None
+    by: By | None = None
     resume_from: str | None = None
     kind: Literal["restarted"] = "restarted"
 
@@ -121,7 +129,7 @@ class Requeued:
 class ExportStarted:
     """`again`: handed over again by a restarted bot (the first hand-over started nothing). `gpus` empty: the CPU."""
 
-    by: str | None = None
+    by: By | None = None
     gpus: tuple[str, ...] = ()
     command: str = ""
     again: bool = False
@@ -145,8 +153,7 @@ class Exported:
 class ExportFailed:
     """The export failed, or (`at_start`) its process could not be started at all."""
 
-    summary: str = ""
-    failure_class: str | None = None
+    failure: JobFailure
     at_start: bool = False
     kind: Literal["export_failed"] = "export_failed"
 
@@ -183,8 +190,10 @@ class Event:
 
 
 def fields_of(facts: EventFacts) -> dict[str, Any]:
-    """An event's fields, by name (its kind aside): what the API shows, and what is stored."""
-    return {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts) if f.name != "kind"}
+    """An event's fields, by name (its kind aside), as JSON values (facts as their code and fields): what the API
+    shows, and what is stored."""
+    fields = _ADAPTER.dump_python(facts, mode="json")
+    return {name: fields[name] for name in (f.name for f in dataclasses.fields(facts)) if name != "kind"}
 
 
 def encode(facts: EventFacts) -> str:

@@ -23,6 +23,7 @@ from storage.models import ExportState, Job, JobState, Kind, Progress
 from storage.notices import Notice
 from storage.outbox import Outbox
 from storage.rows import JobRows, to_row
+from storage.slack_cards import SlackCards
 from storage.web_sessions import WebSessions
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
@@ -41,9 +42,9 @@ def new_job_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-class JobStore(Outbox, WebSessions):
-    """Jobs and their events (and, from Outbox, the notices; from WebSessions, the web page's sessions), on one
-    connection (storage/connection.py)."""
+class JobStore(Outbox, WebSessions, SlackCards):
+    """Jobs and their events (and, from Outbox, the notices; from WebSessions and SlackCards, the web page's sessions
+    and Slack's cards), on one connection (storage/connection.py)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__(conn)

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from storage.actors import Actor
 from storage.events import Event as Event
+from storage.failure_facts import JobFailure
+from storage.waiting import QueueReason
 
 
 class Kind(enum.StrEnum):
@@ -113,7 +116,6 @@ class Job:
     gpus: tuple[str, ...]
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    recipe: str = "llm"
     overrides: dict[str, str] = field(default_factory=dict)
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
@@ -125,15 +127,13 @@ class Job:
     export_run: Run = Run()
     progress: Progress = field(default_factory=Progress)
     exit_code: int | None = None
-    error_class: str | None = None
-    error_message: str | None = None
-    error_hint: str | None = None
-    stopped_by: str | None = None
+    failure: JobFailure | None = None  # why it failed or could not start (its `error_message` column, as JSON)
+    stopped_by: Actor | None = None
     user_id: str | None = None
-    channel_id: str | None = None
-    card_ts: str | None = None
-    queue_reason: str | None = None
+    slack_channel: str | None = None  # the Slack channel the request came from (its card goes there): Slack's to read
+    queue_reason: QueueReason | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
+    idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)
     # a stop under way (runner/lifecycle.stop_requested): SIGTERM to the process group from `stop_term_at`, SIGKILL
     # from `stop_kill_at` (epoch seconds, so a restarted bot keeps the clock); when the SIGINT reached the trainer
     stop_term_at: float | None = None
@@ -150,5 +150,3 @@ class Job:
     def run(self, purpose: Purpose) -> Run:
         return self.train_run if purpose == "train" else self.export_run
 
-    def with_run(self, purpose: Purpose, run: Run) -> Job:
-        return self.replace(train_run=run) if purpose == "train" else self.replace(export_run=run)

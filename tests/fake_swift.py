@@ -7,7 +7,8 @@ then the train_runtime line and the summary line naming the last checkpoint. Eac
 seconds (default 0.2). SIGINT ends it like swift's trainer: KeyboardInterrupt, the summary line, exit 254.
 FAKE_SWIFT_SAY_FILE names a file whose lines it prints at the start (log text to show); an output_dir containing
 FAKE_SWIFT_FAIL_IN makes it print them to stderr again after step 2, then a RuntimeError naming the first, and exit
-1 (a failure with that tail and cause).
+1 (a failure with that tail and cause). FAKE_SWIFT_PRINT_STEPS=1 prints each logged step's record to stdout as swift
+does (`{'loss': ..., 'global_step/max_steps': '3/10', ...}`): a log that grows a line a step.
 `fake_swift.py export --adapters C --output_dir D ...` makes D (after FAKE_SWIFT_EXPORT_S seconds, default 0, and
 once the file FAKE_SWIFT_EXPORT_UNTIL names is there, if it names one) and exits 0. Other flags are accepted and
 ignored.
@@ -87,6 +88,7 @@ def sft(f: dict[str, list[str]]) -> int:
     print("\n".join(say), flush=True)
     fail_in = os.environ.get("FAKE_SWIFT_FAIL_IN")
     fail = fail_in is not None and fail_in != "" and fail_in in str(run_dir)
+    print_steps = os.environ.get("FAKE_SWIFT_PRINT_STEPS") == "1"
     started, step, last, losses = time.time(), 0, None, []
     signal.signal(signal.SIGINT, _on_sigint)
     try:
@@ -99,8 +101,10 @@ def sft(f: dict[str, list[str]]) -> int:
                       "elapsed_time": f"{elapsed:.0f}s", "remaining_time": f"{(total - step) * step_s:.0f}s",
                       "train_speed(s/it)": step_s}
             if step % every == 0 or step in (1, total):
-                write_line(log, {"loss": round(loss, 6), "grad_norm": 0.5, "learning_rate": 1e-4,
-                                 "token_acc": 0.01, **common})
+                rec = {"loss": round(loss, 6), "grad_norm": 0.5, "learning_rate": 1e-4, "token_acc": 0.01, **common}
+                write_line(log, rec)
+                if print_steps:
+                    print({k: str(v) for k, v in rec.items()}, flush=True)
             if evals and (step % evals == 0 or step == total):
                 write_line(log, {"eval_loss": round(loss * 1.05, 6), "eval_runtime": 0.1, **common})
             if step % save == 0 or step == total:

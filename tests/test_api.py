@@ -81,21 +81,23 @@ def test_vlm_overrides_and_start_in_one_call(api: Served) -> None:
     assert requests.get(f"{api.url}/training/llm/jobs", timeout=10).json()["jobs"] == []
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    ({"gpu_id": "0", "output_dir": "../../etc"}, ["outside the output folder"]),
-    ({"gpu_id": "zero", "output_dir": "output/x"}, ["`gpu_id=zero`", "not a GPU list"]),
-    ({"gpu_id": "0,0", "output_dir": "output/x"}, ["names a GPU twice"]),
-    ({"gpu_id": "7", "output_dir": "output/x"}, ["7"]),  # the inventory has GPUs 0-3
-    ({"gpu_id": "0"}, ["output_dir", "Field required"]),
-    ({"gpu_id": "0", "output_dir": "output/x", "model": "m"}, ["model", "Extra inputs"]),
-    ({"gpu_id": ["0"], "output_dir": "output/x"}, ["gpu_id"]),
+@pytest.mark.parametrize(("body", "field", "words"), [
+    ({"gpu_id": "0", "output_dir": "../../etc"}, "output_dir", ["outside the output root"]),
+    ({"gpu_id": "zero", "output_dir": "output/x"}, "gpu_id", ['gpu_id "zero"', "not a GPU list"]),
+    ({"gpu_id": "0,0", "output_dir": "output/x"}, "gpu_id", ["names a GPU twice"]),
+    ({"gpu_id": "7", "output_dir": "output/x"}, "gpu_id", ["7"]),  # the inventory has GPUs 0-3
+    ({"gpu_id": "0"}, "output_dir", ["output_dir", "Field required"]),
+    ({"gpu_id": "0", "output_dir": "output/x", "model": "m"}, "model", ["model", "Extra inputs"]),
+    ({"gpu_id": ["0"], "output_dir": "output/x"}, "gpu_id", ["gpu_id"]),
 ])
-def test_bad_input_is_422_with_what_was_wrong_and_a_body_that_works(api: Served, body: dict[str, Any],
+def test_bad_input_is_422_with_the_field_named_and_a_body_that_works(api: Served, body: dict[str, Any], field: str,
                                                                     words: list[str]) -> None:
     reply = requests.post(f"{api.url}/training/llm/jobs", json=body, timeout=10)
     assert reply.status_code == 422, reply.text
     answer = reply.json()
     assert all(w in answer["error"] for w in words), answer
+    assert [f["field"] for f in answer["fields"]] == [field] and answer["code"] == "invalid_request"
+    assert answer["endpoint"] == "POST /training/llm/jobs"
     example = answer["example"]
     assert example["gpu_id"] and example["output_dir"].startswith("output/")
     works = requests.post(f"{api.url}/training/llm/jobs", json=example, timeout=10)  # the example does work
@@ -104,10 +106,16 @@ def test_bad_input_is_422_with_what_was_wrong_and_a_body_that_works(api: Served,
     assert len(jobs) == 1  # the rejected one made nothing
 
 
-def test_vlm_override_out_of_range_uses_the_grammars_words(api: Served) -> None:
+def test_vlm_override_out_of_range_names_the_field_and_its_bound(api: Served) -> None:
     reply = requests.post(f"{api.url}/training/jobs", json={"gpu_id": "0", "output_dir": "output/v",
                                                             "lora_rank": 0}, timeout=10)
-    assert reply.status_code == 422 and "`lora_rank` is a whole number from 1 to 1024" in reply.json()["error"]
+    assert reply.status_code == 422, reply.text
+    [problem] = reply.json()["fields"]
+    assert (problem["field"], problem["rule"], problem["limit"], problem["value"]) == \
+        ("lora_rank", "greater_than_equal", 1, 0)
+    schema = requests.get(f"{api.url}/openapi.json", timeout=10).json()["components"]["schemas"]["VLMJobCreate"]
+    rank = schema["properties"]["lora_rank"]["anyOf"][0]  # the bounds are in the contract, too
+    assert (rank["type"], rank["minimum"], rank["maximum"]) == ("integer", 1, 1024)
 
 
 def test_unknown_job_404_and_state_conflicts_409(api: Served) -> None:
@@ -167,6 +175,29 @@ def test_idempotency_key_returns_the_first_job(api: Served) -> None:
     assert all(r.status_code in (200, 201) for r in racing)
     assert len({r.json()["job_id"] for r in racing}) == 1
     assert len(requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]) == 4
+
+
+def test_idempotency_key_with_another_request_is_refused_naming_the_key(api: Served) -> None:
+    body = {"gpu_id": "0", "output_dir": "output/i"}
+    key = {"Idempotency-Key": "k-7"}
+    first = requests.post(f"{api.url}/training/llm/jobs", json=body, headers=key, timeout=10)
+    assert first.status_code == 201, first.text
+    job_id = first.json()["job_id"]
+    for path, other in [("/training/llm/jobs", {"gpu_id": "1", "output_dir": "output/i"}),
+                        ("/training/llm/jobs", body | {"start": True}),
+                        ("/training/llm/jobs", {"gpu_id": "0", "output_dir": "output/j"}),
+                        ("/training/jobs", body)]:  # the same body on the VLM endpoint is another request
+        reply = requests.post(api.url + path, json=other, headers=key, timeout=10)
+        assert reply.status_code == 422, (path, other, reply.text)
+        answer = reply.json()
+        assert answer["code"] == "idempotency_key_reused" and '"k-7"' in answer["error"] and job_id in answer["error"]
+        assert answer["fields"][0]["field"] == "Idempotency-Key" and answer["fields"][0]["value"] == "k-7"
+        assert answer["endpoint"] == f"GET /training/jobs/{job_id}"
+    for same in (body, {"gpu_id": 0, "output_dir": "./output//i"}):  # the same request, however it is spelt
+        again = requests.post(f"{api.url}/training/llm/jobs", json=same, headers=key, timeout=10)
+        assert again.status_code == 200 and again.json()["job_id"] == job_id, again.text
+    assert [j["job_id"] for j in requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]] == [job_id]
+    assert status_of(api, job_id)["status"] == "created"  # the refused `start: true` started nothing
 
 
 def test_paging_gpus_health_docs_and_huge_bodies(api: Served) -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import texts
+from bot import failure_words, texts
 from bot.event_words import event_json, event_text
 from bot.mrkdwn import HTML, PLAIN, SLACK
-from bot.web.routes import event_html
+from bot.web.words import event_html
+from storage.actors import Outside, User
 from storage.events import (
     CheckpointSaved,
     Created,
@@ -23,12 +24,15 @@ from storage.events import (
     ExportStarted,
     Failed,
     Restarted,
+    Stopped,
     Told,
     decode,
     encode,
 )
+from storage.failure_facts import CudaOom, JobFailure, SwiftMissing, Unknown
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind
+from storage.profile_notes import LegacyNote, LigerKernels
 
 HOSTILE = "<!channel> *b* `x` <b>&amp;"
 EVERY_KIND: list[type[EventFacts]] = list(typing.get_args(EventFacts))
@@ -36,10 +40,10 @@ EVERY_KIND: list[type[EventFacts]] = list(typing.get_args(EventFacts))
 
 def example(kind: type[EventFacts]) -> EventFacts:
     """An instance of `kind` with every text field hostile (what a user, a path or a log line could put there)."""
-    values = {"by": "U0ALICE", "backend": HOSTILE, "backend_job_id": HOSTILE, "host": HOSTILE, "gpus": ("0",),
-              "step": 10, "path": HOSTILE, "metrics": {"eval_loss": 0.5}, "failure_class": HOSTILE,
-              "summary": HOSTILE, "detail": HOSTILE, "resume_from": HOSTILE, "command": HOSTILE,
-              "export_dir": HOSTILE, "topic": HOSTILE, "text": HOSTILE}
+    values = {"by": User("U0ALICE"), "backend": HOSTILE, "backend_job_id": HOSTILE, "host": HOSTILE, "gpus": ("0",),
+              "step": 10, "path": HOSTILE, "metrics": {"eval_loss": 0.5},
+              "failure": JobFailure(Unknown(exception=HOSTILE)), "profile_notes": (LegacyNote(HOSTILE),),
+              "resume_from": HOSTILE, "command": HOSTILE, "export_dir": HOSTILE, "topic": HOSTILE, "text": HOSTILE}
     names = {f.name for f in dataclasses.fields(kind)}
     return kind(**{k: v for k, v in values.items() if k in names})  # type: ignore[arg-type]
 
@@ -69,21 +73,26 @@ def test_every_kind_is_worded_by_every_front_end_with_typed_text_inert(kind: typ
         assert "&lt;!channel&gt;" in slack and "&lt;!channel&gt;" in web
     api = event_json(Event("j1", facts, at=1.5, id=7))
     assert api["kind"] == (facts.topic if isinstance(facts, Told) else facts.kind) and api["message"] == plain
-    assert api["data"] == {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts) if f.name != "kind"}
+    stored = {} if isinstance(facts, Told) else json.loads(encode(facts))
+    assert api["data"] == ({"topic": HOSTILE, "text": HOSTILE} if isinstance(facts, Told) else
+                           {k: v for k, v in stored.items() if k != "v"})  # facts as their code and fields
     json.dumps(api)  # JSON as it is
 
 
 def test_events_say_what_the_console_said_before_they_were_typed() -> None:
     assert event_text(Created(by=None)) == "created by the console"
-    assert event_text(Restarted(by="U0ALICE", resume_from="/o/checkpoint-4"), SLACK) == \
+    assert event_text(Restarted(by=User("U0ALICE"), resume_from="/o/checkpoint-4"), SLACK) == \
         "started again by <@U0ALICE>, resuming from `/o/checkpoint-4`"
     assert event_text(Restarted(by=None)) == "started again by the console, from the start (no checkpoint yet)"
-    assert event_text(ExportStarted(by="bob", gpus=("0",), command="swift export")) == \
+    assert event_text(ExportStarted(by=User("bob"), gpus=("0",), command="swift export")) == \
         "export started by bob on GPU 0: swift export"
     assert event_text(ExportStarted(command="swift export", again=True)) == \
         "export started again after a restart of the bot: swift export"
-    assert event_text(Failed(failure_class="launch", summary="swift was not found", detail="swift sft")) == \
-        "could not start: swift was not found (the command: swift sft)"
+    assert event_text(Failed(failure=JobFailure(SwiftMissing("/no/swift")), command="swift sft")) == \
+        f"could not start: {failure_words.summary(JobFailure(SwiftMissing('/no/swift')))} (the command: swift sft)"
+    assert event_text(Failed(failure=JobFailure(CudaOom()))) == "failed: ran out of GPU memory (CUDA OOM)"
+    assert event_text(Stopped(by=Outside())) == "stopped by someone outside trainbot"
+    assert event_text(Created(by=User("U1"), profile_notes=(LigerKernels(),))).startswith("created by U1 (profile: ")
     assert event_text(CheckpointSaved(step=4, path="/o/c-4"), HTML) == "checkpoint saved at step 4: <code>/o/c-4</code>"
 
 

@@ -18,11 +18,13 @@ from runner.access import Caller
 from runner.actions import Action, allowed_actions
 from runner.config import AccessConfig
 from runner.errors import AlreadySucceeded, NothingToStop, NotRestartable
-from runner.failures import Failure, FailureClass
+from runner.failures import Failure
 from runner.lifecycle import apply
 from runner.supervisor import JobRequest
+from storage.actors import User
 from storage.errors import StaleState
 from storage.events import Failed, Restarted
+from storage.failure_facts import CudaOom, JobFailure
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Kind, Progress, Run
 from tests.conftest import OpenRuntime
@@ -57,21 +59,21 @@ async def test_restart_clears_what_the_last_run_left_and_keeps_its_log(store: Jo
     made = await apply(store, made.id, lifecycle.running(made, 1.0, "swift sft"))
     made = await apply(store, made.id, lifecycle.stop_requested("UOWNER", 2.0, 5.0, 5.0))
     assert (made.stop_term_at, made.stop_kill_at) == (7.0, 12.0)
-    failure = Failure(FailureClass.CUDA_OOM, "CUDA out of memory", "use fewer samples", "OOM")
+    failure = Failure(CudaOom(), "torch.OutOfMemoryError: CUDA out of memory")
     progress = Progress(step=3, max_steps=10, last_checkpoint="/o/v0/checkpoint-3")
     ended = await apply(store, made.id, lifecycle.fail(made, failure, progress, 1, 3.0))
-    assert ended.state is S.FAILED and ended.error_class == "cuda_oom" and ended.exit_code == 1
+    assert ended.state is S.FAILED and ended.failure == JobFailure(CudaOom()) and ended.exit_code == 1
     again = await apply(store, made.id, lifecycle.restart(ended, "UOWNER", ("swift", "sft", "--resume"), {}, "cmd"))
     assert again.state is S.QUEUED and again.argv == ("swift", "sft", "--resume")
-    left = {k: getattr(again, k) for k in ("error_class", "error_message", "error_hint", "exit_code", "stopped_by",
+    left = {k: getattr(again, k) for k in ("failure", "exit_code", "stopped_by",
                                            "queue_reason", "finished_at", "run_dir", "stop_term_at", "stop_kill_at",
                                            "stop_interrupted_at")}
     assert set(left.values()) == {None}, left
     assert again.train_run == Run(log_path="/logs/j.log")  # a new run, appending to the same log
     assert again.progress.last_checkpoint == "/o/v0/checkpoint-3"  # what it resumes from
     facts = [e.facts for e in await store.events(made.id)]
-    assert isinstance(facts[-2], Failed) and facts[-2].failure_class == "cuda_oom"
-    assert facts[-1] == Restarted(by="UOWNER", resume_from="/o/v0/checkpoint-3")
+    assert facts[-2] == Failed(failure=JobFailure(CudaOom()))
+    assert facts[-1] == Restarted(by=User("UOWNER"), resume_from="/o/v0/checkpoint-3")
     with pytest.raises(StaleState):  # it is queued now: a second restart starts from a state it has left
         await apply(store, made.id, lifecycle.restart(again, "UOWNER", (), {}, ""))
 

@@ -19,6 +19,7 @@ import psutil
 
 from runner.config import Config
 from runner.runtime import Runtime
+from storage.actors import User
 from storage.models import Job, JobState, Kind, Run
 from tests.conftest import OpenRuntime
 from tests.waiting import wait_until
@@ -136,7 +137,7 @@ async def test_a_bot_restarted_mid_stop_escalates_on_the_stops_own_deadlines(con
             return done if done.state.is_terminal else None
 
         done = await wait_until(ended, 15, "the job to end")
-        assert done.state is JobState.STOPPED and done.stopped_by == "U1"
+        assert done.state is JobState.STOPPED and done.stopped_by == User("U1")
         assert await trainer.wait() == -signal.SIGKILL
         assert kill_at - 0.5 <= (done.finished_at or 0) < kill_at + 2.0  # killed at its deadline, not later
         assert [name for name, _ in signals(got)].count("SIGINT") == 1  # it had reached swift: not sent again

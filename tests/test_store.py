@@ -12,12 +12,15 @@ import pytest
 from runner import lifecycle
 from runner.lifecycle import apply
 from storage import db as dbmod
+from storage.actors import User
 from storage.errors import StillActive
 from storage.events import Created
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
 from storage.migrations import MIGRATIONS
 from storage.models import Job, JobState, Kind, Progress, Run
 from storage.notices import JobCreated, JobStarted, Notice
+
+R = "reader"  # a front end reading the outbox
 
 
 def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
@@ -29,7 +32,7 @@ def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
         gpus=("0",),
         argv=("swift", "sft"),
         user_id="U1",
-        channel_id="C1",
+        slack_channel="C1",
     )
     base.update(kw)
     return Job(**base)  # type: ignore[arg-type]
@@ -52,27 +55,29 @@ async def test_schema_is_versioned_and_migrations_rerun_safely(tmp_path: Path) -
 
 
 async def test_create_gives_short_typeable_id_with_event_and_notice(store: JobStore) -> None:
-    job = await store.create(new_job(), event=Created(by="U1"), notice=Notice("", JobCreated()))
+    await store.register_reader(R, keep_s=60)
+    job = await store.create(new_job(), event=Created(by=User("U1")), notice=Notice("", JobCreated()))
     assert len(job.id) == 5 and set(job.id) <= set(ID_ALPHABET)
     got = await store.require(job.id)
     assert got.kind is Kind.LLM and got.gpus == ("0",) and got.argv == ("swift", "sft")
     assert [e.kind for e in await store.events(job.id)] == ["created"]
-    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_created"]
+    assert [n.topic for n in await store.pending_notices(R, job.id)] == ["job_created"]
 
 
 async def test_a_transition_applies_only_from_its_states_and_writes_nothing_on_refusal(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     job = await store.create(new_job())
     with pytest.raises(StaleState) as refused:
         await apply(store, job.id, lifecycle.succeed(job, Progress(), 0, 1.0))
     assert refused.value.state == "queued" and "running" in refused.value.wanted
     assert (await store.require(job.id)).state is JobState.QUEUED
-    assert await store.pending_notices(job.id) == []  # the refused change queued nothing
+    assert await store.pending_notices(R, job.id) == []  # the refused change queued nothing
     assert [e.kind for e in await store.events(job.id)] == ["created"]  # and recorded no event
     job = await apply(store, job.id, lifecycle.launch(Run(launch_token="t"), scheduled=False))
     job = await apply(store, job.id, lifecycle.launched(job, Run(pid=123, launch_token="t"), "here"))
     job2 = await apply(store, job.id, lifecycle.running(job, 1.0, "swift sft"))
     assert job2.state is JobState.RUNNING and job2.train_run.pid == 123
-    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_started"]
+    assert [n.topic for n in await store.pending_notices(R, job.id)] == ["job_started"]
 
 
 async def test_expect_guards_against_races(store: JobStore) -> None:
@@ -96,7 +101,6 @@ async def test_the_two_runs_round_trip_through_the_columns_they_always_had(tmp_p
     job = await store.create(new_job())
     train = Run(pid=123, proc_start_time=1.5, backend_job_id="77", log_path="/l/train.log")
     export = Run(pid=456, proc_start_time=2.5, backend_job_id="78", log_path="/l/export.log")
-    assert job.with_run("train", train).run("train") == train and job.with_run("train", train).export_run == Run()
     await store.update(job.id, train_run=train)
     got = await store.update(job.id, export_run=export)
     assert (got.run("train"), got.run("export")) == (train, export)
@@ -155,21 +159,23 @@ async def test_delete_refuses_a_launched_job_and_forgets_the_others(store: JobSt
 
 
 async def test_outbox_delivers_in_order_per_job(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     a = await store.create(new_job(), notice=Notice("", JobCreated()))
-    await store.enqueue(Notice(a.id, JobStarted()))
-    first = await store.due_notices()
+    await store.update(a.id, notice=Notice(a.id, JobStarted()))
+    first = await store.due_notices(R)
     assert [n.topic for n in first] == ["job_created"]
     assert first[0].id is not None
-    await store.mark_failed(first[0].id, retry_at=1e18, error="503")
-    assert await store.due_notices() == []  # the head is waiting to retry: the next one must not overtake it
-    await store.mark_delivered(first[0].id, card_ts="123.456")
-    assert [n.topic for n in await store.due_notices()] == ["job_started"]
-    assert (await store.require(a.id)).card_ts == "123.456"
+    await store.mark_failed(R, first[0].id, retry_at=1e18, error="503")
+    assert await store.due_notices(R) == []  # the head is waiting to retry: the next one must not overtake it
+    assert (await store.pending_notices(R))[0].attempts == 1
+    await store.mark_delivered(R, first[0].id)
+    assert [n.topic for n in await store.due_notices(R)] == ["job_started"]
 
 
 async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     stores = [await JobStore.open(path) for _ in range(3)]  # several connections, like two bot processes
+    await stores[0].register_reader(R, keep_s=60)  # it reads nothing: every notice is kept for the test to look at
     rng = random.Random(7)
 
     async def life(i: int) -> str:

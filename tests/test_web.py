@@ -150,6 +150,41 @@ def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(ma
         assert console_errors(driver) == []
 
 
+def _fill_vlm_form(driver: Chrome, url: str, gpu: str, out: str, model: str) -> None:
+    driver.get(f"{url}/new?kind=vlm")
+    driver.find_element(By.NAME, f"gpu_{gpu}").click()
+    field = driver.find_element(By.NAME, "out")
+    field.clear()
+    field.send_keys(out)
+    driver.find_element(By.NAME, "model").send_keys(model)
+    driver.find_element(By.ID, "preview-button").click()
+
+
+def test_the_form_takes_a_rooted_local_model_as_slack_and_the_api_do(tmp_path: Path) -> None:
+    fake_config(tmp_path, sections=SIGNED_ONLY + '[paths]\nmodel_roots = ["models"]\n')
+    model = tmp_path / "models" / "qwen-vl"
+    model.mkdir(parents=True)
+    with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
+        sign_in(driver, api.url, "tok-ann")
+        _fill_vlm_form(driver, api.url, "0", "output/rooted", "models/qwen-vl")
+        wait_until_sync(lambda: "sft" in text_of(driver, "#preview") or text_of(driver, "#form-error"), 30,
+                        "the preview")
+        assert text_of(driver, "#form-error") == "" and f"--model {model}" in text_of(driver, "#preview")
+        driver.find_element(By.ID, "start-button").click()
+        wait_until_sync(lambda: "/jobs/" in driver.current_url, 30, "the new job's page")
+        job_id = driver.current_url.split("?")[0].rsplit("/", 1)[1]
+        job = requests.get(f"{api.url}/training/jobs/{job_id}", headers={"Authorization": "Bearer tok-ann"},
+                           timeout=10).json()
+        assert job["overrides"] == {"model": str(model)} and job["user_id"] == "UANN"
+        assert console_errors(driver) == []
+        _fill_vlm_form(driver, api.url, "1", "output/elsewhere", "/etc")  # outside the model folders
+        wait_until_sync(lambda: text_of(driver, "#form-error"), 30, "the form's refusal")
+        said = text_of(driver, "#form-error")
+        assert "model “/etc”" in said and str(tmp_path / "models") in said, said
+        assert "`" not in said and "/train" not in said and "model=" not in said  # a form's words, not the chat's
+        driver.save_screenshot(str(tmp_path / "new-job-refused.png"))  # its answer is a 422: no console check
+
+
 def test_what_a_user_typed_is_shown_escaped_and_a_bad_sign_in_says_why(tmp_path: Path) -> None:
     fake_config(tmp_path, sections=ANONYMOUS_TOO)
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
@@ -191,13 +226,17 @@ def test_a_session_ends_with_its_token_and_survives_a_restart_otherwise(tmp_path
     assert oct((tmp_path / ".trainbot" / "web_session.key").stat().st_mode & 0o777) == "0o600"
 
 
-def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_words(tmp_path: Path) -> None:
+def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: Path) -> None:
     fake_config(tmp_path, gpus=1, steps=200, step_s=0.2, sections=ANONYMOUS_TOO)
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         first, second = create(api.url, "tok-ann"), create(api.url, "tok-bob")
         table = s.get(f"{api.url}/", timeout=10).text
         row = table[table.index(f'id="job-{second}"'):]
         assert "#1 in line" in row[:row.index("</tr>")] and first in table
+        assert f"GPU 0 is held by job {first}" in row[:row.index("</tr>")]
+        waiting = requests.get(f"{api.url}/training/jobs/{second}/status", timeout=10).json()["queue_reason"]
+        assert waiting == {"code": "gpus_busy", "fields": {"held": {"0": first}, "foreign": []},
+                           "message": f"GPU 0 is held by job {first}"}
         assert "No jobs match" in s.get(f"{api.url}/?kind=vlm", timeout=10).text
         mine = s.get(f"{api.url}/", params={"owner": "UBOB", "state": "queued"}, timeout=10).text
         assert f'id="job-{second}"' in mine and f'id="job-{first}"' not in mine
@@ -215,6 +254,12 @@ def test_a_queued_job_shows_its_place_and_the_forms_check_with_the_grammars_word
         jobs = requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]
         assert len(jobs) == 2  # neither the bad forms nor the preview made a job
         assert f'<a href="/jobs/{first}">job {first}</a>' in s.get(f"{api.url}/web/gpus", timeout=10).text
+        for job, token in ((second, "tok-bob"), (first, "tok-ann")):  # the queued one first, or it would start
+            stop = requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=10)
+            assert stop.status_code == 200, stop.text
+        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{first}/status", timeout=10)
+                        .json()["status"] == "stopped", 30, "the running job to stop: its trainer outlives serve")
 
 
 def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_path: Path) -> None:
@@ -231,6 +276,11 @@ def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_
         assert failure.index("Why it failed") < failure.index("Command line")  # first, before the details
         assert "out of memory" in failure.lower() and '<p class="hint">' in failure  # cause and hint
         assert "&lt;model&gt;" in failure and "<model>" not in page  # the tail, escaped
+        assert "ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)" in failure
+        error = requests.get(f"{api.url}/training/jobs/{job}/status", timeout=10).json()["error"]  # the API's way
+        assert (error["code"], error["fields"]) == ("cuda_oom", {"tried_to_allocate": "2.00 GiB"}), error
+        assert error["message"] == "ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
+        assert error["hint"] == "lower max_length or the batch size, or use a GPU with more memory"
         log = s.get(f"{api.url}/jobs/{job}/log", timeout=10)
         assert log.status_code == 200 and "OutOfMemoryError" in log.text
         assert "attachment" in log.headers["content-disposition"]

@@ -1,73 +1,74 @@
-"""A create request, checked by the `/train` grammar itself: one source of truth for what a job may be.
-
-The body becomes the words a person would type (`llm gpu_id=0 output_dir=output/x`, the seed's names being the
-grammar's aliases), so HTTP rejects exactly what Slack rejects, with the same words; the grammar's corrected
-command comes back as a request body that would work.
-"""
+"""A create request's JSON body mapped to the runner's JobRequest field by field: no chat words in between, so a
+JSON string is a value byte for byte (runner/job_request.py judges it, as it does for Slack and the web form).
+And a body that would work, for a refusal."""
 
 from __future__ import annotations
 
-import shlex
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from bot.api.schemas import LLMJobCreate, VLMJobCreate
-from bot.grammar import Command, CreateJob, Rejection, out_example, parse
+from bot.commands import out_example
 from runner.config import Config
+from runner.job_request import JobRequest, check_request
+from storage.errors import JobError
 from storage.models import Kind
 
-# body field -> the grammar's key, where they differ
-_GRAMMAR_KEYS = {"num_train_epochs": "epochs"}
-_BODY_KEYS = {v: k for k, v in _GRAMMAR_KEYS.items()}
-_NOT_SETTINGS = {"gpu_id", "output_dir", "profile", "start"}
+BODY_FIELDS = {"gpus": "gpu_id", "epochs": "num_train_epochs"}  # a request's field -> the body's, where they differ
+OVERRIDES = {"model": "model", "dataset": "dataset", "num_train_epochs": "epochs", "learning_rate": "learning_rate",
+             "lora_rank": "lora_rank", "lora_alpha": "lora_alpha", "max_length": "max_length",
+             "batch_size": "batch_size", "max_pixels": "max_pixels"}  # a VLM body's field -> the override's key
 
 
-class InvalidRequest(ValueError):
-    """A body the grammar refused: what was wrong, and a body that would work."""
-
-    def __init__(self, message: str, example: dict[str, Any] | None) -> None:
-        super().__init__(message)
-        self.example = example
+def body_field(field: str) -> str:
+    """The body's name for a request's field (or override key)."""
+    return BODY_FIELDS.get(field, field)
 
 
-def _words(kind: Kind, body: LLMJobCreate) -> list[str]:
-    words = [str(kind), f"gpu_id={body.gpu_id}", f"output_dir={body.output_dir}"]
-    if body.profile is not None:
-        words.append(f"profile={body.profile}")
+def schema(kind: Kind) -> type[LLMJobCreate]:
+    return VLMJobCreate if kind is Kind.VLM else LLMJobCreate
+
+
+def endpoint(kind: Kind) -> str:
+    return "POST /training/jobs" if kind is Kind.VLM else "POST /training/llm/jobs"
+
+
+def to_request(kind: Kind, body: LLMJobCreate, user_id: str | None, channel_id: str | None) -> JobRequest:
+    gpus = tuple(body.gpu_id.split(",")) if isinstance(body.gpu_id, str) else (str(body.gpu_id),)
+    overrides = {}
     if isinstance(body, VLMJobCreate):
-        for name, value in body.model_dump(exclude_none=True).items():
-            if name in _NOT_SETTINGS:
-                continue
-            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            words.append(f"{_GRAMMAR_KEYS.get(name, name)}={text}")
-    return words
+        for name, key in OVERRIDES.items():
+            value = getattr(body, name)
+            if value is not None:
+                overrides[key] = _text(value)
+    return JobRequest(kind, gpus, Path(body.output_dir), overrides, user_id, channel_id, body.profile or "fast",
+                      hold=not body.start)
 
 
-def to_command(kind: Kind, body: LLMJobCreate, config: Config) -> CreateJob:
-    command = _parse(shlex.join(_words(kind, body)), config)
-    if isinstance(command, Rejection):
-        raise InvalidRequest(command.message, example_body(kind, command.example, config))
-    assert isinstance(command, CreateJob)  # the words start with the recipe's name
-    return command
+def _text(value: str | int | float | list[str]) -> str:
+    """A value as the request holds it: a number's own text (the check gives it its canonical form), a list
+    comma-separated (its items hold no comma: the schema says so)."""
+    if isinstance(value, list):
+        return ",".join(value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
-def example_body(kind: Kind, example: str | None, config: Config) -> dict[str, Any]:
-    """The grammar's example command as a request body (a stock one when the example is not a job)."""
-    fixed = _parse(example or "", config)
-    if not isinstance(fixed, CreateJob):
-        out = shlex.quote(out_example(config.output_root, config.base_dir))
-        fixed = _parse(f"{kind} gpu=0 out={out}", config)
-        assert isinstance(fixed, CreateJob)
-    folder = fixed.output_dir
-    body: dict[str, Any] = {"gpu_id": ",".join(fixed.gpus),
-                            "output_dir": str(folder.relative_to(config.base_dir))
-                            if folder.is_relative_to(config.base_dir) else str(folder)}
-    for key, value in fixed.overrides.items():
-        body[_BODY_KEYS.get(key, key)] = value
-    return body
-
-
-
-def _parse(text: str, config: Config) -> Command | Rejection:
-    """The grammar with this config's roots: the same words and checks as `/train`."""
-    return parse(text, output_root=config.output_root, base_dir=config.base_dir, model_roots=config.model_roots,
-                 data_roots=config.data_roots)
+def example_body(kind: Kind, config: Config, sent: object = None, bad: Collection[str] = (),
+                 gpus: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A body that would work: what was sent with the `bad` fields (the body's names) left out or given good
+    values, if that passes the check; else a stock one. `gpus`: GPUs that would do, where those are known."""
+    stock: dict[str, Any] = {"gpu_id": ",".join(gpus) or "0",
+                             "output_dir": out_example(config.output_root, config.base_dir)}
+    model = schema(kind)
+    kept = {k: v for k, v in sent.items() if k in model.model_fields and k not in bad} \
+        if isinstance(sent, dict) else {}
+    for candidate in (stock | kept, stock):
+        try:
+            check_request(to_request(kind, model.model_validate(candidate), None, None), config)
+        except (ValidationError, JobError):
+            continue
+        return candidate
+    return stock

@@ -10,7 +10,9 @@ from pydantic import BaseModel
 from bot.api import cursors
 from bot.api.auth import CurrentUser, Principal
 from bot.api.context import ApiContext, get_context
-from bot.api.create import InvalidRequest, example_body, to_command
+from bot.api.create import example_body, to_request
+from bot.api.errors import CreateRefused
+from bot.api.refusals import refusal
 from bot.api.schemas import (
     Deleted,
     ErrorBody,
@@ -24,55 +26,70 @@ from bot.api.schemas import (
     job_out,
     job_status,
 )
-from bot.texts import error_text
 from runner.access import check_manage, check_start
-from runner.errors import GpuMissing
+from runner.errors import GpuMissing, OutputInUse
+from runner.job_request import IdempotencyKeyReused, InvalidField, check_request, made_under
 from runner.paths import OutsideRoot
-from runner.supervisor import JobRequest
 from storage.models import Job, JobState, Kind
 
 Ctx = Annotated[ApiContext, Depends(get_context)]
 JobId = Annotated[str, Path(max_length=100, description="the 5-character job id, e.g. k3x9q")]
 MAX_PAGE = 500
-ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
+_MEANS = {401: "no token, or one that is not valid", 403: "the access rules refuse it", 404: "no such job",
+          409: "the job's state does not allow it (`endpoint`: the call that makes sense now)",
+          422: "bad input: `fields` names each field that was wrong (its rule and bound), `example` is a body that "
+               "would work, `endpoint` the call to make with it; or an Idempotency-Key sent with another request"}
+ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorBody, "description": means}
+                                              for code, means in _MEANS.items()}
 
 router = APIRouter(prefix="/training", tags=["jobs"], responses=ERRORS)
 
 
 async def _create(kind: Kind, body: LLMJobCreate, ctx: ApiContext, user: Principal, key: str | None,
                   response: Response) -> JobOut:
-    command = to_command(kind, body, ctx.config)
-    check_start(user.caller(), ctx.config.access)
+    """The body is mapped to a JobRequest field by field and checked by the runner, as Slack's and the form's are.
+    An Idempotency-Key finds the job it made from the same request (200); from another request: 422."""
+    req = to_request(kind, body, user.user_id, ctx.config.http.notify_channel)
     stored_key = f"{user.user_id}\x00{key}" if key else None  # one client's key never finds another's job
-    sup = ctx.runtime.supervisor
-    first = await ctx.runtime.store.by_idempotency_key(stored_key) if stored_key else None
-    if first is not None:
-        response.status_code = 200
-        return job_out(first)
-    req = JobRequest(kind, command.gpus, command.output_dir, command.overrides, user.user_id,
-                     ctx.config.http.notify_channel, command.profile)
     try:
-        job = await sup.submit(req, hold=not body.start, idempotency_key=stored_key)
-    except (GpuMissing, OutsideRoot) as exc:  # a GPU it lacks, a path leading out: bad input, not a conflict
-        raise InvalidRequest(error_text(exc), example_body(kind, None, ctx.config)) from exc
+        req = check_request(req, ctx.config)
+        check_start(user.caller(), ctx.config.access)
+        first = await made_under(ctx.runtime.store, stored_key, req) if stored_key else None
+        if first is not None:
+            response.status_code = 200
+            return job_out(first)
+        job = await ctx.runtime.supervisor.submit(req, idempotency_key=stored_key)
+    except (InvalidField, OutsideRoot, GpuMissing, IdempotencyKeyReused, OutputInUse) as exc:
+        bad = [f["field"] for f in refusal(exc, kind).fields]
+        gpus = exc.suggest if isinstance(exc, GpuMissing) else ()
+        raise CreateRefused(exc, kind, example_body(kind, ctx.config, body.model_dump(exclude_unset=True), bad,
+                                                    gpus)) from exc
     response.status_code = 201
     return job_out(job)
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=200,
+    description="a retried create with the same key and the same body answers 200 with the job the first one made "
+                "(nothing new is created); the same key with another body, or on the other create endpoint, "
+                "answers 422 (`code`: `idempotency_key_reused`) naming the key. Keys are per user.")]
 
 
 @router.post("/llm/jobs", status_code=201, response_model=JobOut)
 async def create_llm_job(body: LLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
                          idempotency_key: IdempotencyKey = None) -> JobOut:
-    """Create an LLM job on the fixed recipe (created, not started, unless `start` is true)."""
+    """Create an LLM job on the fixed recipe (created, not started, unless `start` is true). Each value is taken as
+    sent, with strict types (a string is a value byte for byte, never re-read as settings): what the rules refuse is
+    a 422 naming the field, never repaired. 201 a new job; 200 the job an identical request with the same
+    Idempotency-Key made."""
     return await _create(Kind.LLM, body, ctx, user, idempotency_key, response)
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut)
 async def create_vlm_job(body: VLMJobCreate, ctx: Ctx, user: CurrentUser, response: Response,
                          idempotency_key: IdempotencyKey = None) -> JobOut:
-    """Create a VLM job with the overrides the VLM recipe allows."""
+    """Create a VLM job with the overrides the VLM recipe allows; values as for an LLM job (strict types, taken as
+    sent, bounds in the schema, a refusal names the field)."""
     return await _create(Kind.VLM, body, ctx, user, idempotency_key, response)
 
 

@@ -19,7 +19,7 @@ from bot.api.auth import CurrentUser
 from bot.api.context import ApiContext, get_context
 from bot.api.jobs import ERRORS, JobId
 from bot.api.schemas import EventOut, LogTail, event_out, job_status
-from bot.grammar import MAX_LOG_LINES
+from bot.commands import MAX_LOG_LINES
 from runner.log_tail import clean_lines, read_log_tail
 from storage.jobs import JobStore
 from storage.models import Event, ExportState, Job

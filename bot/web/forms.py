@@ -1,22 +1,25 @@
-"""The New job forms: the fields become the words a person would type to `/train`, so the grammar checks them
-with its own words (as the HTTP API does); "Preview" shows the exact command (a dry run), "Start" submits."""
+"""The New job forms: the fields become a JobRequest directly (no chat words in between), judged by the runner's
+one check as Slack's and the API's are, and worded for a form (bot/web/form_words.py); "Preview" shows the exact
+command (a dry run), "Start" submits."""
 
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.api.auth import Principal
 from bot.api.context import ApiContext
-from bot.grammar import CreateJob, Rejection, out_example, parse
-from bot.help_text import VLM_KEYS
-from bot.texts import error_text, warning_text
+from bot.commands import out_example
+from bot.profile_words import note_words
+from bot.texts import warning_text
+from bot.web.form_words import HELP, form_error
 from runner import leases
 from runner.access import check_start
-from runner.supervisor import JobRequest
+from runner.errors import GpuMissing
+from runner.job_request import OVERRIDE_KEYS, JobRequest, check_request
 from storage.errors import JobError
+from storage.models import Kind
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class JobForm:
     gpu_choices: list[GpuChoice]
     values: dict[str, str] = field(default_factory=dict)  # what was typed, shown back as typed
     gpus: tuple[str, ...] = ()
-    vlm_keys: dict[str, str] = field(default_factory=lambda: dict(VLM_KEYS))
+    vlm_keys: dict[str, str] = field(default_factory=lambda: dict(HELP))
     preview: str | None = None
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -54,38 +57,31 @@ async def blank(ctx: ApiContext, kind: str) -> JobForm:
     out = out_example(ctx.config.output_root, ctx.config.base_dir)
     return JobForm(kind, await _choices(ctx), {"out": out, "profile": "fast"})
 
-def _words(kind: str, gpus: list[str], values: dict[str, str]) -> list[str]:
-    words = [kind, "gpu=" + ",".join(gpus), "out=" + values.get("out", "")]
-    if values.get("profile"):
-        words.append("profile=" + values["profile"])
-    if kind == "vlm":
-        words += [f"{key}={values[key].strip()}" for key in VLM_KEYS if values.get(key, "").strip()]
-    return words
-
 async def submit(ctx: ApiContext, who: Principal, fields: dict[str, str]) -> JobForm:
-    kind = fields.get("kind") if fields.get("kind") in ("llm", "vlm") else "llm"
+    kind = Kind.VLM if fields.get("kind") == "vlm" else Kind.LLM
     gpus = [k.removeprefix("gpu_") for k in fields if re.fullmatch(r"gpu_[0-9a-z]{1,8}", k)]
-    values = {k: v for k, v in fields.items() if k in ("out", "profile", *VLM_KEYS)}
+    values = {k: v for k, v in fields.items() if k in ("out", "profile", *OVERRIDE_KEYS)}
     form = JobForm(str(kind), await _choices(ctx), values, tuple(gpus))
+    config = ctx.config
+    example = out_example(config.output_root, config.base_dir)
     if not gpus:
         return replace(form, error="Pick at least one GPU (or the CPU) to train on.")
-    config = ctx.config
-    command = parse(shlex.join(_words(str(kind), gpus, values)), output_root=config.output_root,
-                    base_dir=config.base_dir)
-    if isinstance(command, Rejection):
-        return replace(form, error=command.message)
-    assert isinstance(command, CreateJob)
-    req = JobRequest(command.kind, command.gpus, Path(command.output_dir), command.overrides, who.user_id,
-                     config.http.notify_channel, command.profile)
+    if not values.get("out"):
+        return replace(form, error=f"Give an output folder, e.g. {example}.")
+    overrides = {key: values[key].strip() for key in OVERRIDE_KEYS if kind is Kind.VLM and values.get(key, "").strip()}
+    req = JobRequest(kind, tuple(gpus), Path(values["out"]), overrides, who.user_id,
+                     config.http.notify_channel, values.get("profile") or "fast")
     sup = ctx.runtime.supervisor
-    if fields.get("go") != "start":
-        plan = sup.plan(req)
-        return replace(form, preview=plan.display, notes=plan.notes,
-                       warnings=tuple(warning_text(w) for w in await sup.dry_run_warnings(req)))
     try:
+        req = check_request(req, config)
+        if fields.get("go") != "start":
+            plan = sup.plan(req)
+            warnings = [form_error(w, example) if isinstance(w, GpuMissing) else warning_text(w)
+                        for w in await sup.dry_run_warnings(req)]
+            return replace(form, preview=plan.display, notes=tuple(note_words(n) for n in plan.notes),
+                           warnings=tuple(warnings))
         check_start(who.caller(), config.access)
         job = await sup.submit(req)
     except JobError as exc:
-        return replace(form, error=error_text(exc))
+        return replace(form, error=form_error(exc, example))
     return replace(form, created=job.id)
-

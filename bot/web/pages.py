@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
+
+from markupsafe import Markup
 
 from bot import texts
 from bot.api.auth import Principal
@@ -12,10 +15,10 @@ from runner.actions import Action
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
-from storage.events import CheckpointSaved, Event
+from storage.events import CheckpointSaved, Created, Event
 from storage.jobs import JobStore
 from storage.models import Job, JobState
-from storage.notices import JobCreated
+from storage.profile_notes import ProfileNote
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
@@ -33,9 +36,27 @@ class Filters:
 
         return urlencode({k: v for k, v in vars(self).items() if v})
 
+    @classmethod
+    def from_query(cls, query: str) -> Filters:
+        """The filters of a page's query string (what a live view names its table by)."""
+        from urllib.parse import parse_qs
+
+        found = parse_qs(query)
+        kind, state, owner = ((found.get(k) or [""])[0] for k in ("kind", "state", "owner"))
+        return cls(kind, state, owner[:100])
+
 
 def age(at: float | None, now: float | None = None) -> str:
     return "" if at is None else texts.duration(max(0.0, (now or time.time()) - at)) + " ago"
+
+
+def time_ago(at: float | None) -> Markup:
+    """`age` as the templates show it: a `<time>` whose `data-at` the page's script counts from (live pages'
+    times go on ticking; the live stream leaves their text out, see bot/web/live.py)."""
+    if at is None:
+        return Markup("")
+    iso = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds")
+    return Markup('<time datetime="{}" data-at="{}">{}</time>').format(iso, round(at), age(at))
 
 
 def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
@@ -71,7 +92,7 @@ class JobFacts:
     """A job's page, beyond the job itself."""
 
     command: str
-    profile_notes: list[str]
+    profile_notes: list[ProfileNote]
     checkpoints: list[str]
     failure_tail: list[str]
     events: list[Event]
@@ -79,7 +100,7 @@ class JobFacts:
 
 async def job_facts(store: JobStore, job: Job) -> JobFacts:
     events = await store.events(job.id)
-    created = next((n.facts for n in await store.notices(job.id) if isinstance(n.facts, JobCreated)), None)
+    created = next((e.facts for e in events if isinstance(e.facts, Created)), None)  # notices go once told
     notes = list(created.profile_notes) if created else []
     checkpoints = [e.facts.path for e in events if isinstance(e.facts, CheckpointSaved) and e.facts.path]
     tail: list[str] = []

@@ -1,7 +1,8 @@
 """The dashboard's pages: sign in, the jobs table, a job, actions (through the shared handlers), GPUs.
 
-Each page is server-rendered (readable without JavaScript); htmx's SSE extension keeps the live parts current
-from `bot/web/live.py`. Actions are POSTed forms that carry the session's CSRF token.
+Each page is server-rendered (readable without JavaScript); static/live.js keeps the live parts current through
+one stream a browser (`POST /web/live`, bot/web/live.py), shared by its tabs. Actions are POSTed forms that carry
+the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -13,22 +14,21 @@ import jinja2
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from bot import texts
 from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.cluster_words import render_gpu_nodes
-from bot.event_words import event_text
-from bot.grammar import JobCommand
-from bot.mrkdwn import HTML, PLAIN
+from bot.commands import JobCommand
+from bot.mrkdwn import PLAIN
 from bot.texts import error_text
-from bot.web import forms, live, pages
+from bot.web import forms, live, pages, words
 from bot.web.session import Session, Sessions
 from runner import leases
 from runner.access import Caller
 from storage.errors import JobError
-from storage.events import Event
-from storage.models import JobState
+from storage.models import Job, JobState
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -38,14 +38,9 @@ SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.globals.update(duration=texts.duration, age=pages.age, gpus_label=texts.gpus_label,
-                       states=[str(s) for s in JobState], event_html=event_html)
+    env.globals.update(duration=texts.duration, age=pages.time_ago, gpus_label=texts.gpus_label,
+                       states=[str(s) for s in JobState], static_v=_static_version(), **words.GLOBALS)
     return env
-
-
-def event_html(event: Event) -> Markup:
-    """An event in words, each fact in it escaped (bot/mrkdwn.HTML)."""
-    return Markup(event_text(event.facts, HTML))
 
 
 class NotSignedIn(Exception):
@@ -79,16 +74,21 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise CsrfRefused
         return session
 
-    async def rows_html(filters: pages.Filters, session: Session) -> str:
+    async def rows(filters: pages.Filters) -> list[live.Piece]:
+        """The table's rows (or its one "no jobs" row), each keyed by its element id."""
         jobs = await pages.table_jobs(store, filters)
-        return env.get_template("_rows.html").render(jobs=jobs, places=await pages.queue_places(store),
-                                                     me=session.principal, filtered=bool(filters.query()))
+        macros = env.get_template("_rows.html").module
+        if not jobs:
+            return [("jobs-empty", str(macros.empty(bool(filters.query()))).strip())]  # type: ignore[attr-defined]
+        places = await pages.queue_places(store)
+        return [(f"job-{j.id}", str(macros.row(j, places)).strip()) for j in jobs]  # type: ignore[attr-defined]
 
-    async def panel_html(job_id: str, session: Session) -> str:
-        job = await store.require(job_id)
-        return env.get_template("_panel.html").render(
-            job=job, facts=await pages.job_facts(store, job), csrf=session.csrf,
-            actions=pages.allowed_actions(job, session.principal, ctx.config))
+    async def panel(job: Job, session: Session) -> list[live.Piece]:
+        """A job's panel in its parts (the template's blocks), each keyed by its element id `part-<block>`."""
+        template = env.get_template("_panel.html")
+        context = template.new_context({"job": job, "facts": await pages.job_facts(store, job), "csrf": session.csrf,
+                                        "actions": pages.allowed_actions(job, session.principal, ctx.config)})
+        return [(f"part-{name}", "".join(block(context)).strip()) for name, block in template.blocks.items()]
 
     @router.get("/signin")
     async def signin_form(request: Request, next: str = "/") -> HTMLResponse:
@@ -118,15 +118,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
                         said: str = "") -> HTMLResponse:
         session = await signed_in(request)
         filters = pages.Filters(kind, state, owner[:100])
-        return html("jobs.html", session, filters=filters, rows=Markup(await rows_html(filters, session)),
-                    said=said[:2000])
-
-    @router.get("/web/feed/rows")
-    async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "") -> StreamingResponse:
-        session = await signed_in(request)
-        filters = pages.Filters(kind, state, owner[:100])
-        return StreamingResponse(live.table_feed(store, lambda: rows_html(filters, session)),
-                                 media_type="text/event-stream", headers=SSE_HEADERS)
+        pieces = await rows(filters)
+        view = {"kind": "rows", "query": filters.query(), "have": live.cursor_of(pieces)}
+        return html("jobs.html", session, filters=filters, rows=_joined(pieces), view=view, said=said[:2000])
 
     @router.get("/jobs/{job_id}")
     async def job_page(request: Request, job_id: JobId, said: str = "") -> HTMLResponse:
@@ -134,14 +128,30 @@ def build_router(ctx: ApiContext) -> APIRouter:
         job = await store.get(job_id)
         if job is None:
             return html("missing.html", session, 404, job_id=job_id)
-        return html("job.html", session, job=job, panel=Markup(await panel_html(job_id, session)), said=said[:2000])
+        pieces = await panel(job, session)
+        view = {"kind": "job", "job": job.id, "parts": dict(live.cursor_of(pieces))}
+        return html("job.html", session, job=job, panel=_joined(pieces), view=view, said=said[:2000])
 
-    @router.get("/web/feed/jobs/{job_id}")
-    async def job_feed(request: Request, job_id: JobId) -> StreamingResponse:
+    @router.post("/web/live")
+    async def live_stream(request: Request) -> Response:
+        """Every open tab's live view in one stream (a POST: the tabs' cursors can be longer than a URL)."""
         session = await signed_in(request)
-        await store.require(job_id)
-        return StreamingResponse(live.job_feed(store, job_id, lambda job: panel_html(job.id, session)),
-                                 media_type="text/event-stream", headers=SSE_HEADERS)
+        try:
+            wanted = live.LiveRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the body"
+            return plain_text(f"this live request is not valid: {where}: {first['msg']} (the body is what "
+                              '/static/live-hub.js sends: {"views": {"<tab>": {"kind": "rows", "query": "", '
+                              '"have": []}}})', 422)
+        views = live.followers(wanted, rows=lambda query: rows(pages.Filters.from_query(query)),
+                               parts=lambda job: panel(job, session))
+        chunks = live.stream(store, views)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return StreamingResponse(live.gzipped(chunks), media_type="text/event-stream",
+                                     headers=SSE_HEADERS | {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return StreamingResponse(chunks, media_type="text/event-stream",
+                                 headers=SSE_HEADERS | {"Vary": "Accept-Encoding"})
 
     @router.get("/jobs/{job_id}/log")
     async def whole_log(request: Request, job_id: JobId) -> Response:
@@ -207,6 +217,20 @@ def plain_text(text: str, status: int) -> Response:
     return Response(text, status_code=status, media_type="text/plain; charset=utf-8")
 
 
+def _joined(pieces: list[live.Piece]) -> Markup:
+    return Markup("".join(html for _, html in pieces))  # the templates' own output, escaped there
+
+
+def _static_version() -> str:
+    """A short hash of the live scripts: in their URLs, so a browser's shared worker is the one of this version."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=4)
+    for name in ("live.js", "live-hub.js", "job.js"):
+        digest.update((STATIC / name).read_bytes())
+    return digest.hexdigest()
+
+
 def _local(path: str) -> str:
     """Only a path of this site (never `//elsewhere` or `https://...`): where to go after signing in."""
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
@@ -226,7 +250,7 @@ def install(app: Any, ctx: ApiContext) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="web-static")
 
     async def to_signin(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/web/feed/"):
+        if request.url.path.startswith("/web/live"):
             return plain_text("sign in first: /signin", 401)
         return RedirectResponse(f"/signin?{_next(request)}", status_code=303)
 

@@ -1,4 +1,5 @@
-// The job page's loss curve (uPlot) and followed log, fed by the same SSE connection htmx opened for the panel.
+// The job page's loss curve (uPlot) and followed log, fed by live.js (`live:points`, `live:log` on #live): each
+// message carries only what the page lacks, or `reset` with a fresh start (another run's file).
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -34,31 +35,24 @@
     chartBox.dataset.lastStep = String(Math.max.apply(null, Array.from(byStep.keys())));
   }
 
-  function listen(source) {
-    source.addEventListener("reset", function () {
-      byStep.clear();
-      logBox.textContent = "";
+  live.addEventListener("live:points", function (e) {
+    if (e.detail.reset) { byStep.clear(); }
+    e.detail.points.forEach(function (p) {
+      var at = byStep.get(p.step) || {};
+      if (p.train !== undefined) { at.train = p.train; }
+      if (p.eval !== undefined) { at.eval = p.eval; }
+      byStep.set(p.step, at);
     });
-    source.addEventListener("points", function (e) {
-      JSON.parse(e.data).forEach(function (p) {
-        var at = byStep.get(p.step) || {};
-        if (p.train !== undefined) { at.train = p.train; }
-        if (p.eval !== undefined) { at.eval = p.eval; }
-        byStep.set(p.step, at);
-      });
-      draw();
-    });
-    source.addEventListener("log", function (e) {
-      var follow = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
-      logBox.append(JSON.parse(e.data).join("\n") + "\n");  // text, never HTML
-      var lines = logBox.textContent.split("\n");
-      if (lines.length > MAX_LOG_LINES) { logBox.textContent = lines.slice(-MAX_LOG_LINES).join("\n"); }
-      if (follow) { logBox.scrollTop = logBox.scrollHeight; }
-    });
-    source.addEventListener("gone", function () { source.close(); });
-  }
+    draw();
+  });
 
-  document.body.addEventListener("htmx:sseOpen", function (e) {
-    if (e.target === live) { listen(e.detail.source); }
+  live.addEventListener("live:log", function (e) {
+    if (e.detail.reset) { logBox.textContent = ""; }
+    if (e.detail.lines.length === 0) { return; }
+    var follow = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
+    logBox.append(e.detail.lines.join("\n") + "\n");  // text, never HTML
+    var lines = logBox.textContent.split("\n");
+    if (lines.length > MAX_LOG_LINES) { logBox.textContent = lines.slice(-MAX_LOG_LINES).join("\n"); }
+    if (follow) { logBox.scrollTop = logBox.scrollHeight; }
   });
 })();
