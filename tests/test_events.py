@@ -21,6 +21,7 @@ from storage.events import (
     Created,
     Event,
     EventFacts,
+    ExportFailed,
     ExportStarted,
     Failed,
     Restarted,
@@ -113,3 +114,36 @@ async def test_rows_of_before_the_types_are_shown_with_their_text(store: JobStor
     assert event_text(events[3].facts) == "from_the_future"
     details = texts.job_details(await store.require(job.id), events)
     assert "checkpoint saved at step 4: /o/checkpoint-4" in details and "stop requested by <@U1>" in details
+
+
+async def test_events_a_bot_of_migration_9_kept_with_facts_in_their_data_read_back_typed(tmp_path: Path) -> None:
+    """Before events were typed, a created event kept the profile's notes in its data, and a failure or who stopped
+    a job were there too (their message only a code): the migration makes them the events' facts."""
+    from storage.migrations import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    oom = {"reason": {"tried_to_allocate": "2.00 GiB", "code": "cuda_oom"}, "cause": None}
+    with sqlite3.connect(path) as raw:
+        for sql in MIGRATIONS[:9]:
+            raw.executescript(sql)
+        raw.execute("PRAGMA user_version = 9")
+        raw.execute("INSERT INTO jobs (id, kind, recipe, state, argv, gpus, output_dir, created_at, updated_at) "
+                    "VALUES ('aaaaa', 'llm', 'llm', 'failed', '[]', '[]', '/o/a', 1, 1)")
+        rows = [("created", "created by U1", {"profile_notes": [{"code": "liger_kernels"}, "Liger on"]}),
+                ("failed", "failed: cuda_oom", {"failure": oom}),
+                ("export_failed", "export could not start: cuda_oom", {"failure": oom}),
+                ("stopped", "stopped by outside", {"by": {"code": "outside"}}),
+                ("started", "started on <h> (GPU 0)", {})]
+        for kind, message, data in rows:
+            raw.execute("INSERT INTO events (job_id, kind, message, data, at) VALUES ('aaaaa', ?, ?, ?, 1)",
+                        (kind, message, json.dumps(data)))
+    store = await JobStore.open(path)
+    try:
+        facts = [e.facts for e in await store.events("aaaaa")]
+    finally:
+        await store.close()
+    failure = JobFailure(CudaOom("2.00 GiB"))
+    assert facts == [Created(by=User("U1"), profile_notes=(LigerKernels(), LegacyNote("Liger on"))),
+                     Failed(failure=failure), ExportFailed(failure=failure, at_start=True), Stopped(by=Outside()),
+                     Told(topic="started", text="started on <h> (GPU 0)")]
+    assert event_text(facts[1]) == "failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
