@@ -1,6 +1,6 @@
 """A job request, one type for every front end, and `check_request`, the one function that judges it.
 
-Slack and the console parse text into a JobRequest (bot/grammar.py), the HTTP API maps its JSON body to one, the
+Slack and the console parse text into a JobRequest (bot/chat/grammar.py), the HTTP API maps its JSON body to one, the
 web form its fields. The check gives each value its one canonical form where it has one (GPU numbers, a number's
 text, a folder's `.` and `..` folded, a local model's real path) and refuses anything else with a typed error that
 names the field, the rule and what would do (InvalidField; OutsideRoot for a path that leads out of its root):
@@ -15,9 +15,10 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -31,8 +32,13 @@ from storage.models import Job, Kind
 MAX_GPUS, MAX_GPU_INDEX = 16, 255
 MAX_OUT_LEN, MAX_SOURCE_LEN = 255, 255  # characters
 NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux counts them
-INT_LIMITS = {"lora_rank": 1024, "lora_alpha": 4096, "max_length": 131072, "batch_size": 1024,
-              "max_pixels": 100_000_000}  # each from 1
+INT_LIMITS = {
+    "lora_rank": 1024,
+    "lora_alpha": 4096,
+    "max_length": 131072,
+    "batch_size": 1024,
+    "max_pixels": 100_000_000,
+}  # each from 1
 FLOAT_LIMITS = {"epochs": 1000.0, "learning_rate": 1.0}  # each above 0
 SOURCE_KEYS = ("model", "dataset")
 OVERRIDE_KEYS: tuple[str, ...] = tuple(VLM_USER_KEYS)  # what a VLM request may set; an LLM request: nothing
@@ -100,8 +106,17 @@ class InvalidField(JobError):
     """`field` (a JobRequest field, or an override key) holds `value`, which `rule` refuses. `limit`, `allowed`
     and `size` say what would do and what was given; `item`: the one item of a list that was wrong."""
 
-    def __init__(self, field: str, value: str, rule: Rule, *, limit: float | None = None,
-                 allowed: tuple[str, ...] = (), size: int | None = None, item: str | None = None) -> None:
+    def __init__(
+        self,
+        field: str,
+        value: str,
+        rule: Rule,
+        *,
+        limit: float | None = None,
+        allowed: tuple[str, ...] = (),
+        size: int | None = None,
+        item: str | None = None,
+    ) -> None:
         super().__init__(f"{field} {value!r}: {rule}")
         self.field, self.value, self.rule = field, value, rule
         self.limit, self.allowed, self.size, self.item = limit, allowed, size, item
@@ -140,10 +155,36 @@ def check_request(req: JobRequest, roots: Roots, *, resolve: bool = True) -> Job
     return replace(req, gpus=gpus, output_dir=output_dir, overrides=overrides)
 
 
+def field_problems(req: JobRequest, roots: Roots, *, resolve: bool = True) -> list[InvalidField | OutsideRoot]:
+    """Every field's refusal at once, in the request's field order (a form shows each by its field):
+    `check_request` raises the first of them."""
+    problems: list[InvalidField | OutsideRoot] = []
+
+    def judge(check: Callable[[], object]) -> None:
+        try:
+            check()
+        except (InvalidField, OutsideRoot) as exc:
+            problems.append(exc)
+
+    judge(partial(_gpus, req.gpus))
+    judge(partial(_output_dir, req.output_dir, roots, resolve))
+    if req.profile not in PROFILES:
+        problems.append(InvalidField("profile", req.profile, Rule.NOT_ALLOWED, allowed=PROFILES))
+    allowed = OVERRIDE_KEYS if req.kind is Kind.VLM else ()
+    for key, value in req.overrides.items():
+        if key not in allowed:
+            problems.append(InvalidField(key, value, Rule.NOT_ALLOWED, allowed=allowed))
+        else:
+            judge(partial(_override, key, value, roots))
+    return problems
+
+
 def fingerprint(req: JobRequest) -> str:
     """What makes two checked requests the same job (who sent it aside): kept with an idempotency key."""
-    canonical = json.dumps([str(req.kind), list(req.gpus), str(req.output_dir), sorted(req.overrides.items()),
-                            req.profile, req.hold], ensure_ascii=False)
+    canonical = json.dumps(
+        [str(req.kind), list(req.gpus), str(req.output_dir), sorted(req.overrides.items()), req.profile, req.hold],
+        ensure_ascii=False,
+    )
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -160,15 +201,22 @@ def _gpus(ids: tuple[str, ...]) -> tuple[str, ...]:
     """GPU numbers in their canonical form ("007" is GPU 7); nothing else is read into them (no space, no case)."""
     numbers = [int(i) for i in ids if i.isascii() and i.isdigit() and len(i) < 10]
     value = ",".join(ids)
-    rule = next((rule for bad, rule in (
-        (not ids or "" in ids, Rule.EMPTY_ITEM),
-        ("cpu" in ids and len(ids) > 1, Rule.CPU_MIXED),
-        (any(i.startswith("-") and i[1:].isdigit() for i in ids), Rule.NEGATIVE),
-        (ids != ("cpu",) and len(numbers) < len(ids), Rule.NOT_A_GPU),
-        (any(n > MAX_GPU_INDEX for n in numbers), Rule.GPU_ABOVE_MAX),
-        (len(set(numbers)) < len(numbers), Rule.GPU_TWICE),
-        (len(ids) > MAX_GPUS, Rule.TOO_MANY_GPUS),
-    ) if bad), None)
+    rule = next(
+        (
+            rule
+            for bad, rule in (
+                (not ids or "" in ids, Rule.EMPTY_ITEM),
+                ("cpu" in ids and len(ids) > 1, Rule.CPU_MIXED),
+                (any(i.startswith("-") and i[1:].isdigit() for i in ids), Rule.NEGATIVE),
+                (ids != ("cpu",) and len(numbers) < len(ids), Rule.NOT_A_GPU),
+                (any(n > MAX_GPU_INDEX for n in numbers), Rule.GPU_ABOVE_MAX),
+                (len(set(numbers)) < len(numbers), Rule.GPU_TWICE),
+                (len(ids) > MAX_GPUS, Rule.TOO_MANY_GPUS),
+            )
+            if bad
+        ),
+        None,
+    )
     if rule is not None:
         limit = {Rule.GPU_ABOVE_MAX: MAX_GPU_INDEX, Rule.TOO_MANY_GPUS: MAX_GPUS}.get(rule)
         raise InvalidField("gpus", value, rule, limit=limit, size=len(ids))
@@ -184,13 +232,20 @@ def _output_dir(path: Path, roots: Roots, resolve: bool) -> Path:
     text, base, root = str(path), roots.base_dir, folded(roots.base_dir / roots.output_root)
     target = folded(base / path)
     longest = max(map(_bytes, target.parts), default=0)
-    problem = next(((rule, limit, size) for bad, rule, limit, size in (
-        (bool(_CTRL.search(text)), Rule.CONTROL_CHARACTER, None, None),
-        (bool(_SURROGATE.search(text)), Rule.BROKEN_CHARACTER, None, None),
-        (len(text) > MAX_OUT_LEN, Rule.TOO_LONG, MAX_OUT_LEN, len(text)),
-        (longest > NAME_MAX, Rule.NAME_TOO_LONG, NAME_MAX, longest),
-        (_bytes(str(target)) >= PATH_MAX, Rule.PATH_TOO_LONG, PATH_MAX - 1, _bytes(str(target))),
-    ) if bad), None)
+    problem = next(
+        (
+            (rule, limit, size)
+            for bad, rule, limit, size in (
+                (bool(_CTRL.search(text)), Rule.CONTROL_CHARACTER, None, None),
+                (bool(_SURROGATE.search(text)), Rule.BROKEN_CHARACTER, None, None),
+                (len(text) > MAX_OUT_LEN, Rule.TOO_LONG, MAX_OUT_LEN, len(text)),
+                (longest > NAME_MAX, Rule.NAME_TOO_LONG, NAME_MAX, longest),
+                (_bytes(str(target)) >= PATH_MAX, Rule.PATH_TOO_LONG, PATH_MAX - 1, _bytes(str(target))),
+            )
+            if bad
+        ),
+        None,
+    )
     if problem is not None:
         rule, limit, size = problem
         raise InvalidField("output_dir", text, rule, limit=limit, size=size)

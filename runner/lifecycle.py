@@ -10,7 +10,9 @@ over. No other module picks a job's next state, its event or its notice.
                          |  ^                  |                   |
                  leave_queue `--requeue--------'             stop_requested --> stopping --stopped--> stopped
     failed | stopped --restart--> queued (a succeeded job is not trained again: it is exported)
-    export: none | exported | export_failed --export_begun--> exporting --exported / export_failed-->
+
+The export's states and a try session's, beside the job's own on its row, are runner/lifecycle_side.py's, in the
+same shape (a `Change` applied here).
 
 Adding a state or a transition: here (the state in storage/models.JobState), then its words in bot/ (mypy names
 every renderer that does not match the new event or notice kind); which actions it allows is runner/actions.py's.
@@ -18,7 +20,6 @@ every renderer that does not match the new event or notice kind); which actions 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +60,6 @@ STOPPED = Transition("stopped", frozenset({S.QUEUED}) | UNDER_WAY, S.STOPPED)  #
 RESTART = Transition("restart", frozenset({S.FAILED, S.STOPPED}), S.QUEUED)
 TRANSITIONS = (QUEUE, LAUNCH, REQUEUE, RUNNING, SUCCEED, FAIL, STOP_REQUESTED, LEAVE_QUEUE, STOPPED, RESTART)
 
-EXPORTABLE = frozenset({ExportState.NONE, ExportState.EXPORTED, ExportState.EXPORT_FAILED})
-ONLY_EXPORTING = frozenset({ExportState.EXPORTING})
-
 
 def machine() -> dict[JobState, frozenset[JobState]]:
     """Which state may follow which (for docs and tests): the transitions' edges."""
@@ -84,25 +82,36 @@ class Change:
 
 async def apply(store: JobStore, job_id: str, change: Change) -> Job:
     """Write a change (its fields, state, event and notice) in one transaction."""
-    return await store.update(job_id, state=change.state, expect=change.expect, export_state=change.export_state,
-                              expect_export=change.expect_export, event=change.event,
-                              notice=nt.Notice(job_id, change.notice) if change.notice is not None else None,
-                              **change.fields)
+    return await store.update(
+        job_id,
+        state=change.state,
+        expect=change.expect,
+        export_state=change.export_state,
+        expect_export=change.expect_export,
+        event=change.event,
+        notice=nt.Notice(job_id, change.notice) if change.notice is not None else None,
+        **change.fields,
+    )
 
 
-def _to(t: Transition, *, event: ev.EventFacts | None = None, notice: nt.NoticeFacts | None = None,
-        **fields: Any) -> Change:
+def _to(
+    t: Transition, *, event: ev.EventFacts | None = None, notice: nt.NoticeFacts | None = None, **fields: Any
+) -> Change:
     return Change(expect=t.sources, state=t.target, fields=fields, event=event, notice=notice)
 
 
 # ---- joining the line ------------------------------------------------------------------------------------------
 
-def created(by: str | None, command: str, profile: str | None,
-            notes: tuple[ProfileNote, ...]) -> tuple[ev.Created, nt.JobCreated]:
+
+def created(
+    by: str | None, command: str, profile: str | None, notes: tuple[ProfileNote, ...]
+) -> tuple[ev.Created, nt.JobCreated]:
     """A new job's first event and notice (the store writes them with the job, `created` or `queued`); the event
     keeps the profile's notes too (the notice leaves the outbox)."""
-    return (ev.Created(by=actor(by), profile_notes=notes),
-            nt.JobCreated(command=command, profile=profile, profile_notes=notes))
+    return (
+        ev.Created(by=actor(by), profile_notes=notes),
+        nt.JobCreated(command=command, profile=profile, profile_notes=notes),
+    )
 
 
 def queue(by: str | None) -> Change:
@@ -126,18 +135,32 @@ def restart(job: Job, by: str | None, argv: tuple[str, ...], env: dict[str, str]
     """An ended job back in line, as a new run from its last checkpoint (if any): what the last run left is
     cleared, its log kept (the new run appends to it)."""
     resume = job.progress.last_checkpoint
-    return _to(RESTART, event=ev.Restarted(by=actor(by), resume_from=resume),
-               notice=nt.JobRestarted(by=by, resume_from=resume, command=command),
-               argv=argv, env=env, train_run=Run(log_path=job.train_run.log_path), **_RUN_LEFT_CLEARED)
+    return _to(
+        RESTART,
+        event=ev.Restarted(by=actor(by), resume_from=resume),
+        notice=nt.JobRestarted(by=by, resume_from=resume, command=command),
+        argv=argv,
+        env=env,
+        train_run=Run(log_path=job.train_run.log_path),
+        **_RUN_LEFT_CLEARED,
+    )
 
 
 _RUN_LEFT_CLEARED: dict[str, Any] = {
-    "failure": None, "exit_code": None, "stopped_by": None,
-    "queue_reason": None, "finished_at": None, "run_dir": None,
-    "stop_term_at": None, "stop_kill_at": None, "stop_interrupted_at": None}
+    "failure": None,
+    "exit_code": None,
+    "stopped_by": None,
+    "queue_reason": None,
+    "finished_at": None,
+    "run_dir": None,
+    "stop_term_at": None,
+    "stop_kill_at": None,
+    "stop_interrupted_at": None,
+}
 
 
 # ---- launch ----------------------------------------------------------------------------------------------------
+
 
 def launch(run: Run, *, scheduled: bool) -> Change:
     """Taken from the line: its launch (`run`: its token, no process yet) recorded before anything starts. A job
@@ -157,23 +180,35 @@ def handed_over(backend: str, backend_job_id: str | None, pending_reason: QueueR
     """A scheduling backend (Slurm) took it into its own queue (its reason for keeping it there, where it gave one
     already)."""
     reason = pending_reason or Submitted(backend, backend_job_id or "")
-    return Change(expect=frozenset({S.QUEUED}), fields={"queue_reason": reason},
-                  event=ev.HandedOver(backend=backend, backend_job_id=backend_job_id),
-                  notice=nt.JobQueued(backend=backend, backend_job_id=backend_job_id, pending_reason=pending_reason))
+    return Change(
+        expect=frozenset({S.QUEUED}),
+        fields={"queue_reason": reason},
+        event=ev.HandedOver(backend=backend, backend_job_id=backend_job_id),
+        notice=nt.JobQueued(backend=backend, backend_job_id=backend_job_id, pending_reason=pending_reason),
+    )
 
 
 def running(job: Job, started_at: float, command: str) -> Change:
-    return _to(RUNNING, event=ev.Started(host=job.host, gpus=job.gpus),
-               notice=nt.JobStarted(command=command, host=job.host, gpus=job.gpus),
-               started_at=started_at, queue_reason=None)
+    return _to(
+        RUNNING,
+        event=ev.Started(host=job.host, gpus=job.gpus),
+        notice=nt.JobStarted(command=command, host=job.host, gpus=job.gpus),
+        started_at=started_at,
+        queue_reason=None,
+    )
 
 
 def launch_failed(refusal: LaunchRefusal, command: str, now: float) -> Change:
     """Its process could not be started at all (`command`: what was run, if anything): it fails before anything
     runs."""
     failed = JobFailure(refusal)
-    return _to(FAIL, event=ev.Failed(failure=failed, command=command or None), notice=nt.JobFailed(failure=failed),
-               failure=failed, finished_at=now)
+    return _to(
+        FAIL,
+        event=ev.Failed(failure=failed, command=command or None),
+        notice=nt.JobFailed(failure=failed),
+        failure=failed,
+        finished_at=now,
+    )
 
 
 def requeue(job: Job) -> Change:
@@ -183,36 +218,55 @@ def requeue(job: Job) -> Change:
 
 # ---- while it runs ---------------------------------------------------------------------------------------------
 
+
 def milestone(m: Milestone) -> Change:
     """A checkpoint or an eval: an event and a notice."""
     if m.kind is MilestoneKind.CHECKPOINT:
         path = m.data.get("path")
-        return Change(event=ev.CheckpointSaved(step=m.step, path=path),
-                      notice=nt.CheckpointSaved(step=m.step, path=path))
+        return Change(
+            event=ev.CheckpointSaved(step=m.step, path=path), notice=nt.CheckpointSaved(step=m.step, path=path)
+        )
     metrics = {k: float(v) for k, v in m.data.items() if k.startswith("eval_") and isinstance(v, int | float)}
     epoch = m.data.get("epoch")
-    return Change(event=ev.EvalDone(step=m.step, metrics=metrics),
-                  notice=nt.EvalDone(step=m.step, epoch=epoch if isinstance(epoch, float) else None, metrics=metrics))
+    return Change(
+        event=ev.EvalDone(step=m.step, metrics=metrics),
+        notice=nt.EvalDone(step=m.step, epoch=epoch if isinstance(epoch, float) else None, metrics=metrics),
+    )
 
 
 # ---- stop ------------------------------------------------------------------------------------------------------
 
+
 def leave_queue(by: str | None, now: float) -> Change:
     """Stopped before it started: out of the line."""
-    return _to(LEAVE_QUEUE, event=ev.LeftQueue(by=actor(by)), notice=nt.LeftQueue(by=by), stopped_by=actor(by),
-               finished_at=now, queue_reason=None)
+    return _to(
+        LEAVE_QUEUE,
+        event=ev.LeftQueue(by=actor(by)),
+        notice=nt.LeftQueue(by=by),
+        stopped_by=actor(by),
+        finished_at=now,
+        queue_reason=None,
+    )
 
 
 def stop_requested(by: str | None, now: float, stop_grace_s: float, term_grace_s: float) -> Change:
     """A stop of a launched job: SIGINT to its trainer now, the deadlines of SIGTERM and SIGKILL on the row."""
-    return _to(STOP_REQUESTED, event=ev.StopRequested(by=actor(by)), notice=nt.StopRequested(by=by),
-               stopped_by=actor(by), **stop_clock(now, stop_grace_s, term_grace_s))
+    return _to(
+        STOP_REQUESTED,
+        event=ev.StopRequested(by=actor(by)),
+        notice=nt.StopRequested(by=by),
+        stopped_by=actor(by),
+        **stop_clock(now, stop_grace_s, term_grace_s),
+    )
 
 
 def stop_clock(now: float, stop_grace_s: float, term_grace_s: float) -> dict[str, Any]:
     """A stop's deadlines from `now` (also for a job stopped by a bot that kept them only in memory)."""
-    return {"stop_term_at": now + stop_grace_s, "stop_kill_at": now + stop_grace_s + term_grace_s,
-            "stop_interrupted_at": None}
+    return {
+        "stop_term_at": now + stop_grace_s,
+        "stop_kill_at": now + stop_grace_s + term_grace_s,
+        "stop_interrupted_at": None,
+    }
 
 
 def interrupted(now: float) -> Change:
@@ -224,81 +278,64 @@ def interrupted(now: float) -> Change:
 
 # `levers`: the speed levers the run went without (runner/levers.not_applied), told with its end
 
+
 def succeed(job: Job, progress: Progress, returncode: int | None, now: float, levers: Levers = ()) -> Change:
-    return _to(SUCCEED, event=ev.Finished(step=progress.step),
-               notice=nt.JobSucceeded(**_run_end(job, progress, now, levers)), **_ended(progress, returncode, now))
+    return _to(
+        SUCCEED,
+        event=ev.Finished(step=progress.step),
+        notice=nt.JobSucceeded(**_run_end(job, progress, now, levers)),
+        **_ended(progress, returncode, now),
+    )
 
 
-def stopped(job: Job, by: Actor | None, progress: Progress, returncode: int | None, now: float,
-            levers: Levers = ()) -> Change:
-    return _to(STOPPED, event=ev.Stopped(by=by, step=progress.step),
-               notice=nt.JobStopped(**_run_end(job, progress, now, levers), by=by), stopped_by=by,
-               **_ended(progress, returncode, now))
+def stopped(
+    job: Job, by: Actor | None, progress: Progress, returncode: int | None, now: float, levers: Levers = ()
+) -> Change:
+    return _to(
+        STOPPED,
+        event=ev.Stopped(by=by, step=progress.step),
+        notice=nt.JobStopped(**_run_end(job, progress, now, levers), by=by),
+        stopped_by=by,
+        **_ended(progress, returncode, now),
+    )
 
 
-def fail(job: Job, failure: Failure, progress: Progress, returncode: int | None, now: float,
-         levers: Levers = ()) -> Change:
-    return _to(FAIL, event=ev.Failed(failure=failure.facts),
-               notice=nt.JobFailed(**_run_end(job, progress, now, levers), failure=failure.facts,
-                                   detail=failure.detail, tail=tuple(failure.tail)),
-               failure=failure.facts, **_ended(progress, returncode, now))
+def fail(
+    job: Job, failure: Failure, progress: Progress, returncode: int | None, now: float, levers: Levers = ()
+) -> Change:
+    return _to(
+        FAIL,
+        event=ev.Failed(failure=failure.facts),
+        notice=nt.JobFailed(
+            **_run_end(job, progress, now, levers),
+            failure=failure.facts,
+            detail=failure.detail,
+            tail=tuple(failure.tail),
+        ),
+        failure=failure.facts,
+        **_ended(progress, returncode, now),
+    )
 
 
 def _ended(progress: Progress, returncode: int | None, now: float) -> dict[str, Any]:
-    return {"progress": progress, "exit_code": returncode, "finished_at": now, "stop_term_at": None,
-            "stop_kill_at": None}
+    return {
+        "progress": progress,
+        "exit_code": returncode,
+        "finished_at": now,
+        "stop_term_at": None,
+        "stop_kill_at": None,
+    }
 
 
 def _run_end(job: Job, progress: Progress, now: float, levers: Levers) -> dict[str, Any]:
     """The facts every end of a run tells (the fields of notices.RunEnd)."""
-    return {"duration_s": now - job.started_at if job.started_at else None,
-            "final_loss": progress.train_loss or progress.loss, "step": progress.step,
-            "max_steps": progress.max_steps, "last_checkpoint": progress.last_checkpoint,
-            "run_dir": job.run_dir, "output_dir": job.output_dir, "not_applied": levers}
-
-
-# ---- export ----------------------------------------------------------------------------------------------------
-
-def export_begun(export_dir: str, gpus: tuple[str, ...], run: Run) -> Change:
-    """An ended job's export is marked (its launch token recorded) before its process is handed to the backend."""
-    return Change(expect=ENDED, expect_export=EXPORTABLE, export_state=ExportState.EXPORTING,
-                  fields={"export_dir": export_dir, "export_gpus": gpus, "export_run": run})
-
-
-def export_started(job: Job, run: Run, by: str | None, command: str, *, again: bool = False) -> Change:
-    """Its process was handed over (`again`: by a restarted bot, the first hand-over having started nothing)."""
-    checkpoint, gpus = job.progress.last_checkpoint, job.export_gpus
-    return Change(expect_export=ONLY_EXPORTING, fields={"export_run": run},
-                  event=ev.ExportStarted(by=None if again else actor(by), gpus=gpus, command=command, again=again),
-                  notice=nt.ExportStarted(by=by, checkpoint=checkpoint, command=command, gpus=gpus))
-
-
-def export_found(run: Run) -> Change:
-    """A restarted bot found the export its launch had started."""
-    return Change(expect_export=ONLY_EXPORTING, fields={"export_run": run}, event=ev.ExportFound())
-
-
-def exported(job: Job, export_dir: str, levers: Levers = ()) -> Change:
-    return Change(expect_export=ONLY_EXPORTING, export_state=ExportState.EXPORTED,
-                  fields={"export_run": _ended_run(job)}, event=ev.Exported(export_dir=export_dir),
-                  notice=nt.ExportSucceeded(export_dir=export_dir, not_applied=levers))
-
-
-def export_failed(job: Job, failure: Failure, levers: Levers = ()) -> Change:
-    return Change(expect_export=ONLY_EXPORTING, export_state=ExportState.EXPORT_FAILED,
-                  fields={"export_run": _ended_run(job)}, event=ev.ExportFailed(failure=failure.facts),
-                  notice=nt.ExportFailed(failure=failure.facts, tail=tuple(failure.tail), not_applied=levers))
-
-
-def export_launch_failed(refusal: LaunchRefusal, *, tell: bool) -> Change:
-    """The export's process could not be started at all; `tell`: with a notice (no one asked just now, so no
-    answer says it: a restarted bot's second hand-over)."""
-    failed = JobFailure(refusal)
-    return Change(expect_export=ONLY_EXPORTING, export_state=ExportState.EXPORT_FAILED,
-                  event=ev.ExportFailed(failure=failed, at_start=True),
-                  notice=nt.ExportFailed(failure=failed) if tell else None)
-
-
-def _ended_run(job: Job) -> Run:
-    """No process of it left to signal."""
-    return dataclasses.replace(job.export_run, pid=None)
+    return {
+        "duration_s": now - job.started_at if job.started_at else None,
+        "final_loss": progress.train_loss or progress.loss,
+        "step": progress.step,
+        "max_steps": progress.max_steps,
+        "last_checkpoint": progress.last_checkpoint,
+        "run_dir": job.run_dir,
+        "output_dir": job.output_dir,
+        "not_applied": levers,
+    }

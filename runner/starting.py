@@ -1,10 +1,11 @@
 """Starting jobs and exports: what may start is launched, and a launch caught midway (the bot stopped between
 recording it and seeing it through) is resolved, so nothing starts twice.
 
-Each launch is recorded with a token of its own before anything starts (runner/lifecycle.launch, export_begun);
-the backend finds what it started by that token, or knows that nothing was. The supervisor's tick and commands
-call this under their lock, which it shares: an export is handed to the backend outside it (a slow `sbatch` holds
-up nothing else), and while it is, no tick takes its launch for one caught midway.
+Each launch is recorded with a token of its own before anything starts (runner/lifecycle.launch,
+lifecycle_side.export_begun); the backend finds what it started by that token, or knows that nothing was. The
+supervisor's tick and commands call this under their lock, which it shares: an export is handed to the backend
+outside it (a slow `sbatch` holds up nothing else), and while it is, no tick takes its launch for one caught midway.
+A try session waits in the same line as the queued jobs, but runner/trying.py starts it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from runner import admission, lifecycle
+from runner import admission, lifecycle, lifecycle_side
 from runner.backends import Backend, Launched, LaunchError, NotKnownYet, ProcessRef, new_launch_token
 from runner.command import SwiftCommand, build_export
 from runner.config import Config
@@ -33,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 class Starter:
-    def __init__(self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend, watcher: Watcher,
-                 lock: asyncio.Lock) -> None:
+    def __init__(
+        self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend, watcher: Watcher, lock: asyncio.Lock
+    ) -> None:
         self.store, self.config, self.probe, self.backend = store, config, probe, backend
         self.watcher, self._lock = watcher, lock
         self._handing_over: set[str] = set()  # exports being handed to the backend outside the lock
@@ -48,7 +50,9 @@ class Starter:
                 if job.train_run.backend_job_id is None and not job.train_run.in_doubt:
                     await self._launch(job)
             return
-        for d in admission.line(queue, holding, self.foreign_busy(holding)):
+        for d in admission.line(await self.store.line(), holding, self.foreign_busy(holding)):
+            if d.purpose != "train":
+                continue  # a try session in the same line: runner/trying.py starts it
             if d.start:
                 await self._launch(d.job)
             elif d.reason != d.job.queue_reason:
@@ -62,8 +66,9 @@ class Starter:
         try:
             _admitted(self.config, job, await self.store.holding(), path)  # before anything is made or started
             _check_writable(Path(job.output_dir))
-            launched = await self.backend.launch(ProcessRef.of(job, "train"), SwiftCommand(job.argv, job.env),
-                                                 log_path=path, gpus=job.gpus)
+            launched = await self.backend.launch(
+                ProcessRef.of(job, "train"), SwiftCommand(job.argv, job.env), log_path=path, gpus=job.gpus
+            )
         except LaunchError as exc:
             await apply(self.store, job.id, lifecycle.launch_failed(exc.refusal, exc.detail, time.time()))
             return
@@ -76,8 +81,13 @@ class Starter:
         job = await apply(self.store, job.id, lifecycle.launched(job, run, launched.host))
         if self.backend.schedules_gpus:  # the notice carries facts; each front end words them
             status = await self.backend.status(ProcessRef.of(job, "train"))
-            await apply(self.store, job.id, lifecycle.handed_over(
-                self.backend.name, launched.backend_job_id, status.pending_reason if status.alive else None))
+            await apply(
+                self.store,
+                job.id,
+                lifecycle.handed_over(
+                    self.backend.name, launched.backend_job_id, status.pending_reason if status.alive else None
+                ),
+            )
         elif job.state is JobState.STARTING:
             await mark_running(self.store, job, started_at)
         elif job.state is JobState.STOPPING:  # stopped while the launch was in doubt: the stop reaches it now
@@ -100,7 +110,7 @@ class Starter:
                 await self._export_again(job)
             else:
                 run = found.run(log_path(self.config, job, "export"), job.export_run.launch_token)
-                await apply(self.store, job.id, lifecycle.export_found(run))
+                await apply(self.store, job.id, lifecycle_side.export_found(run))
         elif found is not None:
             await self._record_launch(job, found, found.proc_start_time)
         elif job.state is JobState.STOPPING:  # stopped before it ever started
@@ -114,49 +124,63 @@ class Starter:
         """Under the lock: the export marked, with its launch token, before it is handed over (`hand_over_export`,
         outside the lock)."""
         run = Run(log_path=str(log_path(self.config, job, "export")), launch_token=new_launch_token())
-        job = await apply(self.store, job.id, lifecycle.export_begun(str(export_dir), gpus, run))
+        job = await apply(self.store, job.id, lifecycle_side.export_begun(str(export_dir), gpus, run))
         self._handing_over.add(job.id)
         return job
 
     async def hand_over_export(self, job: Job, cmd: SwiftCommand, by: str | None) -> Job:
         """Outside the lock: the export begun by `begin_export` to the backend; CannotLaunch if it refuses."""
         try:
-            launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd,
-                                                 log_path=Path(job.export_run.log_path or ""),
-                                                 gpus=job.export_gpus or ("cpu",))
+            launched = await self.backend.launch(
+                ProcessRef.of(job, "export"),
+                cmd,
+                log_path=Path(job.export_run.log_path or ""),
+                gpus=job.export_gpus or ("cpu",),
+            )
         except LaunchError as exc:
             async with self._lock:
                 self._handing_over.discard(job.id)
-                await apply(self.store, job.id, lifecycle.export_launch_failed(exc.refusal, tell=False))
+                await apply(self.store, job.id, lifecycle_side.export_launch_failed(exc.refusal, tell=False))
             raise CannotLaunch(job.id, exc.refusal) from exc
         async with self._lock:
             self._handing_over.discard(job.id)
             run = launched.run(Path(job.export_run.log_path or ""), job.export_run.launch_token)
-            return await apply(self.store, job.id, lifecycle.export_started(job, run, by, cmd.display()))
+            return await apply(self.store, job.id, lifecycle_side.export_started(job, run, by, cmd.display()))
 
     async def _export_again(self, job: Job) -> None:
         """An export whose process never started: handed over again, as `export` had asked."""
-        cmd = build_export(checkpoint=job.progress.last_checkpoint or "", export_dir=Path(job.export_dir or ""),
-                           config=self.config, entry=export_entry(self.config, self.backend.name))
+        cmd = build_export(
+            checkpoint=job.progress.last_checkpoint or "",
+            export_dir=Path(job.export_dir or ""),
+            config=self.config,
+            entry=export_entry(self.config, self.backend.name),
+        )
         path = log_path(self.config, job, "export")
         run = Run(log_path=str(path), launch_token=new_launch_token())
-        job = await apply(self.store, job.id, lifecycle.Change(expect_export=lifecycle.ONLY_EXPORTING,
-                                                               fields={"export_run": run}))
+        job = await apply(self.store, job.id, lifecycle_side.export_handed_again(run))
         try:
-            launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=path,
-                                                 gpus=job.export_gpus or ("cpu",))
+            launched = await self.backend.launch(
+                ProcessRef.of(job, "export"), cmd, log_path=path, gpus=job.export_gpus or ("cpu",)
+            )
         except LaunchError as exc:
-            await apply(self.store, job.id, lifecycle.export_launch_failed(exc.refusal, tell=True))
+            await apply(self.store, job.id, lifecycle_side.export_launch_failed(exc.refusal, tell=True))
             return
-        await apply(self.store, job.id, lifecycle.export_started(
-            job, launched.run(path, run.launch_token), None, cmd.display(), again=True))
+        await apply(
+            self.store,
+            job.id,
+            lifecycle_side.export_started(job, launched.run(path, run.launch_token), None, cmd.display(), again=True),
+        )
 
     def foreign_busy(self, jobs: list[Job]) -> set[str]:
-        """GPUs with processes that are not ours (ours: every process of these jobs' trainings and exports under
-        way, found from their pids)."""
+        """GPUs with processes that are not ours (ours: every process of these jobs' trainings, exports and try
+        sessions under way, found from their pids)."""
         refs = [ProcessRef.of(j, "train") for j in jobs if j.train_run.pid is not None]
-        refs += [ProcessRef.of(j, "export") for j in jobs
-                 if j.export_state is ExportState.EXPORTING and j.export_run.pid is not None]
+        refs += [
+            ProcessRef.of(j, "export")
+            for j in jobs
+            if j.export_state is ExportState.EXPORTING and j.export_run.pid is not None
+        ]
+        refs += [ProcessRef.of(j, "try") for j in jobs if j.try_state.holds and j.try_run.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from runner.planner import ProbedFacts, export_entry, probe_facts
 from runner.starting import Starter, log_path
 from runner.watching import Watcher
 from storage.jobs import JobStore
-from storage.models import Job, JobState, Purpose, Run
+from storage.models import Job, JobState, Purpose, Run, TryState
 from storage.notices import JobDeleted, Notice
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 class Supervisor:
     """`wake`: asks the runtime's loop for a tick soon (runtime.Runtime gives its loop's)."""
 
-    def __init__(self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend,
-                 wake: Callable[[], None]) -> None:
+    def __init__(
+        self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend, wake: Callable[[], None]
+    ) -> None:
         self.store, self.config, self.probe, self.backend = store, config, probe, backend
         self._lock = asyncio.Lock()  # one tick (or request) changes jobs at a time
         self.watcher = Watcher(store, config, backend)
@@ -53,6 +54,12 @@ class Supervisor:
         self._wake = wake
         self._closed = False
         self.facts = ProbedFacts()  # until refresh_facts: the default swift version, no Liger
+        self.end_try: Callable[[str], Awaitable[None]] | None = None  # runner/trying.py: a deleted job's session
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while jobs change (a tick, a command): runner/trying.py leases GPUs for tries under it too."""
+        return self._lock
 
     # ---- what people ask for -------------------------------------------------------------------------------
 
@@ -62,8 +69,9 @@ class Supervisor:
 
     def plan(self, req: JobRequest, *, resume_from: str | None = None) -> Plan:
         nvml = tuple(g for g in self.probe.snapshot().gpus if g.source == "nvml")
-        made = planner.plan(req, self.config, replace(self.facts, gpus=nvml), resume_from=resume_from,
-                            backend_name=self.backend.name)
+        made = planner.plan(
+            req, self.config, replace(self.facts, gpus=nvml), resume_from=resume_from, backend_name=self.backend.name
+        )
         if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
             made = replace(made, warnings=(missing,))  # on Slurm the nodes' GPUs count, not this machine's
         return made
@@ -76,8 +84,10 @@ class Supervisor:
             warnings.append(missing)
         holding = await self.store.holding()
         holders, foreign = leases.held(holding), self.foreign_busy(holding)
-        busy = leases.GpusBusy({g: holders[g] for g in req.gpus if g in holders},
-                               tuple(g for g in req.gpus if g in foreign and g not in holders))
+        busy = leases.GpusBusy(
+            {g: holders[g] for g in req.gpus if g in holders},
+            tuple(g for g in req.gpus if g in foreign and g not in holders),
+        )
         if busy.held or busy.foreign:
             warnings.append(busy)
         return warnings
@@ -113,11 +123,21 @@ class Supervisor:
         return job
 
     async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
-        draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
-                    output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
-                    overrides=dict(req.overrides), backend=self.backend.name,
-                    user_id=req.user_id, slack_channel=req.channel_id, idempotency_key=idempotency_key,
-                    idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
+        draft = Job(
+            id="",
+            kind=req.kind,
+            state=JobState.CREATED if req.hold else JobState.QUEUED,
+            output_dir=str(req.output_dir),
+            gpus=req.gpus,
+            argv=plan.argv,
+            env=plan.env,
+            overrides=dict(req.overrides),
+            backend=self.backend.name,
+            user_id=req.user_id,
+            slack_channel=req.channel_id,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None,
+        )
         event, notice = lifecycle.created(req.user_id, plan.display, req.profile, tuple(plan.notes))
         job = await self.store.create(draft, event=event, notice=Notice("", notice))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
@@ -136,8 +156,10 @@ class Supervisor:
             if job.state is JobState.CREATED:
                 change = lifecycle.queue(by)
             else:
-                plan = self.plan(JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides),
-                                 resume_from=job.progress.last_checkpoint)
+                plan = self.plan(
+                    JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides),
+                    resume_from=job.progress.last_checkpoint,
+                )
                 change = lifecycle.restart(job, by, plan.argv, plan.env, plan.display)
             job = await apply(self.store, job_id, change)
         self.wake()
@@ -156,8 +178,11 @@ class Supervisor:
                 if job.train_run.backend_job_id is not None:
                     await self.backend.terminate(ProcessRef.of(job, "train"))  # leave the backend's queue too
                 return await apply(self.store, job_id, lifecycle.leave_queue(by, time.time()))
-            job = await apply(self.store, job_id, lifecycle.stop_requested(
-                by, time.time(), self.config.stop_grace_s, self.config.term_grace_s))
+            job = await apply(
+                self.store,
+                job_id,
+                lifecycle.stop_requested(by, time.time(), self.config.stop_grace_s, self.config.term_grace_s),
+            )
             await self.watcher.interrupt(job)
             return await self.store.require(job_id)
 
@@ -171,10 +196,15 @@ class Supervisor:
             if not Path(checkpoint).is_dir():
                 raise NoCheckpoint(job_id)
             export_dir = Path(checkpoint).parent / f"{Path(checkpoint).name}-merged"
-            cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
-                               entry=export_entry(self.config, self.backend.name))
-            admission.admit_export(self.config, job, export_dir, await self.store.holding(),
-                                   self.log_path(job, "export"))
+            cmd = build_export(
+                checkpoint=checkpoint,
+                export_dir=export_dir,
+                config=self.config,
+                entry=export_entry(self.config, self.backend.name),
+            )
+            admission.admit_export(
+                self.config, job, export_dir, await self.store.holding(), self.log_path(job, "export")
+            )
             job = await self.starter.begin_export(job, export_dir, await self._export_gpus(job))
         return await self.starter.hand_over_export(job, cmd, by)
 
@@ -187,8 +217,13 @@ class Supervisor:
         snapshot = await asyncio.to_thread(self.probe.refresh)
         holding = await self.store.holding()
         here = [g.index for g in snapshot.gpus]
-        return leases.export_gpus(job, here, leases.held(holding), self.foreign_busy(holding),
-                                  [j for j in holding if j.state is JobState.QUEUED])
+        return leases.export_gpus(
+            job,
+            here,
+            leases.held(holding),
+            self.foreign_busy(holding),
+            [j for j in holding if j.state is JobState.QUEUED],
+        )
 
     async def delete(self, job_id: str, *, by: str | None) -> None:
         """Forget a job that is not under way (its files stay): a created or queued one leaves the line (one in
@@ -196,6 +231,8 @@ class Supervisor:
         async with self._lock:
             job = await self.store.require(job_id)
             actions.check(job, Action.DELETE)
+            if job.try_state is not TryState.NONE and self.end_try is not None:
+                await self.end_try(job_id)  # its lease goes with the job's row: its process first
             queued = job.state is JobState.QUEUED
             before = await self._line() if queued else []
             if queued and job.train_run.backend_job_id is not None:
@@ -203,6 +240,8 @@ class Supervisor:
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by)))
             self.watcher.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
+                if d.purpose != "train":
+                    continue  # a waiting try hears of its place from its own wait (runner/trying.py)
                 await apply(self.store, d.job.id, lifecycle.waiting(d.job, d.reason, d.position, moved_up=True))
         if queued:
             self.wake()  # the line moved: the job behind it may start now
@@ -212,7 +251,7 @@ class Supervisor:
         if self.backend.schedules_gpus:
             return []
         holding = await self.store.holding()
-        return admission.line([j for j in holding if j.state is JobState.QUEUED], holding, self.foreign_busy(holding))
+        return admission.line(await self.store.line(), holding, self.foreign_busy(holding))
 
     # ---- the loop ------------------------------------------------------------------------------------------
 

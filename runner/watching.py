@@ -3,7 +3,7 @@ how each run or export ended.
 
 The supervisor's tick calls this under its lock, once per job; everything here is idempotent, so a restarted bot
 carries on from what the store says (the stop's deadlines too: they are on the job's row). Every change is a
-transition of runner/lifecycle.py.
+transition of runner/lifecycle.py (an export's: lifecycle_side.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from runner import lifecycle
+from runner import lifecycle, lifecycle_side
 from runner.backends import Backend, ProcessRef
 from runner.command import SwiftCommand
 from runner.config import Config
@@ -68,8 +68,7 @@ class Watcher:
         now = time.time()
         if job.stop_term_at is None or job.stop_kill_at is None:  # stopped by a bot that kept them in memory only
             clock = lifecycle.stop_clock(now, self.config.stop_grace_s, self.config.term_grace_s)
-            job = await apply(self.store, job.id, lifecycle.Change(expect=frozenset({JobState.STOPPING}),
-                                                                   fields=clock))
+            job = await apply(self.store, job.id, lifecycle.Change(expect=frozenset({JobState.STOPPING}), fields=clock))
         if job.stop_kill_at is not None and now >= job.stop_kill_at:
             await self.backend.kill(ref)
         elif job.stop_term_at is not None and now >= job.stop_term_at:
@@ -98,8 +97,11 @@ class Watcher:
         progress = tail.progress if tail else job.progress
         if job.run_dir and progress.max_steps is None:
             progress = read_final_summary(Path(job.run_dir))
-        failure = None if ended_well(job, returncode, progress) else classify_failure(
-            returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
+        failure = (
+            None
+            if ended_well(job, returncode, progress)
+            else classify_failure(returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
+        )
         outcome = decide_outcome(job, returncode, progress, failure, cause)
         levers = await asyncio.to_thread(not_applied, job.train_run.log)
         now = time.time()
@@ -119,11 +121,11 @@ class Watcher:
         export_dir = Path(job.export_dir or "")
         levers = await asyncio.to_thread(not_applied, job.export_run.log)
         if status.returncode == 0 and export_dir.is_dir():
-            await apply(self.store, job.id, lifecycle.exported(job, str(export_dir), levers))
+            await apply(self.store, job.id, lifecycle_side.exported(job, str(export_dir), levers))
             return
         failure = classify_failure(status.returncode, job.export_run.log)
         failure = with_cause(failure, status.cause) if status.cause else failure
-        await apply(self.store, job.id, lifecycle.export_failed(job, failure, levers))
+        await apply(self.store, job.id, lifecycle_side.export_failed(job, failure, levers))
 
 
 async def mark_running(store: JobStore, job: Job, started_at: float | None = None) -> Job:

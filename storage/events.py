@@ -2,7 +2,7 @@
 
 Each kind is a frozen dataclass with its fields, in one tagged union (`EventFacts`), stored as JSON in the events
 table's `facts` column (its kind in `kind`) and read back into the same type. No words here: each front end words
-an event its own way (bot/event_words.py), matching every kind and ending in `assert_never`, so a kind one of them
+an event its own way (bot/words/events.py), matching every kind and ending in `assert_never`, so a kind one of them
 forgets fails mypy. Rows written before the types (their `facts` empty) come back as `Told`: the text they were
 stored with, shown as it is; a row no type fits (a newer bot's) as `Told` with its kind alone.
 """
@@ -158,6 +158,45 @@ class ExportFailed:
     kind: Literal["export_failed"] = "export_failed"
 
 
+# why a try session ended (runner/trying.py; bot/words/tries.py words it)
+TryEnd = Literal[
+    "bot_restarted",
+    "bot_stopped",
+    "job_deleted",
+    "process_ended",
+    "replaced",
+    "load_failed",
+    "abandoned",
+    "idle",
+    "gpu_wanted",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrySessionStarted:
+    """A try session of the job's model took its GPU from the line (`gpus`) and loads the model."""
+
+    gpus: tuple[str, ...] = ()
+    kind: Literal["try_started"] = "try_started"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrySessionLoaded:
+    """The try session's model is loaded, after `load_s` seconds (`warm`: in the process kept warm)."""
+
+    load_s: float = 0.0
+    warm: bool = False
+    kind: Literal["try_loaded"] = "try_loaded"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrySessionEnded:
+    """The try session ended and gave its GPU back; `why` None: a reason this bot does not know."""
+
+    why: TryEnd | None = None
+    kind: Literal["try_ended"] = "try_ended"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Told:
     """An event stored before the types (or by a newer bot): its stored kind and the text it was stored with."""
@@ -167,9 +206,29 @@ class Told:
     kind: Literal["told"] = "told"
 
 
-EventFacts = (Created | Submitted | HandedOver | Started | CheckpointSaved | EvalDone | Finished | StopRequested
-              | LeftQueue | Stopped | Failed | Restarted | Requeued | ExportStarted | ExportFound | Exported
-              | ExportFailed | Told)
+EventFacts = (
+    Created
+    | Submitted
+    | HandedOver
+    | Started
+    | CheckpointSaved
+    | EvalDone
+    | Finished
+    | StopRequested
+    | LeftQueue
+    | Stopped
+    | Failed
+    | Restarted
+    | Requeued
+    | ExportStarted
+    | ExportFound
+    | Exported
+    | ExportFailed
+    | TrySessionStarted
+    | TrySessionLoaded
+    | TrySessionEnded
+    | Told
+)
 
 _ADAPTER: TypeAdapter[EventFacts] = TypeAdapter(Annotated[EventFacts, Field(discriminator="kind")])
 

@@ -19,7 +19,7 @@ import aiosqlite
 from storage import events
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.events import Event, EventFacts
-from storage.models import ExportState, Job, JobState, Kind, Progress
+from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose
 from storage.notices import Notice
 from storage.outbox import Outbox
 from storage.rows import JobRows, to_row
@@ -157,13 +157,18 @@ class JobStore(Outbox, WebSessions, SlackCards):
                 await self._notice(db, notice, time.time())
 
     async def list_jobs(
-        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
+        self,
+        *,
+        kind: Kind | None = None,
+        states: Sequence[JobState] | None = None,
+        limit: int | None = None,
     ) -> list[Job]:
         """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
         return self._jobs(await self._listed(kind, states, limit, None))
 
-    async def page(self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int,
-                   after: ListPosition | None) -> tuple[list[Job], ListPosition | None]:
+    async def page(
+        self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int, after: ListPosition | None
+    ) -> tuple[list[Job], ListPosition | None]:
         """One page of list_jobs' order: up to `limit` jobs listed after the position `after` (None: from the
         newest), and the position of the page's last job where more follow (None on the last page). A position
         is not a row: it holds while the jobs around it are deleted."""
@@ -176,8 +181,9 @@ class JobStore(Outbox, WebSessions, SlackCards):
         rows = await self._read("SELECT created_at, queue_seq FROM jobs WHERE id = ?", (job_id,))
         return ListPosition(float(rows[0][0]), int(rows[0][1])) if rows else None
 
-    async def _listed(self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None,
-                      after: ListPosition | None) -> list[aiosqlite.Row]:
+    async def _listed(
+        self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None, after: ListPosition | None
+    ) -> list[aiosqlite.Row]:
         where: list[str] = []
         params: list[Any] = []
         if after is not None:
@@ -208,9 +214,33 @@ class JobStore(Outbox, WebSessions, SlackCards):
     async def exporting(self) -> list[Job]:
         return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
 
+    async def trying(self) -> list[Job]:
+        """Jobs with a try session (waiting, loading or loaded: runner/trying.py)."""
+        return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE try_state != 'none'")]
+
     async def holding(self) -> list[Job]:
-        """Jobs that may hold GPUs (leases.held): those not ended, in arrival order, then those exporting."""
-        return [*await self.active(), *await self.exporting()]
+        """Jobs that may hold GPUs (leases.held): those not ended, in arrival order, then those exporting, then
+        those with a try session (each job once)."""
+        jobs = {j.id: j for j in await self.active()}
+        for job in [*await self.exporting(), *await self.trying()]:
+            jobs.setdefault(job.id, job)
+        return list(jobs.values())
+
+    async def line(self) -> list[tuple[Job, Purpose]]:
+        """Who waits for GPUs, in arrival order: queued jobs (their training) and waiting try sessions, one line
+        (a try's place, `try_seq`, falls between the jobs' queue_seq)."""
+        sql = """SELECT *, 'train' AS line_purpose, queue_seq AS line_seq FROM jobs WHERE state = 'queued'
+                 UNION ALL
+                 SELECT *, 'try' AS line_purpose, try_seq AS line_seq FROM jobs WHERE try_state = 'waiting'
+                 ORDER BY line_seq, line_purpose"""
+        rows = await self._read(sql)
+        keys = tuple(rows[0].keys()) if rows else ()
+        return [(self._rows.job(r, keys), "try" if r["line_purpose"] == "try" else "train") for r in rows]
+
+    async def next_try_seq(self) -> float:
+        """A try's place in line: after every job queued so far, before any queued later (queue_seq + 1)."""
+        rows = await self._read("SELECT COALESCE(MAX(queue_seq), 0) + 0.5 FROM jobs")
+        return float(rows[0][0]) if rows else 0.5
 
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""
@@ -255,4 +285,3 @@ _EVENT_COLUMNS = "id, job_id, kind, message, facts, at"
 
 def _event(row: aiosqlite.Row) -> Event:
     return Event(row["job_id"], events.decode(row["kind"], row["facts"], row["message"]), row["at"], row["id"])
-

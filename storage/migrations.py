@@ -182,11 +182,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox DROP COLUMN last_error;
     CREATE INDEX outbox_job ON outbox (job_id, id);
     """,
-    # 10: events as typed facts (storage/events.py: their fields as JSON; rows of before keep their text), and a
+    # 10: a try session of the job's model (runner/trying.py): its state, the GPU it holds or waits for, its process
+    # (found again by pid and start time after a restart) and its place in the queue's line while it waits; a
+    # Slack thread reply finds its job's card by where it is (slack_cards' channel and ts)
+    """
+    ALTER TABLE jobs ADD COLUMN try_state TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE jobs ADD COLUMN try_gpus TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN try_pid INTEGER;
+    ALTER TABLE jobs ADD COLUMN try_proc_start_time REAL;
+    ALTER TABLE jobs ADD COLUMN try_backend_job_id TEXT;
+    ALTER TABLE jobs ADD COLUMN try_log_path TEXT;
+    ALTER TABLE jobs ADD COLUMN try_launch_token TEXT;
+    ALTER TABLE jobs ADD COLUMN try_seq REAL;
+    CREATE INDEX jobs_trying ON jobs (try_state) WHERE try_state != 'none';
+    CREATE INDEX slack_cards_at ON slack_cards (channel, ts);
+    """,
+    # 11: events as typed facts (storage/events.py: their fields as JSON; rows of before keep their text), and a
     # stop's deadlines on the job's row, so a restarted bot escalates SIGINT -> SIGTERM -> SIGKILL on the same clock.
     # A created event that kept the profile's notes in its data (migration 9) keeps them in its facts, with who made
     # the job (from its words "created by X"); notes kept as words become legacy notes, shown as they are. Events
-    # that kept a failure or who stopped a job in their data (before the types) keep them as their facts.
+    # that kept a failure or who stopped a job in their data (before the types) keep them as their facts, and so do
+    # a try session's events (migration 10's: where it ran, how long it loaded, why it ended).
     """
     ALTER TABLE events ADD COLUMN facts TEXT;
     ALTER TABLE jobs ADD COLUMN stop_term_at REAL;
@@ -211,5 +227,14 @@ MIGRATIONS: list[str] = [
           AND json_type(data, '$.failure') = 'object';
     UPDATE events SET facts = json_object('v', 1, 'by', json_extract(data, '$.by'))
         WHERE kind = 'stopped' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.by') = 'object';
+    UPDATE events SET facts = json_object('v', 1, 'gpus', json_extract(data, '$.gpus'))
+        WHERE kind = 'try_started' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.gpus') = 'array';
+    UPDATE events SET facts = json_object('v', 1, 'load_s', json_extract(data, '$.load_s'),
+                                          'warm', json(CASE WHEN json_extract(data, '$.warm') THEN 'true'
+                                                            ELSE 'false' END))
+        WHERE kind = 'try_loaded' AND facts IS NULL AND json_valid(data)
+          AND json_type(data, '$.load_s') IN ('real', 'integer');
+    UPDATE events SET facts = json_object('v', 1, 'why', json_extract(data, '$.why'))
+        WHERE kind = 'try_ended' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.why') = 'text';
     """,
 ]

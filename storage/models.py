@@ -51,6 +51,20 @@ class ExportState(enum.StrEnum):
     EXPORT_FAILED = "export_failed"
 
 
+class TryState(enum.StrEnum):
+    """A try session of the job's model (runner/trying.py): waiting in line for its GPU, loading, or loaded."""
+
+    NONE = "none"
+    WAITING = "waiting"
+    LOADING = "loading"
+    READY = "ready"
+
+    @property
+    def holds(self) -> bool:
+        """Its process may be running (and hold its GPU)."""
+        return self in (TryState.LOADING, TryState.READY)
+
+
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED})
 # Which state may follow which, and why, is runner/lifecycle.py's (the one state machine, its named transitions);
 # the store applies a change only where the job is still in a state the transition starts from.
@@ -81,7 +95,7 @@ class Progress:
         return round(100.0 * self.step / self.max_steps, 1)
 
 
-Purpose = Literal["train", "export"]  # which of a job's processes: its training or its export
+Purpose = Literal["train", "export", "try"]  # which of a job's processes: its training, its export, a try session
 
 
 @dataclass(frozen=True)
@@ -143,10 +157,13 @@ class Job:
     updated_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    try_state: TryState = TryState.NONE  # a session of `/train try` (runner/trying.py)
+    try_gpus: tuple[str, ...] = ()  # the GPU it holds (or waits for); ("cpu",): none
+    try_run: Run = Run()
+    try_seq: float | None = None  # its place in the queue's line while it waits (between the jobs' queue_seq)
 
     def replace(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
 
     def run(self, purpose: Purpose) -> Run:
-        return self.train_run if purpose == "train" else self.export_run
-
+        return {"train": self.train_run, "export": self.export_run, "try": self.try_run}[purpose]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import views
-from bot.help_text import TOPICS
-from bot.web.pages import ACTIONS
+from bot.chat.help_text import TOPICS
+from bot.http.web.pages import ACTIONS
+from bot.slack import views
 from runner import actions, lifecycle
 from runner.access import Caller
 from runner.actions import Action, allowed_actions
@@ -35,8 +35,9 @@ S = JobState
 
 
 def job(state: JobState = S.QUEUED, **kw: object) -> Job:
-    return Job(id="j1", kind=Kind.LLM, state=state, output_dir="/o", gpus=("0",), argv=("swift", "sft"),
-               user_id="UOWNER", **kw)  # type: ignore[arg-type]
+    return Job(
+        id="j1", kind=Kind.LLM, state=state, output_dir="/o", gpus=("0",), argv=("swift", "sft"), user_id="UOWNER", **kw
+    )  # type: ignore[arg-type]
 
 
 def test_the_state_machine_has_one_way_back_into_the_line() -> None:
@@ -53,8 +54,7 @@ def test_the_state_machine_has_one_way_back_into_the_line() -> None:
 
 async def test_restart_clears_what_the_last_run_left_and_keeps_its_log(store: JobStore) -> None:
     made = await store.create(job(train_run=Run(log_path="/logs/j.log")))
-    made = await apply(store, made.id, lifecycle.launch(Run(log_path="/logs/j.log", launch_token="t"),
-                                                        scheduled=False))
+    made = await apply(store, made.id, lifecycle.launch(Run(log_path="/logs/j.log", launch_token="t"), scheduled=False))
     made = await apply(store, made.id, lifecycle.launched(made, Run(pid=4242, log_path="/logs/j.log"), "here"))
     made = await apply(store, made.id, lifecycle.running(made, 1.0, "swift sft"))
     made = await apply(store, made.id, lifecycle.stop_requested("UOWNER", 2.0, 5.0, 5.0))
@@ -65,9 +65,20 @@ async def test_restart_clears_what_the_last_run_left_and_keeps_its_log(store: Jo
     assert ended.state is S.FAILED and ended.failure == JobFailure(CudaOom()) and ended.exit_code == 1
     again = await apply(store, made.id, lifecycle.restart(ended, "UOWNER", ("swift", "sft", "--resume"), {}, "cmd"))
     assert again.state is S.QUEUED and again.argv == ("swift", "sft", "--resume")
-    left = {k: getattr(again, k) for k in ("failure", "exit_code", "stopped_by",
-                                           "queue_reason", "finished_at", "run_dir", "stop_term_at", "stop_kill_at",
-                                           "stop_interrupted_at")}
+    left = {
+        k: getattr(again, k)
+        for k in (
+            "failure",
+            "exit_code",
+            "stopped_by",
+            "queue_reason",
+            "finished_at",
+            "run_dir",
+            "stop_term_at",
+            "stop_kill_at",
+            "stop_interrupted_at",
+        )
+    }
     assert set(left.values()) == {None}, left
     assert again.train_run == Run(log_path="/logs/j.log")  # a new run, appending to the same log
     assert again.progress.last_checkpoint == "/o/v0/checkpoint-3"  # what it resumes from
@@ -78,19 +89,23 @@ async def test_restart_clears_what_the_last_run_left_and_keeps_its_log(store: Jo
         await apply(store, made.id, lifecycle.restart(again, "UOWNER", (), {}, ""))
 
 
-@pytest.mark.parametrize(("state", "export", "checkpoint", "expected"), [
-    (S.CREATED, ExportState.NONE, None, {Action.START, Action.DELETE}),
-    (S.QUEUED, ExportState.NONE, None, {Action.STOP, Action.DELETE}),
-    (S.STARTING, ExportState.NONE, None, {Action.STOP}),
-    (S.RUNNING, ExportState.NONE, "/c", {Action.STOP}),
-    (S.STOPPING, ExportState.NONE, "/c", set()),
-    (S.SUCCEEDED, ExportState.NONE, "/c", {Action.EXPORT, Action.DELETE}),
-    (S.SUCCEEDED, ExportState.EXPORTING, "/c", set()),
-    (S.FAILED, ExportState.NONE, None, {Action.START, Action.DELETE}),
-    (S.STOPPED, ExportState.EXPORTED, "/c", {Action.START, Action.EXPORT, Action.DELETE}),
-])
-def test_every_view_offers_the_actions_the_job_allows(state: JobState, export: ExportState, checkpoint: str | None,
-                                                      expected: set[Action]) -> None:
+@pytest.mark.parametrize(
+    ("state", "export", "checkpoint", "expected"),
+    [
+        (S.CREATED, ExportState.NONE, None, {Action.START, Action.DELETE}),
+        (S.QUEUED, ExportState.NONE, None, {Action.STOP, Action.DELETE}),
+        (S.STARTING, ExportState.NONE, None, {Action.STOP}),
+        (S.RUNNING, ExportState.NONE, "/c", {Action.STOP}),
+        (S.STOPPING, ExportState.NONE, "/c", set()),
+        (S.SUCCEEDED, ExportState.NONE, "/c", {Action.EXPORT, Action.DELETE}),
+        (S.SUCCEEDED, ExportState.EXPORTING, "/c", set()),
+        (S.FAILED, ExportState.NONE, None, {Action.START, Action.DELETE}),
+        (S.STOPPED, ExportState.EXPORTED, "/c", {Action.START, Action.EXPORT, Action.DELETE}),
+    ],
+)
+def test_every_view_offers_the_actions_the_job_allows(
+    state: JobState, export: ExportState, checkpoint: str | None, expected: set[Action]
+) -> None:
     j = job(state, export_state=export, progress=Progress(last_checkpoint=checkpoint))
     assert allowed_actions(j) == expected
     access = AccessConfig()
@@ -99,8 +114,11 @@ def test_every_view_offers_the_actions_the_job_allows(state: JobState, export: E
     assert allowed_actions(j, Caller(console=True), access) == expected  # an admin
     card = views.job_card(j).blocks[-1]
     buttons = {e["action_id"] for e in card.get("elements", [])} if card["type"] == "actions" else set()
-    assert buttons == {name for action, name in ((Action.STOP, views.STOP_ACTION),
-                                                 (Action.EXPORT, views.EXPORT_ACTION)) if action in expected}
+    assert buttons == {
+        name
+        for action, name in ((Action.STOP, views.STOP_ACTION), (Action.EXPORT, views.EXPORT_ACTION))
+        if action in expected
+    }
     for action in set(Action) - expected:  # each refused with its typed reason, the job and its state in it
         assert actions.refusal(j, action) is not None
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import failure_words, notice_words, texts
-from bot.event_words import event_text
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
+from bot.words import failures as failure_words
+from bot.words import notices as notice_words
+from bot.words import texts
+from bot.words.events import event_text
 from runner.access import Caller
 from storage.actors import User
 from storage.failure_facts import SlurmRefused
@@ -36,8 +38,9 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
         assert reply.ok and reply.text.startswith(f"Job {reply.job_id} queued")  # the loop hands it to Slurm next
         job = await job_when(rt, reply.job_id or "", lambda j: j.state.is_terminal, "is refused")
         assert job.state is JobState.FAILED
-        assert job.failure and job.failure.reason == SlurmRefused("refused", "invalid partition specified: nosuch",
-                                                                  job.failure.reason.command)
+        assert job.failure and job.failure.reason == SlurmRefused(
+            "refused", "invalid partition specified: nosuch", job.failure.reason.command
+        )
         assert failure_words.summary(job.failure) == "Slurm refused the job: invalid partition specified: nosuch"
         failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]
         told = notice_words.notice_text(failed[0])
@@ -72,8 +75,10 @@ async def test_gpu_numbers_on_slurm_count_a_nodes_gpus(node: str, tmp_path: Path
     async with bot(config) as rt:
         too_many = await Handlers(rt).handle("llm gpu=0,1,2 out=output/three", CONSOLE)
         assert not too_many.ok and "on this machine" not in too_many.text
-        assert too_many.text == ("3 GPUs on one node asked for, but the Slurm cluster's nodes have at most 2 GPUs "
-                                 "each (gpus lists them). Try gpu=0,1.")  # the console's plain words
+        assert too_many.text == (
+            "3 GPUs on one node asked for, but the Slurm cluster's nodes have at most 2 GPUs "
+            "each (gpus lists them). Try gpu=0,1."
+        )  # the console's plain words
         assert await rt.store.list_jobs() == []
         seven = await Handlers(rt).handle("llm gpu=7 out=output/seven", CONSOLE)  # one GPU: Slurm picks which
         assert seven.ok, seven.text

@@ -40,17 +40,31 @@ sys.exit(trainer.wait())
 """
 
 
-async def test_a_stop_before_swift_has_started_reaches_it_once_it_has(config: Config, tmp_path: Path,
-                                                                    open_runtime: OpenRuntime) -> None:
+async def test_a_stop_before_swift_has_started_reaches_it_once_it_has(
+    config: Config, tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     go, interrupted = tmp_path / "go", tmp_path / "interrupted"
-    launcher = await asyncio.create_subprocess_exec(sys.executable, "-c", LAUNCHER, str(go), str(interrupted),
-                                                    start_new_session=True)
+    launcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCHER, str(go), str(interrupted), start_new_session=True
+    )
     try:
         rt = await open_runtime(config)
-        run = Run(pid=launcher.pid, proc_start_time=psutil.Process(launcher.pid).create_time(),
-                  log_path=str(tmp_path / "job.log"))
-        job = await rt.store.create(Job(id="", kind=Kind.LLM, state=JobState.RUNNING, output_dir=str(tmp_path / "o"),
-                                        gpus=("cpu",), argv=("swift", "sft"), train_run=run))
+        run = Run(
+            pid=launcher.pid,
+            proc_start_time=psutil.Process(launcher.pid).create_time(),
+            log_path=str(tmp_path / "job.log"),
+        )
+        job = await rt.store.create(
+            Job(
+                id="",
+                kind=Kind.LLM,
+                state=JobState.RUNNING,
+                output_dir=str(tmp_path / "o"),
+                gpus=("cpu",),
+                argv=("swift", "sft"),
+                train_run=run,
+            )
+        )
         assert (await rt.supervisor.stop(job.id, by="U1")).state is JobState.STOPPING
         assert psutil.Process(launcher.pid).children() == []  # nothing had the signal: swift was not there yet
         go.touch()
@@ -94,21 +108,34 @@ def signals(path: Path) -> list[tuple[str, float]]:
     return [(name, float(at)) for name, at in (line.split() for line in lines)]
 
 
-async def test_a_bot_restarted_mid_stop_escalates_on_the_stops_own_deadlines(config: Config, tmp_path: Path,
-                                                                             open_runtime: OpenRuntime) -> None:
+async def test_a_bot_restarted_mid_stop_escalates_on_the_stops_own_deadlines(
+    config: Config, tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     config = dataclasses.replace(config, stop_grace_s=3.0, term_grace_s=3.0, progress_poll_seconds=0.1)
     got = tmp_path / "signals"
-    trainer = await asyncio.create_subprocess_exec(sys.executable, "-c", STUBBORN, str(got), "swift/cli/sft.py",
-                                                   start_new_session=True)
+    trainer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STUBBORN, str(got), "swift/cli/sft.py", start_new_session=True
+    )
     try:
         await wait_until(lambda: _exists(got), 20, "the stand-in trainer to be ready")
         first = await Runtime.open(config)
         await first.start()
-        run = Run(pid=trainer.pid, proc_start_time=psutil.Process(trainer.pid).create_time(),
-                  log_path=str(tmp_path / "job.log"))
-        job = await first.store.create(Job(id="", kind=Kind.LLM, state=JobState.RUNNING,
-                                           output_dir=str(tmp_path / "o"), gpus=("cpu",), argv=("swift", "sft"),
-                                           train_run=run))
+        run = Run(
+            pid=trainer.pid,
+            proc_start_time=psutil.Process(trainer.pid).create_time(),
+            log_path=str(tmp_path / "job.log"),
+        )
+        job = await first.store.create(
+            Job(
+                id="",
+                kind=Kind.LLM,
+                state=JobState.RUNNING,
+                output_dir=str(tmp_path / "o"),
+                gpus=("cpu",),
+                argv=("swift", "sft"),
+                train_run=run,
+            )
+        )
         asked = time.time()
         assert (await first.supervisor.stop(job.id, by="U1")).state is JobState.STOPPING
         term_at, kill_at = asked + config.stop_grace_s, asked + config.stop_grace_s + config.term_grace_s

@@ -108,8 +108,10 @@ async def test_the_two_runs_round_trip_through_the_columns_they_always_had(tmp_p
     assert (listed.train_run, listed.export_run) == (train, export)
     await store.close()
     with sqlite3.connect(path) as raw:  # no migration: each run's fields are the job row's columns of before
-        row = raw.execute("SELECT pid, proc_start_time, backend_job_id, log_path, export_pid, export_proc_start_time,"
-                          " export_backend_job_id, export_log_path FROM jobs").fetchone()
+        row = raw.execute(
+            "SELECT pid, proc_start_time, backend_job_id, log_path, export_pid, export_proc_start_time,"
+            " export_backend_job_id, export_log_path FROM jobs"
+        ).fetchone()
     assert row == (123, 1.5, "77", "/l/train.log", 456, 2.5, "78", "/l/export.log")
 
 
@@ -181,8 +183,11 @@ async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Pat
     async def life(i: int) -> str:
         s = stores[i % len(stores)]
         job = await s.create(new_job(), notice=Notice("", JobCreated()))
-        steps = [lambda j: lifecycle.launch(Run(launch_token="t"), scheduled=False),
-                 lambda j: lifecycle.running(j, 1.0, "swift sft"), lambda j: lifecycle.succeed(j, Progress(), 0, 2.0)]
+        steps = [
+            lambda j: lifecycle.launch(Run(launch_token="t"), scheduled=False),
+            lambda j: lifecycle.running(j, 1.0, "swift sft"),
+            lambda j: lifecycle.succeed(j, Progress(), 0, 2.0),
+        ]
         for step, illegal in zip(steps, (None, lifecycle.requeue, lifecycle.requeue), strict=True):
             await asyncio.sleep(rng.random() / 100)
             job = await apply(s, job.id, step(job))
