@@ -31,7 +31,7 @@ from bot.chat.grammar import (
     parse,
 )
 from bot.compare import compare
-from bot.words import texts
+from bot.words import refusals, texts
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN, Format
 from bot.words.profiles import notes_words
@@ -93,7 +93,7 @@ class Handlers:
         try:
             return await self.run(command, caller)
         except JobError as exc:
-            return Reply(texts.error_text(exc, self.fmt), ok=False)
+            return Reply(refusals.error_text(exc, self.fmt), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:
         match command:
@@ -146,7 +146,7 @@ class Handlers:
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
                 text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + notes_words(plan.notes, fmt)
-            return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
+            return Reply(text + "".join(f"\n⚠️ {refusals.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
         job = await self.sup.submit(req)
         return Reply(

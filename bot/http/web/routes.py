@@ -25,7 +25,8 @@ from bot.http.web.session import Session, Sessions
 from bot.words import texts
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN
-from bot.words.texts import comparison_facts, comparison_settings, error_text
+from bot.words.refusals import error_text
+from bot.words.texts import comparison_facts, comparison_settings
 from runner import leases
 from runner.access import Caller
 from storage.errors import JobError, JobNotFound
