@@ -2,6 +2,7 @@
 
 The supervisor ticks every `progress_poll_seconds` while a job or export is active; with none it sleeps until the
 store changes (a job submitted in this process) or `safety_poll_seconds` pass (one another process left behind).
+A request (a job queued, stopped, deleted) and a process's exit wake it at once: no answer waits for a tick.
 """
 
 from __future__ import annotations
@@ -41,15 +42,15 @@ class Runtime:
 
     def __init__(self, config: Config, store: JobStore, probe: GpuProbe, backend: Backend) -> None:
         self.config, self.store, self.probe = config, store, probe
-        self.supervisor = Supervisor(store, config, probe, backend)
+        self.ticks = WakeableLoop(
+            "supervisor", self._tick, store.changes, config.safety_poll_seconds, busy_ignores_changes=True
+        )
+        self.supervisor = Supervisor(store, config, probe, backend, wake=self.ticks.wake)
         self.tries = TryService(store, config, self.supervisor, probe)  # `/train try`: a job's model, asked
         self.local = backend if isinstance(backend, LocalBackend) else None
         if self.local is not None:
             self.local.on_exit = self.supervisor.wake
         self._scheduler: AsyncIOScheduler | None = None
-        self.ticks = WakeableLoop(
-            "supervisor", self._tick, store.changes, config.safety_poll_seconds, busy_ignores_changes=True
-        )
 
     @classmethod
     async def open(cls, config: Config, *, db_path: Path | None = None) -> Runtime:

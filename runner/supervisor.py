@@ -1,9 +1,11 @@
 """The supervisor: what people ask of jobs (submit, start, stop, export, delete), and the tick that follows them.
 
-Each tick, under one lock with the commands, hands every active job to runner/following.py (progress, stops,
-settling ended runs and exports) and starts what may start. It never talks to people: each change goes to the
-store together with the notice people must get (an outbox row), and the front ends deliver those. Everything is
-idempotent per tick, so a restarted bot simply carries on from what the store says (`recover`).
+A request changes the store (each change a transition of runner/lifecycle.py, with its event and notice, in one
+transaction; runner/actions.py says whether it applies) and wakes the runtime's loop; it never waits for a tick.
+Each tick, under one lock with the requests, hands every launched job to runner/watching.py (progress, stops,
+how it ended) and every launch caught midway and every queued job to runner/starting.py. It never talks to
+people: the front ends deliver the notices. Everything is idempotent per tick, so a restarted bot simply carries
+on from what the store says (`recover`).
 """
 
 from __future__ import annotations
@@ -16,57 +18,40 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from runner import admission, leases, planner
-from runner.backends import Backend, LaunchError, ProcessRef, new_launch_token
+from runner import actions, admission, leases, lifecycle, planner
+from runner.actions import Action
+from runner.backends import Backend, ProcessRef
 from runner.command import build_export
 from runner.config import Config
-from runner.errors import (
-    AlreadyExporting,
-    AlreadySucceeded,
-    CannotLaunch,
-    ExportRunning,
-    GpuMissing,
-    NoCheckpoint,
-    NotEnded,
-    NothingToStop,
-    NotRestartable,
-)
-from runner.following import Follower
+from runner.errors import GpuMissing, NoCheckpoint
 from runner.gpus import GpuProbe
 from runner.job_request import JobRequest as JobRequest
 from runner.job_request import check_request, fingerprint, made_under
+from runner.lifecycle import apply
 from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
 from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
-from storage import profile_notes
-from storage.actors import actor
-from storage.errors import StillActive
-from storage.failure_facts import JobFailure
-from storage.failure_facts import event_data as failure_data
+from runner.starting import Starter, log_path
+from runner.watching import Watcher
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState, Purpose, Run, TryState
-from storage.notices import (
-    ExportStarted,
-    JobCreated,
-    JobDeleted,
-    JobQueued,
-    JobRestarted,
-    JobSubmitted,
-    LeftQueue,
-    Notice,
-    StopRequested,
-)
+from storage.models import Job, JobState, Purpose, Run, TryState
+from storage.notices import JobDeleted, Notice
 
 log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend) -> None:
+    """`wake`: asks the runtime's loop for a tick soon (runtime.Runtime gives its loop's)."""
+
+    def __init__(
+        self, store: JobStore, config: Config, probe: GpuProbe, backend: Backend, wake: Callable[[], None]
+    ) -> None:
         self.store, self.config, self.probe, self.backend = store, config, probe, backend
-        self.follower = Follower(store, config, probe, backend)
-        self._lock = asyncio.Lock()  # one tick (or command) changes jobs at a time
-        self._woken: asyncio.Task[bool] | None = None
+        self._lock = asyncio.Lock()  # one tick (or request) changes jobs at a time
+        self.watcher = Watcher(store, config, backend)
+        self.starter = Starter(store, config, probe, backend, self.watcher, self._lock)
+        self._wake = wake
         self._closed = False
         self.facts = ProbedFacts()  # until refresh_facts: the default swift version, no Liger
         self.end_try: Callable[[str], Awaitable[None]] | None = None  # runner/trying.py: a deleted job's session
@@ -134,8 +119,8 @@ class Supervisor:
                     raise
                 return first
         if not req.hold:
-            await self.tick()
-        return await self.store.require(job.id)
+            self.wake()
+        return job
 
     async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
         draft = Job(
@@ -153,12 +138,8 @@ class Supervisor:
             idempotency_key=idempotency_key,
             idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None,
         )
-        job = await self.store.create(
-            draft,
-            event=f"created by {req.user_id or 'console'}",
-            event_data=profile_notes.event_data(plan.notes) or None,
-            notice=Notice("", JobCreated(command=plan.display, profile=req.profile, profile_notes=tuple(plan.notes))),
-        )
+        event, notice = lifecycle.created(req.user_id, plan.display, req.profile, tuple(plan.notes))
+        job = await self.store.create(draft, event=event, notice=Notice("", notice))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
 
     async def _admit(self, job: Job) -> None:
@@ -166,100 +147,53 @@ class Supervisor:
         admission.admit(self.config, job.id, Path(job.output_dir), job.overrides, await self.store.holding())
 
     async def start(self, job_id: str, *, by: str | None) -> Job:
-        """`start <id>`: a created job joins the queue; an ended one goes back in line (`restart`)."""
+        """`start <id>`: a created job joins the line; a failed or stopped one goes back in line, resuming from its
+        last checkpoint if it has one. The loop, woken, takes it from the line."""
         async with self._lock:
             job = await self.store.require(job_id)
-            if job.state is JobState.CREATED:
-                await self._admit(job)
-                await self.store.update(
-                    job_id,
-                    state=JobState.QUEUED,
-                    expect=[JobState.CREATED],
-                    event=f"started by {by or 'console'}",
-                    event_kind="submitted",
-                    notice=Notice(job_id, JobSubmitted(by=by)),
-                )
-        if job.state is not JobState.CREATED:
-            return await self.restart(job_id, by=by)
-        await self.tick()
-        return await self.store.require(job_id)
-
-    async def restart(self, job_id: str, *, by: str | None) -> Job:
-        """`start <id>`: an ended job goes back in line, resuming from its last checkpoint if it has one."""
-        async with self._lock:
-            job = await self.store.require(job_id)
-            if job.state is JobState.SUCCEEDED:
-                raise AlreadySucceeded(job_id, str(job.kind))
-            if not job.state.is_terminal:
-                raise NotRestartable(job_id, str(job.state))
+            actions.check(job, Action.START)
             await self._admit(job)
-            resume = job.progress.last_checkpoint
-            req = JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides)
-            plan = self.plan(req, resume_from=resume)
-            note = f"resuming from {resume}" if resume else "from the start (no checkpoint yet)"
-            await self.store.update(
-                job_id,
-                state=JobState.QUEUED,
-                argv=plan.argv,
-                env=plan.env,
-                failure=None,
-                exit_code=None,
-                stopped_by=None,
-                queue_reason=None,
-                finished_at=None,
-                train_run=Run(log_path=job.train_run.log_path),  # a new run, appending to the same log
-                run_dir=None,
-                event=f"started again by {by or 'console'}, {note}",
-                event_kind="restarted",
-                notice=Notice(job_id, JobRestarted(by=by, resume_from=resume, command=plan.display)),
-            )
-        await self.tick()
-        return await self.store.require(job_id)
+            if job.state is JobState.CREATED:
+                change = lifecycle.queue(by)
+            else:
+                plan = self.plan(
+                    JobRequest(job.kind, job.gpus, Path(job.output_dir), job.overrides),
+                    resume_from=job.progress.last_checkpoint,
+                )
+                change = lifecycle.restart(job, by, plan.argv, plan.env, plan.display)
+            job = await apply(self.store, job_id, change)
+        self.wake()
+        return job
 
     async def stop(self, job_id: str, *, by: str | None) -> Job:
         async with self._lock:
             job = await self.store.require(job_id)
             if job.state is JobState.QUEUED and job.train_run.in_doubt:  # submitted before a restart? find it first
-                await self.follower.resolve_launch(job, "train")
+                await self.starter.resolve_launch(job, "train")
                 job = await self.store.require(job_id)
+            if job.state is JobState.STOPPING:
+                return job
+            actions.check(job, Action.STOP)
             if job.state is JobState.QUEUED:
                 if job.train_run.backend_job_id is not None:
                     await self.backend.terminate(ProcessRef.of(job, "train"))  # leave the backend's queue too
-                return await self.store.update(
-                    job_id,
-                    state=JobState.STOPPED,
-                    stopped_by=actor(by),
-                    finished_at=time.time(),
-                    queue_reason=None,
-                    event=f"removed from the queue by {by or 'console'}",
-                    notice=Notice(job_id, LeftQueue(by=by)),
-                )
-            if job.state in (JobState.STARTING, JobState.RUNNING):
-                self.follower.stop_requested(job_id)
-                job = await self.store.update(
-                    job_id,
-                    state=JobState.STOPPING,
-                    stopped_by=actor(by),
-                    event=f"stop requested by {by or 'console'}",
-                    notice=Notice(job_id, StopRequested(by=by)),
-                )
-                await self.follower.interrupt(job)
-                return job
-            if job.state is JobState.STOPPING:
-                return job
-            raise NothingToStop(job_id, str(job.state))
+                return await apply(self.store, job_id, lifecycle.leave_queue(by, time.time()))
+            job = await apply(
+                self.store,
+                job_id,
+                lifecycle.stop_requested(by, time.time(), self.config.stop_grace_s, self.config.term_grace_s),
+            )
+            await self.watcher.interrupt(job)
+            return await self.store.require(job_id)
 
     async def export(self, job_id: str, *, by: str | None) -> Job:
         """Merge the last checkpoint into a model. The export is marked under the lock and handed to the backend
         outside it: a slow `sbatch` holds up no tick and no other command meanwhile."""
         async with self._lock:
             job = await self.store.require(job_id)
-            if not job.state.is_terminal:
-                raise NotEnded(job_id, str(job.state))
-            if job.export_state is ExportState.EXPORTING:
-                raise AlreadyExporting(job_id)
-            checkpoint = job.progress.last_checkpoint
-            if not checkpoint or not Path(checkpoint).is_dir():
+            actions.check(job, Action.EXPORT)
+            checkpoint = job.progress.last_checkpoint or ""
+            if not Path(checkpoint).is_dir():
                 raise NoCheckpoint(job_id)
             export_dir = Path(checkpoint).parent / f"{Path(checkpoint).name}-merged"
             cmd = build_export(
@@ -268,42 +202,11 @@ class Supervisor:
                 config=self.config,
                 entry=export_entry(self.config, self.backend.name),
             )
-            log_path = self.log_path(job, "export")
-            admission.admit_export(self.config, job, export_dir, await self.store.holding(), log_path)
-            gpus = await self._export_gpus(job)
-            job = await self.store.update(
-                job_id,
-                export_state=ExportState.EXPORTING,
-                export_dir=str(export_dir),
-                export_gpus=gpus,
-                export_run=Run(log_path=str(log_path), launch_token=new_launch_token()),
+            admission.admit_export(
+                self.config, job, export_dir, await self.store.holding(), self.log_path(job, "export")
             )
-            self.follower.launching_exports.add(job_id)
-        try:
-            launched = await self.backend.launch(
-                ProcessRef.of(job, "export"), cmd, log_path=log_path, gpus=gpus or ("cpu",)
-            )
-        except LaunchError as exc:
-            async with self._lock:
-                self.follower.launching_exports.discard(job_id)
-                await self.store.update(
-                    job_id,
-                    export_state=ExportState.EXPORT_FAILED,
-                    event=f"export could not start: {exc.refusal.code}",
-                    event_kind="export_failed",
-                    event_data=failure_data(JobFailure(exc.refusal)),
-                )
-            raise CannotLaunch(job_id, exc.refusal) from exc
-        async with self._lock:
-            self.follower.launching_exports.discard(job_id)
-            return await self.store.update(
-                job_id,
-                export_run=launched.run(log_path, job.export_run.launch_token),
-                event=f"export started by {by or 'console'} on {f'GPU {gpus[0]}' if gpus else 'the CPU'}: "
-                f"{cmd.display()}",
-                event_kind="export_started",
-                notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display(), gpus=gpus)),
-            )
+            job = await self.starter.begin_export(job, export_dir, await self._export_gpus(job))
+        return await self.starter.hand_over_export(job, cmd, by)
 
     async def _export_gpus(self, job: Job) -> tuple[str, ...]:
         """The GPU the export may hold (leases.export_gpus), or none: the CPU. On Slurm always the CPU: a GPU there
@@ -327,10 +230,7 @@ class Supervisor:
         Slurm's queue is cancelled there first) and the jobs behind it are told their new place."""
         async with self._lock:
             job = await self.store.require(job_id)
-            if job.export_state is ExportState.EXPORTING:
-                raise ExportRunning(job_id)
-            if job.state.is_under_way:
-                raise StillActive(job_id, str(job.state))
+            actions.check(job, Action.DELETE)
             if job.try_state is not TryState.NONE and self.end_try is not None:
                 await self.end_try(job_id)  # its lease goes with the job's row: its process first
             queued = job.state is JobState.QUEUED
@@ -338,17 +238,13 @@ class Supervisor:
             if queued and job.train_run.backend_job_id is not None:
                 await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by)))
-            self.follower.forget(job_id)
+            self.watcher.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
                 if d.purpose != "train":
                     continue  # a waiting try hears of its place from its own wait (runner/trying.py)
-                await self.store.update(
-                    d.job.id,
-                    queue_reason=d.reason,
-                    notice=Notice(d.job.id, JobQueued(reason=d.reason, position=d.position, moved_up=True)),
-                )
+                await apply(self.store, d.job.id, lifecycle.waiting(d.job, d.reason, d.position, moved_up=True))
         if queued:
-            await self.tick()  # the line moved: the job behind it may start now
+            self.wake()  # the line moved: the job behind it may start now
 
     async def _line(self) -> list[leases.Decision]:
         """Our line for this machine's GPUs (Slurm keeps its own): who starts, each waiting job's place."""
@@ -360,62 +256,52 @@ class Supervisor:
     # ---- the loop ------------------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """On start: what every tick does anyway, launches caught midway included (Follower.resolve_launch); only a
+        """On start: what every tick does anyway, launches caught midway included (Starter.resolve_launch); only a
         launch recorded before launch tokens, which nothing can find again, goes back in line as it is."""
-        for job in await self.store.list_jobs(states=[JobState.STARTING]):
-            if job.train_run.pid is None and job.train_run.launch_token is None:
-                await self.store.update(
-                    job.id,
-                    state=JobState.QUEUED,
-                    event="back in line: the bot restarted before this job's launch",
-                    event_kind="requeued",
-                )
-        for job in await self.store.list_jobs(states=[JobState.STOPPING]):
-            self.follower.stop_requested(job.id)
+        async with self._lock:
+            for job in await self.store.list_jobs(states=[JobState.STARTING]):
+                if job.train_run.pid is None and job.train_run.launch_token is None:
+                    await apply(self.store, job.id, lifecycle.requeue(job))
         await self.tick()
 
     def wake(self) -> None:
-        """Tick soon (a process ended): one extra tick at most, however many wake-ups arrive meanwhile."""
-        if self._closed or (self._woken is not None and not self._woken.done()):
-            return
-        self._woken = asyncio.get_running_loop().create_task(self.tick())
-        self._woken.add_done_callback(_log_failure)
+        """Tick soon (a request changed the line, a process ended): the runtime's loop runs a tick without waiting
+        out its pace; the request does not wait for it."""
+        if not self._closed:
+            self._wake()
 
     async def close(self) -> None:
         """No more ticks: wait for one under way, so nothing touches the store after it closes."""
-        self._closed = True
         async with self._lock:
-            if self._woken is not None:
-                self._woken.cancel()
+            self._closed = True
 
     async def tick(self) -> bool:
-        """Follow every active job and export, start what may start; True when there is anything to follow."""
+        """Watch every launched job and export, resolve launches caught midway, start what may start; True when
+        there is anything to follow."""
         async with self._lock:
             if self._closed:
                 return False
             active = await self.store.active()
             for job in active:
-                if (
-                    job.state in leases.HOLDING_STATES
-                    or job.train_run.backend_job_id is not None
-                    or job.train_run.in_doubt
-                ):
-                    try:
-                        await self.follower.follow(job)
-                    except Exception:  # one job's trouble must not stop the others being followed
-                        log.exception("following job %s failed", job.id)
-            exporting = await self.follower.follow_exports()
+                try:
+                    if job.train_run.in_doubt:
+                        await self.starter.resolve_launch(job, "train")
+                    elif job.state in leases.HOLDING_STATES or job.train_run.backend_job_id is not None:
+                        await self.watcher.follow(job)
+                except Exception:  # one job's trouble must not stop the others being followed
+                    log.exception("following job %s failed", job.id)
+            exporting = await self.store.exporting()
+            for job in exporting:
+                if job.export_run.in_doubt:
+                    await self.starter.resolve_launch(job, "export")
+                else:
+                    await self.watcher.follow_export(job)
             if any(j.state is JobState.QUEUED for j in active):
-                await self.follower.start_queued()
-            return bool(active) or exporting
+                await self.starter.start_queued()
+            return bool(active) or bool(exporting)
 
     def foreign_busy(self, active: list[Job]) -> set[str]:
-        return self.follower.foreign_busy(active)
+        return self.starter.foreign_busy(active)
 
     def log_path(self, job: Job, purpose: Purpose) -> Path:
-        return self.follower.log_path(job, purpose)
-
-
-def _log_failure(task: asyncio.Task[bool]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("supervisor tick failed", exc_info=task.exception())
+        return log_path(self.config, job, purpose)

@@ -10,21 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from storage.events import TryEnd as TryEnd  # why a session ended: a fact its try_ended event keeps
+
 Role = Literal["system", "user", "assistant"]
 Side = Literal["tuned", "base"]  # the fine-tuned model, or the base model it was trained from
 WeightsKind = Literal["export", "checkpoint"]
-# why a session ended (its `try_ended` event's data, `why`; bot/words/tries.py words it)
-TryEnd = Literal[
-    "bot_restarted",
-    "bot_stopped",
-    "job_deleted",
-    "process_ended",
-    "replaced",
-    "load_failed",
-    "abandoned",
-    "idle",
-    "gpu_wanted",
-]
 
 MAX_QUESTION_CHARS = 2000  # one message
 MAX_CONVERSATION_CHARS = 24000  # all messages of a conversation together

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from storage.facts import FactCodec
 
@@ -62,23 +62,3 @@ def load_actor(text: str | None) -> Actor | None:
     if text is None:
         return None
     return CODEC.load(text) or User(text)
-
-
-def actor_name(who: Actor | None) -> str:
-    """An identifier for logs and events: the user's id, else the kind of actor (None: the console)."""
-    match who:
-        case User(id=user_id):
-            return user_id
-        case System(name=name):
-            return str(name)
-        case Console() | Outside() | None:
-            return who.code if who else "console"
-
-
-def event_data(who: Actor | None) -> dict[str, Any]:
-    """An event's data that tells who did it (front ends word the event from it)."""
-    return {} if who is None else {"by": CODEC.to_python(who)}
-
-
-def from_event_data(data: dict[str, Any]) -> Actor | None:
-    return CODEC.from_python(data["by"]) if "by" in data else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -272,12 +272,3 @@ def load_failure(text: str | None) -> JobFailure | None:
     if text is None:
         return None
     return CODEC.load(text) or JobFailure(LegacyFailure(text))
-
-
-def event_data(failure: JobFailure) -> dict[str, Any]:
-    """An event's data that tells the failure (front ends word the event from it)."""
-    return {"failure": CODEC.to_python(failure)}
-
-
-def from_event_data(data: dict[str, Any]) -> JobFailure | None:
-    return CODEC.from_python(data["failure"]) if "failure" in data else None

@@ -1,13 +1,13 @@
 """The job store: jobs, their events and the outbox (storage/outbox.py), changed together in one transaction.
 
 Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job; its four lists
-are list_jobs by kind and state). A state change checks the state machine, records an event and queues the
-notice people must get, atomically: a crash can never leave a job changed but its notice unsent.
+are list_jobs by kind and state). A change (a transition of runner/lifecycle.py) applies only from the states it
+expects, and records its typed event (storage/events.py) and queues the notice people must get, atomically: a crash
+can never leave a job changed but its notice unsent.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -16,18 +16,10 @@ from typing import Any
 
 import aiosqlite
 
+from storage import events
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.models import (
-    Event,
-    ExportState,
-    Job,
-    JobState,
-    Kind,
-    Progress,
-    Purpose,
-    check_export_transition,
-    check_transition,
-)
+from storage.events import Event, EventFacts
+from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose
 from storage.notices import Notice
 from storage.outbox import Outbox
 from storage.rows import JobRows, to_row
@@ -60,14 +52,7 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
-    async def create(
-        self,
-        job: Job,
-        *,
-        event: str = "job created",
-        event_data: dict[str, Any] | None = None,
-        notice: Notice | None = None,
-    ) -> Job:
+    async def create(self, job: Job, *, event: EventFacts | None = None, notice: Notice | None = None) -> Job:
         """Save a new job under a fresh id (the one on `job` is replaced), with its first event and notice."""
         now = time.time()
         async with self._tx() as db:
@@ -82,7 +67,7 @@ class JobStore(Outbox, WebSessions, SlackCards):
             row = to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
             cols = ", ".join(row)
             await db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            await self._event(db, Event(job_id, "created", event, event_data or {}), now)
+            await self._event(db, Event(job_id, event or events.Created()), now)
             if notice is not None:
                 await self._notice(db, Notice(job_id, notice.facts), now)
         return job
@@ -108,18 +93,16 @@ class JobStore(Outbox, WebSessions, SlackCards):
         state: JobState | None = None,
         expect: Iterable[JobState] | None = None,
         export_state: ExportState | None = None,
+        expect_export: Iterable[ExportState] | None = None,
         progress: Progress | None = None,
-        event: str | None = None,
-        event_kind: str | None = None,
-        event_data: dict[str, Any] | None = None,
+        event: EventFacts | None = None,
         notice: Notice | None = None,
         **changes: Any,
     ) -> Job:
-        """Change a job; a state change is checked against the state machine (IllegalTransition otherwise).
-
-        `expect` guards against races: the update applies only if the job is still in one of those states
-        (StaleState otherwise). The event and the notice, if given, are written in the same transaction.
-        """
+        """Change a job. Which change may follow which is runner/lifecycle.py's: its transitions come here with
+        the states they start from, `expect` (and `expect_export`), and apply only if the job is still in one of
+        those (StaleState otherwise), so a race is refused, never written over. The event and the notice, if given,
+        are written in the same transaction."""
         now = time.time()
         async with self._tx() as db:
             async with db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
@@ -129,15 +112,15 @@ class JobStore(Outbox, WebSessions, SlackCards):
             job = self._rows.job(row)
             if expect is not None and job.state not in set(expect):
                 raise StaleState(job_id, str(job.state), tuple(sorted(str(e) for e in expect)))
+            if expect_export is not None and job.export_state not in set(expect_export):
+                raise StaleState(job_id, str(job.export_state), tuple(sorted(str(e) for e in expect_export)))
             if state is not None and state != job.state:
-                check_transition(job.state, state)
                 changes["state"] = state
                 if state is JobState.QUEUED:  # a restart goes to the back of the queue
                     async with db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs") as cur:
                         seq = await cur.fetchone()
                     changes["queue_seq"] = seq[0] if seq else 1
             if export_state is not None and export_state != job.export_state:
-                check_export_transition(job.export_state, export_state)
                 changes["export_state"] = export_state
             new = job.replace(**{k: v for k, v in changes.items() if k != "queue_seq"})
             if progress is not None:
@@ -154,8 +137,7 @@ class JobStore(Outbox, WebSessions, SlackCards):
                     f"UPDATE jobs SET {sets}, version = version + 1 WHERE id = ?", [*diff.values(), job_id]
                 )
             if event is not None:
-                kind = event_kind or (str(state) if state is not None else "update")
-                await self._event(db, Event(job_id, kind, event, event_data or {}), now)
+                await self._event(db, Event(job_id, event), now)
             if notice is not None:
                 await self._notice(db, notice, now)
         return new.replace(updated_at=now) if diff else new
@@ -267,36 +249,39 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     # ---- events -----------------------------------------------------------------------------------------------
 
-    async def add_event(
-        self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None, *, notice: Notice | None = None
-    ) -> None:
+    async def add_event(self, job_id: str, event: EventFacts, *, notice: Notice | None = None) -> None:
         now = time.time()
         async with self._tx() as db:
-            await self._event(db, Event(job_id, kind, message, data or {}), now)
+            await self._event(db, Event(job_id, event), now)
             if notice is not None:
                 await self._notice(db, notice, now)
 
     async def events(self, job_id: str) -> list[Event]:
-        rows = await self._read(
-            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,)
-        )
-        return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
+        rows = await self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [_event(r) for r in rows]
 
     async def events_after(self, after: int, *, job_id: str | None = None, limit: int = 500) -> list[Event]:
         """Events with an id above `after`, oldest first (of one job, or of every job): what a stream sends next."""
-        sql = "SELECT id, job_id, kind, message, data, at FROM events WHERE id > ?"
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ?"
         params: list[Any] = [after]
         if job_id is not None:
             sql += " AND job_id = ?"
             params.append(job_id)
         rows = await self._read(sql + " ORDER BY id LIMIT ?", [*params, limit])
-        return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
+        return [_event(r) for r in rows]
 
     # ---- internals --------------------------------------------------------------------------------------------
 
     @staticmethod
     async def _event(db: aiosqlite.Connection, event: Event, now: float) -> None:
         await db.execute(
-            "INSERT INTO events (job_id, kind, message, data, at) VALUES (?, ?, ?, ?, ?)",
-            (event.job_id, event.kind, event.message, json.dumps(event.data), now),
+            "INSERT INTO events (job_id, kind, message, facts, at) VALUES (?, ?, '', ?, ?)",
+            (event.job_id, event.kind, events.encode(event.facts), now),
         )
+
+
+_EVENT_COLUMNS = "id, job_id, kind, message, facts, at"
+
+
+def _event(row: aiosqlite.Row) -> Event:
+    return Event(row["job_id"], events.decode(row["kind"], row["facts"], row["message"]), row["at"], row["id"])

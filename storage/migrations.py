@@ -197,4 +197,44 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_trying ON jobs (try_state) WHERE try_state != 'none';
     CREATE INDEX slack_cards_at ON slack_cards (channel, ts);
     """,
+    # 11: events as typed facts (storage/events.py: their fields as JSON; rows of before keep their text), and a
+    # stop's deadlines on the job's row, so a restarted bot escalates SIGINT -> SIGTERM -> SIGKILL on the same clock.
+    # A created event that kept the profile's notes in its data (migration 9) keeps them in its facts, with who made
+    # the job (from its words "created by X"); notes kept as words become legacy notes, shown as they are. Events
+    # that kept a failure or who stopped a job in their data (before the types) keep them as their facts, and so do
+    # a try session's events (migration 10's: where it ran, how long it loaded, why it ended).
+    """
+    ALTER TABLE events ADD COLUMN facts TEXT;
+    ALTER TABLE jobs ADD COLUMN stop_term_at REAL;
+    ALTER TABLE jobs ADD COLUMN stop_kill_at REAL;
+    ALTER TABLE jobs ADD COLUMN stop_interrupted_at REAL;
+    UPDATE events SET facts = json_object(
+            'v', 1,
+            'by', CASE WHEN message LIKE 'created by %' AND message != 'created by console'
+                       THEN json_object('id', substr(message, 12), 'code', 'user')
+                       ELSE json_object('code', 'console') END,
+            'profile_notes', (SELECT json_group_array(CASE WHEN type = 'object' THEN json(value)
+                                                            ELSE json_object('text', value, 'code', 'legacy') END)
+                              FROM json_each(events.data, '$.profile_notes')))
+        WHERE kind = 'created' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.profile_notes') = 'array';
+    UPDATE events SET facts = json_object('v', 1, 'failure', json_extract(data, '$.failure'),
+                                          'command', json_extract(data, '$.command'))
+        WHERE kind = 'failed' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.failure') = 'object';
+    UPDATE events SET facts = json_object('v', 1, 'failure', json_extract(data, '$.failure'),
+                                          'at_start', json(CASE WHEN message LIKE 'export could not start%'
+                                                                THEN 'true' ELSE 'false' END))
+        WHERE kind = 'export_failed' AND facts IS NULL AND json_valid(data)
+          AND json_type(data, '$.failure') = 'object';
+    UPDATE events SET facts = json_object('v', 1, 'by', json_extract(data, '$.by'))
+        WHERE kind = 'stopped' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.by') = 'object';
+    UPDATE events SET facts = json_object('v', 1, 'gpus', json_extract(data, '$.gpus'))
+        WHERE kind = 'try_started' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.gpus') = 'array';
+    UPDATE events SET facts = json_object('v', 1, 'load_s', json_extract(data, '$.load_s'),
+                                          'warm', json(CASE WHEN json_extract(data, '$.warm') THEN 'true'
+                                                            ELSE 'false' END))
+        WHERE kind = 'try_loaded' AND facts IS NULL AND json_valid(data)
+          AND json_type(data, '$.load_s') IN ('real', 'integer');
+    UPDATE events SET facts = json_object('v', 1, 'why', json_extract(data, '$.why'))
+        WHERE kind = 'try_ended' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.why') = 'text';
+    """,
 ]

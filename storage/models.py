@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from storage.actors import Actor
-from storage.errors import JobError
+from storage.events import Event as Event
 from storage.failure_facts import JobFailure
 from storage.waiting import QueueReason
 
@@ -66,48 +66,8 @@ class TryState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED})
-
-# The one state machine (design.md). A restart (`start <id>`) sends an ended job back to the queue.
-# A created job is only a record until started (`start <id>`); deleting it is a delete, not a state.
-TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.CREATED: frozenset({JobState.QUEUED}),
-    JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED, JobState.FAILED}),
-    # starting -> queued: a bot that died between lease and launch puts the job back in line on restart
-    JobState.STARTING: frozenset(
-        {JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED, JobState.SUCCEEDED, JobState.QUEUED}
-    ),
-    JobState.RUNNING: frozenset({JobState.STOPPING, JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED}),
-    JobState.STOPPING: frozenset({JobState.STOPPED, JobState.FAILED, JobState.SUCCEEDED}),
-    JobState.SUCCEEDED: frozenset({JobState.QUEUED}),
-    JobState.FAILED: frozenset({JobState.QUEUED}),
-    JobState.STOPPED: frozenset({JobState.QUEUED}),
-}
-
-EXPORT_TRANSITIONS: dict[ExportState, frozenset[ExportState]] = {
-    ExportState.NONE: frozenset({ExportState.EXPORTING}),
-    ExportState.EXPORTING: frozenset({ExportState.EXPORTED, ExportState.EXPORT_FAILED}),
-    ExportState.EXPORTED: frozenset({ExportState.EXPORTING}),
-    ExportState.EXPORT_FAILED: frozenset({ExportState.EXPORTING}),
-}
-
-
-class IllegalTransition(JobError, ValueError):
-    """A state change the state machine does not allow: `old` may not become `new` (job states, or the export's
-    states where `export`); `allowed`: what `old` may become."""
-
-    def __init__(self, old: str, new: str, allowed: tuple[str, ...], *, export: bool = False) -> None:
-        super().__init__(f"{'export state' if export else 'job state'} {old} -> {new} refused; allowed: {allowed}")
-        self.old, self.new, self.allowed, self.export = old, new, allowed, export
-
-
-def check_transition(old: JobState, new: JobState) -> None:
-    if new not in TRANSITIONS[old]:
-        raise IllegalTransition(old, new, tuple(sorted(TRANSITIONS[old])))
-
-
-def check_export_transition(old: ExportState, new: ExportState) -> None:
-    if new not in EXPORT_TRANSITIONS[old]:
-        raise IllegalTransition(old, new, tuple(sorted(EXPORT_TRANSITIONS[old])), export=True)
+# Which state may follow which, and why, is runner/lifecycle.py's (the one state machine, its named transitions);
+# the store applies a change only where the job is still in a state the transition starts from.
 
 
 @dataclass(frozen=True)
@@ -188,6 +148,11 @@ class Job:
     queue_reason: QueueReason | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
     idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)
+    # a stop under way (runner/lifecycle.stop_requested): SIGTERM to the process group from `stop_term_at`, SIGKILL
+    # from `stop_kill_at` (epoch seconds, so a restarted bot keeps the clock); when the SIGINT reached the trainer
+    stop_term_at: float | None = None
+    stop_kill_at: float | None = None
+    stop_interrupted_at: float | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float | None = None
@@ -202,15 +167,3 @@ class Job:
 
     def run(self, purpose: Purpose) -> Run:
         return {"train": self.train_run, "export": self.export_run, "try": self.try_run}[purpose]
-
-
-@dataclass(frozen=True)
-class Event:
-    """A training event (the seed's "训练事件"): started, checkpoint, eval, finished, ..."""
-
-    job_id: str
-    kind: str
-    message: str
-    data: dict[str, Any] = field(default_factory=dict)
-    at: float = 0.0
-    id: int | None = None

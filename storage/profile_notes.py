@@ -4,7 +4,7 @@ the `job_created` notice and worded by each front end (bot/words/profiles.py).""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from storage.facts import FactCodec
 
@@ -93,14 +93,3 @@ ProfileNote = (
 )
 
 CODEC: FactCodec[ProfileNote] = FactCodec(ProfileNote)
-
-
-def event_data(notes: tuple[ProfileNote, ...]) -> dict[str, Any]:
-    """A `created` event's data that keeps what the profile changed (the job's page shows it once the notice that
-    told it has left the outbox)."""
-    return {"profile_notes": [CODEC.to_python(n) for n in notes]} if notes else {}
-
-
-def from_event_data(data: dict[str, Any]) -> list[ProfileNote]:
-    """The notes back; a note kept as words (before the types) is a LegacyNote, shown as it is."""
-    return [CODEC.from_python(n) or LegacyNote(str(n)) for n in data.get("profile_notes") or ()]

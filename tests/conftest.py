@@ -16,6 +16,7 @@ from storage.jobs import JobStore
 from tests import processes
 from tests.slack_env import standin
 from tests.slack_standin import SlackStandIn
+from tests.trying import Trained, train_one
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent  # the venv running the tests: its `trainbot`, its python
@@ -62,6 +63,12 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 @pytest.fixture(scope="session")
 def tiny_llm() -> dict[str, Any]:
     return build_tiny_assets(ASSET_CACHE / "llm", default_swift_bin())
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_llm: dict[str, Any]) -> Trained:
+    """One job trained to its end on the CPU for the try tests (tests/trying.py), its store shared by them."""
+    return train_one(tmp_path_factory.mktemp("try"), tiny_llm)
 
 
 @pytest.fixture

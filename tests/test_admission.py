@@ -261,12 +261,16 @@ async def test_queued_job_deleted_leaves_the_line_and_the_next_is_told_it_moved_
     bot = Handlers(rt)
     running, second, third = [await bot.handle(f"llm gpu=0 out=output/{name}", ME) for name in ("r", "s", "t")]
     assert all(r.ok and r.job_id for r in (running, second, third))
-    places = {
-        n.job_id: n.facts.position
-        for n in [*await rt.store.notices(second.job_id or ""), *await rt.store.notices(third.job_id or "")]
-        if isinstance(n.facts, JobQueued)
-    }
-    assert places == {second.job_id: 1, third.job_id: 2}
+
+    async def places() -> dict[str, int | None]:  # once both waiting jobs were told their place in line
+        told = {
+            n.job_id: n.facts.position
+            for n in [*await rt.store.notices(second.job_id or ""), *await rt.store.notices(third.job_id or "")]
+            if isinstance(n.facts, JobQueued)
+        }
+        return told if len(told) == 2 else {}
+
+    assert await wait_until(places, 30, "the places in line") == {second.job_id: 1, third.job_id: 2}
 
     gone = await bot.handle(f"delete {second.job_id}", ME)
     assert gone.ok, gone.text

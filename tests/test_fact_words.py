@@ -188,30 +188,26 @@ def test_every_front_end_says_the_same_thing(fact: Any) -> None:
 
 def test_events_that_tell_a_failure_or_a_stopper_are_worded_from_their_facts() -> None:
     from bot.words.events import event_text
-    from storage import actors, failure_facts
+    from storage import events
     from storage.actors import Outside
     from storage.failure_facts import CudaOom, SlurmRefused
-    from storage.models import Event
 
-    oom = Event("ab3cd", "failed", "failed: cuda_oom", failure_facts.event_data(JobFailure(CudaOom("2.00 GiB"))))
-    assert event_text(oom) == "failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
-    refused = JobFailure(SlurmRefused("refused", "invalid partition specified: <x>", "sbatch --partition=<x>"))
-    launch = Event(
-        "ab3cd",
-        "failed",
-        "could not start: slurm_refused",
-        failure_facts.event_data(refused) | {"command": "sbatch --partition=<x>"},
+    oom = JobFailure(CudaOom("2.00 GiB"))
+    assert (
+        event_text(events.Failed(failure=oom)) == "failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
     )
+    refused = JobFailure(SlurmRefused("refused", "invalid partition specified: <x>", "sbatch --partition=<x>"))
+    launch = events.Failed(failure=refused, command="sbatch --partition=<x>")
     assert event_text(launch, SLACK) == (
         "could not start: Slurm refused the job: invalid partition specified: &lt;x&gt;"
         " (the command: `sbatch --partition=&lt;x&gt;`)"
     )
-    export = Event("ab3cd", "export_failed", "export failed: cuda_oom", oom.data)
-    assert event_text(export).startswith("export failed: ran out of GPU memory")
-    stopped = Event("ab3cd", "stopped", "stopped by outside", actors.event_data(Outside()))
-    assert event_text(stopped, HTML) == "stopped by someone outside trainbot"
-    plain = Event("ab3cd", "started", "started on <host> (GPU 0)")
-    assert event_text(plain, HTML) == "started on &lt;host&gt; (GPU 0)"
+    assert event_text(events.ExportFailed(failure=oom)).startswith("export failed: ran out of GPU memory")
+    assert event_text(events.ExportFailed(failure=refused, at_start=True)).startswith(
+        "export could not start: Slurm refused the job"
+    )
+    assert event_text(events.Stopped(by=Outside()), HTML) == "stopped by someone outside trainbot"
+    assert event_text(events.Started(host="<host>", gpus=("0",)), HTML) == "started on &lt;host&gt; (GPU 0)"
 
 
 def test_a_check_right_before_the_launch_fails_the_job_with_its_facts(tmp_path: Path) -> None:

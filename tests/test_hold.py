@@ -9,7 +9,7 @@ from runner.access import Caller
 from storage.models import JobState
 from tests.conftest import OpenRuntime
 from tests.slack_env import fake_config
-from tests.waiting import wait_until
+from tests.waiting import wait_for_state, wait_until
 
 
 async def test_hold_creates_only_and_start_starts(tmp_path: Path, open_runtime: OpenRuntime) -> None:
@@ -49,6 +49,7 @@ async def test_a_dry_run_warns_of_missing_and_busy_gpus_and_says_what_would_work
     assert missing.ok and "Dry run" in missing.text and "⚠️" in missing.text and missing.text.endswith("Try gpu=0.")
     running = await handlers.handle("llm gpu=0 out=output/r", alice)
     assert running.ok and running.job_id
+    await wait_for_state(runtime.store, running.job_id, JobState.RUNNING)
     busy = await handlers.handle("llm gpu=0,1 out=output/d --dry-run", alice)
     assert f"⚠️ GPU 0 is held by job {running.job_id}: the job would wait in the queue" in busy.text, busy.text
     free = await handlers.handle("llm gpu=1 out=output/d --dry-run", alice)

@@ -1,9 +1,10 @@
 """A job is launched once, whatever moment `trainbot serve` dies at (issue 26, case 1): a real `trainbot serve`
-(fake swift, real launcher, real SQLite, real Slurm) is SIGKILLed mid-launch and started again.
+(fake swift, real launcher, real SQLite) is SIGKILLed mid-launch and started again (the backends' side, Slurm's
+too: tests/test_launch_once_backends.py).
 
 The moment is made exact, with real parts only:
-- the job's log is a FIFO (`FifoLog`): the bot, which opens the log between recording the launch and starting the
-  launcher, waits there until the test opens the FIFO;
+- the job's log is a FIFO (tests/launching.FifoLog): the bot, which opens the log between recording the launch and
+  starting the launcher, waits there until the test opens the FIFO;
 - the test holds the store's write lock (`write_lock`) while it lets the bot on: the bot starts the launcher, then
   waits for the lock to record the launcher's pid, and is killed there;
 - where the launcher must be caught before it has done anything, a `sitecustomize` on the PYTHONPATH (written into
@@ -14,15 +15,10 @@ FAKE_SWIFT_STARTS counts every trainer and export that ever started.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import os
-import select
-import shutil
 import signal
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,18 +27,15 @@ import psutil
 import pytest
 import requests
 
-from runner import launcher, slurm_cli
-from runner.backends import ProcessRef, new_launch_token
-from runner.backends.local import LocalBackend
+from bot.words.events import event_text
+from runner import launcher
 from runner.config import Config
-from storage.models import JobState, Run
+from storage.events import decode
+from storage.models import JobState
 from tests.api_env import Served, serving, start_serve
+from tests.launching import FifoLog, in_thread, leave_nothing, row, starts, write_lock
 from tests.slack_env import fake_config
-from tests.slurm_bot import bot, job_when
-from tests.slurm_bot import fake_config as slurm_fake_config
-from tests.slurm_cluster import require_slurm
-from tests.test_warm import ready_slot, sft, standin_backend
-from tests.waiting import wait_until, wait_until_sync
+from tests.waiting import wait_until_sync
 
 HOLD = """import os, sys, time
 gate, hold = os.environ.get("LAUNCH_ONCE_GATE"), os.environ.get("LAUNCH_ONCE_HOLD")
@@ -60,88 +53,11 @@ if gate and hold and sys.argv[0].endswith(os.path.join("runner", "launcher.py"))
 """
 
 
-class FifoLog:
-    """A job's log as a FIFO: the bot's open() of it waits until `let_on`; what comes through is kept."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.text = path, b""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.mkfifo(path)
-        self._fds: list[int] = []
-        self._thread: threading.Thread | None = None
-
-    def let_on(self) -> None:
-        read = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-        self._fds = [read, os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)]  # ours: no EOF while the bot comes
-        self._thread = threading.Thread(target=self._drain, args=(read,), daemon=True)
-        self._thread.start()
-
-    def _drain(self, fd: int) -> None:
-        while True:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # closed by close()
-                return
-            if not data:
-                return  # every writer gone: the launcher and what it started too
-            self.text += data
-
-    def make_plain(self) -> None:
-        """A plain file where the FIFO was, for the next bot; what is still coming through the FIFO is kept here."""
-        self.path.unlink()
-        self.path.touch()
-
-    def close(self) -> None:
-        if self._fds:
-            os.close(self._fds.pop())  # our write end: EOF once the launcher's are closed too
-        if self._thread is not None:
-            self._thread.join(30)
-        for fd in self._fds:
-            os.close(fd)
-        self._fds = []
-
-
-@contextlib.contextmanager
-def write_lock(db: Path) -> Iterator[None]:
-    """The store's write lock, held by the test: a bot's next write waits (its busy timeout is 10 s)."""
-    conn = sqlite3.connect(db, isolation_level=None, timeout=10)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
-
-
-def row(config: Config, job_id: str) -> dict[str, Any]:
-    with contextlib.closing(sqlite3.connect(config.db_path, timeout=10)) as conn:
-        conn.row_factory = sqlite3.Row
-        found = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        assert found is not None, job_id
-        return dict(found)
-
-
 def events(config: Config, job_id: str) -> list[str]:
+    """The job's events as the console words them."""
     with contextlib.closing(sqlite3.connect(config.db_path, timeout=10)) as conn:
-        return [r[0] for r in conn.execute("SELECT message FROM events WHERE job_id = ? ORDER BY id", (job_id,))]
-
-
-def starts(path: Path, what: str) -> list[str]:
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [line for line in lines if line.startswith(what + " ")]
-
-
-def in_thread(call: Callable[[], object]) -> None:
-    """A request the bot dies answering."""
-
-    def run() -> None:
-        with contextlib.suppress(requests.RequestException):
-            call()
-
-    threading.Thread(target=run, daemon=True).start()
+        rows = conn.execute("SELECT kind, facts, message FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [event_text(decode(*r)) for r in rows]
 
 
 def kill_mid_launch(
@@ -165,19 +81,6 @@ def kill_mid_launch(
         served.proc.wait(30)
     fifo.make_plain()
     return fifo
-
-
-def leave_nothing(root: Path) -> None:
-    """Launchers and fakes started for `root` that a failed test may have left: killed."""
-    mine = []
-    for proc in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if proc.pid != os.getpid() and str(root) in " ".join(proc.info["cmdline"] or ()):
-                mine.append(proc)
-    for proc in mine:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(mine, timeout=10)
 
 
 @pytest.fixture
@@ -356,99 +259,3 @@ def test_export_whose_launcher_came_after_the_restart_runs_once_not_failed(
     finally:
         fifo.close()
     assert launcher.GIVEN_UP.encode() in fifo.text
-
-
-# ---- the backend's side, with a launcher kept warm (runner/warm.py) ------------------------------------------
-
-
-async def test_a_launch_given_up_first_starts_nothing_warm_or_cold_and_one_claimed_is_found(tmp_path: Path) -> None:
-    async with standin_backend(tmp_path, "") as (b, config):
-        for attempt in ("cold", "warm"):  # the first launch starts a warm process for the next
-            if attempt == "warm":
-                await ready_slot(b)
-            ref = ProcessRef(attempt, "train", Run(launch_token=new_launch_token()))
-            assert await LocalBackend(tmp_path / "exits").reclaim(ref) is None  # a restarted bot's look came first
-            log = tmp_path / f"{attempt}.log"
-            launched = await b.launch(ref, sft(config), log_path=log, gpus=("cpu",))
-            await wait_until(functools.partial(_gone, launched.pid), 30, "the launcher to leave")
-            assert "\njob {" not in log.read_text() and launcher.GIVEN_UP in log.read_text(), log.read_text()
-        await ready_slot(b)
-        ref = ProcessRef("found", "train", Run(launch_token=new_launch_token()))
-        launched = await b.launch(ref, sft(config, "--forever"), log_path=tmp_path / "found.log", gpus=("cpu",))
-        await wait_until(lambda: _says(tmp_path / "found.log", "\njob {"), 30, "the job to run")
-        found = await LocalBackend(tmp_path / "exits").reclaim(ref)  # a restarted bot finds the warm launcher
-        assert found is not None and (found.pid, found.proc_start_time) == (launched.pid, launched.proc_start_time)
-        await b.kill(ProcessRef("found", "train", launched.run(tmp_path / "found.log", ref.run.launch_token)))
-
-
-async def _gone(pid: int | None) -> bool:
-    try:
-        return psutil.Process(pid or -1).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-async def _says(path: Path, text: str) -> bool:
-    return text in path.read_text()
-
-
-# ---- Slurm ------------------------------------------------------------------------------------------------
-
-# sbatch that submits, then keeps the job id from the bot until the test lets it go: the bot dies before it hears it
-HUSHED_SBATCH = """#!/bin/sh
-out=$({sbatch} "$@") || exit $?
-echo "$out" > "$SBATCH_GATE/submitted"
-end=$(( $(date +%s) + 120 ))
-while [ ! -e "$SBATCH_GATE/go" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.05; done
-echo "$out"
-"""
-
-
-def submit_and_die(tmp_path: Path, config: Config, env: dict[str, str], gate: Path) -> tuple[str, str]:
-    """A `trainbot serve` asked to start a job, SIGKILLed once sbatch has submitted it (and before it has said the
-    Slurm id): the job's id and its Slurm job's."""
-    first = start_serve(tmp_path, env)
-    try:
-        reply = requests.post(
-            f"{first.url}/training/llm/jobs", json={"gpu_id": "cpu", "output_dir": "output/s"}, timeout=30
-        )
-        assert reply.status_code == 201, reply.text
-        job_id: str = reply.json()["job_id"]
-        in_thread(lambda: requests.post(f"{first.url}/training/jobs/{job_id}/start", timeout=60))
-        slurm_id: str = wait_until_sync(
-            lambda: (gate / "submitted").exists() and (gate / "submitted").read_text().strip(), 30, "sbatch to submit"
-        )
-    finally:
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait(30)
-        (gate / "go").touch()
-    return job_id, slurm_id
-
-
-@pytest.mark.slurm
-async def test_slurm_job_submitted_by_a_bot_that_died_is_adopted_not_submitted_again(tmp_path: Path) -> None:
-    require_slurm()
-    counted = tmp_path / "starts.txt"
-    config = slurm_fake_config(tmp_path, steps=5, env={"FAKE_SWIFT_STARTS": str(counted)})
-    gate, hushed = tmp_path / "sbatch-gate", tmp_path / "hushed" / "sbatch"
-    gate.mkdir()
-    hushed.parent.mkdir()
-    hushed.write_text(HUSHED_SBATCH.format(sbatch=shutil.which("sbatch")))
-    hushed.chmod(0o755)
-    env = {"PATH": f"{hushed.parent}{os.pathsep}{os.environ['PATH']}", "SBATCH_GATE": str(gate)}
-    try:
-        job_id, slurm_id = await asyncio.to_thread(submit_and_die, tmp_path, config, env, gate)
-        assert row(config, job_id)["backend_job_id"] is None  # the bot died before it heard the Slurm id
-
-        async def completed() -> bool:
-            sj = await slurm_cli.show_job(slurm_id)
-            return sj is not None and sj.state == "COMPLETED"
-
-        await wait_until(completed, 60, f"Slurm job {slurm_id} to complete with no bot around")
-        async with bot(config) as second:
-            job = await job_when(second, job_id, lambda j: j.state.is_terminal, "ends", within=60)
-        assert job.state is JobState.SUCCEEDED and job.train_run.backend_job_id == slurm_id
-        assert len(starts(counted, "sft")) == 1, counted.read_text()  # Slurm ran it once
-        assert not [j for j in await slurm_cli.queue() if j.name.startswith(f"trainbot-{job_id}-")]
-    finally:
-        leave_nothing(tmp_path)

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from bot.http.web import pages, words
-from storage import profile_notes
+from storage.actors import Console
+from storage.events import Created
 from storage.jobs import JobStore
 from storage.migrations import MIGRATIONS
 from storage.models import Job, JobState, Kind
@@ -143,15 +144,15 @@ async def test_an_outbox_from_before_readers_keeps_slacks_place_its_tries_and_it
         }
         assert (await store.require("aaaaa")).slack_channel == "C1"
         [created] = await store.events("aaaaa")
-        assert created.data == {"profile_notes": ["Liger on"]}  # the web page reads them there now
-        assert profile_notes.from_event_data(created.data) == [LegacyNote("Liger on")]  # words kept as they were
+        # the web page reads them there now, the words kept as they were
+        assert created.facts == Created(by=Console(), profile_notes=(LegacyNote("Liger on"),))
     finally:
         await store.close()
 
 
 async def test_the_job_page_reads_what_the_profile_changed_from_the_created_event_as_facts(store: JobStore) -> None:
     notes = (LigerKernels(), DirectStart(ranks=True))
-    job = await store.create(a_job(), event_data=profile_notes.event_data(notes))
+    job = await store.create(a_job(), event=Created(profile_notes=notes))
     facts = await pages.job_facts(store, job)
     assert facts.profile_notes == list(notes)
     html = words.notes_html(facts.profile_notes)

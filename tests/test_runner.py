@@ -21,7 +21,7 @@ from storage.models import ExportState, Job, JobState, Kind
 from storage.notices import ExportStarted, JobFailed, JobQueued
 from storage.waiting import GpusBusy
 from tests.conftest import MakeConfig, OpenRuntime
-from tests.waiting import wait_until
+from tests.waiting import wait_for_state, wait_until
 
 pytestmark = pytest.mark.swift
 
@@ -36,6 +36,17 @@ async def ended(rt: Runtime, job_id: str, within: float = 180) -> Job:
         return job if job.state.is_terminal else None
 
     job: Job = await wait_until(done, within, f"job {job_id} to end")
+    return job
+
+
+async def waiting(rt: Runtime, job_id: str) -> Job:
+    """The job once the loop has told it why it waits."""
+
+    async def told() -> Job | None:
+        job = await rt.store.require(job_id)
+        return job if job.queue_reason else None
+
+    job: Job = await wait_until(told, 30, f"job {job_id} to be told why it waits")
     return job
 
 
@@ -56,7 +67,9 @@ async def test_job_succeeds_with_progress_then_exports_twice(
     config = make_config(extra={"dataloader_num_workers": 2})  # worker processes, as the seed's 4
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))
-    assert job.state is JobState.RUNNING and job.train_run.pid is not None
+    assert job.state is JobState.QUEUED  # answered at once; the loop, woken, starts it
+    job = await wait_for_state(rt.store, job.id, JobState.RUNNING)
+    assert job.train_run.pid is not None
     job = await ended(rt, job.id)
     log = Path(job.train_run.log_path or "").read_text()
     assert job.state is JobState.SUCCEEDED, (job.failure, log[-2000:])
@@ -105,7 +118,7 @@ async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(
 ) -> None:
     config = make_config(extra={"num_train_epochs": 30})
     rt = await open_runtime(config)
-    job = await rt.supervisor.submit(request(config))
+    job = await wait_for_state(rt.store, (await rt.supervisor.submit(request(config))).id, JobState.RUNNING)
     assert job.train_run.pid is not None
 
     async def has_checkpoint() -> bool:
@@ -123,7 +136,7 @@ async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(
     assert "KeyboardInterrupt" in Path(job.train_run.log_path or "").read_text()
 
     # start <id> again: back in line, resuming from that checkpoint
-    again = await rt.supervisor.restart(job.id, by="U1")
+    again = await rt.supervisor.start(job.id, by="U1")
     assert "--resume_from_checkpoint" in again.argv
     assert again.argv[again.argv.index("--resume_from_checkpoint") + 1] == job.progress.last_checkpoint
     await rt.supervisor.stop(again.id, by="U1")
@@ -151,7 +164,8 @@ async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConf
     rt = await open_runtime(config)
     first = await rt.supervisor.submit(request(config, "output/a", ("0",)))
     second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
-    assert first.state is JobState.RUNNING
+    await wait_for_state(rt.store, first.id, JobState.RUNNING)
+    second = await waiting(rt, second.id)
     assert second.state is JobState.QUEUED and second.queue_reason == GpusBusy({"0": first.id})
     queued = [n.facts for n in await rt.store.notices(second.id) if isinstance(n.facts, JobQueued)]
     assert queued and queued[0].position == 1
@@ -170,7 +184,7 @@ async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(
     exporting = await rt.supervisor.export(first.id, by="U1")
     assert exporting.export_gpus == ("0",)
     assert leases.held(await rt.store.holding()) == {"0": first.id}  # what `gpus` shows
-    second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
+    second = await waiting(rt, (await rt.supervisor.submit(request(config, "output/b", ("0",)))).id)
     assert second.state is JobState.QUEUED and second.queue_reason == GpusBusy({"0": first.id})
     second = await ended(rt, second.id)
     first = await rt.store.require(first.id)
@@ -181,7 +195,7 @@ async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(
     assert [s.gpus for s in started] == [("0",)]
 
     third = await rt.supervisor.submit(request(config, "output/c", ("0",)))  # trains on GPU 0 meanwhile
-    assert third.state is JobState.RUNNING
+    await wait_for_state(rt.store, third.id, JobState.RUNNING)
     assert (await rt.supervisor.export(second.id, by="U1")).export_gpus == ()  # so this export takes the CPU
     await rt.supervisor.stop(third.id, by="U1")
     await ended(rt, third.id)  # neither process may outlive the test (the bot's close leaves them running)
@@ -209,13 +223,13 @@ async def test_missing_swift_or_unwritable_output_fails_at_once(
 ) -> None:
     config = make_config(swift_bin=str(tmp_path / "no-such-swift"))
     rt = await open_runtime(config)
-    job = await rt.supervisor.submit(request(config))
+    job = await ended(rt, (await rt.supervisor.submit(request(config))).id, within=30)
     assert job.state is JobState.FAILED and job.failure and "was not found" in failure_words.summary(job.failure)
 
     blocked = tmp_path / "output" / "ro"
     blocked.write_text("a file where the output folder should be")
     config = make_config()
     rt2 = await open_runtime(config)
-    job = await rt2.supervisor.submit(request(config, "output/ro/x"))
+    job = await ended(rt2, (await rt2.supervisor.submit(request(config, "output/ro/x"))).id, within=30)
     assert job.state is JobState.FAILED and job.failure
     assert "cannot create the output folder" in failure_words.summary(job.failure)

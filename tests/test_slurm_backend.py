@@ -58,8 +58,10 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(
     await wait_gpus_free()
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "real"))
-        assert job.state is JobState.QUEUED and job.train_run.pid is None and job.train_run.backend_job_id
-        # submitted; by the time submit returns, the first poll may already show Slurm's own reason
+        assert job.state is JobState.QUEUED  # answered at once: the loop hands it to Slurm
+        job = await job_when(rt, job.id, lambda j: j.train_run.backend_job_id, "is handed to Slurm")
+        assert job.train_run.pid is None
+        # handed over; by the time it is seen, the first poll may already show Slurm's own reason
         assert job.queue_reason == Submitted("slurm", job.train_run.backend_job_id or "") or isinstance(
             job.queue_reason, SlurmPending
         )
@@ -141,8 +143,7 @@ async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node:
             "waits for Slurm's Resources",
             within=30,
         )
-        for first in (a, b):
-            await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs")
+        a, b = [await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs") for first in (a, b)]
         c = await rt.store.require(c.id)
         assert c.state is JobState.QUEUED and words(c) == "Slurm: waiting for a free GPU (Resources)"
         table = render_gpu_nodes(await SlurmBackend(config).cluster_gpus(), SLACK)
@@ -173,7 +174,7 @@ async def test_stop_escalates_to_scancel_when_the_trainer_ignores_sigint(node: s
     await wait_gpus_free()
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "stubborn"))
-        await job_when(rt, job.id, lambda j: j.state is JobState.RUNNING, "runs")
+        job = await job_when(rt, job.id, lambda j: j.state is JobState.RUNNING, "runs")
         await wait_until(lambda: slurm_cli.running_steps(job.train_run.backend_job_id or ""), 30, "its srun step")
         await rt.supervisor.stop(job.id, by="U2")
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=30)
@@ -223,6 +224,7 @@ async def test_trainer_failure_and_refused_submission(node: str, tmp_path: Path)
     config = fake_config(tmp_path / "2", slurm='partition = "no-such-partition"\n')
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "refused"))
+        job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "is refused")
         assert job.state is JobState.FAILED and job.failure and isinstance(job.failure.reason, SlurmRefused)
         assert failure_words.summary(job.failure).startswith("Slurm refused the job: invalid partition")
 

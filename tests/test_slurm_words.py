@@ -12,6 +12,7 @@ from bot.chat.handlers import Handlers
 from bot.words import failures as failure_words
 from bot.words import notices as notice_words
 from bot.words import texts
+from bot.words.events import event_text
 from runner.access import Caller
 from storage.actors import User
 from storage.failure_facts import SlurmRefused
@@ -34,21 +35,21 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
     config = fake_config(tmp_path, slurm='partition = "nosuch"\n')
     async with bot(config) as rt:
         reply = await Handlers(rt).handle("llm gpu=0 out=output/refused", CONSOLE)
-        job = (await rt.store.list_jobs())[0]
-        assert job.state is JobState.FAILED and not reply.ok
-        assert "started" not in reply.text.replace("could not start", "")
+        assert reply.ok and reply.text.startswith(f"Job {reply.job_id} queued")  # the loop hands it to Slurm next
+        job = await job_when(rt, reply.job_id or "", lambda j: j.state.is_terminal, "is refused")
+        assert job.state is JobState.FAILED
         assert job.failure and job.failure.reason == SlurmRefused(
             "refused", "invalid partition specified: nosuch", job.failure.reason.command
         )
         assert failure_words.summary(job.failure) == "Slurm refused the job: invalid partition specified: nosuch"
-        assert reply.text.startswith(f"Job {job.id} could not start: Slurm refused the job: invalid partition")
-        assert "sinfo lists the cluster's partitions" in reply.text and "[slurm] partition" in reply.text
-        # the command line that failed is in the job's details, not in what people read first
-        events = await rt.store.events(job.id)
-        assert any("sbatch --parsable" in e.message and "--partition=nosuch" in e.message for e in events), events
         failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]
-        assert "sbatch --parsable" not in notice_words.notice_text(failed[0])
-        assert "💡 sinfo lists the cluster's partitions" in notice_words.notice_text(failed[0])
+        told = notice_words.notice_text(failed[0])
+        assert told.startswith(f"❌ job {job.id} failed: Slurm refused the job: invalid partition"), told
+        assert "💡 sinfo lists the cluster's partitions" in told and "[slurm] partition" in told
+        # the command line that failed is in the job's details, not in what people read first
+        events = [event_text(e.facts) for e in await rt.store.events(job.id)]
+        assert any("sbatch --parsable" in e and "--partition=nosuch" in e for e in events), events
+        assert "sbatch --parsable" not in told
 
 
 @slurm
@@ -56,10 +57,10 @@ async def test_submitted_job_says_its_slurm_job_and_reason_not_a_place_in_line(n
     config = fake_config(tmp_path, slurm='extra_args = ["--hold"]\n')
     async with bot(config) as rt:
         reply = await Handlers(rt).handle("llm gpu=0 out=output/held", CONSOLE)
-        job = (await rt.store.list_jobs())[0]
+        assert reply.ok and reply.text.startswith(f"Job {reply.job_id} queued"), reply.text
+        job = await job_when(rt, reply.job_id or "", lambda j: j.train_run.backend_job_id, "is handed to Slurm")
         slurm_id = job.train_run.backend_job_id
-        assert reply.ok and job.state is JobState.QUEUED and slurm_id
-        assert reply.text.startswith(f"Job {job.id} submitted to Slurm as job {slurm_id}"), reply.text
+        assert job.state is JobState.QUEUED
         queued = [n for n in await rt.store.notices(job.id) if n.topic == "job_queued"]
         facts = queued[0].facts
         assert isinstance(facts, JobQueued) and facts.backend == "slurm" and facts.backend_job_id == slurm_id
@@ -80,8 +81,8 @@ async def test_gpu_numbers_on_slurm_count_a_nodes_gpus(node: str, tmp_path: Path
         )  # the console's plain words
         assert await rt.store.list_jobs() == []
         seven = await Handlers(rt).handle("llm gpu=7 out=output/seven", CONSOLE)  # one GPU: Slurm picks which
-        assert seven.ok and "submitted to Slurm as job" in seven.text, seven.text
-        job = (await rt.store.list_jobs())[0]
+        assert seven.ok, seven.text
+        job = await job_when(rt, seven.job_id or "", lambda j: j.train_run.backend_job_id, "is handed to Slurm")
         assert (await slurm_job(job.train_run.backend_job_id)).raw["TresPerNode"] == "gres:gpu:1"
 
 

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from runner import admission
+from runner import admission, lifecycle_side
 from runner.leases import held, plan_starts
+from runner.lifecycle import apply
+from storage.events import TrySessionEnded, TrySessionLoaded, TrySessionStarted
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Run, TryState
 from storage.waiting import GpusBusy
@@ -52,19 +54,30 @@ async def test_the_store_finds_tries_in_holding_and_in_line(store: JobStore) -> 
     first = await store.create(job("", "0"))
     tried = await store.create(job("", "0", JobState.SUCCEEDED).replace(output_dir="/o/t"))
     seq = await store.next_try_seq()
-    await store.update(
-        tried.id, try_state=TryState.WAITING, try_gpus=("0",), try_seq=seq, try_run=Run(log_path="/l/try.log")
-    )
+    await apply(store, tried.id, lifecycle_side.try_waiting(("0",), seq, Run(log_path="/l/try.log")))
     later = await store.create(job("", "0").replace(output_dir="/o/l"))
     line = await store.line()
     assert [(j.id, p) for j, p in line] == [(first.id, "train"), (tried.id, "try"), (later.id, "train")]
     assert line[1][0].try_gpus == ("0",) and line[1][0].try_run.log_path == "/l/try.log"
     # loaded: it holds GPU 0, found by pid and start time after a restart; listed once though it is also active
-    await store.update(
-        tried.id, state=JobState.QUEUED, try_state=TryState.READY, try_run=Run(4242, 1700000000.5, None, "/l/try.log")
-    )
+    await store.update(tried.id, state=JobState.QUEUED)  # the job itself back in line (its training)
+    await apply(store, tried.id, lifecycle_side.try_started(("0",)))
+    await apply(store, tried.id, lifecycle_side.try_process(Run(4242, 1700000000.5, None, "/l/try.log")))
+    await apply(store, tried.id, lifecycle_side.try_loaded(3.44, warm=False))
     holding = await store.holding()
     assert sorted(j.id for j in holding) == sorted({first.id, tried.id, later.id})
     assert held(holding) == {"0": tried.id}
     found = await store.require(tried.id)
     assert found.try_run == Run(4242, 1700000000.5, None, "/l/try.log") and found.try_state is TryState.READY
+    # it ends: the GPU is free, the line has no try left, and its events tell where it ran, its load, why it ended
+    await apply(store, tried.id, lifecycle_side.try_ended(found, "idle"))
+    ended = await store.require(tried.id)
+    assert (ended.try_state, ended.try_gpus, ended.try_seq) == (TryState.NONE, (), None)
+    assert ended.try_run == Run(log_path="/l/try.log") and held(await store.holding()) == {}
+    assert [p for _, p in await store.line()] == ["train", "train", "train"]
+    facts = [e.facts for e in await store.events(tried.id)][-3:]
+    assert facts == [
+        TrySessionStarted(gpus=("0",)),
+        TrySessionLoaded(load_s=3.4, warm=False),
+        TrySessionEnded(why="idle"),
+    ]

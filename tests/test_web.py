@@ -241,6 +241,11 @@ def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: P
     fake_config(tmp_path, gpus=1, steps=200, step_s=0.2, sections=ANONYMOUS_TOO)
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         first, second = create(api.url, "tok-ann"), create(api.url, "tok-bob")
+
+        def told_why() -> object:  # the answer came first: the loop, woken, says why it waits right after
+            return requests.get(f"{api.url}/training/jobs/{second}/status", timeout=10).json()["queue_reason"]
+
+        wait_until_sync(told_why, 30, "the second job to be told why it waits")
         table = s.get(f"{api.url}/", timeout=10).text
         row = table[table.index(f'id="job-{second}"') :]
         assert "#1 in line" in row[: row.index("</tr>")] and first in table

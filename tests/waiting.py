@@ -30,3 +30,14 @@ def wait_until_sync(predicate: Callable[[], Any], within: float, what: str, ever
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
         time.sleep(every)
+
+
+async def wait_for_state(store: Any, job_id: str, *states: Any, within: float = 30) -> Any:
+    """The job, once it is in one of `states` (a request only wakes the supervisor's loop: the tick comes after
+    the answer)."""
+
+    async def there() -> Any:
+        job = await store.require(job_id)
+        return job if job.state in states else None
+
+    return await wait_until(there, within, f"job {job_id} to be {'/'.join(str(s) for s in states)}", every=0.05)

@@ -92,7 +92,7 @@ class Handlers:
             return Reply(self.fmt.text(command.text()), ok=False)
         try:
             return await self.run(command, caller)
-        except JobError as exc:  # IllegalTransition too
+        except JobError as exc:
             return Reply(refusals.error_text(exc, self.fmt), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:

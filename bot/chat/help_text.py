@@ -7,12 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner import actions
+from runner.actions import Action
+from storage.models import JobState
+
 
 @dataclass(frozen=True)
 class Topic:
     usage: str
     about: str
     examples: tuple[str, ...]
+
+
+def applies(action: Action) -> str:
+    """In which states a job allows `action` (runner/actions.py's answer, which the buttons and refusals share)."""
+    states = [str(s) for s in JobState if s in actions.STATES[action]]
+    listed = f"{', '.join(states[:-1])} or {states[-1]}" if len(states) > 1 else states[0]
+    return f"For a job that is {listed}" + (" and has a checkpoint." if action is Action.EXPORT else ".")
 
 
 GPU_HELP = "`gpu=0` (one GPU), `gpu=0,1` (several, by number; `/train gpus` lists them) or `gpu=cpu`"
@@ -51,11 +62,20 @@ TOPICS: dict[str, Topic] = {
         + "\n".join(f"  • `{key}`: {what}" for key, what in VLM_KEYS.items()),
         ("vlm gpu=0 out={out}", "vlm gpu=0,1 out={out} epochs=2 lr=1e-4 max_length=4096"),
     ),
-    "start": Topic("start <id>", "Starts a job created with `--hold`, or runs an ended one again.", ("start k3x9q",)),
-    "stop": Topic("stop <id>", "Stops a job cleanly (swift saves what it has first).", ("stop k3x9q",)),
+    "start": Topic(
+        "start <id>",
+        "Starts a job created with `--hold`, or runs a failed or stopped one again (from its "
+        "last checkpoint). " + applies(Action.START),
+        ("start k3x9q",),
+    ),
+    "stop": Topic(
+        "stop <id>",
+        "Stops a job cleanly (swift saves what it has first); a queued one leaves the line. " + applies(Action.STOP),
+        ("stop k3x9q",),
+    ),
     "export": Topic(
         "export <id>",
-        "Merges the LoRA of the job's last checkpoint into the model, in the background.",
+        "Merges the LoRA of the job's last checkpoint into the model, in the background. " + applies(Action.EXPORT),
         ("export k3x9q",),
     ),
     "try": Topic(
@@ -80,9 +100,8 @@ TOPICS: dict[str, Topic] = {
     ),
     "delete": Topic(
         "delete <id>",
-        "Forgets a job that is not running: a created or queued one leaves the line (the "
-        "jobs behind it move up), an ended one is forgotten; a running one must be stopped first. Its "
-        "output folder is kept.",
+        "Forgets a job (its output folder is kept): a queued one leaves the line and the jobs behind it move up; a "
+        "running one must be stopped first. " + applies(Action.DELETE),
         ("delete k3x9q",),
     ),
     "list": Topic(

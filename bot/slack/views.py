@@ -15,6 +15,7 @@ from bot.words import notices as notice_words
 from bot.words import texts
 from bot.words.format import SLACK
 from bot.words.waiting import waiting_words
+from runner.actions import Action, allowed_actions
 from storage.actors import Outside
 from storage.models import ExportState, Job, JobState
 from storage.notices import (
@@ -43,7 +44,6 @@ Block = dict[str, Any]
 
 STOP_ACTION, EXPORT_ACTION = "stop_job", "export_job"
 SECTION_MAX = 3000  # characters of text in one section block
-STOPPABLE = frozenset({JobState.QUEUED, JobState.STARTING, JobState.RUNNING})
 MAX_BLOCKS = 50
 
 
@@ -146,7 +146,8 @@ def _notes(job: Job) -> str:
 
 def _buttons(job: Job) -> list[Block]:
     buttons: list[Block] = []
-    if job.state in STOPPABLE:
+    allowed = allowed_actions(job)  # the card is the channel's: each press is checked for the one who pressed
+    if Action.STOP in allowed:
         buttons.append(
             {
                 "type": "button",
@@ -167,7 +168,7 @@ def _buttons(job: Job) -> list[Block]:
                 },
             }
         )
-    if job.state.is_terminal and job.progress.last_checkpoint and job.export_state is not ExportState.EXPORTING:
+    if Action.EXPORT in allowed:
         label = "Export again" if job.export_state is ExportState.EXPORTED else "Export"
         buttons.append(
             {"type": "button", "action_id": EXPORT_ACTION, "value": job.id, "style": "primary", "text": plain(label)}

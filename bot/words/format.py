@@ -61,7 +61,8 @@ class SlackFormat(Format):
 
 
 class HtmlFormat(Format):
-    """HTML for the web page: each fact escaped; the words around them are trainbot's own."""
+    """HTML for the web page: each fact escaped, code as <code>, blocks as <pre>; the words around them are
+    trainbot's own."""
 
     def text(self, fact: object) -> str:
         return html.escape(str(fact))

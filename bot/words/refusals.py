@@ -1,5 +1,5 @@
-"""The words for a typed refusal from runner/ or storage/ (a job not found, in the wrong state, GPUs that do not
-exist, a folder in use or outside its root, access), each front end's through its `Format`."""
+"""The words for a refusal: every typed error from runner/ and storage/ (the job, its state, the folder, the GPU),
+and a dry run's warnings; pure functions, shared by every front end through its `Format`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from runner.job_request import IdempotencyKeyReused, InvalidField
 from runner.paths import OutsideRoot
 from runner.try_errors import TryRefused
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.models import IllegalTransition, JobState, Purpose
+from storage.models import JobState, Purpose
 from storage.waiting import GpusBusy
 
 
@@ -81,12 +81,6 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
         case CannotLaunch(refusal=why):
             hint = failure_words.reason_hint(why, fmt)
             return failure_words.reason_summary(why, fmt) + (f" ({hint})" if hint else "")
-        case IllegalTransition(old=old, new=new, export=True) if old == "exporting":
-            return "an export of this job is already running"
-        case IllegalTransition(old=old, new=new, export=export, allowed=allowed):
-            what = "its export" if export else "the job"
-            may = ", ".join(allowed) or "nothing"
-            return f"{what} is {fmt.text(old)} and cannot become {fmt.text(new)} (from {fmt.text(old)}: {may})"
         case InvalidField() | OutsideRoot():
             return fmt.text(refusal(exc))
         case WrongCount(ids=ids):

@@ -12,7 +12,6 @@ from bot.compare import Comparison
 from bot.words import failures as failure_words
 from bot.words.actors import by_words as by_words
 from bot.words.actors import who as who
-from bot.words.events import event_text
 from bot.words.format import PLAIN, Format
 from bot.words.waiting import backend_label as backend_label
 from bot.words.waiting import waiting_words
@@ -104,6 +103,8 @@ def job_status(job: Job, fmt: Format = PLAIN) -> str:
 
 
 def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
+    from bot.words.events import event_text  # here, not above: it words events with this module's helpers
+
     when = [("created", job.created_at), ("started", job.started_at), ("finished", job.finished_at)]
     run = job.train_run
     lines = [
@@ -120,7 +121,7 @@ def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
     ]
     if events:
         lines.append("events:")
-        lines += [f"• {_clock(e.at)} {event_text(e, fmt)}" for e in events[-15:]]
+        lines += [f"• {_clock(e.at)} {event_text(e.facts, fmt)}" for e in events[-15:]]
     return "\n".join(lines)
 
 
@@ -170,7 +171,9 @@ def start_reply(job: Job, fmt: Format = PLAIN) -> str:
             said = job.queue_reason if isinstance(job.queue_reason, SlurmPending | SlurmSilent) else None
             return words + (f" ({waiting_words(said, fmt)})" if said else "")
         case JobState.QUEUED:
-            return f"queued ({waiting_words(job.queue_reason, fmt)})" if job.queue_reason else "queued"
+            if job.queue_reason:
+                return f"queued ({waiting_words(job.queue_reason, fmt)})"
+            return "queued"  # the loop takes it from the line (or says why it waits) right after this answer
         case JobState.CREATED:
             return f"created, not started ({fmt.code('/train start ' + job.id)} starts it)"
         case JobState.FAILED if job.failure:

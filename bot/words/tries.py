@@ -18,7 +18,7 @@ from runner.try_errors import (
     TryUnavailable,
 )
 from runner.try_types import TryAnswer, TryDone, TryEnd, TryLoaded, TryLoading, TryWaiting, Weights
-from storage.models import Event, JobState
+from storage.models import JobState
 
 SIDE = {"tuned": "fine-tuned", "base": "base model"}
 
@@ -164,21 +164,6 @@ ENDED: dict[TryEnd, str] = {
     "idle": "idle",
     "gpu_wanted": "its GPU is wanted",
 }
-
-
-def event_text(event: Event) -> str | None:
-    """A try session's event (runner/trying.py: `try_started`, `try_loaded`, `try_ended`) in words; None: not
-    one of them."""
-    data = event.data
-    if event.kind == "try_started":
-        return f"try: on {where(tuple(str(g) for g in data.get('gpus') or ()))}"
-    if event.kind == "try_loaded":
-        how = "warm" if data.get("warm") else "afresh"
-        return f"try: model loaded in {float(data.get('load_s') or 0.0):.1f} s ({how})"
-    if event.kind == "try_ended":
-        why = data.get("why")
-        return "try session ended" + (f": {ENDED[why]}" if why in ENDED else "")
-    return None
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))}

@@ -143,7 +143,7 @@ def install(app: FastAPI) -> None:
             headers=dict(exc.headers or {}),
         )
 
-    app.add_exception_handler(JobError, typed)  # each typed refusal (IllegalTransition too): its own status, words
+    app.add_exception_handler(JobError, typed)  # each typed refusal: its own status, words
     app.add_exception_handler(CreateRefused, create_refused)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(HTTPException, http_error)

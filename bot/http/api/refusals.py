@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.http.api.create import body_field, endpoint
 from bot.words import failures as failure_words
-from bot.words.refusals import error_text, gpus_missing
+from bot.words.refusals import gpus_missing
 from runner.errors import (
     AlreadyExporting,
     AlreadySucceeded,
@@ -28,7 +28,7 @@ from runner.errors import (
 from runner.job_request import IdempotencyKeyReused, InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.models import IllegalTransition, JobState, Kind
+from storage.models import JobState, Kind
 
 _RULES = {
     Rule.EMPTY_ITEM: 'has an empty entry: GPU numbers are separated by single commas, e.g. "0,1"',
@@ -221,8 +221,6 @@ def _conflict(exc: Exception, kind: Kind | None) -> Refusal:
                 f"job {job_id} could not start: {failure_words.reason_summary(why)}" + (f" ({hint})" if hint else ""),
                 f"GET /training/jobs/{job_id}",
             )
-        case IllegalTransition():
-            return _409(error_text(exc), _create(kind))
     return _409(str(exc), _create(kind))
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.http.api.facts import FactOut, FailureOut, actor_out, failure_out, reason_out
-from bot.words.events import event_text
+from bot.words.events import event_json
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, MAX_GPU_INDEX, MAX_GPUS, MAX_OUT_LEN, MAX_SOURCE_LEN
@@ -127,6 +127,9 @@ class JobStatus(BaseModel):
 
 
 class EventOut(BaseModel):
+    """An event as a fact: its `kind` and its fields (`data`); `message` says it in words, as the console does.
+    An event stored before events were typed has kind `told`-less fields: `data` {"topic", "text"}."""
+
     id: int
     job_id: str
     kind: str
@@ -272,9 +275,7 @@ def job_status(job: Job) -> JobStatus:
 
 
 def event_out(event: Event) -> EventOut:
-    return EventOut(
-        id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event_text(event), data=event.data, at=event.at
-    )
+    return EventOut(**event_json(event))
 
 
 def job_detail(job: Job, events: list[Event]) -> JobDetail:

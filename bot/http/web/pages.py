@@ -12,18 +12,20 @@ from markupsafe import Markup
 from bot.compare import Comparison
 from bot.http.auth import Principal
 from bot.words import texts
-from runner.access import may_manage
+from runner import actions
+from runner.actions import Action
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
 from runner.run_files import checkpoint_number
+from storage.events import CheckpointSaved, Created, Event
 from storage.jobs import JobStore
-from storage.models import Event, ExportState, Job, JobState
-from storage.profile_notes import ProfileNote, from_event_data
+from storage.models import Job, JobState
+from storage.profile_notes import ProfileNote
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
-ACTIONS = ("start", "stop", "export", "delete")
+ACTIONS = tuple(str(a) for a in Action)
 
 
 @dataclass(frozen=True)
@@ -61,17 +63,10 @@ def time_ago(at: float | None) -> Markup:
 
 
 def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
-    """The buttons this person may press on this job now (the owner's or an admin's, and only where they apply)."""
-    if not may_manage(who.caller(), config.access, job):
-        return []
-    exporting = job.export_state is ExportState.EXPORTING
-    applies = {  # a succeeded job is not run again (runner: AlreadySucceeded): a new job is
-        "start": job.state in (JobState.CREATED, JobState.FAILED, JobState.STOPPED),
-        "stop": job.state.is_active and job.state is not JobState.STOPPING,
-        "export": job.state.is_terminal and bool(job.progress.last_checkpoint) and not exporting,
-        "delete": not job.state.is_under_way and not exporting,
-    }
-    return [a for a in ACTIONS if applies[a]]
+    """The buttons this person may press on this job now (runner/actions.py: the owner's or an admin's, and only
+    where they apply), in ACTIONS' order."""
+    allowed = actions.allowed_actions(job, who.caller(), config.access)
+    return [str(a) for a in Action if a in allowed]
 
 
 @dataclass(frozen=True)
@@ -139,9 +134,9 @@ class JobFacts:
 
 async def job_facts(store: JobStore, job: Job) -> JobFacts:
     events = await store.events(job.id)
-    created = next((e for e in events if e.kind == "created"), None)  # the outbox keeps notices only until told
-    notes = from_event_data(created.data) if created else []
-    checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
+    created = next((e.facts for e in events if isinstance(e.facts, Created)), None)  # notices go once told
+    notes = list(created.profile_notes) if created else []
+    checkpoints = [e.facts.path for e in events if isinstance(e.facts, CheckpointSaved) and e.facts.path]
     tail: list[str] = []
     if job.state is JobState.FAILED and (log := job.train_run.log) is not None:
         tail = clean_lines(read_log_tail(log))[-FAILURE_TAIL_LINES:]

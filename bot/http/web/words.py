@@ -40,7 +40,7 @@ def notes_html(notes: Sequence[ProfileNote]) -> Markup:
 
 
 def event_html(event: Event) -> Markup:
-    return Markup(event_text(event, HTML))
+    return Markup(event_text(event.facts, HTML))
 
 
 GLOBALS = {
