@@ -4,7 +4,6 @@ answer at once and wake the loop."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -135,7 +134,7 @@ def test_refusals_name_why_and_the_help_says_when_each_action_applies() -> None:
 
 async def test_a_request_answers_at_once_and_wakes_the_loop(tmp_path: Path, open_runtime: OpenRuntime) -> None:
     # a pace so slow that only a wake-up can start the second job in time (store changes do not wake a busy loop)
-    config = dataclasses.replace(fake_config(tmp_path, gpus=2, steps=400, step_s=0.1), progress_poll_seconds=60.0)
+    config = fake_config(tmp_path, gpus=2, steps=400, step_s=0.1).changed(runner={"progress_poll_seconds": 60.0})
     rt = await open_runtime(config)
 
     def request(name: str, gpu: str) -> JobRequest:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import signal
 import sys
 import time
@@ -111,7 +110,7 @@ def signals(path: Path) -> list[tuple[str, float]]:
 async def test_a_bot_restarted_mid_stop_escalates_on_the_stops_own_deadlines(
     config: Config, tmp_path: Path, open_runtime: OpenRuntime
 ) -> None:
-    config = dataclasses.replace(config, stop_grace_s=3.0, term_grace_s=3.0, progress_poll_seconds=0.1)
+    config = config.changed(runner={"stop_grace_seconds": 3.0, "term_grace_seconds": 3.0, "progress_poll_seconds": 0.1})
     got = tmp_path / "signals"
     trainer = await asyncio.create_subprocess_exec(
         sys.executable, "-c", STUBBORN, str(got), "swift/cli/sft.py", start_new_session=True
