@@ -20,6 +20,7 @@ from runner.command import resolve_recipe
 from runner.config import Config
 from runner.gpus import GpuProbe
 from runner.kernels import idle_gpu, local_model
+from runner.service import JobService
 from runner.supervisor import Supervisor
 from runner.trying import TryService
 from runner.wakeable import WakeableLoop
@@ -46,6 +47,7 @@ class Runtime:
             "supervisor", self._tick, store.changes, config.safety_poll_seconds, busy_ignores_changes=True
         )
         self.supervisor = Supervisor(store, config, probe, backend, wake=self.ticks.wake)
+        self.jobs = JobService(store, config, self.supervisor)  # every front end's way in
         self.tries = TryService(store, config, self.supervisor, probe)  # `/train try`: a job's model, asked
         self.local = backend if isinstance(backend, LocalBackend) else None
         if self.local is not None:

@@ -36,8 +36,8 @@ from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN, Format
 from bot.words.profiles import notes_words
 from runner import leases
-from runner.access import Caller, check_manage, check_start
-from runner.job_request import check_request
+from runner.access import Caller
+from runner.actions import Action
 from runner.log_tail import read_log_tail
 from runner.runtime import Runtime
 from runner.try_types import Message, TryAsk, TryEvent
@@ -140,15 +140,13 @@ class Handlers:
         req = command.request(caller.user_id, caller.channel_id)
         fmt = self.fmt
         if command.dry_run:
-            req = check_request(req, self.config)  # paths resolved on disk, as creating the job would
-            plan = self.sup.plan(req)
-            warnings = await self.sup.dry_run_warnings(req)
+            dry = await self.runtime.jobs.dry_run(req, caller)  # paths resolved on disk, as creating the job would
+            plan, warnings = dry.plan, dry.warnings
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
                 text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + notes_words(plan.notes, fmt)
             return Reply(text + "".join(f"\n⚠️ {refusals.warning_text(w, fmt)}" for w in warnings))
-        check_start(caller, self.config.access)
-        job = await self.sup.submit(req)
+        job = (await self.runtime.jobs.create(req, caller)).job
         return Reply(
             f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
             f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}",
@@ -158,11 +156,8 @@ class Handlers:
         )
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
-        job = await self.store.require(command.job_id)
-        action = command.action
-        if action in ("stop", "export", "delete", "start"):
-            check_manage(caller, self.config.access, job, action)
-        by, fmt = caller.user_id, self.fmt
+        job = await self.runtime.jobs.get(command.job_id)
+        action, fmt, jobs = command.action, self.fmt, self.runtime.jobs
         match action:
             case "status":
                 return Reply(texts.job_status(job, fmt), job_id=job.id)
@@ -171,7 +166,7 @@ class Handlers:
             case "logs":
                 return self.logs(job, command.lines or LOG_LINES, command.full)
             case "stop":
-                job = await self.sup.stop(job.id, by=by)
+                job = await self._act(job.id, Action.STOP, caller)
                 return Reply(
                     f"Stopping job {fmt.code(job.id)}…"
                     if job.state is JobState.STOPPING
@@ -180,17 +175,22 @@ class Handlers:
                 )
             case "start":
                 again = "" if job.state is JobState.CREATED else " again"
-                job = await self.sup.start(job.id, by=by)
+                job = await self._act(job.id, Action.START, caller)
                 return Reply(f"Job {fmt.code(job.id)} is {job.state}{again}.", job_id=job.id)
             case "export":
-                job = await self.sup.export(job.id, by=by)
+                job = await self._act(job.id, Action.EXPORT, caller)
                 return Reply(f"Exporting job {fmt.code(job.id)} to {fmt.code(job.export_dir)}…", job_id=job.id)
             case "delete":
-                await self.sup.delete(job.id, by=by)
+                await jobs.act(job.id, Action.DELETE, caller)
                 return Reply(
                     f"Job {fmt.code(job.id)} deleted (its files stay in {fmt.code(job.output_dir)}).", job_id=job.id
                 )
         raise AssertionError(action)
+
+    async def _act(self, job_id: str, action: Action, caller: Caller) -> Job:
+        job = await self.runtime.jobs.act(job_id, action, caller)
+        assert job is not None  # only a delete forgets the job
+        return job
 
     async def try_job(self, command: TryJob, caller: Caller) -> Reply:
         """Refusals come now (as an error reply); the answer is the reply's stream, read by the front end."""

@@ -1,4 +1,5 @@
-"""`/training/...`: the seed's job endpoints. Each route is an adapter: rules live in the handlers and the runner."""
+"""`/training/...`: the seed's job endpoints. Each route is an adapter over the job service
+(runner/service.py), where access and the rules are checked."""
 
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ from bot.http.api.schemas import (
 )
 from bot.http.auth import CurrentUser, Principal
 from bot.http.context import ApiContext, get_context
-from runner.access import check_manage, check_start
+from runner.actions import Action
 from runner.errors import GpuMissing, OutputInUse
-from runner.job_request import IdempotencyKeyReused, InvalidField, check_request, made_under
+from runner.job_request import IdempotencyKeyReused, InvalidField
 from runner.metrics import READER
 from runner.paths import OutsideRoot
 from storage.models import Job, JobState, Kind
@@ -62,21 +63,15 @@ async def _create(
     req = to_request(kind, body, user.user_id, ctx.config.http.notify_channel)
     stored_key = f"{user.user_id}\x00{key}" if key else None  # one client's key never finds another's job
     try:
-        req = check_request(req, ctx.config)
-        check_start(user.caller(), ctx.config.access)
-        first = await made_under(ctx.runtime.store, stored_key, req) if stored_key else None
-        if first is not None:
-            response.status_code = 200
-            return job_out(first)
-        job = await ctx.runtime.supervisor.submit(req, idempotency_key=stored_key)
+        submitted = await ctx.runtime.jobs.create(req, user.caller(), idempotency_key=stored_key)
     except (InvalidField, OutsideRoot, GpuMissing, IdempotencyKeyReused, OutputInUse) as exc:
         bad = [f["field"] for f in refusal(exc, kind).fields]
         gpus = exc.suggest if isinstance(exc, GpuMissing) else ()
         raise CreateRefused(
             exc, kind, example_body(kind, ctx.config, body.model_dump(exclude_unset=True), bad, gpus)
         ) from exc
-    response.status_code = 201
-    return job_out(job)
+    response.status_code = 201 if submitted.new else 200
+    return job_out(submitted.job)
 
 
 IdempotencyKey = Annotated[
@@ -165,30 +160,27 @@ async def list_all_jobs(
     return await _list(ctx, None, status, limit, cursor)
 
 
-async def _managed(ctx: ApiContext, job_id: str, user: Principal, action: str) -> Job:
-    job = await ctx.runtime.store.require(job_id)
-    check_manage(user.caller(), ctx.config.access, job, action)
+async def _act(ctx: ApiContext, job_id: str, user: Principal, action: Action) -> Job:
+    job = await ctx.runtime.jobs.act(job_id, action, user.caller())
+    assert job is not None  # only a delete forgets the job
     return job
 
 
 @router.post("/jobs/{job_id}/start")
 async def start_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
     """Start a created job, or run a stopped or failed one again (from its last checkpoint)."""
-    await _managed(ctx, job_id, user, "start")
-    return job_out(await ctx.runtime.supervisor.start(job_id, by=user.user_id))
+    return job_out(await _act(ctx, job_id, user, Action.START))
 
 
 @router.post("/jobs/{job_id}/stop")
 async def stop_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
-    await _managed(ctx, job_id, user, "stop")
-    return job_out(await ctx.runtime.supervisor.stop(job_id, by=user.user_id))
+    return job_out(await _act(ctx, job_id, user, Action.STOP))
 
 
 @router.post("/jobs/{job_id}/export")
 async def export_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobOut:
     """Merge the LoRA of the job's last checkpoint into the model, in the background (`export_status`)."""
-    await _managed(ctx, job_id, user, "export")
-    return job_out(await ctx.runtime.supervisor.export(job_id, by=user.user_id))
+    return job_out(await _act(ctx, job_id, user, Action.EXPORT))
 
 
 @router.delete("/jobs/{job_id}")
@@ -196,8 +188,7 @@ async def delete_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Deleted:
     """Forget a job that is not running: a created or queued job leaves the line (one in Slurm's queue is cancelled
     there; the jobs behind it move up and are told their new place), an ended one is forgotten. Its output folder is
     kept. A starting, running or stopping job, or one being exported, is refused with 409: stop it first."""
-    await _managed(ctx, job_id, user, "delete")
-    await ctx.runtime.supervisor.delete(job_id, by=user.user_id)
+    await ctx.runtime.jobs.act(job_id, Action.DELETE, user.caller())
     return Deleted(job_id=job_id)
 
 

@@ -20,12 +20,10 @@ from bot.http.context import ApiContext
 from bot.http.web.form_words import HELP, LABELS, field_of, form_error
 from bot.words.profiles import note_words
 from bot.words.refusals import warning_text
-from runner import admission, leases
-from runner.access import check_start
+from runner import leases
 from runner.command import resolve_recipe
 from runner.config import Config
-from runner.errors import GpuMissing
-from runner.job_request import FLOAT_LIMITS, INT_LIMITS, OVERRIDE_KEYS, JobRequest, check_request, field_problems
+from runner.job_request import FLOAT_LIMITS, INT_LIMITS, OVERRIDE_KEYS, JobRequest, field_problems
 from runner.recipes import VLM_USER_KEYS
 from storage.errors import JobError
 from storage.models import JobState, Kind
@@ -155,23 +153,16 @@ async def submit(ctx: ApiContext, who: Principal, fields: Mapping[str, str]) -> 
         errors.setdefault(field_of(problem), form_error(problem, example))
     if errors:
         return replace(form, errors=errors)
-    sup = ctx.runtime.supervisor
-    try:  # what Start would refuse, the preview refuses too (runner/supervisor.submit's checks, in its order)
-        req = check_request(req, config)
-        check_start(who.caller(), config.access)
-        warnings = await sup.dry_run_warnings(req)
-        if missing := next((w for w in warnings if isinstance(w, GpuMissing)), None):
-            raise missing
-        admission.admit(config, None, Path(req.output_dir), req.overrides, await ctx.runtime.store.holding())
+    try:  # what Start would refuse, the preview refuses too
+        dry = await ctx.runtime.jobs.dry_run(req, who.caller(), strict=True)
         if fields.get("go") != "start":
-            plan = sup.plan(req)
             return replace(
                 form,
-                preview=plan.display,
-                notes=tuple(note_words(n) for n in plan.notes),
-                warnings=tuple(warning_text(w) for w in warnings),
+                preview=dry.plan.display,
+                notes=tuple(note_words(n) for n in dry.plan.notes),
+                warnings=tuple(warning_text(w) for w in dry.warnings),
             )
-        job = await sup.submit(req)
+        job = (await ctx.runtime.jobs.create(dry.request, who.caller())).job
     except JobError as exc:
         return replace(form, errors={field_of(exc): form_error(exc, example)})
     return replace(form, created=job.id)

@@ -100,6 +100,21 @@ def action_words(job: Job, action: str) -> ActionWords:
     return ActionWords(action.capitalize(), f"{action.capitalize()} job {job.id}?", f"Yes, {action} it")
 
 
+def done_words(before: Job, action: Action, after: Job | None) -> str:
+    """What the page says once an action was taken (`after` None: the job was deleted)."""
+    if after is None:
+        return f"Job {before.id} deleted (its files stay in {before.output_dir})."
+    match action:
+        case Action.STOP if after.state is JobState.STOPPING:
+            return f"Stopping job {after.id}…"
+        case Action.START:
+            again = "" if before.state is JobState.CREATED else " again"
+            return f"Job {after.id} is {after.state}{again}."
+        case Action.EXPORT:
+            return f"Exporting job {after.id} to {after.export_dir}…"
+    return f"Job {after.id} is {after.state}."
+
+
 async def queue_places(store: JobStore) -> dict[str, int]:
     """Queued job id -> its place in line (1 = next)."""
     queued = [j for j in await store.active() if j.state is JobState.QUEUED]

@@ -1,4 +1,4 @@
-"""The dashboard's pages: sign in, the jobs table, a job, actions (through the shared handlers), GPUs.
+"""The dashboard's pages: sign in, the jobs table, a job, actions (through the job service), GPUs.
 
 Each page is server-rendered (readable without JavaScript); static/live.js keeps the live parts current through
 one stream a browser (`POST /web/live`, bot/http/web/live.py), shared by its tabs. Actions are POSTed forms that carry
@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from markupsafe import Markup
 from pydantic import ValidationError
 
-from bot.chat.commands import MAX_RUNS, MIN_RUNS, JobCommand
+from bot.chat.commands import MAX_RUNS, MIN_RUNS
 from bot.compare import WrongCount, compare
 from bot.http.api.jobs import JobId
 from bot.http.context import ApiContext
@@ -28,7 +28,7 @@ from bot.words.format import PLAIN
 from bot.words.refusals import error_text
 from bot.words.texts import comparison_facts, comparison_settings
 from runner import leases
-from runner.access import Caller
+from runner.actions import Action
 from storage.errors import JobError, JobNotFound
 from storage.models import Job, JobState
 
@@ -239,13 +239,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
         session = await checked(request, csrf)
         if action not in pages.ACTIONS:
             return plain_text(f"`{action}` is not an action; actions: {', '.join(pages.ACTIONS)}", 404)
-        caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
         try:
-            reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
+            before = await store.require(job_id)
+            after = await ctx.runtime.jobs.act(job_id, Action(action), session.principal.caller())
         except JobError as exc:  # the job changed under the form: say how
             return said(f"/jobs/{job_id}", error_text(exc), session)
-        target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
-        return said(target, reply.text, session)
+        return said(
+            "/" if after is None else f"/jobs/{job_id}", pages.done_words(before, Action(action), after), session
+        )
 
     @router.get("/compare")
     async def compare_page(
