@@ -126,7 +126,7 @@ class Supervisor:
     async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
         draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
                     output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
-                    recipe=str(req.kind), overrides=dict(req.overrides), backend=self.backend.name,
+                    recipe=str(req.kind), overrides=dict(req.overrides), name=req.name or "", backend=self.backend.name,
                     user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key,
                     idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
@@ -264,7 +264,7 @@ class Supervisor:
             if queued and job.train_run.backend_job_id is not None:
                 await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
-                                                                             channel_id=job.channel_id)))
+                                                                             channel_id=job.channel_id, name=job.name)))
             self.follower.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
                 await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -49,5 +50,13 @@ async def migrate(db: aiosqlite.Connection) -> int:
 
 
 def _statements(sql: str) -> list[str]:
-    """executescript() would COMMIT behind our back; run the statements one by one inside our transaction."""
-    return [s.strip() for s in sql.split(";") if s.strip()]
+    """executescript() would COMMIT behind our back; run the statements one by one inside our transaction. A `;`
+    ends a statement only where SQLite says it does (a trigger's body holds several)."""
+    statements, pending = [], ""
+    for part in sql.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

@@ -11,7 +11,9 @@ import json
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import PurePath
 from typing import Any
 
 import aiosqlite
@@ -38,10 +40,63 @@ ID_LENGTH = 5
 
 @dataclass(frozen=True)
 class ListPosition:
-    """A place in list_jobs' order (newest first): the sort key of the job listed there, not the job."""
+    """A place in a list's order: the sort key of the job listed there, not the job. `key`: its value of the
+    sort's own column (by duration or final loss; None: it has none, and such jobs come last)."""
 
     created_at: float
     seq: int
+    key: float | None = None
+
+
+class SortBy(StrEnum):
+    CREATED = "created"
+    DURATION = "duration"  # from start to end; jobs that have not ended come last
+    LOSS = "loss"  # the last logged train loss; jobs without one come last
+
+
+@dataclass(frozen=True)
+class Sort:
+    by: SortBy = SortBy.CREATED
+    descending: bool = True
+
+
+NEWEST = Sort()
+_SORT_KEYS = {SortBy.CREATED: None, SortBy.DURATION: "(finished_at - started_at)", SortBy.LOSS: "loss"}  # indexed
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list holds: of a kind, in some states, of an owner, and `text` a case-insensitive substring
+    of their name, output folder, owner or id."""
+
+    kind: Kind | None = None
+    states: tuple[JobState, ...] | None = None
+    owner: str | None = None
+    text: str | None = None
+
+
+EVERY_JOB = JobFilter()
+TRIGRAM = 3  # the FTS5 trigram index finds substrings of 3 characters or more; shorter ones are looked for in full
+FEW_MATCHES = 2000  # a search text held by more jobs is looked for along the list's index (1 job in 50 or more)
+COUNT_AT_MOST = 1000  # what a count that must read the jobs one by one counts up to
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many jobs a list holds: `n`, or more than `n - 1` where not `exact`."""
+
+    n: int
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class Page:
+    """Up to `limit` jobs of a list, and where the pages before (`prev`) and after (`next`) it begin: None where
+    there are no more."""
+
+    jobs: list[Job]
+    next: ListPosition | None
+    prev: ListPosition | None
 
 
 def new_job_id() -> str:
@@ -69,7 +124,7 @@ class JobStore(Outbox, WebSessions):
                         break
             async with db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs") as cur:
                 seq_row = await cur.fetchone()
-            job = job.replace(id=job_id, created_at=now, updated_at=now)
+            job = job.replace(id=job_id, created_at=now, updated_at=now, name=job.name or PurePath(job.output_dir).name)
             row = to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
             cols = ", ".join(row)
             await db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
@@ -167,44 +222,73 @@ class JobStore(Outbox, WebSessions):
         self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
     ) -> list[Job]:
         """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
-        return self._jobs(await self._listed(kind, states, limit, None))
+        where = JobFilter(kind, tuple(states) if states is not None else None)
+        return self._jobs(await self._listed(where, NEWEST, limit, None))
 
-    async def page(self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int,
-                   after: ListPosition | None) -> tuple[list[Job], ListPosition | None]:
-        """One page of list_jobs' order: up to `limit` jobs listed after the position `after` (None: from the
-        newest), and the position of the page's last job where more follow (None on the last page). A position
-        is not a row: it holds while the jobs around it are deleted."""
-        rows = await self._listed(kind, states, limit + 1, after)
-        last = rows[limit - 1] if len(rows) > limit else None
-        return self._jobs(rows[:limit]), ListPosition(last["created_at"], last["queue_seq"]) if last else None
+    async def page(self, where: JobFilter = EVERY_JOB, *, sort: Sort = NEWEST, limit: int,
+                   after: ListPosition | None = None, before: ListPosition | None = None) -> Page:
+        """Up to `limit` jobs in `sort`'s order, listed after the position `after` (None: from the first), or the
+        `limit` listed just before `before`. A position is not a row: it holds while the jobs around it are
+        deleted. Each sort is read along an index (migrations 3, 4, 9); a search, see `_filtered`."""
+        if before is not None:
+            rows = await self._listed(where, sort, limit + 1, before, backwards=True)
+            more, rows = len(rows) > limit, rows[:limit][::-1]
+            jobs = self._jobs(rows)
+            return Page(jobs, _position(rows[-1], sort) if rows else None, _position(rows[0], sort) if more else None)
+        rows = await self._listed(where, sort, limit + 1, after)
+        more, rows = len(rows) > limit, rows[:limit]
+        prev = _position(rows[0], sort) if rows and after is not None else None
+        return Page(self._jobs(rows), _position(rows[-1], sort) if more else None, prev)
 
-    async def position(self, job_id: str) -> ListPosition | None:
-        """Where a job stands in list_jobs' order (None: no such job)."""
-        rows = await self._read("SELECT created_at, queue_seq FROM jobs WHERE id = ?", (job_id,))
-        return ListPosition(float(rows[0][0]), int(rows[0][1])) if rows else None
+    async def count(self, where: JobFilter = EVERY_JOB, *, at_most: int = COUNT_AT_MOST) -> Count:
+        """How many jobs the filter holds: exactly where an index counts them (no search, or a search of 3
+        characters or more alone); else up to `at_most`, and `at_most + 1` (not exact) for more."""
+        sql, params, matches = await self._filtered(where)
+        if matches is not None and replace(where, text=None) == EVERY_JOB:
+            return Count(matches)
+        if not (where.text and where.text.strip()):
+            rows = await self._read("SELECT count(*) FROM jobs" + (f" WHERE {sql}" if sql else ""), params)
+            return Count(int(rows[0][0]))
+        rows = await self._read(f"SELECT count(*) FROM (SELECT 1 FROM jobs WHERE {sql} LIMIT ?)",
+                                [*params, at_most + 1])
+        n = int(rows[0][0])
+        return Count(n, exact=n <= at_most)
 
-    async def _listed(self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None,
-                      after: ListPosition | None) -> list[aiosqlite.Row]:
-        where: list[str] = []
-        params: list[Any] = []
-        if after is not None:
-            where.append("(created_at, queue_seq) < (?, ?)")
-            params += [after.created_at, after.seq]
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(str(kind))
-        if states is not None:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params.extend(str(s) for s in states)
-        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += " ORDER BY created_at DESC, queue_seq DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return await self._read(sql, params)
+    async def position(self, job_id: str, sort: Sort = NEWEST) -> ListPosition | None:
+        """Where a job stands in `sort`'s order (None: no such job)."""
+        rows = await self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _position(rows[0], sort) if rows else None
+
+    async def _listed(self, where: JobFilter, sort: Sort, limit: int | None, after: ListPosition | None,
+                      backwards: bool = False) -> list[aiosqlite.Row]:
+        filtered = await self._filtered(where)
+        rows: list[aiosqlite.Row] = []
+        for sql, params in _segments(filtered[:2], sort, after, backwards):
+            left = None if limit is None else limit - len(rows)
+            if left is not None and left <= 0:
+                break
+            rows += await self._read(sql + ("" if left is None else f" LIMIT {int(left)}"), params)
+        return rows
+
+    async def _filtered(self, where: JobFilter) -> tuple[str, list[Any], int | None]:
+        """The filter as SQL, and how many jobs' text holds its text (None: no text, or one too short to count
+        by the trigram index). A text few jobs hold is looked up in job_search and its jobs sorted; one many
+        hold, on the jobs met along the list's index (50 of them are near)."""
+        text = (where.text or "").strip()
+        matches = None
+        if len(text) >= TRIGRAM:
+            rows = await self._read("SELECT count(*) FROM job_search WHERE job_search MATCH ?", (_phrase(text),))
+            matches = int(rows[0][0])
+        sql, params = _where(where, text, indexed=matches is not None and matches <= FEW_MATCHES)
+        return sql, params, matches
 
     def _jobs(self, rows: Sequence[aiosqlite.Row]) -> list[Job]:
         keys = tuple(rows[0].keys()) if rows else ()  # once a page: each row's Job is read by them
         return [self._rows.job(r, keys) for r in rows]
+
+    async def set_note(self, job_id: str, note: str) -> Job:
+        """Replace a job's note (\"\" takes it away)."""
+        return await self.update(job_id, note=note, event="note changed", event_kind="note")
 
     async def active(self) -> list[Job]:
         """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""
@@ -264,3 +348,71 @@ class JobStore(Outbox, WebSessions):
             (event.job_id, event.kind, event.message, json.dumps(event.data), now),
         )
 
+
+
+def _where(where: JobFilter, text: str, *, indexed: bool) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.kind is not None:
+        clauses.append("kind = ?")
+        params.append(str(where.kind))
+    if where.states is not None:
+        clauses.append(f"state IN ({', '.join('?' * len(where.states))})")
+        params.extend(str(s) for s in where.states)
+    if where.owner is not None:
+        clauses.append("user_id = ?")
+        params.append(where.owner)
+    if text and indexed:
+        clauses.append("rowid IN (SELECT rowid FROM job_search WHERE job_search MATCH ?)")
+        params.append(_phrase(text))
+    elif text:
+        clauses.append("instr(search_text, ?) > 0")
+        params.append(text.lower())
+    return " AND ".join(clauses), params
+
+
+def _phrase(text: str) -> str:
+    """`text` as one FTS5 phrase (its trigrams in a row: the text as a substring, case folded); quotes doubled, so
+    nothing in it is read as FTS5's syntax."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _segments(where: tuple[str, list[Any]], sort: Sort, after: ListPosition | None,
+              backwards: bool = False) -> list[tuple[str, list[Any]]]:
+    """The queries that list, in order, the jobs after `after` (`backwards`: those before it, nearest first). For
+    a sort by a column, the jobs with a value in it come first (along its index), then those without (by
+    creation). Ties go by creation, in the sort's direction."""
+    filtered, params = where
+    key = _SORT_KEYS[sort.by]
+    way, past = ("DESC", "<") if sort.descending != backwards else ("ASC", ">")
+    order = f"created_at {way}, queue_seq {way}"
+
+    def query(conds: list[str], values: list[Any], by: str) -> tuple[str, list[Any]]:
+        conds = [c for c in (filtered, *conds) if c]
+        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(conds)}" if conds else "") + f" ORDER BY {by}"
+        return sql, params + values
+
+    by_creation = ([f"(created_at, queue_seq) {past} (?, ?)"], [after.created_at, after.seq]) if after else ([], [])
+    if key is None:
+        return [query(*by_creation, order)]
+    valued_order = f"{key} {way}, {order}"
+    every_valued = query([f"{key} IS NOT NULL"], [], valued_order)
+    every_unvalued = query([f"{key} IS NULL"], [], order)
+    if after is None:
+        return [every_unvalued, every_valued] if backwards else [every_valued, every_unvalued]
+    if after.key is None:  # among the unvalued: those past it, and (backwards) every valued one
+        unvalued = query([f"{key} IS NULL", *by_creation[0]], by_creation[1], order)
+        return [unvalued, every_valued] if backwards else [unvalued]
+    valued = query([f"{key} IS NOT NULL", f"({key}, created_at, queue_seq) {past} (?, ?, ?)"],
+                   [after.key, after.created_at, after.seq], valued_order)
+    return [valued] if backwards else [valued, every_unvalued]
+
+
+def _position(row: aiosqlite.Row, sort: Sort) -> ListPosition:
+    key = _SORT_KEYS[sort.by]
+    value = None
+    if key is not None:
+        started, finished = row["started_at"], row["finished_at"]
+        value = row["loss"] if sort.by is SortBy.LOSS else (
+            finished - started if started is not None and finished is not None else None)
+    return ListPosition(float(row["created_at"]), int(row["queue_seq"]), None if value is None else float(value))

@@ -168,6 +168,7 @@ class JobDeleted:
     by: str | None = None
     card_ts: str | None = None
     channel_id: str | None = None
+    name: str | None = None  # the row is gone: what the job was called, for the words
     kind: Literal["job_deleted"] = "job_deleted"
 
 

@@ -45,7 +45,7 @@ def to_request(kind: Kind, body: LLMJobCreate, user_id: str | None, channel_id: 
             if value is not None:
                 overrides[key] = _text(value)
     return JobRequest(kind, gpus, Path(body.output_dir), overrides, user_id, channel_id, body.profile or "fast",
-                      hold=not body.start)
+                      hold=not body.start, name=body.name)
 
 
 def _text(value: str | int | float | list[str]) -> str:

@@ -72,7 +72,9 @@ def validation_refusal(errors: list[Any], kind: Kind | None) -> Refusal:
             found["messages"].append(e.get("msg", "invalid"))
     problems = []
     for name, found in list(fields.items())[:10]:
-        got = "" if found["rule"] == "missing" else f" (sent: {shown(found['value'], 80)})"
+        got = "" if found["rule"] == "missing" else f" (sent: {shown(_echo(found['value']), 80)})"
+        if isinstance(found["value"], bytes):  # a body sent without `Content-Type: application/json`
+            got = " (sent as bytes: send it with `Content-Type: application/json`)"
         message = f"{name}: {' or '.join(found.pop('messages'))}{got}"
         problems.append(found | {"message": message,
                                  "limit": found["limit"] if isinstance(found["limit"], int | float) else None,

@@ -8,7 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
-from runner.job_request import FLOAT_LIMITS, INT_LIMITS, MAX_GPU_INDEX, MAX_GPUS, MAX_OUT_LEN, MAX_SOURCE_LEN
+from runner.job_request import (
+    FLOAT_LIMITS,
+    INT_LIMITS,
+    MAX_GPU_INDEX,
+    MAX_GPUS,
+    MAX_JOB_NAME,
+    MAX_NOTE,
+    MAX_OUT_LEN,
+    MAX_SOURCE_LEN,
+)
 from storage.models import Event, Job
 
 GpuText = Annotated[str, Field(min_length=1, max_length=100, examples=["0", "0,1", "cpu"])]
@@ -38,6 +47,10 @@ class LLMJobCreate(BaseModel):
         "a folder inside the output root (`[paths] output_root`), relative to trainbot's base folder or absolute. "
         "Taken byte for byte: no character is changed; a control character, or a path that leads outside the root "
         "(`..` or a symbolic link, followed on disk) or to the root itself, is refused"))
+    name: str | None = Field(None, min_length=1, max_length=MAX_JOB_NAME, description=(
+        "what people call the job, shown beside its id everywhere: any Unicode, no control character, not only "
+        "spaces; taken as sent. Without it, the job's name is its output folder's last part"),
+        examples=["lr sweep 3"])
     profile: Literal["fast", "exact"] | None = Field(None, description='"fast" (default) or "exact" (the seed\'s '
                                                                        "command as it is)")
     start: bool = Field(False, description="true: create and start in one call (the seed creates, then starts)")
@@ -65,6 +78,8 @@ class VLMJobCreate(LLMJobCreate):
 
 class JobOut(BaseModel):
     job_id: str
+    name: str = Field(description="what people call it: the name it was given, else its output folder's last part")
+    note: str = Field(description="free text its owner or an admin added (\"\": none)")
     training_type: str
     status: str
     gpu_id: str
@@ -77,6 +92,13 @@ class JobOut(BaseModel):
     export_status: str
     export_dir: str | None
     error: str | None
+    failure_class: str | None = Field(description="why it failed, as a code: `cuda_oom`, `hub_unreachable`, "
+                                                  "`dataset_not_found`, `bad_argument`, `disk_full`, `launch`, ...")
+    duration_s: float | None = Field(description="from start to end (so far, while it runs); null: never started")
+    gpu_hours: float | None = Field(description="its duration times its GPUs (a CPU job: 0)")
+    final_loss: float | None = Field(description="the last train loss swift logged")
+    final_eval_loss: float | None = Field(description="the last eval loss swift logged")
+    overrides: dict[str, str] = Field(description="the VLM recipe's settings it changed")
 
 
 class JobStatus(BaseModel):
@@ -106,7 +128,6 @@ class EventOut(BaseModel):
 
 class JobDetail(JobOut):
     command: str
-    overrides: dict[str, str]
     run_dir: str | None
     log_path: str | None
     last_checkpoint: str | None
@@ -119,6 +140,15 @@ class JobList(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page. Opaque "
                                                 "(where this page ended, not a job): it keeps working when jobs are "
                                                 "deleted between pages")
+
+
+class NoteBody(BaseModel):
+    """A job's note, replacing the one it had (\"\" takes it away)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"note": "lr 1e-4 was too high: loss diverged at step 300"}]})
+    note: str = Field(max_length=MAX_NOTE, description=(
+        "free text: any Unicode; line breaks and tabs are the only control characters it may hold"))
 
 
 class Deleted(BaseModel):
@@ -179,10 +209,13 @@ class ErrorBody(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut(job_id=job.id, training_type=str(job.kind), status=str(job.state), gpu_id=",".join(job.gpus),
-                  output_dir=job.output_dir, progress=job.progress.percent or 0.0, user_id=job.user_id,
+    p = job.progress
+    return JobOut(job_id=job.id, name=job.name, note=job.note, training_type=str(job.kind), status=str(job.state),
+                  gpu_id=",".join(job.gpus), output_dir=job.output_dir, progress=p.percent or 0.0, user_id=job.user_id,
                   created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-                  export_status=str(job.export_state), export_dir=job.export_dir, error=job.error_message)
+                  export_status=str(job.export_state), export_dir=job.export_dir, error=job.error_message,
+                  failure_class=job.error_class, duration_s=job.duration_s, gpu_hours=job.gpu_hours,
+                  final_loss=p.loss, final_eval_loss=p.eval_loss, overrides=job.overrides)
 
 
 def job_status(job: Job) -> JobStatus:
@@ -201,7 +234,7 @@ def event_out(event: Event) -> EventOut:
 def job_detail(job: Job, events: list[Event]) -> JobDetail:
     p = job.progress
     return JobDetail(**job_out(job).model_dump(), command=SwiftCommand(job.argv, job.env).display(),
-                     overrides=job.overrides, run_dir=job.run_dir, log_path=job.train_run.log_path,
+                     run_dir=job.run_dir, log_path=job.train_run.log_path,
                      last_checkpoint=p.last_checkpoint, train_loss=p.train_loss,
                      events=[event_out(e) for e in events])
 
