@@ -29,11 +29,12 @@ class CreateJob:
     dry_run: bool = False
     profile: str = "fast"
     hold: bool = False  # `--hold`: record the job only; `start <id>` starts it
+    name: str | None = None  # `name=`: what people call it (None: its output folder's last part)
 
     def request(self, user_id: str | None, channel_id: str | None) -> JobRequest:
         """The job this command asks for, as every front end asks for one (runner/job_request.py)."""
         return JobRequest(self.kind, self.gpus, self.output_dir, self.overrides, user_id, channel_id, self.profile,
-                          self.hold)
+                          self.hold, self.name)
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,26 @@ class JobCommand:
 
 
 @dataclass(frozen=True)
+class AddNote:
+    """`note <id> <text>`: the job's note becomes `text` (free text, as typed: the rest of the line)."""
+
+    job_id: str
+    text: str
+
+
+@dataclass(frozen=True)
 class ListJobs:
     kind: Kind | None = None
     state: str | None = None  # a JobState value or "active"
+    text: str | None = None  # `name=`: a case-insensitive substring of the name, output folder, owner or id
 
 
 @dataclass(frozen=True)
 class ShowStatus:
-    """`status` without an id: the active jobs at a glance."""
+    """`status` without an id: the active jobs at a glance; with a name (`ref`: any word that is no job id), the
+    job of that name, or the jobs it finds."""
+
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,7 @@ class Help:
     topic: str | None = None
 
 
-Command: TypeAlias = CreateJob | JobCommand | ListJobs | ShowStatus | ShowGpus | Help
+Command: TypeAlias = CreateJob | JobCommand | AddNote | ListJobs | ShowStatus | ShowGpus | Help
 
 
 @dataclass(frozen=True)
@@ -87,16 +100,22 @@ def unparse(command: Command, *, base_dir: Path) -> str:
         words += [] if command.profile == "fast" else [f"profile={command.profile}"]
         words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
         words += ["--hold"] * command.hold
+        words += [] if command.name is None else [f"name={command.name}"]
         return " ".join(shlex.quote(w) for w in words)
     if isinstance(command, JobCommand):
         extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
         return " ".join([command.action, command.job_id, *extra])
+    if isinstance(command, AddNote):
+        return f"note {command.job_id} {command.text}"
     if isinstance(command, ListJobs):
         kind = [str(command.kind)] if command.kind else []
-        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else [])])
+        text = [shlex.quote(f"name={command.text}")] if command.text is not None else []
+        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else []), *text])
     if isinstance(command, Help):
         return "help" + (f" {command.topic}" if command.topic else "")
-    return "status" if isinstance(command, ShowStatus) else "gpus"
+    if isinstance(command, ShowStatus):
+        return "status" + (f" {shlex.quote(command.ref)}" if command.ref is not None else "")
+    return "gpus"
 
 
 def out_example(output_root: Path, base_dir: Path) -> str:

@@ -51,13 +51,14 @@ class Console:
         store = self.runtime.store
         while notices := await store.due_notices(limit=100):
             for notice in notices:
-                self.say(notice_words.notice_text(notice))
+                job = await store.get(notice.job_id)
+                self.say(notice_words.notice_text(notice, name=job.name if job else None))
                 assert notice.id is not None
                 await store.mark_delivered(notice.id)
         for job in await store.active():
             if job.state is not JobState.RUNNING or job.progress.step is None:
                 continue
-            line = f"   ⋯ {job.id} {texts.progress_line(job)}"
+            line = f"   ⋯ {texts.job_ref(job.id, job.name)} {texts.progress_line(job)}"
             shown, at = self._shown_progress.get(job.id, ("", 0.0))
             if line != shown and time.monotonic() - at >= PROGRESS_EVERY_S:
                 self._shown_progress[job.id] = (line, time.monotonic())

@@ -19,6 +19,7 @@ from pathlib import Path
 from bot.commands import (
     JOB_ACTIONS,
     MAX_LOG_LINES,
+    AddNote,
     Command,
     CreateJob,
     Help,
@@ -39,7 +40,7 @@ from runner.paths import OutsideRoot
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
-__all__ = ["COMMANDS", "JOB_ACTIONS", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs",
+__all__ = ["COMMANDS", "JOB_ACTIONS", "AddNote", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs",
            "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse", "unparse"]
 
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
@@ -95,6 +96,8 @@ def _parse(text: str, ctx: Ctx) -> Command:
         raise Reject(f"That is {len(text)} characters; a `/train` command has at most {MAX_TEXT_LEN}. "
                       "`/train help` shows the commands.")
     ctx.words[:] = normalise(text).split()[:1]  # for the stock example, should shlex fail
+    if ctx.words and ctx.words[0].lower() == "note":  # free text: read as typed, no quotes or shell signs looked at
+        return _note(text)
     try:
         words = shlex.split(normalise(text))
     except ValueError:
@@ -191,19 +194,21 @@ def _create(kind: Kind, ctx: Ctx) -> CreateJob:
     if "dry_run" in values:
         dry_run = _flag(values.pop("dry_run"), *seen["dry_run"], ctx) or dry_run
     gpus, out, profile = values.pop("gpu").lower(), values.pop("out").strip(), values.pop("profile", "fast").lower()
+    name = values.pop("name", None)
     if not out:
         raise Reject(f"`{show(seen['out'][1])}` is empty. Give a folder inside the output folder, e.g. "
                       f"`{ctx.good_out}`.", ctx.fixed(seen["out"][0], ctx.good_out))
     if kind is Kind.VLM and "dataset" in values:  # people type `a/b, c/d`
         values["dataset"] = ",".join(item.strip() for item in values["dataset"].split(","))
-    req = JobRequest(kind, tuple(g.strip() for g in gpus.split(",")), Path(out), values, profile=profile, hold=hold)
+    req = JobRequest(kind, tuple(g.strip() for g in gpus.split(",")), Path(out), values, profile=profile, hold=hold,
+                     name=name)
     try:
         req = check_request(req, ctx, resolve=False)
     except (InvalidField, OutsideRoot) as err:
         where, word = seen[grammar_key(err.field)]
         good = {"gpus": "gpu=0", "output_dir": ctx.good_out}.get(err.field)
         raise Reject(refusal(err, show(word), ctx.good_out, ctx.base_dir), ctx.fixed(where, good)) from None
-    return CreateJob(kind, req.gpus, req.output_dir, dict(req.overrides), dry_run, req.profile, hold)
+    return CreateJob(kind, req.gpus, req.output_dir, dict(req.overrides), dry_run, req.profile, hold, req.name)
 
 
 def _flag(value: str, at: int, word: str, ctx: Ctx) -> bool:
@@ -222,6 +227,8 @@ def _job_command(action: JobAction, ctx: Ctx) -> Command:
         raise Reject(f"`{action}` needs a job id, e.g. `/train {action} k3x9q`; `/train list` shows them.",
                       ["list"])
     job_id = words[1].strip("`<>").lower()
+    if action == "status" and len(words) == 2 and not _JOB_ID.fullmatch(job_id):
+        return ShowStatus(words[1])  # a name: the job of that name, or those it finds
     if not _JOB_ID.fullmatch(job_id):
         confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
         raise Reject(f"`{show(words[1])}` is not a job id: ids are {ID_LENGTH} letters and digits like "
@@ -246,21 +253,44 @@ def _job_command(action: JobAction, ctx: Ctx) -> Command:
     return JobCommand(action, job_id, lines, full)
 
 
+def _note(text: str) -> AddNote | Help:
+    """`note <id> <text>`: the text is the rest of the line, as typed (a note may say `don't; lr too high`)."""
+    _, job_id, note = [*text.split(maxsplit=2), "", ""][:3]
+    if job_id.lower() in _HELP_WORDS:
+        return Help("note")
+    shown = job_id.strip("`<>").lower()
+    if not _JOB_ID.fullmatch(shown):
+        raise Reject(f"`{show(job_id or '(nothing)')}` is not a job id: `note` takes a job id and the note, e.g. "
+                      "`/train note k3x9q lr 1e-4 was too high`.", ["help", "note"])
+    if not note.strip():
+        raise Reject(f"`note {shown}` needs the note's text after the id, e.g. `/train note {shown} lr 1e-4 was too "
+                      "high`.", ["help", "note"])
+    return AddNote(shown, note.strip())
+
+
 def _list(ctx: Ctx) -> ListJobs:
     chosen: dict[str, str] = {}
     for at, word in enumerate(ctx.words[1:], start=1):
+        if word.lower().lstrip("-").startswith("name="):
+            if "text" in chosen:
+                raise Reject(f"`list` takes one `name=`; `{show(word)}` is a second one.", ctx.fixed(at, None))
+            chosen["text"] = word.partition("=")[2]
+            if not chosen["text"].strip():
+                raise Reject("`name=` needs the text to look for, e.g. `list name=sweep`.", ctx.fixed(at, None))
+            continue
         key, sep, value = word.lower().rpartition("=")
         key = key.lstrip("-") if sep else "any"
         accepted = {"kind": LIST_KINDS, "state": LIST_STATES, "any": (*LIST_KINDS, *LIST_STATES)}.get(key, ())
         if value not in accepted:
             raise Reject(f"`{show(word)}` is not a job kind or state: `list` takes `llm`, `vlm` or `all`, "
-                          f"and `state=` one of {listing(LIST_STATES)}, e.g. `list vlm state=active`.",
+                          f"`state=` one of {listing(LIST_STATES)}, and `name=` to find jobs by name (or folder, "
+                          f"owner, id), e.g. `list vlm state=active` or `list name={show(word)}`.",
                           ctx.fixed(at, None))
         slot = "kind" if value in LIST_KINDS else "state"
         if slot in chosen:
             raise Reject(f"`list` takes one {slot}; `{show(word)}` is a second one.", ctx.fixed(at, None))
         chosen[slot] = value
     kind = chosen.get("kind", "all")
-    return ListJobs(None if kind == "all" else Kind(kind), chosen.get("state"))
+    return ListJobs(None if kind == "all" else Kind(kind), chosen.get("state"), chosen.get("text"))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from bot import texts
 from bot.cluster_words import render_gpu_nodes
 from bot.grammar import (
+    AddNote,
     Command,
     CreateJob,
     Help,
@@ -32,11 +33,14 @@ from runner import leases
 from runner.access import Caller, check_manage, check_start
 from runner.job_request import check_request
 from runner.log_tail import read_log_tail
+from runner.notes import set_note
 from runner.runtime import Runtime
 from storage.errors import JobError
+from storage.jobs import JobFilter
 from storage.models import IllegalTransition, Job, JobState
 
 LOG_LINES = 40
+LIST_LIMIT = 50
 
 
 @dataclass(frozen=True)
@@ -81,17 +85,24 @@ class Handlers:
                 return await self.create(command, caller)
             case JobCommand():
                 return await self.job_command(command, caller)
-            case ListJobs(kind, state):
+            case ListJobs(kind, state, text):
                 states = None
                 if state == "active":
-                    states = [s for s in JobState if s.is_active]
+                    states = tuple(s for s in JobState if s.is_active)
                 elif state is not None:
-                    states = [JobState(state)]
-                jobs = await self.store.list_jobs(kind=kind, states=states, limit=50)
+                    states = (JobState(state),)
                 title = f"{(str(kind).upper() + ' ') if kind else ''}jobs" + (f" ({state})" if state else "")
-                return Reply(texts.job_list(jobs, title, self.fmt))
-            case ShowStatus():
+                if text is not None:
+                    title += f" matching {self.fmt.code(text)}"
+                return await self.listed(JobFilter(kind, states, text=text), title)
+            case ShowStatus(None):
                 return Reply(texts.job_list(await self.store.active(), "Active jobs", self.fmt))
+            case ShowStatus(str(ref)):
+                return await self.status_by_name(ref)
+            case AddNote(job_id, text):
+                job = await set_note(self.store, caller, self.config.access, job_id, text)
+                return Reply(f"Job {texts.job_ref(job.id, job.name, self.fmt)} has a new note: "
+                             f"{self.fmt.text(job.note)}", job_id=job.id)
             case ShowGpus():
                 holders = leases.held(await self.store.holding())
                 cluster = await self.sup.backend.cluster_gpus()
@@ -99,6 +110,27 @@ class Handlers:
                     return Reply(render_gpu_nodes(cluster, self.fmt))
                 return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders, self.fmt))
         raise AssertionError(command)
+
+    async def listed(self, where: JobFilter, title: str) -> Reply:
+        """The newest LIST_LIMIT jobs the filter holds, and how many it holds where there are more."""
+        page = await self.store.page(where, limit=LIST_LIMIT)
+        text = texts.job_list(page.jobs, title, self.fmt)
+        if page.next is not None:
+            total = await self.store.count(where)
+            text += f"\n… the newest {LIST_LIMIT} of {texts.count_words(total)} (the web page lists them all)."
+        return Reply(text)
+
+    async def status_by_name(self, ref: str) -> Reply:
+        """`status <name>`: the job of that name (in any case), else the one job it finds; several: their list."""
+        found = (await self.store.page(JobFilter(text=ref), limit=LIST_LIMIT)).jobs
+        named = [j for j in found if j.name.casefold() == ref.casefold()]
+        if len(named) == 1 or len(found) == 1:
+            job = (named or found)[0]
+            return Reply(texts.job_status(job, self.fmt), job_id=job.id)
+        if not found:
+            return Reply(f"No job is named {self.fmt.code(ref)}, and no job's name, folder, owner or id holds it; "
+                         f"{self.fmt.code('list')} shows the jobs there are.", ok=False)
+        return await self.listed(JobFilter(text=ref), f"Jobs matching {self.fmt.code(ref)}")
 
     async def create(self, command: CreateJob, caller: Caller) -> Reply:
         req = command.request(caller.user_id, caller.channel_id)
@@ -113,11 +145,13 @@ class Handlers:
             return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
         job = await self.sup.submit(req)
-        return Reply(f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
-                     f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}", public=True, job_id=job.id,
-                     ok=job.state is not JobState.FAILED)
+        return Reply(f"Job {texts.job_ref(job.id, job.name, fmt)} {texts.start_reply(job, fmt)}: "
+                     f"{command.kind.upper()} on {texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}",
+                     public=True, job_id=job.id, ok=job.state is not JobState.FAILED)
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
+        if command.action == "status" and await self.store.get(command.job_id) is None:
+            return await self.status_by_name(command.job_id)  # an id-shaped name (`sweep`)
         job = await self.store.require(command.job_id)
         action = command.action
         if action in ("stop", "export", "delete", "start"):

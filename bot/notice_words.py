@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from bot.mrkdwn import PLAIN, Format
-from bot.texts import backend_label, duration, who
+from bot.texts import backend_label, duration, job_ref, who
 from storage.notices import (
     CheckpointSaved,
     EvalDone,
@@ -32,9 +32,11 @@ from storage.notices import (
 )
 
 
-def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
-    """What happened to the job, in words."""
-    jid = fmt.code(notice.job_id)
+def notice_text(notice: Notice, fmt: Format = PLAIN, name: str | None = None) -> str:
+    """What happened to the job, in words; `name`: the job's (a deleted job's notice carries its own)."""
+    if isinstance(notice.facts, JobDeleted) and notice.facts.name:
+        name = notice.facts.name
+    jid = job_ref(notice.job_id, name, fmt)
     match notice.facts:
         case JobCreated() as f:
             return f"🆕 job {jid} created: {fmt.code(f.command)}" + profile_words(f, fmt, "\n")

@@ -227,7 +227,7 @@ class Notifier:
         card_ts = deleted.card_ts
         if not card_ts:
             return
-        msg = views.deleted_card(job_id, deleted.by)
+        msg = views.deleted_card(job_id, deleted.by, deleted.name)
         try:
             await self.pacer.call("chat.update", lambda: self.client.chat_update(
                 channel=channel, ts=card_ts, text=msg.text, blocks=msg.blocks))

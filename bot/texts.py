@@ -30,12 +30,34 @@ from runner.job_request import IdempotencyKeyReused, InvalidField
 from runner.leases import GpusBusy
 from runner.paths import OutsideRoot
 from storage.errors import JobNotFound, StaleState, StillActive
+from storage.jobs import Count
 from storage.models import Event, Job, JobState, Purpose
 
 STATE_ICONS = {
     JobState.CREATED: "🆕", JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃",
     JobState.STOPPING: "✋", JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
 }
+
+
+# a failure's class (runner/failures.py FailureClass, stored as the job's error_class) in words
+CAUSES = {
+    "cuda_oom": "out of GPU memory", "host_oom_killed": "out of memory on the host (killed)",
+    "hub_unreachable": "the model hub could not be reached", "dataset_not_found": "a dataset was not found",
+    "bad_argument": "swift refused an argument", "output_exists": "the export's folder already exists",
+    "disk_full": "the disk is full", "permission_denied": "permission denied", "distributed": "distributed training "
+    "broke down", "interrupted": "interrupted", "scheduler": "the scheduler ended it", "unknown": "an error",
+    "launch": "it could not start",
+}
+
+
+def cause(error_class: str | None) -> str:
+    """Why a job failed, in a few words, from its stored class."""
+    return CAUSES.get(error_class or "unknown", "an error")
+
+
+def job_ref(job_id: str, name: str | None, fmt: Format = PLAIN) -> str:
+    """A job as people know it: its id, and its name beside it in quotes (the id alone where it has none)."""
+    return f"{fmt.code(job_id)} “{fmt.text(name)}”" if name else fmt.code(job_id)
 
 
 def duration(seconds: float | None) -> str:
@@ -77,34 +99,50 @@ def gpus_label(gpus: Sequence[str]) -> str:
 
 def job_line(job: Job, fmt: Format = PLAIN) -> str:
     owner = f" · {fmt.mention(job.user_id)}" if job.user_id else ""
-    line = f"{STATE_ICONS[job.state]} {fmt.code(job.id)} {job.kind.upper()} {job.state} · {gpus_label(job.gpus)}{owner}"
+    line = (f"{STATE_ICONS[job.state]} {job_ref(job.id, job.name, fmt)} {job.kind.upper()} {job.state} · "
+            f"{gpus_label(job.gpus)}{owner}")
     extra = progress_line(job, fmt) if job.state.is_active else _ended(job, fmt)
     return line + (f" · {extra}" if extra else "")
 
 
 def _ended(job: Job, fmt: Format) -> str:
     if job.state is JobState.FAILED:
-        return fmt.text(job.error_message or "failed")
+        return f"{cause(job.error_class)}: {fmt.text(job.error_message or 'failed')}"
     if job.state is JobState.SUCCEEDED and job.progress.train_loss is not None:
         return f"final loss {job.progress.train_loss:.4g}"
     return ""
 
 
 def job_status(job: Job, fmt: Format = PLAIN) -> str:
-    lines = [f"{fmt.bold('Job ' + fmt.code(job.id))} ({job.kind.upper()}) is {fmt.bold(str(job.state))}"]
+    name = f"{fmt.text(job.name)} · " if job.name else ""
+    lines = [f"{name}{fmt.bold('Job ' + fmt.code(job.id))} ({job.kind.upper()}) is {fmt.bold(str(job.state))}"]
     if (pl := progress_line(job, fmt)):
         lines.append(pl)
     lines.append(f"{gpus_label(job.gpus)} · output {fmt.code(job.output_dir)}")
     if job.state is JobState.FAILED:
         hint = f"\nhint: {fmt.text(job.error_hint)}" if job.error_hint else ""
-        lines.append(f"cause: {fmt.text(job.error_message)}{hint}")
+        lines.append(f"cause: {cause(job.error_class)}: {fmt.text(job.error_message)}{hint}")
     if job.stopped_by and job.state is JobState.STOPPED:
         lines.append(f"stopped by {who(job.stopped_by, fmt)}")
     if job.progress.last_checkpoint:
         lines.append(f"last checkpoint {fmt.code(job.progress.last_checkpoint)}")
     if job.export_state != "none":
         lines.append(f"export: {job.export_state}" + (f" → {fmt.code(job.export_dir)}" if job.export_dir else ""))
+    if job.note:
+        lines.append(f"note: {fmt.text(job.note)}")
     return "\n".join(lines)
+
+
+def facts_line(job: Job) -> str:
+    """Start, end, duration, GPU-hours and the final losses, those it has (`started … · 2h 10m · 4.3 GPU-h`)."""
+    p = job.progress
+    parts = [f"started {_clock(job.started_at)}"] if job.started_at else []
+    parts += [f"ended {_clock(job.finished_at)}"] if job.finished_at else []
+    parts += [f"took {duration(job.duration_s)}"] if job.duration_s is not None else []
+    parts += [f"{job.gpu_hours:.2f} GPU-hours"] if job.gpu_hours else []
+    parts += [f"last train loss {p.loss:.4g}"] if p.loss is not None else []
+    parts += [f"eval loss {p.eval_loss:.4g}"] if p.eval_loss is not None else []
+    return " · ".join(parts)
 
 
 def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
@@ -112,6 +150,7 @@ def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
     run = job.train_run
     lines = [job_status(job, fmt), "",
              " · ".join(f"{k} {_clock(v)}" for k, v in when if v),
+             *([facts] if (facts := facts_line(job)) else []),
              f"log {fmt.code(run.log_path)}" + (f" · run dir {fmt.code(job.run_dir)}" if job.run_dir else ""),
              f"backend {job.backend}" + (f" on {fmt.text(job.host)}" if job.host else "")
              + (f" (pid {run.pid})" if run.pid else "") + (f" (Slurm job {run.backend_job_id})"
@@ -224,6 +263,11 @@ def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
     roots = " or ".join(c(str(root)) for root in exc.roots)
     return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({c(exc.root_key)}): give a path that "
             "stays inside it (a symbolic link on the way may lead out)")
+
+
+def count_words(count: Count) -> str:
+    """A count from the store (storage/jobs.py JobStore.count): `1,234`, or `more than 1,000`."""
+    return f"{count.n:,}" if count.exact else f"more than {count.n - 1:,}"
 
 
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:

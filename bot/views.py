@@ -73,7 +73,8 @@ def plain(text: str) -> dict[str, Any]:
 # ---- the job card ------------------------------------------------------------------------------------------
 
 def job_card(job: Job) -> Message:
-    head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job {SLACK.code(job.id)}* is *{job.state}*"
+    named = f" “{SLACK.text(job.name)}”" if job.name else ""
+    head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job {SLACK.code(job.id)}*{named} is *{job.state}*"
     fields = [("GPUs", texts.gpus_label(job.gpus)), ("Started by", texts.who(job.user_id, SLACK)),
               ("Output", SLACK.code(job.output_dir)), ("State", _state_detail(job))]
     blocks: list[Block] = [
@@ -86,7 +87,7 @@ def job_card(job: Job) -> Message:
         blocks.append(context(notes))
     if (buttons := _buttons(job)):
         blocks.append({"type": "actions", "block_id": f"job_{job.id}", "elements": buttons})
-    summary = f"{job.kind.upper()} job {SLACK.text(job.id)} is {job.state}"
+    summary = f"{job.kind.upper()} job {SLACK.text(job.id)}{named} is {job.state}"
     if job.progress.step is not None:
         summary += f" (step {job.progress.step}/{job.progress.max_steps or '?'})"
     return Message(summary, blocks)
@@ -130,6 +131,8 @@ def _notes(job: Job) -> str:
         notes.append(f"💾 last checkpoint {SLACK.code(job.progress.last_checkpoint)}")
     if job.export_state is not ExportState.NONE:
         notes.append(f"📦 export {job.export_state}" + (f" → {SLACK.code(job.export_dir)}" if job.export_dir else ""))
+    if job.note:
+        notes.append(f"📝 {SLACK.text(job.note)}")
     return "\n".join(notes)
 
 
@@ -150,9 +153,10 @@ def _buttons(job: Job) -> list[Block]:
     return buttons
 
 
-def deleted_card(job_id: str, by: str | None) -> Message:
-    text = f"🗑️ Job {SLACK.code(job_id)} was deleted by {texts.who(by, SLACK)} (its files stay on disk)."
-    return Message(f"Job {SLACK.text(job_id)} was deleted", [mrkdwn(text)])
+def deleted_card(job_id: str, by: str | None, name: str | None = None) -> Message:
+    ref = texts.job_ref(job_id, name, SLACK)
+    text = f"🗑️ Job {ref} was deleted by {texts.who(by, SLACK)} (its files stay on disk)."
+    return Message(f"Job {SLACK.text(job_id)}{f' “{SLACK.text(name)}”' if name else ''} was deleted", [mrkdwn(text)])
 
 
 # ---- notices in the thread ---------------------------------------------------------------------------------
@@ -189,24 +193,27 @@ def role(facts: NoticeFacts) -> Role:
 def notice_message(notice: Notice, job: Job | None) -> Message:
     """A milestone as a thread reply; ends and exports are broadcast to the channel too."""
     broadcast = role(notice.facts) in (Role.END, Role.BROADCAST)
+    name = job.name if job is not None else None
+    ref = texts.job_ref(notice.job_id, name, SLACK)
+    plain_ref = SLACK.text(notice.job_id) + (f" “{SLACK.text(name)}”" if name else "")
     match notice.facts:
         case JobStarted() as f:
-            head = f"🚀 Started on {SLACK.text(f.host or '?')} ({texts.gpus_label(f.gpus)}) with:"
+            head = f"🚀 Job {ref} started on {SLACK.text(f.host or '?')} ({texts.gpus_label(f.gpus)}) with:"
             blocks = [mrkdwn(head), mrkdwn(SLACK.block(clip(f.command, SECTION_MAX - 40)))]
-            return Message(f"Job {SLACK.text(notice.job_id)} started", blocks)
+            return Message(f"Job {plain_ref} started", blocks)
         case JobFailed() as f:
-            lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {SLACK.text(f.summary or 'see the log')}"]
+            lines = [f"❌ Job {ref} failed: {SLACK.text(f.summary or 'see the log')}"]
             if f.hint:
                 lines.append(f"💡 {SLACK.text(f.hint)}")
             blocks = [mrkdwn("\n".join(lines))]
             if (tail := "\n".join(f.tail)):
                 blocks.append(mrkdwn(_tail_block(tail)))
-            summary = f"Job {SLACK.text(notice.job_id)} failed: {SLACK.text(f.summary)}"
+            summary = f"Job {plain_ref} failed: {SLACK.text(f.summary)}"
             return Message(summary, blocks, broadcast)
         case (JobCreated() | JobSubmitted() | JobQueued() | JobRestarted() | CheckpointSaved() | EvalDone()
               | StopRequested() | LeftQueue() | JobSucceeded() | JobStopped() | ExportStarted() | ExportSucceeded()
               | ExportFailed() | JobDeleted() | Unreadable()):
-            text = notice_words.notice_text(notice, SLACK)
+            text = notice_words.notice_text(notice, SLACK, name)
             return Message(_first_line(text), [mrkdwn(text)], broadcast)
         case _:
             assert_never(notice.facts)
