@@ -8,7 +8,7 @@ from runner.errors import GpuMissing, NotAllowed, OutputInUse
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot
 
-LABELS = {"gpus": "GPUs", "output_dir": "Output folder", "profile": "Speed profile"}
+LABELS = {"gpus": "GPUs", "output_dir": "Output folder", "profile": "Speed profile", "name": "Name", "note": "Note"}
 HELP = {
     "model": "a hub id, e.g. Qwen/Qwen2.5-VL-7B-Instruct, or a local folder inside the config's model folders "
              "([paths] model_roots)",
@@ -23,6 +23,7 @@ HELP = {
     "max_pixels": f"largest image size in pixels, 1 to {INT_LIMITS['max_pixels']}, e.g. 1003520",
 }
 _RULES = {
+    Rule.EMPTY: "is empty: give a few words, or leave the field out",
     Rule.EMPTY_ITEM: "has an empty entry",
     Rule.CPU_MIXED: "mixes the CPU with GPUs: tick either the CPU or GPUs",
     Rule.NEGATIVE: "has a negative number",

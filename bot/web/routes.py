@@ -22,9 +22,12 @@ from bot.commands import JobCommand
 from bot.mrkdwn import PLAIN
 from bot.texts import error_text
 from bot.web import forms, live, pages
+from bot.web.form_words import form_error
 from bot.web.session import Session, Sessions
 from runner import leases
-from runner.access import Caller
+from runner.access import Caller, may_manage
+from runner.job_request import MAX_JOB_NAME, MAX_NOTE
+from runner.notes import set_note
 from storage.errors import JobError
 from storage.models import IllegalTransition, JobState
 
@@ -37,7 +40,8 @@ def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.globals.update(duration=texts.duration, age=pages.age, gpus_label=texts.gpus_label,
-                       states=[str(s) for s in JobState])
+                       states=[str(s) for s in JobState], cause=texts.cause, key_facts=pages.facts,
+                       sorts=pages.SORT_CHOICES)
     return env
 
 
@@ -72,10 +76,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise CsrfRefused
         return session
 
-    async def rows_html(filters: pages.Filters, session: Session) -> str:
-        jobs = await pages.table_jobs(store, filters)
-        return env.get_template("_rows.html").render(jobs=jobs, places=await pages.queue_places(store),
-                                                     me=session.principal, filtered=bool(filters.query()))
+    async def rows_html(filters: pages.Filters, session: Session, table: pages.Table | None = None) -> str:
+        table = table or await pages.table_jobs(store, filters)
+        return env.get_template("_rows.html").render(jobs=table.jobs, places=await pages.queue_places(store),
+                                                     me=session.principal, filtered=filters.filtered)
 
     async def panel_html(job_id: str, session: Session) -> str:
         job = await store.require(job_id)
@@ -106,18 +110,28 @@ def build_router(ctx: ApiContext) -> APIRouter:
         await sessions.end(session, response)
         return response
 
+    def table_filters(kind: str, state: str, owner: str, q: str, sort: str, after: str, before: str) -> pages.Filters:
+        return pages.Filters(kind[:10], state[:20], owner[:100], q.strip()[:MAX_JOB_NAME],
+                             sort if sort in pages.SORT_CHOICES and sort != "-created" else "", after[:300],
+                             before[:300])
+
     @router.get("/")
-    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "",
-                        said: str = "") -> HTMLResponse:
+    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "", q: str = "",
+                        sort: str = "", after: str = "", before: str = "", said: str = "") -> HTMLResponse:
         session = await signed_in(request)
-        filters = pages.Filters(kind, state, owner[:100])
-        return html("jobs.html", session, filters=filters, rows=Markup(await rows_html(filters, session)),
-                    said=said[:2000])
+        filters = table_filters(kind, state, owner, q, sort, after, before)
+        table = await pages.table_jobs(store, filters)
+        if table.bad_cursor:
+            said = said or "That page of the list is not one this server gave: here is the first page."
+        count = await pages.table_count(store, filters)
+        return html("jobs.html", session, filters=filters, table=table, count=count,
+                    rows=Markup(await rows_html(filters, session, table)), said=said[:2000])
 
     @router.get("/web/feed/rows")
-    async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "") -> StreamingResponse:
+    async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "", q: str = "",
+                        sort: str = "", after: str = "", before: str = "") -> StreamingResponse:
         session = await signed_in(request)
-        filters = pages.Filters(kind, state, owner[:100])
+        filters = table_filters(kind, state, owner, q, sort, after, before)
         return StreamingResponse(live.table_feed(store, lambda: rows_html(filters, session)),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -127,7 +141,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         job = await store.get(job_id)
         if job is None:
             return html("missing.html", session, 404, job_id=job_id)
-        return html("job.html", session, job=job, panel=Markup(await panel_html(job_id, session)), said=said[:2000])
+        return html("job.html", session, job=job, panel=Markup(await panel_html(job_id, session)), said=said[:2000],
+                    may_note=may_manage(session.principal.caller(), ctx.config.access, job))
 
     @router.get("/web/feed/jobs/{job_id}")
     async def job_feed(request: Request, job_id: JobId) -> StreamingResponse:
@@ -152,6 +167,19 @@ def build_router(ctx: ApiContext) -> APIRouter:
         if action not in pages.allowed_actions(job, session.principal, ctx.config):
             return html("missing.html", session, 404, job_id=job_id, action=action)
         return html("confirm.html", session, job=job, action=action)
+
+    @router.post("/jobs/{job_id}/note")
+    async def note(request: Request, job_id: JobId, csrf: Annotated[str, Form(max_length=200)] = "",
+                   note: Annotated[str, Form(max_length=MAX_NOTE * 2)] = "") -> Response:
+        session = await checked(request, csrf)
+        caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
+        text = note.replace("\r\n", "\n").replace("\r", "\n").strip()  # a form's line breaks are CRLF
+        try:
+            job = await set_note(store, caller, ctx.config.access, job_id, text)
+        except JobError as exc:
+            return RedirectResponse(f"/jobs/{job_id}?{_said(form_error(exc, ''))}", status_code=303)
+        said = "The note is saved." if job.note else "The note is taken away."
+        return RedirectResponse(f"/jobs/{job_id}?{_said(said)}", status_code=303)
 
     @router.post("/jobs/{job_id}/{action}")
     async def act(request: Request, job_id: JobId, action: str,
