@@ -35,7 +35,7 @@ from runner.job_request import check_request
 from runner.log_tail import read_log_tail
 from runner.notes import set_note
 from runner.runtime import Runtime
-from storage.errors import JobError
+from storage.errors import JobError, JobNotFound
 from storage.jobs import JobFilter
 from storage.models import IllegalTransition, Job, JobState
 
@@ -120,13 +120,16 @@ class Handlers:
             text += f"\n… the newest {LIST_LIMIT} of {texts.count_words(total)} (the web page lists them all)."
         return Reply(text)
 
-    async def status_by_name(self, ref: str) -> Reply:
-        """`status <name>`: the job of that name (in any case), else the one job it finds; several: their list."""
+    async def status_by_name(self, ref: str, *, id_shaped: bool = False) -> Reply:
+        """`status <name>`: the job of that name (in any case), else the one job it finds; several: their list.
+        `id_shaped`: `ref` could be a job id (none has it): found nothing, that is what is said."""
         found = (await self.store.page(JobFilter(text=ref), limit=LIST_LIMIT)).jobs
         named = [j for j in found if j.name.casefold() == ref.casefold()]
         if len(named) == 1 or len(found) == 1:
             job = (named or found)[0]
             return Reply(texts.job_status(job, self.fmt), job_id=job.id)
+        if not found and id_shaped:
+            return Reply(texts.error_text(JobNotFound(ref), self.fmt), ok=False)
         if not found:
             return Reply(f"No job is named {self.fmt.code(ref)}, and no job's name, folder, owner or id holds it; "
                          f"{self.fmt.code('list')} shows the jobs there are.", ok=False)
@@ -151,7 +154,7 @@ class Handlers:
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
         if command.action == "status" and await self.store.get(command.job_id) is None:
-            return await self.status_by_name(command.job_id)  # an id-shaped name (`sweep`)
+            return await self.status_by_name(command.job_id, id_shaped=True)  # a name like `sweep`, or no job
         job = await self.store.require(command.job_id)
         action = command.action
         if action in ("stop", "export", "delete", "start"):
