@@ -128,8 +128,8 @@ MIGRATIONS: list[str] = [
     # them by a case-insensitive substring of their name, folder, owner or id (`search_text`, lowercased, one field a
     # line: no search spans two): a rare one through job_search (FTS5 trigrams, its rows the jobs' rowids, kept by
     # triggers; trainbot never runs VACUUM, which may renumber rowids: after one, `INSERT INTO job_search(job_search)
-    # VALUES ('rebuild')`), a common one along the list's index. Lists filter by owner and sort by duration or
-    # final loss along indexes too.
+    # VALUES ('rebuild')`), a common one along the list's index. Lists filter by owner ("my jobs") and sort by
+    # duration or final loss along indexes too, both at once included.
     """
     ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT '';
     ALTER TABLE jobs ADD COLUMN note TEXT NOT NULL DEFAULT '';
@@ -152,5 +152,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_owner_newest ON jobs (user_id, created_at, queue_seq);
     CREATE INDEX jobs_loss ON jobs (loss, created_at, queue_seq);
     CREATE INDEX jobs_duration ON jobs ((finished_at - started_at), created_at, queue_seq);
+    CREATE INDEX jobs_owner_loss ON jobs (user_id, loss, created_at, queue_seq);
+    CREATE INDEX jobs_owner_duration ON jobs (user_id, (finished_at - started_at), created_at, queue_seq);
     """,
 ]

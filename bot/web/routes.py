@@ -38,7 +38,7 @@ SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, auto_reload=False)  # no stat() per row's include
     env.globals.update(duration=texts.duration, age=pages.age, gpus_label=texts.gpus_label,
                        states=[str(s) for s in JobState], cause=texts.cause, key_facts=pages.facts,
                        sorts=pages.SORT_CHOICES)
