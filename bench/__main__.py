@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import api_figures, runner_figures, slack_figures, web_figures
+from bench import api_figures, history_figures, runner_figures, slack_figures, web_figures
 from bench.common import Row, machine
 
 
@@ -41,6 +41,8 @@ async def run(short: bool, only: set[str]) -> list[Row]:
                                                creates=3 if short else 10),
         "web": lambda: web_figures.web_figures(n_jobs=1000 if short else 10_000, samples=50 if short else 300,
                                                pages=2 if short else 5, window_s=5 if short else 30),
+        "history": lambda: history_figures.history_figures(n_jobs=2000 if short else 100_000,
+                                                           samples=50 if short else 300),
     }
     rows: list[Row] = []
     for name, figure in figures.items():
@@ -57,7 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
     parser.add_argument("figures", nargs="*",
-                        help="only these: idle idle-serve ack overhead watching slack queue store api web")
+                        help="only these: idle idle-serve ack overhead watching slack queue store api web history")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = asyncio.run(run(args.short, set(args.figures)))
