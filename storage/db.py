@@ -10,6 +10,7 @@ import aiosqlite
 from storage.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+CACHE_KIB = 32 * 1024
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
@@ -22,6 +23,9 @@ async def connect(path: Path) -> aiosqlite.Connection:
     await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     await db.execute("PRAGMA journal_mode = WAL")
     await db.execute("PRAGMA synchronous = NORMAL")
+    # room for the indexes of 100,000 jobs and the pages read often (SQLite's default, 2 MiB, is thrashed by a walk
+    # through older pages, and the next count of the jobs re-reads its index: 4 ms instead of 0.4); used as needed
+    await db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     await db.execute("PRAGMA foreign_keys = ON")
     await migrate(db)
     return db
