@@ -129,7 +129,7 @@ def _figures(root: Path, names: list[str], samples: int) -> list[Row]:
         rows.append(_row(f"API: `GET /training/all/jobs?q=...` (50) with {n_jobs:,} jobs, real HTTP", times))
         times, _ = _timed(session, [f"{url}/training/all/jobs?limit=50&sort={s}" for s in ("loss", "-duration")]
                           * (samples // 2))
-        rows.append(_row(f"API: `GET /training/all/jobs?sort=loss|-duration` (50) with {n_jobs:,} jobs", times))
+        rows.append(_row(f"API: `GET /training/all/jobs?sort=loss` or `-duration` (50) with {n_jobs:,} jobs", times))
     return rows
 
 
