@@ -79,6 +79,8 @@ def test_sort_by_final_loss_pages_with_its_cursors_and_search_finds_by_name(tmp_
         assert [j["job_id"] for j in llm["jobs"]] == [named["job_id"]]
         detail = requests.get(f"{api.url}/training/jobs/{named['job_id']}", headers=BOB, timeout=10).json()
         assert detail["name"] == "LR sweep — 训练 3" and detail["note"] == ""
+        status = requests.get(f"{api.url}/training/jobs/{named['job_id']}/status", headers=BOB, timeout=10).json()
+        assert status["name"] == "LR sweep — 训练 3"  # the seed's status too: every job JSON has the name
 
 
 def test_a_name_is_checked_and_a_note_is_its_owners_to_add(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ class JobOut(BaseModel):
 
 class JobStatus(BaseModel):
     job_id: str
+    name: str
     status: str
     progress: float
     step: int | None
@@ -220,7 +221,7 @@ def job_out(job: Job) -> JobOut:
 
 def job_status(job: Job) -> JobStatus:
     p = job.progress
-    return JobStatus(job_id=job.id, status=str(job.state), progress=p.percent or 0.0, step=p.step,
+    return JobStatus(job_id=job.id, name=job.name, status=str(job.state), progress=p.percent or 0.0, step=p.step,
                      max_steps=p.max_steps, loss=p.loss, eval_loss=p.eval_loss, eta_seconds=p.remaining_s,
                      gpus=list(job.gpus), export_status=str(job.export_state), queue_reason=job.queue_reason,
                      error=job.error_message, error_hint=job.error_hint)
