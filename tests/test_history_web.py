@@ -145,3 +145,16 @@ def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_pa
         driver.get(f"{api.url}/?q=diverged")  # the note is not searched: name, folder, owner and id are
         assert row_ids(driver) == []
         assert console_errors(driver) == []
+
+
+def test_the_new_job_form_names_a_job_and_refuses_a_bad_name_by_its_label(tmp_path: Path) -> None:
+    fake_config(tmp_path, sections="[http]\nanonymous_loopback_with_tokens = true\n")
+    with serving(tmp_path, TOKENS) as api, requests.Session() as s:
+        form = s.get(f"{api.url}/new", timeout=10).text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        fields = {"csrf": csrf, "kind": "llm", "gpu_0": "on", "out": "output/formed", "go": "start"}
+        bad = s.post(f"{api.url}/new", data=fields | {"name": "two\nlines"}, timeout=10)
+        assert bad.status_code == 422 and "Name “two" in bad.text and "control character" in bad.text
+        made = s.post(f"{api.url}/new", data=fields | {"name": "<i>formed</i> run"}, timeout=10)
+        assert made.status_code == 200 and "/jobs/" in made.url
+        assert "<title>&lt;i&gt;formed&lt;/i&gt; run · " in made.text and "<i>formed" not in made.text
