@@ -5,16 +5,25 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: venv venv-vlm demo test lint bench slurm-up slurm-down clean
+.PHONY: venv venv-dev venv-vlm demo test lint bench slurm-up slurm-down clean
 
-$(STAMP): pyproject.toml
+# The dev extra alone (no torch, no ms-swift): enough for lint and the fast tests (-m "not swift and not slurm and
+# not slow").
+$(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(STAMP): $(DEV_STAMP)
 	@# the CPU build of torch first: ms-swift would otherwise pull a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[swift,dev]'
 	touch $@
+
+venv-dev: $(DEV_STAMP)
 
 venv: $(STAMP)
 
@@ -34,7 +43,7 @@ venv-vlm: $(VLM_STAMP)
 demo: venv
 	$(BIN)/trainbot demo
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check bot runner storage tests bench
 	$(BIN)/mypy
 

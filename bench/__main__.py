@@ -43,6 +43,9 @@ async def run(short: bool, only: set[str]) -> list[Row]:
                                                pages=2 if short else 5, window_s=5 if short else 30),
         "history": lambda: history_figures.history_figures(n_jobs=2000 if short else 100_000,
                                                            samples=50 if short else 300),
+        "compare": lambda: web_figures.compare_figures(n_jobs=10_000 if short else 100_000, steps=2_000,
+                                                       samples=50 if short else 300),
+        "live": lambda: web_figures.tab_bytes(running=8, window_s=10 if short else 60),
     }
     rows: list[Row] = []
     for name, figure in figures.items():
@@ -59,7 +62,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
     parser.add_argument("figures", nargs="*",
-                        help="only these: idle idle-serve ack overhead watching slack queue store api web history")
+                        help="only these: idle idle-serve ack overhead watching slack queue store api web "
+                             "compare live history")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = asyncio.run(run(args.short, set(args.figures)))

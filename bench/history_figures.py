@@ -23,6 +23,7 @@ import requests
 
 from bench.api_figures import serve
 from bench.common import Row, fake_config, pct
+from storage.failure_facts import CudaOom, JobFailure
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Progress
 from storage.rows import to_row
@@ -59,9 +60,9 @@ def _rows(n: int, rng: random.Random, names: list[str]) -> Iterator[dict[str, An
         state = rng.choice((JobState.SUCCEEDED,) * 6 + (JobState.FAILED, JobState.STOPPED))
         gpus = tuple(str(g) for g in range(rng.choice((1, 1, 2, 4))))
         job = Job(id=f"{i:05x}", kind=Kind.VLM if i % 3 == 0 else Kind.LLM, state=state, output_dir=out, gpus=gpus,
-                  argv=_argv(out), user_id=f"U{rng.randrange(40):03d}", channel_id="C1", name=name,
+                  argv=_argv(out), user_id=f"U{rng.randrange(40):03d}", slack_channel="C1", name=name,
                   created_at=created, updated_at=ended, started_at=began, finished_at=ended,
-                  error_class="cuda_oom" if state is JobState.FAILED else None,
+                  failure=JobFailure(CudaOom()) if state is JobState.FAILED else None,
                   progress=Progress(step=100, max_steps=100, loss=round(rng.uniform(0.2, 3.0), 4),
                                     eval_loss=round(rng.uniform(0.3, 3.2), 4)))
         yield to_row(job) | {"queue_seq": i + 1}

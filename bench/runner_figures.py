@@ -93,7 +93,7 @@ async def _timed_job(runtime: Runtime, config: Config, out: str, times: list[flo
     job = await runtime.supervisor.submit(_request(config, out, ("cpu",)))
     job = await _until(runtime, job.id, {JobState.SUCCEEDED, JobState.FAILED})
     times.append(time.monotonic() - t0)
-    assert job.state is JobState.SUCCEEDED, job.error_message
+    assert job.state is JobState.SUCCEEDED, job.failure
     return job
 
 
@@ -213,7 +213,7 @@ async def store_latency(n_jobs: int, samples: int) -> list[Row]:
 async def _fill(store: JobStore, n: int) -> None:
     """n ended jobs, shaped like real ones, written through the store's own create (one transaction each)."""
     template = Job(id="", kind=Kind.LLM, state=JobState.SUCCEEDED, output_dir="/o/x", gpus=("0",),
-                   argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"), user_id="U1", channel_id="C1")
+                   argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"), user_id="U1", slack_channel="C1")
     for i in range(n):
         await store.create(template.replace(kind=Kind.VLM if i % 3 == 0 else Kind.LLM,  # every kind in every state
                                             state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i // 3 % 3]))

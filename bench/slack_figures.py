@@ -262,11 +262,12 @@ async def slack_budget(jobs: int, minutes: float) -> list[Row]:
                     now = time.monotonic()
                     for job in await store.active():
                         step = job.progress.step
-                        if step is None or job.card_ts is None:
+                        card = await store.slack_card(job.id)
+                        if step is None or card is None:
                             continue
                         seen = first_seen.setdefault(job.id, {})
                         seen.setdefault(step, now)
-                        shown = _card_step(slack, job.card_ts)
+                        shown = _card_step(slack, card.ts)
                         newer = [t for s, t in seen.items() if s > shown]
                         if newer:
                             worst = max(worst, now - min(newer))

@@ -24,6 +24,7 @@ from bot.pacing import Pacer
 from bot.retry import GONE_ERRORS, FailureKind, Outage, classify
 from storage.jobs import JobStore
 from storage.models import Job, JobState
+from storage.slack_cards import SlackCard
 from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
@@ -79,24 +80,25 @@ class CardSync:
             return 0
         due = await self._due()
         chosen = []
-        for job, version in due:  # ended jobs first: their updates may spend the reserve, progress may not
+        for job, card, version in due:  # ended jobs first: their updates may spend the reserve, progress may not
             if not self.pacer.try_take("chat.update", urgent=job.state.is_terminal):
                 self._held_back = True
                 break
-            chosen.append((job, version))
-        results = await asyncio.gather(*(self._draw(job, version) for job, version in chosen))
+            chosen.append((job, card, version))
+        results = await asyncio.gather(*(self._draw(job, card, version) for job, card, version in chosen))
         return sum(results)
 
-    async def _due(self) -> list[tuple[Job, int | None]]:
+    async def _due(self) -> list[tuple[Job, SlackCard, int | None]]:
         jobs = {j.id: j for j in await self.store.list_jobs(limit=RECENT_LIMIT)}
         jobs.update((j.id, j) for j in await self.store.active())
+        cards = await self.store.slack_cards(jobs)
         ending = sum(1 for j in jobs.values() if j.state.is_active and _may_end_soon(j))
         self.pacer.keep_for_urgent("chat.update", UNEXPECTED_ENDS + ending)
         now = time.monotonic()
-        due: list[tuple[Job, int | None]] = []
+        due: list[tuple[Job, SlackCard, int | None]] = []
         for job in jobs.values():
             drawn = self._drawn.get(job.id)
-            if not job.card_ts or not job.channel_id:
+            if (card := cards.get(job.id)) is None:
                 continue
             if drawn is not None and drawn.version is not None and drawn.updated_at == job.updated_at:
                 continue
@@ -108,21 +110,21 @@ class CardSync:
                 self._drawn[job.id] = _Drawn(version, now, job.updated_at)  # drawn by an earlier bot, long ago
                 continue
             if drawn is None or now - drawn.at >= self.interval_s:
-                due.append((job, version))
+                due.append((job, card, version))
             else:
                 self._held_back = True
         for gone in set(self._drawn) - set(jobs):
             del self._drawn[gone]
-        due.sort(key=lambda jv: (not jv[0].state.is_terminal, self._drawn[jv[0].id].at if jv[0].id in self._drawn
-                                 else 0.0))
+        due.sort(key=lambda jcv: (not jcv[0].state.is_terminal, self._drawn[jcv[0].id].at
+                                  if jcv[0].id in self._drawn else 0.0))
         return due
 
-    async def _draw(self, job: Job, version: int | None) -> bool:
+    async def _draw(self, job: Job, card: SlackCard, version: int | None) -> bool:
         fresh = await self.store.get(job.id)  # newer than `version` at worst: then drawn again next round
-        if fresh is None or not fresh.card_ts or not fresh.channel_id:
+        if fresh is None:
             return False
         msg = views.job_card(fresh)
-        channel, ts = fresh.channel_id, fresh.card_ts
+        channel, ts = card.channel, card.ts
         try:
             await self.pacer.call("chat.update", lambda: self.client.chat_update(
                 channel=channel, ts=ts, text=msg.text, blocks=msg.blocks), taken=True)

@@ -1,4 +1,4 @@
-"""`trainbot`: console, demo, serve and config check."""
+"""`trainbot`: console, demo, serve, config check and backup."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="validate a config file and print the effective configuration "
                                              "(defaults included, secrets masked); exit 2 if it is refused")
     check.add_argument("file", type=Path, nargs="?", help="the TOML file (default: --config, $TRAINBOT_CONFIG)")
+    b = sub.add_parser("backup", help="copy the job database to FILE while the bot runs (SQLite's online backup; "
+                                      "the copy is checked, then moved into place)")
+    b.add_argument("file", type=Path, help="where the copy goes (a new file, unless --replace)")
+    b.add_argument("--replace", action="store_true", help="replace FILE if it exists")
     return p
 
 
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             print(effective_config_text(args.file or args.config), end="")
             return 0
         config = load_config(args.config)
+        if args.cmd == "backup":
+            return _backup(config.db_path, args.file, replace=args.replace)
         if args.cmd == "console":
             from bot.console import main as run_console
 
@@ -66,6 +72,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _backup(db_path: Path, target: Path, *, replace: bool) -> int:
+    from storage.backup import CopyFailed, NoDatabase, TargetExists, backup
+
+    try:
+        done = backup(db_path, target.absolute(), replace=replace)
+    except NoDatabase as exc:
+        why = f"there is no database at {exc.path}: check --config (its [paths] data_dir), or start the bot once"
+    except TargetExists as exc:
+        why = f"{exc.path} already exists: name a new file, or pass --replace to overwrite it"
+    except CopyFailed as exc:
+        check = "the copy failed SQLite's quick_check: " if exc.quick_check else ""
+        why = f"could not back up to {exc.target}: {check}{exc.reason}; nothing was written there"
+    else:
+        print(f"backed up {done.jobs} job{'s' * (done.jobs != 1)} ({done.size_bytes / 1024:.0f} KiB, schema "
+              f"version {done.schema_version}) from {db_path} to {done.target}")
+        return 0
+    print(f"trainbot: {why}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

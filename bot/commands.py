@@ -1,13 +1,9 @@
-"""The commands of the `/train` language, as typed values (what bot/grammar.py parses text into), and back.
-
-`unparse` writes a command's canonical text, with parse(unparse(c)) == c: for cards and re-runs.
-"""
+"""The commands of the `/train` language, as typed values: what bot/grammar.py parses text into."""
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias, get_args
@@ -17,6 +13,7 @@ from storage.models import Kind
 
 JobAction: TypeAlias = Literal["start", "stop", "export", "status", "show", "logs", "delete"]
 JOB_ACTIONS: tuple[JobAction, ...] = get_args(JobAction)
+MIN_RUNS, MAX_RUNS = 2, 8  # how many jobs `compare` takes
 MAX_LOG_LINES = 10_000  # the most lines of a log a person may ask for (`logs <id> lines=N`, `?lines=N`)
 
 
@@ -61,6 +58,13 @@ class ListJobs:
 
 
 @dataclass(frozen=True)
+class CompareJobs:
+    """`compare <id> <id> ...`: 2 to 8 different jobs, in the order given."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ShowStatus:
     """`status` without an id: the active jobs at a glance; with a name (`ref`: any word that is no job id), the
     job of that name, or the jobs it finds."""
@@ -78,7 +82,7 @@ class Help:
     topic: str | None = None
 
 
-Command: TypeAlias = CreateJob | JobCommand | AddNote | ListJobs | ShowStatus | ShowGpus | Help
+Command: TypeAlias = CreateJob | JobCommand | AddNote | ListJobs | CompareJobs | ShowStatus | ShowGpus | Help
 
 
 @dataclass(frozen=True)
@@ -88,34 +92,6 @@ class Rejection:
 
     def text(self) -> str:
         return self.message + (f"\nTry: `/train {self.example}`" if self.example else "")
-
-
-
-def unparse(command: Command, *, base_dir: Path) -> str:
-    """The canonical text (after `/train`) of a command, with parse(unparse(c)) == c: for cards, re-runs."""
-    if isinstance(command, CreateJob):
-        out, base = command.output_dir, norm(base_dir)
-        words = [str(command.kind), "gpu=" + ",".join(command.gpus),
-                 "out=" + str(out.relative_to(base) if out.is_relative_to(base) else out)]
-        words += [] if command.profile == "fast" else [f"profile={command.profile}"]
-        words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
-        words += ["--hold"] * command.hold
-        words += [] if command.name is None else [f"name={command.name}"]
-        return " ".join(shlex.quote(w) for w in words)
-    if isinstance(command, JobCommand):
-        extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
-        return " ".join([command.action, command.job_id, *extra])
-    if isinstance(command, AddNote):
-        return f"note {command.job_id} {command.text}"
-    if isinstance(command, ListJobs):
-        kind = [str(command.kind)] if command.kind else []
-        text = [shlex.quote(f"name={command.text}")] if command.text is not None else []
-        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else []), *text])
-    if isinstance(command, Help):
-        return "help" + (f" {command.topic}" if command.topic else "")
-    if isinstance(command, ShowStatus):
-        return "status" + (f" {shlex.quote(command.ref)}" if command.ref is not None else "")
-    return "gpus"
 
 
 def out_example(output_root: Path, base_dir: Path) -> str:

@@ -26,7 +26,8 @@ def effective_config_text(path: Path | None) -> str:
     secret_names = set(config.scrub_env)
     header = f"# trainbot: effective configuration of {path or 'the built-in defaults'}"
     lines = [header, "# (every key with its value, defaults included; secret values masked; relative paths from "
-             f"{config.base_dir})"]
+             f"{config.base_dir})",
+             f"# the job database: {config.db_path} (back it up while the bot runs: trainbot backup FILE)"]
     for name, table in tables.items():
         lines += _table(name, table, secret_names)
         if name == "http":

@@ -1,24 +1,30 @@
 """The terminal front end: `/train` commands without the slash, one per line, and what a channel would be told.
 
-Notices are drained from the outbox exactly like the Slack notifier does, so the console shows the same story
-(created, started, checkpoints, the end) plus a live progress line for running jobs.
+Each console reads the outbox as its own reader (`console-…`, storage/outbox.py), from the moment it opens: it shows
+every notice, also those of jobs asked for in Slack, and takes none from Slack or from another console. It shows the
+same story a channel is told (created, started, checkpoints, the end), plus a live progress line for running jobs.
+Closing it leaves the outbox; one killed stops holding notices back KEEP_S after it was last seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 from bot import notice_words, texts
-from bot.handlers import Handlers, Reply
+from bot.handlers import Handlers, Image, Reply
 from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime
 from storage.models import JobState
 
 PROGRESS_EVERY_S = 1.0
+KEEP_S = 600.0  # a console not seen this long (killed) holds no notice back
+ALIVE_EVERY_S = 60.0
 
 
 class Console:
@@ -29,6 +35,20 @@ class Console:
         self.caller = Caller(console=True)
         self._shown_progress: dict[str, tuple[str, float]] = {}
         self._tty = out.isatty()
+        self.reader = f"console-{secrets.token_hex(4)}"
+        self._alive_at = 0.0
+        self._flushing = asyncio.Lock()  # the watcher and a command both flush: each notice is shown once
+
+    async def open(self) -> None:
+        """Read the outbox from now on (before the runtime starts: what its recovery tells is shown)."""
+        await self._alive()
+
+    async def leave(self) -> None:
+        await self.runtime.store.leave(self.reader)
+
+    async def _alive(self) -> None:
+        await self.runtime.store.register_reader(self.reader, keep_s=KEEP_S)
+        self._alive_at = time.monotonic()
 
     def say(self, text: str) -> None:
         if self._tty:
@@ -44,17 +64,29 @@ class Console:
         self.say(reply.text if reply.ok else f"⚠️ {reply.text}")
         if reply.file is not None:
             self.say(reply.file.read_text(errors="replace"))
+        if reply.image is not None:
+            self.say(f"The chart: {self.save(reply.image)}")
         await self.flush_notices()
         return reply
 
+    def save(self, image: Image) -> Path:
+        """A reply's picture, as a file in the data folder's charts/ (a terminal shows no pictures)."""
+        folder = self.runtime.config.data_dir / "charts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / image.filename
+        path.write_bytes(image.png)
+        return path
+
     async def flush_notices(self) -> None:
         store = self.runtime.store
-        while notices := await store.due_notices(limit=100):
-            for notice in notices:
-                job = await store.get(notice.job_id)
-                self.say(notice_words.notice_text(notice, name=job.name if job else None))
-                assert notice.id is not None
-                await store.mark_delivered(notice.id)
+        if time.monotonic() - self._alive_at >= ALIVE_EVERY_S:
+            await self._alive()
+        async with self._flushing:
+            while notices := await store.pending_notices(self.reader, limit=100):
+                for notice in notices:
+                    job = await store.get(notice.job_id)
+                    self.say(notice_words.notice_text(notice, name=job.name if job else None))
+                await store.mark_delivered(self.reader, *(n.id for n in notices if n.id is not None))
         for job in await store.active():
             if job.state is not JobState.RUNNING or job.progress.step is None:
                 continue
@@ -71,7 +103,8 @@ class Console:
     async def idle(self) -> bool:
         """No job running or waiting, no export under way, nothing left to tell."""
         store = self.runtime.store
-        return not await store.active() and not await store.exporting() and not await store.pending_notices()
+        return (not await store.active() and not await store.exporting()
+                and not await store.pending_notices(self.reader, limit=1))
 
     async def watch(self, until_idle: bool, interval: float = 0.5) -> None:
         while True:
@@ -83,11 +116,13 @@ class Console:
 
 async def run_console(config: Config, stdin: TextIO, out: TextIO, *, wait: bool) -> int:
     runtime = await Runtime.open(config)
-    await runtime.start()
     console = Console(runtime, out)
-    watcher = asyncio.create_task(console.watch(until_idle=False))
+    watcher: asyncio.Task[None] | None = None
     interactive = stdin.isatty()
     try:
+        await console.open()
+        await runtime.start()
+        watcher = asyncio.create_task(console.watch(until_idle=False))
         while True:
             if interactive:
                 out.write("train> ")
@@ -101,8 +136,10 @@ async def run_console(config: Config, stdin: TextIO, out: TextIO, *, wait: bool)
             watcher.cancel()
             await console.watch(until_idle=True)
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await console.flush_notices()
+        await console.leave()
         await runtime.close()
     return 0
 

@@ -91,8 +91,9 @@ async def run_demo(root: Path) -> int:
     config = load_config(config_path, base_dir=root)
     print(f"config: {config_path} (the fixed recipe, pointed at the local model and data)\n", flush=True)
     runtime = await Runtime.open(config)
-    await runtime.start()
     console = Console(runtime, sys.stdout)
+    await console.open()
+    await runtime.start()
     t0 = time.monotonic()
     try:
         for line in ("help llm", "llm gpu=cpu out=output/demo --dry-run"):
@@ -114,6 +115,7 @@ async def run_demo(root: Path) -> int:
             await console.watch(until_idle=True)
         job = await runtime.store.require(job.id)
     finally:
+        await console.leave()
         await runtime.close()
     print(f"\ndemo done: job {job.id} {job.state}, export {job.export_state}; {time.monotonic() - t0:.0f} s from "
           f"launch to export ({time.monotonic() - started:.0f} s with set-up)")

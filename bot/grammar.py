@@ -19,8 +19,11 @@ from pathlib import Path
 from bot.commands import (
     JOB_ACTIONS,
     MAX_LOG_LINES,
+    MAX_RUNS,
+    MIN_RUNS,
     AddNote,
     Command,
+    CompareJobs,
     CreateJob,
     Help,
     JobAction,
@@ -31,7 +34,6 @@ from bot.commands import (
     ShowStatus,
     norm,
     out_example,
-    unparse,
 )
 from bot.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
 from bot.settings import RUN_KEYS, Ctx, Reject, grammar_key, listing, not_allowed, refusal, show, suggest
@@ -40,8 +42,9 @@ from runner.paths import OutsideRoot
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
-__all__ = ["COMMANDS", "JOB_ACTIONS", "AddNote", "Command", "CreateJob", "Help", "JobAction", "JobCommand", "ListJobs",
-           "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example", "parse", "unparse"]
+__all__ = ["COMMANDS", "JOB_ACTIONS", "AddNote", "Command", "CompareJobs", "CreateJob", "Help", "JobAction",
+           "JobCommand", "ListJobs", "Rejection", "ShowGpus", "ShowStatus", "help_text", "normalise", "out_example",
+           "parse"]
 
 _ACTIONS: dict[str, JobAction] = {action: action for action in JOB_ACTIONS}
 LIST_KINDS = ("llm", "vlm", "all")
@@ -88,7 +91,7 @@ def _stock_example(first: list[str], good_out: str) -> str:
     name = first[0].lower() if first else ""
     if name in ("llm", "vlm"):
         return f"{name} gpu=0 {good_out}" + (" epochs=1" if name == "vlm" else "")
-    return name if name in ("list", "status", "gpus") else "help"
+    return name if name in ("list", "status", "gpus") else "help compare" if name == "compare" else "help"
 
 
 def _parse(text: str, ctx: Ctx) -> Command:
@@ -114,6 +117,8 @@ def _parse(text: str, ctx: Ctx) -> Command:
         return _job_command(_ACTIONS[name], ctx)
     if name == "list":
         return _list(ctx)
+    if name == "compare":
+        return _compare(ctx)
     if name == "gpus" and len(words) > 1:
         raise Reject(f"`gpus` takes nothing after it; `{show(words[1])}` is extra.", ["gpus"])
     if name == "gpus":
@@ -266,6 +271,26 @@ def _note(text: str) -> AddNote | Help:
         raise Reject(f"`note {shown}` needs the note's text after the id, e.g. `/train note {shown} lr 1e-4 was too "
                       "high`.", ["help", "note"])
     return AddNote(shown, note.strip())
+
+
+def _compare(ctx: Ctx) -> CompareJobs:
+    ids: list[str] = []
+    for at, word in enumerate(ctx.words[1:], start=1):
+        job_id = word.strip("`<>,").lower()
+        if not _JOB_ID.fullmatch(job_id):
+            confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
+            raise Reject(f"`{show(word)}` is not a job id: `compare` takes {MIN_RUNS} to {MAX_RUNS} ids like "
+                         f"`k3x9q`, e.g. `/train compare k3x9q m4z8p`.{confusable}", ctx.fixed(at, None))
+        if job_id in ids:
+            raise Reject(f"`{job_id}` is given twice: compare each job once.", ctx.fixed(at, None))
+        ids.append(job_id)
+    if not MIN_RUNS <= len(ids) <= MAX_RUNS:
+        more = "another job" if len(ids) == 1 else f"at least {MIN_RUNS} jobs"
+        raise Reject(f"`compare` takes {MIN_RUNS} to {MAX_RUNS} job ids ({len(ids)} given): "
+                     + (f"name {more}, e.g. `/train compare k3x9q m4z8p`; `/train list` shows them."
+                        if len(ids) < MIN_RUNS else "leave some out."),
+                     ctx.words[: MAX_RUNS + 1] if len(ids) > MAX_RUNS else ["list"])
+    return CompareJobs(tuple(ids))
 
 
 def _list(ctx: Ctx) -> ListJobs:

@@ -8,15 +8,18 @@ the same for every front end.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import texts
+from bot import charts, texts
 from bot.cluster_words import render_gpu_nodes
+from bot.compare import compare
 from bot.grammar import (
     AddNote,
     Command,
+    CompareJobs,
     CreateJob,
     Help,
     JobCommand,
@@ -29,6 +32,7 @@ from bot.grammar import (
     parse,
 )
 from bot.mrkdwn import PLAIN, Format
+from bot.profile_words import notes_words
 from runner import leases
 from runner.access import Caller, check_manage, check_start
 from runner.job_request import check_request
@@ -37,10 +41,19 @@ from runner.notes import set_note
 from runner.runtime import Runtime
 from storage.errors import JobError, JobNotFound
 from storage.jobs import JobFilter
-from storage.models import IllegalTransition, Job, JobState
+from storage.models import Job, JobState
 
 LOG_LINES = 40
 LIST_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Image:
+    """A picture that goes with a reply (a comparison's chart): PNG bytes and the name to give its file."""
+
+    filename: str
+    title: str
+    png: bytes
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class Reply:
     job_id: str | None = None
     file: Path | None = None  # the whole log, when asked for
     ok: bool = True
+    image: Image | None = None  # posted in `job_id`'s thread (Slack) or saved (the console)
 
 
 class Handlers:
@@ -71,10 +85,8 @@ class Handlers:
             return Reply(self.fmt.text(command.text()), ok=False)
         try:
             return await self.run(command, caller)
-        except JobError as exc:
+        except JobError as exc:  # IllegalTransition too
             return Reply(texts.error_text(exc, self.fmt), ok=False)
-        except IllegalTransition as exc:
-            return Reply(self.fmt.text(exc), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:
         match command:
@@ -85,6 +97,8 @@ class Handlers:
                 return await self.create(command, caller)
             case JobCommand():
                 return await self.job_command(command, caller)
+            case CompareJobs(job_ids):
+                return await self.compare(job_ids)
             case ListJobs(kind, state, text):
                 states = None
                 if state == "active":
@@ -135,6 +149,15 @@ class Handlers:
                          f"{self.fmt.code('list')} shows the jobs there are.", ok=False)
         return await self.listed(JobFilter(text=ref), f"Jobs matching {self.fmt.code(ref)}")
 
+    async def compare(self, job_ids: tuple[str, ...]) -> Reply:
+        cmp = await compare(self.store, job_ids)
+        png = await asyncio.to_thread(charts.compare_png, cmp)
+        image = Image(charts.compare_filename(cmp), f"Loss of jobs {', '.join(cmp.ids)}", png) if png else None
+        text = texts.comparison_text(cmp, self.fmt)
+        if image is None:
+            text += "\nNone of them has logged a loss yet: no chart."
+        return Reply(text, job_id=cmp.ids[0], image=image)
+
     async def create(self, command: CreateJob, caller: Caller) -> Reply:
         req = command.request(caller.user_id, caller.channel_id)
         fmt = self.fmt
@@ -144,7 +167,7 @@ class Handlers:
             warnings = await self.sup.dry_run_warnings(req)
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
-                text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + fmt.text("; ".join(plan.notes))
+                text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + notes_words(plan.notes, fmt)
             return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
         job = await self.sup.submit(req)

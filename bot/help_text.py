@@ -85,6 +85,12 @@ TOPICS: dict[str, Topic] = {
         "text (in any case).",
         ("list", "list vlm", "list state=active", "list name=sweep"),
     ),
+    "compare": Topic(
+        "compare <id> <id> [<id> ...]",
+        "Puts 2 to 8 jobs side by side: their loss and eval-loss curves on one chart (posted in the first job's "
+        "thread) and what differs between them (settings, how long they ran, their final losses).",
+        ("compare k3x9q m4z8p", "compare k3x9q m4z8p r7t2w"),
+    ),
     "gpus": Topic("gpus", "Shows the GPUs: which are free, and which job or process uses each.", ("gpus",)),
     "help": Topic("help [<command>]", "This help, or the details of one command.", ("help", "help vlm")),
 }
@@ -95,7 +101,8 @@ COMMANDS: tuple[str, ...] = tuple(TOPICS)
 SYNONYMS: dict[str, str] = {
     "cancel": "stop", "kill": "stop", "abort": "stop", "rm": "delete", "remove": "delete", "del": "delete",
     "ls": "list", "jobs": "list", "ps": "list", "log": "logs", "tail": "logs", "gpu": "gpus", "info": "show",
-    "describe": "show", "merge": "export", "resume": "start", "restart": "start", "train": "llm` or `vlm",
+    "describe": "show", "merge": "export", "diff": "compare", "vs": "compare",
+    "resume": "start", "restart": "start", "train": "llm` or `vlm",
     "run": "llm` or `vlm", "sft": "llm` or `vlm", "new": "llm` or `vlm", "create": "llm` or `vlm",
 }
 

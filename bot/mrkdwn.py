@@ -1,4 +1,5 @@
-"""How a front end writes facts into its text: Slack's mrkdwn escapes them, the console shows them as they are.
+"""How a front end writes facts into its text: Slack's mrkdwn escapes them, the console shows them as they are, the
+web page escapes them as HTML.
 
 Slack parses `<!channel>`, `<@U…>`, `<#C…>` and `<https://…|label>` in message text and mrkdwn, even inside code
 spans and blocks, so every string that did not come from trainbot itself (output folders, overrides, log lines,
@@ -8,6 +9,8 @@ shows them as the characters again, in code too.
 """
 
 from __future__ import annotations
+
+import html
 
 GRAVE_LOOKALIKE = "ˋ"  # U+02CB: a typed backtick would end the code span or block it sits in
 
@@ -57,5 +60,25 @@ class SlackFormat(Format):
         return f"<@{user_id}>"
 
 
+class HtmlFormat(Format):
+    """HTML for the web page: each fact escaped; the words around them are trainbot's own."""
+
+    def text(self, fact: object) -> str:
+        return html.escape(str(fact))
+
+    def code(self, fact: object) -> str:
+        return f"<code>{html.escape(str(fact))}</code>"
+
+    def block(self, fact: object) -> str:
+        return f"<pre>{html.escape(str(fact))}</pre>"
+
+    def bold(self, words: str) -> str:
+        return f"<strong>{words}</strong>"
+
+    def mention(self, user_id: str) -> str:
+        return html.escape(user_id)
+
+
 PLAIN = Format()
 SLACK = SlackFormat()
+HTML = HtmlFormat()

@@ -1,6 +1,11 @@
 """The notifier: delivers the outbox to Slack, at least once, in order per job, and each notice's effect once.
 
-- `job_created` posts the job card in the job's channel; its ts (saved with the delivery) is the job's thread.
+- It reads the outbox as the reader `slack` (storage/outbox.py), from its own place: a console or any other front end
+  on the same database reads every notice too, and a restarted bot resumes where it was. While it is down, notices
+  wait for it `[slack] keep_notices_hours`; after that they stop waiting (and it comes back as a new reader).
+- `job_created` posts the job card in the channel the job was asked from (`Job.slack_channel`); where the card is
+  (storage/slack_cards.py: Slack's own table, not the job's) is saved before the notice is marked delivered, and
+  its ts is the job's thread.
   Every other notice is a reply in that thread; ends and exports are broadcast to the channel too
   (`reply_broadcast`), and an end brings the loss curve (a PNG uploaded to the thread).
 - One delivery at a time per channel (Slack allows about one message a second there), channels in parallel,
@@ -35,10 +40,14 @@ from bot.views import Role
 from storage.jobs import JobStore
 from storage.models import Job
 from storage.notices import RUN_ENDS, JobDeleted, Notice
+from storage.slack_cards import SlackCard
 from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
+READER = "slack"  # the notifier's name as a reader of the outbox
+KEEP_NOTICES_S = 7 * 24 * 3600.0  # how long notices wait for a bot that is down (`[slack] keep_notices_hours`)
+ALIVE_EVERY_S = 60.0  # how often the notifier tells the outbox it is alive (far below KEEP_NOTICES_S)
 HISTORY_MARGIN_S = 300.0  # look this far before a card's notice for the card (clocks differ)
 MAX_PAGES = 10
 MAX_BATCH = 10  # minor milestones in one reply at most
@@ -47,7 +56,7 @@ MAX_BATCH = 10  # minor milestones in one reply at most
 class Notifier:
     def __init__(self, store: JobStore, client: AsyncWebClient, pacer: Pacer, *, outage: Outage | None = None,
                  policy: RetryPolicy | None = None, poll_s: float = 0.5, safety_poll_s: float = 30.0,
-                 on_card: Callable[[Job, int | None], None] | None = None,
+                 on_card: Callable[[Job, int | None], None] | None = None, keep_s: float = KEEP_NOTICES_S,
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.client, self.pacer = store, client, pacer
         self._clock = clock  # wall time, like the outbox's next_attempt_at
@@ -55,6 +64,8 @@ class Notifier:
         self.outage = outage or Outage(self.policy)
         self.poll_s = poll_s
         self.on_card = on_card
+        self.keep_s = keep_s
+        self._alive_at = 0.0  # monotonic time the outbox was last told this reader is alive
         self._started_at = clock()
         self._busy: set[str] = set()  # channels with a delivery under way
         self._in_flight: set[int] = set()
@@ -65,8 +76,14 @@ class Notifier:
         self.loop = WakeableLoop("notifier", self._step, store.changes, safety_poll_s)
         self._closing = False
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Join the outbox as its reader `slack` (resuming where the last bot was), then deliver."""
+        await self._alive()
         self.loop.start()
+
+    async def _alive(self) -> None:
+        await self.store.register_reader(READER, keep_s=self.keep_s)
+        self._alive_at = time.monotonic()
 
     def wake(self) -> None:
         self.loop.wake()
@@ -84,11 +101,13 @@ class Notifier:
     async def _step(self) -> float | None:
         """One round of the loop; how long it may sleep: woken by a new notice (a store change) or a delivery
         ending, it need only wake on its own for a retry that falls due (stored), or while Slack is down."""
+        if time.monotonic() - self._alive_at >= ALIVE_EVERY_S:
+            await self._alive()
         await self.dispatch()
         now = self._clock()
         if self.outage.active(now):
             return self.poll_s
-        soonest = await self.store.next_notice_at()
+        soonest = await self.store.next_notice_at(READER)
         if soonest is None or self._tasks:
             return None if soonest is None or soonest <= now else soonest - now + 0.01  # a delivery ending wakes us
         return soonest - now + 0.01 if soonest > now else self.poll_s
@@ -98,7 +117,7 @@ class Notifier:
         if self._closing or self.outage.active(self._clock()):
             return 0
         started = 0
-        for notice in sorted(await self.store.due_notices(now=self._clock(), limit=500), key=_priority):
+        for notice in sorted(await self.store.due_notices(READER, now=self._clock(), limit=500), key=_priority):
             assert notice.id is not None
             channel = await self._channel_of(notice)
             key = channel or f"job:{notice.job_id}"
@@ -113,17 +132,17 @@ class Notifier:
         return started
 
     async def _channel_of(self, notice: Notice) -> str | None:
-        if isinstance(notice.facts, JobDeleted):
-            return notice.facts.channel_id
+        """Where the job's notices go: its card's channel, else the channel it was asked from (None: nowhere)."""
         if notice.job_id not in self._channels:
-            job = await self.store.get(notice.job_id)
-            self._channels[notice.job_id] = job.channel_id if job else None
+            card = await self.store.slack_card(notice.job_id)
+            job = await self.store.get(notice.job_id) if card is None else None
+            self._channels[notice.job_id] = card.channel if card else job.slack_channel if job else None
         return self._channels[notice.job_id]
 
     async def _deliver_guarded(self, notice: Notice, channel: str | None, key: str) -> None:
         assert notice.id is not None
         try:
-            pending = await self.store.pending_notices(notice.job_id)
+            pending = await self.store.pending_notices(READER, notice.job_id)
             if not pending or pending[0].id != notice.id or pending[0].next_attempt_at > self._clock():
                 return  # read before the delivery under way then had marked it (or put it off): not ours now
             notice = pending[0]  # with its attempts as they are now
@@ -141,17 +160,20 @@ class Notifier:
     async def deliver(self, notice: Notice, channel: str | None, later: list[Notice]) -> None:
         """Deliver a job's oldest undelivered notice (`later`: the job's others, which may share its reply)."""
         assert notice.id is not None
-        if channel is None:  # a console job, or one whose row is gone: nowhere to tell
-            await self.store.mark_delivered(notice.id)
+        if channel is None:  # a console or API job without a channel, or one whose row is gone: nowhere to tell
+            await self.store.mark_delivered(READER, notice.id)
             return
+        card = await self.store.slack_card(notice.job_id)
         if isinstance(notice.facts, JobDeleted):
-            await self._show_deleted(notice.job_id, notice.facts, channel)
-            await self.store.mark_delivered(notice.id)
+            if card is not None:
+                await self._show_deleted(card, notice.facts)
+                await self.store.forget_slack_card(card.job_id)  # first: a retry finds no card, and tells nothing
+            await self.store.mark_delivered(READER, notice.id)
             return
         version = await self.store.version(notice.job_id)
         job = await self.store.get(notice.job_id)
         if job is None:
-            await self.store.mark_delivered(notice.id)
+            await self.store.mark_delivered(READER, notice.id)
             return
         suspect = self._suspect(notice)
         if views.role(notice.facts) is Role.CARD:
@@ -160,11 +182,12 @@ class Notifier:
                 ts = await self._post(channel, None, views.job_card(job), [notice])
                 if (profile := views.profile_message(notice)) is not None:
                     await self._post(channel, ts, profile, [notice])
-            await self.store.mark_delivered(notice.id, card_ts=ts)
+            await self.store.save_slack_card(SlackCard(job.id, channel, ts))  # before the mark: never a lost card
+            await self.store.mark_delivered(READER, notice.id)
             if self.on_card is not None:
-                self.on_card(job.replace(card_ts=ts), version)
+                self.on_card(job, version)
             return
-        thread = job.card_ts
+        thread = card.ts if card is not None else None
         told: list[int] = []
         charted = False
         if suspect and thread:
@@ -176,8 +199,7 @@ class Notifier:
             self._unsure.add(notice.id)  # posted: should the chart fail now, its retry must not post again
         if isinstance(notice.facts, RUN_ENDS) and thread and not charted:
             await self._upload_chart(channel, thread, notice, job)
-        for notice_id in sorted(i for i in told if i >= notice.id):
-            await self.store.mark_delivered(notice_id)
+        await self.store.mark_delivered(READER, *sorted(i for i in told if i >= notice.id))
 
     @staticmethod
     def _batch(notice: Notice, later: list[Notice], now: float) -> list[Notice]:
@@ -223,14 +245,11 @@ class Notifier:
                                                 title=f"Loss curve of job {job.id}"),
             also=("files.completeUploadExternal",))
 
-    async def _show_deleted(self, job_id: str, deleted: JobDeleted, channel: str) -> None:
-        card_ts = deleted.card_ts
-        if not card_ts:
-            return
-        msg = views.deleted_card(job_id, deleted.by, deleted.name)
+    async def _show_deleted(self, card: SlackCard, deleted: JobDeleted) -> None:
+        msg = views.deleted_card(card.job_id, deleted.by, deleted.name)
         try:
             await self.pacer.call("chat.update", lambda: self.client.chat_update(
-                channel=channel, ts=card_ts, text=msg.text, blocks=msg.blocks))
+                channel=card.channel, ts=card.ts, text=msg.text, blocks=msg.blocks))
         except Exception as exc:
             if classify(exc).error not in GONE_ERRORS:
                 raise
@@ -290,15 +309,15 @@ class Notifier:
             if attempts >= self.policy.max_rejected_attempts:
                 log.error("dropping notice %s (%s of job %s) after %d tries: %s", notice.id, notice.topic,
                           notice.job_id, attempts, failure.error)
-                await self.store.mark_failed(notice.id, retry_at=now, error=failure.error)
-                await self.store.mark_delivered(notice.id)
+                await self.store.mark_failed(READER, notice.id, retry_at=now, error=failure.error)
+                await self.store.mark_delivered(READER, notice.id)
                 return
             retry_at = now + self.policy.backoff(attempts)
             if failure.maybe_delivered:
                 log.exception("delivering notice %s failed", notice.id, exc_info=exc)
         log.warning("notice %s (%s of job %s) not delivered (%s): next try in %.1f s", notice.id, notice.topic,
                     notice.job_id, failure.error, retry_at - now)
-        await self.store.mark_failed(notice.id, retry_at=retry_at, error=failure.error)
+        await self.store.mark_failed(READER, notice.id, retry_at=retry_at, error=failure.error)
 
 
 def _priority(notice: Notice) -> tuple[int, int]:

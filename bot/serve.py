@@ -139,13 +139,14 @@ class SlackBot:
             cards = CardSync(store, quiet, pacer, outage, interval_s=self.config.slack.card_interval_s,
                              safety_poll_s=safety_s)
             notifier = Notifier(store, quiet, pacer, outage=outage, policy=self.policy, poll_s=self.poll_s,
-                                safety_poll_s=safety_s, on_card=cards.posted)
+                                safety_poll_s=safety_s, on_card=cards.posted,
+                                keep_s=self.config.slack.keep_notices_hours * 3600.0)
             client = self._client(retries=True)
             self._ctx = BotContext(self._runtime, Handlers(self._runtime, SLACK), client, GroupDirectory(client),
                                    notifier, cards, aiohttp.ClientSession(),
                                    commands_at_once=self.config.slack.commands_at_once)
             app = build_app(self._ctx, signing_secret=self.signing_secret if self.mode == "http" else None)
-            notifier.start()
+            await notifier.start()  # before Slack can send a command: its job's card is not missed
             cards.start()
             if self.mode == "socket":
                 self._socket = AsyncSocketModeHandler(app, self.app_token)

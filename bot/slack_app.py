@@ -127,13 +127,18 @@ class BotContext:
         self.cards.wake()
         return reply
 
+    async def _thread_of(self, job_id: str | None, channel_id: str | None) -> tuple[str | None, str | None]:
+        """Where a file about a job goes: its thread (files can't be ephemeral), or, for a job without a card, the
+        channel where it was asked for."""
+        card = await self.runtime.store.slack_card(job_id) if job_id else None
+        if card:
+            return card.channel, card.ts
+        return channel_id, None
+
     async def upload_log(self, reply: Reply, user_id: str, channel_id: str | None) -> str:
-        """The whole log as a file. Files can't be ephemeral: it goes to the job's thread (or, for a job without
-        a card, to the channel where it was asked for). Returns what to tell the asker."""
+        """The whole log as a file, in the job's thread. Returns what to tell the asker."""
         assert reply.file is not None
-        job = await self.runtime.store.get(reply.job_id) if reply.job_id else None
-        channel = job.channel_id if job and job.card_ts and job.channel_id else channel_id
-        thread = job.card_ts if job and job.card_ts and job.channel_id else None
+        channel, thread = await self._thread_of(reply.job_id, channel_id)
         if channel is None:
             return "⚠️ there is no channel to upload the log to"
         path = Path(reply.file)
@@ -146,6 +151,24 @@ class BotContext:
             return f"⚠️ could not upload the log {SLACK.code(path)}: {SLACK.text(exc)}"
         where = "its thread" if thread else "this channel"
         return f"📎 The whole log of job {SLACK.code(reply.job_id)} ({path.stat().st_size:,} bytes) is in {where}."
+
+    async def upload_image(self, reply: Reply, user_id: str, channel_id: str | None) -> str:
+        """A reply's picture (a comparison's chart) with the reply's text, in the thread of its first job for the
+        team to see; the asker is told where (or, should the upload fail, gets the text)."""
+        assert reply.image is not None
+        channel, thread = await self._thread_of(reply.job_id, channel_id)
+        image = reply.image
+        if channel is None:
+            return f"{reply.text}\n⚠️ there is no channel to post the chart to"
+        try:
+            await self.client.files_upload_v2(
+                channel=channel, thread_ts=thread, content=image.png, filename=image.filename, title=image.title,
+                initial_comment=f"{reply.text}\n(asked for by <@{user_id}>)")
+        except Exception as exc:
+            log.warning("uploading %s failed: %s", image.filename, exc)
+            return f"{reply.text}\n⚠️ could not post the chart: {SLACK.text(exc)}"
+        where = f"job {SLACK.code(reply.job_id)}'s thread" if thread else "this channel"
+        return f"📈 {image.title}: the chart and what differs are in {where}."
 
 
 def build_app(ctx: BotContext, *, signing_secret: str | None) -> AsyncApp:

@@ -6,11 +6,20 @@ Each function takes the front end's `Format` (bot/mrkdwn.py): every fact not mad
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
+from typing import assert_never
 
+from bot import failure_words
+from bot.actor_words import by_words as by_words
+from bot.actor_words import who as who
+from bot.commands import MAX_RUNS, MIN_RUNS
+from bot.compare import Comparison, WrongCount
+from bot.event_words import event_text
+from bot.failure_words import config_key
 from bot.mrkdwn import PLAIN, Format
 from bot.settings import refusal
+from bot.waiting_words import backend_label as backend_label
+from bot.waiting_words import waiting_words
 from runner.errors import (
     AlreadyExporting,
     AlreadySucceeded,
@@ -19,6 +28,7 @@ from runner.errors import (
     GpuMissing,
     GpusPerNodeMissing,
     NoCheckpoint,
+    NoGpus,
     NotAllowed,
     NotEnded,
     NothingToStop,
@@ -27,32 +37,16 @@ from runner.errors import (
 )
 from runner.gpus import Gpu, GpuSnapshot
 from runner.job_request import IdempotencyKeyReused, InvalidField
-from runner.leases import GpusBusy
 from runner.paths import OutsideRoot
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.jobs import Count
-from storage.models import Event, Job, JobState, Purpose
+from storage.models import Event, IllegalTransition, Job, JobState, Purpose
+from storage.waiting import GpusBusy, SlurmPending, SlurmSilent
 
 STATE_ICONS = {
     JobState.CREATED: "🆕", JobState.QUEUED: "⏳", JobState.STARTING: "🚀", JobState.RUNNING: "🏃",
     JobState.STOPPING: "✋", JobState.SUCCEEDED: "✅", JobState.FAILED: "❌", JobState.STOPPED: "⏹️",
 }
-
-
-# a failure's class (runner/failures.py FailureClass, stored as the job's error_class) in words
-CAUSES = {
-    "cuda_oom": "out of GPU memory", "host_oom_killed": "out of memory on the host (killed)",
-    "hub_unreachable": "the model hub could not be reached", "dataset_not_found": "a dataset was not found",
-    "bad_argument": "swift refused an argument", "output_exists": "the export's folder already exists",
-    "disk_full": "the disk is full", "permission_denied": "permission denied", "distributed": "distributed training "
-    "broke down", "interrupted": "interrupted", "scheduler": "the scheduler ended it", "unknown": "an error",
-    "launch": "it could not start",
-}
-
-
-def cause(error_class: str | None) -> str:
-    """Why a job failed, in a few words, from its stored class."""
-    return CAUSES.get(error_class or "unknown", "an error")
 
 
 def job_ref(job_id: str, name: str | None, fmt: Format = PLAIN) -> str:
@@ -79,7 +73,7 @@ def progress_line(job: Job, fmt: Format = PLAIN) -> str:
     p = job.progress
     if p.step is None:
         return {JobState.CREATED: f"not started: {fmt.code('start ' + job.id)} starts it",
-                JobState.QUEUED: f"waiting: {fmt.text(job.queue_reason or 'in line')}",
+                JobState.QUEUED: f"waiting: {waiting_words(job.queue_reason, fmt) if job.queue_reason else 'in line'}",
                 JobState.RUNNING: "loading the model and data…"}.get(job.state, "")
     parts = [f"[{progress_bar(p.percent)}] {p.percent or 0:.0f}% step {p.step}/{p.max_steps or '?'}"]
     if p.loss is not None:
@@ -107,7 +101,7 @@ def job_line(job: Job, fmt: Format = PLAIN) -> str:
 
 def _ended(job: Job, fmt: Format) -> str:
     if job.state is JobState.FAILED:
-        return f"{cause(job.error_class)}: {fmt.text(job.error_message or 'failed')}"
+        return failure_words.summary(job.failure, fmt) if job.failure else "failed"
     if job.state is JobState.SUCCEEDED and job.progress.train_loss is not None:
         return f"final loss {job.progress.train_loss:.4g}"
     return ""
@@ -119,11 +113,11 @@ def job_status(job: Job, fmt: Format = PLAIN) -> str:
     if (pl := progress_line(job, fmt)):
         lines.append(pl)
     lines.append(f"{gpus_label(job.gpus)} · output {fmt.code(job.output_dir)}")
-    if job.state is JobState.FAILED:
-        hint = f"\nhint: {fmt.text(job.error_hint)}" if job.error_hint else ""
-        lines.append(f"cause: {cause(job.error_class)}: {fmt.text(job.error_message)}{hint}")
+    if job.state is JobState.FAILED and job.failure:
+        hint = failure_words.hint(job.failure, fmt)
+        lines.append(f"cause: {failure_words.summary(job.failure, fmt)}" + (f"\nhint: {hint}" if hint else ""))
     if job.stopped_by and job.state is JobState.STOPPED:
-        lines.append(f"stopped by {who(job.stopped_by, fmt)}")
+        lines.append(f"stopped by {by_words(job.stopped_by, fmt)}")
     if job.progress.last_checkpoint:
         lines.append(f"last checkpoint {fmt.code(job.progress.last_checkpoint)}")
     if job.export_state != "none":
@@ -158,7 +152,7 @@ def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
              "command:", fmt.block(_command(job))]
     if events:
         lines.append("events:")
-        lines += [f"• {_clock(e.at)} {fmt.text(e.message)}" for e in events[-15:]]
+        lines += [f"• {_clock(e.at)} {event_text(e, fmt)}" for e in events[-15:]]
     return "\n".join(lines)
 
 
@@ -204,13 +198,23 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
             return (f"job {fmt.code(job_id)} is {state}: stop it first ({fmt.code(f'/train stop {job_id}')}), then "
                     "delete it (a created or queued job can be deleted at once)")
         case GpusPerNodeMissing(suggest=suggest):
-            return f"{fmt.text(exc)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
-        case GpuMissing(suggest=suggest):
-            return f"{fmt.text(exc)}. Try {_gpu_choice(suggest, fmt)}."
-        case CannotLaunch(reason=reason):
-            return fmt.text(reason)
+            return f"{gpus_missing(exc, fmt)} ({fmt.code('gpus')} lists them). Try {_gpu_choice(suggest, fmt)}."
+        case GpuMissing() as missing:
+            return f"{gpus_missing(missing, fmt)}. Try {_gpu_choice(missing.suggest, fmt)}."
+        case CannotLaunch(refusal=why):
+            hint = failure_words.reason_hint(why, fmt)
+            return failure_words.reason_summary(why, fmt) + (f" ({hint})" if hint else "")
+        case IllegalTransition(old=old, new=new, export=True) if old == "exporting":
+            return "an export of this job is already running"
+        case IllegalTransition(old=old, new=new, export=export, allowed=allowed):
+            what = "its export" if export else "the job"
+            may = ", ".join(allowed) or "nothing"
+            return f"{what} is {fmt.text(old)} and cannot become {fmt.text(new)} (from {fmt.text(old)}: {may})"
         case InvalidField() | OutsideRoot():
             return fmt.text(refusal(exc))
+        case WrongCount(ids=ids):
+            return (f"compare takes {MIN_RUNS} to {MAX_RUNS} different jobs, not {len(ids)}: e.g. "
+                    f"{fmt.code('/train compare k3x9q m4z8p')}")
         case IdempotencyKeyReused(job_id=job_id):
             return f"that idempotency key already made job {fmt.code(job_id)}, from another request"
         case NotAllowed(job_id=None):
@@ -224,8 +228,48 @@ def error_text(exc: Exception, fmt: Format = PLAIN) -> str:
 def warning_text(warning: GpuMissing | GpusBusy, fmt: Format = PLAIN) -> str:
     """A dry run's warning: what would keep the job from starting at once."""
     if isinstance(warning, GpusBusy):
-        return f"{fmt.text(warning)}: the job would wait in the queue"
+        return f"{waiting_words(warning, fmt)}: the job would wait in the queue"
     return error_text(warning, fmt)
+
+
+def gpus_missing(missing: GpuMissing, fmt: Format = PLAIN) -> str:
+    """"GPU 3 does not exist on this machine; it has GPUs 0 and 1 (2× NVIDIA H100)" (or Slurm's nodes, for
+    GPUs a node)."""
+    if isinstance(missing, GpusPerNodeMissing):
+        nodes = f"at most {_count(missing.most, 'GPU')}" if missing.most else "no GPUs"
+        return f"{_count(missing.wanted, 'GPU')} on one node asked for, but the Slurm cluster's nodes have {nodes} each"
+    head = (f"GPU {fmt.text(missing.missing[0])} does not" if len(missing.missing) == 1
+            else f"GPUs {_join(missing.missing, fmt)} do not")
+    have = missing.have
+    if have:
+        what = (f"GPU {fmt.text(have[0])}" if len(have) == 1 else f"GPUs {_join(have, fmt)}") + \
+            (f" ({fmt.text(missing.models)})" if missing.models else "")
+    else:
+        what = f"no GPUs ({no_gpus_words(missing.why)})"
+    return f"{head} exist on this machine; it has {what}"
+
+
+def no_gpus_words(why: NoGpus | None) -> str:
+    match why:
+        case NoGpus.NONE_REPORTED:
+            return "the NVIDIA driver reports none"
+        case NoGpus.NONE_CONFIGURED:
+            return "none configured"
+        case NoGpus.NO_DRIVER | None:
+            return "no NVIDIA driver and no GPU inventory configured"
+        case NoGpus.NOT_PROBED:
+            return "not probed yet"
+        case _:
+            assert_never(why)
+
+
+def _join(items: Sequence[str], fmt: Format) -> str:
+    texts = [fmt.text(i) for i in items]
+    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} and {texts[-1]}"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("s" if n != 1 else "")
 
 
 def _gpu_choice(gpus: Sequence[str], fmt: Format) -> str:
@@ -258,10 +302,11 @@ def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
     """A user's path that really leads (symbolic links followed) outside the folders it must stay in."""
     c = fmt.code
     head = f"{_WHAT.get(exc.field, exc.field)} ({c(exc.field)}) {c(str(exc.path))} leads to {c(str(exc.resolved))}"
+    key = c(config_key(exc.root_key))
     if not exc.roots:
-        return f"{head}, and no local one is allowed ({c(exc.root_key)} is empty): give a hub id, or ask an admin"
+        return f"{head}, and no local one is allowed ({key} is empty): give a hub id, or ask an admin"
     roots = " or ".join(c(str(root)) for root in exc.roots)
-    return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({c(exc.root_key)}): give a path that "
+    return (f"{head}, outside {_ROOTS.get(exc.field, 'its folders')} {roots} ({key}): give a path that "
             "stays inside it (a symbolic link on the way may lead out)")
 
 
@@ -292,33 +337,67 @@ def gpu_line(gpu: Gpu, holder: str | None, fmt: Format = PLAIN) -> str:
     return f"• {fmt.bold(label)} {fmt.text(gpu.name)} · {mem} · {util} · {who_}"
 
 
-def who(user: str | None, fmt: Format = PLAIN) -> str:
-    """A Slack user id (from Slack, not typed) as a live mention; anything else as text."""
-    if not user:
-        return "the console"
-    return fmt.mention(user) if re.fullmatch(r"[UW][A-Z0-9]+", user) else fmt.text(user)
-
-
-def backend_label(name: str) -> str:
-    return "Slurm" if name == "slurm" else name
-
-
 def start_reply(job: Job, fmt: Format = PLAIN) -> str:
     """Where a job just created stands, as its real state says (a scheduler may refuse it at once)."""
     match job.state:
         case JobState.QUEUED if job.train_run.backend_job_id:
-            words = f"submitted to {backend_label(job.backend)} as job {fmt.text(job.train_run.backend_job_id)}"
-            reason = job.queue_reason if job.queue_reason and job.queue_reason.startswith("Slurm:") else None
-            return words + (f" ({fmt.text(reason)})" if reason else "")
+            words = f"submitted to {backend_label(job.backend, fmt)} as job {fmt.text(job.train_run.backend_job_id)}"
+            said = job.queue_reason if isinstance(job.queue_reason, SlurmPending | SlurmSilent) else None
+            return words + (f" ({waiting_words(said, fmt)})" if said else "")
         case JobState.QUEUED:
-            return f"queued ({fmt.text(job.queue_reason)})"
+            return f"queued ({waiting_words(job.queue_reason, fmt)})" if job.queue_reason else "queued"
         case JobState.CREATED:
             return f"created, not started ({fmt.code('/train start ' + job.id)} starts it)"
-        case JobState.FAILED:
-            return (f"could not start: {fmt.text(job.error_message)}"
-                    + (f" ({fmt.text(job.error_hint)})" if job.error_hint else ""))
+        case JobState.FAILED if job.failure:
+            hint = failure_words.hint(job.failure, fmt)
+            return f"could not start: {failure_words.summary(job.failure, fmt)}" + (f" ({hint})" if hint else "")
         case _:
             return str(job.state) if job.state.is_terminal else "started"
+
+
+def number(value: float | None) -> str:
+    """A metric as people read it: 4 significant digits, "" for none."""
+    return "" if value is None else f"{value:.4g}"
+
+
+def comparison_rows(cmp: Comparison) -> list[tuple[str, list[str]]]:
+    """What differs between the compared runs, a row a fact: how each run went, then each setting that is not
+    the same in all."""
+    return comparison_facts(cmp) + comparison_settings(cmp)
+
+
+def comparison_settings(cmp: Comparison) -> list[tuple[str, list[str]]]:
+    """Each setting that is not the same in all runs: values as they ran, "—" where one was not set."""
+    return [(d.name, [v if v is not None else "—" for v in d.values]) for d in cmp.differences]
+
+
+def comparison_facts(cmp: Comparison) -> list[tuple[str, list[str]]]:
+    """How each compared run went: state, steps, time, losses."""
+    runs = cmp.runs
+    return [
+        ("state", [str(r.job.state) for r in runs]),
+        ("steps", [r.steps or "—" for r in runs]),
+        ("ran for", [duration(r.duration_s) if r.duration_s is not None else "—" for r in runs]),
+        ("final loss", [number(r.final_loss) or "—" for r in runs]),
+        ("final eval loss", [number(r.final_eval_loss) or "—" for r in runs]),
+        ("best eval loss", [number(r.best_eval_loss) or "—" for r in runs]),
+    ]
+
+
+def comparison_text(cmp: Comparison, fmt: Format = PLAIN, *, cell: int = 28) -> str:
+    """A comparison as a table in a code block (one column a job), for Slack and the console."""
+    def cut(text: str) -> str:
+        return text if len(text) <= cell else text[: cell - 1] + "…"
+
+    rows = [("", list(cmp.ids)), *[(name, [cut(v) for v in values]) for name, values in comparison_rows(cmp)]]
+    widths = [max(len(cut(name)) for name, _ in rows)] + [max(len(values[i]) for _, values in rows)
+                                                           for i in range(len(cmp.runs))]
+    table = "\n".join("  ".join(text.ljust(w) for text, w in zip([cut(name), *values], widths, strict=True)).rstrip()
+                      for name, values in rows)
+    same = (f"{cmp.same} other settings are" if cmp.same != 1 else "1 other setting is") + \
+        f" the same in all {len(cmp.runs)}."
+    ids = ", ".join(fmt.code(i) for i in cmp.ids)
+    return f"{fmt.bold('Comparing ' + str(len(cmp.runs)) + ' jobs')}: {ids}\n{fmt.block(table)}\n{same}"
 
 
 def _clock(at: float | None) -> str:

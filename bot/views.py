@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, assert_never
 
-from bot import notice_words, texts
+from bot import failure_words, notice_words, texts
 from bot.mrkdwn import SLACK
+from bot.waiting_words import waiting_words
+from storage.actors import Outside
 from storage.models import ExportState, Job, JobState
 from storage.notices import (
     CheckpointSaved,
@@ -121,12 +123,14 @@ def _progress(job: Job) -> str:
 def _notes(job: Job) -> str:
     notes = []
     if job.state is JobState.QUEUED and job.queue_reason:
-        notes.append(f"⏳ {SLACK.text(job.queue_reason)}")
+        notes.append(f"⏳ {waiting_words(job.queue_reason, SLACK)}")
     if job.state is JobState.FAILED:
-        hint = f" · 💡 {SLACK.text(job.error_hint)}" if job.error_hint else ""
-        notes.append(f"❌ {SLACK.text(job.error_message or 'failed')}{hint}")
+        hint = failure_words.hint(job.failure, SLACK) if job.failure else None
+        why = failure_words.summary(job.failure, SLACK) if job.failure else "failed"
+        notes.append(f"❌ {why}" + (f" · 💡 {hint}" if hint else ""))
     if job.state in (JobState.STOPPING, JobState.STOPPED) and job.stopped_by:
-        notes.append(f"✋ stop requested by {texts.who(job.stopped_by, SLACK)}")
+        verb = "stopped" if isinstance(job.stopped_by, Outside) else "stop requested"
+        notes.append(f"✋ {verb} by {texts.by_words(job.stopped_by, SLACK)}")
     if job.progress.last_checkpoint and not job.state.is_active:
         notes.append(f"💾 last checkpoint {SLACK.code(job.progress.last_checkpoint)}")
     if job.export_state is not ExportState.NONE:
@@ -202,13 +206,16 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
             blocks = [mrkdwn(head), mrkdwn(SLACK.block(clip(f.command, SECTION_MAX - 40)))]
             return Message(f"Job {plain_ref} started", blocks)
         case JobFailed() as f:
-            lines = [f"❌ Job {ref} failed: {SLACK.text(f.summary or 'see the log')}"]
-            if f.hint:
-                lines.append(f"💡 {SLACK.text(f.hint)}")
+            why = failure_words.summary(f.failure, SLACK)
+            lines = [f"❌ Job {ref} failed: {why or 'see the log'}"]
+            if (hint := failure_words.hint(f.failure, SLACK)):
+                lines.append(f"💡 {hint}")
+            if (without := notice_words.not_applied_lines(f.not_applied, SLACK)):
+                lines.append(without.lstrip("\n"))
             blocks = [mrkdwn("\n".join(lines))]
             if (tail := "\n".join(f.tail)):
                 blocks.append(mrkdwn(_tail_block(tail)))
-            summary = f"Job {plain_ref} failed: {SLACK.text(f.summary)}"
+            summary = f"Job {plain_ref} failed: {why}"
             return Message(summary, blocks, broadcast)
         case (JobCreated() | JobSubmitted() | JobQueued() | JobRestarted() | CheckpointSaved() | EvalDone()
               | StopRequested() | LeftQueue() | JobSucceeded() | JobStopped() | ExportStarted() | ExportSucceeded()

@@ -52,7 +52,7 @@ def admit_launch(config: Config, job: Job, jobs: Iterable[Job], log_path: Path) 
 def admit_export(config: Config, job: Job, export_dir: Path, jobs: Iterable[Job], log_path: Path) -> Path:
     """May `job`'s export write its merged model to `export_dir`? Returns the folder as it resolves on disk."""
     folder = confine("export_dir", export_dir, (config.output_root,), config.base_dir,
-                     root_key="[paths] output_root")
+                     root_key="paths.output_root")
     _log_file(config, log_path)
     _check_free(config, folder, jobs, job_id=job.id, wanted="export", launching=False)
     return folder
@@ -72,9 +72,9 @@ def moved_up(before: Sequence[leases.Decision], after: Sequence[leases.Decision]
 
 def _paths(config: Config, output_dir: Path, overrides: Mapping[str, str]) -> Path:
     folder = confine("output_dir", output_dir, (config.output_root,), config.base_dir,
-                     root_key="[paths] output_root")
-    for key, roots, root_key in (("model", config.model_roots, "[paths] model_roots"),
-                                 ("dataset", config.data_roots, "[paths] data_roots")):
+                     root_key="paths.output_root")
+    for key, roots, root_key in (("model", config.model_roots, "paths.model_roots"),
+                                 ("dataset", config.data_roots, "paths.data_roots")):
         for local in _local_sources(key, overrides.get(key), config.base_dir):
             confine(key, local, roots, config.base_dir, root_key=root_key, root_itself=True)
     return folder
@@ -90,7 +90,7 @@ def _local_sources(key: str, value: str | None, base_dir: Path) -> Iterator[Path
 
 
 def _log_file(config: Config, log_path: Path) -> None:
-    confine("log", log_path, (config.log_dir,), config.base_dir, root_key="[paths] log_dir")
+    confine("log", log_path, (config.log_dir,), config.base_dir, root_key="paths.log_dir")
 
 
 def _check_free(config: Config, folder: Path, jobs: Iterable[Job], *, job_id: str | None, wanted: Purpose,

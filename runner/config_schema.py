@@ -150,6 +150,7 @@ class SlackConfig(BaseModel):
     http_port: Port = 3000
     post_per_channel_per_min: PerMinute = 60.0
     update_per_min: PerMinute = 50.0
+    keep_notices_hours: Annotated[float, Field(gt=0)] = 168.0  # notices wait this long for a Slack bot that is down
 
 
 class HttpConfig(BaseModel):

@@ -1,12 +1,16 @@
-"""The runner's typed refusals: facts as attributes, worded by bot/texts.error_text (and the API with it).
+"""The runner's typed refusals: facts as attributes, worded by bot/texts.error_text (and the API with it); each
+one's message is for logs.
 
 All derive from storage.errors.JobError, so a front end catches one type."""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
+from runner.paths import OutsideRoot
 from storage.errors import JobError
+from storage.failure_facts import FolderTaken, LaunchRefusal, PathOutsideRoot
 from storage.models import Purpose
 
 
@@ -68,23 +72,30 @@ class NoCheckpoint(JobError):
 
 
 class CannotLaunch(JobError):
-    """The backend refused to launch (runner.backends LaunchError); `reason` is its plain fact."""
+    """The backend refused to launch (runner.backends LaunchError); `refusal` says why."""
 
-    def __init__(self, job_id: str, reason: str) -> None:
-        super().__init__(reason)
-        self.job_id, self.reason = job_id, reason
+    def __init__(self, job_id: str, refusal: LaunchRefusal) -> None:
+        super().__init__(f"job {job_id}: launch refused: {refusal}")
+        self.job_id, self.refusal = job_id, refusal
+
+
+class NoGpus(enum.StrEnum):
+    """Why this machine has no GPUs at all."""
+
+    NONE_REPORTED = "none_reported"  # the NVIDIA driver reports none
+    NONE_CONFIGURED = "none_configured"  # the configured inventory lists none
+    NO_DRIVER = "no_driver"  # no NVIDIA driver and no GPU inventory configured
+    NOT_PROBED = "not_probed"  # not looked at yet
 
 
 class GpuMissing(JobError):
-    """GPUs asked for that this machine does not have. `suggest`: GPUs it has, as many as asked (empty: none,
-    so only the CPU would do); `why`: why there are none, when there are none."""
+    """GPUs asked for that this machine does not have. `have`: its GPUs, `models`: how many of each model
+    ("2× NVIDIA H100", ...); `suggest`: GPUs it has, as many as asked (empty: none, so only the CPU would do);
+    `why`: why there are none, when there are none."""
 
-    def __init__(self, missing: tuple[str, ...], have: tuple[str, ...], models: str, why: str | None,
+    def __init__(self, missing: tuple[str, ...], have: tuple[str, ...], models: str, why: NoGpus | None,
                  suggest: tuple[str, ...]) -> None:
-        head = f"GPU {missing[0]} does not" if len(missing) == 1 else f"GPUs {_join(missing)} do not"
-        what = (f"GPU {have[0]}" if len(have) == 1 else f"GPUs {_join(have)}") + f" ({models})" if have \
-            else f"no GPUs ({why})"
-        super().__init__(f"{head} exist on this machine; it has {what}")
+        super().__init__(f"GPUs {missing} missing; have {have} ({models or why})")
         self.missing, self.have, self.models, self.why, self.suggest = missing, have, models, why, suggest
 
 
@@ -92,12 +103,14 @@ class GpusPerNodeMissing(GpuMissing):
     """Slurm: no node of the cluster has `wanted` GPUs (the most any has: `most`)."""
 
     def __init__(self, wanted: int, most: int) -> None:
-        JobError.__init__(self, f"{wanted} GPU{'s' * (wanted != 1)} on one node asked for, but the Slurm cluster's "
-                                f"nodes have {f'at most {most} GPU' + 's' * (most != 1) if most else 'no GPUs'} each")
+        JobError.__init__(self, f"{wanted} GPUs a node wanted; Slurm's nodes have at most {most}")
         self.missing, self.have, self.models, self.why = (), tuple(str(i) for i in range(most)), "", None
         self.suggest = self.have
         self.wanted, self.most = wanted, most
 
 
-def _join(items: tuple[str, ...]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+def launch_refusal(exc: OutputInUse | OutsideRoot) -> LaunchRefusal:
+    """A check made right before a launch, as the launch's refusal (the job fails with it, its facts kept)."""
+    if isinstance(exc, OutputInUse):
+        return FolderTaken(str(exc.output_dir), exc.job_id, exc.writer)
+    return PathOutsideRoot(exc.field, str(exc.path), str(exc.resolved), tuple(map(str, exc.roots)), exc.root_key)

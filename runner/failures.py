@@ -1,4 +1,5 @@
-"""Why a swift run (sft or export) failed, from its exit status and the tail of its log.
+"""Why a swift run (sft or export) failed, from its exit status and the tail of its log, as a typed fact
+(storage/failure_facts.py); bot/failure_words.py words it.
 
 Rules run from the most specific to the least and the first match wins. They look at the "error region": the
 tail's [ERROR lines plus everything from its first traceback on (its last 40 lines when there is none), so a
@@ -16,6 +17,23 @@ from pathlib import Path
 
 from runner.log_tail import TAIL_BYTES, clean_lines, read_log_tail
 from runner.swift_version import RENAMED
+from storage.failure_facts import (
+    BadArgument,
+    CudaOom,
+    DatasetNotFound,
+    DiskFull,
+    Distributed,
+    HostOomKilled,
+    HubUnreachable,
+    Interrupted,
+    JobFailure,
+    LogReason,
+    Network,
+    OutputExists,
+    PermissionDenied,
+    SchedulerEnded,
+    Unknown,
+)
 
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b:?|^Killed\b")
 
@@ -39,15 +57,22 @@ class FailureClass(StrEnum):
 
 @dataclass(frozen=True)
 class Failure:
-    cls: FailureClass
-    summary: str  # one line, for people
-    hint: str  # what to do about it ("" when nothing)
+    """What the log and exit status say: the reason (a typed fact), the key error line and the log's last lines.
+    `cause`: the scheduler's own end of the job, where it came with a more specific reason (`with_cause`)."""
+
+    reason: LogReason | SchedulerEnded
     detail: str  # the key error line from the log
     tail: list[str] = field(default_factory=list)  # the log's last meaningful lines
+    cause: SchedulerEnded | None = None
 
     @property
-    def is_failure(self) -> bool:
-        return self.cls is not FailureClass.INTERRUPTED
+    def cls(self) -> FailureClass:
+        return FailureClass(self.reason.code)
+
+    @property
+    def facts(self) -> JobFailure:
+        """What a job keeps of it (no log lines)."""
+        return JobFailure(self.reason, self.cause)
 
 
 @dataclass(frozen=True)
@@ -69,8 +94,9 @@ class _Ctx:
         return next((m for line in reversed(self.lines) if (m := rx.search(line))), None)
 
 
-_Verdict = tuple[FailureClass, str, str, str]  # class, summary, hint, detail
-# tqdm: "Train:  14%|█▍   | 5/36 [00:00<00:05, 5.39it/s]", "Map: 400 examples [00:00, 1406.12 examples/s]"
+_Verdict = tuple[LogReason, str]  # the reason, and the key error line
+
+
 def _error_region(lines: list[str]) -> list[str]:
     start = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
     if start is None:
@@ -96,13 +122,19 @@ def _signal_name(signum: int | None) -> str:
         return f"signal {signum}"
 
 
-_NETWORK = (r"NetworkError|ConnectionError|ConnectTimeout|ReadTimeout|NameResolutionError|Failed to resolve"
-            r"|Name or service not known|Temporary failure in name resolution|Max retries exceeded"
-            r"|Connection refused|Network is unreachable|_DownloadDeadlineError|\[E1001\]"
-            r"|OfflineModeIsEnabled|LocalEntryNotFoundError|outgoing traffic has been disabled|timed out")
-_NOT_FOUND = (r"DatasetNotFoundError|FileNotFoundError|NotExistError|doesn't exist|does not exist|not found"
-              r"|\b404\b")
-_MIRROR = "point the recipe to a local mirror in the config file (model/datasets) and set HF_HUB_OFFLINE=1"
+_NETWORK_RE = (r"NetworkError|ConnectionError|ConnectTimeout|ReadTimeout|NameResolutionError|Failed to resolve"
+               r"|Name or service not known|Temporary failure in name resolution|Max retries exceeded"
+               r"|Connection refused|Network is unreachable|_DownloadDeadlineError|\[E1001\]"
+               r"|OfflineModeIsEnabled|LocalEntryNotFoundError|outgoing traffic has been disabled|timed out")
+_NOT_FOUND_RE = (r"DatasetNotFoundError|FileNotFoundError|NotExistError|doesn't exist|does not exist|not found"
+                 r"|\b404\b")
+_NETWORK_CAUSES_RE: tuple[tuple[str, Network], ...] = (
+    (r"OfflineModeIsEnabled|outgoing traffic has been disabled|HF_HUB_OFFLINE", Network.OFFLINE),
+    (r"_DownloadDeadlineError|\[E1001\]", Network.DEADLINE),
+    (r"Name or service not known|name resolution|Failed to resolve|NameResolutionError", Network.UNRESOLVED),
+    (r"Connection refused", Network.REFUSED),
+    (r"timed out|Timeout", Network.TIMED_OUT),
+)
 _RENAMED = {f"--{old}": f"--{new}" for renames in RENAMED.values() for old, new in renames.items()}
 
 
@@ -111,7 +143,7 @@ def _stop_requested(ctx: _Ctx) -> _Verdict | None:
     if not ctx.stop_requested or (interrupt is None and ctx.signal is None):
         return None
     how = interrupt or _signal_name(ctx.signal)
-    return FailureClass.INTERRUPTED, f"stopped on request ({how})", "", how
+    return Interrupted(requested=True, how=how), how
 
 
 def _cuda_oom(ctx: _Ctx) -> _Verdict | None:
@@ -120,9 +152,7 @@ def _cuda_oom(ctx: _Ctx) -> _Verdict | None:
     if line is None:
         return None
     wanted = re.search(r"Tried to allocate ([\d.]+ [KMGT]i?B)", line)
-    return (FailureClass.CUDA_OOM, "ran out of GPU memory (CUDA OOM" + (f", tried to allocate {wanted[1]})"
-                                                                         if wanted else ")"),
-            "lower max_length or the batch size, or use a GPU with more memory", line)
+    return CudaOom(tried_to_allocate=wanted[1] if wanted else None), line
 
 
 def _disk_full(ctx: _Ctx) -> _Verdict | None:
@@ -131,10 +161,7 @@ def _disk_full(ctx: _Ctx) -> _Verdict | None:
     if line is None:
         return None
     where = re.search(r"(?:device|exceeded): '([^']+)'", line)
-    what = "the disk quota is used up" if "quota" in line.lower() else "the disk is full"
-    what += f" (writing {where[1]})" if where else " (No space left on device)"
-    return (FailureClass.DISK_FULL, what, "free space where the output goes (old runs, checkpoints), lower "
-            "save_total_limit, or pick another out=", line)
+    return DiskFull(quota="quota" in line.lower(), path=where[1] if where else None), line
 
 
 def _output_exists(ctx: _Ctx) -> _Verdict | None:
@@ -142,9 +169,7 @@ def _output_exists(ctx: _Ctx) -> _Verdict | None:
     if line is None:
         return None
     path = re.search(r"[\x60'\"]([^\x60'\"]+)[\x60'\"] (?:already )?exists", line) or re.search(r": '([^']+)'$", line)
-    return (FailureClass.OUTPUT_EXISTS, f"the output folder already exists: {path[1] if path else '?'}",
-            "delete or move that folder (an earlier export made it), or export with --exist_ok true "
-            "(overwrites) or another --output_dir", line)
+    return OutputExists(path=path[1] if path else None), line
 
 
 def _bad_argument(ctx: _Ctx) -> _Verdict | None:
@@ -154,29 +179,15 @@ def _bad_argument(ctx: _Ctx) -> _Verdict | None:
         return None
     flags = re.findall(r"(?<![\w-])(--?[A-Za-z][\w.-]*)", line.split(":", 1)[-1])
     flag = flags[0] if flags else None
-    if flag in _RENAMED:
-        hint = (f"this ms-swift renamed {flag} to {_RENAMED[flag]}: the command builder must pass "
-                f"{_RENAMED[flag]} to this swift version")
-    else:
-        hint = "check the flag and its value against swift sft --help of the installed ms-swift version"
-    return (FailureClass.BAD_ARGUMENT, f"swift rejected the argument {flag}" if flag else
-            "swift rejected its arguments", hint, line)
+    return BadArgument(flag=flag, renamed_to=_RENAMED.get(flag or "")), line
 
 
-def _network_reason(ctx: _Ctx) -> str:
+def _network(ctx: _Ctx) -> tuple[Network, str | None]:
+    """Why the hub was out of reach, and the host name that did not resolve (where one did not)."""
     text = "\n".join(ctx.region)
     host = re.search(r"Failed to resolve '([^']+)'", text)
-    for pattern, reason in (
-        (r"OfflineModeIsEnabled|outgoing traffic has been disabled|HF_HUB_OFFLINE", "HF_HUB_OFFLINE is set"),
-        (r"_DownloadDeadlineError|\[E1001\]", "the download deadline ran out"),
-        (r"Name or service not known|name resolution|Failed to resolve|NameResolutionError",
-         f"cannot resolve {host[1]}" if host else "the host name does not resolve"),
-        (r"Connection refused", "connection refused"),
-        (r"timed out|Timeout", "timed out"),
-    ):
-        if re.search(pattern, text):
-            return reason
-    return "network error"
+    cause = next((cause for pattern, cause in _NETWORK_CAUSES_RE if re.search(pattern, text)), Network.OTHER)
+    return cause, host[1] if host and cause is Network.UNRESOLVED else None
 
 
 def _dataset(ctx: _Ctx) -> _Verdict | None:
@@ -185,60 +196,44 @@ def _dataset(ctx: _Ctx) -> _Verdict | None:
         return None
     named = ctx.anywhere(r"Downloading the dataset from (\w+), dataset_id: (\S+)")
     quoted = ctx.anywhere(r"Dataset '([^']+)'")
-    dataset = failed[1] if failed else named[2] if named else quoted[1] if quoted else "(unknown)"
-    if (network := ctx.last(_NETWORK)) is not None:
-        hub = named[1] if named else "the hub"
-        return (FailureClass.HUB_UNREACHABLE,
-                f"could not download dataset {dataset} from {hub} ({_network_reason(ctx)})",
-                f"{_MIRROR} (if {dataset} was meant as a local path, it does not exist)", network)
-    missing = ctx.last(_NOT_FOUND)
+    dataset = failed[1] if failed else named[2] if named else quoted[1] if quoted else None
+    if (network := ctx.last(_NETWORK_RE)) is not None:
+        cause, host = _network(ctx)
+        return HubUnreachable("dataset", dataset, named[1] if named else None, cause, host), network
+    missing = ctx.last(_NOT_FOUND_RE)
     if missing is None and failed is None:
         return None
-    why = "not found" if missing or not failed else f"failed to load: {failed[2]}"
-    return (FailureClass.DATASET_NOT_FOUND, f"dataset {dataset} {why}"[:200],
-            "check the dataset id or path in the recipe/config: a local path must exist, a hub id must be "
-            "spelled as on the hub", missing or ctx.last("load failed") or "")
+    load_error = None if missing or not failed else failed[2][:200]
+    return DatasetNotFound(dataset, load_error), missing or ctx.last("load failed") or ""
 
 
 def _model_hub(ctx: _Ctx) -> _Verdict | None:
-    network = ctx.last(_NETWORK)
+    network = ctx.last(_NETWORK_RE)
     named = ctx.anywhere(r"Downloading the model from ([\w ]+?)(?: Hub)?, model_id: (\S+)")
     if network is None or (named is None and not ctx.last(r"modelscope|huggingface|snapshot_download")):
         return None
-    model = f"model {named[2]}" if named else "the model"
-    reason = _network_reason(ctx)
-    if reason == "HF_HUB_OFFLINE is set":
-        return (FailureClass.HUB_UNREACHABLE,
-                f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it",
-                f"download it once where there is network, or {_MIRROR}", network)
-    hub = named[1] if named else "the model hub"
-    return FailureClass.HUB_UNREACHABLE, f"could not download {model} from {hub} ({reason})", _MIRROR, network
+    cause, host = _network(ctx)
+    return HubUnreachable("model", named[2] if named else None, named[1] if named else None, cause, host), network
 
 
 def _permission(ctx: _Ctx) -> _Verdict | None:
     if (gated := ctx.last(r"GatedRepoError|401 Client Error|403 Client Error")) is not None:
-        return (FailureClass.PERMISSION_DENIED, "the hub refused access to the model (gated or private repo)",
-                f"accept the model's licence on the hub and set HF_TOKEN (or MODELSCOPE_API_TOKEN), or "
-                f"{_MIRROR}", gated)
+        return PermissionDenied(gated=True), gated
     if (line := ctx.last(r"PermissionError|Permission denied|\[Errno 13\]|\bEACCES\b")) is None:
         return None
     path = re.search(r"Permission denied: '([^']+)'", line)
-    return (FailureClass.PERMISSION_DENIED, "permission denied" + (f": {path[1]}" if path else ""),
-            "make sure the bot's user can write the output folder and read the model and datasets", line)
+    return PermissionDenied(path=path[1] if path else None), line
 
 
 def _distributed(ctx: _Ctx) -> _Verdict | None:
     if (port := ctx.last(r"EADDRINUSE|Address already in use")) is not None:
-        return (FailureClass.DISTRIBUTED, "distributed start failed: the rendezvous port is in use",
-                "another job uses MASTER_PORT: set a different MASTER_PORT (or wait for it to end)", port)
+        return Distributed(port_in_use=True), port
     line = ctx.last(r"NCCL|nccl\w*Error|DistBackendError|DistNetworkError|DistStoreError|[Gg]loo\b.*[Ee]rror"
                     r"|collective operation timeout|Rendezvous\w*Error")
     if line is None:
         return None
     backend = "NCCL" if re.search("nccl", line, re.I) else "gloo" if "loo" in line else "torch.distributed"
-    return (FailureClass.DISTRIBUTED, f"distributed training failed ({backend} error)",
-            "retry; if it persists check the GPUs' interconnect (NCCL_DEBUG=INFO shows more; "
-            "NCCL_P2P_DISABLE=1 or NCCL_IB_DISABLE=1 work around broken P2P/InfiniBand)", line)
+    return Distributed(backend=backend), line
 
 
 def _killed(ctx: _Ctx) -> _Verdict | None:
@@ -246,10 +241,8 @@ def _killed(ctx: _Ctx) -> _Verdict | None:
                     r"|oom[-_]kill|Out Of Memory")
     if line is None and ctx.signal != signal.SIGKILL:
         return None
-    who = "a DataLoader worker was" if line and "DataLoader worker" in line else "swift was"
-    return (FailureClass.HOST_OOM_KILLED, f"{who} killed (SIGKILL): most likely the machine ran out of RAM",
-            "lower dataloader_num_workers, the batch size or max_length, or use a machine with more RAM "
-            "(dmesg | grep -i oom on the host tells for sure)", line or f"exit status {ctx.returncode}")
+    worker = bool(line and "DataLoader worker" in line)
+    return HostOomKilled(dataloader_worker=worker), line or f"exit status {ctx.returncode}"
 
 
 def _interrupted(ctx: _Ctx) -> _Verdict | None:
@@ -257,21 +250,18 @@ def _interrupted(ctx: _Ctx) -> _Verdict | None:
     if line is None and ctx.signal not in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         return None
     how = line or _signal_name(ctx.signal)
-    return (FailureClass.INTERRUPTED, f"interrupted ({how}), not by a stop request from the bot",
-            "someone or something outside the bot stopped it; start it again if that was not meant", how)
+    return Interrupted(requested=False, how=how), how
 
 
 def _unknown(ctx: _Ctx) -> _Verdict:
     detail = ctx.last(_EXCEPTION.pattern) or (ctx.lines[-1] if ctx.lines else "")
     if ctx.stop_requested:
-        return FailureClass.INTERRUPTED, "stopped on request", "", detail
+        return Interrupted(requested=True), detail
     if ctx.signal is not None:
-        summary = f"swift was killed by {_signal_name(ctx.signal)}"
-    elif _EXCEPTION.search(detail):
-        summary = f"swift failed: {detail[:160]}"
-    else:
-        summary = f"swift exited with status {ctx.returncode}"
-    return FailureClass.UNKNOWN, summary, "read the log's tail below (or the job's whole log)", detail
+        return Unknown(signal=_signal_name(ctx.signal), returncode=ctx.returncode), detail
+    if _EXCEPTION.search(detail):
+        return Unknown(exception=detail[:160], returncode=ctx.returncode), detail
+    return Unknown(returncode=ctx.returncode), detail
 
 
 _RULES: tuple[Callable[[_Ctx], _Verdict | None], ...] = (
@@ -284,16 +274,16 @@ def classify_text(returncode: int | None, text: str, *, stop_requested: bool = F
     """Classify from the exit status and the log's tail text."""
     lines = clean_lines(text)
     ctx = _Ctx(returncode, signal_from_returncode(returncode), stop_requested, lines, _error_region(lines))
-    cls, summary, hint, detail = next((v for rule in _RULES if (v := rule(ctx))), None) or _unknown(ctx)
-    return Failure(cls, summary, hint, detail, lines[-TAIL_LINES:])
+    reason, detail = next((v for rule in _RULES if (v := rule(ctx))), None) or _unknown(ctx)
+    return Failure(reason, detail, lines[-TAIL_LINES:])
 
 
-def with_cause(failure: Failure, cause: str) -> Failure:
+def with_cause(failure: Failure, cause: SchedulerEnded) -> Failure:
     """The backend knows why it ended the job (Slurm's TIMEOUT, NODE_FAIL, ...): that beats a vague reading of
-    the log; a specific one (CUDA OOM, ...) keeps its class and hint, with the backend's words as summary."""
-    vague = failure.cls in (FailureClass.UNKNOWN, FailureClass.INTERRUPTED, FailureClass.HOST_OOM_KILLED)
-    return replace(failure, cls=FailureClass.SCHEDULER if vague else failure.cls, summary=cause,
-                   hint="" if vague else failure.hint)
+    the log; a specific one (CUDA OOM, ...) keeps its reason and its advice, with the backend's cause leading."""
+    if isinstance(failure.reason, Unknown | Interrupted | HostOomKilled | SchedulerEnded):
+        return replace(failure, reason=cause, cause=None)
+    return replace(failure, cause=cause)
 
 
 def classify_failure(returncode: int | None, log_path: Path | None, *, stop_requested: bool = False,

@@ -6,6 +6,7 @@ restarted bot carries on from what the store says. Each change goes to the store
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -17,13 +18,19 @@ from runner import admission
 from runner.backends import Backend, Launched, LaunchError, NotKnownYet, ProcessRef, new_launch_token
 from runner.command import SwiftCommand, build_export
 from runner.config import Config
+from runner.errors import OutputInUse, launch_refusal
 from runner.failures import classify_failure, with_cause
 from runner.gpus import GpuProbe
+from runner.levers import not_applied
+from runner.paths import OutsideRoot
 from runner.planner import export_entry
 from runner.progress import Milestone, MilestoneKind, ProgressTail, read_final_summary
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
-from storage.errors import JobError
+from storage.actors import actor_name
+from storage.actors import event_data as by_data
+from storage.failure_facts import JobFailure, OutputUnwritable, SchedulerEnded
+from storage.failure_facts import event_data as failure_data
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Progress, Purpose, Run
 from storage.notices import (
@@ -37,8 +44,10 @@ from storage.notices import (
     JobStarted,
     JobStopped,
     JobSucceeded,
+    NotApplied,
     Notice,
 )
+from storage.waiting import Submitted
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +100,7 @@ class Follower:
             if job.state is JobState.STOPPING:
                 await self._escalate_stop(job, ref)
             return
-        await self._settle(await self.store.require(job.id), status.returncode, cause=status.detail)
+        await self._settle(await self.store.require(job.id), status.returncode, cause=status.cause)
 
 
     async def start_queued(self) -> None:
@@ -131,10 +140,11 @@ class Follower:
                                                  gpus=job.gpus)
         except LaunchError as exc:
             ran = f" (the command: {exc.detail})" if exc.detail else ""
-            await self.store.update(job.id, state=JobState.FAILED, error_class="launch", error_message=str(exc),
-                                    error_hint=exc.hint, finished_at=time.time(), event=f"could not start: {exc}{ran}",
-                                    notice=Notice(job.id, JobFailed(summary=str(exc), hint=exc.hint,
-                                                                    failure_class="launch")))
+            failed = JobFailure(exc.refusal)
+            await self.store.update(job.id, state=JobState.FAILED, failure=failed, finished_at=time.time(),
+                                    event=f"could not start: {exc.refusal.code}{ran}",
+                                    event_data=failure_data(failed) | ({"command": exc.detail} if exc.detail else {}),
+                                    notice=Notice(job.id, JobFailed(failure=failed)))
             return
         await self._record_launch(job, launched, handed_over)
 
@@ -148,7 +158,8 @@ class Follower:
         if scheduled:  # the notice carries facts; each front end words them (and the place in line is Slurm's)
             status = await self.backend.status(ProcessRef.of(job, "train"))
             reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
-            await self.store.update(job.id, queue_reason=reason, event=reason, event_kind="submitted",
+            submitted = Submitted(self.backend.name, launched.backend_job_id or "")
+            await self.store.update(job.id, queue_reason=submitted, event=reason, event_kind="submitted",
                                     notice=Notice(job.id, JobQueued(
                                         backend=self.backend.name, backend_job_id=launched.backend_job_id,
                                         pending_reason=status.pending_reason if status.alive else None)))
@@ -201,7 +212,7 @@ class Follower:
         elif job.id in self._unreached:
             await self.interrupt(job)
 
-    async def _settle(self, job: Job, returncode: int | None, *, cause: str | None = None) -> None:
+    async def _settle(self, job: Job, returncode: int | None, *, cause: SchedulerEnded | None = None) -> None:
         """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""
         self._stop_started.pop(job.id, None)
         self._unreached.discard(job.id)
@@ -211,27 +222,28 @@ class Follower:
             progress = read_final_summary(Path(job.run_dir))
         now = time.time()
         duration = now - job.started_at if job.started_at else None
+        levers = await asyncio.to_thread(not_applied, job.train_run.log)
         common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
         failure = None if ended_well(job, returncode, progress) else classify_failure(
             returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
         outcome = decide_outcome(job, returncode, progress, failure, cause)
         if isinstance(outcome, Succeeded):
             await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
-                                    notice=Notice(job.id, JobSucceeded(**_run_end(job, progress, duration))))
+                                    notice=Notice(job.id, JobSucceeded(**_run_end(job, progress, duration, levers))))
             return
         if isinstance(outcome, Stopped):
             by = outcome.by
             await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
-                                    event=f"stopped by {by or 'console'}", event_kind="stopped",
-                                    notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration), by=by)))
+                                    event=f"stopped by {actor_name(by)}", event_kind="stopped", event_data=by_data(by),
+                                    notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration, levers),
+                                                                     by=by)))
             return
         failure = outcome.failure
         await self.store.update(
-            job.id, state=JobState.FAILED, error_class=str(failure.cls), error_message=failure.summary,
-            error_hint=failure.hint, **common, event=f"failed: {failure.summary}", event_kind="failed",
-            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration), failure_class=str(failure.cls),
-                                             summary=failure.summary, hint=failure.hint, detail=failure.detail,
-                                             tail=tuple(failure.tail))))
+            job.id, state=JobState.FAILED, failure=failure.facts, **common, event=f"failed: {failure.reason.code}",
+            event_kind="failed", event_data=failure_data(failure.facts),
+            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration, levers), failure=failure.facts,
+                                            detail=failure.detail, tail=tuple(failure.tail))))
 
     async def follow_exports(self) -> bool:
         exporting = await self.store.exporting()
@@ -246,17 +258,20 @@ class Follower:
                 continue
             export_dir = Path(job.export_dir or "")
             ended = dataclasses.replace(job.export_run, pid=None)  # no process of its left to signal
+            levers = await asyncio.to_thread(not_applied, job.export_run.log)
             if status.returncode == 0 and export_dir.is_dir():
                 await self.store.update(job.id, export_state=ExportState.EXPORTED, export_run=ended,
                                         event=f"exported to {export_dir}", event_kind="exported",
-                                        notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir))))
+                                        notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir),
+                                                                              not_applied=levers)))
             else:
                 f = classify_failure(status.returncode, job.export_run.log)
-                f = with_cause(f, status.detail) if status.detail else f
+                f = with_cause(f, status.cause) if status.cause else f
                 await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_run=ended,
-                                        event=f"export failed: {f.summary}", event_kind="export_failed",
-                                        notice=Notice(job.id, ExportFailed(summary=f.summary, hint=f.hint,
-                                                                              tail=tuple(f.tail))))
+                                        event=f"export failed: {f.reason.code}", event_kind="export_failed",
+                                        event_data=failure_data(f.facts),
+                                        notice=Notice(job.id, ExportFailed(failure=f.facts, tail=tuple(f.tail),
+                                                                           not_applied=levers)))
         return bool(exporting)
 
     async def resolve_launch(self, job: Job, purpose: Purpose) -> None:
@@ -296,9 +311,11 @@ class Follower:
             launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=log_path,
                                                  gpus=gpus or ("cpu",))
         except LaunchError as exc:
-            await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, event=f"export could not start: "
-                                    f"{exc}", event_kind="export_failed",
-                                    notice=Notice(job.id, ExportFailed(summary=str(exc), hint=exc.hint)))
+            failed = JobFailure(exc.refusal)
+            await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED,
+                                    event=f"export could not start: {exc.refusal.code}", event_kind="export_failed",
+                                    event_data=failure_data(failed),
+                                    notice=Notice(job.id, ExportFailed(failure=failed)))
             return
         await self.store.update(
             job.id, export_run=launched.run(log_path, job.export_run.launch_token),
@@ -315,34 +332,33 @@ class Follower:
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 
-
-
 def _admitted(config: Config, job: Job, holding: list[Job], log_path: Path) -> None:
     """runner/admission's refusal as a launch failure: the job fails before any process starts, the path named."""
     try:
         admission.admit_launch(config, job, holding, log_path)
-    except JobError as exc:
-        raise LaunchError(str(exc)) from exc
+    except (OutputInUse, OutsideRoot) as exc:
+        raise LaunchError(launch_refusal(exc)) from exc
 
 
 def _check_writable(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LaunchError(f"cannot create the output folder {output_dir}: {exc.strerror}") from exc
+        raise LaunchError(OutputUnwritable(str(output_dir), exc.strerror, created=False)) from exc
     if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise LaunchError(f"the output folder {output_dir} is not writable by the bot's user")
+        raise LaunchError(OutputUnwritable(str(output_dir)))
 
 
 def _display(job: Job) -> str:
     return SwiftCommand(job.argv, job.env).display()
 
 
-def _run_end(job: Job, progress: Progress, duration: float | None) -> dict[str, Any]:
+def _run_end(job: Job, progress: Progress, duration: float | None,
+             levers: tuple[NotApplied, ...]) -> dict[str, Any]:
     """The facts every end of a run tells (the fields of `RunEnd`)."""
     return {"duration_s": duration, "final_loss": progress.train_loss or progress.loss, "step": progress.step,
             "max_steps": progress.max_steps, "last_checkpoint": progress.last_checkpoint,
-            "run_dir": job.run_dir, "output_dir": job.output_dir}
+            "run_dir": job.run_dir, "output_dir": job.output_dir, "not_applied": levers}
 
 
 def _eval_facts(m: Milestone) -> EvalDone:

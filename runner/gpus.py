@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import psutil
 
-from runner.errors import GpuMissing
+from runner.errors import GpuMissing, NoGpus
 
 log = logging.getLogger(__name__)
 
@@ -286,13 +286,10 @@ class GpuProbe:
             return None
         why = None
         if not have:
-            why = {
-                "nvml": "the NVIDIA driver reports none",
-                "inventory": "none configured",
-                "none": "no NVIDIA driver and no GPU inventory configured",
-            }[snap.source]
+            why = {"nvml": NoGpus.NONE_REPORTED, "inventory": NoGpus.NONE_CONFIGURED, "none": NoGpus.NO_DRIVER}[
+                snap.source]
             if snap.taken_at is None:
-                why = "not probed yet"
+                why = NoGpus.NOT_PROBED
         models = ", ".join(f"{n}× {name}" for name, n in Counter(g.name for g in snap.gpus).items())
         suggest = ([w for w in wanted if w in have] + [h for h in have if h not in wanted])[: len(wanted)]
         return GpuMissing(tuple(missing), tuple(have), models, why, tuple(suggest))

@@ -15,9 +15,10 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -163,6 +164,32 @@ def check_text(field: str, text: str, limit: int) -> str:
     if rule is not None:
         raise InvalidField(field, text, rule, limit=limit if rule is Rule.TOO_LONG else None, size=len(text))
     return text
+
+
+def field_problems(req: JobRequest, roots: Roots, *, resolve: bool = True) -> list[InvalidField | OutsideRoot]:
+    """Every field's refusal at once, in the request's field order (a form shows each by its field):
+    `check_request` raises the first of them."""
+    problems: list[InvalidField | OutsideRoot] = []
+
+    def judge(check: Callable[[], object]) -> None:
+        try:
+            check()
+        except (InvalidField, OutsideRoot) as exc:
+            problems.append(exc)
+
+    judge(partial(_gpus, req.gpus))
+    judge(partial(_output_dir, req.output_dir, roots, resolve))
+    if req.profile not in PROFILES:
+        problems.append(InvalidField("profile", req.profile, Rule.NOT_ALLOWED, allowed=PROFILES))
+    allowed = OVERRIDE_KEYS if req.kind is Kind.VLM else ()
+    for key, value in req.overrides.items():
+        if key not in allowed:
+            problems.append(InvalidField(key, value, Rule.NOT_ALLOWED, allowed=allowed))
+        else:
+            judge(partial(_override, key, value, roots))
+    if req.name is not None:
+        judge(partial(check_text, "name", req.name, MAX_JOB_NAME))
+    return problems
 
 
 def fingerprint(req: JobRequest) -> str:

@@ -147,17 +147,13 @@ def warm(command: list[str]) -> int:
             raise BrokenPipeError
         child.stdin.write(json.dumps(job).encode() + b"\n")
         child.stdin.close()
-    except BrokenPipeError:  # the warm process is gone (it could not import swift?): the job starts afresh
-        with open(job["log"], "ab") as log:
-            log.write(b"[trainbot] the process kept warm for this job had ended; starting swift afresh\n")
-            log.flush()
-            try:
-                child = _start(job["argv"], env=job["env"], stdout=log, stderr=subprocess.STDOUT)
-            except OSError as exc:
-                log.write(f"trainbot: cannot start {job['argv'][0]}: {exc}\n".encode())
-                write_exit_file(exit_file, 127, mine)
-                return 127
-    returncode = child.wait()
+    except BrokenPipeError:  # the warm process is gone (killed?): the job starts afresh
+        returncode = _afresh(job, "the process kept warm for this job had ended")
+    else:
+        returncode = child.wait()
+        if not _taken(job) and returncode not in STOPPED:  # it died before it took the job (a crash while importing)
+            _keep_preamble(job)
+            returncode = _afresh(job, f"the process kept warm ended (exit status {returncode}) before it took the job")
     _keep_preamble(job)
     write_exit_file(exit_file, returncode, mine)
     return 0
@@ -169,6 +165,28 @@ def _say(job: dict[str, Any], line: str) -> None:
             log.write(line + "\n")
     except (OSError, KeyError, TypeError):
         pass
+
+
+STOPPED = (-signal.SIGINT, -signal.SIGTERM)  # a stop reached the warm process: the job ends there
+
+
+def _taken(job: dict[str, Any]) -> bool:
+    """Whether the warm process took its job: it removes the preamble once it has copied it into the job's log."""
+    return not job.get("preamble") or not os.path.exists(job["preamble"])
+
+
+def _afresh(job: dict[str, Any], why: str) -> int:
+    """Start the job's command afresh, its output to its log, and wait for it (127: it could not start). The line
+    is runner/swift_levers.py's `not_applied_line` (this script imports only the standard library)."""
+    with open(job["log"], "ab") as log:
+        log.write(f"[trainbot] warm start not applied (warm_start): {why}; starting swift afresh\n".encode())
+        log.flush()
+        try:
+            child = _start(job["argv"], env=job["env"], stdout=log, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            log.write(f"trainbot: cannot start {job['argv'][0]}: {exc}\n".encode())
+            return 127
+    return child.wait()
 
 
 def _keep_preamble(job: dict[str, Any]) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from storage.models import ExportState, Job, JobState
+from storage.waiting import BehindEarlierJob, QueueReason
+from storage.waiting import GpusBusy as GpusBusy  # what a job waits for, and a dry run's warning
 
 HOLDING_STATES = frozenset({JobState.STARTING, JobState.RUNNING, JobState.STOPPING})
 
@@ -14,20 +16,8 @@ HOLDING_STATES = frozenset({JobState.STARTING, JobState.RUNNING, JobState.STOPPI
 class Decision:
     job: Job
     start: bool
-    reason: str | None = None  # why it waits, in words
+    reason: QueueReason | None = None  # why it waits
     position: int | None = None  # its place in line for its GPUs (1 = next)
-
-
-@dataclass(frozen=True)
-class GpusBusy:
-    """GPUs a job asked for that are in use: by our jobs (GPU -> job id), or by processes trainbot did not start."""
-
-    held: Mapping[str, str]
-    foreign: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        reasons = [f"GPU {g} is held by job {job}" for g, job in self.held.items()]
-        return "; ".join(reasons + [f"GPU {g} is busy with a process trainbot did not start" for g in self.foreign])
 
 
 def held(jobs: Iterable[Job]) -> dict[str, str]:
@@ -67,8 +57,8 @@ def plan_starts(queue: Sequence[Job], holders: Mapping[str, str], foreign: set[s
             for g in job.gpus:
                 taken[g] = job.id
             continue
-        busy = GpusBusy({g: taken[g] for g in busy_ours}, tuple(busy_foreign))
-        reason = str(busy) if busy_ours or busy_foreign else "an earlier job is waiting for the same GPU"
+        reason: QueueReason = (GpusBusy({g: taken[g] for g in busy_ours}, tuple(busy_foreign))
+                               if busy_ours or busy_foreign else BehindEarlierJob())
         decisions.append(Decision(job, start=False, reason=reason, position=ahead + 1))
         for g in job.gpus:
             wanted[g] = wanted.get(g, 0) + 1

@@ -8,6 +8,7 @@ from pathlib import Path
 TAIL_BYTES = 64 * 1024
 _MAX_LINE = 300
 
+# tqdm: "Train:  14%|█▍   | 5/36 [00:00<00:05, 5.39it/s]", "Map: 400 examples [00:00, 1406.12 examples/s]"
 _TQDM = re.compile(r"\d+%\|[^|\r\n]*\|[^\]\r\n]*\]|\d+ \w+ \[\d+:\d\d(?::\d\d)?,[^\]\r\n]*\]")
 _RANK_PREFIX = re.compile(r"^\[(?:default)?rank\d+\]:\s?")
 _CARETS = re.compile(r"^\s*[\^~]+\s*$")

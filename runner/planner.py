@@ -18,20 +18,16 @@ from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import Gpu
 from runner.job_request import JobRequest
+from runner.kernels import cache_env
 from runner.profiles import apply_profile, swift_site, without_cudnn_attention
 from runner.swift_version import SwiftVersion, detect_version, resolve_swift
+from storage.profile_notes import DirectStart, ProfileNote, WarmStart
 
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
-# In a user's words (shown in the dry run); the ~27 s measured on the H200 is in runner/swift_entry.py.
-DIRECT_NOTE = ("starts training directly instead of through the swift wrapper, and exits as soon as training is "
-               "done: about half a minute less per job")
-DIRECT_RANKS_NOTE = ("starts one training process per GPU directly (torch.distributed.run, without the swift "
-                     "wrapper), and each leaves as soon as training is done; a stop still reaches every GPU's "
-                     "process: about half a minute less per job")
-
-
-WARM_NOTE = ("starts in a process that had swift loaded before the job came, when one is ready (the bot keeps one): "
-             "about 15 s less before the first step on a GPU machine")
+# What each means for a job: bot/profile_words.py; the ~27 s measured on the H200 is in runner/swift_entry.py.
+DIRECT_NOTE = DirectStart()
+DIRECT_RANKS_NOTE = DirectStart(ranks=True)
+WARM_NOTE = WarmStart()
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class Plan:
     display: str
     warnings: tuple[GpuMissing, ...]
     version: SwiftVersion
-    notes: tuple[str, ...] = ()  # what the speed profile changed, for people to see
+    notes: tuple[ProfileNote, ...] = ()  # what the speed profile changed, for people to see
 
 
 @dataclass(frozen=True)
@@ -109,6 +105,8 @@ def plan(req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: st
         recipe = recipe.with_args({"resume_from_checkpoint": resume_from})
     recipe, attention = without_cudnn_attention(recipe, req.profile, gpus, direct=entry is not None)
     notes += attention
+    if gpus and req.profile != "exact" and entry is not None:  # Triton's kernels kept between jobs (runner/kernels.py)
+        recipe = recipe.with_env(cache_env(config.data_dir))
     if entry is not None:
         notes += (DIRECT_NOTE if len(req.gpus) == 1 else DIRECT_RANKS_NOTE,)
     if entry is not None and len(req.gpus) == 1 and config.warm_start:

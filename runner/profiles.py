@@ -2,21 +2,23 @@
 
 `exact` runs the seed's flags as they are. `fast` (the default) may change only how each optimizer step is
 computed (micro-batch vs accumulation at the same 16 samples a step, gradient checkpointing, fused kernels,
-padding-free micro-batches, attention without cuDNN's kernel), and only on GPUs that NVML reports with room for it
-(the last two only for jobs started through runner/swift_entry.py); every change comes back as a note shown in the
-dry run and the job's thread. The learning stays the seed's: same data in the same order, 16 samples an optimizer
-step (also over several GPUs), lr 1e-4, warmup 0.05, LoRA r8/alpha 32 on all linear layers, max length 2048, bf16,
-1 epoch.
+padding-free micro-batches, micro-batches by tokens, attention without cuDNN's kernel), and only on GPUs that NVML
+reports with room for it (the last three only for jobs started through runner/swift_entry.py); every change comes
+back as a note shown in the dry run and the job's thread. The learning stays the seed's: same data in the same
+order, 16 samples an optimizer step (also over several GPUs), lr 1e-4, warmup 0.05, LoRA r8/alpha 32 on all linear
+layers, max length 2048, bf16, 1 epoch.
 
-Memory is budgeted for the worst case the recipe allows (every sample of a micro-batch at max_length), so a fast
-job cannot run out of memory where the literal one would not. The figures are measured on an H100 80GB with the
-7B recipe (docs/gpu.md); they hold for the fixed recipe's model (Qwen2.5-7B shape), which is what `llm` runs.
+Memory is budgeted for the worst case the recipe allows (every sample of a micro-batch at max_length, or a
+micro-batch's most tokens), so a fast job cannot run out of memory where the literal one would not. The figures
+are measured on an H100 80GB with the 7B recipe (docs/gpu.md); they hold for the fixed recipe's model (Qwen2.5-7B
+shape), which is what `llm` runs.
 """
 
 from __future__ import annotations
 
 import functools
 import glob
+import math
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,13 +27,23 @@ from pathlib import Path
 from runner.child_env import child_env
 from runner.gpus import Gpu
 from runner.recipes import Recipe
-from runner.swift_entry import NO_CUDNN_ATTENTION
+from runner.swift_levers import MICRO_BATCH_TOKENS, NO_CUDNN_ATTENTION
 from runner.swift_version import SwiftNotFound, interpreter_of, resolve_swift
 from storage.models import Kind
+from storage.profile_notes import (
+    BatchSplit,
+    CheckpointingOff,
+    LigerKernels,
+    MicroBatchTokens,
+    NoCudnnAttention,
+    PaddingFree,
+    ProfileNote,
+)
 
 PROFILES = ("fast", "exact")
 SAMPLES_PER_STEP = 16  # the seed's per_device_train_batch_size 1 x gradient_accumulation_steps 16
 MARGIN_GIB = 2.0  # kept free beyond the budget: allocator fragmentation, NCCL buffers, the odd extra kernel
+BASE_GIB = 15.5  # the 7B's weights, LoRA state and CUDA workspaces (torch's peak reserved on the H100)
 
 
 @dataclass(frozen=True)
@@ -59,14 +71,14 @@ class Layout:
 # of Python and kernel launches on that host) and anything without checkpointing or Liger
 # (~12 MiB a token: no micro-batch above 2 fits 80 GB at max_length).
 LAYOUTS: tuple[Layout, ...] = (
-    Layout(micro_batch=8, checkpointing=False, liger=True, base_gib=15.5, per_token_mib=6.8),  # 1.04 s, 124 GiB
-    Layout(micro_batch=16, checkpointing=True, liger=True, base_gib=15.5, per_token_mib=0.7),  # 1.28 s, 38 GiB
-    Layout(micro_batch=16, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # 1.44 s, 144 GiB
-    Layout(micro_batch=8, checkpointing=True, liger=True, base_gib=15.5, per_token_mib=0.7),  # est. 1.4 s, 27 GiB
-    Layout(micro_batch=8, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # est. 1.6 s, 80 GiB
-    Layout(micro_batch=4, checkpointing=True, liger=True, base_gib=15.5, per_token_mib=0.7),  # est. 2 s, 21 GiB
-    Layout(micro_batch=4, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # est. 2 s, 48 GiB
-    Layout(micro_batch=2, checkpointing=True, liger=False, base_gib=15.5, per_token_mib=4.0),  # est. 3.5 s, 32 GiB
+    Layout(micro_batch=8, checkpointing=False, liger=True, base_gib=BASE_GIB, per_token_mib=6.8),  # 1.04 s, 124 GiB
+    Layout(micro_batch=16, checkpointing=True, liger=True, base_gib=BASE_GIB, per_token_mib=0.7),  # 1.28 s, 38 GiB
+    Layout(micro_batch=16, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # 1.44 s, 144 GiB
+    Layout(micro_batch=8, checkpointing=True, liger=True, base_gib=BASE_GIB, per_token_mib=0.7),  # est. 1.4 s, 27 GiB
+    Layout(micro_batch=8, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # est. 1.6 s, 80 GiB
+    Layout(micro_batch=4, checkpointing=True, liger=True, base_gib=BASE_GIB, per_token_mib=0.7),  # est. 2 s, 21 GiB
+    Layout(micro_batch=4, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # est. 2 s, 48 GiB
+    Layout(micro_batch=2, checkpointing=True, liger=False, base_gib=BASE_GIB, per_token_mib=4.0),  # est. 3.5 s, 32 GiB
 )
 
 
@@ -106,15 +118,33 @@ def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> 
 # bound by the host's attention plan building, the H200 is busy 85% of a step (docs/gpu.md), so the padding (1.75x
 # the real tokens at 8 a micro-batch on the fixed data) costs GPU time again: 0.78 -> 0.63 s a step on the H200,
 # 15 GB less memory, every logged loss within 0.042% of the literal job's (docs/gpu.md, 2026-12-01).
-PADDING_FREE_NOTE = (
-    "padding-free micro-batches: each one's samples are laid end to end instead of padded to its longest (the "
-    "fixed data's samples are 105-626 tokens: padded, a micro-batch of 8 holds ~1.75x the real tokens); attention "
-    "stays within each sample (transformers masks the packed samples apart by their positions), so every step "
-    "computes the same loss over the same tokens")
+# bot/profile_words.py tells people what each note means.
+PADDING_FREE_NOTE = PaddingFree()
+
+
+# Micro-batches by tokens (issue 31): with padding-free micro-batches, memory follows the tokens in a micro-batch,
+# not micro-batch x max_length. Where the layout chosen above needs gradient checkpointing (an H100: 16 x 1 with it,
+# because 8 x 2 without it needs 124 GiB at max_length), each step's 16 samples can instead run without it, in
+# micro-batches of whole samples under a token budget (the fixed data: 4,450 tokens a step on average, at most
+# ~6,500: one micro-batch a step on an H100). Without checkpointing autograd keeps 6.8 MiB a token with Liger (12
+# without: the full logits); a padding-free micro-batch of T tokens on sdpa also keeps, for each of the 7B's 28
+# layers, its packed attention mask as a bf16 T x T bias for the backward pass (PyTorch's memory-efficient kernel
+# takes a float bias). The budget holds for any micro-batch, so one sample at max_length must fit it.
+NO_CHECKPOINTING_MIB = {True: 6.8, False: 12.0}  # a token, with Liger / without
+MASK_BYTES = 28 * 2  # a token squared: 28 layers, a bf16 bias each
+
+
+def token_budget(free: float, liger: bool) -> int:
+    """The most tokens a micro-batch without checkpointing may hold in `free` GiB (0: none)."""
+    room = free - BASE_GIB - MARGIN_GIB
+    if room <= 0:
+        return 0
+    per_token, per_square = NO_CHECKPOINTING_MIB[liger] / 1024, MASK_BYTES / 2**30
+    return int((math.sqrt(per_token ** 2 + 4 * per_square * room) - per_token) / (2 * per_square))
 
 
 def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: bool = False,
-                  packed: bool = False) -> tuple[Recipe, tuple[str, ...]]:
+                  packed: bool = False) -> tuple[Recipe, tuple[ProfileNote, ...]]:
     """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed.
 
     `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it). `packed`: the job
@@ -140,35 +170,33 @@ def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: b
     layout, micro = chosen or (None, 1)  # several GPUs without room for more: still 16 samples a step in all
     steps = SAMPLES_PER_STEP // (micro * n)
     changes: dict[str, str] = {"per_device_train_batch_size": str(micro), "gradient_accumulation_steps": str(steps)}
-    across = "" if n == 1 else f" on each of {n} GPUs"
-    notes = [f"per-device batch {micro} × accumulation {steps}{across} instead of 1 × 16: the same 16 samples, "
-             "in the same order, make each optimizer step" + ("" if n == 1 else " (as on one GPU)")]
+    notes: list[ProfileNote] = [BatchSplit(micro, steps, n, SAMPLES_PER_STEP)]
     if layout is None:
         return recipe.with_args(changes), tuple(notes)
-    where = f"GPU {gpus[0].index}" if n == 1 else f"GPUs {','.join(g.index for g in gpus)}"
     need = layout.need_gib(micro, max_length)
     if not layout.checkpointing:
         changes["gradient_checkpointing"] = "false"
-        notes.append(f"gradient checkpointing off: {free:.1f} GiB free on {where} covers the worst case "
-                     f"(~{need:.0f} GiB with every sample at max_length {max_length})")
+        notes.append(CheckpointingOff(round(free, 1), tuple(g.index for g in gpus), round(need, 1), max_length))
     if layout.liger and not has_liger:
         changes["use_liger_kernel"] = "true"
-        notes.append("Liger fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy without the full logits)")
+        notes.append(LigerKernels())
     if packed and micro > 1 and recipe.value("attn_impl") in (None, "sdpa") \
             and not _is_on(recipe.value("padding_free")) and not _is_on(recipe.value("packing")):
         changes |= {"padding_free": "true", "attn_impl": "sdpa"}
         notes.append(PADDING_FREE_NOTE)
+        budget = token_budget(free, layout.liger or has_liger)
+        if n == 1 and layout.checkpointing and budget >= max_length:
+            notes.append(MicroBatchTokens(budget, round(free, 1), tuple(g.index for g in gpus)))
+            return recipe.with_args(changes).with_env({MICRO_BATCH_TOKENS: str(budget)}), tuple(notes)
     return recipe.with_args(changes), tuple(notes)
 
 
 # The H200 (docs/gpu.md, one lease): 0.87 -> 0.72 s a step, launch to end 106.0 -> 92.3 s, losses within 0.011%.
-NO_CUDNN_NOTE = ("attention by PyTorch's own kernels instead of cuDNN's, which prepares itself anew for every new "
-                 "sequence length (a micro-batch's length changes at every step): a sixth less time a step on an "
-                 "H200; the same attention, computed by another kernel")
+NO_CUDNN_NOTE = NoCudnnAttention()
 
 
 def without_cudnn_attention(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *,
-                            direct: bool) -> tuple[Recipe, tuple[str, ...]]:
+                            direct: bool) -> tuple[Recipe, tuple[ProfileNote, ...]]:
     """`fast` on NVML-known GPUs, started through runner/swift_entry.py (`direct`: the entry reads the variable,
     `swift sft` would not): scaled_dot_product_attention without cuDNN's kernel."""
     if profile == "exact" or recipe.kind is not Kind.LLM or not gpus or not direct:

@@ -1,12 +1,12 @@
-"""Training progress of a swift run, read incrementally from its logging.jsonl (or its stdout's metric dicts).
+"""Training progress of a swift run, read incrementally from its logging.jsonl, and the milestones people are told
+of (evals, checkpoints).
 
-Cheap by design: a poll is a few `stat` calls; a file is read only when it changed, and only from the byte
+Cheap by design: a poll is a few `stat` calls; the file is read only when it changed, and only from the byte
 offset where the last complete line ended (a partial last line is left for the next poll).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -22,18 +22,14 @@ from storage.models import Progress
 
 CHECKPOINT_READY_FILE = "trainer_state.json"  # the HF Trainer writes it after the weights
 
-_METRIC_DICT = re.compile(r"\{'[^{}\r\n]*'global_step/max_steps': '\d+/\d+'[^{}\r\n]*\}")
-_LOG_CHECKPOINT = re.compile(r"\[INFO:swift\] (last|best)_model_checkpoint: (\S+)")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _FRESH_NS = 2_000_000_000
 
 
 class MilestoneKind(StrEnum):
-    PROGRESS = "progress"  # the step advanced (at most one per poll); data: step, max_steps, loss
     EVAL = "eval"  # an evaluation ended; data: step, epoch and the eval_* metrics (eval_loss, ...)
     CHECKPOINT = "checkpoint"  # a checkpoint-N folder is complete; data: step, path
-    FINISHED = "finished"  # swift wrote its summary (after a graceful stop too); see ProgressTail._finished
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[object], object]], ...] = (  # swift's 
 
 
 def fold(progress: Progress, rec: Mapping[str, Any]) -> Progress:
-    """`progress` updated with one logging.jsonl record (or stdout metric dict, whose values are strings)."""
+    """`progress` updated with one logging.jsonl record."""
     step, max_steps = _steps(rec)
     changes: dict[str, Any] = {"step": step, "max_steps": max_steps}
     changes.update((attr, parse(rec[key])) for key, attr, parse in _FIELDS if key in rec)
@@ -110,68 +106,17 @@ def _remaining(old: Progress, new: Progress) -> float | None:
     return (t1 - t0) / (s1 - s0) * max(0, total - s1)
 
 
-def _metric_dicts(text: str) -> Iterator[dict[str, Any]]:
-    for match in _METRIC_DICT.finditer(text):
-        try:
-            obj = ast.literal_eval(match.group(0))
-        except (ValueError, SyntaxError):
-            continue
-        if isinstance(obj, dict):
-            yield obj
-
-
-class _Dedupe:
-    """Lets each (record kind, global step) through once: under DDP every rank prints every metric dict."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    def accept(self, rec: Mapping[str, Any]) -> bool:
-        kind = record_kind(rec)
-        step = _steps(rec)[0] if kind != "final" else 0
-        if step is not None and step <= self._last.get(kind, -1):
-            return False
-        if step is not None:
-            self._last[kind] = step
-        return True
-
-
-def parse_stdout_metrics(text: str) -> list[dict[str, Any]]:
-    """The metric dicts swift prints on stdout (Python reprs, values as strings), each step once."""
-    dedupe = _Dedupe()
-    return [rec for rec in _metric_dicts(text) if dedupe.accept(rec)]
-
-
-class _LogRecords:
-    """Records in log lines: metric dicts, and the final `[INFO:swift] last/best_model_checkpoint:` lines."""
-
-    def __init__(self) -> None:
-        self._last_checkpoint: str | None = None
-
-    def feed(self, line: str) -> Iterator[dict[str, Any]]:
-        yield from _metric_dicts(line)
-        for which, value in _LOG_CHECKPOINT.findall(line):
-            if which == "last":
-                self._last_checkpoint = value
-            else:
-                yield {"last_model_checkpoint": self._last_checkpoint, "best_model_checkpoint": value}
-
-
 class ProgressTail:
     """Follows one run: `poll()` folds what swift wrote since the last poll into `progress` and returns the
-    milestones reached, in this order: evals, the step, new checkpoints, finished.
+    milestones reached, in this order: evals, then new checkpoints.
 
     A restarted bot carries on with `offset` (in logging.jsonl; always a line start) and/or `resume` (the
     Progress stored for the job): milestones at or below `resume`'s step and checkpoint are not told again.
-    `log_path` (the job's stdout+stderr log) is read only while logging.jsonl does not exist.
     """
 
-    def __init__(self, run_dir: Path, *, log_path: Path | None = None, offset: int = 0,
-                 resume: Progress | None = None) -> None:
+    def __init__(self, run_dir: Path, *, offset: int = 0, resume: Progress | None = None) -> None:
         self.run_dir = Path(run_dir)
         self._jsonl = LineCursor(self.run_dir / LOGGING_FILE, offset)
-        self._log = LineCursor(Path(log_path)) if log_path is not None else None
-        self._log_records, self._dedupe = _LogRecords(), _Dedupe()
         self._progress = resume or Progress()
         self._told_step = -1 if self._progress.step is None else self._progress.step
         self._told_eval = self._progress.eval_loss
@@ -190,34 +135,22 @@ class ProgressTail:
 
     def poll(self, final: bool = False) -> list[Milestone]:
         """`final`: the run has ended, so a partial last line and the newest checkpoint count too."""
-        start_step = self._progress.step
         found: list[Milestone] = []
-        ended: list[Milestone] = []
         for rec in self._records(final):
-            if self._dedupe.accept(rec):
-                self._progress = fold(self._progress, rec)
-                if (milestone := self._record_milestone(rec)) is not None:
-                    (ended if milestone.kind is MilestoneKind.FINISHED else found).append(milestone)
-        step = self._progress.step
-        if step is not None and step != start_step and step > self._told_step:
-            data = {"step": step, "max_steps": self._progress.max_steps, "loss": self._progress.loss}
-            found.append(Milestone(MilestoneKind.PROGRESS, step, data))
-        return found + self._new_checkpoints(final or self.finished) + ended
+            self._progress = fold(self._progress, rec)
+            if (milestone := self._record_milestone(rec)) is not None:
+                found.append(milestone)
+        return found + self._new_checkpoints(final or self.finished)
 
     def _records(self, final: bool) -> Iterator[dict[str, Any]]:
-        lines = self._jsonl.read_lines(final)
-        if lines is not None:
-            self._log = None  # logging.jsonl exists: the source from now on
-            yield from (rec for line in lines if (rec := _json_record(line)) is not None)
-        elif self._log is not None:
-            for raw in self._log.read_lines(final) or []:
-                yield from self._log_records.feed(raw.decode("utf-8", "replace"))
+        lines = self._jsonl.read_lines(final) or []
+        return (rec for line in lines if (rec := _json_record(line)) is not None)
 
     def _record_milestone(self, rec: Mapping[str, Any]) -> Milestone | None:
         kind, step = record_kind(rec), _steps(rec)[0]
         if kind == "final":
             self.finished = True
-            return Milestone(MilestoneKind.FINISHED, self._progress.step, self._finished(rec))
+            return None
         if kind != "eval" or step is None or step < self._told_step:
             return None
         metrics = {k: v if (f := _float(v)) is None else f for k, v in rec.items() if k.startswith("eval_")}
@@ -225,13 +158,6 @@ class ProgressTail:
             return None  # told before the bot restarted
         data = {"step": step, "epoch": _float(rec.get("epoch")), **metrics}
         return Milestone(MilestoneKind.EVAL, step, data)
-
-    def _finished(self, rec: Mapping[str, Any]) -> dict[str, Any]:
-        p = self._progress
-        completed = p.step is not None and p.step == p.max_steps
-        return {"step": p.step, "max_steps": p.max_steps, "completed": completed,
-                "train_loss": p.train_loss, "last_checkpoint": p.last_checkpoint,
-                "best_checkpoint": p.best_checkpoint, "best_metric": _float(rec.get("best_metric"))}
 
     def _new_checkpoints(self, all_ready: bool) -> list[Milestone]:
         """checkpoint-N folders not told yet, in order, once complete (trainer_state.json written, a newer one
@@ -267,9 +193,9 @@ def _json_record(line: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def read_final_summary(run_dir: Path, log_path: Path | None = None) -> Progress:
+def read_final_summary(run_dir: Path) -> Progress:
     """Where an ended run got to, from its whole logging.jsonl read once (for a job that ended while the bot
     was away); without swift's summary line the newest checkpoint-N folder stands for the last checkpoint."""
-    tail = ProgressTail(run_dir, log_path=log_path)
+    tail = ProgressTail(run_dir)
     tail.poll(final=True)
     return tail.progress

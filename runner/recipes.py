@@ -38,7 +38,7 @@ LLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
     ("logging_steps", "5"),
     ("max_length", "2048"),
     ("output_dir", OUTPUT_DIR),
-    ("system", "You are a helpful assistant."),
+    ("system", "You are a helpful assistant."),  # machine text: the model's system prompt (the seed's)
     ("warmup_ratio", "0.05"),
     ("dataloader_num_workers", "4"),
     ("model_author", "swift"),

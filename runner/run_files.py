@@ -30,13 +30,44 @@ def find_run_dir(output_dir: Path, started_after: float | None = None) -> Path |
     return Path(output_dir) if any(_modified_after(f, started_after) for f in files) else None
 
 
+def run_dirs(output_dir: Path, made_from: float, made_until: float | None = None) -> list[Path]:
+    """Every `<output_dir>/vN-YYYYMMDD-HHMMSS/` named (swift's local time, to the second) between `made_from` and
+    `made_until` (epoch seconds; None: now), oldest version first: the runs of one job, a resumed one's too. A
+    folder whose name holds no readable time is judged by its mtime."""
+    try:
+        entries = list(os.scandir(output_dir))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if (m := _VERSION_DIR.match(entry.name)) is None or not entry.is_dir():
+            continue
+        named = _named_time(m)
+        if named is None:
+            named = _mtime(Path(entry.path))
+        if named is not None and made_from - 1 <= named and (made_until is None or named <= made_until + 1):
+            found.append((int(m[1]), entry.name))
+    return [Path(output_dir, name) for _, name in sorted(found)]
+
+
+def _named_time(match: re.Match[str]) -> float | None:
+    try:
+        return time.mktime(time.strptime(match[2] + match[3], "%Y%m%d%H%M%S"))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _made_after(path: str, match: re.Match[str], started_after: float) -> bool:
     # The name holds swift's local creation time (to the second); the mtime guards against a TZ mismatch.
-    try:
-        named = time.mktime(time.strptime(match[2] + match[3], "%Y%m%d%H%M%S"))
-    except (ValueError, OverflowError):
-        named = float("-inf")
-    return named >= started_after - 1 or _modified_after(Path(path), started_after)
+    named = _named_time(match)
+    return (named is not None and named >= started_after - 1) or _modified_after(Path(path), started_after)
 
 
 def _modified_after(path: Path, at_least: float | None) -> bool:

@@ -12,12 +12,16 @@ from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from runner import leases
 from runner.backends import Backend
 from runner.backends.local import LocalBackend
+from runner.command import resolve_recipe
 from runner.config import Config
 from runner.gpus import GpuProbe
+from runner.kernels import idle_gpu, local_model
 from runner.supervisor import Supervisor
 from storage.jobs import JobStore
+from storage.models import Kind
 from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
@@ -58,11 +62,23 @@ class Runtime:
         await self.supervisor.recover()
         if self.local is not None and any(g.source == "nvml" for g in self.probe.snapshot().gpus):
             self.local.keep_warm()  # on a CPU machine (tests, the demo) only once a job has run
+            await self._compile_kernels()
         self.ticks.start()
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(self._refresh_gpus, "interval", seconds=self.config.gpu_poll_seconds,
                                 max_instances=1, coalesce=True, id="gpus")
         self._scheduler.start()
+
+    async def _compile_kernels(self) -> None:
+        """Triton's kernels (Liger's) compiled on an idle GPU before the first job (runner/kernels.py), where the
+        `fast` jobs use Liger and the recipe's model is a folder here; off with `[runner] warm_start = false`."""
+        assert self.local is not None
+        if not self.config.warm_start or not self.supervisor.facts.liger:
+            return
+        model = local_model(resolve_recipe(Kind.LLM, self.config).value("model"))
+        gpu = idle_gpu(self.probe.snapshot().gpus, leases.held(await self.store.holding()))
+        if model is not None and gpu is not None:
+            await self.local.compile_kernels(gpu, model)
 
     async def _tick(self) -> float | None:
         busy = await self.supervisor.tick()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.failures import Failure, FailureClass, with_cause
+from runner.failures import Failure, with_cause
+from storage.actors import Actor, Outside
+from storage.failure_facts import Interrupted, SchedulerEnded
 from storage.models import Job, JobState, Progress
 
 
@@ -16,7 +18,7 @@ class Succeeded:
 
 @dataclass(frozen=True)
 class Stopped:
-    by: str | None  # who asked; "someone outside trainbot" for an interrupt nobody here asked for
+    by: Actor | None  # who asked; Outside() for an interrupt nobody here asked for
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,13 @@ def ended_well(job: Job, returncode: int | None, progress: Progress) -> bool:
 
 
 def decide_outcome(job: Job, returncode: int | None, progress: Progress, failure: Failure | None,
-                   cause: str | None = None) -> Outcome:
+                   cause: SchedulerEnded | None = None) -> Outcome:
     """`failure` is the log's reading (None where `ended_well`); `cause` the backend's own reason, if any."""
     if ended_well(job, returncode, progress) or failure is None:
         return Succeeded()
     stopping = job.state is JobState.STOPPING
     if cause is not None and not stopping:
         failure = with_cause(failure, cause)
-    if stopping or failure.cls is FailureClass.INTERRUPTED:
-        return Stopped(job.stopped_by if stopping else "someone outside trainbot")
+    if stopping or isinstance(failure.reason, Interrupted):
+        return Stopped(job.stopped_by if stopping else Outside())
     return Failed(failure)

@@ -26,6 +26,7 @@ from pathlib import Path
 from runner.child_env import child_env
 from runner.slurm_script import training_script as training_script  # re-exported
 from runner.slurm_script import with_exports
+from storage.waiting import SlurmProblem
 
 TERMINAL_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -38,12 +39,14 @@ _UNSET = frozenset({"", "(null)", "Unknown", "None", "N/A"})
 
 
 class SlurmError(RuntimeError):
-    """A Slurm command failed (message holds its stderr) or is missing. ``reason``: Slurm's own words (its
-    stderr less the "sbatch: error: " prefixes); ``command``: the command line that failed."""
+    """A Slurm command is missing, gave no answer in time, failed, or printed no job id (`problem`). ``reason``:
+    Slurm's own words (its stderr less the "sbatch: error: " prefixes, or what it printed); ``command``: the
+    command line; ``returncode``: its exit status, where it ended."""
 
-    def __init__(self, message: str, *, reason: str = "", command: str = "") -> None:
-        super().__init__(message)
-        self.reason, self.command = reason or message, command
+    def __init__(self, problem: SlurmProblem, command: str, *, reason: str = "", returncode: int | None = None) -> None:
+        super().__init__(f"{command}: {problem}" + (f" ({returncode})" if returncode is not None else "")
+                         + (f": {reason}" if reason else ""))
+        self.problem, self.command, self.reason, self.returncode = problem, command, reason, returncode
 
 
 def slurm_reason(stderr: str) -> str:
@@ -60,7 +63,7 @@ def slurm_reason(stderr: str) -> str:
 class SlurmJob:
     job_id: str
     state: str  # JobState: PENDING, RUNNING, COMPLETING, COMPLETED, FAILED, CANCELLED, TIMEOUT, ...
-    reason: str  # Resources, Priority, NonZeroExitCode, None, ...
+    reason: str  # Resources, Priority, NonZeroExitCode, ...; "" where Slurm gives none (it prints `None`)
     exit_code: int  # of the batch script (ExitCode=exit:signal)
     signal: int  # that killed the batch script, 0 if none
     stdout_path: Path | None
@@ -126,14 +129,14 @@ async def _run(argv: Sequence[str], *, stdin: str | None = None,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=child_env(None) if env is None else dict(env))
     except FileNotFoundError as e:
-        raise SlurmError(f"{argv[0]}: command not found (is Slurm installed?)") from e
+        raise SlurmError("missing", argv[0]) from e
     try:
         async with asyncio.timeout(CLI_TIMEOUT_S):
             out, err = await proc.communicate(None if stdin is None else stdin.encode())
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise SlurmError(f"{shlex.join(argv)}: no answer in {CLI_TIMEOUT_S:.0f} s") from None
+        raise SlurmError("timeout", shlex.join(argv)) from None
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace").strip()
 
@@ -141,9 +144,7 @@ async def _run(argv: Sequence[str], *, stdin: str | None = None,
 async def _check(argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
     rc, out, err = await _run(argv, stdin=stdin, env=env)
     if rc != 0:
-        command = shlex.join(argv)
-        raise SlurmError(f"{command} failed ({rc}): {err or out.strip()}",
-                         reason=slurm_reason(err or out) or f"exit status {rc}", command=command)
+        raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err or out), returncode=rc)
     return out
 
 
@@ -169,7 +170,7 @@ def job_from_record(rec: Mapping[str, str]) -> SlurmJob:
     code, _, sig = rec.get("ExitCode", "0:0").partition(":")
     stdout = _opt(rec.get("StdOut"))
     return SlurmJob(
-        job_id=rec["JobId"], state=rec.get("JobState", "UNKNOWN"), reason=rec.get("Reason", "None"),
+        job_id=rec["JobId"], state=rec.get("JobState", "UNKNOWN"), reason=_opt(rec.get("Reason")),
         exit_code=int(code or 0), signal=int(sig or 0), stdout_path=Path(stdout) if stdout else None,
         node_list=_opt(rec.get("NodeList")), start_time=_opt(rec.get("StartTime")),
         end_time=_opt(rec.get("EndTime")), raw=dict(rec))
@@ -202,17 +203,18 @@ async def submit(script: str, *, job_name: str, output_path: Path, gres_gpus: in
     out = await _check(argv, stdin=with_exports(script, env), env=process_env)
     job_id = out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
     if not job_id.isdigit():
-        raise SlurmError(f"sbatch printed no job id: {out!r}")
+        raise SlurmError("no_job_id", shlex.join(argv), reason=out.strip()[:200])
     return job_id
 
 
 async def show_job(job_id: str | int) -> SlurmJob | None:
     """The job as ``scontrol show job -o`` sees it; None once Slurm has forgotten it (MinJobAge)."""
-    rc, out, err = await _run(["scontrol", "show", "job", "-o", str(job_id)])
+    argv = ["scontrol", "show", "job", "-o", str(job_id)]
+    rc, out, err = await _run(argv)
     if rc != 0:
         if "Invalid job id" in err:
             return None
-        raise SlurmError(f"scontrol show job {job_id} failed ({rc}): {err}")
+        raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err), returncode=rc)
     for line in out.splitlines():
         rec = parse_record(line)
         if rec.get("JobId") == str(job_id):
@@ -246,7 +248,7 @@ async def cancel(job_id: str | int, *, signal: str | None = None, batch_only: bo
     argv.append(str(job_id))
     rc, out, err = await _run(argv)
     if rc != 0 and not re.search(r"Invalid job id|already complet", err):
-        raise SlurmError(f"{shlex.join(argv)} failed ({rc}): {err or out.strip()}")
+        raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err or out), returncode=rc)
 
 
 async def running_steps(job_id: str | int) -> list[str]:
@@ -256,7 +258,7 @@ async def running_steps(job_id: str | int) -> list[str]:
     if rc != 0:
         if "Invalid job id" in err:
             return []
-        raise SlurmError(f"squeue --steps --jobs={job_id} failed ({rc}): {err}")
+        raise SlurmError("refused", f"squeue --steps --jobs={job_id}", reason=slurm_reason(err), returncode=rc)
     steps = (line.strip() for line in out.splitlines())
     return [s for s in steps if s.partition(".")[2].isdigit()]
 
@@ -293,7 +295,7 @@ async def jobs_named(name: str, *, user: str | None = None) -> list[str]:
     if rc != 0:
         if "accounting storage is disabled" in f"{err} {out}":
             return []
-        raise SlurmError(f"{shlex.join(argv)} failed ({rc}): {err or out.strip()}", command=shlex.join(argv))
+        raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err or out), returncode=rc)
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 

@@ -22,13 +22,21 @@ from collections.abc import Mapping, Sequence
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class EnvNameError(ValueError):
+    """`name` cannot be exported by a shell (the job's environment comes from the config)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"bad environment variable name: {name!r}")
+        self.name = name
+
+
 def with_exports(script: str, env: Mapping[str, str] | None) -> str:
     """Insert ``export K=V`` lines after the shebang and #SBATCH header (directives must stay first)."""
     if not env:
         return script
     for name in env:
         if not _ENV_NAME_RE.match(name):
-            raise ValueError(f"bad environment variable name: {name!r}")
+            raise EnvNameError(name)
     exports = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     lines = script.splitlines()
     if not lines or not lines[0].startswith("#!"):
@@ -42,7 +50,7 @@ def with_exports(script: str, env: Mapping[str, str] | None) -> str:
 # Runs once per node inside the srun step. ms-swift reads NNODES/NODE_RANK/NPROC_PER_NODE/MASTER_* and
 # starts torch.distributed.run; without them (one node, one GPU) it runs a single plain process, and with
 # several GPUs but no NPROC_PER_NODE it would shard one model over them, hence the GPU count below.
-_STEP = """\
+_STEP_SCRIPT = """\
 n=0
 if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then IFS=, read -ra _d <<< "$CUDA_VISIBLE_DEVICES"; n=${#_d[@]}
 else n=${SLURM_GPUS_ON_NODE:-0}; fi
@@ -54,7 +62,7 @@ exec """
 
 # Runs once per node in a step beside step 0 (--overlap): SIGINT to step 0's trainer processes there, or to
 # all of step 0's processes when none matches (swift has not started its trainer yet, or it is not swift).
-_RELAY = """\
+_RELAY_SCRIPT = """\
 pids=$(scontrol listpids "$SLURM_JOB_ID.0" 2>/dev/null | awk 'NR > 1 {{print $1}}')
 hit=0
 for p in $pids; do
@@ -76,7 +84,7 @@ def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int,
         raise ValueError("nodes must be >= 1")
     match = " ".join(["grep", "-qF", *(f"-e {shlex.quote(t)}" for t in trainers)]) if trainers else "false"
     one_task_a_node = '--nodes="$SLURM_NNODES" --ntasks="$SLURM_NNODES" --ntasks-per-node=1'
-    return with_exports("\n".join([
+    script = [
         "#!/bin/bash",
         f"#SBATCH --nodes={nodes} --ntasks-per-node=1",
         "# trainbot training job",
@@ -84,11 +92,11 @@ def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int,
         'export MASTER_ADDR MASTER_PORT="${MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 10000 ))}"',
         "interrupted=0 stopped=0",
         f"relay_int() {{ interrupted=1 stopped=1; srun --overlap {one_task_a_node} "
-        f"bash -c {shlex.quote(_RELAY.format(match=match))}; }}",
+        f"bash -c {shlex.quote(_RELAY_SCRIPT.format(match=match))}; }}",
         "trap relay_int INT",
         # --whole: the step gets all CPUs/GPUs the job holds on each node (a step defaults to 1 CPU a task)
         f"srun --export=ALL --kill-on-bad-exit=1 --whole {one_task_a_node} "
-        f"bash -c {shlex.quote(_STEP + shlex.join(argv))} &",
+        f"bash -c {shlex.quote(_STEP_SCRIPT + shlex.join(argv))} &",
         "step=$!",
         # `wait` returns early when the trap runs: wait again for step 0's own status (127: it was already
         # waited for, the INT came after its end)
@@ -99,4 +107,5 @@ def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int,
         '  scancel "$SLURM_JOB_ID"; sleep 60',  # scancel's SIGTERM ends this shell; the sleep waits for it
         'fi',
         'exit "$rc"',
-    ]), env)
+    ]
+    return with_exports("\n".join(script), env)

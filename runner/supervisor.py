@@ -38,7 +38,11 @@ from runner.planner import DIRECT_NOTE as DIRECT_NOTE
 from runner.planner import DIRECT_RANKS_NOTE as DIRECT_RANKS_NOTE
 from runner.planner import Plan as Plan
 from runner.planner import ProbedFacts, export_entry, probe_facts
+from storage import profile_notes
+from storage.actors import actor
 from storage.errors import StillActive
+from storage.failure_facts import JobFailure
+from storage.failure_facts import event_data as failure_data
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Purpose, Run
 from storage.notices import (
@@ -126,10 +130,11 @@ class Supervisor:
     async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
         draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
                     output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
-                    recipe=str(req.kind), overrides=dict(req.overrides), name=req.name or "", backend=self.backend.name,
-                    user_id=req.user_id, channel_id=req.channel_id, idempotency_key=idempotency_key,
+                    overrides=dict(req.overrides), name=req.name or "", backend=self.backend.name,
+                    user_id=req.user_id, slack_channel=req.channel_id, idempotency_key=idempotency_key,
                     idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
         job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
+                                      event_data=profile_notes.event_data(plan.notes) or None,
                                       notice=Notice("", JobCreated(command=plan.display, profile=req.profile,
                                                                      profile_notes=tuple(plan.notes))))
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
@@ -166,8 +171,8 @@ class Supervisor:
             plan = self.plan(req, resume_from=resume)
             note = f"resuming from {resume}" if resume else "from the start (no checkpoint yet)"
             await self.store.update(
-                job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, error_class=None, error_message=None,
-                error_hint=None, exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
+                job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, failure=None,
+                exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
                 train_run=Run(log_path=job.train_run.log_path),  # a new run, appending to the same log
                 run_dir=None, event=f"started again by {by or 'console'}, {note}", event_kind="restarted",
                 notice=Notice(job_id, JobRestarted(by=by, resume_from=resume, command=plan.display)),
@@ -185,12 +190,12 @@ class Supervisor:
                 if job.train_run.backend_job_id is not None:
                     await self.backend.terminate(ProcessRef.of(job, "train"))  # leave the backend's queue too
                 return await self.store.update(
-                    job_id, state=JobState.STOPPED, stopped_by=by, finished_at=time.time(), queue_reason=None,
+                    job_id, state=JobState.STOPPED, stopped_by=actor(by), finished_at=time.time(), queue_reason=None,
                     event=f"removed from the queue by {by or 'console'}",
                     notice=Notice(job_id, LeftQueue(by=by)))
             if job.state in (JobState.STARTING, JobState.RUNNING):
                 self.follower.stop_requested(job_id)
-                job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=by,
+                job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=actor(by),
                                               event=f"stop requested by {by or 'console'}",
                                               notice=Notice(job_id, StopRequested(by=by)))
                 await self.follower.interrupt(job)
@@ -228,8 +233,9 @@ class Supervisor:
             async with self._lock:
                 self.follower.launching_exports.discard(job_id)
                 await self.store.update(job_id, export_state=ExportState.EXPORT_FAILED,
-                                        event=f"export could not start: {exc}", event_kind="export_failed")
-            raise CannotLaunch(job_id, str(exc)) from exc
+                                        event=f"export could not start: {exc.refusal.code}", event_kind="export_failed",
+                                        event_data=failure_data(JobFailure(exc.refusal)))
+            raise CannotLaunch(job_id, exc.refusal) from exc
         async with self._lock:
             self.follower.launching_exports.discard(job_id)
             return await self.store.update(
@@ -263,8 +269,7 @@ class Supervisor:
             before = await self._line() if queued else []
             if queued and job.train_run.backend_job_id is not None:
                 await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
-            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, card_ts=job.card_ts,
-                                                                             channel_id=job.channel_id, name=job.name)))
+            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, name=job.name)))
             self.follower.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
                 await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(

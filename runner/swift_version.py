@@ -22,7 +22,12 @@ RENAMED: dict[int, dict[str, str]] = {4: {"train_type": "tuner_type"}}
 
 
 class SwiftNotFound(RuntimeError):
-    pass
+    """The swift CLI `swift` is not on this machine, or (`version_unknown`) its ms-swift version cannot be told
+    (the config's `[swift] version` then says it)."""
+
+    def __init__(self, swift: str, *, version_unknown: bool = False) -> None:
+        super().__init__(f"{swift}: {'ms-swift version unknown' if version_unknown else 'not found'}")
+        self.swift, self.version_unknown = swift, version_unknown
 
 
 @dataclass(frozen=True, order=True)
@@ -46,10 +51,7 @@ def resolve_swift(bin_: str) -> Path:
     """The absolute path of the swift executable named in the config (a path or a name on PATH)."""
     found = shutil.which(bin_)
     if found is None:
-        raise SwiftNotFound(
-            f"the swift CLI {bin_!r} was not found; install ms-swift (pip install ms-swift) "
-            "or set [swift] bin in the config file to its path"
-        )
+        raise SwiftNotFound(bin_)
     return Path(found).absolute()
 
 
@@ -62,7 +64,7 @@ def detect_version(bin_: str) -> SwiftVersion:
 def _detect_cached(path: str, _mtime: float) -> SwiftVersion:
     found = _from_dist_info(Path(path)) or _from_interpreter(Path(path))
     if found is None:
-        raise SwiftNotFound(f"could not tell the ms-swift version of {path}; set [swift] version in the config")
+        raise SwiftNotFound(path, version_unknown=True)
     return SwiftVersion.parse(found)
 
 

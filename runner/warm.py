@@ -49,10 +49,15 @@ class WarmSlot:
                 start_new_session=True, env=dict(env))
         return cls(tuple(entry), proc, preamble)
 
-    def serves(self, argv: Sequence[str]) -> bool:
-        """Whether a job's command starts with this slot's entry (one process, `sft` or `export`) and it lives."""
+    def stands_for(self, argv: Sequence[str]) -> bool:
+        """Whether a job's command starts with this slot's entry (one process, `sft` or `export`)."""
         n = len(self.entry)
-        return self.alive() and tuple(argv[:n]) == self.entry and len(argv) > n and argv[n] in swift_entry.SCRIPTS
+        return tuple(argv[:n]) == self.entry and len(argv) > n and argv[n] in swift_entry.SCRIPTS
+
+    def serves(self, argv: Sequence[str]) -> bool:
+        """Whether the slot may take the job: it stands for its command, lives and could import swift (one that
+        could not is passed over: the job starts afresh)."""
+        return self.stands_for(argv) and self.alive() and self.failure() is None
 
     def ready(self) -> bool:
         """The child has imported swift (a job handed before then waits for the imports to end)."""
@@ -60,6 +65,17 @@ class WarmSlot:
             return swift_entry.READY.encode() in self.preamble.read_bytes()
         except OSError:
             return False
+
+    def failure(self) -> str | None:
+        """Why the child could not import swift (it says so instead of being ready); None: it could, or still may."""
+        try:
+            text = self.preamble.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(swift_entry.IMPORT_FAILED):
+                return line[len(swift_entry.IMPORT_FAILED):].strip(" (").partition("); ")[0]
+        return None
 
     def alive(self) -> bool:
         """The launcher still runs (a killed one stays a zombie until the event loop reaps it)."""

@@ -31,7 +31,8 @@ class Connection:
         await self._db.close()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self, *, quiet: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; `quiet`: a change no loop waits for (a reader saying it is alive) wakes none."""
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -40,7 +41,8 @@ class Connection:
                 await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
-            self.changes.notify()
+            if not quiet:
+                self.changes.notify()
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """Every read takes the transactions' lock: on the one shared connection a read would otherwise run

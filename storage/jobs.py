@@ -32,6 +32,7 @@ from storage.models import (
 from storage.notices import Notice
 from storage.outbox import Outbox
 from storage.rows import JobRows, to_row
+from storage.slack_cards import SlackCards
 from storage.web_sessions import WebSessions
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
@@ -103,9 +104,9 @@ def new_job_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-class JobStore(Outbox, WebSessions):
-    """Jobs and their events (and, from Outbox, the notices; from WebSessions, the web page's sessions), on one
-    connection (storage/connection.py)."""
+class JobStore(Outbox, WebSessions, SlackCards):
+    """Jobs and their events (and, from Outbox, the notices; from WebSessions and SlackCards, the web page's sessions
+    and Slack's cards), on one connection (storage/connection.py)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__(conn)
@@ -114,7 +115,8 @@ class JobStore(Outbox, WebSessions):
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
-    async def create(self, job: Job, *, event: str = "job created", notice: Notice | None = None) -> Job:
+    async def create(self, job: Job, *, event: str = "job created", event_data: dict[str, Any] | None = None,
+                     notice: Notice | None = None) -> Job:
         """Save a new job under a fresh id (the one on `job` is replaced), with its first event and notice."""
         now = time.time()
         async with self._tx() as db:
@@ -129,7 +131,9 @@ class JobStore(Outbox, WebSessions):
             row = to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
             cols = ", ".join(row)
             await db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            await self._record(db, job_id, event, notice, now)
+            await self._event(db, Event(job_id, "created", event, event_data or {}), now)
+            if notice is not None:
+                await self._notice(db, Notice(job_id, notice.facts), now)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -347,12 +351,6 @@ class JobStore(Outbox, WebSessions):
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
 
     # ---- internals --------------------------------------------------------------------------------------------
-
-    async def _record(self, db: aiosqlite.Connection, job_id: str, event: str, notice: Notice | None,
-                      now: float) -> None:
-        await self._event(db, Event(job_id, "created", event), now)
-        if notice is not None:
-            await self._notice(db, Notice(job_id, notice.facts), now)
 
     @staticmethod
     async def _event(db: aiosqlite.Connection, event: Event, now: float) -> None:

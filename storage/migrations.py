@@ -124,7 +124,65 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN idempotency_fingerprint TEXT;
     """,
-    # 9: jobs named (by whoever made them; else their output folder's last part) and noted. The history pages find
+    # 9: every front end reads the outbox from its own place. `outbox_readers`: each reader's position (it has every
+    # notice up to it) and when it was last seen; `outbox_deliveries`: what a reader that delivers out of order (Slack)
+    # has tried or delivered past its position. Slack's own state leaves the job: its card (channel, ts) goes to
+    # `slack_cards` (written by bot/ only), and the channel a job was asked from is named as Slack's. Slack, where it
+    # was used, becomes the reader `slack`, placed before the oldest notice it had not delivered, its tries kept;
+    # what it had delivered goes. A created event keeps what the speed profile changed (it was only in the notice).
+    """
+    CREATE TABLE slack_cards (
+        job_id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        ts TEXT NOT NULL
+    );
+    INSERT INTO slack_cards (job_id, channel, ts)
+        SELECT id, channel_id, card_ts FROM jobs WHERE card_ts IS NOT NULL AND channel_id IS NOT NULL;
+    INSERT OR IGNORE INTO slack_cards (job_id, channel, ts)
+        SELECT job_id, json_extract(data, '$.channel_id'), json_extract(data, '$.card_ts') FROM outbox
+        WHERE topic = 'job_deleted' AND delivered_at IS NULL AND json_valid(data)
+          AND json_extract(data, '$.channel_id') IS NOT NULL AND json_extract(data, '$.card_ts') IS NOT NULL;
+    ALTER TABLE jobs DROP COLUMN card_ts;
+    ALTER TABLE jobs RENAME COLUMN channel_id TO slack_channel;
+    UPDATE events SET data = json_object('profile_notes', json_extract(o.data, '$.profile_notes'))
+        FROM outbox o
+        WHERE events.kind = 'created' AND o.job_id = events.job_id AND o.topic = 'job_created' AND json_valid(o.data)
+          AND json_type(o.data, '$.profile_notes') = 'array' AND json_array_length(o.data, '$.profile_notes') > 0;
+    CREATE TABLE outbox_readers (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        seen_at REAL NOT NULL,
+        keep_s REAL NOT NULL
+    );
+    CREATE TABLE outbox_deliveries (
+        reader TEXT NOT NULL,
+        notice_id INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        delivered_at REAL,
+        last_error TEXT,
+        PRIMARY KEY (reader, notice_id)
+    ) WITHOUT ROWID;
+    INSERT INTO outbox_readers (name, position, seen_at, keep_s)
+        SELECT 'slack',
+               COALESCE((SELECT MIN(id) - 1 FROM outbox WHERE delivered_at IS NULL),
+                        (SELECT MAX(id) FROM outbox), 0),
+               (julianday('now') - 2440587.5) * 86400.0, 604800.0
+        WHERE EXISTS (SELECT 1 FROM jobs WHERE slack_channel IS NOT NULL) OR EXISTS (SELECT 1 FROM slack_cards);
+    INSERT INTO outbox_deliveries (reader, notice_id, attempts, next_attempt_at, delivered_at, last_error)
+        SELECT 'slack', o.id, o.attempts, o.next_attempt_at, o.delivered_at, o.last_error
+        FROM outbox o JOIN outbox_readers r ON r.name = 'slack'
+        WHERE o.id > r.position AND (o.attempts > 0 OR o.delivered_at IS NOT NULL);
+    DELETE FROM outbox WHERE id <= COALESCE((SELECT position FROM outbox_readers WHERE name = 'slack'),
+                                            (SELECT MAX(id) FROM outbox));
+    DROP INDEX outbox_pending;
+    ALTER TABLE outbox DROP COLUMN attempts;
+    ALTER TABLE outbox DROP COLUMN next_attempt_at;
+    ALTER TABLE outbox DROP COLUMN delivered_at;
+    ALTER TABLE outbox DROP COLUMN last_error;
+    CREATE INDEX outbox_job ON outbox (job_id, id);
+    """,
+    # 10: jobs named (by whoever made them; else their output folder's last part) and noted. The history pages find
     # them by a case-insensitive substring of their name, folder, owner or id (`search_text`, lowercased, one field a
     # line: no search spans two): a rare one through job_search (FTS5 trigrams, its rows the jobs' rowids, kept by
     # triggers; trainbot never runs VACUUM, which may renumber rowids: after one, `INSERT INTO job_search(job_search)

@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from storage.actors import Actor
+from storage.errors import JobError
+from storage.failure_facts import JobFailure
+from storage.waiting import QueueReason
+
 
 class Kind(enum.StrEnum):
     LLM = "llm"
@@ -71,21 +76,23 @@ EXPORT_TRANSITIONS: dict[ExportState, frozenset[ExportState]] = {
 }
 
 
-class IllegalTransition(ValueError):
-    """A state change the state machine does not allow; the message says which and why."""
+class IllegalTransition(JobError, ValueError):
+    """A state change the state machine does not allow: `old` may not become `new` (job states, or the export's
+    states where `export`); `allowed`: what `old` may become."""
+
+    def __init__(self, old: str, new: str, allowed: tuple[str, ...], *, export: bool = False) -> None:
+        super().__init__(f"{'export state' if export else 'job state'} {old} -> {new} refused; allowed: {allowed}")
+        self.old, self.new, self.allowed, self.export = old, new, allowed, export
 
 
 def check_transition(old: JobState, new: JobState) -> None:
     if new not in TRANSITIONS[old]:
-        allowed = ", ".join(sorted(TRANSITIONS[old])) or "nothing"
-        raise IllegalTransition(f"a {old} job cannot become {new} (from {old} it may become: {allowed})")
+        raise IllegalTransition(old, new, tuple(sorted(TRANSITIONS[old])))
 
 
 def check_export_transition(old: ExportState, new: ExportState) -> None:
     if new not in EXPORT_TRANSITIONS[old]:
-        if old is ExportState.EXPORTING:
-            raise IllegalTransition("an export of this job is already running")
-        raise IllegalTransition(f"export state {old} cannot become {new}")
+        raise IllegalTransition(old, new, tuple(sorted(EXPORT_TRANSITIONS[old])), export=True)
 
 
 @dataclass(frozen=True)
@@ -148,7 +155,6 @@ class Job:
     gpus: tuple[str, ...]
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    recipe: str = "llm"
     overrides: dict[str, str] = field(default_factory=dict)
     name: str = ""  # what people call it (any Unicode, no control character); the store makes it the output
     # folder's last part where none was given
@@ -163,14 +169,11 @@ class Job:
     export_run: Run = Run()
     progress: Progress = field(default_factory=Progress)
     exit_code: int | None = None
-    error_class: str | None = None
-    error_message: str | None = None
-    error_hint: str | None = None
-    stopped_by: str | None = None
+    failure: JobFailure | None = None  # why it failed or could not start (its `error_message` column, as JSON)
+    stopped_by: Actor | None = None
     user_id: str | None = None
-    channel_id: str | None = None
-    card_ts: str | None = None
-    queue_reason: str | None = None
+    slack_channel: str | None = None  # the Slack channel the request came from (its card goes there): Slack's to read
+    queue_reason: QueueReason | None = None
     idempotency_key: str | None = None  # a client's key for its create request: a retry gets this job back
     idempotency_fingerprint: str | None = None  # the request the key came with (runner/job_request.fingerprint)
     created_at: float = 0.0
@@ -198,9 +201,6 @@ class Job:
 
     def run(self, purpose: Purpose) -> Run:
         return self.train_run if purpose == "train" else self.export_run
-
-    def with_run(self, purpose: Purpose, run: Run) -> Job:
-        return self.replace(train_run=run) if purpose == "train" else self.replace(export_run=run)
 
 
 @dataclass(frozen=True)

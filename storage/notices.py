@@ -1,10 +1,11 @@
 """What people must be told, as typed facts: one frozen dataclass per kind of notice, in one tagged union.
 
-A notice waits in the outbox until a front end has delivered it. It is stored as JSON: its kind (the outbox's
-`topic` column) and its fields with the schema version (`"v"`), and read back into the same type. Rows written
-before the version existed (v0: ad-hoc dicts) are read into today's types; a row no type fits (written by a newer
-bot, say) comes back as `Unreadable`, never as an error. Every renderer matches on `NoticeFacts` and ends in
-`assert_never`, so a kind that one of them forgets fails mypy, not a user.
+A notice waits in the outbox until every front end that reads it has (storage/outbox.py). It is stored as JSON: its
+kind (the outbox's `topic` column) and its fields with the schema version (`"v"`), and read back into the same type.
+Rows written before the version existed (v0: ad-hoc dicts) and v1 rows (a failure, a queue reason, a profile note and
+who stopped a job as words) are read into today's types, their words kept as legacy facts shown as they are; a row no
+type fits (written by a newer bot, say) comes back as `Unreadable`, never as an error. Every renderer matches on
+`NoticeFacts` and ends in `assert_never`, so a kind that one of them forgets fails mypy, not a user.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-SCHEMA_VERSION = 1
+from storage.actors import CODEC as ACTORS
+from storage.actors import Actor, User
+from storage.failure_facts import JobFailure, LegacyFailure
+from storage.profile_notes import LegacyNote, ProfileNote
+from storage.waiting import LegacyReason, QueueReason
+
+SCHEMA_VERSION = 2
+Note = Annotated[ProfileNote, Field(discriminator="code")]
+Reason = Annotated[QueueReason, Field(discriminator="code")]
+By = Annotated[Actor, Field(discriminator="code")]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +35,7 @@ class JobCreated:
 
     command: str = ""
     profile: str | None = None
-    profile_notes: tuple[str, ...] = ()
+    profile_notes: tuple[Note, ...] = ()
     kind: Literal["job_created"] = "job_created"
 
 
@@ -42,12 +52,12 @@ class JobQueued:
     """It waits: for GPUs here (`position` in our line, `reason`), or in a scheduler's queue (`backend_job_id`).
     `moved_up`: a job ahead of it left the line, and `position` is its new place."""
 
-    reason: str | None = None
+    reason: Reason | None = None
     position: int | None = None
     moved_up: bool = False
     backend: str | None = None
     backend_job_id: str | None = None
-    pending_reason: str | None = None
+    pending_reason: Reason | None = None
     kind: Literal["job_queued"] = "job_queued"
 
 
@@ -102,9 +112,19 @@ class LeftQueue:
     kind: Literal["left_queue"] = "left_queue"
 
 
+@dataclass(frozen=True)
+class NotApplied:
+    """A speed lever that swift's process could not apply (runner/swift_levers.py): the job went on without it.
+    `lever`: its code (e.g. "padding_free_sdpa", "warm_start"); `detail`: what was not as it expected, as logged."""
+
+    lever: str
+    detail: str = ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunEnd:
-    """What every end of a training run tells: how long, how far, the last loss and checkpoint."""
+    """What every end of a training run tells: how long, how far, the last loss and checkpoint, and the speed
+    levers it ran without."""
 
     duration_s: float | None = None
     final_loss: float | None = None
@@ -113,6 +133,7 @@ class RunEnd:
     last_checkpoint: str | None = None
     run_dir: str | None = None
     output_dir: str | None = None
+    not_applied: tuple[NotApplied, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,17 +143,16 @@ class JobSucceeded(RunEnd):
 
 @dataclass(frozen=True, kw_only=True)
 class JobStopped(RunEnd):
-    by: str | None = None
+    by: By | None = None
     kind: Literal["job_stopped"] = "job_stopped"
 
 
 @dataclass(frozen=True, kw_only=True)
 class JobFailed(RunEnd):
-    """It failed, or could not start (`failure_class` "launch", no run). `tail`: the log lines that show why."""
+    """It failed, or could not start (a launch refusal as its reason, no run). `detail`: the log's key line,
+    `tail`: the log lines that show why."""
 
-    summary: str = ""
-    hint: str | None = None
-    failure_class: str | None = None
+    failure: JobFailure
     detail: str | None = None
     tail: tuple[str, ...] = ()
     kind: Literal["job_failed"] = "job_failed"
@@ -150,24 +170,23 @@ class ExportStarted:
 @dataclass(frozen=True, kw_only=True)
 class ExportSucceeded:
     export_dir: str = ""
+    not_applied: tuple[NotApplied, ...] = ()
     kind: Literal["export_succeeded"] = "export_succeeded"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExportFailed:
-    summary: str = ""
-    hint: str | None = None
+    failure: JobFailure
     tail: tuple[str, ...] = ()
+    not_applied: tuple[NotApplied, ...] = ()
     kind: Literal["export_failed"] = "export_failed"
 
 
 @dataclass(frozen=True, kw_only=True)
 class JobDeleted:
-    """The row is gone; `card_ts`/`channel_id` say where its card was, so a front end can mark it deleted."""
+    """The row is gone (a front end that showed the job, a Slack card say, marks it deleted)."""
 
     by: str | None = None
-    card_ts: str | None = None
-    channel_id: str | None = None
     name: str | None = None  # the row is gone: what the job was called, for the words
     kind: Literal["job_deleted"] = "job_deleted"
 
@@ -190,7 +209,7 @@ _ADAPTER: TypeAdapter[NoticeFacts] = TypeAdapter(Annotated[NoticeFacts, Field(di
 
 @dataclass(frozen=True)
 class Notice:
-    """A notice in the outbox: whose it is, what it says, and how its delivery stands."""
+    """A notice in the outbox: whose it is, what it says, and how its delivery to the reader that read it stands."""
 
     job_id: str
     facts: NoticeFacts
@@ -208,7 +227,8 @@ class Notice:
 
 def encode(facts: NoticeFacts) -> str:
     """The outbox's `data` column: the fields and the schema version (the kind goes in `topic`)."""
-    fields = {f.name: getattr(facts, f.name) for f in dataclasses.fields(facts) if f.name != "kind"}
+    fields = _ADAPTER.dump_python(facts, mode="json")
+    fields.pop("kind")
     return json.dumps({"v": SCHEMA_VERSION, **fields})
 
 
@@ -220,6 +240,8 @@ def decode(topic: str, data: str) -> NoticeFacts:
             return Unreadable(topic=topic)
         if version == 0:
             topic, fields = _from_v0(topic, fields)
+        if version <= 1:
+            fields = _from_v1(topic, fields)
         return _ADAPTER.validate_python({**fields, "kind": topic})
     except (ValueError, TypeError, ValidationError):
         return Unreadable(topic=topic)
@@ -235,3 +257,20 @@ def _from_v0(topic: str, d: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         metrics = {k: v for k, v in d.items() if k.startswith("eval_") and isinstance(v, int | float)}
         return topic, {"step": d.get("step"), "epoch": d.get("epoch"), "metrics": metrics}
     return topic, {k: v for k, v in d.items() if v is not None}
+
+
+def _from_v1(topic: str, d: dict[str, Any]) -> dict[str, Any]:
+    """Rows whose failure, queue reasons, profile notes and stopper were words: kept as legacy facts."""
+    if topic in ("job_failed", "export_failed"):
+        failure = LegacyFailure(str(d.pop("summary", "")), d.pop("hint", None) or None)
+        d.pop("failure_class", None)
+        d["failure"] = dataclasses.asdict(JobFailure(failure))
+    if topic == "job_queued":
+        for name in ("reason", "pending_reason"):
+            if isinstance(d.get(name), str):
+                d[name] = dataclasses.asdict(LegacyReason(d[name]))
+    if topic == "job_created":
+        d["profile_notes"] = [dataclasses.asdict(LegacyNote(str(n))) for n in d.get("profile_notes") or ()]
+    if topic == "job_stopped" and (by := d.get("by")) is not None:
+        d["by"] = ACTORS.to_python(ACTORS.load(str(by)) or User(str(by)))  # a user id (or words: shown as they are)
+    return d

@@ -1,5 +1,5 @@
-"""A Job as a row of the `jobs` table, and back (JSON for the dicts and lists, the progress and the two runs
-flattened: a run's fields are columns of the job's row, no join on the list pages)."""
+"""A Job as a row of the `jobs` table, and back (JSON for the dicts, lists and typed facts, the progress and the two
+runs flattened: a run's fields are columns of the job's row, no join on the list pages)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from storage.actors import dump_actor, load_actor
+from storage.failure_facts import dump_failure, load_failure
 from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose, Run
+from storage.waiting import dump_reason, load_reason
 
 _JSON_COLUMNS = {"overrides", "env"}
 _LIST_COLUMNS = {"argv", "gpus", "export_gpus"}
+_FACTS: dict[str, Callable[[Any], str | None]] = {
+    "failure": dump_failure, "stopped_by": dump_actor, "queue_reason": dump_reason}
+# a field kept in a column of another name (the failure's JSON took the place of the words it replaced)
+COLUMN = {"failure": "error_message"}
 PROGRESS_FIELDS = [f.name for f in fields(Progress)]
 RUN_FIELDS = [f.name for f in fields(Run)]
 # each run's columns, in Run's field order: the training's carry the plain names (pid, log_path, ...)
@@ -38,7 +45,10 @@ def to_row(job: Job) -> dict[str, Any]:
             value = json.dumps(value, sort_keys=True)
         elif name in _LIST_COLUMNS:
             value = json.dumps(list(value))
-        row[name] = value
+        elif name in _FACTS:
+            value = _FACTS[name](value)
+        row[COLUMN.get(name, name)] = value
+    row["recipe"] = str(job.kind)  # a NOT NULL column of the first schema that nothing reads: it holds the kind
     for name in PROGRESS_FIELDS:
         row[name] = getattr(job.progress, name)
     for purpose, columns in RUN_COLUMNS.items():
@@ -104,7 +114,7 @@ def _getters(keys: tuple[str, ...]) -> tuple[_Getter, _Getter, _Getter, _Getter]
     Progress's, the training run's and the export run's. itemgetter reads in C, and as each reads several
     fields each returns a tuple."""
     at = {name: i for i, name in enumerate(keys)}
-    job_at = itemgetter(*(0 if name in _NESTED else at[name] for name in _ALL_JOB_FIELDS))
+    job_at = itemgetter(*(0 if name in _NESTED else at[COLUMN.get(name, name)] for name in _ALL_JOB_FIELDS))
     progress_at = itemgetter(*(at[name] for name in PROGRESS_FIELDS))
     train_at, export_at = (itemgetter(*(at[c] for c in RUN_COLUMNS[p])) for p in ("train", "export"))
     return job_at, progress_at, train_at, export_at
@@ -126,4 +136,5 @@ _CONVERT: list[tuple[int, Callable[[Any], Any]]] = [
     (_ALL_JOB_FIELDS.index(name), convert) for name, convert in (
         ("kind", _KINDS.__getitem__), ("state", _STATES.__getitem__), ("export_state", _EXPORT_STATES.__getitem__),
         ("env", _json_dict), ("overrides", _json_dict), ("argv", _json_tuple), ("gpus", _json_tuple),
-        ("export_gpus", _json_tuple))]
+        ("export_gpus", _json_tuple), ("failure", load_failure), ("stopped_by", load_actor),
+        ("queue_reason", load_reason))]

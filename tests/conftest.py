@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,31 @@ from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from runner.runtime import Runtime
 from storage.jobs import JobStore
+from tests import processes
 from tests.slack_env import standin
 from tests.slack_standin import SlackStandIn
 
 REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = REPO / ".venv" / "bin"
+VENV_BIN = Path(sys.executable).parent  # the venv running the tests: its `trainbot`, its python
 ASSET_CACHE = REPO / ".cache" / "tiny"  # deterministic, idempotent: built once per machine
 
 MakeConfig = Callable[..., Config]
 OpenRuntime = Callable[[Config], Awaitable[Runtime]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    processes.adopt_orphans()  # a trainer whose `trainbot serve` has ended stays in sight of the check below
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Fails a test that leaves a process running (tests/processes.py), after killing it: a trainer left behind
+    would slow every test after it."""
+    before = processes.children()
+    yield
+    left = processes.leftovers(before)
+    if left:
+        pytest.fail("the test left processes running (now killed):\n" + "\n".join(left), pytrace=False)
 
 
 @pytest.fixture
@@ -66,6 +83,7 @@ async def open_runtime() -> AsyncIterator[OpenRuntime]:
 
     async def open_(config: Config) -> Runtime:
         rt = await Runtime.open(config)
+        await rt.store.register_reader("tests", keep_s=3600.0)  # reads nothing: every notice is kept to look at
         await rt.start()
         opened.append(rt)
         return rt

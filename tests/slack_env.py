@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.demo import default_swift_bin, tiny_config_toml
+from bot.notifier import READER
 from bot.retry import RetryPolicy
 from bot.serve import SlackBot
 from runner.config import Config, load_config
@@ -143,7 +144,7 @@ async def job_ended(bot: SlackBot, job_id: str) -> bool:
 
 
 async def all_told(bot: SlackBot) -> bool:
-    return not await bot.runtime.store.pending_notices()
+    return not await bot.runtime.store.pending_notices(READER)
 
 
 async def card_shows(slack: SlackStandIn, bot: SlackBot, job_id: str, state: JobState) -> bool:

@@ -72,6 +72,7 @@ def request(config: Config, out: str, gpus: tuple[str, ...] = ("0",)) -> JobRequ
 async def bot(config: Config, *, cancel_on_exit: bool = True) -> AsyncIterator[Runtime]:
     """A running trainbot; on exit its Slurm jobs are cancelled (a failed test leaves no GPU held)."""
     rt = await Runtime.open(config)
+    await rt.store.register_reader("tests", keep_s=3600.0)  # reads nothing: every notice is kept to look at
     await rt.start()
     try:
         yield rt

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from bot import failure_words
 from bot.handlers import Handlers
 from bot.notice_words import notice_text
 from runner import slurm_cli
 from runner.access import Caller
 from runner.config import Config, ConfigError, load_config
 from runner.runtime import Runtime
+from storage.failure_facts import PathOutsideRoot
 from storage.models import JobState
 from storage.notices import JobQueued
 from tests.api_env import Served, serving
@@ -85,7 +87,9 @@ def test_api_second_held_job_on_one_folder_is_refused_at_start(api: Served, tmp_
         assert requests.post(f"{url}/jobs/{first}/start", timeout=10).status_code == 200
         refused = requests.post(f"{url}/jobs/{second}/start", timeout=10)
         assert refused.status_code == 409, refused.text
-        assert f"Job {first} is still active and writes to {tmp_path / 'output' / 'twin'}" in refused.json()["error"]
+        body = refused.json()
+        assert f"job {first} is still active and writes to {tmp_path / 'output' / 'twin'}" in body["error"]
+        assert body["endpoint"] == f"POST /training/jobs/{first}/stop"  # the call that frees the folder
         assert _status(api, second) == "created"  # refused: nothing changed, it never ran
         assert len(list((tmp_path / "output" / "twin").glob("v*"))) <= 1  # one trainer's run folder at most
         _stop(api, first)
@@ -196,9 +200,12 @@ async def test_link_made_after_create_fails_the_launch_before_any_process(tmp_pa
     await bot.handle(f"stop {busy.job_id}", ME)
     await wait_until(lambda: _ended(rt, waiting.job_id or ""), 30, "the waiting job to end")
     job = await rt.store.require(waiting.job_id)
-    assert job.state is JobState.FAILED and job.error_class == "launch"
-    assert str(tmp_path / "output" / "later" / "x") in (job.error_message or "")
-    assert str(outside / "x") in (job.error_message or ""), job.error_message
+    assert job.state is JobState.FAILED and job.failure is not None
+    refusal = job.failure.reason
+    assert isinstance(refusal, PathOutsideRoot) and refusal.root_key == "paths.output_root", refusal
+    assert (refusal.path, refusal.resolved) == (str(tmp_path / "output" / "later" / "x"), str(outside / "x"))
+    words = failure_words.summary(job.failure)
+    assert str(tmp_path / "output" / "later" / "x") in words and str(outside / "x") in words, words
     assert job.train_run.pid is None and job.started_at is None  # no process was started
     assert _files(outside) == []  # nothing written outside
     failed = [n for n in await rt.store.notices(job.id) if n.topic == "job_failed"]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests.api_env import serving
 from tests.slack_env import fake_config
+from tests.waiting import wait_until_sync
 
 TOKENS = "tok-a=UA"
 ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=40)
@@ -139,6 +140,9 @@ def test_lax_types_are_refused_with_the_field_named(tmp_path: Path) -> None:
             assert works.status_code == 201, (answer["example"], works.text)
             requests.delete(f"{api.url}/training/jobs/{works.json()['job_id']}", timeout=10)
         assert requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"] == []
+        for raw in (b"{}", b"{", b"null", b'{"gpu_id": "0", "output_dir": "output/x"}'):  # no JSON content type
+            reply = requests.post(f"{api.url}/training/llm/jobs", data=raw, timeout=10)
+            assert reply.status_code == 422 and _no_slack_words(reply)["fields"], (raw, reply.text)
 
 
 def test_a_symlink_in_the_output_root_is_followed_when_the_job_is_created(tmp_path: Path) -> None:
@@ -191,6 +195,11 @@ def test_no_error_over_http_speaks_slack_and_each_names_the_call_to_make(tmp_pat
                              headers={"Content-Type": "application/json"})
         assert huge.status_code == 413 and _no_slack_words(huge)["code"] == "too_large"
         requests.post(f"{url}/training/jobs/{a}/stop", timeout=10)
+
+        def stopped() -> bool:  # before the server goes: its trainer must not outlive the test
+            return requests.get(f"{url}/training/jobs/{a}/status", timeout=10).json()["status"] == "stopped"
+
+        wait_until_sync(stopped, 30, f"job {a} to stop")
 
 
 def test_a_lone_surrogate_or_a_nan_sent_back_in_an_error_is_still_a_422_naming_the_field(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import re
 import signal
 import sqlite3
@@ -133,6 +134,9 @@ async def test_jobs_of_trainbot_serve_get_none_of_its_secrets(tmp_path: Path) ->
             await slack.wait_for_ack(await slack.push_slash_command(f"export {job_id}"))
             exporters = await wait_until(lambda: _async(_job_processes(proc.pid, "export")), 30, "the export")
             envs += [environ_of(p.pid) for p in exporters]
+            for p in exporters:  # it was made to last a minute, and would outlive serve: end it, launcher and all
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(p.pid), signal.SIGKILL)
         finally:
             proc.send_signal(signal.SIGINT)
             await asyncio.wait_for(proc.wait(), 30)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.profile_words import note_words
 from runner.child_env import child_env
 from runner.command import build_export, build_sft, flag_name, resolve_recipe
 from runner.config import load_config
@@ -165,7 +166,7 @@ async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_
     python = (VENV_BIN / "swift").read_text().splitlines()[0][2:]  # the python in swift's shebang
     entry = (python, str(REPO / "runner" / "swift_entry.py"))
     assert direct.argv[:3] == (*entry, "sft") and DIRECT_NOTE in direct.notes
-    assert not [word for word in ("runner/", ".py", "teardown", "interpreter") if word in DIRECT_NOTE]
+    assert not [word for word in ("runner/", ".py", "teardown", "interpreter") if word in note_words(DIRECT_NOTE)]
     assert direct.argv[3:] == exact.argv[2:]  # the same flags: only how swift is started differs
     assert "runner/swift_entry.py sft --model" in direct.display
 
@@ -183,6 +184,7 @@ async def test_one_process_jobs_start_swifts_sft_script_directly_and_exact_runs_
     assert shimmed.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), tmp_path / "o", {})).argv[:2] == (str(shim), "sft")
 
 
+@pytest.mark.swift  # needs torch
 def test_the_entry_hands_swift_cudnn_attention_off_when_the_plan_says_so(tmp_path: Path) -> None:
     """What swift's sft script finds when runner/swift_entry.py starts it: a stand-in for that script (first on the
     path) reports PyTorch's attention settings and its arguments."""

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from bot import notice_words, views
 from bot.mrkdwn import PLAIN, SLACK
+from bot.profile_words import note_words
 from storage.notices import JobCreated, Notice
+from storage.profile_notes import BatchSplit, LigerKernels
 from tests.conftest import VENV_BIN
 from tests.slack_env import fake_config
 
@@ -28,8 +30,10 @@ def test_a_console_job_end_to_end_prints_no_mrkdwn(tmp_path: Path) -> None:
 
 
 def test_what_the_speed_profile_changed_is_told_in_the_thread_and_the_console() -> None:
-    notes = ["batch 4 × accumulation 4 instead of 1 × 16: still 16 samples per step", "Liger kernels on"]
-    created = Notice("ab12c", JobCreated(command="swift sft", profile="fast", profile_notes=tuple(notes)))
+    facts = (BatchSplit(micro=4, steps=4), LigerKernels())
+    notes = [note_words(n) for n in facts]
+    assert notes[0].startswith("per-device batch 4 × accumulation 4 instead of 1 × 16: the same 16 samples")
+    created = Notice("ab12c", JobCreated(command="swift sft", profile="fast", profile_notes=facts))
     reply = views.profile_message(created)
     assert reply is not None and all(SLACK.text(n) in str(reply.blocks) for n in notes)
     console = notice_words.notice_text(created, PLAIN)

@@ -19,7 +19,7 @@ from bot import demo_assets
 from bot.demo_assets import LlmAssets, build_llm_assets
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # builds a model with torch (seconds)
+pytestmark = [pytest.mark.slow, pytest.mark.swift]  # builds a model with torch and transformers (seconds)
 
 
 def _need_ml() -> None:

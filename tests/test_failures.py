@@ -6,20 +6,34 @@ from pathlib import Path
 
 import pytest
 
+from bot import failure_words
 from runner.failures import (
     TAIL_LINES,
+    Failure,
     FailureClass,
     classify_failure,
     classify_text,
     signal_from_returncode,
 )
 from runner.log_tail import clean_lines, read_log_tail
+from storage.failure_facts import BadArgument, CudaOom, HubUnreachable, Network, Unknown
 
 FIXTURES = Path(__file__).parent / "fixtures" / "swift46"
 TRACEBACK = (
     'Traceback (most recent call last):\n  File "/opt/venv/lib/python3.11/site-packages/swift/cli/sft.py", '
     "line 20, in <module>\n    sft_main()\n    ^^^^^^^^^^\n"
 )
+
+
+def said(f: Failure) -> str:
+    """The summary every front end shows (plain words)."""
+    return failure_words.summary(f.facts)
+
+
+def advice(f: Failure) -> str:
+    return failure_words.hint(f.facts) or ""
+
+
 TRAINING = "[INFO:swift] use_logits_to_keep: True\n\rTrain:  14%|█▍        | 5/36 [00:00<00:05,  5.39it/s]\n"
 
 
@@ -29,50 +43,51 @@ TRAINING = "[INFO:swift] use_logits_to_keep: True\n\rTrain:  14%|█▍        |
 def test_train_type_renamed_in_swift_4() -> None:
     f = classify_failure(1, FIXTURES / "fail_train_type_renamed.log")
     assert f.cls is FailureClass.BAD_ARGUMENT
-    assert "--train_type" in f.summary
-    assert "--tuner_type" in f.hint
+    assert "--train_type" in said(f)
+    assert "--tuner_type" in advice(f)
+    assert f.reason == BadArgument(flag="--train_type", renamed_to="--tuner_type")
     assert f.detail == "ValueError: remaining_argv: ['--train_type', 'lora']"
-    assert f.is_failure
 
 
 def test_model_hub_unreachable_modelscope() -> None:
     f = classify_failure(1, FIXTURES / "fail_hub_model_unreachable.log")
     assert f.cls is FailureClass.HUB_UNREACHABLE
-    assert "model Qwen/Qwen2.5-7B-Instruct" in f.summary and "ModelScope" in f.summary
-    assert "modelscope.cn" in f.summary
-    assert "local mirror" in f.hint and "HF_HUB_OFFLINE=1" in f.hint
+    assert "model Qwen/Qwen2.5-7B-Instruct" in said(f) and "ModelScope" in said(f)
+    assert "modelscope.cn" in said(f)
+    assert f.reason == HubUnreachable("model", "Qwen/Qwen2.5-7B-Instruct", "ModelScope", Network.UNRESOLVED,
+                                      "modelscope.cn"), f.reason
+    assert "local mirror" in advice(f) and "HF_HUB_OFFLINE=1" in advice(f)
     assert f.detail.startswith("modelscope_hub.errors.NetworkError:")
 
 
 def test_model_not_in_the_hf_cache_offline() -> None:
     f = classify_failure(1, FIXTURES / "fail_hub_model_hf_offline.log")
     assert f.cls is FailureClass.HUB_UNREACHABLE
-    assert "Qwen/Qwen2.5-7B-Instruct" in f.summary and "HF_HUB_OFFLINE" in f.summary
+    assert "Qwen/Qwen2.5-7B-Instruct" in said(f) and "HF_HUB_OFFLINE" in said(f)
     assert f.detail.startswith("huggingface_hub.errors.LocalEntryNotFoundError:")
-    assert "local mirror" in f.hint
+    assert "local mirror" in advice(f)
 
 
 def test_dataset_hub_unreachable_names_the_dataset() -> None:
     f = classify_failure(1, FIXTURES / "fail_hub_dataset_unreachable.log")
     assert f.cls is FailureClass.HUB_UNREACHABLE
-    assert "dataset AI-ModelScope/alpaca-gpt4-data-zh" in f.summary
-    assert "deadline" in f.summary
+    assert "dataset AI-ModelScope/alpaca-gpt4-data-zh" in said(f)
+    assert "deadline" in said(f)
     assert "_DownloadDeadlineError" in f.detail
-    assert "local mirror" in f.hint
+    assert "local mirror" in advice(f)
 
 
 def test_export_target_exists() -> None:
     f = classify_failure(1, FIXTURES / "export_fail_exists.log")
     assert f.cls is FailureClass.OUTPUT_EXISTS
-    assert "/data/demo/out/run2/v0-20261128-051445/checkpoint-36-merged" in f.summary
-    assert "--exist_ok true" in f.hint
+    assert "/data/demo/out/run2/v0-20261128-051445/checkpoint-36-merged" in said(f)
+    assert "--exist_ok true" in advice(f)
     assert f.detail.startswith("FileExistsError:")
 
 
 def test_sigint_after_a_stop_request_is_not_a_failure() -> None:
     f = classify_failure(254, FIXTURES / "sft_interrupted_sigint_child.log", stop_requested=True)
     assert f.cls is FailureClass.INTERRUPTED
-    assert not f.is_failure
     assert f.detail == "KeyboardInterrupt"
     assert f.tail[-1] == "KeyboardInterrupt"  # the trailing tqdm redraw is noise
 
@@ -80,7 +95,7 @@ def test_sigint_after_a_stop_request_is_not_a_failure() -> None:
 def test_sigint_from_elsewhere_is_recognised() -> None:
     f = classify_failure(254, FIXTURES / "sft_interrupted_sigint_child.log")
     assert f.cls is FailureClass.INTERRUPTED
-    assert "not by a stop request" in f.summary
+    assert "not by a stop request" in said(f)
 
 
 @pytest.mark.parametrize(
@@ -120,8 +135,8 @@ def test_cuda_oom() -> None:
     )
     f = classify_text(1, text)
     assert f.cls is FailureClass.CUDA_OOM
-    assert "2.00 GiB" in f.summary
-    assert "max_length" in f.hint and "batch size" in f.hint
+    assert "2.00 GiB" in said(f) and f.reason == CudaOom(tried_to_allocate="2.00 GiB")
+    assert "max_length" in advice(f) and "batch size" in advice(f)
     assert f.detail.startswith("torch.OutOfMemoryError: CUDA out of memory")
 
 
@@ -140,7 +155,7 @@ def test_cuda_oom_on_one_ddp_rank_wins_over_the_launcher_error() -> None:
     )
     f = classify_text(1, text)
     assert f.cls is FailureClass.CUDA_OOM
-    assert "512.00 MiB" in f.summary
+    assert "512.00 MiB" in said(f)
 
 
 @pytest.mark.parametrize(
@@ -156,13 +171,13 @@ def test_cuda_oom_on_one_ddp_rank_wins_over_the_launcher_error() -> None:
 def test_disk_full(line: str) -> None:
     f = classify_text(1, TRAINING + TRACEBACK + line + "\n")
     assert f.cls is FailureClass.DISK_FULL
-    assert "disk is full" in f.summary
-    assert "save_total_limit" in f.hint
+    assert "disk is full" in said(f)
+    assert "save_total_limit" in advice(f)
 
 
 def test_disk_full_names_the_file() -> None:
     f = classify_text(1, TRACEBACK + "OSError: [Errno 28] No space left on device: '/data/out/x.pt'\n")
-    assert "/data/out/x.pt" in f.summary
+    assert "/data/out/x.pt" in said(f)
 
 
 def test_nccl_error() -> None:
@@ -179,8 +194,8 @@ def test_nccl_error() -> None:
     )
     f = classify_text(1, text)
     assert f.cls is FailureClass.DISTRIBUTED
-    assert "NCCL" in f.summary
-    assert "NCCL_DEBUG=INFO" in f.hint
+    assert "NCCL" in said(f)
+    assert "NCCL_DEBUG=INFO" in advice(f)
 
 
 def test_rendezvous_port_in_use() -> None:
@@ -191,13 +206,13 @@ def test_rendezvous_port_in_use() -> None:
     )
     f = classify_text(1, text)
     assert f.cls is FailureClass.DISTRIBUTED
-    assert "MASTER_PORT" in f.hint
+    assert "MASTER_PORT" in advice(f)
 
 
 def test_permission_denied() -> None:
     f = classify_text(1, TRACEBACK + "PermissionError: [Errno 13] Permission denied: '/data/out/run1'\n")
     assert f.cls is FailureClass.PERMISSION_DENIED
-    assert "/data/out/run1" in f.summary
+    assert "/data/out/run1" in said(f)
 
 
 @pytest.mark.parametrize(
@@ -217,15 +232,15 @@ def test_permission_denied() -> None:
 def test_killed_by_sigkill(returncode: int, text: str) -> None:
     f = classify_text(returncode, text)
     assert f.cls is FailureClass.HOST_OOM_KILLED
-    assert "RAM" in f.summary
-    assert "dataloader_num_workers" in f.hint
+    assert "RAM" in said(f)
+    assert "dataloader_num_workers" in advice(f)
 
 
 def test_dataloader_worker_killed() -> None:
     text = TRACEBACK + ("RuntimeError: DataLoader worker (pid 1234) is killed by signal: Killed. \n")
     f = classify_text(1, text)
     assert f.cls is FailureClass.HOST_OOM_KILLED
-    assert "DataLoader worker" in f.summary
+    assert "DataLoader worker" in said(f)
 
 
 def test_sigkill_after_a_stop_request_is_a_stop() -> None:
@@ -236,9 +251,9 @@ def test_sigkill_after_a_stop_request_is_a_stop() -> None:
 def test_argparse_errors_name_the_flag() -> None:
     f = classify_text(2, "usage: sft.py [-h]\nsft.py: error: unrecognized arguments: --lora_rnak 8\n")
     assert f.cls is FailureClass.BAD_ARGUMENT
-    assert "--lora_rnak" in f.summary
+    assert "--lora_rnak" in said(f)
     f = classify_text(2, "sft.py: error: argument --lora_rank: invalid int value: 'eight'\n")
-    assert f.cls is FailureClass.BAD_ARGUMENT and "--lora_rank" in f.summary
+    assert f.cls is FailureClass.BAD_ARGUMENT and "--lora_rank" in said(f)
 
 
 def test_dataset_not_found() -> None:
@@ -252,7 +267,7 @@ def test_dataset_not_found() -> None:
     )
     f = classify_text(1, text)
     assert f.cls is FailureClass.DATASET_NOT_FOUND
-    assert "nobody/nothing" in f.summary
+    assert "nobody/nothing" in said(f)
 
 
 def test_hf_dataset_not_found() -> None:
@@ -262,7 +277,7 @@ def test_hf_dataset_not_found() -> None:
     )
     f = classify_text(1, text)
     assert f.cls is FailureClass.DATASET_NOT_FOUND
-    assert "dataset nobody/nothing" in f.summary
+    assert "dataset nobody/nothing" in said(f)
 
 
 def test_a_warning_before_the_traceback_does_not_decide() -> None:
@@ -277,7 +292,7 @@ def test_a_warning_before_the_traceback_does_not_decide() -> None:
     text = "[WARNING:swift] could not chmod: Permission denied: '/tmp/x'\n" + TRACEBACK + "ValueError: boom\n"
     f = classify_text(1, text)
     assert f.cls is FailureClass.UNKNOWN
-    assert f.summary == "swift failed: ValueError: boom"
+    assert said(f) == "swift failed: ValueError: boom"
 
 
 @pytest.mark.parametrize(
@@ -306,13 +321,13 @@ def test_signal_from_returncode(returncode: int | None, expected: int | None) ->
 def test_segfault_is_unknown_but_says_so() -> None:
     f = classify_text(-11, TRAINING)
     assert f.cls is FailureClass.UNKNOWN
-    assert "SIGSEGV" in f.summary
+    assert "SIGSEGV" in said(f)
 
 
 def test_no_log_at_all() -> None:
     f = classify_failure(3, None)
     assert f.cls is FailureClass.UNKNOWN
-    assert f.summary == "swift exited with status 3"
+    assert said(f) == "swift exited with status 3" and f.reason == Unknown(returncode=3)
     assert f.tail == []
 
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from bot.commands import norm
 from bot.grammar import (
     COMMANDS,
     JOB_ACTIONS,
@@ -28,7 +29,6 @@ from bot.grammar import (
     normalise,
     out_example,
     parse,
-    unparse,
 )
 from bot.help_text import VLM_KEYS
 from runner.config import load_config
@@ -602,6 +602,33 @@ VLM_VALUES = {
     "batch_size": st.integers(1, 1024).map(str),
     "max_pixels": st.integers(1, 100_000_000).map(str),
 }
+
+
+def unparse(command: Command, *, base_dir: Path) -> str:
+    """A command's canonical text (after `/train`): the oracle of the round trips, parse(unparse(c)) == c."""
+    if isinstance(command, CreateJob):
+        out, base = command.output_dir, norm(base_dir)
+        words = [str(command.kind), "gpu=" + ",".join(command.gpus),
+                 "out=" + str(out.relative_to(base) if out.is_relative_to(base) else out)]
+        words += [] if command.profile == "fast" else [f"profile={command.profile}"]
+        words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
+        words += ["--hold"] * command.hold
+        words += [] if command.name is None else [f"name={command.name}"]
+        return " ".join(shlex.quote(w) for w in words)
+    if isinstance(command, JobCommand):
+        extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
+        return " ".join([command.action, command.job_id, *extra])
+    if isinstance(command, AddNote):
+        return f"note {command.job_id} {command.text}"
+    if isinstance(command, ListJobs):
+        kind = [str(command.kind)] if command.kind else []
+        text = [shlex.quote(f"name={command.text}")] if command.text is not None else []
+        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else []), *text])
+    if isinstance(command, Help):
+        return "help" + (f" {command.topic}" if command.topic else "")
+    if isinstance(command, ShowStatus):
+        return "status" + (f" {shlex.quote(command.ref)}" if command.ref is not None else "")
+    return "gpus"
 
 
 @st.composite

@@ -15,6 +15,7 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
 from runner.config import Config
+from storage.failure_facts import CudaOom, JobFailure
 from storage.jobs import JobStore
 from storage.models import ExportState, Job, JobState, Kind, Progress
 from tests.api_env import serving
@@ -91,7 +92,7 @@ def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_pa
     out = config.output_root
     named = Job(id="", kind=Kind.VLM, state=JobState.FAILED, output_dir=str(out / "vl-1"), gpus=("0", "1"),
                 argv=("swift", "sft"), user_id="UANN", name=HOSTILE_NAME, started_at=1_750_000_000.0,
-                finished_at=1_750_000_000.0 + 5400, error_class="cuda_oom", error_message="CUDA out of memory",
+                finished_at=1_750_000_000.0 + 5400, failure=JobFailure(CudaOom("2.00 GiB")),
                 overrides={"lora_rank": "16", "learning_rate": "0.0001"}, export_state=ExportState.EXPORTED,
                 export_dir=str(out / "vl-1" / "checkpoint-9-merged"),
                 progress=Progress(step=9, max_steps=10, loss=0.4321, eval_loss=0.5678))
@@ -107,7 +108,7 @@ def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_pa
         row = driver.find_element(By.ID, f"job-{job.id}")
         assert row.find_element(By.CSS_SELECTOR, "a.name").text == HOSTILE_NAME  # as typed: text, not markup
         assert not row.find_elements(By.TAG_NAME, "img") and job.id in row.text
-        assert "out of GPU memory" in row.text and "📦 exported" in row.text and "3.00 GPU-h" in row.text
+        assert "ran out of GPU memory" in row.text and "📦 exported" in row.text and "3.00 GPU-h" in row.text
         driver.get(f"{api.url}/?q=RUN-01")  # folder and any case: run-0100 .. run-0119
         assert sorted(row_ids(driver)) == sorted(j.id for j in made[100:120])
 
@@ -128,7 +129,7 @@ def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_pa
             "Started": "", "Ended": "", "Duration": "1h 30m", "GPU-hours": "3.00", "Final train loss": "0.4321",
             "Final eval loss": "0.5678", "Exported": f"yes, to {merged}"}
         assert "lora_rank" in text_of(driver, "#overrides") and "0.0001" in text_of(driver, "#overrides")
-        assert "out of GPU memory" in text_of(driver, ".failure")
+        assert "ran out of GPU memory" in text_of(driver, ".failure")
         assert not driver.find_elements(By.ID, "note-form")  # bob does not own it: no note form
 
         sign_in(driver, api.url, "tok-ann")

@@ -53,3 +53,8 @@ async def test_a_dry_run_warns_of_missing_and_busy_gpus_and_says_what_would_work
     free = await handlers.handle("llm gpu=1 out=output/d --dry-run", alice)
     assert "⚠️" not in free.text, free.text
     assert (await handlers.handle(f"stop {running.job_id}", alice)).ok
+
+    async def stopped() -> bool:  # its trainer would outlive the runtime
+        return (await runtime.store.require(running.job_id or "")).state is JobState.STOPPED
+
+    await wait_until(stopped, 30, "the job to stop")

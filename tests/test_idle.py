@@ -7,10 +7,16 @@ import dataclasses
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.slack_env import answers, card_of, command, fake_config, running_bot, standin
 
 SAFETY_S = 3.0
 WINDOW_S = 7.0
+
+# The 7 s of nothing are the measurement (how often an idle bot wakes), not a wait for something: no condition can
+# end them sooner, and a shorter safety poll would leave too little room for "reacts at once" on a busy machine.
+pytestmark = pytest.mark.slow
 
 
 async def test_an_idle_bot_wakes_only_for_its_safety_poll_and_reacts_at_once(tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bot.waiting_words import waiting_words
 from runner.leases import Decision, export_gpus, held, plan_starts
 from storage.models import ExportState, Job, JobState, Kind
+from storage.waiting import BehindEarlierJob, GpusBusy
 
 
 def job(job_id: str, gpus: str, state: JobState = JobState.QUEUED) -> Job:
@@ -26,7 +28,8 @@ def test_an_export_holds_its_gpu_until_it_ends() -> None:
     exported = exporting.replace(id="g", gpus=("7",), export_gpus=("7",), export_state=ExportState.EXPORTED)
     assert held([exporting, on_cpu, exported]) == {"5": "e"}
     (d,) = plan_starts([job("x", "5")], held([exporting]), set())
-    assert not d.start and d.reason == "GPU 5 is held by job e"
+    assert not d.start and d.reason == GpusBusy({"5": "e"})
+    assert waiting_words(d.reason) == "GPU 5 is held by job e"
 
 
 def test_an_export_runs_on_its_jobs_gpu_only_where_that_gpu_is_here_and_free() -> None:
@@ -44,7 +47,7 @@ def test_an_export_runs_on_its_jobs_gpu_only_where_that_gpu_is_here_and_free() -
 def test_free_gpus_start_and_a_taken_gpu_waits_with_its_holder_named() -> None:
     decisions = plan_starts([job("x", "0"), job("y", "1")], {"0": "a"}, foreign=set())
     assert starts(decisions) == ["y"]
-    assert decisions[0].reason == "GPU 0 is held by job a" and decisions[0].position == 1
+    assert decisions[0].reason == GpusBusy({"0": "a"}) and decisions[0].position == 1
 
 
 def test_two_queued_jobs_never_get_the_same_gpu() -> None:
@@ -53,7 +56,8 @@ def test_two_queued_jobs_never_get_the_same_gpu() -> None:
 
 def test_foreign_processes_make_a_gpu_busy() -> None:
     (d,) = plan_starts([job("x", "2")], {}, foreign={"2"})
-    assert not d.start and d.reason == "GPU 2 is busy with a process trainbot did not start"
+    assert not d.start and d.reason == GpusBusy({}, ("2",))
+    assert waiting_words(d.reason) == "GPU 2 is busy with a process trainbot did not start"
 
 
 def test_first_come_first_served_a_big_job_is_not_starved_by_later_small_ones() -> None:
@@ -61,4 +65,5 @@ def test_first_come_first_served_a_big_job_is_not_starved_by_later_small_ones() 
     decisions = plan_starts(queue, {"0": "a"}, set())
     assert starts(decisions) == ["other"]  # GPU 1 is free, but `big` came first and wants it
     small = decisions[1]
-    assert small.reason == "an earlier job is waiting for the same GPU" and small.position == 2
+    assert small.reason == BehindEarlierJob() and small.position == 2
+    assert waiting_words(small.reason) == "an earlier job is waiting for the same GPU"

@@ -39,3 +39,11 @@ async def test_second_job_into_a_busy_folder_is_refused(tmp_path: Path, open_run
     again = await bot.handle(f"start {first.job_id}", ME)  # ... and starting the old job again is refused
     assert not again.ok and f"Job {taker.job_id} is still active" in again.text
     assert (await rt.store.require(first.job_id or "")).state is JobState.STOPPED
+
+    for job in await rt.store.active():  # the trainers outlive the runtime: stop them, as the test leaves
+        await bot.handle(f"stop {job.id}", ME)
+
+    async def none_active() -> bool:
+        return not await rt.store.active()
+
+    await wait_until(none_active, 30, "the other jobs to stop")

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from bot.demo import default_swift_bin
 from runner.config import Config, load_config
 from runner.gpus import Gpu
 from runner.planner import DIRECT_NOTE, WARM_NOTE, JobRequest, ProbedFacts, plan, probe_facts
 from runner.profiles import NO_CUDNN_NOTE, PADDING_FREE_NOTE
 from runner.runtime import Runtime
 from runner.swift_entry import NO_CUDNN_ATTENTION
+from runner.swift_levers import MICRO_BATCH_TOKENS, TRITON_CACHE_DIR
 from runner.swift_version import SwiftVersion
 from storage.models import Kind
 
@@ -146,7 +147,10 @@ def test_the_dry_run_says_when_a_job_may_start_in_the_warm_process(tmp_path: Pat
 @pytest.mark.parametrize("count", [1, 2])
 def test_padding_free_only_where_the_direct_entry_lets_swift_take_it(tmp_path: Path, count: int) -> None:
     """swift 4.6 refuses padding-free on sdpa by itself: only runner/swift_entry.py (local, not `exact`) lets it."""
-    config = config_with(tmp_path, Path(default_swift_bin()))  # a python in its first line: the direct entry
+    swift = tmp_path / "swift"  # a console script with a python in its first line, as pip writes one: the direct entry
+    swift.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('not run')\n")
+    swift.chmod(0o755)
+    config = config_with(tmp_path, swift)
     gpus = tuple(str(i) for i in range(count))
     facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=tuple(gpu(i, 141) for i in gpus), packed_sdpa=True)
 
@@ -163,3 +167,25 @@ def test_padding_free_only_where_the_direct_entry_lets_swift_take_it(tmp_path: P
     assert "--padding_free" not in argv("fast", "slurm")  # `swift sft` there: it would refuse
     assert "--padding_free" not in argv("exact", "local")
     assert "--padding_free" not in argv("fast", "local", packed=False)
+
+
+def test_every_fast_job_on_known_gpus_keeps_tritons_kernels_under_the_data_dir(tmp_path: Path) -> None:
+    """Issue 31: one folder for every `fast` job through the entry (the one runner/compile_kernels.py fills ahead of
+    the first job), kept between jobs and restarts; the literal job and the CPU are left as they were."""
+    swift = tmp_path / "swift"  # a console script with a python in its first line, as pip writes one: the direct entry
+    swift.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('not run')\n")
+    swift.chmod(0o755)
+    config = config_with(tmp_path, swift)
+    facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=(gpu("0", 80), gpu("1", 80)), packed_sdpa=True)
+
+    def env(gpus: tuple[str, ...], profile: str = "fast", backend: str = "local") -> dict[str, str]:
+        p = plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile), config, facts, backend_name=backend)
+        assert all(f"{k}=" in p.display for k in p.env)  # shown as run
+        return p.env
+
+    kept = str(config.data_dir / "compile" / "triton")
+    assert env(("0",))[TRITON_CACHE_DIR] == kept and env(("0", "1"))[TRITON_CACHE_DIR] == kept
+    assert int(env(("0",))[MICRO_BATCH_TOKENS]) > 8000  # an idle 80 GB card: steps by tokens
+    assert MICRO_BATCH_TOKENS not in env(("0", "1"))
+    for other in (env(("0",), profile="exact"), env(("0",), backend="slurm"), env(("cpu",))):
+        assert TRITON_CACHE_DIR not in other and MICRO_BATCH_TOKENS not in other

@@ -13,15 +13,7 @@ from typing import Any
 import pytest
 
 from runner import run_files
-from runner.progress import (
-    Milestone,
-    MilestoneKind,
-    ProgressTail,
-    fold,
-    parse_duration,
-    parse_stdout_metrics,
-    read_final_summary,
-)
+from runner.progress import Milestone, ProgressTail, fold, parse_duration, read_final_summary
 from runner.run_files import checkpoint_number, find_run_dir
 from storage.models import Progress
 
@@ -100,24 +92,22 @@ def test_final_summary_of_an_interrupted_run(tmp_path: Path) -> None:
 def test_milestones_of_one_read(tmp_path: Path) -> None:
     tail = ProgressTail(make_run(tmp_path, INTERRUPTED_JSONL))
     got = tail.poll()
-    assert kinds(got) == [("eval", 10), ("eval", 20), ("eval", 30), ("progress", 30), ("finished", 30)]
-    assert [m.data["eval_loss"] for m in got[:3]] == pytest.approx([6.92885828, 6.91081715, 6.87818861])
+    assert kinds(got) == [("eval", 10), ("eval", 20), ("eval", 30)]
+    assert [m.data["eval_loss"] for m in got] == pytest.approx([6.92885828, 6.91081715, 6.87818861])
     assert got[0].data["eval_token_acc"] == pytest.approx(0.00438596)
-    assert got[3].data == {"step": 30, "max_steps": 540, "loss": pytest.approx(6.893396)}
-    done = got[-1].data
-    assert done["completed"] is False
-    assert done["best_metric"] == pytest.approx(6.91081715)
-    assert done["last_checkpoint"].endswith("/checkpoint-20")
-    assert tail.finished
+    p = tail.progress
+    assert (p.step, p.max_steps, p.loss) == (30, 540, pytest.approx(6.893396))
+    assert p.last_checkpoint is not None and p.last_checkpoint.endswith("/checkpoint-20")
+    assert tail.finished  # swift's summary line was read
     assert tail.poll() == []
     assert tail.offset == len(INTERRUPTED_JSONL)
 
 
 def test_finished_of_a_complete_run(tmp_path: Path) -> None:
-    got = ProgressTail(make_run(tmp_path, OK_JSONL)).poll()
-    assert kinds(got) == [("progress", 50), ("finished", 50)]
-    assert got[-1].data["completed"] is True
-    assert got[-1].data["train_loss"] == pytest.approx(6.88231544)
+    tail = ProgressTail(make_run(tmp_path, OK_JSONL))
+    assert tail.poll() == []  # no eval, no checkpoint folder: nothing to tell, all in the progress
+    assert tail.finished and tail.progress.step == tail.progress.max_steps == 50
+    assert tail.progress.train_loss == pytest.approx(6.88231544)
 
 
 def run_in_pieces(
@@ -149,15 +139,7 @@ def test_reading_in_pieces_equals_one_read(tmp_path: Path, data: bytes, seed: in
     once_milestones = once.poll()
     pieces, seen, tail = run_in_pieces(tmp_path, data, seed)
     assert tail.progress == once.progress
-
-    # Eval and finished milestones are the same; progress milestones are coalesced per poll, so only the last
-    # one must agree.
-    def no_progress(ms: list[Milestone]) -> list[Milestone]:
-        return [m for m in ms if m.kind is not MilestoneKind.PROGRESS]
-
-    assert no_progress(pieces) == no_progress(once_milestones)
-    last_progress = [m for m in pieces if m.kind is MilestoneKind.PROGRESS][-1]
-    assert last_progress == [m for m in once_milestones if m.kind is MilestoneKind.PROGRESS][-1]
+    assert pieces == once_milestones
     steps = [p.step for p in seen if p.step is not None]
     assert steps == sorted(steps)  # never goes backwards, never garbage from a half line
 
@@ -168,10 +150,10 @@ def test_partial_line_waits_for_its_end(tmp_path: Path) -> None:
     tail = ProgressTail(run)
     assert tail.poll() == [] and tail.progress == Progress() and tail.offset == 0
     (run / "logging.jsonl").write_bytes(first + b"\n" + second[:10])
-    assert kinds(tail.poll()) == [("progress", 1)]
+    assert tail.poll() == [] and tail.progress.step == 1
     assert tail.offset == len(first) + 1
     (run / "logging.jsonl").write_bytes(first + b"\n" + second + b"\n")
-    assert kinds(tail.poll()) == [("progress", 5)]
+    assert tail.poll() == [] and tail.progress.step == 5
 
 
 def test_no_read_when_nothing_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,7 +206,7 @@ def test_the_summary_tells_the_last_checkpoint_and_the_pending_one(tmp_path: Pat
     assert kinds(tail.poll()) == [("checkpoint", 10)]
     (run / "logging.jsonl").write_bytes(INTERRUPTED_JSONL)
     got = tail.poll()
-    assert kinds(got)[-2:] == [("checkpoint", 20), ("finished", 30)]  # the run ended: 20 counts
+    assert kinds(got)[-1:] == [("checkpoint", 20)] and tail.finished  # the run ended: 20 counts
     assert (
         tail.progress.last_checkpoint == "/data/demo/out/sig_int_child_late/v0-20261128-052107/checkpoint-20"
     )
@@ -269,7 +251,7 @@ def test_resume_from_a_saved_offset(tmp_path: Path) -> None:
     from_zero = ProgressTail(run, resume=first.progress)
     fresh = ProgressTail(run)
     fresh.poll()
-    expected = [("eval", 20), ("eval", 30), ("progress", 30), ("finished", 30)]
+    expected = [("eval", 20), ("eval", 30)]
     assert kinds(again.poll()) == expected
     assert kinds(from_zero.poll()) == expected  # nothing at or below the stored step is told again
     assert again.progress == from_zero.progress == fresh.progress
@@ -283,64 +265,6 @@ def test_resume_does_not_repeat_checkpoints(tmp_path: Path) -> None:
     assert kinds(tail.poll()) == [("checkpoint", 20)]
     assert checkpoint_number(str(run / "checkpoint-20")) == 20
     assert checkpoint_number("/x/checkpoint-20-merged") is None
-
-
-# ---------------------------------------------------------------- stdout metric dicts
-
-
-def test_ddp_stdout_counts_each_step_once() -> None:
-    text = (FIXTURES / "sft_ddp_nproc2.log").read_text()
-    recs = parse_stdout_metrics(text)
-    steps = [(("train_runtime" in r), r["global_step/max_steps"]) for r in recs]
-    assert steps == [
-        (False, "1/25"),
-        (False, "5/25"),
-        (False, "10/25"),
-        (False, "15/25"),
-        (False, "20/25"),
-        (False, "25/25"),
-        (True, "25/25"),
-    ]
-    assert text.count("'global_step/max_steps': '5/25'") == 2  # once per rank in the log
-
-
-def test_single_gpu_stdout_metrics() -> None:
-    recs = parse_stdout_metrics((FIXTURES / "sft_ok.stdout.log").read_text())
-    assert len(recs) == 13
-    evals = [r["global_step/max_steps"] for r in recs if "eval_loss" in r]
-    assert evals == ["10/36", "20/36", "30/36", "36/36"]
-    p = Progress()
-    for rec in recs:
-        p = fold(p, rec)
-    assert (p.step, p.max_steps, p.loss, p.eval_loss, p.train_loss) == (36, 36, 6.879, 6.871, 6.897)
-
-
-def test_tail_falls_back_to_the_log_without_logging_jsonl(tmp_path: Path) -> None:
-    run = make_run(tmp_path)
-    tail = ProgressTail(run, log_path=FIXTURES / "sft_ddp_nproc2.log")
-    got = tail.poll()
-    assert kinds(got) == [("progress", 25), ("finished", 25)]
-    p = tail.progress
-    assert (p.step, p.max_steps, p.train_loss) == (25, 25, 6.903)
-    assert p.last_checkpoint == "/data/demo/out/ddp_cpu2/v0-20261128-053017/checkpoint-25"
-    assert p.best_checkpoint is None
-    assert got[-1].data["completed"] is True
-
-
-def test_switch_from_the_log_to_logging_jsonl_tells_nothing_twice(tmp_path: Path) -> None:
-    run = make_run(tmp_path)
-    log = tmp_path / "train.log"
-    text = (FIXTURES / "sft_interrupted_sigint_child.log").read_bytes()
-    cut = text.index(b"checkpoint-20\n")
-    log.write_bytes(text[:cut])
-    tail = ProgressTail(run, log_path=log)
-    first = tail.poll()
-    assert kinds(first) == [("eval", 10), ("eval", 20), ("progress", 20)]
-    (run / "logging.jsonl").write_bytes(INTERRUPTED_JSONL)
-    log.write_bytes(text)
-    second = tail.poll()
-    assert kinds(second) == [("eval", 30), ("progress", 30), ("finished", 30)]
-    assert tail.progress.eval_loss == pytest.approx(6.87818861)  # the precise value from logging.jsonl
 
 
 # ---------------------------------------------------------------- run directory

@@ -17,8 +17,11 @@ from runner.backends.local import LocalBackend
 from runner.command import SwiftCommand
 from runner.supervisor import DIRECT_RANKS_NOTE, JobRequest
 from storage.models import JobState, Kind
+from storage.notices import JobCreated
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
+
+pytestmark = pytest.mark.swift  # torch.distributed.run on swift's python; the last test runs the tiny model too
 
 STAND_IN = '''
 import os, sys, time
@@ -122,4 +125,5 @@ async def test_a_job_on_two_gpus_runs_one_rank_each_and_is_settled_once(
     await rt.supervisor.tick()  # more ticks settle nothing again
     topics = [n.topic for n in await rt.store.notices(job.id)]
     assert topics.count("job_succeeded") == 1 and "job_failed" not in topics
-    assert any(DIRECT_RANKS_NOTE in str(n.facts) for n in await rt.store.notices(job.id))  # the thread says how
+    assert any(isinstance(n.facts, JobCreated) and DIRECT_RANKS_NOTE in n.facts.profile_notes
+               for n in await rt.store.notices(job.id))  # the thread says how

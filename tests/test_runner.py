@@ -10,13 +10,16 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bot import failure_words, texts
 from runner import leases
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
+from storage.actors import User
 from storage.models import ExportState, Job, JobState, Kind
 from storage.notices import ExportStarted, JobFailed, JobQueued
+from storage.waiting import GpusBusy
 from tests.conftest import MakeConfig, OpenRuntime
 from tests.waiting import wait_until
 
@@ -55,7 +58,7 @@ async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeCo
     assert job.state is JobState.RUNNING and job.train_run.pid is not None
     job = await ended(rt, job.id)
     log = Path(job.train_run.log_path or "").read_text()
-    assert job.state is JobState.SUCCEEDED, (job.error_message, log[-2000:])
+    assert job.state is JobState.SUCCEEDED, (job.failure, log[-2000:])
     assert job.train_run.log_path == str(config.log_dir / f"llm_training_{job.id}.log")  # the seed's naming
     # swift's sft script ran as the job's one process and left without the interpreter's teardown, its
     # dataloader workers with it
@@ -110,7 +113,7 @@ async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(make_conf
     stopping = await rt.supervisor.stop(job.id, by="U1")
     assert stopping.state is JobState.STOPPING
     job = await ended(rt, job.id, within=60)
-    assert job.state is JobState.STOPPED and job.stopped_by == "U1"
+    assert job.state is JobState.STOPPED and job.stopped_by == User("U1")
     assert job.progress.last_checkpoint and Path(job.progress.last_checkpoint).is_dir()
     assert job.progress.step is not None and job.progress.max_steps and job.progress.step < job.progress.max_steps
     assert group_alive(job.train_run.pid or -1) == []
@@ -133,11 +136,11 @@ async def test_hub_model_without_network_fails_with_the_hub_cause(make_config: M
     rt = await open_runtime(config)
     job = await ended(rt, (await rt.supervisor.submit(request(config))).id, within=120)
     assert job.state is JobState.FAILED
-    assert job.error_class == "hub_unreachable", job.error_message
-    assert "Qwen/Qwen2.5-7B-Instruct" in (job.error_message or "")
-    assert job.error_hint and "mirror" in job.error_hint
+    assert job.failure and job.failure.reason.code == "hub_unreachable", job.failure
+    assert "Qwen/Qwen2.5-7B-Instruct" in failure_words.summary(job.failure)
+    assert "mirror" in (failure_words.hint(job.failure) or "")
     failed = [n.facts for n in await rt.store.notices(job.id) if isinstance(n.facts, JobFailed)]
-    assert len(failed) == 1 and failed[0].tail and failed[0].failure_class == "hub_unreachable"
+    assert len(failed) == 1 and failed[0].tail and failed[0].failure == job.failure
 
 
 async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConfig, open_runtime: OpenRuntime) -> None:
@@ -146,7 +149,7 @@ async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConf
     first = await rt.supervisor.submit(request(config, "output/a", ("0",)))
     second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
     assert first.state is JobState.RUNNING
-    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job {first.id}"
+    assert second.state is JobState.QUEUED and second.queue_reason == GpusBusy({"0": first.id})
     queued = [n.facts for n in await rt.store.notices(second.id) if isinstance(n.facts, JobQueued)]
     assert queued and queued[0].position == 1
     first, second = await ended(rt, first.id), await ended(rt, second.id)
@@ -164,7 +167,7 @@ async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(ma
     assert exporting.export_gpus == ("0",)
     assert leases.held(await rt.store.holding()) == {"0": first.id}  # what `gpus` shows
     second = await rt.supervisor.submit(request(config, "output/b", ("0",)))
-    assert second.state is JobState.QUEUED and second.queue_reason == f"GPU 0 is held by job {first.id}"
+    assert second.state is JobState.QUEUED and second.queue_reason == GpusBusy({"0": first.id})
     second = await ended(rt, second.id)
     first = await rt.store.require(first.id)
     assert first.export_state is ExportState.EXPORTED, Path(first.export_run.log_path or "").read_text()[-2000:]
@@ -177,14 +180,22 @@ async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(ma
     assert third.state is JobState.RUNNING
     assert (await rt.supervisor.export(second.id, by="U1")).export_gpus == ()  # so this export takes the CPU
     await rt.supervisor.stop(third.id, by="U1")
+    await ended(rt, third.id)  # neither process may outlive the test (the bot's close leaves them running)
+
+    async def exported() -> bool:
+        return (await rt.store.require(second.id)).export_state is not ExportState.EXPORTING
+
+    await wait_until(exported, 180, f"job {second.id}'s export to end")
 
 
 async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_config: MakeConfig,
                                                                          open_runtime: OpenRuntime) -> None:
     config = make_config(sections="[gpus]\ninventory = 2\n")
     rt = await open_runtime(config)
-    with pytest.raises(GpuMissing, match=r"GPU 7 does not exist on this machine; it has GPUs 0 and 1"):
+    with pytest.raises(GpuMissing) as refused:
         await rt.supervisor.submit(request(config, gpus=("7",)))
+    assert (refused.value.missing, refused.value.have, refused.value.suggest) == (("7",), ("0", "1"), ("0",))
+    assert texts.error_text(refused.value).startswith("GPU 7 does not exist on this machine; it has GPUs 0 and 1")
     assert await rt.store.list_jobs() == []  # nothing half-written
 
 
@@ -193,11 +204,12 @@ async def test_missing_swift_or_unwritable_output_fails_at_once(make_config: Mak
     config = make_config(swift_bin=str(tmp_path / "no-such-swift"))
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))
-    assert job.state is JobState.FAILED and "was not found" in (job.error_message or "")
+    assert job.state is JobState.FAILED and job.failure and "was not found" in failure_words.summary(job.failure)
 
     blocked = tmp_path / "output" / "ro"
     blocked.write_text("a file where the output folder should be")
     config = make_config()
     rt2 = await open_runtime(config)
     job = await rt2.supervisor.submit(request(config, "output/ro/x"))
-    assert job.state is JobState.FAILED and "cannot create the output folder" in (job.error_message or "")
+    assert job.state is JobState.FAILED and job.failure
+    assert "cannot create the output folder" in failure_words.summary(job.failure)

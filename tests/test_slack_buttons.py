@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.views import EXPORT_ACTION, STOP_ACTION
+from storage.actors import User
 from storage.models import ExportState, JobState
 from tests.slack_env import (
     CH,
@@ -125,7 +126,7 @@ async def test_stop_button_stops_a_real_swift_job(slack: SlackStandIn, tmp_path:
         await slack.wait_for(lambda: all_told(bot), 20, what="the notices")
         await slack.wait_for(lambda: card_shows(slack, bot, job_id, JobState.STOPPED), 10, what="a stopped card")
         job = await bot.runtime.store.require(job_id)
-    assert job.state is JobState.STOPPED and job.stopped_by == "U0ALICE"
+    assert job.state is JobState.STOPPED and job.stopped_by == User("U0ALICE")
     assert job.progress.step is not None and job.progress.max_steps and job.progress.step < job.progress.max_steps
     names = topics(slack, card["ts"])
     assert "job_stopping" in names and names.index("job_stopping") < names.index("job_stopped")

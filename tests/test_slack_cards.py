@@ -7,13 +7,15 @@ import time
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cards import CardSync
-from bot.notifier import Notifier
+from bot.notifier import READER, Notifier
 from bot.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
 from bot.retry import Outage, RetryPolicy
 from runner.config import SlackConfig
+from storage.actors import User
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Progress
 from storage.notices import JobCreated, Notice
+from storage.waiting import BehindEarlierJob, GpusBusy
 from tests.slack_env import BOT, CH, FAST
 from tests.slack_standin import SlackStandIn
 
@@ -24,20 +26,27 @@ def client(slack: SlackStandIn) -> AsyncWebClient:
 
 async def with_cards(store: JobStore, slack: SlackStandIn, cards: CardSync, n: int) -> list[Job]:
     """n queued jobs whose cards the notifier has posted."""
-    for _ in range(n):
-        await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                               argv=("swift",), user_id="U0ALICE", channel_id=CH),
-                           notice=Notice("", JobCreated()))
     notifier = Notifier(store, client(slack), Pacer(), policy=FAST, poll_s=0.05, on_card=cards.posted)
-    notifier.start()
+    await notifier.start()
     try:
+        for _ in range(n):
+            await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
+                                   argv=("swift",), user_id="U0ALICE", slack_channel=CH),
+                               notice=Notice("", JobCreated()))
         async def posted() -> bool:
-            return not await store.pending_notices()
+            return not await store.pending_notices(READER)
 
         await slack.wait_for(posted, 10, what="the cards")
     finally:
         await notifier.close()
-    return sorted(await store.list_jobs(), key=lambda j: j.card_ts or "")
+    cards_of = await store.slack_cards(j.id for j in await store.list_jobs())
+    return sorted(await store.list_jobs(), key=lambda j: cards_of[j.id].ts)
+
+
+async def card_ts(store: JobStore, job: Job) -> str:
+    card = await store.slack_card(job.id)
+    assert card is not None
+    return card.ts
 
 
 def updated(slack: SlackStandIn) -> list[str]:
@@ -60,7 +69,7 @@ async def test_one_update_per_interval_and_only_on_change(store: JobStore, slack
     await slack.wait_for(cards.sync, 3, what="the coalesced update")
     assert await cards.sync() == 0
     assert len(updated(slack)) == 2
-    assert "step 10/10" in str(slack.message(CH, str(job.card_ts)))
+    assert "step 10/10" in str(slack.message(CH, await card_ts(store, job)))
 
 
 async def test_budget_goes_to_ended_then_stalest(store: JobStore, slack: SlackStandIn) -> None:
@@ -68,14 +77,14 @@ async def test_budget_goes_to_ended_then_stalest(store: JobStore, slack: SlackSt
     cards = CardSync(store, client(slack), pacer, Outage(RetryPolicy()), interval_s=0.0)
     jobs = await with_cards(store, slack, cards, 5)
     for job in jobs:
-        await store.update(job.id, queue_reason="GPU 0 is busy")
+        await store.update(job.id, queue_reason=GpusBusy({}, ("0",)))
     assert await cards.sync() == 3
-    assert updated(slack) == [j.card_ts for j in jobs[:3]]  # drawn longest ago first
-    await store.update(jobs[4].id, state=JobState.STOPPED, stopped_by="U0ALICE", finished_at=time.time())
+    assert updated(slack) == [await card_ts(store, j) for j in jobs[:3]]  # drawn longest ago first
+    await store.update(jobs[4].id, state=JobState.STOPPED, stopped_by=User("U0ALICE"), finished_at=time.time())
     await slack.wait_for(cards.sync, 3, what="a token for the next update")
-    assert updated(slack)[3] == jobs[4].card_ts  # an ended job's final card goes first
+    assert updated(slack)[3] == await card_ts(store, jobs[4])  # an ended job's final card goes first
     await slack.wait_for(lambda: cards.sync(), 3, what="the next")
-    assert updated(slack)[4] == jobs[3].card_ts
+    assert updated(slack)[4] == await card_ts(store, jobs[3])
 
 
 async def test_a_restarted_bot_redraws_recent_cards_once(store: JobStore, slack: SlackStandIn) -> None:
@@ -85,7 +94,7 @@ async def test_a_restarted_bot_redraws_recent_cards_once(store: JobStore, slack:
     second = CardSync(store, client(slack), Pacer(), Outage(RetryPolicy()), interval_s=0.0)
     assert await second.sync() == 2  # drawn by someone else: drawn again once
     assert await second.sync() == 0
-    assert sorted(updated(slack)) == sorted(j.card_ts for j in jobs)
+    assert sorted(updated(slack)) == sorted([await card_ts(store, j) for j in jobs])
 
 
 async def test_outage_pauses_the_cards(store: JobStore, slack: SlackStandIn) -> None:
@@ -93,7 +102,7 @@ async def test_outage_pauses_the_cards(store: JobStore, slack: SlackStandIn) -> 
     outage = Outage(RetryPolicy(base_s=30.0, cap_s=30.0, jitter=0.0))
     cards = CardSync(store, client(slack), Pacer(), outage, interval_s=0.0, clock=lambda: now[0])
     [job] = await with_cards(store, slack, cards, 1)
-    await store.update(job.id, queue_reason="waiting")
+    await store.update(job.id, queue_reason=BehindEarlierJob())
     slack.fail_with(502, times=1)
     assert await cards.sync() == 0 and outage.until == 1030.0  # Slack failed: wait base_s from the failure
     now[0] = 1029.9

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.notifier import Notifier
+from bot.notifier import KEEP_NOTICES_S, READER, Notifier
 from bot.pacing import Pacer
 from bot.retry import RetryPolicy
 from storage.jobs import JobStore
@@ -22,6 +22,22 @@ from tests.slack_env import BOT, CH, FAST, payload, standin, topics
 from tests.slack_standin import SlackStandIn
 
 FIXTURE_LOG = Path(__file__).parent / "fixtures" / "swift46" / "sft_ok.logging.jsonl"
+
+
+@pytest.fixture(autouse=True)
+async def slack_reads(store: JobStore) -> None:
+    """Slack reads this outbox already (a bot that starts as a new reader starts after what is in it)."""
+    await store.register_reader(READER, keep_s=KEEP_NOTICES_S)
+
+
+async def keep_everything(store: JobStore) -> None:
+    """A reader that reads nothing: notices Slack has had stay in the outbox (for a test to undo its marks)."""
+    await store.register_reader("console-idle", keep_s=KEEP_NOTICES_S)
+
+
+async def card_ts(store: JobStore, job: Job) -> str | None:
+    card = await store.slack_card(job.id)
+    return card.ts if card else None
 
 
 def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST,
@@ -34,7 +50,7 @@ def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST,
 
 async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: bool = True) -> Job:
     job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir=str(tmp_path / "out"),
-                                 gpus=("0",), argv=("swift", "sft"), user_id="U0ALICE", channel_id=channel),
+                                 gpus=("0",), argv=("swift", "sft"), user_id="U0ALICE", slack_channel=channel),
                              notice=Notice("", JobCreated(command="swift sft")))
     run_dir = tmp_path / f"run-{job.id}"
     run_dir.mkdir()
@@ -42,13 +58,13 @@ async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: 
     for facts in [JobStarted(command="swift sft --model m", host="h", gpus=("0",)),
                   CheckpointSaved(step=10, path=f"{run_dir}/checkpoint-10"),
                   *([JobSucceeded(duration_s=7.0, final_loss=6.88, run_dir=str(run_dir))] if ended else [])]:
-        await store.enqueue(Notice(job.id, facts))
+        await store.update(job.id, notice=Notice(job.id, facts))
     return job
 
 
 @asynccontextmanager
 async def running(n: Notifier) -> AsyncIterator[Notifier]:
-    n.start()
+    await n.start()
     try:
         yield n
     finally:
@@ -56,7 +72,7 @@ async def running(n: Notifier) -> AsyncIterator[Notifier]:
 
 
 async def delivered(store: JobStore) -> bool:
-    return not await store.pending_notices()
+    return not await store.pending_notices(READER)
 
 
 async def test_cards_then_threads_in_order(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
@@ -66,8 +82,7 @@ async def test_cards_then_threads_in_order(store: JobStore, slack: SlackStandIn,
     cards = [m for m in slack.messages(CH, top_level=True) if payload(m)["topic"] == "job_created"]
     assert [payload(c)["job_id"] for c in cards] == [j.id for j in jobs]  # oldest first
     for job, card in zip(jobs, cards, strict=True):
-        stored = await store.require(job.id)
-        assert stored.card_ts == card["ts"]
+        assert await card_ts(store, job) == card["ts"]
         thread = slack.thread(CH, card["ts"])
         names = topics(slack, card["ts"])
         assert names[:3] == ["job_started", "checkpoint", "job_succeeded"]
@@ -80,7 +95,7 @@ async def test_retry_after_is_honoured(store: JobStore, slack: SlackStandIn, tmp
     slack.set_rate_limit("chat.postMessage", (1, 2.0))  # a stricter Slack than the bot expects: one per 2 s
     for _ in range(4):
         await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                               argv=("swift",), channel_id=CH), notice=Notice("", JobCreated()))
+                               argv=("swift",), slack_channel=CH), notice=Notice("", JobCreated()))
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 20, what="every card")
     hits = slack.rate_limited()
@@ -118,12 +133,12 @@ async def test_outage_backoff_survives_a_restart(store: JobStore, slack: SlackSt
         await slack.wait_for(lambda: delivered(store), 10, what="delivery after the outage")
     assert slack.calls("conversations.history")  # the card might have been posted: looked first
     assert [payload(m)["topic"] for m in slack.messages(CH, top_level=True)] == ["job_created"]
-    assert (await store.require(job.id)).card_ts == slack.messages(CH)[0]["ts"]
+    assert await card_ts(store, job) == slack.messages(CH)[0]["ts"]
 
 
 async def head_after(store: JobStore, tries: int) -> Notice | None:
     """The job's first notice once it has been tried `tries` times (its failure written down)."""
-    [head, *_] = await store.due_notices(now=float("inf"))
+    [head, *_] = await store.due_notices(READER, now=float("inf"))
     return head if head.attempts == tries and head.topic == "job_created" else None
 
 
@@ -132,7 +147,7 @@ async def test_refused_connections(store: JobStore, slack: SlackStandIn, tmp_pat
     await slack.refuse_connections(for_seconds=1.0)
     async with running(notifier(store, slack)):
         async def tried() -> bool:
-            return any(x.attempts for x in await store.pending_notices())
+            return any(x.attempts for x in await store.pending_notices(READER))
 
         await slack.wait_for(tried, 5, what="a refused try")
         await slack.wait_for(lambda: delivered(store), 15, what="delivery after the outage")
@@ -143,34 +158,37 @@ async def test_refused_connections(store: JobStore, slack: SlackStandIn, tmp_pat
 async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobStore, slack: SlackStandIn,
                                                                     tmp_path: Path) -> None:
     """The state a crash leaves right after Slack took a message and before it was marked delivered."""
+    await keep_everything(store)
     job = await new_job(store, tmp_path)
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 20, what="every notice")
     before = [dict(m) for m in slack.messages(CH)]
-    async with aiosqlite.connect(store_path(tmp_path)) as db:  # undo the marks of the card and of the end
-        await db.execute("UPDATE outbox SET delivered_at = NULL WHERE topic IN ('job_succeeded')")
+    async with aiosqlite.connect(store_path(tmp_path)) as db:  # undo the mark of the end
+        await db.execute("UPDATE outbox_readers SET position = (SELECT id - 1 FROM outbox WHERE topic = "
+                         "'job_succeeded') WHERE name = 'slack'")
         await db.commit()
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the end notice marked delivered")
     assert slack.messages(CH) == before and len(slack.uploads(completed=True)) == 1
     assert slack.calls("conversations.replies")
-    assert (await store.require(job.id)).card_ts == before[0]["ts"]
+    assert await card_ts(store, job) == before[0]["ts"]
 
 
 async def test_card_posted_but_not_marked(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
+    await keep_everything(store)
     job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                                 argv=("swift",), channel_id=CH), notice=Notice("", JobCreated()))
+                                 argv=("swift",), slack_channel=CH), notice=Notice("", JobCreated()))
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card")
     async with aiosqlite.connect(store_path(tmp_path)) as db:
-        await db.execute("UPDATE outbox SET delivered_at = NULL")
-        await db.execute("UPDATE jobs SET card_ts = NULL")
+        await db.execute("UPDATE outbox_readers SET position = 0 WHERE name = 'slack'")
+        await db.execute("DELETE FROM slack_cards")
         await db.commit()
-    await store.enqueue(Notice(job.id, JobStarted(command="swift sft", host="h", gpus=("0",))))
+    await store.update(job.id, notice=Notice(job.id, JobStarted(command="swift sft", host="h", gpus=("0",))))
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card found and the thread")
     [card] = slack.messages(CH, top_level=True)
-    assert (await store.require(job.id)).card_ts == card["ts"]
+    assert await card_ts(store, job) == card["ts"]
     assert topics(slack, card["ts"]) == ["job_started"]
 
 
@@ -184,20 +202,22 @@ async def test_rejected_notice_is_dropped_not_blocking(store: JobStore, tmp_path
         assert slack.messages("C0ARCHIVED") == []
         assert [payload(m)["job_id"] for m in slack.messages(CH, top_level=True)] == [ok.id, ok.id]
     assert "dropping notice" in caplog.text and "channel_not_found" in caplog.text
-    assert (await store.require(lost.id)).card_ts is None
+    assert await card_ts(store, lost) is None
 
 
 async def test_deleted_job_updates_its_card(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     job = await new_job(store, tmp_path, ended=False)
     async with running(notifier(store, slack)) as n:
         await slack.wait_for(lambda: delivered(store), 10, what="the card")
-        card_ts = (await store.require(job.id)).card_ts
+        ts = await card_ts(store, job)
         await store.update(job.id, state=JobState.STARTING)
         await store.update(job.id, state=JobState.STOPPED)
-        await store.delete(job.id, notice=Notice(job.id, JobDeleted(by="U0ALICE", card_ts=card_ts, channel_id=CH)))
+        await store.delete(job.id, notice=Notice(job.id, JobDeleted(by="U0ALICE")))
         n.wake()
-        await slack.wait_for(lambda: slack.updates_of(str(card_ts)), 10, what="the card update")
-    assert "deleted by <@U0ALICE>" in (slack.message(CH, str(card_ts)) or {})["blocks"][0]["text"]["text"]
+        await slack.wait_for(lambda: slack.updates_of(str(ts)), 10, what="the card update")
+        await slack.wait_for(lambda: delivered(store), 10, what="the deletion told")
+    assert "deleted by <@U0ALICE>" in (slack.message(CH, str(ts)) or {})["blocks"][0]["text"]["text"]
+    assert await card_ts(store, job) is None  # Slack's record of the card goes with it
 
 
 def store_path(tmp_path: Path) -> Path:

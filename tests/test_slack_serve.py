@@ -8,9 +8,10 @@ import signal
 import socket
 from pathlib import Path
 
+from tests.conftest import VENV_BIN
 from tests.slack_env import APP, BOT, SECRET, answers, fake_config, standin
 
-TRAINBOT = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "trainbot"
+TRAINBOT = VENV_BIN / "trainbot"
 
 
 def free_port() -> int:

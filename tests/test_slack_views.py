@@ -13,6 +13,8 @@ from bot import views
 from bot.charts import loss_curve_png, loss_points
 from bot.home import home_view
 from runner.gpus import Gpu, GpuSnapshot
+from storage.actors import Outside, User
+from storage.failure_facts import CudaOom, JobFailure
 from storage.models import ExportState, Job, JobState, Kind, Progress
 from storage.notices import (
     CheckpointSaved,
@@ -23,6 +25,7 @@ from storage.notices import (
     JobSucceeded,
     Notice,
 )
+from storage.waiting import GpusBusy
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "swift46"
@@ -31,7 +34,7 @@ T0 = 1_700_000_000.0
 
 def job(**changes: Any) -> Job:
     base = Job(id="ab3cd", kind=Kind.LLM, state=JobState.RUNNING, output_dir="/srv/output/x", gpus=("0", "1"),
-               argv=("swift", "sft"), user_id="U0ALICE", channel_id="C1", card_ts="1.2", created_at=T0,
+               argv=("swift", "sft"), user_id="U0ALICE", slack_channel="C1", created_at=T0,
                started_at=T0 + 5, updated_at=T0 + 65,
                progress=Progress(step=15, max_steps=50, loss=6.8712, remaining_s=40.0))
     return base.replace(**changes)
@@ -60,7 +63,7 @@ def test_running_card() -> None:
 
 def test_queued_card_says_why() -> None:
     card = views.job_card(job(state=JobState.QUEUED, started_at=None, progress=Progress(),
-                              queue_reason="GPU 0 is held by job zz9zz"))
+                              queue_reason=GpusBusy({"0": "zz9zz"})))
     assert "*State*\\nqueued" in texts_of(card.blocks)
     assert card.blocks[2]["text"]["text"] == "waiting: GPU 0 is held by job zz9zz"
     assert card.blocks[3] == {"type": "context", "elements": [
@@ -81,12 +84,15 @@ def test_ended_cards() -> None:
     assert "📦 export exported → `/srv/m`" in texts_of(again.blocks)
     assert again.blocks[-1]["elements"][0]["text"]["text"] == "Export again"
     failed = views.job_card(job(state=JobState.FAILED, finished_at=T0 + 9, progress=Progress(),
-                                error_message="CUDA out of memory", error_hint="use fewer GPUs' memory"))
-    assert "❌ CUDA out of memory · 💡 use fewer GPUs' memory" in texts_of(failed.blocks)
+                                failure=JobFailure(CudaOom("2.00 GiB"))))
+    assert ("❌ ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB) · 💡 lower max_length or the batch size, "
+            "or use a GPU with more memory") in texts_of(failed.blocks)
     assert action_ids(failed) == []  # no checkpoint: nothing to export
-    stopped = views.job_card(job(state=JobState.STOPPED, stopped_by="U0BOB", finished_at=T0 + 30))
+    stopped = views.job_card(job(state=JobState.STOPPED, stopped_by=User("U0BOB"), finished_at=T0 + 30))
     assert "stop requested by <@U0BOB>" in texts_of(stopped.blocks)
-    assert views.job_card(job(state=JobState.STOPPING, stopped_by="U0BOB")).blocks[-1]["type"] == "context"
+    assert views.job_card(job(state=JobState.STOPPING, stopped_by=User("U0BOB"))).blocks[-1]["type"] == "context"
+    outside = views.job_card(job(state=JobState.STOPPED, stopped_by=Outside(), finished_at=T0 + 30))
+    assert "✋ stopped by someone outside trainbot" in texts_of(outside.blocks)
 
 
 def test_notices_in_the_thread() -> None:
@@ -98,13 +104,13 @@ def test_notices_in_the_thread() -> None:
                                                            last_checkpoint="/c")), job())
     assert ok.broadcast and ok.text == "✅ job `ab3cd` succeeded in 1m 15s, final loss 6.881; last checkpoint `/c`"
     tail = [f"line {i} " + "x" * 100 for i in range(100)]
-    failed = views.notice_message(Notice("ab3cd", JobFailed(summary="CUDA out of memory",
-                                                            hint="lower batch_size", tail=tuple(tail))), job())
-    assert failed.broadcast and failed.blocks[0]["text"]["text"] == ("❌ Job `ab3cd` failed: CUDA out of memory"
-                                                                    "\n💡 lower batch_size")
+    failed = views.notice_message(Notice("ab3cd", JobFailed(failure=JobFailure(CudaOom()), tail=tuple(tail))), job())
+    assert failed.broadcast and failed.blocks[0]["text"]["text"] == (
+        "❌ Job `ab3cd` failed: ran out of GPU memory (CUDA OOM)"
+        "\n💡 lower max_length or the batch size, or use a GPU with more memory")
     code = failed.blocks[1]["text"]["text"]
     assert len(code) <= views.SECTION_MAX and code.startswith("```…") and code.endswith("line 99 " + "x" * 100 + "```")
-    stopped = views.notice_message(Notice("ab3cd", JobStopped(by="U0BOB", step=20)), job())
+    stopped = views.notice_message(Notice("ab3cd", JobStopped(by=User("U0BOB"), step=20)), job())
     assert stopped.broadcast and "stopped by <@U0BOB> at step 20" in stopped.text
     export = views.notice_message(Notice("ab3cd", ExportSucceeded(export_dir="/m")), job())
     assert export.broadcast

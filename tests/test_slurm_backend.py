@@ -16,20 +16,30 @@ from pathlib import Path
 
 import pytest
 
+from bot import failure_words
 from bot.cluster_words import render_gpu_nodes
 from bot.mrkdwn import SLACK
+from bot.waiting_words import waiting_words
 from runner import slurm_cli
 from runner.backends import ProcessRef, RunStatus, new_launch_token
 from runner.backends.slurm import SlurmBackend
 from runner.child_env import BOT_SECRETS
 from runner.command import SwiftCommand
+from storage.actors import User
+from storage.failure_facts import SlurmRefused
 from storage.models import ExportState, Job, JobState, Run
+from storage.waiting import SlurmPending, Submitted
 from tests.slurm_bot import STUBBORN_BIN, bot, fake_config, job_when, real_config, request, slurm_job, summary_line
 from tests.slurm_cluster import require_slurm, wait_gpus_free
 from tests.waiting import wait_until
 
 slurm = pytest.mark.slurm
 SECRETS = (*BOT_SECRETS, "TB_OWN_SECRET")
+
+
+def words(job: Job) -> str:
+    """Why the job waits, in the words every front end shows ("" when it does not say)."""
+    return waiting_words(job.queue_reason) if job.queue_reason else ""
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +60,8 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
         job = await rt.supervisor.submit(request(config, "real"))
         assert job.state is JobState.QUEUED and job.train_run.pid is None and job.train_run.backend_job_id
         # submitted; by the time submit returns, the first poll may already show Slurm's own reason
-        assert job.queue_reason == f"submitted to slurm as job {job.train_run.backend_job_id}" or \
-            (job.queue_reason or "").startswith("Slurm: ")
+        assert job.queue_reason == Submitted("slurm", job.train_run.backend_job_id or "") or \
+            isinstance(job.queue_reason, SlurmPending)
         sj = await slurm_job(job.train_run.backend_job_id)
         assert sj.raw["JobName"] == f"trainbot-{job.id}-train-{job.train_run.launch_token}"
         assert sj.stdout_path == Path(job.train_run.log_path or "")
@@ -68,7 +78,7 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
             return j.state.is_terminal
 
         job = await job_when(rt, job.id, note_step, "ends", within=150)
-        assert job.state is JobState.SUCCEEDED, (job.error_message,
+        assert job.state is JobState.SUCCEEDED, (job.failure,
                                                  Path(job.train_run.log_path or "").read_text()[-2000:])
         p = job.progress
         assert p.max_steps and p.step == p.max_steps and len({s for s in seen if s < p.max_steps}) >= 2, seen
@@ -99,7 +109,7 @@ async def test_real_swift_stop_reaches_the_trainer_and_ends_stopped(node: str, t
         await job_when(rt, job.id, lambda j: j.progress.last_checkpoint, "saves a checkpoint", within=120)
         assert (await rt.supervisor.stop(job.id, by="U1")).state is JobState.STOPPING
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=60)
-        assert job.state is JobState.STOPPED and job.stopped_by == "U1"
+        assert job.state is JobState.STOPPED and job.stopped_by == User("U1")
         assert job.progress.step and job.progress.max_steps and job.progress.step < job.progress.max_steps
         # SIGINT went to swift's trainer only (not the `swift` wrapper, which would have SIGKILLed it): the trainer
         # wrote its summary, and the wrapper exited 254 as it does when its child was interrupted; then the batch
@@ -120,12 +130,12 @@ async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node:
     async with bot(config) as rt:
         a, b, c = [await rt.supervisor.submit(request(config, name, (gpu,)))
                    for name, gpu in (("a", "0"), ("b", "1"), ("c", "0"))]
-        c = await job_when(rt, c.id, lambda j: j.queue_reason == "Slurm: waiting for a free GPU (Resources)",
+        c = await job_when(rt, c.id, lambda j: words(j) == "Slurm: waiting for a free GPU (Resources)",
                            "waits for Slurm's Resources", within=30)
         for first in (a, b):
             await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs")
         c = await rt.store.require(c.id)
-        assert c.state is JobState.QUEUED and c.queue_reason == "Slurm: waiting for a free GPU (Resources)"
+        assert c.state is JobState.QUEUED and words(c) == "Slurm: waiting for a free GPU (Resources)"
         table = render_gpu_nodes(await SlurmBackend(config).cluster_gpus(), SLACK)
         assert f"*{node}*" in table and "GPU 2/2 in use by `" in table and f"waiting: `{c.id}` (1 GPU)" in table, table
 
@@ -152,7 +162,7 @@ async def test_stop_escalates_to_scancel_when_the_trainer_ignores_sigint(node: s
         await wait_until(lambda: slurm_cli.running_steps(job.train_run.backend_job_id or ""), 30, "its srun step")
         await rt.supervisor.stop(job.id, by="U2")
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=30)
-        assert job.state is JobState.STOPPED and job.stopped_by == "U2"
+        assert job.state is JobState.STOPPED and job.stopped_by == User("U2")
         assert "got SIGINT, carrying on" in Path(job.train_run.log_path or "").read_text()
         assert (await slurm_job(job.train_run.backend_job_id)).state == "CANCELLED"
 
@@ -179,8 +189,8 @@ async def test_held_job_shows_slurm_reason_and_stop_leaves_slurm_queue(node: str
     config = fake_config(tmp_path, slurm='extra_args = ["--hold"]\n')
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "held"))
-        job = await job_when(rt, job.id, lambda j: "JobHeldUser" in (j.queue_reason or ""), "shows it is held")
-        assert job.queue_reason == "Slurm: held by its owner (scontrol release <slurm id> lets it go) (JobHeldUser)"
+        job = await job_when(rt, job.id, lambda j: "JobHeldUser" in words(j), "shows it is held")
+        assert words(job) == "Slurm: held by its owner (scontrol release <slurm id> lets it go) (JobHeldUser)"
         job = await rt.supervisor.stop(job.id, by="U1")
         assert job.state is JobState.STOPPED
         assert (await slurm_job(job.train_run.backend_job_id)).state == "CANCELLED"
@@ -193,12 +203,13 @@ async def test_trainer_failure_and_refused_submission(node: str, tmp_path: Path)
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "fails"))
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends")
-        assert job.state is JobState.FAILED and job.exit_code == 3 and "fake failure" in (job.error_message or "")
+        assert job.state is JobState.FAILED and job.exit_code == 3 and job.failure
+        assert "fake failure" in failure_words.summary(job.failure)
     config = fake_config(tmp_path / "2", slurm='partition = "no-such-partition"\n')
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "refused"))
-        assert job.state is JobState.FAILED and job.error_class == "launch"
-        assert (job.error_message or "").startswith("Slurm refused the job: invalid partition")
+        assert job.state is JobState.FAILED and job.failure and isinstance(job.failure.reason, SlurmRefused)
+        assert failure_words.summary(job.failure).startswith("Slurm refused the job: invalid partition")
 
 
 @slurm
@@ -215,7 +226,7 @@ async def test_job_environment_has_none_of_the_bots_secrets(node: str, tmp_path:
     launched = await backend.launch(ref, SwiftCommand(("env",), {"TB_VALUE": "a b,c"}), log_path=log, gpus=("cpu",))
     ref = ProcessRef("envjob", purpose, Run(backend_job_id=launched.backend_job_id))
     status = await wait_until(lambda: _ended(backend, ref), 30, "the env job to end", every=0.1)
-    assert (status.alive, status.returncode, status.detail) == (False, 0, None)
+    assert (status.alive, status.returncode, status.cause) == (False, 0, None)
     lines = log.read_text().splitlines()
     assert lines[0].startswith("[trainbot] ")
     assert lines[0].endswith(f"job envjob {purpose} (Slurm): TB_VALUE='a b,c' env")
@@ -265,7 +276,7 @@ async def test_a_slow_sbatch_for_an_export_holds_up_no_tick(node: str, tmp_path:
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "slow-sbatch"))
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=90)
-        assert job.state is JobState.SUCCEEDED, job.error_message
+        assert job.state is JobState.SUCCEEDED, job.failure
         slow = tmp_path / "slow-bin"
         slow.mkdir()
         (slow / "sbatch").write_text(f'#!/bin/sh\nsleep 4\nexec {shutil.which("sbatch")} "$@"\n')

@@ -77,11 +77,11 @@ async def test_gpu_job_runs_then_completes(free_gpus: str, tmp_path: Path) -> No
     job_id = await submit(script, job_name="tb-test-gpu", output_path=out, gres_gpus=1)
     job = await wait_job(job_id, state_is("RUNNING"), "RUNNING")
     assert job.stdout_path == tmp_path / f"job-{job_id}.out"
-    assert job.node_list == free_gpus and job.start_time and job.reason == "None"
+    assert job.node_list == free_gpus and job.start_time and job.reason == ""  # Slurm prints `None`: no reason
     await wait_text(job.stdout_path, "CVD=0\n")
     go.touch()
     job = await wait_job(job_id, lambda j: j.terminal, "finished")
-    assert (job.state, job.exit_code, job.signal, job.reason) == ("COMPLETED", 0, 0, "None")
+    assert (job.state, job.exit_code, job.signal, job.reason) == ("COMPLETED", 0, 0, "")
     assert job.end_time and job.stdout_path is not None and read(job.stdout_path) == "CVD=0\ndone\n"
 
 

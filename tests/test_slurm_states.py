@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from bot import failure_words, notice_words, texts
 from bot.cluster_words import render_gpu_nodes
-from bot.mrkdwn import SLACK
+from bot.mrkdwn import HTML, PLAIN, SLACK
+from bot.waiting_words import waiting_words
 from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import gpu_count, job_environment, job_name, run_status
 from runner.backends.slurm_states import expand_hostlist
 from runner.slurm_cli import ClusterGpus, QueuedJob, SlurmJob, SlurmNode, job_from_record, parse_record
 from runner.slurm_script import training_script
-from storage.models import Run
+from storage.failure_facts import JobFailure
+from storage.models import Job, JobState, Kind, Run
+from storage.notices import JobQueued, Notice
+from storage.waiting import SlurmPending
 
 
 def record(state: str, exit_code: str = "0:0", reason: str = "None", extra: str = "") -> SlurmJob:
@@ -26,7 +31,7 @@ def record(state: str, exit_code: str = "0:0", reason: str = "None", extra: str 
     ("FAILED", "3:0", 3, None),  # the trainer's own failure: its log says why
     ("FAILED", "254:0", 254, None),  # swift after its trainer was interrupted
     ("FAILED", "127:0", 127, "not found on the compute node"),
-    ("FAILED", "0:0", 1, "Slurm could not run the job (None): is the log folder writable from gpu01?"),
+    ("FAILED", "0:0", 1, "Slurm could not run the job: is the log folder writable from gpu01?"),
     ("CANCELLED", "0:15", 143, None),  # scancel: a stop, not a failure
     ("CANCELLED", "143:0", 143, None),
     ("CANCELLED", "0:0", 143, None),  # cancelled while pending: never 0, which would read as success
@@ -42,9 +47,14 @@ def test_ended_jobs(state: str, exit_code: str, returncode: int, detail: str | N
     status = run_status(record(state, exit_code))
     assert not status.alive and status.returncode == returncode and status.pending_reason is None
     if detail is None:
-        assert status.detail is None
+        assert status.cause is None
     else:
-        assert status.detail is not None and detail in status.detail
+        assert status.cause is not None and status.cause.state == state
+        failure = JobFailure(status.cause)
+        hint = failure_words.hint(failure)
+        words = failure_words.summary(failure) + (f": {hint}" if hint else "")
+        assert detail in words, words
+        assert "None" not in words and "()" not in words
 
 
 def test_forgotten_job_is_settled_from_the_logs() -> None:
@@ -58,7 +68,8 @@ def test_forgotten_job_is_settled_from_the_logs() -> None:
      "Slurm: waiting for 4 free GPUs on each of 2 nodes (Resources)"),
     ("PENDING", "Resources", "TresPerNode=(null)", "Slurm: waiting for free CPUs or memory (Resources)"),
     ("PENDING", "Priority", "", "Slurm: behind higher-priority jobs (Priority)"),
-    ("PENDING", "None", "", "Slurm: waiting for Slurm's scheduler (None)"),
+    ("PENDING", "None", "", "Slurm: waiting for Slurm's scheduler"),  # Slurm's own `None`: no reason yet
+    ("PENDING", "(null)", "", "Slurm: waiting for Slurm's scheduler"),
     ("PENDING", "ReqNodeNotAvail, UnavailableNodes:gpu01", "",
      "Slurm: the nodes it needs are down, drained or reserved (ReqNodeNotAvail, UnavailableNodes:gpu01)"),
     ("PENDING", "QOSMaxGRESPerUser", "", "Slurm: over a limit of its QOS (QOSMaxGRESPerUser)"),
@@ -68,7 +79,37 @@ def test_forgotten_job_is_settled_from_the_logs() -> None:
     ("CONFIGURING", "None", "", "Slurm: its nodes are being set up (CONFIGURING)"),
 ])
 def test_waiting_jobs_say_why(state: str, reason: str, extra: str, words: str) -> None:
-    assert run_status(record(state, reason=reason, extra=extra)) == RunStatus(alive=True, pending_reason=words)
+    status = run_status(record(state, reason=reason, extra=extra))
+    assert status.alive and isinstance(status.pending_reason, SlurmPending)
+    assert status.pending_reason.state == state
+    assert waiting_words(status.pending_reason) == words
+
+
+@pytest.mark.parametrize("reason", ["Reason=None ", ""])  # Slurm's own `None`, or no Reason at all
+def test_a_job_slurm_has_not_looked_at_yet_reads_without_none(reason: str) -> None:
+    """Issue 26 case 12: `Job mp4h6 submitted to Slurm as job 52 (Slurm: waiting for Slurm's scheduler (None))`."""
+    status = run_status(job_from_record(parse_record(
+        f"JobId=52 JobName=trainbot-mp4h6-train JobState=PENDING {reason}NumNodes=1 TresPerNode=gres:gpu:1")))
+    job = Job("mp4h6", Kind.LLM, JobState.QUEUED, "/o", ("0",), ("swift",), backend="slurm",
+              train_run=Run(backend_job_id="52"), queue_reason=status.pending_reason)
+    queued = Notice("mp4h6", JobQueued(backend="slurm", backend_job_id="52", pending_reason=status.pending_reason))
+    for fmt in (PLAIN, SLACK):
+        said = [texts.start_reply(job, fmt), texts.job_status(job, fmt), notice_words.notice_text(queued, fmt)]
+        assert said[0] == "submitted to Slurm as job 52 (Slurm: waiting for Slurm's scheduler)", said
+        for words in said:
+            assert "None" not in words and "null" not in words and "()" not in words, words
+
+
+def test_a_missing_reason_is_no_reason_not_the_word_none() -> None:
+    """Issue 26 case 12: slurm_cli kept no `None` for a reason Slurm left out (or printed as `None`)."""
+    bare = job_from_record(parse_record("JobId=42 JobName=trainbot-abc-train JobState=PENDING NumNodes=1"))
+    assert bare.reason == "" and record("PENDING", reason="None").reason == ""
+    pending = run_status(bare).pending_reason
+    assert pending == SlurmPending("PENDING", "", 0, 1)
+    for fmt in (PLAIN, SLACK, HTML):
+        words = waiting_words(pending, fmt)
+        assert words == "Slurm: waiting for Slurm's scheduler"
+        assert "None" not in words and "null" not in words and "()" not in words
 
 
 @pytest.mark.parametrize("state", ["RUNNING", "COMPLETING", "SUSPENDED", "SIGNALING", "STAGE_OUT"])

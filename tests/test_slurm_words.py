@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import notice_words, texts
+from bot import failure_words, notice_words, texts
 from bot.handlers import Handlers
 from runner.access import Caller
+from storage.actors import User
+from storage.failure_facts import SlurmRefused
 from storage.models import JobState
 from storage.notices import JobQueued
 from tests.slurm_bot import bot, fake_config, job_when, request, slurm_job
@@ -33,7 +35,9 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
         job = (await rt.store.list_jobs())[0]
         assert job.state is JobState.FAILED and not reply.ok
         assert "started" not in reply.text.replace("could not start", "")
-        assert job.error_message == "Slurm refused the job: invalid partition specified: nosuch"
+        assert job.failure and job.failure.reason == SlurmRefused("refused", "invalid partition specified: nosuch",
+                                                                  job.failure.reason.command)
+        assert failure_words.summary(job.failure) == "Slurm refused the job: invalid partition specified: nosuch"
         assert reply.text.startswith(f"Job {job.id} could not start: Slurm refused the job: invalid partition")
         assert "sinfo lists the cluster's partitions" in reply.text and "[slurm] partition" in reply.text
         # the command line that failed is in the job's details, not in what people read first
@@ -85,7 +89,7 @@ async def test_progress_of_a_job_whose_run_folder_appears_at_its_very_start(node
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "early"))
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=60)
-        assert job.state is JobState.SUCCEEDED, job.error_message
+        assert job.state is JobState.SUCCEEDED, job.failure
         assert job.run_dir and Path(job.run_dir).parent == Path(job.output_dir)
         logged = [json.loads(line) for line in (Path(job.run_dir) / "logging.jsonl").read_text().splitlines()]
         steps = [int(str(r["global_step/max_steps"]).split("/")[0]) for r in logged if "loss" in r]
@@ -104,6 +108,6 @@ async def test_a_stop_from_trainbot_is_cancelled_in_slurms_records_not_failed(no
         await job_when(rt, job.id, lambda j: (j.progress.step or 0) >= 3, "makes progress")
         await rt.supervisor.stop(job.id, by="U1")
         job = await job_when(rt, job.id, lambda j: j.state.is_terminal, "ends", within=60)
-        assert job.state is JobState.STOPPED and job.stopped_by == "U1"
+        assert job.state is JobState.STOPPED and job.stopped_by == User("U1")
         assert "KeyboardInterrupt" in Path(job.train_run.log_path or "").read_text()  # the trainer got its SIGINT
         assert (await slurm_job(job.train_run.backend_job_id)).state == "CANCELLED"

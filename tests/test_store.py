@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from bot.texts import error_text
 from storage import db as dbmod
 from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
 from storage.migrations import MIGRATIONS
 from storage.models import TRANSITIONS, IllegalTransition, Job, JobState, Kind, Progress, Run
 from storage.notices import JobCreated, JobStarted, JobSucceeded, Notice, Unreadable
+
+R = "reader"  # a front end reading the outbox
 
 
 def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
@@ -27,7 +30,7 @@ def new_job(kind: Kind = Kind.LLM, **kw: object) -> Job:
         gpus=("0",),
         argv=("swift", "sft"),
         user_id="U1",
-        channel_id="C1",
+        slack_channel="C1",
     )
     base.update(kw)
     return Job(**base)  # type: ignore[arg-type]
@@ -50,28 +53,33 @@ async def test_schema_is_versioned_and_migrations_rerun_safely(tmp_path: Path) -
 
 
 async def test_create_gives_short_typeable_id_with_event_and_notice(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     job = await store.create(new_job(), event="created by U1", notice=Notice("", JobCreated()))
     assert len(job.id) == 5 and set(job.id) <= set(ID_ALPHABET)
     got = await store.require(job.id)
     assert got.kind is Kind.LLM and got.gpus == ("0",) and got.argv == ("swift", "sft")
     assert [e.kind for e in await store.events(job.id)] == ["created"]
-    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_created"]
+    assert [n.topic for n in await store.pending_notices(R, job.id)] == ["job_created"]
 
 
 async def test_update_checks_the_state_machine_and_writes_nothing_on_refusal(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     job = await store.create(new_job())
-    with pytest.raises(IllegalTransition, match="queued job cannot become succeeded"):
+    with pytest.raises(IllegalTransition) as refused:
         await store.update(
             job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, JobSucceeded())
         )
+    assert (refused.value.old, refused.value.new) == (JobState.QUEUED, JobState.SUCCEEDED)
+    assert error_text(refused.value) == ("the job is queued and cannot become succeeded (from queued: failed, "
+                                         "starting, stopped)")
     assert (await store.require(job.id)).state is JobState.QUEUED
-    assert await store.pending_notices(job.id) == []  # the refused update queued nothing
+    assert await store.pending_notices(R, job.id) == []  # the refused update queued nothing
     await store.update(job.id, state=JobState.STARTING)
     job2 = await store.update(
         job.id, state=JobState.RUNNING, event="started", train_run=Run(pid=123), notice=Notice(job.id, JobStarted())
     )
     assert job2.state is JobState.RUNNING and job2.train_run.pid == 123
-    assert [n.topic for n in await store.pending_notices(job.id)] == ["job_started"]
+    assert [n.topic for n in await store.pending_notices(R, job.id)] == ["job_started"]
 
 
 async def test_expect_guards_against_races(store: JobStore) -> None:
@@ -95,7 +103,6 @@ async def test_the_two_runs_round_trip_through_the_columns_they_always_had(tmp_p
     job = await store.create(new_job())
     train = Run(pid=123, proc_start_time=1.5, backend_job_id="77", log_path="/l/train.log")
     export = Run(pid=456, proc_start_time=2.5, backend_job_id="78", log_path="/l/export.log")
-    assert job.with_run("train", train).run("train") == train and job.with_run("train", train).export_run == Run()
     await store.update(job.id, train_run=train)
     got = await store.update(job.id, export_run=export)
     assert (got.run("train"), got.run("export")) == (train, export)
@@ -154,21 +161,23 @@ async def test_delete_refuses_a_launched_job_and_forgets_the_others(store: JobSt
 
 
 async def test_outbox_delivers_in_order_per_job(store: JobStore) -> None:
+    await store.register_reader(R, keep_s=60)
     a = await store.create(new_job(), notice=Notice("", JobCreated()))
-    await store.enqueue(Notice(a.id, JobStarted()))
-    first = await store.due_notices()
+    await store.update(a.id, notice=Notice(a.id, JobStarted()))
+    first = await store.due_notices(R)
     assert [n.topic for n in first] == ["job_created"]
     assert first[0].id is not None
-    await store.mark_failed(first[0].id, retry_at=1e18, error="503")
-    assert await store.due_notices() == []  # the head is waiting to retry: the next one must not overtake it
-    await store.mark_delivered(first[0].id, card_ts="123.456")
-    assert [n.topic for n in await store.due_notices()] == ["job_started"]
-    assert (await store.require(a.id)).card_ts == "123.456"
+    await store.mark_failed(R, first[0].id, retry_at=1e18, error="503")
+    assert await store.due_notices(R) == []  # the head is waiting to retry: the next one must not overtake it
+    assert (await store.pending_notices(R))[0].attempts == 1
+    await store.mark_delivered(R, first[0].id)
+    assert [n.topic for n in await store.due_notices(R)] == ["job_started"]
 
 
 async def test_fifty_concurrent_creators_and_updaters_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     stores = [await JobStore.open(path) for _ in range(3)]  # several connections, like two bot processes
+    await stores[0].register_reader(R, keep_s=60)  # it reads nothing: every notice is kept for the test to look at
     rng = random.Random(7)
 
     async def life(i: int) -> str:

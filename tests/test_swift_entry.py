@@ -12,18 +12,22 @@ from typing import Any
 import pytest
 
 from bot.demo import default_swift_bin
+from runner.swift_levers import MICRO_BATCH_TOKENS
 from runner.swift_version import interpreter_of
 
 pytestmark = pytest.mark.swift
 
 REPO = Path(__file__).resolve().parent.parent
 LAYOUTS = {  # the seed's 1 x 16 (nothing to pad); 8 x 2 padded to each micro-batch's longest; `fast`'s 8 x 2 with
-    # padding-free micro-batches
+    # padding-free micro-batches; `fast`'s micro-batches by tokens (each step's ~2100 tokens in 4, none over 600)
     "seed": ["--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "16"],
     "padded": ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2"],
     "padding-free": ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2",
                      "--padding_free", "true", "--attn_impl", "sdpa"],
+    "tokens": ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2",  # made 16 x 1 by tokens
+               "--padding_free", "true", "--attn_impl", "sdpa"],
 }
+ENV = {"tokens": {MICRO_BATCH_TOKENS: "600"}}
 
 
 def sft_args(tiny: dict[str, Any], out: Path) -> list[str]:
@@ -38,11 +42,11 @@ def sft_args(tiny: dict[str, Any], out: Path) -> list[str]:
             "--output_dir", str(out)]
 
 
-async def run(argv: list[str], log: Path) -> int:
+async def run(argv: list[str], log: Path, extra: dict[str, str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                                                    env=env | {"HF_HUB_OFFLINE": "1"})
+                                                    env=env | {"HF_HUB_OFFLINE": "1"} | (extra or {}))
         return await asyncio.wait_for(proc.wait(), 300)
 
 
@@ -51,19 +55,30 @@ def losses(out: Path) -> list[float]:
     return [line["loss"] for line in lines if "loss" in line]
 
 
-async def test_padding_free_on_sdpa_learns_what_the_seeds_batches_learn(tmp_path: Path,
-                                                                        tiny_llm: dict[str, Any]) -> None:
+async def test_padding_free_and_token_micro_batches_learn_what_the_seeds_batches_learn(
+        tmp_path: Path, tiny_llm: dict[str, Any]) -> None:
     swift = default_swift_bin()
     python = interpreter_of(Path(swift))
     assert python is not None
     entry = [*python, str(REPO / "runner" / "swift_entry.py"), "sft"]
-    codes = await asyncio.gather(*(run([*entry, *sft_args(tiny_llm, tmp_path / name), *extra],
-                                       tmp_path / f"{name}.log") for name, extra in LAYOUTS.items()))
+    two = asyncio.Semaphore(2)  # a busy 2-core machine: four at once ran past the timeout
+
+    async def layout(name: str, extra: list[str]) -> int:
+        async with two:
+            return await run([*entry, *sft_args(tiny_llm, tmp_path / name), *extra], tmp_path / f"{name}.log",
+                             ENV.get(name))
+
+    codes = await asyncio.gather(*(layout(name, extra) for name, extra in LAYOUTS.items()))
     assert codes == [0] * len(LAYOUTS), [(tmp_path / f"{n}.log").read_text()[-2000:] for n in LAYOUTS]
-    seed, padded, packed = (losses(tmp_path / name) for name in LAYOUTS)
+    seed, padded, packed, tokens = (losses(tmp_path / name) for name in LAYOUTS)
     assert len(seed) == 4 and packed == pytest.approx(seed, rel=1e-5)  # 7 digits alike here
     assert padded == pytest.approx(seed, rel=1e-5)
+    assert tokens == pytest.approx(seed, rel=1e-5)  # the same loss over the same tokens, each step
     assert "padding-free batches on sdpa" in (tmp_path / "padding-free.log").read_text()
+    log = (tmp_path / "tokens.log").read_text()
+    assert "each step's 16 samples, in order, in micro-batches of at most 600 tokens" in log
+    assert "in 4 micro-batches; its loss over its tokens by the step's num_items_in_batch" in log  # per step here
+    assert "not applied" not in log
 
     refused = await run([swift, "sft", *sft_args(tiny_llm, tmp_path / "wrapper"), *LAYOUTS["padding-free"]],
                         tmp_path / "wrapper.log")  # swift's own check, through its wrapper
@@ -96,7 +111,7 @@ def test_a_shard_is_byte_for_byte_what_safetensors_writes(tmp_path: Path) -> Non
     import torch
     from safetensors.torch import save_file
 
-    from runner.swift_entry import write_safetensors
+    from runner.swift_levers import write_safetensors
 
     tensors = {"b": torch.randn(3).to(torch.bfloat16), "a": torch.randn(2, 3), "c": torch.arange(4),
                "d": torch.tensor([True, False]), "e": torch.randn(5).half(), "scalar": torch.tensor(1.5),

@@ -47,7 +47,7 @@ async def test_vlm_job_trains_and_exports(vlm_config: Config,
 
     job = await wait_until(ended, 240, "the VLM job to end")
     log = Path(job.train_run.log_path or "").read_text()
-    assert job.state is JobState.SUCCEEDED, (job.error_message, log[-3000:])
+    assert job.state is JobState.SUCCEEDED, (job.failure, log[-3000:])
     assert job.train_run.log_path and job.train_run.log_path.endswith(f"vlm_training_{job.id}.log")
     assert "[151655 * 4]" in log  # each image really became 4 vision tokens in the prompt
     assert job.progress.step == job.progress.max_steps and job.progress.last_checkpoint

@@ -1,6 +1,7 @@
 """A process kept warm for the next job (runner/warm.py): the real local backend, launcher and runner/swift_entry.py
 with a stand-in swift package (first on the path, through `[swift] env`) that tells what it finds: which process
-imported it, and the job's environment. The last test runs the real swift twice on the tiny model."""
+imported it, and the job's environment; beside it a stand-in torch, for the one call the entry makes (turning cuDNN's
+attention off), so these run without torch. The last test runs the real swift twice on the tiny model."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bot.profile_words import note_words
 from runner import launcher
 from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend
@@ -21,6 +23,7 @@ from runner.command import SwiftCommand, direct_entry
 from runner.config import Config, load_config
 from runner.supervisor import JobRequest
 from runner.swift_entry import NO_CUDNN_ATTENTION, READY, cold_reason
+from runner.swift_levers import MICRO_BATCH_TOKENS, TRITON_CACHE_DIR
 from runner.warm import WarmSlot
 from storage.models import Job, JobState, Kind
 from tests.conftest import VENV_BIN, MakeConfig, OpenRuntime
@@ -30,6 +33,11 @@ IMPORTED = "stand-in swift imported by"
 PIPELINES = f"""import os, sys, time
 if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_FAILS"):
     sys.exit("stand-in: cannot import while warm")
+if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_FAILS_AFTER"):  # once that file exists
+    print("stand-in: importing slowly", flush=True)
+    while not os.path.exists(os.environ["STANDIN_WARM_FAILS_AFTER"]):
+        time.sleep(0.05)
+    import a_module_this_machine_lacks
 if sys.argv[-1] == "--warm" and os.environ.get("STANDIN_WARM_SLOW"):
     print("stand-in: importing slowly", flush=True)
     time.sleep(60)
@@ -48,10 +56,16 @@ if "--forever" in sys.argv:
 """
 
 
+TORCH = """from types import SimpleNamespace
+cuda = SimpleNamespace(is_available=lambda: False)
+backends = SimpleNamespace(cuda=SimpleNamespace(enable_cudnn_sdp=lambda enabled: None))
+"""
+
+
 def standin(root: Path) -> Path:
     files = {"swift/__init__.py": "", "swift/cli/__init__.py": "", "swift/ray_utils.py": "",
              "swift/cli/utils.py": "def try_use_single_device_mode(): pass\n", "swift/cli/export.py": SFT,
-             "swift/cli/sft.py": SFT, "swift/pipelines/__init__.py": PIPELINES}
+             "swift/cli/sft.py": SFT, "swift/pipelines/__init__.py": PIPELINES, "torch/__init__.py": TORCH}
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -204,14 +218,36 @@ async def test_a_job_starts_afresh_when_swift_was_updated_while_the_warm_process
     assert "stand-in swift 2 imported by" in log
 
 
-async def test_a_warm_process_that_could_not_import_hands_its_job_to_a_fresh_start(tmp_path: Path) -> None:
+async def test_a_warm_process_that_could_not_import_is_passed_over_and_the_job_starts_afresh(tmp_path: Path) -> None:
     async with standin_backend(tmp_path, 'STANDIN_WARM_FAILS = "1"\n') as (b, config):
         await run(b, "first", sft(config), tmp_path / "first.log")
-        await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
+        failed = await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
         code, log = await run(b, "second", sft(config, "--n", "2"), tmp_path / "second.log")
         assert code == 0, log
-        assert "[trainbot] the process kept warm for this job had ended; starting swift afresh" in log
-        assert job_line(log)["args"] == ["--n", "2"]
+        assert ("[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
+                "warm (SystemExit: stand-in: cannot import while warm); starting swift afresh") in log
+        assert "[trainbot] started warm" not in log and job_line(log)["args"] == ["--n", "2"]
+        assert b.warm is not failed  # another one is tried for the next job
+
+
+async def test_a_job_handed_to_a_warm_process_whose_imports_then_fail_starts_afresh(tmp_path: Path) -> None:
+    """The job came while the warm process was importing, and the import failed after (issue 26, case 11: the job
+    failed with `No module named ...`)."""
+    go = tmp_path / "fail-now"
+    async with standin_backend(tmp_path, f'STANDIN_WARM_FAILS_AFTER = "{go}"\n') as (b, config):
+        await run(b, "first", sft(config), tmp_path / "first.log")
+        slot = await warm_saying(b, "importing slowly", "the warm process to be importing")
+        log = tmp_path / "second.log"
+        ref = await launch(b, "second", sft(config, "--n", "2"), log)
+        assert b.warm is not slot  # it was handed the job
+        go.touch()
+        assert await exit_of(b, ref) == 0, log.read_text()
+        text = log.read_text()
+        assert "No module named 'a_module_this_machine_lacks'" in text  # what the import said, in the job's log
+        assert ("[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
+                "warm (ModuleNotFoundError: No module named 'a_module_this_machine_lacks'); starting swift afresh"
+                ) in text
+        assert job_line(text)["args"] == ["--n", "2"]
 
 
 async def test_a_job_starts_afresh_when_the_warm_process_was_killed(backend: LocalBackend, config: Config,
@@ -298,8 +334,9 @@ async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend
 
 
 @pytest.mark.parametrize(("import_env", "job_env", "cuda", "started", "why"), [
-    ({"A": "1"}, {"A": "1", "CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", NO_CUDNN_ATTENTION: "1"},
-     True, False, None),
+    ({"A": "1"}, {"A": "1", "CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", NO_CUDNN_ATTENTION: "1",
+                  MICRO_BATCH_TOKENS: "8683", TRITON_CACHE_DIR: "/var/lib/trainbot/compile/triton"},
+     True, False, None),  # read when the job comes, or when Triton compiles: a `fast` job still starts warm
     ({"A": "1"}, {"A": "2", "B": "3", "CUDA_VISIBLE_DEVICES": "1"}, True, False,
      "its environment differs in A, B, which may be read at import"),
     ({}, {"CUDA_VISIBLE_DEVICES": "0"}, True, True,
@@ -327,8 +364,8 @@ async def test_a_second_real_job_starts_warm_and_learns_the_same(make_config: Ma
             return found if found.state.is_terminal else None
 
         if n == 1:
-            assert rt.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), config.base_dir / "o", {})).notes[-1] \
-                .startswith("starts in a process that had swift loaded before the job came")
+            last = rt.supervisor.plan(JobRequest(Kind.LLM, ("cpu",), config.base_dir / "o", {})).notes[-1]
+            assert note_words(last).startswith("starts in a process that had swift loaded before the job came")
         job = await wait_until(ended, 180, f"job {n} to end")
         log = Path(job.train_run.log_path or "").read_text()
         assert job.state is JobState.SUCCEEDED, log[-2000:]

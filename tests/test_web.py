@@ -180,7 +180,7 @@ def test_the_form_takes_a_rooted_local_model_as_slack_and_the_api_do(tmp_path: P
         _fill_vlm_form(driver, api.url, "1", "output/elsewhere", "/etc")  # outside the model folders
         wait_until_sync(lambda: text_of(driver, "#form-error"), 30, "the form's refusal")
         said = text_of(driver, "#form-error")
-        assert "model “/etc”" in said and str(tmp_path / "models") in said, said
+        assert "Model “/etc”" in said and str(tmp_path / "models") in said, said
         assert "`" not in said and "/train" not in said and "model=" not in said  # a form's words, not the chat's
         driver.save_screenshot(str(tmp_path / "new-job-refused.png"))  # its answer is a 422: no console check
 
@@ -193,8 +193,8 @@ def test_what_a_user_typed_is_shown_escaped_and_a_bad_sign_in_says_why(tmp_path:
         assert s.get(f"{api.url}/jobs/nojob", timeout=10).status_code == 404
         job = s.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/x"}, timeout=10)
         said = s.get(f"{api.url}/jobs/{job.json()['job_id']}", params={"said": "<script>alert(1)</script>"},
-                     timeout=10)
-        assert said.status_code == 200 and "&lt;script&gt;alert(1)" in said.text and "<script>alert" not in said.text
+                     timeout=10)  # what a page says is never taken from its URL
+        assert said.status_code == 200 and "alert(1)" not in said.text
         bad = s.post(f"{api.url}/signin", data={"token": "nope", "next": "//evil.example"}, timeout=10)
         assert bad.status_code == 401 and "not valid" in bad.text and "//evil" not in bad.text
         good = s.post(f"{api.url}/signin", data={"token": "tok-ann", "next": "//evil.example"}, timeout=10,
@@ -233,6 +233,10 @@ def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: P
         table = s.get(f"{api.url}/", timeout=10).text
         row = table[table.index(f'id="job-{second}"'):]
         assert "#1 in line" in row[:row.index("</tr>")] and first in table
+        assert f"GPU 0 is held by job {first}" in row[:row.index("</tr>")]
+        waiting = requests.get(f"{api.url}/training/jobs/{second}/status", timeout=10).json()["queue_reason"]
+        assert waiting == {"code": "gpus_busy", "fields": {"held": {"0": first}, "foreign": []},
+                           "message": f"GPU 0 is held by job {first}"}
         assert "No jobs match" in s.get(f"{api.url}/?kind=vlm", timeout=10).text
         mine = s.get(f"{api.url}/", params={"owner": "UBOB", "state": "queued"}, timeout=10).text
         assert f'id="job-{second}"' in mine and f'id="job-{first}"' not in mine
@@ -243,13 +247,19 @@ def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: P
         preview = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
                                                  "lora_rank": "16", "go": "preview"}, timeout=10)
         assert preview.status_code == 200 and "--lora_rank 16" in preview.text and 'id="start-button"' in preview.text
-        assert "held by" in preview.text  # GPU 0 is the running job's
+        assert f"in use by job {first}; promised next to queued job {second}" in preview.text  # GPU 0
         outside = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "llm", "gpu_0": "on", "out": "/etc",
                                                  "go": "start"}, timeout=10)
         assert outside.status_code == 422 and "output" in outside.text
         jobs = requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]
         assert len(jobs) == 2  # neither the bad forms nor the preview made a job
         assert f'<a href="/jobs/{first}">job {first}</a>' in s.get(f"{api.url}/web/gpus", timeout=10).text
+        for job, token in ((second, "tok-bob"), (first, "tok-ann")):  # the queued one first, or it would start
+            stop = requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=10)
+            assert stop.status_code == 200, stop.text
+        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{first}/status", timeout=10)
+                        .json()["status"] == "stopped", 30, "the running job to stop: its trainer outlives serve")
 
 
 def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_path: Path) -> None:
@@ -266,6 +276,11 @@ def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_
         assert failure.index("Why it failed") < failure.index("Command line")  # first, before the details
         assert "out of memory" in failure.lower() and '<p class="hint">' in failure  # cause and hint
         assert "&lt;model&gt;" in failure and "<model>" not in page  # the tail, escaped
+        assert "ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)" in failure
+        error = requests.get(f"{api.url}/training/jobs/{job}/status", timeout=10).json()["error"]  # the API's way
+        assert (error["code"], error["fields"]) == ("cuda_oom", {"tried_to_allocate": "2.00 GiB"}), error
+        assert error["message"] == "ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
+        assert error["hint"] == "lower max_length or the batch size, or use a GPU with more memory"
         log = s.get(f"{api.url}/jobs/{job}/log", timeout=10)
         assert log.status_code == 200 and "OutOfMemoryError" in log.text
         assert "attachment" in log.headers["content-disposition"]
@@ -288,7 +303,8 @@ def test_an_action_the_job_no_longer_allows_is_said_on_its_page(tmp_path: Path) 
         job = create(api.url, "tok-ann", start=False)
         csrf = _csrf(s.get(f"{api.url}/jobs/{job}", timeout=10).text)  # anonymous on loopback: not the owner
         refused = s.post(f"{api.url}/jobs/{job}/delete", data={"csrf": csrf}, timeout=10)
-        assert refused.url.endswith(f"/jobs/{job}?said=" + refused.url.split("said=")[1]) and "only" in refused.text
+        assert refused.url.endswith(f"/jobs/{job}") and "only" in refused.text  # said on the page, not in its URL
+        assert "only" not in s.get(refused.url, timeout=10).text  # and once: not again on a reload
         assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
         csrf = _csrf(s.get(f"{api.url}/jobs/{job}", timeout=10).text)
         stopped = s.post(f"{api.url}/jobs/{job}/stop", data={"csrf": csrf}, timeout=10)  # never started

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.api.create import endpoint, example_body
 from bot.api.refusals import Refusal, refusal, shown
 from storage.errors import JobError
-from storage.models import IllegalTransition, Kind
+from storage.models import Kind
 
 log = logging.getLogger(__name__)
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -107,16 +107,12 @@ def install(app: FastAPI) -> None:
             example = example_body(kind, app.state.ctx.config, exc.body, [f["field"] for f in answer.fields])
         return _body(answer, example)
 
-    async def illegal(request: Request, exc: Exception) -> JSONResponse:
-        return _body(Refusal(409, "conflict", str(exc)))
-
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         return _body(Refusal(exc.status_code, _CODES.get(exc.status_code, "error"), str(exc.detail)),
                      headers=dict(exc.headers or {}))
 
-    app.add_exception_handler(JobError, typed)  # each typed refusal: its own status, words and next call
-    app.add_exception_handler(IllegalTransition, illegal)
+    app.add_exception_handler(JobError, typed)  # each typed refusal (IllegalTransition too): its own status, words
     app.add_exception_handler(CreateRefused, create_refused)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(HTTPException, http_error)

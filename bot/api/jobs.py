@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -22,15 +23,18 @@ from bot.api.schemas import (
     JobOut,
     JobStatus,
     LLMJobCreate,
+    MetricsOut,
     NoteBody,
     VLMJobCreate,
     job_detail,
     job_out,
     job_status,
+    metrics_out,
 )
 from runner.access import check_manage, check_start
 from runner.errors import GpuMissing, OutputInUse
 from runner.job_request import MAX_JOB_NAME, IdempotencyKeyReused, InvalidField, check_request, made_under
+from runner.metrics import READER
 from runner.notes import set_note
 from runner.paths import OutsideRoot
 from storage.jobs import JobFilter, Sort
@@ -233,3 +237,16 @@ async def get_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> JobDetail:
     """Every detail of a job: the command line, progress, errors and its events."""
     job = await ctx.runtime.store.require(job_id)
     return job_detail(job, await ctx.runtime.store.events(job_id))
+
+
+MetricNames = Annotated[list[str] | None, Query(alias="name", max_length=50, description=(
+    "only these series (repeat it: `?name=loss&name=eval_loss`); all of them without it"))]
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=MetricsOut)
+async def get_job_metrics(job_id: JobId, ctx: Ctx, user: CurrentUser, names: MetricNames = None) -> Response:
+    """Every metric the job's runs logged (swift's logging.jsonl), as series by integer step: loss, eval loss,
+    learning rate, grad norm, token accuracy, memory, seconds per step, ... A job that has not logged a step yet
+    has no series."""
+    job = await ctx.runtime.store.require(job_id)
+    return _json(metrics_out(job.id, await asyncio.to_thread(READER.of_job, job), names))

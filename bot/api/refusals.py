@@ -9,7 +9,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import failure_words
 from bot.api.create import body_field, endpoint
+from bot.texts import error_text, gpus_missing
 from runner.errors import (
     AlreadyExporting,
     AlreadySucceeded,
@@ -26,7 +28,7 @@ from runner.errors import (
 from runner.job_request import IdempotencyKeyReused, InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.models import JobState, Kind
+from storage.models import IllegalTransition, JobState, Kind
 
 _RULES = {
     Rule.EMPTY: "is empty or only spaces: send a few words",
@@ -60,8 +62,13 @@ class Refusal:
 
 def shown(value: object, limit: int = 200) -> str:
     """A value as JSON (quoted, escaped: no character of it can pass for our own words), cut at `limit`."""
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False, default=_as_text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_text(value: object) -> str:
+    """What JSON cannot hold, e.g. a body sent without `Content-Type: application/json` (pydantic keeps it as bytes)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
 
 
 def field_error(err: InvalidField | OutsideRoot) -> dict[str, Any]:
@@ -100,9 +107,10 @@ def refusal(exc: Exception, kind: Kind | None = None) -> Refusal:
             problem = field_error(exc)
             return Refusal(422, "invalid_request", problem["message"], _create(kind), (problem,))
         case GpuMissing(missing=missing, have=have):
-            fact = {"field": "gpu_id", "rule": "gpu_missing", "message": f"{exc}", "value": ",".join(missing),
+            fact = {"field": "gpu_id", "rule": "gpu_missing", "message": gpus_missing(exc), "value": ",".join(missing),
                     "allowed": list(have) or ["cpu"]}
-            return Refusal(422, "invalid_request", f"gpu_id: {exc} (GET /gpus lists them)", _create(kind), (fact,))
+            return Refusal(422, "invalid_request", f"gpu_id: {gpus_missing(exc)} (GET /gpus lists them)", _create(kind),
+                           (fact,))
         case IdempotencyKeyReused(key=key, job_id=job_id):
             sent = key.partition("\x00")[2] or key  # stored with its user in front
             fact = {"field": "Idempotency-Key", "rule": "reused", "value": sent,
@@ -157,8 +165,12 @@ def _conflict(exc: Exception, kind: Kind | None) -> Refusal:
             return _409(f"job {job_id} has no checkpoint to export yet", _status(job_id))
         case StillActive(job_id=job_id, state=state):
             return _409(f"job {job_id} is {state}: stop it first", f"POST /training/jobs/{job_id}/stop")
-        case CannotLaunch(job_id=job_id, reason=reason):
-            return _409(f"job {job_id} could not start: {reason}", f"GET /training/jobs/{job_id}")
+        case CannotLaunch(job_id=job_id, refusal=why):
+            hint = failure_words.reason_hint(why)
+            return _409(f"job {job_id} could not start: {failure_words.reason_summary(why)}"
+                        + (f" ({hint})" if hint else ""), f"GET /training/jobs/{job_id}")
+        case IllegalTransition():
+            return _409(error_text(exc), _create(kind))
     return _409(str(exc), _create(kind))
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.api.facts import FactOut, FailureOut, actor_out, failure_out, reason_out
+from bot.event_words import event_text
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
 from runner.job_request import (
@@ -18,6 +21,7 @@ from runner.job_request import (
     MAX_OUT_LEN,
     MAX_SOURCE_LEN,
 )
+from runner.metrics import Metrics
 from storage.models import Event, Job
 
 GpuText = Annotated[str, Field(min_length=1, max_length=100, examples=["0", "0,1", "cpu"])]
@@ -91,9 +95,7 @@ class JobOut(BaseModel):
     finished_at: float | None
     export_status: str
     export_dir: str | None
-    error: str | None
-    failure_class: str | None = Field(description="why it failed, as a code: `cuda_oom`, `hub_unreachable`, "
-                                                  "`dataset_not_found`, `bad_argument`, `disk_full`, `launch`, ...")
+    error: FailureOut | None = Field(description="why it failed or could not start: a code, its fields, words")
     duration_s: float | None = Field(description="from start to end (so far, while it runs); null: never started")
     gpu_hours: float | None = Field(description="its duration times its GPUs (a CPU job: 0)")
     final_loss: float | None = Field(description="the last train loss swift logged")
@@ -113,9 +115,10 @@ class JobStatus(BaseModel):
     eta_seconds: float | None
     gpus: list[str]
     export_status: str
-    queue_reason: str | None
-    error: str | None
-    error_hint: str | None
+    queue_reason: FactOut | None = Field(description="why a queued job waits: a code, its fields, words")
+    error: FailureOut | None
+    stopped_by: FactOut | None = Field(description="who stopped it: `user` (with its `id`), `console`, `system` "
+                                                   "or `outside` (an interrupt from outside trainbot)")
 
 
 class EventOut(BaseModel):
@@ -134,6 +137,19 @@ class JobDetail(JobOut):
     last_checkpoint: str | None
     train_loss: float | None
     events: list[EventOut]
+
+
+class MetricsOut(BaseModel):
+    """A job's logged metrics, each a series of `[step, value]` points in step order."""
+
+    job_id: str
+    max_steps: int | None = Field(description="the run's last step, as swift last said")
+    run_dirs: list[str] = Field(description="the run folders read (a resumed job has one a run), oldest first")
+    series: dict[str, list[tuple[int, float]]] = Field(description=(
+        "name -> `[step, value]` points: `loss`, `eval_loss`, `learning_rate`, `grad_norm`, `token_acc`, "
+        "`eval_token_acc`, `memory_gib` (on a GPU), `seconds_per_step`, `epoch`, `elapsed_s`, `tokens_per_s` "
+        "(where swift counts tokens), and any other number swift logs, under its own key. A resumed job's "
+        "later run replaces the earlier one's points from its checkpoint's step on"))
 
 
 class JobList(BaseModel):
@@ -214,21 +230,22 @@ def job_out(job: Job) -> JobOut:
     return JobOut(job_id=job.id, name=job.name, note=job.note, training_type=str(job.kind), status=str(job.state),
                   gpu_id=",".join(job.gpus), output_dir=job.output_dir, progress=p.percent or 0.0, user_id=job.user_id,
                   created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-                  export_status=str(job.export_state), export_dir=job.export_dir, error=job.error_message,
-                  failure_class=job.error_class, duration_s=job.duration_s, gpu_hours=job.gpu_hours,
-                  final_loss=p.loss, final_eval_loss=p.eval_loss, overrides=job.overrides)
+                  export_status=str(job.export_state), export_dir=job.export_dir, error=failure_out(job.failure),
+                  duration_s=job.duration_s, gpu_hours=job.gpu_hours, final_loss=p.loss, final_eval_loss=p.eval_loss,
+                  overrides=job.overrides)
 
 
 def job_status(job: Job) -> JobStatus:
     p = job.progress
     return JobStatus(job_id=job.id, name=job.name, status=str(job.state), progress=p.percent or 0.0, step=p.step,
                      max_steps=p.max_steps, loss=p.loss, eval_loss=p.eval_loss, eta_seconds=p.remaining_s,
-                     gpus=list(job.gpus), export_status=str(job.export_state), queue_reason=job.queue_reason,
-                     error=job.error_message, error_hint=job.error_hint)
+                     gpus=list(job.gpus), export_status=str(job.export_state),
+                     queue_reason=reason_out(job.queue_reason), error=failure_out(job.failure),
+                     stopped_by=actor_out(job.stopped_by))
 
 
 def event_out(event: Event) -> EventOut:
-    return EventOut(id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event.message,
+    return EventOut(id=event.id or 0, job_id=event.job_id, kind=event.kind, message=event_text(event),
                     data=event.data, at=event.at)
 
 
@@ -238,6 +255,12 @@ def job_detail(job: Job, events: list[Event]) -> JobDetail:
                      run_dir=job.run_dir, log_path=job.train_run.log_path,
                      last_checkpoint=p.last_checkpoint, train_loss=p.train_loss,
                      events=[event_out(e) for e in events])
+
+
+def metrics_out(job_id: str, metrics: Metrics, names: Sequence[str] | None = None) -> MetricsOut:
+    series = {k: [(s, v) for s, v in points] for k, points in metrics.series.items() if not names or k in names}
+    return MetricsOut(job_id=job_id, max_steps=metrics.max_steps, run_dirs=[str(d) for d in metrics.run_dirs],
+                      series=series)
 
 
 def gpu_out(gpu: Gpu, held_by: str | None, busy_foreign: bool) -> GpuOut:

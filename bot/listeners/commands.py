@@ -32,6 +32,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
                 text += "\nIts card is in the channel; progress and the end go to the card's thread."
             if reply.file is not None:
                 text = await ctx.upload_log(reply, user, channel)
+            elif reply.image is not None:
+                text = await ctx.upload_image(reply, user, channel)
         except Exception:
             log.exception("/train %r failed", command.get("text"))
             text = views.reply_text(OOPS, ok=False)

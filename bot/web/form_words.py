@@ -1,27 +1,32 @@
-"""The New job form's words: the help under each field, and what a refusal says about the field it names (the
-form's labels, never the chat's `out=` or `/train ...`)."""
+"""The New job form's words: each field's label and the help under it, what a refusal says about the field it names
+(the form's labels, never the chat's `out=` or `/train ...`), and which field that is."""
 
 from __future__ import annotations
 
-from bot.texts import error_text
+from bot.texts import error_text, gpus_missing
 from runner.errors import GpuMissing, NotAllowed, OutputInUse
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot
 
-LABELS = {"gpus": "GPUs", "output_dir": "Output folder", "profile": "Speed profile", "name": "Name", "note": "Note"}
+LABELS = {"gpus": "GPUs", "output_dir": "Output folder", "profile": "Speed profile", "name": "Name", "note": "Note",
+          "model": "Model", "dataset": "Datasets", "epochs": "Epochs", "learning_rate": "Learning rate",
+          "lora_rank": "LoRA rank", "lora_alpha": "LoRA alpha", "max_length": "Longest sample (tokens)",
+          "batch_size": "Batch size per GPU", "max_pixels": "Largest image (pixels)"}
 HELP = {
     "model": "a hub id, e.g. Qwen/Qwen2.5-VL-7B-Instruct, or a local folder inside the config's model folders "
              "([paths] model_roots)",
     "dataset": "hub ids or local files (inside [paths] data_roots), comma-separated; #N uses N samples, e.g. "
                "AI-ModelScope/LaTeX_OCR#500",
-    "epochs": f"number of epochs, above 0 and at most {FLOAT_LIMITS['epochs']:g}, e.g. 2 or 0.5",
+    "epochs": f"above 0 and at most {FLOAT_LIMITS['epochs']:g}, e.g. 2 or 0.5",
     "learning_rate": f"above 0 and at most {FLOAT_LIMITS['learning_rate']:g}, e.g. 1e-4",
-    "lora_rank": f"LoRA rank, 1 to {INT_LIMITS['lora_rank']}, e.g. 8",
-    "lora_alpha": f"LoRA alpha, 1 to {INT_LIMITS['lora_alpha']}, e.g. 32",
-    "max_length": f"longest sample in tokens, 1 to {INT_LIMITS['max_length']}, e.g. 4096",
-    "batch_size": f"per-device batch size, 1 to {INT_LIMITS['batch_size']}, e.g. 2",
-    "max_pixels": f"largest image size in pixels, 1 to {INT_LIMITS['max_pixels']}, e.g. 1003520",
+    "lora_rank": f"a whole number, 1 to {INT_LIMITS['lora_rank']}, e.g. 8",
+    "lora_alpha": f"a whole number, 1 to {INT_LIMITS['lora_alpha']}, e.g. 32",
+    "max_length": f"a whole number, 1 to {INT_LIMITS['max_length']}, e.g. 4096",
+    "batch_size": f"a whole number, 1 to {INT_LIMITS['batch_size']}, e.g. 2",
+    "max_pixels": f"a whole number, 1 to {INT_LIMITS['max_pixels']}, e.g. 1003520",
 }
+# the form's field that a request's field (or override key) came from
+FORM_FIELD = {"gpus": "gpus", "output_dir": "out", "profile": "profile"}
 _RULES = {
     Rule.EMPTY: "is empty: give a few words, or leave the field out",
     Rule.EMPTY_ITEM: "has an empty entry",
@@ -43,13 +48,25 @@ _RULES = {
 }
 
 
+def field_of(exc: Exception) -> str:
+    """The form field a refusal is about ("form": the whole form)."""
+    match exc:
+        case InvalidField(field=name) | OutsideRoot(field=name):
+            return FORM_FIELD.get(name, name)
+        case GpuMissing():
+            return "gpus"
+        case OutputInUse():
+            return "out"
+    return "form"
+
+
 def form_error(exc: Exception, out_example: str) -> str:
     """What the form says about a refusal; `out_example` an output folder that would do."""
     match exc:
         case SourceOutside(field=field, item=item, resolved=resolved, roots=roots, root_key=key):
             where = ", ".join(map(str, roots)) if roots else f"none: [{key.replace('.', '] ')} is empty"
-            return (f"{field} “{item}” is not a hub id, and as a local path (it leads to {resolved}) it lies outside "
-                    f"the folders allowed for it ({where}).")
+            return (f"{LABELS.get(field, field)} “{item}” is not a hub id, and as a local path (it leads to "
+                    f"{resolved}) it lies outside the folders allowed for it ({where}).")
         case OutsideRoot(path=path, resolved=resolved, roots=roots):
             root = roots[0] if roots else resolved
             where = ("is the output folder itself" if resolved == folded(root)
@@ -62,7 +79,7 @@ def form_error(exc: Exception, out_example: str) -> str:
             item = f" (“{exc.item}”)" if exc.item is not None and exc.item != value else ""
             return f"{label} “{value}”{item} {_RULES[rule].format(limit=exc.limit or 0, size=exc.size)}."
         case GpuMissing(suggest=suggest):
-            return f"{exc}. Tick {'GPU ' + ', '.join(suggest) if suggest else 'the CPU'} instead."
+            return f"{gpus_missing(exc)}. Tick {'GPU ' + ', '.join(suggest) if suggest else 'the CPU'} instead."
         case OutputInUse(output_dir=output_dir, job_id=job_id):
             return (f"Job {job_id} is still active and writes to {output_dir}: two jobs in one folder would mix their "
                     f"checkpoints. Choose another output folder (e.g. {str(output_dir).rstrip('/')}-2), or stop job "

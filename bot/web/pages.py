@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import HTTPException
+from markupsafe import Markup
 
 from bot import texts
 from bot.api import cursors
 from bot.api.auth import Principal
+from bot.compare import Comparison
 from runner.access import may_manage
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
+from runner.run_files import checkpoint_number
 from storage.jobs import NEWEST, JobFilter, JobStore, ListPosition, Sort
 from storage.models import Event, ExportState, Job, JobState, Kind
-from storage.notices import JobCreated
+from storage.profile_notes import ProfileNote, from_event_data
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
@@ -60,9 +65,29 @@ class Filters:
             states = (JobState(self.state),)
         return JobFilter(kind, states, self.owner or None, self.q or None)
 
+    @classmethod
+    def from_query(cls, query: str) -> Filters:
+        """The filters of a page's query string (what a live view names its table by)."""
+        from urllib.parse import parse_qs
+
+        found = parse_qs(query)
+        kind, state, owner, q, sort, after, before = (
+            (found.get(k) or [""])[0] for k in ("kind", "state", "owner", "q", "sort", "after", "before"))
+        return cls(kind[:10], state[:20], owner[:100], q[:100], sort if sort in SORT_CHOICES else "", after[:300],
+                   before[:300])
+
 
 def age(at: float | None, now: float | None = None) -> str:
     return "" if at is None else texts.duration(max(0.0, (now or time.time()) - at)) + " ago"
+
+
+def time_ago(at: float | None) -> Markup:
+    """`age` as the templates show it: a `<time>` whose `data-at` the page's script counts from (live pages'
+    times go on ticking; the live stream leaves their text out, see bot/web/live.py)."""
+    if at is None:
+        return Markup("")
+    iso = dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds")
+    return Markup('<time datetime="{}" data-at="{}">{}</time>').format(iso, round(at), age(at))
 
 
 def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
@@ -70,13 +95,39 @@ def allowed_actions(job: Job, who: Principal, config: Config) -> list[str]:
     if not may_manage(who.caller(), config.access, job):
         return []
     exporting = job.export_state is ExportState.EXPORTING
-    applies = {
-        "start": job.state is JobState.CREATED or job.state.is_terminal,
+    applies = {  # a succeeded job is not run again (runner: AlreadySucceeded): a new job is
+        "start": job.state in (JobState.CREATED, JobState.FAILED, JobState.STOPPED),
         "stop": job.state.is_active and job.state is not JobState.STOPPING,
         "export": job.state.is_terminal and bool(job.progress.last_checkpoint) and not exporting,
         "delete": not job.state.is_under_way and not exporting,
     }
     return [a for a in ACTIONS if applies[a]]
+
+
+@dataclass(frozen=True)
+class ActionWords:
+    """How a page names an action on a job: its button, the confirm page's question, its yes, what it will do."""
+
+    button: str
+    question: str
+    yes: str
+    does: str = ""
+
+
+def action_words(job: Job, action: str) -> ActionWords:
+    """A start of an ended job resumes from its last checkpoint (runner/supervisor.restart): the button says so."""
+    job_words = f"{job.name} ({job.id})" if job.name else job.id
+    if action == "start" and job.state is not JobState.CREATED:
+        n = checkpoint_number(job.progress.last_checkpoint)
+        if n is not None:
+            return ActionWords(f"Resume from checkpoint {n}", f"Resume job {job_words} from checkpoint {n}?",
+                               "Yes, resume it",
+                               f"It goes back in line and, once started, trains on from step {n} (the checkpoint "
+                               f"{job.progress.last_checkpoint}), writing a new run folder and appending to its log.")
+        return ActionWords("Start again from the beginning", f"Start job {job_words} again from the beginning?",
+                           "Yes, start it again",
+                           "It saved no checkpoint, so it goes back in line and trains from step 0 again.")
+    return ActionWords(action.capitalize(), f"{action.capitalize()} job {job_words}?", f"Yes, {action} it")
 
 
 async def queue_places(store: JobStore) -> dict[str, int]:
@@ -146,7 +197,7 @@ class JobFacts:
     """A job's page, beyond the job itself."""
 
     command: str
-    profile_notes: list[str]
+    profile_notes: list[ProfileNote]
     checkpoints: list[str]
     failure_tail: list[str]
     events: list[Event]
@@ -154,11 +205,45 @@ class JobFacts:
 
 async def job_facts(store: JobStore, job: Job) -> JobFacts:
     events = await store.events(job.id)
-    created = next((n.facts for n in await store.notices(job.id) if isinstance(n.facts, JobCreated)), None)
-    notes = list(created.profile_notes) if created else []
+    created = next((e for e in events if e.kind == "created"), None)  # the outbox keeps notices only until told
+    notes = from_event_data(created.data) if created else []
     checkpoints = [str(e.data.get("path") or e.message) for e in events if e.kind == "checkpoint"]
     tail: list[str] = []
     if job.state is JobState.FAILED and (log := job.train_run.log) is not None:
         tail = clean_lines(read_log_tail(log))[-FAILURE_TAIL_LINES:]
     command = SwiftCommand(job.argv, job.env).display() if job.argv else ""
     return JobFacts(command, notes, checkpoints, tail, events)
+
+
+# The job page's small charts, in this order: an id, its title, the y axis's title, and the series it draws
+# (runner/metrics' names, each with its label). A chart shows once one of its series has a point.
+METRIC_CHARTS: tuple[dict[str, object], ...] = (
+    {"id": "chart", "title": "Loss", "y": "loss", "series": [["loss", "train loss"], ["eval_loss", "eval loss"]]},
+    {"id": "chart-lr", "title": "Learning rate", "y": "learning rate",
+     "series": [["learning_rate", "learning rate"]]},
+    {"id": "chart-grad", "title": "Gradient norm", "y": "grad norm", "series": [["grad_norm", "grad norm"]]},
+    {"id": "chart-acc", "title": "Token accuracy", "y": "accuracy",
+     "series": [["token_acc", "train"], ["eval_token_acc", "eval"]]},
+    {"id": "chart-mem", "title": "GPU memory", "y": "GiB", "series": [["memory_gib", "peak memory"]]},
+    {"id": "chart-speed", "title": "Speed", "y": "s / step",
+     "series": [["seconds_per_step", "seconds per step"]]},
+    {"id": "chart-tokens", "title": "Tokens per second", "y": "tokens / s",
+     "series": [["tokens_per_s", "tokens per second"]]},
+)
+
+
+def script_json(value: object) -> Markup:
+    """JSON to put inside a <script type="application/json">: no `</script>` or `<!--` can end it early."""
+    return script_json_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def compare_data(cmp: Comparison) -> Markup:
+    """The compared runs' loss and eval-loss points, for charts.js (each series' JSON made once, by its
+    Metrics: numbers and ids only, nothing to escape)."""
+    runs = ",".join(f'{{"id":{json.dumps(r.job.id)},"loss":{r.metrics.points_json("loss")},'
+                    f'"eval_loss":{r.metrics.points_json("eval_loss")}}}' for r in cmp.runs)
+    return script_json_text(f"[{runs}]")
+
+
+def script_json_text(text: str) -> Markup:
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))

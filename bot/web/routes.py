@@ -1,7 +1,8 @@
 """The dashboard's pages: sign in, the jobs table, a job, actions (through the shared handlers), GPUs.
 
-Each page is server-rendered (readable without JavaScript); htmx's SSE extension keeps the live parts current
-from `bot/web/live.py`. Actions are POSTed forms that carry the session's CSRF token.
+Each page is server-rendered (readable without JavaScript); static/live.js keeps the live parts current through
+one stream a browser (`POST /web/live`, bot/web/live.py), shared by its tabs. Actions are POSTed forms that carry
+the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -10,38 +11,42 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from bot import texts
 from bot.api.context import ApiContext
 from bot.api.jobs import JobId
 from bot.cluster_words import render_gpu_nodes
-from bot.commands import JobCommand
+from bot.commands import MAX_RUNS, MIN_RUNS, JobCommand
+from bot.compare import WrongCount, compare
 from bot.mrkdwn import PLAIN
-from bot.texts import error_text
-from bot.web import forms, live, pages
+from bot.texts import comparison_facts, comparison_settings, error_text
+from bot.web import forms, live, pages, words
 from bot.web.form_words import form_error
 from bot.web.session import Session, Sessions
 from runner import leases
 from runner.access import Caller, may_manage
 from runner.job_request import MAX_JOB_NAME, MAX_NOTE
 from runner.notes import set_note
-from storage.errors import JobError
-from storage.models import IllegalTransition, JobState
+from storage.errors import JobError, JobNotFound
+from storage.models import Job, JobState
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+METRIC_CHARTS_JSON = pages.script_json(pages.METRIC_CHARTS)
 
 
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, auto_reload=False)  # no stat() per row's include
-    env.globals.update(duration=texts.duration, age=pages.age, gpus_label=texts.gpus_label,
-                       states=[str(s) for s in JobState], cause=texts.cause, key_facts=pages.facts,
-                       sorts=pages.SORT_CHOICES)
+    env.globals.update(duration=texts.duration, age=pages.time_ago, gpus_label=texts.gpus_label, number=texts.number,
+                       words=pages.action_words, min_runs=MIN_RUNS, max_runs=MAX_RUNS, key_facts=pages.facts,
+                       sorts=pages.SORT_CHOICES, states=[str(s) for s in JobState], static_v=_static_version(),
+                       **words.GLOBALS)
     return env
 
 
@@ -55,12 +60,24 @@ def build_router(ctx: ApiContext) -> APIRouter:
     sessions = Sessions(ctx)
     store = ctx.runtime.store
 
-    def html(name: str, session: Session | None, status: int = 200, **values: Any) -> HTMLResponse:
+    def html(name: str, session: Session | None, status: int = 200, request: Request | None = None,
+             **values: Any) -> HTMLResponse:
+        """A page; with `request`, what the last action said is shown on it (once)."""
+        said = sessions.said(request) if request is not None else None
+        values.setdefault("said_while", "")
+        shown = values.pop("said", "") or said or ""  # what the page itself says comes first
         body = env.get_template(name).render(me=session.principal if session else None,
-                                             csrf=session.csrf if session else "", **values)
+                                             csrf=session.csrf if session else "", said=shown, **values)
         response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+        if said is not None:
+            sessions.clear_said(response)
         if session is not None and session.new:
             sessions.save(session, response)
+        return response
+
+    def said(target: str, text: str, session: Session) -> RedirectResponse:
+        response = RedirectResponse(target, status_code=303)
+        sessions.say(response, text, session.https)
         return response
 
     async def signed_in(request: Request) -> Session:
@@ -76,16 +93,21 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise CsrfRefused
         return session
 
-    async def rows_html(filters: pages.Filters, session: Session, table: pages.Table | None = None) -> str:
-        table = table or await pages.table_jobs(store, filters)
-        return env.get_template("_rows.html").render(jobs=table.jobs, places=await pages.queue_places(store),
-                                                     me=session.principal, filtered=filters.filtered)
+    async def rows(filters: pages.Filters, table: pages.Table | None = None) -> list[live.Piece]:
+        """The table's rows (or its one "no jobs" row), each keyed by its element id."""
+        jobs = (table or await pages.table_jobs(store, filters)).jobs
+        macros = env.get_template("_rows.html").module
+        if not jobs:
+            return [("jobs-empty", str(macros.empty(filters.filtered)).strip())]  # type: ignore[attr-defined]
+        places = await pages.queue_places(store)
+        return [(f"job-{j.id}", str(macros.row(j, places)).strip()) for j in jobs]  # type: ignore[attr-defined]
 
-    async def panel_html(job_id: str, session: Session) -> str:
-        job = await store.require(job_id)
-        return env.get_template("_panel.html").render(
-            job=job, facts=await pages.job_facts(store, job), csrf=session.csrf,
-            actions=pages.allowed_actions(job, session.principal, ctx.config))
+    async def panel(job: Job, session: Session) -> list[live.Piece]:
+        """A job's panel in its parts (the template's blocks), each keyed by its element id `part-<block>`."""
+        template = env.get_template("_panel.html")
+        context = template.new_context({"job": job, "facts": await pages.job_facts(store, job), "csrf": session.csrf,
+                                        "actions": pages.allowed_actions(job, session.principal, ctx.config)})
+        return [(f"part-{name}", "".join(block(context)).strip()) for name, block in template.blocks.items()]
 
     @router.get("/signin")
     async def signin_form(request: Request, next: str = "/") -> HTMLResponse:
@@ -117,39 +139,48 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/")
     async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "", q: str = "",
-                        sort: str = "", after: str = "", before: str = "", said: str = "") -> HTMLResponse:
+                        sort: str = "", after: str = "", before: str = "") -> HTMLResponse:
         session = await signed_in(request)
         filters = table_filters(kind, state, owner, q, sort, after, before)
         table = await pages.table_jobs(store, filters)
-        if table.bad_cursor:
-            said = said or "That page of the list is not one this server gave: here is the first page."
-        count = await pages.table_count(store, filters)
-        return html("jobs.html", session, filters=filters, table=table, count=count,
-                    rows=Markup(await rows_html(filters, session, table)), said=said[:2000])
-
-    @router.get("/web/feed/rows")
-    async def rows_feed(request: Request, kind: str = "", state: str = "", owner: str = "", q: str = "",
-                        sort: str = "", after: str = "", before: str = "") -> StreamingResponse:
-        session = await signed_in(request)
-        filters = table_filters(kind, state, owner, q, sort, after, before)
-        return StreamingResponse(live.table_feed(store, lambda: rows_html(filters, session)),
-                                 media_type="text/event-stream", headers=SSE_HEADERS)
+        bad = "That page of the list is not one this server gave: here is the first page." if table.bad_cursor else ""
+        pieces = await rows(filters, table)
+        view = {"kind": "rows", "query": filters.query(), "have": live.cursor_of(pieces)}
+        return html("jobs.html", session, request=request, filters=filters, table=table,
+                    count=await pages.table_count(store, filters), rows=_joined(pieces), view=view, said=bad)
 
     @router.get("/jobs/{job_id}")
-    async def job_page(request: Request, job_id: JobId, said: str = "") -> HTMLResponse:
+    async def job_page(request: Request, job_id: JobId) -> HTMLResponse:
         session = await signed_in(request)
         job = await store.get(job_id)
         if job is None:
             return html("missing.html", session, 404, job_id=job_id)
-        return html("job.html", session, job=job, panel=Markup(await panel_html(job_id, session)), said=said[:2000],
+        pieces = await panel(job, session)
+        view = {"kind": "job", "job": job.id, "parts": dict(live.cursor_of(pieces))}
+        return html("job.html", session, request=request, said_while=str(job.state), job=job, panel=_joined(pieces),
+                    view=view, metric_charts=METRIC_CHARTS_JSON,
                     may_note=may_manage(session.principal.caller(), ctx.config.access, job))
 
-    @router.get("/web/feed/jobs/{job_id}")
-    async def job_feed(request: Request, job_id: JobId) -> StreamingResponse:
+    @router.post("/web/live")
+    async def live_stream(request: Request) -> Response:
+        """Every open tab's live view in one stream (a POST: the tabs' cursors can be longer than a URL)."""
         session = await signed_in(request)
-        await store.require(job_id)
-        return StreamingResponse(live.job_feed(store, job_id, lambda job: panel_html(job.id, session)),
-                                 media_type="text/event-stream", headers=SSE_HEADERS)
+        try:
+            wanted = live.LiveRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the body"
+            return plain_text(f"this live request is not valid: {where}: {first['msg']} (the body is what "
+                              '/static/live-hub.js sends: {"views": {"<tab>": {"kind": "rows", "query": "", '
+                              '"have": []}}})', 422)
+        views = live.followers(wanted, rows=lambda query: rows(pages.Filters.from_query(query)),
+                               parts=lambda job: panel(job, session))
+        chunks = live.stream(store, views)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return StreamingResponse(live.gzipped(chunks), media_type="text/event-stream",
+                                     headers=SSE_HEADERS | {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return StreamingResponse(chunks, media_type="text/event-stream",
+                                 headers=SSE_HEADERS | {"Vary": "Accept-Encoding"})
 
     @router.get("/jobs/{job_id}/log")
     async def whole_log(request: Request, job_id: JobId) -> Response:
@@ -166,7 +197,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         job = await store.require(job_id)
         if action not in pages.allowed_actions(job, session.principal, ctx.config):
             return html("missing.html", session, 404, job_id=job_id, action=action)
-        return html("confirm.html", session, job=job, action=action)
+        return html("confirm.html", session, job=job, action=action, w=pages.action_words(job, action))
 
     @router.post("/jobs/{job_id}/note")
     async def note(request: Request, job_id: JobId, csrf: Annotated[str, Form(max_length=200)] = "",
@@ -177,9 +208,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         try:
             job = await set_note(store, caller, ctx.config.access, job_id, text)
         except JobError as exc:
-            return RedirectResponse(f"/jobs/{job_id}?{_said(form_error(exc, ''))}", status_code=303)
-        said = "The note is saved." if job.note else "The note is taken away."
-        return RedirectResponse(f"/jobs/{job_id}?{_said(said)}", status_code=303)
+            return said(f"/jobs/{job_id}", form_error(exc, ""), session)
+        return said(f"/jobs/{job_id}", "The note is saved." if job.note else "The note is taken away.", session)
 
     @router.post("/jobs/{job_id}/{action}")
     async def act(request: Request, job_id: JobId, action: str,
@@ -190,11 +220,23 @@ def build_router(ctx: ApiContext) -> APIRouter:
         caller = Caller(user_id=session.principal.user_id, admin=session.principal.admin)
         try:
             reply = await ctx.handlers.job_command(JobCommand(action, job_id), caller)  # type: ignore[arg-type]
-        except (JobError, IllegalTransition) as exc:  # the job changed under the form: say how
-            words = error_text(exc) if isinstance(exc, JobError) else str(exc)
-            return RedirectResponse(f"/jobs/{job_id}?{_said(words)}", status_code=303)
+        except JobError as exc:  # the job changed under the form: say how
+            return said(f"/jobs/{job_id}", error_text(exc), session)
         target = "/" if action == "delete" and reply.ok else f"/jobs/{job_id}"
-        return RedirectResponse(f"{target}?{_said(reply.text)}", status_code=303)
+        return said(target, reply.text, session)
+
+    @router.get("/compare")
+    async def compare_page(request: Request, job: Annotated[list[str], Query(max_length=MAX_RUNS * 2)] = []) \
+            -> HTMLResponse:  # noqa: B006  (FastAPI reads a list query's default; it is never changed)
+        session = await signed_in(request)
+        try:
+            cmp = await compare(store, [j[:100] for j in job])
+        except (WrongCount, JobNotFound) as exc:
+            return html("compare.html", session, 404 if isinstance(exc, JobNotFound) else 422, cmp=None,
+                        error=error_text(exc), ids=job[:MAX_RUNS * 2])
+        return html("compare.html", session, cmp=cmp, facts=comparison_facts(cmp),
+                    settings=comparison_settings(cmp), data=pages.compare_data(cmp),
+                    error="", ids=list(cmp.ids))
 
     @router.get("/new")
     async def new_job(request: Request, kind: str = "llm") -> HTMLResponse:
@@ -208,7 +250,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         form = await forms.submit(ctx, session.principal, {k: str(v) for k, v in raw.items()})
         if form.created is not None:
             return RedirectResponse(f"/jobs/{form.created}", status_code=303)
-        return html("new.html", session, 200 if form.error is None else 422, form=form)
+        return html("new.html", session, 422 if form.errors else 200, form=form)
 
     @router.get("/web/gpus")  # `/gpus` is the API's JSON
     async def gpus_page(request: Request) -> HTMLResponse:
@@ -229,15 +271,24 @@ def plain_text(text: str, status: int) -> Response:
     return Response(text, status_code=status, media_type="text/plain; charset=utf-8")
 
 
+def _joined(pieces: list[live.Piece]) -> Markup:
+    return Markup("".join(html for _, html in pieces))  # the templates' own output, escaped there
+
+
+def _static_version() -> str:
+    """A short hash of the live scripts: in their URLs, so a browser's shared worker is the one of this version."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=4)
+    for name in ("live.js", "live-hub.js", "job.js", "charts.js"):
+        digest.update((STATIC / name).read_bytes())
+    return digest.hexdigest()
+
+
 def _local(path: str) -> str:
     """Only a path of this site (never `//elsewhere` or `https://...`): where to go after signing in."""
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
 
-
-def _said(text: str) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode({"said": text[:1000]})
 
 
 def install(app: Any, ctx: ApiContext) -> None:
@@ -248,7 +299,7 @@ def install(app: Any, ctx: ApiContext) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="web-static")
 
     async def to_signin(request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/web/feed/"):
+        if request.url.path.startswith("/web/live"):
             return plain_text("sign in first: /signin", 401)
         return RedirectResponse(f"/signin?{_next(request)}", status_code=303)
 

@@ -30,6 +30,8 @@ from storage.web_sessions import WebSession
 
 SECRET_ENV = "TRAINBOT_SESSION_SECRET"
 COOKIE = "trainbot_session"
+SAID_COOKIE = "trainbot_said"  # what an action said, shown once on the page it leads to
+SAID_MAX_AGE_S = 60
 MAX_AGE_S = 7 * 24 * 3600
 KEY_FILE = "web_session.key"
 
@@ -72,6 +74,7 @@ class Sessions:
         self.store = ctx.runtime.store
         secret = session_secret(ctx.config.data_dir)
         self._signer = URLSafeTimedSerializer(secret, salt="trainbot-web")
+        self._said = URLSafeTimedSerializer(secret, salt="trainbot-web-said")
         self._key = hashlib.sha256(f"trainbot-web-token:{secret}".encode()).digest()
         self._users = {self._token_ref(token): user for token, user in ctx.tokens.items()}
 
@@ -125,3 +128,23 @@ class Sessions:
         value = self._signer.dumps({"u": session.principal.user_id, "s": session.id, "c": session.csrf})
         response.set_cookie(COOKIE, value, max_age=MAX_AGE_S, httponly=True, samesite="lax", path="/",
                             secure=session.https)
+
+    def say(self, response: Response, text: str, https: bool) -> None:
+        """What an action said, for the next page only: in a short-lived signed cookie, not in the URL (where it
+        would stay in the history, a bookmark or a link, and come back with every reload)."""
+        response.set_cookie(SAID_COOKIE, self._said.dumps(text[:1000]), max_age=SAID_MAX_AGE_S, httponly=True,
+                            samesite="lax", path="/", secure=https)
+
+    def said(self, request: Request) -> str | None:
+        """What the last action said ("" if it can't be read), None if it said nothing: a page that shows it
+        clears it (`clear_said`)."""
+        raw = request.cookies.get(SAID_COOKIE)
+        if not raw:
+            return None
+        try:
+            return str(self._said.loads(raw, max_age=SAID_MAX_AGE_S))
+        except BadSignature:
+            return ""
+
+    def clear_said(self, response: Response) -> None:
+        response.delete_cookie(SAID_COOKIE, path="/", httponly=True, samesite="lax")

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from runner.command import SwiftCommand
 from runner.errors import GpuMissing
+from storage.failure_facts import LaunchRefusal, SchedulerEnded
 from storage.models import Job, Run
 from storage.models import Purpose as Purpose
+from storage.waiting import QueueReason
 
 if TYPE_CHECKING:
     from runner.slurm_cli import ClusterGpus
@@ -49,22 +51,23 @@ def new_launch_token() -> str:
 
 @dataclass(frozen=True)
 class RunStatus:
-    """alive: still running (or waiting in the backend's own queue, with its reason); else how it ended."""
+    """alive: still running (or waiting in the backend's own queue, with its reason); else how it ended, and
+    `cause`, where the backend itself ended it (the trainer's log does not know)."""
 
     alive: bool
     returncode: int | None = None
-    pending_reason: str | None = None
-    detail: str | None = None
+    pending_reason: QueueReason | None = None
+    cause: SchedulerEnded | None = None
     started_at: float | None = None  # epoch seconds the backend started it (Slurm's StartTime), when it says
 
 
 class LaunchError(RuntimeError):
-    """The process could not be started at all; the message says why in words a person can act on, ``hint``
-    what to change, ``detail`` what was run (for the job's events)."""
+    """The process could not be started at all: `refusal` says why (a typed fact), ``detail`` what was run (for the
+    job's events)."""
 
-    def __init__(self, message: str, *, hint: str = "", detail: str = "") -> None:
-        super().__init__(message)
-        self.hint, self.detail = hint, detail
+    def __init__(self, refusal: LaunchRefusal, *, detail: str = "") -> None:
+        super().__init__(f"launch refused: {refusal}")
+        self.refusal, self.detail = refusal, detail
 
 
 class NotKnownYet(RuntimeError):

@@ -23,7 +23,10 @@ from runner.command import SwiftCommand, direct_entry, swift_env
 from runner.config import Config
 from runner.errors import GpuMissing
 from runner.gpus import descendants
+from runner.kernels import KernelCompile, cache_env, triton_cache
+from runner.swift_levers import not_applied_line
 from runner.warm import RANK_LAUNCHER, WarmSlot, remove_preambles, warm_entry
+from storage.failure_facts import LogUnwritable, SwiftMissing
 
 if TYPE_CHECKING:
     from runner.slurm_cli import ClusterGpus
@@ -60,6 +63,7 @@ class LocalBackend:
         self._warm: WarmSlot | None = None  # swift imported, waiting for the next job (runner/warm.py)
         self._warming: asyncio.Task[None] | None = None
         self._preambles_removed = False  # an earlier bot's, before our first warm process
+        self._kernels: KernelCompile | None = None  # Triton's kernels compiled ahead of the first job
 
     @property
     def warm(self) -> WarmSlot | None:
@@ -72,8 +76,27 @@ class LocalBackend:
         if entry is not None:
             self._start_warm(tuple(entry))
 
+    async def compile_kernels(self, gpu: str, model: Path) -> None:
+        """Start compiling Triton's kernels on `gpu` (idle: runner/kernels.py) into the folder the `fast` jobs read,
+        unless that is under way; with swift's python, as a job would."""
+        entry = direct_entry(self._config.swift_bin) if self._config is not None else None
+        if entry is None or self._config is None or (self._kernels is not None and self._kernels.alive()):
+            return
+        env = child_env(self._config, swift_env(self._config) | cache_env(self._config.data_dir)
+                        | device_env((gpu,)) | {"PYTHONUNBUFFERED": "1"})
+        log = triton_cache(self._config.data_dir).parent / "compile.log"
+        with contextlib.suppress(OSError):  # the first job compiles them then, as without this
+            self._kernels = await KernelCompile.start(entry[:-1], model, gpu, env, log)
+
+    @property
+    def compiling(self) -> str | None:
+        """The GPU Triton's kernels are being compiled on (None: not now)."""
+        return self._kernels.gpu if self._kernels is not None and self._kernels.alive() else None
+
     async def close(self) -> None:
-        """The warm process has no job: it goes with the bot."""
+        """The warm process has no job: it goes with the bot (and so does the kernels' compilation)."""
+        if self._kernels is not None:
+            await self._kernels.stop()
         if self._warming is not None:
             await asyncio.gather(self._warming, return_exceptions=True)
         if self._warm is not None:
@@ -90,25 +113,32 @@ class LocalBackend:
                      gpus: Sequence[str]) -> Launched:
         exe = shutil.which(command.argv[0])
         if exe is None:
-            raise LaunchError(f"the swift CLI {command.argv[0]!r} was not found on this machine: install ms-swift "
-                              "or set [swift] bin in the config file to its full path")
+            raise LaunchError(SwiftMissing(command.argv[0]))
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = log_path.open("ab")
         except OSError as exc:
-            raise LaunchError(f"cannot write the log {log_path}: {exc.strerror}") from exc
+            raise LaunchError(LogUnwritable(str(log_path), exc.strerror)) from exc
         self._exits_dir.mkdir(parents=True, exist_ok=True)
         exit_file = self.exit_file(ref)
         if ref.run.launch_token is None:
             exit_file.unlink(missing_ok=True)  # the last launch's, under the one name a launch without a token has
         env = child_env(self._config, command.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"})
         argv = (exe, *command.argv[1:])
+        if self._kernels is not None and self._kernels.gpu in gpus:
+            await self._kernels.stop()  # its GPU is the job's now
+            self._kernels = None
         slot = self._warm if self._warm is not None and self._warm.serves(argv) else None
         if slot is not None:
             self._warm = None  # the job's from now on
+        passed_over = self._warm.failure() if slot is None and self._warm is not None \
+            and self._warm.stands_for(argv) else None
         with log:
             log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
                       f"{command.display()}\n".encode())
+            if passed_over is not None:
+                log.write(not_applied_line("warm start", "warm_start", "swift could not be imported in the process "
+                                           f"kept warm ({passed_over})", "starting swift afresh").encode() + b"\n")
             log.flush()
             if slot is not None and not await slot.hand(argv, env, log=log_path, exit_file=exit_file):
                 await slot.close()  # it died before its job came
@@ -136,7 +166,8 @@ class LocalBackend:
     def _start_warm(self, entry: tuple[str, ...]) -> None:
         """A warm process for `entry`, in the background, unless one is there or coming (or the config says no)."""
         if self._config is None or not self._config.warm_start or self._warming is not None \
-                or (self._warm is not None and self._warm.entry == entry and self._warm.alive()):
+                or (self._warm is not None and self._warm.entry == entry and self._warm.alive()
+                    and self._warm.failure() is None):
             return
         env = child_env(self._config, swift_env(self._config) | {"PYTHONUNBUFFERED": "1"})
         folder = self._exits_dir
@@ -217,7 +248,11 @@ class LocalBackend:
         return None  # the supervisor asks the GPU probe
 
     def own_pids(self, refs: Sequence[ProcessRef]) -> set[int]:
-        return descendants(ref.run.pid for ref in refs if ref.run.pid is not None and self._alive(ref))
+        """The processes of these runs, and of the kernels' compilation (the bot's own, no foreign process)."""
+        pids = [ref.run.pid for ref in refs if ref.run.pid is not None and self._alive(ref)]
+        if self._kernels is not None and self._kernels.alive():
+            pids.append(self._kernels.proc.pid)
+        return descendants(pids)
 
     def _alive(self, ref: ProcessRef) -> bool:
         """The pid is still our process (same start time: not a reused pid) and not a zombie."""

@@ -8,7 +8,6 @@ launch token in the job's name. See docs/slurm.md.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import logging
 import time
@@ -18,12 +17,15 @@ from pathlib import Path
 from runner import slurm_cli
 from runner.backends import Launched, LaunchError, NotKnownYet, ProcessRef, RunStatus
 from runner.backends.local import TRAINER_SCRIPTS
-from runner.backends.slurm_states import describe_pending, ended_status
+from runner.backends.slurm_states import run_status
 from runner.child_env import child_env
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.errors import GpuMissing, GpusPerNodeMissing
 from runner.slurm_cli import ClusterGpus, SlurmError, SlurmJob
+from runner.slurm_script import EnvNameError
+from storage.failure_facts import BadEnvName, LogUnwritable, SlurmRefused
+from storage.waiting import SlurmSilent
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +75,9 @@ class SlurmBackend:
                 extra_args=["--export=ALL", "--open-mode=append", *slurm.extra_args],
                 workdir=self._config.base_dir, process_env=job_environment(self._config))
         except SlurmError as exc:
-            raise LaunchError(f"Slurm refused the job: {exc.reason}", hint=_refusal_hint(exc.reason),
-                              detail=exc.command) from exc
-        except ValueError as exc:
-            raise LaunchError(f"Slurm was not asked: {exc}") from exc
+            raise LaunchError(SlurmRefused(exc.problem, exc.reason, exc.command), detail=exc.command) from exc
+        except EnvNameError as exc:
+            raise LaunchError(BadEnvName(exc.name)) from exc
         self._seen.pop(job_id, None)
         return Launched(pid=None, proc_start_time=None, host=await self._host(), backend_job_id=job_id)
 
@@ -87,7 +88,7 @@ class SlurmBackend:
             job = await self._show(ref.run.backend_job_id)
         except SlurmError as exc:  # slurmctld down or slow: the job is most likely still there
             log.warning("cannot ask Slurm about job %s: %s", ref.run.backend_job_id, exc)
-            return RunStatus(alive=True, pending_reason=f"Slurm does not answer ({exc})")
+            return RunStatus(alive=True, pending_reason=SlurmSilent(exc.problem, exc.command, exc.reason))
         return run_status(job)
 
     async def interrupt(self, ref: ProcessRef) -> bool:
@@ -176,28 +177,6 @@ class SlurmBackend:
         return f"slurm:{self._cluster}" if self._cluster else "slurm"
 
 
-def run_status(job: SlurmJob | None) -> RunStatus:
-    """Slurm's view of a job as the supervisor's: waiting (with the reason in words), running, or ended."""
-    if job is None:  # Slurm forgot it (MinJobAge): the supervisor settles it from logging.jsonl and the log
-        return RunStatus(alive=False, returncode=None)
-    if job.terminal:  # with its start: a job that ran between two polls still bounds its run folder
-        return dataclasses.replace(ended_status(job), started_at=job.started_at)
-    if job.state in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"):
-        return RunStatus(alive=True, pending_reason=describe_pending(job))
-    # RUNNING, COMPLETING, SUSPENDED, STOPPED, SIGNALING, STAGE_OUT, RESIZING
-    return RunStatus(alive=True, started_at=job.started_at)
-
-
-def _refusal_hint(reason: str) -> str:
-    if "partition" in reason:
-        return "sinfo lists the cluster's partitions; set one in [slurm] partition in the config"
-    if "account" in reason:
-        return "sacctmgr show assoc user=$USER lists your accounts; set one in [slurm] account in the config"
-    if "time limit" in reason:
-        return "sinfo shows the partitions' time limits; lower [slurm] time_limit in the config"
-    return "check the [slurm] section of the config; sinfo shows what the cluster has"
-
-
 def _user() -> str | None:
     try:
         return getpass.getuser()
@@ -213,4 +192,4 @@ def _write_header(ref: ProcessRef, command: SwiftCommand, log_path: Path) -> Non
             f.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose} "
                     f"(Slurm): {command.display()}\n")
     except OSError as exc:
-        raise LaunchError(f"cannot write the log {log_path}: {exc.strerror}") from exc
+        raise LaunchError(LogUnwritable(str(log_path), exc.strerror)) from exc

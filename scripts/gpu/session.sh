@@ -23,13 +23,23 @@
 #                                           `succeeded` once the warm process is ready, and its export; that
 #                                           checkpoint exported on the CPU, then on the GPU (warm) against it
 #   bash scripts/gpu/session.sh final3      set up; the default job (compare.py, warm), its checkpoint exported as in final2
+#   bash scripts/gpu/session.sh h100        issue 31 in one lease (any card; named for the H100): set up; then in the
+#                                           background: trainbot's console (the bot compiles Triton's kernels on
+#                                           GPU 0 while its warm process imports swift; then the default job to
+#                                           `succeeded`), the default (compare.py, warm, Triton filled by the bot),
+#                                           the default to step 5 on an empty Triton cache (a truly cold machine),
+#                                           the literal flags; follow (~16 minutes in all: `follow` once more)
+#   bash scripts/gpu/session.sh h100s       the same in one call (~9 minutes), the literal flags only to step 12
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
 # Results go to $OUT (what the device tool brings back) when it is set, else to /tmp/w/results.
+# A dry run of a mode's runs on the CPU (no wheels, no 7B; $W/trainbot.toml written beforehand, pointing at a small
+# model): W=/tmp/dry SKIP_SETUP=1 GPU=cpu PATH=$PWD/.venv/bin:$PATH bash scripts/gpu/session.sh h100
 set -u
 REPO=$PWD
-W=/tmp/w
+W=${W:-/tmp/w}
+GPU=${GPU:-0}
 RES=${OUT:-$W/results}
 mkdir -p $W $RES
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -37,6 +47,7 @@ export MODELSCOPE_CACHE=$W/cache/ms HF_HOME=$W/cache/hf MPLCONFIGDIR=$W/cache/mp
 export PYTHONPATH=$REPO:/tmp/site PATH=/tmp/site/bin:$PATH
 
 setup() {  # once per machine: wheels (+ byte-compiled, so no run pays for it), the 7B model, the config
+  [ -n "${SKIP_SETUP:-}" ] && return
   local t=$(date +%s)
   if [ ! -f /tmp/site/.done ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -77,7 +88,7 @@ collect() {  # the small results into $RES (at most 8 files come back)
   cp $W/probes/probes.json $RES/ 2>/dev/null
   cp $W/cmp/report.txt $RES/ 2>/dev/null
   (cd $W && tar czf $RES/details.tgz $(ls -d probes*/*.json probes*/*.log probes*.txt cmp/*.json cmp/*.log cmp*.txt export.txt write_probe.txt \
-    cmp/report.txt cmp.txt val*.txt val*/console.txt val*/validate.json logs 2>/dev/null))
+    cmp/report.txt cmp.txt val*.txt val*/console.txt val*/validate.json logs tb/compile/compile.log 2>/dev/null))
   ls -la $RES
 }
 
@@ -229,6 +240,31 @@ case "${1:-}" in
     python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu 0 --order fast --warm > $W/cmp.txt 2>&1
     grep -a "rc=" $W/cmp.txt; sleep 3
     exports $(ls -d $W/cmp/out-fast/v*/checkpoint-[0-9]* | grep -v merged | sort -V | tail -1) ;;
+  h100)  # issue 31: micro-batches by tokens without checkpointing, Triton's kernels kept by trainbot
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu $GPU"
+    rm -rf $W/tb/compile $W/triton-cold  # the lease's first bot fills the kept kernels (a fresh machine has none)
+    setsid nohup bash -c "python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --gpu $GPU \
+        > $W/val2.txt 2>&1;
+      sleep 3; $C --order fast --warm --pair fast,fast > $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --warm --name fast_triton_cold --env TRITON_CACHE_DIR=$W/triton-cold --stop-after 1 \
+        --pair fast_triton_cold,fast_triton_cold >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order exact --pair exact,fast >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
+    H100=1 bash "$0" follow ;;
+  h100s)  # issue 31 in one call, where the device time left cannot hold the literal job's ~11 minutes: the same as
+           # h100, the literal flags only to step 12 (their launch, steady speed and losses side by side)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    C="python3 scripts/gpu/compare.py --config $W/trainbot.toml --work $W/cmp --gpu $GPU"
+    rm -rf $W/tb/compile $W/triton-cold
+    setsid nohup bash -c "python3 scripts/gpu/validate.py --config $W/trainbot.toml --work $W/val2 --gpu $GPU \
+        > $W/val2.txt 2>&1;
+      sleep 3; $C --order fast --warm --pair fast,fast > $W/cmp.txt 2>&1; sleep 3;
+      $C --order fast --warm --name fast_triton_cold --env TRITON_CACHE_DIR=$W/triton-cold --stop-after 1 \
+        --pair fast_triton_cold,fast_triton_cold >> $W/cmp.txt 2>&1; sleep 3;
+      $C --order exact --stop-after 12 --pair exact,fast >> $W/cmp.txt 2>&1; touch $W/bg.done" > /dev/null 2>&1 &
+    H100=1 FOLLOW_S=${FOLLOW_S:-560} bash "$0" follow ;;
   follow)
     end=$(( $(date +%s) + ${FOLLOW_S:-530} ))
     while [ ! -f $W/bg.done ] && [ $(date +%s) -lt $end ]; do
@@ -238,7 +274,17 @@ case "${1:-}" in
     done
     cat $W/cmp.txt $W/export.txt 2>/dev/null | grep -v '^\[' | tail -90
     grep -v '^{' $W/val2.txt 2>/dev/null | cut -c1-300 | tail -40
+    if [ -n "${H100:-}" ] || [ -f $W/tb/compile/compile.log ]; then  # issue 31: what the levers and the kernels did
+      cat $W/tb/compile/compile.log 2>/dev/null | tail -3
+      for run in fast fast_triton_cold; do
+        [ -f $W/cmp/$run.log ] || continue
+        echo "== $run: $(grep -c "" $W/cmp/$run.log) lines"
+        grep -a "micro-batches by tokens\|not applied\|started warm\|handed over" $W/cmp/$run.log | cut -c1-220
+        grep -a " 1/94 \[" $W/cmp/$run.log | head -1 | cut -c1-120  # tqdm's first step, seconds after the hand-over
+      done
+    fi
     [ -f $W/bg.done ] && echo "BACKGROUND DONE" || echo "BACKGROUND STILL RUNNING"
     collect ;;
-  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|final2|final3|follow"; exit 2 ;;
+  *) echo "usage: $0 probes|full|pair|duo|spy|multi|stop|wide|profile|attn|warm|warm2|final|final2|final3|h100|h100s|follow"
+     exit 2 ;;
 esac

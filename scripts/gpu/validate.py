@@ -26,6 +26,7 @@ from typing import Any, TextIO, cast
 from bot.console import Console
 from runner.config import load_config
 from runner.gpus import descendants
+from runner.kernels import triton_cache
 from runner.runtime import Runtime
 from storage.models import ExportState, Job, JobState
 
@@ -133,8 +134,8 @@ class Check:
             await asyncio.sleep(1.0)
 
     async def wait_warm(self, runtime: Runtime, within_s: float = 120.0) -> None:
-        """Until the warm process has imported swift (runner/warm.py): a job comes to a bot that has been up a
-        while, not one started a second before it."""
+        """Until the warm process has imported swift (runner/warm.py) and the bot has compiled Triton's kernels: a
+        job comes to a bot that has been up a while, not one started a second before it."""
         def ready() -> bool:
             return runtime.local is not None and runtime.local.warm is not None and runtime.local.warm.ready()
 
@@ -143,6 +144,14 @@ class Check:
             await asyncio.sleep(0.5)
         self.facts["warm_ready_t"] = round(time.time() - T0, 1) if ready() else None
         print(f"warm process ready: {self.facts['warm_ready_t']}", flush=True)
+        end = time.time() + within_s  # and Triton's kernels compiled by the bot on an idle GPU (runner/kernels.py)
+        while runtime.local is not None and runtime.local.compiling is not None \
+                and time.time() < end:  # noqa: ASYNC110 (a process the backend owns, nothing to await)
+            await asyncio.sleep(0.5)
+        log = triton_cache(self.config.data_dir).parent / "compile.log"
+        said = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else ["(not started)"]
+        self.facts["kernels_t"], self.facts["kernels"] = round(time.time() - T0, 1), said[0]
+        print(f"kernels: {said[0]} (waited until {self.facts['kernels_t']} s)", flush=True)
 
     async def main(self, stop_at: int | None, export: bool, export_wait_s: float) -> None:
         runtime = await Runtime.open(self.config)
