@@ -137,7 +137,7 @@ def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_pa
         note = driver.find_element(By.NAME, "note")
         note.send_keys("diverged at step 300 <b>lr</b>\nnext: 5e-5")
         click(driver, "#save-note")
-        wait_until_sync(lambda: "said=" in driver.current_url, 20, "the saved note")
+        wait_until_sync(lambda: text_of(driver, "#said") == "The note is saved.", 20, "the saved note")
         assert text_of(driver, "#note") == "📝 diverged at step 300 <b>lr</b>\nnext: 5e-5"
         driver.save_screenshot(str(tmp_path / "job-page-named.png"))
         got = requests.get(f"{api.url}/training/jobs/{job.id}", headers={"Authorization": "Bearer tok-bob"},
