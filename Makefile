@@ -41,10 +41,11 @@ $(VLM_STAMP):
 venv-vlm: $(VLM_STAMP)
 
 demo: venv
-	$(BIN)/trainbot demo
+	$(BIN)/python -m demo
 
 lint: venv-dev
-	$(BIN)/ruff check bot runner storage tests bench
+	$(BIN)/ruff check bot runner storage tests bench demo
+	$(BIN)/ruff format --check bot runner storage tests bench demo
 	$(BIN)/mypy
 
 # Slurm daemons come up for the tests and go down after them, pass or fail.

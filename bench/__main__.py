@@ -14,14 +14,23 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import api_figures, history_figures, runner_figures, slack_figures, web_figures
+from bench import api_figures, history_figures, runner_figures, slack_figures, try_figures, web_figures
 from bench.common import Row, machine
 
 
 def table(rows: list[Row]) -> str:
     head = ["figure", "measured", "baseline", "ratio", "goal", "met"]
-    body = [[r.figure, r.measured, r.baseline, f"{r.ratio:.3f}" if r.ratio is not None else "", r.goal,
-             {True: "yes", False: "NO", None: ""}[r.met]] for r in rows]
+    body = [
+        [
+            r.figure,
+            r.measured,
+            r.baseline,
+            f"{r.ratio:.3f}" if r.ratio is not None else "",
+            r.goal,
+            {True: "yes", False: "NO", None: ""}[r.met],
+        ]
+        for r in rows
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
@@ -37,14 +46,22 @@ async def run(short: bool, only: set[str]) -> list[Row]:
         "slack": lambda: slack_figures.slack_budget(jobs=20, minutes=0.3 if short else 5.0),
         "queue": lambda: runner_figures.queue_efficiency(job_s=2 if short else 10),
         "store": lambda: runner_figures.store_latency(n_jobs=1000 if short else 10_000, samples=50 if short else 300),
-        "api": lambda: api_figures.api_latency(n_jobs=1000 if short else 10_000, samples=50 if short else 300,
-                                               creates=3 if short else 10),
-        "web": lambda: web_figures.web_figures(n_jobs=1000 if short else 10_000, samples=50 if short else 300,
-                                               pages=2 if short else 5, window_s=5 if short else 30),
-        "history": lambda: history_figures.history_figures(n_jobs=2000 if short else 100_000,
-                                                           samples=50 if short else 300),
-        "compare": lambda: web_figures.compare_figures(n_jobs=10_000 if short else 100_000, steps=2_000,
-                                                       samples=50 if short else 300),
+        "api": lambda: api_figures.api_latency(
+            n_jobs=1000 if short else 10_000, samples=50 if short else 300, creates=3 if short else 10
+        ),
+        "try": lambda: try_figures.try_latency(rounds=1 if short else 3),
+        "web": lambda: web_figures.web_figures(
+            n_jobs=1000 if short else 10_000,
+            samples=50 if short else 300,
+            pages=2 if short else 5,
+            window_s=5 if short else 30,
+        ),
+        "history": lambda: history_figures.history_figures(
+            n_jobs=2000 if short else 100_000, samples=50 if short else 300
+        ),
+        "compare": lambda: web_figures.compare_figures(
+            n_jobs=10_000 if short else 100_000, steps=2_000, samples=50 if short else 300
+        ),
         "live": lambda: web_figures.tab_bytes(running=8, window_s=10 if short else 60),
     }
     rows: list[Row] = []
@@ -61,9 +78,11 @@ async def run(short: bool, only: set[str]) -> list[Row]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="a quick pass of every figure (CI)")
-    parser.add_argument("figures", nargs="*",
-                        help="only these: idle idle-serve ack overhead watching slack queue store api web "
-                             "compare live history")
+    parser.add_argument(
+        "figures",
+        nargs="*",
+        help="only these: idle idle-serve ack overhead watching slack queue store api try web compare live history",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = asyncio.run(run(args.short, set(args.figures)))

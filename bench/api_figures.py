@@ -31,9 +31,21 @@ URL_LINE = re.compile(r"HTTP API on (http://\S+) ")
 def serve(root: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`trainbot serve` in its own process: its URL, and the process (the web figures measure its CPU time)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"),
-                             "serve", "--port", "0"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "trainbot"),
+            "--config",
+            str(root / "trainbot.toml"),
+            "serve",
+            "--port",
+            "0",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # blocks until the server says where it listens (or exits)
@@ -62,27 +74,44 @@ def _latency_rows(root: Path, n_jobs: int, samples: int) -> list[Row]:
     with serve(root) as (url, _), requests.Session() as session:
         some = [j["job_id"] for j in session.get(f"{url}/training/all/jobs?limit={samples}", timeout=10).json()["jobs"]]
         _timed(session, [f"{url}/healthz"] * 20)  # warm-up
-        for label, urls in (("GET /training/jobs/{id}/status", [f"{url}/training/jobs/{i}/status" for i in some]),
-                            ("GET /training/all/jobs (a page of 50)", [f"{url}/training/all/jobs?limit=50"] * samples),
-                            ("GET /training/llm/jobs?status=succeeded (50)",
-                             [f"{url}/training/llm/jobs?status=succeeded&limit=50"] * samples)):
+        for label, urls in (
+            ("GET /training/jobs/{id}/status", [f"{url}/training/jobs/{i}/status" for i in some]),
+            ("GET /training/all/jobs (a page of 50)", [f"{url}/training/all/jobs?limit=50"] * samples),
+            (
+                "GET /training/llm/jobs?status=succeeded (50)",
+                [f"{url}/training/llm/jobs?status=succeeded&limit=50"] * samples,
+            ),
+        ):
             times = _timed(session, urls)
-            rows.append(Row(f"API: `{label}` with {n_jobs:,} jobs, real HTTP on loopback",
-                            f"p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms", "", None,
-                            "p99 < 10 ms", pct(times, 99) < 0.010))
+            rows.append(
+                Row(
+                    f"API: `{label}` with {n_jobs:,} jobs, real HTTP on loopback",
+                    f"p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms",
+                    "",
+                    None,
+                    "p99 < 10 ms",
+                    pct(times, 99) < 0.010,
+                )
+            )
     return rows
 
 
 def _create_to_started(root: Path, jobs: int) -> list[float]:
     """POST with start=true, then the `started` event's arrival on the all-jobs SSE stream opened before."""
     times = []
-    with serve(root) as (url, _), requests.Session() as session, \
-            requests.get(f"{url}/training/events?follow=true", stream=True, timeout=60) as stream:
+    with (
+        serve(root) as (url, _),
+        requests.Session() as session,
+        requests.get(f"{url}/training/events?follow=true", stream=True, timeout=60) as stream,
+    ):
         lines = (str(line) for line in stream.iter_lines(decode_unicode=True))
         for i in range(jobs):
             t0 = time.perf_counter()
-            job = session.post(f"{url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": f"output/c{i}",
-                                                                  "start": True}, timeout=10).json()
+            job = session.post(
+                f"{url}/training/llm/jobs",
+                json={"gpu_id": "0", "output_dir": f"output/c{i}", "start": True},
+                timeout=10,
+            ).json()
             for line in lines:
                 event = json.loads(line[6:]) if line.startswith("data: ") else {}
                 if event.get("job_id") == job["job_id"] and event.get("kind") in ("started", "failed"):
@@ -108,6 +137,14 @@ async def api_latency(n_jobs: int, samples: int, creates: int) -> list[Row]:
         root = Path(tmp)
         fake_config(root, gpus=creates, step_s=0.01, max_steps=2)  # a free GPU for each: no job waits
         times = await asyncio.to_thread(_create_to_started, root, creates)
-    rows.append(Row(f"API: create -> started ({creates} jobs, POST start=true to the `started` event over SSE)",
-                    f"p50 {pct(times, 50) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms", "", None, "", None))
+    rows.append(
+        Row(
+            f"API: create -> started ({creates} jobs, POST start=true to the `started` event over SSE)",
+            f"p50 {pct(times, 50) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms",
+            "",
+            None,
+            "",
+            None,
+        )
+    )
     return rows

@@ -17,8 +17,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 def main(port: int, api_url: str, mode: str) -> None:
     client = AsyncWebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=api_url)
-    app = AsyncApp(client=client, signing_secret=os.environ["SLACK_SIGNING_SECRET"],
-                   process_before_response=mode == "inline")
+    app = AsyncApp(
+        client=client, signing_secret=os.environ["SLACK_SIGNING_SECRET"], process_before_response=mode == "inline"
+    )
 
     async def only_ack(ack: AsyncAck) -> None:
         await ack()

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
+from demo.run import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from tests.fake_swift import fake_swift_bin  # bench uses the tests' stand-ins; tests never import bench
 
@@ -43,16 +43,36 @@ def tiny_config(root: Path, *, extra: dict[str, object] | None = None, sections:
     return load_config(root / "trainbot.toml", base_dir=root)
 
 
-def fake_config(root: Path, *, gpus: int, step_s: float, max_steps: int, logging_steps: int = 5,
-                card_interval_s: float = 3.0, env: dict[str, str] | None = None) -> Config:
+def fake_config(
+    root: Path,
+    *,
+    gpus: int,
+    step_s: float,
+    max_steps: int,
+    logging_steps: int = 5,
+    card_interval_s: float = 3.0,
+    env: dict[str, str] | None = None,
+) -> Config:
     """Jobs on tests/fake_swift.py: `max_steps` steps of `step_s` seconds, a log line every `logging_steps`;
     `env`: more of its FAKE_SWIFT_* settings."""
     more = [f'{k} = "{v}"' for k, v in (env or {}).items()]
-    lines = ["[swift]", f'bin = "{fake_swift_bin(root)}"', 'version = "4.6.0"', "[swift.env]",
-             f'FAKE_SWIFT_STEP_S = "{step_s}"', *more, "[llm]", f"max_steps = {max_steps}",
-             f"logging_steps = {logging_steps}",
-             "save_steps = 1000000", "eval_steps = 1000000", "[gpus]", f"inventory = {gpus}", "[slack]",
-             f"card_interval_s = {card_interval_s}"]
+    lines = [
+        "[swift]",
+        f'bin = "{fake_swift_bin(root)}"',
+        'version = "4.6.0"',
+        "[swift.env]",
+        f'FAKE_SWIFT_STEP_S = "{step_s}"',
+        *more,
+        "[llm]",
+        f"max_steps = {max_steps}",
+        f"logging_steps = {logging_steps}",
+        "save_steps = 1000000",
+        "eval_steps = 1000000",
+        "[gpus]",
+        f"inventory = {gpus}",
+        "[slack]",
+        f"card_interval_s = {card_interval_s}",
+    ]
     (root / "trainbot.toml").write_text("\n".join(lines) + "\n")
     return load_config(root / "trainbot.toml", base_dir=root)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import Row, fake_config, median, pct, tiny_config
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from runner.backends.local import device_env
 from runner.child_env import child_env
@@ -61,14 +61,17 @@ async def job_overhead(pairs: int) -> list[Row]:
                 job = await _timed_job(cold, config, f"output/bot{i}", by_bot)
                 assert job.argv[1].endswith("runner/swift_entry.py"), job.argv  # the direct start
                 env = child_env(config, job.env | device_env(("cpu",)))
-                for name, start, times in (("hand", list(job.argv[:3]), by_hand),
-                                           ("wrapper", [config.swift_bin, "sft"], by_wrapper)):
+                for name, start, times in (
+                    ("hand", list(job.argv[:3]), by_hand),
+                    ("wrapper", [config.swift_bin, "sft"], by_wrapper),
+                ):
                     out = str(root / "output" / f"{name}{i}")
                     argv = start + [a if a != job.output_dir else out for a in job.argv[3:]]
                     t0 = time.monotonic()
                     with (root / f"{name}{i}.log").open("wb") as log:
-                        rc = await asyncio.to_thread(subprocess.run, argv, env=env, stdout=log,
-                                                     stderr=subprocess.STDOUT, check=False)
+                        rc = await asyncio.to_thread(
+                            subprocess.run, argv, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+                        )
                     times.append(time.monotonic() - t0)
                     assert rc.returncode == 0, (root / f"{name}{i}.log").read_text()[-2000:]
                 job = await _timed_job(warm, config, f"output/warm{i}", by_warm)
@@ -79,13 +82,32 @@ async def job_overhead(pairs: int) -> list[Row]:
     ratio = median(by_bot) / median(by_hand)
     direct = median(by_hand) / median(by_wrapper)
     warmed = median(by_warm) / median(by_hand)
-    return [Row(f"job wall time, {pairs} pair(s), tiny real swift (median), warm start off",
-                f"{median(by_bot):.2f} s via trainbot", f"{median(by_hand):.2f} s by hand", ratio, "ratio <= 1.02",
-                ratio <= 1.02),
-            Row("the same job, swift's sft script started directly vs `swift sft` (by hand, median)",
-                f"{median(by_hand):.2f} s", f"{median(by_wrapper):.2f} s", direct, "ratio < 1", direct < 1),
-            Row("the same job via trainbot as by default: started warm, swift imported before it came (median)",
-                f"{median(by_warm):.2f} s", f"{median(by_hand):.2f} s by hand", warmed, "ratio < 1", warmed < 1)]
+    return [
+        Row(
+            f"job wall time, {pairs} pair(s), tiny real swift (median), warm start off",
+            f"{median(by_bot):.2f} s via trainbot",
+            f"{median(by_hand):.2f} s by hand",
+            ratio,
+            "ratio <= 1.02",
+            ratio <= 1.02,
+        ),
+        Row(
+            "the same job, swift's sft script started directly vs `swift sft` (by hand, median)",
+            f"{median(by_hand):.2f} s",
+            f"{median(by_wrapper):.2f} s",
+            direct,
+            "ratio < 1",
+            direct < 1,
+        ),
+        Row(
+            "the same job via trainbot as by default: started warm, swift imported before it came (median)",
+            f"{median(by_warm):.2f} s",
+            f"{median(by_hand):.2f} s by hand",
+            warmed,
+            "ratio < 1",
+            warmed < 1,
+        ),
+    ]
 
 
 async def _timed_job(runtime: Runtime, config: Config, out: str, times: list[float]) -> Job:
@@ -121,8 +143,9 @@ async def watching_cost(window_s: float) -> list[Row]:
             await runtime.start()
             try:
                 idle = await _cpu_over(me, 5.0 if window_s > 10 else 2.0)
-                ids = [(await runtime.supervisor.submit(_request(config, f"output/w{i}", (str(i),)))).id
-                       for i in range(8)]
+                ids = [
+                    (await runtime.supervisor.submit(_request(config, f"output/w{i}", (str(i),)))).id for i in range(8)
+                ]
                 cpu = await _cpu_over(me, window_s)
                 running = [j for j in await runtime.store.active() if j.state is JobState.RUNNING]
                 assert len(running) == 8, [j.state for j in running]
@@ -134,9 +157,16 @@ async def watching_cost(window_s: float) -> list[Row]:
             finally:
                 await runtime.close()
         per_min = cpu * 60
-        rows.append(Row(f"watching 8 jobs, {label}: bot CPU", f"{100 * cpu:.2f}% of a core ({per_min:.2f} s/min), "
-                        f"RSS {rss:.0f} MiB", f"idle bot {100 * idle:.2f}%", None,
-                        "< 1% of a core at the realistic rate", cpu < 0.01 if step_s == 1.0 else None))
+        rows.append(
+            Row(
+                f"watching 8 jobs, {label}: bot CPU",
+                f"{100 * cpu:.2f}% of a core ({per_min:.2f} s/min), RSS {rss:.0f} MiB",
+                f"idle bot {100 * idle:.2f}%",
+                None,
+                "< 1% of a core at the realistic rate",
+                cpu < 0.01 if step_s == 1.0 else None,
+            )
+        )
     return rows
 
 
@@ -156,8 +186,9 @@ async def queue_efficiency(job_s: float) -> list[Row]:
         await runtime.start()
         try:
             gpus = [("0",), ("1",), ("0",), ("1",), ("0",), ("1",)]
-            ids = [(await runtime.supervisor.submit(_request(config, f"output/q{i}", g))).id
-                   for i, g in enumerate(gpus)]
+            ids = [
+                (await runtime.supervisor.submit(_request(config, f"output/q{i}", g))).id for i, g in enumerate(gpus)
+            ]
             jobs = [await _until(runtime, i, {JobState.SUCCEEDED, JobState.FAILED}) for i in ids]
         finally:
             await runtime.close()
@@ -175,10 +206,24 @@ async def queue_efficiency(job_s: float) -> list[Row]:
     ratio = actual / ideal_makespan
     poll = config.progress_poll_seconds
     idle = sum(late)  # each job's late start is time its GPU sat idle while it waited
-    return [Row(f"queue: 6 x {job_s:.0f} s jobs on 2 GPUs, makespan", f"{actual:.2f} s (GPU idle while jobs wait: "
-                f"{idle:.2f} s)", f"ideal {ideal_makespan:.2f} s", ratio, "ratio <= 1.02", ratio <= 1.02),
-            Row("queue: latest start vs ideal", f"{max(late) * 1000:.0f} ms", f"poll interval {poll * 1000:.0f} ms",
-                None, "<= the polling interval", max(late) <= poll)]
+    return [
+        Row(
+            f"queue: 6 x {job_s:.0f} s jobs on 2 GPUs, makespan",
+            f"{actual:.2f} s (GPU idle while jobs wait: {idle:.2f} s)",
+            f"ideal {ideal_makespan:.2f} s",
+            ratio,
+            "ratio <= 1.02",
+            ratio <= 1.02,
+        ),
+        Row(
+            "queue: latest start vs ideal",
+            f"{max(late) * 1000:.0f} ms",
+            f"poll interval {poll * 1000:.0f} ms",
+            None,
+            "<= the polling interval",
+            max(late) <= poll,
+        ),
+    ]
 
 
 async def store_latency(n_jobs: int, samples: int) -> list[Row]:
@@ -194,17 +239,27 @@ async def store_latency(n_jobs: int, samples: int) -> list[Row]:
         some = [j.id for j in await runtime.store.list_jobs(limit=samples)]
         rows = []
         try:
-            for label, texts in (("list", ["list"] * samples), ("status <id>", [f"status {i}" for i in some]),
-                                 ("list llm state=succeeded", ["list llm state=succeeded"] * samples)):
+            for label, texts in (
+                ("list", ["list"] * samples),
+                ("status <id>", [f"status {i}" for i in some]),
+                ("list llm state=succeeded", ["list llm state=succeeded"] * samples),
+            ):
                 times = []
                 for text in texts:
                     t0 = time.perf_counter()
                     reply = await handlers.handle(text, caller)
                     times.append(time.perf_counter() - t0)
                     assert reply.ok, reply.text
-                rows.append(Row(f"store: `{label}` with {n_jobs:,} jobs", f"p50 {pct(times, 50) * 1000:.2f} ms, "
-                                f"p99 {pct(times, 99) * 1000:.2f} ms", "", None, "p99 < 10 ms",
-                                pct(times, 99) < 0.010))
+                rows.append(
+                    Row(
+                        f"store: `{label}` with {n_jobs:,} jobs",
+                        f"p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms",
+                        "",
+                        None,
+                        "p99 < 10 ms",
+                        pct(times, 99) < 0.010,
+                    )
+                )
         finally:
             await runtime.close()
     return rows
@@ -212,8 +267,20 @@ async def store_latency(n_jobs: int, samples: int) -> list[Row]:
 
 async def _fill(store: JobStore, n: int) -> None:
     """n ended jobs, shaped like real ones, written through the store's own create (one transaction each)."""
-    template = Job(id="", kind=Kind.LLM, state=JobState.SUCCEEDED, output_dir="/o/x", gpus=("0",),
-                   argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"), user_id="U1", slack_channel="C1")
+    template = Job(
+        id="",
+        kind=Kind.LLM,
+        state=JobState.SUCCEEDED,
+        output_dir="/o/x",
+        gpus=("0",),
+        argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"),
+        user_id="U1",
+        slack_channel="C1",
+    )
     for i in range(n):
-        await store.create(template.replace(kind=Kind.VLM if i % 3 == 0 else Kind.LLM,  # every kind in every state
-                                            state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i // 3 % 3]))
+        await store.create(
+            template.replace(
+                kind=Kind.VLM if i % 3 == 0 else Kind.LLM,  # every kind in every state
+                state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i // 3 % 3],
+            )
+        )

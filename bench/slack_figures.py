@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import REPO, Row, fake_config, pct
-from bot.serve import SlackBot
+from bot.slack.bot import SlackBot
 from storage.jobs import JobStore
 from storage.models import JobState
 from tests.slack_signing import DEFAULT_CHANNEL
@@ -44,9 +44,15 @@ async def _send(to: list[tuple[str, Request]], per_s: float = math.inf) -> list[
 
 async def _send_timed(to: list[tuple[str, Request]], per_s: float = math.inf) -> list[tuple[float, float]]:
     """(answered at, by the wall clock; seconds to the answer) of each request."""
-    client = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.ack_client", str(per_s),
-                                                  cwd=REPO, stdin=asyncio.subprocess.PIPE,
-                                                  stdout=asyncio.subprocess.PIPE)
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.ack_client",
+        str(per_s),
+        cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     out, _ = await client.communicate(json.dumps([(url, body, headers) for url, (body, headers) in to]).encode())
     if client.returncode != 0:
         raise RuntimeError(f"bench.ack_client failed (exit status {client.returncode})")
@@ -72,8 +78,9 @@ async def _server(argv: list[str], port: int, cwd: Path) -> AsyncIterator[str]:
     """A server in its own process (as in production: the load generator and the stand-in don't share its CPU)."""
     env = os.environ | {"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SECRET}
     env.pop("SLACK_APP_TOKEN", None)
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
     try:
         for _ in range(300):  # up to 30 s to start listening
             try:
@@ -99,9 +106,14 @@ async def ack_latency(burst: int, stream: int, per_s: float = 20.0) -> list[Row]
         # the launched job (50 s) runs through the busy stream (30 s at most once its card is out)
         config = fake_config(root, gpus=2, step_s=0.5, max_steps=100)
         async with SlackStandIn(bot_token=BOT, signing_secret=SECRET, rate_limits={"*": None}) as slack:
+
             def bodies(n: int, launch: bool = False) -> list[Request]:
-                out = [slack.signed_slash_command(text=texts[i % len(texts)], user_id=f"U{i:04d}",
-                                                  channel_id=DEFAULT_CHANNEL) for i in range(n - 1)]
+                out = [
+                    slack.signed_slash_command(
+                        text=texts[i % len(texts)], user_id=f"U{i:04d}", channel_id=DEFAULT_CHANNEL
+                    )
+                    for i in range(n - 1)
+                ]
                 last = "llm gpu=0 out=output/launch" if launch else "list"
                 return [*out, slack.signed_slash_command(text=last, user_id="ULAUNCH", channel_id=DEFAULT_CHANNEL)]
 
@@ -109,27 +121,46 @@ async def ack_latency(burst: int, stream: int, per_s: float = 20.0) -> list[Row]
                 return [sys.executable, "-m", "bench.bare_bolt", str(port), slack.api_url, mode]
 
             ports = [_free_port() for _ in range(3)]
-            trainbot = [str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"),
-                        "serve", "--slack-api-url", slack.api_url, "--slack-port", str(ports[2]), "--port", "0"]
+            trainbot = [
+                str(Path(sys.executable).parent / "trainbot"),
+                "--config",
+                str(root / "trainbot.toml"),
+                "serve",
+                "--slack-api-url",
+                slack.api_url,
+                "--slack-port",
+                str(ports[2]),
+                "--port",
+                "0",
+            ]
             rounds = 5
             bare: dict[str, list[float]] = {"burst": []}
             ours: dict[str, list[float]] = {"burst": []}
-            async with _server(bolt("inline", ports[0]), ports[0], REPO) as inline, \
-                    _server(bolt("default", ports[1]), ports[1], REPO) as polled, \
-                    _server(trainbot, ports[2], root) as url:
+            async with (
+                _server(bolt("inline", ports[0]), ports[0], REPO) as inline,
+                _server(bolt("default", ports[1]), ports[1], REPO) as polled,
+                _server(trainbot, ports[2], root) as url,
+            ):
                 await _interleaved([inline, polled, url], bodies(15), per_s)  # warm-up
                 bare["stream"], bare["stream default"], ours["stream"] = await _interleaved(
-                    [inline, polled, url], bodies(3 * stream), per_s)
+                    [inline, polled, url], bodies(3 * stream), per_s
+                )
                 for i in range(rounds):
                     bare["burst"] += await _send([(inline, r) for r in bodies(burst)])
                     due = len(slack.responses()) + burst
                     last_round = await _send_timed([(url, r) for r in bodies(burst, launch=i == rounds - 1)])
                     ours["burst"] += [seconds for _, seconds in last_round]
-                    await slack.wait_for(lambda: len(slack.responses()) >= due, 30,  # noqa: B023 (awaited here)
-                                         what="the burst's answers")  # its work done before the next bare burst
+                    await slack.wait_for(
+                        lambda: len(slack.responses()) >= due,  # noqa: B023 (awaited here)
+                        30,
+                        what="the burst's answers",
+                    )  # its work done before the next bare burst
                 acked = last_round[-1][0]  # the launch's ack, by the wall clock the stand-in stamps calls with
-                card = await slack.wait_for(lambda: [c for c in slack.calls("chat.postMessage")
-                                                     if "ULAUNCH" in str(c.params)], 30, what="the job card")
+                card = await slack.wait_for(
+                    lambda: [c for c in slack.calls("chat.postMessage") if "ULAUNCH" in str(c.params)],
+                    30,
+                    what="the job card",
+                )
                 to_card = card[0].time - acked
                 job_id = _launched_job(slack)
                 slow = await _slow_commands(slack, url, job_id, 5)
@@ -138,6 +169,7 @@ async def ack_latency(burst: int, stream: int, per_s: float = 20.0) -> list[Row]
                 still = slow - len(answered_slow)
                 store = await JobStore.open(config.db_path)
                 try:
+
                     async def ended() -> bool:
                         job = await store.get(job_id)
                         return job is not None and job.state.is_terminal
@@ -153,26 +185,52 @@ async def ack_latency(burst: int, stream: int, per_s: float = 20.0) -> list[Row]
         values, base = ours[kind], bare[kind]
         ratio = pct(values, 99) / pct(base, 99)
         met = valid and ratio <= 1.2 and (not absolute or pct(values, 99) < 0.050)
-        return Row(figure, ms(values) + extra, f"bare Bolt, same stream {ms(base)}", ratio,
-                   "p99 < 50 ms and <= 1.2x bare" if absolute else "p99 <= 1.2x bare", met)
+        return Row(
+            figure,
+            ms(values) + extra,
+            f"bare Bolt, same stream {ms(base)}",
+            ratio,
+            "p99 < 50 ms and <= 1.2x bare" if absolute else "p99 <= 1.2x bare",
+            met,
+        )
 
     commands = "signed /train (list, status, dry run, help)"
-    return [against_bare("stream", f"ack latency, {stream} {commands} at {per_s:g}/s, trainbot serve (Slack + HTTP "
-                         "API, one process), interleaved with as many to bare Bolt"),
-            Row("ack latency, the same stream to bare Bolt in its default mode (the listener in a task, its ack "
-                "polled every 10 ms)", ms(bare["stream default"]), "bare Bolt answering when the listener returns: "
-                f"{ms(bare['stream'])}", pct(bare["stream default"], 50) / pct(bare["stream"], 50)),
-            against_bare("busy", f"ack latency, {stream} more while {slow} slow commands are in flight (`logs <id> "
-                         f"full`, its upload rate-limited for ~{SLOW_S:g} s) and a job runs",
-                         f" ({still} slow still unanswered at the end)", valid=still == slow),
-            against_bare("burst", f"ack latency, {rounds} bursts of {burst} {commands} sent at once (one launch), "
-                         "taking turns with bare Bolt's: each waits for those ahead of it", absolute=False),
-            Row("ack to job card in Slack (the launch)", f"{to_card * 1e3:.0f} ms", "", None, "", None)]
+    return [
+        against_bare(
+            "stream",
+            f"ack latency, {stream} {commands} at {per_s:g}/s, trainbot serve (Slack + HTTP "
+            "API, one process), interleaved with as many to bare Bolt",
+        ),
+        Row(
+            "ack latency, the same stream to bare Bolt in its default mode (the listener in a task, its ack "
+            "polled every 10 ms)",
+            ms(bare["stream default"]),
+            f"bare Bolt answering when the listener returns: {ms(bare['stream'])}",
+            pct(bare["stream default"], 50) / pct(bare["stream"], 50),
+        ),
+        against_bare(
+            "busy",
+            f"ack latency, {stream} more while {slow} slow commands are in flight (`logs <id> "
+            f"full`, its upload rate-limited for ~{SLOW_S:g} s) and a job runs",
+            f" ({still} slow still unanswered at the end)",
+            valid=still == slow,
+        ),
+        against_bare(
+            "burst",
+            f"ack latency, {rounds} bursts of {burst} {commands} sent at once (one launch), "
+            "taking turns with bare Bolt's: each waits for those ahead of it",
+            absolute=False,
+        ),
+        Row("ack to job card in Slack (the launch)", f"{to_card * 1e3:.0f} ms", "", None, "", None),
+    ]
 
 
 def _launched_job(slack: SlackStandIn) -> str:
-    cards = [m["metadata"]["event_payload"] for m in slack.messages(DEFAULT_CHANNEL, top_level=True)
-             if (m.get("metadata") or {}).get("event_payload", {}).get("topic") == "job_created"]
+    cards = [
+        m["metadata"]["event_payload"]
+        for m in slack.messages(DEFAULT_CHANNEL, top_level=True)
+        if (m.get("metadata") or {}).get("event_payload", {}).get("topic") == "job_created"
+    ]
     return str(cards[0]["job_id"])
 
 
@@ -181,11 +239,20 @@ async def _slow_commands(slack: SlackStandIn, url: str, job_id: str, n: int) -> 
     Retry-After (~SLOW_S) before its one retry. Returns once they are in flight (acked, their uploads refused)."""
     slack.set_rate_limit(UPLOAD, (1, SLOW_S))
     await slack.web_client().files_getUploadURLExternal(filename="other.log", length=1)  # takes the one call there is
-    await _send([(url, slack.signed_slash_command(text=f"logs {job_id} full", user_id=f"USLOW{i}",
-                                                  channel_id=DEFAULT_CHANNEL)) for i in range(n)])
+    await _send(
+        [
+            (
+                url,
+                slack.signed_slash_command(text=f"logs {job_id} full", user_id=f"USLOW{i}", channel_id=DEFAULT_CHANNEL),
+            )
+            for i in range(n)
+        ]
+    )
     running = min(n, 4)  # [slack] commands_at_once: the others wait for a slot, acked and unanswered
     await slack.wait_for(lambda: len(slack.rate_limited(UPLOAD)) >= running, 10, what="the slow uploads")
     return n
+
+
 async def idle_cost(window_s: float) -> list[Row]:
     """A whole bot (runtime, notifier, cards, the HTTP front end) with no job and an empty outbox: its CPU time.
 
@@ -195,8 +262,15 @@ async def idle_cost(window_s: float) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         config = fake_config(Path(tmp), gpus=2, step_s=1.0, max_steps=10)
         async with SlackStandIn(bot_token=BOT, signing_secret=SECRET) as slack:
-            bot = SlackBot(config, api_url=slack.api_url, mode="http", host="127.0.0.1", port=0, bot_token=BOT,
-                           signing_secret=SECRET)
+            bot = SlackBot(
+                config,
+                api_url=slack.api_url,
+                mode="http",
+                host="127.0.0.1",
+                port=0,
+                bot_token=BOT,
+                signing_secret=SECRET,
+            )
             async with bot:
                 await asyncio.sleep(1.0)  # past the start-up round of every loop
                 before = [loop.wakeups for loop in bot.loops]
@@ -204,9 +278,16 @@ async def idle_cost(window_s: float) -> list[Row]:
                 await asyncio.sleep(window_s)
                 cpu = (sum(me.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
                 woke = sum(loop.wakeups for loop in bot.loops) - sum(before)
-    return [Row("idle bot (no job, empty outbox): CPU", f"{100 * cpu:.3f}% of a core over {window_s:g} s "
-                f"(CPU time of the bot process), {woke} loop wake-ups",
-                f"safety poll {config.safety_poll_seconds:g} s", None, "< 0.2% of a core", cpu < 0.002)]
+    return [
+        Row(
+            "idle bot (no job, empty outbox): CPU",
+            f"{100 * cpu:.3f}% of a core over {window_s:g} s (CPU time of the bot process), {woke} loop wake-ups",
+            f"safety poll {config.safety_poll_seconds:g} s",
+            None,
+            "< 0.2% of a core",
+            cpu < 0.002,
+        )
+    ]
 
 
 async def idle_serve_cost(window_s: float) -> list[Row]:
@@ -218,10 +299,21 @@ async def idle_serve_cost(window_s: float) -> list[Row]:
         async with SlackStandIn(bot_token=BOT, signing_secret=SECRET) as slack:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
             proc = await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).parent / "trainbot"), "--config", str(root / "trainbot.toml"), "serve",
-                "--port", "0", "--slack-port", "0", "--slack-api-url", slack.api_url, cwd=root,
+                str(Path(sys.executable).parent / "trainbot"),
+                "--config",
+                str(root / "trainbot.toml"),
+                "serve",
+                "--port",
+                "0",
+                "--slack-port",
+                "0",
+                "--slack-api-url",
+                slack.api_url,
+                cwd=root,
                 env=env | {"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SECRET},
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
             assert proc.stderr is not None
             try:
                 async with asyncio.timeout(60):
@@ -237,9 +329,16 @@ async def idle_serve_cost(window_s: float) -> list[Row]:
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 30)
             drain.cancel()
-    return [Row("idle `trainbot serve` (Slack HTTP mode + HTTP API + web page, no job): CPU",
-                f"{100 * cpu:.3f}% of a core over {window_s:g} s (CPU time of the serve process)",
-                f"safety poll {config.safety_poll_seconds:g} s", None, "< 0.2% of a core", cpu < 0.002)]
+    return [
+        Row(
+            "idle `trainbot serve` (Slack HTTP mode + HTTP API + web page, no job): CPU",
+            f"{100 * cpu:.3f}% of a core over {window_s:g} s (CPU time of the serve process)",
+            f"safety poll {config.safety_poll_seconds:g} s",
+            None,
+            "< 0.2% of a core",
+            cpu < 0.002,
+        )
+    ]
 
 
 async def slack_budget(jobs: int, minutes: float) -> list[Row]:
@@ -249,12 +348,23 @@ async def slack_budget(jobs: int, minutes: float) -> list[Row]:
         step_s = 6.0
         config = fake_config(Path(tmp), gpus=jobs, step_s=step_s, max_steps=int(window / step_s) + 30, logging_steps=5)
         async with SlackStandIn(bot_token=BOT, signing_secret=SECRET) as slack:
-            bot = SlackBot(config, api_url=slack.api_url, mode="http", host="127.0.0.1", port=0, bot_token=BOT,
-                           signing_secret=SECRET)
+            bot = SlackBot(
+                config,
+                api_url=slack.api_url,
+                mode="http",
+                host="127.0.0.1",
+                port=0,
+                bot_token=BOT,
+                signing_secret=SECRET,
+            )
             async with bot:
                 store = bot.runtime.store
-                bodies = [slack.signed_slash_command(text=f"llm gpu={i} out=output/j{i}", user_id=f"U{i:03d}",
-                                                     channel_id=DEFAULT_CHANNEL) for i in range(jobs)]
+                bodies = [
+                    slack.signed_slash_command(
+                        text=f"llm gpu={i} out=output/j{i}", user_id=f"U{i:03d}", channel_id=DEFAULT_CHANNEL
+                    )
+                    for i in range(jobs)
+                ]
                 await _send([(bot.url, body) for body in bodies])
                 first_seen: dict[str, dict[int, float]] = {}
                 worst, t_end = 0.0, time.monotonic() + window
@@ -283,12 +393,25 @@ async def slack_budget(jobs: int, minutes: float) -> list[Row]:
                 ended = [j for j in await store.list_jobs() if j.state is JobState.STOPPED]
     bursts = _bursts([h.time for h in hits])
     per_min = calls / minutes
-    return [Row(f"Slack budget: {jobs} jobs in one channel for {minutes:g} min",
-                f"{calls} Web API calls ({per_min:.0f}/min), {len(hits)} x 429 in {bursts} burst(s)",
-                "stand-in at Slack's documented limits: chat.postMessage 1/s per channel (bursts of 3), chat.update "
-                "50 in any minute", None, "0 x 429", not hits),
-            Row("Slack budget: worst card staleness", f"{worst:.1f} s ({len(ended)}/{jobs} cards' jobs stopped)",
-                f"card interval {config.slack.card_interval_s:g} s", None, "<= 10 s", worst <= 10.0)]
+    return [
+        Row(
+            f"Slack budget: {jobs} jobs in one channel for {minutes:g} min",
+            f"{calls} Web API calls ({per_min:.0f}/min), {len(hits)} x 429 in {bursts} burst(s)",
+            "stand-in at Slack's documented limits: chat.postMessage 1/s per channel (bursts of 3), chat.update "
+            "50 in any minute",
+            None,
+            "0 x 429",
+            not hits,
+        ),
+        Row(
+            "Slack budget: worst card staleness",
+            f"{worst:.1f} s ({len(ended)}/{jobs} cards' jobs stopped)",
+            f"card interval {config.slack.card_interval_s:g} s",
+            None,
+            "<= 10 s",
+            worst <= 10.0,
+        ),
+    ]
 
 
 def _card_step(slack: SlackStandIn, ts: str) -> int:

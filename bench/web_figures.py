@@ -36,9 +36,14 @@ def _jobs_page(root: Path, n_jobs: int, samples: int) -> Row:
     with serve(root) as (url, _), requests.Session() as session:
         _timed(session, [f"{url}/"] * 10)  # warm-up (templates compiled, cookie set)
         times = _timed(session, [f"{url}/"] * samples)
-    return Row(f"Web: the jobs page (first page of 50, rendered) with {n_jobs:,} jobs, real HTTP on loopback",
-               f"p50 {pct(times, 50) * 1000:.1f} ms, p99 {pct(times, 99) * 1000:.1f} ms", "", None, "p99 < 50 ms",
-               pct(times, 99) < 0.050)
+    return Row(
+        f"Web: the jobs page (first page of 50, rendered) with {n_jobs:,} jobs, real HTTP on loopback",
+        f"p50 {pct(times, 50) * 1000:.1f} ms, p99 {pct(times, 99) * 1000:.1f} ms",
+        "",
+        None,
+        "p99 < 50 ms",
+        pct(times, 99) < 0.050,
+    )
 
 
 def _view(url: str, path: str) -> dict[str, Any]:
@@ -51,8 +56,13 @@ def _view(url: str, path: str) -> dict[str, Any]:
 
 def _live(url: str, path: str, compressed: bool = True) -> requests.Response:
     """The stream one open tab of `path` adds to (its view alone: one tab of a browser's shared stream)."""
-    return requests.post(f"{url}/web/live", json={"views": {"tab": _view(url, path)}}, stream=True, timeout=60,
-                         headers={"Accept-Encoding": "gzip" if compressed else "identity"})
+    return requests.post(
+        f"{url}/web/live",
+        json={"views": {"tab": _view(url, path)}},
+        stream=True,
+        timeout=60,
+        headers={"Accept-Encoding": "gzip" if compressed else "identity"},
+    )
 
 
 def _follow(open_stream: Callable[[], requests.Response], stop: threading.Event) -> None:
@@ -70,15 +80,18 @@ def _cpu_s(proc: psutil.Process) -> float:
 def _page_cpu(root: Path, pages: int, window_s: float) -> Row:
     with serve(root) as (url, popen), requests.Session() as session:
         proc = psutil.Process(popen.pid)
-        job = session.post(f"{url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/w", "start": True},
-                           timeout=10).json()["job_id"]
+        job = session.post(
+            f"{url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/w", "start": True}, timeout=10
+        ).json()["job_id"]
         time.sleep(3)  # a bench's settling time: the job has started and logs a line a second
         c0 = _cpu_s(proc)
         time.sleep(window_s)
         idle = (_cpu_s(proc) - c0) / window_s
         stop = threading.Event()
-        threads = [threading.Thread(target=_follow, args=(lambda: _live(url, f"/jobs/{job}"), stop), daemon=True)
-                   for _ in range(pages)]
+        threads = [
+            threading.Thread(target=_follow, args=(lambda: _live(url, f"/jobs/{job}"), stop), daemon=True)
+            for _ in range(pages)
+        ]
         for t in threads:
             t.start()
         time.sleep(2)  # past each page's first paint (the whole log tail and curve)
@@ -87,27 +100,45 @@ def _page_cpu(root: Path, pages: int, window_s: float) -> Row:
         busy = (_cpu_s(proc) - c0) / window_s
         stop.set()
     per_page = max(0.0, busy - idle) / pages
-    return Row(f"Web: server CPU per open job page following a job that logs a line a second ({pages} pages, "
-               f"{window_s:.0f} s)", f"{per_page * 100:.2f}% of a core (serve alone: {idle * 100:.2f}%)", "", None,
-               "< 2% of a core", per_page < 0.02)
+    return Row(
+        f"Web: server CPU per open job page following a job that logs a line a second ({pages} pages, "
+        f"{window_s:.0f} s)",
+        f"{per_page * 100:.2f}% of a core (serve alone: {idle * 100:.2f}%)",
+        "",
+        None,
+        "< 2% of a core",
+        per_page < 0.02,
+    )
 
 
 def _bulk_fill(db_path: Path, n: int) -> None:
     """`n` ended jobs written straight into the store's table in one transaction (100,000 creates, one
     transaction each, would take minutes; the rows are the store's own: storage/rows.to_row)."""
-    template = Job(id="", kind=Kind.LLM, state=JobState.SUCCEEDED, output_dir="/o/x", gpus=("0",),
-                   argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"), user_id="U1")
+    template = Job(
+        id="",
+        kind=Kind.LLM,
+        state=JobState.SUCCEEDED,
+        output_dir="/o/x",
+        gpus=("0",),
+        argv=("swift", "sft", "--model", "Qwen/Qwen2.5-7B-Instruct"),
+        user_id="U1",
+    )
     now = time.time()
     rows = []
     for i in range(n):
-        job = template.replace(id=f"b{i:07d}", kind=Kind.VLM if i % 3 == 0 else Kind.LLM,
-                               state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i // 3 % 3],
-                               created_at=now - n + i, updated_at=now - n + i)
+        job = template.replace(
+            id=f"b{i:07d}",
+            kind=Kind.VLM if i % 3 == 0 else Kind.LLM,
+            state=(JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)[i // 3 % 3],
+            created_at=now - n + i,
+            updated_at=now - n + i,
+        )
         rows.append(to_row(job) | {"queue_seq": i + 1})
     with sqlite3.connect(db_path) as db:
         cols = ", ".join(rows[0])
-        db.executemany(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(rows[0]))})",
-                       [list(r.values()) for r in rows])
+        db.executemany(
+            f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(rows[0]))})", [list(r.values()) for r in rows]
+        )
 
 
 async def _compared_root(root: Path, n_jobs: int, steps: int) -> list[str]:
@@ -123,17 +154,42 @@ async def _compared_root(root: Path, n_jobs: int, steps: int) -> list[str]:
             run.mkdir(parents=True)
             with (run / "logging.jsonl").open("w") as f:
                 for step in range(1, steps + 1):
-                    common = {"epoch": step / steps, "global_step/max_steps": f"{step}/{steps}",
-                              "elapsed_time": f"{step}s", "remaining_time": "1s", "train_speed(s/it)": 1.0}
+                    common = {
+                        "epoch": step / steps,
+                        "global_step/max_steps": f"{step}/{steps}",
+                        "elapsed_time": f"{step}s",
+                        "remaining_time": "1s",
+                        "train_speed(s/it)": 1.0,
+                    }
                     loss = 2.0 / (1 + 0.01 * step * float(lr) / 1e-4)
-                    f.write(json.dumps({"loss": loss, "grad_norm": 0.5, "learning_rate": float(lr),
-                                        "token_acc": 0.5, "memory(GiB)": 20.1, **common}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "loss": loss,
+                                "grad_norm": 0.5,
+                                "learning_rate": float(lr),
+                                "token_acc": 0.5,
+                                "memory(GiB)": 20.1,
+                                **common,
+                            }
+                        )
+                        + "\n"
+                    )
                     if step % 50 == 0:
                         f.write(json.dumps({"eval_loss": loss * 1.05, "eval_runtime": 3.0, **common}) + "\n")
-            job = await store.create(Job(id="", kind=Kind.VLM, state=JobState.SUCCEEDED, output_dir=str(out),
-                                         gpus=(str(n),), run_dir=str(run), started_at=time.time() - steps,
-                                         finished_at=time.time(),
-                                         argv=("swift", "sft", "--learning_rate", lr, "--output_dir", str(out))))
+            job = await store.create(
+                Job(
+                    id="",
+                    kind=Kind.VLM,
+                    state=JobState.SUCCEEDED,
+                    output_dir=str(out),
+                    gpus=(str(n),),
+                    run_dir=str(run),
+                    started_at=time.time() - steps,
+                    finished_at=time.time(),
+                    argv=("swift", "sft", "--learning_rate", lr, "--output_dir", str(out)),
+                )
+            )
             ids.append(job.id)
     finally:
         await store.close()
@@ -147,10 +203,15 @@ def _compare_page(root: Path, ids: list[str], n_jobs: int, steps: int, samples: 
         _timed(session, [f"{url}{url_of}"] * 10)  # warm-up (templates compiled, the three files read once)
         times = _timed(session, [f"{url}{url_of}"] * samples)
         size = len(session.get(f"{url}{url_of}", timeout=10).content)
-    return Row(f"Web: the compare page (3 runs of {steps:,} logged steps each, chart data and what differs) with "
-               f"{n_jobs:,} jobs in the store, real HTTP on loopback",
-               f"p50 {pct(times, 50) * 1000:.1f} ms, p99 {pct(times, 99) * 1000:.1f} ms ({size / 1024:.0f} KiB)", "",
-               None, "p99 < 50 ms", pct(times, 99) < 0.050)
+    return Row(
+        f"Web: the compare page (3 runs of {steps:,} logged steps each, chart data and what differs) with "
+        f"{n_jobs:,} jobs in the store, real HTTP on loopback",
+        f"p50 {pct(times, 50) * 1000:.1f} ms, p99 {pct(times, 99) * 1000:.1f} ms ({size / 1024:.0f} KiB)",
+        "",
+        None,
+        "p99 < 50 ms",
+        pct(times, 99) < 0.050,
+    )
 
 
 async def compare_figures(n_jobs: int, steps: int, samples: int) -> list[Row]:
@@ -202,18 +263,25 @@ class _Tab:
 
 def _tab_bytes(root: Path, running: int, window_s: float) -> list[Row]:
     with serve(root) as (url, _), requests.Session() as session:
-        jobs = [session.post(f"{url}/training/llm/jobs", json={"gpu_id": str(i), "output_dir": f"output/t{i}",
-                                                                "start": True}, timeout=10).json()["job_id"]
-                for i in range(running)]
+        jobs = [
+            session.post(
+                f"{url}/training/llm/jobs",
+                json={"gpu_id": str(i), "output_dir": f"output/t{i}", "start": True},
+                timeout=10,
+            ).json()["job_id"]
+            for i in range(running)
+        ]
         deadline = time.monotonic() + 120
-        while any((session.get(f"{url}/training/jobs/{j}/status", timeout=10).json()["step"] or 0) < 2
-                  for j in jobs):
+        while any((session.get(f"{url}/training/jobs/{j}/status", timeout=10).json()["step"] or 0) < 2 for j in jobs):
             if time.monotonic() > deadline:
                 raise RuntimeError("the benchmark's jobs did not start")
             time.sleep(0.5)
         pages = {"the jobs page": "/", "a running job's page": f"/jobs/{jobs[0]}"}
-        tabs = {(name, compressed): _Tab(lambda p=path, c=compressed: _live(url, p, c))  # type: ignore[misc]
-                for name, path in pages.items() for compressed in (True, False)}
+        tabs = {
+            (name, compressed): _Tab(lambda p=path, c=compressed: _live(url, p, c))  # type: ignore[misc]
+            for name, path in pages.items()
+            for compressed in (True, False)
+        }
         time.sleep(3)  # a bench's settling time: past each tab's first message
         t0 = time.monotonic()
         time.sleep(window_s)
@@ -225,16 +293,25 @@ def _tab_bytes(root: Path, running: int, window_s: float) -> list[Row]:
     for name in pages:
         wire, plain, today = got[name, True], got[name, False], TODAY_KIB_MIN[name]
         goal = GOAL[name]
-        rows.append(Row(f"Web: bytes a tab of {name} receives per minute while {running} jobs run (a step and a "
-                        f"log line a second each, {window_s:.0f} s)",
-                        f"{wire:.1f} KiB/min gzipped ({plain:.1f} KiB/min uncompressed)",
-                        f"{today:.1f} KiB/min (one SSE stream a page, {TODAY})", wire / today,
-                        f"<= 1/{1 / goal:.0f} of today's" if goal else "", wire <= goal * today if goal else None))
+        rows.append(
+            Row(
+                f"Web: bytes a tab of {name} receives per minute while {running} jobs run (a step and a "
+                f"log line a second each, {window_s:.0f} s)",
+                f"{wire:.1f} KiB/min gzipped ({plain:.1f} KiB/min uncompressed)",
+                f"{today:.1f} KiB/min (one SSE stream a page, {TODAY})",
+                wire / today,
+                f"<= 1/{1 / goal:.0f} of today's" if goal else "",
+                wire <= goal * today if goal else None,
+            )
+        )
     return rows
+
+
 async def tab_bytes(running: int, window_s: float) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         await fill_root(root, 200)  # a full first page: 50 rows
-        fake_config(root, gpus=running, step_s=1.0, max_steps=100_000, logging_steps=1,
-                    env={"FAKE_SWIFT_PRINT_STEPS": "1"})
+        fake_config(
+            root, gpus=running, step_s=1.0, max_steps=100_000, logging_steps=1, env={"FAKE_SWIFT_PRINT_STEPS": "1"}
+        )
         return await asyncio.to_thread(_tab_bytes, root, running, window_s)

@@ -82,8 +82,14 @@ def compare_png(cmp: Comparison) -> bytes | None:
         for key, label, style in (("loss", "loss", "-"), ("eval_loss", "eval loss", "o--")):
             points = run.metrics.series.get(key) or ()
             if points:
-                ax.plot([s for s, _ in points], [v for _, v in points], style, color=colour, markersize=3,
-                        label=f"{run.job.id} {label}")
+                ax.plot(
+                    [s for s, _ in points],
+                    [v for _, v in points],
+                    style,
+                    color=colour,
+                    markersize=3,
+                    label=f"{run.job.id} {label}",
+                )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel("loss")

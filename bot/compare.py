@@ -1,6 +1,6 @@
 """Two to eight runs side by side: their logged metrics by step, and what differs between them (the settings they
 ran with, how long they ran, where their losses ended). Facts only: the web page, Slack and the console word and
-draw them (bot/web/templates/compare.html, bot/texts.comparison_text, bot/charts.compare_png).
+draw them (bot/http/web/templates/compare.html, bot/words/texts.comparison_text, bot/charts.compare_png).
 
 A run's settings are read from the command it ran (every `--flag` of `swift sft`, and the variables set for it),
 so whatever made two runs differ shows, whether a VLM override, a profile or a change of the config file.
@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.commands import MAX_RUNS, MIN_RUNS
+from bot.chat.commands import MAX_RUNS, MIN_RUNS
 from runner.metrics import READER, Metrics
 from storage.errors import JobError
 from storage.jobs import JobStore
@@ -105,7 +105,7 @@ def settings(job: Job) -> dict[str, str]:
     spaces), and the variables set for it."""
     found = {"recipe": str(job.kind), "GPUs": ",".join(job.gpus)}
     argv = list(job.argv)
-    words = argv[argv.index("sft") + 1:] if "sft" in argv else []
+    words = argv[argv.index("sft") + 1 :] if "sft" in argv else []
     key: str | None = None
     for word in words:
         if word.startswith("--"):
@@ -120,6 +120,9 @@ def settings(job: Job) -> dict[str, str]:
 
 def _differences(each: list[dict[str, str]]) -> tuple[tuple[Difference, ...], int]:
     names = list(dict.fromkeys(name for one in each for name in one))  # in the order of the first command
-    differ = [Difference(name, tuple(one.get(name) for one in each)) for name in names
-              if len({one.get(name) for one in each}) > 1]
+    differ = [
+        Difference(name, tuple(one.get(name) for one in each))
+        for name in names
+        if len({one.get(name) for one in each}) > 1
+    ]
     return tuple(differ), len(names) - len(differ)

@@ -25,9 +25,11 @@ def effective_config_text(path: Path | None) -> str:
         table.update({"args": {**table.pop("flags"), **table["args"]}})
     secret_names = set(config.scrub_env)
     header = f"# trainbot: effective configuration of {path or 'the built-in defaults'}"
-    lines = [header, "# (every key with its value, defaults included; secret values masked; relative paths from "
-             f"{config.base_dir})",
-             f"# the job database: {config.db_path} (back it up while the bot runs: trainbot backup FILE)"]
+    lines = [
+        header,
+        f"# (every key with its value, defaults included; secret values masked; relative paths from {config.base_dir})",
+        f"# the job database: {config.db_path} (back it up while the bot runs: trainbot backup FILE)",
+    ]
     for name, table in tables.items():
         lines += _table(name, table, secret_names)
         if name == "http":
@@ -40,21 +42,29 @@ def _http_meaning(http: HttpConfig) -> list[str]:
     if not http.allow_anonymous_loopback:
         anonymous = ["requests without a token get 401, from loopback too"]
     elif http.anonymous_loopback_with_tokens:
-        anonymous = ["loopback requests without a token act as `http:anonymous`, even with API tokens configured:",
-                     "every user of this host, and every request through a reverse proxy on it, may do what",
-                     "http:anonymous may (leave anonymous_loopback_with_tokens false behind a proxy)"]
+        anonymous = [
+            "loopback requests without a token act as `http:anonymous`, even with API tokens configured:",
+            "every user of this host, and every request through a reverse proxy on it, may do what",
+            "http:anonymous may (leave anonymous_loopback_with_tokens false behind a proxy)",
+        ]
     else:
-        anonymous = ["loopback requests without a token act as `http:anonymous` only while no API tokens are",
-                     "configured; with tokens (TRAINBOT_API_TOKENS or tokens_file) they get 401, since behind a",
-                     "reverse proxy on this host every request is loopback (anonymous_loopback_with_tokens = true",
-                     "lets them in anyway)"]
+        anonymous = [
+            "loopback requests without a token act as `http:anonymous` only while no API tokens are",
+            "configured; with tokens (TRAINBOT_API_TOKENS or tokens_file) they get 401, since behind a",
+            "reverse proxy on this host every request is loopback (anonymous_loopback_with_tokens = true",
+            "lets them in anyway)",
+        ]
     if http.trusted_proxies:
-        proxies = [f"X-Forwarded-For and X-Forwarded-Proto are believed from {', '.join(http.trusted_proxies)} only:",
-                   "through such a proxy the client is the one it names (loopback only if that is), and",
-                   "`X-Forwarded-Proto: https` makes the web session cookie Secure"]
+        proxies = [
+            f"X-Forwarded-For and X-Forwarded-Proto are believed from {', '.join(http.trusted_proxies)} only:",
+            "through such a proxy the client is the one it names (loopback only if that is), and",
+            "`X-Forwarded-Proto: https` makes the web session cookie Secure",
+        ]
     else:
-        proxies = ["no proxy is trusted: X-Forwarded-For and X-Forwarded-Proto are ignored, and the web session",
-                   "cookie is Secure only on a page served over HTTPS directly"]
+        proxies = [
+            "no proxy is trusted: X-Forwarded-For and X-Forwarded-Proto are ignored, and the web session",
+            "cookie is Secure only on a page served over HTTPS directly",
+        ]
     return ["# what this means:", *(f"#   {line}" for line in anonymous), *(f"#   {line}" for line in proxies)]
 
 

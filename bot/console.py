@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from bot import notice_words, texts
-from bot.handlers import Handlers, Image, Reply
+from bot.chat.handlers import Handlers, Image, Reply
+from bot.chat.try_console import print_answer
+from bot.words import notices as notice_words
+from bot.words import texts
 from runner.access import Caller
 from runner.config import Config
 from runner.runtime import Runtime
+from runner.try_types import TryDone
 from storage.models import JobState
 
 PROGRESS_EVERY_S = 1.0
@@ -35,6 +38,7 @@ class Console:
         self.caller = Caller(console=True)
         self._shown_progress: dict[str, tuple[str, float]] = {}
         self._tty = out.isatty()
+        self.last_answer: TryDone | None = None  # the last `try`'s (None: none, or it failed)
         self.reader = f"console-{secrets.token_hex(4)}"
         self._alive_at = 0.0
         self._flushing = asyncio.Lock()  # the watcher and a command both flush: each notice is shown once
@@ -59,11 +63,13 @@ class Console:
     async def command(self, line: str) -> Reply:
         line = line.strip()
         if line.startswith("/train"):
-            line = line[len("/train"):].strip()
+            line = line[len("/train") :].strip()
         reply = await self.handlers.handle(line, self.caller)
         self.say(reply.text if reply.ok else f"⚠️ {reply.text}")
         if reply.file is not None:
             self.say(reply.file.read_text(errors="replace"))
+        if reply.answer is not None:  # `try`: the answer as it is generated
+            self.last_answer = await print_answer(reply.answer, self.out)
         if reply.image is not None:
             self.say(f"The chart: {self.save(reply.image)}")
         await self.flush_notices()
@@ -103,8 +109,11 @@ class Console:
     async def idle(self) -> bool:
         """No job running or waiting, no export under way, nothing left to tell."""
         store = self.runtime.store
-        return (not await store.active() and not await store.exporting()
-                and not await store.pending_notices(self.reader, limit=1))
+        return (
+            not await store.active()
+            and not await store.exporting()
+            and not await store.pending_notices(self.reader, limit=1)
+        )
 
     async def watch(self, until_idle: bool, interval: float = 0.5) -> None:
         while True:

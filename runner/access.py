@@ -30,8 +30,11 @@ def check_start(caller: Caller, access: AccessConfig) -> None:
     """Raises NotAllowed unless the caller may start jobs. Empty lists mean everyone in the workspace."""
     if caller.is_admin(access) or not (access.users or access.groups or access.channels):
         return
-    if caller.user_id in access.users or set(caller.groups) & set(access.groups) \
-            or caller.channel_id in access.channels:
+    if (
+        caller.user_id in access.users
+        or set(caller.groups) & set(access.groups)
+        or caller.channel_id in access.channels
+    ):
         return
     raise NotAllowed("start")
 
@@ -44,3 +47,16 @@ def check_manage(caller: Caller, access: AccessConfig, job: Job, action: str) ->
 
 def may_manage(caller: Caller, access: AccessConfig, job: Job) -> bool:
     return caller.is_admin(access) or (caller.user_id is not None and caller.user_id == job.user_id)
+
+
+def check_try(caller: Caller, access: AccessConfig, job: Job) -> None:
+    """Raises NotAllowed unless the caller may ask the job's model: its owner, an admin, or whom `[access]`
+    lets try (`try_users`, `try_groups`, `try_channels`)."""
+    if (
+        may_manage(caller, access, job)
+        or caller.user_id in access.try_users
+        or set(caller.groups) & set(access.try_groups)
+        or caller.channel_id in access.try_channels
+    ):
+        return
+    raise NotAllowed("try", job.id, job.user_id)

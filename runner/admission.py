@@ -30,8 +30,9 @@ from storage.models import ExportState, Job, JobState, Purpose
 _SAMPLES = re.compile(r"#[0-9]+$")  # a dataset's `#N`: use N samples
 
 
-def admit(config: Config, job_id: str | None, output_dir: Path, overrides: Mapping[str, str],
-          jobs: Iterable[Job]) -> Path:
+def admit(
+    config: Config, job_id: str | None, output_dir: Path, overrides: Mapping[str, str], jobs: Iterable[Job]
+) -> Path:
     """May a job (`job_id` None: a new one) with these paths join the line? Asked by create, start and restart,
     with `jobs` the store's holding jobs. Returns its output folder as it resolves on disk; raises OutsideRoot or
     OutputInUse."""
@@ -51,37 +52,46 @@ def admit_launch(config: Config, job: Job, jobs: Iterable[Job], log_path: Path) 
 
 def admit_export(config: Config, job: Job, export_dir: Path, jobs: Iterable[Job], log_path: Path) -> Path:
     """May `job`'s export write its merged model to `export_dir`? Returns the folder as it resolves on disk."""
-    folder = confine("export_dir", export_dir, (config.output_root,), config.base_dir,
-                     root_key="paths.output_root")
+    folder = confine("export_dir", export_dir, (config.output_root,), config.base_dir, root_key="paths.output_root")
     _log_file(config, log_path)
     _check_free(config, folder, jobs, job_id=job.id, wanted="export", launching=False)
     return folder
 
 
-def line(queue: Sequence[Job], holding: Sequence[Job], foreign: set[str]) -> list[leases.Decision]:
-    """Which queued jobs may start now on this machine's GPUs, and each waiting one's place in line."""
+def line(
+    queue: Sequence[Job | tuple[Job, Purpose]], holding: Sequence[Job], foreign: set[str]
+) -> list[leases.Decision]:
+    """Which queued jobs may start now on this machine's GPUs, and each waiting one's place in line. `queue` may
+    hold try sessions too, `(job, "try")` (store.line): one line for trainings and tries alike."""
     return leases.plan_starts(queue, leases.held(holding), foreign)
 
 
 def moved_up(before: Sequence[leases.Decision], after: Sequence[leases.Decision]) -> list[leases.Decision]:
     """The jobs still waiting whose place in line is better in `after` (one ahead of them left)."""
-    was = {d.job.id: d.position for d in before if not d.start}
-    return [d for d in after if not d.start and d.position is not None
-            and (old := was.get(d.job.id)) is not None and d.position < old]
+    was = {(d.job.id, d.purpose): d.position for d in before if not d.start}
+    return [
+        d
+        for d in after
+        if not d.start
+        and d.position is not None
+        and (old := was.get((d.job.id, d.purpose))) is not None
+        and d.position < old
+    ]
 
 
 def _paths(config: Config, output_dir: Path, overrides: Mapping[str, str]) -> Path:
-    folder = confine("output_dir", output_dir, (config.output_root,), config.base_dir,
-                     root_key="paths.output_root")
-    for key, roots, root_key in (("model", config.model_roots, "paths.model_roots"),
-                                 ("dataset", config.data_roots, "paths.data_roots")):
+    folder = confine("output_dir", output_dir, (config.output_root,), config.base_dir, root_key="paths.output_root")
+    for key, roots, root_key in (
+        ("model", config.model_roots, "paths.model_roots"),
+        ("dataset", config.data_roots, "paths.data_roots"),
+    ):
         for local in _local_sources(key, overrides.get(key), config.base_dir):
             confine(key, local, roots, config.base_dir, root_key=root_key, root_itself=True)
     return folder
 
 
 def _local_sources(key: str, value: str | None, base_dir: Path) -> Iterator[Path]:
-    """The values of `model=` / `dataset=` that name a place on disk: stored absolute (bot/sources.py resolves
+    """The values of `model=` / `dataset=` that name a place on disk: stored absolute (bot/chat/sources.py resolves
     them), or a relative one that exists by now (swift would read it rather than the hub's)."""
     for item in (value or "").split(",") if key == "dataset" else [value or ""]:
         name = _SAMPLES.sub("", item.strip()) if key == "dataset" else item.strip()
@@ -93,8 +103,9 @@ def _log_file(config: Config, log_path: Path) -> None:
     confine("log", log_path, (config.log_dir,), config.base_dir, root_key="paths.log_dir")
 
 
-def _check_free(config: Config, folder: Path, jobs: Iterable[Job], *, job_id: str | None, wanted: Purpose,
-                launching: bool) -> None:
+def _check_free(
+    config: Config, folder: Path, jobs: Iterable[Job], *, job_id: str | None, wanted: Purpose, launching: bool
+) -> None:
     for other in jobs:
         for purpose, theirs in _writes(other, launching=launching):
             if other.id == job_id and purpose == wanted:

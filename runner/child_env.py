@@ -14,16 +14,25 @@ if TYPE_CHECKING:
     from runner.config import Config
 
 # Every variable trainbot reads a secret of its own from: Slack's three, the HTTP API's tokens, the web sessions'.
-BOT_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
-               "TRAINBOT_API_TOKENS", "TRAINBOT_SESSION_SECRET")
+BOT_SECRETS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "TRAINBOT_API_TOKENS",
+    "TRAINBOT_SESSION_SECRET",
+)
 SECRET_PREFIXES = ("SLACK_",)  # the bot's own namespace: nothing a job needs
 
 
-def child_env(config: Config | None = None, extra: Mapping[str, str] | None = None, *,
-              base: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env(
+    config: Config | None = None, extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """`base` (default: this process's environment) without the bot's secrets and the config's `scrub_env`,
     then `extra` on top. A probe run before any config is read passes `config=None` (built-in secrets only)."""
     scrub = set(BOT_SECRETS) | set(config.scrub_env if config is not None else ())
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if k not in scrub and not k.startswith(SECRET_PREFIXES)}
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if k not in scrub and not k.startswith(SECRET_PREFIXES)
+    }
     return env | dict(extra or {})

@@ -43,8 +43,9 @@ def resolve_recipe(kind: Kind, config: Config, overrides: Mapping[str, str] | No
     return recipe
 
 
-def build_sft(recipe: Recipe, *, output_dir: Path, config: Config, version: SwiftVersion,
-              entry: Sequence[str] | None = None) -> SwiftCommand:
+def build_sft(
+    recipe: Recipe, *, output_dir: Path, config: Config, version: SwiftVersion, entry: Sequence[str] | None = None
+) -> SwiftCommand:
     """`swift sft <flags>`, or `<entry> sft <flags>` where `entry` (see `direct_entry`) starts swift's sft itself."""
     argv = [*(entry or [config.swift_bin]), "sft"]
     args = dict(recipe.args)
@@ -76,16 +77,34 @@ def direct_entry(swift_bin: str, processes: int = 1) -> list[str] | None:
     if not interpreter or not any(Path(part).name.startswith("python") for part in interpreter):
         return None  # not a python console script (e.g. a shell shim): its own way of starting swift stands
     if processes > 1:
-        return [*interpreter, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-                swift_entry.__file__]
+        return [
+            *interpreter,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+            swift_entry.__file__,
+        ]
     return [*interpreter, swift_entry.__file__]
 
 
-def build_export(*, checkpoint: str, export_dir: Path, config: Config,
-                 entry: Sequence[str] | None = None) -> SwiftCommand:
+def build_export(
+    *, checkpoint: str, export_dir: Path, config: Config, entry: Sequence[str] | None = None
+) -> SwiftCommand:
     """Merge the LoRA adapters into a full model; `--exist_ok` lets a second export reuse the folder."""
-    argv = (*(entry or [config.swift_bin]), "export", "--adapters", checkpoint, "--merge_lora", "true",
-            "--output_dir", str(export_dir), "--exist_ok", "true")
+    argv = (
+        *(entry or [config.swift_bin]),
+        "export",
+        "--adapters",
+        checkpoint,
+        "--merge_lora",
+        "true",
+        "--output_dir",
+        str(export_dir),
+        "--exist_ok",
+        "true",
+    )
     return SwiftCommand(argv, swift_env(config))
 
 

@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.synchronize()
     seconds, new = time.monotonic() - began, _files(folder) - before
     marker.write_text(json.dumps({"versions": _versions(), "seconds": round(seconds, 1), "liger": liger}))
-    print(f"[trainbot] kernels: compiled in {seconds:.1f} s ({new} new file(s) in {folder}; "
-          f"Liger {'on' if liger else 'not installed' if cuda else 'off on the CPU'})", flush=True)
+    print(
+        f"[trainbot] kernels: compiled in {seconds:.1f} s ({new} new file(s) in {folder}; "
+        f"Liger {'on' if liger else 'not installed' if cuda else 'off on the CPU'})",
+        flush=True,
+    )
     return 0
 
 
@@ -81,9 +84,12 @@ def _model(config: Any, torch: Any, device: str, liger: bool) -> Any:
         torch.backends.cuda.enable_cudnn_sdp(False)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
-            config, dtype=torch.bfloat16, attn_implementation="sdpa")
-    model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05,
-                                                       target_modules="all-linear", task_type="CAUSAL_LM"))
+            config, dtype=torch.bfloat16, attn_implementation="sdpa"
+        )
+    model = peft.get_peft_model(
+        model,
+        peft.LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     if liger:
         from transformers.integrations.liger import apply_liger_kernel
 

@@ -69,8 +69,17 @@ from runner.config_schema import (
 from runner.paths import resolved
 from runner.recipes import ArgValue
 
-__all__ = ["AccessConfig", "Config", "ConfigError", "HttpConfig", "RecipeConfig", "SlackConfig", "SlurmConfig",
-           "load_config", "read_config_file"]
+__all__ = [
+    "AccessConfig",
+    "Config",
+    "ConfigError",
+    "HttpConfig",
+    "RecipeConfig",
+    "SlackConfig",
+    "SlurmConfig",
+    "load_config",
+    "read_config_file",
+]
 
 
 class ConfigError(ValueError):
@@ -109,6 +118,7 @@ class Config:
     term_grace_s: float
     scrub_env: tuple[str, ...]
     warm_start: bool
+    try_idle_s: float
     backend: BackendKind
     slurm: SlurmConfig
     access: AccessConfig
@@ -120,8 +130,9 @@ class Config:
         return self.data_dir / "trainbot.db"
 
 
-def load_config(path: Path | None = None, *, base_dir: Path | None = None,
-                overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(
+    path: Path | None = None, *, base_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
     """Read `path` (if given) over the defaults; relative paths are taken from base_dir (default: cwd)."""
     file = read_config_file(path, overrides=overrides)
     base = (base_dir or Path.cwd()).absolute()
@@ -151,6 +162,7 @@ def load_config(path: Path | None = None, *, base_dir: Path | None = None,
         term_grace_s=file.runner.term_grace_seconds,
         scrub_env=file.runner.scrub_env,
         warm_start=file.runner.warm_start,
+        try_idle_s=file.runner.try_idle_minutes * 60,
         backend=file.backend.kind,
         slurm=file.slurm,
         access=file.access,
@@ -166,9 +178,11 @@ def _log_dir(log_dir: Path, value: str, path: Path | None) -> Path:
     written = Path(os.path.normpath(log_dir))
     real, parent = resolved(written, log_dir), resolved(written.parent, log_dir)
     if not real.is_relative_to(parent):
-        raise ConfigError(f"{path or 'config'}: [paths] log_dir = {toml_value(value)}: leads to {real} (a symbolic "
-                          f"link), outside {written.parent}, where the config puts it; name the folder itself, e.g. "
-                          f"log_dir = {toml_value(str(real))}, or remove the link")
+        raise ConfigError(
+            f"{path or 'config'}: [paths] log_dir = {toml_value(value)}: leads to {real} (a symbolic "
+            f"link), outside {written.parent}, where the config puts it; name the folder itself, e.g. "
+            f"log_dir = {toml_value(str(real))}, or remove the link"
+        )
     return real
 
 
@@ -197,9 +211,15 @@ def _recipe_config(table: RecipeTable) -> RecipeConfig:
 
 
 _EXPECTED = {
-    "string": 'a string, e.g. "text"', "int": "a whole number, e.g. 2", "float": "a number, e.g. 2.5",
-    "bool": "true or false", "tuple": 'a list, e.g. ["a", "b"]', "list": 'a list, e.g. ["a", "b"]',
-    "path": 'a path, e.g. "output"', "dict": 'a table, e.g. { KEY = "value" }', "model": "a table",
+    "string": 'a string, e.g. "text"',
+    "int": "a whole number, e.g. 2",
+    "float": "a number, e.g. 2.5",
+    "bool": "true or false",
+    "tuple": 'a list, e.g. ["a", "b"]',
+    "list": 'a list, e.g. ["a", "b"]',
+    "path": 'a path, e.g. "output"',
+    "dict": 'a table, e.g. { KEY = "value" }',
+    "model": "a table",
 }
 
 

@@ -42,8 +42,9 @@ def _flag_value(value: Any) -> ArgValue:
         return str(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ValueError('must be a string, a number, true/false or a list of strings '
-                     '(e.g. 5e-5 or ["a.jsonl", "b.jsonl"])')
+    raise ValueError(
+        'must be a string, a number, true/false or a list of strings (e.g. 5e-5 or ["a.jsonl", "b.jsonl"])'
+    )
 
 
 def _proxy_addresses(value: Any) -> tuple[str, ...]:
@@ -55,8 +56,10 @@ def _proxy_addresses(value: Any) -> tuple[str, ...]:
             ipaddress.ip_network(address.strip()) if "/" in address else ipaddress.ip_address(address.strip())
         except ValueError as exc:
             why = f" ({exc})" if "/" in address else ""  # e.g. a network's host bits set
-            raise ValueError(f"{toml_value(address)} is not an IP address or network{why}: give addresses such as "
-                             '"127.0.0.1" or networks such as "10.0.0.0/8", not host names') from None
+            raise ValueError(
+                f"{toml_value(address)} is not an IP address or network{why}: give addresses such as "
+                '"127.0.0.1" or networks such as "10.0.0.0/8", not host names'
+            ) from None
     return tuple(a.strip() for a in value)
 
 
@@ -115,6 +118,7 @@ class RunnerTable(BaseModel):
     term_grace_seconds: Seconds = 10.0
     scrub_env: Names = ()  # env var names never passed to a job, besides the bot's own secrets
     warm_start: bool = True  # keep a process with swift imported for the next job (runner/warm.py)
+    try_idle_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 5.0  # a try's model stays loaded this long idle
 
 
 class BackendTable(BaseModel):
@@ -140,6 +144,10 @@ class AccessConfig(BaseModel):
     groups: Names = ()
     channels: Names = ()
     admins: Names = ()
+    # who may try (ask) a job's model besides its owner and the admins: users, groups, or anyone in a channel
+    try_users: Names = ()
+    try_groups: Names = ()
+    try_channels: Names = ()
 
 
 class SlackConfig(BaseModel):

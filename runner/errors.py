@@ -1,4 +1,4 @@
-"""The runner's typed refusals: facts as attributes, worded by bot/texts.error_text (and the API with it); each
+"""The runner's typed refusals: facts as attributes, worded by bot/words/texts.error_text (and the API with it); each
 one's message is for logs.
 
 All derive from storage.errors.JobError, so a front end catches one type."""
@@ -93,8 +93,9 @@ class GpuMissing(JobError):
     ("2× NVIDIA H100", ...); `suggest`: GPUs it has, as many as asked (empty: none, so only the CPU would do);
     `why`: why there are none, when there are none."""
 
-    def __init__(self, missing: tuple[str, ...], have: tuple[str, ...], models: str, why: NoGpus | None,
-                 suggest: tuple[str, ...]) -> None:
+    def __init__(
+        self, missing: tuple[str, ...], have: tuple[str, ...], models: str, why: NoGpus | None, suggest: tuple[str, ...]
+    ) -> None:
         super().__init__(f"GPUs {missing} missing; have {have} ({models or why})")
         self.missing, self.have, self.models, self.why, self.suggest = missing, have, models, why, suggest
 
@@ -112,5 +113,5 @@ class GpusPerNodeMissing(GpuMissing):
 def launch_refusal(exc: OutputInUse | OutsideRoot) -> LaunchRefusal:
     """A check made right before a launch, as the launch's refusal (the job fails with it, its facts kept)."""
     if isinstance(exc, OutputInUse):
-        return FolderTaken(str(exc.output_dir), exc.job_id, exc.writer)
+        return FolderTaken(str(exc.output_dir), exc.job_id, "export" if exc.writer == "export" else "train")
     return PathOutsideRoot(exc.field, str(exc.path), str(exc.resolved), tuple(map(str, exc.roots)), exc.root_key)

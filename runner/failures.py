@@ -1,5 +1,5 @@
 """Why a swift run (sft or export) failed, from its exit status and the tail of its log, as a typed fact
-(storage/failure_facts.py); bot/failure_words.py words it.
+(storage/failure_facts.py); bot/words/failures.py words it.
 
 Rules run from the most specific to the least and the first match wins. They look at the "error region": the
 tail's [ERROR lines plus everything from its first traceback on (its last 40 lines when there is none), so a
@@ -122,12 +122,16 @@ def _signal_name(signum: int | None) -> str:
         return f"signal {signum}"
 
 
-_NETWORK_RE = (r"NetworkError|ConnectionError|ConnectTimeout|ReadTimeout|NameResolutionError|Failed to resolve"
-               r"|Name or service not known|Temporary failure in name resolution|Max retries exceeded"
-               r"|Connection refused|Network is unreachable|_DownloadDeadlineError|\[E1001\]"
-               r"|OfflineModeIsEnabled|LocalEntryNotFoundError|outgoing traffic has been disabled|timed out")
-_NOT_FOUND_RE = (r"DatasetNotFoundError|FileNotFoundError|NotExistError|doesn't exist|does not exist|not found"
-                 r"|\b404\b")
+_NETWORK_RE = (
+    r"NetworkError|ConnectionError|ConnectTimeout|ReadTimeout|NameResolutionError|Failed to resolve"
+    r"|Name or service not known|Temporary failure in name resolution|Max retries exceeded"
+    r"|Connection refused|Network is unreachable|_DownloadDeadlineError|\[E1001\]"
+    r"|OfflineModeIsEnabled|LocalEntryNotFoundError|outgoing traffic has been disabled|timed out"
+)
+_NOT_FOUND_RE = (
+    r"DatasetNotFoundError|FileNotFoundError|NotExistError|doesn't exist|does not exist|not found"
+    r"|\b404\b"
+)
 _NETWORK_CAUSES_RE: tuple[tuple[str, Network], ...] = (
     (r"OfflineModeIsEnabled|outgoing traffic has been disabled|HF_HUB_OFFLINE", Network.OFFLINE),
     (r"_DownloadDeadlineError|\[E1001\]", Network.DEADLINE),
@@ -147,8 +151,10 @@ def _stop_requested(ctx: _Ctx) -> _Verdict | None:
 
 
 def _cuda_oom(ctx: _Ctx) -> _Verdict | None:
-    line = ctx.last(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory"
-                    r"|CUBLAS_STATUS_ALLOC_FAILED|(?:NPU|HIP|XPU) out of memory")
+    line = ctx.last(
+        r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory"
+        r"|CUBLAS_STATUS_ALLOC_FAILED|(?:NPU|HIP|XPU) out of memory"
+    )
     if line is None:
         return None
     wanted = re.search(r"Tried to allocate ([\d.]+ [KMGT]i?B)", line)
@@ -156,8 +162,10 @@ def _cuda_oom(ctx: _Ctx) -> _Verdict | None:
 
 
 def _disk_full(ctx: _Ctx) -> _Verdict | None:
-    line = ctx.last(r"No space left on device|\bENOSPC\b|\[Errno 28\]|StorageFull|Disk quota exceeded"
-                    r"|\[Errno 122\]")
+    line = ctx.last(
+        r"No space left on device|\bENOSPC\b|\[Errno 28\]|StorageFull|Disk quota exceeded"
+        r"|\[Errno 122\]"
+    )
     if line is None:
         return None
     where = re.search(r"(?:device|exceeded): '([^']+)'", line)
@@ -173,8 +181,10 @@ def _output_exists(ctx: _Ctx) -> _Verdict | None:
 
 
 def _bad_argument(ctx: _Ctx) -> _Verdict | None:
-    line = ctx.last(r"remaining_argv: \[|error: unrecognized arguments:|error: argument -"
-                    r"|error: the following arguments are required|not used by the HfArgumentParser")
+    line = ctx.last(
+        r"remaining_argv: \[|error: unrecognized arguments:|error: argument -"
+        r"|error: the following arguments are required|not used by the HfArgumentParser"
+    )
     if line is None:
         return None
     flags = re.findall(r"(?<![\w-])(--?[A-Za-z][\w.-]*)", line.split(":", 1)[-1])
@@ -228,8 +238,10 @@ def _permission(ctx: _Ctx) -> _Verdict | None:
 def _distributed(ctx: _Ctx) -> _Verdict | None:
     if (port := ctx.last(r"EADDRINUSE|Address already in use")) is not None:
         return Distributed(port_in_use=True), port
-    line = ctx.last(r"NCCL|nccl\w*Error|DistBackendError|DistNetworkError|DistStoreError|[Gg]loo\b.*[Ee]rror"
-                    r"|collective operation timeout|Rendezvous\w*Error")
+    line = ctx.last(
+        r"NCCL|nccl\w*Error|DistBackendError|DistNetworkError|DistStoreError|[Gg]loo\b.*[Ee]rror"
+        r"|collective operation timeout|Rendezvous\w*Error"
+    )
     if line is None:
         return None
     backend = "NCCL" if re.search("nccl", line, re.I) else "gloo" if "loo" in line else "torch.distributed"
@@ -237,8 +249,10 @@ def _distributed(ctx: _Ctx) -> _Verdict | None:
 
 
 def _killed(ctx: _Ctx) -> _Verdict | None:
-    line = ctx.last(r"^Killed\b|Signal 9 \(SIGKILL\)|exitcode\s*:\s*-9\b|is killed by signal: Killed"
-                    r"|oom[-_]kill|Out Of Memory")
+    line = ctx.last(
+        r"^Killed\b|Signal 9 \(SIGKILL\)|exitcode\s*:\s*-9\b|is killed by signal: Killed"
+        r"|oom[-_]kill|Out Of Memory"
+    )
     if line is None and ctx.signal != signal.SIGKILL:
         return None
     worker = bool(line and "DataLoader worker" in line)
@@ -265,8 +279,17 @@ def _unknown(ctx: _Ctx) -> _Verdict:
 
 
 _RULES: tuple[Callable[[_Ctx], _Verdict | None], ...] = (
-    _stop_requested, _cuda_oom, _disk_full, _output_exists, _bad_argument, _dataset, _model_hub, _permission,
-    _distributed, _killed, _interrupted,
+    _stop_requested,
+    _cuda_oom,
+    _disk_full,
+    _output_exists,
+    _bad_argument,
+    _dataset,
+    _model_hub,
+    _permission,
+    _distributed,
+    _killed,
+    _interrupted,
 )
 
 
@@ -286,8 +309,9 @@ def with_cause(failure: Failure, cause: SchedulerEnded) -> Failure:
     return replace(failure, cause=cause)
 
 
-def classify_failure(returncode: int | None, log_path: Path | None, *, stop_requested: bool = False,
-                     tail_bytes: int = TAIL_BYTES) -> Failure:
+def classify_failure(
+    returncode: int | None, log_path: Path | None, *, stop_requested: bool = False, tail_bytes: int = TAIL_BYTES
+) -> Failure:
     """Classify an ended swift run from its exit status and the last `tail_bytes` of its log."""
     text = read_log_tail(log_path, tail_bytes) if log_path is not None else ""
     return classify_text(returncode, text, stop_requested=stop_requested)

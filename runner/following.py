@@ -102,7 +102,6 @@ class Follower:
             return
         await self._settle(await self.store.require(job.id), status.returncode, cause=status.cause)
 
-
     async def start_queued(self) -> None:
         holding = await self.store.holding()
         queue = [j for j in holding if j.state is JobState.QUEUED]
@@ -111,23 +110,27 @@ class Follower:
                 if job.train_run.backend_job_id is None and not job.train_run.in_doubt:
                     await self._launch(job)
             return
-        for d in admission.line(queue, holding, self.foreign_busy(holding)):
+        for d in admission.line(await self.store.line(), holding, self.foreign_busy(holding)):
+            if d.purpose != "train":
+                continue  # a try session in the same line: runner/trying.py starts it
             if d.start:
                 await self._launch(d.job)
             elif d.reason != d.job.queue_reason:
                 first = d.job.queue_reason is None
                 await self.store.update(
-                    d.job.id, queue_reason=d.reason,
-                    notice=Notice(d.job.id, JobQueued(reason=d.reason, position=d.position))
-                    if first else None)
+                    d.job.id,
+                    queue_reason=d.reason,
+                    notice=Notice(d.job.id, JobQueued(reason=d.reason, position=d.position)) if first else None,
+                )
 
     async def _launch(self, job: Job) -> None:
         scheduled = self.backend.schedules_gpus
         log_path = self.log_path(job, "train")
         begun = Run(log_path=str(log_path), launch_token=new_launch_token())  # in the store before anything starts
         if not scheduled:
-            job = await self.store.update(job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None,
-                                          train_run=begun)
+            job = await self.store.update(
+                job.id, state=JobState.STARTING, expect=[JobState.QUEUED], queue_reason=None, train_run=begun
+            )
         else:
             job = await self.store.update(job.id, train_run=begun)
         ref = ProcessRef.of(job, "train")
@@ -136,15 +139,19 @@ class Follower:
         try:
             _admitted(self.config, job, holding, log_path)  # before anything is made on disk or started
             _check_writable(Path(job.output_dir))
-            launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path,
-                                                 gpus=job.gpus)
+            launched = await self.backend.launch(ref, SwiftCommand(job.argv, job.env), log_path=log_path, gpus=job.gpus)
         except LaunchError as exc:
             ran = f" (the command: {exc.detail})" if exc.detail else ""
             failed = JobFailure(exc.refusal)
-            await self.store.update(job.id, state=JobState.FAILED, failure=failed, finished_at=time.time(),
-                                    event=f"could not start: {exc.refusal.code}{ran}",
-                                    event_data=failure_data(failed) | ({"command": exc.detail} if exc.detail else {}),
-                                    notice=Notice(job.id, JobFailed(failure=failed)))
+            await self.store.update(
+                job.id,
+                state=JobState.FAILED,
+                failure=failed,
+                finished_at=time.time(),
+                event=f"could not start: {exc.refusal.code}{ran}",
+                event_data=failure_data(failed) | ({"command": exc.detail} if exc.detail else {}),
+                notice=Notice(job.id, JobFailed(failure=failed)),
+            )
             return
         await self._record_launch(job, launched, handed_over)
 
@@ -153,16 +160,29 @@ class Follower:
         started_at: no later than the trainer's start (see _mark_running)."""
         scheduled = self.backend.schedules_gpus
         job = await self.store.update(
-            job.id, train_run=launched.run(self.log_path(job, "train"), job.train_run.launch_token),
-            host=launched.host, progress=job.progress if job.progress.last_checkpoint else Progress())
+            job.id,
+            train_run=launched.run(self.log_path(job, "train"), job.train_run.launch_token),
+            host=launched.host,
+            progress=job.progress if job.progress.last_checkpoint else Progress(),
+        )
         if scheduled:  # the notice carries facts; each front end words them (and the place in line is Slurm's)
             status = await self.backend.status(ProcessRef.of(job, "train"))
             reason = f"submitted to {self.backend.name} as job {launched.backend_job_id}"
             submitted = Submitted(self.backend.name, launched.backend_job_id or "")
-            await self.store.update(job.id, queue_reason=submitted, event=reason, event_kind="submitted",
-                                    notice=Notice(job.id, JobQueued(
-                                        backend=self.backend.name, backend_job_id=launched.backend_job_id,
-                                        pending_reason=status.pending_reason if status.alive else None)))
+            await self.store.update(
+                job.id,
+                queue_reason=submitted,
+                event=reason,
+                event_kind="submitted",
+                notice=Notice(
+                    job.id,
+                    JobQueued(
+                        backend=self.backend.name,
+                        backend_job_id=launched.backend_job_id,
+                        pending_reason=status.pending_reason if status.alive else None,
+                    ),
+                ),
+            )
             return
         if job.state is JobState.STARTING:
             await self._mark_running(job, started_at)
@@ -176,9 +196,13 @@ class Follower:
             job = await self.store.update(job.id, state=JobState.STARTING, queue_reason=None)
         gpus = "CPU" if job.gpus == ("cpu",) else f"GPU {', '.join(job.gpus)}"
         return await self.store.update(
-            job.id, state=JobState.RUNNING, started_at=started_at or time.time(),
-            event=f"started on {job.host} ({gpus})", event_kind="started",
-            notice=Notice(job.id, JobStarted(command=_display(job), host=job.host, gpus=job.gpus)))
+            job.id,
+            state=JobState.RUNNING,
+            started_at=started_at or time.time(),
+            event=f"started on {job.host} ({gpus})",
+            event_kind="started",
+            notice=Notice(job.id, JobStarted(command=_display(job), host=job.host, gpus=job.gpus)),
+        )
 
     async def _read_progress(self, job: Job, *, final: bool) -> None:
         tail = self._tails.get(job.id)
@@ -197,11 +221,17 @@ class Follower:
 
     async def _record_milestone(self, job: Job, m: Milestone) -> None:
         if m.kind is MilestoneKind.CHECKPOINT:
-            await self.store.add_event(job.id, "checkpoint", f"checkpoint saved at step {m.step}", m.data,
-                                       notice=Notice(job.id, CheckpointSaved(step=m.step, path=m.data.get("path"))))
+            await self.store.add_event(
+                job.id,
+                "checkpoint",
+                f"checkpoint saved at step {m.step}",
+                m.data,
+                notice=Notice(job.id, CheckpointSaved(step=m.step, path=m.data.get("path"))),
+            )
         elif m.kind is MilestoneKind.EVAL:
-            await self.store.add_event(job.id, "eval", f"eval at step {m.step}", m.data,
-                                       notice=Notice(job.id, _eval_facts(m)))
+            await self.store.add_event(
+                job.id, "eval", f"eval at step {m.step}", m.data, notice=Notice(job.id, _eval_facts(m))
+            )
 
     async def _escalate_stop(self, job: Job, ref: ProcessRef) -> None:
         waited = time.monotonic() - self._stop_started.setdefault(job.id, time.monotonic())
@@ -224,26 +254,54 @@ class Follower:
         duration = now - job.started_at if job.started_at else None
         levers = await asyncio.to_thread(not_applied, job.train_run.log)
         common: dict[str, Any] = {"progress": progress, "exit_code": returncode, "finished_at": now}
-        failure = None if ended_well(job, returncode, progress) else classify_failure(
-            returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
+        failure = (
+            None
+            if ended_well(job, returncode, progress)
+            else classify_failure(returncode, job.train_run.log, stop_requested=job.state is JobState.STOPPING)
+        )
         outcome = decide_outcome(job, returncode, progress, failure, cause)
         if isinstance(outcome, Succeeded):
-            await self.store.update(job.id, state=JobState.SUCCEEDED, **common, event="finished", event_kind="finished",
-                                    notice=Notice(job.id, JobSucceeded(**_run_end(job, progress, duration, levers))))
+            await self.store.update(
+                job.id,
+                state=JobState.SUCCEEDED,
+                **common,
+                event="finished",
+                event_kind="finished",
+                notice=Notice(job.id, JobSucceeded(**_run_end(job, progress, duration, levers))),
+            )
             return
         if isinstance(outcome, Stopped):
             by = outcome.by
-            await self.store.update(job.id, state=JobState.STOPPED, stopped_by=by, **common,
-                                    event=f"stopped by {actor_name(by)}", event_kind="stopped", event_data=by_data(by),
-                                    notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration, levers),
-                                                                     by=by)))
+            await self.store.update(
+                job.id,
+                state=JobState.STOPPED,
+                stopped_by=by,
+                **common,
+                event=f"stopped by {actor_name(by)}",
+                event_kind="stopped",
+                event_data=by_data(by),
+                notice=Notice(job.id, JobStopped(**_run_end(job, progress, duration, levers), by=by)),
+            )
             return
         failure = outcome.failure
         await self.store.update(
-            job.id, state=JobState.FAILED, failure=failure.facts, **common, event=f"failed: {failure.reason.code}",
-            event_kind="failed", event_data=failure_data(failure.facts),
-            notice=Notice(job.id, JobFailed(**_run_end(job, progress, duration, levers), failure=failure.facts,
-                                            detail=failure.detail, tail=tuple(failure.tail))))
+            job.id,
+            state=JobState.FAILED,
+            failure=failure.facts,
+            **common,
+            event=f"failed: {failure.reason.code}",
+            event_kind="failed",
+            event_data=failure_data(failure.facts),
+            notice=Notice(
+                job.id,
+                JobFailed(
+                    **_run_end(job, progress, duration, levers),
+                    failure=failure.facts,
+                    detail=failure.detail,
+                    tail=tuple(failure.tail),
+                ),
+            ),
+        )
 
     async def follow_exports(self) -> bool:
         exporting = await self.store.exporting()
@@ -260,18 +318,26 @@ class Follower:
             ended = dataclasses.replace(job.export_run, pid=None)  # no process of its left to signal
             levers = await asyncio.to_thread(not_applied, job.export_run.log)
             if status.returncode == 0 and export_dir.is_dir():
-                await self.store.update(job.id, export_state=ExportState.EXPORTED, export_run=ended,
-                                        event=f"exported to {export_dir}", event_kind="exported",
-                                        notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir),
-                                                                              not_applied=levers)))
+                await self.store.update(
+                    job.id,
+                    export_state=ExportState.EXPORTED,
+                    export_run=ended,
+                    event=f"exported to {export_dir}",
+                    event_kind="exported",
+                    notice=Notice(job.id, ExportSucceeded(export_dir=str(export_dir), not_applied=levers)),
+                )
             else:
                 f = classify_failure(status.returncode, job.export_run.log)
                 f = with_cause(f, status.cause) if status.cause else f
-                await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED, export_run=ended,
-                                        event=f"export failed: {f.reason.code}", event_kind="export_failed",
-                                        event_data=failure_data(f.facts),
-                                        notice=Notice(job.id, ExportFailed(failure=f.facts, tail=tuple(f.tail),
-                                                                           not_applied=levers)))
+                await self.store.update(
+                    job.id,
+                    export_state=ExportState.EXPORT_FAILED,
+                    export_run=ended,
+                    event=f"export failed: {f.reason.code}",
+                    event_kind="export_failed",
+                    event_data=failure_data(f.facts),
+                    notice=Notice(job.id, ExportFailed(failure=f.facts, tail=tuple(f.tail), not_applied=levers)),
+                )
         return bool(exporting)
 
     async def resolve_launch(self, job: Job, purpose: Purpose) -> None:
@@ -291,44 +357,68 @@ class Follower:
         elif job.state is JobState.STOPPING:  # stopped before it ever started
             await self._settle(job, None)
         else:
-            await self.store.update(job.id, state=JobState.QUEUED, train_run=Run(log_path=job.train_run.log_path),
-                                    event="back in line: the bot restarted before this job's launch",
-                                    event_kind="requeued")
+            await self.store.update(
+                job.id,
+                state=JobState.QUEUED,
+                train_run=Run(log_path=job.train_run.log_path),
+                event="back in line: the bot restarted before this job's launch",
+                event_kind="requeued",
+            )
 
     async def _export_found(self, job: Job, found: Launched) -> None:
-        await self.store.update(job.id, export_run=found.run(self.log_path(job, "export"),
-                                                              job.export_run.launch_token),
-                                event="export found again after a restart of the bot", event_kind="reattached")
+        await self.store.update(
+            job.id,
+            export_run=found.run(self.log_path(job, "export"), job.export_run.launch_token),
+            event="export found again after a restart of the bot",
+            event_kind="reattached",
+        )
 
     async def _export_again(self, job: Job) -> None:
         """An export whose process never started: handed over again, as `export` had asked."""
-        cmd = build_export(checkpoint=job.progress.last_checkpoint or "", export_dir=Path(job.export_dir or ""),
-                           config=self.config, entry=export_entry(self.config, self.backend.name))
+        cmd = build_export(
+            checkpoint=job.progress.last_checkpoint or "",
+            export_dir=Path(job.export_dir or ""),
+            config=self.config,
+            entry=export_entry(self.config, self.backend.name),
+        )
         log_path = self.log_path(job, "export")
         job = await self.store.update(job.id, export_run=Run(log_path=str(log_path), launch_token=new_launch_token()))
         gpus = job.export_gpus
         try:
-            launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=log_path,
-                                                 gpus=gpus or ("cpu",))
+            launched = await self.backend.launch(
+                ProcessRef.of(job, "export"), cmd, log_path=log_path, gpus=gpus or ("cpu",)
+            )
         except LaunchError as exc:
             failed = JobFailure(exc.refusal)
-            await self.store.update(job.id, export_state=ExportState.EXPORT_FAILED,
-                                    event=f"export could not start: {exc.refusal.code}", event_kind="export_failed",
-                                    event_data=failure_data(failed),
-                                    notice=Notice(job.id, ExportFailed(failure=failed)))
+            await self.store.update(
+                job.id,
+                export_state=ExportState.EXPORT_FAILED,
+                event=f"export could not start: {exc.refusal.code}",
+                event_kind="export_failed",
+                event_data=failure_data(failed),
+                notice=Notice(job.id, ExportFailed(failure=failed)),
+            )
             return
         await self.store.update(
-            job.id, export_run=launched.run(log_path, job.export_run.launch_token),
-            event=f"export started again after a restart of the bot: {cmd.display()}", event_kind="export_started",
-            notice=Notice(job.id, ExportStarted(checkpoint=job.progress.last_checkpoint, command=cmd.display(),
-                                                gpus=gpus)))
+            job.id,
+            export_run=launched.run(log_path, job.export_run.launch_token),
+            event=f"export started again after a restart of the bot: {cmd.display()}",
+            event_kind="export_started",
+            notice=Notice(
+                job.id, ExportStarted(checkpoint=job.progress.last_checkpoint, command=cmd.display(), gpus=gpus)
+            ),
+        )
 
     def foreign_busy(self, jobs: list[Job]) -> set[str]:
         """GPUs with processes that are not ours (ours: every process of these jobs' trainings and exports under
         way, found from their pids)."""
         refs = [ProcessRef.of(j, "train") for j in jobs if j.train_run.pid is not None]
-        refs += [ProcessRef.of(j, "export") for j in jobs
-                 if j.export_state is ExportState.EXPORTING and j.export_run.pid is not None]
+        refs += [
+            ProcessRef.of(j, "export")
+            for j in jobs
+            if j.export_state is ExportState.EXPORTING and j.export_run.pid is not None
+        ]
+        refs += [ProcessRef.of(j, "try") for j in jobs if j.try_state.holds and j.try_run.pid is not None]
         return self.probe.foreign_busy(self.backend.own_pids(refs) | {os.getpid()})
 
 
@@ -353,12 +443,18 @@ def _display(job: Job) -> str:
     return SwiftCommand(job.argv, job.env).display()
 
 
-def _run_end(job: Job, progress: Progress, duration: float | None,
-             levers: tuple[NotApplied, ...]) -> dict[str, Any]:
+def _run_end(job: Job, progress: Progress, duration: float | None, levers: tuple[NotApplied, ...]) -> dict[str, Any]:
     """The facts every end of a run tells (the fields of `RunEnd`)."""
-    return {"duration_s": duration, "final_loss": progress.train_loss or progress.loss, "step": progress.step,
-            "max_steps": progress.max_steps, "last_checkpoint": progress.last_checkpoint,
-            "run_dir": job.run_dir, "output_dir": job.output_dir, "not_applied": levers}
+    return {
+        "duration_s": duration,
+        "final_loss": progress.train_loss or progress.loss,
+        "step": progress.step,
+        "max_steps": progress.max_steps,
+        "last_checkpoint": progress.last_checkpoint,
+        "run_dir": job.run_dir,
+        "output_dir": job.output_dir,
+        "not_applied": levers,
+    }
 
 
 def _eval_facts(m: Milestone) -> EvalDone:

@@ -287,7 +287,8 @@ class GpuProbe:
         why = None
         if not have:
             why = {"nvml": NoGpus.NONE_REPORTED, "inventory": NoGpus.NONE_CONFIGURED, "none": NoGpus.NO_DRIVER}[
-                snap.source]
+                snap.source
+            ]
             if snap.taken_at is None:
                 why = NoGpus.NOT_PROBED
         models = ", ".join(f"{n}× {name}" for name, n in Counter(g.name for g in snap.gpus).items())

@@ -1,6 +1,6 @@
 """A job request, one type for every front end, and `check_request`, the one function that judges it.
 
-Slack and the console parse text into a JobRequest (bot/grammar.py), the HTTP API maps its JSON body to one, the
+Slack and the console parse text into a JobRequest (bot/chat/grammar.py), the HTTP API maps its JSON body to one, the
 web form its fields. The check gives each value its one canonical form where it has one (GPU numbers, a number's
 text, a folder's `.` and `..` folded, a local model's real path) and refuses anything else with a typed error that
 names the field, the rule and what would do (InvalidField; OutsideRoot for a path that leads out of its root):
@@ -33,8 +33,13 @@ MAX_GPUS, MAX_GPU_INDEX = 16, 255
 MAX_OUT_LEN, MAX_SOURCE_LEN = 255, 255  # characters
 MAX_JOB_NAME, MAX_NOTE = 100, 2000  # characters
 NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux counts them
-INT_LIMITS = {"lora_rank": 1024, "lora_alpha": 4096, "max_length": 131072, "batch_size": 1024,
-              "max_pixels": 100_000_000}  # each from 1
+INT_LIMITS = {
+    "lora_rank": 1024,
+    "lora_alpha": 4096,
+    "max_length": 131072,
+    "batch_size": 1024,
+    "max_pixels": 100_000_000,
+}  # each from 1
 FLOAT_LIMITS = {"epochs": 1000.0, "learning_rate": 1.0}  # each above 0
 SOURCE_KEYS = ("model", "dataset")
 OVERRIDE_KEYS: tuple[str, ...] = tuple(VLM_USER_KEYS)  # what a VLM request may set; an LLM request: nothing
@@ -109,8 +114,17 @@ class InvalidField(JobError):
     """`field` (a JobRequest field, or an override key) holds `value`, which `rule` refuses. `limit`, `allowed`
     and `size` say what would do and what was given; `item`: the one item of a list that was wrong."""
 
-    def __init__(self, field: str, value: str, rule: Rule, *, limit: float | None = None,
-                 allowed: tuple[str, ...] = (), size: int | None = None, item: str | None = None) -> None:
+    def __init__(
+        self,
+        field: str,
+        value: str,
+        rule: Rule,
+        *,
+        limit: float | None = None,
+        allowed: tuple[str, ...] = (),
+        size: int | None = None,
+        item: str | None = None,
+    ) -> None:
         super().__init__(f"{field} {value!r}: {rule}")
         self.field, self.value, self.rule = field, value, rule
         self.limit, self.allowed, self.size, self.item = limit, allowed, size, item
@@ -155,12 +169,19 @@ def check_text(field: str, text: str, limit: int) -> str:
     characters, none of them a control character (a note may hold line breaks and tabs). A name holds more than
     spaces; a note may be empty (no note)."""
     ctrl = _NOTE_CTRL if field == "note" else _NAME_CTRL
-    rule = next((rule for bad, rule in (
-        (field != "note" and not text.strip(), Rule.EMPTY),
-        (bool(_SURROGATE.search(text)), Rule.BROKEN_CHARACTER),
-        (bool(ctrl.search(text)), Rule.CONTROL_CHARACTER),
-        (len(text) > limit, Rule.TOO_LONG),
-    ) if bad), None)
+    rule = next(
+        (
+            rule
+            for bad, rule in (
+                (field != "note" and not text.strip(), Rule.EMPTY),
+                (bool(_SURROGATE.search(text)), Rule.BROKEN_CHARACTER),
+                (bool(ctrl.search(text)), Rule.CONTROL_CHARACTER),
+                (len(text) > limit, Rule.TOO_LONG),
+            )
+            if bad
+        ),
+        None,
+    )
     if rule is not None:
         raise InvalidField(field, text, rule, limit=limit if rule is Rule.TOO_LONG else None, size=len(text))
     return text
@@ -194,8 +215,14 @@ def field_problems(req: JobRequest, roots: Roots, *, resolve: bool = True) -> li
 
 def fingerprint(req: JobRequest) -> str:
     """What makes two checked requests the same job (who sent it aside): kept with an idempotency key."""
-    parts: list[object] = [str(req.kind), list(req.gpus), str(req.output_dir), sorted(req.overrides.items()),
-                           req.profile, req.hold]
+    parts: list[object] = [
+        str(req.kind),
+        list(req.gpus),
+        str(req.output_dir),
+        sorted(req.overrides.items()),
+        req.profile,
+        req.hold,
+    ]
     parts += [] if req.name is None else [req.name]  # an unnamed request keeps the fingerprint it had before names
     canonical = json.dumps(parts, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
@@ -214,15 +241,22 @@ def _gpus(ids: tuple[str, ...]) -> tuple[str, ...]:
     """GPU numbers in their canonical form ("007" is GPU 7); nothing else is read into them (no space, no case)."""
     numbers = [int(i) for i in ids if i.isascii() and i.isdigit() and len(i) < 10]
     value = ",".join(ids)
-    rule = next((rule for bad, rule in (
-        (not ids or "" in ids, Rule.EMPTY_ITEM),
-        ("cpu" in ids and len(ids) > 1, Rule.CPU_MIXED),
-        (any(i.startswith("-") and i[1:].isdigit() for i in ids), Rule.NEGATIVE),
-        (ids != ("cpu",) and len(numbers) < len(ids), Rule.NOT_A_GPU),
-        (any(n > MAX_GPU_INDEX for n in numbers), Rule.GPU_ABOVE_MAX),
-        (len(set(numbers)) < len(numbers), Rule.GPU_TWICE),
-        (len(ids) > MAX_GPUS, Rule.TOO_MANY_GPUS),
-    ) if bad), None)
+    rule = next(
+        (
+            rule
+            for bad, rule in (
+                (not ids or "" in ids, Rule.EMPTY_ITEM),
+                ("cpu" in ids and len(ids) > 1, Rule.CPU_MIXED),
+                (any(i.startswith("-") and i[1:].isdigit() for i in ids), Rule.NEGATIVE),
+                (ids != ("cpu",) and len(numbers) < len(ids), Rule.NOT_A_GPU),
+                (any(n > MAX_GPU_INDEX for n in numbers), Rule.GPU_ABOVE_MAX),
+                (len(set(numbers)) < len(numbers), Rule.GPU_TWICE),
+                (len(ids) > MAX_GPUS, Rule.TOO_MANY_GPUS),
+            )
+            if bad
+        ),
+        None,
+    )
     if rule is not None:
         limit = {Rule.GPU_ABOVE_MAX: MAX_GPU_INDEX, Rule.TOO_MANY_GPUS: MAX_GPUS}.get(rule)
         raise InvalidField("gpus", value, rule, limit=limit, size=len(ids))
@@ -238,13 +272,20 @@ def _output_dir(path: Path, roots: Roots, resolve: bool) -> Path:
     text, base, root = str(path), roots.base_dir, folded(roots.base_dir / roots.output_root)
     target = folded(base / path)
     longest = max(map(_bytes, target.parts), default=0)
-    problem = next(((rule, limit, size) for bad, rule, limit, size in (
-        (bool(_CTRL.search(text)), Rule.CONTROL_CHARACTER, None, None),
-        (bool(_SURROGATE.search(text)), Rule.BROKEN_CHARACTER, None, None),
-        (len(text) > MAX_OUT_LEN, Rule.TOO_LONG, MAX_OUT_LEN, len(text)),
-        (longest > NAME_MAX, Rule.NAME_TOO_LONG, NAME_MAX, longest),
-        (_bytes(str(target)) >= PATH_MAX, Rule.PATH_TOO_LONG, PATH_MAX - 1, _bytes(str(target))),
-    ) if bad), None)
+    problem = next(
+        (
+            (rule, limit, size)
+            for bad, rule, limit, size in (
+                (bool(_CTRL.search(text)), Rule.CONTROL_CHARACTER, None, None),
+                (bool(_SURROGATE.search(text)), Rule.BROKEN_CHARACTER, None, None),
+                (len(text) > MAX_OUT_LEN, Rule.TOO_LONG, MAX_OUT_LEN, len(text)),
+                (longest > NAME_MAX, Rule.NAME_TOO_LONG, NAME_MAX, longest),
+                (_bytes(str(target)) >= PATH_MAX, Rule.PATH_TOO_LONG, PATH_MAX - 1, _bytes(str(target))),
+            )
+            if bad
+        ),
+        None,
+    )
     if problem is not None:
         rule, limit, size = problem
         raise InvalidField("output_dir", text, rule, limit=limit, size=size)

@@ -51,13 +51,21 @@ class KernelCompile:
     proc: asyncio.subprocess.Process
 
     @classmethod
-    async def start(cls, python: Sequence[str], model: Path, gpu: str, env: Mapping[str, str],
-                    log: Path) -> KernelCompile:
+    async def start(
+        cls, python: Sequence[str], model: Path, gpu: str, env: Mapping[str, str], log: Path
+    ) -> KernelCompile:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
-                *python, compile_kernels.__file__, str(model), stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=dict(env))
+                *python,
+                compile_kernels.__file__,
+                str(model),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(env),
+            )
         return cls(gpu, proc)
 
     def alive(self) -> bool:

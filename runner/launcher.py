@@ -68,8 +68,9 @@ def read_claim(path: Path) -> Claim | None:
 def write_exit_file(path: Path, returncode: int, claimed: Claim | None = None) -> None:
     """The command's exit status, into the claim (atomically: a reader sees the claim or the claim and the status)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(dataclasses.replace(claimed or Claim(None, None),
-                                                                     returncode=returncode))))
+    tmp.write_text(
+        json.dumps(dataclasses.asdict(dataclasses.replace(claimed or Claim(None, None), returncode=returncode)))
+    )
     os.replace(tmp, path)
 
 
@@ -103,8 +104,11 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[:2] == ["--warm", "--"]:
         return warm(argv[2:])
     if len(argv) < 4 or argv[0] != "--exit-file" or argv[2] != "--":
-        print("usage: python -m runner.launcher --exit-file FILE -- COMMAND...\n"
-              "       python -m runner.launcher --warm -- COMMAND...", file=sys.stderr)
+        print(
+            "usage: python -m runner.launcher --exit-file FILE -- COMMAND...\n"
+            "       python -m runner.launcher --warm -- COMMAND...",
+            file=sys.stderr,
+        )
         return 2
     exit_file, command = Path(argv[1]), argv[3:]
     _ignore_stops()
@@ -207,10 +211,16 @@ def _ignore_stops() -> None:
 def _start(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """The child gets default signal handling back, so a stop reaches swift as usual; its environment is the
     launcher's own (or the job's, given), which the backend built with runner/child_env.py (no bot secrets)."""
-    return subprocess.Popen(command, restore_signals=True,
-                            preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
-                                                signal.signal(signal.SIGTERM, signal.SIG_DFL), None)[-1],
-                            **kwargs)
+    return subprocess.Popen(
+        command,
+        restore_signals=True,
+        preexec_fn=lambda: (
+            signal.signal(signal.SIGINT, signal.SIG_DFL),
+            signal.signal(signal.SIGTERM, signal.SIG_DFL),
+            None,
+        )[-1],
+        **kwargs,
+    )
 
 
 if __name__ == "__main__":

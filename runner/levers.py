@@ -27,7 +27,7 @@ def not_applied(log: Path | None) -> tuple[NotApplied, ...]:
         return ()
     launches = list(_LAUNCH.finditer(data))
     if launches:
-        data = data[launches[-1].start():]
+        data = data[launches[-1].start() :]
     found: dict[str, NotApplied] = {}
     for match in _LINE.finditer(data):
         lever = match.group(1).decode()

@@ -24,7 +24,7 @@ def read_log_tail(path: Path, max_bytes: int = TAIL_BYTES) -> str:
     except OSError:
         return ""
     if size > max_bytes:
-        data = data[data.find(b"\n") + 1:]
+        data = data[data.find(b"\n") + 1 :]
     return data.decode("utf-8", "replace")
 
 
@@ -43,4 +43,4 @@ def clean_lines(text: str) -> list[str]:
 def _after_bars(segment: str) -> str:
     """What a segment shows after its last progress bar (the bar's label and the bar itself are noise)."""
     bars = list(_TQDM.finditer(segment))
-    return segment[bars[-1].end() if bars else 0:].strip()
+    return segment[bars[-1].end() if bars else 0 :].strip()

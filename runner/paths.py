@@ -27,8 +27,9 @@ def resolved(path: Path, base_dir: Path) -> Path:
     return Path(os.path.realpath(base_dir / os.path.expanduser(path)))
 
 
-def confine(field: str, path: Path, roots: Sequence[Path], base_dir: Path, *, root_key: str,
-            root_itself: bool = False) -> Path:
+def confine(
+    field: str, path: Path, roots: Sequence[Path], base_dir: Path, *, root_key: str, root_itself: bool = False
+) -> Path:
     """The real path of `path` when it lies inside one of `roots` (each resolved too), else OutsideRoot.
     A root itself counts only with `root_itself` (a job's output folder must be a folder of its own)."""
     real = resolved(path, base_dir)

@@ -24,7 +24,7 @@ from runner.swift_version import SwiftVersion, detect_version, resolve_swift
 from storage.profile_notes import DirectStart, ProfileNote, WarmStart
 
 DEFAULT_VERSION = SwiftVersion(4, 6, 0)
-# What each means for a job: bot/profile_words.py; the ~27 s measured on the H200 is in runner/swift_entry.py.
+# What each means for a job: bot/words/profiles.py; the ~27 s measured on the H200 is in runner/swift_entry.py.
 DIRECT_NOTE = DirectStart()
 DIRECT_RANKS_NOTE = DirectStart(ranks=True)
 WARM_NOTE = WarmStart()
@@ -89,8 +89,9 @@ def nvml_gpus(all_gpus: tuple[Gpu, ...] | list[Gpu], wanted: tuple[str, ...]) ->
     return found if len(found) == len(wanted) else []
 
 
-def plan(req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: str | None = None,
-         backend_name: str) -> Plan:
+def plan(
+    req: JobRequest, config: Config, facts: ProbedFacts, *, resume_from: str | None = None, backend_name: str
+) -> Plan:
     """The command `req` would run on `backend_name` ("local" or "slurm"), given what was probed."""
     recipe = resolve_recipe(req.kind, config, req.overrides)
     gpus = nvml_gpus(facts.gpus, req.gpus)

@@ -118,7 +118,7 @@ def choose_layout(n_gpus: int, free: float, max_length: int, *, liger: bool) -> 
 # bound by the host's attention plan building, the H200 is busy 85% of a step (docs/gpu.md), so the padding (1.75x
 # the real tokens at 8 a micro-batch on the fixed data) costs GPU time again: 0.78 -> 0.63 s a step on the H200,
 # 15 GB less memory, every logged loss within 0.042% of the literal job's (docs/gpu.md, 2026-12-01).
-# bot/profile_words.py tells people what each note means.
+# bot/words/profiles.py tells people what each note means.
 PADDING_FREE_NOTE = PaddingFree()
 
 
@@ -140,11 +140,12 @@ def token_budget(free: float, liger: bool) -> int:
     if room <= 0:
         return 0
     per_token, per_square = NO_CHECKPOINTING_MIB[liger] / 1024, MASK_BYTES / 2**30
-    return int((math.sqrt(per_token ** 2 + 4 * per_square * room) - per_token) / (2 * per_square))
+    return int((math.sqrt(per_token**2 + 4 * per_square * room) - per_token) / (2 * per_square))
 
 
-def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: bool = False,
-                  packed: bool = False) -> tuple[Recipe, tuple[ProfileNote, ...]]:
+def apply_profile(
+    recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: bool = False, packed: bool = False
+) -> tuple[Recipe, tuple[ProfileNote, ...]]:
     """The recipe to run for this profile on these GPUs (NVML-probed; empty where unknown), and what changed.
 
     `liger`: the swift that runs has liger-kernel installed (ms-swift does not depend on it). `packed`: the job
@@ -180,8 +181,13 @@ def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: b
     if layout.liger and not has_liger:
         changes["use_liger_kernel"] = "true"
         notes.append(LigerKernels())
-    if packed and micro > 1 and recipe.value("attn_impl") in (None, "sdpa") \
-            and not _is_on(recipe.value("padding_free")) and not _is_on(recipe.value("packing")):
+    if (
+        packed
+        and micro > 1
+        and recipe.value("attn_impl") in (None, "sdpa")
+        and not _is_on(recipe.value("padding_free"))
+        and not _is_on(recipe.value("packing"))
+    ):
         changes |= {"padding_free": "true", "attn_impl": "sdpa"}
         notes.append(PADDING_FREE_NOTE)
         budget = token_budget(free, layout.liger or has_liger)
@@ -195,8 +201,9 @@ def apply_profile(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, liger: b
 NO_CUDNN_NOTE = NoCudnnAttention()
 
 
-def without_cudnn_attention(recipe: Recipe, profile: str, gpus: Sequence[Gpu], *,
-                            direct: bool) -> tuple[Recipe, tuple[ProfileNote, ...]]:
+def without_cudnn_attention(
+    recipe: Recipe, profile: str, gpus: Sequence[Gpu], *, direct: bool
+) -> tuple[Recipe, tuple[ProfileNote, ...]]:
     """`fast` on NVML-known GPUs, started through runner/swift_entry.py (`direct`: the entry reads the variable,
     `swift sft` would not): scaled_dot_product_attention without cuDNN's kernel."""
     if profile == "exact" or recipe.kind is not Kind.LLM or not gpus or not direct:
@@ -218,7 +225,8 @@ _SITE_CODE = (
     "t = u.find_spec('transformers')\n"
     "m = p.Path(t.origin).parent / 'masking_utils.py' if t and t.origin else None\n"
     f"print(int(u.find_spec('liger_kernel') is not None), int(bool(m and m.is_file() and {PACKED_MASKS!r} in "
-    "m.read_text())))\n")
+    "m.read_text())))\n"
+)
 
 
 def swift_site(swift_bin: str) -> SwiftSite:
@@ -236,14 +244,21 @@ def _site_cached(path: str, _mtime: float) -> SwiftSite:
     site = glob.glob(str(prefix / "lib" / "python*" / "site-packages"))
     masking = [Path(s) / "transformers" / "masking_utils.py" for s in site]
     if any(m.is_file() for m in masking):
-        return SwiftSite(liger=any(glob.glob(str(Path(s) / "liger_kernel-*.dist-info")) for s in site),
-                         packed_sdpa=any(m.is_file() and PACKED_MASKS in m.read_text() for m in masking))
+        return SwiftSite(
+            liger=any(glob.glob(str(Path(s) / "liger_kernel-*.dist-info")) for s in site),
+            packed_sdpa=any(m.is_file() and PACKED_MASKS in m.read_text() for m in masking),
+        )
     interpreter = interpreter_of(Path(path))
     if interpreter is None:
         return SwiftSite()
     try:
-        done = subprocess.run([*interpreter, "-c", _SITE_CODE], capture_output=True, text=True, timeout=30,
-                              env=child_env(None, {"PYTHONNOUSERSITE": "1"}))
+        done = subprocess.run(
+            [*interpreter, "-c", _SITE_CODE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=child_env(None, {"PYTHONNOUSERSITE": "1"}),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return SwiftSite()
     answer = done.stdout.split()

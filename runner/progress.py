@@ -65,7 +65,7 @@ def _steps(rec: Mapping[str, Any]) -> tuple[int | None, int | None]:
 
 
 def record_kind(rec: Mapping[str, Any]) -> str:
-    """"final" (the summary with checkpoints), "runtime" (train_runtime, train_loss), "eval" or "train"."""
+    """ "final" (the summary with checkpoints), "runtime" (train_runtime, train_loss), "eval" or "train"."""
     if "last_model_checkpoint" in rec or "best_model_checkpoint" in rec:
         return "final"
     if "train_runtime" in rec:
@@ -74,11 +74,17 @@ def record_kind(rec: Mapping[str, Any]) -> str:
 
 
 _FIELDS: tuple[tuple[str, str, Callable[[object], object]], ...] = (  # swift's key, Progress field, parser
-    ("loss", "loss", _float), ("eval_loss", "eval_loss", _float), ("learning_rate", "learning_rate", _float),
-    ("epoch", "epoch", _float), ("elapsed_time", "elapsed_s", parse_duration),
-    ("remaining_time", "remaining_s", parse_duration), ("train_speed(s/it)", "speed_s_per_it", _float),
-    ("memory(GiB)", "gpu_mem_gib", _float), ("train_loss", "train_loss", _float),
-    ("last_model_checkpoint", "last_checkpoint", _path), ("best_model_checkpoint", "best_checkpoint", _path),
+    ("loss", "loss", _float),
+    ("eval_loss", "eval_loss", _float),
+    ("learning_rate", "learning_rate", _float),
+    ("epoch", "epoch", _float),
+    ("elapsed_time", "elapsed_s", parse_duration),
+    ("remaining_time", "remaining_s", parse_duration),
+    ("train_speed(s/it)", "speed_s_per_it", _float),
+    ("memory(GiB)", "gpu_mem_gib", _float),
+    ("train_loss", "train_loss", _float),
+    ("last_model_checkpoint", "last_checkpoint", _path),
+    ("best_model_checkpoint", "best_checkpoint", _path),
 )
 
 

@@ -18,11 +18,14 @@ OUTPUT_DIR = "{output_dir}"  # filled in with the job's output dir by the comman
 LLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
     ("model", "Qwen/Qwen2.5-7B-Instruct"),
     ("train_type", "lora"),
-    ("dataset", (
-        "AI-ModelScope/alpaca-gpt4-data-zh#500",
-        "AI-ModelScope/alpaca-gpt4-data-en#500",
-        "swift/self-cognition#500",
-    )),
+    (
+        "dataset",
+        (
+            "AI-ModelScope/alpaca-gpt4-data-zh#500",
+            "AI-ModelScope/alpaca-gpt4-data-en#500",
+            "swift/self-cognition#500",
+        ),
+    ),
     ("torch_dtype", "bfloat16"),
     ("num_train_epochs", "1"),
     ("per_device_train_batch_size", "1"),
@@ -44,6 +47,13 @@ LLM_ARGS: tuple[tuple[str, ArgValue], ...] = (
     ("model_author", "swift"),
     ("model_name", "swift-robot"),
 )
+
+# What `/train try <job>` asks without a question, of the fine-tuned and of the base model side by side: the
+# self-cognition data (`model_name`/`model_author`) taught the LLM recipe who it is. The VLM recipe has none.
+CHECK_QUESTIONS: dict[Kind, tuple[str, ...]] = {
+    Kind.LLM: ("你是谁？", "Who are you?"),  # machine text: asked of the model (the self-cognition data's question)
+    Kind.VLM: (),
+}
 
 # Qwen2.5-VL: the same LoRA training as the fixed recipe, on the VL model and data, with the vision tower frozen;
 # no system prompt or self-cognition identity (those belong to the LLM recipe's datasets).

@@ -22,8 +22,13 @@ def find_run_dir(output_dir: Path, started_after: float | None = None) -> Path |
         entries = list(os.scandir(output_dir))
     except OSError:
         return None
-    found = [(int(m[1]), e.name) for e in entries if (m := _VERSION_DIR.match(e.name)) and e.is_dir()
-             and (started_after is None or _made_after(e.path, m, started_after))]
+    found = [
+        (int(m[1]), e.name)
+        for e in entries
+        if (m := _VERSION_DIR.match(e.name))
+        and e.is_dir()
+        and (started_after is None or _made_after(e.path, m, started_after))
+    ]
     if found:
         return Path(output_dir, max(found)[1])
     files = [Path(output_dir, name) for name in (LOGGING_FILE, "args.json")]

@@ -20,9 +20,10 @@ from runner.config import Config
 from runner.gpus import GpuProbe
 from runner.kernels import idle_gpu, local_model
 from runner.supervisor import Supervisor
+from runner.trying import TryService
+from runner.wakeable import WakeableLoop
 from storage.jobs import JobStore
 from storage.models import Kind
-from storage.wakeable import WakeableLoop
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,14 @@ class Runtime:
     def __init__(self, config: Config, store: JobStore, probe: GpuProbe, backend: Backend) -> None:
         self.config, self.store, self.probe = config, store, probe
         self.supervisor = Supervisor(store, config, probe, backend)
+        self.tries = TryService(store, config, self.supervisor, probe)  # `/train try`: a job's model, asked
         self.local = backend if isinstance(backend, LocalBackend) else None
         if self.local is not None:
             self.local.on_exit = self.supervisor.wake
         self._scheduler: AsyncIOScheduler | None = None
-        self.ticks = WakeableLoop("supervisor", self._tick, store.changes, config.safety_poll_seconds,
-                                  busy_ignores_changes=True)
+        self.ticks = WakeableLoop(
+            "supervisor", self._tick, store.changes, config.safety_poll_seconds, busy_ignores_changes=True
+        )
 
     @classmethod
     async def open(cls, config: Config, *, db_path: Path | None = None) -> Runtime:
@@ -59,14 +62,22 @@ class Runtime:
 
     async def start(self) -> None:
         """Recover what ran while we were away, then tick: progress and exits, and GPU probes."""
+        await self.tries.recover()  # first: a try an earlier bot left gives its GPU back before jobs start
         await self.supervisor.recover()
         if self.local is not None and any(g.source == "nvml" for g in self.probe.snapshot().gpus):
             self.local.keep_warm()  # on a CPU machine (tests, the demo) only once a job has run
+            self.tries.keep_warm()
             await self._compile_kernels()
         self.ticks.start()
         self._scheduler = AsyncIOScheduler()
-        self._scheduler.add_job(self._refresh_gpus, "interval", seconds=self.config.gpu_poll_seconds,
-                                max_instances=1, coalesce=True, id="gpus")
+        self._scheduler.add_job(
+            self._refresh_gpus,
+            "interval",
+            seconds=self.config.gpu_poll_seconds,
+            max_instances=1,
+            coalesce=True,
+            id="gpus",
+        )
         self._scheduler.start()
 
     async def _compile_kernels(self) -> None:
@@ -93,6 +104,7 @@ class Runtime:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         await self.ticks.close()
+        await self.tries.close()
         await self.supervisor.close()
         if self.local is not None:
             await self.local.close()

@@ -35,8 +35,9 @@ def ended_well(job: Job, returncode: int | None, progress: Progress) -> bool:
     return returncode == 0 or (returncode is None and completed and job.state is not JobState.STOPPING)
 
 
-def decide_outcome(job: Job, returncode: int | None, progress: Progress, failure: Failure | None,
-                   cause: SchedulerEnded | None = None) -> Outcome:
+def decide_outcome(
+    job: Job, returncode: int | None, progress: Progress, failure: Failure | None, cause: SchedulerEnded | None = None
+) -> Outcome:
     """`failure` is the log's reading (None where `ended_well`); `cause` the backend's own reason, if any."""
     if ended_well(job, returncode, progress) or failure is None:
         return Succeeded()

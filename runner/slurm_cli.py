@@ -28,10 +28,21 @@ from runner.slurm_script import training_script as training_script  # re-exporte
 from runner.slurm_script import with_exports
 from storage.waiting import SlurmProblem
 
-TERMINAL_STATES = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
-    "DEADLINE", "SPECIAL_EXIT", "REVOKED",
-})
+TERMINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "SPECIAL_EXIT",
+        "REVOKED",
+    }
+)
 CLI_TIMEOUT_S = 30.0
 _KEY_RE = re.compile(r"^[A-Z][A-Za-z0-9_:/]*=")  # scontrol keys: JobState=, AllocNode:Sid=, CPUs/Task=
 _SIGNAL_RE = re.compile(r"^(SIG)?[A-Z0-9]+$")
@@ -44,13 +55,16 @@ class SlurmError(RuntimeError):
     command line; ``returncode``: its exit status, where it ended."""
 
     def __init__(self, problem: SlurmProblem, command: str, *, reason: str = "", returncode: int | None = None) -> None:
-        super().__init__(f"{command}: {problem}" + (f" ({returncode})" if returncode is not None else "")
-                         + (f": {reason}" if reason else ""))
+        super().__init__(
+            f"{command}: {problem}"
+            + (f" ({returncode})" if returncode is not None else "")
+            + (f": {reason}" if reason else "")
+        )
         self.problem, self.command, self.reason, self.returncode = problem, command, reason, returncode
 
 
 def slurm_reason(stderr: str) -> str:
-    """"sbatch: error: invalid partition specified: nosuch" (and sbatch's closing line) -> "invalid partition
+    """ "sbatch: error: invalid partition specified: nosuch" (and sbatch's closing line) -> "invalid partition
     specified: nosuch"."""
     lines = [re.sub(r"^\w+: (error|fatal): ", "", line.strip()) for line in stderr.splitlines()]
     lines = [line for line in lines if line]
@@ -121,13 +135,17 @@ class ClusterGpus:
     jobs: tuple[QueuedJob, ...]
 
 
-async def _run(argv: Sequence[str], *, stdin: str | None = None,
-               env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+async def _run(
+    argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=child_env(None) if env is None else dict(env))
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_env(None) if env is None else dict(env),
+        )
     except FileNotFoundError as e:
         raise SlurmError("missing", argv[0]) from e
     try:
@@ -170,16 +188,34 @@ def job_from_record(rec: Mapping[str, str]) -> SlurmJob:
     code, _, sig = rec.get("ExitCode", "0:0").partition(":")
     stdout = _opt(rec.get("StdOut"))
     return SlurmJob(
-        job_id=rec["JobId"], state=rec.get("JobState", "UNKNOWN"), reason=_opt(rec.get("Reason")),
-        exit_code=int(code or 0), signal=int(sig or 0), stdout_path=Path(stdout) if stdout else None,
-        node_list=_opt(rec.get("NodeList")), start_time=_opt(rec.get("StartTime")),
-        end_time=_opt(rec.get("EndTime")), raw=dict(rec))
+        job_id=rec["JobId"],
+        state=rec.get("JobState", "UNKNOWN"),
+        reason=_opt(rec.get("Reason")),
+        exit_code=int(code or 0),
+        signal=int(sig or 0),
+        stdout_path=Path(stdout) if stdout else None,
+        node_list=_opt(rec.get("NodeList")),
+        start_time=_opt(rec.get("StartTime")),
+        end_time=_opt(rec.get("EndTime")),
+        raw=dict(rec),
+    )
 
 
-async def submit(script: str, *, job_name: str, output_path: Path, gres_gpus: int, nodes: int = 1,
-                 partition: str | None = None, account: str | None = None, time_limit: str | None = None,
-                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 workdir: Path | None = None, process_env: Mapping[str, str] | None = None) -> str:
+async def submit(
+    script: str,
+    *,
+    job_name: str,
+    output_path: Path,
+    gres_gpus: int,
+    nodes: int = 1,
+    partition: str | None = None,
+    account: str | None = None,
+    time_limit: str | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
+    process_env: Mapping[str, str] | None = None,
+) -> str:
     """Submit a batch script (text, via stdin); returns the job id. ``env`` is written into the script as
     shell-quoted exports (values may hold commas, quotes, newlines). sbatch's default ``--export=ALL``
     applies: the job also inherits the environment sbatch runs in, which is ``process_env`` when given (to
@@ -187,8 +223,14 @@ async def submit(script: str, *, job_name: str, output_path: Path, gres_gpus: in
     (``%j`` expands to the job id; a relative path is relative to ``workdir``). ``gres_gpus`` is per node."""
     if nodes < 1 or gres_gpus < 0:
         raise ValueError("nodes must be >= 1 and gres_gpus >= 0")
-    argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={output_path}",
-            f"--nodes={nodes}", "--ntasks-per-node=1"]
+    argv = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={job_name}",
+        f"--output={output_path}",
+        f"--nodes={nodes}",
+        "--ntasks-per-node=1",
+    ]
     if gres_gpus:
         argv.append(f"--gres=gpu:{gres_gpus}")
     if partition:
@@ -222,8 +264,7 @@ async def show_job(job_id: str | int) -> SlurmJob | None:
     return None
 
 
-async def cancel(job_id: str | int, *, signal: str | None = None, batch_only: bool = False,
-                 full: bool = False) -> None:
+async def cancel(job_id: str | int, *, signal: str | None = None, batch_only: bool = False, full: bool = False) -> None:
     """Without ``signal``: ``scancel <id>`` (job ends CANCELLED; a no-op for finished or unknown jobs).
     With ``signal`` (e.g. "INT"): ``scancel --signal=INT <id>`` signals all processes of the job's steps
     (not the batch shell); ``batch_only`` adds ``--batch`` (the batch shell only), ``full`` adds ``--full``
@@ -274,9 +315,17 @@ async def queue(*, name: str | None = None, user: str | None = None) -> list[Que
         cols = line.split("|", 6)
         if len(cols) == 7 and cols[0].strip():
             job_id, state, user, node_list, tres, n_nodes, name = (c.strip() for c in cols)
-            jobs.append(QueuedJob(job_id=job_id, state=state, user=user, node_list=_opt(node_list),
-                                  gpus_per_node=_gpu_count(tres.replace("gres:", "").replace("gres/", "")),
-                                  nodes=int(n_nodes) if n_nodes.isdigit() else 1, name=name))
+            jobs.append(
+                QueuedJob(
+                    job_id=job_id,
+                    state=state,
+                    user=user,
+                    node_list=_opt(node_list),
+                    gpus_per_node=_gpu_count(tres.replace("gres:", "").replace("gres/", "")),
+                    nodes=int(n_nodes) if n_nodes.isdigit() else 1,
+                    name=name,
+                )
+            )
     return jobs
 
 
@@ -289,8 +338,16 @@ async def jobs_named(name: str, *, user: str | None = None) -> list[str]:
         return ids
     if shutil.which("sacct") is None:
         return []
-    argv = ["sacct", "--allocations", "--noheader", "--parsable2", f"--name={name}", "--starttime=now-30days",
-            "--format=JobID", *mine]
+    argv = [
+        "sacct",
+        "--allocations",
+        "--noheader",
+        "--parsable2",
+        f"--name={name}",
+        "--starttime=now-30days",
+        "--format=JobID",
+        *mine,
+    ]
     rc, out, err = await _run(argv)
     if rc != 0:
         if "accounting storage is disabled" in f"{err} {out}":
@@ -324,6 +381,14 @@ async def nodes() -> list[SlurmNode]:
         name, state, cpu_state, gres, used = cols[:5]
         alloc, _idle, _other, total = (int(x) if x.isdigit() else 0 for x in cpu_state.split("/"))
         gres, used = _opt(gres), _opt(used)
-        result[name] = SlurmNode(name=name, state=state, cpus=total, cpus_alloc=alloc, gres=gres,
-                                 gres_used=used, gpus=_gpu_count(gres), gpus_used=_gpu_count(used))
+        result[name] = SlurmNode(
+            name=name,
+            state=state,
+            cpus=total,
+            cpus_alloc=alloc,
+            gres=gres,
+            gres_used=used,
+            gpus=_gpu_count(gres),
+            gpus_used=_gpu_count(used),
+        )
     return list(result.values())  # sinfo -N lists a node once per partition

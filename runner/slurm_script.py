@@ -72,8 +72,7 @@ if [ "$hit" = 0 ]; then for p in $pids; do kill -INT "$p" 2>/dev/null; done; fi
 """
 
 
-def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int,
-                    trainers: Sequence[str] = ()) -> str:
+def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int, trainers: Sequence[str] = ()) -> str:
     """Batch script running ``argv`` once per node in srun step 0, with MASTER_ADDR = first node, MASTER_PORT
     from the job id and, for several nodes or GPUs, NNODES, NODE_RANK and NPROC_PER_NODE (GPUs in
     CUDA_VISIBLE_DEVICES) for ms-swift. ``trainers``: command-line fragments (e.g. "swift/cli/sft.py") of
@@ -105,7 +104,7 @@ def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int,
         'if [ "$stopped" = 1 ]; then',
         '  echo "[trainbot] stopped: the trainer exited $rc; the Slurm job ends as CANCELLED"',
         '  scancel "$SLURM_JOB_ID"; sleep 60',  # scancel's SIGTERM ends this shell; the sleep waits for it
-        'fi',
+        "fi",
         'exit "$rc"',
     ]
     return with_exports("\n".join(script), env)

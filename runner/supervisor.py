@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from storage.errors import StillActive
 from storage.failure_facts import JobFailure
 from storage.failure_facts import event_data as failure_data
 from storage.jobs import JobStore
-from storage.models import ExportState, Job, JobState, Purpose, Run
+from storage.models import ExportState, Job, JobState, Purpose, Run, TryState
 from storage.notices import (
     ExportStarted,
     JobCreated,
@@ -68,6 +69,12 @@ class Supervisor:
         self._woken: asyncio.Task[bool] | None = None
         self._closed = False
         self.facts = ProbedFacts()  # until refresh_facts: the default swift version, no Liger
+        self.end_try: Callable[[str], Awaitable[None]] | None = None  # runner/trying.py: a deleted job's session
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while jobs change (a tick, a command): runner/trying.py leases GPUs for tries under it too."""
+        return self._lock
 
     # ---- what people ask for -------------------------------------------------------------------------------
 
@@ -77,8 +84,9 @@ class Supervisor:
 
     def plan(self, req: JobRequest, *, resume_from: str | None = None) -> Plan:
         nvml = tuple(g for g in self.probe.snapshot().gpus if g.source == "nvml")
-        made = planner.plan(req, self.config, replace(self.facts, gpus=nvml), resume_from=resume_from,
-                            backend_name=self.backend.name)
+        made = planner.plan(
+            req, self.config, replace(self.facts, gpus=nvml), resume_from=resume_from, backend_name=self.backend.name
+        )
         if not self.backend.schedules_gpus and (missing := self.probe.describe_missing(req.gpus)) is not None:
             made = replace(made, warnings=(missing,))  # on Slurm the nodes' GPUs count, not this machine's
         return made
@@ -91,8 +99,10 @@ class Supervisor:
             warnings.append(missing)
         holding = await self.store.holding()
         holders, foreign = leases.held(holding), self.foreign_busy(holding)
-        busy = leases.GpusBusy({g: holders[g] for g in req.gpus if g in holders},
-                               tuple(g for g in req.gpus if g in foreign and g not in holders))
+        busy = leases.GpusBusy(
+            {g: holders[g] for g in req.gpus if g in holders},
+            tuple(g for g in req.gpus if g in foreign and g not in holders),
+        )
         if busy.held or busy.foreign:
             warnings.append(busy)
         return warnings
@@ -128,15 +138,28 @@ class Supervisor:
         return await self.store.require(job.id)
 
     async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
-        draft = Job(id="", kind=req.kind, state=JobState.CREATED if req.hold else JobState.QUEUED,
-                    output_dir=str(req.output_dir), gpus=req.gpus, argv=plan.argv, env=plan.env,
-                    overrides=dict(req.overrides), name=req.name or "", backend=self.backend.name,
-                    user_id=req.user_id, slack_channel=req.channel_id, idempotency_key=idempotency_key,
-                    idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None)
-        job = await self.store.create(draft, event=f"created by {req.user_id or 'console'}",
-                                      event_data=profile_notes.event_data(plan.notes) or None,
-                                      notice=Notice("", JobCreated(command=plan.display, profile=req.profile,
-                                                                     profile_notes=tuple(plan.notes))))
+        draft = Job(
+            id="",
+            kind=req.kind,
+            state=JobState.CREATED if req.hold else JobState.QUEUED,
+            output_dir=str(req.output_dir),
+            gpus=req.gpus,
+            argv=plan.argv,
+            env=plan.env,
+            overrides=dict(req.overrides),
+            name=req.name or "",
+            backend=self.backend.name,
+            user_id=req.user_id,
+            slack_channel=req.channel_id,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=fingerprint(req) if idempotency_key is not None else None,
+        )
+        job = await self.store.create(
+            draft,
+            event=f"created by {req.user_id or 'console'}",
+            event_data=profile_notes.event_data(plan.notes) or None,
+            notice=Notice("", JobCreated(command=plan.display, profile=req.profile, profile_notes=tuple(plan.notes))),
+        )
         return await self.store.update(job.id, train_run=Run(log_path=str(self.log_path(job, "train"))))
 
     async def _admit(self, job: Job) -> None:
@@ -149,9 +172,14 @@ class Supervisor:
             job = await self.store.require(job_id)
             if job.state is JobState.CREATED:
                 await self._admit(job)
-                await self.store.update(job_id, state=JobState.QUEUED, expect=[JobState.CREATED],
-                                        event=f"started by {by or 'console'}", event_kind="submitted",
-                                        notice=Notice(job_id, JobSubmitted(by=by)))
+                await self.store.update(
+                    job_id,
+                    state=JobState.QUEUED,
+                    expect=[JobState.CREATED],
+                    event=f"started by {by or 'console'}",
+                    event_kind="submitted",
+                    notice=Notice(job_id, JobSubmitted(by=by)),
+                )
         if job.state is not JobState.CREATED:
             return await self.restart(job_id, by=by)
         await self.tick()
@@ -171,10 +199,19 @@ class Supervisor:
             plan = self.plan(req, resume_from=resume)
             note = f"resuming from {resume}" if resume else "from the start (no checkpoint yet)"
             await self.store.update(
-                job_id, state=JobState.QUEUED, argv=plan.argv, env=plan.env, failure=None,
-                exit_code=None, stopped_by=None, queue_reason=None, finished_at=None,
+                job_id,
+                state=JobState.QUEUED,
+                argv=plan.argv,
+                env=plan.env,
+                failure=None,
+                exit_code=None,
+                stopped_by=None,
+                queue_reason=None,
+                finished_at=None,
                 train_run=Run(log_path=job.train_run.log_path),  # a new run, appending to the same log
-                run_dir=None, event=f"started again by {by or 'console'}, {note}", event_kind="restarted",
+                run_dir=None,
+                event=f"started again by {by or 'console'}, {note}",
+                event_kind="restarted",
                 notice=Notice(job_id, JobRestarted(by=by, resume_from=resume, command=plan.display)),
             )
         await self.tick()
@@ -190,14 +227,23 @@ class Supervisor:
                 if job.train_run.backend_job_id is not None:
                     await self.backend.terminate(ProcessRef.of(job, "train"))  # leave the backend's queue too
                 return await self.store.update(
-                    job_id, state=JobState.STOPPED, stopped_by=actor(by), finished_at=time.time(), queue_reason=None,
+                    job_id,
+                    state=JobState.STOPPED,
+                    stopped_by=actor(by),
+                    finished_at=time.time(),
+                    queue_reason=None,
                     event=f"removed from the queue by {by or 'console'}",
-                    notice=Notice(job_id, LeftQueue(by=by)))
+                    notice=Notice(job_id, LeftQueue(by=by)),
+                )
             if job.state in (JobState.STARTING, JobState.RUNNING):
                 self.follower.stop_requested(job_id)
-                job = await self.store.update(job_id, state=JobState.STOPPING, stopped_by=actor(by),
-                                              event=f"stop requested by {by or 'console'}",
-                                              notice=Notice(job_id, StopRequested(by=by)))
+                job = await self.store.update(
+                    job_id,
+                    state=JobState.STOPPING,
+                    stopped_by=actor(by),
+                    event=f"stop requested by {by or 'console'}",
+                    notice=Notice(job_id, StopRequested(by=by)),
+                )
                 await self.follower.interrupt(job)
                 return job
             if job.state is JobState.STOPPING:
@@ -217,32 +263,48 @@ class Supervisor:
             if not checkpoint or not Path(checkpoint).is_dir():
                 raise NoCheckpoint(job_id)
             export_dir = Path(checkpoint).parent / f"{Path(checkpoint).name}-merged"
-            cmd = build_export(checkpoint=checkpoint, export_dir=export_dir, config=self.config,
-                               entry=export_entry(self.config, self.backend.name))
+            cmd = build_export(
+                checkpoint=checkpoint,
+                export_dir=export_dir,
+                config=self.config,
+                entry=export_entry(self.config, self.backend.name),
+            )
             log_path = self.log_path(job, "export")
             admission.admit_export(self.config, job, export_dir, await self.store.holding(), log_path)
             gpus = await self._export_gpus(job)
-            job = await self.store.update(job_id, export_state=ExportState.EXPORTING, export_dir=str(export_dir),
-                                          export_gpus=gpus, export_run=Run(log_path=str(log_path),
-                                                                           launch_token=new_launch_token()))
+            job = await self.store.update(
+                job_id,
+                export_state=ExportState.EXPORTING,
+                export_dir=str(export_dir),
+                export_gpus=gpus,
+                export_run=Run(log_path=str(log_path), launch_token=new_launch_token()),
+            )
             self.follower.launching_exports.add(job_id)
         try:
-            launched = await self.backend.launch(ProcessRef.of(job, "export"), cmd, log_path=log_path,
-                                                 gpus=gpus or ("cpu",))
+            launched = await self.backend.launch(
+                ProcessRef.of(job, "export"), cmd, log_path=log_path, gpus=gpus or ("cpu",)
+            )
         except LaunchError as exc:
             async with self._lock:
                 self.follower.launching_exports.discard(job_id)
-                await self.store.update(job_id, export_state=ExportState.EXPORT_FAILED,
-                                        event=f"export could not start: {exc.refusal.code}", event_kind="export_failed",
-                                        event_data=failure_data(JobFailure(exc.refusal)))
+                await self.store.update(
+                    job_id,
+                    export_state=ExportState.EXPORT_FAILED,
+                    event=f"export could not start: {exc.refusal.code}",
+                    event_kind="export_failed",
+                    event_data=failure_data(JobFailure(exc.refusal)),
+                )
             raise CannotLaunch(job_id, exc.refusal) from exc
         async with self._lock:
             self.follower.launching_exports.discard(job_id)
             return await self.store.update(
-                job_id, export_run=launched.run(log_path, job.export_run.launch_token),
+                job_id,
+                export_run=launched.run(log_path, job.export_run.launch_token),
                 event=f"export started by {by or 'console'} on {f'GPU {gpus[0]}' if gpus else 'the CPU'}: "
-                      f"{cmd.display()}", event_kind="export_started",
-                notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display(), gpus=gpus)))
+                f"{cmd.display()}",
+                event_kind="export_started",
+                notice=Notice(job_id, ExportStarted(by=by, checkpoint=checkpoint, command=cmd.display(), gpus=gpus)),
+            )
 
     async def _export_gpus(self, job: Job) -> tuple[str, ...]:
         """The GPU the export may hold (leases.export_gpus), or none: the CPU. On Slurm always the CPU: a GPU there
@@ -253,8 +315,13 @@ class Supervisor:
         snapshot = await asyncio.to_thread(self.probe.refresh)
         holding = await self.store.holding()
         here = [g.index for g in snapshot.gpus]
-        return leases.export_gpus(job, here, leases.held(holding), self.foreign_busy(holding),
-                                  [j for j in holding if j.state is JobState.QUEUED])
+        return leases.export_gpus(
+            job,
+            here,
+            leases.held(holding),
+            self.foreign_busy(holding),
+            [j for j in holding if j.state is JobState.QUEUED],
+        )
 
     async def delete(self, job_id: str, *, by: str | None) -> None:
         """Forget a job that is not under way (its files stay): a created or queued one leaves the line (one in
@@ -265,6 +332,8 @@ class Supervisor:
                 raise ExportRunning(job_id)
             if job.state.is_under_way:
                 raise StillActive(job_id, str(job.state))
+            if job.try_state is not TryState.NONE and self.end_try is not None:
+                await self.end_try(job_id)  # its lease goes with the job's row: its process first
             queued = job.state is JobState.QUEUED
             before = await self._line() if queued else []
             if queued and job.train_run.backend_job_id is not None:
@@ -272,8 +341,13 @@ class Supervisor:
             await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, name=job.name)))
             self.follower.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
-                await self.store.update(d.job.id, queue_reason=d.reason, notice=Notice(d.job.id, JobQueued(
-                    reason=d.reason, position=d.position, moved_up=True)))
+                if d.purpose != "train":
+                    continue  # a waiting try hears of its place from its own wait (runner/trying.py)
+                await self.store.update(
+                    d.job.id,
+                    queue_reason=d.reason,
+                    notice=Notice(d.job.id, JobQueued(reason=d.reason, position=d.position, moved_up=True)),
+                )
         if queued:
             await self.tick()  # the line moved: the job behind it may start now
 
@@ -282,7 +356,7 @@ class Supervisor:
         if self.backend.schedules_gpus:
             return []
         holding = await self.store.holding()
-        return admission.line([j for j in holding if j.state is JobState.QUEUED], holding, self.foreign_busy(holding))
+        return admission.line(await self.store.line(), holding, self.foreign_busy(holding))
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
@@ -291,8 +365,12 @@ class Supervisor:
         launch recorded before launch tokens, which nothing can find again, goes back in line as it is."""
         for job in await self.store.list_jobs(states=[JobState.STARTING]):
             if job.train_run.pid is None and job.train_run.launch_token is None:
-                await self.store.update(job.id, state=JobState.QUEUED, event="back in line: the bot restarted "
-                                        "before this job's launch", event_kind="requeued")
+                await self.store.update(
+                    job.id,
+                    state=JobState.QUEUED,
+                    event="back in line: the bot restarted before this job's launch",
+                    event_kind="requeued",
+                )
         for job in await self.store.list_jobs(states=[JobState.STOPPING]):
             self.follower.stop_requested(job.id)
         await self.tick()
@@ -318,8 +396,11 @@ class Supervisor:
                 return False
             active = await self.store.active()
             for job in active:
-                if job.state in leases.HOLDING_STATES or job.train_run.backend_job_id is not None \
-                        or job.train_run.in_doubt:
+                if (
+                    job.state in leases.HOLDING_STATES
+                    or job.train_run.backend_job_id is not None
+                    or job.train_run.in_doubt
+                ):
                     try:
                         await self.follower.follow(job)
                     except Exception:  # one job's trouble must not stop the others being followed
@@ -339,5 +420,3 @@ class Supervisor:
 def _log_failure(task: asyncio.Task[bool]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("supervisor tick failed", exc_info=task.exception())
-
-

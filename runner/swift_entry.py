@@ -69,13 +69,24 @@ READY = "[trainbot] ready:"  # a warm process's line once swift is imported
 IMPORT_FAILED = "[trainbot] swift could not be imported here"  # its line instead, where the imports failed
 # What swift's scripts import (swift/cli/sft.py, export.py), loaded by a warm process before its job comes;
 # `sft_main`/`export_main` are attributes of a lazy module, so they are looked up too.
-WARM_IMPORTS = (("swift.cli.utils", ""), ("swift.ray_utils", ""), ("swift.pipelines", "sft_main"),
-                ("swift.pipelines", "export_main"))
+WARM_IMPORTS = (
+    ("swift.cli.utils", ""),
+    ("swift.ray_utils", ""),
+    ("swift.pipelines", "sft_main"),
+    ("swift.pipelines", "export_main"),
+)
 # The only variables a job's environment may set differently from the warm process's: nothing reads them at import
 # (CUDA reads the first two when it starts, which a warm process has not let it do; the levers read the next two
 # when the job comes; Triton reads its cache folder when it compiles a kernel).
-LATE_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", NO_CUDNN_ATTENTION, levers.MICRO_BATCH_TOKENS,
-                      levers.TRITON_CACHE_DIR})
+LATE_ENV = frozenset(
+    {
+        "CUDA_VISIBLE_DEVICES",
+        "CUDA_DEVICE_ORDER",
+        NO_CUDNN_ATTENTION,
+        levers.MICRO_BATCH_TOKENS,
+        levers.TRITON_CACHE_DIR,
+    }
+)
 # torch.cuda.is_available() (transformers asks it at import, and caches the answer) asks NVML instead of starting
 # CUDA, which would fix the visible GPUs before the job has said which.
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
@@ -103,9 +114,11 @@ def main() -> None:
         worker.kill()
     logging.shutdown()
     rank = f"rank {os.environ['RANK']}: " if "RANK" in os.environ else ""
-    print(f"[trainbot] {rank}swift's main returned; leaving without the interpreter's teardown "
-          f"({len(workers)} worker process(es) stopped{left_group} in {time.monotonic() - started:.2f} s)",
-          flush=True)
+    print(
+        f"[trainbot] {rank}swift's main returned; leaving without the interpreter's teardown "
+        f"({len(workers)} worker process(es) stopped{left_group} in {time.monotonic() - started:.2f} s)",
+        flush=True,
+    )
     sys.stderr.flush()
     os._exit(0)
 
@@ -129,19 +142,26 @@ def warm() -> None:
     imported = _module_files()
     if failed is None:
         cuda_said = ("CUDA started" if _cuda_started() else "CUDA seen, not started") if cuda else "no CUDA"
-        print(f"{READY} swift imported in {time.monotonic() - began:.1f} s ({cuda_said}); waiting for a job",
-              flush=True)
+        print(
+            f"{READY} swift imported in {time.monotonic() - began:.1f} s ({cuda_said}); waiting for a job", flush=True
+        )
     line = sys.stdin.readline()
     if not line:
         os._exit(0)  # the bot closed this process before any job came
     job = json.loads(line)
     _take_output(job["log"], job.get("preamble"))
     if failed is not None:
-        print(levers.not_applied_line("warm start", "warm_start", f"swift could not be imported in the process kept "
-                                      f"warm ({failed})", "starting swift afresh"), flush=True)
+        print(
+            levers.not_applied_line(
+                "warm start",
+                "warm_start",
+                f"swift could not be imported in the process kept warm ({failed})",
+                "starting swift afresh",
+            ),
+            flush=True,
+        )
         os.execvpe(job["argv"][0], job["argv"], job["env"])
-    why = cold_reason(import_env, job["env"], cuda=cuda, cuda_started=_cuda_started(),
-                      changed=changed_since(imported))
+    why = cold_reason(import_env, job["env"], cuda=cuda, cuda_started=_cuda_started(), changed=changed_since(imported))
     if why is not None:
         print(f"[trainbot] not started warm: {why}; starting swift afresh", flush=True)
         os.execvpe(job["argv"][0], job["argv"], job["env"])
@@ -152,23 +172,30 @@ def warm() -> None:
     main()
 
 
-def cold_reason(import_env: dict[str, str], job_env: dict[str, str], *, cuda: bool, cuda_started: bool,
-                changed: Sequence[str] = ()) -> str | None:
+def cold_reason(
+    import_env: dict[str, str], job_env: dict[str, str], *, cuda: bool, cuda_started: bool, changed: Sequence[str] = ()
+) -> str | None:
     """Why a job must not run in a process that imported swift under `import_env` (None: it may); `changed`: the
     files of imported modules that changed on disk since (an upgraded swift or package)."""
-    differ = sorted(k for k in import_env.keys() | job_env.keys()
-                    if import_env.get(k) != job_env.get(k) and k not in LATE_ENV)
+    differ = sorted(
+        k for k in import_env.keys() | job_env.keys() if import_env.get(k) != job_env.get(k) and k not in LATE_ENV
+    )
     if differ:
         return f"its environment differs in {', '.join(differ)}, which may be read at import"
     if changed:
-        return (f"{len(changed)} file(s) it imported changed since (e.g. {changed[0]}): swift or a package it uses "
-                "was updated")
+        return (
+            f"{len(changed)} file(s) it imported changed since (e.g. {changed[0]}): swift or a package it uses "
+            "was updated"
+        )
     if cuda_started:
         return "CUDA was started while swift was imported, before the job named its GPUs"
     on_gpus = job_env.get("CUDA_VISIBLE_DEVICES", "") != ""
     if on_gpus != cuda:
-        return ("swift was imported on a machine without CUDA" if on_gpus else
-                "swift was imported seeing GPUs, and this job runs on the CPU")
+        return (
+            "swift was imported on a machine without CUDA"
+            if on_gpus
+            else "swift was imported seeing GPUs, and this job runs on the CPU"
+        )
     return None
 
 

@@ -60,29 +60,50 @@ def apply(script: str, argv: list[str], environ: Mapping[str, str]) -> list[str]
     turn a flag back to its plain value)."""
     argv = list(argv)
     if environ.get(NO_CUDNN_ATTENTION) == "1":
-        _lever("no_cudnn_attention", "attention without cuDNN's kernel", "cuDNN's attention stays on",
-               _no_cudnn_attention)
+        _lever(
+            "no_cudnn_attention", "attention without cuDNN's kernel", "cuDNN's attention stays on", _no_cudnn_attention
+        )
     packed = flag(argv, "--padding_free") == "true" and flag(argv, "--attn_impl") == "sdpa"
-    if packed and not _lever("padding_free_sdpa", "padding-free micro-batches on sdpa",
-                             "micro-batches padded to their longest sample instead", _allow_padding_free_on_sdpa):
+    if packed and not _lever(
+        "padding_free_sdpa",
+        "padding-free micro-batches on sdpa",
+        "micro-batches padded to their longest sample instead",
+        _allow_padding_free_on_sdpa,
+    ):
         argv += ["--padding_free", "false"]
         packed = False
     budget = environ.get(MICRO_BATCH_TOKENS)
     if script == "sft" and budget:
         what, instead = "micro-batches by tokens", "the micro-batches and checkpointing of the command as it is"
         if not packed:
-            print(not_applied_line(what, "token_micro_batches", "they need padding-free micro-batches", instead),
-                  flush=True)
+            print(
+                not_applied_line(what, "token_micro_batches", "they need padding-free micro-batches", instead),
+                flush=True,
+            )
         elif _lever("token_micro_batches", what, instead, lambda: _split_steps_by_tokens(int(budget))):
-            samples = int(flag(argv, "--per_device_train_batch_size") or 1) * \
-                int(flag(argv, "--gradient_accumulation_steps") or 1)
-            argv += ["--per_device_train_batch_size", str(samples), "--gradient_accumulation_steps", "1",
-                     "--gradient_checkpointing", "false"]
-            print(f"[trainbot] micro-batches by tokens: each step's {samples} samples, in order, in micro-batches of "
-                  f"at most {int(budget)} tokens (split between samples), without gradient checkpointing", flush=True)
+            samples = int(flag(argv, "--per_device_train_batch_size") or 1) * int(
+                flag(argv, "--gradient_accumulation_steps") or 1
+            )
+            argv += [
+                "--per_device_train_batch_size",
+                str(samples),
+                "--gradient_accumulation_steps",
+                "1",
+                "--gradient_checkpointing",
+                "false",
+            ]
+            print(
+                f"[trainbot] micro-batches by tokens: each step's {samples} samples, in order, in micro-batches of "
+                f"at most {int(budget)} tokens (split between samples), without gradient checkpointing",
+                flush=True,
+            )
     if script == "export":
-        _lever("shards_together", "shards written together", "transformers writes them one after the other",
-               _write_shards_together)
+        _lever(
+            "shards_together",
+            "shards written together",
+            "transformers writes them one after the other",
+            _write_shards_together,
+        )
     return argv
 
 
@@ -119,7 +140,7 @@ def need_parameters(function: Any, names: Sequence[str], where: str) -> None:
         have = list(inspect.signature(function).parameters)
     except (TypeError, ValueError) as exc:
         raise Missing(f"{where}'s signature cannot be read") from exc
-    if have[:len(names)] != list(names):
+    if have[: len(names)] != list(names):
         raise Missing(f"{where} takes ({', '.join(have)}), not ({', '.join(names)}, ...)")
 
 
@@ -145,8 +166,7 @@ def _allow_padding_free_on_sdpa() -> None:
             check(args)
 
     arguments._check_padding_free = check_but_sdpa
-    print("[trainbot] padding-free batches on sdpa attention: transformers masks the packed samples apart",
-          flush=True)
+    print("[trainbot] padding-free batches on sdpa attention: transformers masks the packed samples apart", flush=True)
 
 
 # ---- micro-batches by tokens ---------------------------------------------------------------------------------
@@ -176,8 +196,11 @@ def _split_steps_by_tokens(budget: int) -> None:
         if pieces is None:
             if isinstance(inputs, Mapping) and "unsplittable" not in told and _tokens(inputs) > budget:
                 told.add("unsplittable")
-                print(f"[trainbot] micro-batches by tokens: a step of {_tokens(inputs)} tokens ran whole: its batch "
-                      f"holds {sorted(inputs)}, which cannot be split between samples", flush=True)
+                print(
+                    f"[trainbot] micro-batches by tokens: a step of {_tokens(inputs)} tokens ran whole: its batch "
+                    f"holds {sorted(inputs)}, which cannot be split between samples",
+                    flush=True,
+                )
             return original(self, model, inputs, num_items_in_batch)
         per_step = loss_is_per_step(self, num_items_in_batch)
         counts = [label_count(piece) for piece in pieces]
@@ -190,8 +213,11 @@ def _split_steps_by_tokens(budget: int) -> None:
         if "split" not in told:
             told.add("split")
             how = "the step's num_items_in_batch" if per_step else "the micro-batches weighted by their tokens"
-            print(f"[trainbot] micro-batches by tokens: a step of {_tokens(inputs)} tokens in {len(pieces)} "
-                  f"micro-batches; its loss over its tokens by {how}", flush=True)
+            print(
+                f"[trainbot] micro-batches by tokens: a step of {_tokens(inputs)} tokens in {len(pieces)} "
+                f"micro-batches; its loss over its tokens by {how}",
+                flush=True,
+            )
         return loss
 
     training_step.__wrapped__ = original  # type: ignore[attr-defined]
@@ -204,8 +230,10 @@ def loss_is_per_step(trainer: Any, num_items_in_batch: Any) -> bool:
     scaled = getattr(trainer, "loss_is_scaled_for_ga", None)  # transformers >= 5.19 lets a trainer say so
     if scaled is not None:
         return bool(scaled)
-    return bool((getattr(trainer, "model_accepts_loss_kwargs", False) and num_items_in_batch is not None)
-                or getattr(trainer, "compute_loss_func", None) is not None)
+    return bool(
+        (getattr(trainer, "model_accepts_loss_kwargs", False) and num_items_in_batch is not None)
+        or getattr(trainer, "compute_loss_func", None) is not None
+    )
 
 
 class _ScaledLoss:
@@ -273,7 +301,7 @@ def split_packed(inputs: Any, budget: int) -> list[dict[str, Any]] | None:
             if value is None:
                 piece[key] = None
             elif getattr(value, "ndim", 0) >= 2 and value.shape[0] == 1 and value.shape[-1] == total:
-                piece[key] = value[..., bounds[a]:bounds[b]]
+                piece[key] = value[..., bounds[a] : bounds[b]]
             elif isinstance(value, list | tuple) and len(value) == len(starts):
                 piece[key] = value[a:b]
             else:
@@ -310,7 +338,8 @@ def _write_shards_together() -> None:
         shards: list[tuple[str, Future[None]]] = []
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="shard") as pool:
             modeling_utils.safe_save_file = lambda tensors, filename, metadata=None: shards.append(
-                (str(filename), pool.submit(write_safetensors, tensors, str(filename), metadata)))
+                (str(filename), pool.submit(write_safetensors, tensors, str(filename), metadata))
+            )
             try:
                 result = save_pretrained(self, *args, **kwargs)
             finally:
@@ -319,8 +348,11 @@ def _write_shards_together() -> None:
             shard.result()
         if shards:
             size = sum(os.path.getsize(path) for path, _ in shards) / 1e9
-            print(f"[trainbot] {len(shards)} shard(s), {size:.2f} GB, written together in "
-                  f"{time.monotonic() - began:.1f} s", flush=True)
+            print(
+                f"[trainbot] {len(shards)} shard(s), {size:.2f} GB, written together in "
+                f"{time.monotonic() - began:.1f} s",
+                flush=True,
+            )
         return result
 
     model_class.save_pretrained = save_together
@@ -328,10 +360,24 @@ def _write_shards_together() -> None:
 
 # safetensors' dtype names, in the order of its Rust enum: a file lists its tensors by dtype (this order, last
 # first), then by name, as safetensors.torch.save_file writes them.
-SAFETENSORS_DTYPES = ("bool", "BOOL"), ("uint8", "U8"), ("int8", "I8"), ("float8_e5m2", "F8_E5M2"), \
-    ("float8_e4m3fn", "F8_E4M3"), ("int16", "I16"), ("uint16", "U16"), ("float16", "F16"), ("bfloat16", "BF16"), \
-    ("int32", "I32"), ("uint32", "U32"), ("float32", "F32"), ("complex64", "C64"), ("float64", "F64"), \
-    ("int64", "I64"), ("uint64", "U64")
+SAFETENSORS_DTYPES = (
+    ("bool", "BOOL"),
+    ("uint8", "U8"),
+    ("int8", "I8"),
+    ("float8_e5m2", "F8_E5M2"),
+    ("float8_e4m3fn", "F8_E4M3"),
+    ("int16", "I16"),
+    ("uint16", "U16"),
+    ("float16", "F16"),
+    ("bfloat16", "BF16"),
+    ("int32", "I32"),
+    ("uint32", "U32"),
+    ("float32", "F32"),
+    ("complex64", "C64"),
+    ("float64", "F64"),
+    ("int64", "I64"),
+    ("uint64", "U64"),
+)
 
 
 STAGING_BYTES = 64 << 20  # a shard's writer's pinned buffer for tensors on the GPU
@@ -357,8 +403,11 @@ def write_safetensors(tensors: dict[str, Any], path: str, metadata: dict[str, st
     offset = 0
     for key in order:
         size = tensors[key].numel() * tensors[key].element_size()
-        header[key] = {"dtype": names[kinds[key]], "shape": list(tensors[key].shape),
-                       "data_offsets": [offset, offset + size]}
+        header[key] = {
+            "dtype": names[kinds[key]],
+            "shape": list(tensors[key].shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)
@@ -373,6 +422,6 @@ def write_safetensors(tensors: dict[str, Any], path: str, metadata: dict[str, st
             if staging is None:
                 staging = torch.empty(STAGING_BYTES, dtype=torch.uint8, pin_memory=True)
             for start in range(0, data.numel(), STAGING_BYTES):
-                chunk = staging[:min(STAGING_BYTES, data.numel() - start)]
-                chunk.copy_(data[start:start + chunk.numel()])
+                chunk = staging[: min(STAGING_BYTES, data.numel() - start)]
+                chunk.copy_(data[start : start + chunk.numel()])
                 out.write(chunk.numpy().data)

@@ -95,8 +95,13 @@ def _from_interpreter(path: Path) -> str | None:
         return None
     code = "import importlib.metadata as m; print(m.version('ms-swift'))"
     try:
-        out = subprocess.run([*interpreter, "-c", code], capture_output=True, text=True, timeout=30,
-                             env=child_env(None, {"PYTHONNOUSERSITE": "1"}))
+        out = subprocess.run(
+            [*interpreter, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=child_env(None, {"PYTHONNOUSERSITE": "1"}),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None

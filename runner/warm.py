@@ -44,9 +44,18 @@ class WarmSlot:
         preamble = folder / PREAMBLES.replace("*", uuid.uuid4().hex[:12])
         with preamble.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, launcher.__file__, "--warm", "--", *entry, swift_entry.WARM,
-                stdin=asyncio.subprocess.PIPE, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, env=dict(env))
+                sys.executable,
+                launcher.__file__,
+                "--warm",
+                "--",
+                *entry,
+                swift_entry.WARM,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(env),
+            )
         return cls(tuple(entry), proc, preamble)
 
     def stands_for(self, argv: Sequence[str]) -> bool:
@@ -74,7 +83,7 @@ class WarmSlot:
             return None
         for line in text.splitlines():
             if line.startswith(swift_entry.IMPORT_FAILED):
-                return line[len(swift_entry.IMPORT_FAILED):].strip(" (").partition("); ")[0]
+                return line[len(swift_entry.IMPORT_FAILED) :].strip(" (").partition("); ")[0]
         return None
 
     def alive(self) -> bool:
@@ -86,8 +95,13 @@ class WarmSlot:
 
     async def hand(self, argv: Sequence[str], env: Mapping[str, str], *, log: Path, exit_file: Path) -> bool:
         """Give the job to the slot: from now on its launcher is the job's. False: the launcher was gone."""
-        job = {"args": list(argv[len(self.entry):]), "argv": list(argv), "env": dict(env), "log": str(log),
-               "preamble": str(self.preamble)}
+        job = {
+            "args": list(argv[len(self.entry) :]),
+            "argv": list(argv),
+            "env": dict(env),
+            "log": str(log),
+            "preamble": str(self.preamble),
+        }
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps({"exit_file": str(exit_file), "job": job}).encode() + b"\n")
@@ -123,5 +137,5 @@ def warm_entry(argv: Sequence[str]) -> tuple[str, ...] | None:
     warm process can stand for; None for `swift` itself, or ranks under torch.distributed.run."""
     for i, arg in enumerate(argv):
         if arg.endswith(swift_entry.ENTRY_MARK):
-            return tuple(argv[:i + 1]) if RANK_LAUNCHER not in argv[:i] else None
+            return tuple(argv[: i + 1]) if RANK_LAUNCHER not in argv[:i] else None
     return None

@@ -1,4 +1,4 @@
-"""Typed refusals: facts as attributes, no sentences. Front ends (bot/texts.error_text, the API) word them.
+"""Typed refusals: facts as attributes, no sentences. Front ends (bot/words/texts.error_text, the API) word them.
 
 `JobError` is the one base a front end catches; runner/errors.py adds the runner's own."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class JobError(Exception):
-    """A request that cannot be done as asked. `str()` is a plain fact for logs; users see bot/texts words."""
+    """A request that cannot be done as asked. `str()` is a plain fact for logs; users see bot/words/texts words."""
 
 
 class JobNotFound(JobError, LookupError):

@@ -233,10 +233,22 @@ class LegacyFailure:
     code: Literal["legacy"] = "legacy"
 
 
-LogReason = (Interrupted | CudaOom | HostOomKilled | HubUnreachable | DatasetNotFound | BadArgument | OutputExists
-             | DiskFull | PermissionDenied | Distributed | Unknown)
-LaunchRefusal = (SwiftMissing | LogUnwritable | OutputUnwritable | SlurmRefused | BadEnvName | PathOutsideRoot
-                 | FolderTaken)
+LogReason = (
+    Interrupted
+    | CudaOom
+    | HostOomKilled
+    | HubUnreachable
+    | DatasetNotFound
+    | BadArgument
+    | OutputExists
+    | DiskFull
+    | PermissionDenied
+    | Distributed
+    | Unknown
+)
+LaunchRefusal = (
+    SwiftMissing | LogUnwritable | OutputUnwritable | SlurmRefused | BadEnvName | PathOutsideRoot | FolderTaken
+)
 FailureReason = LogReason | SchedulerEnded | LaunchRefusal | LegacyFailure
 
 

@@ -26,6 +26,7 @@ from storage.models import (
     JobState,
     Kind,
     Progress,
+    Purpose,
     check_export_transition,
     check_transition,
 )
@@ -115,8 +116,14 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
-    async def create(self, job: Job, *, event: str = "job created", event_data: dict[str, Any] | None = None,
-                     notice: Notice | None = None) -> Job:
+    async def create(
+        self,
+        job: Job,
+        *,
+        event: str = "job created",
+        event_data: dict[str, Any] | None = None,
+        notice: Notice | None = None,
+    ) -> Job:
         """Save a new job under a fresh id (the one on `job` is replaced), with its first event and notice."""
         now = time.time()
         async with self._tx() as db:
@@ -224,17 +231,29 @@ class JobStore(Outbox, WebSessions, SlackCards):
                 await self._notice(db, notice, time.time())
 
     async def list_jobs(
-        self, *, kind: Kind | None = None, states: Sequence[JobState] | None = None, limit: int | None = None,
+        self,
+        *,
+        kind: Kind | None = None,
+        states: Sequence[JobState] | None = None,
+        limit: int | None = None,
     ) -> list[Job]:
         """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
         where = JobFilter(kind, tuple(states) if states is not None else None)
         return self._jobs(await self._listed(where, NEWEST, limit, None))
 
-    async def page(self, where: JobFilter = EVERY_JOB, *, sort: Sort = NEWEST, limit: int,
-                   after: ListPosition | None = None, before: ListPosition | None = None) -> Page:
+    async def page(
+        self,
+        where: JobFilter = EVERY_JOB,
+        *,
+        sort: Sort = NEWEST,
+        limit: int,
+        after: ListPosition | None = None,
+        before: ListPosition | None = None,
+    ) -> Page:
         """Up to `limit` jobs in `sort`'s order, listed after the position `after` (None: from the first), or the
         `limit` listed just before `before`. A position is not a row: it holds while the jobs around it are
-        deleted. Each sort is read along an index (migrations 3, 4, 9); a search, see `_filtered`."""
+        deleted. Each sort is read along an index (migrations 3 and 4, and job_search's); a search, see
+        `_filtered`."""
         if before is not None:
             rows = await self._listed(where, sort, limit + 1, before, backwards=True)
             more, rows = len(rows) > limit, rows[:limit][::-1]
@@ -255,8 +274,9 @@ class JobStore(Outbox, WebSessions, SlackCards):
         if matches is not None and replace(where, text=None) == EVERY_JOB and at_most <= FEW_MATCHES:
             n = matches  # the trigram index counted them (up to FEW_MATCHES + 1)
         else:
-            rows = await self._read(f"SELECT count(*) FROM (SELECT 1 FROM jobs WHERE {sql} LIMIT ?)",
-                                    [*params, at_most + 1])
+            rows = await self._read(
+                f"SELECT count(*) FROM (SELECT 1 FROM jobs WHERE {sql} LIMIT ?)", [*params, at_most + 1]
+            )
             n = int(rows[0][0])
         return Count(min(n, at_most + 1), exact=n <= at_most)
 
@@ -265,8 +285,9 @@ class JobStore(Outbox, WebSessions, SlackCards):
         rows = await self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _position(rows[0], sort) if rows else None
 
-    async def _listed(self, where: JobFilter, sort: Sort, limit: int | None, after: ListPosition | None,
-                      backwards: bool = False) -> list[aiosqlite.Row]:
+    async def _listed(
+        self, where: JobFilter, sort: Sort, limit: int | None, after: ListPosition | None, backwards: bool = False
+    ) -> list[aiosqlite.Row]:
         filtered = await self._filtered(where)
         rows: list[aiosqlite.Row] = []
         for sql, params in _segments(filtered[:2], sort, after, backwards):
@@ -294,8 +315,10 @@ class JobStore(Outbox, WebSessions, SlackCards):
         seq, now = self.changes.seq, time.monotonic()
         if self._counted is not None and self._counted[:2] == (text, seq) and now - self._counted[2] < 1.0:
             return self._counted[3]
-        rows = await self._read("SELECT count(*) FROM (SELECT rowid FROM job_search WHERE job_search MATCH ? "
-                                "LIMIT ?)", (_phrase(text), FEW_MATCHES + 1))
+        rows = await self._read(
+            "SELECT count(*) FROM (SELECT rowid FROM job_search WHERE job_search MATCH ? LIMIT ?)",
+            (_phrase(text), FEW_MATCHES + 1),
+        )
         self._counted = (text, seq, now, int(rows[0][0]))
         return self._counted[3]
 
@@ -316,9 +339,33 @@ class JobStore(Outbox, WebSessions, SlackCards):
     async def exporting(self) -> list[Job]:
         return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE export_state = 'exporting'")]
 
+    async def trying(self) -> list[Job]:
+        """Jobs with a try session (waiting, loading or loaded: runner/trying.py)."""
+        return [self._rows.job(r) for r in await self._read("SELECT * FROM jobs WHERE try_state != 'none'")]
+
     async def holding(self) -> list[Job]:
-        """Jobs that may hold GPUs (leases.held): those not ended, in arrival order, then those exporting."""
-        return [*await self.active(), *await self.exporting()]
+        """Jobs that may hold GPUs (leases.held): those not ended, in arrival order, then those exporting, then
+        those with a try session (each job once)."""
+        jobs = {j.id: j for j in await self.active()}
+        for job in [*await self.exporting(), *await self.trying()]:
+            jobs.setdefault(job.id, job)
+        return list(jobs.values())
+
+    async def line(self) -> list[tuple[Job, Purpose]]:
+        """Who waits for GPUs, in arrival order: queued jobs (their training) and waiting try sessions, one line
+        (a try's place, `try_seq`, falls between the jobs' queue_seq)."""
+        sql = """SELECT *, 'train' AS line_purpose, queue_seq AS line_seq FROM jobs WHERE state = 'queued'
+                 UNION ALL
+                 SELECT *, 'try' AS line_purpose, try_seq AS line_seq FROM jobs WHERE try_state = 'waiting'
+                 ORDER BY line_seq, line_purpose"""
+        rows = await self._read(sql)
+        keys = tuple(rows[0].keys()) if rows else ()
+        return [(self._rows.job(r, keys), "try" if r["line_purpose"] == "try" else "train") for r in rows]
+
+    async def next_try_seq(self) -> float:
+        """A try's place in line: after every job queued so far, before any queued later (queue_seq + 1)."""
+        rows = await self._read("SELECT COALESCE(MAX(queue_seq), 0) + 0.5 FROM jobs")
+        return float(rows[0][0]) if rows else 0.5
 
     async def version(self, job_id: str) -> int | None:
         """A counter bumped by every change of the job: cheap change detection for the job card."""
@@ -327,8 +374,9 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     # ---- events -----------------------------------------------------------------------------------------------
 
-    async def add_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None,
-                        *, notice: Notice | None = None) -> None:
+    async def add_event(
+        self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None, *, notice: Notice | None = None
+    ) -> None:
         now = time.time()
         async with self._tx() as db:
             await self._event(db, Event(job_id, kind, message, data or {}), now)
@@ -337,7 +385,8 @@ class JobStore(Outbox, WebSessions, SlackCards):
 
     async def events(self, job_id: str) -> list[Event]:
         rows = await self._read(
-            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+            "SELECT id, job_id, kind, message, data, at FROM events WHERE job_id = ? ORDER BY id", (job_id,)
+        )
         return [Event(r["job_id"], r["kind"], r["message"], json.loads(r["data"]), r["at"], r["id"]) for r in rows]
 
     async def events_after(self, after: int, *, job_id: str | None = None, limit: int = 500) -> list[Event]:
@@ -358,7 +407,6 @@ class JobStore(Outbox, WebSessions, SlackCards):
             "INSERT INTO events (job_id, kind, message, data, at) VALUES (?, ?, ?, ?, ?)",
             (event.job_id, event.kind, event.message, json.dumps(event.data), now),
         )
-
 
 
 def _where(where: JobFilter, text: str, *, indexed: bool) -> tuple[str, list[Any]]:
@@ -388,8 +436,9 @@ def _phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _segments(where: tuple[str, list[Any]], sort: Sort, after: ListPosition | None,
-              backwards: bool = False) -> list[tuple[str, list[Any]]]:
+def _segments(
+    where: tuple[str, list[Any]], sort: Sort, after: ListPosition | None, backwards: bool = False
+) -> list[tuple[str, list[Any]]]:
     """The queries that list, in order, the jobs after `after` (`backwards`: those before it, nearest first). For
     a sort by a column, the jobs with a value in it come first (along its index), then those without (by
     creation). Ties go by creation, in the sort's direction."""
@@ -414,8 +463,11 @@ def _segments(where: tuple[str, list[Any]], sort: Sort, after: ListPosition | No
     if after.key is None:  # among the unvalued: those past it, and (backwards) every valued one
         unvalued = query([f"{key} IS NULL", *by_creation[0]], by_creation[1], order)
         return [unvalued, every_valued] if backwards else [unvalued]
-    valued = query([f"{key} IS NOT NULL", f"({key}, created_at, queue_seq) {past} (?, ?, ?)"],
-                   [after.key, after.created_at, after.seq], valued_order)
+    valued = query(
+        [f"{key} IS NOT NULL", f"({key}, created_at, queue_seq) {past} (?, ?, ?)"],
+        [after.key, after.created_at, after.seq],
+        valued_order,
+    )
     return [valued] if backwards else [valued, every_unvalued]
 
 
@@ -424,6 +476,9 @@ def _position(row: aiosqlite.Row, sort: Sort) -> ListPosition:
     value = None
     if key is not None:
         started, finished = row["started_at"], row["finished_at"]
-        value = row["loss"] if sort.by is SortBy.LOSS else (
-            finished - started if started is not None and finished is not None else None)
+        value = (
+            row["loss"]
+            if sort.by is SortBy.LOSS
+            else (finished - started if started is not None and finished is not None else None)
+        )
     return ListPosition(float(row["created_at"]), int(row["queue_seq"]), None if value is None else float(value))

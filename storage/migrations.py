@@ -182,7 +182,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox DROP COLUMN last_error;
     CREATE INDEX outbox_job ON outbox (job_id, id);
     """,
-    # 10: jobs named (by whoever made them; else their output folder's last part) and noted. The history pages find
+    # 10: a try session of the job's model (runner/trying.py): its state, the GPU it holds or waits for, its process
+    # (found again by pid and start time after a restart) and its place in the queue's line while it waits; a
+    # Slack thread reply finds its job's card by where it is (slack_cards' channel and ts)
+    """
+    ALTER TABLE jobs ADD COLUMN try_state TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE jobs ADD COLUMN try_gpus TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN try_pid INTEGER;
+    ALTER TABLE jobs ADD COLUMN try_proc_start_time REAL;
+    ALTER TABLE jobs ADD COLUMN try_backend_job_id TEXT;
+    ALTER TABLE jobs ADD COLUMN try_log_path TEXT;
+    ALTER TABLE jobs ADD COLUMN try_launch_token TEXT;
+    ALTER TABLE jobs ADD COLUMN try_seq REAL;
+    CREATE INDEX jobs_trying ON jobs (try_state) WHERE try_state != 'none';
+    CREATE INDEX slack_cards_at ON slack_cards (channel, ts);
+    """,
+    # 11: jobs named (by whoever made them; else their output folder's last part) and noted. The history pages find
     # them by a case-insensitive substring of their name, folder, owner or id (`search_text`, lowercased, one field a
     # line: no search spans two): a rare one through job_search (FTS5 trigrams, its rows the jobs' rowids, kept by
     # triggers; trainbot never runs VACUUM, which may renumber rowids: after one, `INSERT INTO job_search(job_search)

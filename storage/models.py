@@ -51,6 +51,20 @@ class ExportState(enum.StrEnum):
     EXPORT_FAILED = "export_failed"
 
 
+class TryState(enum.StrEnum):
+    """A try session of the job's model (runner/trying.py): waiting in line for its GPU, loading, or loaded."""
+
+    NONE = "none"
+    WAITING = "waiting"
+    LOADING = "loading"
+    READY = "ready"
+
+    @property
+    def holds(self) -> bool:
+        """Its process may be running (and hold its GPU)."""
+        return self in (TryState.LOADING, TryState.READY)
+
+
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED})
 
 # The one state machine (design.md). A restart (`start <id>`) sends an ended job back to the queue.
@@ -59,8 +73,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CREATED: frozenset({JobState.QUEUED}),
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED, JobState.FAILED}),
     # starting -> queued: a bot that died between lease and launch puts the job back in line on restart
-    JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED,
-                                  JobState.SUCCEEDED, JobState.QUEUED}),
+    JobState.STARTING: frozenset(
+        {JobState.RUNNING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED, JobState.SUCCEEDED, JobState.QUEUED}
+    ),
     JobState.RUNNING: frozenset({JobState.STOPPING, JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED}),
     JobState.STOPPING: frozenset({JobState.STOPPED, JobState.FAILED, JobState.SUCCEEDED}),
     JobState.SUCCEEDED: frozenset({JobState.QUEUED}),
@@ -120,7 +135,7 @@ class Progress:
         return round(100.0 * self.step / self.max_steps, 1)
 
 
-Purpose = Literal["train", "export"]  # which of a job's processes: its training or its export
+Purpose = Literal["train", "export", "try"]  # which of a job's processes: its training, its export, a try session
 
 
 @dataclass(frozen=True)
@@ -180,6 +195,10 @@ class Job:
     updated_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    try_state: TryState = TryState.NONE  # a session of `/train try` (runner/trying.py)
+    try_gpus: tuple[str, ...] = ()  # the GPU it holds (or waits for); ("cpu",): none
+    try_run: Run = Run()
+    try_seq: float | None = None  # its place in the queue's line while it waits (between the jobs' queue_seq)
 
     def replace(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
@@ -189,8 +208,7 @@ class Job:
         """How long its training ran: from start to end, or so far while it runs (None: never started)."""
         if self.started_at is None:
             return None
-        end = self.finished_at if self.finished_at is not None else (
-            self.updated_at if self.state.is_active else None)
+        end = self.finished_at if self.finished_at is not None else (self.updated_at if self.state.is_active else None)
         return None if end is None else max(0.0, end - self.started_at)
 
     @property
@@ -200,7 +218,7 @@ class Job:
         return None if self.duration_s is None else self.duration_s * gpus / 3600
 
     def run(self, purpose: Purpose) -> Run:
-        return self.train_run if purpose == "train" else self.export_run
+        return {"train": self.train_run, "export": self.export_run, "try": self.try_run}[purpose]
 
 
 @dataclass(frozen=True)

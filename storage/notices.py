@@ -199,9 +199,25 @@ class Unreadable:
     kind: Literal["unreadable"] = "unreadable"
 
 
-NoticeFacts = (JobCreated | JobSubmitted | JobQueued | JobStarted | JobRestarted | CheckpointSaved | EvalDone
-               | StopRequested | LeftQueue | JobSucceeded | JobStopped | JobFailed | ExportStarted
-               | ExportSucceeded | ExportFailed | JobDeleted | Unreadable)
+NoticeFacts = (
+    JobCreated
+    | JobSubmitted
+    | JobQueued
+    | JobStarted
+    | JobRestarted
+    | CheckpointSaved
+    | EvalDone
+    | StopRequested
+    | LeftQueue
+    | JobSucceeded
+    | JobStopped
+    | JobFailed
+    | ExportStarted
+    | ExportSucceeded
+    | ExportFailed
+    | JobDeleted
+    | Unreadable
+)
 RUN_ENDS = (JobSucceeded, JobStopped, JobFailed)
 
 _ADAPTER: TypeAdapter[NoticeFacts] = TypeAdapter(Annotated[NoticeFacts, Field(discriminator="kind")])

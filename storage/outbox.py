@@ -54,7 +54,8 @@ class Outbox(Connection):
                 """INSERT INTO outbox_readers (name, position, seen_at, keep_s)
                    VALUES (?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), ?, ?)
                    ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, keep_s = excluded.keep_s""",
-                (name, now, keep_s))
+                (name, now, keep_s),
+            )
             async with db.execute("SELECT position FROM outbox_readers WHERE name = ?", (name,)) as cur:
                 row = await cur.fetchone()
         return int(row[0]) if row else 0
@@ -72,8 +73,9 @@ class Outbox(Connection):
 
     # ---- reading ----------------------------------------------------------------------------------------------
 
-    async def pending_notices(self, reader: str, job_id: str | None = None, *, limit: int | None = None
-                              ) -> list[Notice]:
+    async def pending_notices(
+        self, reader: str, job_id: str | None = None, *, limit: int | None = None
+    ) -> list[Notice]:
         """The reader's notices not yet delivered (of one job, or all), oldest first."""
         ids, params = f"SELECT id FROM outbox WHERE {_UNTOLD}", [reader, reader]
         if job_id is not None:
@@ -96,8 +98,10 @@ class Outbox(Connection):
 
     async def notices(self, job_id: str) -> list[Notice]:
         """A job's notices still kept (some reader has not had them)."""
-        return [_notice_from_row(r) for r in await self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id",
-                                                             (job_id,))]
+        return [
+            _notice_from_row(r)
+            for r in await self._read("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))
+        ]
 
     # ---- delivery ---------------------------------------------------------------------------------------------
 
@@ -114,7 +118,8 @@ class Outbox(Connection):
             await db.executemany(
                 """INSERT INTO outbox_deliveries (reader, notice_id, delivered_at) VALUES (?, ?, ?)
                    ON CONFLICT (reader, notice_id) DO UPDATE SET delivered_at = excluded.delivered_at""",
-                [(reader, i, now) for i in notice_ids if i > position])
+                [(reader, i, now) for i in notice_ids if i > position],
+            )
             await self._catch_up(db, reader, position, now)
             await self._prune(db, now)
 
@@ -125,7 +130,8 @@ class Outbox(Connection):
                    VALUES (?, ?, 1, ?, ?)
                    ON CONFLICT (reader, notice_id) DO UPDATE SET attempts = attempts + 1,
                        next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error""",
-                (reader, notice_id, retry_at, error[:500]))
+                (reader, notice_id, retry_at, error[:500]),
+            )
 
     # ---- internals --------------------------------------------------------------------------------------------
 
@@ -133,10 +139,11 @@ class Outbox(Connection):
     async def _catch_up(db: aiosqlite.Connection, reader: str, position: int, now: float) -> None:
         """Move the reader's position up to just before its oldest notice not yet delivered."""
         async with db.execute(
-                """SELECT MIN(o.id) FROM outbox o WHERE o.id > ? AND NOT EXISTS (
+            """SELECT MIN(o.id) FROM outbox o WHERE o.id > ? AND NOT EXISTS (
                        SELECT 1 FROM outbox_deliveries d
                        WHERE d.reader = ? AND d.notice_id = o.id AND d.delivered_at IS NOT NULL)""",
-                (position, reader)) as cur:
+            (position, reader),
+        ) as cur:
             first = (await cur.fetchone() or (None,))[0]
         if first is None:
             async with db.execute("SELECT MAX(id) FROM outbox") as cur:
@@ -144,8 +151,7 @@ class Outbox(Connection):
             position = max(position, int(newest or 0))
         else:
             position = int(first) - 1
-        await db.execute("UPDATE outbox_readers SET position = ?, seen_at = ? WHERE name = ?",
-                         (position, now, reader))
+        await db.execute("UPDATE outbox_readers SET position = ?, seen_at = ? WHERE name = ?", (position, now, reader))
         await db.execute("DELETE FROM outbox_deliveries WHERE reader = ? AND notice_id <= ?", (reader, position))
 
     @classmethod
@@ -154,8 +160,9 @@ class Outbox(Connection):
         async with db.execute("SELECT name, position FROM outbox_readers WHERE seen_at + keep_s < ?", (now,)) as cur:
             gone = list(await cur.fetchall())
         for name, position in gone:
-            log.warning("outbox reader %s not seen for too long: forgotten, with what it had not read after %s",
-                        name, position)
+            log.warning(
+                "outbox reader %s not seen for too long: forgotten, with what it had not read after %s", name, position
+            )
             await db.execute("DELETE FROM outbox_readers WHERE name = ?", (name,))
             await db.execute("DELETE FROM outbox_deliveries WHERE reader = ?", (name,))
         await cls._drop_read(db, now)
@@ -163,20 +170,27 @@ class Outbox(Connection):
     @staticmethod
     async def _drop_read(db: aiosqlite.Connection, now: float) -> None:
         """Delete the notices every reader still waited for is past (one gone too long counts as none)."""
-        await db.execute("""DELETE FROM outbox WHERE id <= COALESCE(
+        await db.execute(
+            """DELETE FROM outbox WHERE id <= COALESCE(
                                 (SELECT MIN(position) FROM outbox_readers WHERE seen_at + keep_s >= ?), ?)""",
-                         (now, 2**63 - 1))
+            (now, 2**63 - 1),
+        )
 
     async def _notice(self, db: aiosqlite.Connection, notice: Notice, now: float) -> None:
-        await db.execute("INSERT INTO outbox (job_id, topic, data, created_at) VALUES (?, ?, ?, ?)",
-                         (notice.job_id, notice.topic, encode(notice.facts), now))
+        await db.execute(
+            "INSERT INTO outbox (job_id, topic, data, created_at) VALUES (?, ?, ?, ?)",
+            (notice.job_id, notice.topic, encode(notice.facts), now),
+        )
         await self._drop_read(db, now)  # with no reader, nothing is kept
 
 
 def _notice_from_row(r: aiosqlite.Row) -> Notice:
     keys = r.keys()
     return Notice(
-        job_id=r["job_id"], facts=decode(r["topic"], r["data"]), id=r["id"], created_at=r["created_at"],
+        job_id=r["job_id"],
+        facts=decode(r["topic"], r["data"]),
+        id=r["id"],
+        created_at=r["created_at"],
         attempts=r["attempts"] if "attempts" in keys else 0,
         next_attempt_at=r["next_attempt_at"] if "next_attempt_at" in keys else r["created_at"],
         delivered_at=r["delivered_at"] if "delivered_at" in keys else None,

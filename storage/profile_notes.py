@@ -1,5 +1,5 @@
 """What the speed profile changed in a job's command (runner/profiles.py, runner/planner.py): typed notes, kept in
-the `job_created` notice and worded by each front end (bot/profile_words.py)."""
+the `job_created` notice and worded by each front end (bot/words/profiles.py)."""
 
 from __future__ import annotations
 
@@ -80,8 +80,17 @@ class LegacyNote:
     code: Literal["legacy"] = "legacy"
 
 
-ProfileNote = (BatchSplit | CheckpointingOff | LigerKernels | PaddingFree | MicroBatchTokens | NoCudnnAttention
-               | DirectStart | WarmStart | LegacyNote)
+ProfileNote = (
+    BatchSplit
+    | CheckpointingOff
+    | LigerKernels
+    | PaddingFree
+    | MicroBatchTokens
+    | NoCudnnAttention
+    | DirectStart
+    | WarmStart
+    | LegacyNote
+)
 
 CODEC: FactCodec[ProfileNote] = FactCodec(ProfileNote)
 

@@ -15,25 +15,33 @@ import aiosqlite
 
 from storage.actors import dump_actor, load_actor
 from storage.failure_facts import dump_failure, load_failure
-from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose, Run
+from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose, Run, TryState
 from storage.waiting import dump_reason, load_reason
 
 _JSON_COLUMNS = {"overrides", "env"}
-_LIST_COLUMNS = {"argv", "gpus", "export_gpus"}
+_LIST_COLUMNS = {"argv", "gpus", "export_gpus", "try_gpus"}
 _FACTS: dict[str, Callable[[Any], str | None]] = {
-    "failure": dump_failure, "stopped_by": dump_actor, "queue_reason": dump_reason}
+    "failure": dump_failure,
+    "stopped_by": dump_actor,
+    "queue_reason": dump_reason,
+}
 # a field kept in a column of another name (the failure's JSON took the place of the words it replaced)
 COLUMN = {"failure": "error_message"}
 PROGRESS_FIELDS = [f.name for f in fields(Progress)]
 RUN_FIELDS = [f.name for f in fields(Run)]
 # each run's columns, in Run's field order: the training's carry the plain names (pid, log_path, ...)
-RUN_COLUMNS: dict[Purpose, list[str]] = {"train": RUN_FIELDS, "export": [f"export_{n}" for n in RUN_FIELDS]}
-_NESTED = {"progress", "train_run", "export_run"}
+RUN_COLUMNS: dict[Purpose, list[str]] = {
+    "train": RUN_FIELDS,
+    "export": [f"export_{n}" for n in RUN_FIELDS],
+    "try": [f"try_{n}" for n in RUN_FIELDS],
+}
+_NESTED = {"progress", "train_run", "export_run", "try_run"}
 JOB_FIELDS = [f.name for f in fields(Job) if f.name not in _NESTED]
 
 
 def search_text(job: Job) -> str:
-    """What a search looks in (migration 9): id, name, output folder and owner, lowercased, one a line."""
+    """What a search looks in (job_search, storage/migrations.py): id, name, output folder and owner, lowercased,
+    one a line."""
     return "\n".join((job.id, job.name, job.output_dir, job.user_id or "")).lower()
 
 
@@ -60,11 +68,12 @@ def to_row(job: Job) -> dict[str, Any]:
 
 def from_row(row: aiosqlite.Row, keys: Sequence[str] | None = None) -> Job:
     """`keys`: the columns' names, when many rows of one query are read (a list page)."""
-    job_at, progress_at, train_at, export_at = _getters(tuple(keys or row.keys()))
+    job_at, progress_at, train_at, export_at, try_at = _getters(tuple(keys or row.keys()))
     values = list(job_at(row))  # in Job's field order
     values[_PROGRESS_SLOT] = _built(Progress, PROGRESS_FIELDS, progress_at(row))
     values[_TRAIN_SLOT] = _built(Run, RUN_FIELDS, train_at(row))
     values[_EXPORT_SLOT] = _built(Run, RUN_FIELDS, export_at(row))
+    values[_TRY_SLOT] = _built(Run, RUN_FIELDS, try_at(row))
     for slot, convert in _CONVERT:
         values[slot] = convert(values[slot])
     return _built(Job, _ALL_JOB_FIELDS, values)
@@ -109,15 +118,15 @@ _Getter = Callable[[aiosqlite.Row], tuple[Any, ...]]
 
 
 @functools.lru_cache(maxsize=8)
-def _getters(keys: tuple[str, ...]) -> tuple[_Getter, _Getter, _Getter, _Getter]:
+def _getters(keys: tuple[str, ...]) -> tuple[_Getter, _Getter, _Getter, _Getter, _Getter]:
     """Readers, by position, of a row of `keys`: Job's fields (the progress and the runs: placeholders),
     Progress's, the training run's and the export run's. itemgetter reads in C, and as each reads several
     fields each returns a tuple."""
     at = {name: i for i, name in enumerate(keys)}
     job_at = itemgetter(*(0 if name in _NESTED else at[COLUMN.get(name, name)] for name in _ALL_JOB_FIELDS))
     progress_at = itemgetter(*(at[name] for name in PROGRESS_FIELDS))
-    train_at, export_at = (itemgetter(*(at[c] for c in RUN_COLUMNS[p])) for p in ("train", "export"))
-    return job_at, progress_at, train_at, export_at
+    train_at, export_at, try_at = (itemgetter(*(at[c] for c in RUN_COLUMNS[p])) for p in ("train", "export", "try"))
+    return job_at, progress_at, train_at, export_at, try_at
 
 
 def _json_dict(text: str) -> dict[str, str]:
@@ -131,10 +140,24 @@ def _json_tuple(text: str) -> tuple[str, ...]:
 _ALL_JOB_FIELDS = [f.name for f in fields(Job)]
 _PROGRESS_SLOT = _ALL_JOB_FIELDS.index("progress")
 _TRAIN_SLOT, _EXPORT_SLOT = _ALL_JOB_FIELDS.index("train_run"), _ALL_JOB_FIELDS.index("export_run")
+_TRY_SLOT = _ALL_JOB_FIELDS.index("try_run")
 _KINDS, _STATES, _EXPORT_STATES = ({m.value: m for m in enum} for enum in (Kind, JobState, ExportState))
+_TRY_STATES = {m.value: m for m in TryState}
 _CONVERT: list[tuple[int, Callable[[Any], Any]]] = [
-    (_ALL_JOB_FIELDS.index(name), convert) for name, convert in (
-        ("kind", _KINDS.__getitem__), ("state", _STATES.__getitem__), ("export_state", _EXPORT_STATES.__getitem__),
-        ("env", _json_dict), ("overrides", _json_dict), ("argv", _json_tuple), ("gpus", _json_tuple),
-        ("export_gpus", _json_tuple), ("failure", load_failure), ("stopped_by", load_actor),
-        ("queue_reason", load_reason))]
+    (_ALL_JOB_FIELDS.index(name), convert)
+    for name, convert in (
+        ("kind", _KINDS.__getitem__),
+        ("state", _STATES.__getitem__),
+        ("export_state", _EXPORT_STATES.__getitem__),
+        ("env", _json_dict),
+        ("overrides", _json_dict),
+        ("argv", _json_tuple),
+        ("gpus", _json_tuple),
+        ("export_gpus", _json_tuple),
+        ("failure", load_failure),
+        ("stopped_by", load_actor),
+        ("queue_reason", load_reason),
+        ("try_state", _TRY_STATES.__getitem__),
+        ("try_gpus", _json_tuple),
+    )
+]

@@ -23,17 +23,22 @@ def axe_violations(driver: Chrome) -> list[dict[str, Any]]:
         "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}, resultTypes: ['violations']})"
         ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
         " nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary).slice(0, 5)}))))"
-        ".catch(e => done([{id: 'axe-error', help: String(e), nodes: []}]));", TAGS)
+        ".catch(e => done([{id: 'axe-error', help: String(e), nodes: []}]));",
+        TAGS,
+    )
     return list(result)
 
 
 def colour_scheme(driver: Chrome, scheme: str) -> None:
     """`light` or `dark`, as the system setting (prefers-color-scheme) would say."""
-    driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
-                           {"media": "", "features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"media": "", "features": [{"name": "prefers-color-scheme", "value": scheme}]}
+    )
 
 
 def viewport(driver: Chrome, width: int, height: int = 844) -> None:
     """The page laid out `width` CSS pixels wide, as on a phone (a headless window is at least 500 wide)."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )

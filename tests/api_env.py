@@ -42,9 +42,13 @@ def _drain(served: Served) -> None:
 
 def start_serve(root: Path, env: dict[str, str] | None = None, *args: str) -> Served:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
-    proc = subprocess.Popen([str(VENV_BIN / "trainbot"), "--config", str(root / "trainbot.toml"), "serve",
-                             "--port", "0", *args], cwd=root, env=base | (env or {}),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "trainbot"), "--config", str(root / "trainbot.toml"), "serve", "--port", "0", *args],
+        cwd=root,
+        env=base | (env or {}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     served = Served(proc)
     threading.Thread(target=_drain, args=(served,), daemon=True).start()
 

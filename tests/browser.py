@@ -15,8 +15,16 @@ from selenium.webdriver.common.by import By
 
 from tests.waiting import wait_until_sync
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 @contextmanager
@@ -45,13 +53,17 @@ def sign_in(driver: webdriver.Chrome, url: str, token: str) -> None:
 
 def text_of(driver: webdriver.Chrome, css: str) -> str:
     """The element's text now ("" if absent), read in one step: live swaps replace elements under a reader."""
-    return str(driver.execute_script(
-        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : '';", css))
+    return str(
+        driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : '';", css
+        )
+    )
 
 
 def attr(driver: webdriver.Chrome, css: str, name: str) -> Any:
     return driver.execute_script(
-        "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;", css, name)
+        "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;", css, name
+    )
 
 
 def console_errors(driver: webdriver.Chrome) -> list[dict[str, Any]]:
@@ -61,5 +73,6 @@ def console_errors(driver: webdriver.Chrome) -> list[dict[str, Any]]:
 def click(driver: webdriver.Chrome, css: str) -> None:
     """Click what matches now, in one step (a live swap may replace the element between a find and a click)."""
     found = driver.execute_script(
-        "const e = document.querySelector(arguments[0]); if (e) { e.click(); } return e !== null;", css)
+        "const e = document.querySelector(arguments[0]); if (e) { e.click(); } return e !== null;", css
+    )
     assert found, f"nothing matches {css} on {driver.current_url}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import build_tiny_assets, default_swift_bin, tiny_config_toml
+from demo.run import build_tiny_assets, default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from runner.runtime import Runtime
 from storage.jobs import JobStore
@@ -70,8 +70,9 @@ def make_config(tmp_path: Path, tiny_llm: dict[str, Any]) -> MakeConfig:
 
     def make(extra: Mapping[str, object] | None = None, sections: str = "", swift_bin: str | None = None) -> Config:
         path = tmp_path / "trainbot.toml"
-        path.write_text(tiny_config_toml(tiny_llm, swift_bin=swift_bin or default_swift_bin(), extra=extra,
-                                         sections=sections))
+        path.write_text(
+            tiny_config_toml(tiny_llm, swift_bin=swift_bin or default_swift_bin(), extra=extra, sections=sections)
+        )
         return load_config(path, base_dir=tmp_path)
 
     return make

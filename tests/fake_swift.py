@@ -106,14 +106,23 @@ def sft(f: dict[str, list[str]]) -> int:
             loss = 2.0 / (1 + 0.1 * step * lr / 1e-4)
             losses.append(loss)
             elapsed = time.time() - started
-            common = {"epoch": round(step / total, 4), "global_step/max_steps": f"{step}/{total}",
-                      "elapsed_time": f"{elapsed:.0f}s", "remaining_time": f"{(total - step) * step_s:.0f}s",
-                      "train_speed(s/it)": step_s}
+            common = {
+                "epoch": round(step / total, 4),
+                "global_step/max_steps": f"{step}/{total}",
+                "elapsed_time": f"{elapsed:.0f}s",
+                "remaining_time": f"{(total - step) * step_s:.0f}s",
+                "train_speed(s/it)": step_s,
+            }
             if memory:
                 common["memory(GiB)"] = float(memory)
             if step % every == 0 or step in (first, total):
-                rec = {"loss": round(loss, 6), "grad_norm": round(0.4 + loss / 4, 6), "learning_rate": lr,
-                       "token_acc": round(1 - loss / 2.2, 6), **common}
+                rec = {
+                    "loss": round(loss, 6),
+                    "grad_norm": round(0.4 + loss / 4, 6),
+                    "learning_rate": lr,
+                    "token_acc": round(1 - loss / 2.2, 6),
+                    **common,
+                }
                 write_line(log, rec)
                 if print_steps:
                     print({k: str(v) for k, v in rec.items()}, flush=True)
@@ -128,13 +137,28 @@ def sft(f: dict[str, list[str]]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # its bookkeeping takes FAKE_SWIFT_STOP_S seconds
         time.sleep(float(os.environ.get("FAKE_SWIFT_STOP_S", "0")))
         print("Traceback (most recent call last):\nKeyboardInterrupt", file=sys.stderr, flush=True)
-        write_line(log, {"last_model_checkpoint": str(last) if last else None, "best_model_checkpoint": None,
-                         "global_step": step - 1})
+        write_line(
+            log,
+            {
+                "last_model_checkpoint": str(last) if last else None,
+                "best_model_checkpoint": None,
+                "global_step": step - 1,
+            },
+        )
         return 254
     mean = sum(losses) / max(1, len(losses))
-    write_line(log, {"train_runtime": time.time() - started, "train_loss": round(mean, 6),
-                     "epoch": 1.0, "global_step/max_steps": f"{total}/{total}", "elapsed_time": "1s",
-                     "remaining_time": "0s", "train_speed(s/it)": step_s})
+    write_line(
+        log,
+        {
+            "train_runtime": time.time() - started,
+            "train_loss": round(mean, 6),
+            "epoch": 1.0,
+            "global_step/max_steps": f"{total}/{total}",
+            "elapsed_time": "1s",
+            "remaining_time": "0s",
+            "train_speed(s/it)": step_s,
+        },
+    )
     write_line(log, {"last_model_checkpoint": str(last), "best_model_checkpoint": str(last), "global_step": total})
     print(f"[INFO:swift] last_model_checkpoint: {last}", file=sys.stderr, flush=True)
     return 0

@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.demo import default_swift_bin, tiny_config_toml
-from bot.notifier import READER
-from bot.retry import RetryPolicy
-from bot.serve import SlackBot
+from bot.slack.bot import SlackBot
+from bot.slack.notifier import READER
+from bot.slack.retry import RetryPolicy
+from demo.run import default_swift_bin, tiny_config_toml
 from runner.config import Config, load_config
 from storage.models import JobState
 from tests.fake_swift import fake_swift_bin
@@ -30,22 +30,36 @@ def standin(**kwargs: Any) -> SlackStandIn:
     return SlackStandIn(bot_token=BOT, app_token=APP, signing_secret=SECRET, **kwargs)
 
 
-def swift_config(tmp: Path, assets: dict[str, object], *, extra: dict[str, object] | None = None,
-                 sections: str = "") -> Config:
+def swift_config(
+    tmp: Path, assets: dict[str, object], *, extra: dict[str, object] | None = None, sections: str = ""
+) -> Config:
     path = tmp / "trainbot.toml"
-    path.write_text(tiny_config_toml(assets, swift_bin=default_swift_bin(), extra=extra,
-                                     sections="[slack]\ncard_interval_s = 1.0\n" + sections))
+    path.write_text(
+        tiny_config_toml(
+            assets, swift_bin=default_swift_bin(), extra=extra, sections="[slack]\ncard_interval_s = 1.0\n" + sections
+        )
+    )
     return load_config(path, base_dir=tmp)
 
 
-def fake_config(tmp: Path, *, gpus: int = 4, steps: int = 8, save_steps: int = 4, step_s: float = 0.1,
-                sections: str = "", slack_api_url: str | None = None, env: dict[str, str] | None = None,
-                eval_steps: int | None = None) -> Config:
+def fake_config(
+    tmp: Path,
+    *,
+    gpus: int = 4,
+    steps: int = 8,
+    save_steps: int = 4,
+    step_s: float = 0.1,
+    sections: str = "",
+    slack_api_url: str | None = None,
+    env: dict[str, str] | None = None,
+    eval_steps: int | None = None,
+) -> Config:
     """tests/fake_swift.py as `swift`, GPUs from an inventory; `env`: more of its FAKE_SWIFT_* settings."""
     more_env = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (env or {}).items())
     evals = f"eval_steps = {eval_steps}\n" if eval_steps else ""
     path = tmp / "trainbot.toml"
-    path.write_text(f"""[swift]
+    path.write_text(
+        f"""[swift]
 bin = {json.dumps(fake_swift_bin(tmp))}
 version = "4.6.0"
 [swift.env]
@@ -61,33 +75,50 @@ save_steps = {save_steps}
 logging_steps = 1
 {evals}[slack]
 card_interval_s = 1.0
-""" + (f"api_url = {json.dumps(slack_api_url)}\n" if slack_api_url else "") + sections)
+"""
+        + (f"api_url = {json.dumps(slack_api_url)}\n" if slack_api_url else "")
+        + sections
+    )
     return load_config(path, base_dir=tmp)
 
 
 @asynccontextmanager
-async def running_bot(config: Config, slack: SlackStandIn, mode: Literal["http", "socket"] = "http",
-                      **kwargs: Any) -> AsyncIterator[SlackBot]:
-    bot = SlackBot(config, api_url=slack.api_url, mode=mode, host="127.0.0.1", port=0, bot_token=BOT,
-                   app_token=APP if mode == "socket" else None, signing_secret=SECRET,
-                   policy=kwargs.pop("policy", FAST), poll_s=0.1, **kwargs)
+async def running_bot(
+    config: Config, slack: SlackStandIn, mode: Literal["http", "socket"] = "http", **kwargs: Any
+) -> AsyncIterator[SlackBot]:
+    bot = SlackBot(
+        config,
+        api_url=slack.api_url,
+        mode=mode,
+        host="127.0.0.1",
+        port=0,
+        bot_token=BOT,
+        app_token=APP if mode == "socket" else None,
+        signing_secret=SECRET,
+        policy=kwargs.pop("policy", FAST),
+        poll_s=0.1,
+        **kwargs,
+    )
     async with bot:
         if mode == "socket":
             await slack.wait_for_socket()
         yield bot
 
 
-async def command(slack: SlackStandIn, bot: SlackBot, text: str, user: str = "U0ALICE",
-                  channel: str = CH) -> tuple[int, str]:
+async def command(
+    slack: SlackStandIn, bot: SlackBot, text: str, user: str = "U0ALICE", channel: str = CH
+) -> tuple[int, str]:
     """A signed slash command posted to the bot's HTTP endpoint; (status, body)."""
     body, headers = slack.signed_slash_command(text=text, user_id=user, channel_id=channel)
     return await slack.post_to_app(bot.url, body, headers)
 
 
-async def press(slack: SlackStandIn, bot: SlackBot, action_id: str, job_id: str, card_ts: str, user: str,
-                channel: str = CH) -> tuple[int, str]:
-    body, headers = slack.signed_block_actions(action_id=action_id, value=job_id, user_id=user, channel_id=channel,
-                                               message_ts=card_ts)
+async def press(
+    slack: SlackStandIn, bot: SlackBot, action_id: str, job_id: str, card_ts: str, user: str, channel: str = CH
+) -> tuple[int, str]:
+    body, headers = slack.signed_block_actions(
+        action_id=action_id, value=job_id, user_id=user, channel_id=channel, message_ts=card_ts
+    )
     return await slack.post_to_app(bot.url, body, headers)
 
 
@@ -109,8 +140,11 @@ def payload(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def card_of(slack: SlackStandIn, job_id: str, channel: str = CH) -> dict[str, Any] | None:
-    cards = [m for m in slack.messages(channel, top_level=True)
-             if payload(m).get("job_id") == job_id and payload(m).get("topic") == "job_created"]
+    cards = [
+        m
+        for m in slack.messages(channel, top_level=True)
+        if payload(m).get("job_id") == job_id and payload(m).get("topic") == "job_created"
+    ]
     assert len(cards) <= 1, f"job {job_id} has {len(cards)} cards"
     return cards[0] if cards else None
 

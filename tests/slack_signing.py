@@ -135,9 +135,7 @@ def encode_interactive(
     return body, form_headers(secret, body, timestamp)
 
 
-def event_callback_payload(
-    event: dict[str, Any], team_id: str, api_app_id: str, bot_user_id: str
-) -> dict[str, Any]:
+def event_callback_payload(event: dict[str, Any], team_id: str, api_app_id: str, bot_user_id: str) -> dict[str, Any]:
     """The Events API ``event_callback`` wrapper around ``event`` (the Socket Mode ``events_api`` payload)."""
     authorization = {"enterprise_id": None, "team_id": team_id, "user_id": bot_user_id, "is_bot": True}
     return {

@@ -341,9 +341,7 @@ class SlackStandIn:
 
     def thread(self, channel: str, ts: str) -> list[JSON]:
         """Replies in the thread under ``ts`` (parent excluded), oldest first; file shares included."""
-        return [
-            dict(m) for m in self._messages if m["channel"] == channel and m.get("thread_ts") == ts != m["ts"]
-        ]
+        return [dict(m) for m in self._messages if m["channel"] == channel and m.get("thread_ts") == ts != m["ts"]]
 
     def updates_of(self, ts: str, channel: str | None = None) -> list[JSON]:
         """Params of each successful chat.update (or response_url replace_original) of ``ts``, in order."""
@@ -378,8 +376,13 @@ class SlackStandIn:
         posts), except the tokens in ``allowed`` (the app's own mentions of users, say)."""
         ok = set(allowed)
         sent = [(c.method, c.params) for c in self._calls] + [(RESPONSE_URL, r.body) for r in self._responses]
-        return [(f"{method}{where}", token) for method, params in sent for where, text in mrkdwn_texts(params)
-                for token in LIVE_TOKEN.findall(text) if token not in ok]
+        return [
+            (f"{method}{where}", token)
+            for method, params in sent
+            for where, text in mrkdwn_texts(params)
+            for token in LIVE_TOKEN.findall(text)
+            if token not in ok
+        ]
 
     def pushed(self) -> list[JSON]:
         return list(self._pushed)
@@ -419,26 +422,28 @@ class SlackStandIn:
                 return result
             if loop.time() >= deadline:
                 recent = [(c.method, c.status) for c in self._calls[-8:]]
-                raise TimeoutError(
-                    f"timed out after {timeout}s waiting for {what or predicate}; calls: {recent}"
-                )
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}; calls: {recent}")
             await asyncio.sleep(0.01)
 
     # ------------------------------------------------------------------ test-side helpers
     def web_client(self, **kwargs: Any) -> AsyncWebClient:
         return AsyncWebClient(token=self.bot_token, base_url=self.api_url, **kwargs)
 
-    def seed_message(
-        self, channel: str, text: str, user: str = DEFAULT_USER, thread_ts: str | None = None
-    ) -> str:
+    def seed_message(self, channel: str, text: str, user: str = DEFAULT_USER, thread_ts: str | None = None) -> str:
         """Put a message from a human user into the channel (e.g. a thread parent); returns its ts."""
         msg = self._store(channel, {"text": text, "thread_ts": thread_ts}, user=user)
         return str(msg["ts"])
 
     def add_usergroup(self, group_id: str, handle: str, users: Iterable[str]) -> None:
         """A user group (``S...`` id, ``@handle``) for ``usergroups.list``."""
-        self._usergroups[group_id] = {"id": group_id, "team_id": self.team_id, "handle": handle,
-                                      "name": handle, "is_usergroup": True, "users": list(users)}
+        self._usergroups[group_id] = {
+            "id": group_id,
+            "team_id": self.team_id,
+            "handle": handle,
+            "name": handle,
+            "is_usergroup": True,
+            "users": list(users),
+        }
 
     def new_response_url(self, channel_id: str, message_ts: str | None = None, kind: str = "command") -> str:
         hook_id = uuid.uuid4().hex
@@ -529,9 +534,7 @@ class SlackStandIn:
     async def wait_for_socket(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         await self.wait_for(lambda: any(not ws.closed for ws in self._sockets), timeout, what="a socket")
 
-    async def push_envelope(
-        self, type_: str, payload: JSON, *, accepts_response_payload: bool | None = None
-    ) -> str:
+    async def push_envelope(self, type_: str, payload: JSON, *, accepts_response_payload: bool | None = None) -> str:
         """Send an envelope over the newest open Socket Mode connection; returns its envelope_id."""
         live = [ws for ws in self._sockets if not ws.closed]
         if not live:
@@ -603,9 +606,7 @@ class SlackStandIn:
         return next((m for m in self._messages if m["channel"] == channel and m["ts"] == ts), None)
 
     def _channel_ok(self, channel: Any) -> TypeGuard[str]:
-        return (
-            bool(channel) and isinstance(channel, str) and (self.channels is None or channel in self.channels)
-        )
+        return bool(channel) and isinstance(channel, str) and (self.channels is None or channel in self.channels)
 
     def _store(self, channel: str, params: JSON, user: str | None = None) -> JSON:
         msg: JSON = {
@@ -691,20 +692,14 @@ class SlackStandIn:
         return web.Response(text=str(body), status=status, headers=headers, content_type=ctype)
 
     def _fault_reply(self, method: str, params: JSON, fault: _Fault) -> web.Response:
-        body = (
-            fault.body
-            if fault.body is not None
-            else f"<html><body><h1>{fault.status} Error</h1></body></html>"
-        )
+        body = fault.body if fault.body is not None else f"<html><body><h1>{fault.status} Error</h1></body></html>"
         return self._reply(method, params, fault.status, body)
 
     def _auth_error(self, method: str, token: str | None) -> JSON | None:
         if not token:
             return _err("not_authed")
         wanted, other = (
-            (self.app_token, self.bot_token)
-            if method == "apps.connections.open"
-            else (self.bot_token, self.app_token)
+            (self.app_token, self.bot_token) if method == "apps.connections.open" else (self.bot_token, self.app_token)
         )
         if token == other:
             return _err("not_allowed_token_type")
@@ -816,13 +811,9 @@ class SlackStandIn:
         if not isinstance(view, dict):
             return _missing("view") if view is None else _err("invalid_arguments", "[ERROR] invalid `view`")
         if view.get("type") != "home":
-            return _err(
-                "invalid_arguments", "[ERROR] failed to match all allowed schemas [json-pointer:/view]"
-            )
+            return _err("invalid_arguments", "[ERROR] failed to match all allowed schemas [json-pointer:/view]")
         if len(view.get("blocks") or []) > 100:
-            return _err(
-                "invalid_arguments", "[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]"
-            )
+            return _err("invalid_arguments", "[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]")
         published = {
             **view,
             "id": f"V{uuid.uuid4().hex[:10].upper()}",
@@ -841,11 +832,7 @@ class SlackStandIn:
         try:
             size = int(length)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            return (
-                _missing("length")
-                if length is None
-                else _err("invalid_arguments", "[ERROR] invalid `length`")
-            )
+            return _missing("length") if length is None else _err("invalid_arguments", "[ERROR] invalid `length`")
         if size <= 0:
             return _err("missing_argument")
         file_id = f"F{uuid.uuid4().hex[:10].upper()}"
@@ -871,9 +858,7 @@ class SlackStandIn:
         objs = []
         for u, f in zip(shared, files, strict=True):
             u.completed, u.title = True, f.get("title") or u.filename
-            objs.append(
-                {"id": u.file_id, "name": u.filename, "title": u.title, "size": len(u.content or b"")}
-            )
+            objs.append({"id": u.file_id, "name": u.filename, "title": u.title, "size": len(u.content or b"")})
         if channel:
             msg = self._store(
                 channel,
@@ -895,8 +880,13 @@ class SlackStandIn:
         if not self._channel_ok(channel):
             return _err("channel_not_found")
         oldest, latest = float(params.get("oldest") or 0), float(params.get("latest") or "inf")
-        found = [m for m in reversed(self._messages) if m["channel"] == channel and oldest <= float(m["ts"]) <= latest
-                 and (m.get("thread_ts") in (None, m["ts"]) or m.get("reply_broadcast"))]
+        found = [
+            m
+            for m in reversed(self._messages)
+            if m["channel"] == channel
+            and oldest <= float(m["ts"]) <= latest
+            and (m.get("thread_ts") in (None, m["ts"]) or m.get("reply_broadcast"))
+        ]
         return self._page(found, params)
 
     def _replies(self, params: JSON) -> JSON:
@@ -909,18 +899,24 @@ class SlackStandIn:
         parent = self._find(channel, ts)
         if parent is None:
             return _err("thread_not_found")
-        return self._page([parent, *(m for m in self._messages if m["channel"] == channel
-                                     and m.get("thread_ts") == ts != m["ts"])], params)
+        return self._page(
+            [parent, *(m for m in self._messages if m["channel"] == channel and m.get("thread_ts") == ts != m["ts"])],
+            params,
+        )
 
     def _page(self, found: list[JSON], params: JSON) -> JSON:
         limit = max(1, min(int(params.get("limit") or 100), 1000))
         start = int(params.get("cursor") or 0)
-        page = found[start:start + limit]
+        page = found[start : start + limit]
         with_metadata = _flag(params.get("include_all_metadata"))
         out = [{k: v for k, v in m.items() if k != "channel" and (with_metadata or k != "metadata")} for m in page]
         more = start + limit < len(found)
-        return {"ok": True, "messages": out, "has_more": more,
-                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+        return {
+            "ok": True,
+            "messages": out,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _usergroups_list(self, params: JSON) -> JSON:
         users = _flag(params.get("include_users"))
@@ -957,9 +953,7 @@ class SlackStandIn:
         else:
             data = await request.read()
         upload.content = bytes(data)
-        return self._reply(
-            UPLOAD, {"file_id": file_id, "length": len(data)}, 200, f"OK - {len(data)}", text=True
-        )
+        return self._reply(UPLOAD, {"file_id": file_id, "length": len(data)}, 200, f"OK - {len(data)}", text=True)
 
     async def _hook(self, request: web.Request) -> web.Response:
         hook_id = request.match_info["hook_id"]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.demo import default_swift_bin, tiny_config_toml
+from demo.run import default_swift_bin, tiny_config_toml
 from runner import slurm_cli
 from runner.config import Config, load_config
 from runner.runtime import Runtime
@@ -25,8 +25,9 @@ SLURM_SECTIONS = '[backend]\nkind = "slurm"\n[gpus]\ninventory = 2\n[slurm]\npol
 
 def real_config(tmp_path: Path, assets: Mapping[str, object], **extra: object) -> Config:
     path = tmp_path / "trainbot.toml"
-    path.write_text(tiny_config_toml(assets, swift_bin=default_swift_bin(), extra=extra,
-                                     sections=SLURM_SECTIONS.format(poll=0.2)))
+    path.write_text(
+        tiny_config_toml(assets, swift_bin=default_swift_bin(), extra=extra, sections=SLURM_SECTIONS.format(poll=0.2))
+    )
     return load_config(path, base_dir=tmp_path)
 
 
@@ -47,20 +48,42 @@ for _ in $(seq 600); do sleep 0.1; done
 """
 
 
-def fake_config(tmp_path: Path, *, steps: int = 20, env: Mapping[str, str] | None = None, slurm: str = "",
-                stop_grace_s: float = 30, script: str = FAKE_BIN, poll_s: float = 0.2) -> Config:
+def fake_config(
+    tmp_path: Path,
+    *,
+    steps: int = 20,
+    env: Mapping[str, str] | None = None,
+    slurm: str = "",
+    stop_grace_s: float = 30,
+    script: str = FAKE_BIN,
+    poll_s: float = 0.2,
+) -> Config:
     swift = tmp_path / "bin" / "swift"
     swift.parent.mkdir(parents=True)
     swift.write_text(script)
     swift.chmod(0o755)
     knobs = {"FAKE_SWIFT_STEP_S": "0.1", **(env or {})}
     path = tmp_path / "trainbot.toml"
-    path.write_text("\n".join([
-        "[swift]", f"bin = {json.dumps(str(swift))}", 'version = "4.6.0"', "[swift.env]",
-        *(f"{k} = {json.dumps(v)}" for k, v in knobs.items()),
-        "[llm]", f"max_steps = {steps}", "save_steps = 10", "logging_steps = 1",
-        "[runner]", "progress_poll_seconds = 0.2", f"stop_grace_seconds = {stop_grace_s}", "term_grace_seconds = 5",
-        SLURM_SECTIONS.format(poll=poll_s) + slurm]))
+    path.write_text(
+        "\n".join(
+            [
+                "[swift]",
+                f"bin = {json.dumps(str(swift))}",
+                'version = "4.6.0"',
+                "[swift.env]",
+                *(f"{k} = {json.dumps(v)}" for k, v in knobs.items()),
+                "[llm]",
+                f"max_steps = {steps}",
+                "save_steps = 10",
+                "logging_steps = 1",
+                "[runner]",
+                "progress_poll_seconds = 0.2",
+                f"stop_grace_seconds = {stop_grace_s}",
+                "term_grace_seconds = 5",
+                SLURM_SECTIONS.format(poll=poll_s) + slurm,
+            ]
+        )
+    )
     return load_config(path, base_dir=tmp_path)
 
 

@@ -26,8 +26,7 @@ def require_slurm() -> str:
             pytest.skip("no Slurm config (SLURM_CONF, /etc/slurm/slurm.conf): run scripts/slurm_up.sh up")
         os.environ["SLURM_CONF"] = str(conf)
     try:
-        p = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T %G"], capture_output=True, text=True,
-                           timeout=10)
+        p = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T %G"], capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
         pytest.skip("sinfo got no answer from slurmctld in 10 s: run scripts/slurm_up.sh up")
     lines = [ln.split() for ln in p.stdout.splitlines() if ln.strip()]

@@ -24,8 +24,12 @@ PHONE = 390
 
 
 def _job(url: str, gpu: str, out: str, **body: object) -> str:
-    reply = requests.post(f"{url}/training/llm/jobs", headers=ANN, timeout=10,
-                          json={"gpu_id": gpu, "output_dir": out, "start": True, **body})
+    reply = requests.post(
+        f"{url}/training/llm/jobs",
+        headers=ANN,
+        timeout=10,
+        json={"gpu_id": gpu, "output_dir": out, "start": True, **body},
+    )
     assert reply.status_code == 201, reply.text
     return str(reply.json()["job_id"])
 
@@ -47,14 +51,22 @@ def test_every_page_has_no_axe_violation_at_desktop_and_phone_widths_light_and_d
         done = [_job(api.url, str(n), f"output/done-{n}") for n in range(2)]
         for job in done:
             wait_until_sync(lambda j=job: _status(api.url, j) == "succeeded", 60, f"job {job} to end")
-        (tmp_path / "fake-swift").write_text("#!/bin/sh\necho 'torch.OutOfMemoryError: CUDA out of memory' >&2\n"
-                                             "exit 1\n")
+        (tmp_path / "fake-swift").write_text(
+            "#!/bin/sh\necho 'torch.OutOfMemoryError: CUDA out of memory' >&2\nexit 1\n"
+        )
         failed = _job(api.url, "0", "output/failed")
         wait_until_sync(lambda: _status(api.url, failed) == "failed", 60, "the failure")
-        pages = {"jobs": "/", "job": f"/jobs/{done[0]}", "failed job": f"/jobs/{failed}", "new LLM job": "/new",
-                 "new VLM job": "/new?kind=vlm", "gpus": "/web/gpus",
-                 "compare": f"/compare?job={done[0]}&job={done[1]}", "confirm": f"/jobs/{failed}/confirm?action=start",
-                 "compare refused": f"/compare?job={done[0]}"}
+        pages = {
+            "jobs": "/",
+            "job": f"/jobs/{done[0]}",
+            "failed job": f"/jobs/{failed}",
+            "new LLM job": "/new",
+            "new VLM job": "/new?kind=vlm",
+            "gpus": "/web/gpus",
+            "compare": f"/compare?job={done[0]}&job={done[1]}",
+            "confirm": f"/jobs/{failed}/confirm?action=start",
+            "compare refused": f"/compare?job={done[0]}",
+        }
         found: dict[str, list[object]] = {}
         for width, scheme in ((1200, "light"), (PHONE, "light"), (1200, "dark"), (PHONE, "dark")):
             viewport(driver, width)
@@ -85,9 +97,14 @@ def test_every_page_has_no_axe_violation_at_desktop_and_phone_widths_light_and_d
 
 def _edges(driver: Chrome, css: str) -> list[tuple[str, float, bool]]:
     """Each matching element's text, right edge and whether it is shown."""
-    return [(str(t), float(r), bool(v)) for t, r, v in driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => [e.textContent.trim(), "
-        "e.getBoundingClientRect().right, e.offsetParent !== null])", css)]
+    return [
+        (str(t), float(r), bool(v))
+        for t, r, v in driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => [e.textContent.trim(), "
+            "e.getBoundingClientRect().right, e.offsetParent !== null])",
+            css,
+        )
+    ]
 
 
 def test_a_phone_shows_the_jobs_key_columns_and_the_whole_gpus_page(tmp_path: Path) -> None:
@@ -95,8 +112,17 @@ def test_a_phone_shows_the_jobs_key_columns_and_the_whole_gpus_page(tmp_path: Pa
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
         running = _job(api.url, "0", "output/running")
         queued = _job(api.url, "0", "output/queued")
-        wait_until_sync(lambda: int(requests.get(f"{api.url}/training/jobs/{running}/status", headers=ANN,
-                                                 timeout=10).json()["step"] or 0) >= 2, 60, "a loss")
+        wait_until_sync(
+            lambda: (
+                int(
+                    requests.get(f"{api.url}/training/jobs/{running}/status", headers=ANN, timeout=10).json()["step"]
+                    or 0
+                )
+                >= 2
+            ),
+            60,
+            "a loss",
+        )
         sign_in(driver, api.url, "tok-ann")
         viewport(driver, PHONE)
         driver.get(api.url)
@@ -114,8 +140,7 @@ def test_a_phone_shows_the_jobs_key_columns_and_the_whole_gpus_page(tmp_path: Pa
 
         driver.get(f"{api.url}/web/gpus")
         assert driver.execute_script("return document.documentElement.scrollWidth") <= PHONE
-        box = driver.execute_script("const s = document.querySelector('.scroll');"
-                                    "return [s.scrollWidth, s.clientWidth]")
+        box = driver.execute_script("const s = document.querySelector('.scroll');return [s.scrollWidth, s.clientWidth]")
         assert box[0] <= box[1], box  # nothing of the table hidden to the side
         for text, right, shown in _edges(driver, "table.gpus th, table.gpus td"):
             assert shown and right <= PHONE, (text, right)
@@ -128,7 +153,7 @@ def test_a_phone_shows_the_jobs_key_columns_and_the_whole_gpus_page(tmp_path: Pa
 
 def _background(driver: Chrome) -> list[int]:
     colour = str(driver.execute_script("return getComputedStyle(document.body).backgroundColor"))
-    return [int(float(n)) for n in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]]
+    return [int(float(n)) for n in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3]]
 
 
 def test_a_skip_link_leads_to_the_content_and_the_colours_follow_the_system(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot import failure_words
-from bot.handlers import Handlers
-from bot.notice_words import notice_text
+from bot.chat.handlers import Handlers
+from bot.words import failures as failure_words
+from bot.words.notices import notice_text
 from runner import slurm_cli
 from runner.access import Caller
 from runner.config import Config, ConfigError, load_config
@@ -79,8 +79,10 @@ def _status(api: Served, job_id: str) -> str:
 @pytest.mark.slow
 def test_api_second_held_job_on_one_folder_is_refused_at_start(api: Served, tmp_path: Path) -> None:
     url = f"{api.url}/training"
-    made = [requests.post(f"{url}/llm/jobs", json={"gpu_id": gpu, "output_dir": "output/twin"}, timeout=10)
-            for gpu in ("0", "1")]
+    made = [
+        requests.post(f"{url}/llm/jobs", json={"gpu_id": gpu, "output_dir": "output/twin"}, timeout=10)
+        for gpu in ("0", "1")
+    ]
     assert [r.status_code for r in made] == [201, 201], [r.text for r in made]  # held jobs hold no folder yet
     first, second = (r.json()["job_id"] for r in made)
     try:
@@ -102,12 +104,14 @@ def test_api_second_held_job_on_one_folder_is_refused_at_start(api: Served, tmp_
 
 def _stop(api: Served, job_id: str) -> None:
     requests.post(f"{api.url}/training/jobs/{job_id}/stop", timeout=10)
-    wait_until_sync(lambda: _status(api, job_id) in ("created", "stopped", "succeeded", "failed"), 60,
-                    f"job {job_id} to stop")
+    wait_until_sync(
+        lambda: _status(api, job_id) in ("created", "stopped", "succeeded", "failed"), 60, f"job {job_id} to stop"
+    )
 
 
-async def test_console_second_held_job_on_one_folder_is_refused_at_start(tmp_path: Path,
-                                                                         open_runtime: OpenRuntime) -> None:
+async def test_console_second_held_job_on_one_folder_is_refused_at_start(
+    tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     rt = await open_runtime(fake_config(tmp_path, steps=400, step_s=0.1))
     bot = Handlers(rt)
     held = [await bot.handle(f"llm gpu={gpu} out=output/twin --hold", ME) for gpu in (0, 1)]
@@ -134,8 +138,9 @@ async def _state_is(rt: Runtime, job_id: str, state: JobState) -> bool:
 
 
 async def test_an_export_and_a_training_never_share_a_folder(tmp_path: Path, open_runtime: OpenRuntime) -> None:
-    rt = await open_runtime(fake_config(tmp_path, steps=40, save_steps=20, step_s=0.05,
-                                        env={"FAKE_SWIFT_EXPORT_S": "3"}))
+    rt = await open_runtime(
+        fake_config(tmp_path, steps=40, save_steps=20, step_s=0.05, env={"FAKE_SWIFT_EXPORT_S": "3"})
+    )
     bot = Handlers(rt)
     done = await bot.handle("llm gpu=0 out=output/a", ME)
     await wait_until(lambda: _state_is(rt, done.job_id or "", JobState.SUCCEEDED), 60, "the first job to succeed")
@@ -164,8 +169,9 @@ async def test_link_out_of_the_output_root_is_refused_at_create(tmp_path: Path, 
     (tmp_path / "output").mkdir(exist_ok=True)
     (tmp_path / "output" / "escape-link").symlink_to(outside)
     refused = await Handlers(rt).handle("llm gpu=1 out=output/escape-link/x", ME)
-    assert not refused.ok and "output/escape-link/x" in refused.text and str(outside / "x") in refused.text, \
+    assert not refused.ok and "output/escape-link/x" in refused.text and str(outside / "x") in refused.text, (
         refused.text
+    )
     assert "[paths] output_root" in refused.text
     assert await rt.store.list_jobs() == [] and _files(outside) == []
 
@@ -176,8 +182,11 @@ def test_api_link_out_of_the_output_root_is_refused_at_create(api: Served, tmp_p
     outside.mkdir()
     (tmp_path / "output").mkdir(exist_ok=True)
     (tmp_path / "output" / "escape-link").symlink_to(outside)
-    reply = requests.post(f"{api.url}/training/llm/jobs", timeout=10,
-                          json={"gpu_id": "1", "output_dir": "output/escape-link/x", "start": True})
+    reply = requests.post(
+        f"{api.url}/training/llm/jobs",
+        timeout=10,
+        json={"gpu_id": "1", "output_dir": "output/escape-link/x", "start": True},
+    )
     if reply.status_code < 300:  # made (the defect): no trainer outlives the test
         _stop(api, reply.json()["job_id"])
     assert reply.status_code == 422, reply.text
@@ -186,8 +195,9 @@ def test_api_link_out_of_the_output_root_is_refused_at_create(api: Served, tmp_p
     assert _files(outside) == []
 
 
-async def test_link_made_after_create_fails_the_launch_before_any_process(tmp_path: Path,
-                                                                          open_runtime: OpenRuntime) -> None:
+async def test_link_made_after_create_fails_the_launch_before_any_process(
+    tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     rt = await open_runtime(fake_config(tmp_path, steps=400, step_s=0.1))
@@ -212,8 +222,9 @@ async def test_link_made_after_create_fails_the_launch_before_any_process(tmp_pa
     assert failed and str(outside / "x") in notice_text(failed[0])
 
 
-async def test_model_path_relinked_outside_its_root_is_refused_at_start(tmp_path: Path,
-                                                                        open_runtime: OpenRuntime) -> None:
+async def test_model_path_relinked_outside_its_root_is_refused_at_start(
+    tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     (tmp_path / "models" / "m").mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()
     config = fake_config(tmp_path, steps=4, step_s=0.05, sections='[paths]\nmodel_roots = ["models"]\n')
@@ -244,14 +255,17 @@ def test_log_dir_linked_elsewhere_is_refused_at_start_naming_the_key(tmp_path: P
 
 
 async def test_queued_job_deleted_leaves_the_line_and_the_next_is_told_it_moved_up(
-        tmp_path: Path, open_runtime: OpenRuntime) -> None:
+    tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     rt = await open_runtime(fake_config(tmp_path, steps=400, step_s=0.1))
     bot = Handlers(rt)
     running, second, third = [await bot.handle(f"llm gpu=0 out=output/{name}", ME) for name in ("r", "s", "t")]
     assert all(r.ok and r.job_id for r in (running, second, third))
-    places = {n.job_id: n.facts.position for n in [*await rt.store.notices(second.job_id or ""),
-                                                   *await rt.store.notices(third.job_id or "")]
-              if isinstance(n.facts, JobQueued)}
+    places = {
+        n.job_id: n.facts.position
+        for n in [*await rt.store.notices(second.job_id or ""), *await rt.store.notices(third.job_id or "")]
+        if isinstance(n.facts, JobQueued)
+    }
     assert places == {second.job_id: 1, third.job_id: 2}
 
     gone = await bot.handle(f"delete {second.job_id}", ME)

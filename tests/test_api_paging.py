@@ -20,8 +20,9 @@ def test_a_cursor_keeps_working_when_its_job_is_deleted_and_every_job_is_listed_
     with serving(tmp_path) as api:
         made = []
         for i in range(40):
-            reply = requests.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": f"output/p{i}"},
-                                  timeout=10)
+            reply = requests.post(
+                f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": f"output/p{i}"}, timeout=10
+            )
             assert reply.status_code == 201, reply.text
             made.append(reply.json()["job_id"])
         newest_first = made[::-1]

@@ -41,8 +41,7 @@ print(f"训练状态: {status['status']}, 进度: {status['progress']}%")
 """
 
 
-def test_the_seeds_example_runs_a_real_job_to_the_end_and_exports_it(make_config: MakeConfig,
-                                                                      tmp_path: Path) -> None:
+def test_the_seeds_example_runs_a_real_job_to_the_end_and_exports_it(make_config: MakeConfig, tmp_path: Path) -> None:
     make_config(sections="[gpus]\ninventory = 1\n")
     with serving(tmp_path) as api:
         script = SEED_EXAMPLE.replace("http://localhost:8000", api.url)

@@ -16,8 +16,9 @@ from tests.slack_standin import SlackStandIn
 
 
 async def test_a_job_created_over_http_gets_a_card_and_slack_stops_it(slack: SlackStandIn, tmp_path: Path) -> None:
-    fake_config(tmp_path, steps=2000, step_s=0.1, slack_api_url=slack.api_url,
-                sections=f'[http]\nnotify_channel = "{CH}"\n')
+    fake_config(
+        tmp_path, steps=2000, step_s=0.1, slack_api_url=slack.api_url, sections=f'[http]\nnotify_channel = "{CH}"\n'
+    )
     env = {"SLACK_BOT_TOKEN": BOT, "SLACK_APP_TOKEN": APP, "TRAINBOT_API_TOKENS": f"tok-me={DEFAULT_USER}"}
     api = await asyncio.to_thread(start_serve, tmp_path, env)  # a thread: the stand-in runs in this loop
     try:
@@ -26,8 +27,9 @@ async def test_a_job_created_over_http_gets_a_card_and_slack_stops_it(slack: Sla
         def post(path: str, **kw: Any) -> requests.Response:
             return requests.post(api.url + path, headers={"Authorization": "Bearer tok-me"}, timeout=10, **kw)
 
-        reply = await asyncio.to_thread(post, "/training/llm/jobs",
-                                        json={"gpu_id": "0", "output_dir": "output/s", "start": True})
+        reply = await asyncio.to_thread(
+            post, "/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/s", "start": True}
+        )
         assert reply.status_code == 201, reply.text
         job_id = reply.json()["job_id"]
         card = await wait_card(slack, job_id, timeout=20)
@@ -35,8 +37,9 @@ async def test_a_job_created_over_http_gets_a_card_and_slack_stops_it(slack: Sla
         await slack.wait_for_ack(await slack.push_slash_command(f"stop {job_id}", user_id=DEFAULT_USER))
 
         def state() -> str:
-            got = requests.get(f"{api.url}/training/jobs/{job_id}/status", headers={"Authorization": "Bearer tok-me"},
-                               timeout=10)  # with tokens configured, a loopback request needs one too
+            got = requests.get(
+                f"{api.url}/training/jobs/{job_id}/status", headers={"Authorization": "Bearer tok-me"}, timeout=10
+            )  # with tokens configured, a loopback request needs one too
             return str(got.json()["status"])
 
         async def stopped() -> bool:

@@ -28,8 +28,9 @@ def sse_events(reply: requests.Response) -> Iterator[dict[str, Any]]:
 
 
 def create_and_start(url: str) -> str:
-    job = requests.post(f"{url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/f", "start": True},
-                        timeout=10).json()
+    job = requests.post(
+        f"{url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/f", "start": True}, timeout=10
+    ).json()
     return str(job["job_id"])
 
 
@@ -52,13 +53,13 @@ def test_follow_events_and_logs_to_the_end_of_a_job(tmp_path: Path) -> None:
         assert all(e["data"]["job_id"] == job_id for e in events)
         stored = requests.get(f"{api.url}/training/jobs/{job_id}/events", timeout=10).json()
         assert [e["id"] for e in stored] == ids
-        later = requests.get(f"{api.url}/training/jobs/{job_id}/events", headers={"Last-Event-ID": str(ids[1])},
-                             timeout=10).json()
+        later = requests.get(
+            f"{api.url}/training/jobs/{job_id}/events", headers={"Last-Event-ID": str(ids[1])}, timeout=10
+        ).json()
         assert [e["id"] for e in later] == ids[2:]
 
         second = create_and_start(api.url)
-        with requests.get(f"{api.url}/training/jobs/{second}/logs?follow=true&lines=1", stream=True,
-                          timeout=60) as r:
+        with requests.get(f"{api.url}/training/jobs/{second}/logs?follow=true&lines=1", stream=True, timeout=60) as r:
             assert r.status_code == 200
             text = r.content.decode()  # ends with the job
         log_path = requests.get(f"{api.url}/training/jobs/{second}", timeout=10).json()["log_path"]
@@ -86,8 +87,12 @@ def test_a_restart_of_serve_while_a_client_follows_loses_no_event(tmp_path: Path
         assert first.stop() == 0
     with serving(tmp_path) as second:
         last = got[-1]["id"]
-        with requests.get(f"{second.url}/training/jobs/{job_id}/events?follow=true", stream=True, timeout=60,
-                          headers={"Last-Event-ID": last}) as r:
+        with requests.get(
+            f"{second.url}/training/jobs/{job_id}/events?follow=true",
+            stream=True,
+            timeout=60,
+            headers={"Last-Event-ID": last},
+        ) as r:
             got += [e for e in sse_events(r) if e["event"] != "status"]
         stored = requests.get(f"{second.url}/training/jobs/{job_id}/events", timeout=10).json()
         status = requests.get(f"{second.url}/training/jobs/{job_id}/status", timeout=10).json()

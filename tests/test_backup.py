@@ -8,7 +8,7 @@ import itertools
 import shutil
 from pathlib import Path
 
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from storage.jobs import JobStore
 from tests.conftest import VENV_BIN, OpenRuntime
@@ -19,8 +19,15 @@ ME = Caller(user_id="U1", channel_id="C1", console=True)
 
 async def trainbot_backup(root: Path, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "trainbot"), "--config", str(root / "trainbot.toml"), "backup", *args, cwd=root,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        str(VENV_BIN / "trainbot"),
+        "--config",
+        str(root / "trainbot.toml"),
+        "backup",
+        *args,
+        cwd=root,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode()
@@ -30,8 +37,9 @@ def partials(folder: Path) -> list[Path]:
     return list(folder.glob(".*.partial"))
 
 
-async def test_a_backup_taken_while_the_bot_writes_restores_with_every_job(tmp_path: Path,
-                                                                           open_runtime: OpenRuntime) -> None:
+async def test_a_backup_taken_while_the_bot_writes_restores_with_every_job(
+    tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     rt = await open_runtime(fake_config(tmp_path))
     bot = Handlers(rt)
     numbers = itertools.count()

@@ -47,17 +47,20 @@ def bot_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("purpose", ["train", "export"])
-async def test_local_job_gets_no_secret_but_what_it_needs(tmp_path: Path, config: Config, bot_env: None,
-                                                          purpose: str) -> None:
+async def test_local_job_gets_no_secret_but_what_it_needs(
+    tmp_path: Path, config: Config, bot_env: None, purpose: str
+) -> None:
     config = dataclasses.replace(config, scrub_env=("TB_OWN_SECRET",))
     backend = LocalBackend(tmp_path / "exits", config)
     sub = "sft" if purpose == "train" else "export"
     argv = (sys.executable, str(FAKE_SWIFT), sub, "--output_dir", str(tmp_path / "out"), "--max_steps", "9")
     ref = ProcessRef("envjob", purpose)
-    launched = await backend.launch(ref, SwiftCommand(argv, {"TB_JOB": "1"}), log_path=tmp_path / "job.log",
-                                    gpus=("cpu",))
+    launched = await backend.launch(
+        ref, SwiftCommand(argv, {"TB_JOB": "1"}), log_path=tmp_path / "job.log", gpus=("cpu",)
+    )
     ref = dataclasses.replace(ref, run=launched.run(tmp_path / "job.log"))
     try:
+
         async def job_process() -> psutil.Process | None:
             return next(iter(psutil.Process(launched.pid).children()), None)
 
@@ -111,8 +114,11 @@ def _job_state(config: Config, job_id: str) -> str | None:
 
 async def test_jobs_of_trainbot_serve_get_none_of_its_secrets(tmp_path: Path) -> None:
     """The real `trainbot serve`, with every secret in its environment: its training and export processes."""
-    secrets = {name: f"secret-{name}" for name in SECRETS} | {"SLACK_BOT_TOKEN": BOT, "SLACK_APP_TOKEN": APP,
-                                                              "TRAINBOT_API_TOKENS": "secret-api=U1"}
+    secrets = {name: f"secret-{name}" for name in SECRETS} | {
+        "SLACK_BOT_TOKEN": BOT,
+        "SLACK_APP_TOKEN": APP,
+        "TRAINBOT_API_TOKENS": "secret-api=U1",
+    }
     async with standin() as slack:
         config = fake_config(tmp_path, steps=400, save_steps=2, step_s=0.3, slack_api_url=slack.api_url)
         toml = tmp_path / "trainbot.toml"
@@ -127,8 +133,9 @@ async def test_jobs_of_trainbot_serve_get_none_of_its_secrets(tmp_path: Path) ->
             job_id = await job_id_from_answer(slack, timeout=20)
             trainers = await wait_until(lambda: _async(_job_processes(proc.pid, "sft")), 30, "the training process")
             envs = [environ_of(p.pid) for p in trainers]
-            await wait_until(lambda: _async(list((tmp_path / "output" / "a").glob("v0-*/checkpoint-2"))), 30,
-                             "a checkpoint")
+            await wait_until(
+                lambda: _async(list((tmp_path / "output" / "a").glob("v0-*/checkpoint-2"))), 30, "a checkpoint"
+            )
             await slack.wait_for_ack(await slack.push_slash_command(f"stop {job_id}"))
             await wait_until(lambda: _async(_job_state(config, job_id) == "stopped"), 30, "the job to stop")
             await slack.wait_for_ack(await slack.push_slash_command(f"export {job_id}"))
@@ -152,13 +159,16 @@ async def _async(value: object) -> object:
 
 
 def test_config_mistakes_in_the_new_keys_are_named(tmp_path: Path) -> None:
-    for key, value, named in (("runner.scrub_env", "MY_TOKEN", "[runner] scrub_env"),
-                              ("paths.model_roots", "/models", "[paths] model_roots"),
-                              ("paths.data_roots", [1], "[paths] data_roots")):
+    for key, value, named in (
+        ("runner.scrub_env", "MY_TOKEN", "[runner] scrub_env"),
+        ("paths.model_roots", "/models", "[paths] model_roots"),
+        ("paths.data_roots", [1], "[paths] data_roots"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(named)):
             load_config(base_dir=tmp_path, overrides={key: value})
-    config = load_config(base_dir=tmp_path, overrides={"paths.data_roots": ["data", "/srv/sets"],
-                                                       "runner.scrub_env": ["MY_TOKEN"]})
+    config = load_config(
+        base_dir=tmp_path, overrides={"paths.data_roots": ["data", "/srv/sets"], "runner.scrub_env": ["MY_TOKEN"]}
+    )
     assert config.data_roots == (tmp_path.resolve() / "data", Path("/srv/sets")) and config.model_roots == ()
     assert config.scrub_env == ("MY_TOKEN",)
 

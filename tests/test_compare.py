@@ -35,16 +35,29 @@ RATES = ("1e-4", "3e-4", "5e-5")
 def _three_jobs(url: str) -> list[str]:
     ids = []
     for n, lr in enumerate(RATES):
-        body = {"gpu_id": str(n), "output_dir": f"output/lr-{n}", "learning_rate": float(lr), "start": True,
-                "lora_rank": 16 if n == 1 else 8}
-        reply = requests.post(f"{url}/training/jobs", json=body, headers={"Authorization": "Bearer tok-ann"},
-                              timeout=10)
+        body = {
+            "gpu_id": str(n),
+            "output_dir": f"output/lr-{n}",
+            "learning_rate": float(lr),
+            "start": True,
+            "lora_rank": 16 if n == 1 else 8,
+        }
+        reply = requests.post(
+            f"{url}/training/jobs", json=body, headers={"Authorization": "Bearer tok-ann"}, timeout=10
+        )
         assert reply.status_code == 201, reply.text
         ids.append(reply.json()["job_id"])
     for job in ids:
-        wait_until_sync(lambda j=job: requests.get(f"{url}/training/jobs/{j}/status", timeout=10,
-                                                   headers={"Authorization": "Bearer tok-ann"}).json()["status"]
-                        == "succeeded", 60, f"job {job} to end")
+        wait_until_sync(
+            lambda j=job: (
+                requests.get(
+                    f"{url}/training/jobs/{j}/status", timeout=10, headers={"Authorization": "Bearer tok-ann"}
+                ).json()["status"]
+                == "succeeded"
+            ),
+            60,
+            f"job {job} to end",
+        )
     return ids
 
 
@@ -61,7 +74,8 @@ def test_three_runs_picked_in_the_table_are_drawn_on_one_chart_with_what_differs
         wait_until_sync(lambda: attr(driver, "#compare-chart", "data-runs"), 20, "the chart")
         assert attr(driver, "#compare-chart", "data-runs") == "3"
         legend = driver.execute_script(
-            "return [...document.querySelectorAll('#compare-chart .u-legend .u-label')].map(e => e.textContent)")
+            "return [...document.querySelectorAll('#compare-chart .u-legend .u-label')].map(e => e.textContent)"
+        )
         # one colour a run: its loss, and its eval loss (swift evaluates at the last step), each named
         assert sorted(legend) == sorted([f"job {job} loss" for job in ids] + [f"job {job} eval loss" for job in ids])
         assert attr(driver, "#compare-chart", "data-series") == "6"
@@ -76,7 +90,8 @@ def test_three_runs_picked_in_the_table_are_drawn_on_one_chart_with_what_differs
         assert "the same in all 3" in text_of(driver, "#same")
         finals = driver.execute_script(
             "return [...document.querySelectorAll('#differs tr')].find(r => r.querySelector('th')"
-            ".textContent === 'final loss').querySelectorAll('td').length")
+            ".textContent === 'final loss').querySelectorAll('td').length"
+        )
         assert finals == 3
 
         click(driver, "#compare-points summary")  # the chart's text alternative: its points as a table
@@ -89,8 +104,12 @@ def test_three_runs_picked_in_the_table_are_drawn_on_one_chart_with_what_differs
         driver.save_screenshot(str(tmp_path / "compare.png"))
         assert console_errors(driver) == []
 
-        one = requests.get(f"{api.url}/compare", params={"job": ids[0]}, cookies={
-            "trainbot_session": driver.get_cookie("trainbot_session")["value"]}, timeout=10)  # type: ignore[index]
+        one = requests.get(
+            f"{api.url}/compare",
+            params={"job": ids[0]},
+            cookies={"trainbot_session": driver.get_cookie("trainbot_session")["value"]},
+            timeout=10,
+        )  # type: ignore[index]
         assert one.status_code == 422 and "2 to 8" in one.text
 
 
@@ -98,15 +117,28 @@ def test_train_compare_in_the_console_prints_what_differs_and_saves_the_chart(tm
     fake_config(tmp_path, step_s=0.02, sections=VLM)
     config = str(tmp_path / "trainbot.toml")
     typed = "".join(f"vlm gpu={n} out=output/c{n} lr={lr}\n" for n, lr in enumerate(RATES))
-    made = subprocess.run([str(VENV_BIN / "trainbot"), "--config", config, "console", "--wait"], input=typed,
-                          capture_output=True, text=True, cwd=tmp_path, timeout=240, check=True).stdout
+    made = subprocess.run(
+        [str(VENV_BIN / "trainbot"), "--config", config, "console", "--wait"],
+        input=typed,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=240,
+        check=True,
+    ).stdout
     ids = re.findall(r"Job ([a-z0-9]{5}) ", made)[:3]
     assert len(ids) == 3, made[-2000:]
-    out = subprocess.run([str(VENV_BIN / "trainbot"), "--config", config, "console"],
-                         input=f"compare {' '.join(ids)}\ncompare {ids[0]}\n", capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [str(VENV_BIN / "trainbot"), "--config", config, "console"],
+        input=f"compare {' '.join(ids)}\ncompare {ids[0]}\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    ).stdout
     assert f"Comparing 3 jobs: {', '.join(ids)}" in out, out
-    table = out[out.index("Comparing 3 jobs"):out.index("⚠️")]
+    table = out[out.index("Comparing 3 jobs") : out.index("⚠️")]
     row = next(line for line in table.splitlines() if line.startswith("learning_rate"))
     assert row.split()[1:] == ["0.0001", "0.0003", "5e-05"], row
     assert "final loss" in table and "`" not in table and "*" not in table  # plain text, no mrkdwn
@@ -115,8 +147,9 @@ def test_train_compare_in_the_console_prints_what_differs_and_saves_the_chart(tm
     assert "takes 2 to 8 job ids (1 given)" in out  # one id alone
 
 
-async def test_train_compare_in_slack_posts_the_overlay_in_the_first_jobs_thread(slack: SlackStandIn,
-                                                                                 tmp_path: Path) -> None:
+async def test_train_compare_in_slack_posts_the_overlay_in_the_first_jobs_thread(
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
     async with running_bot(fake_config(tmp_path, step_s=0.02, sections=VLM), slack) as bot:
         ids = []
         for n, lr in enumerate(RATES):

@@ -32,9 +32,9 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[gpus]\npoll = 5\n", "[gpus] poll = 5", "[gpus] takes: inventory, poll_seconds"),
     # wrong types
     ("backend = 'slurm'\n", 'backend = "slurm"', "must be a table"),
-    ('[gpus]\ninventory = true\n', "[gpus] inventory = true", "GPU count (e.g. 2)"),
-    ('[gpus]\ninventory = -1\n', "[gpus] inventory = -1", "GPU count (e.g. 2)"),
-    ('[gpus]\ninventory = [0.5]\n', "[gpus] inventory = [0.5]", "list of GPU ids"),
+    ("[gpus]\ninventory = true\n", "[gpus] inventory = true", "GPU count (e.g. 2)"),
+    ("[gpus]\ninventory = -1\n", "[gpus] inventory = -1", "GPU count (e.g. 2)"),
+    ("[gpus]\ninventory = [0.5]\n", "[gpus] inventory = [0.5]", "list of GPU ids"),
     ('[gpus]\npoll_seconds = "5"\n', '[gpus] poll_seconds = "5"', "must be a number, e.g. 2.5"),
     ('[swift]\noffline = "yes"\n', '[swift] offline = "yes"', "must be true or false"),
     ("[swift]\nbin = 3\n", "[swift] bin = 3", 'must be a string, e.g. "text"'),
@@ -45,13 +45,22 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[slurm]\nextra_args = '--mem=1G'\n", '[slurm] extra_args = "--mem=1G"', "must be a list"),
     ("[http]\nallow_anonymous_loopback = 1\n", "[http] allow_anonymous_loopback = 1", "must be true or false"),
     ("[http]\ntokens_file = 5\n", "[http] tokens_file = 5", "must be a path"),
-    ('[http]\nanonymous_loopback_with_tokens = "yes"\n', '[http] anonymous_loopback_with_tokens = "yes"',
-     "must be true or false"),
-    ("[http]\nanonymous_loopback_with_token = true\n", "[http] anonymous_loopback_with_token = true",
-     'did you mean "anonymous_loopback_with_tokens"'),
+    (
+        '[http]\nanonymous_loopback_with_tokens = "yes"\n',
+        '[http] anonymous_loopback_with_tokens = "yes"',
+        "must be true or false",
+    ),
+    (
+        "[http]\nanonymous_loopback_with_token = true\n",
+        "[http] anonymous_loopback_with_token = true",
+        'did you mean "anonymous_loopback_with_tokens"',
+    ),
     ('[http]\ntrusted_proxies = "127.0.0.1"\n', '[http] trusted_proxies = "127.0.0.1"', "must be a list of IP"),
-    ('[http]\ntrusted_proxies = ["proxy.local"]\n', '[http] trusted_proxies = ["proxy.local"]',
-     '"proxy.local" is not an IP address or network'),
+    (
+        '[http]\ntrusted_proxies = ["proxy.local"]\n',
+        '[http] trusted_proxies = ["proxy.local"]',
+        '"proxy.local" is not an IP address or network',
+    ),
     ('[http]\ntrusted_proxies = ["10.0.0.1/8"]\n', '[http] trusted_proxies = ["10.0.0.1/8"]', "host bits set"),
     ('[http]\ntrusted_proxy = ["10.0.0.1"]\n', '[http] trusted_proxy = ["10.0.0.1"]', 'did you mean "trusted_proxies"'),
     ("[paths]\nmodel_roots = '/models'\n", '[paths] model_roots = "/models"', "must be a list"),
@@ -67,6 +76,9 @@ BROKEN: list[tuple[str, str, str]] = [
     ("[slurm]\nnodes = 0\n", "[slurm] nodes = 0", "greater than or equal to 1"),
     ("[slack]\nupdate_per_min = 0\n", "[slack] update_per_min = 0", "greater than 0"),
     ("[http]\nmax_body_bytes = 0\n", "[http] max_body_bytes = 0", "greater than or equal to 1"),
+    ("[runner]\ntry_idle_minutes = 0\n", "[runner] try_idle_minutes = 0", "greater than 0"),
+    ('[runner]\ntry_idle_minutes = "5"\n', '[runner] try_idle_minutes = "5"', "must be a number, e.g. 2.5"),
+    ("[access]\ntry_users = 'U1'\n", '[access] try_users = "U1"', "must be a list"),
     # recipe tables: free-form swift flags, but only values a command line can take
     ("[llm]\nlora_rank = {a = 1}\n", "[llm] lora_rank", "must be a string, a number, true/false or a list of strings"),
     ("[vlm.args]\ndataset = [1, 2]\n", "[vlm] args.dataset = [1, 2]", "list of strings"),
@@ -88,8 +100,14 @@ def test_a_broken_config_is_refused_naming_the_key(tmp_path: Path, text: str, wh
 
 
 def trainbot(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(VENV_BIN / "trainbot"), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(VENV_BIN / "trainbot"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.parametrize("text", [t for t, _, _ in BROKEN[:5]], ids=[w for _, w, _ in BROKEN[:5]])
@@ -136,6 +154,7 @@ kind = "slurm"
 users = ["U1"]
 [runner]
 scrub_env = ["HF_TOKEN"]
+try_idle_minutes = 2
 [http]
 tokens_file = "api-tokens"
 port = 8080
@@ -148,12 +167,17 @@ drop = ["dataloader_num_workers"]
     config = load_config(path, base_dir=tmp_path)
     assert config.gpu_inventory == ("0", "3")
     assert config.backend == "slurm" and config.access.users == ("U1",) and config.scrub_env == ("HF_TOKEN",)
+    assert config.try_idle_s == 120
     assert config.output_root == tmp_path / "out" and config.log_dir == Path("/var/tmp/trainbot-logs")
     assert config.model_roots == (tmp_path / "models", Path("/shared/models")) and config.data_roots == ()
     assert config.http.tokens_file == tmp_path / "api-tokens" and config.http.port == 8080
     assert config.http.host == "127.0.0.1" and config.slack.update_per_min == 50.0
-    assert config.llm.args == {"learning_rate": "5e-05", "gradient_checkpointing": "false",
-                                "dataset": ("a.jsonl#5", "b.jsonl#5"), "dataloader_num_workers": None}
+    assert config.llm.args == {
+        "learning_rate": "5e-05",
+        "gradient_checkpointing": "false",
+        "dataset": ("a.jsonl#5", "b.jsonl#5"),
+        "dataloader_num_workers": None,
+    }
 
 
 def test_config_check_prints_every_effective_key_with_secrets_masked(tmp_path: Path) -> None:
@@ -178,7 +202,8 @@ inventory = 2
 
 
 def test_http_access_keys_are_refused_at_start_when_mistyped_and_config_check_says_what_they_mean(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "trainbot.toml"
     path.write_text("[http]\nanonymous_loopback_with_token = true\n")
     refused = trainbot(tmp_path, "--config", "trainbot.toml", "serve", "--port", "0")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from bot import notice_words, views
-from bot.mrkdwn import PLAIN, SLACK
-from bot.profile_words import note_words
+from bot.slack import views
+from bot.words import notices as notice_words
+from bot.words.format import PLAIN, SLACK
+from bot.words.profiles import note_words
 from storage.notices import JobCreated, Notice
 from storage.profile_notes import BatchSplit, LigerKernels
 from tests.conftest import VENV_BIN
@@ -20,9 +21,15 @@ from tests.slack_env import fake_config
 def test_a_console_job_end_to_end_prints_no_mrkdwn(tmp_path: Path) -> None:
     fake_config(tmp_path, steps=8, save_steps=4, eval_steps=4, step_s=0.05)
     typed = "llm gpu=0 out=output/plain\nlist\ngpus\n"
-    out = subprocess.run([str(VENV_BIN / "trainbot"), "--config", str(tmp_path / "trainbot.toml"), "console",
-                          "--wait"], input=typed, capture_output=True, text=True, cwd=tmp_path, timeout=240,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(VENV_BIN / "trainbot"), "--config", str(tmp_path / "trainbot.toml"), "console", "--wait"],
+        input=typed,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=240,
+        check=True,
+    ).stdout
     for what in ("created", "started on", "saved a checkpoint", "eval at step", "succeeded in", "jobs (", "GPU 0"):
         assert what in out, (what, out[-3000:])
     for mark in ("*", "`", "<@"):

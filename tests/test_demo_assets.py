@@ -1,4 +1,4 @@
-"""Tests for bot.demo_assets: the offline tiny Qwen2 assets the demo and the swift tests use.
+"""Tests for demo.tiny_model: the offline tiny Qwen2 assets the demo and the swift tests use.
 
 They build in-process (torch/transformers/tokenizers in the test interpreter). The real `swift sft` / `swift export`
 on these assets runs through trainbot itself in tests/test_runner.py, and on the tiny Qwen2.5-VL in tests/test_vlm.py.
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from bot import demo_assets
-from bot.demo_assets import LlmAssets, build_llm_assets
+from demo import tiny_model as demo_assets
+from demo.tiny_model import LlmAssets, build_llm_assets
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.swift]  # builds a model with torch and transformers (seconds)
@@ -49,7 +49,7 @@ def tok(llm: LlmAssets) -> Any:
 
 
 def test_import_does_not_pull_torch() -> None:
-    code = "import sys, bot.demo_assets; sys.exit('torch' in sys.modules)"
+    code = "import sys, demo.tiny_model; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from bot import failure_words
-from bot.api.facts import actor_out, failure_out, reason_out
-from bot.mrkdwn import HTML, PLAIN, SLACK, Format
-from bot.profile_words import note_words
-from bot.texts import by_words
-from bot.waiting_words import waiting_words
+from bot.http.api.facts import actor_out, failure_out, reason_out
+from bot.words import failures as failure_words
+from bot.words.format import HTML, PLAIN, SLACK, Format
+from bot.words.profiles import note_words
+from bot.words.texts import by_words
+from bot.words.waiting import waiting_words
 from storage.actors import Actor
 from storage.failure_facts import FailureReason, JobFailure, SchedulerEnded, SlurmEnd
 from storage.profile_notes import ProfileNote
@@ -55,8 +55,13 @@ def _value(hint: Any, empty: bool) -> Any:
     if choices := _choices(hint):
         return choices[0]
     origin = typing.get_origin(hint)
-    return {str: HOSTILE, int: 2, float: 1.5}.get(hint) if origin is None else \
-        {tuple: (HOSTILE,), dict: {"0": HOSTILE}}[origin] if not empty or origin is dict else origin()
+    return (
+        {str: HOSTILE, int: 2, float: 1.5}.get(hint)
+        if origin is None
+        else {tuple: (HOSTILE,), dict: {"0": HOSTILE}}[origin]
+        if not empty or origin is dict
+        else origin()
+    )
 
 
 def examples(kind: type[Any]) -> Iterator[Any]:
@@ -123,13 +128,18 @@ def test_who_stopped_a_job_reads_in_every_front_end(actor: Actor, fmt: str) -> N
     check(by_words(actor, FORMATS[fmt]), fmt)
 
 
-@pytest.mark.parametrize(("fact", "out", "words"), [
-    *[(f, lambda f: failure_out(JobFailure(f)), lambda f: failure_words.summary(JobFailure(f))) for f in FAILURES],
-    *[(r, reason_out, waiting_words) for r in WAITING],
-    *[(a, actor_out, by_words) for a in ACTORS],
-], ids=repr)
-def test_the_api_gives_the_code_the_fields_by_name_and_the_words(fact: Any, out: Callable[[Any], Any],
-                                                                  words: Callable[[Any], str]) -> None:
+@pytest.mark.parametrize(
+    ("fact", "out", "words"),
+    [
+        *[(f, lambda f: failure_out(JobFailure(f)), lambda f: failure_words.summary(JobFailure(f))) for f in FAILURES],
+        *[(r, reason_out, waiting_words) for r in WAITING],
+        *[(a, actor_out, by_words) for a in ACTORS],
+    ],
+    ids=repr,
+)
+def test_the_api_gives_the_code_the_fields_by_name_and_the_words(
+    fact: Any, out: Callable[[Any], Any], words: Callable[[Any], str]
+) -> None:
     body = out(fact).model_dump(mode="json")
     assert body["code"] == fact.code
     assert set(body["fields"]) == {f.name for f in dataclasses.fields(fact)} - {"code"}
@@ -160,18 +170,24 @@ def _formats_differ_only_in_markup(words: dict[str, str]) -> bool:
     return len({html.unescape(v) for v in unmarked.values()}) == 1
 
 
-@pytest.mark.parametrize("fact", [f for f in itertools.chain(FAILURES, WAITING, NOTES, ACTORS)
-                                  if HOSTILE not in repr(f)], ids=repr)
+@pytest.mark.parametrize(
+    "fact", [f for f in itertools.chain(FAILURES, WAITING, NOTES, ACTORS) if HOSTILE not in repr(f)], ids=repr
+)
 def test_every_front_end_says_the_same_thing(fact: Any) -> None:
     render: Callable[[Any, Format], str] = (
-        (lambda f, fmt: failure_words.summary(JobFailure(f), fmt)) if type(f := fact) in typing.get_args(FailureReason)
-        else waiting_words if type(f) in typing.get_args(QueueReason)
-        else note_words if type(f) in typing.get_args(ProfileNote) else by_words)
+        (lambda f, fmt: failure_words.summary(JobFailure(f), fmt))
+        if type(f := fact) in typing.get_args(FailureReason)
+        else waiting_words
+        if type(f) in typing.get_args(QueueReason)
+        else note_words
+        if type(f) in typing.get_args(ProfileNote)
+        else by_words
+    )
     assert _formats_differ_only_in_markup({name: render(fact, fmt) for name, fmt in FORMATS.items()})
 
 
 def test_events_that_tell_a_failure_or_a_stopper_are_worded_from_their_facts() -> None:
-    from bot.event_words import event_text
+    from bot.words.events import event_text
     from storage import actors, failure_facts
     from storage.actors import Outside
     from storage.failure_facts import CudaOom, SlurmRefused
@@ -180,11 +196,16 @@ def test_events_that_tell_a_failure_or_a_stopper_are_worded_from_their_facts() -
     oom = Event("ab3cd", "failed", "failed: cuda_oom", failure_facts.event_data(JobFailure(CudaOom("2.00 GiB"))))
     assert event_text(oom) == "failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
     refused = JobFailure(SlurmRefused("refused", "invalid partition specified: <x>", "sbatch --partition=<x>"))
-    launch = Event("ab3cd", "failed", "could not start: slurm_refused",
-                   failure_facts.event_data(refused) | {"command": "sbatch --partition=<x>"})
+    launch = Event(
+        "ab3cd",
+        "failed",
+        "could not start: slurm_refused",
+        failure_facts.event_data(refused) | {"command": "sbatch --partition=<x>"},
+    )
     assert event_text(launch, SLACK) == (
         "could not start: Slurm refused the job: invalid partition specified: &lt;x&gt;"
-        " (the command: `sbatch --partition=&lt;x&gt;`)")
+        " (the command: `sbatch --partition=&lt;x&gt;`)"
+    )
     export = Event("ab3cd", "export_failed", "export failed: cuda_oom", oom.data)
     assert event_text(export).startswith("export failed: ran out of GPU memory")
     stopped = Event("ab3cd", "stopped", "stopped by outside", actors.event_data(Outside()))
@@ -201,8 +222,10 @@ def test_a_check_right_before_the_launch_fails_the_job_with_its_facts(tmp_path: 
 
     taken = launch_refusal(OutputInUse(tmp_path / "out", "k3x9q"))
     assert failure_words.summary(JobFailure(taken)) == f"job k3x9q writes to {tmp_path / 'out'} already"
-    outside = launch_refusal(OutsideRoot("output_dir", Path("output/link/x"), Path("/elsewhere/x"),
-                                         (Path("output"),), "[paths] output_root"))
+    outside = launch_refusal(
+        OutsideRoot("output_dir", Path("output/link/x"), Path("/elsewhere/x"), (Path("output"),), "[paths] output_root")
+    )
     assert failure_words.summary(JobFailure(outside), SLACK) == (
-        "output_dir `output/link/x` leads to `/elsewhere/x` on disk, outside `output`")
+        "output_dir `output/link/x` leads to `/elsewhere/x` on disk, outside `output`"
+    )
     assert "`[paths] output_root`" in (failure_words.hint(JobFailure(outside), SLACK) or "")

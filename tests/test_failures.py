@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import failure_words
+from bot.words import failures as failure_words
 from runner.failures import (
     TAIL_LINES,
     Failure,
@@ -54,8 +54,9 @@ def test_model_hub_unreachable_modelscope() -> None:
     assert f.cls is FailureClass.HUB_UNREACHABLE
     assert "model Qwen/Qwen2.5-7B-Instruct" in said(f) and "ModelScope" in said(f)
     assert "modelscope.cn" in said(f)
-    assert f.reason == HubUnreachable("model", "Qwen/Qwen2.5-7B-Instruct", "ModelScope", Network.UNRESOLVED,
-                                      "modelscope.cn"), f.reason
+    assert f.reason == HubUnreachable(
+        "model", "Qwen/Qwen2.5-7B-Instruct", "ModelScope", Network.UNRESOLVED, "modelscope.cn"
+    ), f.reason
     assert "local mirror" in advice(f) and "HF_HUB_OFFLINE=1" in advice(f)
     assert f.detail.startswith("modelscope_hub.errors.NetworkError:")
 
@@ -147,9 +148,7 @@ def test_cuda_oom_on_one_ddp_rank_wins_over_the_launcher_error() -> None:
         + (
             "[rank1]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 512.00 MiB.\n"
             "E1128 05:30:27 torch/distributed/elastic/multiprocessing/api.py:882] failed (exitcode: 1) "
-            "local_rank: 1\n"
-            + TRACEBACK
-            + "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+            "local_rank: 1\n" + TRACEBACK + "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
             "  exitcode  : 1 (pid: 4242)\n"
         )
     )

@@ -27,7 +27,8 @@ def _type(driver: Chrome, name: str, text: str) -> None:
 
 def _field_errors(driver: Chrome) -> dict[str, dict[str, object]]:
     """Each field shown in error: its error's words, whether the field names it (aria-describedby) and holds it."""
-    return dict(driver.execute_script("""
+    return dict(
+        driver.execute_script("""
         const out = {};
         for (const err of document.querySelectorAll('.field-error')) {
           const name = err.id.slice(4);
@@ -37,16 +38,25 @@ def _field_errors(driver: Chrome) -> dict[str, dict[str, object]]:
                          .split(' ').includes(err.id), invalid: field.getAttribute('aria-invalid') === 'true',
                        beside: box !== null && box.contains(field)};
         }
-        return out;"""))
+        return out;""")
+    )
 
 
 def test_every_form_error_is_shown_by_its_field_and_the_preview_refuses_what_start_would(tmp_path: Path) -> None:
     fake_config(tmp_path, gpus=1, steps=400, step_s=0.2, sections="[http]\nallow_anonymous_loopback = false\n")
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome", width=1200, height=700) as driver:
-        running = requests.post(f"{api.url}/training/llm/jobs", headers=ANN, timeout=10, json={
-            "gpu_id": "0", "output_dir": "output/busy", "start": True}).json()["job_id"]
-        queued = requests.post(f"{api.url}/training/llm/jobs", headers=ANN, timeout=10, json={
-            "gpu_id": "0", "output_dir": "output/next", "start": True}).json()["job_id"]
+        running = requests.post(
+            f"{api.url}/training/llm/jobs",
+            headers=ANN,
+            timeout=10,
+            json={"gpu_id": "0", "output_dir": "output/busy", "start": True},
+        ).json()["job_id"]
+        queued = requests.post(
+            f"{api.url}/training/llm/jobs",
+            headers=ANN,
+            timeout=10,
+            json={"gpu_id": "0", "output_dir": "output/next", "start": True},
+        ).json()["job_id"]
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/new?kind=vlm")
         gpu = text_of(driver, "label.gpu:has(#gpu-0)")
@@ -79,8 +89,10 @@ def test_every_form_error_is_shown_by_its_field_and_the_preview_refuses_what_sta
         for words in errors.values():
             assert str(words["words"]) in text_of(driver, "#form-error")  # the summary names each too
         assert driver.execute_script("return document.activeElement.id") == "gpu-0"  # focus on the first
-        assert driver.execute_script("const r = document.activeElement.getBoundingClientRect();"
-                                     "return r.top >= 0 && r.bottom <= window.innerHeight")  # in view
+        assert driver.execute_script(
+            "const r = document.activeElement.getBoundingClientRect();"
+            "return r.top >= 0 && r.bottom <= window.innerHeight"
+        )  # in view
         assert not any(c in text_of(driver, "#form-error") for c in ("`", "/train", "out="))  # a form's words
         assert text_of(driver, "#preview") == "" and not driver.find_elements(By.ID, "start-button")
         driver.save_screenshot(str(tmp_path / "form-errors.png"))
@@ -104,5 +116,11 @@ def test_every_form_error_is_shown_by_its_field_and_the_preview_refuses_what_sta
         assert len(jobs) == 2  # neither the refused forms nor the preview made a job
         for job in (queued, running):
             requests.post(f"{api.url}/training/jobs/{job}/stop", headers=ANN, timeout=10)
-        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{running}/status", headers=ANN, timeout=10)
-                        .json()["status"] == "stopped", 30, "the running job to stop")
+        wait_until_sync(
+            lambda: (
+                requests.get(f"{api.url}/training/jobs/{running}/status", headers=ANN, timeout=10).json()["status"]
+                == "stopped"
+            ),
+            30,
+            "the running job to stop",
+        )

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from bot.mrkdwn import SLACK
-from bot.texts import error_text
+from bot.words.format import SLACK
+from bot.words.texts import error_text
 from runner.gpus import (
     MIB,
     Gpu,
@@ -165,7 +165,7 @@ def test_foreign_busy_with_real_child(sleeper: subprocess.Popen[bytes]) -> None:
 
 
 def _said(probe: GpuProbe, gpus: list[str]) -> str | None:
-    """What a user is told: the probe's facts, worded by bot/texts."""
+    """What a user is told: the probe's facts, worded by bot/words/texts."""
     missing = probe.describe_missing(gpus)
     return None if missing is None else error_text(missing, SLACK)
 
@@ -190,9 +190,7 @@ def test_describe_missing_mixed_single_and_none() -> None:
         "(1× NVIDIA A100-SXM4-40GB, 2× Tesla T4). Try `gpu=0,1`."
     )
     single = _probe([RawGpu(0, H100)])
-    assert _said(single, ["1"]) == (
-        f"GPU 1 does not exist on this machine; it has GPU 0 (1× {H100}). Try `gpu=0`."
-    )
+    assert _said(single, ["1"]) == (f"GPU 1 does not exist on this machine; it has GPU 0 (1× {H100}). Try `gpu=0`.")
     none = GpuProbe(nvml=lambda: None)
     assert _said(none, ["0"]) == (
         "GPU 0 does not exist on this machine; it has no GPUs (not probed yet). Try `gpu=cpu`."

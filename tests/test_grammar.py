@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.commands import norm
-from bot.grammar import (
+from bot.chat.commands import norm
+from bot.chat.grammar import (
     COMMANDS,
     JOB_ACTIONS,
     LIST_STATES,
@@ -25,12 +25,13 @@ from bot.grammar import (
     Rejection,
     ShowGpus,
     ShowStatus,
+    TryJob,
     help_text,
     normalise,
     out_example,
     parse,
 )
-from bot.help_text import VLM_KEYS
+from bot.chat.help_text import VLM_KEYS
 from runner.config import load_config
 from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
@@ -176,8 +177,10 @@ ACCEPTED: list[tuple[str, Command]] = [
     ("logs -h", Help("logs")),
     ('llm gpu=0 out=output/x name="lr sweep 3"', CreateJob(Kind.LLM, ("0",), OUT / "x", {}, name="lr sweep 3")),
     ("llm gpu=0 out=output/x NAME=训练-一", CreateJob(Kind.LLM, ("0",), OUT / "x", {}, name="训练-一")),
-    ("vlm gpu=0 out=output/x name=<b>x</b> epochs=1", CreateJob(Kind.VLM, ("0",), OUT / "x", {"epochs": "1"},
-                                                              name="<b>x</b>")),
+    (
+        "vlm gpu=0 out=output/x name=<b>x</b> epochs=1",
+        CreateJob(Kind.VLM, ("0",), OUT / "x", {"epochs": "1"}, name="<b>x</b>"),
+    ),
     ("note k3x9q don't; lr 1e-4 | too high  ", AddNote("k3x9q", "don't; lr 1e-4 | too high")),  # free text as typed
     ("NOTE `K3X9Q` “quoted”", AddNote("k3x9q", "“quoted”")),
     ("note help", Help("note")),
@@ -233,10 +236,16 @@ def test_model_and_dataset_paths_are_judged_by_where_they_lead(tmp_path: Path) -
     (tmp_path / "Qwen").symlink_to("/etc")  # a hub-id-shaped name that swift would read as a local path
 
     def run(text: str, roots: tuple[Path, ...] = (Path("models"),)) -> Command | Rejection:
-        config = load_config(base_dir=tmp_path, overrides={"paths.model_roots": [str(r) for r in roots],
-                                                           "paths.data_roots": ["data"]})
-        return parse(text, output_root=Path("output"), base_dir=tmp_path, model_roots=config.model_roots,
-                     data_roots=config.data_roots)
+        config = load_config(
+            base_dir=tmp_path, overrides={"paths.model_roots": [str(r) for r in roots], "paths.data_roots": ["data"]}
+        )
+        return parse(
+            text,
+            output_root=Path("output"),
+            base_dir=tmp_path,
+            model_roots=config.model_roots,
+            data_roots=config.data_roots,
+        )
 
     ok = run("vlm gpu=0 out=output/x model=models/qwen dataset=data/ocr.jsonl#50")
     assert isinstance(ok, CreateJob)
@@ -579,8 +588,9 @@ def test_smart_quotes_mean_plain_quotes(text: str) -> None:
 
 # Valid commands, already in their normalised form, for the round trip.
 NAME = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}/[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", fullmatch=True)
-DATASET = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,9}/[A-Za-z0-9][A-Za-z0-9_.-]{0,9}(:[a-z0-9]{1,5})?(#[0-9]{1,4})?",
-                        fullmatch=True)
+DATASET = st.from_regex(
+    r"[A-Za-z0-9][A-Za-z0-9_.-]{0,9}/[A-Za-z0-9][A-Za-z0-9_.-]{0,9}(:[a-z0-9]{1,5})?(#[0-9]{1,4})?", fullmatch=True
+)
 FOLDER = st.from_regex(r"[A-Za-z0-9_]([A-Za-z0-9_. -]{0,20}[A-Za-z0-9_])?", fullmatch=True)
 GPUS = st.just(("cpu",)) | st.lists(st.integers(0, 255), min_size=1, max_size=16, unique=True).map(
     lambda ids: tuple(map(str, ids))
@@ -608,8 +618,11 @@ def unparse(command: Command, *, base_dir: Path) -> str:
     """A command's canonical text (after `/train`): the oracle of the round trips, parse(unparse(c)) == c."""
     if isinstance(command, CreateJob):
         out, base = command.output_dir, norm(base_dir)
-        words = [str(command.kind), "gpu=" + ",".join(command.gpus),
-                 "out=" + str(out.relative_to(base) if out.is_relative_to(base) else out)]
+        words = [
+            str(command.kind),
+            "gpu=" + ",".join(command.gpus),
+            "out=" + str(out.relative_to(base) if out.is_relative_to(base) else out),
+        ]
         words += [] if command.profile == "fast" else [f"profile={command.profile}"]
         words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
         words += ["--hold"] * command.hold
@@ -620,6 +633,11 @@ def unparse(command: Command, *, base_dir: Path) -> str:
         return " ".join([command.action, command.job_id, *extra])
     if isinstance(command, AddNote):
         return f"note {command.job_id} {command.text}"
+    if isinstance(command, TryJob):
+        options = [f"checkpoint={command.checkpoint}"] * (command.checkpoint is not None)
+        options += [f"gpu={','.join(command.gpus)}"] if command.gpus else []
+        options += [f"max_tokens={command.max_tokens}"] if command.max_tokens is not None else []
+        return " ".join(["try", command.job_id, *options, *([command.question] if command.question else [])])
     if isinstance(command, ListJobs):
         kind = [str(command.kind)] if command.kind else []
         text = [shlex.quote(f"name={command.text}")] if command.text is not None else []
@@ -653,8 +671,10 @@ def commands(draw: st.DrawFn, output_root: Path, base_dir: Path) -> Command:
             draw(st.none() | NAMES),
         )
     if choice == "note":
-        return AddNote(draw(st.text(ID_ALPHABET, min_size=ID_LENGTH, max_size=ID_LENGTH)),
-                       draw(st.text(min_size=1, max_size=40).map(str.strip).filter(bool)))
+        return AddNote(
+            draw(st.text(ID_ALPHABET, min_size=ID_LENGTH, max_size=ID_LENGTH)),
+            draw(st.text(min_size=1, max_size=40).map(str.strip).filter(bool)),
+        )
     if choice == "job":
         action = draw(st.sampled_from(JOB_ACTIONS))
         job_id = draw(st.text(ID_ALPHABET, min_size=ID_LENGTH, max_size=ID_LENGTH))
@@ -664,7 +684,8 @@ def commands(draw: st.DrawFn, output_root: Path, base_dir: Path) -> Command:
         return JobCommand(action, job_id, None if full else draw(st.none() | st.integers(1, 10_000)), full)
     if choice == "list":
         return ListJobs(
-            draw(st.sampled_from([None, Kind.LLM, Kind.VLM])), draw(st.sampled_from([None, *LIST_STATES])),
+            draw(st.sampled_from([None, Kind.LLM, Kind.VLM])),
+            draw(st.sampled_from([None, *LIST_STATES])),
             draw(st.none() | NAMES),
         )
     if choice == "help":

@@ -16,9 +16,18 @@ def _job(i: int, rng: random.Random) -> Job:
     started = None if i % 7 == 0 else 1000.0 + i
     finished = None if started is None or i % 5 == 0 else started + rng.choice([10.0, 20.0, 30.0, 5.5])
     loss = None if i % 4 == 0 else rng.choice([0.5, 1.25, 2.0, 0.75])  # many ties: ties go by creation
-    return Job(id="", kind=Kind.LLM if i % 2 else Kind.VLM, state=JobState.SUCCEEDED, output_dir=f"/o/run-{i}",
-               gpus=("0",), argv=("swift",), user_id=f"U{i % 3}", started_at=started, finished_at=finished,
-               progress=Progress(loss=loss))
+    return Job(
+        id="",
+        kind=Kind.LLM if i % 2 else Kind.VLM,
+        state=JobState.SUCCEEDED,
+        output_dir=f"/o/run-{i}",
+        gpus=("0",),
+        argv=("swift",),
+        user_id=f"U{i % 3}",
+        started_at=started,
+        finished_at=finished,
+        progress=Progress(loss=loss),
+    )
 
 
 def _key(job: Job, sort: Sort) -> tuple[object, ...]:
@@ -26,8 +35,11 @@ def _key(job: Job, sort: Sort) -> tuple[object, ...]:
     tie = (job.created_at,) if not sort.descending else (-job.created_at,)
     if sort.by is SortBy.CREATED:
         return tie
-    value = job.progress.loss if sort.by is SortBy.LOSS else (
-        job.finished_at - job.started_at if job.finished_at is not None and job.started_at is not None else None)
+    value = (
+        job.progress.loss
+        if sort.by is SortBy.LOSS
+        else (job.finished_at - job.started_at if job.finished_at is not None and job.started_at is not None else None)
+    )
     if value is None:
         return (1, 0.0, *tie)
     return (0, -value if sort.descending else value, *tie)
@@ -44,8 +56,11 @@ async def _walk(store: JobStore, sort: Sort, where: JobFilter, limit: int) -> li
         after = page.next
 
 
-@pytest.mark.parametrize("sort", [Sort(by, desc) for by in SortBy for desc in (True, False)],
-                         ids=lambda s: ("-" if s.descending else "") + s.by)
+@pytest.mark.parametrize(
+    "sort",
+    [Sort(by, desc) for by in SortBy for desc in (True, False)],
+    ids=lambda s: ("-" if s.descending else "") + s.by,
+)
 async def test_every_sort_pages_through_every_job_once_and_back(store: JobStore, sort: Sort) -> None:
     rng = random.Random(7)
     made = [await store.create(_job(i, rng)) for i in range(60)]
@@ -59,7 +74,7 @@ async def test_every_sort_pages_through_every_job_once_and_back(store: JobStore,
         if page.prev is None:
             break
         page = await store.page(JobFilter(), sort=sort, limit=7, before=page.prev)
-    assert back == [j.id for j in expected][-len(back):] and back[0] == expected[0].id
+    assert back == [j.id for j in expected][-len(back) :] and back[0] == expected[0].id
 
 
 async def test_a_position_holds_while_the_job_there_is_deleted(store: JobStore) -> None:

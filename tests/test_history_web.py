@@ -30,17 +30,29 @@ HOSTILE_NAME = "<img src=x onerror=alert(1)> & “sweep” 训练"
 
 def history(config: Config, n: int, **named: Job) -> list[Job]:
     """`n` ended jobs, oldest first (one a minute), written through the store; `named`: more, made last."""
+
     async def fill() -> list[Job]:
         store = await JobStore.open(config.db_path)
         made = []
         try:
             for i in range(n):
                 t = 1_700_000_000.0 + 60 * i
-                made.append(await store.create(Job(
-                    id="", kind=Kind.LLM if i % 3 else Kind.VLM, state=JobState.SUCCEEDED,
-                    output_dir=str(config.output_root / f"run-{i:04d}"), gpus=("0", "1") if i % 2 else ("0",),
-                    argv=("swift", "sft"), user_id="UANN" if i % 4 else "UBOB", started_at=t, finished_at=t + 30 + i,
-                    progress=Progress(step=10, max_steps=10, loss=round(2.0 - i / (n + 1), 4)))))
+                made.append(
+                    await store.create(
+                        Job(
+                            id="",
+                            kind=Kind.LLM if i % 3 else Kind.VLM,
+                            state=JobState.SUCCEEDED,
+                            output_dir=str(config.output_root / f"run-{i:04d}"),
+                            gpus=("0", "1") if i % 2 else ("0",),
+                            argv=("swift", "sft"),
+                            user_id="UANN" if i % 4 else "UBOB",
+                            started_at=t,
+                            finished_at=t + 30 + i,
+                            progress=Progress(step=10, max_steps=10, loss=round(2.0 - i / (n + 1), 4)),
+                        )
+                    )
+                )
             for job in named.values():
                 made.append(await store.create(job))
         finally:
@@ -51,18 +63,26 @@ def history(config: Config, n: int, **named: Job) -> list[Job]:
 
 
 def row_ids(driver: Chrome) -> list[str]:
-    return [str(i) for i in driver.execute_script(
-        "return [...document.querySelectorAll('#rows tr[id^=job-]')].map(r => r.id.slice(4));")]
+    return [
+        str(i)
+        for i in driver.execute_script(
+            "return [...document.querySelectorAll('#rows tr[id^=job-]')].map(r => r.id.slice(4));"
+        )
+    ]
 
 
 def go(driver: Chrome, rel: str) -> None:
     """Follow the page's `rel` link and wait for the page it leads to."""
-    href = driver.execute_script("const a = document.querySelector(arguments[0]); return a ? a.href : null;",
-                                 f"a[rel={rel}]")
+    href = driver.execute_script(
+        "const a = document.querySelector(arguments[0]); return a ? a.href : null;", f"a[rel={rel}]"
+    )
     assert href, f"no rel={rel} link on {driver.current_url}"
     click(driver, f"a[rel={rel}]")
-    wait_until_sync(lambda: driver.current_url == href and driver.execute_script(
-        "return document.readyState") == "complete", 20, f"the {rel} page")
+    wait_until_sync(
+        lambda: driver.current_url == href and driver.execute_script("return document.readyState") == "complete",
+        20,
+        f"the {rel} page",
+    )
 
 
 def test_the_oldest_of_2500_jobs_is_reached_by_older_links_and_newer_links_lead_back(tmp_path: Path) -> None:
@@ -71,8 +91,9 @@ def test_the_oldest_of_2500_jobs_is_reached_by_older_links_and_newer_links_lead_
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
         sign_in(driver, api.url, "tok-ann")
         assert text_of(driver, "#count") == "2,500 jobs"
-        assert row_ids(driver) == [j.id for j in made[::-1][:50]] and not driver.find_elements(By.CSS_SELECTOR,
-                                                                                                "a[rel=prev]")
+        assert row_ids(driver) == [j.id for j in made[::-1][:50]] and not driver.find_elements(
+            By.CSS_SELECTOR, "a[rel=prev]"
+        )
         seen = row_ids(driver)
         pages = 1
         while driver.find_elements(By.CSS_SELECTOR, "a[rel=next]"):
@@ -90,12 +111,23 @@ def test_the_oldest_of_2500_jobs_is_reached_by_older_links_and_newer_links_lead_
 def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_path: Path) -> None:
     config = fake_config(tmp_path, sections=SIGNED_ONLY)
     out = config.output_root
-    named = Job(id="", kind=Kind.VLM, state=JobState.FAILED, output_dir=str(out / "vl-1"), gpus=("0", "1"),
-                argv=("swift", "sft"), user_id="UANN", name=HOSTILE_NAME, started_at=1_750_000_000.0,
-                finished_at=1_750_000_000.0 + 5400, failure=JobFailure(CudaOom("2.00 GiB")),
-                overrides={"lora_rank": "16", "learning_rate": "0.0001"}, export_state=ExportState.EXPORTED,
-                export_dir=str(out / "vl-1" / "checkpoint-9-merged"),
-                progress=Progress(step=9, max_steps=10, loss=0.4321, eval_loss=0.5678))
+    named = Job(
+        id="",
+        kind=Kind.VLM,
+        state=JobState.FAILED,
+        output_dir=str(out / "vl-1"),
+        gpus=("0", "1"),
+        argv=("swift", "sft"),
+        user_id="UANN",
+        name=HOSTILE_NAME,
+        started_at=1_750_000_000.0,
+        finished_at=1_750_000_000.0 + 5400,
+        failure=JobFailure(CudaOom("2.00 GiB")),
+        overrides={"lora_rank": "16", "learning_rate": "0.0001"},
+        export_state=ExportState.EXPORTED,
+        export_dir=str(out / "vl-1" / "checkpoint-9-merged"),
+        progress=Progress(step=9, max_steps=10, loss=0.4321, eval_loss=0.5678),
+    )
     made = history(config, 120, named=named)
     job = made[-1]
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
@@ -122,12 +154,22 @@ def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_pa
         driver.get(f"{api.url}/jobs/{job.id}")
         assert driver.title.startswith(f"{HOSTILE_NAME} · {job.id}")
         assert text_of(driver, "#job-name") == HOSTILE_NAME and not driver.find_elements(By.CSS_SELECTOR, "#panel img")
-        facts = dict(driver.execute_script("return [...document.querySelectorAll('#facts tr')]"
-                                           ".map(r => [r.cells[0].textContent, r.cells[1].textContent]);"))
+        facts = dict(
+            driver.execute_script(
+                "return [...document.querySelectorAll('#facts tr')]"
+                ".map(r => [r.cells[0].textContent, r.cells[1].textContent]);"
+            )
+        )
         merged = out / "vl-1" / "checkpoint-9-merged"
         assert facts | {"Started": "", "Ended": ""} == {
-            "Started": "", "Ended": "", "Duration": "1h 30m", "GPU-hours": "3.00", "Final train loss": "0.4321",
-            "Final eval loss": "0.5678", "Exported": f"yes, to {merged}"}
+            "Started": "",
+            "Ended": "",
+            "Duration": "1h 30m",
+            "GPU-hours": "3.00",
+            "Final train loss": "0.4321",
+            "Final eval loss": "0.5678",
+            "Exported": f"yes, to {merged}",
+        }
         assert "lora_rank" in text_of(driver, "#overrides") and "0.0001" in text_of(driver, "#overrides")
         assert "ran out of GPU memory" in text_of(driver, ".failure")
         assert not driver.find_elements(By.ID, "note-form")  # bob does not own it: no note form
@@ -140,8 +182,9 @@ def test_search_sort_my_jobs_and_a_named_job_page_with_its_facts_and_note(tmp_pa
         wait_until_sync(lambda: text_of(driver, "#said") == "The note is saved.", 20, "the saved note")
         assert text_of(driver, "#note") == "📝 diverged at step 300 <b>lr</b>\nnext: 5e-5"
         driver.save_screenshot(str(tmp_path / "job-page-named.png"))
-        got = requests.get(f"{api.url}/training/jobs/{job.id}", headers={"Authorization": "Bearer tok-bob"},
-                           timeout=10).json()
+        got = requests.get(
+            f"{api.url}/training/jobs/{job.id}", headers={"Authorization": "Bearer tok-bob"}, timeout=10
+        ).json()
         assert got["note"] == "diverged at step 300 <b>lr</b>\nnext: 5e-5" and got["name"] == HOSTILE_NAME
         driver.get(f"{api.url}/?q=diverged")  # the note is not searched: name, folder, owner and id are
         assert row_ids(driver) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from storage.models import JobState
 from tests.conftest import OpenRuntime
@@ -39,8 +39,9 @@ async def test_hold_creates_only_and_start_starts(tmp_path: Path, open_runtime: 
     assert deleted.ok
 
 
-async def test_a_dry_run_warns_of_missing_and_busy_gpus_and_says_what_would_work(tmp_path: Path,
-                                                                                 open_runtime: OpenRuntime) -> None:
+async def test_a_dry_run_warns_of_missing_and_busy_gpus_and_says_what_would_work(
+    tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     runtime = await open_runtime(fake_config(tmp_path, gpus=2, steps=200, step_s=0.1))
     handlers = Handlers(runtime)
     alice = Caller(user_id="UALICE")

@@ -60,8 +60,9 @@ def test_with_tokens_loopback_without_a_token_is_refused_unless_the_config_says_
         assert requests.get(f"{api.url}/training/all/jobs", timeout=10).status_code == 401
         page = requests.get(f"{api.url}/", timeout=10, allow_redirects=False)
         assert page.status_code == 303 and page.headers["location"].startswith("/signin")
-        mine = requests.post(f"{api.url}/training/llm/jobs", json=BODY, timeout=10,
-                             headers={"Authorization": "Bearer tok-ann"})
+        mine = requests.post(
+            f"{api.url}/training/llm/jobs", json=BODY, timeout=10, headers={"Authorization": "Bearer tok-ann"}
+        )
         assert mine.status_code == 201 and mine.json()["user_id"] == "UANN"
     with open(tmp_path / "trainbot.toml", "a") as f:
         f.write(f'[http]\nanonymous_loopback_with_tokens = true\ntrusted_proxies = ["{PROXY}"]\n')
@@ -70,26 +71,33 @@ def test_with_tokens_loopback_without_a_token_is_refused_unless_the_config_says_
         assert again.status_code == 201 and again.json()["user_id"] == "http:anonymous"
         # through a proxy it trusts, the client is the one the proxy names: not loopback, so not anonymous
         with client(PROXY) as proxy:
-            remote = proxy.post(f"{api.url}/training/llm/jobs", json=BODY | {"output_dir": "output/c"}, timeout=10,
-                                headers={"X-Forwarded-For": "203.0.113.7"})
+            remote = proxy.post(
+                f"{api.url}/training/llm/jobs",
+                json=BODY | {"output_dir": "output/c"},
+                timeout=10,
+                headers={"X-Forwarded-For": "203.0.113.7"},
+            )
             assert remote.status_code == 401
             local = proxy.get(f"{api.url}/training/all/jobs", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=10)
             assert local.status_code == 200
 
 
 def test_the_session_cookie_is_secure_through_a_trusted_proxy_only_and_holds_no_trace_of_the_token(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     fake_config(tmp_path, sections=f'[http]\ntrusted_proxies = ["{PROXY}"]\n')
     https = {"X-Forwarded-Proto": "https"}
     with serving(tmp_path, TOKENS) as api:
         with client(PROXY) as proxy:  # the proxy says the page was served over HTTPS: believed
-            signed = proxy.post(f"{api.url}/signin", data={"token": "tok-ann"}, headers=https, timeout=10,
-                                allow_redirects=False)
+            signed = proxy.post(
+                f"{api.url}/signin", data={"token": "tok-ann"}, headers=https, timeout=10, allow_redirects=False
+            )
             assert signed.status_code == 303
             assert "secure" in signed.headers["set-cookie"].lower().split("; ")
         with client("127.0.0.1") as direct:  # anyone else saying so: not believed (the page came over HTTP)
-            plain = direct.post(f"{api.url}/signin", data={"token": "tok-ann"}, headers=https, timeout=10,
-                                allow_redirects=False)
+            plain = direct.post(
+                f"{api.url}/signin", data={"token": "tok-ann"}, headers=https, timeout=10, allow_redirects=False
+            )
             assert plain.status_code == 303
             assert "secure" not in plain.headers["set-cookie"].lower().split("; ")
 
@@ -108,6 +116,5 @@ def test_the_session_cookie_is_secure_through_a_trusted_proxy_only_and_holds_no_
             out = direct.post(f"{api.url}/signout", data={"csrf": csrf.group(1)}, timeout=10, allow_redirects=False)
             assert out.status_code == 303
         # a copy of the cookie taken before signing out is worth nothing after
-        replayed = requests.get(f"{api.url}/", cookies={"trainbot_session": value}, timeout=10,
-                                allow_redirects=False)
+        replayed = requests.get(f"{api.url}/", cookies={"trainbot_session": value}, timeout=10, allow_redirects=False)
         assert replayed.status_code == 303 and replayed.headers["location"].startswith("/signin")

@@ -33,6 +33,7 @@ async def test_an_idle_bot_wakes_only_for_its_safety_poll_and_reacts_at_once(tmp
         assert await command(slack, bot, "llm gpu=0 out=output/j0") == (200, "")
         await slack.wait_for(lambda: len(answers(slack)) == 1, 10, what="the answer")
         [job] = await bot.runtime.store.list_jobs()
-        await slack.wait_for(lambda: card_of(slack, job.id) is not None, SAFETY_S - 0.5,
-                             what="the card, long before the safety poll")
+        await slack.wait_for(
+            lambda: card_of(slack, job.id) is not None, SAFETY_S - 0.5, what="the card, long before the safety poll"
+        )
         assert time.monotonic() - t0 < SAFETY_S

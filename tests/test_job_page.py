@@ -30,19 +30,25 @@ def _status(url: str, job: str) -> dict[str, object]:
 
 def _charts(driver: Chrome) -> list[dict[str, object]]:
     """Each chart drawn: its caption, axis titles, legend and the step labels on its x axis."""
-    return list(driver.execute_script("""
+    return list(
+        driver.execute_script("""
         return [...document.querySelectorAll('#charts figure.metric')].filter(f => f.querySelector('canvas'))
           .map(f => ({title: f.querySelector('figcaption').textContent,
                       axes: f.querySelector('.chart').dataset.axes.split('|'),
                       legend: f.querySelector('.u-legend').textContent,
-                      steps: f.querySelector('.chart').dataset.steps}));"""))
+                      steps: f.querySelector('.chart').dataset.steps}));""")
+    )
 
 
 def test_every_logged_metric_is_a_small_chart_with_axis_titles_and_whole_steps(tmp_path: Path) -> None:
     fake_config(tmp_path, step_s=0.05, sections=VLM + SIGNED_ONLY, env={"FAKE_SWIFT_MEMORY_GIB": "3.5"})
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
-        job = requests.post(f"{api.url}/training/jobs", headers=ANN, timeout=10, json={
-            "gpu_id": "0", "output_dir": "output/metrics", "start": True}).json()["job_id"]
+        job = requests.post(
+            f"{api.url}/training/jobs",
+            headers=ANN,
+            timeout=10,
+            json={"gpu_id": "0", "output_dir": "output/metrics", "start": True},
+        ).json()["job_id"]
         wait_until_sync(lambda: _status(api.url, job)["status"] == "succeeded", 60, "the job to end")
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/jobs/{job}")
@@ -60,15 +66,18 @@ def test_every_logged_metric_is_a_small_chart_with_axis_titles_and_whole_steps(t
 
         click(driver, "#chart ~ details.points summary")  # the loss chart's text alternative
         wait_until_sync(lambda: text_of(driver, "#chart ~ details.points table"), 10, "the points as a table")
-        first = driver.execute_script("return [...document.querySelectorAll('#chart ~ details.points tbody tr')]"
-                                      ".map(r => r.textContent)")
+        first = driver.execute_script(
+            "return [...document.querySelectorAll('#chart ~ details.points tbody tr')].map(r => r.textContent)"
+        )
         assert len(first) == 24 and first[0].startswith("1") and first[5].startswith("6")
         assert console_errors(driver) == []
 
 
 def _visible_in(driver: Chrome, box: str, text: str) -> bool:
     """Is the line holding `text` inside `box`'s visible (scrolled) area, without scrolling?"""
-    return bool(driver.execute_script("""
+    return bool(
+        driver.execute_script(
+            """
         const box = document.querySelector(arguments[0]);
         if (!box) { return false; }
         const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
@@ -81,22 +90,33 @@ def _visible_in(driver: Chrome, box: str, text: str) -> bool:
           const r = range.getBoundingClientRect(), b = box.getBoundingClientRect();
           return r.height > 0 && r.top >= b.top - 1 && r.bottom <= b.bottom + 1;
         }
-        return false;""", box, text))
+        return false;""",
+            box,
+            text,
+        )
+    )
 
 
 def test_a_failed_job_says_its_cause_in_words_with_the_end_of_its_log_in_view(tmp_path: Path) -> None:
     fake_config(tmp_path, sections=SIGNED_ONLY)
     (tmp_path / "fake-swift").write_text(  # a swift that loads for a while, then runs out of GPU memory
-        "#!/bin/sh\nfor i in $(seq 1 60); do echo \"loading shard $i of 60\"; done\n"
-        "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2\nexit 1\n")
+        '#!/bin/sh\nfor i in $(seq 1 60); do echo "loading shard $i of 60"; done\n'
+        "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2\nexit 1\n"
+    )
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
-        job = requests.post(f"{api.url}/training/llm/jobs", headers=ANN, timeout=10,
-                            json={"gpu_id": "0", "output_dir": "output/oom", "start": True}).json()["job_id"]
+        job = requests.post(
+            f"{api.url}/training/llm/jobs",
+            headers=ANN,
+            timeout=10,
+            json={"gpu_id": "0", "output_dir": "output/oom", "start": True},
+        ).json()["job_id"]
         wait_until_sync(lambda: _status(api.url, job)["status"] == "failed", 60, "the job to fail")
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/jobs/{job}")
-        assert text_of(driver, "#failure-title") == \
-            "Why it failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"  # bot/failure_words
+        assert (
+            text_of(driver, "#failure-title")
+            == "Why it failed: ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB)"
+        )  # bot/words/failures
         assert "cuda_oom" not in driver.page_source
         assert _visible_in(driver, ".failure .tail", "CUDA out of memory")  # the tail opens at its end
         assert not _visible_in(driver, ".failure .tail", "loading shard 41 of 60")  # its top is scrolled away
@@ -108,8 +128,12 @@ def test_a_failed_job_says_its_cause_in_words_with_the_end_of_its_log_in_view(tm
 def test_start_on_a_stopped_job_says_it_resumes_from_its_checkpoint_and_said_words_leave(tmp_path: Path) -> None:
     fake_config(tmp_path, steps=400, save_steps=5, step_s=0.05, sections=SIGNED_ONLY, env={"FAKE_SWIFT_STOP_S": "3"})
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
-        job = requests.post(f"{api.url}/training/llm/jobs", headers=ANN, timeout=10,
-                            json={"gpu_id": "0", "output_dir": "output/resume", "start": True}).json()["job_id"]
+        job = requests.post(
+            f"{api.url}/training/llm/jobs",
+            headers=ANN,
+            timeout=10,
+            json={"gpu_id": "0", "output_dir": "output/resume", "start": True},
+        ).json()["job_id"]
         wait_until_sync(lambda: int(str(_status(api.url, job)["step"] or 0)) >= 12, 60, "two checkpoints")
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/jobs/{job}")
@@ -122,13 +146,17 @@ def test_start_on_a_stopped_job_says_it_resumes_from_its_checkpoint_and_said_wor
         assert said.startswith((f"Stopping job {job}", f"Job {job} is stopped")), said
         wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 60, "stopped")
         wait_until_sync(lambda: text_of(driver, "#said") == "", 10, "“Stopping job…” to go once stopped")
-        wait_until_sync(lambda: text_of(driver, "#announce") == f"Job {job} is now stopped.", 10,
-                        "the change told through the polite live region")
+        wait_until_sync(
+            lambda: text_of(driver, "#announce") == f"Job {job} is now stopped.",
+            10,
+            "the change told through the polite live region",
+        )
         driver.refresh()
         assert text_of(driver, "#said") == ""  # nor back on a reload
 
-        checkpoint = str(requests.get(f"{api.url}/training/jobs/{job}", headers=ANN, timeout=10)
-                         .json()["last_checkpoint"])
+        checkpoint = str(
+            requests.get(f"{api.url}/training/jobs/{job}", headers=ANN, timeout=10).json()["last_checkpoint"]
+        )
         n = checkpoint.rsplit("-", 1)[1]
         wait_until_sync(lambda: text_of(driver, "#do-start"), 20, "the start button")
         assert text_of(driver, "#do-start") == f"Resume from checkpoint {n}"
@@ -139,16 +167,24 @@ def test_start_on_a_stopped_job_says_it_resumes_from_its_checkpoint_and_said_wor
         assert f"from step {n}" in text_of(driver, "#what-it-does") and text_of(driver, "#confirm") == "Yes, resume it"
         click(driver, "#confirm")
         wait_until_sync(lambda: _status(api.url, job)["status"] in ("queued", "starting", "running"), 20, "resumed")
+
         def metrics() -> dict[str, Any]:
             reply = requests.get(f"{api.url}/training/jobs/{job}/metrics", headers=ANN, timeout=10)
             return dict(reply.json())
 
-        wait_until_sync(lambda: len(metrics()["run_dirs"]) == 2 and metrics()["series"]["loss"][-1][0] > int(n) + 2,
-                        30, "the resumed run's first steps")
+        wait_until_sync(
+            lambda: len(metrics()["run_dirs"]) == 2 and metrics()["series"]["loss"][-1][0] > int(n) + 2,
+            30,
+            "the resumed run's first steps",
+        )
         requests.post(f"{api.url}/training/jobs/{job}/stop", headers=ANN, timeout=10)
         wait_until_sync(lambda: _status(api.url, job)["status"] == "stopped", 60, "stopped again")
         steps = [s for s, _ in metrics()["series"]["loss"]]
         events = requests.get(f"{api.url}/training/jobs/{job}", headers=ANN, timeout=10).json()["events"]
         assert steps[0] == 1 and steps == sorted(set(steps)) and int(n) + 1 in steps, (  # one curve, resumed from N
-            n, steps, metrics()["run_dirs"], [e["message"] for e in events])
+            n,
+            steps,
+            metrics()["run_dirs"],
+            [e["message"] for e in events],
+        )
         assert console_errors(driver) == []

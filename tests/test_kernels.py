@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import default_swift_bin
+from demo.run import default_swift_bin
 from runner import swift_entry
 from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend
@@ -47,8 +47,10 @@ async def compiled(backend: LocalBackend) -> bool:
     return backend.compiling is None
 
 
+@pytest.mark.swift  # the tiny model is built by swift's python
 async def test_the_kernels_are_compiled_once_into_the_folder_every_fast_job_reads(
-        backend: LocalBackend, config: Config, tiny_llm: dict[str, Any]) -> None:
+    backend: LocalBackend, config: Config, tiny_llm: dict[str, Any]
+) -> None:
     log = triton_cache(config.data_dir).parent / "compile.log"
     for _ in range(2):
         await backend.compile_kernels("cpu", model_dir(tiny_llm))
@@ -57,12 +59,19 @@ async def test_the_kernels_are_compiled_once_into_the_folder_every_fast_job_read
     text = log.read_text()
     assert "[trainbot] kernels: already compiled (trainbot-" in text, text  # the second time: its marker was there
     marker = next(triton_cache(config.data_dir).glob("trainbot-*.json"))
-    assert set(json.loads(marker.read_text())["versions"]) == {"torch", "triton", "liger-kernel", "transformers",
-                                                              "peft"}
+    assert set(json.loads(marker.read_text())["versions"]) == {
+        "torch",
+        "triton",
+        "liger-kernel",
+        "transformers",
+        "peft",
+    }
 
 
+@pytest.mark.swift  # the tiny model is built by swift's python
 async def test_a_job_for_the_gpu_the_kernels_are_compiled_on_stops_it_first(
-        backend: LocalBackend, config: Config, tiny_llm: dict[str, Any], tmp_path: Path) -> None:
+    backend: LocalBackend, config: Config, tiny_llm: dict[str, Any], tmp_path: Path
+) -> None:
     await backend.compile_kernels("cpu", model_dir(tiny_llm))
     compiling = backend._kernels
     assert compiling is not None and backend.compiling == "cpu"

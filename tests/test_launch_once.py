@@ -136,6 +136,7 @@ def starts(path: Path, what: str) -> list[str]:
 
 def in_thread(call: Callable[[], object]) -> None:
     """A request the bot dies answering."""
+
     def run() -> None:
         with contextlib.suppress(requests.RequestException):
             call()
@@ -143,9 +144,15 @@ def in_thread(call: Callable[[], object]) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
-def kill_mid_launch(served: Served, config: Config, log: Path, ask: Callable[[], object],
-                    recorded: Callable[[dict[str, Any]], bool], job_id: str,
-                    launched: Callable[[], bool]) -> FifoLog:
+def kill_mid_launch(
+    served: Served,
+    config: Config,
+    log: Path,
+    ask: Callable[[], object],
+    recorded: Callable[[dict[str, Any]], bool],
+    job_id: str,
+    launched: Callable[[], bool],
+) -> FifoLog:
     """`ask` for a launch; once the store shows it `recorded`, let the bot start its launcher while the store is
     locked, and SIGKILL it once `launched()`: the launch is in the store, its pid is not."""
     fifo = FifoLog(log)
@@ -179,11 +186,17 @@ def scene(tmp_path: Path) -> Iterator[tuple[Config, Path, dict[str, str]]]:
     counted = tmp_path / "starts.txt"
     gate = tmp_path / "gate"
     gate.mkdir()
-    config = fake_config(tmp_path, steps=20, step_s=0.1, env={"FAKE_SWIFT_STARTS": str(counted),
-                                                              "FAKE_SWIFT_EXPORT_UNTIL": str(gate / "exported")})
+    config = fake_config(
+        tmp_path,
+        steps=20,
+        step_s=0.1,
+        env={"FAKE_SWIFT_STARTS": str(counted), "FAKE_SWIFT_EXPORT_UNTIL": str(gate / "exported")},
+    )
     (gate / "sitecustomize.py").write_text(HOLD)
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(gate), os.environ.get("PYTHONPATH")) if p),
-           "LAUNCH_ONCE_GATE": str(gate)}
+    env = {
+        "PYTHONPATH": os.pathsep.join(p for p in (str(gate), os.environ.get("PYTHONPATH")) if p),
+        "LAUNCH_ONCE_GATE": str(gate),
+    }
     try:
         yield config, counted, env
     finally:
@@ -205,13 +218,20 @@ def ended(config: Config, job_id: str) -> dict[str, Any] | None:
 
 
 def test_bot_killed_after_its_launcher_started_swift_follows_that_trainer_and_starts_no_second(
-        scene: tuple[Config, Path, dict[str, str]], tmp_path: Path) -> None:
+    scene: tuple[Config, Path, dict[str, str]], tmp_path: Path
+) -> None:
     config, counted, env = scene
     first = start_serve(tmp_path, env)
     job_id = create(first, output_dir="output/once")
-    fifo = kill_mid_launch(first, config, config.log_dir / f"llm_training_{job_id}.log",
-                           lambda: requests.post(f"{first.url}/training/jobs/{job_id}/start", timeout=60),
-                           lambda r: r["state"] == "starting", job_id, lambda: bool(starts(counted, "sft")))
+    fifo = kill_mid_launch(
+        first,
+        config,
+        config.log_dir / f"llm_training_{job_id}.log",
+        lambda: requests.post(f"{first.url}/training/jobs/{job_id}/start", timeout=60),
+        lambda r: r["state"] == "starting",
+        job_id,
+        lambda: bool(starts(counted, "sft")),
+    )
     mid = row(config, job_id)
     assert mid["state"] == "starting" and mid["pid"] is None  # killed between the launch and its pid
     try:
@@ -227,20 +247,28 @@ def test_bot_killed_after_its_launcher_started_swift_follows_that_trainer_and_st
 
 
 def test_launcher_that_comes_after_the_restart_starts_nothing_and_the_job_runs_once(
-        scene: tuple[Config, Path, dict[str, str]], tmp_path: Path) -> None:
+    scene: tuple[Config, Path, dict[str, str]], tmp_path: Path
+) -> None:
     config, counted, env = scene
     gate, env = tmp_path / "gate", env | {"LAUNCH_ONCE_HOLD": ".train."}
     first = start_serve(tmp_path, env)
     job_id = create(first, output_dir="output/late")
-    fifo = kill_mid_launch(first, config, config.log_dir / f"llm_training_{job_id}.log",
-                           lambda: requests.post(f"{first.url}/training/jobs/{job_id}/start", timeout=60),
-                           lambda r: r["state"] == "starting", job_id, lambda: (gate / "arrived").exists())
+    fifo = kill_mid_launch(
+        first,
+        config,
+        config.log_dir / f"llm_training_{job_id}.log",
+        lambda: requests.post(f"{first.url}/training/jobs/{job_id}/start", timeout=60),
+        lambda r: r["state"] == "starting",
+        job_id,
+        lambda: (gate / "arrived").exists(),
+    )
     late = psutil.Process(int((gate / "arrived").read_text()))  # the first bot's launcher, held before it began
     assert row(config, job_id)["pid"] is None
     try:
         with serving(tmp_path, env):
-            again = wait_until_sync(lambda: (r := row(config, job_id))["state"] == "running" and r, 60,
-                                    "the job to be launched again")
+            again = wait_until_sync(
+                lambda: (r := row(config, job_id))["state"] == "running" and r, 60, "the job to be launched again"
+            )
             assert again["pid"] != late.pid
             (gate / "go").touch()  # the late launcher goes on: it must find its launch given up
             assert not psutil.wait_procs([late], timeout=30)[1]
@@ -254,23 +282,34 @@ def test_launcher_that_comes_after_the_restart_starts_nothing_and_the_job_runs_o
 
 
 def test_export_whose_bot_died_mid_launch_is_followed_to_its_end_not_failed(
-        scene: tuple[Config, Path, dict[str, str]], tmp_path: Path) -> None:
+    scene: tuple[Config, Path, dict[str, str]], tmp_path: Path
+) -> None:
     config, counted, env = scene
     first = start_serve(tmp_path, env)
     job_id = create(first, output_dir="output/exp", start=True)
     assert wait_until_sync(lambda: ended(config, job_id), 60, "training to end")["state"] == "succeeded"
-    fifo = kill_mid_launch(first, config, config.log_dir / f"llm_export_{job_id}.log",
-                           lambda: requests.post(f"{first.url}/training/jobs/{job_id}/export", timeout=60),
-                           lambda r: r["export_state"] == "exporting", job_id, lambda: bool(starts(counted, "export")))
+    fifo = kill_mid_launch(
+        first,
+        config,
+        config.log_dir / f"llm_export_{job_id}.log",
+        lambda: requests.post(f"{first.url}/training/jobs/{job_id}/export", timeout=60),
+        lambda r: r["export_state"] == "exporting",
+        job_id,
+        lambda: bool(starts(counted, "export")),
+    )
     assert row(config, job_id)["export_pid"] is None
     found_again = "export found again after a restart of the bot"
     try:
         with serving(tmp_path, env):  # the export still runs (until told to end): the new bot must find it
-            wait_until_sync(lambda: row(config, job_id)["export_state"] != "exporting"
-                            or found_again in events(config, job_id), 60, "the new bot to look at the export")
+            wait_until_sync(
+                lambda: row(config, job_id)["export_state"] != "exporting" or found_again in events(config, job_id),
+                60,
+                "the new bot to look at the export",
+            )
             (tmp_path / "gate" / "exported").touch()
-            done = wait_until_sync(lambda: (r := row(config, job_id))["export_state"] != "exporting" and r, 60,
-                                   "the export to end")
+            done = wait_until_sync(
+                lambda: (r := row(config, job_id))["export_state"] != "exporting" and r, 60, "the export to end"
+            )
         assert done["export_state"] == "exported" and (Path(done["export_dir"]) / "config.json").is_file()
         assert len(starts(counted, "export")) == 1, counted.read_text()
     finally:
@@ -278,27 +317,40 @@ def test_export_whose_bot_died_mid_launch_is_followed_to_its_end_not_failed(
 
 
 def test_export_whose_launcher_came_after_the_restart_runs_once_not_failed(
-        scene: tuple[Config, Path, dict[str, str]], tmp_path: Path) -> None:
+    scene: tuple[Config, Path, dict[str, str]], tmp_path: Path
+) -> None:
     config, counted, env = scene
     gate, env = tmp_path / "gate", env | {"LAUNCH_ONCE_HOLD": ".export."}
     first = start_serve(tmp_path, env)
     job_id = create(first, output_dir="output/exp-late", start=True)
     assert wait_until_sync(lambda: ended(config, job_id), 60, "training to end")["state"] == "succeeded"
-    fifo = kill_mid_launch(first, config, config.log_dir / f"llm_export_{job_id}.log",
-                           lambda: requests.post(f"{first.url}/training/jobs/{job_id}/export", timeout=60),
-                           lambda r: r["export_state"] == "exporting", job_id, lambda: (gate / "arrived").exists())
+    fifo = kill_mid_launch(
+        first,
+        config,
+        config.log_dir / f"llm_export_{job_id}.log",
+        lambda: requests.post(f"{first.url}/training/jobs/{job_id}/export", timeout=60),
+        lambda r: r["export_state"] == "exporting",
+        job_id,
+        lambda: (gate / "arrived").exists(),
+    )
     late = psutil.Process(int((gate / "arrived").read_text()))
     started_again = "export started again after a restart of the bot"
     try:
         with serving(tmp_path, env):
-            wait_until_sync(lambda: row(config, job_id)["export_state"] != "exporting"
-                            or any(e.startswith(started_again) for e in events(config, job_id)), 60,
-                            "the new bot to look at the export")
+            wait_until_sync(
+                lambda: (
+                    row(config, job_id)["export_state"] != "exporting"
+                    or any(e.startswith(started_again) for e in events(config, job_id))
+                ),
+                60,
+                "the new bot to look at the export",
+            )
             (gate / "go").touch()  # the late launcher goes on: it must find its launch given up
             assert not psutil.wait_procs([late], timeout=30)[1]
             (gate / "exported").touch()
-            done = wait_until_sync(lambda: (r := row(config, job_id))["export_state"] != "exporting" and r, 60,
-                                   "the export to end")
+            done = wait_until_sync(
+                lambda: (r := row(config, job_id))["export_state"] != "exporting" and r, 60, "the export to end"
+            )
         assert done["export_state"] == "exported" and (Path(done["export_dir"]) / "config.json").is_file()
         assert len(starts(counted, "export")) == 1, counted.read_text()
     finally:
@@ -357,13 +409,15 @@ def submit_and_die(tmp_path: Path, config: Config, env: dict[str, str], gate: Pa
     Slurm id): the job's id and its Slurm job's."""
     first = start_serve(tmp_path, env)
     try:
-        reply = requests.post(f"{first.url}/training/llm/jobs", json={"gpu_id": "cpu", "output_dir": "output/s"},
-                              timeout=30)
+        reply = requests.post(
+            f"{first.url}/training/llm/jobs", json={"gpu_id": "cpu", "output_dir": "output/s"}, timeout=30
+        )
         assert reply.status_code == 201, reply.text
         job_id: str = reply.json()["job_id"]
         in_thread(lambda: requests.post(f"{first.url}/training/jobs/{job_id}/start", timeout=60))
-        slurm_id: str = wait_until_sync(lambda: (gate / "submitted").exists()
-                                        and (gate / "submitted").read_text().strip(), 30, "sbatch to submit")
+        slurm_id: str = wait_until_sync(
+            lambda: (gate / "submitted").exists() and (gate / "submitted").read_text().strip(), 30, "sbatch to submit"
+        )
     finally:
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(30)

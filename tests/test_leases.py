@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.waiting_words import waiting_words
+from bot.words.waiting import waiting_words
 from runner.leases import Decision, export_gpus, held, plan_starts
 from storage.models import ExportState, Job, JobState, Kind
 from storage.waiting import BehindEarlierJob, GpusBusy
@@ -17,8 +17,12 @@ def starts(decisions: list[Decision]) -> list[str]:
 
 
 def test_running_jobs_hold_their_gpus_and_ended_ones_do_not() -> None:
-    jobs = [job("a", "0", JobState.RUNNING), job("b", "1,2", JobState.STOPPING), job("c", "3", JobState.SUCCEEDED),
-            job("d", "4", JobState.QUEUED)]
+    jobs = [
+        job("a", "0", JobState.RUNNING),
+        job("b", "1,2", JobState.STOPPING),
+        job("c", "3", JobState.SUCCEEDED),
+        job("d", "4", JobState.QUEUED),
+    ]
     assert held(jobs) == {"0": "a", "1": "b", "2": "b"}
 
 

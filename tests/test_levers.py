@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.mrkdwn import SLACK
-from bot.notice_words import notice_text
+from bot.words.format import SLACK
+from bot.words.notices import notice_text
 from runner.config import Config, load_config
 from runner.levers import not_applied
 from runner.runtime import Runtime
@@ -45,14 +45,19 @@ OTHER_SIGNATURE = MISSING | {
     "transformers/masking_utils.py": "def find_packed_sequence_indices(position_ids):\n    pass\n",
     "swift/arguments/sft_args.py": "class SftArguments:\n    def _check_padding_free(self):\n        pass\n",
     "transformers/trainer.py": "class Trainer:\n    def training_step(self, model, inputs):\n        pass\n"
-                               "    def compute_loss(self, model, inputs):\n        pass\n",
+    "    def compute_loss(self, model, inputs):\n        pass\n",
 }
 
 
 def standin_config(tmp_path: Path, packages: dict[str, str]) -> Config:
     root = tmp_path / "standin"
-    files = {"swift/__init__.py": "", "swift/cli/__init__.py": "", "swift/cli/sft.py": SCRIPT.format(script="sft"),
-             "swift/cli/export.py": SCRIPT.format(script="export"), **packages}
+    files = {
+        "swift/__init__.py": "",
+        "swift/cli/__init__.py": "",
+        "swift/cli/sft.py": SCRIPT.format(script="sft"),
+        "swift/cli/export.py": SCRIPT.format(script="export"),
+        **packages,
+    }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -80,24 +85,40 @@ warm_start = false
 async def ended(rt: Runtime, job_id: str, export: bool = False) -> Job:
     async def done() -> Job | None:
         job = await rt.store.require(job_id)
-        finished = job.export_state in (ExportState.EXPORTED, ExportState.EXPORT_FAILED) if export \
-            else job.state.is_terminal
+        finished = (
+            job.export_state in (ExportState.EXPORTED, ExportState.EXPORT_FAILED) if export else job.state.is_terminal
+        )
         return job if finished else None
 
     found: Job = await wait_until(done, 60, f"job {job_id} to end")
     return found
 
 
-@pytest.mark.parametrize(("packages", "expected"), [
-    (MISSING, {"no_cudnn_attention": "torch.backends.cuda has no enable_cudnn_sdp",
-               "padding_free_sdpa": "transformers.masking_utils has no find_packed_sequence_indices",
-               "token_micro_batches": "they need padding-free micro-batches"}),
-    (OTHER_SIGNATURE, {"no_cudnn_attention": "torch.backends.cuda has no enable_cudnn_sdp",
-                       "token_micro_batches": "transformers.Trainer.training_step takes (self, model, inputs), not "
-                                              "(self, model, inputs, num_items_in_batch, ...)"}),
-], ids=["names-missing", "other-signature"])
+@pytest.mark.parametrize(
+    ("packages", "expected"),
+    [
+        (
+            MISSING,
+            {
+                "no_cudnn_attention": "torch.backends.cuda has no enable_cudnn_sdp",
+                "padding_free_sdpa": "transformers.masking_utils has no find_packed_sequence_indices",
+                "token_micro_batches": "they need padding-free micro-batches",
+            },
+        ),
+        (
+            OTHER_SIGNATURE,
+            {
+                "no_cudnn_attention": "torch.backends.cuda has no enable_cudnn_sdp",
+                "token_micro_batches": "transformers.Trainer.training_step takes (self, model, inputs), not "
+                "(self, model, inputs, num_items_in_batch, ...)",
+            },
+        ),
+    ],
+    ids=["names-missing", "other-signature"],
+)
 async def test_a_job_whose_swift_lacks_what_a_lever_patches_succeeds_on_the_plain_path_and_says_so(
-        tmp_path: Path, open_runtime: OpenRuntime, packages: dict[str, str], expected: dict[str, str]) -> None:
+    tmp_path: Path, open_runtime: OpenRuntime, packages: dict[str, str], expected: dict[str, str]
+) -> None:
     config = standin_config(tmp_path, packages)
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(JobRequest(Kind.LLM, ("cpu",), tmp_path / "output" / "one", {}))
@@ -107,8 +128,11 @@ async def test_a_job_whose_swift_lacks_what_a_lever_patches_succeeds_on_the_plai
     for lever, why in expected.items():
         assert f"not applied ({lever}): {why}; " in log, log
     args = json.loads(next((tmp_path / "output" / "one").glob("v0-*/args.json")).read_text())
-    plain = {"padding_free": ["false" if "padding_free_sdpa" in expected else "true"],
-             "per_device_train_batch_size": ["1"], "gradient_accumulation_steps": ["16"]}
+    plain = {
+        "padding_free": ["false" if "padding_free_sdpa" in expected else "true"],
+        "per_device_train_batch_size": ["1"],
+        "gradient_accumulation_steps": ["16"],
+    }
     assert {k: args[k] for k in plain} == plain and "gradient_checkpointing" not in args  # the layout planned
 
     succeeded = [n for n in await rt.store.notices(job.id) if isinstance(n.facts, JobSucceeded)]
@@ -116,31 +140,35 @@ async def test_a_job_whose_swift_lacks_what_a_lever_patches_succeeds_on_the_plai
     words = notice_text(succeeded[0])
     assert f"ran without attention without cuDNN's kernel: {expected['no_cudnn_attention']}" in words
     assert "ran without micro-batches by tokens (it ran the planned layout, with its checkpointing)" in words
-    assert ("ran without padding-free micro-batches (it ran padded ones)" in words) == \
-        ("padding_free_sdpa" in expected)
+    assert ("ran without padding-free micro-batches (it ran padded ones)" in words) == ("padding_free_sdpa" in expected)
 
     await rt.supervisor.export(job.id, by="U1")
     job = await ended(rt, job.id, export=True)
     exported = [n.facts for n in await rt.store.notices(job.id) if isinstance(n.facts, ExportSucceeded)]
     assert exported, Path(str(job.export_run.log)).read_text()
-    assert NotApplied("shards_together", "transformers.modeling_utils has no safe_save_file") in \
-        exported[0].not_applied
+    assert NotApplied("shards_together", "transformers.modeling_utils has no safe_save_file") in exported[0].not_applied
 
 
 def test_only_the_last_run_of_a_log_counts(tmp_path: Path) -> None:
     log = tmp_path / "llm_training_ab3cd.log"
-    log.write_text("[trainbot] 2026-12-07 10:00:00 job ab3cd train: swift sft ...\n"
-                   "[trainbot] attention without cuDNN's kernel not applied (no_cudnn_attention): gone; it stays on\n"
-                   "[trainbot] 2026-12-07 11:00:00 job ab3cd train: swift sft ...\n"
-                   "[rank1]: [trainbot] micro-batches by tokens not applied (token_micro_batches): a; b; the plan\n"
-                   "[rank0]: [trainbot] micro-batches by tokens not applied (token_micro_batches): a; b; the plan\n")
+    log.write_text(
+        "[trainbot] 2026-12-07 10:00:00 job ab3cd train: swift sft ...\n"
+        "[trainbot] attention without cuDNN's kernel not applied (no_cudnn_attention): gone; it stays on\n"
+        "[trainbot] 2026-12-07 11:00:00 job ab3cd train: swift sft ...\n"
+        "[rank1]: [trainbot] micro-batches by tokens not applied (token_micro_batches): a; b; the plan\n"
+        "[rank0]: [trainbot] micro-batches by tokens not applied (token_micro_batches): a; b; the plan\n"
+    )
     assert not_applied(log) == (NotApplied("token_micro_batches", "a; b"),)
     assert not_applied(tmp_path / "none.log") == ()
 
 
 def test_the_thread_words_a_lever_not_applied_escaped() -> None:
-    facts = JobSucceeded(not_applied=(NotApplied("warm_start", "ModuleNotFoundError: No module named '<x>'"),
-                                      NotApplied("a_lever_of_a_newer_bot", "")))
+    facts = JobSucceeded(
+        not_applied=(
+            NotApplied("warm_start", "ModuleNotFoundError: No module named '<x>'"),
+            NotApplied("a_lever_of_a_newer_bot", ""),
+        )
+    )
     words = notice_text(Notice("ab3cd", facts))
     assert "started afresh, not in the process kept warm: ModuleNotFoundError: No module named '<x>'" in words
     assert "ran without a_lever_of_a_newer_bot" in words
@@ -148,13 +176,19 @@ def test_the_thread_words_a_lever_not_applied_escaped() -> None:
     assert "No module named '&lt;x&gt;'" in slack and "ran without `a_lever_of_a_newer_bot`" in slack
 
 
+@pytest.mark.swift  # torch: the swift extra
 def test_a_step_is_split_between_samples_in_order_under_the_budget() -> None:
     import torch
 
     lengths = [3, 5, 2, 4]
     ids = torch.arange(sum(lengths)).unsqueeze(0)
-    batch = {"input_ids": ids, "labels": ids + 100, "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
-             "channel": [None] * 4, "loss_scale": None}
+    batch = {
+        "input_ids": ids,
+        "labels": ids + 100,
+        "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+        "channel": [None] * 4,
+        "loss_scale": None,
+    }
     pieces = split_packed(batch, 7)
     assert pieces is not None
     assert [p["input_ids"].tolist() for p in pieces] == [[list(range(0, 3))], [list(range(3, 10))], [[10, 11, 12, 13]]]

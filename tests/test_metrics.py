@@ -23,8 +23,17 @@ def test_every_number_swift_logged_is_a_series_by_whole_step(tmp_path: Path) -> 
     shutil.copy(FIXTURES / "sft_interrupted.logging.jsonl", run / "logging.jsonl")
     metrics = MetricsReader().read([run])
     assert metrics.max_steps == 540
-    for name in ("loss", "grad_norm", "learning_rate", "token_acc", "seconds_per_step", "elapsed_s", "epoch",
-                 "eval_loss", "eval_token_acc"):
+    for name in (
+        "loss",
+        "grad_norm",
+        "learning_rate",
+        "token_acc",
+        "seconds_per_step",
+        "elapsed_s",
+        "epoch",
+        "eval_loss",
+        "eval_token_acc",
+    ):
         steps = [s for s, _ in metrics.series[name]]
         assert steps == sorted(set(steps)) and all(isinstance(s, int) for s in steps), name
     assert metrics.series["loss"][0] == (1, 6.93784046)
@@ -35,7 +44,8 @@ def test_every_number_swift_logged_is_a_series_by_whole_step(tmp_path: Path) -> 
 
 
 def test_a_resumed_run_goes_on_from_its_checkpoint_and_a_growing_file_is_read_from_where_it_ended(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     first, second = tmp_path / "v0-20261128-052335", tmp_path / "v1-20261128-053000"
     first.mkdir()
     second.mkdir()
@@ -56,8 +66,11 @@ def test_a_resumed_run_goes_on_from_its_checkpoint_and_a_growing_file_is_read_fr
 def test_the_metrics_endpoint_serves_each_logged_metric_by_step_also_for_a_resumed_job(tmp_path: Path) -> None:
     fake_config(tmp_path, step_s=0.1, sections=VLM_STEPS, env={"FAKE_SWIFT_MEMORY_GIB": "3.5"})
     with serving(tmp_path) as api:
-        job = requests.post(f"{api.url}/training/jobs", json={"gpu_id": "0", "output_dir": "output/m",
-                                                              "learning_rate": 2e-4, "start": True}, timeout=10)
+        job = requests.post(
+            f"{api.url}/training/jobs",
+            json={"gpu_id": "0", "output_dir": "output/m", "learning_rate": 2e-4, "start": True},
+            timeout=10,
+        )
         job_id = job.json()["job_id"]
 
         def status() -> str:
@@ -84,11 +97,13 @@ def test_the_metrics_endpoint_serves_each_logged_metric_by_step_also_for_a_resum
         for name in ("grad_norm", "token_acc", "seconds_per_step", "elapsed_s", "epoch"):
             assert len(series[name]) == 30, name
 
-        only = requests.get(f"{api.url}/training/jobs/{job_id}/metrics",
-                            params=[("name", "loss"), ("name", "eval_loss")], timeout=10).json()
+        only = requests.get(
+            f"{api.url}/training/jobs/{job_id}/metrics", params=[("name", "loss"), ("name", "eval_loss")], timeout=10
+        ).json()
         assert set(only["series"]) == {"loss", "eval_loss"}
         missing = requests.get(f"{api.url}/training/jobs/zzzzz/metrics", timeout=10)
         assert missing.status_code == 404 and missing.json()["code"] == "not_found"
-        fresh = requests.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "1", "output_dir": "output/n"},
-                              timeout=10).json()["job_id"]
+        fresh = requests.post(
+            f"{api.url}/training/llm/jobs", json={"gpu_id": "1", "output_dir": "output/n"}, timeout=10
+        ).json()["job_id"]
         assert requests.get(f"{api.url}/training/jobs/{fresh}/metrics", timeout=10).json()["series"] == {}

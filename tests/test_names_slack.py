@@ -26,8 +26,10 @@ NAME = "<!channel> *lr* sweep & 训练"  # a mention, mrkdwn, an ampersand and C
 
 
 async def test_a_name_is_shown_escaped_on_the_card_in_the_thread_and_found_by_status_and_list(
-        slack: SlackStandIn, tmp_path: Path) -> None:
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
     async with running_bot(fake_config(tmp_path, steps=4, save_steps=2), slack, mode="socket") as bot:
+
         async def say(text: str, user: str = OWNER) -> str:
             before = len(answers(slack))
             await slack.wait_for_ack(await slack.push_slash_command(text, user_id=user))
@@ -45,8 +47,9 @@ async def test_a_name_is_shown_escaped_on_the_card_in_the_thread_and_found_by_st
 
         shown = slack_shows(card_text(slack.message(CH, card["ts"]) or {}))
         assert f"`{job}`* “{NAME}”" in shown  # the id, and the name beside it
-        thread = [json.dumps(m.get("blocks") or m.get("text"), ensure_ascii=False)
-                  for m in slack.thread(CH, card["ts"])]
+        thread = [
+            json.dumps(m.get("blocks") or m.get("text"), ensure_ascii=False) for m in slack.thread(CH, card["ts"])
+        ]
         told = [m for m in thread if "succeeded" in m or "started" in m]
         assert told and all(NAME.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in m for m in told)
         assert slack.live_tokens(allowed=[f"<@{OWNER}>"]) == []  # `<!channel>` in a name pings nobody, anywhere
@@ -66,8 +69,9 @@ async def test_a_name_is_shown_escaped_on_the_card_in_the_thread_and_found_by_st
         assert "only" in refused and "may note it" in refused
         noted = await say(f"note {job} lr 1e-4 <was> too high; don't", user=OWNER)
         assert "lr 1e-4 <was> too high; don't" in noted
-        await slack.wait_for(lambda: "too high" in card_text(slack.message(CH, card["ts"]) or {}), 10,
-                             what="the note on the card")
+        await slack.wait_for(
+            lambda: "too high" in card_text(slack.message(CH, card["ts"]) or {}), 10, what="the note on the card"
+        )
         assert "&lt;was&gt;" in card_text(slack.message(CH, card["ts"]) or {})
         assert "lr 1e-4 <was> too high; don't" in await say(f"status {job}")
         assert slack.live_tokens(allowed=[f"<@{OWNER}>", f"<@{OTHER}>"]) == []

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_YET = {
     # the job's events are still sentences made here; they become typed facts with the lifecycle module
     # (issue 27, "One lifecycle")
-    "runner/supervisor.py", "runner/following.py",
+    "runner/supervisor.py",
+    "runner/following.py",
     # the config file's mistakes are still worded where pydantic finds them (issue 27, "Config from one place")
     "runner/config.py",
 }
@@ -50,8 +51,9 @@ ARGPARSE_CALLS = {"ArgumentParser", "add_argument", "add_parser", "add_argument_
 ARGPARSE_TEXT = {"help", "description", "epilog"}
 # a constant of text for another program: a regex, or code and scripts that another interpreter runs
 MACHINE_NAMES = re.compile(r"(?i)(^|_)(re|pattern|code|script)$")
-BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
-                  if isinstance(value, type) and issubclass(value, BaseException)}
+BUILTIN_ERRORS = {
+    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+}
 
 
 def prose_literals(source: str, name: str) -> list[str]:
@@ -66,7 +68,7 @@ def prose_literals(source: str, name: str) -> list[str]:
         if not PROSE.search(node.value) or SQL.match(node.value):
             continue
         end = node.end_lineno or node.lineno
-        if any(PRAGMA.search(line) for line in lines[node.lineno - 1:end]):
+        if any(PRAGMA.search(line) for line in lines[node.lineno - 1 : end]):
             continue
         found.append(f"{name}:{node.lineno}: {node.value!r}")
     return found
@@ -101,8 +103,9 @@ def _places(node: ast.AST, patterns: set[str]) -> list[ast.AST]:
             places += [*node.args[:1], *(k.value for k in node.keywords if k.arg == "pattern")]
     if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and _callee(node.exc.func) in BUILTIN_ERRORS:
         places.append(node.exc)
-    if isinstance(node, ast.Compare) and all(isinstance(op, ast.In | ast.NotIn | ast.Eq | ast.NotEq)
-                                             for op in node.ops):
+    if isinstance(node, ast.Compare) and all(
+        isinstance(op, ast.In | ast.NotIn | ast.Eq | ast.NotEq) for op in node.ops
+    ):
         places.append(node)
     if isinstance(node, ast.Assign | ast.AnnAssign):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -139,8 +142,12 @@ def _modules() -> list[Path]:
 
 
 def test_runner_and_storage_hold_no_words_for_people() -> None:
-    found = [hit for p in _modules() if (name := str(p.relative_to(ROOT))) not in NOT_YET | JOB_LOG_ONLY
-             for hit in prose_literals(p.read_text(), name)]
+    found = [
+        hit
+        for p in _modules()
+        if (name := str(p.relative_to(ROOT))) not in NOT_YET | JOB_LOG_ONLY
+        for hit in prose_literals(p.read_text(), name)
+    ]
     assert not found, "words for people below bot/ (make them typed facts, worded in bot/):\n" + "\n".join(found)
 
 
@@ -150,39 +157,46 @@ def test_the_files_not_yet_converted_still_exist() -> None:
 
 # ---- the guard itself, on samples (nothing is written into the source tree) ----------------------------------
 
-@pytest.mark.parametrize("sample", [
-    'REASON = "an earlier job is waiting for the same GPU"\n',
-    'def why(n: int) -> str:\n    return f"GPU {n} is held by another job"\n',
-    'class Refused(Exception):\n    pass\n\n\n'
-    'def launch() -> None:\n    raise Refused("the output folder is not writable")\n',
-    'def hint() -> str:\n    """Docstring."""\n    return "lower max_length or the batch size"\n',
-    'NOTES = {"liger": "Liger fused kernels on"}\n',
-    'def check(x: str) -> str:\n    return x if x == "ok" else "that was not ok"\n',
-    'import argparse\nap = argparse.ArgumentParser()\nap.add_argument("--device", default="the first free GPU")\n',
-])
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        'REASON = "an earlier job is waiting for the same GPU"\n',
+        'def why(n: int) -> str:\n    return f"GPU {n} is held by another job"\n',
+        "class Refused(Exception):\n    pass\n\n\n"
+        'def launch() -> None:\n    raise Refused("the output folder is not writable")\n',
+        'def hint() -> str:\n    """Docstring."""\n    return "lower max_length or the batch size"\n',
+        'NOTES = {"liger": "Liger fused kernels on"}\n',
+        'def check(x: str) -> str:\n    return x if x == "ok" else "that was not ok"\n',
+        'import argparse\nap = argparse.ArgumentParser()\nap.add_argument("--device", default="the first free GPU")\n',
+    ],
+)
 def test_the_guard_fails_on_a_prose_literal(sample: str) -> None:
     assert len(prose_literals(sample, "sample.py")) == 1, sample
 
 
-@pytest.mark.parametrize("sample", [
-    '"""A module that says what it does in words."""\n',
-    'def f() -> None:\n    """Words about what this does."""\n',
-    'import logging\nlog = logging.getLogger(__name__)\nlog.warning("cannot ask Slurm about job %s", 5)\n',
-    'class Refused(Exception):\n    def __init__(self, path: str) -> None:\n'
-    '        super().__init__(f"the folder {path} is not writable")\n        self.path = path\n',
-    'def f(n: int) -> None:\n    if n < 1:\n        raise ValueError("nodes must be at least one")\n',
-    'import re\nFOUND = re.search(r"Name or service not known|timed out", "x")\n',
-    'NETWORK_RE = r"Temporary failure in name resolution"\n',
-    '_RELAY_SCRIPT = "for p in $pids; do kill -INT $p; done"\n',
-    'def last(pattern: str) -> str:\n    return pattern\n\n\nLINE = last(r"collective operation timeout")\n',
-    'def gone(err: str) -> bool:\n'
-    '    return "Invalid job id" in err or err.startswith("Batch job submission failed")\n',
-    'SQL = "SELECT id, job_id, kind FROM events WHERE job_id = ? ORDER BY id"\n',
-    'PROMPT = "You are a helpful assistant."  # machine text: swift\'s system prompt\n',
-    'print("[trainbot] started warm: in the process that imported swift", flush=True)\n',
-    'CODE = "cuda_oom"\nFLAG = "--exist_ok true"\n',
-    'import argparse\nap = argparse.ArgumentParser(description="keeps the kernels of a model")\n'
-    'ap.add_argument("model", help="the recipe\'s model folder (its config.json)")\n',
-])
+@pytest.mark.parametrize(
+    "sample",
+    [
+        '"""A module that says what it does in words."""\n',
+        'def f() -> None:\n    """Words about what this does."""\n',
+        'import logging\nlog = logging.getLogger(__name__)\nlog.warning("cannot ask Slurm about job %s", 5)\n',
+        "class Refused(Exception):\n    def __init__(self, path: str) -> None:\n"
+        '        super().__init__(f"the folder {path} is not writable")\n        self.path = path\n',
+        'def f(n: int) -> None:\n    if n < 1:\n        raise ValueError("nodes must be at least one")\n',
+        'import re\nFOUND = re.search(r"Name or service not known|timed out", "x")\n',
+        'NETWORK_RE = r"Temporary failure in name resolution"\n',
+        '_RELAY_SCRIPT = "for p in $pids; do kill -INT $p; done"\n',
+        'def last(pattern: str) -> str:\n    return pattern\n\n\nLINE = last(r"collective operation timeout")\n',
+        "def gone(err: str) -> bool:\n"
+        '    return "Invalid job id" in err or err.startswith("Batch job submission failed")\n',
+        'SQL = "SELECT id, job_id, kind FROM events WHERE job_id = ? ORDER BY id"\n',
+        'PROMPT = "You are a helpful assistant."  # machine text: swift\'s system prompt\n',
+        'print("[trainbot] started warm: in the process that imported swift", flush=True)\n',
+        'CODE = "cuda_oom"\nFLAG = "--exist_ok true"\n',
+        'import argparse\nap = argparse.ArgumentParser(description="keeps the kernels of a model")\n'
+        'ap.add_argument("model", help="the recipe\'s model folder (its config.json)")\n',
+    ],
+)
 def test_the_guard_lets_prose_be_where_it_belongs(sample: str) -> None:
     assert prose_literals(sample, "sample.py") == [], sample

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import requests
 
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
 from runner.access import Caller
 from tests.api_env import serving
 from tests.conftest import OpenRuntime
 from tests.slack_env import fake_config
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAT_ONLY = ("bot.grammar", "bot.settings", "shlex")  # the chat's parser, its words, and a shell's quoting
+CHAT_ONLY = ("bot.chat.grammar", "bot.chat.settings", "shlex")  # the chat's parser, its words, and a shell's quoting
 ROOTED = '[paths]\nmodel_roots = ["models"]\n'
 
 
@@ -31,8 +31,11 @@ def imports(path: Path) -> set[str]:
 
 
 def test_the_api_and_the_web_form_do_not_read_chat_words() -> None:
-    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imports(p) if m.startswith(CHAT_ONLY))
-                 for folder in ("bot/api", "bot/web") for p in sorted((ROOT / folder).glob("*.py"))}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(m for m in imports(p) if m.startswith(CHAT_ONLY))
+        for folder in ("bot/http/api", "bot/http/web")
+        for p in sorted((ROOT / folder).glob("*.py"))
+    }
     assert {p: found for p, found in offenders.items() if found} == {}
 
 
@@ -45,8 +48,9 @@ def _rooted(tmp_path: Path) -> Path:
     return model
 
 
-async def test_the_console_takes_a_rooted_model_and_follows_a_symlink_out(tmp_path: Path,
-                                                                          open_runtime: OpenRuntime) -> None:
+async def test_the_console_takes_a_rooted_model_and_follows_a_symlink_out(
+    tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     model = _rooted(tmp_path)
     runtime = await open_runtime(fake_config(tmp_path, sections=ROOTED))
     handlers, me = Handlers(runtime), Caller(user_id="UALICE")
@@ -64,12 +68,16 @@ async def test_the_console_takes_a_rooted_model_and_follows_a_symlink_out(tmp_pa
 def test_the_api_takes_the_same_rooted_model(tmp_path: Path) -> None:
     model = _rooted(tmp_path)
     with serving(tmp_path) as api:
-        made = requests.post(f"{api.url}/training/jobs", json={"gpu_id": "0", "output_dir": "output/v",
-                                                               "model": "models/qwen-vl"}, timeout=10)
+        made = requests.post(
+            f"{api.url}/training/jobs",
+            json={"gpu_id": "0", "output_dir": "output/v", "model": "models/qwen-vl"},
+            timeout=10,
+        )
         assert made.status_code == 201, made.text
         job = requests.get(f"{api.url}/training/jobs/{made.json()['job_id']}", timeout=10).json()
         assert job["overrides"] == {"model": str(model)} and f"--model {model}" in job["command"]
-        outside = requests.post(f"{api.url}/training/jobs", json={"gpu_id": "0", "output_dir": "output/w",
-                                                                  "model": "/etc"}, timeout=10)
+        outside = requests.post(
+            f"{api.url}/training/jobs", json={"gpu_id": "0", "output_dir": "output/w", "model": "/etc"}, timeout=10
+        )
         assert outside.status_code == 422 and outside.json()["fields"][0]["field"] == "model"
         assert outside.json()["fields"][0]["roots"] == [str(tmp_path / "models")]

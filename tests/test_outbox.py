@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from bot.web import pages, words
+from bot.http.web import pages, words
 from storage import profile_notes
 from storage.jobs import JobStore
 from storage.migrations import MIGRATIONS
@@ -38,7 +38,11 @@ async def test_two_readers_each_get_every_notice_and_it_is_pruned_once_both_have
     await store.update(a.id, notice=Notice(a.id, JobStarted()))
     await store.update(b.id, notice=Notice(b.id, JobStarted()))
     assert [(n.job_id, n.topic) for n in await store.pending_notices(CONSOLE)] == [
-        (a.id, "job_created"), (b.id, "job_created"), (a.id, "job_started"), (b.id, "job_started")]
+        (a.id, "job_created"),
+        (b.id, "job_created"),
+        (a.id, "job_started"),
+        (b.id, "job_started"),
+    ]
 
     shown = await store.pending_notices(CONSOLE)  # the console tells them all, in order
     await store.mark_delivered(CONSOLE, *(n.id for n in shown if n.id is not None))
@@ -101,28 +105,42 @@ async def test_an_outbox_from_before_readers_keeps_slacks_place_its_tries_and_it
         for sql in MIGRATIONS[:6]:
             db.executescript(sql)
         db.execute("PRAGMA user_version = 6")
-        columns = ("id, kind, state, recipe, argv, gpus, output_dir, user_id, channel_id, card_ts, created_at, "
-                   "updated_at")
-        db.execute(f"INSERT INTO jobs ({columns}) VALUES ('aaaaa', 'llm', 'running', 'llm', '[]', '[]', '/o/a', "
-                   "'U1', 'C1', '111.1', 1, 1)")
-        db.execute(f"INSERT INTO jobs ({columns}) VALUES ('ccccc', 'llm', 'queued', 'llm', '[]', '[]', '/o/c', "
-                   "NULL, NULL, NULL, 1, 1)")
+        columns = (
+            "id, kind, state, recipe, argv, gpus, output_dir, user_id, channel_id, card_ts, created_at, updated_at"
+        )
+        db.execute(
+            f"INSERT INTO jobs ({columns}) VALUES ('aaaaa', 'llm', 'running', 'llm', '[]', '[]', '/o/a', "
+            "'U1', 'C1', '111.1', 1, 1)"
+        )
+        db.execute(
+            f"INSERT INTO jobs ({columns}) VALUES ('ccccc', 'llm', 'queued', 'llm', '[]', '[]', '/o/c', "
+            "NULL, NULL, NULL, 1, 1)"
+        )
         db.execute("INSERT INTO events (job_id, kind, message, data, at) VALUES ('aaaaa', 'created', 'x', '{}', 1)")
         notes = json.dumps({"v": 1, "command": "swift sft", "profile": "fast", "profile_notes": ["Liger on"]})
-        rows = [("aaaaa", "job_created", notes, 1, 1.0),  # delivered
-                ("bbbbb", "job_deleted", '{"v": 1, "by": "U1", "card_ts": "222.2", "channel_id": "C1"}', 0, None),
-                ("aaaaa", "job_started", '{"v": 1}', 3, None),  # tried three times
-                ("ccccc", "job_created", '{"v": 1}', 0, 5.0)]  # delivered out of order
+        rows = [
+            ("aaaaa", "job_created", notes, 1, 1.0),  # delivered
+            ("bbbbb", "job_deleted", '{"v": 1, "by": "U1", "card_ts": "222.2", "channel_id": "C1"}', 0, None),
+            ("aaaaa", "job_started", '{"v": 1}', 3, None),  # tried three times
+            ("ccccc", "job_created", '{"v": 1}', 0, 5.0),
+        ]  # delivered out of order
         for job_id, topic, data, attempts, delivered in rows:
-            db.execute("INSERT INTO outbox (job_id, topic, data, created_at, attempts, next_attempt_at, "
-                       "delivered_at) VALUES (?, ?, ?, 1, ?, 1, ?)", (job_id, topic, data, attempts, delivered))
+            db.execute(
+                "INSERT INTO outbox (job_id, topic, data, created_at, attempts, next_attempt_at, "
+                "delivered_at) VALUES (?, ?, ?, 1, ?, 1, ?)",
+                (job_id, topic, data, attempts, delivered),
+            )
     store = await JobStore.open(path)
     try:
         assert await store.reader_position(SLACK) == 1  # before the oldest it had not delivered
         assert [(n.topic, n.attempts) for n in await store.pending_notices(SLACK)] == [
-            ("job_deleted", 0), ("job_started", 3)]  # the tries carried over, the delivered ones not sent again
+            ("job_deleted", 0),
+            ("job_started", 3),
+        ]  # the tries carried over, the delivered ones not sent again
         assert await store.slack_cards(["aaaaa", "bbbbb"]) == {
-            "aaaaa": SlackCard("aaaaa", "C1", "111.1"), "bbbbb": SlackCard("bbbbb", "C1", "222.2")}
+            "aaaaa": SlackCard("aaaaa", "C1", "111.1"),
+            "bbbbb": SlackCard("bbbbb", "C1", "222.2"),
+        }
         assert (await store.require("aaaaa")).slack_channel == "C1"
         [created] = await store.events("aaaaa")
         assert created.data == {"profile_notes": ["Liger on"]}  # the web page reads them there now

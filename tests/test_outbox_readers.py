@@ -31,10 +31,18 @@ from tests.slack_env import (
 from tests.slack_standin import SlackStandIn
 from tests.waiting import wait_until, wait_until_sync
 
-# What the console prints for each kind of notice, after "job <id>" (bot/notice_words.py)
-CONSOLE_WORDS = {" created: ": "job_created", " started by ": "job_submitted", " is waiting": "job_queued",
-                 " moved up": "job_queued", " started on ": "job_started", " saved a checkpoint": "checkpoint",
-                 " eval at step": "eval", " succeeded in ": "job_succeeded", " queued again by ": "job_restarted"}
+# What the console prints for each kind of notice, after "job <id>" (bot/words/notices.py)
+CONSOLE_WORDS = {
+    " created: ": "job_created",
+    " started by ": "job_submitted",
+    " is waiting": "job_queued",
+    " moved up": "job_queued",
+    " started on ": "job_started",
+    " saved a checkpoint": "checkpoint",
+    " eval at step": "eval",
+    " succeeded in ": "job_succeeded",
+    " queued again by ": "job_restarted",
+}
 
 
 class ConsoleProcess:
@@ -81,8 +89,16 @@ class ConsoleProcess:
 
 async def start_console(config: Config, *args: str) -> ConsoleProcess:
     proc = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "trainbot"), "--config", str(config.base_dir / "trainbot.toml"), "console", *args,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=config.base_dir)
+        str(VENV_BIN / "trainbot"),
+        "--config",
+        str(config.base_dir / "trainbot.toml"),
+        "console",
+        *args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=config.base_dir,
+    )
     return ConsoleProcess(proc)
 
 
@@ -109,8 +125,9 @@ def slack_told(slack: SlackStandIn, card_ts: str) -> list[str]:
     return ["job_created", *(t for t in topics(slack, card_ts) if t != "job_created" and not t.startswith("file:"))]
 
 
-async def test_a_console_and_the_slack_bot_on_one_database_both_get_every_notice(tmp_path: Path,
-                                                                                 slack: SlackStandIn) -> None:
+async def test_a_console_and_the_slack_bot_on_one_database_both_get_every_notice(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
     config = fake_config(tmp_path, steps=8, save_steps=4, step_s=0.05)
     console = await start_console(config)
     try:
@@ -140,8 +157,9 @@ async def test_a_console_and_the_slack_bot_on_one_database_both_get_every_notice
     assert readers(config) == ["slack"] and kept(config) == 0  # the console left; Slack has had everything
 
 
-async def test_a_restarted_slack_bot_resumes_from_its_own_place_and_doubles_nothing(tmp_path: Path,
-                                                                                     slack: SlackStandIn) -> None:
+async def test_a_restarted_slack_bot_resumes_from_its_own_place_and_doubles_nothing(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
     config = fake_config(tmp_path, steps=8, save_steps=4, step_s=0.05)
     async with running_bot(config, slack) as bot:
         await command(slack, bot, "llm gpu=0 out=output/later --hold")  # its card, and it waits to be started
@@ -172,8 +190,9 @@ def test_serve_without_slack_keeps_no_notice(tmp_path: Path) -> None:
     config = fake_config(tmp_path)
     with serving(tmp_path) as api:
         for i in range(20):  # 40 notices: each job created, then deleted
-            made = requests.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": f"output/{i}"},
-                                 timeout=10)
+            made = requests.post(
+                f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": f"output/{i}"}, timeout=10
+            )
             assert made.status_code == 201, made.text
             gone = requests.delete(f"{api.url}/training/jobs/{made.json()['job_id']}", timeout=10)
             assert gone.status_code == 200, gone.text

@@ -29,8 +29,9 @@ def slow_swift(tmp_path: Path) -> tuple[Path, Path]:
     is counted in a file."""
     asked = tmp_path / "asked"
     python = tmp_path / "slowpython"
-    python.write_text(f'#!/bin/sh\necho x >> "{asked}"\nsleep 2\n'
-                      'case "$2" in *ms-swift*) echo 4.7.1 ;; *) exit 1 ;; esac\n')
+    python.write_text(
+        f'#!/bin/sh\necho x >> "{asked}"\nsleep 2\ncase "$2" in *ms-swift*) echo 4.7.1 ;; *) exit 1 ;; esac\n'
+    )
     swift = tmp_path / "bin" / "swift"
     swift.parent.mkdir()
     swift.write_text(f"#!{python}\nprint('swift')\n")
@@ -97,8 +98,7 @@ def test_plan_over_facts_fast_changes_the_recipe_exact_runs_the_seeds(tmp_path: 
     gpus = tuple(str(i) for i in range(count))
     facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=tuple(gpu(i, gib) for i in gpus))
     req = JobRequest(Kind.LLM, gpus, tmp_path / "o", {})
-    exact = plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile="exact"), config, facts,
-                 backend_name="local")
+    exact = plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile="exact"), config, facts, backend_name="local")
     fast = plan(req, config, facts, backend_name="slurm")
     assert exact.notes == () and exact.argv[:2] == ("swift", "sft")
     assert fast.notes and fast.argv != exact.argv  # what the profile changed is said, and changes the command
@@ -155,8 +155,12 @@ def test_padding_free_only_where_the_direct_entry_lets_swift_take_it(tmp_path: P
     facts = ProbedFacts(SwiftVersion(4, 6, 0), liger=True, gpus=tuple(gpu(i, 141) for i in gpus), packed_sdpa=True)
 
     def argv(profile: str, backend: str, packed: bool = True) -> tuple[str, ...]:
-        return plan(JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile), config,
-                    dataclasses.replace(facts, packed_sdpa=packed), backend_name=backend).argv
+        return plan(
+            JobRequest(Kind.LLM, gpus, tmp_path / "o", {}, profile=profile),
+            config,
+            dataclasses.replace(facts, packed_sdpa=packed),
+            backend_name=backend,
+        ).argv
 
     local = argv("fast", "local")
     assert "runner/swift_entry.py" in " ".join(local) and "--padding_free" in local

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.profile_words import note_words
+from bot.words.profiles import note_words
 from runner.gpus import Gpu, GpuProbe, GpuProcess, _read_device, gpus_from_raw
 from runner.profiles import (
     BASE_GIB,
@@ -28,8 +28,22 @@ from runner.swift_levers import MICRO_BATCH_TOKENS
 from storage.models import Kind
 
 H100_MIB = 81559.0  # what NVML reports for an H100 80GB HBM3
-LEARNING = ("model", "dataset", "num_train_epochs", "learning_rate", "lora_rank", "lora_alpha", "target_modules",
-            "max_length", "warmup_ratio", "torch_dtype", "train_type", "system", "model_author", "model_name")
+LEARNING = (
+    "model",
+    "dataset",
+    "num_train_epochs",
+    "learning_rate",
+    "lora_rank",
+    "lora_alpha",
+    "target_modules",
+    "max_length",
+    "warmup_ratio",
+    "torch_dtype",
+    "train_type",
+    "system",
+    "model_author",
+    "model_name",
+)
 
 
 def applied(recipe: Recipe, profile: str, gpus: Sequence[Gpu], **kwargs: Any) -> tuple[Recipe, tuple[str, ...]]:
@@ -38,8 +52,13 @@ def applied(recipe: Recipe, profile: str, gpus: Sequence[Gpu], **kwargs: Any) ->
     return changed, tuple(note_words(n) for n in notes)
 
 
-def gpu(index: str = "0", used_gib: float = 0.5, total_mib: float | None = H100_MIB,
-        name: str = "NVIDIA H100 80GB HBM3", procs: Sequence[GpuProcess] = ()) -> Gpu:
+def gpu(
+    index: str = "0",
+    used_gib: float = 0.5,
+    total_mib: float | None = H100_MIB,
+    name: str = "NVIDIA H100 80GB HBM3",
+    procs: Sequence[GpuProcess] = (),
+) -> Gpu:
     return Gpu(index, name, None if total_mib is None else used_gib * 1024, total_mib, 0.0, tuple(procs), "nvml")
 
 
@@ -48,8 +67,11 @@ def llm() -> Recipe:
 
 
 def samples_per_step(recipe: Recipe, n_gpus: int) -> int:
-    return int(str(recipe.value("per_device_train_batch_size"))) * \
-        int(str(recipe.value("gradient_accumulation_steps"))) * n_gpus
+    return (
+        int(str(recipe.value("per_device_train_batch_size")))
+        * int(str(recipe.value("gradient_accumulation_steps")))
+        * n_gpus
+    )
 
 
 def test_fast_on_an_idle_h100_changes_how_steps_are_computed_and_says_so() -> None:
@@ -66,9 +88,14 @@ def test_every_flag_the_profile_adds_is_named_in_a_note() -> None:
     recipe, notes = applied(llm(), "fast", [gpu()], liger=True, packed=True)
     text = " ".join(notes)
     changed = {k for k, v in recipe.args if llm().value(k) != v}
-    words = {"per_device_train_batch_size": "batch", "gradient_accumulation_steps": "accumulation",
-             "gradient_checkpointing": "checkpointing", "use_liger_kernel": "Liger",
-             "padding_free": "padding-free", "attn_impl": "attention"}
+    words = {
+        "per_device_train_batch_size": "batch",
+        "gradient_accumulation_steps": "accumulation",
+        "gradient_checkpointing": "checkpointing",
+        "use_liger_kernel": "Liger",
+        "padding_free": "padding-free",
+        "attn_impl": "attention",
+    }
     assert changed <= set(words)
     assert all(words[k] in text for k in changed)
 
@@ -81,8 +108,10 @@ def test_padding_free_on_sdpa_where_transformers_masks_packed_samples_apart(n_gp
     assert packed.value("padding_free") == "true" and packed.value("attn_impl") == "sdpa"
     assert any("padding-free" in note and "same loss" in note for note in notes)
     assert padded.value("padding_free") is None  # a transformers without packed masks: padded, as before
-    assert packed.with_args({"padding_free": "false", "attn_impl": "x"}).args[:len(LLM_ARGS)] == \
-        padded.args[:len(LLM_ARGS)]  # nothing else differs
+    assert (
+        packed.with_args({"padding_free": "false", "attn_impl": "x"}).args[: len(LLM_ARGS)]
+        == padded.args[: len(LLM_ARGS)]
+    )  # nothing else differs
     assert all(packed.value(k) == llm().value(k) for k in LEARNING)
 
 
@@ -103,12 +132,15 @@ def test_vlm_is_left_alone() -> None:
     assert applied(vlm, "fast", [gpu()], liger=True) == (vlm, ())
 
 
-@pytest.mark.parametrize("gpus", [
-    [],  # no NVML: nothing known about the GPU
-    [gpu(total_mib=None)],  # NVML without memory figures
-    [gpu(used_gib=70.0)],  # busy: 9.6 GiB free
-    [gpu(used_gib=0.2, total_mib=16 * 1024.0, name="Tesla T4")],  # too small for any layout
-])
+@pytest.mark.parametrize(
+    "gpus",
+    [
+        [],  # no NVML: nothing known about the GPU
+        [gpu(total_mib=None)],  # NVML without memory figures
+        [gpu(used_gib=70.0)],  # busy: 9.6 GiB free
+        [gpu(used_gib=0.2, total_mib=16 * 1024.0, name="Tesla T4")],  # too small for any layout
+    ],
+)
 def test_unknown_busy_or_small_gpus_run_the_seed_flags(gpus: list[Gpu]) -> None:
     assert applied(llm(), "fast", gpus, liger=True) == (llm(), ())
 
@@ -159,10 +191,15 @@ def test_the_busiest_gpu_decides() -> None:
     assert {k for k, v in one_busy.args if llm().value(k) != v} == {"gradient_accumulation_steps"}
 
 
-@given(n=st.sampled_from([1, 2, 4, 8]), free=st.floats(0, 200), liger=st.booleans(),
-       max_length=st.sampled_from([512, 1024, 2048, 4096, 8192]))
-def test_the_chosen_layout_fits_its_worst_case_and_keeps_16_samples(n: int, free: float, liger: bool,
-                                                                     max_length: int) -> None:
+@given(
+    n=st.sampled_from([1, 2, 4, 8]),
+    free=st.floats(0, 200),
+    liger=st.booleans(),
+    max_length=st.sampled_from([512, 1024, 2048, 4096, 8192]),
+)
+def test_the_chosen_layout_fits_its_worst_case_and_keeps_16_samples(
+    n: int, free: float, liger: bool, max_length: int
+) -> None:
     used = H100_MIB / 1024 - free
     gpus = [gpu(str(i), used_gib=used) for i in range(n)]
     recipe = llm().with_args({"max_length": str(max_length)})
@@ -184,7 +221,7 @@ def test_the_chosen_layout_fits_its_worst_case_and_keeps_16_samples(n: int, free
 
 def token_need_gib(budget: int, liger: bool) -> float:
     """A micro-batch of `budget` tokens without checkpointing: autograd's per token, the packed masks per token²."""
-    return BASE_GIB + NO_CHECKPOINTING_MIB[liger] * budget / 1024 + MASK_BYTES * budget ** 2 / 2 ** 30
+    return BASE_GIB + NO_CHECKPOINTING_MIB[liger] * budget / 1024 + MASK_BYTES * budget**2 / 2**30
 
 
 def test_an_idle_h100_runs_each_step_by_tokens_without_checkpointing_within_its_memory() -> None:
@@ -202,22 +239,25 @@ def test_an_idle_h100_runs_each_step_by_tokens_without_checkpointing_within_its_
     assert any(f"at most {budget} tokens" in n and "without gradient checkpointing" in n for n in notes)
 
 
-@pytest.mark.parametrize(("gpus", "packed", "why"), [
-    ([gpu(used_gib=0.0, total_mib=141.0 * 1024)], True, "8 x 2 runs without checkpointing already"),
-    ([gpu()], False, "no padding-free micro-batches: memory follows micro-batch x max_length"),
-    ([gpu("0"), gpu("1")], True, "several GPUs: each rank would split its steps its own way"),
-    ([gpu(used_gib=49.0)], True, "30 GiB free: a sample at max_length would not fit without checkpointing"),
-])
+@pytest.mark.parametrize(
+    ("gpus", "packed", "why"),
+    [
+        ([gpu(used_gib=0.0, total_mib=141.0 * 1024)], True, "8 x 2 runs without checkpointing already"),
+        ([gpu()], False, "no padding-free micro-batches: memory follows micro-batch x max_length"),
+        ([gpu("0"), gpu("1")], True, "several GPUs: each rank would split its steps its own way"),
+        ([gpu(used_gib=49.0)], True, "30 GiB free: a sample at max_length would not fit without checkpointing"),
+    ],
+)
 def test_no_micro_batches_by_tokens_where_they_bring_nothing_or_cannot_hold_a_sample(
-        gpus: list[Gpu], packed: bool, why: str) -> None:
+    gpus: list[Gpu], packed: bool, why: str
+) -> None:
     recipe, notes = applied(llm(), "fast", gpus, liger=True, packed=packed)
     assert MICRO_BATCH_TOKENS not in dict(recipe.env), why
     assert not any("by tokens" in n for n in notes)
 
 
 @given(free=st.floats(0, 200), liger=st.booleans(), max_length=st.sampled_from([512, 1024, 2048, 4096, 8192]))
-def test_micro_batches_by_tokens_fit_any_micro_batch_and_any_sample(free: float, liger: bool,
-                                                                     max_length: int) -> None:
+def test_micro_batches_by_tokens_fit_any_micro_batch_and_any_sample(free: float, liger: bool, max_length: int) -> None:
     recipe = llm().with_args({"max_length": str(max_length)})
     out, _ = apply_profile(recipe, "fast", [gpu(used_gib=H100_MIB / 1024 - free)], liger=liger, packed=True)
     if (tokens := dict(out.env).get(MICRO_BATCH_TOKENS)) is not None:
@@ -282,6 +322,7 @@ class _Nvml:
     def __getattr__(self, name: str) -> Any:
         def none(h: int) -> list[object]:
             return []
+
         return none
 
 
@@ -296,16 +337,20 @@ def test_nvml_memory_reads_like_nvidia_smi_where_the_driver_can(v2: bool) -> Non
 H200_MIB = 143771.0  # what NVML reports for an H200
 
 
-@pytest.mark.parametrize(("n", "total_mib", "micro", "accumulation", "checkpointing"), [
-    (1, H200_MIB, 8, 2, False),  # 8 x 2 without checkpointing: its 124 GiB worst case fits 140 GiB
-    (2, H200_MIB, 8, 1, False),  # each GPU one micro-batch of 8 a step (measured: 1.57x one GPU)
-    (4, H200_MIB, 4, 1, False),
-    (1, H100_MIB, 16, 1, True),  # 124 GiB does not fit 80 GB: 16 x 1 with checkpointing (38 GiB)
-    (2, H100_MIB, 8, 1, True),  # 8 without checkpointing would need 124 GiB a GPU
-    (4, H100_MIB, 4, 1, False),  # 4 a GPU without checkpointing needs ~70 GiB: fits 80 GB
-])
-def test_what_fast_picks_on_1_2_4_gpus_of_80_and_141_gib(n: int, total_mib: float, micro: int, accumulation: int,
-                                                           checkpointing: bool) -> None:
+@pytest.mark.parametrize(
+    ("n", "total_mib", "micro", "accumulation", "checkpointing"),
+    [
+        (1, H200_MIB, 8, 2, False),  # 8 x 2 without checkpointing: its 124 GiB worst case fits 140 GiB
+        (2, H200_MIB, 8, 1, False),  # each GPU one micro-batch of 8 a step (measured: 1.57x one GPU)
+        (4, H200_MIB, 4, 1, False),
+        (1, H100_MIB, 16, 1, True),  # 124 GiB does not fit 80 GB: 16 x 1 with checkpointing (38 GiB)
+        (2, H100_MIB, 8, 1, True),  # 8 without checkpointing would need 124 GiB a GPU
+        (4, H100_MIB, 4, 1, False),  # 4 a GPU without checkpointing needs ~70 GiB: fits 80 GB
+    ],
+)
+def test_what_fast_picks_on_1_2_4_gpus_of_80_and_141_gib(
+    n: int, total_mib: float, micro: int, accumulation: int, checkpointing: bool
+) -> None:
     gpus = [gpu(str(i), used_gib=0.0, total_mib=total_mib) for i in range(n)]
     recipe, notes = applied(llm(), "fast", gpus, liger=True)
     assert recipe.value("per_device_train_batch_size") == str(micro)

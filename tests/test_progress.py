@@ -110,9 +110,7 @@ def test_finished_of_a_complete_run(tmp_path: Path) -> None:
     assert tail.progress.train_loss == pytest.approx(6.88231544)
 
 
-def run_in_pieces(
-    tmp_path: Path, data: bytes, seed: int
-) -> tuple[list[Milestone], list[Progress], ProgressTail]:
+def run_in_pieces(tmp_path: Path, data: bytes, seed: int) -> tuple[list[Milestone], list[Progress], ProgressTail]:
     run = make_run(tmp_path, b"", name=f"v{seed}-20261128-052335")
     tail = ProgressTail(run)
     rng = random.Random(seed)
@@ -207,9 +205,7 @@ def test_the_summary_tells_the_last_checkpoint_and_the_pending_one(tmp_path: Pat
     (run / "logging.jsonl").write_bytes(INTERRUPTED_JSONL)
     got = tail.poll()
     assert kinds(got)[-1:] == [("checkpoint", 20)] and tail.finished  # the run ended: 20 counts
-    assert (
-        tail.progress.last_checkpoint == "/data/demo/out/sig_int_child_late/v0-20261128-052107/checkpoint-20"
-    )
+    assert tail.progress.last_checkpoint == "/data/demo/out/sig_int_child_late/v0-20261128-052107/checkpoint-20"
 
 
 def test_read_final_summary_after_a_crash(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.swift  # torch.distributed.run on swift's python; the last test runs the tiny model too
 
-STAND_IN = '''
+STAND_IN = """
 import os, sys, time
 import torch.distributed as dist
 
@@ -39,7 +39,7 @@ except KeyboardInterrupt:
     raise
 dist.barrier()
 print(f"rank {rank}: End time of running main", flush=True)
-'''
+"""
 
 
 def stand_in_swift(root: Path) -> Path:
@@ -59,8 +59,18 @@ async def launch_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ranks
     monkeypatch.setenv("PYTHONPATH", str(site))
     out = tmp_path / "out"
     out.mkdir()
-    argv = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            swift_entry.__file__, "sft", "--output_dir", str(out))
+    argv = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        swift_entry.__file__,
+        "sft",
+        "--output_dir",
+        str(out),
+    )
     backend = LocalBackend(tmp_path / "exits")
     exits: list[int] = []
     backend.on_exit = lambda: exits.append(1)
@@ -90,8 +100,9 @@ async def test_a_stop_reaches_every_rank_as_sigint(tmp_path: Path, monkeypatch: 
     assert exits == [1]
 
 
-async def test_an_ended_job_leaves_at_once_settled_once_with_one_log(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_ended_job_leaves_at_once_settled_once_with_one_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend, ref, out, exits = await launch_ranks(tmp_path, monkeypatch)
     (out / "finish").touch()
     await wait_until(lambda: _ended(backend, ref), 60, "the launcher to end")
@@ -106,7 +117,8 @@ async def test_an_ended_job_leaves_at_once_settled_once_with_one_log(tmp_path: P
 
 
 async def test_a_job_on_two_gpus_runs_one_rank_each_and_is_settled_once(
-        make_config: MakeConfig, open_runtime: OpenRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_config: MakeConfig, open_runtime: OpenRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # two GPUs by inventory (no driver here); swift's python from the real `swift`, its sft script the stand-in
     monkeypatch.setenv("PYTHONPATH", str(stand_in_swift(tmp_path / "site")))
     config = make_config(sections="[gpus]\ninventory = 2\n")
@@ -125,5 +137,7 @@ async def test_a_job_on_two_gpus_runs_one_rank_each_and_is_settled_once(
     await rt.supervisor.tick()  # more ticks settle nothing again
     topics = [n.topic for n in await rt.store.notices(job.id)]
     assert topics.count("job_succeeded") == 1 and "job_failed" not in topics
-    assert any(isinstance(n.facts, JobCreated) and DIRECT_RANKS_NOTE in n.facts.profile_notes
-               for n in await rt.store.notices(job.id))  # the thread says how
+    assert any(
+        isinstance(n.facts, JobCreated) and DIRECT_RANKS_NOTE in n.facts.profile_notes
+        for n in await rt.store.notices(job.id)
+    )  # the thread says how

@@ -25,8 +25,16 @@ pytestmark = pytest.mark.swift
 
 async def start_bot(config_path: Path, cwd: Path, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "trainbot"), "--config", str(config_path), "console", *args,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
+        str(VENV_BIN / "trainbot"),
+        "--config",
+        str(config_path),
+        "console",
+        *args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+    )
 
 
 async def only_job(store: JobStore) -> Job | None:
@@ -65,8 +73,7 @@ def assert_told_once(topics: list[str]) -> None:
         assert topics.count(topic) == 1, topics
 
 
-async def test_bot_killed_mid_training_reattaches_and_the_job_finishes(make_config: MakeConfig,
-                                                                       tmp_path: Path) -> None:
+async def test_bot_killed_mid_training_reattaches_and_the_job_finishes(make_config: MakeConfig, tmp_path: Path) -> None:
     config = make_config(extra={"num_train_epochs": 3})
     store, job = await submit_and_kill_bot(config, tmp_path)
     out = await run_bot_to_the_end(tmp_path)  # back while swift still trains: re-attach by pid + start time
@@ -78,8 +85,9 @@ async def test_bot_killed_mid_training_reattaches_and_the_job_finishes(make_conf
     await store.close()
 
 
-async def test_job_that_ended_while_the_bot_was_away_is_settled_from_its_files(make_config: MakeConfig,
-                                                                               tmp_path: Path) -> None:
+async def test_job_that_ended_while_the_bot_was_away_is_settled_from_its_files(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
     config = make_config()
     store, job = await submit_and_kill_bot(config, tmp_path)
     assert job.train_run.pid is not None
@@ -99,8 +107,9 @@ async def test_job_that_ended_while_the_bot_was_away_is_settled_from_its_files(m
     await store.close()
 
 
-async def test_console_reads_commands_and_prints_what_a_channel_would_see(make_config: MakeConfig,
-                                                                          tmp_path: Path) -> None:
+async def test_console_reads_commands_and_prints_what_a_channel_would_see(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
     make_config()
     bot = await start_bot(tmp_path / "trainbot.toml", tmp_path, "--wait")
     script = b"help stop\nllm gpu=cpu out=output/c\nlist\nllm gpu=cpu\nstatus nosuchjob\n"

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bot import failure_words, texts
+from bot.words import failures as failure_words
+from bot.words import texts
 from runner import leases
 from runner.config import Config
 from runner.errors import GpuMissing
@@ -50,8 +51,9 @@ def group_alive(pgid: int) -> list[int]:
     return alive
 
 
-async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeConfig,
-                                                             open_runtime: OpenRuntime) -> None:
+async def test_job_succeeds_with_progress_then_exports_twice(
+    make_config: MakeConfig, open_runtime: OpenRuntime
+) -> None:
     config = make_config(extra={"dataloader_num_workers": 2})  # worker processes, as the seed's 4
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))
@@ -99,8 +101,9 @@ async def test_job_succeeds_with_progress_then_exports_twice(make_config: MakeCo
     assert [n.topic for n in await rt.store.notices(job.id)][-2:] == ["export_started", "export_succeeded"]
 
 
-async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(make_config: MakeConfig,
-                                                                       open_runtime: OpenRuntime) -> None:
+async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(
+    make_config: MakeConfig, open_runtime: OpenRuntime
+) -> None:
     config = make_config(extra={"num_train_epochs": 30})
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))
@@ -128,8 +131,9 @@ async def test_stop_mid_run_leaves_no_process_and_keeps_the_checkpoint(make_conf
     assert (await ended(rt, again.id, within=60)).state is JobState.STOPPED
 
 
-async def test_hub_model_without_network_fails_with_the_hub_cause(make_config: MakeConfig,
-                                                                  open_runtime: OpenRuntime) -> None:
+async def test_hub_model_without_network_fails_with_the_hub_cause(
+    make_config: MakeConfig, open_runtime: OpenRuntime
+) -> None:
     # the fixed recipe's hub model id, with the local datasets: HF offline mode answers at once (no waiting on DNS)
     config = make_config(extra={"model": "Qwen/Qwen2.5-7B-Instruct"})
     config = dataclasses.replace(config, swift_env={**config.swift_env, "USE_HF": "1"})
@@ -157,8 +161,9 @@ async def test_two_jobs_on_one_gpu_run_one_after_the_other(make_config: MakeConf
     assert first.finished_at and second.started_at and second.started_at >= first.finished_at
 
 
-async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(make_config: MakeConfig,
-                                                                                 open_runtime: OpenRuntime) -> None:
+async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(
+    make_config: MakeConfig, open_runtime: OpenRuntime
+) -> None:
     config = make_config(sections="[gpus]\ninventory = 1\n")
     rt = await open_runtime(config)
     first = await ended(rt, (await rt.supervisor.submit(request(config, "output/a", ("0",)))).id)
@@ -188,8 +193,9 @@ async def test_an_export_runs_on_its_jobs_free_gpu_and_holds_it_until_it_ends(ma
     await wait_until(exported, 180, f"job {second.id}'s export to end")
 
 
-async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_config: MakeConfig,
-                                                                         open_runtime: OpenRuntime) -> None:
+async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(
+    make_config: MakeConfig, open_runtime: OpenRuntime
+) -> None:
     config = make_config(sections="[gpus]\ninventory = 2\n")
     rt = await open_runtime(config)
     with pytest.raises(GpuMissing) as refused:
@@ -199,8 +205,9 @@ async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(make_c
     assert await rt.store.list_jobs() == []  # nothing half-written
 
 
-async def test_missing_swift_or_unwritable_output_fails_at_once(make_config: MakeConfig, open_runtime: OpenRuntime,
-                                                                tmp_path: Path) -> None:
+async def test_missing_swift_or_unwritable_output_fails_at_once(
+    make_config: MakeConfig, open_runtime: OpenRuntime, tmp_path: Path
+) -> None:
     config = make_config(swift_bin=str(tmp_path / "no-such-swift"))
     rt = await open_runtime(config)
     job = await rt.supervisor.submit(request(config))

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot import failure_words
+from bot.words import failures as failure_words
 from runner.failures import Failure, FailureClass
 from runner.settle import Failed, Outcome, Stopped, Succeeded, decide_outcome
 from storage.actors import Outside, User
@@ -24,19 +24,28 @@ TIMEOUT = SchedulerEnded(SlurmEnd.TIME_LIMIT, "TIMEOUT", "gpu01", "01:00:00")
 NODE_FAIL = SchedulerEnded(SlurmEnd.NODE_FAIL, "NODE_FAIL", "gpu01")
 
 
-@pytest.mark.parametrize(("job", "returncode", "progress", "failure", "cause", "expected"), [
-    (RUNNING, 0, DONE, None, None, Succeeded()),
-    (RUNNING, 0, HALF, None, None, Succeeded()),  # exit 0 is success whatever the log got to
-    (RUNNING, None, DONE, None, None, Succeeded()),  # a previous bot's job: every step done
-    (STOPPING, None, DONE, INTERRUPT, None, Stopped(User("U1"))),  # a stop asked for is a stop, even at the end
-    (STOPPING, -2, HALF, INTERRUPT, None, Stopped(User("U1"))),
-    (STOPPING, 1, HALF, OOM, TIMEOUT, Stopped(User("U1"))),  # a stop asked for beats what the log says
-    (RUNNING, -2, HALF, INTERRUPT, None, Stopped(Outside())),
-    (RUNNING, 1, HALF, OOM, None, Failed(OOM)),
-    (RUNNING, None, HALF, UNKNOWN, None, Failed(UNKNOWN)),
-])
-def test_decide_outcome(job: Job, returncode: int | None, progress: Progress, failure: Failure | None,
-                        cause: SchedulerEnded | None, expected: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("job", "returncode", "progress", "failure", "cause", "expected"),
+    [
+        (RUNNING, 0, DONE, None, None, Succeeded()),
+        (RUNNING, 0, HALF, None, None, Succeeded()),  # exit 0 is success whatever the log got to
+        (RUNNING, None, DONE, None, None, Succeeded()),  # a previous bot's job: every step done
+        (STOPPING, None, DONE, INTERRUPT, None, Stopped(User("U1"))),  # a stop asked for is a stop, even at the end
+        (STOPPING, -2, HALF, INTERRUPT, None, Stopped(User("U1"))),
+        (STOPPING, 1, HALF, OOM, TIMEOUT, Stopped(User("U1"))),  # a stop asked for beats what the log says
+        (RUNNING, -2, HALF, INTERRUPT, None, Stopped(Outside())),
+        (RUNNING, 1, HALF, OOM, None, Failed(OOM)),
+        (RUNNING, None, HALF, UNKNOWN, None, Failed(UNKNOWN)),
+    ],
+)
+def test_decide_outcome(
+    job: Job,
+    returncode: int | None,
+    progress: Progress,
+    failure: Failure | None,
+    cause: SchedulerEnded | None,
+    expected: Outcome,
+) -> None:
     assert decide_outcome(job, returncode, progress, failure, cause) == expected
 
 

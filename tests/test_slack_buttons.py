@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.views import EXPORT_ACTION, STOP_ACTION
+from bot.slack.views import EXPORT_ACTION, STOP_ACTION
 from storage.actors import User
 from storage.models import ExportState, JobState
 from tests.slack_env import (
@@ -109,8 +109,9 @@ async def test_logs_full_goes_to_the_thread(slack: SlackStandIn, tmp_path: Path)
 
 
 @pytest.mark.swift
-async def test_stop_button_stops_a_real_swift_job(slack: SlackStandIn, tmp_path: Path,
-                                                  tiny_llm: dict[str, Any]) -> None:
+async def test_stop_button_stops_a_real_swift_job(
+    slack: SlackStandIn, tmp_path: Path, tiny_llm: dict[str, Any]
+) -> None:
     config = swift_config(tmp_path, tiny_llm, extra={"num_train_epochs": 20}, sections=ACCESS)
     async with running_bot(config, slack) as bot:
         await command(slack, bot, "llm gpu=cpu out=output/long", user="U0ALICE")

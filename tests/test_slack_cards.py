@@ -6,10 +6,10 @@ import time
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cards import CardSync
-from bot.notifier import READER, Notifier
-from bot.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
-from bot.retry import Outage, RetryPolicy
+from bot.slack.cards import CardSync
+from bot.slack.notifier import READER, Notifier
+from bot.slack.pacing import WINDOW_MARGIN_S, Limit, Pacer, slack_limits
+from bot.slack.retry import Outage, RetryPolicy
 from runner.config import SlackConfig
 from storage.actors import User
 from storage.jobs import JobStore
@@ -30,9 +30,20 @@ async def with_cards(store: JobStore, slack: SlackStandIn, cards: CardSync, n: i
     await notifier.start()
     try:
         for _ in range(n):
-            await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                                   argv=("swift",), user_id="U0ALICE", slack_channel=CH),
-                               notice=Notice("", JobCreated()))
+            await store.create(
+                Job(
+                    id="",
+                    kind=Kind.LLM,
+                    state=JobState.QUEUED,
+                    output_dir="o",
+                    gpus=("0",),
+                    argv=("swift",),
+                    user_id="U0ALICE",
+                    slack_channel=CH,
+                ),
+                notice=Notice("", JobCreated()),
+            )
+
         async def posted() -> bool:
             return not await store.pending_notices(READER)
 

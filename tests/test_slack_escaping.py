@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import views
-from bot.mrkdwn import PLAIN, SLACK
-from bot.serve import SlackBot
+from bot.slack import views
+from bot.slack.bot import SlackBot
+from bot.words.format import PLAIN, SLACK
 from storage.models import JobState
 from tests.conftest import VENV_BIN
 from tests.slack_env import (
@@ -36,11 +36,33 @@ from tests.slack_standin import LIVE_TOKEN, SlackStandIn, slack_shows
 
 OWNER = "U0ALICE"
 HOSTILE = [
-    "<!channel>", "<!here>", "<!everyone>", "<@U123>", "<@W123|boss>", "<#C123>", "<#C123|general>",
-    "<!subteam^S123>", "<!subteam^S123|@oncall>", "<https://evil.example|click>", "<http://evil.example>",
-    "<mailto:a@b.example|x>", "&lt;!channel&gt;", "&amp;", "<<!channel>>", "<!channel", "!channel>",
-    "＜!channel＞", "‹!here›", "<!date^1392734382^{date}|x>", "a&b<c>d", "*bold*_x_~s~",
-    "`<!here>`", "```<!channel>```", "tab\t<!here>", "line\n<!channel>", "<!channel>" * 40,
+    "<!channel>",
+    "<!here>",
+    "<!everyone>",
+    "<@U123>",
+    "<@W123|boss>",
+    "<#C123>",
+    "<#C123|general>",
+    "<!subteam^S123>",
+    "<!subteam^S123|@oncall>",
+    "<https://evil.example|click>",
+    "<http://evil.example>",
+    "<mailto:a@b.example|x>",
+    "&lt;!channel&gt;",
+    "&amp;",
+    "<<!channel>>",
+    "<!channel",
+    "!channel>",
+    "＜!channel＞",
+    "‹!here›",
+    "<!date^1392734382^{date}|x>",
+    "a&b<c>d",
+    "*bold*_x_~s~",
+    "`<!here>`",
+    "```<!channel>```",
+    "tab\t<!here>",
+    "line\n<!channel>",
+    "<!channel>" * 40,
 ]
 PATH_SAFE = [h for h in HOSTILE if not any(c in h for c in " \t\n`'\",")]
 
@@ -66,8 +88,15 @@ async def test_typed_text_in_answers_and_errors_stays_inert(slack: SlackStandIn,
     async with running_bot(fake_config(tmp_path), slack, mode="socket"):
         typed = [f"llm gpu=0 out=output/x{h} --dry-run" for h in PATH_SAFE]
         typed += [f"vlm gpu=0 out=output/v max_pixels={h} --dry-run" for h in PATH_SAFE[:5]]
-        typed += ["status <!channel>", "stop <@U123>", "llm gpu=<!here> out=output/a", "logs <#C123> 5",
-                  "llm gpu=0 out=/etc/<!channel>", "<https://evil.example|click>", "list <!everyone>"]
+        typed += [
+            "status <!channel>",
+            "stop <@U123>",
+            "llm gpu=<!here> out=output/a",
+            "logs <#C123> 5",
+            "llm gpu=0 out=/etc/<!channel>",
+            "<https://evil.example|click>",
+            "list <!everyone>",
+        ]
         for text in typed:
             await slack.wait_for_ack(await slack.push_slash_command(text, user_id=OWNER))
         await slack.wait_for(lambda: len(answers(slack)) == len(typed), 30, what="an answer to each")
@@ -85,9 +114,16 @@ async def test_typed_text_in_answers_and_errors_stays_inert(slack: SlackStandIn,
 async def test_hostile_folders_and_log_lines_through_every_message_kind(slack: SlackStandIn, tmp_path: Path) -> None:
     say = tmp_path / "say.txt"
     say.write_text("\n".join(h.replace("\n", " ") for h in HOSTILE) + "\n")
-    config = fake_config(tmp_path, steps=20, save_steps=5, eval_steps=10, step_s=0.2,
-                         env={"FAKE_SWIFT_SAY_FILE": str(say), "FAKE_SWIFT_FAIL_IN": "fail"})
+    config = fake_config(
+        tmp_path,
+        steps=20,
+        save_steps=5,
+        eval_steps=10,
+        step_s=0.2,
+        env={"FAKE_SWIFT_SAY_FILE": str(say), "FAKE_SWIFT_FAIL_IN": "fail"},
+    )
     async with running_bot(config, slack, mode="socket") as bot:
+
         async def run(text: str) -> None:
             await slack.wait_for_ack(await slack.push_slash_command(text, user_id=OWNER))
 
@@ -116,8 +152,15 @@ async def test_hostile_folders_and_log_lines_through_every_message_kind(slack: S
         assert failed_card is not None
         await slack.wait_for(lambda: "file:" in " ".join(topics(slack, ok_card["ts"])), 30, what="the loss curve")
     told = {t for c in (ok_card, failed_card, card) for t in topics(slack, c["ts"])}
-    assert {"job_started", "checkpoint", "eval", "job_succeeded", "job_failed", "job_stopped",
-            "export_succeeded"} <= told, told
+    assert {
+        "job_started",
+        "checkpoint",
+        "eval",
+        "job_succeeded",
+        "job_failed",
+        "job_stopped",
+        "export_succeeded",
+    } <= told, told
     assert slack.views(OWNER) and slack.calls("chat.update") and slack.uploads(completed=True)
     assert slack.live_tokens(allowed={f"<@{OWNER}>"}) == []
     # the hostile text did reach Slack (escaped), and the owner's own mention stays live
@@ -137,7 +180,14 @@ async def _exported(bot: SlackBot, job_id: str) -> bool:
 def test_the_console_shows_typed_text_as_typed(tmp_path: Path) -> None:
     """Escaping is Slack's: the terminal shows `<!channel>&x`, never `&lt;`."""
     typed = "llm gpu=0 out=output/<!channel>&x --dry-run\nstatus <@U123>\n"
-    out = subprocess.run([str(VENV_BIN / "trainbot"), "console"], input=typed, capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [str(VENV_BIN / "trainbot"), "console"],
+        input=typed,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "output/<!channel>&x" in out and "<@U123>" in out
     assert "&lt;" not in out and "&amp;" not in out

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack_app import QUIET_AFTER_S
+from bot.slack.app import QUIET_AFTER_S
 from storage.models import JobState
 from tests.slack_env import (
     CH,
@@ -66,8 +66,7 @@ async def test_answers_are_ephemeral_and_acks_fast(slack: SlackStandIn, tmp_path
         assert slack.messages() == [] and not slack.ephemerals()
 
 
-async def test_work_waits_until_no_request_has_been_answered_for_a_moment(slack: SlackStandIn,
-                                                                          tmp_path: Path) -> None:
+async def test_work_waits_until_no_request_has_been_answered_for_a_moment(slack: SlackStandIn, tmp_path: Path) -> None:
     """Acks first: a command's work does not start while another request is being answered, nor until
     QUIET_AFTER_S has passed with none (a burst's requests come closer together than that)."""
     async with running_bot(fake_config(tmp_path), slack) as bot:

@@ -38,8 +38,10 @@ def retry_after_honoured(slack: SlackStandIn) -> list[str]:
         calls = [c for c in slack.calls(hit.method) if not hit.key or c.params.get("channel") == hit.key]
         i = next(i for i, c in enumerate(calls) if c.status == 429 and c.time >= hit.time)
         if i + 1 < len(calls) and calls[i + 1].time < calls[i].time + hit.retry_after - 0.05:
-            problems.append(f"{hit.method} {hit.key}: called {calls[i + 1].time - calls[i].time:.2f}s after a 429 "
-                            f"with Retry-After {hit.retry_after}")
+            problems.append(
+                f"{hit.method} {hit.key}: called {calls[i + 1].time - calls[i].time:.2f}s after a 429 "
+                f"with Retry-After {hit.retry_after}"
+            )
     return problems
 
 
@@ -54,8 +56,9 @@ async def test_twenty_jobs_in_one_channel(tmp_path: Path) -> None:
     config = fake_config(tmp_path, gpus=JOBS, steps=60, save_steps=100, step_s=0.25)
     async with standin() as slack:
         async with running_bot(config, slack) as bot:
-            acks = await asyncio.gather(*(command(slack, bot, f"llm gpu={i} out=output/j{i}", user=f"U0USER{i:02d}")
-                                          for i in range(JOBS)))
+            acks = await asyncio.gather(
+                *(command(slack, bot, f"llm gpu={i} out=output/j{i}", user=f"U0USER{i:02d}") for i in range(JOBS))
+            )
             assert acks == [(200, "")] * JOBS
             await slack.wait_for(lambda: len(answers(slack)) == JOBS, 10, what="20 answers")
             jobs = [j.id for j in await bot.runtime.store.list_jobs()]
@@ -69,8 +72,10 @@ async def test_twenty_jobs_in_one_channel(tmp_path: Path) -> None:
 
             def finals() -> bool:
                 cards = [card_of(slack, j) for j in jobs]
-                return all(c is not None and f"is *{JobState.SUCCEEDED}*" in card_text(slack.message(CH, c["ts"])
-                                                                                      or {}) for c in cards)
+                return all(
+                    c is not None and f"is *{JobState.SUCCEEDED}*" in card_text(slack.message(CH, c["ts"]) or {})
+                    for c in cards
+                )
 
             await slack.wait_for(finals, 90, what="every card in its final state")
             ended = {j.id: j for j in await bot.runtime.store.list_jobs()}
@@ -81,8 +86,13 @@ async def test_twenty_jobs_in_one_channel(tmp_path: Path) -> None:
     for job_id, job in ended.items():
         card = card_of(slack, job_id)
         assert card is not None and job.finished_at is not None
-        final = min(c.time for c in slack.calls() if c.status == 200 and drew(c, card["ts"])
-                    and f"is *{JobState.SUCCEEDED}*" in json.dumps(c.params.get("blocks"), ensure_ascii=False))
+        final = min(
+            c.time
+            for c in slack.calls()
+            if c.status == 200
+            and drew(c, card["ts"])
+            and f"is *{JobState.SUCCEEDED}*" in json.dumps(c.params.get("blocks"), ensure_ascii=False)
+        )
         if final - job.finished_at > FINAL_WITHIN_S:
             late[job_id] = round(final - job.finished_at, 1)
     assert late == {}, f"cards final more than {FINAL_WITHIN_S} s after their job ended: {late}"

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.notifier import KEEP_NOTICES_S, READER, Notifier
-from bot.pacing import Pacer
-from bot.retry import RetryPolicy
+from bot.slack.notifier import KEEP_NOTICES_S, READER, Notifier
+from bot.slack.pacing import Pacer
+from bot.slack.retry import RetryPolicy
 from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind
 from storage.notices import CheckpointSaved, JobCreated, JobDeleted, JobStarted, JobSucceeded, Notice
@@ -40,8 +40,9 @@ async def card_ts(store: JobStore, job: Job) -> str | None:
     return card.ts if card else None
 
 
-def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST,
-             clock: Callable[[], float] = time.time) -> Notifier:
+def notifier(
+    store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST, clock: Callable[[], float] = time.time
+) -> Notifier:
     from slack_sdk.web.async_client import AsyncWebClient
 
     client = AsyncWebClient(token=BOT, base_url=slack.api_url, retry_handlers=[])
@@ -49,15 +50,27 @@ def notifier(store: JobStore, slack: SlackStandIn, policy: RetryPolicy = FAST,
 
 
 async def new_job(store: JobStore, tmp_path: Path, channel: str = CH, *, ended: bool = True) -> Job:
-    job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir=str(tmp_path / "out"),
-                                 gpus=("0",), argv=("swift", "sft"), user_id="U0ALICE", slack_channel=channel),
-                             notice=Notice("", JobCreated(command="swift sft")))
+    job = await store.create(
+        Job(
+            id="",
+            kind=Kind.LLM,
+            state=JobState.QUEUED,
+            output_dir=str(tmp_path / "out"),
+            gpus=("0",),
+            argv=("swift", "sft"),
+            user_id="U0ALICE",
+            slack_channel=channel,
+        ),
+        notice=Notice("", JobCreated(command="swift sft")),
+    )
     run_dir = tmp_path / f"run-{job.id}"
     run_dir.mkdir()
     shutil.copy(FIXTURE_LOG, run_dir / "logging.jsonl")
-    for facts in [JobStarted(command="swift sft --model m", host="h", gpus=("0",)),
-                  CheckpointSaved(step=10, path=f"{run_dir}/checkpoint-10"),
-                  *([JobSucceeded(duration_s=7.0, final_loss=6.88, run_dir=str(run_dir))] if ended else [])]:
+    for facts in [
+        JobStarted(command="swift sft --model m", host="h", gpus=("0",)),
+        CheckpointSaved(step=10, path=f"{run_dir}/checkpoint-10"),
+        *([JobSucceeded(duration_s=7.0, final_loss=6.88, run_dir=str(run_dir))] if ended else []),
+    ]:
         await store.update(job.id, notice=Notice(job.id, facts))
     return job
 
@@ -94,8 +107,18 @@ async def test_cards_then_threads_in_order(store: JobStore, slack: SlackStandIn,
 async def test_retry_after_is_honoured(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     slack.set_rate_limit("chat.postMessage", (1, 2.0))  # a stricter Slack than the bot expects: one per 2 s
     for _ in range(4):
-        await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                               argv=("swift",), slack_channel=CH), notice=Notice("", JobCreated()))
+        await store.create(
+            Job(
+                id="",
+                kind=Kind.LLM,
+                state=JobState.QUEUED,
+                output_dir="o",
+                gpus=("0",),
+                argv=("swift",),
+                slack_channel=CH,
+            ),
+            notice=Notice("", JobCreated()),
+        )
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 20, what="every card")
     hits = slack.rate_limited()
@@ -146,6 +169,7 @@ async def test_refused_connections(store: JobStore, slack: SlackStandIn, tmp_pat
     await new_job(store, tmp_path)
     await slack.refuse_connections(for_seconds=1.0)
     async with running(notifier(store, slack)):
+
         async def tried() -> bool:
             return any(x.attempts for x in await store.pending_notices(READER))
 
@@ -155,8 +179,9 @@ async def test_refused_connections(store: JobStore, slack: SlackStandIn, tmp_pat
     assert len(slack.messages(CH, top_level=True)) == 2
 
 
-async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobStore, slack: SlackStandIn,
-                                                                    tmp_path: Path) -> None:
+async def test_no_duplicate_after_dying_between_slack_and_the_store(
+    store: JobStore, slack: SlackStandIn, tmp_path: Path
+) -> None:
     """The state a crash leaves right after Slack took a message and before it was marked delivered."""
     await keep_everything(store)
     job = await new_job(store, tmp_path)
@@ -164,8 +189,10 @@ async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobSt
         await slack.wait_for(lambda: delivered(store), 20, what="every notice")
     before = [dict(m) for m in slack.messages(CH)]
     async with aiosqlite.connect(store_path(tmp_path)) as db:  # undo the mark of the end
-        await db.execute("UPDATE outbox_readers SET position = (SELECT id - 1 FROM outbox WHERE topic = "
-                         "'job_succeeded') WHERE name = 'slack'")
+        await db.execute(
+            "UPDATE outbox_readers SET position = (SELECT id - 1 FROM outbox WHERE topic = "
+            "'job_succeeded') WHERE name = 'slack'"
+        )
         await db.commit()
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the end notice marked delivered")
@@ -176,8 +203,12 @@ async def test_no_duplicate_after_dying_between_slack_and_the_store(store: JobSt
 
 async def test_card_posted_but_not_marked(store: JobStore, slack: SlackStandIn, tmp_path: Path) -> None:
     await keep_everything(store)
-    job = await store.create(Job(id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",),
-                                 argv=("swift",), slack_channel=CH), notice=Notice("", JobCreated()))
+    job = await store.create(
+        Job(
+            id="", kind=Kind.LLM, state=JobState.QUEUED, output_dir="o", gpus=("0",), argv=("swift",), slack_channel=CH
+        ),
+        notice=Notice("", JobCreated()),
+    )
     async with running(notifier(store, slack)):
         await slack.wait_for(lambda: delivered(store), 10, what="the card")
     async with aiosqlite.connect(store_path(tmp_path)) as db:
@@ -192,8 +223,9 @@ async def test_card_posted_but_not_marked(store: JobStore, slack: SlackStandIn, 
     assert topics(slack, card["ts"]) == ["job_started"]
 
 
-async def test_rejected_notice_is_dropped_not_blocking(store: JobStore, tmp_path: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_rejected_notice_is_dropped_not_blocking(
+    store: JobStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with standin(channels=[CH]) as slack:
         lost = await new_job(store, tmp_path, channel="C0ARCHIVED")
         ok = await new_job(store, tmp_path)
@@ -224,9 +256,9 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "db" / "trainbot.db"
 
 
-async def test_without_history_scope_a_suspect_notice_is_sent_anyway(store: JobStore, slack: SlackStandIn,
-                                                                     tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+async def test_without_history_scope_a_suspect_notice_is_sent_anyway(
+    store: JobStore, slack: SlackStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     await new_job(store, tmp_path, ended=False)
     slack.fail_with(200, body={"ok": False, "error": "missing_scope"}, methods=["conversations.history"])
     async with running(notifier(store, slack)):  # the notices predate it: it would look for them first

@@ -31,8 +31,9 @@ def checkpoint_steps(slack: SlackStandIn, card_ts: str) -> list[int]:
 
 
 @pytest.mark.slow  # waits out a Slack outage
-async def test_notices_arrive_after_slack_recovers(slack: SlackStandIn, tmp_path: Path,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_notices_arrive_after_slack_recovers(
+    slack: SlackStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="bot")
     config = fake_config(tmp_path, steps=50, save_steps=5, step_s=0.1)
     async with running_bot(config, slack) as bot:
@@ -40,12 +41,14 @@ async def test_notices_arrive_after_slack_recovers(slack: SlackStandIn, tmp_path
         job_id = await job_id_from_answer(slack)
         card = await wait_card(slack, job_id)
         await slack.refuse_connections()
-        await slack.wait_for(lambda: caplog.text.count("not delivered (cannot connect") >= 2, 20,
-                             what="notices refused twice")
+        await slack.wait_for(
+            lambda: caplog.text.count("not delivered (cannot connect") >= 2, 20, what="notices refused twice"
+        )
         await slack.resume_connections()
         slack.fail_with(500)
-        await slack.wait_for(lambda: caplog.text.count("not delivered (HTTP 500)") >= 2, 20,
-                             what="notices answered 500 twice")
+        await slack.wait_for(
+            lambda: caplog.text.count("not delivered (HTTP 500)") >= 2, 20, what="notices answered 500 twice"
+        )
         slack.clear_faults()
         await slack.wait_for(lambda: job_ended(bot, job_id), 20, what="the job's end")
         await slack.wait_for(lambda: all_told(bot), 20, what="every notice delivered")

@@ -23,8 +23,17 @@ def free_port() -> int:
 async def serve(tmp_path: Path, env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     return await asyncio.create_subprocess_exec(
-        str(TRAINBOT), "--config", str(tmp_path / "trainbot.toml"), "-v", "serve", *args, cwd=tmp_path,
-        env=base | env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        str(TRAINBOT),
+        "--config",
+        str(tmp_path / "trainbot.toml"),
+        "-v",
+        "serve",
+        *args,
+        cwd=tmp_path,
+        env=base | env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def test_serve_in_http_mode(tmp_path: Path) -> None:
@@ -32,8 +41,16 @@ async def test_serve_in_http_mode(tmp_path: Path) -> None:
     port = free_port()
     lines: list[str] = []
     async with standin() as slack:
-        proc = await serve(tmp_path, {"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SECRET},
-                           "--slack-api-url", slack.api_url.rstrip("/"), "--slack-port", str(port), "--port", "0")
+        proc = await serve(
+            tmp_path,
+            {"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SECRET},
+            "--slack-api-url",
+            slack.api_url.rstrip("/"),
+            "--slack-port",
+            str(port),
+            "--port",
+            "0",
+        )
         assert proc.stderr is not None
 
         async def drain() -> None:
@@ -43,8 +60,9 @@ async def test_serve_in_http_mode(tmp_path: Path) -> None:
 
         reader = asyncio.create_task(drain())
         try:
-            await slack.wait_for(lambda: any("serving Slack in http mode" in ln for ln in lines), 30,
-                                 what="the bot to listen")
+            await slack.wait_for(
+                lambda: any("serving Slack in http mode" in ln for ln in lines), 30, what="the bot to listen"
+            )
             url = f"http://127.0.0.1:{port}/slack/events"
             assert (await slack.post_to_app(url, *slack.signed_slash_command(text="help")))[0] == 200
             await slack.wait_for(lambda: answers(slack), 10, what="the help text")

@@ -18,8 +18,9 @@ UPLOAD_ANSWER = re.compile(r"The whole log of job|could not upload the log")
 
 
 @pytest.mark.parametrize(("at_once", "help_first"), [(4, True), (1, False)])
-async def test_a_slow_command_does_not_stall_another_users(slack: SlackStandIn, tmp_path: Path, at_once: int,
-                                                           help_first: bool) -> None:
+async def test_a_slow_command_does_not_stall_another_users(
+    slack: SlackStandIn, tmp_path: Path, at_once: int, help_first: bool
+) -> None:
     config = fake_config(tmp_path, sections=f"commands_at_once = {at_once}\n")  # lands in fake_config's [slack]
     async with running_bot(config, slack) as bot:
         await command(slack, bot, "llm gpu=0 out=output/slow", user="U0ALICE")

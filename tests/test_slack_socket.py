@@ -46,8 +46,7 @@ async def test_app_home_dashboard(slack: SlackStandIn, tmp_path: Path) -> None:
         await slack.wait_for_ack(await slack.push_slash_command("llm gpu=2 out=output/home"))
         job_id = await job_id_from_answer(slack)
         await wait_card(slack, job_id)
-        await slack.wait_for_ack(await slack.push_event({"type": "app_home_opened", "user": "U0ALICE",
-                                                         "tab": "home"}))
+        await slack.wait_for_ack(await slack.push_event({"type": "app_home_opened", "user": "U0ALICE", "tab": "home"}))
         [home] = await slack.wait_for(lambda: slack.views("U0ALICE"), what="the home tab")
         text = str(home["view"]["blocks"])
         assert f"`{job_id}`" in text and "GPU 2" in text and f"job `{job_id}`" in text  # the job, and its GPU
@@ -61,8 +60,7 @@ async def test_app_home_dashboard(slack: SlackStandIn, tmp_path: Path) -> None:
 
 
 @pytest.mark.swift
-async def test_real_swift_job_over_socket_mode(slack: SlackStandIn, tmp_path: Path,
-                                               tiny_llm: dict[str, Any]) -> None:
+async def test_real_swift_job_over_socket_mode(slack: SlackStandIn, tmp_path: Path, tiny_llm: dict[str, Any]) -> None:
     config = swift_config(tmp_path, tiny_llm)
     async with running_bot(config, slack, mode="socket") as bot:
         started = time.monotonic()

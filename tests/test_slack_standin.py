@@ -167,9 +167,7 @@ async def test_rate_limit_burst_and_retry_after(slack: SlackStandIn) -> None:
             assert e.response["error"] == "ratelimited" and e.response.headers["Retry-After"] == "10"
             statuses.append(e.response.status_code)
     assert statuses == [200, 200, 200, 429, 429]
-    assert [(h.method, h.key, h.retry_after) for h in slack.rate_limited()] == [
-        ("chat.postMessage", CH, 10)
-    ] * 2
+    assert [(h.method, h.key, h.retry_after) for h in slack.rate_limited()] == [("chat.postMessage", CH, 10)] * 2
     await web.chat_postMessage(channel="C0ELSEWHERE", text="other channels have their own bucket")
     assert len(slack.messages()) == 4
 
@@ -336,9 +334,7 @@ async def test_bolt_socket_mode_handler(slack: SlackStandIn) -> None:
         await slack.wait_for_socket()
         ack = await slack.wait_for_ack(await slack.push_slash_command("go"))
         assert ack["payload"] == {"text": "queued"}
-        event_ack = await slack.wait_for_ack(
-            await slack.push_event({"type": "app_home_opened", "user": "U1"})
-        )
+        event_ack = await slack.wait_for_ack(await slack.push_event({"type": "app_home_opened", "user": "U1"}))
         assert "payload" not in event_ack or not event_ack["payload"]
     finally:
         await handler.close_async()  # type: ignore[no-untyped-call]

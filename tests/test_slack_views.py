@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from bot import views
 from bot.charts import loss_curve_png, loss_points
-from bot.home import home_view
+from bot.slack import views
+from bot.slack.home import home_view
 from runner.gpus import Gpu, GpuSnapshot
 from storage.actors import Outside, User
 from storage.failure_facts import CudaOom, JobFailure
@@ -33,10 +33,20 @@ T0 = 1_700_000_000.0
 
 
 def job(**changes: Any) -> Job:
-    base = Job(id="ab3cd", kind=Kind.LLM, state=JobState.RUNNING, output_dir="/srv/output/x", gpus=("0", "1"),
-               argv=("swift", "sft"), user_id="U0ALICE", slack_channel="C1", created_at=T0,
-               started_at=T0 + 5, updated_at=T0 + 65,
-               progress=Progress(step=15, max_steps=50, loss=6.8712, remaining_s=40.0))
+    base = Job(
+        id="ab3cd",
+        kind=Kind.LLM,
+        state=JobState.RUNNING,
+        output_dir="/srv/output/x",
+        gpus=("0", "1"),
+        argv=("swift", "sft"),
+        user_id="U0ALICE",
+        slack_channel="C1",
+        created_at=T0,
+        started_at=T0 + 5,
+        updated_at=T0 + 65,
+        progress=Progress(step=15, max_steps=50, loss=6.8712, remaining_s=40.0),
+    )
     return base.replace(**changes)
 
 
@@ -53,8 +63,12 @@ def test_running_card() -> None:
     assert card.text == "LLM job ab3cd is running (step 15/50)"
     head, fields, progress, actions = card.blocks
     assert head["text"]["text"] == "🏃 *LLM job `ab3cd`* is *running*"
-    assert [f["text"] for f in fields["fields"]] == ["*GPUs*\nGPU 0,1", "*Started by*\n<@U0ALICE>",
-                                                    "*Output*\n`/srv/output/x`", "*State*\nrunning for 1m 00s"]
+    assert [f["text"] for f in fields["fields"]] == [
+        "*GPUs*\nGPU 0,1",
+        "*Started by*\n<@U0ALICE>",
+        "*Output*\n`/srv/output/x`",
+        "*State*\nrunning for 1m 00s",
+    ]
     assert progress["text"]["text"] == "[██████░░░░░░░░░░░░░░] 30% step 15/50 · loss 6.871 · ETA 40s"
     [stop] = actions["elements"]
     assert (stop["action_id"], stop["value"], stop["style"]) == ("stop_job", "ab3cd", "danger")
@@ -62,19 +76,26 @@ def test_running_card() -> None:
 
 
 def test_queued_card_says_why() -> None:
-    card = views.job_card(job(state=JobState.QUEUED, started_at=None, progress=Progress(),
-                              queue_reason=GpusBusy({"0": "zz9zz"})))
+    card = views.job_card(
+        job(state=JobState.QUEUED, started_at=None, progress=Progress(), queue_reason=GpusBusy({"0": "zz9zz"}))
+    )
     assert "*State*\\nqueued" in texts_of(card.blocks)
     assert card.blocks[2]["text"]["text"] == "waiting: GPU 0 is held by job zz9zz"
-    assert card.blocks[3] == {"type": "context", "elements": [
-        {"type": "mrkdwn", "text": "⏳ GPU 0 is held by job zz9zz"}]}
+    assert card.blocks[3] == {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": "⏳ GPU 0 is held by job zz9zz"}],
+    }
     assert action_ids(card) == ["stop_job"]
 
 
 def test_ended_cards() -> None:
-    done = job(state=JobState.SUCCEEDED, finished_at=T0 + 125,
-               progress=Progress(step=50, max_steps=50, loss=6.86, train_loss=6.88,
-                                 last_checkpoint="/srv/output/x/v0/checkpoint-50"))
+    done = job(
+        state=JobState.SUCCEEDED,
+        finished_at=T0 + 125,
+        progress=Progress(
+            step=50, max_steps=50, loss=6.86, train_loss=6.88, last_checkpoint="/srv/output/x/v0/checkpoint-50"
+        ),
+    )
     card = views.job_card(done)
     assert "*State*\\nsucceeded after 2m 00s" in texts_of(card.blocks)
     assert "step 50/50 · final loss 6.88" in texts_of(card.blocks)
@@ -83,10 +104,13 @@ def test_ended_cards() -> None:
     again = views.job_card(done.replace(export_state=ExportState.EXPORTED, export_dir="/srv/m"))
     assert "📦 export exported → `/srv/m`" in texts_of(again.blocks)
     assert again.blocks[-1]["elements"][0]["text"]["text"] == "Export again"
-    failed = views.job_card(job(state=JobState.FAILED, finished_at=T0 + 9, progress=Progress(),
-                                failure=JobFailure(CudaOom("2.00 GiB"))))
-    assert ("❌ ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB) · 💡 lower max_length or the batch size, "
-            "or use a GPU with more memory") in texts_of(failed.blocks)
+    failed = views.job_card(
+        job(state=JobState.FAILED, finished_at=T0 + 9, progress=Progress(), failure=JobFailure(CudaOom("2.00 GiB")))
+    )
+    assert (
+        "❌ ran out of GPU memory (CUDA OOM, tried to allocate 2.00 GiB) · 💡 lower max_length or the batch size, "
+        "or use a GPU with more memory"
+    ) in texts_of(failed.blocks)
     assert action_ids(failed) == []  # no checkpoint: nothing to export
     stopped = views.job_card(job(state=JobState.STOPPED, stopped_by=User("U0BOB"), finished_at=T0 + 30))
     assert "stop requested by <@U0BOB>" in texts_of(stopped.blocks)
@@ -96,18 +120,21 @@ def test_ended_cards() -> None:
 
 
 def test_notices_in_the_thread() -> None:
-    started = views.notice_message(Notice("ab3cd", JobStarted(command="swift sft --model m", host="gpu1",
-                                                              gpus=("0", "1"))), job())
+    started = views.notice_message(
+        Notice("ab3cd", JobStarted(command="swift sft --model m", host="gpu1", gpus=("0", "1"))), job()
+    )
     assert started.blocks[0]["text"]["text"] == "🚀 Job `ab3cd` started on gpu1 (GPU 0,1) with:"
     assert started.blocks[1]["text"]["text"] == "```swift sft --model m```" and not started.broadcast
-    ok = views.notice_message(Notice("ab3cd", JobSucceeded(duration_s=75, final_loss=6.88123,
-                                                           last_checkpoint="/c")), job())
+    ok = views.notice_message(
+        Notice("ab3cd", JobSucceeded(duration_s=75, final_loss=6.88123, last_checkpoint="/c")), job()
+    )
     assert ok.broadcast and ok.text == "✅ job `ab3cd` succeeded in 1m 15s, final loss 6.881; last checkpoint `/c`"
     tail = [f"line {i} " + "x" * 100 for i in range(100)]
     failed = views.notice_message(Notice("ab3cd", JobFailed(failure=JobFailure(CudaOom()), tail=tuple(tail))), job())
     assert failed.broadcast and failed.blocks[0]["text"]["text"] == (
         "❌ Job `ab3cd` failed: ran out of GPU memory (CUDA OOM)"
-        "\n💡 lower max_length or the batch size, or use a GPU with more memory")
+        "\n💡 lower max_length or the batch size, or use a GPU with more memory"
+    )
     code = failed.blocks[1]["text"]["text"]
     assert len(code) <= views.SECTION_MAX and code.startswith("```…") and code.endswith("line 99 " + "x" * 100 + "```")
     stopped = views.notice_message(Notice("ab3cd", JobStopped(by=User("U0BOB"), step=20)), job())
@@ -118,13 +145,20 @@ def test_notices_in_the_thread() -> None:
 
 
 def test_minor_notices_share_a_reply() -> None:
-    ns = [Notice("ab3cd", JobStarted(command="swift sft", host="h", gpus=("0",)), id=7),
-          Notice("ab3cd", CheckpointSaved(step=10, path="/c10"), id=9)]
+    ns = [
+        Notice("ab3cd", JobStarted(command="swift sft", host="h", gpus=("0",)), id=7),
+        Notice("ab3cd", CheckpointSaved(step=10, path="/c10"), id=9),
+    ]
     msg = views.notices_message(ns, job())
     assert len(msg.blocks) == 3 and "checkpoint at step 10" in msg.text and not msg.broadcast
     meta = views.notice_metadata(ns)
-    assert meta["event_payload"] == {"notice_id": 7, "job_id": "ab3cd", "topic": "job_started",
-                                     "notice_ids": [7, 9], "topics": ["job_started", "checkpoint"]}
+    assert meta["event_payload"] == {
+        "notice_id": 7,
+        "job_id": "ab3cd",
+        "topic": "job_started",
+        "notice_ids": [7, 9],
+        "topics": ["job_started", "checkpoint"],
+    }
     assert views.told_notices({"metadata": meta}, "ab3cd") == [7, 9]
     assert views.told_notices({"metadata": meta}, "zz9zz") == []
     assert views.told_notices({"text": "a human"}, "ab3cd") == []
@@ -172,9 +206,21 @@ def test_manifest() -> None:
     assert len(cmd["description"]) <= 100 and len(cmd["usage_hint"]) <= 1000
     assert features["app_home"]["home_tab_enabled"] is True and features["bot_user"]["display_name"]
     assert settings["socket_mode_enabled"] is True and settings["interactivity"]["is_enabled"] is True
-    assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert settings["event_subscriptions"]["bot_events"] == [
+        "app_home_opened",
+        "app_mention",
+        "message.channels",
+        "message.groups",
+    ]
     scopes = manifest["oauth_config"]["scopes"]["bot"]
     assert {"commands", "chat:write", "files:write"} <= set(scopes) and len(scopes) == len(set(scopes))
-    assert set(scopes) <= {"commands", "chat:write", "files:write", "channels:history", "groups:history",
-                           "usergroups:read"}
+    assert set(scopes) <= {
+        "commands",
+        "chat:write",
+        "files:write",
+        "channels:history",
+        "groups:history",
+        "usergroups:read",
+        "app_mentions:read",
+    }
     assert manifest["display_information"]["name"] and len(manifest["display_information"]["description"]) <= 140

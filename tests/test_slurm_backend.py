@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import failure_words
-from bot.cluster_words import render_gpu_nodes
-from bot.mrkdwn import SLACK
-from bot.waiting_words import waiting_words
+from bot.words import failures as failure_words
+from bot.words.cluster import render_gpu_nodes
+from bot.words.format import SLACK
+from bot.words.waiting import waiting_words
 from runner import slurm_cli
 from runner.backends import ProcessRef, RunStatus, new_launch_token
 from runner.backends.slurm import SlurmBackend
@@ -52,23 +52,26 @@ def node() -> str:
 
 @slurm
 @pytest.mark.swift
-async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: str, tiny_llm: dict[str, object],
-                                                                        tmp_path: Path) -> None:
+async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(
+    node: str, tiny_llm: dict[str, object], tmp_path: Path
+) -> None:
     config = real_config(tmp_path, tiny_llm)
     await wait_gpus_free()
     async with bot(config) as rt:
         job = await rt.supervisor.submit(request(config, "real"))
         assert job.state is JobState.QUEUED and job.train_run.pid is None and job.train_run.backend_job_id
         # submitted; by the time submit returns, the first poll may already show Slurm's own reason
-        assert job.queue_reason == Submitted("slurm", job.train_run.backend_job_id or "") or \
-            isinstance(job.queue_reason, SlurmPending)
+        assert job.queue_reason == Submitted("slurm", job.train_run.backend_job_id or "") or isinstance(
+            job.queue_reason, SlurmPending
+        )
         sj = await slurm_job(job.train_run.backend_job_id)
         assert sj.raw["JobName"] == f"trainbot-{job.id}-train-{job.train_run.launch_token}"
         assert sj.stdout_path == Path(job.train_run.log_path or "")
         assert sj.raw["TresPerNode"] == "gres:gpu:1"
 
-        job = await job_when(rt, job.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING),
-                             "leaves the queue")
+        job = await job_when(
+            rt, job.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING), "leaves the queue"
+        )
         assert job.state is JobState.RUNNING and job.host == f"slurm:{await slurm_cli.cluster_name()}"
         seen: set[int] = set()
 
@@ -78,8 +81,7 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
             return j.state.is_terminal
 
         job = await job_when(rt, job.id, note_step, "ends", within=150)
-        assert job.state is JobState.SUCCEEDED, (job.failure,
-                                                 Path(job.train_run.log_path or "").read_text()[-2000:])
+        assert job.state is JobState.SUCCEEDED, (job.failure, Path(job.train_run.log_path or "").read_text()[-2000:])
         p = job.progress
         assert p.max_steps and p.step == p.max_steps and len({s for s in seen if s < p.max_steps}) >= 2, seen
         assert p.last_checkpoint and Path(p.last_checkpoint).is_dir() and job.exit_code == 0
@@ -100,8 +102,9 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(node: s
 
 @slurm
 @pytest.mark.swift
-async def test_real_swift_stop_reaches_the_trainer_and_ends_stopped(node: str, tiny_llm: dict[str, object],
-                                                                    tmp_path: Path) -> None:
+async def test_real_swift_stop_reaches_the_trainer_and_ends_stopped(
+    node: str, tiny_llm: dict[str, object], tmp_path: Path
+) -> None:
     config = real_config(tmp_path, tiny_llm, num_train_epochs=30)
     await wait_gpus_free()
     async with bot(config) as rt:
@@ -128,10 +131,17 @@ async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node:
     config = fake_config(tmp_path, steps=30)
     await wait_gpus_free()
     async with bot(config) as rt:
-        a, b, c = [await rt.supervisor.submit(request(config, name, (gpu,)))
-                   for name, gpu in (("a", "0"), ("b", "1"), ("c", "0"))]
-        c = await job_when(rt, c.id, lambda j: words(j) == "Slurm: waiting for a free GPU (Resources)",
-                           "waits for Slurm's Resources", within=30)
+        a, b, c = [
+            await rt.supervisor.submit(request(config, name, (gpu,)))
+            for name, gpu in (("a", "0"), ("b", "1"), ("c", "0"))
+        ]
+        c = await job_when(
+            rt,
+            c.id,
+            lambda j: words(j) == "Slurm: waiting for a free GPU (Resources)",
+            "waits for Slurm's Resources",
+            within=30,
+        )
         for first in (a, b):
             await job_when(rt, first.id, lambda j: j.state is JobState.RUNNING, "runs")
         c = await rt.store.require(c.id)
@@ -146,8 +156,14 @@ async def test_third_one_gpu_job_waits_for_slurm_and_runs_when_a_gpu_frees(node:
         assert min(t for t in first_ends if t) <= (await slurm_job(c.train_run.backend_job_id)).start_time
         ended = [await job_when(rt, j.id, lambda j: j.state.is_terminal, "ends") for j in (a, b, c)]
         assert [j.state for j in ended] == [JobState.SUCCEEDED] * 3
-        devices = [next(line for line in Path(j.train_run.log_path or "").read_text().splitlines()
-                        if line.startswith("CUDA_VISIBLE_DEVICES=")) for j in ended]
+        devices = [
+            next(
+                line
+                for line in Path(j.train_run.log_path or "").read_text().splitlines()
+                if line.startswith("CUDA_VISIBLE_DEVICES=")
+            )
+            for j in ended
+        ]
         assert sorted(devices[:2]) == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"]  # Slurm picked them
         assert devices[2] in devices[:2]
 
@@ -214,8 +230,9 @@ async def test_trainer_failure_and_refused_submission(node: str, tmp_path: Path)
 
 @slurm
 @pytest.mark.parametrize("purpose", ["train", "export"])
-async def test_job_environment_has_none_of_the_bots_secrets(node: str, tmp_path: Path, purpose: str,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_job_environment_has_none_of_the_bots_secrets(
+    node: str, tmp_path: Path, purpose: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in SECRETS:
         monkeypatch.setenv(name, f"secret-{name}")
     monkeypatch.setenv("TB_INHERITED", "from the bot")
@@ -230,8 +247,13 @@ async def test_job_environment_has_none_of_the_bots_secrets(node: str, tmp_path:
     lines = log.read_text().splitlines()
     assert lines[0].startswith("[trainbot] ")
     assert lines[0].endswith(f"job envjob {purpose} (Slurm): TB_VALUE='a b,c' env")
-    assert {"TB_VALUE=a b,c", "TB_INHERITED=from the bot", "PYTHONUNBUFFERED=1", "CUDA_VISIBLE_DEVICES=",
-            "HF_TOKEN=hf-for-the-job"} <= set(lines)
+    assert {
+        "TB_VALUE=a b,c",
+        "TB_INHERITED=from the bot",
+        "PYTHONUNBUFFERED=1",
+        "CUDA_VISIBLE_DEVICES=",
+        "HF_TOKEN=hf-for-the-job",
+    } <= set(lines)
     assert not [line for line in lines if "secret-" in line or line.split("=")[0] in SECRETS]
     assert "SLACK_BOT_TOKEN" in os.environ  # the bot keeps its own
 
@@ -267,8 +289,9 @@ async def test_unknown_or_forgotten_job_is_settled_from_the_logs(node: str, tmp_
 
 
 @slurm
-async def test_a_slow_sbatch_for_an_export_holds_up_no_tick(node: str, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_slow_sbatch_for_an_export_holds_up_no_tick(
+    node: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The export is marked under the supervisor's lock and submitted outside it: while `sbatch` takes its time,
     the tick (every other job's progress, every other command) goes on."""
     config = fake_config(tmp_path, steps=3)

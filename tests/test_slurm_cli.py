@@ -26,8 +26,7 @@ def hold(go: Path) -> str:
     return f"for _ in $(seq 300); do [ -e '{go}' ] && break; sleep 0.1; done"
 
 
-async def wait_job(job_id: str, pred: Callable[[SlurmJob], bool], what: str,
-                   limit_s: float = DEADLINE_S) -> SlurmJob:
+async def wait_job(job_id: str, pred: Callable[[SlurmJob], bool], what: str, limit_s: float = DEADLINE_S) -> SlurmJob:
     loop = asyncio.get_running_loop()
     end = loop.time() + limit_s
     job = None
@@ -87,8 +86,9 @@ async def test_gpu_job_runs_then_completes(free_gpus: str, tmp_path: Path) -> No
 
 @slurm
 async def test_exit_3_is_failed(cluster: str, tmp_path: Path) -> None:
-    job_id = await submit("#!/bin/bash\nexit 3\n", job_name="tb-test-exit3", output_path=tmp_path / "o.txt",
-                          gres_gpus=0)
+    job_id = await submit(
+        "#!/bin/bash\nexit 3\n", job_name="tb-test-exit3", output_path=tmp_path / "o.txt", gres_gpus=0
+    )
     job = await wait_job(job_id, lambda j: j.terminal, "finished")
     assert (job.state, job.exit_code, job.signal, job.reason) == ("FAILED", 3, 0, "NonZeroExitCode")
 
@@ -100,11 +100,11 @@ async def test_third_gpu_job_waits_for_resources(free_gpus: str, tmp_path: Path)
         for i in range(3):
             gos.append(tmp_path / f"go{i}")
             script = f'#!/bin/bash\necho "CVD=$CUDA_VISIBLE_DEVICES"\n{hold(gos[i])}\n'
-            ids.append(await submit(script, job_name=f"tb-test-q{i}", output_path=tmp_path / f"{i}.out",
-                                    gres_gpus=1))
+            ids.append(await submit(script, job_name=f"tb-test-q{i}", output_path=tmp_path / f"{i}.out", gres_gpus=1))
         first = [await wait_job(j, state_is("RUNNING"), "RUNNING") for j in ids[:2]]
-        third = await wait_job(ids[2], lambda j: j.state == "PENDING" and j.reason == "Resources",
-                               "PENDING (Resources)")
+        third = await wait_job(
+            ids[2], lambda j: j.state == "PENDING" and j.reason == "Resources", "PENDING (Resources)"
+        )
         assert third.node_list == "" and third.exit_code == 0
         used = {(await wait_text(tmp_path / f"{i}.out", "\n")).strip() for i in range(2)}
         assert used == {"CVD=0", "CVD=1"}
@@ -130,17 +130,20 @@ for _ in $(seq 300); do sleep 0.1; done
 
 
 @slurm
-@pytest.mark.parametrize(("exit_on_int", "final"), [
-    # plain scancel: SIGTERM reaches srun (the batch script exec'd it), which exits 128+15
-    ("", {("CANCELLED", 143, 0), ("CANCELLED", 0, 15)}),
-    ("0", {("COMPLETED", 0, 0)}),
-    ("130", {("FAILED", 130, 0)}),
-])
-async def test_sigint_reaches_trainer(cluster: str, tmp_path: Path, exit_on_int: str,
-                                      final: set[tuple[str, int, int]]) -> None:
+@pytest.mark.parametrize(
+    ("exit_on_int", "final"),
+    [
+        # plain scancel: SIGTERM reaches srun (the batch script exec'd it), which exits 128+15
+        ("", {("CANCELLED", 143, 0), ("CANCELLED", 0, 15)}),
+        ("0", {("COMPLETED", 0, 0)}),
+        ("130", {("FAILED", 130, 0)}),
+    ],
+)
+async def test_sigint_reaches_trainer(
+    cluster: str, tmp_path: Path, exit_on_int: str, final: set[tuple[str, int, int]]
+) -> None:
     mark = tmp_path / "marker"
-    script = training_script(["bash", "-c", TRAINER], env={"MARK": str(mark), "EXIT_ON_INT": exit_on_int},
-                             nodes=1)
+    script = training_script(["bash", "-c", TRAINER], env={"MARK": str(mark), "EXIT_ON_INT": exit_on_int}, nodes=1)
     job_id = await submit(script, job_name="tb-test-int", output_path=tmp_path / "o.txt", gres_gpus=1)
     await wait_text(Path(f"{mark}.ready"), "ready")  # INT sent before the srun step exists would be lost
     await cancel(job_id, signal="INT")
@@ -154,8 +157,10 @@ async def test_sigint_reaches_trainer(cluster: str, tmp_path: Path, exit_on_int:
 
 # A swift-like pair: a wrapper waiting on its trainer child. Only the trainer's command line names its file
 # (the wrapper gets the path from the environment), as only swift's trainer runs swift/cli/sft.py.
-WRAPPER = ('trap \'echo "wrapper INT" >> "$MARK"\' INT; bash "$TRAINER_FILE"; rc=$?; '
-           'echo "wrapper done $rc" >> "$MARK"; exit $rc')
+WRAPPER = (
+    'trap \'echo "wrapper INT" >> "$MARK"\' INT; bash "$TRAINER_FILE"; rc=$?; '
+    'echo "wrapper done $rc" >> "$MARK"; exit $rc'
+)
 PAIRED_TRAINER = """
 trap 'echo "trainer INT" >> "$MARK"; exit 7' INT
 echo ready > "$MARK.ready"
@@ -164,16 +169,21 @@ for _ in $(seq 300); do sleep 0.1; done
 
 
 @slurm
-@pytest.mark.parametrize(("trainers", "marks"), [
-    (["the-trainer.sh"], "trainer INT\nwrapper done 7\n"),  # the wrapper never saw the signal
-    ([], "trainer INT\nwrapper INT\nwrapper done 7\n"),  # no trainer named: all of step 0 gets it
-])
-async def test_gentle_stop_reaches_the_trainer_not_its_wrapper(cluster: str, tmp_path: Path, trainers: list[str],
-                                                               marks: str) -> None:
+@pytest.mark.parametrize(
+    ("trainers", "marks"),
+    [
+        (["the-trainer.sh"], "trainer INT\nwrapper done 7\n"),  # the wrapper never saw the signal
+        ([], "trainer INT\nwrapper INT\nwrapper done 7\n"),  # no trainer named: all of step 0 gets it
+    ],
+)
+async def test_gentle_stop_reaches_the_trainer_not_its_wrapper(
+    cluster: str, tmp_path: Path, trainers: list[str], marks: str
+) -> None:
     mark, trainer = tmp_path / "marker", tmp_path / "the-trainer.sh"
     trainer.write_text(PAIRED_TRAINER)
-    script = training_script(["bash", "-c", WRAPPER], env={"MARK": str(mark), "TRAINER_FILE": str(trainer)},
-                             nodes=1, trainers=trainers)
+    script = training_script(
+        ["bash", "-c", WRAPPER], env={"MARK": str(mark), "TRAINER_FILE": str(trainer)}, nodes=1, trainers=trainers
+    )
     job_id = await submit(script, job_name="tb-test-relay", output_path=tmp_path / "o.txt", gres_gpus=0)
     await wait_text(Path(f"{mark}.ready"), "ready")
     assert await slurm_cli.running_steps(job_id) == [f"{job_id}.0"]
@@ -188,13 +198,19 @@ async def test_gentle_stop_reaches_the_trainer_not_its_wrapper(cluster: str, tmp
 @slurm
 async def test_queue_cluster_name_and_kill(free_gpus: str, tmp_path: Path) -> None:
     go = tmp_path / "go"
-    job_id = await submit(f"#!/bin/bash\n{hold(go)}\n", job_name="tb-test-queue", output_path=tmp_path / "o.txt",
-                          gres_gpus=2)
+    job_id = await submit(
+        f"#!/bin/bash\n{hold(go)}\n", job_name="tb-test-queue", output_path=tmp_path / "o.txt", gres_gpus=2
+    )
     try:
         await wait_job(job_id, state_is("RUNNING"), "RUNNING")
         (mine,) = [j for j in await slurm_cli.queue() if j.job_id == job_id]
         assert (mine.state, mine.node_list, mine.gpus_per_node, mine.nodes, mine.name) == (
-            "RUNNING", free_gpus, 2, 1, "tb-test-queue")
+            "RUNNING",
+            free_gpus,
+            2,
+            1,
+            "tb-test-queue",
+        )
         assert await slurm_cli.cluster_name() == "trainbot"
         await cancel(job_id, signal="KILL", full=True)
         assert (await wait_job(job_id, lambda j: j.terminal, "killed")).state in {"CANCELLED", "FAILED"}
@@ -204,8 +220,13 @@ async def test_queue_cluster_name_and_kill(free_gpus: str, tmp_path: Path) -> No
 
 @slurm
 async def test_signal_to_pending_job_cancels_it(cluster: str, tmp_path: Path) -> None:
-    job_id = await submit("#!/bin/bash\ntrue\n", job_name="tb-test-held", output_path=tmp_path / "o.txt",
-                          gres_gpus=1, extra_args=["--hold"])
+    job_id = await submit(
+        "#!/bin/bash\ntrue\n",
+        job_name="tb-test-held",
+        output_path=tmp_path / "o.txt",
+        gres_gpus=1,
+        extra_args=["--hold"],
+    )
     job = await wait_job(job_id, state_is("PENDING"), "PENDING")
     assert job.reason == "JobHeldUser"
     async with asyncio.timeout(10):  # scancel --signal on a pending job would retry for ~70 s
@@ -223,12 +244,14 @@ async def test_unknown_job(cluster: str) -> None:
     await cancel("987654321", signal="INT")
 
 
-ECHO_ENV = ('echo "NNODES=${NNODES:-} NODE_RANK=${NODE_RANK:-} MASTER_ADDR=$MASTER_ADDR '
-            'MASTER_PORT=$MASTER_PORT NPROC_PER_NODE=${NPROC_PER_NODE:-} CVD=$CUDA_VISIBLE_DEVICES"; '
-            'echo "TB_VALUE=$TB_VALUE"; '
-            'printf "%s|" "$@"; echo')
+ECHO_ENV = (
+    'echo "NNODES=${NNODES:-} NODE_RANK=${NODE_RANK:-} MASTER_ADDR=$MASTER_ADDR '
+    'MASTER_PORT=$MASTER_PORT NPROC_PER_NODE=${NPROC_PER_NODE:-} CVD=$CUDA_VISIBLE_DEVICES"; '
+    'echo "TB_VALUE=$TB_VALUE"; '
+    'printf "%s|" "$@"; echo'
+)
 ODD_ARGS = ["it's", "a b", "$HOME", "x,y", "--lr=1e-4", ""]
-ODD_ENV = "a,b c'd \"e\" $HOME"
+ODD_ENV = 'a,b c\'d "e" $HOME'
 
 
 @slurm
@@ -259,8 +282,13 @@ async def test_nodes_show_gpus(free_gpus: str) -> None:
 @slurm
 async def test_submit_errors_carry_stderr(cluster: str, tmp_path: Path) -> None:
     with pytest.raises(slurm_cli.SlurmError, match=r"sbatch .*[Ii]nvalid partition"):
-        await submit("#!/bin/bash\ntrue\n", job_name="tb-test-bad", output_path=tmp_path / "o",
-                     gres_gpus=0, partition="no-such-partition")
+        await submit(
+            "#!/bin/bash\ntrue\n",
+            job_name="tb-test-bad",
+            output_path=tmp_path / "o",
+            gres_gpus=0,
+            partition="no-such-partition",
+        )
 
 
 # --- pure functions: no cluster needed ---------------------------------------------------------------
@@ -270,7 +298,8 @@ def test_parse_record_values_with_spaces() -> None:
     rec = slurm_cli.parse_record(
         "JobId=7 JobName=a b,c JobState=PENDING Reason=Resources OS=Linux 6.1 #1 SMP "
         "Command=/x/t.sh --lr=1e-4 AllocNode:Sid=vm:1 CPUs/Task=1 StdOut=/t/sp ace 7.out Power= "
-        "TresPerNode=gres:gpu:1 ExitCode=0:15\n")
+        "TresPerNode=gres:gpu:1 ExitCode=0:15\n"
+    )
     assert rec["JobName"] == "a b,c" and rec["OS"] == "Linux 6.1 #1 SMP"
     assert rec["Command"] == "/x/t.sh --lr=1e-4"
     assert rec["AllocNode:Sid"] == "vm:1" and rec["CPUs/Task"] == "1" and rec["Power"] == ""
@@ -287,13 +316,17 @@ def test_exports_go_after_sbatch_header() -> None:
 
 
 def test_gpu_count() -> None:
-    assert [slurm_cli._gpu_count(g) for g in ["gpu:2", "gpu:1(IDX:0)", "gpu:a100:2(S:0-1),gpu:v100:1", "",
-                                              "shard:4,gpu:3"]] == [2, 1, 3, 0, 3]
+    assert [
+        slurm_cli._gpu_count(g) for g in ["gpu:2", "gpu:1(IDX:0)", "gpu:a100:2(S:0-1),gpu:v100:1", "", "shard:4,gpu:3"]
+    ] == [2, 1, 3, 0, 3]
 
 
 def test_slurm_reason_keeps_slurms_words_without_prefixes_or_the_repeated_closing_line() -> None:
-    stderr = ("sbatch: error: invalid partition specified: nosuch\n"
-              "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+    stderr = (
+        "sbatch: error: invalid partition specified: nosuch\n"
+        "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    )
     assert slurm_cli.slurm_reason(stderr) == "invalid partition specified: nosuch"
     assert slurm_cli.slurm_reason("sbatch: error: Batch job submission failed: Access denied\n") == (
-        "Batch job submission failed: Access denied")
+        "Batch job submission failed: Access denied"
+    )

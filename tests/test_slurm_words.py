@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import failure_words, notice_words, texts
-from bot.handlers import Handlers
+from bot.chat.handlers import Handlers
+from bot.words import failures as failure_words
+from bot.words import notices as notice_words
+from bot.words import texts
 from runner.access import Caller
 from storage.actors import User
 from storage.failure_facts import SlurmRefused
@@ -35,8 +37,9 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
         job = (await rt.store.list_jobs())[0]
         assert job.state is JobState.FAILED and not reply.ok
         assert "started" not in reply.text.replace("could not start", "")
-        assert job.failure and job.failure.reason == SlurmRefused("refused", "invalid partition specified: nosuch",
-                                                                  job.failure.reason.command)
+        assert job.failure and job.failure.reason == SlurmRefused(
+            "refused", "invalid partition specified: nosuch", job.failure.reason.command
+        )
         assert failure_words.summary(job.failure) == "Slurm refused the job: invalid partition specified: nosuch"
         assert reply.text.startswith(f"Job {job.id} could not start: Slurm refused the job: invalid partition")
         assert "sinfo lists the cluster's partitions" in reply.text and "[slurm] partition" in reply.text
@@ -71,8 +74,10 @@ async def test_gpu_numbers_on_slurm_count_a_nodes_gpus(node: str, tmp_path: Path
     async with bot(config) as rt:
         too_many = await Handlers(rt).handle("llm gpu=0,1,2 out=output/three", CONSOLE)
         assert not too_many.ok and "on this machine" not in too_many.text
-        assert too_many.text == ("3 GPUs on one node asked for, but the Slurm cluster's nodes have at most 2 GPUs "
-                                 "each (gpus lists them). Try gpu=0,1.")  # the console's plain words
+        assert too_many.text == (
+            "3 GPUs on one node asked for, but the Slurm cluster's nodes have at most 2 GPUs "
+            "each (gpus lists them). Try gpu=0,1."
+        )  # the console's plain words
         assert await rt.store.list_jobs() == []
         seven = await Handlers(rt).handle("llm gpu=7 out=output/seven", CONSOLE)  # one GPU: Slurm picks which
         assert seven.ok and "submitted to Slurm as job" in seven.text, seven.text

@@ -33,17 +33,31 @@ sys.exit(trainer.wait())
 """
 
 
-async def test_a_stop_before_swift_has_started_reaches_it_once_it_has(config: Config, tmp_path: Path,
-                                                                    open_runtime: OpenRuntime) -> None:
+async def test_a_stop_before_swift_has_started_reaches_it_once_it_has(
+    config: Config, tmp_path: Path, open_runtime: OpenRuntime
+) -> None:
     go, interrupted = tmp_path / "go", tmp_path / "interrupted"
-    launcher = await asyncio.create_subprocess_exec(sys.executable, "-c", LAUNCHER, str(go), str(interrupted),
-                                                    start_new_session=True)
+    launcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCHER, str(go), str(interrupted), start_new_session=True
+    )
     try:
         rt = await open_runtime(config)
-        run = Run(pid=launcher.pid, proc_start_time=psutil.Process(launcher.pid).create_time(),
-                  log_path=str(tmp_path / "job.log"))
-        job = await rt.store.create(Job(id="", kind=Kind.LLM, state=JobState.RUNNING, output_dir=str(tmp_path / "o"),
-                                        gpus=("cpu",), argv=("swift", "sft"), train_run=run))
+        run = Run(
+            pid=launcher.pid,
+            proc_start_time=psutil.Process(launcher.pid).create_time(),
+            log_path=str(tmp_path / "job.log"),
+        )
+        job = await rt.store.create(
+            Job(
+                id="",
+                kind=Kind.LLM,
+                state=JobState.RUNNING,
+                output_dir=str(tmp_path / "o"),
+                gpus=("cpu",),
+                argv=("swift", "sft"),
+                train_run=run,
+            )
+        )
         assert (await rt.supervisor.stop(job.id, by="U1")).state is JobState.STOPPING
         assert psutil.Process(launcher.pid).children() == []  # nothing had the signal: swift was not there yet
         go.touch()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.texts import error_text
+from bot.words.texts import error_text
 from storage import db as dbmod
 from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState
@@ -66,12 +66,11 @@ async def test_update_checks_the_state_machine_and_writes_nothing_on_refusal(sto
     await store.register_reader(R, keep_s=60)
     job = await store.create(new_job())
     with pytest.raises(IllegalTransition) as refused:
-        await store.update(
-            job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, JobSucceeded())
-        )
+        await store.update(job.id, state=JobState.SUCCEEDED, event="x", notice=Notice(job.id, JobSucceeded()))
     assert (refused.value.old, refused.value.new) == (JobState.QUEUED, JobState.SUCCEEDED)
-    assert error_text(refused.value) == ("the job is queued and cannot become succeeded (from queued: failed, "
-                                         "starting, stopped)")
+    assert error_text(refused.value) == (
+        "the job is queued and cannot become succeeded (from queued: failed, starting, stopped)"
+    )
     assert (await store.require(job.id)).state is JobState.QUEUED
     assert await store.pending_notices(R, job.id) == []  # the refused update queued nothing
     await store.update(job.id, state=JobState.STARTING)
@@ -110,8 +109,10 @@ async def test_the_two_runs_round_trip_through_the_columns_they_always_had(tmp_p
     assert (listed.train_run, listed.export_run) == (train, export)
     await store.close()
     with sqlite3.connect(path) as raw:  # no migration: each run's fields are the job row's columns of before
-        row = raw.execute("SELECT pid, proc_start_time, backend_job_id, log_path, export_pid, export_proc_start_time,"
-                          " export_backend_job_id, export_log_path FROM jobs").fetchone()
+        row = raw.execute(
+            "SELECT pid, proc_start_time, backend_job_id, log_path, export_pid, export_proc_start_time,"
+            " export_backend_job_id, export_log_path FROM jobs"
+        ).fetchone()
     assert row == (123, 1.5, "77", "/l/train.log", 456, 2.5, "78", "/l/export.log")
 
 

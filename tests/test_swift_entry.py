@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo import default_swift_bin
+from demo.run import default_swift_bin
 from runner.swift_levers import MICRO_BATCH_TOKENS
 from runner.swift_version import interpreter_of
 
@@ -22,10 +22,26 @@ LAYOUTS = {  # the seed's 1 x 16 (nothing to pad); 8 x 2 padded to each micro-ba
     # padding-free micro-batches; `fast`'s micro-batches by tokens (each step's ~2100 tokens in 4, none over 600)
     "seed": ["--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "16"],
     "padded": ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2"],
-    "padding-free": ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2",
-                     "--padding_free", "true", "--attn_impl", "sdpa"],
-    "tokens": ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2",  # made 16 x 1 by tokens
-               "--padding_free", "true", "--attn_impl", "sdpa"],
+    "padding-free": [
+        "--per_device_train_batch_size",
+        "8",
+        "--gradient_accumulation_steps",
+        "2",
+        "--padding_free",
+        "true",
+        "--attn_impl",
+        "sdpa",
+    ],
+    "tokens": [
+        "--per_device_train_batch_size",
+        "8",
+        "--gradient_accumulation_steps",
+        "2",  # made 16 x 1 by tokens
+        "--padding_free",
+        "true",
+        "--attn_impl",
+        "sdpa",
+    ],
 }
 ENV = {"tokens": {MICRO_BATCH_TOKENS: "600"}}
 
@@ -34,19 +50,56 @@ def sft_args(tiny: dict[str, Any], out: Path) -> list[str]:
     """4 steps of 16 samples (lengths 112-150 tokens), float32 and no LoRA dropout, so that layouts that compute
     the same thing give the same losses (dropout's random masks follow the micro-batches)."""
     data = tiny["datasets"][1].split("#")[0] + "#64"
-    return ["--model", tiny["model_dir"], "--model_type", "qwen2", "--template", "qwen2_5", "--dataset", data,
-            "--tuner_type", "lora", "--lora_rank", "8", "--lora_alpha", "32", "--lora_dropout", "0",
-            "--target_modules", "all-linear", "--learning_rate", "1e-2", "--num_train_epochs", "1",
-            "--max_length", "2048", "--logging_steps", "1", "--save_steps", "1000", "--torch_dtype", "float32",
-            "--dataloader_num_workers", "0", "--split_dataset_ratio", "0", "--report_to", "none", "--seed", "42",
-            "--output_dir", str(out)]
+    return [
+        "--model",
+        tiny["model_dir"],
+        "--model_type",
+        "qwen2",
+        "--template",
+        "qwen2_5",
+        "--dataset",
+        data,
+        "--tuner_type",
+        "lora",
+        "--lora_rank",
+        "8",
+        "--lora_alpha",
+        "32",
+        "--lora_dropout",
+        "0",
+        "--target_modules",
+        "all-linear",
+        "--learning_rate",
+        "1e-2",
+        "--num_train_epochs",
+        "1",
+        "--max_length",
+        "2048",
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "1000",
+        "--torch_dtype",
+        "float32",
+        "--dataloader_num_workers",
+        "0",
+        "--split_dataset_ratio",
+        "0",
+        "--report_to",
+        "none",
+        "--seed",
+        "42",
+        "--output_dir",
+        str(out),
+    ]
 
 
 async def run(argv: list[str], log: Path, extra: dict[str, str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TRAINBOT_"))}
     with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                                                    env=env | {"HF_HUB_OFFLINE": "1"} | (extra or {}))
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=out, stderr=asyncio.subprocess.STDOUT, env=env | {"HF_HUB_OFFLINE": "1"} | (extra or {})
+        )
         return await asyncio.wait_for(proc.wait(), 300)
 
 
@@ -56,7 +109,8 @@ def losses(out: Path) -> list[float]:
 
 
 async def test_padding_free_and_token_micro_batches_learn_what_the_seeds_batches_learn(
-        tmp_path: Path, tiny_llm: dict[str, Any]) -> None:
+    tmp_path: Path, tiny_llm: dict[str, Any]
+) -> None:
     swift = default_swift_bin()
     python = interpreter_of(Path(swift))
     assert python is not None
@@ -65,8 +119,9 @@ async def test_padding_free_and_token_micro_batches_learn_what_the_seeds_batches
 
     async def layout(name: str, extra: list[str]) -> int:
         async with two:
-            return await run([*entry, *sft_args(tiny_llm, tmp_path / name), *extra], tmp_path / f"{name}.log",
-                             ENV.get(name))
+            return await run(
+                [*entry, *sft_args(tiny_llm, tmp_path / name), *extra], tmp_path / f"{name}.log", ENV.get(name)
+            )
 
     codes = await asyncio.gather(*(layout(name, extra) for name, extra in LAYOUTS.items()))
     assert codes == [0] * len(LAYOUTS), [(tmp_path / f"{n}.log").read_text()[-2000:] for n in LAYOUTS]
@@ -80,13 +135,15 @@ async def test_padding_free_and_token_micro_batches_learn_what_the_seeds_batches
     assert "in 4 micro-batches; its loss over its tokens by the step's num_items_in_batch" in log  # per step here
     assert "not applied" not in log
 
-    refused = await run([swift, "sft", *sft_args(tiny_llm, tmp_path / "wrapper"), *LAYOUTS["padding-free"]],
-                        tmp_path / "wrapper.log")  # swift's own check, through its wrapper
+    refused = await run(
+        [swift, "sft", *sft_args(tiny_llm, tmp_path / "wrapper"), *LAYOUTS["padding-free"]], tmp_path / "wrapper.log"
+    )  # swift's own check, through its wrapper
     assert refused != 0 and "requires a flash attention implementation" in (tmp_path / "wrapper.log").read_text()
 
 
 async def test_an_export_writes_its_shards_together_and_they_are_what_swift_export_writes(
-        tmp_path: Path, tiny_llm: dict[str, Any]) -> None:
+    tmp_path: Path, tiny_llm: dict[str, Any]
+) -> None:
     swift = default_swift_bin()
     python = interpreter_of(Path(swift))
     assert python is not None
@@ -96,8 +153,18 @@ async def test_an_export_writes_its_shards_together_and_they_are_what_swift_expo
     merged = {}
     for name, start in (("entry", [*python, str(REPO / "runner" / "swift_entry.py")]), ("swift", [swift])):
         merged[name] = tmp_path / name
-        argv = [*start, "export", "--adapters", checkpoint, "--merge_lora", "true", "--output_dir",
-                str(merged[name]), "--max_shard_size", "200KB"]
+        argv = [
+            *start,
+            "export",
+            "--adapters",
+            checkpoint,
+            "--merge_lora",
+            "true",
+            "--output_dir",
+            str(merged[name]),
+            "--max_shard_size",
+            "200KB",
+        ]
         assert await run(argv, tmp_path / f"{name}.log") == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
     shards = sorted(p.name for p in merged["swift"].glob("*.safetensors"))
     assert len(shards) >= 3 and sorted(p.name for p in merged["entry"].glob("*.safetensors")) == shards
@@ -113,9 +180,16 @@ def test_a_shard_is_byte_for_byte_what_safetensors_writes(tmp_path: Path) -> Non
 
     from runner.swift_levers import write_safetensors
 
-    tensors = {"b": torch.randn(3).to(torch.bfloat16), "a": torch.randn(2, 3), "c": torch.arange(4),
-               "d": torch.tensor([True, False]), "e": torch.randn(5).half(), "scalar": torch.tensor(1.5),
-               "empty": torch.zeros(2, 0, dtype=torch.uint8), "é": torch.ones(3, dtype=torch.bfloat16)}
+    tensors = {
+        "b": torch.randn(3).to(torch.bfloat16),
+        "a": torch.randn(2, 3),
+        "c": torch.arange(4),
+        "d": torch.tensor([True, False]),
+        "e": torch.randn(5).half(),
+        "scalar": torch.tensor(1.5),
+        "empty": torch.zeros(2, 0, dtype=torch.uint8),
+        "é": torch.ones(3, dtype=torch.bfloat16),
+    }
     for metadata in ({"format": "pt"}, None, {}):
         save_file(tensors, tmp_path / "theirs.safetensors", metadata=metadata)
         write_safetensors(tensors, str(tmp_path / "ours.safetensors"), metadata)

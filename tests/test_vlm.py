@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import build_tiny_assets, tiny_config_toml
+from demo.run import build_tiny_assets, tiny_config_toml
 from runner.config import Config, load_config
 from runner.supervisor import JobRequest
 from storage.models import ExportState, Job, JobState, Kind
@@ -33,8 +33,7 @@ def vlm_config(tmp_path: Path) -> Config:
     return load_config(path, base_dir=tmp_path)
 
 
-async def test_vlm_job_trains_and_exports(vlm_config: Config,
-                                          open_runtime: OpenRuntime) -> None:
+async def test_vlm_job_trains_and_exports(vlm_config: Config, open_runtime: OpenRuntime) -> None:
     rt = await open_runtime(vlm_config)
     overrides = {"max_pixels": "12544", "batch_size": "2", "lora_rank": "4"}  # what a user may set on `/train vlm`
     job = await rt.supervisor.submit(JobRequest(Kind.VLM, ("cpu",), vlm_config.base_dir / "output" / "v", overrides))
@@ -54,6 +53,7 @@ async def test_vlm_job_trains_and_exports(vlm_config: Config,
     await rt.supervisor.export(job.id, by="U1")
     job = await wait_until(ended, 240, "the VLM export to end")
     assert job.export_state is ExportState.EXPORTED
-    assert (Path(job.export_dir or "") / "preprocessor_config.json").exists() or \
-        (Path(job.export_dir or "") / "processor_config.json").exists()
+    assert (Path(job.export_dir or "") / "preprocessor_config.json").exists() or (
+        Path(job.export_dir or "") / "processor_config.json"
+    ).exists()
     assert dataclasses.asdict(job.progress)["loss"] is not None

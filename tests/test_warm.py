@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bot.profile_words import note_words
+from bot.words.profiles import note_words
 from runner import launcher
 from runner.backends import ProcessRef
 from runner.backends.local import LocalBackend
@@ -63,9 +63,16 @@ backends = SimpleNamespace(cuda=SimpleNamespace(enable_cudnn_sdp=lambda enabled:
 
 
 def standin(root: Path) -> Path:
-    files = {"swift/__init__.py": "", "swift/cli/__init__.py": "", "swift/ray_utils.py": "",
-             "swift/cli/utils.py": "def try_use_single_device_mode(): pass\n", "swift/cli/export.py": SFT,
-             "swift/cli/sft.py": SFT, "swift/pipelines/__init__.py": PIPELINES, "torch/__init__.py": TORCH}
+    files = {
+        "swift/__init__.py": "",
+        "swift/cli/__init__.py": "",
+        "swift/ray_utils.py": "",
+        "swift/cli/utils.py": "def try_use_single_device_mode(): pass\n",
+        "swift/cli/export.py": SFT,
+        "swift/cli/sft.py": SFT,
+        "swift/pipelines/__init__.py": PIPELINES,
+        "torch/__init__.py": TORCH,
+    }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -80,7 +87,8 @@ def standin_config(tmp_path: Path, swift_env: str = "") -> Config:
     root = tmp_path / "standin"
     swift = standin(root)
     (tmp_path / "trainbot.toml").write_text(
-        f'[swift]\nbin = "{swift}"\n[swift.env]\nPYTHONPATH = "{root}"\n{swift_env}')
+        f'[swift]\nbin = "{swift}"\n[swift.env]\nPYTHONPATH = "{root}"\n{swift_env}'
+    )
     return load_config(tmp_path / "trainbot.toml", base_dir=tmp_path)
 
 
@@ -104,6 +112,7 @@ def sft(config: Config, *args: str, env: dict[str, str] | None = None) -> SwiftC
 
 async def warm_saying(b: LocalBackend, text: str, what: str) -> WarmSlot:
     """The warm process, once its output (before any job) says `text`."""
+
     async def said() -> WarmSlot | None:
         slot = b.warm
         return slot if slot is not None and text in slot.preamble.read_text(errors="replace") else None
@@ -114,6 +123,7 @@ async def warm_saying(b: LocalBackend, text: str, what: str) -> WarmSlot:
 
 async def ready_slot(b: LocalBackend) -> WarmSlot:
     """The warm process, once it has imported swift (and said it is ready)."""
+
     async def ready() -> WarmSlot | None:
         return b.warm if b.warm is not None and b.warm.ready() else None
 
@@ -145,6 +155,7 @@ async def run(b: LocalBackend, job: str, command: SwiftCommand, log: Path) -> tu
 
 async def exit_of(b: LocalBackend, ref: ProcessRef) -> int | None:
     """The job's exit status, once it has ended."""
+
     async def ended() -> tuple[int | None] | None:
         return None if (await b.status(ref)).alive else (launcher.read_exit_file(b.exit_file(ref)),)
 
@@ -157,28 +168,38 @@ def job_line(log: str) -> dict[str, object]:
 
 
 async def test_the_next_job_runs_in_the_process_that_imported_swift_before_it_came(
-        backend: LocalBackend, config: Config, tmp_path: Path) -> None:
+    backend: LocalBackend, config: Config, tmp_path: Path
+) -> None:
     code, log = await run(backend, "first", sft(config, "--n", "1"), tmp_path / "first.log")
     assert code == 0 and "started warm" not in log  # no warm process yet
     slot = await ready_slot(backend)
     warm_pid = psutil.Process(slot.proc.pid).children()[0].pid
-    code, log = await run(backend, "second", sft(config, "--n", "2", env={NO_CUDNN_ATTENTION: "1"}),
-                          tmp_path / "second.log")
+    code, log = await run(
+        backend, "second", sft(config, "--n", "2", env={NO_CUDNN_ATTENTION: "1"}), tmp_path / "second.log"
+    )
     assert code == 0, log
     lines = log.splitlines()
     assert "runner/swift_entry.py sft --n 2" in lines[0]  # the job's own header first, then what the import said
     assert lines[1] == f"{IMPORTED} {warm_pid}" and lines[2].startswith(READY)
     assert lines[3] == "[trainbot] started warm: in the process that imported swift before the job came"
-    assert job_line(log) == {"pid": warm_pid, "args": ["--n", "2"],
-                             "env": {"CUDA_VISIBLE_DEVICES": "", NO_CUDNN_ATTENTION: "1", "JOB_ONLY": None,
-                                     "PYTORCH_NVML_BASED_CUDA_CHECK": None}}
+    assert job_line(log) == {
+        "pid": warm_pid,
+        "args": ["--n", "2"],
+        "env": {
+            "CUDA_VISIBLE_DEVICES": "",
+            NO_CUDNN_ATTENTION: "1",
+            "JOB_ONLY": None,
+            "PYTORCH_NVML_BASED_CUDA_CHECK": None,
+        },
+    }
     assert not slot.preamble.exists()
     next_slot = await ready_slot(backend)  # and the one after is being kept ready
     assert next_slot is not slot
 
 
-async def test_a_bot_on_a_gpu_machine_keeps_one_warm_from_the_start(backend: LocalBackend, config: Config,
-                                                                     tmp_path: Path) -> None:
+async def test_a_bot_on_a_gpu_machine_keeps_one_warm_from_the_start(
+    backend: LocalBackend, config: Config, tmp_path: Path
+) -> None:
     """What the runtime does at start where NVML sees GPUs: the first job already starts warm."""
     backend.keep_warm()
     await ready_slot(backend)
@@ -186,8 +207,9 @@ async def test_a_bot_on_a_gpu_machine_keeps_one_warm_from_the_start(backend: Loc
     assert code == 0 and "[trainbot] started warm" in log, log
 
 
-async def test_a_job_whose_environment_differs_where_imports_read_starts_afresh(backend: LocalBackend, config: Config,
-                                                                              tmp_path: Path) -> None:
+async def test_a_job_whose_environment_differs_where_imports_read_starts_afresh(
+    backend: LocalBackend, config: Config, tmp_path: Path
+) -> None:
     await run(backend, "first", sft(config), tmp_path / "first.log")
     slot = await ready_slot(backend)
     warm_pid = psutil.Process(slot.proc.pid).children()[0].pid
@@ -197,13 +219,18 @@ async def test_a_job_whose_environment_differs_where_imports_read_starts_afresh(
     assert "[trainbot] started warm" not in log
     job = job_line(log)
     assert job["pid"] == warm_pid  # the same process, started afresh (exec): what ran is the fresh job
-    assert job["env"] == {"CUDA_VISIBLE_DEVICES": "", NO_CUDNN_ATTENTION: None, "JOB_ONLY": "yes",
-                          "PYTORCH_NVML_BASED_CUDA_CHECK": None}
+    assert job["env"] == {
+        "CUDA_VISIBLE_DEVICES": "",
+        NO_CUDNN_ATTENTION: None,
+        "JOB_ONLY": "yes",
+        "PYTORCH_NVML_BASED_CUDA_CHECK": None,
+    }
     assert log.count(IMPORTED) == 2  # by the warm process, then again by the fresh one
 
 
 async def test_a_job_starts_afresh_when_swift_was_updated_while_the_warm_process_waited(
-        backend: LocalBackend, config: Config, tmp_path: Path) -> None:
+    backend: LocalBackend, config: Config, tmp_path: Path
+) -> None:
     """What the warm process imported is not what is on disk any more (`pip install -U ...`): the job must run the
     new code, so it starts afresh."""
     await run(backend, "first", sft(config), tmp_path / "first.log")
@@ -213,8 +240,10 @@ async def test_a_job_starts_afresh_when_swift_was_updated_while_the_warm_process
     os.utime(pipelines, ns=(pipelines.stat().st_atime_ns, pipelines.stat().st_mtime_ns + 10**9))
     code, log = await run(backend, "second", sft(config), tmp_path / "second.log")
     assert code == 0, log
-    assert (f"[trainbot] not started warm: 1 file(s) it imported changed since (e.g. {pipelines}): swift or a "
-            "package it uses was updated; starting swift afresh") in log
+    assert (
+        f"[trainbot] not started warm: 1 file(s) it imported changed since (e.g. {pipelines}): swift or a "
+        "package it uses was updated; starting swift afresh"
+    ) in log
     assert "stand-in swift 2 imported by" in log
 
 
@@ -224,8 +253,10 @@ async def test_a_warm_process_that_could_not_import_is_passed_over_and_the_job_s
         failed = await warm_saying(b, "cannot import while warm", "the warm process to fail its imports")
         code, log = await run(b, "second", sft(config, "--n", "2"), tmp_path / "second.log")
         assert code == 0, log
-        assert ("[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
-                "warm (SystemExit: stand-in: cannot import while warm); starting swift afresh") in log
+        assert (
+            "[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
+            "warm (SystemExit: stand-in: cannot import while warm); starting swift afresh"
+        ) in log
         assert "[trainbot] started warm" not in log and job_line(log)["args"] == ["--n", "2"]
         assert b.warm is not failed  # another one is tried for the next job
 
@@ -244,14 +275,16 @@ async def test_a_job_handed_to_a_warm_process_whose_imports_then_fail_starts_afr
         assert await exit_of(b, ref) == 0, log.read_text()
         text = log.read_text()
         assert "No module named 'a_module_this_machine_lacks'" in text  # what the import said, in the job's log
-        assert ("[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
-                "warm (ModuleNotFoundError: No module named 'a_module_this_machine_lacks'); starting swift afresh"
-                ) in text
+        assert (
+            "[trainbot] warm start not applied (warm_start): swift could not be imported in the process kept "
+            "warm (ModuleNotFoundError: No module named 'a_module_this_machine_lacks'); starting swift afresh"
+        ) in text
         assert job_line(text)["args"] == ["--n", "2"]
 
 
-async def test_a_job_starts_afresh_when_the_warm_process_was_killed(backend: LocalBackend, config: Config,
-                                                                    tmp_path: Path) -> None:
+async def test_a_job_starts_afresh_when_the_warm_process_was_killed(
+    backend: LocalBackend, config: Config, tmp_path: Path
+) -> None:
     backend.keep_warm()
     slot = await ready_slot(backend)
     os.killpg(slot.proc.pid, signal.SIGKILL)  # an OOM killer, an admin: launcher and child gone
@@ -296,8 +329,9 @@ async def test_a_stop_reaches_a_job_whose_warm_process_is_still_importing(tmp_pa
         assert not slot.preamble.exists()
 
 
-async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend: LocalBackend, config: Config,
-                                                                         tmp_path: Path) -> None:
+async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(
+    backend: LocalBackend, config: Config, tmp_path: Path
+) -> None:
     await run(backend, "first", sft(config), tmp_path / "first.log")
     slot = await ready_slot(backend)
     pids = [slot.proc.pid, *(c.pid for c in psutil.Process(slot.proc.pid).children())]
@@ -310,8 +344,8 @@ async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend
 
     entry = direct_entry(config.swift_bin)
     assert entry is not None
-    lost = await WarmSlot.start(entry, {**os.environ, "PYTHONPATH": config.swift_env["PYTHONPATH"]},
-                                tmp_path / "exits")
+    lost = await WarmSlot.start(entry, {**os.environ, "PYTHONPATH": config.swift_env["PYTHONPATH"]}, tmp_path / "exits")
+
     async def child() -> list[psutil.Process]:
         return psutil.Process(lost.proc.pid).children()
 
@@ -333,26 +367,52 @@ async def test_the_warm_process_goes_with_the_bot_whether_closed_or_lost(backend
         await again.close()
 
 
-@pytest.mark.parametrize(("import_env", "job_env", "cuda", "started", "why"), [
-    ({"A": "1"}, {"A": "1", "CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", NO_CUDNN_ATTENTION: "1",
-                  MICRO_BATCH_TOKENS: "8683", TRITON_CACHE_DIR: "/var/lib/trainbot/compile/triton"},
-     True, False, None),  # read when the job comes, or when Triton compiles: a `fast` job still starts warm
-    ({"A": "1"}, {"A": "2", "B": "3", "CUDA_VISIBLE_DEVICES": "1"}, True, False,
-     "its environment differs in A, B, which may be read at import"),
-    ({}, {"CUDA_VISIBLE_DEVICES": "0"}, True, True,
-     "CUDA was started while swift was imported, before the job named its GPUs"),
-    ({}, {"CUDA_VISIBLE_DEVICES": "0"}, False, False, "swift was imported on a machine without CUDA"),
-    ({}, {"CUDA_VISIBLE_DEVICES": ""}, True, False, "swift was imported seeing GPUs, and this job runs on the CPU"),
-    ({}, {"CUDA_VISIBLE_DEVICES": ""}, False, False, None),
-])
+@pytest.mark.parametrize(
+    ("import_env", "job_env", "cuda", "started", "why"),
+    [
+        (
+            {"A": "1"},
+            {
+                "A": "1",
+                "CUDA_VISIBLE_DEVICES": "1",
+                "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                NO_CUDNN_ATTENTION: "1",
+                MICRO_BATCH_TOKENS: "8683",
+                TRITON_CACHE_DIR: "/var/lib/trainbot/compile/triton",
+            },
+            True,
+            False,
+            None,
+        ),  # read when the job comes, or when Triton compiles: a `fast` job still starts warm
+        (
+            {"A": "1"},
+            {"A": "2", "B": "3", "CUDA_VISIBLE_DEVICES": "1"},
+            True,
+            False,
+            "its environment differs in A, B, which may be read at import",
+        ),
+        (
+            {},
+            {"CUDA_VISIBLE_DEVICES": "0"},
+            True,
+            True,
+            "CUDA was started while swift was imported, before the job named its GPUs",
+        ),
+        ({}, {"CUDA_VISIBLE_DEVICES": "0"}, False, False, "swift was imported on a machine without CUDA"),
+        ({}, {"CUDA_VISIBLE_DEVICES": ""}, True, False, "swift was imported seeing GPUs, and this job runs on the CPU"),
+        ({}, {"CUDA_VISIBLE_DEVICES": ""}, False, False, None),
+    ],
+)
 def test_a_job_runs_warm_only_where_nothing_read_at_import_differs(
-        import_env: dict[str, str], job_env: dict[str, str], cuda: bool, started: bool, why: str | None) -> None:
+    import_env: dict[str, str], job_env: dict[str, str], cuda: bool, started: bool, why: str | None
+) -> None:
     assert cold_reason(import_env, job_env, cuda=cuda, cuda_started=started) == why
 
 
 @pytest.mark.swift
-async def test_a_second_real_job_starts_warm_and_learns_the_same(make_config: MakeConfig,
-                                                                 open_runtime: OpenRuntime) -> None:
+async def test_a_second_real_job_starts_warm_and_learns_the_same(
+    make_config: MakeConfig, open_runtime: OpenRuntime
+) -> None:
     config = make_config()
     rt = await open_runtime(config)
     losses = []
@@ -372,6 +432,7 @@ async def test_a_second_real_job_starts_warm_and_learns_the_same(make_config: Ma
         assert ("[trainbot] started warm" in log) == (n == 1), log[:3000]
         losses.append(job.progress.train_loss)
         if n == 0:
+
             async def warm() -> bool:
                 return rt.local is not None and rt.local.warm is not None
 

@@ -34,8 +34,12 @@ _OUT = itertools.count()
 def create(url: str, token: str, **body: object) -> str:
     """A job over the API, each in its own folder (two active jobs never share one)."""
     out = f"output/web-{next(_OUT)}"
-    reply = requests.post(f"{url}/training/llm/jobs", headers={"Authorization": f"Bearer {token}"},
-                          json={"gpu_id": "0", "output_dir": out, "start": True, **body}, timeout=10)
+    reply = requests.post(
+        f"{url}/training/llm/jobs",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"gpu_id": "0", "output_dir": out, "start": True, **body},
+        timeout=10,
+    )
     assert reply.status_code == 201, reply.text
     return str(reply.json()["job_id"])
 
@@ -122,10 +126,13 @@ def test_an_open_job_page_survives_a_restart_of_serve_and_catches_up(tmp_path: P
 
 
 @pytest.mark.swift
-def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(make_config: MakeConfig,
-                                                                           tmp_path: Path) -> None:
-    make_config(extra={"max_steps": 400, "save_steps": 100, "logging_steps": 1},
-                sections="[gpus]\ninventory = 1\n" + SIGNED_ONLY)
+def test_a_real_swift_job_started_from_the_form_shows_progress_live_and_stops(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    make_config(
+        extra={"max_steps": 400, "save_steps": 100, "logging_steps": 1},
+        sections="[gpus]\ninventory = 1\n" + SIGNED_ONLY,
+    )
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome", width=412, height=915) as driver:
         sign_in(driver, api.url, "tok-ann")
         driver.get(f"{api.url}/new")
@@ -167,14 +174,16 @@ def test_the_form_takes_a_rooted_local_model_as_slack_and_the_api_do(tmp_path: P
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
         sign_in(driver, api.url, "tok-ann")
         _fill_vlm_form(driver, api.url, "0", "output/rooted", "models/qwen-vl")
-        wait_until_sync(lambda: "sft" in text_of(driver, "#preview") or text_of(driver, "#form-error"), 30,
-                        "the preview")
+        wait_until_sync(
+            lambda: "sft" in text_of(driver, "#preview") or text_of(driver, "#form-error"), 30, "the preview"
+        )
         assert text_of(driver, "#form-error") == "" and f"--model {model}" in text_of(driver, "#preview")
         driver.find_element(By.ID, "start-button").click()
         wait_until_sync(lambda: "/jobs/" in driver.current_url, 30, "the new job's page")
         job_id = driver.current_url.split("?")[0].rsplit("/", 1)[1]
-        job = requests.get(f"{api.url}/training/jobs/{job_id}", headers={"Authorization": "Bearer tok-ann"},
-                           timeout=10).json()
+        job = requests.get(
+            f"{api.url}/training/jobs/{job_id}", headers={"Authorization": "Bearer tok-ann"}, timeout=10
+        ).json()
         assert job["overrides"] == {"model": str(model)} and job["user_id"] == "UANN"
         assert console_errors(driver) == []
         _fill_vlm_form(driver, api.url, "1", "output/elsewhere", "/etc")  # outside the model folders
@@ -192,13 +201,15 @@ def test_what_a_user_typed_is_shown_escaped_and_a_bad_sign_in_says_why(tmp_path:
         assert page.status_code == 200 and "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
         assert s.get(f"{api.url}/jobs/nojob", timeout=10).status_code == 404
         job = s.post(f"{api.url}/training/llm/jobs", json={"gpu_id": "0", "output_dir": "output/x"}, timeout=10)
-        said = s.get(f"{api.url}/jobs/{job.json()['job_id']}", params={"said": "<script>alert(1)</script>"},
-                     timeout=10)  # what a page says is never taken from its URL
+        said = s.get(
+            f"{api.url}/jobs/{job.json()['job_id']}", params={"said": "<script>alert(1)</script>"}, timeout=10
+        )  # what a page says is never taken from its URL
         assert said.status_code == 200 and "alert(1)" not in said.text
         bad = s.post(f"{api.url}/signin", data={"token": "nope", "next": "//evil.example"}, timeout=10)
         assert bad.status_code == 401 and "not valid" in bad.text and "//evil" not in bad.text
-        good = s.post(f"{api.url}/signin", data={"token": "tok-ann", "next": "//evil.example"}, timeout=10,
-                      allow_redirects=False)
+        good = s.post(
+            f"{api.url}/signin", data={"token": "tok-ann", "next": "//evil.example"}, timeout=10, allow_redirects=False
+        )
         assert good.status_code == 303 and good.headers["location"] == "/"
         cookie = good.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=lax" in cookie
@@ -231,48 +242,68 @@ def test_a_queued_job_shows_its_place_and_the_form_checks_its_fields(tmp_path: P
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         first, second = create(api.url, "tok-ann"), create(api.url, "tok-bob")
         table = s.get(f"{api.url}/", timeout=10).text
-        row = table[table.index(f'id="job-{second}"'):]
-        assert "#1 in line" in row[:row.index("</tr>")] and first in table
-        assert f"GPU 0 is held by job {first}" in row[:row.index("</tr>")]
+        row = table[table.index(f'id="job-{second}"') :]
+        assert "#1 in line" in row[: row.index("</tr>")] and first in table
+        assert f"GPU 0 is held by job {first}" in row[: row.index("</tr>")]
         waiting = requests.get(f"{api.url}/training/jobs/{second}/status", timeout=10).json()["queue_reason"]
-        assert waiting == {"code": "gpus_busy", "fields": {"held": {"0": first}, "foreign": []},
-                           "message": f"GPU 0 is held by job {first}"}
+        assert waiting == {
+            "code": "gpus_busy",
+            "fields": {"held": {"0": first}, "foreign": []},
+            "message": f"GPU 0 is held by job {first}",
+        }
         assert "No jobs match" in s.get(f"{api.url}/?kind=vlm", timeout=10).text
         mine = s.get(f"{api.url}/", params={"owner": "UBOB", "state": "queued"}, timeout=10).text
         assert f'id="job-{second}"' in mine and f'id="job-{first}"' not in mine
         csrf = _csrf(s.get(f"{api.url}/new?kind=vlm", timeout=10).text)
-        bad = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
-                                             "lora_rank": "lots"}, timeout=10)
+        bad = s.post(
+            f"{api.url}/new",
+            data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v", "lora_rank": "lots"},
+            timeout=10,
+        )
         assert bad.status_code == 422 and "lora_rank" in bad.text and "Start" not in bad.text
-        preview = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v",
-                                                 "lora_rank": "16", "go": "preview"}, timeout=10)
+        preview = s.post(
+            f"{api.url}/new",
+            data={"csrf": csrf, "kind": "vlm", "gpu_0": "on", "out": "output/v", "lora_rank": "16", "go": "preview"},
+            timeout=10,
+        )
         assert preview.status_code == 200 and "--lora_rank 16" in preview.text and 'id="start-button"' in preview.text
         assert f"in use by job {first}; promised next to queued job {second}" in preview.text  # GPU 0
-        outside = s.post(f"{api.url}/new", data={"csrf": csrf, "kind": "llm", "gpu_0": "on", "out": "/etc",
-                                                 "go": "start"}, timeout=10)
+        outside = s.post(
+            f"{api.url}/new",
+            data={"csrf": csrf, "kind": "llm", "gpu_0": "on", "out": "/etc", "go": "start"},
+            timeout=10,
+        )
         assert outside.status_code == 422 and "output" in outside.text
         jobs = requests.get(f"{api.url}/training/all/jobs", timeout=10).json()["jobs"]
         assert len(jobs) == 2  # neither the bad forms nor the preview made a job
         assert f'<a href="/jobs/{first}">job {first}</a>' in s.get(f"{api.url}/web/gpus", timeout=10).text
         for job, token in ((second, "tok-bob"), (first, "tok-ann")):  # the queued one first, or it would start
-            stop = requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=10)
+            stop = requests.post(
+                f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            )
             assert stop.status_code == 200, stop.text
-        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{first}/status", timeout=10)
-                        .json()["status"] == "stopped", 30, "the running job to stop: its trainer outlives serve")
+        wait_until_sync(
+            lambda: requests.get(f"{api.url}/training/jobs/{first}/status", timeout=10).json()["status"] == "stopped",
+            30,
+            "the running job to stop: its trainer outlives serve",
+        )
 
 
 def test_a_failed_job_page_shows_the_cause_the_hint_and_the_logs_tail_first(tmp_path: Path) -> None:
     fake_config(tmp_path, sections=ANONYMOUS_TOO)
     (tmp_path / "fake-swift").write_text(  # a swift that runs out of memory at once
         "#!/bin/sh\necho 'loading <model> weights'\n"
-        "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2\nexit 1\n")
+        "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2\nexit 1\n"
+    )
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         job = create(api.url, "tok-ann")
-        wait_until_sync(lambda: requests.get(f"{api.url}/training/jobs/{job}/status", timeout=10)
-                        .json()["status"] == "failed", 60, "the job to fail")
+        wait_until_sync(
+            lambda: requests.get(f"{api.url}/training/jobs/{job}/status", timeout=10).json()["status"] == "failed",
+            60,
+            "the job to fail",
+        )
         page = s.get(f"{api.url}/jobs/{job}", timeout=10).text
-        failure = page[page.index('class="failure"'):]
+        failure = page[page.index('class="failure"') :]
         assert failure.index("Why it failed") < failure.index("Command line")  # first, before the details
         assert "out of memory" in failure.lower() and '<p class="hint">' in failure  # cause and hint
         assert "&lt;model&gt;" in failure and "<model>" not in page  # the tail, escaped
@@ -291,8 +322,11 @@ def test_the_session_signing_key_never_reaches_a_job(tmp_path: Path) -> None:
     with serving(tmp_path, TOKENS | {"TRAINBOT_SESSION_SECRET": "web-key-7f3a"}) as api:
         job = create(api.url, "tok-ann")
         server = psutil.Process(api.proc.pid)
-        swift = wait_until_sync(lambda: [p for p in server.children(recursive=True) if "fake_swift" in
-                                         " ".join(p.cmdline())], 30, "the job's process")
+        swift = wait_until_sync(
+            lambda: [p for p in server.children(recursive=True) if "fake_swift" in " ".join(p.cmdline())],
+            30,
+            "the job's process",
+        )
         assert not any("web-key-7f3a" in v for v in swift[0].environ().values())
         requests.post(f"{api.url}/training/jobs/{job}/stop", headers={"Authorization": "Bearer tok-ann"}, timeout=10)
 
@@ -319,11 +353,15 @@ def test_the_owner_exports_a_finished_job_and_its_page_shows_the_export_folder(t
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         assert s.post(f"{api.url}/signin", data={"token": "tok-ann"}, timeout=10).status_code == 200
         job = create(api.url, "tok-ann")
-        wait_until_sync(lambda: 'id="do-export"' in s.get(f"{api.url}/jobs/{job}", timeout=10).text, 60,
-                        "the finished job's Export button")
+        wait_until_sync(
+            lambda: 'id="do-export"' in s.get(f"{api.url}/jobs/{job}", timeout=10).text,
+            60,
+            "the finished job's Export button",
+        )
         confirm = s.get(f"{api.url}/jobs/{job}/confirm", params={"action": "export"}, timeout=10)
         assert confirm.status_code == 200 and "Export job" in confirm.text
         s.post(f"{api.url}/jobs/{job}/export", data={"csrf": _csrf(confirm.text)}, timeout=10)
+
         def exported() -> str | None:
             text = s.get(f"{api.url}/jobs/{job}", timeout=10).text
             return text if "export exported" in text else None

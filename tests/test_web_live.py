@@ -49,8 +49,11 @@ def _row_state(driver: Chrome, job: str) -> str:
 
 def _banner(driver: Chrome) -> str:
     """The stale banner's text while it shows ("" when hidden or absent)."""
-    return str(driver.execute_script(
-        "const b = document.getElementById('live-status'); return b && !b.hidden ? b.textContent.trim() : '';"))
+    return str(
+        driver.execute_script(
+            "const b = document.getElementById('live-status'); return b && !b.hidden ? b.textContent.trim() : '';"
+        )
+    )
 
 
 def test_ten_tabs_of_one_browser_all_stay_live(tmp_path: Path) -> None:
@@ -75,8 +78,11 @@ def test_ten_tabs_of_one_browser_all_stay_live(tmp_path: Path) -> None:
         for n, (handle, page) in enumerate(tabs, start=1):
             driver.switch_to.window(handle)
             where = f"#job-{job} td.state" if page == "jobs" else "#state"
-            wait_until_sync(lambda: text_of(driver, where).startswith("running"), 60,  # noqa: B023 (waited on here)
-                            f"tab {n} ({page} page) to show it running")
+            wait_until_sync(
+                lambda: text_of(driver, where).startswith("running"),  # noqa: B023 (waited on here)
+                60,
+                f"tab {n} ({page} page) to show it running",
+            )
         driver.save_screenshot(str(tmp_path / "tenth-tab.png"))
         assert console_errors(driver) == []
         _api(api.url, "tok-ann", "POST", f"/training/jobs/{job}/stop")
@@ -89,8 +95,11 @@ def _log_path(url: str, job: str, root: Path) -> Path:
 
 
 def _page_log(driver: Chrome) -> list[str]:
-    return [line for line in str(driver.execute_script(
-        "return document.getElementById('log').textContent")).split("\n") if line]
+    return [
+        line
+        for line in str(driver.execute_script("return document.getElementById('log').textContent")).split("\n")
+        if line
+    ]
 
 
 def _step_lines(lines: list[str]) -> int:
@@ -100,8 +109,13 @@ def _step_lines(lines: list[str]) -> int:
 def test_a_job_pages_log_shows_each_line_once_after_three_restarts_of_serve(tmp_path: Path) -> None:
     said = tmp_path / "say.txt"
     said.write_text("loading <b>weights</b> & the tokenizer\n")  # text a user typed is shown as text
-    fake_config(tmp_path, steps=2000, step_s=0.1, sections=SIGNED_ONLY,
-                env={"FAKE_SWIFT_PRINT_STEPS": "1", "FAKE_SWIFT_SAY_FILE": str(said)})
+    fake_config(
+        tmp_path,
+        steps=2000,
+        step_s=0.1,
+        sections=SIGNED_ONLY,
+        env={"FAKE_SWIFT_PRINT_STEPS": "1", "FAKE_SWIFT_SAY_FILE": str(said)},
+    )
     port = _free_port()
     served = start_serve(tmp_path, TOKENS, "--port", port)
     try:
@@ -114,8 +128,11 @@ def test_a_job_pages_log_shows_each_line_once_after_three_restarts_of_serve(tmp_
                 assert served.stop() == 0
                 served = start_serve(tmp_path, TOKENS, "--port", port)
                 written = _step_lines(clean_lines(_log_path(served.url, job, tmp_path).read_text()))
-                wait_until_sync(lambda: _step_lines(_page_log(driver)) > written, 60,  # noqa: B023
-                                f"the lines written since restart {restart} on the page")
+                wait_until_sync(
+                    lambda: _step_lines(_page_log(driver)) > written,  # noqa: B023
+                    60,
+                    f"the lines written since restart {restart} on the page",
+                )
             _api(served.url, "tok-bob", "POST", f"/training/jobs/{job}/stop")
             wait_until_sync(lambda: text_of(driver, "#state") == "stopped", 60, "the page to say stopped")
             log = _log_path(served.url, job, tmp_path)
@@ -150,8 +167,11 @@ def test_a_page_says_it_is_stale_while_the_server_is_away_and_stops_saying_so_af
 
             found = wait_until_sync(lambda: BANNER.match(_banner(driver)), 30, "the page to say it is reconnecting")
             first = int(found.group(1))
-            wait_until_sync(lambda: int(BANNER.match(_banner(driver)).group(1) or 0) >= first + 2, 30,  # type: ignore[union-attr]
-                            "the banner to count the seconds since the last update")
+            wait_until_sync(
+                lambda: int(BANNER.match(_banner(driver)).group(1) or 0) >= first + 2,
+                30,  # type: ignore[union-attr]
+                "the banner to count the seconds since the last update",
+            )
             driver.save_screenshot(str(tmp_path / "stale.png"))
 
             served = start_serve(tmp_path, TOKENS, "--port", port)
@@ -181,11 +201,15 @@ def test_open_sections_focus_and_a_selection_survive_twenty_live_updates(tmp_pat
         driver.get(f"{api.url}/jobs/{job}")
         wait_until_sync(lambda: text_of(driver, "#state") == "running", 60, "the job to run")
         for title in ("Command line", "Events"):  # as a click does: open the section, focus its summary (one step)
-            driver.execute_script(_SECTION + "if (!d.open) { d.querySelector('summary').click(); }"
-                                  "d.querySelector('summary').focus();", title)
-        command = str(driver.execute_script("""const pre = document.querySelector('#panel pre.cmd');
+            driver.execute_script(
+                _SECTION + "if (!d.open) { d.querySelector('summary').click(); }d.querySelector('summary').focus();",
+                title,
+            )
+        command = str(
+            driver.execute_script("""const pre = document.querySelector('#panel pre.cmd');
             const range = document.createRange(); range.selectNodeContents(pre);
-            getSelection().removeAllRanges(); getSelection().addRange(range); return getSelection().toString();"""))
+            getSelection().removeAllRanges(); getSelection().addRange(range); return getSelection().toString();""")
+        )
         assert "sft" in command
         events_before = text_of(driver, "#panel details:last-of-type summary")
 
@@ -226,8 +250,11 @@ def test_the_jobs_feed_sends_only_the_rows_that_changed_since_the_page_was_rende
     with serving(tmp_path, TOKENS) as api, requests.Session() as s:
         running = create(api.url, "tok-ann")
         idle = [create(api.url, "tok-bob", start=False) for _ in range(2)]
-        wait_until_sync(lambda: (_api(api.url, "tok-ann", "GET", f"/training/jobs/{running}/status")["step"] or 0)
-                        >= 1, 60, "the job's first step")
+        wait_until_sync(
+            lambda: (_api(api.url, "tok-ann", "GET", f"/training/jobs/{running}/status")["step"] or 0) >= 1,
+            60,
+            "the job's first step",
+        )
         view = _view(s.get(f"{api.url}/", timeout=10).text)
         assert [key for key, _ in view["have"]] == [f"job-{j}" for j in (*reversed(idle), running)]
 

@@ -80,8 +80,9 @@ class Backend(Protocol):
     # over at once and shows the backend's pending reason; False: the supervisor leases GPUs (local).
     schedules_gpus: bool
 
-    async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path,
-                     gpus: Sequence[str]) -> Launched: ...
+    async def launch(
+        self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path, gpus: Sequence[str]
+    ) -> Launched: ...
 
     async def status(self, ref: ProcessRef) -> RunStatus: ...
 

@@ -82,8 +82,10 @@ class LocalBackend:
         entry = direct_entry(self._config.swift_bin) if self._config is not None else None
         if entry is None or self._config is None or (self._kernels is not None and self._kernels.alive()):
             return
-        env = child_env(self._config, swift_env(self._config) | cache_env(self._config.data_dir)
-                        | device_env((gpu,)) | {"PYTHONUNBUFFERED": "1"})
+        env = child_env(
+            self._config,
+            swift_env(self._config) | cache_env(self._config.data_dir) | device_env((gpu,)) | {"PYTHONUNBUFFERED": "1"},
+        )
         log = triton_cache(self._config.data_dir).parent / "compile.log"
         with contextlib.suppress(OSError):  # the first job compiles them then, as without this
             self._kernels = await KernelCompile.start(entry[:-1], model, gpu, env, log)
@@ -106,11 +108,11 @@ class LocalBackend:
     def exit_file(self, ref: ProcessRef) -> Path:
         """The launch's claim and exit file (runner/launcher.py), one per launch token."""
         token = ref.run.launch_token
-        return self._exits_dir / (f"{ref.job_id}.{ref.purpose}.{token}.json" if token else
-                                  f"{ref.job_id}.{ref.purpose}.json")  # a launch recorded before tokens
+        return self._exits_dir / (
+            f"{ref.job_id}.{ref.purpose}.{token}.json" if token else f"{ref.job_id}.{ref.purpose}.json"
+        )  # a launch recorded before tokens
 
-    async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path,
-                     gpus: Sequence[str]) -> Launched:
+    async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path, gpus: Sequence[str]) -> Launched:
         exe = shutil.which(command.argv[0])
         if exe is None:
             raise LaunchError(SwiftMissing(command.argv[0]))
@@ -131,14 +133,24 @@ class LocalBackend:
         slot = self._warm if self._warm is not None and self._warm.serves(argv) else None
         if slot is not None:
             self._warm = None  # the job's from now on
-        passed_over = self._warm.failure() if slot is None and self._warm is not None \
-            and self._warm.stands_for(argv) else None
+        passed_over = (
+            self._warm.failure() if slot is None and self._warm is not None and self._warm.stands_for(argv) else None
+        )
         with log:
-            log.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
-                      f"{command.display()}\n".encode())
+            log.write(
+                f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose}: "
+                f"{command.display()}\n".encode()
+            )
             if passed_over is not None:
-                log.write(not_applied_line("warm start", "warm_start", "swift could not be imported in the process "
-                                           f"kept warm ({passed_over})", "starting swift afresh").encode() + b"\n")
+                log.write(
+                    not_applied_line(
+                        "warm start",
+                        "warm_start",
+                        f"swift could not be imported in the process kept warm ({passed_over})",
+                        "starting swift afresh",
+                    ).encode()
+                    + b"\n"
+                )
             log.flush()
             if slot is not None and not await slot.hand(argv, env, log=log_path, exit_file=exit_file):
                 await slot.close()  # it died before its job came
@@ -147,9 +159,17 @@ class LocalBackend:
                 proc = slot.proc
             else:
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, launcher.__file__, "--exit-file", str(exit_file), "--", *argv,
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True, env=env,
+                    sys.executable,
+                    launcher.__file__,
+                    "--exit-file",
+                    str(exit_file),
+                    "--",
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
                 )
         if (entry := warm_entry(argv)) is not None:
             self._start_warm(entry)  # for the next job
@@ -165,9 +185,17 @@ class LocalBackend:
 
     def _start_warm(self, entry: tuple[str, ...]) -> None:
         """A warm process for `entry`, in the background, unless one is there or coming (or the config says no)."""
-        if self._config is None or not self._config.warm_start or self._warming is not None \
-                or (self._warm is not None and self._warm.entry == entry and self._warm.alive()
-                    and self._warm.failure() is None):
+        if (
+            self._config is None
+            or not self._config.warm_start
+            or self._warming is not None
+            or (
+                self._warm is not None
+                and self._warm.entry == entry
+                and self._warm.alive()
+                and self._warm.failure() is None
+            )
+        ):
             return
         env = child_env(self._config, swift_env(self._config) | {"PYTHONUNBUFFERED": "1"})
         folder = self._exits_dir
@@ -260,8 +288,10 @@ class LocalBackend:
             return False
         try:
             proc = psutil.Process(ref.run.pid)
-            if ref.run.proc_start_time is not None and \
-                    abs(proc.create_time() - ref.run.proc_start_time) > START_TIME_TOLERANCE_S:
+            if (
+                ref.run.proc_start_time is not None
+                and abs(proc.create_time() - ref.run.proc_start_time) > START_TIME_TOLERANCE_S
+            ):
                 return False
             return proc.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:

@@ -29,6 +29,7 @@ from storage.waiting import SlurmSilent
 
 log = logging.getLogger(__name__)
 
+
 def job_environment(config: Config | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment sbatch runs in, which the job inherits (`--export=ALL`): the bot's, less its secrets
     (runner/child_env.py). CUDA_VISIBLE_DEVICES goes too: Slurm sets it from the GPUs it picks."""
@@ -57,8 +58,7 @@ class SlurmBackend:
         self._seen: dict[str, tuple[float, SlurmJob | None]] = {}  # job id -> (monotonic time, record)
         self._cluster: str | None = None
 
-    async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path,
-                     gpus: Sequence[str]) -> Launched:
+    async def launch(self, ref: ProcessRef, command: SwiftCommand, *, log_path: Path, gpus: Sequence[str]) -> Launched:
         slurm = self._config.slurm
         nodes = slurm.nodes if ref.purpose == "train" else 1  # an export merges on one machine
         env = dict(command.env) | {"PYTHONUNBUFFERED": "1"}
@@ -69,11 +69,19 @@ class SlurmBackend:
         try:
             script = slurm_cli.training_script(argv, env=env, nodes=nodes, trainers=TRAINER_SCRIPTS)
             job_id = await slurm_cli.submit(
-                script, job_name=job_name(ref), output_path=log_path, gres_gpus=gpu_count(gpus), nodes=nodes,
-                partition=slurm.partition, account=slurm.account, time_limit=slurm.time_limit,
+                script,
+                job_name=job_name(ref),
+                output_path=log_path,
+                gres_gpus=gpu_count(gpus),
+                nodes=nodes,
+                partition=slurm.partition,
+                account=slurm.account,
+                time_limit=slurm.time_limit,
                 # append: a job started again keeps its earlier runs' log, as with the local backend
                 extra_args=["--export=ALL", "--open-mode=append", *slurm.extra_args],
-                workdir=self._config.base_dir, process_env=job_environment(self._config))
+                workdir=self._config.base_dir,
+                process_env=job_environment(self._config),
+            )
         except SlurmError as exc:
             raise LaunchError(SlurmRefused(exc.problem, exc.reason, exc.command), detail=exc.command) from exc
         except EnvNameError as exc:
@@ -189,7 +197,9 @@ def _write_header(ref: ProcessRef, command: SwiftCommand, log_path: Path) -> Non
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a") as f:
-            f.write(f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose} "
-                    f"(Slurm): {command.display()}\n")
+            f.write(
+                f"[trainbot] {time.strftime('%Y-%m-%d %H:%M:%S')} job {ref.job_id} {ref.purpose} "
+                f"(Slurm): {command.display()}\n"
+            )
     except OSError as exc:
         raise LaunchError(LogUnwritable(str(log_path), exc.strerror)) from exc

@@ -1,5 +1,5 @@
 """Slurm's job states and pending reasons as the supervisor's facts; pure functions over slurm_cli's records
-(bot/waiting_words.py and bot/failure_words.py word them).
+(bot/words/waiting.py and bot/words/failures.py word them).
 
 Exit status of an ended job: Slurm's `ExitCode=exit:signal`, as a shell gives it (`exit`, else 128 + `signal`).
 Where Slurm itself ended the job (time limit, memory limit, node failure, preemption) `RunStatus.cause` says so,
@@ -40,8 +40,9 @@ def ended_status(job: SlurmJob) -> RunStatus:
     rc = job.exit_code or (128 + job.signal if 0 < job.signal < signal.SIGRTMAX else 0)
 
     def ended(end: SlurmEnd, returncode: int) -> RunStatus:
-        cause = SchedulerEnded(end, job.state, job.node_list or None, job.raw.get("TimeLimit") or None,
-                               job.reason or None)
+        cause = SchedulerEnded(
+            end, job.state, job.node_list or None, job.raw.get("TimeLimit") or None, job.reason or None
+        )
         return RunStatus(alive=False, returncode=returncode, cause=cause)
 
     match job.state:
@@ -84,7 +85,7 @@ def run_status(job: SlurmJob | None) -> RunStatus:
 
 
 def expand_hostlist(hostlist: str) -> list[str]:
-    """"gpu[01-03,7],cpu1" -> gpu01 gpu02 gpu03 gpu7 cpu1 (one bracket group a name, as node names have)."""
+    """ "gpu[01-03,7],cpu1" -> gpu01 gpu02 gpu03 gpu7 cpu1 (one bracket group a name, as node names have)."""
     names: list[str] = []
     for prefix, ranges, suffix in re.findall(r"([^,\[]+)(?:\[([^\]]*)\])?([^,\[]*)", hostlist):
         if not ranges:

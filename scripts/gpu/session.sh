@@ -30,6 +30,8 @@
 #                                           the default to step 5 on an empty Triton cache (a truly cold machine),
 #                                           the literal flags; follow (~16 minutes in all: `follow` once more)
 #   bash scripts/gpu/session.sh h100s       the same in one call (~9 minutes), the literal flags only to step 12
+#   bash scripts/gpu/session.sh try         set up; the default job, then `try` of its model against `swift infer` by
+#                                           hand on the same checkpoint (scripts/gpu/try_check.py, issue 30)
 #   bash scripts/gpu/session.sh follow      keep following that background run (a later call, same machine)
 # Needs, carried from the machine where pip works: .whl/ (wheels, see docs/gpu.md) and .gpu/ (make_assets.py);
 # name both in the carry of every call, the `follow` ones too.
@@ -101,6 +103,13 @@ exports() {  # $1 exported on the CPU (trainbot's entry), then on GPU 0 (warm) a
 }
 
 case "${1:-}" in
+  try)  # issue 30: the default job, then `try` of its model (the check, a question to the loaded model, a fresh
+        # start) against `swift infer --adapters` by hand on the same checkpoint (scripts/gpu/try_check.py)
+    setup 2>&1 | tee $RES/setup.txt
+    facts > $RES/facts.txt 2>&1
+    python3 scripts/gpu/try_check.py --config $W/trainbot.toml --work $W/try 2>&1 | tee $RES/try.txt | cut -c1-300
+    cp $W/try/try.json $RES/ 2>/dev/null
+    (cd $W && tar czf $RES/details.tgz try/*.log tb/*.db logs 2>/dev/null); ls -la $RES ;;
   probes)
     setup 2>&1 | tee $RES/setup.txt
     facts > $RES/facts.txt 2>&1

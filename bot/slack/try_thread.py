@@ -1,0 +1,329 @@
+"""A try of a job's model in Slack: the answer goes to the job's thread, one message updated in place as it is
+generated, and a reply in that thread (mentioning the bot, or starting with `try`) goes on with the conversation.
+
+The model's text is untrusted: it is shown only in `plain_text` objects (Slack shows them as typed: no mention, no
+link, no mrkdwn), cut at a limit with the whole answer as a file in the thread; the message's own text and every
+mrkdwn part hold trainbot's words and escaped facts only. Updates go through the bot's one Pacer (bot/slack/pacing.py):
+chat.update is Tier 3 (50 a minute for the whole app), so while tokens come a message is updated at most every
+UPDATE_EVERY_S and only with a token the card updates can spare (not urgent); the last update waits its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.chat.handlers import Reply
+from bot.slack.pacing import Pacer
+from bot.words import texts, tries
+from bot.words.format import SLACK
+from runner.access import Caller
+from runner.runtime import Runtime
+from runner.try_types import (
+    Message,
+    TryAnswer,
+    TryAsk,
+    TryAsking,
+    TryDone,
+    TryEvent,
+    TryLoaded,
+    TryLoading,
+    TryToken,
+    TryWaiting,
+)
+from storage.errors import JobError
+
+log = logging.getLogger(__name__)
+
+ANSWER_LIMIT = 2800  # characters of an answer shown in its message (a plain_text section takes 3000)
+FIELD_LIMIT = 900  # of each answer of the check, side by side (a field takes 2000; two questions, two models)
+HEADER_LIMIT = 150  # Slack's header block
+UPDATE_EVERY_S = 1.5
+EVENT_TYPE = "trainbot_try"
+MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
+TRY_WORD = re.compile(r"\s*try(\s|$)", re.IGNORECASE)
+
+
+@dataclass
+class Conversation:
+    """A job's model talked to in one thread: what was said, oldest first."""
+
+    job_id: str
+    channel: str
+    thread_ts: str
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass
+class AnswerView:
+    """What the answer's message shows now."""
+
+    job_id: str
+    asker: str
+    question: str | None  # None: the recipe's check
+    status: str = "⏳ starting…"
+    texts: dict[tuple[int, str], str] = field(default_factory=dict)  # (question index, side) -> text so far
+    questions: dict[int, str] = field(default_factory=dict)
+    footer: str | None = None
+    turn: int = 1  # the how-manieth question of the thread's conversation
+
+    def cut(self) -> bool:
+        limit = FIELD_LIMIT if self.question is None else ANSWER_LIMIT
+        return any(len(t) > limit for t in self.texts.values())
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text or "…", "emoji": False}
+
+
+def _shown(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + " … (cut here: the whole answer is in the file)"
+
+
+def blocks(view: AnswerView) -> list[dict[str, Any]]:
+    """The message: trainbot's words in mrkdwn, the question and the answers in plain_text."""
+    turn = f" (turn {view.turn} of the conversation)" if view.turn > 1 else ""
+    head = f"🤖 {SLACK.mention(view.asker)} asked job {SLACK.code(view.job_id)}'s model{turn} · {view.status}"
+    out: list[dict[str, Any]] = [{"type": "context", "elements": [{"type": "mrkdwn", "text": head}]}]
+    if view.question is not None:
+        out.append({"type": "section", "text": _plain("› " + view.question)})
+        out.append({"type": "section", "text": _plain(_shown(view.texts.get((0, "tuned"), ""), ANSWER_LIMIT))})
+    else:
+        for index, question in sorted(view.questions.items()):
+            out.append({"type": "header", "text": _plain(question[:HEADER_LIMIT])})
+            out.append(
+                {
+                    "type": "section",
+                    "fields": [
+                        _plain(f"{tries.SIDE[side]}:\n" + _shown(view.texts.get((index, side), ""), FIELD_LIMIT))
+                        for side in ("tuned", "base")
+                    ],
+                }
+            )
+    if view.footer:
+        out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": view.footer}]})
+    return out
+
+
+def whole_answer(view: AnswerView) -> str:
+    """The file beside a cut answer: every answer in full."""
+    if view.question is not None:
+        return f"Q: {view.question}\n\n{view.texts.get((0, 'tuned'), '')}\n"
+    parts = []
+    for index, question in sorted(view.questions.items()):
+        for side in ("tuned", "base"):
+            parts.append(f"Q: {question}\n[{tries.SIDE[side]}]\n{view.texts.get((index, side), '')}\n")
+    return "\n".join(parts)
+
+
+class SlackTries:
+    def __init__(
+        self,
+        runtime: Runtime,
+        client: AsyncWebClient,
+        pacer: Pacer,
+        caller: Callable[[str, str | None], Awaitable[Caller]],
+    ) -> None:
+        self.runtime, self.client, self.pacer, self.caller = runtime, client, pacer, caller
+        self._threads: dict[tuple[str, str], Conversation] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def start(self, reply: Reply, user: str, channel: str | None) -> str:
+        """`/train try`: the answer goes to the job's thread (or, for a job without a card, to a new thread in
+        this channel); returns what to tell the asker."""
+        assert reply.try_ask is not None and reply.answer is not None
+        ask = reply.try_ask
+        card = await self.runtime.store.slack_card(ask.job_id)
+        if card is not None:
+            where, thread = card.channel, card.ts
+        elif channel is not None:
+            where = channel
+            posted = await self._post(
+                channel,
+                None,
+                f"Trying job {SLACK.code(ask.job_id)}'s model",
+                [
+                    {
+                        "type": "section",
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": f"🤖 A try of job {SLACK.code(ask.job_id)}'s model: replies in this "
+                            "thread (mentioning me, or starting with `try`) go on with it.",
+                        },
+                    }
+                ],
+                ask.job_id,
+            )
+            thread = posted
+        else:
+            return "⚠️ there is no channel to answer in"
+        conversation = Conversation(ask.job_id, where, thread)
+        self._threads[(where, thread)] = conversation
+        self._spawn(self._answer(conversation, ask, reply.answer, user))
+        return f"🤖 Asking job {SLACK.code(ask.job_id)}'s model: the answer comes in the job's thread."
+
+    async def thread_reply(self, event: dict[str, Any], bot_user_id: str | None, *, mentioned: bool) -> None:
+        """A message in a thread: one that mentions the bot (`mentioned`, from app_mention) or starts with `try`
+        goes on with the conversation of the job the thread belongs to."""
+        channel, thread, user = event.get("channel"), event.get("thread_ts"), event.get("user")
+        text = str(event.get("text") or "")
+        if not channel or not thread or not user or event.get("bot_id") or event.get("subtype"):
+            return
+        if not mentioned and (not TRY_WORD.match(text) or (bot_user_id and f"<@{bot_user_id}" in text)):
+            return  # a mention comes as app_mention too: answered once, there
+        question = MENTION.sub("", text).strip()
+        if TRY_WORD.match(question):
+            question = question.lstrip()[3:].strip()
+        question = _unescape(question)
+        conversation = self._threads.get((channel, thread)) or await self._thread_of(channel, thread)
+        if conversation is None:
+            return  # not a job's thread, nor one a try started: not ours to answer
+        history = conversation.messages if question else []
+        ask = TryAsk(conversation.job_id, (*history, Message("user", question)) if question else ())
+        try:
+            stream = await self.runtime.tries.open(ask, await self.caller(user, channel))
+        except JobError as exc:
+            await self._tell(channel, thread, user, f"⚠️ {texts.error_text(exc, SLACK)}")
+            return
+        self._spawn(self._answer(conversation, ask, stream, user))
+
+    async def _thread_of(self, channel: str, thread: str) -> Conversation | None:
+        """The conversation of a job's thread this bot has not talked in (since it started): its card's."""
+        card = await self.runtime.store.slack_card_at(channel, thread)
+        if card is None or await self.runtime.store.get(card.job_id) is None:
+            return None  # not a card's thread, or its job was deleted
+        conversation = Conversation(card.job_id, channel, thread)
+        self._threads[(channel, thread)] = conversation
+        return conversation
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("a try in Slack failed")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(
+        self, conversation: Conversation, ask: TryAsk, stream: AsyncGenerator[TryEvent, None], user: str
+    ) -> None:
+        """Post the answer's message in the thread and keep it up to date until the answer is whole."""
+        question = ask.messages[-1].content if ask.messages else None
+        view = AnswerView(conversation.job_id, user, question, turn=sum(m.role == "user" for m in ask.messages))
+        channel, thread = conversation.channel, conversation.thread_ts
+        ts = await self._post(channel, thread, self._text(view), blocks(view), conversation.job_id)
+        shown_at = time.monotonic()
+        done: TryDone | None = None
+        try:
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    changed = _apply(view, event)
+                    if isinstance(event, TryDone):
+                        done = event
+                    if (
+                        changed
+                        and time.monotonic() - shown_at >= UPDATE_EVERY_S
+                        and self.pacer.try_take("chat.update", urgent=False)
+                    ):
+                        shown_at = time.monotonic()
+                        await self._update(channel, ts, view, taken=True)
+        except JobError as exc:
+            view.status = "⚠️ no answer"
+            view.footer = f"⚠️ {texts.error_text(exc, SLACK)}"
+        await self._update(channel, ts, view)
+        if view.cut():
+            await self._upload(channel, thread, view)
+        if done is not None and question is not None:
+            conversation.messages[:] = [*ask.messages, Message("assistant", done.answers[-1].text)]
+
+    def _text(self, view: AnswerView) -> str:
+        return f"Job {view.job_id}'s model answers"  # the notification's text: trainbot's words only
+
+    async def _post(self, channel: str, thread: str | None, text: str, shown: list[dict[str, Any]], job_id: str) -> str:
+        args: dict[str, Any] = {
+            "channel": channel,
+            "text": text,
+            "blocks": shown,
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "metadata": {"event_type": EVENT_TYPE, "event_payload": {"job_id": job_id}},
+        }
+        if thread:
+            args["thread_ts"] = thread
+        resp = await self.pacer.call("chat.postMessage", lambda: self.client.chat_postMessage(**args), channel=channel)
+        return str(resp["ts"])
+
+    async def _update(self, channel: str, ts: str, view: AnswerView, *, taken: bool = False) -> None:
+        try:
+            await self.pacer.call(
+                "chat.update",
+                lambda: self.client.chat_update(channel=channel, ts=ts, text=self._text(view), blocks=blocks(view)),
+                taken=taken,
+            )
+        except Exception as exc:  # a lost update: the next (or the last) one shows it all
+            log.warning("updating the answer of job %s failed: %s", view.job_id, exc)
+
+    async def _upload(self, channel: str, thread: str, view: AnswerView) -> None:
+        name = f"answer-{view.job_id}-{int(time.time())}.txt"
+        with contextlib.suppress(Exception):
+            await self.pacer.call(
+                "files.getUploadURLExternal",
+                lambda: self.client.files_upload_v2(
+                    channel=channel,
+                    thread_ts=thread,
+                    content=whole_answer(view),
+                    filename=name,
+                    title=f"The whole answer of job {view.job_id}",
+                ),
+                also=("files.completeUploadExternal",),
+            )
+
+    async def _tell(self, channel: str, thread: str, user: str, text: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.pacer.call(
+                "chat.postEphemeral",
+                lambda: self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread, text=text),
+            )
+
+
+def _apply(view: AnswerView, event: TryEvent) -> bool:
+    """The event into the view; True when what the message shows changed."""
+    match event:
+        case TryWaiting():
+            view.status = tries.waiting_text(event, SLACK)
+        case TryLoading():
+            view.status = "⏳ " + tries.loading_text(event, SLACK)
+        case TryLoaded():
+            view.status = f"✍️ answering ({tries.loaded_text(event)})"
+        case TryAsking(index=index, question=question):
+            view.questions[index] = question
+        case TryToken(index=index, side=side, text=text):
+            view.texts[(index, side)] = view.texts.get((index, side), "") + text
+        case TryAnswer(index=index, side=side, text=text):
+            view.texts[(index, side)] = text
+        case TryDone(answers=answers):
+            view.status = "✅ answered"
+            line = f"{tries.answer_line(answers[0])} " if len(answers) == 1 else ""
+            view.footer = line + tries.done_text(event, SLACK)
+    return True
+
+
+def _unescape(text: str) -> str:
+    """Slack sends `&`, `<` and `>` of typed text escaped: the model reads what was typed."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
