@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.jobs import Count, JobFilter, JobStore, ListPosition, Sort, SortBy
+from storage.jobs import JobStore
+from storage.listing import Count, JobFilter, ListPosition, Sort, SortBy
 from storage.models import Job, JobState, Kind, Progress
 
 

@@ -44,7 +44,7 @@ from runner.notes import set_note
 from runner.runtime import Runtime
 from runner.try_types import Message, TryAsk, TryEvent
 from storage.errors import JobError, JobNotFound
-from storage.jobs import JobFilter
+from storage.listing import JobFilter
 from storage.models import Job, JobState
 
 LOG_LINES = 40

@@ -41,7 +41,7 @@ from runner.job_request import IdempotencyKeyReused, InvalidField
 from runner.paths import OutsideRoot
 from runner.try_errors import TryRefused
 from storage.errors import JobNotFound, StaleState, StillActive
-from storage.jobs import Count
+from storage.listing import Count
 from storage.models import Event, IllegalTransition, Job, JobState, Purpose
 from storage.waiting import GpusBusy, SlurmPending, SlurmSilent
 
@@ -363,7 +363,7 @@ def outside_root(exc: OutsideRoot, fmt: Format = PLAIN) -> str:
 
 
 def count_words(count: Count) -> str:
-    """A count from the store (storage/jobs.py JobStore.count): `1,234`, or `more than 1,000`."""
+    """A count from the store (storage/listing.py JobLists.count): `1,234`, or `more than 1,000`."""
     return f"{count.n:,}" if count.exact else f"more than {count.n - 1:,}"
 
 

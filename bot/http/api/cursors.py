@@ -16,7 +16,8 @@ import re
 
 from fastapi import HTTPException
 
-from storage.jobs import NEWEST, JobStore, ListPosition, Sort, SortBy
+from storage.jobs import JobStore
+from storage.listing import NEWEST, ListPosition, Sort, SortBy
 
 MAX_LENGTH = 200
 _JOB_ID = re.compile(r"[a-z0-9]{1,12}")  # the cursors of before: a job id (a token starts with "W": never one)

@@ -37,7 +37,7 @@ from runner.job_request import MAX_JOB_NAME, IdempotencyKeyReused, InvalidField,
 from runner.metrics import READER
 from runner.notes import set_note
 from runner.paths import OutsideRoot
-from storage.jobs import JobFilter, Sort
+from storage.listing import JobFilter, Sort
 from storage.models import Job, JobState, Kind
 
 Ctx = Annotated[ApiContext, Depends(get_context)]

@@ -21,7 +21,8 @@ from runner.command import SwiftCommand
 from runner.config import Config
 from runner.log_tail import clean_lines, read_log_tail
 from runner.run_files import checkpoint_number
-from storage.jobs import NEWEST, JobFilter, JobStore, ListPosition, Sort
+from storage.jobs import JobStore
+from storage.listing import NEWEST, JobFilter, ListPosition, Sort
 from storage.models import Event, ExportState, Job, JobState, Kind
 from storage.profile_notes import ProfileNote, from_event_data
 
