@@ -239,10 +239,12 @@ class Handlers:
         messages = (Message("user", command.question),) if command.question else ()
         ask = TryAsk(command.job_id, messages, command.checkpoint, command.gpus, command.max_tokens)
         stream = await self.runtime.tries.open(ask, caller)
+        job = await self.store.get(command.job_id)
+        ref = texts.job_ref(command.job_id, job.name if job is not None else None, self.fmt)
         what = (
-            f"asking job {self.fmt.code(command.job_id)}'s model"
+            f"asking job {ref}'s model"
             if command.question
-            else f"checking job {self.fmt.code(command.job_id)}'s model: who it says it is, fine-tuned and base"
+            else f"checking job {ref}'s model: who it says it is, fine-tuned and base"
         )
         return Reply(what + "…", job_id=command.job_id, try_ask=ask, answer=stream)
 
