@@ -1,4 +1,4 @@
-"""The runner's typed refusals: facts as attributes, worded by bot/words/texts.error_text (and the API with it); each
+"""The runner's typed refusals: facts as attributes, worded by bot/words/refusals.error_text (and the API with it); each
 one's message is for logs.
 
 All derive from storage.errors.JobError, so a front end catches one type."""

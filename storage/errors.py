@@ -1,4 +1,4 @@
-"""Typed refusals: facts as attributes, no sentences. Front ends (bot/words/texts.error_text, the API) word them.
+"""Typed refusals: facts as attributes, no sentences. Front ends (bot/words/refusals.error_text, the API) word them.
 
 `JobError` is the one base a front end catches; runner/errors.py adds the runner's own."""
 

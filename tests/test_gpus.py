@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from bot.words.format import SLACK
-from bot.words.texts import error_text
+from bot.words.refusals import error_text
 from runner.gpus import (
     MIB,
     Gpu,

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from bot.words import failures as failure_words
-from bot.words import texts
+from bot.words import refusals
 from runner import leases
 from runner.config import Config
 from runner.errors import GpuMissing
@@ -201,7 +201,7 @@ async def test_gpu_that_does_not_exist_is_refused_with_the_gpus_there_are(
     with pytest.raises(GpuMissing) as refused:
         await rt.supervisor.submit(request(config, gpus=("7",)))
     assert (refused.value.missing, refused.value.have, refused.value.suggest) == (("7",), ("0", "1"), ("0",))
-    assert texts.error_text(refused.value).startswith("GPU 7 does not exist on this machine; it has GPUs 0 and 1")
+    assert refusals.error_text(refused.value).startswith("GPU 7 does not exist on this machine; it has GPUs 0 and 1")
     assert await rt.store.list_jobs() == []  # nothing half-written
 
 

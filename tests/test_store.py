@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.words.texts import error_text
+from bot.words.refusals import error_text
 from storage import db as dbmod
 from storage.errors import StillActive
 from storage.jobs import ID_ALPHABET, JobNotFound, JobStore, StaleState

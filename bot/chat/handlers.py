@@ -32,7 +32,7 @@ from bot.chat.grammar import (
     parse,
 )
 from bot.compare import compare
-from bot.words import texts
+from bot.words import refusals, texts
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN, Format
 from bot.words.profiles import notes_words
@@ -97,7 +97,7 @@ class Handlers:
         try:
             return await self.run(command, caller)
         except JobError as exc:  # IllegalTransition too
-            return Reply(texts.error_text(exc, self.fmt), ok=False)
+            return Reply(refusals.error_text(exc, self.fmt), ok=False)
 
     async def run(self, command: Command, caller: Caller) -> Reply:
         match command:
@@ -158,7 +158,7 @@ class Handlers:
             job = (named or found)[0]
             return Reply(texts.job_status(job, self.fmt), job_id=job.id)
         if not found and id_shaped:
-            return Reply(texts.error_text(JobNotFound(ref), self.fmt), ok=False)
+            return Reply(refusals.error_text(JobNotFound(ref), self.fmt), ok=False)
         if not found:
             return Reply(
                 f"No job is named {self.fmt.code(ref)}, and no job's name, folder, owner or id holds it; "
@@ -186,7 +186,7 @@ class Handlers:
             text = f"Dry run (nothing started). ms-swift {plan.version} would run:\n{fmt.block(plan.display)}"
             if plan.notes:
                 text += f"\nSpeed profile {fmt.code(command.profile)} changed: " + notes_words(plan.notes, fmt)
-            return Reply(text + "".join(f"\n⚠️ {texts.warning_text(w, fmt)}" for w in warnings))
+            return Reply(text + "".join(f"\n⚠️ {refusals.warning_text(w, fmt)}" for w in warnings))
         check_start(caller, self.config.access)
         job = await self.sup.submit(req)
         return Reply(

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import TextIO
 
-from bot.words import texts, tries
+from bot.words import refusals, tries
 from runner.try_types import TryAnswer, TryAsking, TryDone, TryEvent, TryLoaded, TryLoading, TryToken, TryWaiting
 from storage.errors import JobError
 
@@ -19,7 +19,7 @@ async def print_answer(stream: AsyncGenerator[TryEvent, None], out: TextIO) -> T
             async for event in stream:
                 done = _show(event, out) or done
     except JobError as exc:
-        _line(out, f"\n⚠️ {texts.error_text(exc)}")
+        _line(out, f"\n⚠️ {refusals.error_text(exc)}")
     return done
 
 

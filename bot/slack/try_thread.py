@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.handlers import Reply
 from bot.slack.pacing import Pacer
-from bot.words import texts, tries
+from bot.words import refusals, texts, tries
 from bot.words.format import SLACK
 from runner.access import Caller
 from runner.runtime import Runtime
@@ -202,7 +202,7 @@ class SlackTries:
         try:
             stream = await self.runtime.tries.open(ask, await self.caller(user, channel))
         except JobError as exc:
-            await self._tell(channel, thread, user, f"⚠️ {texts.error_text(exc, SLACK)}")
+            await self._tell(channel, thread, user, f"⚠️ {refusals.error_text(exc, SLACK)}")
             return
         self._spawn(self._answer(conversation, ask, stream, user))
 
@@ -253,7 +253,7 @@ class SlackTries:
                         await self._update(channel, ts, view, taken=True)
         except JobError as exc:
             view.status = "⚠️ no answer"
-            view.footer = f"⚠️ {texts.error_text(exc, SLACK)}"
+            view.footer = f"⚠️ {refusals.error_text(exc, SLACK)}"
         await self._update(channel, ts, view)
         if view.cut():
             await self._upload(channel, thread, view)

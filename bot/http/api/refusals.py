@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.http.api.create import body_field, endpoint
 from bot.words import failures as failure_words
-from bot.words.texts import error_text, gpus_missing
+from bot.words.refusals import error_text, gpus_missing
 from runner.errors import (
     AlreadyExporting,
     AlreadySucceeded,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bot.words.texts import error_text, gpus_missing
+from bot.words.refusals import error_text, gpus_missing
 from runner.errors import GpuMissing, NotAllowed, OutputInUse
 from runner.job_request import FLOAT_LIMITS, INT_LIMITS, InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot

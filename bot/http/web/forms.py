@@ -19,7 +19,7 @@ from bot.http.auth import Principal
 from bot.http.context import ApiContext
 from bot.http.web.form_words import HELP, LABELS, field_of, form_error
 from bot.words.profiles import note_words
-from bot.words.texts import warning_text
+from bot.words.refusals import warning_text
 from runner import admission, leases
 from runner.access import check_start
 from runner.command import resolve_recipe

@@ -26,7 +26,8 @@ from bot.http.web.session import Session, Sessions
 from bot.words import texts
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN
-from bot.words.texts import comparison_facts, comparison_settings, error_text
+from bot.words.refusals import error_text
+from bot.words.texts import comparison_facts, comparison_settings
 from runner import leases
 from runner.access import Caller, may_manage
 from runner.job_request import MAX_JOB_NAME, MAX_NOTE

@@ -21,7 +21,7 @@ from bot.http.api.chat import ChatMessage
 from bot.http.context import ApiContext
 from bot.http.web.session import Session
 from bot.words import tries
-from bot.words.texts import error_text
+from bot.words.refusals import error_text
 from runner.access import Caller
 from runner.try_types import (
     MAX_MESSAGES,
