@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.chat.commands import out_example
-from bot.http.api.schemas import LLMJobCreate, VLMJobCreate
+from bot.http.api.bodies import LLMJobCreate, VLMJobCreate
 from runner.config import Config
 from runner.job_request import JobRequest, check_request
 from storage.errors import JobError

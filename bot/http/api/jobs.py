@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel
 
 from bot.http.api import cursors
+from bot.http.api.bodies import LLMJobCreate, NoteBody, VLMJobCreate
 from bot.http.api.create import example_body, to_request
 from bot.http.api.errors import CreateRefused
 from bot.http.api.refusals import refusal
@@ -20,10 +21,7 @@ from bot.http.api.schemas import (
     JobList,
     JobOut,
     JobStatus,
-    LLMJobCreate,
     MetricsOut,
-    NoteBody,
-    VLMJobCreate,
     job_detail,
     job_out,
     job_status,
