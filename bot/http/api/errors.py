@@ -94,8 +94,8 @@ def validation_refusal(errors: list[Any], kind: Kind | None) -> Refusal:
     problems = []
     for name, found in list(fields.items())[:10]:
         got = "" if found["rule"] == "missing" else f" (sent: {shown(_echo(found['value']), 80)})"
-        if isinstance(found["value"], bytes):  # a body sent without `Content-Type: application/json`
-            got = " (sent as bytes: send it with `Content-Type: application/json`)"
+        if isinstance(found["value"], bytes):  # a body sent without its JSON content type (no mrkdwn here)
+            got = " (sent as bytes: send it with the header Content-Type: application/json)"
         message = f"{name}: {' or '.join(found.pop('messages'))}{got}"
         problems.append(
             found
