@@ -53,6 +53,8 @@ async def test_a_name_is_shown_escaped_on_the_card_in_the_thread_and_found_by_st
         told = [m for m in thread if "succeeded" in m or "started" in m]
         assert told and all(NAME.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in m for m in told)
         assert slack.live_tokens(allowed=[f"<@{OWNER}>"]) == []  # `<!channel>` in a name pings nobody, anywhere
+        titles = [u.title or "" for u in slack.uploads(completed=True)]
+        assert any(t.startswith(f"Loss curve of job {job} “&lt;!channel&gt;") for t in titles), titles  # its chart
         plain_card = card_of(slack, plain)
         assert plain_card is not None and "“plain-folder”" in card_text(plain_card)  # unnamed: its folder's name
 

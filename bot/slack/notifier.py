@@ -37,6 +37,7 @@ from bot.slack.lookback import Lookback
 from bot.slack.pacing import Pacer
 from bot.slack.retry import GONE_ERRORS, FailureKind, Outage, RetryPolicy, classify
 from bot.slack.views import Role
+from bot.words.format import SLACK
 from runner.wakeable import WakeableLoop
 from storage.jobs import JobStore
 from storage.models import Job
@@ -259,7 +260,7 @@ class Notifier:
                 thread_ts=thread,
                 content=png,
                 filename=views.chart_filename(notice),
-                title=f"Loss curve of job {job.id}",
+                title=f"Loss curve of job {SLACK.text(job.id)}" + (f" “{SLACK.text(job.name)}”" if job.name else ""),
             ),
             also=("files.completeUploadExternal",),
         )
