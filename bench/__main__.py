@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import api_figures, history_figures, runner_figures, slack_figures, try_figures, web_figures
+from bench import ack_figures, api_figures, history_figures, runner_figures, slack_figures, try_figures, web_figures
 from bench.common import Row, machine
 
 
@@ -40,7 +40,7 @@ async def run(short: bool, only: set[str]) -> list[Row]:
     figures: dict[str, Callable[[], Awaitable[list[Row]]]] = {  # the idle row first: what every hour costs
         "idle": lambda: slack_figures.idle_cost(window_s=10 if short else 60),
         "idle-serve": lambda: slack_figures.idle_serve_cost(window_s=10 if short else 60),
-        "ack": lambda: slack_figures.ack_latency(burst=20 if short else 50, stream=40 if short else 600),
+        "ack": lambda: ack_figures.ack_latency(burst=20 if short else 50, stream=40 if short else 600),
         "overhead": lambda: runner_figures.job_overhead(pairs=1 if short else 5),
         "watching": lambda: runner_figures.watching_cost(window_s=8 if short else 60),
         "slack": lambda: slack_figures.slack_budget(jobs=20, minutes=0.3 if short else 5.0),

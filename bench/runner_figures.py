@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import subprocess
 import tempfile
 import time
@@ -48,7 +47,7 @@ async def job_overhead(pairs: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config = tiny_config(root)
-        cold = await Runtime.open(dataclasses.replace(config, warm_start=False), db_path=root / "cold.db")
+        cold = await Runtime.open(config.changed(runner={"warm_start": False}), db_path=root / "cold.db")
         warm = await Runtime.open(config)
         for runtime in (cold, warm):
             await runtime.start()

@@ -5,7 +5,6 @@ follow-up question)."""
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ async def try_latency(rounds: int) -> list[Row]:
         root = Path(tmp)
         config = tiny_config(root)
         warm = await Runtime.open(config)
-        cold = await Runtime.open(dataclasses.replace(config, warm_start=False))  # the same store
+        cold = await Runtime.open(config.changed(runner={"warm_start": False}))  # the same store
         for runtime in (warm, cold):
             await runtime.start()
         timings: dict[str, list[TryDone]] = {"afresh": [], "warm": [], "loaded": []}

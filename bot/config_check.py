@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.config import Config, HttpConfig, load_config, read_config_file
+from runner.config import HttpConfig, load_config
 from runner.config_schema import toml_value
 
 MASK = "********"
@@ -16,10 +16,8 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRI
 
 def effective_config_text(path: Path | None) -> str:
     """Raises ConfigError for a broken file, like `trainbot serve` would at start."""
-    file, config = read_config_file(path), load_config(path)
-    tables = file.model_dump()
-    tables["paths"] = {key: _resolved(config, key) for key in tables["paths"]}
-    tables["http"]["tokens_file"] = config.http.tokens_file
+    config = load_config(path)
+    tables = config.model_dump()  # paths as resolved: absolute
     for recipe in ("llm", "vlm"):
         table = tables[recipe]
         table.update({"args": {**table.pop("flags"), **table["args"]}})
@@ -66,11 +64,6 @@ def _http_meaning(http: HttpConfig) -> list[str]:
             "cookie is Secure only on a page served over HTTPS directly",
         ]
     return ["# what this means:", *(f"#   {line}" for line in anonymous), *(f"#   {line}" for line in proxies)]
-
-
-def _resolved(config: Config, key: str) -> str | list[str]:
-    resolved = getattr(config, key)
-    return [str(p) for p in resolved] if isinstance(resolved, tuple) else str(resolved)
 
 
 def _table(name: str, table: Mapping[str, Any], secret_names: set[str]) -> Iterator[str]:

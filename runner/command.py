@@ -36,8 +36,8 @@ def flag_name(key: str, version: SwiftVersion) -> str:
 
 def resolve_recipe(kind: Kind, config: Config, overrides: Mapping[str, str] | None = None) -> Recipe:
     """The seed's recipe, changed by the config file, then by what the user may override (VLM only)."""
-    changes = config.llm if kind is Kind.LLM else config.vlm
-    recipe = base_recipe(kind).with_args(changes.args).with_env(changes.env)
+    table = config.llm if kind is Kind.LLM else config.vlm
+    recipe = base_recipe(kind).with_args(table.changes).with_env(table.env)
     if overrides:
         recipe = apply_user_overrides(recipe, overrides)
     return recipe

@@ -36,158 +36,168 @@ Example `trainbot.toml`:
     trusted_proxies = ["127.0.0.1"] # believed for X-Forwarded-For/-Proto (a reverse proxy on this host)
     notify_channel = "C0123"        # jobs created over HTTP get a card there
 
-Every table and default is in runner/config_schema.py. A key a table does not know, a value of the wrong type or a
-choice not on the list is refused at start (ConfigError naming the file and the key); `trainbot config check`
-prints the effective configuration. Relative paths are taken from base_dir (the current directory unless the
-caller says otherwise); absolute ones are used as they are.
+Every key, its type, default and bound is in runner/config_schema.py, once; `Config` below holds the tables and is
+what the code reads. A key a table does not know, a value of the wrong type or a choice not on the list is refused
+at start (ConfigError naming the file and the key); `trainbot config check` prints the effective configuration.
+Relative paths are taken from base_dir (the current directory unless the caller says otherwise); absolute ones are
+used as they are.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic_core import ErrorDetails
 
 from runner.config_schema import (
+    BASE_DIR,
+    TABLE,
     AccessConfig,
-    BackendKind,
-    ConfigFile,
+    BackendTable,
+    GpusTable,
     HttpConfig,
+    PathsTable,
     RecipeTable,
+    RunnerTable,
     SlackConfig,
     SlurmConfig,
+    SwiftTable,
+    base_of,
     toml_value,
 )
-from runner.paths import resolved
-from runner.recipes import ArgValue
 
-__all__ = [
-    "AccessConfig",
-    "Config",
-    "ConfigError",
-    "HttpConfig",
-    "RecipeConfig",
-    "SlackConfig",
-    "SlurmConfig",
-    "load_config",
-    "read_config_file",
-]
+__all__ = ["AccessConfig", "Config", "ConfigError", "HttpConfig", "SlackConfig", "SlurmConfig", "load_config"]
 
 
 class ConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class RecipeConfig:
-    """Config changes to one recipe: values replacing the recipe's (None removes a flag) and extra env."""
-
-    args: dict[str, ArgValue | None]
-    env: dict[str, str]
+def _absent() -> Any:
+    """A table the file leaves out: read as an empty one (so its paths are resolved like written ones)."""
+    return Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Config:
-    """The effective settings; built only by load_config (the defaults live in runner/config_schema.py)."""
+class Config(BaseModel):
+    """The effective settings: the file's tables (unknown tables are refused like unknown keys), paths resolved
+    against base_dir. Built by load_config (below), which turns every mistake into a ConfigError."""
 
-    base_dir: Path
-    data_dir: Path
-    output_root: Path
-    log_dir: Path
-    model_roots: tuple[Path, ...]
-    data_roots: tuple[Path, ...]
-    swift_bin: str
-    swift_version: str | None
-    offline: bool
-    swift_env: dict[str, str]
-    llm: RecipeConfig
-    vlm: RecipeConfig
-    gpu_inventory: tuple[str, ...]
-    gpu_poll_seconds: float
-    progress_poll_seconds: float
-    safety_poll_seconds: float
-    stop_grace_s: float
-    term_grace_s: float
-    scrub_env: tuple[str, ...]
-    warm_start: bool
-    try_idle_s: float
-    backend: BackendKind
-    slurm: SlurmConfig
-    access: AccessConfig
-    slack: SlackConfig
-    http: HttpConfig
+    model_config = TABLE
+    paths: PathsTable = _absent()
+    swift: SwiftTable = _absent()
+    llm: RecipeTable = _absent()
+    vlm: RecipeTable = _absent()
+    gpus: GpusTable = _absent()
+    runner: RunnerTable = _absent()
+    backend: BackendTable = _absent()
+    slurm: SlurmConfig = _absent()
+    access: AccessConfig = _absent()
+    slack: SlackConfig = _absent()
+    http: HttpConfig = _absent()
+    _base_dir: Path = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._base_dir = base_of(context)
+
+    @property
+    def base_dir(self) -> Path:
+        """Where relative paths were taken from (load_config's base_dir)."""
+        return self._base_dir
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "trainbot.db"
+        return self.paths.data_dir / "trainbot.db"
+
+    def changed(self, **tables: dict[str, Any]) -> Config:
+        """This config with some keys changed, e.g. `changed(runner={"warm_start": False})`; unchecked, for benches
+        and tests that change a config they were given."""
+        return self.model_copy(update={t: getattr(self, t).model_copy(update=keys) for t, keys in tables.items()})
+
+    # The names the code has always read: each is one key of the tables above (its type, default and bound there).
+    @property
+    def data_dir(self) -> Path:
+        return self.paths.data_dir
+
+    @property
+    def output_root(self) -> Path:
+        return self.paths.output_root
+
+    @property
+    def log_dir(self) -> Path:
+        return self.paths.log_dir
+
+    @property
+    def model_roots(self) -> tuple[Path, ...]:
+        return self.paths.model_roots
+
+    @property
+    def data_roots(self) -> tuple[Path, ...]:
+        return self.paths.data_roots
+
+    @property
+    def swift_bin(self) -> str:
+        return self.swift.bin
+
+    @property
+    def swift_version(self) -> str | None:
+        return self.swift.version
+
+    @property
+    def offline(self) -> bool:
+        return self.swift.offline
+
+    @property
+    def swift_env(self) -> dict[str, str]:
+        return self.swift.env
+
+    @property
+    def gpu_inventory(self) -> tuple[str, ...]:
+        return self.gpus.inventory
+
+    @property
+    def gpu_poll_seconds(self) -> float:
+        return self.gpus.poll_seconds
+
+    @property
+    def progress_poll_seconds(self) -> float:
+        return self.runner.progress_poll_seconds
+
+    @property
+    def safety_poll_seconds(self) -> float:
+        return self.runner.safety_poll_seconds
+
+    @property
+    def stop_grace_s(self) -> float:
+        return self.runner.stop_grace_seconds
+
+    @property
+    def term_grace_s(self) -> float:
+        return self.runner.term_grace_seconds
+
+    @property
+    def scrub_env(self) -> tuple[str, ...]:
+        return self.runner.scrub_env
+
+    @property
+    def warm_start(self) -> bool:
+        return self.runner.warm_start
+
+    @property
+    def try_idle_s(self) -> float:
+        return self.runner.try_idle_minutes * 60
 
 
 def load_config(
     path: Path | None = None, *, base_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Config:
-    """Read `path` (if given) over the defaults; relative paths are taken from base_dir (default: cwd)."""
-    file = read_config_file(path, overrides=overrides)
-    base = (base_dir or Path.cwd()).absolute()
-
-    def under_base(value: str | Path) -> Path:
-        return (base / value).absolute()  # an absolute value replaces base: it never depends on the cwd
-
-    tokens_file = file.http.tokens_file
-    return Config(
-        base_dir=base,
-        data_dir=under_base(file.paths.data_dir),
-        output_root=under_base(file.paths.output_root),
-        log_dir=_log_dir(under_base(file.paths.log_dir), file.paths.log_dir, path),
-        model_roots=tuple(under_base(p) for p in file.paths.model_roots),
-        data_roots=tuple(under_base(p) for p in file.paths.data_roots),
-        swift_bin=file.swift.bin,
-        swift_version=file.swift.version,
-        offline=file.swift.offline,
-        swift_env=dict(file.swift.env),
-        llm=_recipe_config(file.llm),
-        vlm=_recipe_config(file.vlm),
-        gpu_inventory=file.gpus.inventory,
-        gpu_poll_seconds=file.gpus.poll_seconds,
-        progress_poll_seconds=file.runner.progress_poll_seconds,
-        safety_poll_seconds=file.runner.safety_poll_seconds,
-        stop_grace_s=file.runner.stop_grace_seconds,
-        term_grace_s=file.runner.term_grace_seconds,
-        scrub_env=file.runner.scrub_env,
-        warm_start=file.runner.warm_start,
-        try_idle_s=file.runner.try_idle_minutes * 60,
-        backend=file.backend.kind,
-        slurm=file.slurm,
-        access=file.access,
-        slack=file.slack,
-        http=file.http.model_copy(update={"tokens_file": tokens_file and under_base(tokens_file)}),
-    )
-
-
-def _log_dir(log_dir: Path, value: str, path: Path | None) -> Path:
-    """The log folder as it resolves on disk, which must be where the config says: a symbolic link at the folder
-    (or below it) leading out of the folder it is written in is refused, naming the key. Jobs' logs are written
-    there, and every launch checks that a log file still lies inside it."""
-    written = Path(os.path.normpath(log_dir))
-    real, parent = resolved(written, log_dir), resolved(written.parent, log_dir)
-    if not real.is_relative_to(parent):
-        raise ConfigError(
-            f"{path or 'config'}: [paths] log_dir = {toml_value(value)}: leads to {real} (a symbolic "
-            f"link), outside {written.parent}, where the config puts it; name the folder itself, e.g. "
-            f"log_dir = {toml_value(str(real))}, or remove the link"
-        )
-    return real
-
-
-def read_config_file(path: Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> ConfigFile:
-    """The file's tables, validated, defaults filled in; any mistake is a ConfigError naming the file and key."""
+    """Read `path` (if given) over the defaults, then `overrides` (`{"runner.warm_start": False}`); relative paths
+    are taken from base_dir (default: cwd). Any mistake is a ConfigError naming the file and the key."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -198,16 +208,10 @@ def read_config_file(path: Path | None = None, *, overrides: Mapping[str, Any] |
         section, _, key = dotted.rpartition(".")
         raw.setdefault(section, {})[key] = value
     try:
-        return ConfigFile.model_validate(raw)
+        return Config.model_validate(raw, context={BASE_DIR: base_dir or Path.cwd()})
     except ValidationError as exc:
         lines = [_mistake(error) for error in exc.errors()]
         raise ConfigError(f"{path or 'config'}: " + f"\n{path or 'config'}: ".join(lines)) from None
-
-
-def _recipe_config(table: RecipeTable) -> RecipeConfig:
-    args: dict[str, ArgValue | None] = {**table.flags, **table.args}
-    args.update({flag: None for flag in table.drop})
-    return RecipeConfig(args=args, env=dict(table.env))
 
 
 _EXPECTED = {
@@ -248,7 +252,7 @@ def _split_loc(loc: Sequence[str | int]) -> tuple[list[str], str]:
     """('llm', 'flags', 'lr') -> (['llm'], 'lr'); ('access', 'users', 0) -> (['access'], 'users[0]')."""
     parts = [p for i, p in enumerate(loc) if not (i == 1 and p == "flags" and loc[0] in ("llm", "vlm"))]
     tables: list[str] = []
-    model: type[BaseModel] = ConfigFile
+    model: type[BaseModel] = Config
     while len(parts) > 1 and isinstance(parts[0], str) and (sub := _table_model(model, parts[0])) is not None:
         tables.append(str(parts.pop(0)))
         model = sub
@@ -263,7 +267,7 @@ def _table_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
 
 
 def _unknown(tables: list[str], key: str) -> str:
-    model: type[BaseModel] | None = ConfigFile
+    model: type[BaseModel] | None = Config
     for name in tables:
         model = model and _table_model(model, name)
     known = sorted(model.model_fields) if model else []

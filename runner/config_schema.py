@@ -1,21 +1,35 @@
-"""The config file's schema: one pydantic model per TOML table, each default stated here once.
+"""The config's tables: one pydantic model per TOML table, each key's type, default and bound stated here once.
 
-Every table refuses keys it does not know (`extra="forbid"`) and values of the wrong type (strict: "3" is not 3),
-except the recipe tables (`[llm]`, `[vlm]`), whose other keys are swift flags.
+`runner.config.Config` (the whole file) holds them and is what the code reads: load_config validates the file
+into it, with relative paths taken from base_dir as they are read. Every table refuses keys it does not know
+(`extra="forbid"`) and values of the wrong type (strict: "3" is not 3), except the recipe tables (`[llm]`,
+`[vlm]`), whose other keys are swift flags.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
+from runner.paths import resolved
 from runner.recipes import ArgValue
 
-TABLE = ConfigDict(extra="forbid", strict=True, frozen=True)
+# defaults are validated too, so a default path is resolved against base_dir like a written one
+TABLE = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+BASE_DIR = "base_dir"  # the validation context's key: where relative paths are taken from (load_config's base_dir)
 
 BackendKind = Literal["local", "slurm"]
 Seconds = Annotated[float, Field(gt=0)]
@@ -63,19 +77,45 @@ def _proxy_addresses(value: Any) -> tuple[str, ...]:
     return tuple(a.strip() for a in value)
 
 
+def base_of(context: Any) -> Path:
+    """The folder relative paths are taken from: the validation context's, else the current directory."""
+    base = context.get(BASE_DIR) if isinstance(context, dict) else None
+    return (base if isinstance(base, Path) else Path.cwd()).absolute()
+
+
+def _under_base(value: Path, info: ValidationInfo) -> Path:
+    return (base_of(info.context) / value).absolute()  # an absolute value replaces base: it never depends on the cwd
+
+
+def _log_dir_in_place(log_dir: Path) -> Path:
+    """The log folder as it resolves on disk, which must be where the config says: a symbolic link at the folder
+    (or below it) leading out of the folder it is written in is refused. Jobs' logs are written there, and every
+    launch checks that a log file still lies inside it."""
+    written = Path(os.path.normpath(log_dir))
+    real, parent = resolved(written, log_dir), resolved(written.parent, log_dir)
+    if not real.is_relative_to(parent):
+        raise ValueError(
+            f"leads to {real} (a symbolic link), outside {written.parent}, where the config puts it; name the "
+            f"folder itself, e.g. log_dir = {toml_value(str(real))}, or remove the link"
+        )
+    return real
+
+
 GpuInventory = Annotated[tuple[str, ...], BeforeValidator(_gpu_inventory)]
 FlagValue = Annotated[ArgValue, BeforeValidator(_flag_value)]
 ProxyAddresses = Annotated[tuple[str, ...], BeforeValidator(_proxy_addresses)]
+BasePath = Annotated[Path, Field(strict=False), AfterValidator(_under_base)]  # a string in the file
+BasePaths = Annotated[tuple[BasePath, ...], Field(strict=False)]
 RECIPE_KEYS = ("args", "env", "drop")
 
 
 class PathsTable(BaseModel):
     model_config = TABLE
-    data_dir: str = ".trainbot"
-    output_root: str = "output"
-    log_dir: str = "logs"
-    model_roots: Names = ()
-    data_roots: Names = ()
+    data_dir: BasePath = Path(".trainbot")  # the SQLite file lives here
+    output_root: BasePath = Path("output")  # every job's `out=` must lie inside this folder
+    log_dir: Annotated[BasePath, AfterValidator(_log_dir_in_place)] = Path("logs")
+    model_roots: BasePaths = ()
+    data_roots: BasePaths = ()
 
 
 class SwiftTable(BaseModel):
@@ -102,6 +142,12 @@ class RecipeTable(BaseModel):
             return data
         flags = {k: v for k, v in data.items() if k not in RECIPE_KEYS}
         return {"flags": flags, **{k: v for k, v in data.items() if k in RECIPE_KEYS}}
+
+    @property
+    def changes(self) -> dict[str, ArgValue | None]:
+        """What the table does to the recipe: each flag's new value (plain keys, then `args`), None for a dropped
+        one."""
+        return {**self.flags, **self.args, **dict.fromkeys(self.drop)}
 
 
 class GpusTable(BaseModel):
@@ -162,12 +208,12 @@ class SlackConfig(BaseModel):
 
 
 class HttpConfig(BaseModel):
-    """The HTTP API (`trainbot serve`). `tokens_file` is relative to base_dir (load_config makes it absolute)."""
+    """The HTTP API (`trainbot serve`)."""
 
     model_config = TABLE
     host: str = "127.0.0.1"
     port: Port = 8000
-    tokens_file: Annotated[Path | None, Field(strict=False)] = None
+    tokens_file: BasePath | None = None
     allow_anonymous_loopback: bool = True  # the seed's scripts send no token (without API tokens configured)
     # with API tokens configured, loopback requests without one stay anonymous only if this says so: behind a
     # reverse proxy on the same host every request is loopback
@@ -179,23 +225,6 @@ class HttpConfig(BaseModel):
     def anonymous_loopback(self, has_tokens: bool) -> bool:
         """Whether a loopback request without a token acts as `http:anonymous`."""
         return self.allow_anonymous_loopback and (not has_tokens or self.anonymous_loopback_with_tokens)
-
-
-class ConfigFile(BaseModel):
-    """The whole file: unknown tables are refused like unknown keys."""
-
-    model_config = TABLE
-    paths: PathsTable = Field(default_factory=PathsTable)
-    swift: SwiftTable = Field(default_factory=SwiftTable)
-    llm: RecipeTable = Field(default_factory=RecipeTable)
-    vlm: RecipeTable = Field(default_factory=RecipeTable)
-    gpus: GpusTable = Field(default_factory=GpusTable)
-    runner: RunnerTable = Field(default_factory=RunnerTable)
-    backend: BackendTable = Field(default_factory=BackendTable)
-    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
-    access: AccessConfig = Field(default_factory=AccessConfig)
-    slack: SlackConfig = Field(default_factory=SlackConfig)
-    http: HttpConfig = Field(default_factory=HttpConfig)
 
 
 def toml_value(value: object) -> str:

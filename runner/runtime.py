@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def make_backend(config: Config) -> Backend:
-    if config.backend == "slurm":
+    if config.backend.kind == "slurm":
         from runner.backends.slurm import SlurmBackend  # only teams with Slurm need it loaded
 
         return SlurmBackend(config)

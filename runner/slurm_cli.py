@@ -1,4 +1,5 @@
-"""Asyncio client over the Slurm command line (sbatch, scontrol, scancel, sinfo); standard library only.
+"""Asyncio client over the Slurm command line for one job (sbatch, scontrol, scancel, squeue); standard library
+only. What the cluster holds (nodes, the queue, its name) is runner/slurm_cluster.py.
 
 Works without slurmdbd/accounting: job state comes from ``scontrol show job -o``, which knows a job until
 MinJobAge after its end (scripts/slurm_up.sh sets a day). Commands get argv lists, never a shell string;
@@ -102,39 +103,6 @@ class SlurmJob:
             return None
 
 
-@dataclass(frozen=True)
-class SlurmNode:
-    name: str
-    state: str  # idle, mixed, allocated, down, drained, ... (sinfo's long form)
-    cpus: int
-    cpus_alloc: int
-    gres: str  # configured, e.g. "gpu:2"
-    gres_used: str  # e.g. "gpu:1" or "gpu:1(IDX:0)"
-    gpus: int
-    gpus_used: int
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """One line of squeue."""
-
-    job_id: str
-    state: str
-    user: str
-    node_list: str  # "" while pending
-    gpus_per_node: int
-    nodes: int
-    name: str
-
-
-@dataclass(frozen=True)
-class ClusterGpus:
-    """The cluster's side of the `gpus` command: its nodes and the jobs in its queue (bot/ words them)."""
-
-    nodes: tuple[SlurmNode, ...]
-    jobs: tuple[QueuedJob, ...]
-
-
 async def _run(
     argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[int, str, str]:
@@ -159,7 +127,8 @@ async def _run(
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace").strip()
 
 
-async def _check(argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
+async def checked(argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The command's stdout; SlurmError with Slurm's reason where it fails."""
     rc, out, err = await _run(argv, stdin=stdin, env=env)
     if rc != 0:
         raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err or out), returncode=rc)
@@ -180,23 +149,24 @@ def parse_record(line: str) -> dict[str, str]:
     return {k: v.strip() for k, v in rec.items()}
 
 
-def _opt(value: str | None) -> str:
+def set_or_empty(value: str | None) -> str:
+    """ "" for a value Slurm left out or printed as unset (`(null)`, `None`, `N/A`, ...)."""
     return "" if value is None or value in _UNSET else value
 
 
 def job_from_record(rec: Mapping[str, str]) -> SlurmJob:
     code, _, sig = rec.get("ExitCode", "0:0").partition(":")
-    stdout = _opt(rec.get("StdOut"))
+    stdout = set_or_empty(rec.get("StdOut"))
     return SlurmJob(
         job_id=rec["JobId"],
         state=rec.get("JobState", "UNKNOWN"),
-        reason=_opt(rec.get("Reason")),
+        reason=set_or_empty(rec.get("Reason")),
         exit_code=int(code or 0),
         signal=int(sig or 0),
         stdout_path=Path(stdout) if stdout else None,
-        node_list=_opt(rec.get("NodeList")),
-        start_time=_opt(rec.get("StartTime")),
-        end_time=_opt(rec.get("EndTime")),
+        node_list=set_or_empty(rec.get("NodeList")),
+        start_time=set_or_empty(rec.get("StartTime")),
+        end_time=set_or_empty(rec.get("EndTime")),
         raw=dict(rec),
     )
 
@@ -242,7 +212,7 @@ async def submit(
     if workdir is not None:
         argv.append(f"--chdir={workdir}")
     argv.extend(extra_args)
-    out = await _check(argv, stdin=with_exports(script, env), env=process_env)
+    out = await checked(argv, stdin=with_exports(script, env), env=process_env)
     job_id = out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
     if not job_id.isdigit():
         raise SlurmError("no_job_id", shlex.join(argv), reason=out.strip()[:200])
@@ -304,36 +274,11 @@ async def running_steps(job_id: str | int) -> list[str]:
     return [s for s in steps if s.partition(".")[2].isdigit()]
 
 
-async def queue(*, name: str | None = None, user: str | None = None) -> list[QueuedJob]:
-    """The jobs Slurm is running or holding (all users', or those with this name / of this user)."""
-    argv = ["squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING", "--format=%i|%T|%u|%N|%b|%D|%j"]
-    argv += [f"--name={name}"] if name else []
-    argv += [f"--user={user}"] if user else []
-    out = await _check(argv)
-    jobs = []
-    for line in out.splitlines():
-        cols = line.split("|", 6)
-        if len(cols) == 7 and cols[0].strip():
-            job_id, state, user, node_list, tres, n_nodes, name = (c.strip() for c in cols)
-            jobs.append(
-                QueuedJob(
-                    job_id=job_id,
-                    state=state,
-                    user=user,
-                    node_list=_opt(node_list),
-                    gpus_per_node=_gpu_count(tres.replace("gres:", "").replace("gres/", "")),
-                    nodes=int(n_nodes) if n_nodes.isdigit() else 1,
-                    name=name,
-                )
-            )
-    return jobs
-
-
 async def jobs_named(name: str, *, user: str | None = None) -> list[str]:
     """Ids of the jobs of this name that Slurm knows: waiting, running or ended within MinJobAge (squeue), else in
     its accounting (sacct), where the cluster keeps one."""
     mine = [f"--user={user}"] if user else []
-    out = await _check(["squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i", *mine])
+    out = await checked(["squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i", *mine])
     if ids := [line.strip() for line in out.splitlines() if line.strip()]:
         return ids
     if shutil.which("sacct") is None:
@@ -354,41 +299,3 @@ async def jobs_named(name: str, *, user: str | None = None) -> list[str]:
             return []
         raise SlurmError("refused", shlex.join(argv), reason=slurm_reason(err or out), returncode=rc)
     return [line.strip() for line in out.splitlines() if line.strip()]
-
-
-async def cluster_name() -> str:
-    """ClusterName from the running Slurm config ("" when it has none)."""
-    out = await _check(["scontrol", "show", "config"])
-    m = re.search(r"^ClusterName\s*=\s*(\S+)", out, re.MULTILINE)
-    return m[1] if m else ""
-
-
-def _gpu_count(gres: str) -> int:
-    """Sum of gpu counts in a GRES string like "gpu:2", "gpu:a100:2(S:0-1)", "gpu:1(IDX:0),foo:3"."""
-    gres = re.sub(r"\([^)]*\)", "", gres)
-    return sum(int(m.group(1)) for m in re.finditer(r"(?:^|,)gpu(?::[^:,]+)*:(\d+)", gres))
-
-
-async def nodes() -> list[SlurmNode]:
-    """Every node with its state, CPUs and GRES (configured and in use), from sinfo."""
-    fields = ["NodeList:300|", "StateLong:60|", "CPUsState:60|", "Gres:300|", "GresUsed:300|"]
-    out = await _check(["sinfo", "--Node", "--noheader", f"--Format={','.join(fields)}"])
-    result: dict[str, SlurmNode] = {}
-    for line in out.splitlines():
-        cols = [c.strip() for c in line.split("|")]
-        if len(cols) < 5 or not cols[0]:
-            continue
-        name, state, cpu_state, gres, used = cols[:5]
-        alloc, _idle, _other, total = (int(x) if x.isdigit() else 0 for x in cpu_state.split("/"))
-        gres, used = _opt(gres), _opt(used)
-        result[name] = SlurmNode(
-            name=name,
-            state=state,
-            cpus=total,
-            cpus_alloc=alloc,
-            gres=gres,
-            gres_used=used,
-            gpus=_gpu_count(gres),
-            gpus_used=_gpu_count(used),
-        )
-    return list(result.values())  # sinfo -N lists a node once per partition

@@ -56,9 +56,13 @@ def _sibling(name: str) -> ModuleType:
     return module
 
 
+LEVER_PARTS = ("token_batches", "safetensors_writer")  # what swift_levers imports, loaded before it
+
 if TYPE_CHECKING or __package__:  # imported as runner.swift_entry (the bot, tests)
     from runner import swift_levers as levers
 else:  # run by swift's python as a script
+    for part in LEVER_PARTS:
+        _sibling(part)
     levers = _sibling("swift_levers")
 NO_CUDNN_ATTENTION = levers.NO_CUDNN_ATTENTION
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.slurm_cli import nodes
+from runner.slurm_cluster import nodes
 
 DEADLINE_S = 30.0
 

@@ -50,7 +50,7 @@ def bot_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_local_job_gets_no_secret_but_what_it_needs(
     tmp_path: Path, config: Config, bot_env: None, purpose: str
 ) -> None:
-    config = dataclasses.replace(config, scrub_env=("TB_OWN_SECRET",))
+    config = config.changed(runner={"scrub_env": ("TB_OWN_SECRET",)})
     backend = LocalBackend(tmp_path / "exits", config)
     sub = "sft" if purpose == "train" else "export"
     argv = (sys.executable, str(FAKE_SWIFT), sub, "--output_dir", str(tmp_path / "out"), "--max_steps", "9")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from runner.config import ConfigError, load_config
+from bot.config_check import effective_config_text
+from runner.config import Config, ConfigError, load_config
 from tests.conftest import VENV_BIN
 
 # (the file, where the message must point, what it must say would be right)
@@ -166,18 +169,58 @@ drop = ["dataloader_num_workers"]
 """)
     config = load_config(path, base_dir=tmp_path)
     assert config.gpu_inventory == ("0", "3")
-    assert config.backend == "slurm" and config.access.users == ("U1",) and config.scrub_env == ("HF_TOKEN",)
+    assert config.backend.kind == "slurm" and config.access.users == ("U1",) and config.scrub_env == ("HF_TOKEN",)
     assert config.try_idle_s == 120
     assert config.output_root == tmp_path / "out" and config.log_dir == Path("/var/tmp/trainbot-logs")
     assert config.model_roots == (tmp_path / "models", Path("/shared/models")) and config.data_roots == ()
     assert config.http.tokens_file == tmp_path / "api-tokens" and config.http.port == 8080
     assert config.http.host == "127.0.0.1" and config.slack.update_per_min == 50.0
-    assert config.llm.args == {
+    assert config.llm.changes == {
         "learning_rate": "5e-05",
         "gradient_checkpointing": "false",
         "dataset": ("a.jsonl#5", "b.jsonl#5"),
         "dataloader_num_workers": None,
     }
+
+
+def test_every_path_is_taken_from_base_dir_defaults_included(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table the file leaves out is read like an empty one: its default paths resolve against base_dir too,
+    never against the directory the bot happens to start in."""
+    base, elsewhere = tmp_path / "base", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    path = tmp_path / "trainbot.toml"
+    path.write_text('[paths]\nmodel_roots = ["m"]\ndata_roots = ["d"]\n[http]\ntokens_file = "t"\n')
+
+    def paths(value: object) -> list[Path]:
+        if isinstance(value, Path):
+            return [value]
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, tuple | list) else ()
+        return [p for item in items for p in paths(item)]
+
+    for config, count in ((load_config(base_dir=base), 3), (load_config(path, base_dir=base), 6)):
+        found = paths(config.model_dump())
+        assert len(found) == count and all(p.is_absolute() and p.is_relative_to(base) for p in found), found
+        assert config.base_dir == base and config.db_path == base / ".trainbot" / "trainbot.db"
+        assert config.changed(runner={"warm_start": False}).base_dir == base
+
+
+def test_config_check_states_every_key_of_every_table(tmp_path: Path) -> None:
+    stated: dict[str, set[str]] = {}
+    table = ""
+    for line in effective_config_text(None).splitlines():
+        if line.startswith("[") and "." not in line:
+            table = line.strip("[]")
+            stated[table] = set()
+        elif line.startswith("["):  # [swift.env]
+            stated[table].add(line.strip("[]").split(".", 1)[1])
+        elif key := re.match(r"(\w+) = |# (\w+) = \(not set\)$", line):
+            stated[table].add(key[1] or key[2])
+    schema = {}
+    for name, field in Config.model_fields.items():
+        assert isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        schema[name] = set(field.annotation.model_fields) - {"flags"}  # a recipe's plain keys print under args
+    assert stated == schema
 
 
 def test_config_check_prints_every_effective_key_with_secrets_masked(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 async def test_an_idle_bot_wakes_only_for_its_safety_poll_and_reacts_at_once(tmp_path: Path) -> None:
-    config = dataclasses.replace(fake_config(tmp_path, gpus=1, steps=4), safety_poll_seconds=SAFETY_S)
+    config = fake_config(tmp_path, gpus=1, steps=4).changed(runner={"safety_poll_seconds": SAFETY_S})
     async with standin() as slack, running_bot(config, slack) as bot:
         before = [loop.wakeups for loop in bot.loops]
         await asyncio.sleep(WINDOW_S)  # the measured window: nothing happens in it, by design

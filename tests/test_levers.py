@@ -17,7 +17,7 @@ from runner.config import Config, load_config
 from runner.levers import not_applied
 from runner.runtime import Runtime
 from runner.supervisor import JobRequest
-from runner.swift_levers import split_packed
+from runner.token_batches import split_packed
 from storage.models import ExportState, Job, JobState, Kind
 from storage.notices import ExportSucceeded, JobSucceeded, NotApplied, Notice
 from tests.conftest import VENV_BIN, OpenRuntime

@@ -37,6 +37,7 @@ NOT_YET = {
 JOB_LOG_ONLY = {
     "runner/swift_entry.py",  # runs inside swift's own process
     "runner/swift_levers.py",  # runs inside swift's own process (through swift_entry), says why a lever is off
+    "runner/token_batches.py",  # runs inside swift's own process (the token_micro_batches lever), says how it split
     "runner/launcher.py",  # its own process between the bot and swift: writes into the job's log only
 }
 

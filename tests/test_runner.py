@@ -3,7 +3,6 @@ failures, GPU queueing. Slow by nature: marked `swift`."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -136,7 +135,7 @@ async def test_hub_model_without_network_fails_with_the_hub_cause(
 ) -> None:
     # the fixed recipe's hub model id, with the local datasets: HF offline mode answers at once (no waiting on DNS)
     config = make_config(extra={"model": "Qwen/Qwen2.5-7B-Instruct"})
-    config = dataclasses.replace(config, swift_env={**config.swift_env, "USE_HF": "1"})
+    config = config.changed(swift={"env": {**config.swift_env, "USE_HF": "1"}})
     rt = await open_runtime(config)
     job = await ended(rt, (await rt.supervisor.submit(request(config))).id, within=120)
     assert job.state is JobState.FAILED

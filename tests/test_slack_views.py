@@ -9,10 +9,11 @@ from typing import Any
 
 import yaml
 
-from bot.charts import loss_curve_png, loss_points
+from bot.charts import loss_curve_png
 from bot.slack import views
 from bot.slack.home import home_view
 from runner.gpus import Gpu, GpuSnapshot
+from runner.metrics import MetricsReader
 from storage.actors import Outside, User
 from storage.failure_facts import CudaOom, JobFailure
 from storage.models import ExportState, Job, JobState, Kind, Progress
@@ -185,13 +186,18 @@ def test_home_view() -> None:
 
 
 def test_loss_curve_from_a_real_run(tmp_path: Path) -> None:
+    """The chart's points are runner/metrics.py's (the one reader of logging.jsonl): train and eval loss by step."""
     lines = (FIXTURES / "sft_ok.logging.jsonl").read_text().splitlines()
-    train, evals = loss_points(lines)
-    assert train[0] == (1, 6.92396879) and train[-1] == (50, 6.8669281) and len(train) == 11 and evals == []
-    _, evals = loss_points((FIXTURES / "sft_interrupted.logging.jsonl").read_text().splitlines())
-    assert [step for step, _ in evals] == [10, 20, 30]
-    (tmp_path / "logging.jsonl").write_text("\n".join(lines) + "\n")
-    png = loss_curve_png(tmp_path, "job ab3cd: loss")
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "logging.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / "logging.jsonl").write_text((FIXTURES / "sft_interrupted.logging.jsonl").read_text())
+    ok, interrupted = (MetricsReader().read([tmp_path / run]).series for run in ("ok", "stopped"))
+    train = ok["loss"]
+    assert train[0] == (1, 6.92396879) and train[-1] == (50, 6.8669281) and len(train) == 11 and "eval_loss" not in ok
+    assert [step for step, _ in interrupted["eval_loss"]] == [10, 20, 30]
+    assert loss_curve_png(tmp_path / "stopped", "job ab3cd: loss") is not None  # eval points drawn too
+    png = loss_curve_png(tmp_path / "ok", "job ab3cd: loss")
     assert png is not None and png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     (tmp_path / "logging.jsonl").write_text('{"train_dataset": "x"}\n')
     assert loss_curve_png(tmp_path, "nothing") is None

@@ -9,7 +9,6 @@ Every wait is on a condition with a deadline.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -237,7 +236,7 @@ async def test_job_environment_has_none_of_the_bots_secrets(
         monkeypatch.setenv(name, f"secret-{name}")
     monkeypatch.setenv("TB_INHERITED", "from the bot")
     monkeypatch.setenv("HF_TOKEN", "hf-for-the-job")
-    config = dataclasses.replace(fake_config(tmp_path), scrub_env=("TB_OWN_SECRET",))
+    config = fake_config(tmp_path).changed(runner={"scrub_env": ("TB_OWN_SECRET",)})
     backend, log = SlurmBackend(config), tmp_path / "logs" / "env.log"
     ref = ProcessRef("envjob", purpose)
     launched = await backend.launch(ref, SwiftCommand(("env",), {"TB_VALUE": "a b,c"}), log_path=log, gpus=("cpu",))

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import slurm_cli, slurm_script
-from runner.slurm_cli import SlurmJob, cancel, nodes, show_job, submit, training_script
+from runner import slurm_cli, slurm_cluster, slurm_script
+from runner.slurm_cli import SlurmJob, cancel, show_job, submit, training_script
+from runner.slurm_cluster import nodes
 from tests.slurm_cluster import require_slurm, wait_gpus_free
 
 DEADLINE_S = 30.0
@@ -203,7 +204,7 @@ async def test_queue_cluster_name_and_kill(free_gpus: str, tmp_path: Path) -> No
     )
     try:
         await wait_job(job_id, state_is("RUNNING"), "RUNNING")
-        (mine,) = [j for j in await slurm_cli.queue() if j.job_id == job_id]
+        (mine,) = [j for j in await slurm_cluster.queue() if j.job_id == job_id]
         assert (mine.state, mine.node_list, mine.gpus_per_node, mine.nodes, mine.name) == (
             "RUNNING",
             free_gpus,
@@ -211,7 +212,7 @@ async def test_queue_cluster_name_and_kill(free_gpus: str, tmp_path: Path) -> No
             1,
             "tb-test-queue",
         )
-        assert await slurm_cli.cluster_name() == "trainbot"
+        assert await slurm_cluster.cluster_name() == "trainbot"
         await cancel(job_id, signal="KILL", full=True)
         assert (await wait_job(job_id, lambda j: j.terminal, "killed")).state in {"CANCELLED", "FAILED"}
     finally:
@@ -316,9 +317,8 @@ def test_exports_go_after_sbatch_header() -> None:
 
 
 def test_gpu_count() -> None:
-    assert [
-        slurm_cli._gpu_count(g) for g in ["gpu:2", "gpu:1(IDX:0)", "gpu:a100:2(S:0-1),gpu:v100:1", "", "shard:4,gpu:3"]
-    ] == [2, 1, 3, 0, 3]
+    gres = ["gpu:2", "gpu:1(IDX:0)", "gpu:a100:2(S:0-1),gpu:v100:1", "", "shard:4,gpu:3"]
+    assert [slurm_cluster.gpu_count(g) for g in gres] == [2, 1, 3, 0, 3]
 
 
 def test_slurm_reason_keeps_slurms_words_without_prefixes_or_the_repeated_closing_line() -> None:

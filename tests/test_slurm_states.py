@@ -14,7 +14,8 @@ from bot.words.waiting import waiting_words
 from runner.backends import ProcessRef, RunStatus
 from runner.backends.slurm import gpu_count, job_environment, job_name, run_status
 from runner.backends.slurm_states import expand_hostlist
-from runner.slurm_cli import ClusterGpus, QueuedJob, SlurmJob, SlurmNode, job_from_record, parse_record
+from runner.slurm_cli import SlurmJob, job_from_record, parse_record
+from runner.slurm_cluster import ClusterGpus, QueuedJob, SlurmNode
 from runner.slurm_script import training_script
 from storage.failure_facts import JobFailure
 from storage.models import Job, JobState, Kind, Run

@@ -178,7 +178,7 @@ def test_a_shard_is_byte_for_byte_what_safetensors_writes(tmp_path: Path) -> Non
     import torch
     from safetensors.torch import save_file
 
-    from runner.swift_levers import write_safetensors
+    from runner.safetensors_writer import write_safetensors
 
     tensors = {
         "b": torch.randn(3).to(torch.bfloat16),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.words.format import Format
 from runner.backends.slurm_states import JOB_NAME, expand_hostlist
-from runner.slurm_cli import ClusterGpus, QueuedJob
+from runner.slurm_cluster import ClusterGpus, QueuedJob
 
 
 def job_label(job: QueuedJob, fmt: Format) -> str:

@@ -16,7 +16,7 @@ from storage.models import Purpose as Purpose
 from storage.waiting import QueueReason
 
 if TYPE_CHECKING:
-    from runner.slurm_cli import ClusterGpus
+    from runner.slurm_cluster import ClusterGpus
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from runner.warm import RANK_LAUNCHER, WarmSlot, remove_preambles, warm_entry
 from storage.failure_facts import LogUnwritable, SwiftMissing
 
 if TYPE_CHECKING:
-    from runner.slurm_cli import ClusterGpus
+    from runner.slurm_cluster import ClusterGpus
 
 # The processes that do the work: SIGINT goes to these, never only to the `swift` wrapper above them.
 TRAINER_SCRIPTS = ("swift/cli/sft.py", "swift/cli/export.py", "swift/cli/_sft.py", swift_entry.ENTRY_MARK)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runner import slurm_cli
+from runner import slurm_cli, slurm_cluster
 from runner.backends import Launched, LaunchError, NotKnownYet, ProcessRef, RunStatus
 from runner.backends.local import TRAINER_SCRIPTS
 from runner.backends.slurm_states import run_status
@@ -22,7 +22,8 @@ from runner.child_env import child_env
 from runner.command import SwiftCommand
 from runner.config import Config
 from runner.errors import GpuMissing, GpusPerNodeMissing
-from runner.slurm_cli import ClusterGpus, SlurmError, SlurmJob
+from runner.slurm_cli import SlurmError, SlurmJob
+from runner.slurm_cluster import ClusterGpus
 from runner.slurm_script import EnvNameError
 from storage.failure_facts import BadEnvName, LogUnwritable, SlurmRefused
 from storage.waiting import SlurmSilent
@@ -137,14 +138,14 @@ class SlurmBackend:
 
     async def cluster_gpus(self) -> ClusterGpus:
         """The `gpus` command on Slurm: the cluster's GPU nodes, their state and who uses their GPUs."""
-        return ClusterGpus(tuple(await slurm_cli.nodes()), tuple(await slurm_cli.queue()))
+        return ClusterGpus(tuple(await slurm_cluster.nodes()), tuple(await slurm_cluster.queue()))
 
     async def describe_missing_gpus(self, gpus: Sequence[str]) -> GpuMissing | None:
         """On Slurm `gpu=` says how many GPUs a node gives the job (which ones is Slurm's choice): refused
         only when no node has that many. Slurm not answering is not a refusal: sbatch will tell."""
         wanted = gpu_count(gpus)
         try:
-            most = max((n.gpus for n in await slurm_cli.nodes()), default=0)
+            most = max((n.gpus for n in await slurm_cluster.nodes()), default=0)
         except SlurmError:
             return None
         if wanted <= most:
@@ -179,7 +180,7 @@ class SlurmBackend:
     async def _host(self) -> str:
         if self._cluster is None:
             try:
-                self._cluster = await slurm_cli.cluster_name()
+                self._cluster = await slurm_cluster.cluster_name()
             except SlurmError:
                 return "slurm"
         return f"slurm:{self._cluster}" if self._cluster else "slurm"

@@ -32,6 +32,8 @@ from typing import Any
 
 from monitor import Warm, run
 
+from bot.words.profiles import note_words
+
 from runner import launcher, swift_entry
 from runner.backends.local import LocalBackend, device_env
 from runner.command import swift_env
@@ -86,7 +88,7 @@ def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wra
     p = asyncio.run(plan(config_path, work, profile, gpus, out_dir, padded))
     print(f"[{profile}] {p.display}", flush=True)
     for note in p.notes:
-        print(f"[{profile}] note: {note}", flush=True)
+        print(f"[{profile}] note: {note_words(note)}", flush=True)
     exe = shutil.which(p.argv[0]) or p.argv[0]
     env = os.environ | p.env | device_env(gpus) | {"PYTHONUNBUFFERED": "1"} | (env_over or {})
     argv = [exe, *p.argv[1:]]
@@ -99,7 +101,7 @@ def launch(config_path: Path, work: Path, profile: str, gpu: str, name: str, wra
     res = run(name, argv, env=env, output_dir=out_dir, log_path=work / f"{name}.log",
               gpu_index=int(gpus[0]) if gpus[0].isdigit() else 0, stop_after_step=stop_after,
               warm=warm_start(config_path, work / f"{name}.exit.json", argv, env) if warm else None)
-    summary = res.summary() | {"display": p.display, "profile_notes": list(p.notes)}
+    summary = res.summary() | {"display": p.display, "profile_notes": [note_words(n) for n in p.notes]}
     (work / f"{name}.json").write_text(json.dumps({"summary": summary, "logged": res.logged, "gpu": res.gpu},
                                                       indent=1))
     print(f"[{profile}] rc={res.rc} wall {res.wall_s:.1f} s", flush=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import subprocess
 import sys
@@ -124,7 +123,7 @@ async def main() -> int:
         print(json.dumps(result["loaded"], ensure_ascii=False, indent=1), flush=True)
     finally:
         await rt.close()
-    cold = await Runtime.open(dataclasses.replace(config, warm_start=False))  # the same store, no warm process
+    cold = await Runtime.open(config.changed(runner={"warm_start": False}))  # the same store, no warm process
     await cold.start()
     try:
         fresh = await ask(cold, result["job"]["id"], (Message("user", QUESTION),), args.gpu)
