@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import ack_figures, api_figures, runner_figures, slack_figures, try_figures, web_figures
+from bench import ack_figures, api_figures, history_figures, runner_figures, slack_figures, try_figures, web_figures
 from bench.common import Row, machine
 
 
@@ -56,6 +56,9 @@ async def run(short: bool, only: set[str]) -> list[Row]:
             pages=2 if short else 5,
             window_s=5 if short else 30,
         ),
+        "history": lambda: history_figures.history_figures(
+            n_jobs=2000 if short else 100_000, samples=50 if short else 300
+        ),
         "compare": lambda: web_figures.compare_figures(
             n_jobs=10_000 if short else 100_000, steps=2_000, samples=50 if short else 300
         ),
@@ -78,7 +81,7 @@ def main() -> int:
     parser.add_argument(
         "figures",
         nargs="*",
-        help="only these: idle idle-serve ack overhead watching slack queue store api try web compare live",
+        help="only these: idle idle-serve ack overhead watching slack queue store api try web compare live history",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

@@ -90,12 +90,13 @@ class Console:
         async with self._flushing:
             while notices := await store.pending_notices(self.reader, limit=100):
                 for notice in notices:
-                    self.say(notice_words.notice_text(notice))
+                    job = await store.get(notice.job_id)
+                    self.say(notice_words.notice_text(notice, name=job.name if job else None))
                 await store.mark_delivered(self.reader, *(n.id for n in notices if n.id is not None))
         for job in await store.active():
             if job.state is not JobState.RUNNING or job.progress.step is None:
                 continue
-            line = f"   ⋯ {job.id} {texts.progress_line(job)}"
+            line = f"   ⋯ {texts.job_ref(job.id, job.name)} {texts.progress_line(job)}"
             shown, at = self._shown_progress.get(job.id, ("", 0.0))
             if line != shown and time.monotonic() - at >= PROGRESS_EVERY_S:
                 self._shown_progress[job.id] = (line, time.monotonic())

@@ -31,6 +31,7 @@ from storage.models import Job, Kind
 
 MAX_GPUS, MAX_GPU_INDEX = 16, 255
 MAX_OUT_LEN, MAX_SOURCE_LEN = 255, 255  # characters
+MAX_JOB_NAME, MAX_NOTE = 100, 2000  # characters
 NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux counts them
 INT_LIMITS = {
     "lora_rank": 1024,
@@ -45,6 +46,10 @@ OVERRIDE_KEYS: tuple[str, ...] = tuple(VLM_USER_KEYS)  # what a VLM request may 
 _FLOAT = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?")
 _SOURCE_ITEM = re.compile(r"[^\s\x00-\x1f\x7f,\x60'\"]+")  # \x60: a backtick
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
+# what a name or a note may not hold: control characters (C0, DEL, C1), line and paragraph separators, and the
+# bidirectional overrides and isolates, which make text read in another order than it is stored
+_NAME_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NOTE_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # lines, tabs
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB = {"model": re.compile(f"{_PART}/{_PART}"), "dataset": re.compile(f"{_PART}/{_PART}(:{_PART})?")}
@@ -56,7 +61,8 @@ _ROOT_KEYS = {"output_dir": "paths.output_root", "model": "paths.model_roots", "
 class JobRequest:
     """What someone asks for. `output_dir` relative is taken from the config's base_dir; `gpus` are GPU numbers
     as text ("0", "1") or ("cpu",); `overrides` map a VLM key (OVERRIDE_KEYS) to its value as text (a dataset:
-    comma-separated). `hold`: record the job only (created), `start` starts it."""
+    comma-separated). `hold`: record the job only (created), `start` starts it. `name`: what people call the job
+    (None: the output folder's last part)."""
 
     kind: Kind
     gpus: tuple[str, ...]
@@ -66,6 +72,7 @@ class JobRequest:
     channel_id: str | None = None
     profile: str = "fast"
     hold: bool = False
+    name: str | None = None
 
 
 class Roots(Protocol):
@@ -91,7 +98,8 @@ class Rule(StrEnum):
     GPU_ABOVE_MAX = "gpu_above_max"  # gpus: above MAX_GPU_INDEX (`limit`)
     GPU_TWICE = "gpu_twice"  # gpus: "0,0"
     TOO_MANY_GPUS = "too_many_gpus"  # gpus: `size` of them, at most `limit`
-    CONTROL_CHARACTER = "control_character"  # output_dir: a newline, tab or NUL
+    EMPTY = "empty"  # name: nothing, or only spaces
+    CONTROL_CHARACTER = "control_character"  # output_dir, name, note: a newline, tab or NUL (a note: lines, tabs)
     BROKEN_CHARACTER = "broken_character"  # a lone surrogate: no file name can hold it
     TOO_LONG = "too_long"  # `size` characters, at most `limit`
     NAME_TOO_LONG = "name_too_long"  # output_dir: a folder name of `size` bytes, at most `limit`
@@ -152,7 +160,31 @@ def check_request(req: JobRequest, roots: Roots, *, resolve: bool = True) -> Job
         if key not in allowed:
             raise InvalidField(key, value, Rule.NOT_ALLOWED, allowed=allowed)
         overrides[key] = _override(key, value, roots)
-    return replace(req, gpus=gpus, output_dir=output_dir, overrides=overrides)
+    name = None if req.name is None else check_text("name", req.name, MAX_JOB_NAME)
+    return replace(req, gpus=gpus, output_dir=output_dir, overrides=overrides, name=name)
+
+
+def check_text(field: str, text: str, limit: int) -> str:
+    """A job's name (`field` "name") or note ("note") as given, or InvalidField: any Unicode, at most `limit`
+    characters, none of them a control character (a note may hold line breaks and tabs). A name holds more than
+    spaces; a note may be empty (no note)."""
+    ctrl = _NOTE_CTRL if field == "note" else _NAME_CTRL
+    rule = next(
+        (
+            rule
+            for bad, rule in (
+                (field != "note" and not text.strip(), Rule.EMPTY),
+                (bool(_SURROGATE.search(text)), Rule.BROKEN_CHARACTER),
+                (bool(ctrl.search(text)), Rule.CONTROL_CHARACTER),
+                (len(text) > limit, Rule.TOO_LONG),
+            )
+            if bad
+        ),
+        None,
+    )
+    if rule is not None:
+        raise InvalidField(field, text, rule, limit=limit if rule is Rule.TOO_LONG else None, size=len(text))
+    return text
 
 
 def field_problems(req: JobRequest, roots: Roots, *, resolve: bool = True) -> list[InvalidField | OutsideRoot]:
@@ -176,15 +208,23 @@ def field_problems(req: JobRequest, roots: Roots, *, resolve: bool = True) -> li
             problems.append(InvalidField(key, value, Rule.NOT_ALLOWED, allowed=allowed))
         else:
             judge(partial(_override, key, value, roots))
+    if req.name is not None:
+        judge(partial(check_text, "name", req.name, MAX_JOB_NAME))
     return problems
 
 
 def fingerprint(req: JobRequest) -> str:
     """What makes two checked requests the same job (who sent it aside): kept with an idempotency key."""
-    canonical = json.dumps(
-        [str(req.kind), list(req.gpus), str(req.output_dir), sorted(req.overrides.items()), req.profile, req.hold],
-        ensure_ascii=False,
-    )
+    parts: list[object] = [
+        str(req.kind),
+        list(req.gpus),
+        str(req.output_dir),
+        sorted(req.overrides.items()),
+        req.profile,
+        req.hold,
+    ]
+    parts += [] if req.name is None else [req.name]  # an unnamed request keeps the fingerprint it had before names
+    canonical = json.dumps(parts, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 

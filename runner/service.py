@@ -15,9 +15,10 @@ from runner.access import Caller, check_manage, check_start
 from runner.actions import Action
 from runner.config import Config
 from runner.errors import GpuMissing
-from runner.job_request import JobRequest, check_request, made_under
+from runner.job_request import MAX_NOTE, JobRequest, check_request, check_text, made_under
 from runner.planner import Plan
 from runner.supervisor import Supervisor
+from storage.actors import actor
 from storage.jobs import JobStore
 from storage.models import Job
 
@@ -78,6 +79,14 @@ class JobService:
             case Action.DELETE:
                 await self.supervisor.delete(job_id, by=by)
                 return None
+
+    async def note(self, job_id: str, text: str, caller: Caller) -> Job:
+        """The job with `text` as its note ("" takes it away), if the caller may manage it (NotAllowed, action
+        "note"); InvalidField (field "note") past MAX_NOTE characters or with control characters but line breaks
+        and tabs."""
+        job = await self.store.require(job_id)
+        check_manage(caller, self.config.access, job, "note")
+        return await self.store.set_note(job_id, check_text("note", text, MAX_NOTE), by=actor(caller.user_id))
 
     async def get(self, job_id: str) -> Job:
         """A job by id (JobNotFound otherwise); anyone who may reach trainbot may read it."""

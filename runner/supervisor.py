@@ -132,6 +132,7 @@ class Supervisor:
             argv=plan.argv,
             env=plan.env,
             overrides=dict(req.overrides),
+            name=req.name or "",
             backend=self.backend.name,
             user_id=req.user_id,
             slack_channel=req.channel_id,
@@ -237,7 +238,7 @@ class Supervisor:
             before = await self._line() if queued else []
             if queued and job.train_run.backend_job_id is not None:
                 await self.backend.terminate(ProcessRef.of(job, "train"))  # Slurm refusing raises: nothing is forgotten
-            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by)))
+            await self.store.delete(job_id, notice=Notice(job_id, JobDeleted(by=by, name=job.name)))
             self.watcher.forget(job_id)
             for d in admission.moved_up(before, await self._line()):
                 if d.purpose != "train":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -9,6 +10,7 @@ import aiosqlite
 from storage.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+CACHE_KIB = 32 * 1024
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
@@ -21,6 +23,9 @@ async def connect(path: Path) -> aiosqlite.Connection:
     await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     await db.execute("PRAGMA journal_mode = WAL")
     await db.execute("PRAGMA synchronous = NORMAL")
+    # room for the indexes of 100,000 jobs and the pages read often (SQLite's default, 2 MiB, is thrashed by a walk
+    # through older pages, and the next count of the jobs re-reads its index: 4 ms instead of 0.4); used as needed
+    await db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     await db.execute("PRAGMA foreign_keys = ON")
     await migrate(db)
     return db
@@ -49,5 +54,13 @@ async def migrate(db: aiosqlite.Connection) -> int:
 
 
 def _statements(sql: str) -> list[str]:
-    """executescript() would COMMIT behind our back; run the statements one by one inside our transaction."""
-    return [s.strip() for s in sql.split(";") if s.strip()]
+    """executescript() would COMMIT behind our back; run the statements one by one inside our transaction. A `;`
+    ends a statement only where SQLite says it does (a trigger's body holds several)."""
+    statements, pending = [], ""
+    for part in sql.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

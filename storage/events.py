@@ -198,6 +198,15 @@ class TrySessionEnded:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NoteChanged:
+    """The job's note was written (`removed`: taken away) by `by`."""
+
+    by: By | None = None
+    removed: bool = False
+    kind: Literal["note"] = "note"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Told:
     """An event stored before the types (or by a newer bot): its stored kind and the text it was stored with."""
 
@@ -227,6 +236,7 @@ EventFacts = (
     | TrySessionStarted
     | TrySessionLoaded
     | TrySessionEnded
+    | NoteChanged
     | Told
 )
 

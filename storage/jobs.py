@@ -1,28 +1,30 @@
 """The job store: jobs, their events and the outbox (storage/outbox.py), changed together in one transaction.
 
 Every operation of the seed's RedisService has its counterpart here (save/get/update/delete a job; its four lists
-are list_jobs by kind and state). A change (a transition of runner/lifecycle.py) applies only from the states it
-expects, and records its typed event (storage/events.py) and queues the notice people must get, atomically: a crash
-can never leave a job changed but its notice unsent.
+are list_jobs by kind and state, storage/listing.py). A change (a transition of runner/lifecycle.py) applies only
+from the states it expects, and records its typed event (storage/events.py) and queues the notice people must get,
+atomically: a crash can never leave a job changed but its notice unsent.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from pathlib import PurePath
 from typing import Any
 
 import aiosqlite
 
 from storage import events
+from storage.actors import Actor
 from storage.errors import JobNotFound, StaleState, StillActive
 from storage.events import Event, EventFacts
-from storage.models import ExportState, Job, JobState, Kind, Progress, Purpose
+from storage.listing import JobLists
+from storage.models import ExportState, Job, JobState, Progress, Purpose
 from storage.notices import Notice
 from storage.outbox import Outbox
-from storage.rows import JobRows, to_row
+from storage.rows import to_row
 from storage.slack_cards import SlackCards
 from storage.web_sessions import WebSessions
 
@@ -30,25 +32,14 @@ ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read ba
 ID_LENGTH = 5
 
 
-@dataclass(frozen=True)
-class ListPosition:
-    """A place in list_jobs' order (newest first): the sort key of the job listed there, not the job."""
-
-    created_at: float
-    seq: int
-
-
 def new_job_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-class JobStore(Outbox, WebSessions, SlackCards):
-    """Jobs and their events (and, from Outbox, the notices; from WebSessions and SlackCards, the web page's sessions
-    and Slack's cards), on one connection (storage/connection.py)."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        super().__init__(conn)
-        self._rows = JobRows()  # Jobs already built, by their rows
+class JobStore(JobLists, Outbox, WebSessions, SlackCards):
+    """Jobs and their events (and, from JobLists, their lists and searches; from Outbox, the notices; from
+    WebSessions and SlackCards, the web page's sessions and Slack's cards), on one connection
+    (storage/connection.py)."""
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
@@ -63,7 +54,7 @@ class JobStore(Outbox, WebSessions, SlackCards):
                         break
             async with db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs") as cur:
                 seq_row = await cur.fetchone()
-            job = job.replace(id=job_id, created_at=now, updated_at=now)
+            job = job.replace(id=job_id, created_at=now, updated_at=now, name=job.name or PurePath(job.output_dir).name)
             row = to_row(job) | {"queue_seq": seq_row[0] if seq_row else 1}
             cols = ", ".join(row)
             await db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
@@ -156,54 +147,9 @@ class JobStore(Outbox, WebSessions, SlackCards):
             if notice is not None:
                 await self._notice(db, notice, time.time())
 
-    async def list_jobs(
-        self,
-        *,
-        kind: Kind | None = None,
-        states: Sequence[JobState] | None = None,
-        limit: int | None = None,
-    ) -> list[Job]:
-        """Newest first. The seed's lists: LLM jobs (kind=LLM), VLM jobs, by state (states=[...]), all."""
-        return self._jobs(await self._listed(kind, states, limit, None))
-
-    async def page(
-        self, *, kind: Kind | None, states: Sequence[JobState] | None, limit: int, after: ListPosition | None
-    ) -> tuple[list[Job], ListPosition | None]:
-        """One page of list_jobs' order: up to `limit` jobs listed after the position `after` (None: from the
-        newest), and the position of the page's last job where more follow (None on the last page). A position
-        is not a row: it holds while the jobs around it are deleted."""
-        rows = await self._listed(kind, states, limit + 1, after)
-        last = rows[limit - 1] if len(rows) > limit else None
-        return self._jobs(rows[:limit]), ListPosition(last["created_at"], last["queue_seq"]) if last else None
-
-    async def position(self, job_id: str) -> ListPosition | None:
-        """Where a job stands in list_jobs' order (None: no such job)."""
-        rows = await self._read("SELECT created_at, queue_seq FROM jobs WHERE id = ?", (job_id,))
-        return ListPosition(float(rows[0][0]), int(rows[0][1])) if rows else None
-
-    async def _listed(
-        self, kind: Kind | None, states: Sequence[JobState] | None, limit: int | None, after: ListPosition | None
-    ) -> list[aiosqlite.Row]:
-        where: list[str] = []
-        params: list[Any] = []
-        if after is not None:
-            where.append("(created_at, queue_seq) < (?, ?)")
-            params += [after.created_at, after.seq]
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(str(kind))
-        if states is not None:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params.extend(str(s) for s in states)
-        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += " ORDER BY created_at DESC, queue_seq DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return await self._read(sql, params)
-
-    def _jobs(self, rows: Sequence[aiosqlite.Row]) -> list[Job]:
-        keys = tuple(rows[0].keys()) if rows else ()  # once a page: each row's Job is read by them
-        return [self._rows.job(r, keys) for r in rows]
+    async def set_note(self, job_id: str, note: str, by: Actor | None = None) -> Job:
+        """Replace a job's note ("" takes it away)."""
+        return await self.update(job_id, note=note, event=events.NoteChanged(by=by, removed=not note))
 
     async def active(self) -> list[Job]:
         """Jobs not yet ended, in arrival order (queue_seq): the queue's first come, first served."""

@@ -237,4 +237,35 @@ MIGRATIONS: list[str] = [
     UPDATE events SET facts = json_object('v', 1, 'why', json_extract(data, '$.why'))
         WHERE kind = 'try_ended' AND facts IS NULL AND json_valid(data) AND json_type(data, '$.why') = 'text';
     """,
+    # 12: jobs named (by whoever made them; else their output folder's last part) and noted. The history pages find
+    # them by a case-insensitive substring of their name, folder, owner or id (`search_text`, lowercased, one field a
+    # line: no search spans two): a rare one through job_search (FTS5 trigrams, its rows the jobs' rowids, kept by
+    # triggers; trainbot never runs VACUUM, which may renumber rowids: after one, `INSERT INTO job_search(job_search)
+    # VALUES ('rebuild')`), a common one along the list's index. Lists filter by owner ("my jobs") and sort by
+    # duration or final loss along indexes too, both at once included.
+    """
+    ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN note TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN search_text TEXT NOT NULL DEFAULT '';
+    UPDATE jobs SET name = substr(output_dir, length(rtrim(output_dir, replace(output_dir, '/', ''))) + 1);
+    UPDATE jobs SET search_text = lower(id || char(10) || name || char(10) || output_dir || char(10)
+                                        || coalesce(user_id, ''));
+    CREATE VIRTUAL TABLE job_search USING fts5(search_text, content = 'jobs', tokenize = 'trigram');
+    INSERT INTO job_search (job_search) VALUES ('rebuild');
+    CREATE TRIGGER jobs_search_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_search (rowid, search_text) VALUES (new.rowid, new.search_text);
+    END;
+    CREATE TRIGGER jobs_search_update AFTER UPDATE OF search_text ON jobs BEGIN
+        INSERT INTO job_search (job_search, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+        INSERT INTO job_search (rowid, search_text) VALUES (new.rowid, new.search_text);
+    END;
+    CREATE TRIGGER jobs_search_delete AFTER DELETE ON jobs BEGIN
+        INSERT INTO job_search (job_search, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+    END;
+    CREATE INDEX jobs_owner_newest ON jobs (user_id, created_at, queue_seq);
+    CREATE INDEX jobs_loss ON jobs (loss, created_at, queue_seq);
+    CREATE INDEX jobs_duration ON jobs ((finished_at - started_at), created_at, queue_seq);
+    CREATE INDEX jobs_owner_loss ON jobs (user_id, loss, created_at, queue_seq);
+    CREATE INDEX jobs_owner_duration ON jobs (user_id, (finished_at - started_at), created_at, queue_seq);
+    """,
 ]

@@ -131,6 +131,9 @@ class Job:
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
+    name: str = ""  # what people call it (any Unicode, no control character); the store makes it the output
+    # folder's last part where none was given
+    note: str = ""  # free text added later by its owner or an admin ("" none)
     export_state: ExportState = ExportState.NONE
     run_dir: str | None = None
     export_dir: str | None = None
@@ -164,6 +167,20 @@ class Job:
 
     def replace(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long its training ran: from start to end, or so far while it runs (None: never started)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else (self.updated_at if self.state.is_active else None)
+        return None if end is None else max(0.0, end - self.started_at)
+
+    @property
+    def gpu_hours(self) -> float | None:
+        """GPU time it took: its duration times its GPUs (a CPU job takes none)."""
+        gpus = 0 if self.gpus == ("cpu",) else len(self.gpus)
+        return None if self.duration_s is None else self.duration_s * gpus / 3600
 
     def run(self, purpose: Purpose) -> Run:
         return {"train": self.train_run, "export": self.export_run, "try": self.try_run}[purpose]

@@ -187,6 +187,7 @@ class JobDeleted:
     """The row is gone (a front end that showed the job, a Slack card say, marks it deleted)."""
 
     by: str | None = None
+    name: str | None = None  # the row is gone: what the job was called, for the words
     kind: Literal["job_deleted"] = "job_deleted"
 
 

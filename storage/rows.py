@@ -39,8 +39,14 @@ _NESTED = {"progress", "train_run", "export_run", "try_run"}
 JOB_FIELDS = [f.name for f in fields(Job) if f.name not in _NESTED]
 
 
+def search_text(job: Job) -> str:
+    """What a search looks in (job_search, storage/migrations.py): id, name, output folder and owner, lowercased,
+    one a line."""
+    return "\n".join((job.id, job.name, job.output_dir, job.user_id or "")).lower()
+
+
 def to_row(job: Job) -> dict[str, Any]:
-    row: dict[str, Any] = {}
+    row: dict[str, Any] = {"search_text": search_text(job)}
     for name in JOB_FIELDS:
         value = getattr(job, name)
         if name in _JSON_COLUMNS:

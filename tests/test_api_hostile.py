@@ -213,6 +213,7 @@ def test_lax_types_are_refused_with_the_field_named(tmp_path: Path) -> None:
         for raw in (b"{}", b"{", b"null", b'{"gpu_id": "0", "output_dir": "output/x"}'):  # no JSON content type
             reply = requests.post(f"{api.url}/training/llm/jobs", data=raw, timeout=10)
             assert reply.status_code == 422 and _no_slack_words(reply)["fields"], (raw, reply.text)
+            assert "Content-Type: application/json" in reply.json()["error"], (raw, reply.text)  # what to send
 
 
 def test_a_symlink_in_the_output_root_is_followed_when_the_job_is_created(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from bot.chat.grammar import (
     COMMANDS,
     JOB_ACTIONS,
     LIST_STATES,
+    AddNote,
     Command,
     CreateJob,
     Help,
@@ -174,6 +175,19 @@ ACCEPTED: list[tuple[str, Command]] = [
     ("vlm --help", Help("vlm")),
     ("llm help", Help("llm")),
     ("logs -h", Help("logs")),
+    ('llm gpu=0 out=output/x name="lr sweep 3"', CreateJob(Kind.LLM, ("0",), OUT / "x", {}, name="lr sweep 3")),
+    ("llm gpu=0 out=output/x NAME=训练-一", CreateJob(Kind.LLM, ("0",), OUT / "x", {}, name="训练-一")),
+    (
+        "vlm gpu=0 out=output/x name=<b>x</b> epochs=1",
+        CreateJob(Kind.VLM, ("0",), OUT / "x", {"epochs": "1"}, name="<b>x</b>"),
+    ),
+    ("note k3x9q don't; lr 1e-4 | too high  ", AddNote("k3x9q", "don't; lr 1e-4 | too high")),  # free text as typed
+    ("NOTE `K3X9Q` “quoted”", AddNote("k3x9q", "“quoted”")),
+    ("note help", Help("note")),
+    ("status lr-sweep", ShowStatus("lr-sweep")),
+    ('status "lr sweep 3"', ShowStatus("lr sweep 3")),
+    ("list name=Sweep", ListJobs(None, None, "Sweep")),
+    ("list vlm name='a b' state=failed", ListJobs(Kind.VLM, "failed", "a b")),
 ]
 
 
@@ -377,7 +391,13 @@ REJECTED: list[tuple[str, tuple[str, ...]]] = [
     ("logs k3x9q full lines=5", ("`full`", "`lines=`")),
     ("logs k3x9q tail", ("`tail`", "`lines=N`", "`full`")),
     # list, gpus, help, unknown
-    ("list foo", ("`foo` is not a job kind or state", "`running`", "`active`")),
+    ("list foo", ("`foo` is not a job kind or state", "`running`", "`active`", "`list name=foo`")),
+    ("list name=a name=b", ("one `name=`",)),
+    ("list name=' '", ("`name=` needs the text",)),
+    ('llm gpu=0 out=output/x name=" "', ("the name is empty",)),
+    ("llm gpu=0 out=output/x name=" + "n" * 101, ("the name is 101 characters long", "at most 100")),
+    ("note k3x9q", ("needs the note's text",)),
+    ("note lr-sweep too high", ("`lr-sweep` is not a job id",)),
     ("list state=done", ("`state=done`", "`succeeded`")),
     ("list kind=running", ("`kind=running`",)),
     ("list llm vlm", ("one kind", "`vlm`")),
@@ -606,10 +626,13 @@ def unparse(command: Command, *, base_dir: Path) -> str:
         words += [] if command.profile == "fast" else [f"profile={command.profile}"]
         words += [f"{k}={v}" for k, v in command.overrides.items()] + ["--dry-run"] * command.dry_run
         words += ["--hold"] * command.hold
+        words += [] if command.name is None else [f"name={command.name}"]
         return " ".join(shlex.quote(w) for w in words)
     if isinstance(command, JobCommand):
         extra = [f"lines={command.lines}"] * (command.lines is not None) + ["full"] * command.full
         return " ".join([command.action, command.job_id, *extra])
+    if isinstance(command, AddNote):
+        return f"note {command.job_id} {command.text}"
     if isinstance(command, TryJob):
         options = [f"checkpoint={command.checkpoint}"] * (command.checkpoint is not None)
         options += [f"gpu={','.join(command.gpus)}"] if command.gpus else []
@@ -617,16 +640,19 @@ def unparse(command: Command, *, base_dir: Path) -> str:
         return " ".join(["try", command.job_id, *options, *([command.question] if command.question else [])])
     if isinstance(command, ListJobs):
         kind = [str(command.kind)] if command.kind else []
-        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else [])])
+        text = [shlex.quote(f"name={command.text}")] if command.text is not None else []
+        return " ".join(["list", *kind, *([f"state={command.state}"] if command.state else []), *text])
     if isinstance(command, Help):
         return "help" + (f" {command.topic}" if command.topic else "")
-    return "status" if isinstance(command, ShowStatus) else "gpus"
+    if isinstance(command, ShowStatus):
+        return "status" + (f" {shlex.quote(command.ref)}" if command.ref is not None else "")
+    return "gpus"
 
 
 @st.composite
 def commands(draw: st.DrawFn, output_root: Path, base_dir: Path) -> Command:
     root = Path(posixpath.normpath(base_dir / output_root))
-    choice = draw(st.sampled_from(["llm", "vlm", "job", "list", "status", "gpus", "help"]))
+    choice = draw(st.sampled_from(["llm", "vlm", "job", "note", "list", "status", "gpus", "help"]))
     if choice in ("llm", "vlm"):
         out = root.joinpath(*draw(st.lists(FOLDER, min_size=1, max_size=4)))
         assume(all(part not in (".", "..") for part in out.parts))
@@ -641,6 +667,13 @@ def commands(draw: st.DrawFn, output_root: Path, base_dir: Path) -> Command:
             overrides,
             draw(st.booleans()),
             draw(st.sampled_from(["fast", "exact"])),
+            False,
+            draw(st.none() | NAMES),
+        )
+    if choice == "note":
+        return AddNote(
+            draw(st.text(ID_ALPHABET, min_size=ID_LENGTH, max_size=ID_LENGTH)),
+            draw(st.text(min_size=1, max_size=40).map(str.strip).filter(bool)),
         )
     if choice == "job":
         action = draw(st.sampled_from(JOB_ACTIONS))
@@ -650,10 +683,21 @@ def commands(draw: st.DrawFn, output_root: Path, base_dir: Path) -> Command:
         full = draw(st.booleans())
         return JobCommand(action, job_id, None if full else draw(st.none() | st.integers(1, 10_000)), full)
     if choice == "list":
-        return ListJobs(draw(st.sampled_from([None, Kind.LLM, Kind.VLM])), draw(st.sampled_from([None, *LIST_STATES])))
+        return ListJobs(
+            draw(st.sampled_from([None, Kind.LLM, Kind.VLM])),
+            draw(st.sampled_from([None, *LIST_STATES])),
+            draw(st.none() | NAMES),
+        )
     if choice == "help":
         return Help(draw(st.sampled_from([None, *COMMANDS])))
-    return ShowStatus() if choice == "status" else ShowGpus()
+    if choice == "status":
+        ref = draw(st.none() | NAMES)
+        assume(ref is None or not re.fullmatch(f"[{ID_ALPHABET}]{{{ID_LENGTH}}}", ref.lower()))
+        return ShowStatus(ref)
+    return ShowGpus()
+
+
+NAMES = st.from_regex(r"[A-Za-z训é][A-Za-z0-9 训é_.-]{0,20}", fullmatch=True)
 
 
 @settings(max_examples=400, deadline=None)

@@ -162,7 +162,8 @@ def test_start_on_a_stopped_job_says_it_resumes_from_its_checkpoint_and_said_wor
         assert text_of(driver, "#do-start") == f"Resume from checkpoint {n}"
         click(driver, "#do-start")
         wait_until_sync(lambda: "/confirm" in driver.current_url, 20, "the confirm page")
-        assert text_of(driver, "h1") == f"Resume job {job} from checkpoint {n}?"
+        h1 = text_of(driver, "h1")  # the job by its name, its id beside it
+        assert h1.startswith("Resume job ") and h1.endswith(f"({job}) from checkpoint {n}?"), h1
         assert f"from step {n}" in text_of(driver, "#what-it-does") and text_of(driver, "#confirm") == "Yes, resume it"
         click(driver, "#confirm")
         wait_until_sync(lambda: _status(api.url, job)["status"] in ("queued", "starting", "running"), 20, "resumed")

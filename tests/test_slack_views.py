@@ -124,7 +124,7 @@ def test_notices_in_the_thread() -> None:
     started = views.notice_message(
         Notice("ab3cd", JobStarted(command="swift sft --model m", host="gpu1", gpus=("0", "1"))), job()
     )
-    assert started.blocks[0]["text"]["text"] == "🚀 Started on gpu1 (GPU 0,1) with:"
+    assert started.blocks[0]["text"]["text"] == "🚀 Job `ab3cd` started on gpu1 (GPU 0,1) with:"
     assert started.blocks[1]["text"]["text"] == "```swift sft --model m```" and not started.broadcast
     ok = views.notice_message(
         Notice("ab3cd", JobSucceeded(duration_s=75, final_loss=6.88123, last_checkpoint="/c")), job()

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.swift
 def test_the_consoles_try_prints_the_check_and_an_answer_as_they_stream(trained: Trained) -> None:
     out = console(trained, f"try {trained.job_id}\ntry {trained.job_id} What's your name; who made you?\n")
     check, asked = out.split("asking job", 1)
-    assert f"checking job {trained.job_id}'s model" in check and "loading checkpoint" in check
+    # the job by its id and name (its output folder's last part: no name= was given)
+    assert f"checking job {trained.job_id} “tried”'s model" in check and "loading checkpoint" in check
     headings = [
         line for line in check.splitlines() if " · " in line and line.split(" · ")[0] in ("fine-tuned", "base model")
     ]

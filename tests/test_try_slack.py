@@ -78,6 +78,7 @@ async def test_a_thread_conversation_of_two_turns_with_a_long_answer_cut_into_a_
             lambda: (m := slack.message(CH, first["ts"])) and answered(m) and m, 180, what="the answer to be whole"
         )
         assert f"› {question}" in plain_texts(done["blocks"])  # shown as typed, in plain text
+        assert any(f"asked job `{job_id}` “talk”'s model" in t for _, t in mrkdwn_texts(done))  # id and name
         assert not [t for _, t in mrkdwn_texts(done) if LIVE_TOKEN.findall(t.replace(f"<@{OWNER}>", ""))]
         assert slack.updates_of(first["ts"])  # one message, updated in place
         assert "first token" in str(done["blocks"])

@@ -26,11 +26,20 @@ class CreateJob:
     dry_run: bool = False
     profile: str = "fast"
     hold: bool = False  # `--hold`: record the job only; `start <id>` starts it
+    name: str | None = None  # `name=`: what people call it (None: its output folder's last part)
 
     def request(self, user_id: str | None, channel_id: str | None) -> JobRequest:
         """The job this command asks for, as every front end asks for one (runner/job_request.py)."""
         return JobRequest(
-            self.kind, self.gpus, self.output_dir, self.overrides, user_id, channel_id, self.profile, self.hold
+            self.kind,
+            self.gpus,
+            self.output_dir,
+            self.overrides,
+            user_id,
+            channel_id,
+            self.profile,
+            self.hold,
+            self.name,
         )
 
 
@@ -40,6 +49,14 @@ class JobCommand:
     job_id: str
     lines: int | None = None  # logs only
     full: bool = False  # logs only: the whole log as a file
+
+
+@dataclass(frozen=True)
+class AddNote:
+    """`note <id> <text>`: the job's note becomes `text` (free text, as typed: the rest of the line)."""
+
+    job_id: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,7 @@ class TryJob:
 class ListJobs:
     kind: Kind | None = None
     state: str | None = None  # a JobState value or "active"
+    text: str | None = None  # `name=`: a case-insensitive substring of the name, output folder, owner or id
 
 
 @dataclass(frozen=True)
@@ -69,7 +87,10 @@ class CompareJobs:
 
 @dataclass(frozen=True)
 class ShowStatus:
-    """`status` without an id: the active jobs at a glance."""
+    """`status` without an id: the active jobs at a glance; with a name (`ref`: any word that is no job id), the
+    job of that name, or the jobs it finds."""
+
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +103,7 @@ class Help:
     topic: str | None = None
 
 
-Command: TypeAlias = CreateJob | JobCommand | TryJob | ListJobs | CompareJobs | ShowStatus | ShowGpus | Help
+Command: TypeAlias = CreateJob | JobCommand | AddNote | TryJob | ListJobs | CompareJobs | ShowStatus | ShowGpus | Help
 
 
 @dataclass(frozen=True)

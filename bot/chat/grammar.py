@@ -16,11 +16,13 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.chat import free_text
 from bot.chat.commands import (
     JOB_ACTIONS,
     MAX_LOG_LINES,
     MAX_RUNS,
     MIN_RUNS,
+    AddNote,
     Command,
     CompareJobs,
     CreateJob,
@@ -37,15 +39,15 @@ from bot.chat.commands import (
 )
 from bot.chat.help_text import COMMANDS, SYNONYMS, VLM_KEYS, help_text
 from bot.chat.settings import RUN_KEYS, Ctx, Reject, grammar_key, listing, not_allowed, refusal, show, suggest
-from runner.job_request import MAX_GPU_INDEX, InvalidField, JobRequest, check_request
+from bot.chat.typed import HELP_WORDS, JOB_ID, normalise, read_job_id
+from runner.job_request import InvalidField, JobRequest, check_request
 from runner.paths import OutsideRoot
-from runner.try_types import MAX_TOKENS
-from storage.jobs import ID_ALPHABET, ID_LENGTH
 from storage.models import JobState, Kind
 
 __all__ = [
     "COMMANDS",
     "JOB_ACTIONS",
+    "AddNote",
     "Command",
     "CompareJobs",
     "CreateJob",
@@ -68,37 +70,8 @@ LIST_KINDS = ("llm", "vlm", "all")
 LIST_STATES: tuple[str, ...] = (*(s.value for s in JobState), "active")
 MAX_TEXT_LEN = 4000
 KEY_ALIASES = {"gpu_id": "gpu", "gpus": "gpu", "output_dir": "out", "lr": "learning_rate"}
-_HELP_WORDS = ("help", "--help", "-h", "?")
 _FULL_WORDS = ("full", "--full", "full=true")
-_JOB_ID = re.compile(f"[{ID_ALPHABET}]{{{ID_LENGTH}}}")  # exactly what storage makes
 _SHELL = re.compile(r";|&&|\|\|?|`|\$\(")  # a shell's, not ours: commands never run through a shell
-# Slack and phone keyboards "improve" what people type (and Chinese IMEs type full-width signs): undo that.
-_TYPOGRAPHY = str.maketrans(
-    {
-        "“": '"',
-        "”": '"',
-        "„": '"',
-        "‟": '"',
-        "‘": "'",
-        "’": "'",
-        "‚": "'",
-        "‛": "'",
-        "＝": "=",
-        "，": ",",
-        "\u200b": None,
-        "\u200c": None,
-        "\u200d": None,
-        "\u2060": None,
-        "\ufeff": None,
-    }
-)
-_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
-_DASHES = re.compile(r"(?<!\S)[\u2012-\u2015\u2212]+")  # `—dry-run` was `--dry-run` before autocorrect
-
-
-def normalise(text: str) -> str:
-    """Undo smart quotes, odd spaces and auto-dashes that Slack or keyboards put into typed commands."""
-    return _DASHES.sub("--", _SPACES.sub(" ", text.translate(_TYPOGRAPHY)))
 
 
 def parse(
@@ -135,9 +108,11 @@ def _parse(text: str, ctx: Ctx) -> Command:
             f"That is {len(text)} characters; a `/train` command has at most {MAX_TEXT_LEN}. "
             "`/train help` shows the commands."
         )
-    if _TRY.match(text):
-        return _try(text, ctx)  # before shlex: the question is free text (quotes, `;` and all)
+    if free_text.TRY.match(text):
+        return free_text.try_command(text, ctx)  # before shlex: the question is free text (quotes, `;` and all)
     ctx.words[:] = normalise(text).split()[:1]  # for the stock example, should shlex fail
+    if ctx.words and ctx.words[0].lower() == "note":  # free text: read as typed, no quotes or shell signs looked at
+        return free_text.note_command(text)
     try:
         words = shlex.split(normalise(text))
     except ValueError:
@@ -147,7 +122,7 @@ def _parse(text: str, ctx: Ctx) -> Command:
     ctx.words[:] = words
     _refuse_shell(words)
     name = words[0].lower() if words else "help"
-    if name in COMMANDS and any(w.lower() in _HELP_WORDS for w in words[1:]):
+    if name in COMMANDS and any(w.lower() in HELP_WORDS for w in words[1:]):
         return Help(name)
     if name in ("llm", "vlm"):
         return _create(Kind(name), ctx)
@@ -249,6 +224,7 @@ def _create(kind: Kind, ctx: Ctx) -> CreateJob:
     if "dry_run" in values:
         dry_run = _flag(values.pop("dry_run"), *seen["dry_run"], ctx) or dry_run
     gpus, out, profile = values.pop("gpu").lower(), values.pop("out").strip(), values.pop("profile", "fast").lower()
+    name = values.pop("name", None)
     if not out:
         raise Reject(
             f"`{show(seen['out'][1])}` is empty. Give a folder inside the output folder, e.g. `{ctx.good_out}`.",
@@ -256,14 +232,16 @@ def _create(kind: Kind, ctx: Ctx) -> CreateJob:
         )
     if kind is Kind.VLM and "dataset" in values:  # people type `a/b, c/d`
         values["dataset"] = ",".join(item.strip() for item in values["dataset"].split(","))
-    req = JobRequest(kind, tuple(g.strip() for g in gpus.split(",")), Path(out), values, profile=profile, hold=hold)
+    req = JobRequest(
+        kind, tuple(g.strip() for g in gpus.split(",")), Path(out), values, profile=profile, hold=hold, name=name
+    )
     try:
         req = check_request(req, ctx, resolve=False)
     except (InvalidField, OutsideRoot) as err:
         where, word = seen[grammar_key(err.field)]
         good = {"gpus": "gpu=0", "output_dir": ctx.good_out}.get(err.field)
         raise Reject(refusal(err, show(word), ctx.good_out, ctx.base_dir), ctx.fixed(where, good)) from None
-    return CreateJob(kind, req.gpus, req.output_dir, dict(req.overrides), dry_run, req.profile, hold)
+    return CreateJob(kind, req.gpus, req.output_dir, dict(req.overrides), dry_run, req.profile, hold, req.name)
 
 
 def _flag(value: str, at: int, word: str, ctx: Ctx) -> bool:
@@ -274,25 +252,15 @@ def _flag(value: str, at: int, word: str, ctx: Ctx) -> bool:
     return value.lower() in ("true", "yes", "1")
 
 
-def _job_id(word: str) -> str:
-    job_id = word.strip("`<>").lower()
-    if not _JOB_ID.fullmatch(job_id):
-        confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
-        raise Reject(
-            f"`{show(word)}` is not a job id: ids are {ID_LENGTH} letters and digits like "
-            f"`k3x9q`, shown on the job card and by `/train list`.{confusable}",
-            ["list"],
-        )
-    return job_id
-
-
 def _job_command(action: JobAction, ctx: Ctx) -> Command:
     words = ctx.words
     if action == "status" and len(words) == 1:
         return ShowStatus()
     if len(words) == 1:
         raise Reject(f"`{action}` needs a job id, e.g. `/train {action} k3x9q`; `/train list` shows them.", ["list"])
-    job_id = _job_id(words[1])
+    if action == "status" and len(words) == 2 and not JOB_ID.fullmatch(words[1].strip("`<>").lower()):
+        return ShowStatus(words[1])  # a name: the job of that name, or those it finds
+    job_id = read_job_id(words[1])
     lines: int | None = None
     for at, word in enumerate(words[2:], start=2):
         count = word.lower().removeprefix("--").removeprefix("lines=")
@@ -322,7 +290,7 @@ def _compare(ctx: Ctx) -> CompareJobs:
     ids: list[str] = []
     for at, word in enumerate(ctx.words[1:], start=1):
         job_id = word.strip("`<>,").lower()
-        if not _JOB_ID.fullmatch(job_id):
+        if not JOB_ID.fullmatch(job_id):
             confusable = " Job ids never contain 0, 1, i, l or o." if set(job_id) & set("01ilo") else ""
             raise Reject(
                 f"`{show(word)}` is not a job id: `compare` takes {MIN_RUNS} to {MAX_RUNS} ids like "
@@ -349,13 +317,21 @@ def _compare(ctx: Ctx) -> CompareJobs:
 def _list(ctx: Ctx) -> ListJobs:
     chosen: dict[str, str] = {}
     for at, word in enumerate(ctx.words[1:], start=1):
+        if word.lower().lstrip("-").startswith("name="):
+            if "text" in chosen:
+                raise Reject(f"`list` takes one `name=`; `{show(word)}` is a second one.", ctx.fixed(at, None))
+            chosen["text"] = word.partition("=")[2]
+            if not chosen["text"].strip():
+                raise Reject("`name=` needs the text to look for, e.g. `list name=sweep`.", ctx.fixed(at, None))
+            continue
         key, sep, value = word.lower().rpartition("=")
         key = key.lstrip("-") if sep else "any"
         accepted = {"kind": LIST_KINDS, "state": LIST_STATES, "any": (*LIST_KINDS, *LIST_STATES)}.get(key, ())
         if value not in accepted:
             raise Reject(
                 f"`{show(word)}` is not a job kind or state: `list` takes `llm`, `vlm` or `all`, "
-                f"and `state=` one of {listing(LIST_STATES)}, e.g. `list vlm state=active`.",
+                f"`state=` one of {listing(LIST_STATES)}, and `name=` to find jobs by name (or folder, "
+                f"owner, id), e.g. `list vlm state=active` or `list name={show(word)}`.",
                 ctx.fixed(at, None),
             )
         slot = "kind" if value in LIST_KINDS else "state"
@@ -363,80 +339,4 @@ def _list(ctx: Ctx) -> ListJobs:
             raise Reject(f"`list` takes one {slot}; `{show(word)}` is a second one.", ctx.fixed(at, None))
         chosen[slot] = value
     kind = chosen.get("kind", "all")
-    return ListJobs(None if kind == "all" else Kind(kind), chosen.get("state"))
-
-
-_TRY = re.compile(r"\s*try(?:\s|$)", re.IGNORECASE)
-_TOKEN = re.compile(r"\S+")
-_TRY_KEYS = {
-    "checkpoint": "checkpoint",
-    "ckpt": "checkpoint",
-    "step": "checkpoint",
-    "gpu": "gpu",
-    "gpus": "gpu",
-    "gpu_id": "gpu",
-    "max_tokens": "max_tokens",
-    "tokens": "max_tokens",
-}
-_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」"}
-MAX_CHECKPOINT = 10**9
-
-
-def _try(text: str, ctx: Ctx) -> Command:
-    """`try <id> [checkpoint=N] [gpu=0|cpu] [max_tokens=N] [question]`: the options first, then the question as
-    typed (the rest of the line, free text: it is never split, quoted or shell-checked; the model reads it as it
-    is)."""
-    rest = text.lstrip()[3:]
-    tokens = list(_TOKEN.finditer(rest))
-    ctx.words[:] = ["try", *(normalise(t.group()) for t in tokens)]
-    if tokens and tokens[0].group().lower() in _HELP_WORDS:
-        return Help("try")
-    if not tokens:
-        raise Reject(
-            "`try` needs a job id, e.g. `/train try k3x9q` (the recipe's own check) or "
-            "`/train try k3x9q Who are you?`; `/train list` shows the jobs.",
-            ["list"],
-        )
-    job_id = _job_id(normalise(tokens[0].group()))
-    options: dict[str, str] = {}
-    question_at = None
-    for at, token in enumerate(tokens[1:], start=2):
-        key, sep, value = normalise(token.group()).partition("=")
-        canon = _TRY_KEYS.get(key.lower().lstrip("-").replace("-", "_"))
-        if not sep or canon is None:
-            question_at = token.start()
-            break
-        if canon in options:
-            raise Reject(f"`{canon}=` is given twice (`{show(token.group())}`): give it once.", ctx.fixed(at, None))
-        options[canon] = value.strip().lower()
-        if canon == "checkpoint" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_CHECKPOINT):
-            raise Reject(
-                f"`{show(token.group())}`: `checkpoint=` takes the step of a saved checkpoint, e.g. "
-                "`checkpoint=50` (`/train show <id>` tells the last one).",
-                ctx.fixed(at, None),
-            )
-        if canon == "max_tokens" and not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_TOKENS):
-            raise Reject(
-                f"`{show(token.group())}`: `max_tokens=` takes 1 to {MAX_TOKENS}, e.g. `max_tokens=512`.",
-                ctx.fixed(at, None),
-            )
-        if canon == "gpu" and not (
-            options[canon] == "cpu"
-            or (options[canon].isascii() and options[canon].isdigit() and int(options[canon]) <= MAX_GPU_INDEX)
-        ):
-            raise Reject(
-                f"`{show(token.group())}`: a try runs on one GPU (`gpu=0`) or on the CPU (`gpu=cpu`).",
-                ctx.fixed(at, "gpu=cpu"),
-            )
-    question = _unquote(rest[question_at:].strip()) if question_at is not None else None
-    checkpoint = int(options["checkpoint"]) if "checkpoint" in options else None
-    gpus = (options["gpu"],) if "gpu" in options else None
-    max_tokens = int(options["max_tokens"]) if "max_tokens" in options else None
-    return TryJob(job_id, question or None, checkpoint, gpus, max_tokens)
-
-
-def _unquote(question: str) -> str:
-    """A question typed between quotes is the text inside them."""
-    if len(question) >= 2 and _QUOTES.get(question[0]) == question[-1]:
-        return question[1:-1].strip()
-    return question
+    return ListJobs(None if kind == "all" else Kind(kind), chosen.get("state"), chosen.get("text"))

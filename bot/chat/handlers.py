@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot import charts
 from bot.chat.grammar import (
+    AddNote,
     Command,
     CompareJobs,
     CreateJob,
@@ -41,10 +42,12 @@ from runner.actions import Action
 from runner.log_tail import read_log_tail
 from runner.runtime import Runtime
 from runner.try_types import Message, TryAsk, TryEvent
-from storage.errors import JobError
+from storage.errors import JobError, JobNotFound
+from storage.listing import JobFilter
 from storage.models import Job, JobState
 
 LOG_LINES = 40
+LIST_LIMIT = 50
 
 
 @dataclass(frozen=True)
@@ -108,17 +111,26 @@ class Handlers:
                 return await self.try_job(command, caller)
             case CompareJobs(job_ids):
                 return await self.compare(job_ids)
-            case ListJobs(kind, state):
+            case ListJobs(kind, state, text):
                 states = None
                 if state == "active":
-                    states = [s for s in JobState if s.is_active]
+                    states = tuple(s for s in JobState if s.is_active)
                 elif state is not None:
-                    states = [JobState(state)]
-                jobs = await self.store.list_jobs(kind=kind, states=states, limit=50)
+                    states = (JobState(state),)
                 title = f"{(str(kind).upper() + ' ') if kind else ''}jobs" + (f" ({state})" if state else "")
-                return Reply(texts.job_list(jobs, title, self.fmt))
-            case ShowStatus():
+                if text is not None:
+                    title += f" matching {self.fmt.code(text)}"
+                return await self.listed(JobFilter(kind, states, text=text), title)
+            case ShowStatus(None):
                 return Reply(texts.job_list(await self.store.active(), "Active jobs", self.fmt))
+            case ShowStatus(str(ref)):
+                return await self.status_by_name(ref)
+            case AddNote(job_id, text):
+                job = await self.runtime.jobs.note(job_id, text, caller)
+                return Reply(
+                    f"Job {texts.job_ref(job.id, job.name, self.fmt)} has a new note: {self.fmt.text(job.note)}",
+                    job_id=job.id,
+                )
             case ShowGpus():
                 holders = leases.held(await self.store.holding())
                 cluster = await self.sup.backend.cluster_gpus()
@@ -126,6 +138,33 @@ class Handlers:
                     return Reply(render_gpu_nodes(cluster, self.fmt))
                 return Reply(texts.gpu_table(self.runtime.probe.snapshot(), holders, self.fmt))
         raise AssertionError(command)
+
+    async def listed(self, where: JobFilter, title: str) -> Reply:
+        """The newest LIST_LIMIT jobs the filter holds, and how many it holds where there are more."""
+        page = await self.store.page(where, limit=LIST_LIMIT)
+        text = texts.job_list(page.jobs, title, self.fmt)
+        if page.next is not None:
+            total = await self.store.count(where)
+            text += f"\n… the newest {LIST_LIMIT} of {texts.count_words(total)} (the web page lists them all)."
+        return Reply(text)
+
+    async def status_by_name(self, ref: str, *, id_shaped: bool = False) -> Reply:
+        """`status <name>`: the job of that name (in any case), else the one job it finds; several: their list.
+        `id_shaped`: `ref` could be a job id (none has it): found nothing, that is what is said."""
+        found = (await self.store.page(JobFilter(text=ref), limit=LIST_LIMIT)).jobs
+        named = [j for j in found if j.name.casefold() == ref.casefold()]
+        if len(named) == 1 or len(found) == 1:
+            job = (named or found)[0]
+            return Reply(texts.job_status(job, self.fmt), job_id=job.id)
+        if not found and id_shaped:
+            return Reply(refusals.error_text(JobNotFound(ref), self.fmt), ok=False)
+        if not found:
+            return Reply(
+                f"No job is named {self.fmt.code(ref)}, and no job's name, folder, owner or id holds it; "
+                f"{self.fmt.code('list')} shows the jobs there are.",
+                ok=False,
+            )
+        return await self.listed(JobFilter(text=ref), f"Jobs matching {self.fmt.code(ref)}")
 
     async def compare(self, job_ids: tuple[str, ...]) -> Reply:
         cmp = await compare(self.store, job_ids)
@@ -148,7 +187,7 @@ class Handlers:
             return Reply(text + "".join(f"\n⚠️ {refusals.warning_text(w, fmt)}" for w in warnings))
         job = (await self.runtime.jobs.create(req, caller)).job
         return Reply(
-            f"Job {fmt.code(job.id)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
+            f"Job {texts.job_ref(job.id, job.name, fmt)} {texts.start_reply(job, fmt)}: {command.kind.upper()} on "
             f"{texts.gpus_label(job.gpus)}, output {fmt.code(job.output_dir)}",
             public=True,
             job_id=job.id,
@@ -156,6 +195,8 @@ class Handlers:
         )
 
     async def job_command(self, command: JobCommand, caller: Caller) -> Reply:
+        if command.action == "status" and await self.store.get(command.job_id) is None:
+            return await self.status_by_name(command.job_id, id_shaped=True)  # a name like `sweep`, or no job
         job = await self.runtime.jobs.get(command.job_id)
         action, fmt, jobs = command.action, self.fmt, self.runtime.jobs
         match action:
@@ -197,10 +238,12 @@ class Handlers:
         messages = (Message("user", command.question),) if command.question else ()
         ask = TryAsk(command.job_id, messages, command.checkpoint, command.gpus, command.max_tokens)
         stream = await self.runtime.tries.open(ask, caller)
+        job = await self.store.get(command.job_id)
+        ref = texts.job_ref(command.job_id, job.name if job is not None else None, self.fmt)
         what = (
-            f"asking job {self.fmt.code(command.job_id)}'s model"
+            f"asking job {ref}'s model"
             if command.question
-            else f"checking job {self.fmt.code(command.job_id)}'s model: who it says it is, fine-tuned and base"
+            else f"checking job {ref}'s model: who it says it is, fine-tuned and base"
         )
         return Reply(what + "…", job_id=command.job_id, try_ask=ask, answer=stream)
 

@@ -48,16 +48,17 @@ VLM_KEYS: dict[str, str] = {
 
 TOPICS: dict[str, Topic] = {
     "llm": Topic(
-        "llm gpu=<ids> out=<dir> [profile=fast|exact] [--dry-run] [--hold]",
+        "llm gpu=<ids> out=<dir> [name=<name>] [profile=fast|exact] [--dry-run] [--hold]",
         "Fine-tunes a model with the team's fixed LLM recipe (by default `Qwen/Qwen2.5-7B-Instruct`, LoRA, "
         "alpaca-gpt4 zh+en and self-cognition, 1 epoch). You choose only the GPUs and the output folder; "
-        "everything else is fixed. `profile=` is `fast` (default) or `exact`. "
+        "everything else is fixed. `name=` names the job (quote a name with spaces; without one its name is the "
+        "output folder's last part). `profile=` is `fast` (default) or `exact`. "
         "`--dry-run` shows the exact `swift sft` command without starting anything; `--hold` records the "
         "job without starting it (`start <id>` does).",
-        ("llm gpu=0 out={out}", "llm gpu=0,1 out={out} --dry-run"),
+        ("llm gpu=0 out={out}", 'llm gpu=0,1 out={out} name="lr sweep 3" --dry-run'),
     ),
     "vlm": Topic(
-        "vlm gpu=<ids> out=<dir> [key=value ...] [--dry-run] [--hold]",
+        "vlm gpu=<ids> out=<dir> [name=<name>] [key=value ...] [--dry-run] [--hold]",
         "Fine-tunes a vision-language model with the VLM recipe; these keys may be changed:\n"
         + "\n".join(f"  • `{key}`: {what}" for key, what in VLM_KEYS.items()),
         ("vlm gpu=0 out={out}", "vlm gpu=0,1 out={out} epochs=2 lr=1e-4 max_length=4096"),
@@ -88,9 +89,16 @@ TOPICS: dict[str, Topic] = {
         ("try k3x9q", "try k3x9q Who are you?", "try k3x9q checkpoint=50 gpu=cpu 你是谁？"),
     ),
     "status": Topic(
-        "status [<id>]",
-        "Without an id: a short overview of the active jobs. With one: that job's progress.",
-        ("status", "status k3x9q"),
+        "status [<id>|<name>]",
+        "Without an id: a short overview of the active jobs. With one, or a job's name: that "
+        "job's progress (a name several jobs share, or part of one, lists them).",
+        ("status", "status k3x9q", 'status "lr sweep 3"'),
+    ),
+    "note": Topic(
+        "note <id> <text>",
+        "Gives the job a note (the rest of the line, as typed), shown on its card and page; it "
+        "replaces the note it had. Its owner or an admin may.",
+        ("note k3x9q lr 1e-4 was too high",),
     ),
     "show": Topic("show <id>", "Everything about one job: recipe, command, GPUs, progress, errors.", ("show k3x9q",)),
     "logs": Topic(
@@ -105,10 +113,11 @@ TOPICS: dict[str, Topic] = {
         ("delete k3x9q",),
     ),
     "list": Topic(
-        "list [llm|vlm|all] [state=<state>]",
+        "list [llm|vlm|all] [state=<state>] [name=<text>]",
         "Lists jobs. `state=` is one of created, queued, starting, running, stopping, succeeded, failed, stopped, "
-        "or `active` (not ended yet).",
-        ("list", "list vlm", "list state=active"),
+        "or `active` (not ended yet). `name=` keeps the jobs whose name, output folder, owner or id holds the "
+        "text (in any case).",
+        ("list", "list vlm", "list state=active", "list name=sweep"),
     ),
     "compare": Topic(
         "compare <id> <id> [<id> ...]",

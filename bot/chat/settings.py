@@ -15,7 +15,7 @@ from runner.job_request import InvalidField, Rule, SourceOutside, folded
 from runner.paths import OutsideRoot
 from storage.models import Kind
 
-RUN_KEYS = ("gpu", "out", "profile", "dry_run")  # what both recipes take; `vlm` adds VLM_KEYS
+RUN_KEYS = ("gpu", "out", "name", "profile", "dry_run")  # what both recipes take; `vlm` adds VLM_KEYS
 GRAMMAR_KEYS = {"gpus": "gpu", "output_dir": "out"}  # a request's field -> the grammar's key, where they differ
 HUB_EXAMPLES = {"model": "Qwen/Qwen2.5-VL-7B-Instruct", "dataset": "AI-ModelScope/LaTeX_OCR#500"}
 _FLOAT_EXAMPLES = {"epochs": "epochs=2", "learning_rate": "lr=1e-4"}
@@ -35,6 +35,13 @@ _OUT_PROBLEMS = {
     Rule.NAME_TOO_LONG: "has a folder name of {size} bytes (letters such as `é` or `训` take 2 to 4); at most {limit} "
     "bytes will do",
     Rule.PATH_TOO_LONG: "makes a path of {size} bytes; at most {limit} will do",
+}
+
+_TEXT_PROBLEMS = {  # a job's name or note
+    Rule.EMPTY: 'is empty: give a few words, e.g. `name="lr sweep 3"`',
+    Rule.CONTROL_CHARACTER: "holds a control character (a name is one line of text)",
+    Rule.BROKEN_CHARACTER: "holds a broken character",
+    Rule.TOO_LONG: "is {size} characters long; at most {limit} will do",
 }
 
 
@@ -83,11 +90,11 @@ def not_allowed(kind: Kind, raw: str, key: str) -> str:
     if kind is Kind.LLM:
         return (
             f"`{show(raw)}` can't be set: the LLM recipe is fixed.{suggest(key, RUN_KEYS)} "
-            "`llm` takes only `gpu=` and `out=` (plus `profile=fast|exact`, `--dry-run` and `--hold`)."
+            "`llm` takes only `gpu=` and `out=` (plus `name=`, `profile=fast|exact`, `--dry-run` and `--hold`)."
         )
     return (
         f"`{show(raw)}` may not be overridden.{suggest(key, (*VLM_KEYS, *RUN_KEYS))} Keys that may: "
-        f"{listing(tuple(VLM_KEYS))} (`lr` = `learning_rate`), besides `gpu=`, `out=`, `profile=`, "
+        f"{listing(tuple(VLM_KEYS))} (`lr` = `learning_rate`), besides `gpu=`, `out=`, `name=`, `profile=`, "
         "`--dry-run`, `--hold`."
     )
 
@@ -125,6 +132,8 @@ def refusal(
     if err.field == "output_dir":
         problem = _OUT_PROBLEMS[err.rule].format(limit=err.limit, size=err.size)
         return f"`{shown}` {problem}. {give}"
+    if err.field in ("name", "note"):
+        return f"`{shown}`: the {err.field} {_TEXT_PROBLEMS[err.rule].format(limit=err.limit, size=err.size)}."
     match err.rule:
         case Rule.NOT_ALLOWED:
             return (

@@ -14,8 +14,9 @@ Without a token, a request from loopback acts as `http:anonymous` only while no 
 `[http] anonymous_loopback_with_tokens = true`; otherwise it gets 401 (behind a reverse proxy on the same host every
 request is loopback). `X-Forwarded-For` and `X-Forwarded-Proto` count only from `[http] trusted_proxies`.
 
-**Lists** page newest first: pass a page's `next_cursor` as `cursor` for the next. A cursor is a position, not a
-job: jobs deleted or created between pages neither end the list nor show twice.
+**Lists** page newest first (or by `sort`: duration or final loss), `q=` finds jobs by name, folder, owner or id:
+pass a page's `next_cursor` as `cursor` for the next. A cursor is a position, not a job: jobs deleted or created
+between pages neither end the list nor show twice.
 """
 
 

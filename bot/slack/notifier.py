@@ -23,21 +23,21 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import charts
 from bot.slack import views
+from bot.slack.lookback import Lookback
 from bot.slack.pacing import Pacer
 from bot.slack.retry import GONE_ERRORS, FailureKind, Outage, RetryPolicy, classify
 from bot.slack.views import Role
+from bot.words.format import SLACK
 from runner.wakeable import WakeableLoop
 from storage.jobs import JobStore
 from storage.models import Job
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 READER = "slack"  # the notifier's name as a reader of the outbox
 KEEP_NOTICES_S = 7 * 24 * 3600.0  # how long notices wait for a bot that is down (`[slack] keep_notices_hours`)
 ALIVE_EVERY_S = 60.0  # how often the notifier tells the outbox it is alive (far below KEEP_NOTICES_S)
-HISTORY_MARGIN_S = 300.0  # look this far before a card's notice for the card (clocks differ)
-MAX_PAGES = 10
 MAX_BATCH = 10  # minor milestones in one reply at most
 
 
@@ -70,6 +68,7 @@ class Notifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.client, self.pacer = store, client, pacer
+        self.lookback = Lookback(client, pacer)
         self._clock = clock  # wall time, like the outbox's next_attempt_at
         self.policy = policy or RetryPolicy()
         self.outage = outage or Outage(self.policy)
@@ -188,7 +187,7 @@ class Notifier:
             return
         suspect = self._suspect(notice)
         if views.role(notice.facts) is Role.CARD:
-            ts = await self._find_card(channel, notice) if suspect else None
+            ts = await self.lookback.find_card(channel, notice) if suspect else None
             if ts is None:
                 ts = await self._post(channel, None, views.job_card(job), [notice])
                 if (profile := views.profile_message(notice)) is not None:
@@ -202,7 +201,7 @@ class Notifier:
         told: list[int] = []
         charted = False
         if suspect and thread:
-            told, charted = await self._find_in_thread(channel, thread, notice)
+            told, charted = await self.lookback.find_in_thread(channel, thread, notice)
         if notice.id not in told:
             batch = self._batch(notice, later, self._clock())
             await self._post(channel, thread, views.notices_message(batch, job), batch)
@@ -261,13 +260,13 @@ class Notifier:
                 thread_ts=thread,
                 content=png,
                 filename=views.chart_filename(notice),
-                title=f"Loss curve of job {job.id}",
+                title=f"Loss curve of job {SLACK.text(job.id)}" + (f" “{SLACK.text(job.name)}”" if job.name else ""),
             ),
             also=("files.completeUploadExternal",),
         )
 
     async def _show_deleted(self, card: SlackCard, deleted: JobDeleted) -> None:
-        msg = views.deleted_card(card.job_id, deleted.by)
+        msg = views.deleted_card(card.job_id, deleted.by, deleted.name)
         try:
             await self.pacer.call(
                 "chat.update",
@@ -276,46 +275,6 @@ class Notifier:
         except Exception as exc:
             if classify(exc).error not in GONE_ERRORS:
                 raise
-
-    async def _find_card(self, channel: str, notice: Notice) -> str | None:
-        oldest = f"{notice.created_at - HISTORY_MARGIN_S:.6f}"
-        async for message in self._pages("conversations.history", channel=channel, oldest=oldest):
-            if notice.id in views.told_notices(message, notice.job_id):
-                return str(message["ts"])
-        return None
-
-    async def _pages(self, method: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
-        """The messages of conversations.history / .replies, page by page (with their metadata). Where Slack
-        won't show them (no `channels:history` scope, say) there is nothing to find: better a rare duplicate
-        than a notice stuck for good."""
-        cursor = ""
-        for _ in range(MAX_PAGES):
-            page = {**args, "include_all_metadata": True, "limit": 200, **({"cursor": cursor} if cursor else {})}
-            try:
-                resp = await self.pacer.call(
-                    method, functools.partial(self.client.api_call, method, http_verb="GET", params=page)
-                )
-            except SlackApiError as exc:
-                failure = classify(exc)
-                if failure.kind is not FailureKind.REJECTED and failure.error != "missing_scope":
-                    raise
-                log.warning("cannot look for earlier messages (%s %s): sending without looking", method, failure.error)
-                return
-            for message in resp.get("messages") or []:
-                yield message
-            if not (cursor := (resp.get("response_metadata") or {}).get("next_cursor") or ""):
-                return
-
-    async def _find_in_thread(self, channel: str, thread: str, notice: Notice) -> tuple[list[int], bool]:
-        """(the notices told by the reply that tells this one, or []; whether its loss curve is there)."""
-        told: list[int] = []
-        charted = False
-        chart = views.chart_filename(notice)
-        async for message in self._pages("conversations.replies", channel=channel, ts=thread):
-            if notice.id in (ids := views.told_notices(message, notice.job_id)):
-                told = ids
-            charted = charted or any(f.get("name") == chart for f in message.get("files") or [])
-        return told, charted
 
     async def _failed(self, notice: Notice, exc: Exception) -> None:
         assert notice.id is not None

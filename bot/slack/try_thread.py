@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.handlers import Reply
 from bot.slack.pacing import Pacer
-from bot.words import refusals, tries
+from bot.words import refusals, texts, tries
 from bot.words.format import SLACK
 from runner.access import Caller
 from runner.runtime import Runtime
@@ -60,6 +60,7 @@ class Conversation:
     channel: str
     thread_ts: str
     messages: list[Message] = field(default_factory=list)
+    name: str = ""  # the job's, shown beside its id
 
 
 @dataclass
@@ -74,6 +75,7 @@ class AnswerView:
     questions: dict[int, str] = field(default_factory=dict)
     footer: str | None = None
     turn: int = 1  # the how-manieth question of the thread's conversation
+    name: str = ""  # the job's, shown beside its id
 
     def cut(self) -> bool:
         limit = FIELD_LIMIT if self.question is None else ANSWER_LIMIT
@@ -91,7 +93,8 @@ def _shown(text: str, limit: int) -> str:
 def blocks(view: AnswerView) -> list[dict[str, Any]]:
     """The message: trainbot's words in mrkdwn, the question and the answers in plain_text."""
     turn = f" (turn {view.turn} of the conversation)" if view.turn > 1 else ""
-    head = f"🤖 {SLACK.mention(view.asker)} asked job {SLACK.code(view.job_id)}'s model{turn} · {view.status}"
+    ref = texts.job_ref(view.job_id, view.name, SLACK)
+    head = f"🤖 {SLACK.mention(view.asker)} asked job {ref}'s model{turn} · {view.status}"
     out: list[dict[str, Any]] = [{"type": "context", "elements": [{"type": "mrkdwn", "text": head}]}]
     if view.question is not None:
         out.append({"type": "section", "text": _plain("› " + view.question)})
@@ -147,6 +150,9 @@ class SlackTries:
         assert reply.try_ask is not None and reply.answer is not None
         ask = reply.try_ask
         card = await self.runtime.store.slack_card(ask.job_id)
+        job = await self.runtime.store.get(ask.job_id)
+        name = job.name if job is not None else ""
+        ref = texts.job_ref(ask.job_id, name, SLACK)
         if card is not None:
             where, thread = card.channel, card.ts
         elif channel is not None:
@@ -154,13 +160,13 @@ class SlackTries:
             posted = await self._post(
                 channel,
                 None,
-                f"Trying job {SLACK.code(ask.job_id)}'s model",
+                f"Trying job {ref}'s model",
                 [
                     {
                         "type": "section",
                         "text": {
                             "type": "mrkdwn",
-                            "text": f"🤖 A try of job {SLACK.code(ask.job_id)}'s model: replies in this "
+                            "text": f"🤖 A try of job {ref}'s model: replies in this "
                             "thread (mentioning me, or starting with `try`) go on with it.",
                         },
                     }
@@ -170,10 +176,10 @@ class SlackTries:
             thread = posted
         else:
             return "⚠️ there is no channel to answer in"
-        conversation = Conversation(ask.job_id, where, thread)
+        conversation = Conversation(ask.job_id, where, thread, name=name)
         self._threads[(where, thread)] = conversation
         self._spawn(self._answer(conversation, ask, reply.answer, user))
-        return f"🤖 Asking job {SLACK.code(ask.job_id)}'s model: the answer comes in the job's thread."
+        return f"🤖 Asking job {ref}'s model: the answer comes in the job's thread."
 
     async def thread_reply(self, event: dict[str, Any], bot_user_id: str | None, *, mentioned: bool) -> None:
         """A message in a thread: one that mentions the bot (`mentioned`, from app_mention) or starts with `try`
@@ -203,9 +209,10 @@ class SlackTries:
     async def _thread_of(self, channel: str, thread: str) -> Conversation | None:
         """The conversation of a job's thread this bot has not talked in (since it started): its card's."""
         card = await self.runtime.store.slack_card_at(channel, thread)
-        if card is None or await self.runtime.store.get(card.job_id) is None:
+        job = await self.runtime.store.get(card.job_id) if card is not None else None
+        if card is None or job is None:
             return None  # not a card's thread, or its job was deleted
-        conversation = Conversation(card.job_id, channel, thread)
+        conversation = Conversation(card.job_id, channel, thread, name=job.name)
         self._threads[(channel, thread)] = conversation
         return conversation
 
@@ -225,7 +232,8 @@ class SlackTries:
     ) -> None:
         """Post the answer's message in the thread and keep it up to date until the answer is whole."""
         question = ask.messages[-1].content if ask.messages else None
-        view = AnswerView(conversation.job_id, user, question, turn=sum(m.role == "user" for m in ask.messages))
+        turn = sum(m.role == "user" for m in ask.messages)
+        view = AnswerView(conversation.job_id, user, question, turn=turn, name=conversation.name)
         channel, thread = conversation.channel, conversation.thread_ts
         ts = await self._post(channel, thread, self._text(view), blocks(view), conversation.job_id)
         shown_at = time.monotonic()
@@ -253,7 +261,7 @@ class SlackTries:
             conversation.messages[:] = [*ask.messages, Message("assistant", done.answers[-1].text)]
 
     def _text(self, view: AnswerView) -> str:
-        return f"Job {view.job_id}'s model answers"  # the notification's text: trainbot's words only
+        return f"Job {_plain_ref(view.job_id, view.name)}'s model answers"  # a notification: plain text
 
     async def _post(self, channel: str, thread: str | None, text: str, shown: list[dict[str, Any]], job_id: str) -> str:
         args: dict[str, Any] = {
@@ -289,7 +297,7 @@ class SlackTries:
                     thread_ts=thread,
                     content=whole_answer(view),
                     filename=name,
-                    title=f"The whole answer of job {view.job_id}",
+                    title=f"The whole answer of job {_plain_ref(view.job_id, view.name)}",
                 ),
                 also=("files.completeUploadExternal",),
             )
@@ -322,6 +330,11 @@ def _apply(view: AnswerView, event: TryEvent) -> bool:
             line = f"{tries.answer_line(answers[0])} " if len(answers) == 1 else ""
             view.footer = line + tries.done_text(event, SLACK)
     return True
+
+
+def _plain_ref(job_id: str, name: str) -> str:
+    """The job's id and name where no formatting shows (a notification, a file's title)."""
+    return SLACK.text(job_id) + (f" “{SLACK.text(name)}”" if name else "")
 
 
 def _unescape(text: str) -> str:

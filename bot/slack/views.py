@@ -78,7 +78,8 @@ def plain(text: str) -> dict[str, Any]:
 
 
 def job_card(job: Job) -> Message:
-    head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job {SLACK.code(job.id)}* is *{job.state}*"
+    named = f" “{SLACK.text(job.name)}”" if job.name else ""
+    head = f"{texts.STATE_ICONS[job.state]} *{job.kind.upper()} job {SLACK.code(job.id)}*{named} is *{job.state}*"
     fields = [
         ("GPUs", texts.gpus_label(job.gpus)),
         ("Started by", texts.who(job.user_id, SLACK)),
@@ -95,7 +96,7 @@ def job_card(job: Job) -> Message:
         blocks.append(context(notes))
     if buttons := _buttons(job):
         blocks.append({"type": "actions", "block_id": f"job_{job.id}", "elements": buttons})
-    summary = f"{job.kind.upper()} job {SLACK.text(job.id)} is {job.state}"
+    summary = f"{job.kind.upper()} job {SLACK.text(job.id)}{named} is {job.state}"
     if job.progress.step is not None:
         summary += f" (step {job.progress.step}/{job.progress.max_steps or '?'})"
     return Message(summary, blocks)
@@ -141,6 +142,8 @@ def _notes(job: Job) -> str:
         notes.append(f"💾 last checkpoint {SLACK.code(job.progress.last_checkpoint)}")
     if job.export_state is not ExportState.NONE:
         notes.append(f"📦 export {job.export_state}" + (f" → {SLACK.code(job.export_dir)}" if job.export_dir else ""))
+    if job.note:
+        notes.append(f"📝 {SLACK.text(job.note)}")
     return "\n".join(notes)
 
 
@@ -176,9 +179,10 @@ def _buttons(job: Job) -> list[Block]:
     return buttons
 
 
-def deleted_card(job_id: str, by: str | None) -> Message:
-    text = f"🗑️ Job {SLACK.code(job_id)} was deleted by {texts.who(by, SLACK)} (its files stay on disk)."
-    return Message(f"Job {SLACK.text(job_id)} was deleted", [mrkdwn(text)])
+def deleted_card(job_id: str, by: str | None, name: str | None = None) -> Message:
+    ref = texts.job_ref(job_id, name, SLACK)
+    text = f"🗑️ Job {ref} was deleted by {texts.who(by, SLACK)} (its files stay on disk)."
+    return Message(f"Job {SLACK.text(job_id)}{f' “{SLACK.text(name)}”' if name else ''} was deleted", [mrkdwn(text)])
 
 
 # ---- notices in the thread ---------------------------------------------------------------------------------
@@ -216,14 +220,17 @@ def role(facts: NoticeFacts) -> Role:
 def notice_message(notice: Notice, job: Job | None) -> Message:
     """A milestone as a thread reply; ends and exports are broadcast to the channel too."""
     broadcast = role(notice.facts) in (Role.END, Role.BROADCAST)
+    name = job.name if job is not None else None
+    ref = texts.job_ref(notice.job_id, name, SLACK)
+    plain_ref = SLACK.text(notice.job_id) + (f" “{SLACK.text(name)}”" if name else "")
     match notice.facts:
         case JobStarted() as f:
-            head = f"🚀 Started on {SLACK.text(f.host or '?')} ({texts.gpus_label(f.gpus)}) with:"
+            head = f"🚀 Job {ref} started on {SLACK.text(f.host or '?')} ({texts.gpus_label(f.gpus)}) with:"
             blocks = [mrkdwn(head), mrkdwn(SLACK.block(clip(f.command, SECTION_MAX - 40)))]
-            return Message(f"Job {SLACK.text(notice.job_id)} started", blocks)
+            return Message(f"Job {plain_ref} started", blocks)
         case JobFailed() as f:
             why = failure_words.summary(f.failure, SLACK)
-            lines = [f"❌ Job {SLACK.code(notice.job_id)} failed: {why or 'see the log'}"]
+            lines = [f"❌ Job {ref} failed: {why or 'see the log'}"]
             if hint := failure_words.hint(f.failure, SLACK):
                 lines.append(f"💡 {hint}")
             if without := notice_words.not_applied_lines(f.not_applied, SLACK):
@@ -231,7 +238,7 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
             blocks = [mrkdwn("\n".join(lines))]
             if tail := "\n".join(f.tail):
                 blocks.append(mrkdwn(_tail_block(tail)))
-            summary = f"Job {SLACK.text(notice.job_id)} failed: {why}"
+            summary = f"Job {plain_ref} failed: {why}"
             return Message(summary, blocks, broadcast)
         case (
             JobCreated()
@@ -250,7 +257,7 @@ def notice_message(notice: Notice, job: Job | None) -> Message:
             | JobDeleted()
             | Unreadable()
         ):
-            text = notice_words.notice_text(notice, SLACK)
+            text = notice_words.notice_text(notice, SLACK, name)
             return Message(_first_line(text), [mrkdwn(text)], broadcast)
         case _:
             assert_never(notice.facts)

@@ -33,6 +33,7 @@ from storage.events import (
     Finished,
     HandedOver,
     LeftQueue,
+    NoteChanged,
     Requeued,
     Restarted,
     Started,
@@ -98,6 +99,8 @@ def event_text(facts: EventFacts, fmt: Format = PLAIN) -> str:
             return f"try: model loaded in {f.load_s:.1f} s ({'warm' if f.warm else 'afresh'})"
         case TrySessionEnded(why=why):
             return "try session ended" + (f": {tries.ENDED[why]}" if why is not None else "")
+        case NoteChanged(by=by, removed=removed):
+            return f"note {'taken away' if removed else 'changed'} by {by_words(by, fmt)}"
         case Told(topic=topic, text=text):
             return fmt.text(text or topic)
         case _:

@@ -11,7 +11,7 @@ from typing import assert_never
 from bot.words import failures as failure_words
 from bot.words.format import PLAIN, Format
 from bot.words.profiles import notes_words
-from bot.words.texts import backend_label, by_words, duration, who
+from bot.words.texts import backend_label, by_words, duration, job_ref, who
 from bot.words.waiting import waiting_words
 from storage.notices import (
     CheckpointSaved,
@@ -36,9 +36,11 @@ from storage.notices import (
 )
 
 
-def notice_text(notice: Notice, fmt: Format = PLAIN) -> str:
-    """What happened to the job, in words."""
-    jid = fmt.code(notice.job_id)
+def notice_text(notice: Notice, fmt: Format = PLAIN, name: str | None = None) -> str:
+    """What happened to the job, in words; `name`: the job's (a deleted job's notice carries its own)."""
+    if isinstance(notice.facts, JobDeleted) and notice.facts.name:
+        name = notice.facts.name
+    jid = job_ref(notice.job_id, name, fmt)
     match notice.facts:
         case JobCreated() as f:
             return f"🆕 job {jid} created: {fmt.code(f.command)}" + profile_words(f, fmt, "\n")

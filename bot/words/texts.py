@@ -16,6 +16,7 @@ from bot.words.format import PLAIN, Format
 from bot.words.waiting import backend_label as backend_label
 from bot.words.waiting import waiting_words
 from runner.gpus import Gpu, GpuSnapshot
+from storage.listing import Count
 from storage.models import Event, Job, JobState
 from storage.waiting import SlurmPending, SlurmSilent
 
@@ -29,6 +30,11 @@ STATE_ICONS = {
     JobState.FAILED: "❌",
     JobState.STOPPED: "⏹️",
 }
+
+
+def job_ref(job_id: str, name: str | None, fmt: Format = PLAIN) -> str:
+    """A job as people know it: its id, and its name beside it in quotes (the id alone where it has none)."""
+    return f"{fmt.code(job_id)} “{fmt.text(name)}”" if name else fmt.code(job_id)
 
 
 def duration(seconds: float | None) -> str:
@@ -72,7 +78,10 @@ def gpus_label(gpus: Sequence[str]) -> str:
 
 def job_line(job: Job, fmt: Format = PLAIN) -> str:
     owner = f" · {fmt.mention(job.user_id)}" if job.user_id else ""
-    line = f"{STATE_ICONS[job.state]} {fmt.code(job.id)} {job.kind.upper()} {job.state} · {gpus_label(job.gpus)}{owner}"
+    line = (
+        f"{STATE_ICONS[job.state]} {job_ref(job.id, job.name, fmt)} {job.kind.upper()} {job.state} · "
+        f"{gpus_label(job.gpus)}{owner}"
+    )
     extra = progress_line(job, fmt) if job.state.is_active else _ended(job, fmt)
     return line + (f" · {extra}" if extra else "")
 
@@ -86,7 +95,8 @@ def _ended(job: Job, fmt: Format) -> str:
 
 
 def job_status(job: Job, fmt: Format = PLAIN) -> str:
-    lines = [f"{fmt.bold('Job ' + fmt.code(job.id))} ({job.kind.upper()}) is {fmt.bold(str(job.state))}"]
+    name = f"{fmt.text(job.name)} · " if job.name else ""
+    lines = [f"{name}{fmt.bold('Job ' + fmt.code(job.id))} ({job.kind.upper()}) is {fmt.bold(str(job.state))}"]
     if pl := progress_line(job, fmt):
         lines.append(pl)
     lines.append(f"{gpus_label(job.gpus)} · output {fmt.code(job.output_dir)}")
@@ -99,7 +109,21 @@ def job_status(job: Job, fmt: Format = PLAIN) -> str:
         lines.append(f"last checkpoint {fmt.code(job.progress.last_checkpoint)}")
     if job.export_state != "none":
         lines.append(f"export: {job.export_state}" + (f" → {fmt.code(job.export_dir)}" if job.export_dir else ""))
+    if job.note:
+        lines.append(f"note: {fmt.text(job.note)}")
     return "\n".join(lines)
+
+
+def facts_line(job: Job) -> str:
+    """Start, end, duration, GPU-hours and the final losses, those it has (`started … · 2h 10m · 4.3 GPU-h`)."""
+    p = job.progress
+    parts = [f"started {_clock(job.started_at)}"] if job.started_at else []
+    parts += [f"ended {_clock(job.finished_at)}"] if job.finished_at else []
+    parts += [f"took {duration(job.duration_s)}"] if job.duration_s is not None else []
+    parts += [f"{job.gpu_hours:.2f} GPU-hours"] if job.gpu_hours else []
+    parts += [f"last train loss {p.loss:.4g}"] if p.loss is not None else []
+    parts += [f"eval loss {p.eval_loss:.4g}"] if p.eval_loss is not None else []
+    return " · ".join(parts)
 
 
 def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
@@ -111,6 +135,7 @@ def job_details(job: Job, events: Sequence[Event], fmt: Format = PLAIN) -> str:
         job_status(job, fmt),
         "",
         " · ".join(f"{k} {_clock(v)}" for k, v in when if v),
+        *([facts] if (facts := facts_line(job)) else []),
         f"log {fmt.code(run.log_path)}" + (f" · run dir {fmt.code(job.run_dir)}" if job.run_dir else ""),
         f"backend {job.backend}"
         + (f" on {fmt.text(job.host)}" if job.host else "")
@@ -129,6 +154,11 @@ def _command(job: Job) -> str:
     from runner.command import SwiftCommand  # display only: the runner's own quoting
 
     return SwiftCommand(job.argv, job.env).display()
+
+
+def count_words(count: Count) -> str:
+    """A count from the store (storage/listing.py JobLists.count): `1,234`, or `more than 1,000`."""
+    return f"{count.n:,}" if count.exact else f"more than {count.n - 1:,}"
 
 
 def job_list(jobs: Sequence[Job], title: str, fmt: Format = PLAIN) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.chat.commands import out_example
-from bot.http.api.schemas import LLMJobCreate, VLMJobCreate
+from bot.http.api.bodies import LLMJobCreate, VLMJobCreate
 from runner.config import Config
 from runner.job_request import JobRequest, check_request
 from storage.errors import JobError
@@ -53,7 +53,15 @@ def to_request(kind: Kind, body: LLMJobCreate, user_id: str | None, channel_id: 
             if value is not None:
                 overrides[key] = _text(value)
     return JobRequest(
-        kind, gpus, Path(body.output_dir), overrides, user_id, channel_id, body.profile or "fast", hold=not body.start
+        kind,
+        gpus,
+        Path(body.output_dir),
+        overrides,
+        user_id,
+        channel_id,
+        body.profile or "fast",
+        hold=not body.start,
+        name=body.name,
     )
 
 

@@ -93,7 +93,9 @@ def validation_refusal(errors: list[Any], kind: Kind | None) -> Refusal:
             found["messages"].append(e.get("msg", "invalid"))
     problems = []
     for name, found in list(fields.items())[:10]:
-        got = "" if found["rule"] == "missing" else f" (sent: {shown(found['value'], 80)})"
+        got = "" if found["rule"] == "missing" else f" (sent: {shown(_echo(found['value']), 80)})"
+        if isinstance(found["value"], bytes):  # a body sent without its JSON content type (no mrkdwn here)
+            got = " (sent as bytes: send it with the header Content-Type: application/json)"
         message = f"{name}: {' or '.join(found.pop('messages'))}{got}"
         problems.append(
             found

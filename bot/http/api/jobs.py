@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel
 
 from bot.http.api import cursors
+from bot.http.api.bodies import LLMJobCreate, NoteBody, VLMJobCreate
 from bot.http.api.create import example_body, to_request
 from bot.http.api.errors import CreateRefused
 from bot.http.api.refusals import refusal
@@ -20,9 +22,7 @@ from bot.http.api.schemas import (
     JobList,
     JobOut,
     JobStatus,
-    LLMJobCreate,
     MetricsOut,
-    VLMJobCreate,
     job_detail,
     job_out,
     job_status,
@@ -32,9 +32,10 @@ from bot.http.auth import CurrentUser, Principal
 from bot.http.context import ApiContext, get_context
 from runner.actions import Action
 from runner.errors import GpuMissing, OutputInUse
-from runner.job_request import IdempotencyKeyReused, InvalidField
+from runner.job_request import MAX_JOB_NAME, IdempotencyKeyReused, InvalidField
 from runner.metrics import READER
 from runner.paths import OutsideRoot
+from storage.listing import JobFilter, Sort
 from storage.models import Job, JobState, Kind
 
 Ctx = Annotated[ApiContext, Depends(get_context)]
@@ -112,52 +113,91 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-async def _list(
-    ctx: ApiContext, kind: Kind | None, status: JobState | None, limit: int, cursor: str | None
-) -> Response:
+@dataclass(frozen=True)
+class ListQuery:
+    """What every list endpoint takes besides its kind."""
+
+    status: JobState | None
+    limit: int
+    cursor: str | None
+    q: str | None
+    sort: Sort
+    owner: str | None
+
+
+async def _list(ctx: ApiContext, kind: Kind | None, query: ListQuery) -> Response:
     store = ctx.runtime.store
-    after = await cursors.decode(cursor, store) if cursor is not None else None
-    jobs, last = await store.page(kind=kind, states=[status] if status else None, limit=limit, after=after)
-    return _json(JobList(jobs=[job_out(j) for j in jobs], next_cursor=cursors.encode(last) if last else None))
+    after = await cursors.decode(query.cursor, store, query.sort) if query.cursor is not None else None
+    where = JobFilter(kind, (query.status,) if query.status else None, query.owner, query.q)
+    page = await store.page(where, sort=query.sort, limit=query.limit, after=after)
+    last = cursors.encode(page.next, query.sort) if page.next else None
+    return _json(JobList(jobs=[job_out(j) for j in page.jobs], next_cursor=last))
 
 
-Status = Annotated[JobState | None, Query(description="only jobs in this state")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Cursor = Annotated[
-    str | None,
-    Query(
-        max_length=cursors.MAX_LENGTH,
-        description=(
-            "`next_cursor` of the page before, passed as it came: a position in the list (newest first), so jobs "
-            "deleted or created meanwhile neither end the list nor show twice. A job id (the cursors of older "
-            "versions) works while that job exists; an unknown cursor is a 422"
+def _sort(sort: str) -> Sort:
+    found = cursors.parse_sort(sort)
+    assert found is not None  # the Query's pattern
+    return found
+
+
+def list_query(
+    status: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=cursors.MAX_LENGTH,
+            description=(
+                "`next_cursor` of the page before, passed as it came: a position in the list, so jobs deleted or "
+                "created meanwhile neither end the list nor show twice. A job id (the cursors of older versions) "
+                "works while that job exists; an unknown cursor, or one of a list sorted otherwise, is a 422"
+            ),
         ),
-    ),
-]
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_JOB_NAME,
+            description=(
+                "only jobs whose name, output folder, owner or id holds this text, in any case (e.g. `sweep`)"
+            ),
+        ),
+    ] = None,
+    sort: Annotated[
+        str,
+        Query(
+            pattern="^(" + "|".join(cursors.SORTS) + ")$",
+            description=(
+                "the order: `created`, `duration` (from start to end) or `loss` (the last logged train loss), `-` in "
+                "front for the largest first; jobs without a duration or a loss come last. Default `-created`, newest "
+                "first"
+            ),
+        ),
+    ] = "-created",
+    owner: Annotated[str | None, Query(max_length=100, description="only jobs of this user id")] = None,
+) -> ListQuery:
+    return ListQuery(status, limit, cursor, q, _sort(sort), owner)
+
+
+Listing = Annotated[ListQuery, Depends(list_query)]
 
 
 @router.get("/llm/jobs", response_model=JobList)
-async def list_llm_jobs(
-    ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100, cursor: Cursor = None
-) -> Response:
-    """LLM jobs, newest first, `limit` a page; `next_cursor` fetches the next."""
-    return await _list(ctx, Kind.LLM, status, limit, cursor)
+async def list_llm_jobs(ctx: Ctx, user: CurrentUser, query: Listing) -> Response:
+    """LLM jobs, newest first (or by `sort`), `limit` a page; `next_cursor` fetches the next."""
+    return await _list(ctx, Kind.LLM, query)
 
 
 @router.get("/jobs", response_model=JobList)
-async def list_vlm_jobs(
-    ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100, cursor: Cursor = None
-) -> Response:
-    """VLM jobs, newest first, `limit` a page; `next_cursor` fetches the next."""
-    return await _list(ctx, Kind.VLM, status, limit, cursor)
+async def list_vlm_jobs(ctx: Ctx, user: CurrentUser, query: Listing) -> Response:
+    """VLM jobs, newest first (or by `sort`), `limit` a page; `next_cursor` fetches the next."""
+    return await _list(ctx, Kind.VLM, query)
 
 
 @router.get("/all/jobs", response_model=JobList)
-async def list_all_jobs(
-    ctx: Ctx, user: CurrentUser, status: Status = None, limit: Limit = 100, cursor: Cursor = None
-) -> Response:
-    """Every job, newest first, `limit` a page; `next_cursor` fetches the next."""
-    return await _list(ctx, None, status, limit, cursor)
+async def list_all_jobs(ctx: Ctx, user: CurrentUser, query: Listing) -> Response:
+    """Every job, newest first (or by `sort`), `limit` a page; `next_cursor` fetches the next."""
+    return await _list(ctx, None, query)
 
 
 async def _act(ctx: ApiContext, job_id: str, user: Principal, action: Action) -> Job:
@@ -190,6 +230,23 @@ async def delete_job(job_id: JobId, ctx: Ctx, user: CurrentUser) -> Deleted:
     kept. A starting, running or stopping job, or one being exported, is refused with 409: stop it first."""
     await ctx.runtime.jobs.act(job_id, Action.DELETE, user.caller())
     return Deleted(job_id=job_id)
+
+
+async def _note(ctx: ApiContext, job_id: str, user: Principal, body: NoteBody) -> JobOut:
+    return job_out(await ctx.runtime.jobs.note(job_id, body.note, user.caller()))
+
+
+@router.patch("/jobs/{job_id}")
+async def patch_job(job_id: JobId, body: NoteBody, ctx: Ctx, user: CurrentUser) -> JobOut:
+    """Change what may be changed of a job: its `note` (free text; \"\" takes it away). Its owner or an admin may
+    (403 otherwise); a note with a control character other than line breaks and tabs, or too long, is a 422."""
+    return await _note(ctx, job_id, user, body)
+
+
+@router.post("/jobs/{job_id}/note")
+async def note_job(job_id: JobId, body: NoteBody, ctx: Ctx, user: CurrentUser) -> JobOut:
+    """The same as `PATCH /training/jobs/{job_id}` with a `note`, for clients that only POST."""
+    return await _note(ctx, job_id, user, body)
 
 
 @router.get("/jobs/{job_id}/status", response_model=JobStatus)

@@ -31,6 +31,7 @@ from storage.errors import JobNotFound, StaleState, StillActive
 from storage.models import JobState, Kind
 
 _RULES = {
+    Rule.EMPTY: "is empty or only spaces: send a few words",
     Rule.EMPTY_ITEM: 'has an empty entry: GPU numbers are separated by single commas, e.g. "0,1"',
     Rule.CPU_MIXED: 'mixes "cpu" with GPU numbers: send "cpu" alone, or GPU numbers',
     Rule.NEGATIVE: "has a negative number: GPUs count from 0",
@@ -101,6 +102,8 @@ def field_error(err: InvalidField | OutsideRoot) -> dict[str, Any]:
     item = f" (item {shown(err.item)})" if err.item is not None and err.item != err.value else ""
     if err.rule is Rule.NOT_ALLOWED:
         words = f"is not one of {', '.join(map(shown, err.allowed))}" if err.allowed else "may not be set here"
+    elif err.field == "note" and err.rule is Rule.CONTROL_CHARACTER:
+        words = "contains a control character (line breaks and tabs are the only ones a note may hold)"
     else:
         words = _RULES[err.rule].format(limit=err.limit or 0, size=err.size)
     return {

@@ -1,98 +1,25 @@
-"""Every request and response body, with the seed's field names: the OpenAPI page (/docs) is the contract."""
+"""Every response body, with the seed's field names: the OpenAPI page (/docs) is the contract. The request bodies
+are bot/http/api/bodies.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from bot.http.api.facts import FactOut, FailureOut, actor_out, failure_out, reason_out
 from bot.words.events import event_json
 from runner.command import SwiftCommand
 from runner.gpus import Gpu
-from runner.job_request import FLOAT_LIMITS, INT_LIMITS, MAX_GPU_INDEX, MAX_GPUS, MAX_OUT_LEN, MAX_SOURCE_LEN
 from runner.metrics import Metrics
 from storage.models import Event, Job
-
-GpuText = Annotated[str, Field(min_length=1, max_length=100, examples=["0", "0,1", "cpu"])]
-GpuNumber = Annotated[int, Field(ge=0, le=MAX_GPU_INDEX)]
-Source = Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_LEN)]
-DatasetItem = Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_LEN, pattern="^[^,]*$")]
-
-
-def _whole(key: str) -> Any:
-    return Field(None, ge=1, le=INT_LIMITS[key], description=f"a whole number from 1 to {INT_LIMITS[key]}")
-
-
-def _above_zero(key: str) -> Any:
-    return Field(None, gt=0, le=FLOAT_LIMITS[key], description=f"a number above 0, at most {FLOAT_LIMITS[key]:g}")
-
-
-class LLMJobCreate(BaseModel):
-    """The seed's `LLMTrainingJobCreateRequest`: only the GPUs and the output folder; the recipe is fixed. Types
-    are strict (a boolean is not a number, a number is not a string, a string is not a boolean): each value is
-    taken as sent, or refused with its field named."""
-
-    model_config = ConfigDict(
-        extra="forbid", strict=True, json_schema_extra={"examples": [{"gpu_id": "0", "output_dir": "output/llm_test"}]}
-    )
-    gpu_id: GpuText | GpuNumber = Field(
-        description=f'GPU numbers as a string: "0", or "0,1" (at most {MAX_GPUS}, '
-        f'each 0-{MAX_GPU_INDEX}, each once), or "cpu"; or one GPU number'
-    )
-    output_dir: str = Field(
-        min_length=1,
-        max_length=MAX_OUT_LEN,
-        description=(
-            "a folder inside the output root (`[paths] output_root`), relative to trainbot's base folder or absolute. "
-            "Taken byte for byte: no character is changed; a control character, or a path that leads outside the root "
-            "(`..` or a symbolic link, followed on disk) or to the root itself, is refused"
-        ),
-    )
-    profile: Literal["fast", "exact"] | None = Field(
-        None, description='"fast" (default) or "exact" (the seed\'s command as it is)'
-    )
-    start: bool = Field(False, description="true: create and start in one call (the seed creates, then starts)")
-
-
-class VLMJobCreate(LLMJobCreate):
-    """A VLM job: the VLM recipe with the overrides it allows. Types are strict, as for an LLM job."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra={"examples": [{"gpu_id": "0", "output_dir": "output/vl", "num_train_epochs": 2}]},
-    )
-    model: Annotated[
-        Source | None,
-        Field(
-            description=(
-                "a hub id (e.g. Qwen/Qwen2.5-VL-7B-Instruct) or a local folder inside `[paths] model_roots` "
-                "(symbolic links followed)"
-            )
-        ),
-    ] = None
-    dataset: Annotated[
-        Source | list[DatasetItem] | None,
-        Field(
-            description=(
-                'hub ids (e.g. "AI-ModelScope/LaTeX_OCR#500": `#N` uses N samples) or local paths inside '
-                "`[paths] data_roots`, as a list or one comma-separated string"
-            )
-        ),
-    ] = None
-    num_train_epochs: Annotated[float | None, _above_zero("epochs")] = None
-    learning_rate: Annotated[float | None, _above_zero("learning_rate")] = None
-    lora_rank: Annotated[int | None, _whole("lora_rank")] = None
-    lora_alpha: Annotated[int | None, _whole("lora_alpha")] = None
-    max_length: Annotated[int | None, _whole("max_length")] = None
-    batch_size: Annotated[int | None, _whole("batch_size")] = None
-    max_pixels: Annotated[int | None, _whole("max_pixels")] = None
 
 
 class JobOut(BaseModel):
     job_id: str
+    name: str = Field(description="what people call it: the name it was given, else its output folder's last part")
+    note: str = Field(description='free text its owner or an admin added ("": none)')
     training_type: str
     status: str
     gpu_id: str
@@ -105,10 +32,16 @@ class JobOut(BaseModel):
     export_status: str
     export_dir: str | None
     error: FailureOut | None = Field(description="why it failed or could not start: a code, its fields, words")
+    duration_s: float | None = Field(description="from start to end (so far, while it runs); null: never started")
+    gpu_hours: float | None = Field(description="its duration times its GPUs (a CPU job: 0)")
+    final_loss: float | None = Field(description="the last train loss swift logged")
+    final_eval_loss: float | None = Field(description="the last eval loss swift logged")
+    overrides: dict[str, str] = Field(description="the VLM recipe's settings it changed")
 
 
 class JobStatus(BaseModel):
     job_id: str
+    name: str
     status: str
     progress: float
     step: int | None
@@ -140,7 +73,6 @@ class EventOut(BaseModel):
 
 class JobDetail(JobOut):
     command: str
-    overrides: dict[str, str]
     run_dir: str | None
     log_path: str | None
     last_checkpoint: str | None
@@ -238,13 +170,16 @@ class ErrorBody(BaseModel):
 
 
 def job_out(job: Job) -> JobOut:
+    p = job.progress
     return JobOut(
         job_id=job.id,
+        name=job.name,
+        note=job.note,
         training_type=str(job.kind),
         status=str(job.state),
         gpu_id=",".join(job.gpus),
         output_dir=job.output_dir,
-        progress=job.progress.percent or 0.0,
+        progress=p.percent or 0.0,
         user_id=job.user_id,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -252,6 +187,11 @@ def job_out(job: Job) -> JobOut:
         export_status=str(job.export_state),
         export_dir=job.export_dir,
         error=failure_out(job.failure),
+        duration_s=job.duration_s,
+        gpu_hours=job.gpu_hours,
+        final_loss=p.loss,
+        final_eval_loss=p.eval_loss,
+        overrides=job.overrides,
     )
 
 
@@ -259,6 +199,7 @@ def job_status(job: Job) -> JobStatus:
     p = job.progress
     return JobStatus(
         job_id=job.id,
+        name=job.name,
         status=str(job.state),
         progress=p.percent or 0.0,
         step=p.step,
@@ -283,7 +224,6 @@ def job_detail(job: Job, events: list[Event]) -> JobDetail:
     return JobDetail(
         **job_out(job).model_dump(),
         command=SwiftCommand(job.argv, job.env).display(),
-        overrides=job.overrides,
         run_dir=job.run_dir,
         log_path=job.train_run.log_path,
         last_checkpoint=p.last_checkpoint,

@@ -12,6 +12,8 @@ LABELS = {
     "gpus": "GPUs",
     "output_dir": "Output folder",
     "profile": "Speed profile",
+    "name": "Name",
+    "note": "Note",
     "model": "Model",
     "dataset": "Datasets",
     "epochs": "Epochs",
@@ -38,6 +40,7 @@ HELP = {
 # the form's field that a request's field (or override key) came from
 FORM_FIELD = {"gpus": "gpus", "output_dir": "out", "profile": "profile"}
 _RULES = {
+    Rule.EMPTY: "is empty: give a few words, or leave the field out",
     Rule.EMPTY_ITEM: "has an empty entry",
     Rule.CPU_MIXED: "mixes the CPU with GPUs: tick either the CPU or GPUs",
     Rule.NEGATIVE: "has a negative number",

@@ -129,7 +129,7 @@ async def blank(ctx: ApiContext, kind: str) -> JobForm:
 async def submit(ctx: ApiContext, who: Principal, fields: Mapping[str, str]) -> JobForm:
     kind = Kind.VLM if fields.get("kind") == "vlm" else Kind.LLM
     gpus = [k.removeprefix("gpu_") for k in fields if re.fullmatch(r"gpu_[0-9a-z]{1,8}", k)]
-    values = {k: v for k, v in fields.items() if k in ("out", "profile", *OVERRIDE_KEYS)}
+    values = {k: v for k, v in fields.items() if k in ("out", "name", "profile", *OVERRIDE_KEYS)}
     form = JobForm(str(kind), await _choices(ctx), values, tuple(gpus), settings(kind, ctx.config))
     config = ctx.config
     example = out_example(config.output_root, config.base_dir)
@@ -143,6 +143,7 @@ async def submit(ctx: ApiContext, who: Principal, fields: Mapping[str, str]) -> 
         who.user_id,
         config.http.notify_channel,
         values.get("profile") or "fast",
+        name=values["name"] if values.get("name", "").strip() else None,  # a blank field: no name
     )
     errors: dict[str, str] = {}
     if not gpus:

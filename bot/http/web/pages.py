@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
 
+from fastapi import HTTPException
 from markupsafe import Markup
 
 from bot.compare import Comparison
+from bot.http.api import cursors
 from bot.http.auth import Principal
 from bot.words import texts
 from runner import actions
@@ -20,24 +24,55 @@ from runner.log_tail import clean_lines, read_log_tail
 from runner.run_files import checkpoint_number
 from storage.events import CheckpointSaved, Created, Event
 from storage.jobs import JobStore
-from storage.models import Job, JobState
+from storage.listing import NEWEST, JobFilter, ListPosition, Sort
+from storage.models import ExportState, Job, JobState, Kind
 from storage.profile_notes import ProfileNote
 
 PAGE_SIZE = 50
 FAILURE_TAIL_LINES = 20
 ACTIONS = tuple(str(a) for a in Action)
+SORT_CHOICES = {
+    "-created": "newest first",
+    "created": "oldest first",
+    "-duration": "longest first",
+    "duration": "shortest first",
+    "loss": "lowest final loss first",
+    "-loss": "highest final loss first",
+}
 
 
 @dataclass(frozen=True)
 class Filters:
+    """The jobs page's query: which jobs, in which order, and where the page starts (`after`) or ends (`before`):
+    cursors as the API gives them (bot/http/api/cursors.py)."""
+
     kind: str = ""
     state: str = ""
     owner: str = ""
+    q: str = ""
+    sort: str = ""
+    after: str = ""
+    before: str = ""
 
-    def query(self) -> str:
-        from urllib.parse import urlencode
+    def query(self, **changes: str) -> str:
+        return urlencode({k: v for k, v in vars(replace(self, **changes)).items() if v})
 
-        return urlencode({k: v for k, v in vars(self).items() if v})
+    @property
+    def order(self) -> Sort:
+        return cursors.parse_sort(self.sort) or NEWEST
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.kind or self.state or self.owner or self.q)
+
+    def where(self) -> JobFilter:
+        kind = Kind(self.kind) if self.kind in ("llm", "vlm") else None
+        states = None
+        if self.state == "active":
+            states = tuple(s for s in JobState if s.is_active)
+        elif self.state in {str(s) for s in JobState}:
+            states = (JobState(self.state),)
+        return JobFilter(kind, states, self.owner or None, self.q or None)
 
     @classmethod
     def from_query(cls, query: str) -> Filters:
@@ -45,8 +80,12 @@ class Filters:
         from urllib.parse import parse_qs
 
         found = parse_qs(query)
-        kind, state, owner = ((found.get(k) or [""])[0] for k in ("kind", "state", "owner"))
-        return cls(kind, state, owner[:100])
+        kind, state, owner, q, sort, after, before = (
+            (found.get(k) or [""])[0] for k in ("kind", "state", "owner", "q", "sort", "after", "before")
+        )
+        return cls(
+            kind[:10], state[:20], owner[:100], q[:100], sort if sort in SORT_CHOICES else "", after[:300], before[:300]
+        )
 
 
 def age(at: float | None, now: float | None = None) -> str:
@@ -81,23 +120,24 @@ class ActionWords:
 
 def action_words(job: Job, action: str) -> ActionWords:
     """A start of an ended job resumes from its last checkpoint (runner/supervisor.restart): the button says so."""
+    job_words = f"{job.name} ({job.id})" if job.name else job.id
     if action == "start" and job.state is not JobState.CREATED:
         n = checkpoint_number(job.progress.last_checkpoint)
         if n is not None:
             return ActionWords(
                 f"Resume from checkpoint {n}",
-                f"Resume job {job.id} from checkpoint {n}?",
+                f"Resume job {job_words} from checkpoint {n}?",
                 "Yes, resume it",
                 f"It goes back in line and, once started, trains on from step {n} (the checkpoint "
                 f"{job.progress.last_checkpoint}), writing a new run folder and appending to its log.",
             )
         return ActionWords(
             "Start again from the beginning",
-            f"Start job {job.id} again from the beginning?",
+            f"Start job {job_words} again from the beginning?",
             "Yes, start it again",
             "It saved no checkpoint, so it goes back in line and trains from step 0 again.",
         )
-    return ActionWords(action.capitalize(), f"{action.capitalize()} job {job.id}?", f"Yes, {action} it")
+    return ActionWords(action.capitalize(), f"{action.capitalize()} job {job_words}?", f"Yes, {action} it")
 
 
 def done_words(before: Job, action: Action, after: Job | None) -> str:
@@ -121,19 +161,65 @@ async def queue_places(store: JobStore) -> dict[str, int]:
     return {j.id: n for n, j in enumerate(queued, start=1)}
 
 
-async def table_jobs(store: JobStore, filters: Filters) -> list[Job]:
-    from storage.models import Kind
+@dataclass(frozen=True)
+class Table:
+    """A page of the jobs table: its jobs, and the queries of the pages after and before it (None: none)."""
 
-    kind = Kind(filters.kind) if filters.kind in ("llm", "vlm") else None
-    states = None
-    if filters.state == "active":
-        states = [s for s in JobState if s.is_active]
-    elif filters.state in {str(s) for s in JobState}:
-        states = [JobState(filters.state)]
-    if not filters.owner:
-        return await store.list_jobs(kind=kind, states=states, limit=PAGE_SIZE)
-    jobs = await store.list_jobs(kind=kind, states=states, limit=PAGE_SIZE * 20)  # owner: not an indexed column
-    return [j for j in jobs if j.user_id == filters.owner][:PAGE_SIZE]
+    jobs: list[Job]
+    next: str | None
+    prev: str | None
+    bad_cursor: bool = False  # the page asked for was not one this server gave: the first page instead
+
+
+async def table_jobs(store: JobStore, filters: Filters) -> Table:
+    """The page `filters` asks for; a page before the first one that comes out short is the first page."""
+    sort, where = filters.order, filters.where()
+    try:
+        after = await cursors.decode(filters.after, store, sort) if filters.after else None
+        before = await cursors.decode(filters.before, store, sort) if filters.before and not after else None
+    except HTTPException:
+        return replace(await table_jobs(store, replace(filters, after="", before="")), bad_cursor=True)
+    page = await store.page(where, sort=sort, limit=PAGE_SIZE, after=after, before=before)
+    if before is not None and (page.prev is None and len(page.jobs) < PAGE_SIZE):
+        page = await store.page(where, sort=sort, limit=PAGE_SIZE)
+    return Table(page.jobs, _link(filters, page.next, "after", sort), _link(filters, page.prev, "before", sort))
+
+
+def _link(filters: Filters, position: ListPosition | None, way: str, sort: Sort) -> str | None:
+    if position is None:
+        return None
+    cursor = cursors.encode(position, sort)
+    return filters.query(after=cursor if way == "after" else "", before=cursor if way == "before" else "")
+
+
+async def table_count(store: JobStore, filters: Filters) -> str:
+    """How many jobs the table holds, in words: `1,234 jobs`, `more than 1,000 jobs`."""
+    count = await store.count(filters.where())
+    return f"{texts.count_words(count)} job{'s' * (count.n != 1)}"
+
+
+def facts(job: Job) -> list[tuple[str, Any]]:
+    """What a job's page and row tell to judge it by, those it has: (label, value in words)."""
+    p = job.progress
+    rows: list[tuple[str, Any]] = [
+        ("Started", _clock(job.started_at)),
+        ("Ended", _clock(job.finished_at)),
+        ("Duration", texts.duration(job.duration_s) if job.duration_s is not None else None),
+        ("GPU-hours", f"{job.gpu_hours:.2f}" if job.gpu_hours is not None else None),
+        ("Final train loss", f"{p.loss:.4g}" if p.loss is not None else None),
+        ("Final eval loss", f"{p.eval_loss:.4g}" if p.eval_loss is not None else None),
+        (
+            "Exported",
+            job.export_dir
+            if job.export_state is ExportState.EXPORTED
+            else (str(job.export_state).replace("_", " ") if job.export_state is not ExportState.NONE else "no"),
+        ),
+    ]
+    return [(k, v) for k, v in rows if v is not None]
+
+
+def _clock(at: float | None) -> str | None:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(at)) if at else None
 
 
 @dataclass(frozen=True)

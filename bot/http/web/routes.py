@@ -7,106 +7,47 @@ the session's CSRF token.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
-import jinja2
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
-from markupsafe import Markup
 from pydantic import ValidationError
 
-from bot.chat.commands import MAX_RUNS, MIN_RUNS
+from bot.chat.commands import MAX_RUNS
 from bot.compare import WrongCount, compare
 from bot.http.api.jobs import JobId
 from bot.http.context import ApiContext
-from bot.http.web import forms, live, pages, try_feed, words
-from bot.http.web.session import Session, Sessions
-from bot.words import texts
+from bot.http.web import forms, live, pages, try_feed
+from bot.http.web.form_words import form_error
+from bot.http.web.kit import STATIC, CsrfRefused, Kit, NotSignedIn, joined, plain_text
+from bot.http.web.session import Session
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import PLAIN
 from bot.words.refusals import error_text
 from bot.words.texts import comparison_facts, comparison_settings
 from runner import leases
+from runner.access import may_manage
 from runner.actions import Action
+from runner.job_request import MAX_JOB_NAME, MAX_NOTE
 from storage.errors import JobError, JobNotFound
-from storage.models import Job, JobState
+from storage.models import Job
 
-HERE = Path(__file__).resolve().parent
-STATIC = HERE / "static"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 METRIC_CHARTS_JSON = pages.script_json(pages.METRIC_CHARTS)
 
 
-def templates() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    env.globals.update(
-        duration=texts.duration,
-        age=pages.time_ago,
-        gpus_label=texts.gpus_label,
-        number=texts.number,
-        words=pages.action_words,
-        min_runs=MIN_RUNS,
-        max_runs=MAX_RUNS,
-        states=[str(s) for s in JobState],
-        static_v=_static_version(),
-        **words.GLOBALS,
-    )
-    return env
-
-
-class NotSignedIn(Exception):
-    pass
-
-
 def build_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    env = templates()
-    sessions = Sessions(ctx)
-    store = ctx.runtime.store
+    kit = Kit(ctx)
+    env, sessions, store = kit.env, kit.sessions, kit.store
+    html, said, signed_in, checked = kit.html, kit.said, kit.signed_in, kit.checked
 
-    def html(
-        name: str, session: Session | None, status: int = 200, request: Request | None = None, **values: Any
-    ) -> HTMLResponse:
-        """A page; with `request`, what the last action said is shown on it (once)."""
-        said = sessions.said(request) if request is not None else None
-        values.setdefault("said_while", "")
-        body = env.get_template(name).render(
-            me=session.principal if session else None, csrf=session.csrf if session else "", said=said or "", **values
-        )
-        response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
-        if said is not None:
-            sessions.clear_said(response)
-        if session is not None and session.new:
-            sessions.save(session, response)
-        return response
-
-    def said(target: str, text: str, session: Session) -> RedirectResponse:
-        response = RedirectResponse(target, status_code=303)
-        sessions.say(response, text, session.https)
-        return response
-
-    async def signed_in(request: Request) -> Session:
-        session = await sessions.read(request)
-        if session is None:
-            raise NotSignedIn
-        return session
-
-    async def checked(request: Request, csrf: str) -> Session:
-        """A form's sender: signed in, and the form is one of ours (its CSRF token matches the cookie's)."""
-        session = await sessions.read(request)
-        if session is None or session.new or not session.csrf_ok(csrf):
-            raise CsrfRefused
-        return session
-
-    async def rows(filters: pages.Filters) -> list[live.Piece]:
+    async def rows(filters: pages.Filters, table: pages.Table | None = None) -> list[live.Piece]:
         """The table's rows (or its one "no jobs" row), each keyed by its element id."""
-        jobs = await pages.table_jobs(store, filters)
+        jobs = (table or await pages.table_jobs(store, filters)).jobs
         macros = env.get_template("_rows.html").module
         if not jobs:
-            return [("jobs-empty", str(macros.empty(bool(filters.query()))).strip())]  # type: ignore[attr-defined]
+            return [("jobs-empty", str(macros.empty(filters.filtered)).strip())]  # type: ignore[attr-defined]
         places = await pages.queue_places(store)
         return [(f"job-{j.id}", str(macros.row(j, places)).strip()) for j in jobs]  # type: ignore[attr-defined]
 
@@ -154,13 +95,45 @@ def build_router(ctx: ApiContext) -> APIRouter:
         await sessions.end(session, response)
         return response
 
+    def table_filters(kind: str, state: str, owner: str, q: str, sort: str, after: str, before: str) -> pages.Filters:
+        return pages.Filters(
+            kind[:10],
+            state[:20],
+            owner[:100],
+            q.strip()[:MAX_JOB_NAME],
+            sort if sort in pages.SORT_CHOICES and sort != "-created" else "",
+            after[:300],
+            before[:300],
+        )
+
     @router.get("/")
-    async def jobs_page(request: Request, kind: str = "", state: str = "", owner: str = "") -> HTMLResponse:
+    async def jobs_page(
+        request: Request,
+        kind: str = "",
+        state: str = "",
+        owner: str = "",
+        q: str = "",
+        sort: str = "",
+        after: str = "",
+        before: str = "",
+    ) -> HTMLResponse:
         session = await signed_in(request)
-        filters = pages.Filters(kind, state, owner[:100])
-        pieces = await rows(filters)
+        filters = table_filters(kind, state, owner, q, sort, after, before)
+        table = await pages.table_jobs(store, filters)
+        bad = "That page of the list is not one this server gave: here is the first page." if table.bad_cursor else ""
+        pieces = await rows(filters, table)
         view = {"kind": "rows", "query": filters.query(), "have": live.cursor_of(pieces)}
-        return html("jobs.html", session, request=request, filters=filters, rows=_joined(pieces), view=view)
+        return html(
+            "jobs.html",
+            session,
+            request=request,
+            filters=filters,
+            table=table,
+            count=await pages.table_count(store, filters),
+            rows=joined(pieces),
+            view=view,
+            said=bad,
+        )
 
     @router.get("/jobs/{job_id}")
     async def job_page(request: Request, job_id: JobId) -> HTMLResponse:
@@ -176,9 +149,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
             request=request,
             said_while=str(job.state),
             job=job,
-            panel=_joined(pieces),
+            panel=joined(pieces),
             view=view,
             metric_charts=METRIC_CHARTS_JSON,
+            may_note=may_manage(session.principal.caller(), ctx.config.access, job),
         )
 
     @router.post("/web/live")
@@ -231,6 +205,21 @@ def build_router(ctx: ApiContext) -> APIRouter:
         if action not in pages.allowed_actions(job, session.principal, ctx.config):
             return html("missing.html", session, 404, job_id=job_id, action=action)
         return html("confirm.html", session, job=job, action=action, w=pages.action_words(job, action))
+
+    @router.post("/jobs/{job_id}/note")
+    async def note(
+        request: Request,
+        job_id: JobId,
+        csrf: Annotated[str, Form(max_length=200)] = "",
+        note: Annotated[str, Form(max_length=MAX_NOTE * 2)] = "",
+    ) -> Response:
+        session = await checked(request, csrf)
+        text = note.replace("\r\n", "\n").replace("\r", "\n").strip()  # a form's line breaks are CRLF
+        try:
+            job = await ctx.runtime.jobs.note(job_id, text, session.principal.caller())
+        except JobError as exc:
+            return said(f"/jobs/{job_id}", form_error(exc, ""), session)
+        return said(f"/jobs/{job_id}", "The note is saved." if job.note else "The note is taken away.", session)
 
     @router.post("/jobs/{job_id}/{action}")
     async def act(
@@ -299,28 +288,6 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return html("gpus.html", session, snapshot=ctx.runtime.probe.snapshot(), holders=holders, cluster=cluster)
 
     return router
-
-
-class CsrfRefused(Exception):
-    pass
-
-
-def plain_text(text: str, status: int) -> Response:
-    return Response(text, status_code=status, media_type="text/plain; charset=utf-8")
-
-
-def _joined(pieces: list[live.Piece]) -> Markup:
-    return Markup("".join(html for _, html in pieces))  # the templates' own output, escaped there
-
-
-def _static_version() -> str:
-    """A short hash of the live scripts: in their URLs, so a browser's shared worker is the one of this version."""
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=4)
-    for name in ("live.js", "live-hub.js", "job.js", "charts.js"):
-        digest.update((STATIC / name).read_bytes())
-    return digest.hexdigest()
 
 
 def _local(path: str) -> str:
