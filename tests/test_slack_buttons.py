@@ -75,6 +75,21 @@ async def test_stop_and_export_buttons(slack: SlackStandIn, tmp_path: Path) -> N
     assert [payload(m)["topic"] for m in broadcast] == ["job_stopped", "export_started", "export_succeeded"]
 
 
+async def test_a_buttons_value_is_a_job_id_never_a_command(slack: SlackStandIn, tmp_path: Path) -> None:
+    """The card's button sends a typed command: its value is looked up as an id, byte for byte, never parsed."""
+    async with running_bot(fake_config(tmp_path, steps=400, step_s=0.05), slack) as bot:
+        await command(slack, bot, "llm gpu=0 out=output/v", user="U0ALICE")
+        job_id = await job_id_from_answer(slack)
+        card = await wait_card(slack, job_id)
+        value = f"{job_id} logs"  # as text, `stop <id> logs` would parse (or be refused) as another command
+        assert (await press(slack, bot, STOP_ACTION, value, card["ts"], user="U0ALICE"))[0] == 200
+        refusal = await slack.wait_for(lambda: answers(slack)[1:], what="the refusal")
+        assert refusal[0].startswith(f"⚠️ there is no job `{value}`")
+        assert (await bot.runtime.store.require(job_id)).state in (JobState.QUEUED, JobState.STARTING, JobState.RUNNING)
+        assert (await press(slack, bot, STOP_ACTION, job_id, card["ts"], user="U0ALICE"))[0] == 200
+        await slack.wait_for(lambda: job_ended(bot, job_id), 20, what="the stop by the real id")
+
+
 async def test_user_groups_may_start_jobs(slack: SlackStandIn, tmp_path: Path) -> None:
     slack.add_usergroup("S0MLTEAM", "ml-team", ["U0CAROL"])
     config = fake_config(tmp_path, sections='[access]\ngroups = ["ml-team"]\n')

@@ -93,6 +93,10 @@ class Handlers:
         command = self.parse(text)
         if isinstance(command, Rejection):
             return Reply(self.fmt.text(command.text()), ok=False)
+        return await self.answer(command, caller)
+
+    async def answer(self, command: Command, caller: Caller) -> Reply:
+        """A typed command (a parsed line, or a button standing for one), its refusal worded as a reply."""
         try:
             return await self.run(command, caller)
         except JobError as exc:

@@ -16,6 +16,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.chat.commands import Command
 from bot.chat.handlers import Handlers, Reply
 from bot.slack import listeners
 from bot.slack.cards import CardSync
@@ -125,11 +126,18 @@ class BotContext:
         return Caller(user_id=user_id, channel_id=channel_id, groups=groups)
 
     async def run(self, text: str, user_id: str, channel_id: str | None) -> Reply:
-        """A `/train` command (or a button standing for one), as `user_id` typed it in `channel_id`."""
-        reply = await self.handlers.handle(text, await self.caller(user_id, channel_id))
+        """A `/train` command as `user_id` typed it in `channel_id`."""
+        return await self._after_command(self.handlers.handle(text, await self.caller(user_id, channel_id)))
+
+    async def run_command(self, command: Command, user_id: str, channel_id: str | None) -> Reply:
+        """A typed command (a button of a job's card), as `user_id` pressed it in `channel_id`: never re-parsed."""
+        return await self._after_command(self.handlers.answer(command, await self.caller(user_id, channel_id)))
+
+    async def _after_command(self, reply: Awaitable[Reply]) -> Reply:
+        done = await reply
         self.notifier.wake()  # a new job's card, a stop's notice: out now rather than at the next poll
         self.cards.wake()
-        return reply
+        return done
 
     async def _thread_of(self, job_id: str | None, channel_id: str | None) -> tuple[str | None, str | None]:
         """Where a file about a job goes: its thread (files can't be ephemeral), or, for a job without a card, the

@@ -1,4 +1,5 @@
-"""The job card's buttons: the same commands as `/train stop <id>` / `/train export <id>`, the same access rules."""
+"""The job card's buttons: typed commands (the same as `/train stop <id>` / `/train export <id>`, never re-parsed), the
+same access rules."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
+from bot.chat.commands import JobAction, JobCommand
 from bot.slack import views
 
 if TYPE_CHECKING:
@@ -22,11 +24,11 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         ctx.after_ack(answer(body, action))
 
     async def answer(body: dict[str, Any], action: dict[str, Any]) -> None:
-        verb = "stop" if action["action_id"] == views.STOP_ACTION else "export"
+        verb: JobAction = "stop" if action["action_id"] == views.STOP_ACTION else "export"
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         try:
-            reply = await ctx.run(f"{verb} {action['value']}", user, channel)
+            reply = await ctx.run_command(JobCommand(verb, str(action["value"])[:100]), user, channel)
             text = views.reply_text(reply.text, reply.ok)
         except Exception:
             log.exception("%s button on job %s failed", verb, action.get("value"))
