@@ -102,7 +102,8 @@ def test_every_form_error_is_shown_by_its_field_and_the_preview_refuses_what_sta
             driver.find_element(By.NAME, name).clear()
         _type(driver, "out", "output/busy")  # the running job's folder: Start would refuse it, so does the preview
         driver.find_element(By.ID, "preview-button").click()
-        wait_until_sync(lambda: "out" in _field_errors(driver), 20, "the folder refused")
+        # the answer before also marked `out`: wait for this answer's words
+        wait_until_sync(lambda: "still active" in str(_field_errors(driver).get("out")), 20, "the folder refused")
         words = str(_field_errors(driver)["out"]["words"])
         assert f"Job {running} is still active and writes to" in words and "output/busy" in words, words
         assert text_of(driver, "#preview") == "" and not driver.find_elements(By.ID, "start-button")

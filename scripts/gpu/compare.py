@@ -57,7 +57,7 @@ async def plan(config_path: Path, work: Path, profile: str, gpus: tuple[str, ...
     try:
         probe = GpuProbe(list(config.gpu_inventory) or None)
         await asyncio.to_thread(probe.refresh)
-        sup = Supervisor(store, config, probe, LocalBackend(work / "exits", config))
+        sup = Supervisor(store, config, probe, LocalBackend(work / "exits", config), wake=lambda: None)  # no loop here
         await sup.refresh_facts()  # swift's version and Liger, as the runtime probes them at start
         if padded:  # the default as it was before padding-free micro-batches (issue 16: what they bring)
             sup.facts = dataclasses.replace(sup.facts, packed_sdpa=False)
