@@ -26,6 +26,7 @@ from storage.notices import Notice
 from storage.outbox import Outbox
 from storage.rows import to_row
 from storage.slack_cards import SlackCards
+from storage.slack_tries import SlackTryThreads
 from storage.web_sessions import WebSessions
 
 ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/1/i/l/o: easy to read back and type in Slack
@@ -36,10 +37,10 @@ def new_job_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-class JobStore(JobLists, Outbox, WebSessions, SlackCards):
+class JobStore(JobLists, Outbox, WebSessions, SlackCards, SlackTryThreads):
     """Jobs and their events (and, from JobLists, their lists and searches; from Outbox, the notices; from
-    WebSessions and SlackCards, the web page's sessions and Slack's cards), on one connection
-    (storage/connection.py)."""
+    WebSessions, SlackCards and SlackTryThreads, the web page's sessions, Slack's cards and try threads), on one
+    connection (storage/connection.py)."""
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 

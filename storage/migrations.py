@@ -268,4 +268,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_owner_loss ON jobs (user_id, loss, created_at, queue_seq);
     CREATE INDEX jobs_owner_duration ON jobs (user_id, (finished_at - started_at), created_at, queue_seq);
     """,
+    # 13: a Slack thread's try conversation (storage/slack_tries.py), kept so a restarted bot goes on with it.
+    """
+    CREATE TABLE slack_try_threads (
+        channel TEXT NOT NULL,
+        thread_ts TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        messages TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, thread_ts)
+    );
+    CREATE INDEX slack_try_threads_updated ON slack_try_threads (updated_at);
+    """,
 ]

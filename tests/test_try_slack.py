@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.slack.try_thread import ANSWER_LIMIT, EVENT_TYPE, AnswerView, blocks, whole_answer
+from bot.slack.try_thread import EVENT_TYPE
+from bot.slack.try_view import ANSWER_LIMIT, AnswerView, blocks, whole_answer
 from tests.slack_env import CH, all_told, answers, job_ended, job_id_from_answer, running_bot, swift_config, wait_card
 from tests.slack_standin import LIVE_TOKEN, SlackStandIn, mrkdwn_texts
 from tests.test_slack_escaping import HOSTILE
@@ -108,6 +109,15 @@ async def test_a_thread_conversation_of_two_turns_with_a_long_answer_cut_into_a_
         )
         assert "(turn 2 of the conversation)" in str(second["blocks"])
         assert "› and what do you do?" in plain_texts(second["blocks"])
+
+        async def kept_two_turns() -> bool:
+            kept = await bot.runtime.store.slack_try_thread(CH, card["ts"])
+            return kept is not None and [role for role, _ in kept.messages].count("user") == 2
+
+        await slack.wait_for(kept_two_turns, 30, what="turn 2 kept in the store")
+
+    # the bot restarts: the thread's conversation was kept, so the next reply is its turn 3, not a new one
+    async with running_bot(config, slack, mode="socket") as bot:
         # a reply that neither mentions the bot nor starts with `try` is left alone; `try ...` is turn 3, long
         await slack.wait_for_ack(
             await slack.push_event(

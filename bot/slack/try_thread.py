@@ -1,9 +1,9 @@
 """A try of a job's model in Slack: the answer goes to the job's thread, one message updated in place as it is
 generated, and a reply in that thread (mentioning the bot, or starting with `try`) goes on with the conversation.
 
-The model's text is untrusted: it is shown only in `plain_text` objects (Slack shows them as typed: no mention, no
-link, no mrkdwn), cut at a limit with the whole answer as a file in the thread; the message's own text and every
-mrkdwn part hold trainbot's words and escaped facts only. Updates go through the bot's one Pacer (bot/slack/pacing.py):
+The model's text is untrusted: the message (bot/slack/try_view.py) shows it only in `plain_text` objects, cut at a
+limit with the whole answer as a file in the thread. A thread's conversation is kept in the store
+(storage/slack_tries.py): a restarted bot goes on with it. Updates go through the bot's one Pacer (bot/slack/pacing.py):
 chat.update is Tier 3 (50 a minute for the whole app), so while tokens come a message is updated at most every
 UPDATE_EVERY_S and only with a token the card updates can spare (not urgent); the last update waits its turn.
 """
@@ -17,35 +17,29 @@ import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, get_args
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.handlers import Reply
 from bot.slack.pacing import Pacer
-from bot.words import refusals, texts, tries
+from bot.slack.try_view import AnswerView, apply, blocks, plain_ref, whole_answer
+from bot.words import refusals, texts
 from bot.words.format import SLACK
 from runner.access import Caller
 from runner.runtime import Runtime
 from runner.try_types import (
     Message,
-    TryAnswer,
+    Role,
     TryAsk,
-    TryAsking,
     TryDone,
     TryEvent,
-    TryLoaded,
-    TryLoading,
-    TryToken,
-    TryWaiting,
 )
 from storage.errors import JobError
+from storage.slack_tries import SlackTryThread
 
 log = logging.getLogger(__name__)
 
-ANSWER_LIMIT = 2800  # characters of an answer shown in its message (a plain_text section takes 3000)
-FIELD_LIMIT = 900  # of each answer of the check, side by side (a field takes 2000; two questions, two models)
-HEADER_LIMIT = 150  # Slack's header block
 UPDATE_EVERY_S = 1.5
 EVENT_TYPE = "trainbot_try"
 MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
@@ -61,70 +55,6 @@ class Conversation:
     thread_ts: str
     messages: list[Message] = field(default_factory=list)
     name: str = ""  # the job's, shown beside its id
-
-
-@dataclass
-class AnswerView:
-    """What the answer's message shows now."""
-
-    job_id: str
-    asker: str
-    question: str | None  # None: the recipe's check
-    status: str = "⏳ starting…"
-    texts: dict[tuple[int, str], str] = field(default_factory=dict)  # (question index, side) -> text so far
-    questions: dict[int, str] = field(default_factory=dict)
-    footer: str | None = None
-    turn: int = 1  # the how-manieth question of the thread's conversation
-    name: str = ""  # the job's, shown beside its id
-
-    def cut(self) -> bool:
-        limit = FIELD_LIMIT if self.question is None else ANSWER_LIMIT
-        return any(len(t) > limit for t in self.texts.values())
-
-
-def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text or "…", "emoji": False}
-
-
-def _shown(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit].rstrip() + " … (cut here: the whole answer is in the file)"
-
-
-def blocks(view: AnswerView) -> list[dict[str, Any]]:
-    """The message: trainbot's words in mrkdwn, the question and the answers in plain_text."""
-    turn = f" (turn {view.turn} of the conversation)" if view.turn > 1 else ""
-    ref = texts.job_ref(view.job_id, view.name, SLACK)
-    head = f"🤖 {SLACK.mention(view.asker)} asked job {ref}'s model{turn} · {view.status}"
-    out: list[dict[str, Any]] = [{"type": "context", "elements": [{"type": "mrkdwn", "text": head}]}]
-    if view.question is not None:
-        out.append({"type": "section", "text": _plain("› " + view.question)})
-        out.append({"type": "section", "text": _plain(_shown(view.texts.get((0, "tuned"), ""), ANSWER_LIMIT))})
-    else:
-        for index, question in sorted(view.questions.items()):
-            out.append({"type": "header", "text": _plain(question[:HEADER_LIMIT])})
-            out.append(
-                {
-                    "type": "section",
-                    "fields": [
-                        _plain(f"{tries.SIDE[side]}:\n" + _shown(view.texts.get((index, side), ""), FIELD_LIMIT))
-                        for side in ("tuned", "base")
-                    ],
-                }
-            )
-    if view.footer:
-        out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": view.footer}]})
-    return out
-
-
-def whole_answer(view: AnswerView) -> str:
-    """The file beside a cut answer: every answer in full."""
-    if view.question is not None:
-        return f"Q: {view.question}\n\n{view.texts.get((0, 'tuned'), '')}\n"
-    parts = []
-    for index, question in sorted(view.questions.items()):
-        for side in ("tuned", "base"):
-            parts.append(f"Q: {question}\n[{tries.SIDE[side]}]\n{view.texts.get((index, side), '')}\n")
-    return "\n".join(parts)
 
 
 class SlackTries:
@@ -207,12 +137,17 @@ class SlackTries:
         self._spawn(self._answer(conversation, ask, stream, user))
 
     async def _thread_of(self, channel: str, thread: str) -> Conversation | None:
-        """The conversation of a job's thread this bot has not talked in (since it started): its card's."""
-        card = await self.runtime.store.slack_card_at(channel, thread)
-        job = await self.runtime.store.get(card.job_id) if card is not None else None
-        if card is None or job is None:
-            return None  # not a card's thread, or its job was deleted
-        conversation = Conversation(card.job_id, channel, thread, name=job.name)
+        """The conversation of a thread this bot has not talked in since it started: the one kept in the store (a
+        bot before this one talked there), else its card's job's, afresh."""
+        store = self.runtime.store
+        kept = await store.slack_try_thread(channel, thread)
+        card = await store.slack_card_at(channel, thread) if kept is None else None
+        job_id = kept.job_id if kept is not None else card.job_id if card is not None else None
+        job = await store.get(job_id) if job_id is not None else None
+        if job is None:
+            return None  # not a job's thread nor a try's, or its job was deleted
+        said = [Message(cast(Role, r), c) for r, c in kept.messages if r in get_args(Role)] if kept is not None else []
+        conversation = Conversation(job.id, channel, thread, said, name=job.name)
         self._threads[(channel, thread)] = conversation
         return conversation
 
@@ -241,7 +176,7 @@ class SlackTries:
         try:
             async with contextlib.aclosing(stream):
                 async for event in stream:
-                    changed = _apply(view, event)
+                    changed = apply(view, event)
                     if isinstance(event, TryDone):
                         done = event
                     if (
@@ -259,9 +194,13 @@ class SlackTries:
             await self._upload(channel, thread, view)
         if done is not None and question is not None:
             conversation.messages[:] = [*ask.messages, Message("assistant", done.answers[-1].text)]
+        if done is not None:  # kept, so a restarted bot goes on with this thread's conversation
+            said = tuple((m.role, m.content) for m in conversation.messages)
+            where = SlackTryThread(channel, thread, conversation.job_id, said)
+            await self.runtime.store.save_slack_try_thread(where)
 
     def _text(self, view: AnswerView) -> str:
-        return f"Job {_plain_ref(view.job_id, view.name)}'s model answers"  # a notification: plain text
+        return f"Job {plain_ref(view.job_id, view.name)}'s model answers"  # a notification: plain text
 
     async def _post(self, channel: str, thread: str | None, text: str, shown: list[dict[str, Any]], job_id: str) -> str:
         args: dict[str, Any] = {
@@ -297,7 +236,7 @@ class SlackTries:
                     thread_ts=thread,
                     content=whole_answer(view),
                     filename=name,
-                    title=f"The whole answer of job {_plain_ref(view.job_id, view.name)}",
+                    title=f"The whole answer of job {plain_ref(view.job_id, view.name)}",
                 ),
                 also=("files.completeUploadExternal",),
             )
@@ -308,33 +247,6 @@ class SlackTries:
                 "chat.postEphemeral",
                 lambda: self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread, text=text),
             )
-
-
-def _apply(view: AnswerView, event: TryEvent) -> bool:
-    """The event into the view; True when what the message shows changed."""
-    match event:
-        case TryWaiting():
-            view.status = tries.waiting_text(event, SLACK)
-        case TryLoading():
-            view.status = "⏳ " + tries.loading_text(event, SLACK)
-        case TryLoaded():
-            view.status = f"✍️ answering ({tries.loaded_text(event)})"
-        case TryAsking(index=index, question=question):
-            view.questions[index] = question
-        case TryToken(index=index, side=side, text=text):
-            view.texts[(index, side)] = view.texts.get((index, side), "") + text
-        case TryAnswer(index=index, side=side, text=text):
-            view.texts[(index, side)] = text
-        case TryDone(answers=answers):
-            view.status = "✅ answered"
-            line = f"{tries.answer_line(answers[0])} " if len(answers) == 1 else ""
-            view.footer = line + tries.done_text(event, SLACK)
-    return True
-
-
-def _plain_ref(job_id: str, name: str) -> str:
-    """The job's id and name where no formatting shows (a notification, a file's title)."""
-    return SLACK.text(job_id) + (f" “{SLACK.text(name)}”" if name else "")
 
 
 def _unescape(text: str) -> str:
