@@ -53,12 +53,13 @@ def main() -> None:
                 browser(root / "chrome", width=WIDTH, height=1000) as driver:
             url = api.url
             runs = [post(url, "/training/jobs", gpu_id=str(n), output_dir=f"output/latex-ocr-lr{lr}",
-                         learning_rate=float(lr), lora_rank=rank)
+                         name=f"LaTeX OCR, lr {lr}", learning_rate=float(lr), lora_rank=rank)
                     for n, (lr, rank) in enumerate((("1e-4", 8), ("3e-4", 8), ("5e-5", 16)))]
             for job in runs:
                 wait_until_sync(lambda j=job: requests.get(f"{url}/training/jobs/{j}/status", headers=TOKEN,
                                                            timeout=10).json()["status"] == "succeeded", 120, "a run")
-            live = post(url, "/training/llm/jobs", gpu_id="3", output_dir="output/qwen-7b-lora")
+            live = post(url, "/training/llm/jobs", gpu_id="3", output_dir="output/qwen-7b-lora",
+                name="Qwen 7B LoRA, the recipe")
             post(url, "/training/llm/jobs", gpu_id="3", output_dir="output/qwen-7b-lora-2")  # waits for GPU 3
             wait_until_sync(lambda: int(requests.get(f"{url}/training/jobs/{live}/status", headers=TOKEN,
                                                      timeout=10).json()["step"] or 0) >= 60, 60, "a live job")
