@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from runner import launcher, slurm_cli
+from runner import launcher, slurm_cli, slurm_cluster
 from runner.backends import ProcessRef, new_launch_token
 from runner.backends.local import LocalBackend
 from runner.config import Config
@@ -120,6 +120,6 @@ async def test_slurm_job_submitted_by_a_bot_that_died_is_adopted_not_submitted_a
             job = await job_when(second, job_id, lambda j: j.state.is_terminal, "ends", within=60)
         assert job.state is JobState.SUCCEEDED and job.train_run.backend_job_id == slurm_id
         assert len(starts(counted, "sft")) == 1, counted.read_text()  # Slurm ran it once
-        assert not [j for j in await slurm_cli.queue() if j.name.startswith(f"trainbot-{job_id}-")]
+        assert not [j for j in await slurm_cluster.queue() if j.name.startswith(f"trainbot-{job_id}-")]
     finally:
         leave_nothing(tmp_path)

@@ -81,7 +81,7 @@ async def test_bot_killed_mid_training_reattaches_and_the_job_finishes(make_conf
     assert done.state is JobState.SUCCEEDED and done.train_run.pid == job.train_run.pid
     assert done.progress.step == done.progress.max_steps
     assert_told_once([n.topic for n in await store.notices(job.id)])
-    assert f"job {job.id} succeeded" in out
+    assert f"job {job.id} “r” succeeded" in out
     await store.close()
 
 
@@ -103,7 +103,7 @@ async def test_job_that_ended_while_the_bot_was_away_is_settled_from_its_files(
     assert done.state is JobState.SUCCEEDED and done.exit_code == 0
     assert done.progress.last_checkpoint and Path(done.progress.last_checkpoint).is_dir()
     assert_told_once([n.topic for n in await store.notices(job.id)])
-    assert f"job {job.id} succeeded" in out
+    assert f"job {job.id} “r” succeeded" in out
     await store.close()
 
 
@@ -118,7 +118,7 @@ async def test_console_reads_commands_and_prints_what_a_channel_would_see(
     assert bot.returncode == 0, out
     assert "/train stop <id>" in out  # help
     assert "`llm` needs `out=`" in out  # a specific rejection
-    assert "not a job id" in out or "there is no job" in out
+    assert "No job is named nosuchjob" in out  # not an id: looked for by name (plain text in the console)
     for what in ("created", "started on", "saved a checkpoint", "succeeded in"):
         assert what in out, (what, out[-3000:])
     assert "⋯" in out and "step" in out  # the live progress line

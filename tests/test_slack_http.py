@@ -136,7 +136,7 @@ async def test_real_swift_job_over_http(slack: SlackStandIn, tmp_path: Path, tin
     [end] = [m for m in thread if "job_succeeded" in payload(m).get("topics", [])]
     assert end.get("reply_broadcast") is True
     assert [m["thread_ts"] for m in thread] == [card["ts"]] * len(thread)
-    assert [m["text"] for m in slack.messages(CH, top_level=True)][1].startswith(f"✅ job `{job_id}` succeeded")
+    assert [m["text"] for m in slack.messages(CH, top_level=True)][1].startswith(f"✅ job `{job_id}` “x” succeeded")
     [upload] = slack.uploads(completed=True)
     assert upload.thread_ts == card["ts"] and upload.channel == CH
     assert upload.content is not None and upload.content.startswith(b"\x89PNG")
