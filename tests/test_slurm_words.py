@@ -35,7 +35,8 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
     config = fake_config(tmp_path, slurm='partition = "nosuch"\n')
     async with bot(config) as rt:
         reply = await Handlers(rt).handle("llm gpu=0 out=output/refused", CONSOLE)
-        assert reply.ok and reply.text.startswith(f"Job {reply.job_id} queued")  # the loop hands it to Slurm next
+        # the loop hands it to Slurm next (the job is named after its output folder's last part)
+        assert reply.ok and reply.text.startswith(f"Job {reply.job_id} “refused” queued")
         job = await job_when(rt, reply.job_id or "", lambda j: j.state.is_terminal, "is refused")
         assert job.state is JobState.FAILED
         assert job.failure and job.failure.reason == SlurmRefused(
@@ -57,7 +58,7 @@ async def test_submitted_job_says_its_slurm_job_and_reason_not_a_place_in_line(n
     config = fake_config(tmp_path, slurm='extra_args = ["--hold"]\n')
     async with bot(config) as rt:
         reply = await Handlers(rt).handle("llm gpu=0 out=output/held", CONSOLE)
-        assert reply.ok and reply.text.startswith(f"Job {reply.job_id} queued"), reply.text
+        assert reply.ok and reply.text.startswith(f"Job {reply.job_id} “held” queued"), reply.text
         job = await job_when(rt, reply.job_id or "", lambda j: j.train_run.backend_job_id, "is handed to Slurm")
         slurm_id = job.train_run.backend_job_id
         assert job.state is JobState.QUEUED
