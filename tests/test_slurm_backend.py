@@ -19,7 +19,7 @@ from bot.words import failures as failure_words
 from bot.words.cluster import render_gpu_nodes
 from bot.words.format import SLACK
 from bot.words.waiting import waiting_words
-from runner import slurm_cli
+from runner import slurm_cli, slurm_cluster
 from runner.backends import ProcessRef, RunStatus, new_launch_token
 from runner.backends.slurm import SlurmBackend
 from runner.child_env import BOT_SECRETS
@@ -73,7 +73,7 @@ async def test_real_swift_queues_runs_with_progress_succeeds_and_exports(
         job = await job_when(
             rt, job.id, lambda j: j.state not in (JobState.QUEUED, JobState.STARTING), "leaves the queue"
         )
-        assert job.state is JobState.RUNNING and job.host == f"slurm:{await slurm_cli.cluster_name()}"
+        assert job.state is JobState.RUNNING and job.host == f"slurm:{await slurm_cluster.cluster_name()}"
         seen: set[int] = set()
 
         def note_step(j: Job) -> bool:
