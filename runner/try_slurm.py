@@ -89,6 +89,10 @@ class SlurmTurn:
                     yield waiting
             await asyncio.sleep(min(self.poll_s, 0.2))  # the answers file, often; Slurm every `poll_s`
 
+    def ran(self) -> bool:
+        """Slurm started it (it runs, or wrote its answers): not ended while it waited."""
+        return self.alive() or self._grown()
+
     def _grown(self) -> bool:
         try:
             return self.answers.stat().st_size > self._offset

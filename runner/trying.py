@@ -280,20 +280,19 @@ class TryService:
     async def _submit(self, plan: Plan) -> AsyncGenerator[TryEvent | Session, None]:
         """On Slurm: the try's batch job (runner/try_slurm.py), waiting in Slurm's queue, loading."""
         job_id, log_path, token = plan.job.id, self.log_path(plan.job), new_launch_token()
-        # not leased here (Slurm schedules its GPUs): recorded, for a restarted bot to find the batch job by its name
         await self.lease.record(job_id, Run(log_path=str(log_path), launch_token=token))
         try:
             turn = await try_slurm.submit(self.config, self.spawner.interpreter(), plan, log_path, token)
-            await self.lease.started(job_id, Run(None, None, turn.slurm_id, str(log_path), token))
         except BaseException:
             await self.lease.give_back(job_id)
             raise
-        session = Session(job_id, plan.weights, plan.gpus, turn, warm=False, users=1)
-        self._sessions[job_id] = session
-        try:
+        self._sessions[job_id] = session = Session(job_id, plan.weights, plan.gpus, turn, warm=False, users=1)
+        try:  # from here on, ending the session cancels the batch job if it has not ended
+            await self.lease.started(job_id, Run(None, None, turn.slurm_id, str(log_path), token))
             async for waiting in turn.pending(plan.gpus):
                 yield waiting
-            yield TryLoading(plan.weights, plan.gpus, False, turn.slurm_id)
+            if turn.ran():  # else it ended in Slurm's queue (cancelled there): loaded() says how
+                yield TryLoading(plan.weights, plan.gpus, False, turn.slurm_id)
             running = time.monotonic()
             await turn.loaded()
         except TryProcessError as exc:
