@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -106,5 +107,19 @@ def training_script(argv: Sequence[str], *, env: Mapping[str, str], nodes: int, 
         '  scancel "$SLURM_JOB_ID"; sleep 60',  # scancel's SIGTERM ends this shell; the sleep waits for it
         "fi",
         'exit "$rc"',
+    ]
+    return with_exports("\n".join(script), env)
+
+
+def try_script(argv: Sequence[str], *, stdin: Path, stdout: Path, env: Mapping[str, str]) -> str:
+    """Batch script of a try (runner/try_slurm.py): ``argv`` once, in the batch step, its stdin from the requests
+    file and its stdout to the answers file (its stderr goes where sbatch's ``--output`` says: the try's log)."""
+    if not argv:
+        raise ValueError("empty argv")
+    script = [
+        "#!/bin/bash",
+        "#SBATCH --nodes=1 --ntasks-per-node=1",
+        "# trainbot try: its questions on stdin, its answers on stdout",
+        f"exec {shlex.join(argv)} <{shlex.quote(str(stdin))} >{shlex.quote(str(stdout))}",
     ]
     return with_exports("\n".join(script), env)

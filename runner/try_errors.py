@@ -64,21 +64,22 @@ class NoCheckQuestions(TryRefused):
 
 
 class TryUnavailable(TryRefused):
-    """Tries cannot run here: `no_python` (swift's python cannot be told from `[swift] bin`), or `slurm` (GPU
-    tries need the local backend)."""
+    """Tries cannot run here: `no_python` (swift's python cannot be told from `[swift] bin`)."""
 
-    def __init__(self, reason: Literal["no_python", "slurm"], detail: str = "") -> None:
+    def __init__(self, reason: Literal["no_python"], detail: str = "") -> None:
         super().__init__(f"tries cannot run: {reason} {detail}".strip())
         self.reason, self.detail = reason, detail
 
 
-TryTrouble = Literal["child_error", "ended", "line_too_long", "not_json", "warm_ended", "cannot_start"]
+TryTrouble = Literal["child_error", "ended", "line_too_long", "not_json", "warm_ended", "cannot_start", "slurm_refused"]
 
 
 class TryFailed(TryRefused):
     """The session's process failed (the model did not load, or the process ended), or could not be started
-    (`cannot_start`: `detail` the program, `strerror` why): `cause` how (runner/try_process.TryProcessError's, and
-    `detail`, `returncode`), `log_path` its log."""
+    (`cannot_start`: `detail` the program, `strerror` why; `slurm_refused`: sbatch refused the batch job, `detail`
+    Slurm's words): `cause` how (runner/try_process.TryProcessError's, and `detail`, `returncode`), `log_path` its
+    log. On Slurm, `slurm_state` how Slurm ended its batch job (FAILED, CANCELLED, TIMEOUT, ...) and `tail` the
+    last lines of its log."""
 
     def __init__(
         self,
@@ -89,7 +90,10 @@ class TryFailed(TryRefused):
         detail: str = "",
         returncode: int | None = None,
         strerror: str | None = None,
+        slurm_state: str | None = None,
+        tail: str = "",
     ) -> None:
         super().__init__(f"the try of job {job_id} failed: {cause} {detail}".strip())
         self.job_id, self.cause, self.log_path, self.detail = job_id, cause, log_path, detail
         self.returncode, self.strerror = returncode, strerror
+        self.slurm_state, self.tail = slurm_state, tail

@@ -60,6 +60,11 @@ class TryLease:
                 yield waiting
             await self.store.changes.wait(seen, self.config.gpu_poll_seconds)
 
+    async def record(self, job_id: str, run: Run) -> None:
+        """A try on Slurm: not leased here (Slurm schedules its GPUs), only recorded, for a restarted bot to find
+        its batch job (by the launch token in its name, then by its id)."""
+        await apply(self.store, job_id, lifecycle_side.try_on_cpu(run))
+
     async def started(self, job_id: str, run: Run) -> None:
         """The session's process is running (its pid and start time, to be found again)."""
         await apply(self.store, job_id, lifecycle_side.try_process(run))

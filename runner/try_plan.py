@@ -10,7 +10,7 @@ from typing import Any
 from runner import leases, try_weights
 from runner.gpus import GpuProbe
 from runner.recipes import CHECK_QUESTIONS
-from runner.try_errors import BadConversation, NoCheckQuestions, TooLong, TryUnavailable
+from runner.try_errors import BadConversation, NoCheckQuestions, TooLong
 from runner.try_types import (
     CHECK_MAX_TOKENS,
     DEFAULT_MAX_TOKENS,
@@ -81,14 +81,12 @@ def plan(job: Job, ask: TryAsk, gpus: tuple[str, ...]) -> Plan:
 
 
 def pick_gpus(job: Job, asked: tuple[str, ...] | None, *, scheduled: bool, probe: GpuProbe) -> tuple[str, ...]:
-    """The one GPU a try runs on: the one asked for, else the job's first, else the CPU. Not on a scheduling
-    backend (Slurm): its GPUs are not this machine's."""
+    """The one GPU a try runs on: the one asked for, else the job's first, else the CPU. On a scheduling backend
+    (Slurm) it names how many, as a training's `gpu=` does there: one, which one is Slurm's choice."""
     gpus = asked if asked is not None else (job.gpus[:1] if job.gpus and job.gpus != CPU else CPU)
     gpus = CPU if "cpu" in gpus else gpus[:1]
-    if gpus == CPU:
-        return CPU
-    if scheduled:
-        raise TryUnavailable("slurm")
+    if gpus == CPU or scheduled:
+        return gpus
     if (missing := probe.describe_missing(gpus)) is not None:
         raise missing
     return gpus

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import psutil
 
 from runner import try_entry
+from runner.try_errors import TryFailed
 
 LINE_LIMIT = 1 << 22  # one JSON line of the protocol (a token is a few bytes; an error's text a few KB)
 CLOSE_GRACE_S = 5.0  # after stdin closes, the process leaves by itself; then SIGTERM, then SIGKILL
@@ -33,11 +34,33 @@ ProcessTrouble = Literal["child_error", "ended", "line_too_long", "not_json", "w
 
 class TryProcessError(RuntimeError):
     """The process failed or ended: `cause` says how, `detail` its own last words (`child_error`), the line it
-    wrote (`not_json`) or the reader's complaint (`line_too_long`); `returncode` its exit status (`ended`)."""
+    wrote (`not_json`) or the reader's complaint (`line_too_long`); `returncode` its exit status (`ended`). A Slurm
+    batch job's (runner/try_slurm.py): `slurm_state` how Slurm ended it, `tail` its log's last lines."""
 
-    def __init__(self, cause: ProcessTrouble, detail: str = "", returncode: int | None = None) -> None:
+    def __init__(
+        self,
+        cause: ProcessTrouble,
+        detail: str = "",
+        returncode: int | None = None,
+        *,
+        slurm_state: str | None = None,
+        tail: str = "",
+    ) -> None:
         super().__init__(f"try process: {cause} {detail} {returncode if returncode is not None else ''}".strip())
         self.cause, self.detail, self.returncode = cause, detail, returncode
+        self.slurm_state, self.tail = slurm_state, tail
+
+    def failed(self, job_id: str, log_path: Path) -> TryFailed:
+        """The try's typed error for this."""
+        return TryFailed(
+            job_id,
+            self.cause,
+            str(log_path),
+            detail=self.detail,
+            returncode=self.returncode,
+            slurm_state=self.slurm_state,
+            tail=self.tail,
+        )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from storage.events import TryEnd as TryEnd  # why a session ended: a fact its try_ended event keeps
+from storage.waiting import SlurmPending
 
 Role = Literal["system", "user", "assistant"]
 Side = Literal["tuned", "base"]  # the fine-tuned model, or the base model it was trained from
@@ -57,27 +58,33 @@ class Weights:
 @dataclass(frozen=True)
 class TryWaiting:
     """Waiting in the queue's line for the GPU: `position` 1 = next; `held` GPU -> the job holding it (its
-    training, export or try), `foreign` GPUs busy with processes trainbot did not start."""
+    training, export or try), `foreign` GPUs busy with processes trainbot did not start. On Slurm: waiting in
+    Slurm's queue as its batch job `slurm_job`, for Slurm's reason (`slurm`)."""
 
     position: int
     gpus: tuple[str, ...]
     held: Mapping[str, str] = field(default_factory=dict)
     foreign: tuple[str, ...] = ()
+    slurm: SlurmPending | None = None
+    slurm_job: str | None = None
 
 
 @dataclass(frozen=True)
 class TryLoading:
-    """The model is being loaded (`warm`: in the process kept with swift imported)."""
+    """The model is being loaded (`warm`: in the process kept with swift imported; `slurm_job`: in this Slurm
+    batch job, on as many GPUs as `gpus` names, which ones Slurm's choice)."""
 
     weights: Weights
     gpus: tuple[str, ...]
     warm: bool
+    slurm_job: str | None = None
 
 
 @dataclass(frozen=True)
 class TryLoaded:
     load_s: float  # from the process's start (or its hand-over, warm) to the model ready: imports and load
     warm: bool
+    each_turn: bool = False  # loaded for this try only (a Slurm batch job): no session is kept for the next
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class TryDone:
     warm: bool | None  # None: the model was loaded already
     first_token_s: float | None
     total_s: float
+    slurm_job: str | None = None  # the Slurm batch job that answered
 
 
 TryEvent: TypeAlias = TryWaiting | TryLoading | TryLoaded | TryAsking | TryToken | TryAnswer | TryDone

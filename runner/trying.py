@@ -9,6 +9,10 @@ finds the process an earlier one left (and ends it: `recover`). The process (run
 kept warm when it can) keeps the model loaded for `[runner] try_idle_minutes` of idleness for follow-up questions,
 less when a job waits in line for its GPU, then ends and gives the GPU back.
 
+On Slurm (`backend = "slurm"`) a try is one short batch job instead, like the export (runner/try_slurm.py): Slurm
+picks its GPU and keeps its queue, the model is loaded for that try's questions only, and its session (held here
+while it answers) ends with it. One batch job of a job's tries at a time.
+
 Here: the sessions, asking them, and ending them. What a try asks is runner/try_plan.py's, its GPU lease (the line,
 the row's try_state through runner/lifecycle_side.py) runner/try_lease.py's, its process runner/try_spawn.py's.
 Everything is facts: the refusals are runner/try_errors.py's, the answers runner/try_types.py's events.
@@ -25,15 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import try_plan
+from runner import try_plan, try_slurm
 from runner.access import Caller, check_try
+from runner.backends import new_launch_token
 from runner.config import Config
 from runner.gpus import GpuProbe
 from runner.supervisor import Supervisor
-from runner.try_errors import TryFailed
 from runner.try_lease import TryLease
 from runner.try_plan import Plan
 from runner.try_process import TryProcess, TryProcessError, end_group, remove_preambles
+from runner.try_slurm import SlurmTurn
 from runner.try_spawn import TrySpawner
 from runner.try_types import (
     TryAnswer,
@@ -56,12 +61,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Session:
-    """A loaded model: one process, one request at a time (`lock`)."""
+    """A loaded model: one process (on Slurm: one batch job, for one try), one request at a time (`lock`)."""
 
     job_id: str
     weights: Weights
     gpus: tuple[str, ...]
-    process: TryProcess
+    process: TryProcess | SlurmTurn
     warm: bool
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0  # tries using it now (asking, or waiting for the lock)
@@ -97,8 +102,11 @@ class TryService:
         given back."""
         remove_preambles(self.spawner.folder)
         for job in await self.store.trying():
-            if job.try_run.pid is not None and end_group(job.try_run.pid, job.try_run.proc_start_time):
-                log.info("ended the try session of job %s an earlier bot left (pid %s)", job.id, job.try_run.pid)
+            run = job.try_run
+            if run.pid is not None and end_group(run.pid, run.proc_start_time):
+                log.info("ended the try session of job %s an earlier bot left (pid %s)", job.id, run.pid)
+            elif self.sup.backend.schedules_gpus:
+                await try_slurm.cancel_left(run.backend_job_id, job.id, run.launch_token)
             await self.lease.give_back(job.id, ended="bot_restarted")
 
     async def close(self) -> None:
@@ -142,11 +150,24 @@ class TryService:
         return self._run(plan)
 
     async def _run(self, plan: Plan) -> AsyncGenerator[TryEvent, None]:
+        slurm = self.sup.backend.schedules_gpus  # one batch job of a job's tries at a time
+        one = self._starting.setdefault(plan.job.id, asyncio.Lock()) if slurm else contextlib.nullcontext()
+        async with (
+            one,
+            contextlib.aclosing(self._answer(plan, self._submit(plan) if slurm else self._acquire(plan))) as events,
+        ):
+            async for event in events:
+                yield event
+
+    async def _answer(
+        self, plan: Plan, acquire: AsyncGenerator[TryEvent | Session, None]
+    ) -> AsyncGenerator[TryEvent, None]:
         began = time.monotonic()
         session: Session | None = None
         waited_s, load_s, warm = 0.0, None, None
+        answered = False
         try:
-            async with contextlib.aclosing(self._acquire(plan)) as acquiring:
+            async with contextlib.aclosing(acquire) as acquiring:
                 async for item in acquiring:
                     if isinstance(item, Session):
                         session = item
@@ -177,7 +198,7 @@ class TryService:
                     except TryProcessError as exc:
                         if not session.process.alive():
                             await self._end(session, "process_ended")
-                        raise _failed(plan.job.id, exc, session.process.log) from exc
+                        raise exc.failed(plan.job.id, session.process.log) from exc
                     answer = TryAnswer(
                         turn.index,
                         turn.side,
@@ -191,6 +212,7 @@ class TryService:
                     )
                     answers.append(answer)
                     yield answer
+            answered = True
             yield TryDone(
                 plan.job.id,
                 plan.weights,
@@ -202,12 +224,18 @@ class TryService:
                 warm,
                 first_token_s,
                 time.monotonic() - began,
+                session.process.slurm_id if isinstance(session.process, SlurmTurn) else None,
             )
         finally:
             if session is not None:
                 session.users -= 1
                 session.last_used = time.monotonic()
                 session.poke.set()
+                if isinstance(session.process, SlurmTurn):  # its batch job ends with the try, even a cancelled one
+                    why: TryEnd = (
+                        "answered" if answered else "process_ended" if not session.process.alive() else "abandoned"
+                    )
+                    await asyncio.shield(self._end(session, why))
 
     async def _acquire(self, plan: Plan) -> AsyncGenerator[TryEvent | Session, None]:
         """The job's session for the plan: the one loaded, or a new one (waiting for its GPU in line, loading)."""
@@ -238,7 +266,7 @@ class TryService:
                 loaded = await process.loaded()
             except TryProcessError as exc:
                 await self._end(session, "load_failed")
-                raise _failed(job_id, exc, log_path) from exc
+                raise exc.failed(job_id, log_path) from exc
             except BaseException:
                 await self._end(session, "abandoned")
                 raise
@@ -248,6 +276,36 @@ class TryService:
             self._watch(session)
             yield TryLoaded(load_s, loaded.warm)
             yield session
+
+    async def _submit(self, plan: Plan) -> AsyncGenerator[TryEvent | Session, None]:
+        """On Slurm: the try's batch job (runner/try_slurm.py), waiting in Slurm's queue, loading."""
+        job_id, log_path, token = plan.job.id, self.log_path(plan.job), new_launch_token()
+        await self.lease.record(job_id, Run(log_path=str(log_path), launch_token=token))
+        try:
+            turn = await try_slurm.submit(self.config, self.spawner.interpreter(), plan, log_path, token)
+        except BaseException:
+            await self.lease.give_back(job_id)
+            raise
+        self._sessions[job_id] = session = Session(job_id, plan.weights, plan.gpus, turn, warm=False, users=1)
+        try:  # from here on, ending the session cancels the batch job if it has not ended
+            await self.lease.started(job_id, Run(None, None, turn.slurm_id, str(log_path), token))
+            async for waiting in turn.pending(plan.gpus):
+                yield waiting
+            if turn.ran():  # else it ended in Slurm's queue (cancelled there): loaded() says how
+                yield TryLoading(plan.weights, plan.gpus, False, turn.slurm_id)
+            running = time.monotonic()
+            await turn.loaded()
+        except TryProcessError as exc:
+            await self._end(session, "load_failed")
+            raise exc.failed(job_id, log_path) from exc
+        except BaseException:
+            await self._end(session, "abandoned")
+            raise
+        load_s = time.monotonic() - running
+        with contextlib.suppress(JobNotFound):
+            await self.lease.loaded(job_id, load_s, False)
+        yield TryLoaded(load_s, False, each_turn=True)
+        yield session
 
     # ---- idleness ------------------------------------------------------------------------------------------
 
@@ -259,6 +317,7 @@ class TryService:
     async def _idle(self, session: Session) -> None:
         """End the session once idle for `try_idle_minutes`, at once when idle while another job or try waits
         for its GPU, or when its process has ended."""
+        assert isinstance(session.process, TryProcess)  # a Slurm batch job is not kept: it ends with its try
         ended = asyncio.create_task(session.process.proc.wait())
         try:
             while self._sessions.get(session.job_id) is session:
@@ -288,7 +347,3 @@ class TryService:
             del self._sessions[session.job_id]
         await session.process.close()
         await self.lease.give_back(session.job_id, ended=why)
-
-
-def _failed(job_id: str, exc: TryProcessError, log_path: Path) -> TryFailed:
-    return TryFailed(job_id, exc.cause, str(log_path), detail=exc.detail, returncode=exc.returncode)

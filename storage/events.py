@@ -169,6 +169,7 @@ TryEnd = Literal[
     "abandoned",
     "idle",
     "gpu_wanted",
+    "answered",  # on Slurm: its batch job answered this try's questions and ended
 ]
 
 

@@ -3,12 +3,16 @@ written as `scontrol show job -o` prints them and parsed by the same code as rea
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bot.words import failures as failure_words
 from bot.words import notices as notice_words
 from bot.words import texts
-from bot.words.cluster import render_gpu_nodes
+from bot.words.cluster import job_label, render_gpu_nodes
 from bot.words.format import HTML, PLAIN, SLACK
 from bot.words.waiting import waiting_words
 from runner.backends import ProcessRef, RunStatus
@@ -16,7 +20,7 @@ from runner.backends.slurm import gpu_count, job_environment, job_name, run_stat
 from runner.backends.slurm_states import expand_hostlist
 from runner.slurm_cli import SlurmJob, job_from_record, parse_record
 from runner.slurm_cluster import ClusterGpus, QueuedJob, SlurmNode
-from runner.slurm_script import training_script
+from runner.slurm_script import training_script, try_script
 from storage.failure_facts import JobFailure
 from storage.models import Job, JobState, Kind, Run
 from storage.notices import JobQueued, Notice
@@ -213,3 +217,22 @@ def test_gpu_nodes_table() -> None:
         "waiting: `def34` (8 GPUs x 2 nodes)",
     ]
     assert "No GPU nodes" in render_gpu_nodes(ClusterGpus(tuple(nodes[2:]), tuple(jobs)), SLACK)
+
+
+def test_a_trys_batch_script_runs_its_argv_with_the_requests_on_stdin_and_the_answers_on_stdout(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / 'a folder\'s "odd" name; $HOME'
+    folder.mkdir()
+    requests, answers = folder / "t.requests.jsonl", folder / "t.answers.jsonl"
+    requests.write_text('{"q": "hi"}\n')
+    code = "import os, sys; sys.stdout.write(os.environ['TB_MARK'] + sys.stdin.read().upper())"
+    script = try_script([sys.executable, "-c", code], stdin=requests, stdout=answers, env={"TB_MARK": "it's $HOME "})
+    assert script.splitlines()[:2] == ["#!/bin/bash", "#SBATCH --nodes=1 --ntasks-per-node=1"]
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True, timeout=60)
+    assert answers.read_text() == 'it\'s $HOME {"Q": "HI"}\n'
+
+
+def test_the_gpus_command_names_a_trys_batch_job_as_the_jobs_try() -> None:
+    job = QueuedJob("105", "RUNNING", "alice", "gpu01", 1, 1, "trainbot-abc12-try-5f0c1a2b3c4d")
+    assert job_label(job, SLACK) == "`abc12` try"

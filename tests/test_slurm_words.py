@@ -35,9 +35,8 @@ async def test_refused_job_is_answered_as_not_started_with_slurms_reason_first(n
     config = fake_config(tmp_path, slurm='partition = "nosuch"\n')
     async with bot(config) as rt:
         reply = await Handlers(rt).handle("llm gpu=0 out=output/refused", CONSOLE)
-        assert reply.ok and reply.text.startswith(
-            f"Job {reply.job_id} “refused” queued"
-        )  # the loop hands it to Slurm next
+        # the loop hands it to Slurm next (the job is named after its output folder's last part)
+        assert reply.ok and reply.text.startswith(f"Job {reply.job_id} “refused” queued")
         job = await job_when(rt, reply.job_id or "", lambda j: j.state.is_terminal, "is refused")
         assert job.state is JobState.FAILED
         assert job.failure and job.failure.reason == SlurmRefused(

@@ -11,7 +11,7 @@ def job_label(job: QueuedJob, fmt: Format) -> str:
     m = JOB_NAME.match(job.name)
     if m is None:
         return f"{fmt.text(job.user)}'s Slurm job {fmt.text(job.job_id)}"
-    return fmt.code(m["id"]) + (" export" if m["purpose"] == "export" else "")
+    return fmt.code(m["id"]) + {"export": " export", "try": " try"}.get(m["purpose"], "")
 
 
 def render_gpu_nodes(cluster: ClusterGpus, fmt: Format) -> str:

@@ -6,6 +6,7 @@ the front end shows them through its `Format` (Slack: escaped), never as mrkdwn 
 from __future__ import annotations
 
 from bot.words.format import PLAIN, Format
+from bot.words.waiting import slurm_pending_words
 from runner.try_errors import (
     BadConversation,
     CheckpointNotFound,
@@ -27,8 +28,13 @@ def ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def where(gpus: tuple[str, ...]) -> str:
-    return "the CPU" if gpus == ("cpu",) else f"GPU {','.join(gpus)}"
+def where(gpus: tuple[str, ...], slurm_job: str | None = None) -> str:
+    """Where a try runs: on Slurm `gpus` says how many (Slurm picks which), as a training's `gpu=` does there."""
+    if gpus == ("cpu",):
+        return "the CPU"
+    if slurm_job is not None:
+        return "1 GPU" if len(gpus) == 1 else f"{len(gpus)} GPUs"
+    return f"GPU {','.join(gpus)}"
 
 
 def weights_text(weights: Weights, fmt: Format = PLAIN) -> str:
@@ -38,6 +44,9 @@ def weights_text(weights: Weights, fmt: Format = PLAIN) -> str:
 
 
 def waiting_text(event: TryWaiting, fmt: Format = PLAIN) -> str:
+    if event.slurm is not None:
+        job = fmt.code(event.slurm_job) if event.slurm_job else ""
+        return f"⏳ in Slurm's queue as Slurm job {job}: {slurm_pending_words(event.slurm, fmt)}"
     busy = [f"{where((g,))} is held by job {fmt.code(job)}" for g, job in event.held.items()]
     busy += [f"{where((g,))} is busy with a process trainbot did not start" for g in event.foreign]
     why = "; ".join(busy) or "an earlier job is waiting for the same GPU"
@@ -46,10 +55,14 @@ def waiting_text(event: TryWaiting, fmt: Format = PLAIN) -> str:
 
 def loading_text(event: TryLoading, fmt: Format = PLAIN) -> str:
     how = ", in the process kept warm" if event.warm else ""
-    return f"loading {weights_text(event.weights, fmt)} on {where(event.gpus)}{how}…"
+    if event.slurm_job is not None:
+        how = f", in Slurm job {fmt.code(event.slurm_job)}"
+    return f"loading {weights_text(event.weights, fmt)} on {where(event.gpus, event.slurm_job)}{how}…"
 
 
 def loaded_text(event: TryLoaded) -> str:
+    if event.each_turn:
+        return f"loaded in {event.load_s:.1f} s (on Slurm each try is a batch job that loads the model afresh)"
     return f"loaded in {event.load_s:.1f} s" + (" (warm)" if event.warm else "")
 
 
@@ -66,9 +79,12 @@ def answer_line(answer: TryAnswer) -> str:
 
 
 def done_text(done: TryDone, fmt: Format = PLAIN) -> str:
-    parts = [f"{weights_text(done.weights, fmt)} on {where(done.gpus)}"]
+    parts = [f"{weights_text(done.weights, fmt)} on {where(done.gpus, done.slurm_job)}"]
+    if done.slurm_job is not None:
+        parts[0] += f" in Slurm job {fmt.code(done.slurm_job)}"
     if done.waited_s >= 0.5:
-        parts.append(f"waited {done.waited_s:.1f} s for the GPU")
+        queue = "in Slurm's queue" if done.slurm_job is not None else "for the GPU"
+        parts.append(f"waited {done.waited_s:.1f} s {queue}")
     if done.load_s is not None:
         parts.append(f"loaded in {done.load_s:.1f} s" + (" (warm)" if done.warm else ""))
     if done.first_token_s is not None:
@@ -123,15 +139,14 @@ def refusal_text(exc: TryRefused, fmt: Format = PLAIN) -> str:
                 f"the {kind.upper()} recipe has no questions of its own to check: ask one, e.g. "
                 f"{c(f'try {job_id} What is in the picture?')}"
             )
-        case TryUnavailable(reason="slurm"):
-            return "on Slurm a try runs on this machine's CPU only: add " + c("gpu=cpu")
         case TryUnavailable(detail=detail):
             return (
                 f"tries need swift's python, and {fmt.text(detail)} does not name one: set "
                 f"{c('[swift] bin')} to the swift of a virtualenv"
             )
-        case TryFailed(log_path=log_path):
-            return f"the model could not answer: {failure_summary(exc, fmt)} (the log: {c(log_path)})"
+        case TryFailed(log_path=log_path, tail=tail):
+            ends = f"; its log ends:\n{fmt.block(tail)}" if tail else ""
+            return f"the model could not answer: {failure_summary(exc, fmt)} (the log: {c(log_path)}){ends}"
     return fmt.text(exc)
 
 
@@ -142,6 +157,8 @@ def failure_summary(exc: TryFailed, fmt: Format = PLAIN) -> str:
             return fmt.text(exc.detail)
         case "ended":
             status = f" (exit status {exc.returncode})" if exc.returncode is not None else ""
+            if exc.slurm_state is not None:
+                return f"its Slurm batch job ended {fmt.text(exc.slurm_state)}{status} before answering"
             return f"the session's process ended{status}"
         case "line_too_long":
             return f"the session's process wrote a line too long to read: {fmt.text(exc.detail)}"
@@ -149,6 +166,8 @@ def failure_summary(exc: TryFailed, fmt: Format = PLAIN) -> str:
             return f"the session's process wrote {fmt.text(exc.detail)}, not a JSON line"
         case "warm_ended":
             return "the warm process had ended"
+        case "slurm_refused":
+            return f"Slurm refused its batch job: {fmt.text(exc.detail)}"
         case "cannot_start":
             return f"cannot start {fmt.code(exc.detail)}: {fmt.text(exc.strerror or 'unknown error')}"
 
@@ -163,6 +182,7 @@ ENDED: dict[TryEnd, str] = {
     "abandoned": "the try was abandoned while the model loaded",
     "idle": "idle",
     "gpu_wanted": "its GPU is wanted",
+    "answered": "its Slurm batch job answered and ended",
 }
 
 

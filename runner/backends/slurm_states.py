@@ -17,7 +17,9 @@ from runner.slurm_cli import SlurmJob
 from storage.failure_facts import SchedulerEnded, SlurmEnd
 from storage.waiting import SlurmPending
 
-JOB_NAME = re.compile(r"^trainbot-(?P<id>[^-]+)-(?P<purpose>train|export)(-[0-9a-f]+)?$")  # runner/backends/slurm.py
+JOB_NAME = re.compile(
+    r"^trainbot-(?P<id>[^-]+)-(?P<purpose>train|export|try)(-[0-9a-f]+)?$"
+)  # runner/backends/slurm.py
 
 _PENDING_STATES = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD")
 

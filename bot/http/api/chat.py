@@ -310,8 +310,6 @@ def _words(exc: TryRefused | GpuMissing, body: ChatRequest | None) -> tuple[int,
             return 409, f"job {job_id} is being exported: ask once the export has ended{named}"
         case NoCheckQuestions():
             return 422, "messages: give the question"
-        case TryUnavailable(reason="slurm"):
-            return 409, 'gpu_id: on Slurm a try runs on this machine\'s CPU only: give "gpu_id": "cpu"'
         case TryUnavailable(detail=detail):
             return 503, f"tries need swift's python, and {detail} does not name one ([swift] bin in the config)"
         case TryFailed(log_path=log_path):
