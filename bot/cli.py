@@ -9,6 +9,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from bot.words.config import config_error_text
 from runner.config import ConfigError, load_config
 
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_serve(config, api_url=args.slack_api_url, slack_port=args.slack_port, host=args.host, port=args.port)
     except ConfigError as exc:
-        print(f"trainbot: {exc}", file=sys.stderr)
+        print(f"trainbot: {config_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -20,6 +20,7 @@ from bot.http.auth import TOKENS_ENV, is_loopback, load_tokens
 from bot.http.context import ApiContext
 from bot.http.server import ApiServer
 from bot.slack.bot import SLACK_SECRETS, RedactTokens, SetupError, SlackBot
+from bot.words.config import config_error_text
 from runner.config import Config, ConfigError
 from runner.runtime import Runtime
 
@@ -87,7 +88,8 @@ def main(
             else None
         )
     except (SetupError, ConfigError) as exc:
-        print(f"trainbot serve: {exc}", file=sys.stderr)
+        why = config_error_text(exc) if isinstance(exc, ConfigError) else str(exc)
+        print(f"trainbot serve: {why}", file=sys.stderr)
         return 2
     if not tokens and not is_loopback(host):
         print(

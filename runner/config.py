@@ -38,7 +38,8 @@ Example `trainbot.toml`:
 
 Every key, its type, default and bound is in runner/config_schema.py, once; `Config` below holds the tables and is
 what the code reads. A key a table does not know, a value of the wrong type or a choice not on the list is refused
-at start (ConfigError naming the file and the key); `trainbot config check` prints the effective configuration.
+at start (ConfigError: the file, the key and what is wrong, as facts, worded in bot/words/config.py); `trainbot config
+check` prints the effective configuration.
 Relative paths are taken from base_dir (the current directory unless the caller says otherwise); absolute ones are
 used as they are.
 """
@@ -49,8 +50,9 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic_core import ErrorDetails
@@ -69,14 +71,59 @@ from runner.config_schema import (
     SlurmConfig,
     SwiftTable,
     base_of,
-    toml_value,
 )
 
-__all__ = ["AccessConfig", "Config", "ConfigError", "HttpConfig", "SlackConfig", "SlurmConfig", "load_config"]
+__all__ = [
+    "AccessConfig",
+    "Config",
+    "ConfigError",
+    "ConfigMistake",
+    "HttpConfig",
+    "SlackConfig",
+    "SlurmConfig",
+    "load_config",
+]
+
+
+MistakeCode = Literal[
+    "unreadable", "unknown_table", "unknown_key", "wrong_type", "not_one_of", "out_of_range", "invalid", "other"
+]
+ValueType = Literal["string", "int", "float", "bool", "tuple", "list", "path", "dict", "model"]  # pydantic's names
+Bound = Literal["gt", "ge", "lt", "le"]
+_VALUE_TYPES = frozenset(get_args(ValueType))
+_BOUNDS: tuple[Bound, ...] = get_args(Bound)
+
+
+@dataclass(frozen=True)
+class ConfigMistake:
+    """One mistake of the config, worded by bot/words/config.py. `file` None: no file (defaults and overrides).
+    Where: `tables` and `key` (`[access] users[0]`: ("access",) and "users[0]"; an unknown table: () and its name).
+    `value` as written, None where it is not kept: a table, or an env value (it may be a secret, never echoed).
+    By `code`: unknown_table, unknown_key: `known` (the names taken there) and `close` (the closest, if any);
+    wrong_type: `expected`; not_one_of: `choices`; out_of_range: `bound` (("ge", 1.0): at least 1); invalid: `detail`,
+    the validator's; unreadable: `detail`, the OS's or TOML's error; the others: `detail`, pydantic's message."""
+
+    file: Path | None
+    code: MistakeCode
+    tables: tuple[str, ...] = ()
+    key: str = ""
+    value: object = None
+    expected: ValueType | None = None
+    choices: tuple[str, ...] = ()
+    bound: tuple[Bound, float] | None = None
+    known: tuple[str, ...] = ()
+    close: str | None = None
+    detail: str = ""
 
 
 class ConfigError(ValueError):
-    pass
+    """The config is refused: `mistakes`, each a fact, or `text`, a refusal that bot/ worded itself (the API tokens,
+    bot/http/auth.py). bot/words/config.py's config_error_text says it to people; the message is for logs."""
+
+    def __init__(self, mistakes: Sequence[ConfigMistake] = (), *, text: str | None = None) -> None:
+        self.mistakes, self.text = tuple(mistakes), text
+        facts = (f"{m.file or 'config'}: {'.'.join((*m.tables, m.key))}: {m.code}" for m in self.mistakes)
+        super().__init__(text if text is not None else "; ".join(facts))
 
 
 def _absent() -> Any:
@@ -197,59 +244,44 @@ def load_config(
     path: Path | None = None, *, base_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Config:
     """Read `path` (if given) over the defaults, then `overrides` (`{"runner.warm_start": False}`); relative paths
-    are taken from base_dir (default: cwd). Any mistake is a ConfigError naming the file and the key."""
+    are taken from base_dir (default: cwd). Any mistake is a ConfigError: one ConfigMistake for each."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config file: {exc}") from exc
+            raise ConfigError([ConfigMistake(path, "unreadable", detail=str(exc))]) from exc
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.rpartition(".")
         raw.setdefault(section, {})[key] = value
     try:
         return Config.model_validate(raw, context={BASE_DIR: base_dir or Path.cwd()})
     except ValidationError as exc:
-        lines = [_mistake(error) for error in exc.errors()]
-        raise ConfigError(f"{path or 'config'}: " + f"\n{path or 'config'}: ".join(lines)) from None
+        raise ConfigError([_mistake(path, error) for error in exc.errors()]) from None
 
 
-_EXPECTED = {
-    "string": 'a string, e.g. "text"',
-    "int": "a whole number, e.g. 2",
-    "float": "a number, e.g. 2.5",
-    "bool": "true or false",
-    "tuple": 'a list, e.g. ["a", "b"]',
-    "list": 'a list, e.g. ["a", "b"]',
-    "path": 'a path, e.g. "output"',
-    "dict": 'a table, e.g. { KEY = "value" }',
-    "model": "a table",
-}
-
-
-def _mistake(error: ErrorDetails) -> str:
-    """One line: where (`[table] key = value`) and what would be right."""
+def _mistake(path: Path | None, error: ErrorDetails) -> ConfigMistake:
+    """One of pydantic's errors as a fact: where (tables and key), the value as written, what is wrong."""
     tables, key = _split_loc(error["loc"])
-    where = f"[{'.'.join(tables)}] {key}" if tables else key
-    hidden = isinstance(error["input"], dict) or "env" in error["loc"]  # an env value may be a secret: never echoed
-    shown = "" if hidden else f" = {toml_value(error['input'])}"
-    if error["type"] == "extra_forbidden":
-        return f"{where + shown if tables else f'[{key}]'}: {_unknown(tables, str(error['loc'][-1]))}"
-    kind = error["type"]
+    hidden = isinstance(error["input"], dict) or "env" in error["loc"]  # an env value may be a secret: never kept
+    at = ConfigMistake(path, "other", tables, key, None if hidden else error["input"], detail=error["msg"])
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        known, close = _known(tables, str(error["loc"][-1]))
+        return replace(at, code="unknown_key" if tables else "unknown_table", known=known, close=close)
     if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
-        what = "must be one of " + ", ".join(f'"{c}"' for c in choices)
-    elif kind == "value_error":
-        what = str(error["msg"]).removeprefix("Value error, ")
-    elif kind.endswith("_type") and kind.removesuffix("_type") in _EXPECTED:
-        what = "must be " + _EXPECTED[kind.removesuffix("_type")]
-    else:
-        what = str(error["msg"]).replace("Input should be", "must be")
-    return f"{where}{shown}: {what}"
+        return replace(at, code="not_one_of", choices=tuple(re.findall(r"'([^']*)'", str(ctx.get("expected", "")))))
+    if kind == "value_error":
+        return replace(at, code="invalid", detail=str(ctx.get("error", "")))
+    if kind.endswith("_type") and (name := kind.removesuffix("_type")) in _VALUE_TYPES:
+        return replace(at, code="wrong_type", expected=cast(ValueType, name))
+    if bound := next((b for b in _BOUNDS if b in ctx), None):
+        return replace(at, code="out_of_range", bound=(bound, float(ctx[bound])))
+    return at
 
 
-def _split_loc(loc: Sequence[str | int]) -> tuple[list[str], str]:
-    """('llm', 'flags', 'lr') -> (['llm'], 'lr'); ('access', 'users', 0) -> (['access'], 'users[0]')."""
+def _split_loc(loc: Sequence[str | int]) -> tuple[tuple[str, ...], str]:
+    """('llm', 'flags', 'lr') -> (('llm',), 'lr'); ('access', 'users', 0) -> (('access',), 'users[0]')."""
     parts = [p for i, p in enumerate(loc) if not (i == 1 and p == "flags" and loc[0] in ("llm", "vlm"))]
     tables: list[str] = []
     model: type[BaseModel] = Config
@@ -257,7 +289,7 @@ def _split_loc(loc: Sequence[str | int]) -> tuple[list[str], str]:
         tables.append(str(parts.pop(0)))
         model = sub
     key = str(parts[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts[1:])
-    return tables, key
+    return tuple(tables), key
 
 
 def _table_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
@@ -266,14 +298,10 @@ def _table_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     return sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
 
 
-def _unknown(tables: list[str], key: str) -> str:
+def _known(tables: Sequence[str], key: str) -> tuple[tuple[str, ...], str | None]:
+    """The names the table (the file itself: its tables) takes, and the one closest to `key`."""
     model: type[BaseModel] | None = Config
     for name in tables:
         model = model and _table_model(model, name)
-    known = sorted(model.model_fields) if model else []
-    close = difflib.get_close_matches(key, known, n=1)
-    if not tables:
-        hint = f"did you mean [{close[0]}]? " if close else ""
-        return f"unknown table; {hint}known tables: " + ", ".join(f"[{k}]" for k in known)
-    hint = f'did you mean "{close[0]}"? ' if close else ""
-    return f"unknown key; {hint}[{'.'.join(tables)}] takes: " + ", ".join(known)
+    known = tuple(sorted(model.model_fields)) if model else ()
+    return known, next(iter(difflib.get_close_matches(key, known, n=1)), None)

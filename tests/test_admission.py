@@ -16,6 +16,7 @@ import requests
 
 from bot.chat.handlers import Handlers
 from bot.words import failures as failure_words
+from bot.words.config import config_error_text
 from bot.words.notices import notice_text
 from runner import slurm_cli
 from runner.access import Caller
@@ -245,7 +246,8 @@ def test_log_dir_linked_elsewhere_is_refused_at_start_naming_the_key(tmp_path: P
     (base / "logs").symlink_to(elsewhere)  # `log_dir = "logs"` would write to elsewhere
     with pytest.raises(ConfigError) as refused:
         load_config(base_dir=base)
-    assert "[paths] log_dir" in str(refused.value) and str(elsewhere) in str(refused.value)
+    said = config_error_text(refused.value)
+    assert "[paths] log_dir" in said and str(elsewhere) in said
     os.rename(base / "logs", base / "old-link")
     assert load_config(base_dir=base).log_dir == base / "logs"
     assert load_config(base_dir=base, overrides={"paths.log_dir": str(elsewhere)}).log_dir == elsewhere

@@ -6,12 +6,15 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pydantic import BaseModel
 
 from bot.config_check import effective_config_text
-from runner.config import Config, ConfigError, load_config
+from bot.words.config import BOUNDS, EXPECTED, config_error_text
+from runner.config import Bound, Config, ConfigError, ValueType, load_config
+from runner.config_schema import BackendTable
 from tests.conftest import VENV_BIN
 
 # (the file, where the message must point, what it must say would be right)
@@ -97,9 +100,52 @@ def test_a_broken_config_is_refused_naming_the_key(tmp_path: Path, text: str, wh
     path.write_text(text)
     with pytest.raises(ConfigError) as refused:
         load_config(path, base_dir=tmp_path)
-    message = str(refused.value)
+    message = config_error_text(refused.value)
     assert message.startswith(f"{path}: {where}: ") and "\n" not in message
     assert right in message
+
+
+def refusal_of(tmp_path: Path, text: str) -> ConfigError:
+    path = tmp_path / "trainbot.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refusal:
+        load_config(path, base_dir=tmp_path)
+    return refusal.value
+
+
+def test_a_mistake_is_a_fact_with_the_file_the_key_and_what_is_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "trainbot.toml"
+    [key] = refusal_of(tmp_path, '[backend]\nknd = "slurm"\n').mistakes
+    assert (key.file, key.code, key.tables, key.key, key.value) == (path, "unknown_key", ("backend",), "knd", "slurm")
+    assert key.close == "kind" and key.known == tuple(sorted(BackendTable.model_fields))
+    [table] = refusal_of(tmp_path, "[backnd]\nkind = 'local'\n").mistakes
+    assert (table.code, table.tables, table.key, table.value) == ("unknown_table", (), "backnd", None)
+    assert table.close == "backend" and table.known == tuple(sorted(Config.model_fields))
+    [kind, users] = refusal_of(tmp_path, '[backend]\nkind = "slrum"\n[access]\nusers = ["U1", 2]\n').mistakes
+    assert (kind.code, kind.choices) == ("not_one_of", ("local", "slurm"))
+    assert (users.code, users.key, users.value, users.expected) == ("wrong_type", "users[1]", 2, "string")
+    [port] = refusal_of(tmp_path, "[slack]\nhttp_port = 70000\n").mistakes
+    assert (port.code, port.value, port.bound) == ("out_of_range", 70000, ("le", 65535))
+    [inventory] = refusal_of(tmp_path, "[gpus]\ninventory = -1\n").mistakes
+    assert inventory.code == "invalid" and "GPU count" in inventory.detail
+    [unreadable] = refusal_of(tmp_path, "[gpus\n").mistakes
+    assert (unreadable.file, unreadable.code, unreadable.key) == (path, "unreadable", "") and unreadable.detail
+
+
+def test_an_env_value_is_never_kept_nor_said(tmp_path: Path) -> None:
+    secret = refusal_of(tmp_path, '[swift.env]\nHF_TOKEN = 123456\n[llm.env]\nTOKEN = ["hf_x"]\n')
+    assert [(m.tables, m.key, m.value) for m in secret.mistakes] == [
+        (("swift",), "env.HF_TOKEN", None),
+        (("llm",), "env.TOKEN", None),
+    ]
+    assert "123456" not in config_error_text(secret) + str(secret) and "hf_x" not in config_error_text(secret)
+
+
+def test_every_type_and_bound_a_mistake_names_has_words() -> None:
+    assert set(EXPECTED) == set(get_args(ValueType)) and set(BOUNDS) == set(get_args(Bound))
+    assert config_error_text(ConfigError(text="TRAINBOT_API_TOKENS: entry 2 is wrong")) == (
+        "TRAINBOT_API_TOKENS: entry 2 is wrong"
+    )
 
 
 def trainbot(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -41,19 +41,19 @@ def load_tokens(http: HttpConfig, environ: Mapping[str, str] | None = None) -> d
     for n, item in enumerate(filter(None, (i.strip() for i in environ.get(TOKENS_ENV, "").split(","))), start=1):
         token, sep, user = item.partition("=")
         if not sep or not token.strip() or not user.strip():
-            raise ConfigError(f"{TOKENS_ENV}: entry {n} is not `TOKEN=USER_ID` (e.g. `s3cret=U123`)")
+            raise ConfigError(text=f"{TOKENS_ENV}: entry {n} is not `TOKEN=USER_ID` (e.g. `s3cret=U123`)")
         tokens[token.strip()] = user.strip()
     if http.tokens_file is not None:
         try:
             text = http.tokens_file.read_text()
         except OSError as exc:
-            raise ConfigError(f"[http] tokens_file: cannot read {http.tokens_file}: {exc.strerror}") from exc
+            raise ConfigError(text=f"[http] tokens_file: cannot read {http.tokens_file}: {exc.strerror}") from exc
         for n, line in enumerate(text.splitlines(), start=1):
             words = line.split("#", 1)[0].split()
             if not words:
                 continue
             if len(words) != 2:
-                raise ConfigError(f"[http] tokens_file: line {n} of {http.tokens_file} is not `TOKEN USER_ID`")
+                raise ConfigError(text=f"[http] tokens_file: line {n} of {http.tokens_file} is not `TOKEN USER_ID`")
             tokens[words[0]] = words[1]
     return tokens
 
