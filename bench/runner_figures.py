@@ -150,9 +150,11 @@ async def watching_cost(window_s: float) -> list[Row]:
                 assert len(running) == 8, [j.state for j in running]
                 steps_seen = [(await runtime.store.require(i)).progress.step or 0 for i in ids]
                 assert min(steps_seen) > 0, steps_seen
-                for job_id in ids:
-                    await runtime.supervisor.stop(job_id, by="bench")
                 rss = me.memory_info().rss / 2**20
+                for job_id in ids:  # a stop wakes the loop, which signals the job: wait for it to end
+                    await runtime.supervisor.stop(job_id, by="bench")
+                for job_id in ids:
+                    await asyncio.wait_for(_until(runtime, job_id, {JobState.STOPPED, JobState.FAILED}), 60)
             finally:
                 await runtime.close()
         per_min = cpu * 60
