@@ -34,13 +34,16 @@ class Connection:
     async def _tx(self, *, quiet: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction; `quiet`: a change no loop waits for (a reader saying it is alive) wakes none."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
+                await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # A cancelled await does not take back what aiosqlite's thread was given: BEGIN (or COMMIT) may
+                # still run after this. rollback() queues behind it and is a no-op outside a transaction; shielded
+                # so that the task's own cancellation cannot skip it.
+                await asyncio.shield(self._db.rollback())
                 raise
-            await self._db.execute("COMMIT")
             if not quiet:
                 self.changes.notify()
 

@@ -232,3 +232,19 @@ async def test_a_read_never_sees_another_tasks_uncommitted_change(store: JobStor
             raise RuntimeError("rolled back")
     got = await reader
     assert got is not None and got.output_dir == "/o/x"
+
+
+async def test_a_writer_cancelled_at_any_point_leaves_no_transaction_open(store: JobStore) -> None:
+    """A task cancelled while its write is under way (a bot closing its tasks) must not leave the shared
+    connection inside a transaction: the next write would fail with "cannot start a transaction within a
+    transaction" (seen when a bot closed while a Slack try was saving its conversation)."""
+    from storage.slack_cards import SlackCard
+
+    for attempt in range(300):
+        task = asyncio.create_task(store.save_slack_card(SlackCard(f"j{attempt}", "C1", f"{attempt}.0")))
+        for _ in range(attempt % 12):  # cancel it at a different point of its write each time
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.save_slack_card(SlackCard("after", "C1", f"{attempt}.1"))  # raised before the fix
+    assert await store.slack_card("after") is not None
