@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 
 from bench import ack_figures, api_figures, history_figures, runner_figures, slack_figures, try_figures, web_figures
@@ -70,7 +71,11 @@ async def run(short: bool, only: set[str]) -> list[Row]:
             continue
         t0 = time.monotonic()
         print(f"… {name}", file=sys.stderr, flush=True)
-        rows += await figure()
+        try:
+            rows += await figure()
+        except Exception as exc:  # one broken figure must not lose the others' rows: a row says it failed
+            traceback.print_exc()
+            rows.append(Row(f"{name}: the figure failed", f"{type(exc).__name__}: {exc}"[:200], met=False))
         print(f"  {name} done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     return rows
 
@@ -88,7 +93,7 @@ def main() -> int:
     rows = asyncio.run(run(args.short, set(args.figures)))
     print(f"\ntrainbot benchmarks, {dt.date.today()}, {machine()}{' (short run)' if args.short else ''}\n")
     print(table(rows))
-    return 0
+    return 1 if any(r.figure.endswith(": the figure failed") for r in rows) else 0
 
 
 if __name__ == "__main__":

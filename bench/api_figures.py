@@ -96,9 +96,13 @@ def _latency_rows(root: Path, n_jobs: int, samples: int) -> list[Row]:
     return rows
 
 
+ENDED = ("succeeded", "failed", "stopped")
+
+
 def _create_to_started(root: Path, jobs: int) -> list[float]:
     """POST with start=true, then the `started` event's arrival on the all-jobs SSE stream opened before."""
-    times = []
+    times: list[float] = []
+    ids: list[str] = []
     with (
         serve(root) as (url, _),
         requests.Session() as session,
@@ -117,7 +121,18 @@ def _create_to_started(root: Path, jobs: int) -> list[float]:
                 if event.get("job_id") == job["job_id"] and event.get("kind") in ("started", "failed"):
                     times.append(time.perf_counter() - t0)
                     break
+            ids.append(job["job_id"])
+        _until_ended(session, url, ids)  # their processes must not outlive the server (and write into `root`)
     return times
+
+
+def _until_ended(session: requests.Session, url: str, ids: list[str], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    for job_id in ids:
+        while session.get(f"{url}/training/jobs/{job_id}/status", timeout=10).json()["status"] not in ENDED:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still running after {timeout_s:.0f} s")
+            time.sleep(0.05)
 
 
 async def fill_root(root: Path, n_jobs: int) -> None:
