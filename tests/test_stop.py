@@ -19,6 +19,7 @@ import psutil
 from runner.config import Config
 from runner.runtime import Runtime
 from storage.actors import User
+from storage.jobs import JobStore
 from storage.models import Job, JobState, Kind, Run
 from tests.conftest import OpenRuntime
 from tests.waiting import wait_until
@@ -48,22 +49,7 @@ async def test_a_stop_before_swift_has_started_reaches_it_once_it_has(
     )
     try:
         rt = await open_runtime(config)
-        run = Run(
-            pid=launcher.pid,
-            proc_start_time=psutil.Process(launcher.pid).create_time(),
-            log_path=str(tmp_path / "job.log"),
-        )
-        job = await rt.store.create(
-            Job(
-                id="",
-                kind=Kind.LLM,
-                state=JobState.RUNNING,
-                output_dir=str(tmp_path / "o"),
-                gpus=("cpu",),
-                argv=("swift", "sft"),
-                train_run=run,
-            )
-        )
+        job = await _running_job(rt.store, launcher.pid, tmp_path)
         assert (await rt.supervisor.stop(job.id, by="U1")).state is JobState.STOPPING
         assert psutil.Process(launcher.pid).children() == []  # nothing had the signal: swift was not there yet
         go.touch()
@@ -119,22 +105,7 @@ async def test_a_bot_restarted_mid_stop_escalates_on_the_stops_own_deadlines(
         await wait_until(lambda: _exists(got), 20, "the stand-in trainer to be ready")
         first = await Runtime.open(config)
         await first.start()
-        run = Run(
-            pid=trainer.pid,
-            proc_start_time=psutil.Process(trainer.pid).create_time(),
-            log_path=str(tmp_path / "job.log"),
-        )
-        job = await first.store.create(
-            Job(
-                id="",
-                kind=Kind.LLM,
-                state=JobState.RUNNING,
-                output_dir=str(tmp_path / "o"),
-                gpus=("cpu",),
-                argv=("swift", "sft"),
-                train_run=run,
-            )
-        )
+        job = await _running_job(first.store, trainer.pid, tmp_path)
         asked = time.time()
         assert (await first.supervisor.stop(job.id, by="U1")).state is JobState.STOPPING
         term_at, kill_at = asked + config.stop_grace_s, asked + config.stop_grace_s + config.term_grace_s
@@ -171,3 +142,19 @@ async def test_a_bot_restarted_mid_stop_escalates_on_the_stops_own_deadlines(
         with contextlib.suppress(ProcessLookupError):
             trainer.kill()
         await trainer.wait()
+
+
+async def _running_job(store: JobStore, pid: int, tmp_path: Path) -> Job:
+    """A running job whose process is `pid` (a stand-in started by the test), as a launch would record it."""
+    run = Run(pid=pid, proc_start_time=psutil.Process(pid).create_time(), log_path=str(tmp_path / "job.log"))
+    return await store.create(
+        Job(
+            id="",
+            kind=Kind.LLM,
+            state=JobState.RUNNING,
+            output_dir=str(tmp_path / "o"),
+            gpus=("cpu",),
+            argv=("swift", "sft"),
+            train_run=run,
+        )
+    )
