@@ -15,18 +15,12 @@ from runner.access import Caller, check_manage, check_start
 from runner.actions import Action
 from runner.config import Config
 from runner.errors import GpuMissing
-from runner.job_request import MAX_NOTE, JobRequest, check_request, check_text, made_under
+from runner.job_request import MAX_NOTE, JobRequest, check_request, check_text
 from runner.planner import Plan
-from runner.supervisor import Supervisor
+from runner.supervisor import Submitted, Supervisor
 from storage.actors import actor
 from storage.jobs import JobStore
 from storage.models import Job
-
-
-@dataclass(frozen=True)
-class Submitted:
-    job: Job
-    new: bool  # False: the job an earlier request under the same idempotency key made
 
 
 @dataclass(frozen=True)
@@ -47,9 +41,7 @@ class JobService:
         that job (`new` False); for another request, IdempotencyKeyReused."""
         req = check_request(req, self.config)
         check_start(caller, self.config.access)
-        if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
-            return Submitted(first, new=False)
-        return Submitted(await self.supervisor.submit(req, idempotency_key=idempotency_key), new=True)
+        return await self.supervisor.submit_checked(req, idempotency_key=idempotency_key)
 
     async def dry_run(self, req: JobRequest, caller: Caller, *, strict: bool = False) -> DryRun:
         """The plan `create` would make. `strict`: refuse what `create` would refuse (access, GPUs that do not

@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner import actions, admission, leases, lifecycle, planner
@@ -39,6 +39,12 @@ from storage.models import Job, JobState, Purpose, Run, TryState
 from storage.notices import JobDeleted, Notice
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    new: bool  # False: the job an earlier request under the same idempotency key made
 
 
 class Supervisor:
@@ -99,28 +105,32 @@ class Supervisor:
         return self.probe.describe_missing(req.gpus)
 
     async def submit(self, req: JobRequest, *, idempotency_key: str | None = None) -> Job:
-        """Check a request (runner/job_request.py), record its job and queue it (`req.hold`: record only, `created`
-        until `start`). A job already made under `idempotency_key` from the same request is returned as it is,
-        nothing new recorded; from another request, IdempotencyKeyReused."""
-        req = check_request(req, self.config)
+        """Check a request (runner/job_request.py), record its job and queue it: what `submit_checked` does, for a
+        caller below the front ends (a script, a benchmark); they go through runner/service.py."""
+        return (await self.submit_checked(check_request(req, self.config), idempotency_key=idempotency_key)).job
+
+    async def submit_checked(self, req: JobRequest, *, idempotency_key: str | None = None) -> Submitted:
+        """Record the job of a request `check_request` returned and queue it (`req.hold`: record only, `created`
+        until `start`). A job already made under `idempotency_key` from the same request is returned as it is
+        (`new` False), nothing new recorded; from another request, IdempotencyKeyReused."""
         if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
-            return first
+            return Submitted(first, new=False)
         if (missing := await self._missing_gpus(req)) is not None:
             raise missing
         plan = self.plan(req)
         async with self._lock:  # no second job may take the folder (or the key) between the check and the create
             if idempotency_key is not None and (first := await made_under(self.store, idempotency_key, req)):
-                return first
+                return Submitted(first, new=False)
             admission.admit(self.config, None, Path(req.output_dir), req.overrides, await self.store.holding())
             try:
                 job = await self._create(req, plan, idempotency_key=idempotency_key)
             except sqlite3.IntegrityError:  # another process made the job under this key first: that is the job
                 if idempotency_key is None or (first := await made_under(self.store, idempotency_key, req)) is None:
                     raise
-                return first
+                return Submitted(first, new=False)
         if not req.hold:
             self.wake()
-        return job
+        return Submitted(job, new=True)
 
     async def _create(self, req: JobRequest, plan: Plan, *, idempotency_key: str | None) -> Job:
         draft = Job(
