@@ -6,6 +6,7 @@ JSON line at a time (runner/try_entry.py's protocol: `loaded`, then each request
 once it has read its stdin to the end. The bot follows that file as it grows (`SlurmTurn`, read as
 runner/try_process.TryProcess reads a local session's stdout) and Slurm's record of the job (scontrol) for its
 wait in Slurm's queue and its end. Each try loads the model afresh: no process is kept warm, none stays loaded.
+Both files go when the try ends (those a crashed bot left, when the next one starts).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ class SlurmTurn:
     """A try's Slurm batch job as the try loop sees a session's process: `pending()` while Slurm keeps it waiting,
     `loaded()`, then `ask()` for each of its `requests` in the order they were written; `close()` ends it."""
 
-    def __init__(self, slurm_id: str, requests: int, answers: Path, log: Path, poll_s: float) -> None:
-        self.slurm_id, self.requests, self.answers, self.log, self.poll_s = slurm_id, requests, answers, log, poll_s
+    def __init__(self, slurm_id: str, files: tuple[Path, Path], requests: int, log: Path, poll_s: float) -> None:
+        self.slurm_id, self.requests, self.log, self.poll_s = slurm_id, requests, log, poll_s
+        self.files, self.answers = files, files[1]  # the requests file and the answers file: gone after close()
         self.job: SlurmJob | None = None  # Slurm's record, as last asked
         self._asked_at = float("-inf")
         self._offset, self._partial = 0, b""
@@ -180,11 +182,13 @@ class SlurmTurn:
             except SlurmError:
                 log.warning("could not cancel the try's Slurm job %s", self.slurm_id, exc_info=True)
             self._gone = True
+        for path in self.files:  # a job still running holds them open: unlinked, they go when it ends
+            path.unlink(missing_ok=True)
 
 
 async def submit(config: Config, python: list[str], plan: Plan, log_path: Path, token: str) -> SlurmTurn:
     """Write the try's requests and hand its batch job to sbatch (TryFailed `slurm_refused` where it refuses)."""
-    folder = config.data_dir / "tries"
+    folder = tries_folder(config)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{plan.job.id}-{token}"
     requests, answers = folder / f"{stem}.requests.jsonl", folder / f"{stem}.answers.jsonl"
@@ -214,12 +218,24 @@ async def submit(config: Config, python: list[str], plan: Plan, log_path: Path, 
             workdir=config.base_dir,
             process_env=job_environment(config),
         )
-    except SlurmError as exc:
+    except (SlurmError, EnvNameError) as exc:
+        for path in (requests, answers):
+            path.unlink(missing_ok=True)
+        if isinstance(exc, EnvNameError):
+            raise TryFailed(plan.job.id, "slurm_refused", str(log_path), detail=str(exc)) from exc
         detail = exc.reason or exc.problem
         raise TryFailed(plan.job.id, "slurm_refused", str(log_path), detail=detail, strerror=exc.command) from exc
-    except EnvNameError as exc:
-        raise TryFailed(plan.job.id, "slurm_refused", str(log_path), detail=str(exc)) from exc
-    return SlurmTurn(slurm_id, len(lines), answers, log_path, config.slurm.poll_seconds)
+    return SlurmTurn(slurm_id, (requests, answers), len(lines), log_path, config.slurm.poll_seconds)
+
+
+def tries_folder(config: Config) -> Path:
+    return config.data_dir / "tries"
+
+
+def remove_left_files(config: Config) -> None:
+    """The requests and answers files of tries an earlier bot left (at start, none of this bot's is running)."""
+    for path in tries_folder(config).glob("*.jsonl"):
+        path.unlink(missing_ok=True)
 
 
 async def cancel_left(slurm_id: str | None, job_id: str, token: str | None) -> None:

@@ -101,6 +101,7 @@ class TryService:
         each is ended (it leaves by itself once it sees its stdin closed; a SIGKILL makes sure) and its lease
         given back."""
         remove_preambles(self.spawner.folder)
+        try_slurm.remove_left_files(self.config)
         for job in await self.store.trying():
             run = job.try_run
             if run.pid is not None and end_group(run.pid, run.proc_start_time):

@@ -101,12 +101,11 @@ def test_the_consoles_try_runs_as_a_slurm_batch_job_and_leaves_none_behind(train
     assert record.state == "COMPLETED" and record.raw["JobName"].startswith(f"trainbot-{trained.job_id}-try-")
     assert "gpu" not in record.raw.get("TresPerNode", "")  # gpu=cpu: no GPU asked of Slurm
     assert in_squeue(slurm_id) == ""
-    # its questions and answers are files under the data dir; its log is the try's log
+    # its questions and answers went through files under the data dir, gone once it was answered; its log is the
+    # try's log
     token = record.raw["JobName"].rsplit("-", 1)[1]
     folder = on_slurm.data_dir / "tries"
-    requests = (folder / f"{trained.job_id}-{token}.requests.jsonl").read_text().splitlines()
-    answers = (folder / f"{trained.job_id}-{token}.answers.jsonl").read_text().splitlines()
-    assert len(requests) == 4 and '"loaded"' in answers[0] and sum('"done"' in a for a in answers) == 4
+    assert folder.is_dir() and not list(folder.glob(f"{trained.job_id}-{token}.*"))
     assert Path(record.stdout_path or "") == on_slurm.log_dir / f"llm_try_{trained.job_id}.log"
 
 
@@ -169,7 +168,11 @@ async def test_a_try_held_in_slurms_queue_says_so_and_answers_once_released(
     trained: Trained, tiny_llm: dict[str, Any], tmp_path: Path, runtimes: list[Runtime]
 ) -> None:
     config = slurm_config(trained, tiny_llm, tmp_path, slurm='extra_args = ["--hold"]\n')
+    folder = config.data_dir / "tries"
+    folder.mkdir(parents=True)
+    (folder / f"{trained.job_id}-0123456789ab.answers.jsonl").write_text('{"loaded": {}}\n')  # an earlier bot's
     runtime = await opened(runtimes, config)
+    assert not list(folder.iterdir())  # a new bot removes what tries an earlier one left
     events: list[TryEvent] = []
     stream = await runtime.tries.open(TryAsk(trained.job_id, (Message("user", "hi"),), max_tokens=4), CONSOLE)
 
@@ -189,8 +192,11 @@ async def test_a_try_held_in_slurms_queue_says_so_and_answers_once_released(
         f"(scontrol release <slurm id> lets it go) (JobHeldUser)"
     )
     assert not any(isinstance(e, TryLoading) for e in events)
+    (requests,) = folder.glob("*.requests.jsonl")  # the question waits in its file for the batch job's stdin
+    assert '"hi"' in requests.read_text()
     await slurm_cli.checked(["scontrol", "release", waiting.slurm_job])
     await asyncio.wait_for(consuming, 180)
     done = events[-1]
     assert isinstance(done, TryDone) and done.slurm_job == waiting.slurm_job and done.answers[0].completion_tokens
     assert in_squeue(waiting.slurm_job) == ""
+    assert not list(folder.iterdir())  # its requests and answers files went with it
