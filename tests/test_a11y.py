@@ -107,7 +107,9 @@ def _edges(driver: Chrome, css: str) -> list[tuple[str, float, bool]]:
     ]
 
 
-def test_a_phone_shows_the_jobs_key_columns_and_the_whole_gpus_page(tmp_path: Path) -> None:
+def test_a_laptop_shows_every_column_of_the_jobs_a_phone_their_key_columns_and_the_whole_gpus_page(
+    tmp_path: Path,
+) -> None:
     fake_config(tmp_path, gpus=1, steps=400, step_s=0.2, sections=SIGNED_ONLY)
     with serving(tmp_path, TOKENS) as api, browser(tmp_path / "chrome") as driver:
         running = _job(api.url, "0", "output/running")
@@ -124,6 +126,16 @@ def test_a_phone_shows_the_jobs_key_columns_and_the_whole_gpus_page(tmp_path: Pa
             "a loss",
         )
         sign_in(driver, api.url, "tok-ann")
+        viewport(driver, 1200)  # a laptop: every column in view, nothing to scroll to the side
+        driver.get(api.url)
+        wait_until_sync(lambda: text_of(driver, f"#job-{running} td:nth-child(7)"), 20, "the loss in the table")
+        box = driver.execute_script("const s = document.querySelector('.scroll');return [s.scrollWidth, s.clientWidth]")
+        assert box[0] <= box[1], box
+        for text, right, shown in _edges(driver, f"table.jobs th, #job-{running} td"):
+            assert shown and right <= 1200, (text, right)
+        spilled = "return [...document.querySelectorAll('table.jobs td')].filter(td => td.scrollWidth > td.clientWidth)"
+        assert driver.execute_script(spilled + ".map(td => td.textContent.trim())") == []  # a long folder wraps
+        driver.save_screenshot(str(tmp_path / "jobs-laptop.png"))
         viewport(driver, PHONE)
         driver.get(api.url)
         wait_until_sync(lambda: text_of(driver, f"#job-{running} td:nth-child(7)"), 20, "the loss in the table")
