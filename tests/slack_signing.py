@@ -1,4 +1,4 @@
-"""Slack request signing and payload shapes for tests (used by ``tests/slack_standin.py``).
+"""Slack request signing and payload shapes for tests (used by ``tests/slack_standin/``).
 
 Slack signs every HTTP request it sends to an app: ``X-Slack-Signature: v0=<hex>`` where hex is
 HMAC-SHA256(signing_secret, ``v0:{X-Slack-Request-Timestamp}:{raw body}``).  Bolt rejects requests whose

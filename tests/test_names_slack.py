@@ -1,4 +1,4 @@
-"""Jobs named in Slack (the stand-in, tests/slack_standin.py): `name=` at creation, the name escaped beside the id on
+"""Jobs named in Slack (the stand-in, tests/slack_standin/): `name=` at creation, the name escaped beside the id on
 the card, in the thread and in every notice; `/train status <name>` and `/train list name=` find jobs by name;
 `/train note` adds a note its owner may change and others may not."""
 

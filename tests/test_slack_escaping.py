@@ -2,7 +2,7 @@
 
 A table of hostile strings goes through output folders, typed commands and log lines (tests/fake_swift.py prints
 them), and every payload the bot sends to the Slack stand-in is searched for a live `<…>` token
-(tests/slack_standin.py `live_tokens`): the job card (post and updates), thread replies, end and export notices,
+(tests/slack_standin/ `live_tokens`): the job card (post and updates), thread replies, end and export notices,
 answers to commands, errors, the Home view, the Stop confirmation and the loss curve's file title.
 """
 
