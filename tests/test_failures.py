@@ -7,14 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.words import failures as failure_words
-from runner.failures import (
-    TAIL_LINES,
-    Failure,
-    FailureClass,
-    classify_failure,
-    classify_text,
-    signal_from_returncode,
-)
+from runner.failures import TAIL_LINES, Failure, FailureClass, classify_failure, classify_text
 from runner.log_tail import clean_lines, read_log_tail
 from storage.failure_facts import BadArgument, CudaOom, HubUnreachable, Network, Unknown
 
@@ -292,29 +285,6 @@ def test_a_warning_before_the_traceback_does_not_decide() -> None:
     f = classify_text(1, text)
     assert f.cls is FailureClass.UNKNOWN
     assert said(f) == "swift failed: ValueError: boom"
-
-
-@pytest.mark.parametrize(
-    ("returncode", "expected"),
-    [
-        (None, None),
-        (0, None),
-        (1, None),
-        (255, None),
-        (-9, 9),
-        (-2, 2),
-        (137, 9),
-        (139, 11),
-        (130, 2),
-        (143, 15),
-        (247, 9),
-        (254, 2),
-        (241, 15),
-        (245, 11),
-    ],
-)
-def test_signal_from_returncode(returncode: int | None, expected: int | None) -> None:
-    assert signal_from_returncode(returncode) == expected
 
 
 def test_segfault_is_unknown_but_says_so() -> None:

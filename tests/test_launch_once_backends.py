@@ -26,8 +26,8 @@ from tests.launching import in_thread, leave_nothing, row, starts
 from tests.slurm_bot import bot, job_when
 from tests.slurm_bot import fake_config as slurm_fake_config
 from tests.slurm_cluster import require_slurm
-from tests.test_warm import ready_slot, sft, standin_backend
 from tests.waiting import wait_until, wait_until_sync
+from tests.warm_standin import ready_slot, sft, standin_backend
 
 # ---- the backend's side, with a launcher kept warm (runner/warm.py) ------------------------------------------
 

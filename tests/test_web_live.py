@@ -25,8 +25,8 @@ from runner.log_tail import clean_lines
 from tests.api_env import serving, start_serve
 from tests.browser import attr, browser, console_errors, sign_in, text_of
 from tests.slack_env import fake_config
-from tests.test_web import ANONYMOUS_TOO, SIGNED_ONLY, TOKENS, create
 from tests.waiting import wait_until_sync
+from tests.web_env import ANONYMOUS_TOO, SIGNED_ONLY, TOKENS, create
 
 BANNER = re.compile(r"^reconnecting… \(last update (?:(\d+)s|\d+m \d\ds) ago\)$")
 
