@@ -86,8 +86,8 @@ def _free_port() -> int:
 def test_an_open_job_page_survives_a_restart_of_serve_and_catches_up(tmp_path: Path) -> None:
     fake_config(tmp_path, steps=60, step_s=0.3, save_steps=20, sections=SIGNED_ONLY)
     port = str(_free_port())
-    first = start_serve(tmp_path, TOKENS, "--port", port)
-    with browser(tmp_path / "chrome") as driver:
+    with browser(tmp_path / "chrome") as driver:  # first: without chromium it skips before serve starts
+        first = start_serve(tmp_path, TOKENS, "--port", port)
         try:
             job = create(first.url, "tok-bob")
             sign_in(driver, first.url, "tok-bob")
