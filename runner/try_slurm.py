@@ -52,9 +52,11 @@ class SlurmTurn:
     """A try's Slurm batch job as the try loop sees a session's process: `pending()` while Slurm keeps it waiting,
     `loaded()`, then `ask()` for each of its `requests` in the order they were written; `close()` ends it."""
 
-    def __init__(self, slurm_id: str, files: tuple[Path, Path], requests: int, log: Path, poll_s: float) -> None:
+    def __init__(
+        self, slurm_id: str, requests: int, request_file: Path, answers: Path, log: Path, poll_s: float
+    ) -> None:
         self.slurm_id, self.requests, self.log, self.poll_s = slurm_id, requests, log, poll_s
-        self.files, self.answers = files, files[1]  # the requests file and the answers file: gone after close()
+        self.request_file, self.answers = request_file, answers  # both gone after close()
         self.job: SlurmJob | None = None  # Slurm's record, as last asked
         self._asked_at = float("-inf")
         self._offset, self._partial = 0, b""
@@ -182,8 +184,7 @@ class SlurmTurn:
             except SlurmError:
                 log.warning("could not cancel the try's Slurm job %s", self.slurm_id, exc_info=True)
             self._gone = True
-        for path in self.files:  # a job still running holds them open: unlinked, they go when it ends
-            path.unlink(missing_ok=True)
+        _remove(self.request_file, self.answers)  # a job still running holds them open: they go when it ends
 
 
 async def submit(config: Config, python: list[str], plan: Plan, log_path: Path, token: str) -> SlurmTurn:
@@ -218,14 +219,14 @@ async def submit(config: Config, python: list[str], plan: Plan, log_path: Path, 
             workdir=config.base_dir,
             process_env=job_environment(config),
         )
-    except (SlurmError, EnvNameError) as exc:
-        for path in (requests, answers):
-            path.unlink(missing_ok=True)
-        if isinstance(exc, EnvNameError):
-            raise TryFailed(plan.job.id, "slurm_refused", str(log_path), detail=str(exc)) from exc
+    except SlurmError as exc:
+        _remove(requests, answers)
         detail = exc.reason or exc.problem
         raise TryFailed(plan.job.id, "slurm_refused", str(log_path), detail=detail, strerror=exc.command) from exc
-    return SlurmTurn(slurm_id, (requests, answers), len(lines), log_path, config.slurm.poll_seconds)
+    except EnvNameError as exc:
+        _remove(requests, answers)
+        raise TryFailed(plan.job.id, "slurm_refused", str(log_path), detail=str(exc)) from exc
+    return SlurmTurn(slurm_id, len(lines), requests, answers, log_path, config.slurm.poll_seconds)
 
 
 def tries_folder(config: Config) -> Path:
@@ -234,7 +235,11 @@ def tries_folder(config: Config) -> Path:
 
 def remove_left_files(config: Config) -> None:
     """The requests and answers files of tries an earlier bot left (at start, none of this bot's is running)."""
-    for path in tries_folder(config).glob("*.jsonl"):
+    _remove(*tries_folder(config).glob("*.jsonl"))
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
         path.unlink(missing_ok=True)
 
 
