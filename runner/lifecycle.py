@@ -220,15 +220,19 @@ def requeue(job: Job) -> Change:
 
 
 def milestone(m: Milestone) -> Change:
-    """A checkpoint or an eval: an event and a notice."""
+    """A checkpoint or an eval: an event and a notice, while the job is under way (a job another bot on the same
+    database has settled meanwhile is told nothing after its end)."""
     if m.kind is MilestoneKind.CHECKPOINT:
         path = m.data.get("path")
         return Change(
-            event=ev.CheckpointSaved(step=m.step, path=path), notice=nt.CheckpointSaved(step=m.step, path=path)
+            expect=UNDER_WAY,
+            event=ev.CheckpointSaved(step=m.step, path=path),
+            notice=nt.CheckpointSaved(step=m.step, path=path),
         )
     metrics = {k: float(v) for k, v in m.data.items() if k.startswith("eval_") and isinstance(v, int | float)}
     epoch = m.data.get("epoch")
     return Change(
+        expect=UNDER_WAY,
         event=ev.EvalDone(step=m.step, metrics=metrics),
         notice=nt.EvalDone(step=m.step, epoch=epoch if isinstance(epoch, float) else None, metrics=metrics),
     )

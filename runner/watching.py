@@ -23,6 +23,7 @@ from runner.lifecycle import apply
 from runner.progress import ProgressTail, read_final_summary
 from runner.run_files import find_run_dir
 from runner.settle import Stopped, Succeeded, decide_outcome, ended_well
+from storage.errors import StaleState
 from storage.failure_facts import SchedulerEnded
 from storage.jobs import JobStore
 from storage.models import Job, JobState
@@ -89,7 +90,10 @@ class Watcher:
         if tail.progress != job.progress:
             await self.store.update(job.id, progress=tail.progress)
         for m in milestones:
-            await apply(self.store, job.id, lifecycle.milestone(m))
+            try:
+                await apply(self.store, job.id, lifecycle.milestone(m))
+            except StaleState:  # it has ended meanwhile (settled by another bot on this database)
+                return
 
     async def settle(self, job: Job, returncode: int | None, *, cause: SchedulerEnded | None = None) -> None:
         """The process is gone: decide how it ended, from its exit status, logging.jsonl and its log."""

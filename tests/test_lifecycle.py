@@ -19,6 +19,7 @@ from runner.config import AccessConfig
 from runner.errors import AlreadySucceeded, NothingToStop, NotRestartable
 from runner.failures import Failure
 from runner.lifecycle import apply
+from runner.progress import Milestone, MilestoneKind
 from runner.supervisor import JobRequest
 from storage.actors import User
 from storage.errors import StaleState
@@ -58,9 +59,14 @@ async def test_restart_clears_what_the_last_run_left_and_keeps_its_log(store: Jo
     made = await apply(store, made.id, lifecycle.running(made, 1.0, "swift sft"))
     made = await apply(store, made.id, lifecycle.stop_requested("UOWNER", 2.0, 5.0, 5.0))
     assert (made.stop_term_at, made.stop_kill_at) == (7.0, 12.0)
+    saved = Milestone(MilestoneKind.CHECKPOINT, 3, {"path": "/o/v0/checkpoint-3"})
+    await apply(store, made.id, lifecycle.milestone(saved))  # told while it stops
     failure = Failure(CudaOom(), "torch.OutOfMemoryError: CUDA out of memory")
     progress = Progress(step=3, max_steps=10, last_checkpoint="/o/v0/checkpoint-3")
     ended = await apply(store, made.id, lifecycle.fail(made, failure, progress, 1, 3.0))
+    with pytest.raises(StaleState):  # not after its end (a second bot on the database that saw it late)
+        await apply(store, made.id, lifecycle.milestone(saved))
+    assert [type(e.facts).__name__ for e in await store.events(made.id)][-2:] == ["CheckpointSaved", "Failed"]
     assert ended.state is S.FAILED and ended.failure == JobFailure(CudaOom()) and ended.exit_code == 1
     again = await apply(store, made.id, lifecycle.restart(ended, "UOWNER", ("swift", "sft", "--resume"), {}, "cmd"))
     assert again.state is S.QUEUED and again.argv == ("swift", "sft", "--resume")
