@@ -73,6 +73,7 @@ class Change:
 
     expect: frozenset[JobState] | None = None
     state: JobState | None = None
+    once_per_run: bool = False  # its event and notice only if the run has not had them (storage JobStore.update)
     expect_export: frozenset[ExportState] | None = None
     export_state: ExportState | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
@@ -90,6 +91,7 @@ async def apply(store: JobStore, job_id: str, change: Change) -> Job:
         expect_export=change.expect_export,
         event=change.event,
         notice=nt.Notice(job_id, change.notice) if change.notice is not None else None,
+        once_per_run=change.once_per_run,
         **change.fields,
     )
 
@@ -220,12 +222,13 @@ def requeue(job: Job) -> Change:
 
 
 def milestone(m: Milestone) -> Change:
-    """A checkpoint or an eval: an event and a notice, while the job is under way (a job another bot on the same
-    database has settled meanwhile is told nothing after its end)."""
+    """A checkpoint or an eval: an event and a notice, while the job is under way, once per run. Another bot on the
+    same database watches the same run: it has told nothing after the job's end, and tells no milestone twice."""
     if m.kind is MilestoneKind.CHECKPOINT:
         path = m.data.get("path")
         return Change(
             expect=UNDER_WAY,
+            once_per_run=True,
             event=ev.CheckpointSaved(step=m.step, path=path),
             notice=nt.CheckpointSaved(step=m.step, path=path),
         )
@@ -233,6 +236,7 @@ def milestone(m: Milestone) -> Change:
     epoch = m.data.get("epoch")
     return Change(
         expect=UNDER_WAY,
+        once_per_run=True,
         event=ev.EvalDone(step=m.step, metrics=metrics),
         notice=nt.EvalDone(step=m.step, epoch=epoch if isinstance(epoch, float) else None, metrics=metrics),
     )

@@ -89,12 +89,14 @@ class JobStore(JobLists, Outbox, WebSessions, SlackCards, SlackTryThreads):
         progress: Progress | None = None,
         event: EventFacts | None = None,
         notice: Notice | None = None,
+        once_per_run: bool = False,
         **changes: Any,
     ) -> Job:
         """Change a job. Which change may follow which is runner/lifecycle.py's: its transitions come here with
         the states they start from, `expect` (and `expect_export`), and apply only if the job is still in one of
         those (StaleState otherwise), so a race is refused, never written over. The event and the notice, if given,
-        are written in the same transaction."""
+        are written in the same transaction; `once_per_run`: not if the job's current run already has that very
+        event (two bots on one database watch the same run, and each reads its checkpoints and evals)."""
         now = time.time()
         async with self._tx() as db:
             async with db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
@@ -106,6 +108,8 @@ class JobStore(JobLists, Outbox, WebSessions, SlackCards, SlackTryThreads):
                 raise StaleState(job_id, str(job.state), tuple(sorted(str(e) for e in expect)))
             if expect_export is not None and job.export_state not in set(expect_export):
                 raise StaleState(job_id, str(job.export_state), tuple(sorted(str(e) for e in expect_export)))
+            if once_per_run and event is not None and await self._told_this_run(db, Event(job_id, event)):
+                event, notice = None, None
             if state is not None and state != job.state:
                 changes["state"] = state
                 if state is JobState.QUEUED:  # a restart goes to the back of the queue
@@ -218,6 +222,18 @@ class JobStore(JobLists, Outbox, WebSessions, SlackCards, SlackTryThreads):
         return [_event(r) for r in rows]
 
     # ---- internals --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _told_this_run(db: aiosqlite.Connection, event: Event) -> bool:
+        """Whether the job has had this very event (kind and facts) since its run began (started, or restarted)."""
+        sql = (
+            "SELECT 1 FROM events WHERE job_id = ? AND kind = ? AND facts = ? AND id > COALESCE("
+            "(SELECT MAX(id) FROM events WHERE job_id = ? AND kind IN (?, ?)), 0) LIMIT 1"
+        )
+        run_begins = (events.Started.kind, events.Restarted.kind)
+        args = (event.job_id, event.kind, events.encode(event.facts), event.job_id, *run_begins)
+        async with db.execute(sql, args) as cur:
+            return await cur.fetchone() is not None
 
     @staticmethod
     async def _event(db: aiosqlite.Connection, event: Event, now: float) -> None:

@@ -94,6 +94,33 @@ async def test_restart_clears_what_the_last_run_left_and_keeps_its_log(store: Jo
         await apply(store, made.id, lifecycle.restart(again, "UOWNER", (), {}, ""))
 
 
+async def test_each_checkpoint_and_eval_is_told_once_per_run_however_many_bots_watch_it(store: JobStore) -> None:
+    async def run_once(made: Job) -> Job:
+        made = await apply(store, made.id, lifecycle.launch(Run(launch_token="t"), scheduled=False))
+        return await apply(store, made.id, lifecycle.running(made, 1.0, "swift sft"))
+
+    await store.register_reader("slack", keep_s=60)  # someone reads the notices: they are kept for it
+    made = await run_once(await store.create(job()))
+    saved = Milestone(MilestoneKind.CHECKPOINT, 3, {"path": "/o/v0/checkpoint-3"})
+    evaluated = Milestone(MilestoneKind.EVAL, 3, {"step": 3, "epoch": 0.5, "eval_loss": 1.25})
+    for _ in range(2):  # a console beside the Slack bot: both watch the run and read the same logging.jsonl
+        await apply(store, made.id, lifecycle.milestone(evaluated))
+        await apply(store, made.id, lifecycle.milestone(saved))
+    later = Milestone(MilestoneKind.CHECKPOINT, 6, {"path": "/o/v0/checkpoint-6"})
+    await apply(store, made.id, lifecycle.milestone(later))
+    kinds = [type(e.facts).__name__ for e in await store.events(made.id)]
+    assert kinds.count("CheckpointSaved") == 2 and kinds.count("EvalDone") == 1, kinds
+    notices = [type(n.facts).__name__ for n in await store.notices(made.id)]
+    assert notices.count("CheckpointSaved") == 2 and notices.count("EvalDone") == 1, notices
+
+    ended = await apply(store, made.id, lifecycle.fail(made, Failure(CudaOom(), "oom"), Progress(step=6), 1, 3.0))
+    again = await apply(store, made.id, lifecycle.restart(ended, "UOWNER", ("swift", "sft"), {}, "cmd"))
+    await run_once(again)
+    await apply(store, made.id, lifecycle.milestone(saved))  # a new run from the start reaches step 3 again
+    kinds = [type(e.facts).__name__ for e in await store.events(made.id)]
+    assert kinds.count("CheckpointSaved") == 3 and kinds[-1] == "CheckpointSaved", kinds
+
+
 @pytest.mark.parametrize(
     ("state", "export", "checkpoint", "expected"),
     [

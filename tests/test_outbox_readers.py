@@ -154,6 +154,9 @@ async def test_a_console_and_the_slack_bot_on_one_database_both_get_every_notice
         await console.kill()
     assert in_slack[-1] == "job_succeeded" and "checkpoint" in in_slack and "job_started" in in_slack
     assert Counter(console.told(job_id)) == Counter(in_slack), (console.told(job_id), in_slack)  # nothing taken
+    # both runtimes watched the run and read its checkpoints: each is recorded and told once
+    saved = [str(r[0]) for r in query(config, "SELECT facts FROM events WHERE kind = 'checkpoint'")]
+    assert len(saved) == len(set(saved)) == in_slack.count("checkpoint") == 2, (saved, in_slack)
     assert readers(config) == ["slack"] and kept(config) == 0  # the console left; Slack has had everything
 
 
