@@ -73,12 +73,12 @@ class Change:
 
     expect: frozenset[JobState] | None = None
     state: JobState | None = None
-    once_per_run: bool = False  # its event and notice only if the run has not had them (storage JobStore.update)
     expect_export: frozenset[ExportState] | None = None
     export_state: ExportState | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     event: ev.EventFacts | None = None
     notice: nt.NoticeFacts | None = None
+    once_per_run: bool = False  # the event and notice only if the run has not had them yet (JobStore.update)
 
 
 async def apply(store: JobStore, job_id: str, change: Change) -> Job:
@@ -222,8 +222,8 @@ def requeue(job: Job) -> Change:
 
 
 def milestone(m: Milestone) -> Change:
-    """A checkpoint or an eval: an event and a notice, while the job is under way, once per run. Another bot on the
-    same database watches the same run: it has told nothing after the job's end, and tells no milestone twice."""
+    """A checkpoint or an eval: an event and a notice, while the job is under way, once per run (a console beside
+    the bot watches the same run: neither tells a milestone after the job's end, nor one the other has told)."""
     if m.kind is MilestoneKind.CHECKPOINT:
         path = m.data.get("path")
         return Change(
